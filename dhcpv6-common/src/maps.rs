@@ -1,0 +1,194 @@
+//! Layouts of the BPF maps pinned under `/sys/fs/bpf/dhcpv6/`.
+//!
+//! The daemon writes [`IfaceReply`] (keyed by ifindex) and reads [`Counters`]; the XDP program
+//! reads the first and only increments the second. All fields are plain integers and byte
+//! arrays so that the layouts are identical on both sides and `bpftool map dump` can print
+//! them by name from BTF.
+
+use bytemuck::{Pod, Zeroable};
+
+/// Directory under the bpffs mount where the daemon pins program, link and maps.
+pub const PIN_DIR: &str = "dhcpv6";
+pub const MAP_IFACE_REPLY: &str = "DHCPV6_IFACES";
+pub const MAP_COUNTERS: &str = "DHCPV6_COUNTERS";
+pub const MAP_SCRATCH: &str = "DHCPV6_SCRATCH";
+pub const PROGRAM_NAME: &str = "dhcpv6_xdp";
+
+/// Interfaces the fast path can serve at once.
+pub const MAX_IFACES: u32 = 4096;
+
+/// Limits of the fast path. A request outside them is passed to userspace, which answers it
+/// (the userspace twin applies the same limits when it models the fast path).
+pub mod limits {
+    /// Options walked in one Information-Request.
+    pub const MAX_OPTIONS: usize = 32;
+    /// Option codes read from one Option Request option.
+    pub const MAX_ORO_CODES: usize = 64;
+    /// Largest UDP datagram (header included) whose checksum the program verifies.
+    pub const MAX_REQUEST_UDP_LEN: usize = 512;
+    /// Prebuilt option segments per interface (Server Identifier included).
+    pub const MAX_SEGMENTS: usize = 16;
+    /// Bytes of prebuilt options per interface.
+    pub const BLOCK_CAP: usize = 1024;
+    /// Size of the block buffer: twice the cap, so that an offset and a length each masked
+    /// with `BLOCK_MASK` always stay inside it (a bound the verifier can see).
+    pub const BLOCK_BUF: usize = 2048;
+    pub const BLOCK_MASK: usize = BLOCK_CAP - 1;
+    /// Requestable-only segments must have codes below this (the program keeps the
+    /// Option Request as a 128-bit mask).
+    pub const ORO_MASK_CODES: u16 = 128;
+}
+
+/// [`IfaceReply::flags`]: answer Information-Requests in XDP on this interface. Without it the
+/// program only classifies and counts (`--no-fast-path`).
+pub const IFACE_FAST_PATH: u16 = 1;
+
+/// [`Segment::flags`]: include this option only when the client's Option Request names it.
+pub const SEG_REQUESTED_ONLY: u16 = 1;
+
+/// One encoded option inside [`IfaceReply::block`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct Segment {
+    pub code: u16,
+    pub flags: u16,
+    /// Offset into the block.
+    pub off: u16,
+    /// Length of the whole option, header included.
+    pub len: u16,
+    /// One's-complement sum of the option's bytes as 16-bit big-endian words from an even
+    /// offset (a trailing odd byte is the high half of a word), not folded beyond 16 bits.
+    /// Precomputed so the program only adds it (swapped when the option lands at an odd offset).
+    pub csum: u16,
+    pub _pad: u16,
+}
+
+/// Per-interface reply data, keyed by ifindex (`u32`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub struct IfaceReply {
+    /// The interface's MAC: source of every reply.
+    pub mac: [u8; 6],
+    pub flags: u16,
+    /// The interface's link-local address: source of every reply.
+    pub link_local: [u8; 16],
+    /// Our DUID, compared with a Server Identifier the client sent.
+    pub duid: [u8; 132],
+    pub duid_len: u16,
+    pub nsegs: u16,
+    /// Bumped on every rewrite, so an operator can see the daemon keeping the map in step.
+    pub generation: u32,
+    pub segs: [Segment; limits::MAX_SEGMENTS],
+    /// Encoded options: Server Identifier first, then the configured options in order.
+    pub block: [u8; limits::BLOCK_BUF],
+}
+
+impl Default for IfaceReply {
+    fn default() -> Self {
+        Zeroable::zeroed()
+    }
+}
+
+/// What the program did with each frame, one field per outcome (per CPU; userspace sums).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct Counters {
+    /// Every frame the program ran on.
+    pub frames: u64,
+    /// IPv6 UDP datagrams to port 547 (on an Ethernet with up to two VLAN tags).
+    pub dhcp: u64,
+    /// Information-Requests answered with XDP_TX.
+    pub answered: u64,
+    /// Not Information-Request (Solicit, Relay-Forward, ...): for userspace.
+    pub pass_other_msg: u64,
+    /// No reply data for the ingress interface.
+    pub pass_no_iface: u64,
+    /// The interface has reply data but the fast path is off (`--no-fast-path`).
+    pub pass_fast_path_off: u64,
+    /// IPv6 extension headers, or more than two VLAN tags.
+    pub pass_headers: u64,
+    /// Source not link-local, or destination neither ff02::1:2 nor our link-local address.
+    pub pass_addressing: u64,
+    /// IPv6 and UDP lengths disagree, or the frame is shorter than they say: the kernel judges.
+    pub pass_length: u64,
+    /// UDP checksum not verified (wrong, or left to offload): the kernel judges.
+    pub pass_checksum: u64,
+    /// Over a fast-path limit (options, ORO codes, request size, reply size).
+    pub pass_limits: u64,
+    /// The frame could not grow to the reply's size (`bpf_xdp_adjust_tail` refused).
+    pub pass_no_room: u64,
+    /// Malformed DHCPv6: an option past the end, a bad DUID length, a short header.
+    pub drop_malformed: u64,
+    /// IA_NA, IA_TA or IA_PD in an Information-Request (RFC 9915 section 16.12).
+    pub drop_ia_present: u64,
+    /// A Server Identifier that is not ours (RFC 9915 section 16.12).
+    pub drop_foreign_server_id: u64,
+}
+
+impl Counters {
+    /// Field names and values in declaration order, for metrics and `dhcpv6d stats`.
+    pub fn fields(&self) -> [(&'static str, u64); 15] {
+        [
+            ("frames", self.frames),
+            ("dhcp", self.dhcp),
+            ("answered", self.answered),
+            ("pass_other_msg", self.pass_other_msg),
+            ("pass_no_iface", self.pass_no_iface),
+            ("pass_fast_path_off", self.pass_fast_path_off),
+            ("pass_headers", self.pass_headers),
+            ("pass_addressing", self.pass_addressing),
+            ("pass_length", self.pass_length),
+            ("pass_checksum", self.pass_checksum),
+            ("pass_limits", self.pass_limits),
+            ("pass_no_room", self.pass_no_room),
+            ("drop_malformed", self.drop_malformed),
+            ("drop_ia_present", self.drop_ia_present),
+            ("drop_foreign_server_id", self.drop_foreign_server_id),
+        ]
+    }
+
+    pub fn add(&mut self, o: &Counters) {
+        let a: &mut [u64; 15] = bytemuck::cast_mut(self);
+        let b: &[u64; 15] = bytemuck::cast_ref(o);
+        for (x, y) in a.iter_mut().zip(b) {
+            *x = x.wrapping_add(*y);
+        }
+    }
+}
+
+/// Scratch space for the program (a one-slot per-CPU array), kept off the 512-byte stack.
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+pub struct Scratch {
+    /// The client's Client Identifier option, copied out before the frame is rewritten.
+    pub client_id: [u8; 136],
+}
+
+#[cfg(feature = "user")]
+mod user {
+    // SAFETY: all three are #[repr(C)] and Pod (no padding, any bit pattern valid).
+    unsafe impl aya::Pod for super::IfaceReply {}
+    unsafe impl aya::Pod for super::Counters {}
+    unsafe impl aya::Pod for super::Segment {}
+}
+
+/// One's-complement sum of `bytes` as big-endian 16-bit words from an even offset, folded
+/// to 16 bits. Shared so the daemon precomputes segment sums exactly as the program adds them.
+pub fn csum_add_bytes(mut acc: u32, bytes: &[u8]) -> u32 {
+    let mut i = 0;
+    while i + 1 < bytes.len() {
+        acc += u32::from(u16::from_be_bytes([bytes[i], bytes[i + 1]]));
+        i += 2;
+    }
+    if i < bytes.len() {
+        acc += u32::from(bytes[i]) << 8;
+    }
+    fold(acc)
+}
+
+/// Fold a 32-bit one's-complement accumulator into 16 bits.
+pub const fn fold(mut acc: u32) -> u32 {
+    acc = (acc & 0xffff) + (acc >> 16);
+    acc = (acc & 0xffff) + (acc >> 16);
+    acc
+}

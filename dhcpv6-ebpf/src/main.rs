@@ -1,0 +1,148 @@
+//! XDP fast path for DHCPv6 Information-Request.
+//!
+//! One direction only: the daemon writes per-interface reply data into `DHCPV6_IFACES`; this
+//! program reads it, answers what the fast-path contract allows with XDP_TX, drops what
+//! RFC 9915 says to discard, passes the rest up, and counts every outcome per CPU.
+#![no_std]
+#![no_main]
+
+mod csum;
+mod frame;
+mod request;
+mod reply;
+
+use aya_ebpf::{
+    bindings::xdp_action,
+    btf_maps::{HashMap, PerCpuArray},
+    macros::{btf_map, xdp},
+    programs::XdpContext,
+};
+use dhcpv6_common::{limits, Counters, IfaceReply, Scratch, IFACE_FAST_PATH, MAX_IFACES};
+
+use crate::request::Request;
+
+/// BPF_F_NO_PREALLOC: replaced entries are freed after an RCU grace period, so a program
+/// still reading the old reply data never sees it reused mid-read.
+const NO_PREALLOC: usize = 1;
+
+#[btf_map]
+static DHCPV6_IFACES: HashMap<u32, IfaceReply, { MAX_IFACES as usize }, NO_PREALLOC> = HashMap::new();
+
+#[btf_map]
+static DHCPV6_COUNTERS: PerCpuArray<Counters, 1> = PerCpuArray::new();
+
+#[btf_map]
+static DHCPV6_SCRATCH: PerCpuArray<Scratch, 1> = PerCpuArray::new();
+
+/// What became of a frame; each maps to one counter and one XDP action.
+#[derive(Clone, Copy)]
+pub enum Verdict {
+    /// Not IPv6 UDP to port 547: not ours to count beyond `frames`.
+    NotDhcp,
+    Answered,
+    PassHeaders,
+    PassOtherMsg,
+    PassNoIface,
+    PassFastPathOff,
+    PassAddressing,
+    PassLength,
+    PassChecksum,
+    PassLimits,
+    PassNoRoom,
+    DropMalformed,
+    DropIaPresent,
+    DropForeignServerId,
+}
+
+#[xdp]
+pub fn dhcpv6_xdp(ctx: XdpContext) -> u32 {
+    let Some(counters) = DHCPV6_COUNTERS.get_ptr_mut(0) else {
+        return xdp_action::XDP_PASS;
+    };
+    // SAFETY: a per-CPU slot, only touched by this program on this CPU.
+    let counters = unsafe { &mut *counters };
+    counters.frames += 1;
+    let verdict = handle(&ctx, counters);
+    count(counters, verdict)
+}
+
+#[inline(always)]
+fn count(c: &mut Counters, v: Verdict) -> u32 {
+    use xdp_action::{XDP_DROP, XDP_PASS, XDP_TX};
+    let (field, action) = match v {
+        Verdict::NotDhcp => return XDP_PASS,
+        Verdict::Answered => (&mut c.answered, XDP_TX),
+        Verdict::PassHeaders => (&mut c.pass_headers, XDP_PASS),
+        Verdict::PassOtherMsg => (&mut c.pass_other_msg, XDP_PASS),
+        Verdict::PassNoIface => (&mut c.pass_no_iface, XDP_PASS),
+        Verdict::PassFastPathOff => (&mut c.pass_fast_path_off, XDP_PASS),
+        Verdict::PassAddressing => (&mut c.pass_addressing, XDP_PASS),
+        Verdict::PassLength => (&mut c.pass_length, XDP_PASS),
+        Verdict::PassChecksum => (&mut c.pass_checksum, XDP_PASS),
+        Verdict::PassLimits => (&mut c.pass_limits, XDP_PASS),
+        Verdict::PassNoRoom => (&mut c.pass_no_room, XDP_PASS),
+        Verdict::DropMalformed => (&mut c.drop_malformed, XDP_DROP),
+        Verdict::DropIaPresent => (&mut c.drop_ia_present, XDP_DROP),
+        Verdict::DropForeignServerId => (&mut c.drop_foreign_server_id, XDP_DROP),
+    };
+    *field += 1;
+    action
+}
+
+#[inline(always)]
+fn handle(ctx: &XdpContext, counters: &mut Counters) -> Verdict {
+    let hdr = match frame::classify(ctx) {
+        Ok(h) => h,
+        Err(v) => return v,
+    };
+    counters.dhcp += 1;
+    let ifindex = ctx.ingress_ifindex() as u32;
+    let Some(iface) = DHCPV6_IFACES.get_ptr(ifindex) else {
+        return Verdict::PassNoIface;
+    };
+    // SAFETY: map values are valid for the program's run (RCU); the daemon replaces whole
+    // entries, never writes into one in place.
+    let iface = unsafe { &*iface };
+    if iface.flags & IFACE_FAST_PATH == 0 {
+        return Verdict::PassFastPathOff;
+    }
+    if let Err(v) = frame::check_addressing(ctx, &hdr, iface) {
+        return v;
+    }
+    let udp_len = match frame::check_lengths(ctx, &hdr) {
+        Ok(l) => l,
+        Err(v) => return v,
+    };
+    if udp_len < 12 {
+        return Verdict::DropMalformed;
+    }
+    if frame::msg_type(ctx, &hdr) != Some(dhcpv6_common::wire::msg::INFORMATION_REQUEST) {
+        return Verdict::PassOtherMsg;
+    }
+    if udp_len > limits::MAX_REQUEST_UDP_LEN {
+        return Verdict::PassLimits;
+    }
+    if !csum::udp_valid(ctx, &hdr, udp_len) {
+        return Verdict::PassChecksum;
+    }
+    let req: Request = match request::walk(ctx, &hdr, udp_len, iface) {
+        Ok(r) => r,
+        Err(v) => return v,
+    };
+    let Some(scratch) = DHCPV6_SCRATCH.get_ptr_mut(0) else {
+        return Verdict::PassLimits;
+    };
+    // SAFETY: per-CPU scratch, used only within this run.
+    let scratch = unsafe { &mut *scratch };
+    reply::write(ctx, &hdr, udp_len, iface, &req, scratch)
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

@@ -1,0 +1,187 @@
+//! Turns the request frame into the Reply in place and writes its checksum.
+//!
+//! Layout after the headers: Client Identifier (echoed, when sent), then the interface's
+//! prebuilt segments (Server Identifier first) that the Option Request selects.
+
+use aya_ebpf::{
+    helpers::generated::{bpf_xdp_adjust_tail, bpf_xdp_load_bytes, bpf_xdp_store_bytes},
+    programs::XdpContext,
+};
+use dhcpv6_common::{
+    fold,
+    limits::{BLOCK_CAP, BLOCK_MASK, MAX_SEGMENTS},
+    wire::{msg, IPPROTO_UDP, REPLY_HOP_LIMIT, SERVER_PORT},
+    IfaceReply, Scratch, SEG_REQUESTED_ONLY,
+};
+
+use crate::{
+    csum,
+    frame::{ptr_at, Hdr},
+    request::{requested, Request},
+    Verdict,
+};
+
+/// Largest Client Identifier option: 4 bytes of header and a 130-byte DUID.
+const CID_MAX: usize = 134;
+
+#[inline(always)]
+pub fn write(
+    ctx: &XdpContext,
+    hdr: &Hdr,
+    _req_udp_len: usize,
+    iface: &IfaceReply,
+    req: &Request,
+    scratch: &mut Scratch,
+) -> Verdict {
+    // Which prebuilt segments go out, and how long the options are.
+    let nsegs = iface.nsegs as usize;
+    let mut selected = 0u32;
+    let mut opts_len = 0usize;
+    for i in 0..MAX_SEGMENTS {
+        if i >= nsegs {
+            break;
+        }
+        let seg = &iface.segs[i];
+        if seg.flags & SEG_REQUESTED_ONLY == 0 || requested(&req.oro, seg.code) {
+            selected |= 1 << i;
+            opts_len += seg.len as usize;
+        }
+    }
+    if opts_len > BLOCK_CAP {
+        return Verdict::PassLimits;
+    }
+    let cid_len = req.cid_len;
+    if cid_len > CID_MAX {
+        return Verdict::PassLimits;
+    }
+    if cid_len > 0 {
+        // Copied out first: the frame is resized below and may lose the request's tail.
+        // SAFETY: the helper checks the frame range; the buffer holds CID_MAX bytes.
+        let rc = unsafe {
+            bpf_xdp_load_bytes(ctx.ctx, req.cid_off as u32, scratch.client_id.as_mut_ptr().cast(), cid_len as u32)
+        };
+        if rc != 0 {
+            return Verdict::DropMalformed;
+        }
+    }
+
+    let udp_len = 8 + 4 + cid_len + opts_len;
+    let new_len = hdr.l4 + udp_len;
+    let old_len = ctx.data_end() - ctx.data();
+    let delta = new_len as i32 - old_len as i32;
+    if delta != 0 {
+        // SAFETY: plain helper call on our own context.
+        if unsafe { bpf_xdp_adjust_tail(ctx.ctx, delta) } != 0 {
+            return Verdict::PassNoRoom;
+        }
+    }
+
+    // Headers: back to where the request came from.
+    let Some(eth) = ptr_at::<[u8; 12]>(ctx, 0) else { return Verdict::PassNoRoom };
+    let Some(ip) = ptr_at::<[u8; 40]>(ctx, hdr.l3) else { return Verdict::PassNoRoom };
+    let Some(udp) = ptr_at::<[u8; 12]>(ctx, hdr.l4) else { return Verdict::PassNoRoom };
+    // SAFETY: bounds checked by ptr_at; the three ranges do not overlap.
+    let (eth, ip, udp) = unsafe { (&mut *eth, &mut *ip, &mut *udp) };
+    let mut i = 0;
+    while i < 6 {
+        eth[i] = eth[6 + i];
+        eth[6 + i] = iface.mac[i];
+        i += 1;
+    }
+    let mut client = [0u8; 16];
+    let mut i = 0;
+    while i < 16 {
+        client[i] = ip[8 + i];
+        ip[24 + i] = client[i];
+        ip[8 + i] = iface.link_local[i];
+        i += 1;
+    }
+    ip[0] = 0x60;
+    ip[1] = 0;
+    ip[2] = 0;
+    ip[3] = 0;
+    let ulen = (udp_len as u16).to_be_bytes();
+    ip[4] = ulen[0];
+    ip[5] = ulen[1];
+    ip[6] = IPPROTO_UDP;
+    ip[7] = REPLY_HOP_LIMIT;
+    let client_port = u16::from_be_bytes([udp[0], udp[1]]);
+    let sport = SERVER_PORT.to_be_bytes();
+    udp[2] = udp[0];
+    udp[3] = udp[1];
+    udp[0] = sport[0];
+    udp[1] = sport[1];
+    udp[4] = ulen[0];
+    udp[5] = ulen[1];
+    udp[8] = msg::REPLY;
+
+    // Checksum: pseudo header, UDP header, message header, then the parts added below.
+    let mut acc = csum::sum16(&iface.link_local) + csum::sum16(&client);
+    acc += 2 * udp_len as u32 + u32::from(IPPROTO_UDP);
+    acc += u32::from(SERVER_PORT) + u32::from(client_port);
+    acc += u32::from(u16::from_be_bytes([udp[8], udp[9]])) + u32::from(u16::from_be_bytes([udp[10], udp[11]]));
+
+    let mut pos = hdr.l4 + 12;
+    if cid_len > 0 {
+        acc += csum::sum_client_id(&scratch.client_id, cid_len);
+        // SAFETY: the helper checks the frame range; cid_len <= CID_MAX <= buffer size.
+        if unsafe { bpf_xdp_store_bytes(ctx.ctx, pos as u32, scratch.client_id.as_mut_ptr().cast(), cid_len as u32) } != 0 {
+            return Verdict::PassNoRoom;
+        }
+        pos += cid_len;
+    }
+
+    // Segments are laid out back to back in the block: store each run of selected ones at once.
+    let mut run_off = 0usize;
+    let mut run_len = 0usize;
+    for i in 0..MAX_SEGMENTS {
+        if i >= nsegs {
+            break;
+        }
+        if selected & (1 << i) == 0 {
+            continue;
+        }
+        let seg = &iface.segs[i];
+        let odd = (pos - hdr.l4 + run_len) % 2 == 1;
+        acc += csum::at_parity(seg.csum, odd);
+        if run_len > 0 && run_off + run_len == seg.off as usize {
+            run_len += seg.len as usize;
+            continue;
+        }
+        if run_len > 0 {
+            if !store_block(ctx, iface, pos, run_off, run_len) {
+                return Verdict::PassNoRoom;
+            }
+            pos += run_len;
+        }
+        run_off = seg.off as usize;
+        run_len = seg.len as usize;
+    }
+    if run_len > 0 && !store_block(ctx, iface, pos, run_off, run_len) {
+        return Verdict::PassNoRoom;
+    }
+
+    let sum = !(fold(acc) as u16);
+    let sum = if sum == 0 { 0xffff } else { sum };
+    let Some(udp) = ptr_at::<[u8; 8]>(ctx, hdr.l4) else { return Verdict::PassNoRoom };
+    let sum = sum.to_be_bytes();
+    // SAFETY: bounds checked by ptr_at.
+    unsafe {
+        (*udp)[6] = sum[0];
+        (*udp)[7] = sum[1];
+    }
+    Verdict::Answered
+}
+
+/// Copies `len` bytes of the block from `off` into the frame at `pos`.
+#[inline(always)]
+fn store_block(ctx: &XdpContext, iface: &IfaceReply, pos: usize, off: usize, len: usize) -> bool {
+    let off = off & BLOCK_MASK;
+    if len == 0 || len > BLOCK_CAP {
+        return false;
+    }
+    // The masks give the verifier off < 1024 and len <= 1024 inside a 2048-byte buffer.
+    let src = iface.block[off..].as_ptr() as *mut core::ffi::c_void;
+    // SAFETY: the helper checks the frame range; the source range lies inside the block.
+    unsafe { bpf_xdp_store_bytes(ctx.ctx, pos as u32, src, len as u32) == 0 }
+}

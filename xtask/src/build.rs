@@ -1,0 +1,50 @@
+//! Builds the XDP object (nightly, bpfel-unknown-none) and the daemon that embeds it.
+
+use std::{
+    env,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{Context, Result};
+
+use crate::{toolchain, util::run};
+
+/// Where the daemon's build script looks for the object (see dhcpv6-user/build.rs).
+pub fn ebpf_object(root: &Path) -> PathBuf {
+    root.join("target/ebpf/bpfel-unknown-none/release/dhcpv6-ebpf")
+}
+
+pub fn build_ebpf(root: &Path) -> Result<PathBuf> {
+    let tools = toolchain::ensure(root)?;
+    let path = env::var_os("PATH").unwrap_or_default();
+    let mut paths = vec![tools.bin.clone()];
+    paths.extend(env::split_paths(&path));
+    run(Command::new("cargo")
+        .arg(format!("+{}", toolchain::NIGHTLY))
+        .args(["build", "--release", "--target", "bpfel-unknown-none", "-Z", "build-std=core"])
+        .arg("--target-dir")
+        .arg(root.join("target/ebpf"))
+        .current_dir(root.join("dhcpv6-ebpf"))
+        .env("PATH", env::join_paths(paths)?)
+        // The stable toolchain's variables must not leak into the nightly build.
+        .env_remove("RUSTUP_TOOLCHAIN")
+        .env_remove("RUSTC")
+        .env_remove("RUSTC_WRAPPER")
+        .env_remove("CARGO_TARGET_DIR"))
+    .context("building the XDP program (dhcpv6-ebpf)")?;
+    Ok(ebpf_object(root))
+}
+
+/// Builds everything; returns the path of the daemon binary.
+pub fn build_all(root: &Path, release: bool) -> Result<PathBuf> {
+    let obj = build_ebpf(root)?;
+    let mut cmd = Command::new("cargo");
+    cmd.args(["build", "--package", "dhcpv6-user", "--bins"]).current_dir(root);
+    cmd.env("DHCPV6_EBPF_OBJ", &obj);
+    if release {
+        cmd.arg("--release");
+    }
+    run(&mut cmd).context("building dhcpv6d")?;
+    Ok(root.join(if release { "target/release/dhcpv6d" } else { "target/debug/dhcpv6d" }))
+}
