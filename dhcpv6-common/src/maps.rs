@@ -73,7 +73,7 @@ pub struct IfaceReply {
     /// The interface's link-local address: source of every reply.
     pub link_local: [u8; 16],
     /// Our DUID, compared with a Server Identifier the client sent.
-    pub duid: [u8; 132],
+    pub duid: [u8; 136],
     pub duid_len: u16,
     pub nsegs: u16,
     /// Bumped on every rewrite, so an operator can see the daemon keeping the map in step.
@@ -160,9 +160,40 @@ impl Counters {
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
 pub struct Scratch {
-    /// The client's Client Identifier option, copied out before the frame is rewritten.
-    pub client_id: [u8; 136],
+    /// The request's UDP datagram, copied out of the frame once. The program walks it here
+    /// rather than in the frame: indexes masked with `REQ_MASK` are bounds the verifier sees,
+    /// where packet-pointer checks in loops get rewritten by the compiler into forms it
+    /// rejects. The slack past `MAX_REQUEST_UDP_LEN` lets a masked offset plus an option of
+    /// up to 136 bytes stay inside.
+    pub req: [u8; REQ_BUF],
+    /// What the option walk found, kept in memory rather than registers: the verifier then
+    /// sees one state per loop iteration instead of one per combination of findings.
+    pub found: WalkFound,
 }
+
+#[repr(C)]
+#[derive(Clone, Copy, Default, Pod, Zeroable)]
+pub struct WalkFound {
+    /// Option codes below 128 named in the Option Request option.
+    pub oro_mask: [u64; 2],
+    pub cid_off: u32,
+    pub cid_len: u32,
+    pub sid_off: u32,
+    pub sid_len: u32,
+    pub oro_off: u32,
+    pub oro_len: u32,
+    pub oro_count: u32,
+    pub ia: u32,
+    /// Set when an option breaks the rules (repeated or badly sized identifier, odd ORO).
+    pub malformed: u32,
+    /// Reply segments selected (bit per segment) and their total length.
+    pub selected: u32,
+    pub opts_len: u32,
+    pub _pad: u32,
+}
+
+pub const REQ_MASK: usize = 511;
+pub const REQ_BUF: usize = 512 + 144;
 
 #[cfg(feature = "user")]
 mod user {

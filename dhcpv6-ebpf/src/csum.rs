@@ -1,68 +1,61 @@
 //! UDP checksum: verify a request, and build a reply's from parts.
 
-use aya_ebpf::programs::XdpContext;
-use dhcpv6_common::{fold, limits::MAX_REQUEST_UDP_LEN, wire::IPPROTO_UDP};
+use aya_ebpf::helpers::generated::bpf_csum_diff;
+use dhcpv6_common::{fold, limits::MAX_REQUEST_UDP_LEN, wire::IPPROTO_UDP, REQ_BUF, REQ_MASK};
 
-use crate::frame::{be16, byte, Hdr};
-
-/// Sum of the 32 address bytes of the IPv6 header at `l3` (source and destination).
+/// One's-complement sum of `len4` bytes of `buf` from `off` (`len4` a multiple of 4, at most
+/// 512), as big-endian words. One helper call instead of a loop the verifier would unroll.
 #[inline(always)]
-fn sum_addresses(ctx: &XdpContext, l3: usize) -> Option<u32> {
-    let mut acc = 0u32;
-    let mut i = 0;
-    while i < 32 {
-        acc += u32::from(be16(ctx, l3 + 8 + i)?);
-        i += 2;
+fn sum_words(buf: &mut [u8; REQ_BUF], off: usize, len4: usize) -> Option<u32> {
+    let off = off & REQ_MASK;
+    let len4 = len4 & 0x3fc;
+    if len4 == 0 {
+        return Some(0);
+    }
+    if len4 > 512 {
+        return None;
+    }
+    let to = buf[off..].as_mut_ptr().cast();
+    // SAFETY: off < 512 and len4 <= 512 stay inside the 656-byte buffer... which the verifier
+    // checks again.
+    let r = unsafe { bpf_csum_diff(core::ptr::null_mut(), 0, to, len4 as u32, 0) };
+    if r < 0 {
+        return None;
+    }
+    // csum_diff adds native-endian (little-endian) words; folded and swapped it is the
+    // big-endian sum the checksum needs.
+    Some(u32::from((fold(r as u32) as u16).swap_bytes()))
+}
+
+/// Sum of `len` (< 512) bytes of `buf` from `off`, as big-endian words from an even offset:
+/// whole 32-bit words through the helper, the last 0 to 3 bytes by hand.
+#[inline(always)]
+pub fn sum_range(buf: &mut [u8; REQ_BUF], off: usize, len: usize) -> Option<u32> {
+    let len4 = len & !3;
+    let mut acc = sum_words(buf, off, len4)?;
+    let t = (off & REQ_MASK) + (len4 & 0x1fc);
+    let rest = len & 3;
+    if rest >= 1 {
+        let b1 = if rest >= 2 { buf[t + 1] } else { 0 };
+        acc += u32::from(u16::from_be_bytes([buf[t], b1]));
+    }
+    if rest == 3 {
+        acc += u32::from(buf[t + 2]) << 8;
     }
     Some(acc)
 }
 
-/// True when the request's UDP checksum is complete and right. Anything else (wrong, zero,
-/// or a partial sum left for offload by a local sender) is not ours to judge: the kernel is.
+/// True when the request's UDP checksum (over the datagram copied into `req`) is complete
+/// and right. Anything else (wrong, zero, or a partial sum left for offload by a local
+/// sender) is not ours to judge: the kernel is.
 #[inline(always)]
-pub fn udp_valid(ctx: &XdpContext, hdr: &Hdr, udp_len: usize) -> bool {
-    match be16(ctx, hdr.l4 + 6) {
-        Some(0) | None => return false,
-        Some(_) => {}
-    }
-    let Some(mut acc) = sum_addresses(ctx, hdr.l3) else {
+pub fn udp_valid(src: &[u8; 16], dst: &[u8; 16], req: &mut [u8; REQ_BUF], udp_len: usize) -> bool {
+    if udp_len > MAX_REQUEST_UDP_LEN || (req[6] == 0 && req[7] == 0) {
         return false;
-    };
-    acc += udp_len as u32 + u32::from(IPPROTO_UDP);
-    for i in 0..MAX_REQUEST_UDP_LEN / 2 {
-        let off = i * 2;
-        if off >= udp_len {
-            break;
-        }
-        let word = if off + 1 < udp_len {
-            match be16(ctx, hdr.l4 + off) {
-                Some(w) => u32::from(w),
-                None => return false,
-            }
-        } else {
-            match byte(ctx, hdr.l4 + off) {
-                Some(b) => u32::from(b) << 8,
-                None => return false,
-            }
-        };
-        acc += word;
     }
+    let Some(body) = sum_range(req, 0, udp_len) else { return false };
+    let acc = sum16(src) + sum16(dst) + udp_len as u32 + u32::from(IPPROTO_UDP) + body;
     fold(acc) == 0xffff
-}
-
-/// Sum of `bytes[..len]` as big-endian words from an even offset (`len` at most 134).
-#[inline(always)]
-pub fn sum_client_id(bytes: &[u8; 136], len: usize) -> u32 {
-    let mut acc = 0u32;
-    for i in 0..67 {
-        let j = i * 2;
-        if j >= len {
-            break;
-        }
-        let lo = if j + 1 < len { bytes[j + 1] } else { 0 };
-        acc += u32::from(u16::from_be_bytes([bytes[j], lo]));
-    }
-    acc
 }
 
 #[inline(always)]

@@ -1,6 +1,6 @@
 //! Header classification: Ethernet, up to two VLAN tags, IPv6 without extension headers, UDP/547.
 
-use aya_ebpf::programs::XdpContext;
+use aya_ebpf::{helpers::generated::bpf_xdp_get_buff_len, programs::XdpContext};
 use dhcpv6_common::{
     wire::{ALL_DHCP_RELAY_AGENTS_AND_SERVERS, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IPV6, IPPROTO_UDP, SERVER_PORT},
     IfaceReply,
@@ -94,20 +94,20 @@ fn eq16(a: &[u8; 16], b: &[u8; 16]) -> bool {
     a0 == b0 && a1 == b1
 }
 
-/// From a link-local source, to ff02::1:2 or our own link-local address.
+/// From a link-local source, to ff02::1:2 or our own link-local address. Returns both.
 #[inline(always)]
-pub fn check_addressing(ctx: &XdpContext, hdr: &Hdr, iface: &IfaceReply) -> Result<(), Verdict> {
+pub fn check_addressing(ctx: &XdpContext, hdr: &Hdr, iface: &IfaceReply) -> Result<([u8; 16], [u8; 16]), Verdict> {
     let src = ptr_at::<[u8; 16]>(ctx, hdr.l3 + 8).ok_or(Verdict::PassLength)?;
     let dst = ptr_at::<[u8; 16]>(ctx, hdr.l3 + 24).ok_or(Verdict::PassLength)?;
     // SAFETY: bounds checked by ptr_at.
-    let (src, dst) = unsafe { (&*src, &*dst) };
+    let (src, dst) = unsafe { (*src, *dst) };
     if src[0] != 0xfe || src[1] & 0xc0 != 0x80 {
         return Err(Verdict::PassAddressing);
     }
-    if !eq16(dst, &ALL_DHCP_RELAY_AGENTS_AND_SERVERS) && !eq16(dst, &iface.link_local) {
+    if !eq16(&dst, &ALL_DHCP_RELAY_AGENTS_AND_SERVERS) && !eq16(&dst, &iface.link_local) {
         return Err(Verdict::PassAddressing);
     }
-    Ok(())
+    Ok((src, dst))
 }
 
 /// UDP length equal to the IPv6 payload length and inside the frame; returns it.
@@ -118,7 +118,11 @@ pub fn check_lengths(ctx: &XdpContext, hdr: &Hdr) -> Result<usize, Verdict> {
     if udp_len != payload || udp_len < 8 {
         return Err(Verdict::PassLength);
     }
-    if ctx.data() + hdr.l4 + udp_len > ctx.data_end() {
+    // The frame's length comes from a helper on purpose: were it derived from data_end, the
+    // compiler would use this comparison to drop later bounds checks that the verifier needs.
+    // SAFETY: plain helper call on our own context.
+    let frame_len = unsafe { bpf_xdp_get_buff_len(ctx.ctx) } as usize;
+    if hdr.l4 + udp_len > frame_len {
         return Err(Verdict::PassLength);
     }
     Ok(udp_len)

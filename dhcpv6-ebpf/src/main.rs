@@ -13,6 +13,7 @@ mod reply;
 
 use aya_ebpf::{
     bindings::xdp_action,
+    helpers::generated::bpf_xdp_load_bytes,
     btf_maps::{HashMap, PerCpuArray},
     macros::{btf_map, xdp},
     programs::XdpContext,
@@ -106,9 +107,10 @@ fn handle(ctx: &XdpContext, counters: &mut Counters) -> Verdict {
     if iface.flags & IFACE_FAST_PATH == 0 {
         return Verdict::PassFastPathOff;
     }
-    if let Err(v) = frame::check_addressing(ctx, &hdr, iface) {
-        return v;
-    }
+    let (src, dst) = match frame::check_addressing(ctx, &hdr, iface) {
+        Ok(a) => a,
+        Err(v) => return v,
+    };
     let udp_len = match frame::check_lengths(ctx, &hdr) {
         Ok(l) => l,
         Err(v) => return v,
@@ -122,19 +124,26 @@ fn handle(ctx: &XdpContext, counters: &mut Counters) -> Verdict {
     if udp_len > limits::MAX_REQUEST_UDP_LEN {
         return Verdict::PassLimits;
     }
-    if !csum::udp_valid(ctx, &hdr, udp_len) {
-        return Verdict::PassChecksum;
-    }
-    let req: Request = match request::walk(ctx, &hdr, udp_len, iface) {
-        Ok(r) => r,
-        Err(v) => return v,
-    };
     let Some(scratch) = DHCPV6_SCRATCH.get_ptr_mut(0) else {
         return Verdict::PassLimits;
     };
     // SAFETY: per-CPU scratch, used only within this run.
     let scratch = unsafe { &mut *scratch };
-    reply::write(ctx, &hdr, udp_len, iface, &req, scratch)
+    // SAFETY: the helper checks the frame range; udp_len <= 512 < the buffer's size.
+    let rc = unsafe {
+        bpf_xdp_load_bytes(ctx.ctx, hdr.l4 as u32, scratch.req.as_mut_ptr().cast(), (udp_len & 1023) as u32)
+    };
+    if rc != 0 {
+        return Verdict::PassLength;
+    }
+    if !csum::udp_valid(&src, &dst, &mut scratch.req, udp_len) {
+        return Verdict::PassChecksum;
+    }
+    let req: Request = match request::walk(scratch, udp_len, iface) {
+        Ok(r) => r,
+        Err(v) => return v,
+    };
+    reply::write(ctx, &hdr, &src, iface, &req, scratch)
 }
 
 #[cfg(not(test))]

@@ -4,14 +4,14 @@
 //! prebuilt segments (Server Identifier first) that the Option Request selects.
 
 use aya_ebpf::{
-    helpers::generated::{bpf_xdp_adjust_tail, bpf_xdp_load_bytes, bpf_xdp_store_bytes},
+    helpers::generated::{bpf_xdp_adjust_tail, bpf_xdp_store_bytes},
     programs::XdpContext,
 };
 use dhcpv6_common::{
     fold,
     limits::{BLOCK_CAP, BLOCK_MASK, MAX_SEGMENTS},
     wire::{msg, IPPROTO_UDP, REPLY_HOP_LIMIT, SERVER_PORT},
-    IfaceReply, Scratch, SEG_REQUESTED_ONLY,
+    IfaceReply, Scratch, REQ_MASK, SEG_REQUESTED_ONLY,
 };
 
 use crate::{
@@ -28,25 +28,37 @@ const CID_MAX: usize = 134;
 pub fn write(
     ctx: &XdpContext,
     hdr: &Hdr,
-    _req_udp_len: usize,
+    client: &[u8; 16],
     iface: &IfaceReply,
     req: &Request,
     scratch: &mut Scratch,
 ) -> Verdict {
-    // Which prebuilt segments go out, and how long the options are.
+    // Which prebuilt segments go out, and how long the options are (tallied in scratch
+    // memory so the verifier sees one state per step, not one per combination).
     let nsegs = iface.nsegs as usize;
-    let mut selected = 0u32;
-    let mut opts_len = 0usize;
+    let oro = scratch.found.oro_mask;
+    let f = &mut scratch.found;
+    // SAFETY: fields of per-CPU scratch.
+    unsafe {
+        core::ptr::write_volatile(&mut f.selected, 0);
+        core::ptr::write_volatile(&mut f.opts_len, 0);
+    }
     for i in 0..MAX_SEGMENTS {
         if i >= nsegs {
             break;
         }
         let seg = &iface.segs[i];
-        if seg.flags & SEG_REQUESTED_ONLY == 0 || requested(&req.oro, seg.code) {
-            selected |= 1 << i;
-            opts_len += seg.len as usize;
+        if seg.flags & SEG_REQUESTED_ONLY == 0 || requested(&oro, seg.code) {
+            // SAFETY: as above.
+            unsafe {
+                core::ptr::write_volatile(&mut f.selected, core::ptr::read_volatile(&f.selected) | 1 << i);
+                core::ptr::write_volatile(&mut f.opts_len, core::ptr::read_volatile(&f.opts_len) + u32::from(seg.len));
+            }
         }
     }
+    // SAFETY: as above.
+    let (selected, opts_len) =
+        unsafe { (core::ptr::read_volatile(&f.selected), core::ptr::read_volatile(&f.opts_len) as usize) };
     if opts_len > BLOCK_CAP {
         return Verdict::PassLimits;
     }
@@ -54,17 +66,6 @@ pub fn write(
     if cid_len > CID_MAX {
         return Verdict::PassLimits;
     }
-    if cid_len > 0 {
-        // Copied out first: the frame is resized below and may lose the request's tail.
-        // SAFETY: the helper checks the frame range; the buffer holds CID_MAX bytes.
-        let rc = unsafe {
-            bpf_xdp_load_bytes(ctx.ctx, req.cid_off as u32, scratch.client_id.as_mut_ptr().cast(), cid_len as u32)
-        };
-        if rc != 0 {
-            return Verdict::DropMalformed;
-        }
-    }
-
     let udp_len = 8 + 4 + cid_len + opts_len;
     let new_len = hdr.l4 + udp_len;
     let old_len = ctx.data_end() - ctx.data();
@@ -72,6 +73,8 @@ pub fn write(
     if delta != 0 {
         // SAFETY: plain helper call on our own context.
         if unsafe { bpf_xdp_adjust_tail(ctx.ctx, delta) } != 0 {
+            // Rare and worth an operator's look (generic XDP on a driver without tailroom).
+            aya_log_ebpf::warn!(ctx, "dhcpv6: cannot grow frame by {} bytes on ifindex {}; passed to userspace", delta, ctx.ingress_ifindex() as u32);
             return Verdict::PassNoRoom;
         }
     }
@@ -88,10 +91,8 @@ pub fn write(
         eth[6 + i] = iface.mac[i];
         i += 1;
     }
-    let mut client = [0u8; 16];
     let mut i = 0;
     while i < 16 {
-        client[i] = ip[8 + i];
         ip[24 + i] = client[i];
         ip[8 + i] = iface.link_local[i];
         i += 1;
@@ -116,24 +117,26 @@ pub fn write(
     udp[8] = msg::REPLY;
 
     // Checksum: pseudo header, UDP header, message header, then the parts added below.
-    let mut acc = csum::sum16(&iface.link_local) + csum::sum16(&client);
+    let mut acc = csum::sum16(&iface.link_local) + csum::sum16(client);
     acc += 2 * udp_len as u32 + u32::from(IPPROTO_UDP);
     acc += u32::from(SERVER_PORT) + u32::from(client_port);
     acc += u32::from(u16::from_be_bytes([udp[8], udp[9]])) + u32::from(u16::from_be_bytes([udp[10], udp[11]]));
 
     let mut pos = hdr.l4 + 12;
     if cid_len > 0 {
-        acc += csum::sum_client_id(&scratch.client_id, cid_len);
-        // SAFETY: the helper checks the frame range; cid_len <= CID_MAX <= buffer size.
-        if unsafe { bpf_xdp_store_bytes(ctx.ctx, pos as u32, scratch.client_id.as_mut_ptr().cast(), cid_len as u32) } != 0 {
+        let Some(sum) = csum::sum_range(&mut scratch.req, req.cid_off, cid_len) else {
+            return Verdict::PassLimits;
+        };
+        acc += sum;
+        // The masked offset plus CID_MAX stays inside the scratch buffer, as the verifier needs.
+        let src = scratch.req[req.cid_off & REQ_MASK..].as_mut_ptr().cast();
+        // SAFETY: the helper checks the frame range; the source range lies inside scratch.
+        if unsafe { bpf_xdp_store_bytes(ctx.ctx, pos as u32, src, cid_len as u32) } != 0 {
             return Verdict::PassNoRoom;
         }
         pos += cid_len;
     }
 
-    // Segments are laid out back to back in the block: store each run of selected ones at once.
-    let mut run_off = 0usize;
-    let mut run_len = 0usize;
     for i in 0..MAX_SEGMENTS {
         if i >= nsegs {
             break;
@@ -142,23 +145,12 @@ pub fn write(
             continue;
         }
         let seg = &iface.segs[i];
-        let odd = (pos - hdr.l4 + run_len) % 2 == 1;
-        acc += csum::at_parity(seg.csum, odd);
-        if run_len > 0 && run_off + run_len == seg.off as usize {
-            run_len += seg.len as usize;
-            continue;
+        let len = seg.len as usize;
+        acc += csum::at_parity(seg.csum, (pos - hdr.l4) % 2 == 1);
+        if !store_block(ctx, iface, pos, seg.off as usize, len) {
+            return Verdict::PassNoRoom;
         }
-        if run_len > 0 {
-            if !store_block(ctx, iface, pos, run_off, run_len) {
-                return Verdict::PassNoRoom;
-            }
-            pos += run_len;
-        }
-        run_off = seg.off as usize;
-        run_len = seg.len as usize;
-    }
-    if run_len > 0 && !store_block(ctx, iface, pos, run_off, run_len) {
-        return Verdict::PassNoRoom;
+        pos += len;
     }
 
     let sum = !(fold(acc) as u16);

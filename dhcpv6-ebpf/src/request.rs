@@ -1,24 +1,20 @@
-//! The option walk of an Information-Request: structure, identifiers, IAs, Option Request.
+//! The option walk of an Information-Request (over the datagram copied into scratch):
+//! structure, identifiers, IAs, Option Request.
 
-use aya_ebpf::programs::XdpContext;
 use dhcpv6_common::{
     limits::{MAX_OPTIONS, MAX_ORO_CODES},
     wire::{opt, DUID_MAX_LEN, DUID_MIN_LEN},
-    IfaceReply,
+    IfaceReply, Scratch, WalkFound, REQ_BUF, REQ_MASK,
 };
 
-use crate::{
-    frame::{be16, byte, Hdr},
-    Verdict,
-};
+use crate::Verdict;
 
 /// What the reply needs from the request.
 pub struct Request {
-    /// Offset and whole length (header included) of the Client Identifier option; 0 if absent.
+    /// Offset in the datagram and whole length (header included) of the Client Identifier
+    /// option; length 0 if absent.
     pub cid_off: usize,
     pub cid_len: usize,
-    /// Option codes below 128 named in the Option Request option.
-    pub oro: [u64; 2],
 }
 
 #[inline(always)]
@@ -27,14 +23,28 @@ fn duid_len_ok(len: usize) -> bool {
 }
 
 #[inline(always)]
-pub fn walk(ctx: &XdpContext, hdr: &Hdr, udp_len: usize, iface: &IfaceReply) -> Result<Request, Verdict> {
-    let end = hdr.l4 + udp_len;
-    let mut off = hdr.l4 + 12;
-    let (mut cid_off, mut cid_len) = (0usize, 0usize);
-    let (mut sid_off, mut sid_len) = (0usize, 0usize);
-    let (mut oro_off, mut oro_len) = (0usize, 0usize);
-    let mut oro_count = 0u32;
-    let mut ia = false;
+fn be16(req: &[u8; REQ_BUF], off: usize) -> u16 {
+    let off = off & REQ_MASK;
+    u16::from_be_bytes([req[off], req[off + 1]])
+}
+
+#[inline(always)]
+fn get(f: &u32) -> u32 {
+    // SAFETY: a field of per-CPU scratch; volatile so it stays in memory (see WalkFound).
+    unsafe { core::ptr::read_volatile(f) }
+}
+
+#[inline(always)]
+fn set(f: &mut u32, v: u32) {
+    // SAFETY: as in `get`.
+    unsafe { core::ptr::write_volatile(f, v) }
+}
+
+#[inline(always)]
+pub fn walk(scratch: &mut Scratch, udp_len: usize, iface: &IfaceReply) -> Result<Request, Verdict> {
+    let end = udp_len;
+    let mut off = 12usize;
+    scratch.found = WalkFound::default();
     for _ in 0..MAX_OPTIONS {
         if off >= end {
             break;
@@ -42,89 +52,114 @@ pub fn walk(ctx: &XdpContext, hdr: &Hdr, udp_len: usize, iface: &IfaceReply) -> 
         if off + 4 > end {
             return Err(Verdict::DropMalformed);
         }
-        let code = be16(ctx, off).ok_or(Verdict::DropMalformed)?;
-        let len = be16(ctx, off + 2).ok_or(Verdict::DropMalformed)? as usize;
+        let code = be16(&scratch.req, off);
+        let len = be16(&scratch.req, off + 2) as usize;
         let next = off + 4 + len;
         if next > end {
             return Err(Verdict::DropMalformed);
         }
+        let f = &mut scratch.found;
         match code {
             opt::CLIENTID => {
-                if cid_off != 0 || !duid_len_ok(len) {
-                    return Err(Verdict::DropMalformed);
+                if get(&f.cid_len) != 0 || !duid_len_ok(len) {
+                    set(&mut f.malformed, 1);
                 }
-                cid_off = off;
-                cid_len = len + 4;
+                set(&mut f.cid_off, off as u32);
+                set(&mut f.cid_len, len as u32 + 4);
             }
             opt::SERVERID => {
-                if sid_off != 0 || !duid_len_ok(len) {
-                    return Err(Verdict::DropMalformed);
+                if get(&f.sid_len) != 0 || !duid_len_ok(len) {
+                    set(&mut f.malformed, 1);
                 }
-                sid_off = off;
-                sid_len = len;
+                set(&mut f.sid_off, off as u32);
+                set(&mut f.sid_len, len as u32);
             }
-            opt::IA_NA | opt::IA_TA | opt::IA_PD => ia = true,
+            opt::IA_NA | opt::IA_TA | opt::IA_PD => set(&mut f.ia, 1),
             opt::ORO => {
                 if len % 2 != 0 {
-                    return Err(Verdict::DropMalformed);
+                    set(&mut f.malformed, 1);
                 }
-                oro_count += 1;
-                oro_off = off;
-                oro_len = len;
+                let n = get(&f.oro_count);
+                set(&mut f.oro_count, n + 1);
+                set(&mut f.oro_off, off as u32);
+                set(&mut f.oro_len, len as u32);
             }
             _ => {}
         }
+        if get(&f.malformed) != 0 {
+            return Err(Verdict::DropMalformed);
+        }
         off = next;
     }
-    if off < end || oro_count > 1 {
+    let f = &scratch.found;
+    if off < end || get(&f.oro_count) > 1 {
         return Err(Verdict::PassLimits);
     }
-    if ia {
+    if get(&f.ia) != 0 {
         return Err(Verdict::DropIaPresent);
     }
-    if sid_off != 0 && !server_id_ours(ctx, sid_off, sid_len, iface) {
+    let sid_len = get(&f.sid_len) as usize;
+    if sid_len != 0 && !server_id_ours(&scratch.req, get(&f.sid_off) as usize, sid_len, iface) {
         return Err(Verdict::DropForeignServerId);
     }
-    let oro = if oro_off != 0 { oro_mask(ctx, oro_off, oro_len)? } else { [0, 0] };
-    Ok(Request { cid_off, cid_len, oro })
+    let (cid_off, cid_len) = (get(&f.cid_off) as usize, get(&f.cid_len) as usize);
+    if get(&f.oro_count) != 0 {
+        let (oro_off, oro_len) = (get(&f.oro_off) as usize, get(&f.oro_len) as usize);
+        oro_mask(scratch, oro_off, oro_len)?;
+    }
+    Ok(Request { cid_off, cid_len })
 }
 
 #[inline(always)]
-fn server_id_ours(ctx: &XdpContext, off: usize, len: usize, iface: &IfaceReply) -> bool {
+fn server_id_ours(req: &[u8; REQ_BUF], off: usize, len: usize, iface: &IfaceReply) -> bool {
     if len != iface.duid_len as usize {
         return false;
     }
-    for i in 0..DUID_MAX_LEN {
+    // Eight bytes a step: 17 steps cover the longest DUID, few enough for the verifier.
+    let start = (off + 4) & REQ_MASK;
+    for k in 0..17 {
+        let i = k * 8;
         if i >= len {
             break;
         }
-        match byte(ctx, off + 4 + i) {
-            Some(b) if b == iface.duid[i] => {}
-            _ => return false,
+        let n = len - i;
+        let mut a = [0u8; 8];
+        let mut b = [0u8; 8];
+        a.copy_from_slice(&req[start + i..start + i + 8]);
+        b.copy_from_slice(&iface.duid[i..i + 8]);
+        let (a, b) = (u64::from_be_bytes(a), u64::from_be_bytes(b));
+        // Only the bytes that belong to the DUID count in its last step.
+        let mask = if n >= 8 { u64::MAX } else { !(u64::MAX >> (n * 8)) };
+        if (a ^ b) & mask != 0 {
+            return false;
         }
     }
     true
 }
 
 #[inline(always)]
-fn oro_mask(ctx: &XdpContext, off: usize, len: usize) -> Result<[u64; 2], Verdict> {
+fn oro_mask(scratch: &mut Scratch, off: usize, len: usize) -> Result<(), Verdict> {
     let n = len / 2;
     if n > MAX_ORO_CODES {
         return Err(Verdict::PassLimits);
     }
-    let mut mask = [0u64; 2];
     for i in 0..MAX_ORO_CODES {
         if i >= n {
             break;
         }
-        let code = be16(ctx, off + 4 + i * 2).ok_or(Verdict::DropMalformed)?;
-        if code < 64 {
-            mask[0] |= 1 << code;
-        } else if code < 128 {
-            mask[1] |= 1 << (code - 64);
+        let code = be16(&scratch.req, off + 4 + i * 2);
+        let m = &mut scratch.found.oro_mask;
+        // Volatile, like the walk's findings: the bits stay out of the verifier's state.
+        // SAFETY: fields of per-CPU scratch.
+        unsafe {
+            if code < 64 {
+                core::ptr::write_volatile(&mut m[0], core::ptr::read_volatile(&m[0]) | 1 << code);
+            } else if code < 128 {
+                core::ptr::write_volatile(&mut m[1], core::ptr::read_volatile(&m[1]) | 1 << (code - 64));
+            }
         }
     }
-    Ok(mask)
+    Ok(())
 }
 
 /// Is `code` (below 128) in the mask?

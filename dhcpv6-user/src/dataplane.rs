@@ -1,0 +1,225 @@
+//! The XDP program in the kernel: load, attach, pin, keep the reply-data map in step, read
+//! the counters.
+//!
+//! Everything lives under one bpffs folder (default `/sys/fs/bpf/dhcpv6/`): the maps by name
+//! and one link per interface (`link_<ifname>`), so `bpftool` and `dhcpv6d stats` can find
+//! them from another process.
+
+use std::{
+    collections::HashMap,
+    fs,
+    path::{Path, PathBuf},
+};
+
+use anyhow::{anyhow, bail, Context, Result};
+use aya::{
+    maps::{HashMap as BpfHashMap, MapData, PerCpuArray},
+    programs::{links::FdLink, links::PinnedLink, Xdp, XdpMode},
+    Ebpf, EbpfLoader,
+};
+use dhcpv6_common::{Counters, IfaceReply, MAP_COUNTERS, MAP_IFACE_REPLY, PROGRAM_NAME};
+use tracing::{info, warn};
+
+/// The XDP object, built by `cargo xtask build` and embedded at compile time.
+pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(env!("DHCPV6_EBPF_OBJ"));
+
+pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/dhcpv6";
+
+/// How to attach: the driver's own XDP, or the kernel's generic one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AttachMode {
+    /// Driver mode, falling back to generic mode with a warning when the driver refuses.
+    Auto,
+    Driver,
+    Generic,
+}
+
+pub struct Dataplane {
+    ebpf: Ebpf,
+    pin_dir: PathBuf,
+    links: HashMap<String, PinnedLink>,
+    _logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
+}
+
+/// Mounts bpffs at /sys/fs/bpf when nothing is mounted there, as iproute2 and bpftool do.
+pub fn ensure_bpffs() -> Result<()> {
+    let mounts = fs::read_to_string("/proc/mounts").context("reading /proc/mounts")?;
+    if mounts.lines().any(|l| l.split_whitespace().nth(1) == Some("/sys/fs/bpf")) {
+        return Ok(());
+    }
+    nix::mount::mount(Some("bpf"), "/sys/fs/bpf", Some("bpf"), nix::mount::MsFlags::empty(), None::<&str>)
+        .context("mounting bpffs at /sys/fs/bpf")?;
+    info!("mounted bpffs at /sys/fs/bpf");
+    Ok(())
+}
+
+impl Dataplane {
+    /// Loads the program (verifier included) and pins its maps under `pin_dir`.
+    /// `bpf_log`: let the program log through aya-log (off by default: it costs a ring-buffer
+    /// reservation per message).
+    pub fn load(pin_dir: &Path, bpf_log: bool) -> Result<Self> {
+        if pin_dir.starts_with("/sys/fs/bpf") {
+            ensure_bpffs()?;
+        }
+        fs::create_dir_all(pin_dir).with_context(|| format!("creating {}", pin_dir.display()))?;
+        let level: u8 = if bpf_log { 5 } else { 0 };
+        let mut ebpf = EbpfLoader::new()
+            .override_global("AYA_LOG_LEVEL", &level, false)
+            .load(EBPF_OBJECT)
+            .context("loading the XDP object")?;
+        let logger = if bpf_log {
+            Some(aya_log::EbpfLogger::init(&mut ebpf).context("starting the XDP program's logger")?)
+        } else {
+            None
+        };
+        let prog: &mut Xdp = ebpf
+            .program_mut(PROGRAM_NAME)
+            .ok_or_else(|| anyhow!("program {PROGRAM_NAME} missing from the object"))?
+            .try_into()?;
+        prog.load().context("the kernel verifier rejected the XDP program")?;
+        for name in [MAP_IFACE_REPLY, MAP_COUNTERS] {
+            let path = pin_dir.join(name);
+            // A pin left by a daemon that died: ours replaces it.
+            let _ = fs::remove_file(&path);
+            ebpf.map(name)
+                .ok_or_else(|| anyhow!("map {name} missing from the object"))?
+                .pin(&path)
+                .with_context(|| format!("pinning {}", path.display()))?;
+        }
+        Ok(Self { ebpf, pin_dir: pin_dir.to_path_buf(), links: HashMap::new(), _logger: logger })
+    }
+
+    /// Hands the program's log lines (when `--bpf-log` is on) to the daemon's logger.
+    pub fn flush_log(&mut self) {
+        if let Some(l) = self._logger.as_mut() {
+            l.flush();
+        }
+    }
+
+    /// For tests and benchmarks: the loaded program itself.
+    pub fn program(&mut self) -> Result<&mut Xdp> {
+        Ok(self.ebpf.program_mut(PROGRAM_NAME).ok_or_else(|| anyhow!("no program"))?.try_into()?)
+    }
+
+    fn link_pin(&self, ifname: &str) -> PathBuf {
+        self.pin_dir.join(format!("link_{ifname}"))
+    }
+
+    /// Attaches to `ifname` and pins the link. A link pinned by an earlier daemon on the same
+    /// interface is taken over atomically (the program is swapped, the interface never runs
+    /// without one). Returns the mode in which it attached.
+    pub fn attach(&mut self, ifname: &str, mode: AttachMode) -> Result<AttachMode> {
+        let pin = self.link_pin(ifname);
+        let prog = self.program()?;
+        if pin.exists() {
+            if let Ok(old) = PinnedLink::from_pin(&pin) {
+                let fd: FdLink = old.unpin().context("unpinning the previous daemon's link")?;
+                if let Ok(link) = aya::programs::xdp::XdpLink::try_from(fd) {
+                    let id = prog.attach_to_link(link).context("replacing the previous program")?;
+                    let link = prog.take_link(id)?;
+                    let fd: FdLink = link.try_into().map_err(|_| anyhow!("link is not a bpf_link"))?;
+                    let pinned = fd.pin(&pin).with_context(|| format!("pinning {}", pin.display()))?;
+                    info!(iface = ifname, "took over the XDP link of a previous daemon");
+                    self.links.insert(ifname.to_owned(), pinned);
+                    return Ok(mode);
+                }
+            } else {
+                let _ = fs::remove_file(&pin);
+            }
+        }
+        let (id, used) = match mode {
+            AttachMode::Driver => (prog.attach(ifname, XdpMode::Driver)?, AttachMode::Driver),
+            AttachMode::Generic => (prog.attach(ifname, XdpMode::Skb)?, AttachMode::Generic),
+            AttachMode::Auto => match prog.attach(ifname, XdpMode::Driver) {
+                Ok(id) => (id, AttachMode::Driver),
+                Err(e) => {
+                    warn!(iface = ifname, error = %e, "driver refused native XDP; attaching in generic mode (slower)");
+                    (prog.attach(ifname, XdpMode::Skb).with_context(|| format!("attaching XDP to {ifname}"))?, AttachMode::Generic)
+                }
+            },
+        };
+        let link = prog.take_link(id)?;
+        let fd: FdLink = link
+            .try_into()
+            .map_err(|_| anyhow!("the kernel attached {ifname} without a bpf_link; cannot pin it"))?;
+        let pinned = fd.pin(&pin).with_context(|| format!("pinning {}", pin.display()))?;
+        self.links.insert(ifname.to_owned(), pinned);
+        Ok(used)
+    }
+
+    /// Detaches from `ifname` (the link pin goes, and with it the attachment).
+    pub fn detach(&mut self, ifname: &str) -> Result<()> {
+        if let Some(link) = self.links.remove(ifname) {
+            let fd = link.unpin().with_context(|| format!("unpinning the link of {ifname}"))?;
+            drop(fd);
+        }
+        Ok(())
+    }
+
+    pub fn attached(&self) -> impl Iterator<Item = &str> {
+        self.links.keys().map(String::as_str)
+    }
+
+    fn ifaces(&mut self) -> Result<BpfHashMap<&mut MapData, u32, IfaceReply>> {
+        let map = self.ebpf.map_mut(MAP_IFACE_REPLY).ok_or_else(|| anyhow!("no reply-data map"))?;
+        Ok(BpfHashMap::try_from(map)?)
+    }
+
+    /// Replaces the reply data of one interface (one atomic map update).
+    pub fn set_iface(&mut self, ifindex: u32, data: &IfaceReply) -> Result<()> {
+        self.ifaces()?.insert(ifindex, data, 0).with_context(|| format!("writing reply data for ifindex {ifindex}"))
+    }
+
+    pub fn remove_iface(&mut self, ifindex: u32) -> Result<()> {
+        match self.ifaces()?.remove(&ifindex) {
+            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub fn iface(&mut self, ifindex: u32) -> Result<Option<IfaceReply>> {
+        match self.ifaces()?.get(&ifindex, 0) {
+            Ok(v) => Ok(Some(v)),
+            Err(aya::maps::MapError::KeyNotFound) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub fn counters(&self) -> Result<Counters> {
+        let map = self.ebpf.map(MAP_COUNTERS).ok_or_else(|| anyhow!("no counters map"))?;
+        sum_counters(&PerCpuArray::<_, Counters>::try_from(map)?)
+    }
+
+    /// Detaches everything and removes the pins: a clean stop leaves nothing behind.
+    pub fn shutdown(mut self) -> Result<()> {
+        let names: Vec<String> = self.links.keys().cloned().collect();
+        for name in names {
+            self.detach(&name)?;
+        }
+        for name in [MAP_IFACE_REPLY, MAP_COUNTERS] {
+            let _ = fs::remove_file(self.pin_dir.join(name));
+        }
+        let _ = fs::remove_dir(&self.pin_dir);
+        Ok(())
+    }
+}
+
+fn sum_counters<T: std::borrow::Borrow<MapData>>(arr: &PerCpuArray<T, Counters>) -> Result<Counters> {
+    let per_cpu = arr.get(&0, 0)?;
+    let mut total = Counters::default();
+    for c in per_cpu.iter() {
+        total.add(c);
+    }
+    Ok(total)
+}
+
+/// Counters read from the pinned map, by another process than the daemon.
+pub fn pinned_counters(pin_dir: &Path) -> Result<Counters> {
+    let path = pin_dir.join(MAP_COUNTERS);
+    if !path.exists() {
+        bail!("{} does not exist: is dhcpv6d running (with this --pin-dir)?", path.display());
+    }
+    let data = MapData::from_pin(&path).with_context(|| format!("opening {}", path.display()))?;
+    let map = aya::maps::Map::PerCpuArray(data);
+    sum_counters(&PerCpuArray::<_, Counters>::try_from(map)?)
+}

@@ -1,0 +1,92 @@
+//! Ethernet/IPv6/UDP framing for DHCPv6 in userspace: building request frames (tests, load
+//! generators) and the checksum, computed from scratch over the whole datagram.
+
+use std::net::Ipv6Addr;
+
+use dhcpv6_common::wire::{ETH_P_IPV6, IPPROTO_UDP};
+
+/// Full UDP-over-IPv6 checksum of `udp` (header included, its checksum field as given).
+/// Returns the one's-complement sum folded to 16 bits: 0xffff when `udp` carries a right one.
+pub fn udp_sum(src: &Ipv6Addr, dst: &Ipv6Addr, udp: &[u8]) -> u16 {
+    let mut acc: u64 = 0;
+    let mut add = |bytes: &[u8]| {
+        for c in bytes.chunks(2) {
+            let w = if c.len() == 2 { u16::from_be_bytes([c[0], c[1]]) } else { u16::from(c[0]) << 8 };
+            acc += u64::from(w);
+        }
+    };
+    add(&src.octets());
+    add(&dst.octets());
+    add(&(udp.len() as u32).to_be_bytes());
+    add(&[0, 0, 0, IPPROTO_UDP]);
+    add(udp);
+    while acc > 0xffff {
+        acc = (acc & 0xffff) + (acc >> 16);
+    }
+    acc as u16
+}
+
+/// The checksum to write into a datagram whose checksum field is zero.
+pub fn udp_checksum(src: &Ipv6Addr, dst: &Ipv6Addr, udp: &[u8]) -> u16 {
+    let c = !udp_sum(src, dst, udp);
+    if c == 0 { 0xffff } else { c }
+}
+
+/// A frame to describe: Ethernet with optional VLAN tags, IPv6, UDP, payload.
+#[derive(Debug, Clone)]
+pub struct FrameSpec {
+    pub dst_mac: [u8; 6],
+    pub src_mac: [u8; 6],
+    /// (TPID, TCI) pairs, outermost first.
+    pub vlans: Vec<(u16, u16)>,
+    pub src: Ipv6Addr,
+    pub dst: Ipv6Addr,
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub hop_limit: u8,
+}
+
+impl FrameSpec {
+    pub fn build(&self, payload: &[u8]) -> Vec<u8> {
+        let mut f = Vec::with_capacity(70 + payload.len());
+        f.extend_from_slice(&self.dst_mac);
+        f.extend_from_slice(&self.src_mac);
+        for (tpid, tci) in &self.vlans {
+            f.extend_from_slice(&tpid.to_be_bytes());
+            f.extend_from_slice(&tci.to_be_bytes());
+        }
+        f.extend_from_slice(&ETH_P_IPV6.to_be_bytes());
+        let udp_len = (8 + payload.len()) as u16;
+        f.extend_from_slice(&[0x60, 0, 0, 0]);
+        f.extend_from_slice(&udp_len.to_be_bytes());
+        f.push(IPPROTO_UDP);
+        f.push(self.hop_limit);
+        f.extend_from_slice(&self.src.octets());
+        f.extend_from_slice(&self.dst.octets());
+        let l4 = f.len();
+        f.extend_from_slice(&self.src_port.to_be_bytes());
+        f.extend_from_slice(&self.dst_port.to_be_bytes());
+        f.extend_from_slice(&udp_len.to_be_bytes());
+        f.extend_from_slice(&[0, 0]);
+        f.extend_from_slice(payload);
+        let c = udp_checksum(&self.src, &self.dst, &f[l4..]);
+        f[l4 + 6..l4 + 8].copy_from_slice(&c.to_be_bytes());
+        f
+    }
+}
+
+/// Offsets found in a frame: the IPv6 header (`l3`) and the UDP header (`l4`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Offsets {
+    pub l3: usize,
+    pub l4: usize,
+}
+
+pub fn be16(f: &[u8], off: usize) -> Option<u16> {
+    Some(u16::from_be_bytes([*f.get(off)?, *f.get(off + 1)?]))
+}
+
+pub fn addr(f: &[u8], off: usize) -> Option<Ipv6Addr> {
+    let b: [u8; 16] = f.get(off..off + 16)?.try_into().ok()?;
+    Some(b.into())
+}

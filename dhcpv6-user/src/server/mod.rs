@@ -1,0 +1,8 @@
+//! Message handling: decide what to answer. Pure functions over parsed messages; sockets
+//! and stores are the daemon's business.
+
+pub mod options;
+pub mod stateless;
+
+pub use options::{ConfiguredOption, SendPolicy, ServiceOptions};
+pub use stateless::{information_request, Discard, IfaceService};

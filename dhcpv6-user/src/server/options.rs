@@ -1,0 +1,116 @@
+//! The configuration options a server hands out, encoded once per interface. The same bytes
+//! feed the userspace replies and the XDP program's prebuilt block, so the two cannot drift.
+
+use std::net::Ipv6Addr;
+
+use dhcpv6_common::wire::opt;
+
+use crate::wire::{domain, writer::encode_option, WireError};
+
+/// When an option goes into a Reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendPolicy {
+    Always,
+    /// Only when the client's Option Request names it (RFC 9915 section 18.3: a server
+    /// should not send options the client did not ask for, beyond the usual ones).
+    WhenRequested,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfiguredOption {
+    pub code: u16,
+    pub policy: SendPolicy,
+    /// The whole option, header included.
+    pub encoded: Vec<u8>,
+}
+
+impl ConfiguredOption {
+    pub fn selected(&self, requested: &[u16]) -> bool {
+        self.policy == SendPolicy::Always || requested.contains(&self.code)
+    }
+}
+
+/// What one interface (or relayed link) hands out to stateless clients.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ServiceOptions {
+    pub dns: Vec<Ipv6Addr>,
+    pub domains: Vec<String>,
+    pub ntp: Vec<Ipv6Addr>,
+    pub sntp: Vec<Ipv6Addr>,
+    /// Information Refresh Time (option 32), seconds.
+    pub information_refresh_time: Option<u32>,
+    /// INF_MAX_RT (option 83), seconds.
+    pub inf_max_rt: Option<u32>,
+}
+
+/// RFC 5908 NTP suboption: server address.
+const NTP_SUBOPTION_SRV_ADDR: u16 = 1;
+
+impl ServiceOptions {
+    /// Encoded options in the order they go on the wire.
+    pub fn encode(&self) -> Result<Vec<ConfiguredOption>, WireError> {
+        let mut out = Vec::new();
+        let mut push = |code, policy, data: Vec<u8>| {
+            out.push(ConfiguredOption { code, policy, encoded: encode_option(code, &data) })
+        };
+        if !self.dns.is_empty() {
+            push(opt::DNS_SERVERS, SendPolicy::Always, self.dns.iter().flat_map(|a| a.octets()).collect());
+        }
+        if !self.domains.is_empty() {
+            let mut data = Vec::new();
+            for d in &self.domains {
+                domain::encode(d, &mut data)?;
+            }
+            push(opt::DOMAIN_LIST, SendPolicy::Always, data);
+        }
+        if let Some(irt) = self.information_refresh_time {
+            push(opt::INFORMATION_REFRESH_TIME, SendPolicy::Always, irt.to_be_bytes().to_vec());
+        }
+        if let Some(rt) = self.inf_max_rt {
+            push(opt::INF_MAX_RT, SendPolicy::Always, rt.to_be_bytes().to_vec());
+        }
+        if !self.ntp.is_empty() {
+            let mut data = Vec::new();
+            for a in &self.ntp {
+                data.extend_from_slice(&encode_option(NTP_SUBOPTION_SRV_ADDR, &a.octets()));
+            }
+            push(opt::NTP_SERVER, SendPolicy::WhenRequested, data);
+        }
+        if !self.sntp.is_empty() {
+            push(opt::SNTP_SERVERS, SendPolicy::WhenRequested, self.sntp.iter().flat_map(|a| a.octets()).collect());
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_in_order_with_policies() {
+        let s = ServiceOptions {
+            dns: vec!["2001:db8::53".parse().unwrap()],
+            domains: vec!["example.net".into()],
+            ntp: vec!["2001:db8::123".parse().unwrap()],
+            information_refresh_time: Some(3600),
+            inf_max_rt: Some(600),
+            ..Default::default()
+        };
+        let o = s.encode().unwrap();
+        let codes: Vec<_> = o.iter().map(|o| (o.code, o.policy)).collect();
+        assert_eq!(
+            codes,
+            vec![
+                (23, SendPolicy::Always),
+                (24, SendPolicy::Always),
+                (32, SendPolicy::Always),
+                (83, SendPolicy::Always),
+                (56, SendPolicy::WhenRequested)
+            ]
+        );
+        assert_eq!(&o[0].encoded[..4], &[0, 23, 0, 16]);
+        assert_eq!(o[2].encoded, vec![0, 32, 0, 4, 0, 0, 0x0e, 0x10]);
+        assert_eq!(&o[4].encoded[..8], &[0, 56, 0, 20, 0, 1, 0, 16]);
+    }
+}

@@ -1,0 +1,168 @@
+//! Information-Request (RFC 9915 sections 16.12 and 18.3.6): the userspace twin of the XDP
+//! fast path. Both apply the same rules in the same order, so that a request gets the same
+//! answer whichever path sees it.
+
+use dhcpv6_common::wire::{msg, opt};
+
+use super::options::ConfiguredOption;
+use crate::wire::{Duid, Message, WireError, Writer};
+
+/// What a link serves statelessly: our identity and the encoded options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IfaceService {
+    pub duid: Duid,
+    pub options: Vec<ConfiguredOption>,
+}
+
+impl IfaceService {
+    /// The Server Identifier option, header included.
+    pub fn server_id_option(&self) -> Vec<u8> {
+        crate::wire::writer::encode_option(opt::SERVERID, self.duid.as_bytes())
+    }
+}
+
+/// Why a message got no answer; each is counted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Discard {
+    #[error("malformed: {0}")]
+    Malformed(#[from] WireError),
+    #[error("IA option in an Information-Request")]
+    IaPresent,
+    #[error("Server Identifier is not ours")]
+    ForeignServerId,
+    #[error("message type {0} is not served here")]
+    Unsupported(u8),
+}
+
+impl Discard {
+    pub fn counter(&self) -> &'static str {
+        match self {
+            Discard::Malformed(_) => "drop_malformed",
+            Discard::IaPresent => "drop_ia_present",
+            Discard::ForeignServerId => "drop_foreign_server_id",
+            Discard::Unsupported(_) => "drop_unsupported",
+        }
+    }
+}
+
+/// Validates an Information-Request and builds its Reply.
+pub fn information_request(m: &Message<'_>, svc: &IfaceService) -> Result<Vec<u8>, Discard> {
+    debug_assert_eq!(m.msg_type(), msg::INFORMATION_REQUEST);
+    let client_id = m.client_id()?;
+    let server_id = m.server_id()?;
+    let requested = m.requested_options()?;
+    if m.has_ia() {
+        return Err(Discard::IaPresent);
+    }
+    if server_id.is_some_and(|s| s != svc.duid.as_bytes()) {
+        return Err(Discard::ForeignServerId);
+    }
+    let mut w = Writer::message(msg::REPLY, m.xid());
+    if let Some(cid) = client_id {
+        w.option(opt::CLIENTID, cid);
+    }
+    w.option(opt::SERVERID, svc.duid.as_bytes());
+    for o in svc.options.iter().filter(|o| o.selected(&requested)) {
+        w.raw(&o.encoded);
+    }
+    Ok(w.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::ServiceOptions;
+
+    fn svc() -> IfaceService {
+        let options = ServiceOptions {
+            dns: vec!["2001:db8::53".parse().unwrap()],
+            domains: vec!["example.net".into()],
+            ntp: vec!["2001:db8::123".parse().unwrap()],
+            information_refresh_time: Some(3600),
+            inf_max_rt: Some(600),
+            ..Default::default()
+        }
+        .encode()
+        .unwrap();
+        IfaceService { duid: Duid::from_mac([2, 0, 0, 0, 0, 1]), options }
+    }
+
+    fn req(opts: &[&[u8]]) -> Vec<u8> {
+        let mut v = vec![msg::INFORMATION_REQUEST, 0xab, 0xcd, 0xef];
+        for o in opts {
+            v.extend_from_slice(o);
+        }
+        v
+    }
+
+    const CID: &[u8] = &[0, 1, 0, 10, 0, 3, 0, 1, 2, 0, 0, 0, 0, 9];
+    const ORO_DNS: &[u8] = &[0, 6, 0, 4, 0, 23, 0, 24];
+    const ORO_NTP: &[u8] = &[0, 6, 0, 2, 0, 56];
+
+    fn answer(b: &[u8]) -> Result<Vec<u8>, Discard> {
+        information_request(&Message::parse(b).map_err(Discard::Malformed)?, &svc())
+    }
+
+    fn codes(reply: &[u8]) -> Vec<u16> {
+        Message::parse(reply).unwrap().options().map(|o| o.code).collect()
+    }
+
+    #[test]
+    fn valid_request_gets_reply_with_everything_in_order() {
+        let r = answer(&req(&[CID, ORO_DNS])).unwrap();
+        assert_eq!(&r[..4], &[msg::REPLY, 0xab, 0xcd, 0xef]);
+        assert_eq!(codes(&r), vec![1, 2, 23, 24, 32, 83]);
+        let m = Message::parse(&r).unwrap();
+        assert_eq!(m.client_id().unwrap(), Some(&CID[4..]));
+        assert_eq!(m.server_id().unwrap(), Some(svc().duid.as_bytes()));
+        assert_eq!(m.find(23), Some(&"2001:db8::53".parse::<std::net::Ipv6Addr>().unwrap().octets()[..]));
+        assert_eq!(m.find(24), Some(&b"\x07example\x03net\x00"[..]));
+    }
+
+    #[test]
+    fn ntp_only_when_requested() {
+        assert!(!codes(&answer(&req(&[CID])).unwrap()).contains(&56));
+        assert!(codes(&answer(&req(&[CID, ORO_NTP])).unwrap()).contains(&56));
+    }
+
+    #[test]
+    fn no_client_id_is_answered_without_one() {
+        assert_eq!(codes(&answer(&req(&[ORO_DNS])).unwrap()), vec![2, 23, 24, 32, 83]);
+    }
+
+    #[test]
+    fn ia_present_is_discarded() {
+        let ia_na = &[0, 3, 0, 12, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0][..];
+        assert_eq!(answer(&req(&[CID, ia_na])), Err(Discard::IaPresent));
+        let ia_pd = &[0, 25, 0, 12, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0][..];
+        assert_eq!(answer(&req(&[ia_pd])), Err(Discard::IaPresent));
+    }
+
+    #[test]
+    fn server_id_ours_is_answered_foreign_is_discarded() {
+        let ours = crate::wire::writer::encode_option(2, svc().duid.as_bytes());
+        assert!(answer(&req(&[CID, &ours])).is_ok());
+        let foreign = &[0, 2, 0, 10, 0, 3, 0, 1, 2, 0, 0, 0, 0, 2][..];
+        assert_eq!(answer(&req(&[CID, foreign])), Err(Discard::ForeignServerId));
+    }
+
+    #[test]
+    fn truncated_option_and_length_past_end_are_malformed() {
+        let mut r = req(&[CID]);
+        r.extend_from_slice(&[0, 8, 0]);
+        assert!(matches!(answer(&r), Err(Discard::Malformed(WireError::TruncatedOptionHeader(_)))));
+        let r = req(&[&[0, 8, 0, 9, 0, 0]]);
+        assert!(matches!(answer(&r), Err(Discard::Malformed(WireError::OptionPastEnd { .. }))));
+    }
+
+    #[test]
+    fn duid_of_130_bytes_is_echoed_and_131_is_malformed() {
+        let mut cid = vec![0, 1, 0, 130, 0, 2];
+        cid.extend(std::iter::repeat_n(7u8, 128));
+        let r = answer(&req(&[&cid])).unwrap();
+        assert_eq!(Message::parse(&r).unwrap().client_id().unwrap().map(<[u8]>::len), Some(130));
+        let mut cid = vec![0, 1, 0, 131, 0, 2];
+        cid.extend(std::iter::repeat_n(7u8, 129));
+        assert_eq!(answer(&req(&[&cid])), Err(Discard::Malformed(WireError::DuidLength(131))));
+    }
+}

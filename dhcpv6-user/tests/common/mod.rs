@@ -1,0 +1,137 @@
+//! Shared by the program and end-to-end tests: frames, the XDP program under test_run.
+#![allow(dead_code)]
+
+use std::{net::Ipv6Addr, sync::atomic::{AtomicU32, Ordering}};
+
+use aya::programs::{TestRun, TestRunOptions};
+use dhcpv6::{
+    dataplane::Dataplane,
+    fastpath::{build_reply_data, frame::FrameSpec, model::ModelIface, Outcome},
+    server::{IfaceService, ServiceOptions},
+    wire::Duid,
+};
+use dhcpv6_common::{wire::ALL_DHCP_RELAY_AGENTS_AND_SERVERS, Counters};
+
+pub const SERVER_MAC: [u8; 6] = [0x02, 0xd6, 0, 0, 0, 0x01];
+pub const CLIENT_MAC: [u8; 6] = [0x02, 0xc1, 0, 0, 0, 0x02];
+
+pub fn server_ll() -> Ipv6Addr {
+    "fe80::d6ff:fe00:1".parse().unwrap()
+}
+
+pub fn client_ll() -> Ipv6Addr {
+    "fe80::c1ff:fe00:2".parse().unwrap()
+}
+
+pub fn service() -> IfaceService {
+    let options = ServiceOptions {
+        dns: vec!["2001:db8::53".parse().unwrap(), "2001:db8::54".parse().unwrap()],
+        domains: vec!["example.net".into(), "isp.example".into()],
+        ntp: vec!["2001:db8::123".parse().unwrap()],
+        sntp: vec!["2001:db8::124".parse().unwrap()],
+        information_refresh_time: Some(3600),
+        inf_max_rt: Some(900),
+    }
+    .encode()
+    .unwrap();
+    IfaceService { duid: Duid::from_mac(SERVER_MAC), options }
+}
+
+pub fn model_iface(fast_path: bool) -> ModelIface {
+    ModelIface { mac: SERVER_MAC, link_local: server_ll(), svc: service(), fast_path }
+}
+
+pub fn spec() -> FrameSpec {
+    FrameSpec {
+        dst_mac: [0x33, 0x33, 0, 1, 0, 2],
+        src_mac: CLIENT_MAC,
+        vlans: vec![],
+        src: client_ll(),
+        dst: ALL_DHCP_RELAY_AGENTS_AND_SERVERS.into(),
+        src_port: 546,
+        dst_port: 547,
+        hop_limit: 1,
+    }
+}
+
+pub fn opt(code: u16, data: &[u8]) -> Vec<u8> {
+    dhcpv6::wire::writer::encode_option(code, data)
+}
+
+pub fn client_id(n: usize) -> Vec<u8> {
+    let mut duid = vec![0, 2, 0, 0, 0x12, 0x34];
+    duid.resize(n.max(3), 0xc1);
+    duid.truncate(n);
+    opt(1, &duid)
+}
+
+pub fn oro(codes: &[u16]) -> Vec<u8> {
+    opt(6, &codes.iter().flat_map(|c| c.to_be_bytes()).collect::<Vec<_>>())
+}
+
+pub fn message(msg_type: u8, opts: &[Vec<u8>]) -> Vec<u8> {
+    let mut m = vec![msg_type, 0x12, 0x34, 0x56];
+    for o in opts {
+        m.extend_from_slice(o);
+    }
+    m
+}
+
+/// The real XDP program, loaded with its maps pinned in a folder of its own.
+pub struct Program {
+    pub dp: Option<Dataplane>,
+    pub ifindex: u32,
+}
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+impl Program {
+    /// test_run frames arrive on loopback (ifindex 1) unless the context says otherwise.
+    pub fn load(iface: Option<&ModelIface>) -> Program {
+        let dir = format!("/sys/fs/bpf/dhcpv6-test-{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed));
+        let mut dp = Dataplane::load(std::path::Path::new(&dir), false).expect("load XDP program");
+        if let Some(i) = iface {
+            let data = build_reply_data(i.mac, i.link_local, &i.svc, i.fast_path, 1).unwrap();
+            dp.set_iface(1, &data).unwrap();
+        }
+        Program { dp: Some(dp), ifindex: 1 }
+    }
+
+    pub fn dp(&mut self) -> &mut Dataplane {
+        self.dp.as_mut().unwrap()
+    }
+
+    /// Runs one frame; returns the outcome (with the counter that moved) as the model names it.
+    pub fn run(&mut self, frame: &[u8]) -> (Outcome, Vec<&'static str>) {
+        let before = self.dp().counters().unwrap();
+        let mut out = vec![0u8; 4096];
+        let prog = self.dp().program().unwrap();
+        let r = prog
+            .test_run(TestRunOptions { data_in: Some(frame), data_out: Some(&mut out), ..Default::default() })
+            .expect("test_run");
+        out.truncate(r.data_size_out as usize);
+        let after = self.dp().counters().unwrap();
+        let moved = moved(&before, &after);
+        let name = moved.iter().copied().find(|n| *n != "frames" && *n != "dhcp").unwrap_or("");
+        let outcome = match r.return_value {
+            3 => Outcome::Tx(out),
+            2 if name.is_empty() => Outcome::NotDhcp,
+            2 => Outcome::Pass(name),
+            1 => Outcome::Drop(name),
+            other => panic!("unexpected XDP action {other}"),
+        };
+        (outcome, moved)
+    }
+}
+
+impl Drop for Program {
+    fn drop(&mut self) {
+        if let Some(dp) = self.dp.take() {
+            let _ = dp.shutdown();
+        }
+    }
+}
+
+pub fn moved(before: &Counters, after: &Counters) -> Vec<&'static str> {
+    before.fields().iter().zip(after.fields()).filter(|(b, a)| b.1 != a.1).map(|(_, a)| a.0).collect()
+}
