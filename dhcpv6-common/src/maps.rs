@@ -83,6 +83,9 @@ pub struct IfaceReply {
     pub block: [u8; limits::BLOCK_BUF],
 }
 
+/// Byte offset of [`IfaceReply::generation`], which a rewrite changes even when nothing else does.
+pub const GENERATION_OFFSET: usize = core::mem::offset_of!(IfaceReply, generation);
+
 impl Default for IfaceReply {
     fn default() -> Self {
         Zeroable::zeroed()

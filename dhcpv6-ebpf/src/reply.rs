@@ -4,7 +4,7 @@
 //! prebuilt segments (Server Identifier first) that the Option Request selects.
 
 use aya_ebpf::{
-    helpers::generated::{bpf_xdp_adjust_tail, bpf_xdp_store_bytes},
+    helpers::generated::{bpf_xdp_adjust_head, bpf_xdp_adjust_tail, bpf_xdp_store_bytes},
     programs::XdpContext,
 };
 use dhcpv6_common::{
@@ -70,27 +70,51 @@ pub fn write(
     let new_len = hdr.l4 + udp_len;
     let old_len = ctx.data_end() - ctx.data();
     let delta = new_len as i32 - old_len as i32;
+
+    // What the reply keeps of the request, saved before the frame is resized: the whole
+    // frame is written afresh afterwards, so it may grow at either end.
+    let Some(eth) = ptr_at::<[u8; 22]>(ctx, 0) else { return Verdict::PassLength };
+    let Some(udp) = ptr_at::<[u8; 12]>(ctx, hdr.l4) else { return Verdict::PassLength };
+    // SAFETY: bounds checked by ptr_at.
+    let (eth, udp) = unsafe { (*eth, *udp) };
+    let client_port = u16::from_be_bytes([udp[0], udp[1]]);
+    let xid = [udp[9], udp[10], udp[11]];
+
     if delta != 0 {
-        // SAFETY: plain helper call on our own context.
-        if unsafe { bpf_xdp_adjust_tail(ctx.ctx, delta) } != 0 {
-            // Rare and worth an operator's look (generic XDP on a driver without tailroom).
+        // Tailroom first; a frame handed over from the stack (veth) often has none, while
+        // XDP keeps 256 bytes of headroom.
+        // SAFETY: plain helper calls on our own context.
+        let grown = unsafe { bpf_xdp_adjust_tail(ctx.ctx, delta) } == 0
+            || (delta > 0 && unsafe { bpf_xdp_adjust_head(ctx.ctx, -delta) } == 0);
+        if !grown {
+            // Rare and worth an operator's look (generic XDP on a driver without room).
             aya_log_ebpf::warn!(ctx, "dhcpv6: cannot grow frame by {} bytes on ifindex {}; passed to userspace", delta, ctx.ingress_ifindex() as u32);
             return Verdict::PassNoRoom;
         }
     }
 
-    // Headers: back to where the request came from.
-    let Some(eth) = ptr_at::<[u8; 12]>(ctx, 0) else { return Verdict::PassNoRoom };
+    let Some(out_eth) = ptr_at::<[u8; 22]>(ctx, 0) else { return Verdict::PassNoRoom };
     let Some(ip) = ptr_at::<[u8; 40]>(ctx, hdr.l3) else { return Verdict::PassNoRoom };
-    let Some(udp) = ptr_at::<[u8; 12]>(ctx, hdr.l4) else { return Verdict::PassNoRoom };
-    // SAFETY: bounds checked by ptr_at; the three ranges do not overlap.
-    let (eth, ip, udp) = unsafe { (&mut *eth, &mut *ip, &mut *udp) };
-    let mut i = 0;
-    while i < 6 {
-        eth[i] = eth[6 + i];
-        eth[6 + i] = iface.mac[i];
-        i += 1;
+    let Some(out_udp) = ptr_at::<[u8; 12]>(ctx, hdr.l4) else { return Verdict::PassNoRoom };
+    // SAFETY: bounds checked by ptr_at. The Ethernet range may overlap the IPv6 header when
+    // there are fewer than two VLAN tags; it is written first and the IPv6 header after.
+    unsafe {
+        let o = &mut *out_eth;
+        let mut i = 0;
+        while i < 6 {
+            o[i] = eth[6 + i];
+            o[6 + i] = iface.mac[i];
+            i += 1;
+        }
+        // Ethertype and VLAN tags as they came (the bytes past them are rewritten below).
+        let mut i = 12;
+        while i < 22 {
+            o[i] = eth[i];
+            i += 1;
+        }
     }
+    // SAFETY: as above.
+    let (ip, udp) = unsafe { (&mut *ip, &mut *out_udp) };
     let mut i = 0;
     while i < 16 {
         ip[24 + i] = client[i];
@@ -106,15 +130,20 @@ pub fn write(
     ip[5] = ulen[1];
     ip[6] = IPPROTO_UDP;
     ip[7] = REPLY_HOP_LIMIT;
-    let client_port = u16::from_be_bytes([udp[0], udp[1]]);
     let sport = SERVER_PORT.to_be_bytes();
-    udp[2] = udp[0];
-    udp[3] = udp[1];
+    let cport = client_port.to_be_bytes();
     udp[0] = sport[0];
     udp[1] = sport[1];
+    udp[2] = cport[0];
+    udp[3] = cport[1];
     udp[4] = ulen[0];
     udp[5] = ulen[1];
+    udp[6] = 0;
+    udp[7] = 0;
     udp[8] = msg::REPLY;
+    udp[9] = xid[0];
+    udp[10] = xid[1];
+    udp[11] = xid[2];
 
     // Checksum: pseudo header, UDP header, message header, then the parts added below.
     let mut acc = csum::sum16(&iface.link_local) + csum::sum16(client);

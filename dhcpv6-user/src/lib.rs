@@ -4,8 +4,14 @@
 //! send. `fastpath` turns the same decisions into the XDP program's map data, and models the
 //! program frame by frame so tests can hold the two to the same answers.
 
+pub mod config;
+pub mod daemon;
 pub mod dataplane;
 pub mod fastpath;
 pub mod leases;
+pub mod netlink;
+pub mod resolv;
 pub mod server;
+pub mod socket;
+pub mod stats;
 pub mod wire;

@@ -1,1 +1,136 @@
-fn main(){}
+//! dhcpv6d: XDP-accelerated DHCPv6 server.
+
+use std::{net::Ipv6Addr, path::PathBuf};
+
+use anyhow::{anyhow, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use dhcpv6::{
+    config::Overrides,
+    daemon::{self, Options},
+    dataplane::{self, AttachMode, DEFAULT_PIN_DIR},
+    stats::stats_file,
+};
+
+const DEFAULT_STATE_DIR: &str = "/run/dhcpv6d";
+
+#[derive(Parser)]
+#[command(name = "dhcpv6d", version, about = "XDP-accelerated DHCPv6 server: Information-Request answered in XDP, the rest in userspace")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Interface to serve (repeatable). Interfaces in --config are served too.
+    #[arg(long = "iface", value_name = "IF")]
+    ifaces: Vec<String>,
+    /// TOML configuration file (see docs/config.md). SIGHUP re-reads it.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// DNS server to announce (repeatable; replaces the config's and resolv.conf's).
+    #[arg(long, value_name = "ADDR")]
+    dns: Vec<Ipv6Addr>,
+    /// Domain for the search list (repeatable).
+    #[arg(long, value_name = "NAME")]
+    domain: Vec<String>,
+    /// Keep the XDP program classifying and counting only; userspace answers everything.
+    #[arg(long)]
+    no_fast_path: bool,
+    /// How to attach the XDP program.
+    #[arg(long, value_enum, default_value = "auto")]
+    xdp_mode: AttachMode,
+    /// bpffs folder for the pinned maps and links.
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_PIN_DIR)]
+    pin_dir: PathBuf,
+    /// Folder for the daemon's state (userspace counters).
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_STATE_DIR)]
+    state_dir: PathBuf,
+    /// Let the XDP program log (aya-log) into the daemon's log.
+    #[arg(long)]
+    bpf_log: bool,
+    /// Where host DNS defaults come from when none are configured.
+    #[arg(long, value_name = "FILE", default_value = "/etc/resolv.conf")]
+    resolv_conf: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Print the counters of a running daemon: XDP (pinned map, summed over CPUs) and userspace.
+    Stats {
+        #[arg(long, value_name = "DIR", default_value = DEFAULT_PIN_DIR)]
+        pin_dir: PathBuf,
+        #[arg(long, value_name = "DIR", default_value = DEFAULT_STATE_DIR)]
+        state_dir: PathBuf,
+    },
+    /// Attach a plain XDP_PASS program to IF and pin its link at PATH (for test set-ups:
+    /// veth delivers XDP_TX frames only to a peer with an XDP program).
+    #[command(hide = true)]
+    AttachAux {
+        #[arg(long)]
+        iface: String,
+        #[arg(long)]
+        pin: PathBuf,
+    },
+}
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.cmd {
+        Some(Cmd::Stats { pin_dir, state_dir }) => stats(&pin_dir, &state_dir),
+        Some(Cmd::AttachAux { iface, pin }) => attach_aux(&iface, &pin),
+        None => {
+            let r = cli.run;
+            let opts = Options {
+                config: r.config,
+                overrides: Overrides { ifaces: r.ifaces, dns: r.dns, domains: r.domain },
+                fast_path: !r.no_fast_path,
+                xdp_mode: r.xdp_mode,
+                pin_dir: r.pin_dir,
+                state_dir: r.state_dir,
+                bpf_log: r.bpf_log,
+                resolv_conf: r.resolv_conf,
+            };
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            rt.block_on(daemon::run(opts))
+        }
+    }
+}
+
+fn stats(pin_dir: &std::path::Path, state_dir: &std::path::Path) -> Result<()> {
+    let c = dataplane::pinned_counters(pin_dir)?;
+    println!("# XDP ({}, summed over CPUs)", pin_dir.display());
+    for (name, v) in c.fields() {
+        println!("xdp_{name} {v}");
+    }
+    let path = stats_file(state_dir);
+    println!("# userspace ({})", path.display());
+    match std::fs::read_to_string(&path) {
+        Ok(text) => text.lines().for_each(|l| println!("user_{l}")),
+        Err(e) => println!("# not readable: {e}"),
+    }
+    Ok(())
+}
+
+fn attach_aux(iface: &str, pin: &std::path::Path) -> Result<()> {
+    use aya::programs::{links::FdLink, Xdp, XdpMode};
+    dataplane::ensure_bpffs()?;
+    let mut ebpf = aya::EbpfLoader::new()
+        .override_global("AYA_LOG_LEVEL", &0u8, false)
+        .load(dataplane::EBPF_OBJECT)
+        .context("loading the XDP object")?;
+    let prog: &mut Xdp = ebpf.program_mut("dhcpv6_pass").ok_or_else(|| anyhow!("no pass program"))?.try_into()?;
+    prog.load()?;
+    let id = prog.attach(iface, XdpMode::Driver).with_context(|| format!("attaching the pass program to {iface}"))?;
+    let fd: FdLink = prog.take_link(id)?.try_into().map_err(|_| anyhow!("no bpf_link to pin"))?;
+    fd.pin(pin).with_context(|| format!("pinning {}", pin.display()))?;
+    Ok(())
+}

@@ -1,0 +1,253 @@
+//! The running server: keeps the XDP program's maps in step with config and interfaces, and
+//! answers on UDP/547 what the fast path passes up.
+
+use std::{
+    collections::HashMap,
+    net::SocketAddrV6,
+    path::PathBuf,
+    sync::Arc,
+    time::Duration,
+};
+
+use anyhow::{bail, Context, Result};
+use dhcpv6_common::wire::msg;
+use tokio::signal::unix::{signal, SignalKind};
+use tracing::{debug, info, warn};
+
+use crate::{
+    config::{self, IfaceConfig, Overrides},
+    dataplane::{AttachMode, Dataplane},
+    fastpath::build_reply_data,
+    netlink::{self, LinkState, Netlink},
+    server::{information_request, IfaceService},
+    socket::ServerSocket,
+    stats::{stats_file, UserStats},
+    wire::{Duid, Message},
+};
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub config: Option<PathBuf>,
+    pub overrides: Overrides,
+    pub fast_path: bool,
+    pub xdp_mode: AttachMode,
+    pub pin_dir: PathBuf,
+    pub state_dir: PathBuf,
+    pub bpf_log: bool,
+    pub resolv_conf: PathBuf,
+}
+
+/// One served interface as it stands now.
+struct Served {
+    cfg: IfaceConfig,
+    link: Option<LinkState>,
+    svc: Option<IfaceService>,
+    /// The map entry last written, to skip rewrites that change nothing.
+    written: Option<Vec<u8>>,
+}
+
+struct Server {
+    opts: Options,
+    dp: Dataplane,
+    nl: Netlink,
+    sock: ServerSocket,
+    ifaces: Vec<Served>,
+    by_index: HashMap<u32, usize>,
+    generation: u32,
+    stats: Arc<UserStats>,
+}
+
+pub async fn run(opts: Options) -> Result<()> {
+    let cfg = config::load(opts.config.as_deref(), &opts.overrides, &opts.resolv_conf)?;
+    std::fs::create_dir_all(&opts.state_dir).with_context(|| format!("creating {}", opts.state_dir.display()))?;
+    let dp = Dataplane::load(&opts.pin_dir, opts.bpf_log)?;
+    let nl = Netlink::connect()?;
+    let sock = ServerSocket::bind()?;
+    let ifaces = cfg.into_iter().map(|cfg| Served { cfg, link: None, svc: None, written: None }).collect();
+    let mut s = Server { opts, dp, nl, sock, ifaces, by_index: HashMap::new(), generation: 0, stats: Arc::default() };
+    for i in 0..s.ifaces.len() {
+        let name = s.ifaces[i].cfg.name.clone();
+        if s.nl.link(&name).await?.is_none() {
+            bail!("interface {name} does not exist");
+        }
+    }
+    let result = s.serve().await;
+    let stop = s.dp.shutdown();
+    result.and(stop)
+}
+
+impl Server {
+    async fn serve(&mut self) -> Result<()> {
+        self.sync().await?;
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let mut hup = signal(SignalKind::hangup())?;
+        let mut changes = netlink::watch(Duration::from_secs(30));
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let names: Vec<&str> = self.ifaces.iter().map(|i| i.cfg.name.as_str()).collect();
+        info!(ifaces = ?names, fast_path = self.opts.fast_path, pin_dir = %self.opts.pin_dir.display(), "serving");
+        let mut buf = vec![0u8; 65536];
+        loop {
+            tokio::select! {
+                _ = term.recv() => { info!("SIGTERM: stopping"); break; }
+                _ = int.recv() => { info!("SIGINT: stopping"); break; }
+                _ = hup.recv() => self.reload().await,
+                Some(()) = changes.recv() => {
+                    if let Err(e) = self.sync().await {
+                        warn!(error = %format!("{e:#}"), "re-reading interfaces failed; will retry on the next event");
+                    }
+                }
+                r = self.sock.recv(&mut buf) => match r {
+                    Ok(rx) => self.handle(&buf[..rx.len], rx.from, rx.ifindex).await,
+                    Err(e) => warn!(error = %e, "receive failed"),
+                },
+                _ = tick.tick() => {
+                    self.dp.flush_log();
+                    let _ = self.stats.write(&stats_file(&self.opts.state_dir));
+                }
+            }
+        }
+        let _ = self.stats.write(&stats_file(&self.opts.state_dir));
+        Ok(())
+    }
+
+    /// SIGHUP: a bad file is refused (with file, line and reason) and the old one kept.
+    async fn reload(&mut self) {
+        match config::load(self.opts.config.as_deref(), &self.opts.overrides, &self.opts.resolv_conf) {
+            Ok(cfg) => {
+                let known: Vec<String> = self.ifaces.iter().map(|i| i.cfg.name.clone()).collect();
+                for c in cfg {
+                    match self.ifaces.iter_mut().find(|i| i.cfg.name == c.name) {
+                        Some(i) => i.cfg = c,
+                        None => self.ifaces.push(Served { cfg: c, link: None, svc: None, written: None }),
+                    }
+                }
+                if known.len() != self.ifaces.len() {
+                    info!("new interfaces in the configuration");
+                }
+                info!("configuration reloaded");
+                if let Err(e) = self.sync().await {
+                    warn!(error = %format!("{e:#}"), "applying the reloaded configuration failed");
+                }
+            }
+            Err(e) => warn!(error = %e, "configuration refused; keeping the previous one"),
+        }
+    }
+
+    /// Re-reads every served interface from the kernel and rewrites what changed: attachment,
+    /// multicast membership, and the reply data of the fast path.
+    async fn sync(&mut self) -> Result<()> {
+        self.by_index.clear();
+        for idx in 0..self.ifaces.len() {
+            let name = self.ifaces[idx].cfg.name.clone();
+            let now = self.nl.link(&name).await?;
+            let before = self.ifaces[idx].link;
+            if let Some(old) = before {
+                if now.map(|n| n.ifindex) != Some(old.ifindex) {
+                    // Gone or re-created: its old entry and attachment are stale.
+                    self.dp.remove_iface(old.ifindex)?;
+                    self.dp.detach(&name)?;
+                    self.ifaces[idx].written = None;
+                }
+            }
+            let Some(link) = now else {
+                if before.is_some() {
+                    warn!(iface = %name, "interface disappeared; waiting for it to come back");
+                }
+                self.ifaces[idx].link = None;
+                self.ifaces[idx].svc = None;
+                continue;
+            };
+            if before.map(|b| b.ifindex) != Some(link.ifindex) {
+                let mode = self.dp.attach(&name, self.opts.xdp_mode).with_context(|| format!("attaching XDP to {name}"))?;
+                info!(iface = %name, ifindex = link.ifindex, ?mode, "XDP attached");
+            }
+            self.sock.join(link.ifindex)?;
+            self.by_index.insert(link.ifindex, idx);
+            self.ifaces[idx].link = Some(link);
+            self.update_reply_data(idx)?;
+        }
+        Ok(())
+    }
+
+    fn update_reply_data(&mut self, idx: usize) -> Result<()> {
+        let served = &self.ifaces[idx];
+        let Some(link) = served.link else { return Ok(()) };
+        let mut service = served.cfg.service.clone();
+        // As odhcpd: with no DNS server known, announce ourselves (the link-local address).
+        if service.dns.is_empty() {
+            service.dns.extend(link.link_local);
+        }
+        let svc = IfaceService { duid: Duid::from_mac(link.mac), options: service.encode()? };
+        let name = served.cfg.name.clone();
+        let Some(ll) = link.link_local else {
+            // No link-local address yet (DAD): the program cannot source replies; userspace will.
+            self.dp.remove_iface(link.ifindex)?;
+            self.ifaces[idx].svc = Some(svc);
+            self.ifaces[idx].written = None;
+            return Ok(());
+        };
+        match build_reply_data(link.mac, ll, &svc, self.opts.fast_path, self.generation.wrapping_add(1)) {
+            Ok(data) => {
+                let mut key = bytemuck::bytes_of(&data).to_vec();
+                key[dhcpv6_common::maps::GENERATION_OFFSET..dhcpv6_common::maps::GENERATION_OFFSET + 4].fill(0);
+                if self.ifaces[idx].written.as_ref() != Some(&key) {
+                    self.generation = self.generation.wrapping_add(1);
+                    self.dp.set_iface(link.ifindex, &data)?;
+                    info!(iface = %name, link_local = %ll, generation = self.generation, "fast-path reply data written");
+                    self.ifaces[idx].written = Some(key);
+                }
+            }
+            Err(e) => {
+                warn!(iface = %name, error = %e, "options do not fit the fast path; userspace answers this interface");
+                self.dp.remove_iface(link.ifindex)?;
+                self.ifaces[idx].written = None;
+            }
+        }
+        self.ifaces[idx].svc = Some(svc);
+        Ok(())
+    }
+
+    async fn handle(&mut self, pkt: &[u8], from: SocketAddrV6, ifindex: u32) {
+        let Some(&idx) = self.by_index.get(&ifindex) else {
+            self.stats.bump("ignored_other_iface");
+            return;
+        };
+        let Some(svc) = self.ifaces[idx].svc.as_ref() else {
+            self.stats.bump("ignored_iface_not_ready");
+            return;
+        };
+        self.stats.bump("received");
+        let reply = match Message::parse(pkt) {
+            Err(e) => {
+                debug!(%from, error = %e, "malformed message");
+                self.stats.bump("drop_malformed");
+                return;
+            }
+            Ok(m) if m.msg_type() == msg::INFORMATION_REQUEST => match information_request(&m, svc) {
+                Ok(r) => r,
+                Err(d) => {
+                    debug!(%from, reason = %d, "Information-Request discarded");
+                    self.stats.bump(d.counter());
+                    return;
+                }
+            },
+            Ok(m) => {
+                debug!(%from, msg_type = m.msg_type(), "message type not served");
+                self.stats.bump("drop_unsupported");
+                return;
+            }
+        };
+        let mut to = from;
+        if to.scope_id() == 0 && to.ip().is_unicast_link_local() {
+            to.set_scope_id(ifindex);
+        }
+        match self.sock.send_to(&reply, to).await {
+            Ok(_) => self.stats.bump("replied"),
+            Err(e) => {
+                warn!(%to, error = %e, "send failed");
+                self.stats.bump("send_failed");
+            }
+        }
+    }
+}

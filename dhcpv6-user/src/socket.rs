@@ -1,0 +1,84 @@
+//! The server's UDP socket on port 547: one socket for every interface, with the arrival
+//! interface and destination from IPV6_PKTINFO, and ff02::1:2 joined per interface.
+
+use std::{
+    collections::HashSet,
+    io::IoSliceMut,
+    net::{Ipv6Addr, SocketAddrV6},
+    os::fd::AsRawFd,
+};
+
+use anyhow::{Context, Result};
+use dhcpv6_common::wire::{ALL_DHCP_RELAY_AGENTS_AND_SERVERS, SERVER_PORT};
+use nix::sys::socket::{recvmsg, setsockopt, sockopt, ControlMessageOwned, MsgFlags, SockaddrIn6};
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::io::{unix::AsyncFd, Interest};
+
+pub struct Received {
+    pub len: usize,
+    pub from: SocketAddrV6,
+    pub ifindex: u32,
+    pub dst: Ipv6Addr,
+}
+
+pub struct ServerSocket {
+    fd: AsyncFd<Socket>,
+    joined: HashSet<u32>,
+}
+
+impl ServerSocket {
+    pub fn bind() -> Result<Self> {
+        let s = Socket::new(Domain::IPV6, Type::DGRAM, Some(Protocol::UDP)).context("creating the UDP socket")?;
+        s.set_only_v6(true)?;
+        s.set_reuse_address(true)?;
+        s.set_nonblocking(true)?;
+        // Room for a boot storm's burst while the loop is busy.
+        let _ = s.set_recv_buffer_size(8 << 20);
+        setsockopt(&s, sockopt::Ipv6RecvPacketInfo, &true).context("IPV6_RECVPKTINFO")?;
+        s.set_multicast_loop_v6(false)?;
+        let addr = SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, SERVER_PORT, 0, 0);
+        s.bind(&addr.into()).context("binding [::]:547 (is another DHCPv6 server running?)")?;
+        // SAFETY: the Socket owns its descriptor and lives inside the AsyncFd until both drop.
+        let fd = unsafe { AsyncFd::register(s)? };
+        Ok(Self { fd, joined: HashSet::new() })
+    }
+
+    /// Joins ff02::1:2 on `ifindex` (idempotent; a re-created interface has a new index).
+    pub fn join(&mut self, ifindex: u32) -> Result<()> {
+        if self.joined.insert(ifindex) {
+            let group = Ipv6Addr::from(ALL_DHCP_RELAY_AGENTS_AND_SERVERS);
+            if let Err(e) = self.fd.get_ref().join_multicast_v6(&group, ifindex) {
+                if e.raw_os_error() != Some(libc::EADDRINUSE) {
+                    self.joined.remove(&ifindex);
+                    return Err(e).with_context(|| format!("joining ff02::1:2 on ifindex {ifindex}"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn recv(&self, buf: &mut [u8]) -> std::io::Result<Received> {
+        self.fd.async_io(Interest::READABLE, |s| recv_pktinfo(s.as_raw_fd(), buf)).await
+    }
+
+    pub async fn send_to(&self, buf: &[u8], to: SocketAddrV6) -> std::io::Result<usize> {
+        self.fd.async_io(Interest::WRITABLE, |s| s.send_to(buf, &to.into())).await
+    }
+}
+
+fn recv_pktinfo(fd: i32, buf: &mut [u8]) -> std::io::Result<Received> {
+    let mut cmsg = nix::cmsg_space!(libc::in6_pktinfo);
+    let mut iov = [IoSliceMut::new(buf)];
+    let msg = recvmsg::<SockaddrIn6>(fd, &mut iov, Some(&mut cmsg), MsgFlags::MSG_DONTWAIT)
+        .map_err(std::io::Error::from)?;
+    let from = msg.address.map(SocketAddrV6::from).ok_or_else(|| std::io::Error::other("no source address"))?;
+    let mut ifindex = 0;
+    let mut dst = Ipv6Addr::UNSPECIFIED;
+    for c in msg.cmsgs().map_err(std::io::Error::from)? {
+        if let ControlMessageOwned::Ipv6PacketInfo(pi) = c {
+            ifindex = pi.ipi6_ifindex;
+            dst = Ipv6Addr::from(pi.ipi6_addr.s6_addr);
+        }
+    }
+    Ok(Received { len: msg.bytes, from, ifindex, dst })
+}

@@ -1,0 +1,192 @@
+//! The lab's client: one stateless DHCPv6 exchange with ISC dhclient (`-6 -S`), whose script
+//! only records the environment dhclient hands it, so we can see what it was told.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use testbed::Netns;
+
+use crate::interrupt;
+
+/// What dhclient passes its script once an Information-Request was answered.
+const REASON: &str = "INFORM6";
+
+/// dhclient's files, all under the lab folder (none of the system's defaults is touched).
+pub struct Files {
+    conf: PathBuf,
+    script: PathBuf,
+    lease: PathBuf,
+    pid: PathBuf,
+    /// Where the script appends one record per call.
+    pub env: PathBuf,
+    pub log: PathBuf,
+}
+
+impl Files {
+    /// Writes the config and the script; removes what an earlier run left.
+    pub fn create(dir: &Path) -> Result<Files> {
+        let f = Files {
+            conf: dir.join("dhclient.conf"),
+            script: dir.join("dhclient-script.sh"),
+            lease: dir.join("dhclient6.leases"),
+            pid: dir.join("dhclient6.pid"),
+            env: dir.join("dhclient-env.txt"),
+            log: dir.join("dhclient.log"),
+        };
+        for old in [&f.lease, &f.pid, &f.env, &f.log] {
+            match fs::remove_file(old) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(e).with_context(|| format!("removing {}", old.display()))
+                }
+                _ => {}
+            }
+        }
+        write(
+            &f.conf,
+            "# Written by `cargo xtask lab`.\nrequest dhcp6.name-servers, dhcp6.domain-search;\n",
+        )?;
+        write(&f.script, &script(&f.env))?;
+        fs::set_permissions(&f.script, fs::Permissions::from_mode(0o755))
+            .with_context(|| format!("making {} executable", f.script.display()))?;
+        Ok(f)
+    }
+}
+
+fn write(path: &Path, text: &str) -> Result<()> {
+    fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+}
+
+fn script(out: &Path) -> String {
+    format!(
+        "#!/bin/sh\n\
+         # Written by `cargo xtask lab`: records what dhclient hands its script; changes nothing.\n\
+         {{\n\
+         \x20 printf 'reason=%s\\n' \"$reason\"\n\
+         \x20 printf 'interface=%s\\n' \"$interface\"\n\
+         \x20 printf 'new_dhcp6_name_servers=%s\\n' \"$new_dhcp6_name_servers\"\n\
+         \x20 printf 'new_dhcp6_domain_search=%s\\n' \"$new_dhcp6_domain_search\"\n\
+         \x20 printf 'new_dhcp6_server_id=%s\\n' \"$new_dhcp6_server_id\"\n\
+         \x20 printf '\\n'\n\
+         }} >> {}\n\
+         exit 0\n",
+        sh_quote(&out.to_string_lossy())
+    )
+}
+
+fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// What the client was told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Received {
+    pub name_servers: Vec<String>,
+    pub domain_search: Vec<String>,
+    pub server_id: String,
+}
+
+/// How the exchange ended.
+pub enum Exchange {
+    Configured(Received),
+    /// No answer: why (timeout, dhclient's exit status).
+    Nothing(String),
+}
+
+/// Runs `dhclient -6 -S -1 -v -d` on `iface` in `ns` until its script reports INFORM6, dhclient
+/// exits, or `timeout` passes; dhclient is stopped (it is our child) before this returns.
+pub fn request(ns: &Netns, iface: &str, files: &Files, timeout: Duration) -> Result<Exchange> {
+    let s = |p: &Path| p.to_string_lossy().into_owned();
+    let (conf, lease, pid, script) = (s(&files.conf), s(&files.lease), s(&files.pid), s(&files.script));
+    let args = [
+        "dhclient", "-6", "-S", "-1", "-v", "-d", "-cf", &conf, "-lf", &lease, "-pf", &pid, "-sf",
+        &script, iface,
+    ];
+    let proc = ns.spawn(&args, Some(&files.log)).context("starting dhclient")?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        interrupt::check()?;
+        if let Some(got) = received(&files.env)? {
+            return Ok(Exchange::Configured(got));
+        }
+        if let Some(status) = proc.wait_timeout(Duration::ZERO) {
+            // Its last script call may have landed just before it exited.
+            if let Some(got) = received(&files.env)? {
+                return Ok(Exchange::Configured(got));
+            }
+            return Ok(Exchange::Nothing(format!("dhclient gave up ({status})")));
+        }
+        if Instant::now() >= deadline {
+            return Ok(Exchange::Nothing(format!("no answer within {timeout:?}")));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn received(env: &Path) -> Result<Option<Received>> {
+    match fs::read(env) {
+        Ok(bytes) => Ok(parse_records(&String::from_utf8_lossy(&bytes))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("reading {}", env.display())),
+    }
+}
+
+/// The first complete (blank-line terminated) record with reason INFORM6.
+fn parse_records(text: &str) -> Option<Received> {
+    let complete = &text[..text.rfind("\n\n").map(|i| i + 1)?];
+    complete.split("\n\n").find_map(|record| {
+        let get = |key: &str| {
+            record
+                .lines()
+                .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+                .unwrap_or("")
+        };
+        (get("reason") == REASON).then(|| Received {
+            name_servers: words(get("new_dhcp6_name_servers"), false),
+            domain_search: words(get("new_dhcp6_domain_search"), true),
+            server_id: get("new_dhcp6_server_id").to_owned(),
+        })
+    })
+}
+
+/// Splits a space-separated list; domain names lose quotes and the root's trailing dot.
+fn words(s: &str, domains: bool) -> Vec<String> {
+    s.split_whitespace()
+        .map(|w| {
+            let w = w.trim_matches('"');
+            if domains { w.trim_end_matches('.') } else { w }.to_owned()
+        })
+        .filter(|w| !w.is_empty())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_inform6_record() {
+        let text = "reason=PREINIT6\ninterface=cli0\nnew_dhcp6_name_servers=\n\n\
+                    reason=INFORM6\ninterface=cli0\nnew_dhcp6_name_servers=2001:db8::53 2001:db8::54\n\
+                    new_dhcp6_domain_search=\"lab.example.\" isp.example\nnew_dhcp6_server_id=0:3:0:1\n\n";
+        let got = parse_records(text).expect("INFORM6 record");
+        assert_eq!(got.name_servers, ["2001:db8::53", "2001:db8::54"]);
+        assert_eq!(got.domain_search, ["lab.example", "isp.example"]);
+        assert_eq!(got.server_id, "0:3:0:1");
+    }
+
+    #[test]
+    fn ignores_an_incomplete_record() {
+        assert_eq!(parse_records("reason=INFORM6\nnew_dhcp6_name_servers=2001:db8::53\n"), None);
+        assert_eq!(parse_records("reason=PREINIT6\n\n"), None);
+        assert_eq!(parse_records(""), None);
+    }
+
+    #[test]
+    fn script_quotes_its_output_path() {
+        let s = script(Path::new("/tmp/it's here/env.txt"));
+        assert!(s.contains(r"} >> '/tmp/it'\''s here/env.txt'"), "{s}");
+    }
+}
