@@ -2,6 +2,9 @@
 //! and stores are the daemon's business.
 
 pub mod options;
+pub mod relay;
+pub mod relay_agent;
+pub mod stateful;
 pub mod stateless;
 
 pub use options::{ConfiguredOption, SendPolicy, ServiceOptions};

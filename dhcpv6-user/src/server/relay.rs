@@ -1,0 +1,1 @@
+//! Relayed messages, server side.

@@ -1,0 +1,1 @@
+//! Stateful service (IA_NA, IA_PD): see issue 4.

@@ -1,0 +1,238 @@
+//! `cargo xtask lab`: the daemon and a real client on one machine, no spare NIC needed.
+//!
+//! Two network namespaces joined by a veth pair: `dhcpv6d` serves on `srv0`, ISC dhclient asks
+//! for stateless configuration on `cli0`. Everything the run creates (namespaces, processes,
+//! pins) is owned by a guard, so it is removed on success, on failure and on Ctrl-C.
+
+mod client;
+mod pins;
+mod report;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use testbed::{run_command, Netns, Proc};
+
+use crate::{build, interrupt};
+use client::Exchange;
+use pins::Pins;
+use report::Outcome;
+
+/// Programs the lab runs, with the Debian packages that ship them.
+pub const TOOLS: &[(&str, &str)] = &[
+    ("dhclient", "isc-dhcp-client"),
+    ("ip", "iproute2"),
+    ("ethtool", "ethtool"),
+    ("nsenter", "util-linux"),
+];
+
+pub const DNS: &str = "2001:db8::53";
+pub const DOMAIN: &str = "lab.example";
+const SERVER_IF: &str = "srv0";
+const CLIENT_IF: &str = "cli0";
+
+const HELPER_TIMEOUT: Duration = Duration::from_secs(30);
+const LINK_LOCAL_TIMEOUT: Duration = Duration::from_secs(10);
+const SERVING_TIMEOUT: Duration = Duration::from_secs(20);
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Default, Clone)]
+pub struct LabOptions {
+    /// Start the daemon with --no-fast-path (userspace answers everything).
+    pub no_fast_path: bool,
+    /// Keep the lab up this long after the exchange, for a look around.
+    pub keep_going_secs: u64,
+}
+
+/// Builds (release), then runs the lab.
+pub fn lab(root: &Path, opts: &LabOptions) -> Result<()> {
+    interrupt::install()?;
+    require_root()?;
+    let bin = build::build_all(root, true)?;
+    run_lab(root, &bin, opts)
+}
+
+/// Runs the lab with an already built daemon. Succeeds only if the client was configured
+/// with [`DNS`] and [`DOMAIN`].
+pub fn run_lab(root: &Path, bin: &Path, opts: &LabOptions) -> Result<()> {
+    interrupt::install()?;
+    require_root()?;
+    testbed::ensure_tools(TOOLS)?;
+    testbed::ensure_bpffs()?;
+    let dir = root.join("target/lab");
+    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let pins = Pins::claim(std::process::id())?;
+
+    let result = exchange(&dir, bin, opts, &pins);
+    // The namespaces and processes are gone by now; the pins go next.
+    say("torn down: namespaces and processes");
+    let pins_removed = pins.remove();
+    drop(pins);
+    match &pins_removed {
+        Ok(()) => say("torn down: pins"),
+        Err(e) => eprintln!("lab: warning: {e:#}"),
+    }
+
+    let outcome = result.context("lab set-up failed")?;
+    let ok = outcome.print(&dir, opts);
+    if !ok {
+        bail!("lab failed: the client was not configured with DNS {DNS} and domain {DOMAIN}");
+    }
+    Ok(())
+}
+
+fn require_root() -> Result<()> {
+    testbed::require_root().context(
+        "`cargo xtask lab` creates network namespaces and a veth pair and attaches XDP programs",
+    )
+}
+
+fn say(msg: &str) {
+    eprintln!("lab: {msg}");
+}
+
+fn path_str(p: &Path) -> Result<&str> {
+    p.to_str().with_context(|| format!("path {} is not UTF-8", p.display()))
+}
+
+/// Set-up, one exchange, stats. The guards declared here (namespaces, daemon) are dropped, in
+/// reverse order, when it returns: the daemon is stopped before its namespace is deleted.
+fn exchange(dir: &Path, bin: &Path, opts: &LabOptions, pins: &Pins) -> Result<Outcome> {
+    let bin_s = path_str(bin)?;
+    say(&format!("creating namespaces and the veth pair {SERVER_IF} <-> {CLIENT_IF}"));
+    let server = Netns::new("srv").context("creating the server namespace")?;
+    let client = Netns::new("cli").context("creating the client namespace")?;
+    testbed::veth_pair(&server, SERVER_IF, &client, CLIENT_IF)?;
+    say(&format!("namespaces: {} (server), {} (client)", server.name(), client.name()));
+    // Full checksums on the client's frames, so the fast path can verify them.
+    client.set_tx_offload(CLIENT_IF, false)?;
+    interrupt::check()?;
+
+    // XDP_TX towards a veth peer only works if the peer has an XDP program attached.
+    say(&format!("attaching an XDP_PASS program to {CLIENT_IF} (dhcpv6d attach-aux)"));
+    let mut attach = client.cmd(bin_s);
+    attach
+        .args(["attach-aux", "--iface", CLIENT_IF, "--program", "pass", "--pin"])
+        .arg(&pins.aux);
+    run_command(&mut attach, HELPER_TIMEOUT)
+        .with_context(|| format!("attaching the pass program to {CLIENT_IF}"))?;
+    if !pins.aux.exists() {
+        bail!("dhcpv6d attach-aux succeeded but did not pin its link at {}", pins.aux.display());
+    }
+    interrupt::check()?;
+
+    say("waiting for link-local addresses");
+    let srv_ll = server.wait_link_local(SERVER_IF, LINK_LOCAL_TIMEOUT)?;
+    let cli_ll = client.wait_link_local(CLIENT_IF, LINK_LOCAL_TIMEOUT)?;
+    say(&format!("{SERVER_IF} is {srv_ll}, {CLIENT_IF} is {cli_ll}"));
+    interrupt::check()?;
+
+    let daemon_log = dir.join("dhcpv6d.log");
+    let pin_dir = path_str(&pins.daemon_dir)?;
+    let mut args = vec![
+        bin_s, "--iface", SERVER_IF, "--dns", DNS, "--domain", DOMAIN, "--pin-dir", pin_dir,
+    ];
+    if opts.no_fast_path {
+        args.push("--no-fast-path");
+    }
+    say(&format!("starting {} (log: {})", args.join(" "), daemon_log.display()));
+    let daemon = server.spawn(&args, Some(&daemon_log))?;
+    wait_serving(&daemon, &daemon_log)?;
+
+    say(&format!("asking from {CLIENT_IF}: dhclient -6 -S (stateless Information-Request)"));
+    let files = client::Files::create(dir)?;
+    let exchange = client::request(&client, CLIENT_IF, &files, CLIENT_TIMEOUT)?;
+    let stats = stats(bin, &pins.daemon_dir);
+    if let Exchange::Nothing(why) = &exchange {
+        say(&format!("the client got nothing: {why}"));
+        diagnostics(&server, &client, &daemon_log, &files.log);
+    }
+
+    if opts.keep_going_secs > 0 {
+        keep_going(opts.keep_going_secs, &server, &client, bin, &pins.daemon_dir);
+    }
+
+    say("stopping dhcpv6d (SIGTERM)");
+    let daemon_exit = daemon.terminate();
+    let pins_left = pins.daemon_dir.exists();
+    Ok(Outcome {
+        exchange,
+        stats,
+        daemon_exit,
+        pins_left,
+        daemon_log,
+        client_log: files.log,
+        client_env: files.env,
+    })
+}
+
+fn wait_serving(daemon: &Proc, log: &Path) -> Result<()> {
+    let mut exited: Option<ExitStatus> = None;
+    let waited = testbed::wait_for(SERVING_TIMEOUT, || {
+        interrupt::check()?;
+        if log_text(log).contains("serving") {
+            return Ok(true);
+        }
+        exited = daemon.wait_timeout(Duration::ZERO);
+        if let Some(st) = exited {
+            bail!("dhcpv6d exited ({st}) before it was serving");
+        }
+        Ok(false)
+    });
+    waited.with_context(|| {
+        format!(
+            "waiting for dhcpv6d to log `serving`; last lines of {}:\n{}",
+            log.display(),
+            report::tail(&log_text(log), 20)
+        )
+    })
+}
+
+fn log_text(path: &Path) -> String {
+    fs::read(path).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
+}
+
+/// `dhcpv6d stats`: the XDP program's counters, read from the pinned map.
+fn stats(bin: &Path, pin_dir: &Path) -> Result<String> {
+    let mut cmd = Command::new(bin);
+    cmd.arg("stats").arg("--pin-dir").arg(pin_dir);
+    run_command(&mut cmd, HELPER_TIMEOUT).context("dhcpv6d stats")
+}
+
+/// What the veths' XDP counters say, and the logs' last lines: why a client got nothing.
+fn diagnostics(server: &Netns, client: &Netns, daemon_log: &Path, client_log: &Path) {
+    for (ns, ifname) in [(server, SERVER_IF), (client, CLIENT_IF)] {
+        match ns.run(&["ethtool", "-S", ifname]) {
+            Ok(out) => {
+                let xdp: Vec<&str> = out.lines().filter(|l| l.contains("xdp")).map(str::trim).collect();
+                eprintln!("lab: ethtool -S {ifname} (xdp): {}", xdp.join(", "));
+            }
+            Err(e) => eprintln!("lab: ethtool -S {ifname}: {e:#}"),
+        }
+    }
+    for (what, log) in [("dhcpv6d", daemon_log), ("dhclient", client_log)] {
+        eprintln!("lab: last lines of the {what} log ({}):\n{}", log.display(), report::tail(&log_text(log), 15));
+    }
+}
+
+fn keep_going(secs: u64, server: &Netns, client: &Netns, bin: &Path, pin_dir: &Path) {
+    let srv = server.path().display();
+    let cli = client.path().display();
+    eprintln!(
+        "lab: staying up for {secs} s (Ctrl-C ends it early and tears down). Try:\n\
+         \x20 {bin} stats --pin-dir {pins}\n\
+         \x20 bpftool map dump pinned {pins}/DHCPV6_COUNTERS\n\
+         \x20 nsenter --net={srv} bpftool net show\n\
+         \x20 nsenter --net={srv} ethtool -S {SERVER_IF}\n\
+         \x20 nsenter --net={cli} tcpdump -ni {CLIENT_IF} udp port 546 or udp port 547",
+        bin = bin.display(),
+        pins = pin_dir.display(),
+    );
+    if interrupt::sleep(Duration::from_secs(secs)).is_err() {
+        say("Ctrl-C: ending the lab");
+    }
+}
+
