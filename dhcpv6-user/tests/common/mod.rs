@@ -1,6 +1,8 @@
 //! Shared by the program and end-to-end tests: frames, the XDP program under test_run.
 #![allow(dead_code)]
 
+pub mod lab;
+
 use std::{net::Ipv6Addr, sync::atomic::{AtomicU32, Ordering}};
 
 use aya::programs::{TestRun, TestRunOptions};

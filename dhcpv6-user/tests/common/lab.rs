@@ -1,0 +1,202 @@
+//! A server namespace and a client namespace joined by a veth pair, with dhcpv6d running on
+//! the server end: the set-up of the end-to-end tests. Everything goes on Drop.
+#![allow(dead_code)]
+
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    sync::atomic::{AtomicU32, Ordering},
+    time::Duration,
+};
+
+use testbed::{Netns, Proc};
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+pub fn daemon_bin() -> PathBuf {
+    std::env::var_os("DHCPV6D_BIN").map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/dhcpv6d")
+    })
+}
+
+pub struct Lab {
+    pub srv: Netns,
+    pub cli: Netns,
+    pub daemon: Option<Proc>,
+    pub dir: PathBuf,
+    pub pin_dir: PathBuf,
+    pub aux_pin: PathBuf,
+    pub daemon_log: PathBuf,
+}
+
+impl Lab {
+    /// `fast_path_client`: give the client end an XDP program (veth delivers XDP_TX only to
+    /// a peer that has one) and full checksums (so the fast path can verify them).
+    pub fn new(tag: &str) -> Lab {
+        testbed::require_root().expect("end-to-end tests need root");
+        testbed::ensure_bpffs().unwrap();
+        testbed::ensure_tools(&[("ip", "iproute2"), ("nsenter", "util-linux"), ("ethtool", "ethtool")]).unwrap();
+        let bin = daemon_bin();
+        assert!(bin.exists(), "{} missing: run `cargo xtask build` (or `cargo xtask test`)", bin.display());
+        let srv = Netns::new(&format!("{tag}s")).unwrap();
+        let cli = Netns::new(&format!("{tag}c")).unwrap();
+        testbed::veth_pair(&srv, "srv0", &cli, "cli0").unwrap();
+        cli.set_tx_offload("cli0", false).unwrap();
+        let id = format!("{}-{}-{}", tag, std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed));
+        let dir = std::env::temp_dir().join(format!("dhcpv6-e2e-{id}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let aux_pin = PathBuf::from(format!("/sys/fs/bpf/dhcpv6-aux-{id}"));
+        let out = cli
+            .cmd(bin.to_str().unwrap())
+            .args(["attach-aux", "--iface", "cli0", "--pin", aux_pin.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "attach-aux: {}", String::from_utf8_lossy(&out.stderr));
+        srv.wait_link_local("srv0", Duration::from_secs(10)).unwrap();
+        cli.wait_link_local("cli0", Duration::from_secs(10)).unwrap();
+        let pin_dir = PathBuf::from(format!("/sys/fs/bpf/dhcpv6-e2e-{id}"));
+        let daemon_log = dir.join("dhcpv6d.log");
+        Lab { srv, cli, daemon: None, dir, pin_dir, aux_pin, daemon_log }
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.join("state")
+    }
+
+    /// Starts dhcpv6d on srv0 with `args` and waits until it serves.
+    pub fn start(&mut self, args: &[&str]) {
+        let mut cmd = self.srv.cmd(daemon_bin().to_str().unwrap());
+        cmd.args(["--iface", "srv0", "--pin-dir"]).arg(&self.pin_dir).arg("--state-dir").arg(self.state_dir());
+        cmd.args(["--resolv-conf", "/nonexistent"]).args(args).env("RUST_LOG", "info,dhcpv6=debug");
+        let proc = self.srv.spawn_command(cmd, Some(&self.daemon_log)).unwrap();
+        self.daemon = Some(proc);
+        self.wait_log("serving", Duration::from_secs(20));
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.daemon_log).unwrap_or_default()
+    }
+
+    pub fn wait_log(&self, needle: &str, timeout: Duration) {
+        let r = testbed::wait_for(timeout, || {
+            if let Some(p) = &self.daemon {
+                if !p.is_running() {
+                    anyhow::bail!("dhcpv6d exited:\n{}", self.log());
+                }
+            }
+            Ok(self.log().contains(needle))
+        });
+        if let Err(e) = r {
+            panic!("waiting for {needle:?} in the daemon log: {e:#}\n{}", self.log());
+        }
+    }
+
+    /// One stateless exchange by ISC dhclient; returns the variables it handed its script and
+    /// its own output.
+    pub fn dhclient_stateless(&self) -> (HashMap<String, String>, String) {
+        testbed::ensure_tools(&[("dhclient", "isc-dhcp-client")]).unwrap();
+        let n = SEQ.fetch_add(1, Ordering::Relaxed);
+        let env_file = self.dir.join(format!("dhclient-{n}.env"));
+        let script = self.dir.join(format!("dhclient-{n}.sh"));
+        std::fs::write(&script, format!("#!/bin/sh\nenv | grep -E '^(reason|new_dhcp6|old_dhcp6)' >> {}\n", env_file.display())).unwrap();
+        std::process::Command::new("chmod").arg("+x").arg(&script).status().unwrap();
+        let lease = self.dir.join(format!("dhclient-{n}.leases"));
+        let pid = self.dir.join(format!("dhclient-{n}.pid"));
+        let out = self
+            .cli
+            .cmd("timeout")
+            .args(["30", "dhclient", "-6", "-S", "-1", "-v", "-lf"])
+            .arg(&lease)
+            .arg("-pf")
+            .arg(&pid)
+            .arg("-sf")
+            .arg(&script)
+            .arg("cli0")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+        let env = parse_env(&std::fs::read_to_string(&env_file).unwrap_or_default());
+        (env, text)
+    }
+
+    /// Counters from `dhcpv6d stats`, XDP ones prefixed `xdp_`, userspace ones `user_`.
+    pub fn stats(&self) -> HashMap<String, u64> {
+        let out = std::process::Command::new(daemon_bin())
+            .arg("stats")
+            .arg("--pin-dir")
+            .arg(&self.pin_dir)
+            .arg("--state-dir")
+            .arg(self.state_dir())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "stats: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| {
+                let (k, v) = l.split_once(' ')?;
+                Some((k.to_owned(), v.trim().parse().ok()?))
+            })
+            .collect()
+    }
+
+    /// Sends one DHCPv6 payload from the client namespace to ff02::1:2 (UDP 546 -> 547) and
+    /// returns the first reply's bytes, if any comes within `wait`.
+    pub fn exchange(&self, payload: &[u8], wait: Duration) -> Option<Vec<u8>> {
+        let hex: String = payload.iter().map(|b| format!("{b:02x}")).collect();
+        let script = format!(
+            "import socket,sys\n\
+             s=socket.socket(socket.AF_INET6,socket.SOCK_DGRAM)\n\
+             s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n\
+             s.setsockopt(socket.SOL_SOCKET,25,b'cli0')\n\
+             s.bind(('::',546))\n\
+             idx=socket.if_nametoindex('cli0')\n\
+             s.sendto(bytes.fromhex('{hex}'),('ff02::1:2',547,0,idx))\n\
+             s.settimeout({})\n\
+             try:\n  d,a=s.recvfrom(65535); print(d.hex())\n\
+             except socket.timeout:\n  print('none')\n",
+            wait.as_secs_f64()
+        );
+        let out = self.cli.cmd("python3").arg("-c").arg(script).output().unwrap();
+        assert!(out.status.success(), "python: {}", String::from_utf8_lossy(&out.stderr));
+        let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        if text == "none" {
+            return None;
+        }
+        Some((0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap()).collect())
+    }
+
+    pub fn signal(&self, sig: i32) {
+        self.daemon.as_ref().unwrap().signal(sig).unwrap();
+    }
+}
+
+fn parse_env(text: &str) -> HashMap<String, String> {
+    text.lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.to_owned(), v.to_owned())).collect()
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if let Some(p) = self.daemon.take() {
+            let status = p.terminate();
+            if !std::thread::panicking() {
+                assert!(status.success(), "dhcpv6d did not stop cleanly: {status:?}\n{}", self.log());
+                assert!(!self.pin_dir.exists(), "dhcpv6d left its pins behind");
+            }
+        }
+        let _ = std::fs::remove_file(&self.aux_pin);
+        if self.pin_dir.exists() {
+            for e in std::fs::read_dir(&self.pin_dir).into_iter().flatten().flatten() {
+                let _ = std::fs::remove_file(e.path());
+            }
+            let _ = std::fs::remove_dir(&self.pin_dir);
+        }
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+pub fn path_str(p: &Path) -> &str {
+    p.to_str().unwrap()
+}

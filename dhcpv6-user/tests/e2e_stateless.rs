@@ -1,0 +1,117 @@
+//! End to end, stateless: dhcpv6d on one end of a veth pair, real clients (ISC dhclient,
+//! dhcpcd) and crafted datagrams on the other, each side in its own network namespace.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{lab::Lab, *};
+use dhcpv6::wire::Message;
+
+const ARGS: &[&str] = &["--dns", "2001:db8::53", "--dns", "2001:db8::54", "--domain", "isp.example", "--domain", "lab.example"];
+
+#[test]
+fn dhclient_is_configured_by_the_xdp_fast_path() {
+    let mut lab = Lab::new("fp");
+    lab.start(ARGS);
+    let (env, out) = lab.dhclient_stateless();
+    assert_eq!(env.get("new_dhcp6_name_servers").map(String::as_str), Some("2001:db8::53 2001:db8::54"), "{out}\n{env:?}");
+    assert_eq!(env.get("new_dhcp6_domain_search").map(String::as_str), Some("isp.example. lab.example."), "{out}");
+    let s = lab.stats();
+    assert!(s["xdp_answered"] >= 1, "the fast path answered: {s:?}");
+    assert_eq!(s.get("user_received").copied().unwrap_or(0), 0, "userspace saw nothing: {s:?}");
+}
+
+#[test]
+fn userspace_answers_the_same_with_no_fast_path() {
+    let mut lab = Lab::new("nf");
+    let mut args = ARGS.to_vec();
+    args.push("--no-fast-path");
+    lab.start(&args);
+    let (env, out) = lab.dhclient_stateless();
+    assert_eq!(env.get("new_dhcp6_name_servers").map(String::as_str), Some("2001:db8::53 2001:db8::54"), "{out}");
+    assert_eq!(env.get("new_dhcp6_domain_search").map(String::as_str), Some("isp.example. lab.example."), "{out}");
+    // Userspace counters reach their file once a second.
+    testbed::wait_for(Duration::from_secs(3), || Ok(lab.stats().get("user_replied").copied().unwrap_or(0) >= 1)).unwrap();
+    let s = lab.stats();
+    assert_eq!(s["xdp_answered"], 0, "{s:?}");
+    assert!(s["xdp_pass_fast_path_off"] >= 1, "{s:?}");
+    assert!(s["user_replied"] >= 1, "{s:?}");
+}
+
+#[test]
+fn crafted_requests_foreign_server_id_is_dropped_and_counted() {
+    let mut lab = Lab::new("cr");
+    lab.start(ARGS);
+    // A valid request first: proves the crafted path reaches the server and gets a Reply.
+    let ok = message(11, &[client_id(14), oro(&[23, 24])]);
+    let reply = lab.exchange(&ok, Duration::from_secs(3)).expect("a reply to a valid request");
+    let m = Message::parse(&reply).unwrap();
+    assert_eq!((m.msg_type(), m.xid()), (7, [0x12, 0x34, 0x56]));
+    assert_eq!(m.client_id().unwrap(), Some(&client_id(14)[4..]));
+    let before = lab.stats();
+    let foreign = message(11, &[client_id(14), opt(2, &[0, 3, 0, 1, 2, 0, 0, 0, 0, 0x99])]);
+    assert_eq!(lab.exchange(&foreign, Duration::from_secs(2)), None, "no answer to a foreign Server ID");
+    let with_ia = message(11, &[client_id(14), opt(3, &[0; 12])]);
+    assert_eq!(lab.exchange(&with_ia, Duration::from_secs(2)), None, "no answer with an IA");
+    let after = lab.stats();
+    assert_eq!(after["xdp_drop_foreign_server_id"], before["xdp_drop_foreign_server_id"] + 1, "{after:?}");
+    assert_eq!(after["xdp_drop_ia_present"], before["xdp_drop_ia_present"] + 1, "{after:?}");
+    assert!(after["xdp_answered"] >= 1);
+}
+
+#[test]
+fn sighup_changes_the_next_answer() {
+    let mut lab = Lab::new("hup");
+    let cfg = lab.dir.join("dhcpv6d.toml");
+    std::fs::write(&cfg, "[defaults]\ndns = [\"2001:db8::1\"]\ndomains = [\"one.example\"]\n").unwrap();
+    lab.start(&["--config", cfg.to_str().unwrap()]);
+    let (env, out) = lab.dhclient_stateless();
+    assert_eq!(env.get("new_dhcp6_name_servers").map(String::as_str), Some("2001:db8::1"), "{out}");
+    std::fs::write(&cfg, "[defaults]\ndns = [\"2001:db8::2\"]\ndomains = [\"two.example\"]\n").unwrap();
+    lab.signal(testbed::signal::SIGHUP);
+    lab.wait_log("configuration reloaded", Duration::from_secs(5));
+    let (env, out) = lab.dhclient_stateless();
+    assert_eq!(env.get("new_dhcp6_name_servers").map(String::as_str), Some("2001:db8::2"), "{out}");
+    assert_eq!(env.get("new_dhcp6_domain_search").map(String::as_str), Some("two.example."), "{out}");
+    // A broken file is refused with file, line and reason, and the last good one stays.
+    std::fs::write(&cfg, "[defaults]\ndns = [\"2001:db8::3\"]\nbogus = 1\n").unwrap();
+    lab.signal(testbed::signal::SIGHUP);
+    lab.wait_log("configuration refused", Duration::from_secs(5));
+    assert!(lab.log().contains("dhcpv6d.toml:3"), "{}", lab.log());
+    let (env, _) = lab.dhclient_stateless();
+    assert_eq!(env.get("new_dhcp6_name_servers").map(String::as_str), Some("2001:db8::2"));
+}
+
+#[test]
+fn link_local_change_is_followed_within_a_second() {
+    let mut lab = Lab::new("ll");
+    lab.start(ARGS);
+    let old = lab.srv.wait_link_local("srv0", Duration::from_secs(5)).unwrap();
+    lab.srv.run(&["ip", "-6", "addr", "del", &format!("{old}/64"), "dev", "srv0"]).unwrap();
+    lab.srv.add_addr("srv0", "fe80::beef/64").unwrap();
+    let t = std::time::Instant::now();
+    lab.wait_log("link_local=fe80::beef", Duration::from_secs(1));
+    eprintln!("map rewritten {:?} after the address change", t.elapsed());
+    let (env, out) = lab.dhclient_stateless();
+    assert!(out.contains("from fe80::beef"), "the reply comes from the new address:\n{out}");
+    assert_eq!(env.get("new_dhcp6_name_servers").map(String::as_str), Some("2001:db8::53 2001:db8::54"));
+    assert!(lab.stats()["xdp_answered"] >= 1);
+}
+
+#[test]
+fn dhcpcd_is_configured_statelessly() {
+    testbed::ensure_tools(&[("dhcpcd", "dhcpcd-base")]).unwrap();
+    let mut lab = Lab::new("dcd");
+    lab.start(ARGS);
+    let out = lab
+        .cli
+        .cmd("timeout")
+        .args(["30", "dhcpcd", "-6", "--inform6", "-1", "-T", "-f", "/dev/null", "cli0"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("2001:db8::53"), "dhcpcd got the DNS servers:\n{text}");
+    assert!(text.contains("isp.example"), "dhcpcd got the search list:\n{text}");
+    assert!(lab.stats()["xdp_answered"] >= 1);
+}
