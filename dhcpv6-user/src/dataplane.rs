@@ -173,6 +173,7 @@ impl Dataplane {
     pub fn remove_iface(&mut self, ifindex: u32) -> Result<()> {
         match self.ifaces()?.remove(&ifindex) {
             Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+            Err(aya::maps::MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => Ok(()),
             Err(e) => Err(e.into()),
         }
     }
