@@ -115,3 +115,23 @@ fn dhcpcd_is_configured_statelessly() {
     assert!(text.contains("isp.example"), "dhcpcd got the search list:\n{text}");
     assert!(lab.stats()["xdp_answered"] >= 1);
 }
+
+#[test]
+fn generic_xdp_mode_still_configures_the_client() {
+    let mut lab = Lab::new("gen");
+    let mut args = ARGS.to_vec();
+    args.extend(["--xdp-mode", "generic"]);
+    lab.start(&args);
+    let (env, out) = lab.dhclient_stateless();
+    assert_eq!(env.get("new_dhcp6_name_servers").map(String::as_str), Some("2001:db8::53 2001:db8::54"), "{out}");
+    // Answered in XDP when the frame could grow, else passed up (counted) and answered by
+    // userspace: either way counted, never lost.
+    testbed::wait_for(Duration::from_secs(3), || {
+        let s = lab.stats();
+        Ok(s["xdp_answered"] + s.get("user_replied").copied().unwrap_or(0) >= 1)
+    })
+    .unwrap();
+    let s = lab.stats();
+    assert_eq!(s["xdp_answered"] + s["xdp_pass_no_room"], s["xdp_dhcp"] - s["xdp_pass_other_msg"], "{s:?}");
+    eprintln!("generic mode: {s:?}");
+}
