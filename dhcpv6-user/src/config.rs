@@ -44,7 +44,7 @@ struct FileConfig {
     #[serde(default)]
     defaults: FileOptions,
     #[serde(default)]
-    interface: Vec<toml::Spanned<FileInterface>>,
+    interface: Vec<FileInterface>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -61,9 +61,15 @@ struct FileOptions {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileInterface {
-    name: String,
-    #[serde(flatten)]
-    options: FileOptions,
+    // A spanned field rather than a spanned table, and no `flatten`: both make serde buffer
+    // the table, and errors inside it would lose their own line.
+    name: toml::Spanned<String>,
+    dns: Option<Vec<Ipv6Addr>>,
+    domains: Option<Vec<toml::Spanned<String>>>,
+    ntp: Option<Vec<Ipv6Addr>>,
+    sntp: Option<Vec<Ipv6Addr>>,
+    information_refresh_time: Option<u32>,
+    inf_max_rt: Option<u32>,
 }
 
 /// One served interface: its name and what it hands out (DNS may still be empty here: the
@@ -132,23 +138,23 @@ pub fn load(file: Option<&Path>, flags: &Overrides, resolv_conf: &Path) -> Resul
     }
 
     let mut out: Vec<IfaceConfig> = Vec::new();
-    for spanned in &parsed.interface {
-        let fi = spanned.get_ref();
-        if fi.name.is_empty() || fi.name.len() > 15 {
-            return Err(invalid(spanned.span().start, format!("interface name {:?} is not a Linux interface name", fi.name)));
+    for fi in &parsed.interface {
+        let (name, at) = (fi.name.get_ref(), fi.name.span().start);
+        if name.is_empty() || name.len() > 15 || name.contains(['/', ' ']) {
+            return Err(invalid(at, format!("interface name {name:?} is not a Linux interface name")));
         }
-        if out.iter().any(|i| i.name == fi.name) {
-            return Err(invalid(spanned.span().start, format!("interface {:?} is configured twice", fi.name)));
+        if out.iter().any(|i| &i.name == name) {
+            return Err(invalid(at, format!("interface {name:?} is configured twice")));
         }
         let mut merged = parsed.defaults.clone();
-        let o = &fi.options;
+        let o = fi;
         merged.dns = o.dns.clone().or(merged.dns);
         merged.domains = o.domains.clone().or(merged.domains);
         merged.ntp = o.ntp.clone().or(merged.ntp);
         merged.sntp = o.sntp.clone().or(merged.sntp);
         merged.information_refresh_time = o.information_refresh_time.or(merged.information_refresh_time);
         merged.inf_max_rt = o.inf_max_rt.or(merged.inf_max_rt);
-        out.push(IfaceConfig { name: fi.name.clone(), service: base(&merged)? });
+        out.push(IfaceConfig { name: name.clone(), service: base(&merged)? });
     }
     for name in &flags.ifaces {
         if !out.iter().any(|i| &i.name == name) {

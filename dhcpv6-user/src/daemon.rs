@@ -65,18 +65,23 @@ pub async fn run(opts: Options) -> Result<()> {
     let sock = ServerSocket::bind()?;
     let ifaces = cfg.into_iter().map(|cfg| Served { cfg, link: None, svc: None, written: None }).collect();
     let mut s = Server { opts, dp, nl, sock, ifaces, by_index: HashMap::new(), generation: 0, stats: Arc::default() };
-    for i in 0..s.ifaces.len() {
-        let name = s.ifaces[i].cfg.name.clone();
-        if s.nl.link(&name).await?.is_none() {
-            bail!("interface {name} does not exist");
-        }
-    }
-    let result = s.serve().await;
+    // Whatever happens from here on, the pins and attachments go with the daemon.
+    let result = s.start_and_serve().await;
     let stop = s.dp.shutdown();
     result.and(stop)
 }
 
 impl Server {
+    async fn start_and_serve(&mut self) -> Result<()> {
+        for i in 0..self.ifaces.len() {
+            let name = self.ifaces[i].cfg.name.clone();
+            if self.nl.link(&name).await?.is_none() {
+                bail!("interface {name} does not exist");
+            }
+        }
+        self.serve().await
+    }
+
     async fn serve(&mut self) -> Result<()> {
         self.sync().await?;
         let mut term = signal(SignalKind::terminate())?;

@@ -71,6 +71,9 @@ enum Cmd {
     AttachAux {
         #[arg(long)]
         iface: String,
+        /// Which auxiliary program (only `pass` for now).
+        #[arg(long, default_value = "pass", value_parser = ["pass"])]
+        program: String,
         #[arg(long)]
         pin: PathBuf,
     },
@@ -88,7 +91,7 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.cmd {
         Some(Cmd::Stats { pin_dir, state_dir }) => stats(&pin_dir, &state_dir),
-        Some(Cmd::AttachAux { iface, pin }) => attach_aux(&iface, &pin),
+        Some(Cmd::AttachAux { iface, pin, .. }) => attach_aux(&iface, &pin),
         None => {
             let r = cli.run;
             let opts = Options {

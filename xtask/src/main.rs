@@ -1,8 +1,16 @@
-//! `cargo xtask`: build, run, lab, test and bench for dhcpv6d.
+//! `cargo xtask`: build, run, lab and test for dhcpv6d.
 
 mod build;
+mod interrupt;
+mod lab;
+mod run;
+mod test;
 mod toolchain;
 mod util;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -22,15 +30,75 @@ enum Cmd {
         #[arg(long)]
         debug: bool,
     },
+    /// Build, then run dhcpv6d in the foreground on real interfaces (needs root).
+    ///
+    /// Example: cargo xtask run --iface eth1 -- --dns 2001:db8::53 --domain example.net
+    Run {
+        /// Interface to serve (repeat for more).
+        #[arg(long = "iface", value_name = "IF", required = true)]
+        ifaces: Vec<String>,
+        /// Allow eth0, which is the uplink on this project's machines.
+        #[arg(long)]
+        i_know: bool,
+        /// Further arguments for dhcpv6d (after `--`).
+        #[arg(last = true, value_name = "DAEMON_ARGS")]
+        args: Vec<String>,
+    },
+    /// Try the server without a spare NIC: dhcpv6d and dhclient in two network namespaces
+    /// joined by a veth pair (needs root). Exits 0 only if the client got DNS and domain.
+    Lab {
+        /// Run the daemon with --no-fast-path (userspace answers everything).
+        #[arg(long)]
+        no_fast_path: bool,
+        /// Keep the lab up this many seconds after the exchange, to look around.
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        keep_going_secs: u64,
+        /// Use this dhcpv6d binary instead of building one (e.g. a debug build).
+        #[arg(long, value_name = "PATH", hide = true)]
+        bin: Option<PathBuf>,
+    },
+    /// The whole test suite, as CI runs it (needs root; installs the Debian packages it needs).
+    Test {
+        /// Skip the final lab run.
+        #[arg(long)]
+        quick: bool,
+        /// Stop `cargo test` if it runs longer than this.
+        #[arg(long, value_name = "MINUTES", default_value_t = 45)]
+        timeout_mins: u64,
+    },
 }
 
-fn main() -> Result<()> {
+fn main() -> ExitCode {
     let cli = Cli::parse();
+    match dispatch(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // The chain of causes, without the backtrace RUST_BACKTRACE would add.
+            eprintln!("\nerror: {e}");
+            for cause in e.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<()> {
     let root = util::root();
     match cli.cmd {
         Cmd::Build { debug } => {
             let bin = build::build_all(&root, !debug)?;
             println!("{}", bin.display());
+        }
+        Cmd::Run { ifaces, i_know, args } => {
+            run::run(&root, &run::RunOptions { ifaces, i_know, args })?;
+        }
+        Cmd::Lab { no_fast_path, keep_going_secs, bin } => {
+            lab::lab(&root, &lab::LabOptions { no_fast_path, keep_going_secs, bin })?;
+        }
+        Cmd::Test { quick, timeout_mins } => {
+            let timeout = Duration::from_secs(timeout_mins.saturating_mul(60));
+            test::test(&root, &test::TestOptions { quick, timeout })?;
         }
     }
     Ok(())

@@ -40,7 +40,11 @@ fn refuse_uplink(opts: &RunOptions) -> Result<()> {
     if opts.i_know {
         return Ok(());
     }
-    let named = opts.ifaces.iter().map(String::as_str).chain(ifaces_in_args(&opts.args));
+    let named = opts
+        .ifaces
+        .iter()
+        .map(String::as_str)
+        .chain(ifaces_in_args(&opts.args));
     for iface in named {
         if iface == UPLINK {
             bail!(

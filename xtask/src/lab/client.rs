@@ -11,8 +11,9 @@ use testbed::Netns;
 
 use crate::interrupt;
 
-/// What dhclient passes its script once an Information-Request was answered.
-const REASON: &str = "INFORM6";
+/// What dhclient passes its script once it has been configured. For a stateless exchange
+/// (`-S`) ISC dhclient 4.4 says RENEW6; INFORM6 is accepted too.
+const REASONS: &[&str] = &["INFORM6", "RENEW6", "BOUND6", "REBIND6", "REBOOT6"];
 
 /// dhclient's files, all under the lab folder (none of the system's defaults is touched).
 pub struct Files {
@@ -83,6 +84,8 @@ fn sh_quote(s: &str) -> String {
 /// What the client was told.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Received {
+    /// dhclient's reason for calling its script (RENEW6 for a stateless exchange).
+    pub reason: String,
     pub name_servers: Vec<String>,
     pub domain_search: Vec<String>,
     pub server_id: String,
@@ -95,16 +98,23 @@ pub enum Exchange {
     Nothing(String),
 }
 
-/// Runs `dhclient -6 -S -1 -v -d` on `iface` in `ns` until its script reports INFORM6, dhclient
+/// Runs `dhclient -6 -S -1 -v -d` on `iface` in `ns` until its script reports success, dhclient
 /// exits, or `timeout` passes; dhclient is stopped (it is our child) before this returns.
 pub fn request(ns: &Netns, iface: &str, files: &Files, timeout: Duration) -> Result<Exchange> {
     let s = |p: &Path| p.to_string_lossy().into_owned();
-    let (conf, lease, pid, script) = (s(&files.conf), s(&files.lease), s(&files.pid), s(&files.script));
+    let (conf, lease, pid, script) = (
+        s(&files.conf),
+        s(&files.lease),
+        s(&files.pid),
+        s(&files.script),
+    );
     let args = [
         "dhclient", "-6", "-S", "-1", "-v", "-d", "-cf", &conf, "-lf", &lease, "-pf", &pid, "-sf",
         &script, iface,
     ];
-    let proc = ns.spawn(&args, Some(&files.log)).context("starting dhclient")?;
+    let proc = ns
+        .spawn(&args, Some(&files.log))
+        .context("starting dhclient")?;
     let deadline = Instant::now() + timeout;
     loop {
         interrupt::check()?;
@@ -133,7 +143,7 @@ fn received(env: &Path) -> Result<Option<Received>> {
     }
 }
 
-/// The first complete (blank-line terminated) record with reason INFORM6.
+/// The first complete (blank-line terminated) record with one of [`REASONS`].
 fn parse_records(text: &str) -> Option<Received> {
     let complete = &text[..text.rfind("\n\n").map(|i| i + 1)?];
     complete.split("\n\n").find_map(|record| {
@@ -143,7 +153,8 @@ fn parse_records(text: &str) -> Option<Received> {
                 .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
                 .unwrap_or("")
         };
-        (get("reason") == REASON).then(|| Received {
+        REASONS.contains(&get("reason")).then(|| Received {
+            reason: get("reason").to_owned(),
             name_servers: words(get("new_dhcp6_name_servers"), false),
             domain_search: words(get("new_dhcp6_domain_search"), true),
             server_id: get("new_dhcp6_server_id").to_owned(),
@@ -167,11 +178,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn finds_the_inform6_record() {
+    fn finds_the_configured_record() {
         let text = "reason=PREINIT6\ninterface=cli0\nnew_dhcp6_name_servers=\n\n\
-                    reason=INFORM6\ninterface=cli0\nnew_dhcp6_name_servers=2001:db8::53 2001:db8::54\n\
+                    reason=RENEW6\ninterface=cli0\nnew_dhcp6_name_servers=2001:db8::53 2001:db8::54\n\
                     new_dhcp6_domain_search=\"lab.example.\" isp.example\nnew_dhcp6_server_id=0:3:0:1\n\n";
-        let got = parse_records(text).expect("INFORM6 record");
+        let got = parse_records(text).expect("RENEW6 record");
         assert_eq!(got.name_servers, ["2001:db8::53", "2001:db8::54"]);
         assert_eq!(got.domain_search, ["lab.example", "isp.example"]);
         assert_eq!(got.server_id, "0:3:0:1");
@@ -179,13 +190,17 @@ mod tests {
 
     #[test]
     fn ignores_an_incomplete_record() {
-        assert_eq!(parse_records("reason=INFORM6\nnew_dhcp6_name_servers=2001:db8::53\n"), None);
-        assert_eq!(parse_records("reason=PREINIT6\n\n"), None);
+        assert_eq!(
+            parse_records("reason=INFORM6\nnew_dhcp6_name_servers=2001:db8::53\n"),
+            None
+        );
+        assert_eq!(parse_records("reason=PREINIT6\n\nreason=STOP6\n\n"), None);
         assert_eq!(parse_records(""), None);
     }
 
     #[test]
     fn script_quotes_its_output_path() {
+        assert!(parse_records("reason=INFORM6\nnew_dhcp6_name_servers=2001:db8::53\n\n").is_some());
         let s = script(Path::new("/tmp/it's here/env.txt"));
         assert!(s.contains(r"} >> '/tmp/it'\''s here/env.txt'"), "{s}");
     }

@@ -10,7 +10,7 @@ mod report;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus};
+use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -38,6 +38,7 @@ const HELPER_TIMEOUT: Duration = Duration::from_secs(30);
 const LINK_LOCAL_TIMEOUT: Duration = Duration::from_secs(10);
 const SERVING_TIMEOUT: Duration = Duration::from_secs(20);
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
+const STATS_SETTLE: Duration = Duration::from_millis(1500);
 
 #[derive(Debug, Default, Clone)]
 pub struct LabOptions {
@@ -45,13 +46,20 @@ pub struct LabOptions {
     pub no_fast_path: bool,
     /// Keep the lab up this long after the exchange, for a look around.
     pub keep_going_secs: u64,
+    /// Use this daemon binary instead of building target/release/dhcpv6d.
+    pub bin: Option<PathBuf>,
 }
 
 /// Builds (release), then runs the lab.
 pub fn lab(root: &Path, opts: &LabOptions) -> Result<()> {
     interrupt::install()?;
     require_root()?;
-    let bin = build::build_all(root, true)?;
+    let bin = match &opts.bin {
+        Some(bin) => {
+            fs::canonicalize(bin).with_context(|| format!("no daemon at {}", bin.display()))?
+        }
+        None => build::build_all(root, true)?,
+    };
     run_lab(root, &bin, opts)
 }
 
@@ -76,7 +84,11 @@ pub fn run_lab(root: &Path, bin: &Path, opts: &LabOptions) -> Result<()> {
         Err(e) => eprintln!("lab: warning: {e:#}"),
     }
 
-    let outcome = result.context("lab set-up failed")?;
+    let outcome = result.context(if interrupt::interrupted() {
+        "lab interrupted (everything it set up has been removed)"
+    } else {
+        "lab failed before the client got an answer"
+    })?;
     let ok = outcome.print(&dir, opts);
     if !ok {
         bail!("lab failed: the client was not configured with DNS {DNS} and domain {DOMAIN}");
@@ -95,32 +107,51 @@ fn say(msg: &str) {
 }
 
 fn path_str(p: &Path) -> Result<&str> {
-    p.to_str().with_context(|| format!("path {} is not UTF-8", p.display()))
+    p.to_str()
+        .with_context(|| format!("path {} is not UTF-8", p.display()))
 }
 
 /// Set-up, one exchange, stats. The guards declared here (namespaces, daemon) are dropped, in
 /// reverse order, when it returns: the daemon is stopped before its namespace is deleted.
 fn exchange(dir: &Path, bin: &Path, opts: &LabOptions, pins: &Pins) -> Result<Outcome> {
     let bin_s = path_str(bin)?;
-    say(&format!("creating namespaces and the veth pair {SERVER_IF} <-> {CLIENT_IF}"));
+    say(&format!(
+        "creating namespaces and the veth pair {SERVER_IF} <-> {CLIENT_IF}"
+    ));
     let server = Netns::new("srv").context("creating the server namespace")?;
     let client = Netns::new("cli").context("creating the client namespace")?;
     testbed::veth_pair(&server, SERVER_IF, &client, CLIENT_IF)?;
-    say(&format!("namespaces: {} (server), {} (client)", server.name(), client.name()));
+    say(&format!(
+        "namespaces: {} (server), {} (client)",
+        server.name(),
+        client.name()
+    ));
     // Full checksums on the client's frames, so the fast path can verify them.
     client.set_tx_offload(CLIENT_IF, false)?;
     interrupt::check()?;
 
     // XDP_TX towards a veth peer only works if the peer has an XDP program attached.
-    say(&format!("attaching an XDP_PASS program to {CLIENT_IF} (dhcpv6d attach-aux)"));
+    say(&format!(
+        "attaching an XDP_PASS program to {CLIENT_IF} (dhcpv6d attach-aux)"
+    ));
     let mut attach = client.cmd(bin_s);
     attach
-        .args(["attach-aux", "--iface", CLIENT_IF, "--program", "pass", "--pin"])
+        .args([
+            "attach-aux",
+            "--iface",
+            CLIENT_IF,
+            "--program",
+            "pass",
+            "--pin",
+        ])
         .arg(&pins.aux);
     run_command(&mut attach, HELPER_TIMEOUT)
         .with_context(|| format!("attaching the pass program to {CLIENT_IF}"))?;
     if !pins.aux.exists() {
-        bail!("dhcpv6d attach-aux succeeded but did not pin its link at {}", pins.aux.display());
+        bail!(
+            "dhcpv6d attach-aux succeeded but did not pin its link at {}",
+            pins.aux.display()
+        );
     }
     interrupt::check()?;
 
@@ -132,27 +163,59 @@ fn exchange(dir: &Path, bin: &Path, opts: &LabOptions, pins: &Pins) -> Result<Ou
 
     let daemon_log = dir.join("dhcpv6d.log");
     let pin_dir = path_str(&pins.daemon_dir)?;
+    // Its own state folder, so the lab never touches a real daemon's (default /run/dhcpv6d).
+    let state_dir = dir.join("state");
+    let state = path_str(&state_dir)?;
     let mut args = vec![
-        bin_s, "--iface", SERVER_IF, "--dns", DNS, "--domain", DOMAIN, "--pin-dir", pin_dir,
+        bin_s,
+        "--iface",
+        SERVER_IF,
+        "--dns",
+        DNS,
+        "--domain",
+        DOMAIN,
+        "--pin-dir",
+        pin_dir,
+        "--state-dir",
+        state,
     ];
     if opts.no_fast_path {
         args.push("--no-fast-path");
     }
-    say(&format!("starting {} (log: {})", args.join(" "), daemon_log.display()));
-    let daemon = server.spawn(&args, Some(&daemon_log))?;
+    say(&format!(
+        "starting {} (log: {})",
+        args.join(" "),
+        daemon_log.display()
+    ));
+    let (prog, rest) = args.split_first().context("empty command")?;
+    let mut cmd = server.cmd(prog);
+    // Plain log lines in the file (tracing-subscriber honours NO_COLOR).
+    cmd.args(rest).env("NO_COLOR", "1");
+    let daemon = server.spawn_command(cmd, Some(&daemon_log))?;
     wait_serving(&daemon, &daemon_log)?;
 
-    say(&format!("asking from {CLIENT_IF}: dhclient -6 -S (stateless Information-Request)"));
+    say(&format!(
+        "asking from {CLIENT_IF}: dhclient -6 -S (stateless Information-Request)"
+    ));
     let files = client::Files::create(dir)?;
     let exchange = client::request(&client, CLIENT_IF, &files, CLIENT_TIMEOUT)?;
-    let stats = stats(bin, &pins.daemon_dir);
+    // The daemon rewrites its userspace counters once a second.
+    interrupt::sleep(STATS_SETTLE)?;
+    let stats = stats(bin, &pins.daemon_dir, &state_dir);
     if let Exchange::Nothing(why) = &exchange {
         say(&format!("the client got nothing: {why}"));
         diagnostics(&server, &client, &daemon_log, &files.log);
     }
 
     if opts.keep_going_secs > 0 {
-        keep_going(opts.keep_going_secs, &server, &client, bin, &pins.daemon_dir);
+        keep_going(
+            opts.keep_going_secs,
+            &server,
+            &client,
+            bin,
+            &pins.daemon_dir,
+            &state_dir,
+        );
     }
 
     say("stopping dhcpv6d (SIGTERM)");
@@ -170,14 +233,12 @@ fn exchange(dir: &Path, bin: &Path, opts: &LabOptions, pins: &Pins) -> Result<Ou
 }
 
 fn wait_serving(daemon: &Proc, log: &Path) -> Result<()> {
-    let mut exited: Option<ExitStatus> = None;
     let waited = testbed::wait_for(SERVING_TIMEOUT, || {
         interrupt::check()?;
         if log_text(log).contains("serving") {
             return Ok(true);
         }
-        exited = daemon.wait_timeout(Duration::ZERO);
-        if let Some(st) = exited {
+        if let Some(st) = daemon.wait_timeout(Duration::ZERO) {
             bail!("dhcpv6d exited ({st}) before it was serving");
         }
         Ok(false)
@@ -192,13 +253,19 @@ fn wait_serving(daemon: &Proc, log: &Path) -> Result<()> {
 }
 
 fn log_text(path: &Path) -> String {
-    fs::read(path).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
+    fs::read(path)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default()
 }
 
 /// `dhcpv6d stats`: the XDP program's counters, read from the pinned map.
-fn stats(bin: &Path, pin_dir: &Path) -> Result<String> {
+fn stats(bin: &Path, pin_dir: &Path, state_dir: &Path) -> Result<String> {
     let mut cmd = Command::new(bin);
-    cmd.arg("stats").arg("--pin-dir").arg(pin_dir);
+    cmd.arg("stats")
+        .arg("--pin-dir")
+        .arg(pin_dir)
+        .arg("--state-dir")
+        .arg(state_dir);
     run_command(&mut cmd, HELPER_TIMEOUT).context("dhcpv6d stats")
 }
 
@@ -207,32 +274,47 @@ fn diagnostics(server: &Netns, client: &Netns, daemon_log: &Path, client_log: &P
     for (ns, ifname) in [(server, SERVER_IF), (client, CLIENT_IF)] {
         match ns.run(&["ethtool", "-S", ifname]) {
             Ok(out) => {
-                let xdp: Vec<&str> = out.lines().filter(|l| l.contains("xdp")).map(str::trim).collect();
+                let xdp: Vec<&str> = out
+                    .lines()
+                    .filter(|l| l.contains("xdp"))
+                    .map(str::trim)
+                    .collect();
                 eprintln!("lab: ethtool -S {ifname} (xdp): {}", xdp.join(", "));
             }
             Err(e) => eprintln!("lab: ethtool -S {ifname}: {e:#}"),
         }
     }
     for (what, log) in [("dhcpv6d", daemon_log), ("dhclient", client_log)] {
-        eprintln!("lab: last lines of the {what} log ({}):\n{}", log.display(), report::tail(&log_text(log), 15));
+        eprintln!(
+            "lab: last lines of the {what} log ({}):\n{}",
+            log.display(),
+            report::tail(&log_text(log), 15)
+        );
     }
 }
 
-fn keep_going(secs: u64, server: &Netns, client: &Netns, bin: &Path, pin_dir: &Path) {
+fn keep_going(
+    secs: u64,
+    server: &Netns,
+    client: &Netns,
+    bin: &Path,
+    pin_dir: &Path,
+    state_dir: &Path,
+) {
     let srv = server.path().display();
     let cli = client.path().display();
     eprintln!(
         "lab: staying up for {secs} s (Ctrl-C ends it early and tears down). Try:\n\
-         \x20 {bin} stats --pin-dir {pins}\n\
+         \x20 {bin} stats --pin-dir {pins} --state-dir {state}\n\
          \x20 bpftool map dump pinned {pins}/DHCPV6_COUNTERS\n\
          \x20 nsenter --net={srv} bpftool net show\n\
          \x20 nsenter --net={srv} ethtool -S {SERVER_IF}\n\
-         \x20 nsenter --net={cli} tcpdump -ni {CLIENT_IF} udp port 546 or udp port 547",
+         \x20 nsenter --net={cli} tshark -ni {CLIENT_IF} -f 'udp port 546 or udp port 547'",
         bin = bin.display(),
         pins = pin_dir.display(),
+        state = state_dir.display(),
     );
     if interrupt::sleep(Duration::from_secs(secs)).is_err() {
         say("Ctrl-C: ending the lab");
     }
 }
-

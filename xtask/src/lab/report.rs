@@ -31,35 +31,74 @@ impl Outcome {
         println!("==== cargo xtask lab: summary ====");
         match &self.exchange {
             Exchange::Configured(got) => {
-                println!("client        dhclient -6 -S on cli0: answered (INFORM6)");
-                println!("  DNS servers {}  [{}]", list(&got.name_servers), check(got.name_servers.iter().any(|s| s == DNS), DNS));
-                println!("  domains     {}  [{}]", list(&got.domain_search), check(got.domain_search.iter().any(|d| d == DOMAIN), DOMAIN));
-                println!("  server id   {}", if got.server_id.is_empty() { "(none)" } else { &got.server_id });
+                println!(
+                    "client        dhclient -6 -S on cli0: answered ({})",
+                    got.reason
+                );
+                println!(
+                    "  DNS servers {}  [{}]",
+                    list(&got.name_servers),
+                    check(got.name_servers.iter().any(|s| s == DNS), DNS)
+                );
+                println!(
+                    "  domains     {}  [{}]",
+                    list(&got.domain_search),
+                    check(got.domain_search.iter().any(|d| d == DOMAIN), DOMAIN)
+                );
+                println!(
+                    "  server id   {}",
+                    if got.server_id.is_empty() {
+                        "(none)"
+                    } else {
+                        &got.server_id
+                    }
+                );
             }
-            Exchange::Nothing(why) => println!("client        dhclient -6 -S on cli0: NOT configured: {why}"),
+            Exchange::Nothing(why) => {
+                println!("client        dhclient -6 -S on cli0: NOT configured: {why}")
+            }
         }
         match &self.stats {
             Ok(text) => {
-                println!("XDP counters  (dhcpv6d stats)");
+                println!("counters      (dhcpv6d stats)");
                 for line in text.lines().filter(|l| !l.trim().is_empty()) {
                     println!("  {line}");
                 }
-                println!("answered by   {}", answered_by(counter(text, "answered"), opts, &self.exchange));
+                let xdp = counter(text, &["xdp_answered", "answered"]);
+                let user = counter(text, &["user_replied"]);
+                println!(
+                    "answered by   {}",
+                    answered_by(xdp, user, opts, &self.exchange)
+                );
             }
             Err(e) => {
-                println!("XDP counters  unavailable: {e:#}");
-                let who = if opts.no_fast_path { "userspace (--no-fast-path)" } else { "unknown (no counters)" };
+                println!("counters      unavailable: {e:#}");
+                let who = if opts.no_fast_path {
+                    "userspace (--no-fast-path)"
+                } else {
+                    "unknown (no counters)"
+                };
                 println!("answered by   {who}");
             }
         }
         let stopped = if self.daemon_exit.success() {
-            "stopped cleanly on SIGTERM".to_owned()
+            "stopped cleanly".to_owned()
         } else {
             format!("did NOT stop cleanly: {}", self.daemon_exit)
         };
-        let pins = if self.pins_left { "; it left its pins behind (removed by the lab)" } else { "" };
+        let pins = if self.pins_left {
+            "; it left its pins behind (removed by the lab)"
+        } else {
+            ""
+        };
         println!("dhcpv6d       {stopped}{pins}");
-        println!("files         {} ({}, {}, {})", dir.display(), name(&self.daemon_log), name(&self.client_log), name(&self.client_env));
+        println!(
+            "files         {} ({}, {}, {})",
+            dir.display(),
+            name(&self.daemon_log),
+            name(&self.client_log),
+            name(&self.client_env)
+        );
         println!("result        {}", if configured { "PASS" } else { "FAIL" });
         configured
     }
@@ -69,45 +108,95 @@ fn configured(got: &Received) -> bool {
     got.name_servers.iter().any(|s| s == DNS) && got.domain_search.iter().any(|d| d == DOMAIN)
 }
 
-fn answered_by(answered: Option<u64>, opts: &LabOptions, exchange: &Exchange) -> String {
-    match (answered, exchange) {
-        (_, Exchange::Nothing(_)) => "nobody (the client got no answer)".to_owned(),
-        (Some(n), _) if n > 0 => format!("the XDP fast path (answered = {n})"),
-        (Some(_), _) if opts.no_fast_path => "userspace (fast path off: --no-fast-path)".to_owned(),
-        (Some(_), _) => "userspace (XDP answered 0 frames)".to_owned(),
-        (None, _) => "unknown (no `answered` counter in the stats)".to_owned(),
+/// Who answered, from the XDP program's `answered` and userspace's `replied` counters.
+fn answered_by(
+    xdp: Option<u64>,
+    user: Option<u64>,
+    opts: &LabOptions,
+    exchange: &Exchange,
+) -> String {
+    let user = user
+        .map(|n| format!(", userspace replied = {n}"))
+        .unwrap_or_default();
+    match (xdp, exchange) {
+        (_, Exchange::Nothing(_)) => format!(
+            "nobody: the client got no answer (XDP answered = {}{user})",
+            xdp.unwrap_or(0)
+        ),
+        (Some(n), _) if n > 0 => format!("the XDP fast path (XDP answered = {n}{user})"),
+        (Some(_), _) if opts.no_fast_path => {
+            format!("userspace, fast path off (--no-fast-path; XDP answered = 0{user})")
+        }
+        (Some(_), _) => format!("userspace (XDP answered = 0{user})"),
+        (None, _) => format!("unknown: no `answered` counter in the stats{user}"),
     }
 }
 
 fn check(ok: bool, want: &str) -> String {
-    if ok { format!("ok: has {want}") } else { format!("MISSING {want}") }
+    if ok {
+        format!("ok: has {want}")
+    } else {
+        format!("MISSING {want}")
+    }
 }
 
 fn list(v: &[String]) -> String {
-    if v.is_empty() { "(none)".to_owned() } else { v.join(" ") }
+    if v.is_empty() {
+        "(none)".to_owned()
+    } else {
+        v.join(" ")
+    }
 }
 
 fn name(p: &Path) -> String {
-    p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
-/// Value of counter `name` in `name value` lines.
-pub fn counter(stats: &str, name: &str) -> Option<u64> {
-    stats.lines().find_map(|l| {
-        let mut w = l.split_whitespace();
-        (w.next()? == name).then_some(())?;
-        w.next()?.parse().ok()
+/// Value of the first of `names` found in `name value` lines.
+pub fn counter(stats: &str, names: &[&str]) -> Option<u64> {
+    names.iter().find_map(|name| {
+        stats.lines().find_map(|l| {
+            let mut w = l.split_whitespace();
+            (w.next()? == *name).then_some(())?;
+            w.next()?.parse().ok()
+        })
     })
 }
 
-/// The last `n` lines of `text`, indented.
+/// The last `n` lines of `text`, indented, without terminal colour codes.
 pub fn tail(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
     let start = lines.len().saturating_sub(n);
     if lines.is_empty() {
         return "    (empty)".to_owned();
     }
-    lines[start..].iter().map(|l| format!("    {l}")).collect::<Vec<_>>().join("\n")
+    lines[start..]
+        .iter()
+        .map(|l| format!("    {}", strip_ansi(l)))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Removes `ESC [ ... letter` sequences (colours).
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            if chars.next() == Some('[') {
+                for c in chars.by_ref() {
+                    if c.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            }
+            continue;
+        }
+        out.push(c);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -116,16 +205,24 @@ mod tests {
 
     #[test]
     fn reads_counters() {
-        let s = "seen 3\nanswered 2\npassed 1\n";
-        assert_eq!(counter(s, "answered"), Some(2));
-        assert_eq!(counter(s, "seen"), Some(3));
-        assert_eq!(counter(s, "dropped"), None);
-        assert_eq!(counter("answered_x 5\n", "answered"), None);
+        let s = "# XDP\nxdp_frames 3\nxdp_answered 2\n# userspace\nuser_replied 1\n";
+        assert_eq!(counter(s, &["xdp_answered", "answered"]), Some(2));
+        assert_eq!(
+            counter("answered 4\n", &["xdp_answered", "answered"]),
+            Some(4)
+        );
+        assert_eq!(counter(s, &["user_replied"]), Some(1));
+        assert_eq!(counter(s, &["dropped"]), None);
+        assert_eq!(counter("answered_x 5\n", &["answered"]), None);
     }
 
     #[test]
     fn tails() {
         assert_eq!(tail("a\nb\nc\n", 2), "    b\n    c");
         assert_eq!(tail("", 2), "    (empty)");
+        assert_eq!(
+            tail("\u{1b}[32m INFO\u{1b}[0m serving", 1),
+            "     INFO serving"
+        );
     }
 }
