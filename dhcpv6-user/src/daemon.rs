@@ -19,7 +19,7 @@ use crate::{
     dataplane::{AttachMode, Dataplane},
     fastpath::build_reply_data,
     netlink::{self, LinkState, Netlink},
-    server::{information_request, IfaceService},
+    server::{information_request, relay, IfaceService},
     socket::ServerSocket,
     stats::{stats_file, UserStats},
     wire::{Duid, Message},
@@ -218,40 +218,54 @@ impl Server {
             self.stats.bump("ignored_other_iface");
             return;
         };
-        let Some(svc) = self.ifaces[idx].svc.as_ref() else {
-            self.stats.bump("ignored_iface_not_ready");
-            return;
-        };
         self.stats.bump("received");
-        let reply = match Message::parse(pkt) {
-            Err(e) => {
-                debug!(%from, error = %e, "malformed message");
-                self.stats.bump("drop_malformed");
-                return;
+        let mut from = from;
+        if from.scope_id() == 0 && from.ip().is_unicast_link_local() {
+            from.set_scope_id(ifindex);
+        }
+        let outcome = if pkt.first() == Some(&msg::RELAY_FORW) {
+            self.stats.bump("relayed");
+            match relay::unwrap(pkt) {
+                Err(e) => Err(e.counter()),
+                // A relayed client gets the options of the interface the relay reached us
+                // on (as Kea and odhcpd do for stateless service).
+                Ok(r) => self.answer(&r.message(), idx, &from).and_then(|reply| {
+                    relay::wrap(&r.levels, &reply)
+                        .map(|wrapped| (wrapped, relay::reply_destination(from)))
+                        .map_err(|e| e.counter())
+                }),
             }
-            Ok(m) if m.msg_type() == msg::INFORMATION_REQUEST => match information_request(&m, svc) {
-                Ok(r) => r,
-                Err(d) => {
-                    debug!(%from, reason = %d, "Information-Request discarded");
-                    self.stats.bump(d.counter());
-                    return;
-                }
-            },
-            Ok(m) => {
-                debug!(%from, msg_type = m.msg_type(), "message type not served");
-                self.stats.bump("drop_unsupported");
+        } else {
+            Message::parse(pkt).map_err(|_| "drop_malformed").and_then(|m| self.answer(&m, idx, &from)).map(|r| (r, from))
+        };
+        let (reply, to) = match outcome {
+            Ok(r) => r,
+            Err(counter) => {
+                self.stats.bump(counter);
                 return;
             }
         };
-        let mut to = from;
-        if to.scope_id() == 0 && to.ip().is_unicast_link_local() {
-            to.set_scope_id(ifindex);
-        }
         match self.sock.send_to(&reply, to).await {
             Ok(_) => self.stats.bump("replied"),
             Err(e) => {
                 warn!(%to, error = %e, "send failed");
                 self.stats.bump("send_failed");
+            }
+        }
+    }
+
+    /// The answer to a client message that arrived on (or was relayed to us through) served
+    /// interface `idx`; `Err` names the counter of the reason there is none.
+    fn answer(&self, m: &Message<'_>, idx: usize, from: &SocketAddrV6) -> Result<Vec<u8>, &'static str> {
+        let svc = self.ifaces[idx].svc.as_ref().ok_or("ignored_iface_not_ready")?;
+        match m.msg_type() {
+            msg::INFORMATION_REQUEST => information_request(m, svc).map_err(|d| {
+                debug!(%from, reason = %d, "Information-Request discarded");
+                d.counter()
+            }),
+            t => {
+                debug!(%from, msg_type = t, "message type not served");
+                Err("drop_unsupported")
             }
         }
     }

@@ -1,1 +1,645 @@
-//! Relay-agent mode.
+//! Relay-agent mode, as odhcpd's relay mode (RFC 9915 section 19; Client Link-Layer Address
+//! RFC 6939; unknown message types RFC 7283; DHCPv6-Shield RFC 7610).
+//!
+//! A pure decision layer: the daemon hands it what arrived (on which interface, from whom) and
+//! gets back what to send where, or a counter to bump. Client messages from a downstream
+//! interface go upstream in a Relay-Forward; a Relay-Reply from upstream is opened one level
+//! and its content goes down to the client (or to the next relay down).
+
+use std::net::{Ipv6Addr, SocketAddrV6};
+
+use dhcpv6_common::wire::{msg, opt, ALL_DHCP_SERVERS, CLIENT_PORT, HOP_COUNT_LIMIT, SERVER_PORT};
+
+use super::relay::{self, is_client_message, is_server_message, RelayLevel, LINKLAYER_ETHERNET, MAX_UDP_PAYLOAD};
+use crate::wire::{Message, RelayMessage, Writer};
+
+/// Hop limit for Relay-Forward sent to a multicast group (RFC 9915 section 19: 8, was 32 in
+/// RFC 3315). The daemon sets it on the upstream socket (IPV6_MULTICAST_HOPS).
+pub const UPSTREAM_MULTICAST_HOPS: u32 = 8;
+
+/// A client-facing interface.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DownstreamIface {
+    pub name: String,
+    pub ifindex: u32,
+    /// A global address of the interface, or `::` when it has none (the server then selects
+    /// the link by Interface-ID).
+    pub link_address: Ipv6Addr,
+    /// Sent in every Relay-Forward and matched in Relay-Reply; empty means "send none" (then
+    /// replies are routed by link-address alone, so that must be set and unique).
+    pub interface_id: Vec<u8>,
+}
+
+impl DownstreamIface {
+    /// An interface whose Interface-ID is its name: readable in server logs and stable across
+    /// reboots, unlike an ifindex.
+    pub fn new(name: impl Into<String>, ifindex: u32, link_address: Ipv6Addr) -> Self {
+        let name = name.into();
+        let interface_id = name.as_bytes().to_vec();
+        Self { name, ifindex, link_address, interface_id }
+    }
+}
+
+/// Where Relay-Forward messages go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamTarget {
+    /// Unicast server addresses; empty means All_DHCP_Servers (ff05::1:3), the RFC 9915
+    /// section 19 default.
+    pub servers: Vec<Ipv6Addr>,
+    pub ifname: String,
+    pub ifindex: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelayAgentConfig {
+    pub downstream: Vec<DownstreamIface>,
+    pub upstream: UpstreamTarget,
+    /// Replace the DNS Recursive Name Server option content of relayed Reply and Advertise
+    /// messages with these addresses (odhcpd's `always_rewrite_dns`, except that the option is
+    /// rebuilt to the new length, and that a message with an Authentication option is sent
+    /// unchanged rather than dropped). `None` or empty: no rewrite.
+    pub rewrite_dns: Option<Vec<Ipv6Addr>>,
+}
+
+/// What the daemon does with a datagram.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentAction {
+    /// Send `payload` to each address, from the upstream interface, source port 547.
+    Send { to: Vec<SocketAddrV6>, payload: Vec<u8> },
+    /// Send `payload` out of downstream interface `ifindex` to `to`, source port 547.
+    SendDown { ifindex: u32, to: SocketAddrV6, payload: Vec<u8> },
+    /// Discard; bump this counter.
+    Drop(&'static str),
+}
+
+/// DNS Recursive Name Server addresses per option: 16 bytes each within a 16-bit length.
+const MAX_DNS_SERVERS: usize = u16::MAX as usize / 16;
+
+impl RelayAgentConfig {
+    /// A datagram received on downstream interface `iface_index` from `src` (the client, or a
+    /// relay below us): wrap it in a Relay-Forward for the servers (RFC 9915 section 19.1).
+    /// `client_mac` is the Ethernet source of the frame when the daemon knows it; it goes in a
+    /// Client Link-Layer Address option for client messages only (RFC 6939: first-hop relay).
+    pub fn from_client(
+        &self,
+        iface_index: u32,
+        src: SocketAddrV6,
+        payload: &[u8],
+        client_mac: Option<[u8; 6]>,
+    ) -> AgentAction {
+        let Some(iface) = self.downstream.iter().find(|d| d.ifindex == iface_index) else {
+            return AgentAction::Drop("drop_agent_unknown_iface");
+        };
+        // The peer-address is where the answer will go: it must be a unicast address.
+        if src.ip().is_unspecified() || src.ip().is_multicast() {
+            return AgentAction::Drop("drop_agent_bad_source");
+        }
+        let level = match payload.first() {
+            None => return AgentAction::Drop("drop_agent_malformed"),
+            Some(&msg::RELAY_FORW) => match forward_level_for_relay(iface, src, payload) {
+                Ok(level) => level,
+                Err(counter) => return AgentAction::Drop(counter),
+            },
+            // RFC 7610: whatever only a server sends cannot come from a client; relaying it
+            // would let a rogue box on a subscriber link talk to the servers as one.
+            Some(&t) if t == msg::RELAY_REPL || is_server_message(t) => {
+                return AgentAction::Drop("drop_agent_server_msg_from_client")
+            }
+            Some(&t) => match forward_level_for_client(iface, src, payload, t, client_mac) {
+                Ok(level) => level,
+                Err(counter) => return AgentAction::Drop(counter),
+            },
+        };
+        match encode_forward(&level, payload) {
+            Some(payload) => AgentAction::Send { to: self.upstream_destinations(), payload },
+            None => AgentAction::Drop("drop_agent_too_large"),
+        }
+    }
+
+    /// Where Relay-Forward messages go, port 547. Link-local and multicast addresses carry the
+    /// upstream ifindex as scope id. For ff05::1:3 Linux ignores the scope id (it is not
+    /// link-scoped), so the daemon must also pick the interface: IPV6_MULTICAST_IF on the
+    /// upstream socket, or IPV6_PKTINFO per send.
+    pub fn upstream_destinations(&self) -> Vec<SocketAddrV6> {
+        let scoped = |a: Ipv6Addr| {
+            let scope = if a.is_unicast_link_local() || a.is_multicast() { self.upstream.ifindex } else { 0 };
+            SocketAddrV6::new(a, SERVER_PORT, 0, scope)
+        };
+        if self.upstream.servers.is_empty() {
+            vec![scoped(Ipv6Addr::from(ALL_DHCP_SERVERS))]
+        } else {
+            self.upstream.servers.iter().copied().map(scoped).collect()
+        }
+    }
+
+    /// A datagram from upstream: a Relay-Reply opened one level (RFC 9915 section 19.2). The
+    /// Interface-ID names the downstream interface, else the link-address does; the carried
+    /// message goes to the peer-address: port 546 for a client, 547 when it is itself a
+    /// Relay-Reply for the relay below.
+    pub fn from_server(&self, payload: &[u8]) -> AgentAction {
+        match payload.first() {
+            Some(&msg::RELAY_REPL) => {}
+            Some(_) => return AgentAction::Drop("drop_agent_not_relay_reply"),
+            None => return AgentAction::Drop("drop_agent_malformed"),
+        }
+        let Ok((level, inner)) = relay::peel(payload) else {
+            return AgentAction::Drop("drop_agent_malformed");
+        };
+        if level.peer_address.is_unspecified() || level.peer_address.is_multicast() {
+            return AgentAction::Drop("drop_agent_bad_peer_address");
+        }
+        let Some(iface) = self.downstream_for(&level) else {
+            return AgentAction::Drop("drop_agent_unknown_iface");
+        };
+        let port = match inner_kind(inner) {
+            Inner::RelayReply => SERVER_PORT,
+            Inner::ToClient => CLIENT_PORT,
+            Inner::Invalid(counter) => return AgentAction::Drop(counter),
+        };
+        let payload = self.maybe_rewrite_dns(inner).unwrap_or_else(|| inner.to_vec());
+        let to = SocketAddrV6::new(level.peer_address, port, 0, iface.ifindex);
+        AgentAction::SendDown { ifindex: iface.ifindex, to, payload }
+    }
+
+    /// Whether a datagram from `src`, received on `iface_index`, may be a server's Relay-Reply:
+    /// it must arrive on the upstream interface and, when servers are configured by address,
+    /// come from one of them (with multicast, any server on the upstream side may answer).
+    /// The daemon checks this before [`Self::from_server`], so that a client cannot inject
+    /// Relay-Reply messages from downstream.
+    pub fn accepts_server_source(&self, iface_index: u32, src: SocketAddrV6) -> bool {
+        iface_index == self.upstream.ifindex
+            && (self.upstream.servers.is_empty() || self.upstream.servers.contains(src.ip()))
+    }
+
+    /// The Interface-ID we sent, or failing that the link-address (a server that drops the
+    /// Interface-ID, or an interface configured without one).
+    fn downstream_for(&self, level: &RelayLevel) -> Option<&DownstreamIface> {
+        let by_id = level
+            .interface_id
+            .as_deref()
+            .and_then(|id| self.downstream.iter().find(|d| !d.interface_id.is_empty() && d.interface_id == id));
+        by_id.or_else(|| {
+            let link = level.link_address;
+            if link.is_unspecified() {
+                return None;
+            }
+            self.downstream.iter().find(|d| d.link_address == link)
+        })
+    }
+
+    /// The inner message with its DNS servers replaced, or `None` to send it unchanged.
+    fn maybe_rewrite_dns(&self, inner: &[u8]) -> Option<Vec<u8>> {
+        let servers = self.rewrite_dns.as_deref().filter(|s| !s.is_empty())?;
+        rewrite_dns(inner, servers)
+    }
+}
+
+/// The Relay-Forward level for a message from a client (RFC 9915 section 19.1.1): hop-count 0,
+/// our link-address for the link, the client's address as peer.
+fn forward_level_for_client(
+    iface: &DownstreamIface,
+    src: SocketAddrV6,
+    payload: &[u8],
+    msg_type: u8,
+    client_mac: Option<[u8; 6]>,
+) -> Result<RelayLevel, &'static str> {
+    // Known client messages must be well formed: a server would discard them anyway. Types we
+    // do not know are relayed as they are (RFC 7283), given the 4-byte header every message has.
+    let well_formed = if is_client_message(msg_type) {
+        Message::parse(payload).is_ok()
+    } else {
+        payload.len() >= Message::HEADER_LEN
+    };
+    if !well_formed {
+        return Err("drop_agent_malformed");
+    }
+    let mut level = RelayLevel::new(0, iface.link_address, *src.ip());
+    level.interface_id = interface_id(iface);
+    level.client_linklayer = client_mac.map(|mac| {
+        let mut v = LINKLAYER_ETHERNET.to_be_bytes().to_vec();
+        v.extend_from_slice(&mac);
+        v
+    });
+    Ok(level)
+}
+
+/// The Relay-Forward level for a Relay-Forward from a relay below us (RFC 9915 section
+/// 19.1.2), e.g. a lightweight relay (RFC 6221) in an access node.
+fn forward_level_for_relay(
+    iface: &DownstreamIface,
+    src: SocketAddrV6,
+    payload: &[u8],
+) -> Result<RelayLevel, &'static str> {
+    // Header and option structure only, plus the Relay Message option: the relay below owns
+    // the rest of its message, and the server judges it.
+    let below = match RelayMessage::parse(payload) {
+        Ok(r) if r.relay_message().is_ok() => r,
+        _ => return Err("drop_agent_malformed"),
+    };
+    // At HOP_COUNT_LIMIT already, one more relay would exceed it: the chain is too long or
+    // loops.
+    if below.hop_count() >= HOP_COUNT_LIMIT {
+        return Err("drop_agent_hop_limit");
+    }
+    // A relay reachable by a global address identifies its own link; ours would mislead.
+    // One reached by link-local (a lightweight relay, which leaves link-address unspecified)
+    // sits on our link, so our address is the one that names it.
+    let link = if src.ip().is_unicast_link_local() { iface.link_address } else { Ipv6Addr::UNSPECIFIED };
+    let mut level = RelayLevel::new(below.hop_count() + 1, link, *src.ip());
+    level.interface_id = interface_id(iface);
+    Ok(level)
+}
+
+fn interface_id(iface: &DownstreamIface) -> Option<Vec<u8>> {
+    (!iface.interface_id.is_empty()).then(|| iface.interface_id.clone())
+}
+
+/// One Relay-Forward around `payload`, or `None` when it would not fit a datagram.
+fn encode_forward(level: &RelayLevel, payload: &[u8]) -> Option<Vec<u8>> {
+    let fits16 = |v: &Option<Vec<u8>>| v.as_ref().is_none_or(|d| d.len() <= usize::from(u16::MAX));
+    if payload.len() > usize::from(u16::MAX) || !fits16(&level.interface_id) {
+        return None;
+    }
+    let mut w = Writer::relay(msg::RELAY_FORW, level.hop_count, level.link_address, level.peer_address);
+    if let Some(id) = &level.interface_id {
+        w.option(opt::INTERFACE_ID, id);
+    }
+    if let Some(ll) = &level.client_linklayer {
+        w.option(opt::CLIENT_LINKLAYER_ADDR, ll);
+    }
+    w.option(opt::RELAY_MSG, payload);
+    (w.len() <= MAX_UDP_PAYLOAD).then(|| w.finish())
+}
+
+enum Inner {
+    RelayReply,
+    ToClient,
+    Invalid(&'static str),
+}
+
+/// What a Relay-Reply carries. A server message must be well formed (we may rewrite it);
+/// unknown types pass (RFC 7283); client messages and Relay-Forward never travel down.
+fn inner_kind(inner: &[u8]) -> Inner {
+    let Some(&t) = inner.first() else {
+        return Inner::Invalid("drop_agent_malformed");
+    };
+    if t == msg::RELAY_REPL {
+        return match RelayMessage::parse(inner) {
+            Ok(_) => Inner::RelayReply,
+            Err(_) => Inner::Invalid("drop_agent_malformed"),
+        };
+    }
+    if t == msg::RELAY_FORW || is_client_message(t) {
+        return Inner::Invalid("drop_agent_client_msg_from_server");
+    }
+    let well_formed =
+        if is_server_message(t) { Message::parse(inner).is_ok() } else { inner.len() >= Message::HEADER_LEN };
+    if well_formed {
+        Inner::ToClient
+    } else {
+        Inner::Invalid("drop_agent_malformed")
+    }
+}
+
+/// A Reply or Advertise with every DNS Recursive Name Server option (RFC 3646) carrying
+/// `servers` instead; `None` (send unchanged) for other types, when there is no such option,
+/// and always when an Authentication option is present: changing the message would break its
+/// integrity check and the client would discard it.
+fn rewrite_dns(inner: &[u8], servers: &[Ipv6Addr]) -> Option<Vec<u8>> {
+    let m = Message::parse(inner).ok()?;
+    if !matches!(m.msg_type(), msg::REPLY | msg::ADVERTISE) || servers.len() > MAX_DNS_SERVERS {
+        return None;
+    }
+    if m.find(opt::AUTH).is_some() || m.find(opt::DNS_SERVERS).is_none() {
+        return None;
+    }
+    let dns: Vec<u8> = servers.iter().flat_map(|a| a.octets()).collect();
+    // Rebuilt option by option, so every length is written afresh.
+    let mut w = Writer::message(m.msg_type(), m.xid());
+    for o in m.options() {
+        w.option(o.code, if o.code == opt::DNS_SERVERS { &dns } else { o.data });
+    }
+    (w.len() <= MAX_UDP_PAYLOAD).then(|| w.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::relay::{unwrap, wrap};
+    use crate::wire::writer::encode_option;
+
+    fn ip(s: &str) -> Ipv6Addr {
+        s.parse().unwrap()
+    }
+
+    const SOLICIT: &[u8] = &[msg::SOLICIT, 1, 2, 3, 0, 1, 0, 10, 0, 3, 0, 1, 2, 0, 0, 0, 0, 9];
+    const MAC: [u8; 6] = [2, 0, 0, 0, 0, 9];
+
+    fn cfg() -> RelayAgentConfig {
+        RelayAgentConfig {
+            downstream: vec![
+                DownstreamIface::new("eth1", 11, ip("2001:db8:1::1")),
+                DownstreamIface::new("eth2", 12, ip("2001:db8:2::1")),
+            ],
+            upstream: UpstreamTarget {
+                servers: vec![ip("2001:db8:ff::547"), ip("fe80::5")],
+                ifname: "wan".into(),
+                ifindex: 2,
+            },
+            rewrite_dns: None,
+        }
+    }
+
+    fn client() -> SocketAddrV6 {
+        SocketAddrV6::new(ip("fe80::9"), 546, 0, 11)
+    }
+
+    fn sent(a: AgentAction) -> (Vec<SocketAddrV6>, Vec<u8>) {
+        match a {
+            AgentAction::Send { to, payload } => (to, payload),
+            other => panic!("expected Send, got {other:?}"),
+        }
+    }
+
+    fn sent_down(a: AgentAction) -> (u32, SocketAddrV6, Vec<u8>) {
+        match a {
+            AgentAction::SendDown { ifindex, to, payload } => (ifindex, to, payload),
+            other => panic!("expected SendDown, got {other:?}"),
+        }
+    }
+
+    /// A Relay-Reply as a server would send it for `level`.
+    fn relay_reply(level: &RelayLevel, inner: &[u8]) -> Vec<u8> {
+        wrap(std::slice::from_ref(level), inner).unwrap()
+    }
+
+    fn reply_with(opts: &[Vec<u8>]) -> Vec<u8> {
+        let mut v = vec![msg::REPLY, 1, 2, 3];
+        opts.iter().for_each(|o| v.extend_from_slice(o));
+        v
+    }
+
+    #[test]
+    fn client_message_is_wrapped_with_interface_id_link_address_and_mac() {
+        let (to, payload) = sent(cfg().from_client(11, client(), SOLICIT, Some(MAC)));
+        assert_eq!(
+            to,
+            vec![SocketAddrV6::new(ip("2001:db8:ff::547"), 547, 0, 0), SocketAddrV6::new(ip("fe80::5"), 547, 0, 2)]
+        );
+        let r = unwrap(&payload).unwrap();
+        assert_eq!(r.inner, SOLICIT);
+        let l = &r.levels[0];
+        assert_eq!((l.hop_count, l.link_address, l.peer_address), (0, ip("2001:db8:1::1"), ip("fe80::9")));
+        assert_eq!(l.interface_id.as_deref(), Some(&b"eth1"[..]));
+        assert_eq!(l.client_linklayer.as_deref(), Some(&[0, 1, 2, 0, 0, 0, 0, 9][..]));
+        assert_eq!(r.link_selector().client_mac(), Some(MAC));
+    }
+
+    #[test]
+    fn no_mac_no_link_layer_option_and_no_servers_means_all_dhcp_servers() {
+        let mut c = cfg();
+        c.upstream.servers.clear();
+        let (to, payload) = sent(c.from_client(12, client(), SOLICIT, None));
+        assert_eq!(to, vec![SocketAddrV6::new(ip("ff05::1:3"), 547, 0, 2)]);
+        let r = unwrap(&payload).unwrap();
+        assert_eq!(r.levels[0].client_linklayer, None);
+        assert_eq!(r.levels[0].interface_id.as_deref(), Some(&b"eth2"[..]));
+    }
+
+    #[test]
+    fn relay_forward_from_below_gets_hop_count_plus_one_and_no_mac() {
+        let ldra = SocketAddrV6::new(ip("fe80::1d"), 547, 0, 11);
+        let mut below = RelayLevel::new(0, Ipv6Addr::UNSPECIFIED, ip("fe80::9"));
+        below.interface_id = Some(b"port3".to_vec());
+        let fwd = {
+            let mut w = Writer::relay(msg::RELAY_FORW, 0, below.link_address, below.peer_address);
+            w.option(opt::INTERFACE_ID, b"port3").option(opt::RELAY_MSG, SOLICIT);
+            w.finish()
+        };
+        let (_, payload) = sent(cfg().from_client(11, ldra, &fwd, Some(MAC)));
+        let r = unwrap(&payload).unwrap();
+        assert_eq!(r.levels.len(), 2);
+        let ours = &r.levels[0];
+        assert_eq!((ours.hop_count, ours.link_address, ours.peer_address), (1, ip("2001:db8:1::1"), ip("fe80::1d")));
+        assert_eq!(ours.client_linklayer, None, "RFC 6939: first-hop relay only");
+        assert_eq!(r.levels[1], below);
+        // The server picks our link (the LDRA left link-address unspecified) and its port.
+        let s = r.link_selector();
+        assert_eq!((s.link_address, s.interface_id), (Some(ip("2001:db8:1::1")), Some(&b"port3"[..])));
+
+        // From a relay with a global address: link-address left unspecified.
+        let global = SocketAddrV6::new(ip("2001:db8:1::77"), 547, 0, 0);
+        let (_, payload) = sent(cfg().from_client(11, global, &fwd, None));
+        assert_eq!(unwrap(&payload).unwrap().levels[0].link_address, Ipv6Addr::UNSPECIFIED);
+    }
+
+    fn forward_with_hop(hop: u8) -> Vec<u8> {
+        let mut w = Writer::relay(msg::RELAY_FORW, hop, Ipv6Addr::UNSPECIFIED, ip("fe80::9"));
+        w.option(opt::RELAY_MSG, SOLICIT);
+        w.finish()
+    }
+
+    #[test]
+    fn hop_count_limit() {
+        let src = SocketAddrV6::new(ip("fe80::1d"), 547, 0, 11);
+        assert_eq!(
+            cfg().from_client(11, src, &forward_with_hop(HOP_COUNT_LIMIT), None),
+            AgentAction::Drop("drop_agent_hop_limit")
+        );
+        assert_eq!(cfg().from_client(11, src, &forward_with_hop(200), None), AgentAction::Drop("drop_agent_hop_limit"));
+        // The last hop allowed produces HOP_COUNT_LIMIT, which the server side accepts.
+        let (_, payload) = sent(cfg().from_client(11, src, &forward_with_hop(HOP_COUNT_LIMIT - 1), None));
+        assert_eq!(unwrap(&payload).unwrap().levels[0].hop_count, HOP_COUNT_LIMIT);
+    }
+
+    #[test]
+    fn server_messages_from_the_client_side_are_dropped() {
+        for t in [msg::ADVERTISE, msg::REPLY, msg::RECONFIGURE, msg::RELAY_REPL] {
+            let m = [t, 1, 2, 3];
+            assert_eq!(
+                cfg().from_client(11, client(), &m, None),
+                AgentAction::Drop("drop_agent_server_msg_from_client"),
+                "type {t}"
+            );
+        }
+    }
+
+    #[test]
+    fn relay_reply_sources() {
+        let c = cfg();
+        assert!(c.accepts_server_source(2, SocketAddrV6::new(ip("2001:db8:ff::547"), 547, 0, 0)));
+        assert!(!c.accepts_server_source(11, SocketAddrV6::new(ip("2001:db8:ff::547"), 547, 0, 0)));
+        assert!(!c.accepts_server_source(2, SocketAddrV6::new(ip("2001:db8:ff::666"), 547, 0, 0)));
+        let multicast = RelayAgentConfig { upstream: UpstreamTarget { servers: vec![], ..cfg().upstream }, ..cfg() };
+        assert!(multicast.accepts_server_source(2, SocketAddrV6::new(ip("2001:db8:ff::666"), 547, 0, 0)));
+    }
+
+    #[test]
+    fn malformed_unknown_iface_and_unknown_types() {
+        let c = cfg();
+        assert_eq!(c.from_client(99, client(), SOLICIT, None), AgentAction::Drop("drop_agent_unknown_iface"));
+        assert_eq!(c.from_client(11, client(), &[], None), AgentAction::Drop("drop_agent_malformed"));
+        assert_eq!(
+            c.from_client(11, client(), &[msg::SOLICIT, 1, 2, 3, 0, 1, 0, 9], None),
+            AgentAction::Drop("drop_agent_malformed")
+        );
+        assert_eq!(
+            c.from_client(11, client(), &[msg::RELAY_FORW, 0, 0], None),
+            AgentAction::Drop("drop_agent_malformed")
+        );
+        let no_relay_msg = Writer::relay(msg::RELAY_FORW, 0, Ipv6Addr::UNSPECIFIED, ip("fe80::9")).finish();
+        assert_eq!(c.from_client(11, client(), &no_relay_msg, None), AgentAction::Drop("drop_agent_malformed"));
+        let unspecified = SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, 546, 0, 11);
+        assert_eq!(c.from_client(11, unspecified, SOLICIT, None), AgentAction::Drop("drop_agent_bad_source"));
+        // RFC 7283: an unknown type is relayed as it is.
+        let (_, payload) = sent(c.from_client(11, client(), &[200, 1, 2, 3, 0xff], None));
+        let r = RelayMessage::parse(&payload).unwrap();
+        assert_eq!(r.relay_message().unwrap(), &[200, 1, 2, 3, 0xff]);
+    }
+
+    #[test]
+    fn relay_reply_goes_to_the_client_on_the_interface_its_interface_id_names() {
+        let mut level = RelayLevel::new(0, ip("2001:db8:1::1"), ip("fe80::9"));
+        level.interface_id = Some(b"eth2".to_vec());
+        let reply = reply_with(&[encode_option(opt::SERVERID, &[0, 3, 0, 1, 2, 0, 0, 0, 0, 1])]);
+        let (ifindex, to, payload) = sent_down(cfg().from_server(&relay_reply(&level, &reply)));
+        // The Interface-ID wins over the link-address (which names eth1).
+        assert_eq!(ifindex, 12);
+        assert_eq!(to, SocketAddrV6::new(ip("fe80::9"), 546, 0, 12));
+        assert_eq!(payload, reply);
+    }
+
+    #[test]
+    fn without_interface_id_the_link_address_picks_the_interface() {
+        let level = RelayLevel::new(0, ip("2001:db8:2::1"), ip("fe80::9"));
+        let (ifindex, _, _) = sent_down(cfg().from_server(&relay_reply(&level, &reply_with(&[]))));
+        assert_eq!(ifindex, 12);
+        let mut unknown = RelayLevel::new(0, ip("2001:db8:9::1"), ip("fe80::9"));
+        assert_eq!(
+            cfg().from_server(&relay_reply(&unknown, &reply_with(&[]))),
+            AgentAction::Drop("drop_agent_unknown_iface")
+        );
+        unknown.interface_id = Some(b"nope".to_vec());
+        assert_eq!(
+            cfg().from_server(&relay_reply(&unknown, &reply_with(&[]))),
+            AgentAction::Drop("drop_agent_unknown_iface")
+        );
+    }
+
+    #[test]
+    fn relay_reply_inside_goes_to_port_547_of_the_relay_below() {
+        let mut ldra = RelayLevel::new(0, Ipv6Addr::UNSPECIFIED, ip("fe80::9"));
+        ldra.interface_id = Some(b"port3".to_vec());
+        let mut ours = RelayLevel::new(1, ip("2001:db8:1::1"), ip("fe80::1d"));
+        ours.interface_id = Some(b"eth1".to_vec());
+        let reply = reply_with(&[]);
+        let both = wrap(&[ours, ldra.clone()], &reply).unwrap();
+        let (ifindex, to, payload) = sent_down(cfg().from_server(&both));
+        assert_eq!((ifindex, to), (11, SocketAddrV6::new(ip("fe80::1d"), 547, 0, 11)));
+        assert_eq!(payload, relay_reply(&ldra, &reply));
+    }
+
+    #[test]
+    fn from_server_drops_what_is_not_a_sound_relay_reply() {
+        let c = cfg();
+        let level = RelayLevel::new(0, ip("2001:db8:1::1"), ip("fe80::9"));
+        assert_eq!(c.from_server(&[]), AgentAction::Drop("drop_agent_malformed"));
+        assert_eq!(c.from_server(SOLICIT), AgentAction::Drop("drop_agent_not_relay_reply"));
+        let good = relay_reply(&level, &reply_with(&[]));
+        assert_eq!(c.from_server(&good[..good.len() - 1]), AgentAction::Drop("drop_agent_malformed"));
+        assert_eq!(c.from_server(&good[..20]), AgentAction::Drop("drop_agent_malformed"));
+        let mut bad_hop = good.clone();
+        bad_hop[1] = HOP_COUNT_LIMIT + 1;
+        assert_eq!(c.from_server(&bad_hop), AgentAction::Drop("drop_agent_malformed"));
+        let mut w = Writer::relay(msg::RELAY_REPL, 0, level.link_address, level.peer_address);
+        w.option(opt::RELAY_MSG, SOLICIT);
+        assert_eq!(c.from_server(&w.finish()), AgentAction::Drop("drop_agent_client_msg_from_server"));
+        let to_nowhere = RelayLevel::new(0, level.link_address, Ipv6Addr::UNSPECIFIED);
+        assert_eq!(
+            c.from_server(&relay_reply(&to_nowhere, &reply_with(&[]))),
+            AgentAction::Drop("drop_agent_bad_peer_address")
+        );
+        let bad_reply = [msg::REPLY, 1, 2, 3, 0, 23, 0, 32];
+        let mut w = Writer::relay(msg::RELAY_REPL, 0, level.link_address, level.peer_address);
+        w.option(opt::RELAY_MSG, &bad_reply);
+        assert_eq!(c.from_server(&w.finish()), AgentAction::Drop("drop_agent_malformed"));
+    }
+
+    fn dns_option(addrs: &[&str]) -> Vec<u8> {
+        encode_option(opt::DNS_SERVERS, &addrs.iter().flat_map(|a| ip(a).octets()).collect::<Vec<_>>())
+    }
+
+    fn rewriting() -> RelayAgentConfig {
+        RelayAgentConfig { rewrite_dns: Some(vec![ip("2001:db8:53::1")]), ..cfg() }
+    }
+
+    fn down_via(c: &RelayAgentConfig, inner: &[u8]) -> Vec<u8> {
+        let level = RelayLevel::new(0, ip("2001:db8:1::1"), ip("fe80::9"));
+        sent_down(c.from_server(&relay_reply(&level, inner))).2
+    }
+
+    #[test]
+    fn dns_rewrite_replaces_the_option_and_keeps_the_message_valid() {
+        let sid = encode_option(opt::SERVERID, &[0, 3, 0, 1, 2, 0, 0, 0, 0, 1]);
+        let domains = encode_option(opt::DOMAIN_LIST, b"\x07example\x03net\x00");
+        let reply = reply_with(&[sid.clone(), dns_option(&["2001:db8::a", "2001:db8::b"]), domains.clone()]);
+        let out = down_via(&rewriting(), &reply);
+        assert_eq!(out, reply_with(&[sid.clone(), dns_option(&["2001:db8:53::1"]), domains.clone()]));
+        let m = Message::parse(&out).unwrap();
+        assert_eq!(m.xid(), [1, 2, 3]);
+
+        // Growing works as well as shrinking.
+        let c = RelayAgentConfig {
+            rewrite_dns: Some(vec![ip("2001:db8:53::1"), ip("2001:db8:53::2"), ip("2001:db8:53::3")]),
+            ..cfg()
+        };
+        let out = down_via(&c, &reply);
+        assert_eq!(
+            out,
+            reply_with(&[sid, dns_option(&["2001:db8:53::1", "2001:db8:53::2", "2001:db8:53::3"]), domains])
+        );
+
+        // Advertise too.
+        let mut adv = reply_with(&[dns_option(&["2001:db8::a"])]);
+        adv[0] = msg::ADVERTISE;
+        let out = down_via(&rewriting(), &adv);
+        assert_eq!(Message::parse(&out).unwrap().find(opt::DNS_SERVERS), Some(&ip("2001:db8:53::1").octets()[..]));
+    }
+
+    #[test]
+    fn dns_rewrite_never_touches_authenticated_or_other_messages() {
+        let auth = encode_option(opt::AUTH, &[3, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0xaa]);
+        let reply = reply_with(&[dns_option(&["2001:db8::a"]), auth]);
+        assert_eq!(down_via(&rewriting(), &reply), reply);
+        // No DNS option: nothing added.
+        let bare = reply_with(&[]);
+        assert_eq!(down_via(&rewriting(), &bare), bare);
+        // Reconfigure is not rewritten.
+        let mut reconf = reply_with(&[dns_option(&["2001:db8::a"])]);
+        reconf[0] = msg::RECONFIGURE;
+        assert_eq!(down_via(&rewriting(), &reconf), reconf);
+        // Nor without a rewrite configured, or with an empty list.
+        let reply = reply_with(&[dns_option(&["2001:db8::a"])]);
+        assert_eq!(down_via(&cfg(), &reply), reply);
+        let empty = RelayAgentConfig { rewrite_dns: Some(vec![]), ..cfg() };
+        assert_eq!(down_via(&empty, &reply), reply);
+    }
+
+    #[test]
+    fn agent_and_server_side_round_trip() {
+        let c = cfg();
+        let (_, fwd) = sent(c.from_client(11, client(), SOLICIT, Some(MAC)));
+        let relayed = unwrap(&fwd).unwrap();
+        let advertise = [msg::ADVERTISE, 1, 2, 3];
+        let back = wrap(&relayed.levels, &advertise).unwrap();
+        let (ifindex, to, payload) = sent_down(c.from_server(&back));
+        assert_eq!((ifindex, to, payload), (11, SocketAddrV6::new(ip("fe80::9"), 546, 0, 11), advertise.to_vec()));
+    }
+
+    #[test]
+    fn oversized_datagrams_are_dropped() {
+        let mut big = vec![msg::INFORMATION_REQUEST, 1, 2, 3];
+        big.extend_from_slice(&encode_option(opt::VENDOR_OPTS, &vec![0; MAX_UDP_PAYLOAD - 8 - 30]));
+        assert_eq!(cfg().from_client(11, client(), &big, Some(MAC)), AgentAction::Drop("drop_agent_too_large"));
+    }
+}

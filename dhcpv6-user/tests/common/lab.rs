@@ -22,6 +22,9 @@ pub fn daemon_bin() -> PathBuf {
 pub struct Lab {
     pub srv: Netns,
     pub cli: Netns,
+    /// The relay's namespace and process, for relayed set-ups.
+    pub rel: Option<Netns>,
+    pub relay: Option<Proc>,
     pub daemon: Option<Proc>,
     pub dir: PathBuf,
     pub pin_dir: PathBuf,
@@ -56,7 +59,37 @@ impl Lab {
         cli.wait_link_local("cli0", Duration::from_secs(10)).unwrap();
         let pin_dir = PathBuf::from(format!("/sys/fs/bpf/dhcpv6-e2e-{id}"));
         let daemon_log = dir.join("dhcpv6d.log");
-        Lab { srv, cli, daemon: None, dir, pin_dir, aux_pin, daemon_log }
+        Lab { srv, cli, rel: None, relay: None, daemon: None, dir, pin_dir, aux_pin, daemon_log }
+    }
+
+    /// Client -> ISC dhcrelay -> server: cli0 | dn0 [relay] up0 | srv0, with the server at
+    /// 2001:db8:1::1 and the client's link 2001:db8:2::/64.
+    pub fn relayed(tag: &str) -> Lab {
+        testbed::ensure_tools(&[("dhcrelay", "isc-dhcp-relay")]).unwrap();
+        testbed::require_root().expect("end-to-end tests need root");
+        testbed::ensure_bpffs().unwrap();
+        let srv = Netns::new(&format!("{tag}s")).unwrap();
+        let rel = Netns::new(&format!("{tag}r")).unwrap();
+        let cli = Netns::new(&format!("{tag}c")).unwrap();
+        testbed::veth_pair(&srv, "srv0", &rel, "up0").unwrap();
+        testbed::veth_pair(&rel, "dn0", &cli, "cli0").unwrap();
+        srv.add_addr("srv0", "2001:db8:1::1/64").unwrap();
+        rel.add_addr("up0", "2001:db8:1::2/64").unwrap();
+        rel.add_addr("dn0", "2001:db8:2::1/64").unwrap();
+        for (ns, ifname) in [(&srv, "srv0"), (&rel, "up0"), (&rel, "dn0"), (&cli, "cli0")] {
+            ns.wait_link_local(ifname, Duration::from_secs(10)).unwrap();
+        }
+        let id = format!("{}-{}-{}", tag, std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed));
+        let dir = std::env::temp_dir().join(format!("dhcpv6-e2e-{id}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let relay_log = dir.join("dhcrelay.log");
+        let relay = rel
+            .spawn(&["dhcrelay", "-6", "-d", "-l", "dn0", "-u", "2001:db8:1::1%up0"], Some(&relay_log))
+            .unwrap();
+        let pin_dir = PathBuf::from(format!("/sys/fs/bpf/dhcpv6-e2e-{id}"));
+        let daemon_log = dir.join("dhcpv6d.log");
+        let aux_pin = PathBuf::from(format!("/sys/fs/bpf/dhcpv6-aux-{id}"));
+        Lab { srv, cli, rel: Some(rel), relay: Some(relay), daemon: None, dir, pin_dir, aux_pin, daemon_log }
     }
 
     pub fn state_dir(&self) -> PathBuf {
