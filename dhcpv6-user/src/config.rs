@@ -45,6 +45,34 @@ struct FileConfig {
     defaults: FileOptions,
     #[serde(default)]
     interface: Vec<FileInterface>,
+    relay: Option<FileRelay>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileRelay {
+    upstream: String,
+    downstream: Vec<String>,
+    #[serde(default)]
+    servers: Vec<Ipv6Addr>,
+    rewrite_dns: Option<Vec<Ipv6Addr>>,
+}
+
+/// Relay-agent mode (as odhcpd's): client messages on `downstream` interfaces go to `servers`
+/// (or ff05::1:3) through `upstream`, wrapped in Relay-Forward.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelaySettings {
+    pub upstream: String,
+    pub downstream: Vec<String>,
+    pub servers: Vec<Ipv6Addr>,
+    pub rewrite_dns: Option<Vec<Ipv6Addr>>,
+}
+
+/// Everything the daemon runs with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub ifaces: Vec<IfaceConfig>,
+    pub relay: Option<RelaySettings>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -86,6 +114,11 @@ pub struct Overrides {
     pub ifaces: Vec<String>,
     pub dns: Vec<Ipv6Addr>,
     pub domains: Vec<String>,
+    /// Relay-agent mode from flags: replaces the file's `[relay]` when `relay_upstream` is set.
+    pub relay_upstream: Option<String>,
+    pub relay_downstream: Vec<String>,
+    pub relay_servers: Vec<Ipv6Addr>,
+    pub relay_rewrite_dns: Vec<Ipv6Addr>,
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -93,7 +126,7 @@ fn line_of(text: &str, offset: usize) -> usize {
 }
 
 /// Reads and validates the whole configuration. `resolv_conf`: where host defaults come from.
-pub fn load(file: Option<&Path>, flags: &Overrides, resolv_conf: &Path) -> Result<Vec<IfaceConfig>, ConfigError> {
+pub fn load(file: Option<&Path>, flags: &Overrides, resolv_conf: &Path) -> Result<Config, ConfigError> {
     let (parsed, text, path) = match file {
         Some(p) => {
             let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read { path: p.into(), source })?;
@@ -161,10 +194,32 @@ pub fn load(file: Option<&Path>, flags: &Overrides, resolv_conf: &Path) -> Resul
             out.push(IfaceConfig { name: name.clone(), service: base(&parsed.defaults)? });
         }
     }
-    if out.is_empty() {
+    let relay = match &flags.relay_upstream {
+        Some(up) => Some(RelaySettings {
+            upstream: up.clone(),
+            downstream: flags.relay_downstream.clone(),
+            servers: flags.relay_servers.clone(),
+            rewrite_dns: (!flags.relay_rewrite_dns.is_empty()).then(|| flags.relay_rewrite_dns.clone()),
+        }),
+        None => parsed.relay.map(|r| RelaySettings {
+            upstream: r.upstream,
+            downstream: r.downstream,
+            servers: r.servers,
+            rewrite_dns: r.rewrite_dns,
+        }),
+    };
+    if let Some(r) = &relay {
+        if r.downstream.is_empty() {
+            return Err(ConfigError::Flag("relay mode needs at least one downstream interface".into()));
+        }
+        if let Some(both) = r.downstream.iter().find(|d| out.iter().any(|i| &i.name == *d) || **d == r.upstream) {
+            return Err(ConfigError::Flag(format!("interface {both} cannot both serve and relay, or relay to itself")));
+        }
+    }
+    if out.is_empty() && relay.is_none() {
         return Err(ConfigError::Flag("no interface to serve: give --iface IF or [[interface]] in the config".into()));
     }
-    Ok(out)
+    Ok(Config { ifaces: out, relay })
 }
 
 #[cfg(test)]
@@ -177,7 +232,7 @@ mod tests {
         p
     }
 
-    fn load_text(text: &str, flags: &Overrides) -> Result<Vec<IfaceConfig>, ConfigError> {
+    fn load_text(text: &str, flags: &Overrides) -> Result<Config, ConfigError> {
         let p = write(text);
         let r = load(Some(&p), flags, Path::new("/nonexistent"));
         let _ = std::fs::remove_file(p);
@@ -202,15 +257,26 @@ mod tests {
     #[test]
     fn interface_overrides_defaults_and_flags_override_both() {
         let text = "[defaults]\ndns = [\"2001:db8::1\"]\ndomains = [\"d.example\"]\n[[interface]]\nname = \"eth1\"\ndns = [\"2001:db8::2\"]\n";
-        let c = load_text(text, &Overrides { ifaces: vec!["eth2".into()], ..Default::default() }).unwrap();
+        let c = load_text(text, &Overrides { ifaces: vec!["eth2".into()], ..Default::default() }).unwrap().ifaces;
         assert_eq!(c[0].service.dns, vec!["2001:db8::2".parse::<Ipv6Addr>().unwrap()]);
         assert_eq!(c[0].service.domains, vec!["d.example"]);
         assert_eq!(c[1].name, "eth2");
         assert_eq!(c[1].service.dns, vec!["2001:db8::1".parse::<Ipv6Addr>().unwrap()]);
         let flags = Overrides { dns: vec!["2001:db8::9".parse().unwrap()], ..Default::default() };
-        let c = load_text(text, &flags).unwrap();
+        let c = load_text(text, &flags).unwrap().ifaces;
         assert_eq!(c[0].service.dns, flags.dns);
         assert_eq!(c[0].service.information_refresh_time, Some(DEFAULT_IRT));
+    }
+
+    #[test]
+    fn relay_section_and_flags() {
+        let text = "[relay]\nupstream = \"up0\"\ndownstream = [\"dn0\"]\nservers = [\"2001:db8::547\"]\n";
+        let c = load_text(text, &Overrides::default()).unwrap();
+        let r = c.relay.unwrap();
+        assert_eq!((r.upstream.as_str(), r.downstream.clone()), ("up0", vec!["dn0".to_owned()]));
+        assert_eq!(r.servers, vec!["2001:db8::547".parse::<Ipv6Addr>().unwrap()]);
+        let flags = Overrides { ifaces: vec!["dn0".into()], ..Default::default() };
+        assert!(load_text(text, &flags).is_err(), "an interface cannot both serve and relay");
     }
 
     #[test]

@@ -15,11 +15,15 @@ use tokio::signal::unix::{signal, SignalKind};
 use tracing::{debug, info, warn};
 
 use crate::{
-    config::{self, IfaceConfig, Overrides},
+    config::{self, IfaceConfig, Overrides, RelaySettings},
     dataplane::{AttachMode, Dataplane},
     fastpath::build_reply_data,
     netlink::{self, LinkState, Netlink},
-    server::{information_request, relay, IfaceService},
+    server::{
+        information_request, relay,
+        relay_agent::{AgentAction, DownstreamIface, RelayAgentConfig, UpstreamTarget, UPSTREAM_MULTICAST_HOPS},
+        IfaceService,
+    },
     socket::ServerSocket,
     stats::{stats_file, UserStats},
     wire::{Duid, Message},
@@ -55,6 +59,9 @@ struct Server {
     by_index: HashMap<u32, usize>,
     generation: u32,
     stats: Arc<UserStats>,
+    relay: Option<RelaySettings>,
+    /// Relay-agent state as of the last sync (indexes and link addresses).
+    agent: Option<RelayAgentConfig>,
 }
 
 pub async fn run(opts: Options) -> Result<()> {
@@ -63,8 +70,19 @@ pub async fn run(opts: Options) -> Result<()> {
     let dp = Dataplane::load(&opts.pin_dir, opts.bpf_log)?;
     let nl = Netlink::connect()?;
     let sock = ServerSocket::bind()?;
-    let ifaces = cfg.into_iter().map(|cfg| Served { cfg, link: None, svc: None, written: None }).collect();
-    let mut s = Server { opts, dp, nl, sock, ifaces, by_index: HashMap::new(), generation: 0, stats: Arc::default() };
+    let ifaces = cfg.ifaces.into_iter().map(|cfg| Served { cfg, link: None, svc: None, written: None }).collect();
+    let mut s = Server {
+        opts,
+        dp,
+        nl,
+        sock,
+        ifaces,
+        by_index: HashMap::new(),
+        generation: 0,
+        stats: Arc::default(),
+        relay: cfg.relay,
+        agent: None,
+    };
     // Whatever happens from here on, the pins and attachments go with the daemon.
     let result = s.start_and_serve().await;
     let stop = s.dp.shutdown();
@@ -73,8 +91,12 @@ pub async fn run(opts: Options) -> Result<()> {
 
 impl Server {
     async fn start_and_serve(&mut self) -> Result<()> {
-        for i in 0..self.ifaces.len() {
-            let name = self.ifaces[i].cfg.name.clone();
+        let mut names: Vec<String> = self.ifaces.iter().map(|i| i.cfg.name.clone()).collect();
+        if let Some(r) = &self.relay {
+            names.push(r.upstream.clone());
+            names.extend(r.downstream.iter().cloned());
+        }
+        for name in names {
             if self.nl.link(&name).await?.is_none() {
                 bail!("interface {name} does not exist");
             }
@@ -121,7 +143,8 @@ impl Server {
         match config::load(self.opts.config.as_deref(), &self.opts.overrides, &self.opts.resolv_conf) {
             Ok(cfg) => {
                 let known: Vec<String> = self.ifaces.iter().map(|i| i.cfg.name.clone()).collect();
-                for c in cfg {
+                self.relay = cfg.relay;
+                for c in cfg.ifaces {
                     match self.ifaces.iter_mut().find(|i| i.cfg.name == c.name) {
                         Some(i) => i.cfg = c,
                         None => self.ifaces.push(Served { cfg: c, link: None, svc: None, written: None }),
@@ -172,7 +195,84 @@ impl Server {
             self.ifaces[idx].link = Some(link);
             self.update_reply_data(idx)?;
         }
+        self.sync_relay().await
+    }
+
+    /// Relay-agent mode: indexes and link-addresses of the relay's interfaces, ff02::1:2 on
+    /// the downstream ones, and where multicast to the servers leaves.
+    async fn sync_relay(&mut self) -> Result<()> {
+        let Some(r) = self.relay.clone() else {
+            self.agent = None;
+            return Ok(());
+        };
+        let Some(up) = self.nl.link(&r.upstream).await? else {
+            warn!(iface = %r.upstream, "relay upstream interface missing; not relaying");
+            self.agent = None;
+            return Ok(());
+        };
+        let mut downstream = Vec::new();
+        for name in &r.downstream {
+            let Some(link) = self.nl.link(name).await? else {
+                warn!(iface = %name, "relay downstream interface missing");
+                continue;
+            };
+            self.sock.join(link.ifindex)?;
+            let link_address = link.global.unwrap_or(std::net::Ipv6Addr::UNSPECIFIED);
+            downstream.push(DownstreamIface::new(name.clone(), link.ifindex, link_address));
+        }
+        if r.servers.is_empty() {
+            self.sock.set_multicast_upstream(up.ifindex, UPSTREAM_MULTICAST_HOPS)?;
+        }
+        let agent = RelayAgentConfig {
+            downstream,
+            upstream: UpstreamTarget { servers: r.servers.clone(), ifname: r.upstream.clone(), ifindex: up.ifindex },
+            rewrite_dns: r.rewrite_dns.clone(),
+        };
+        if self.agent.as_ref() != Some(&agent) {
+            info!(upstream = %r.upstream, downstream = ?r.downstream, "relaying");
+        }
+        self.agent = Some(agent);
         Ok(())
+    }
+
+    /// A datagram for the relay agent: from a client (or relay) below, or a Relay-Reply from
+    /// above. `None` when the relay has nothing to do with this interface.
+    fn relay_action(&self, pkt: &[u8], from: SocketAddrV6, ifindex: u32) -> Option<AgentAction> {
+        let agent = self.agent.as_ref()?;
+        if agent.downstream.iter().any(|d| d.ifindex == ifindex) {
+            return Some(agent.from_client(ifindex, from, pkt, None));
+        }
+        if agent.upstream.ifindex == ifindex {
+            if !agent.accepts_server_source(ifindex, from) {
+                return Some(AgentAction::Drop("drop_agent_unexpected_server"));
+            }
+            return Some(agent.from_server(pkt));
+        }
+        None
+    }
+
+    async fn relay(&self, action: AgentAction) {
+        match action {
+            AgentAction::Drop(counter) => self.stats.bump(counter),
+            AgentAction::Send { to, payload } => {
+                for dst in to {
+                    match self.sock.send_to(&payload, dst).await {
+                        Ok(_) => self.stats.bump("relayed_up"),
+                        Err(e) => {
+                            warn!(to = %dst, error = %e, "relaying upstream failed");
+                            self.stats.bump("send_failed");
+                        }
+                    }
+                }
+            }
+            AgentAction::SendDown { to, payload, .. } => match self.sock.send_to(&payload, to).await {
+                Ok(_) => self.stats.bump("relayed_down"),
+                Err(e) => {
+                    warn!(%to, error = %e, "relaying downstream failed");
+                    self.stats.bump("send_failed");
+                }
+            },
+        }
     }
 
     fn update_reply_data(&mut self, idx: usize) -> Result<()> {
@@ -214,15 +314,20 @@ impl Server {
     }
 
     async fn handle(&mut self, pkt: &[u8], from: SocketAddrV6, ifindex: u32) {
+        let mut from = from;
+        if from.scope_id() == 0 && from.ip().is_unicast_link_local() {
+            from.set_scope_id(ifindex);
+        }
+        if let Some(action) = self.relay_action(pkt, from, ifindex) {
+            self.stats.bump("received");
+            self.relay(action).await;
+            return;
+        }
         let Some(&idx) = self.by_index.get(&ifindex) else {
             self.stats.bump("ignored_other_iface");
             return;
         };
         self.stats.bump("received");
-        let mut from = from;
-        if from.scope_id() == 0 && from.ip().is_unicast_link_local() {
-            from.set_scope_id(ifindex);
-        }
         let outcome = if pkt.first() == Some(&msg::RELAY_FORW) {
             self.stats.bump("relayed");
             match relay::unwrap(pkt) {

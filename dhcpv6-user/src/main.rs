@@ -36,6 +36,18 @@ struct RunArgs {
     /// Domain for the search list (repeatable).
     #[arg(long, value_name = "NAME")]
     domain: Vec<String>,
+    /// Relay-agent mode: the interface towards the DHCPv6 servers.
+    #[arg(long, value_name = "IF")]
+    relay_upstream: Option<String>,
+    /// Relay-agent mode: an interface whose clients are relayed (repeatable).
+    #[arg(long, value_name = "IF")]
+    relay_downstream: Vec<String>,
+    /// Relay-agent mode: a server to relay to (repeatable; none: ff05::1:3 on the upstream).
+    #[arg(long, value_name = "ADDR")]
+    relay_server: Vec<Ipv6Addr>,
+    /// Relay-agent mode: replace the DNS servers in relayed replies (not in authenticated ones).
+    #[arg(long, value_name = "ADDR")]
+    relay_rewrite_dns: Vec<Ipv6Addr>,
     /// Keep the XDP program classifying and counting only; userspace answers everything.
     #[arg(long)]
     no_fast_path: bool,
@@ -96,7 +108,15 @@ fn main() -> Result<()> {
             let r = cli.run;
             let opts = Options {
                 config: r.config,
-                overrides: Overrides { ifaces: r.ifaces, dns: r.dns, domains: r.domain },
+                overrides: Overrides {
+                    ifaces: r.ifaces,
+                    dns: r.dns,
+                    domains: r.domain,
+                    relay_upstream: r.relay_upstream,
+                    relay_downstream: r.relay_downstream,
+                    relay_servers: r.relay_server,
+                    relay_rewrite_dns: r.relay_rewrite_dns,
+                },
                 fast_path: !r.no_fast_path,
                 xdp_mode: r.xdp_mode,
                 pin_dir: r.pin_dir,

@@ -24,6 +24,8 @@ pub struct LinkState {
     pub mac: [u8; 6],
     /// The first non-tentative link-local address; `None` until DAD completes.
     pub link_local: Option<Ipv6Addr>,
+    /// The first global address: a relay's link-address.
+    pub global: Option<Ipv6Addr>,
     pub up: bool,
 }
 
@@ -59,20 +61,24 @@ impl Netlink {
             }
         }
         let mut link_local = None;
+        let mut global = None;
         let mut addrs = self.handle.address().get().set_link_index_filter(ifindex).execute();
         while let Some(a) = addrs.try_next().await.with_context(|| format!("reading addresses of {name}"))? {
-            if a.header.scope != AddressScope::Link || a.header.flags.contains(AddressHeaderFlags::Tentative) {
+            if a.header.flags.contains(AddressHeaderFlags::Tentative) {
                 continue;
             }
             for attr in &a.attributes {
                 if let AddressAttribute::Address(std::net::IpAddr::V6(v6)) = attr {
-                    if v6.is_unicast_link_local() && link_local.is_none() {
+                    if a.header.scope == AddressScope::Link && v6.is_unicast_link_local() && link_local.is_none() {
                         link_local = Some(*v6);
+                    }
+                    if a.header.scope == AddressScope::Universe && global.is_none() {
+                        global = Some(*v6);
                     }
                 }
             }
         }
-        Ok(Some(LinkState { ifindex, mac, link_local, up }))
+        Ok(Some(LinkState { ifindex, mac, link_local, global, up }))
     }
 }
 

@@ -57,6 +57,13 @@ impl ServerSocket {
         Ok(())
     }
 
+    /// Where multicast to ff05::1:3 leaves, and how far it may go (relay-agent mode).
+    pub fn set_multicast_upstream(&self, ifindex: u32, hops: u32) -> Result<()> {
+        self.fd.get_ref().set_multicast_if_v6(ifindex).context("IPV6_MULTICAST_IF")?;
+        self.fd.get_ref().set_multicast_hops_v6(hops).context("IPV6_MULTICAST_HOPS")?;
+        Ok(())
+    }
+
     pub async fn recv(&self, buf: &mut [u8]) -> std::io::Result<Received> {
         self.fd.async_io(Interest::READABLE, |s| recv_pktinfo(s.as_raw_fd(), buf)).await
     }

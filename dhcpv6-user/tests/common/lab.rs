@@ -96,6 +96,79 @@ impl Lab {
         self.dir.join("state")
     }
 
+    /// Client -> dhcpv6d in relay-agent mode -> a server on srv0 (started by the test):
+    /// cli0 | dn0 [dhcpv6d relay] up0 | srv0, addresses as in `relayed`.
+    pub fn relay_agent(tag: &str) -> Lab {
+        testbed::require_root().expect("end-to-end tests need root");
+        testbed::ensure_bpffs().unwrap();
+        let srv = Netns::new(&format!("{tag}s")).unwrap();
+        let rel = Netns::new(&format!("{tag}r")).unwrap();
+        let cli = Netns::new(&format!("{tag}c")).unwrap();
+        testbed::veth_pair(&srv, "srv0", &rel, "up0").unwrap();
+        testbed::veth_pair(&rel, "dn0", &cli, "cli0").unwrap();
+        srv.add_addr("srv0", "2001:db8:1::1/64").unwrap();
+        rel.add_addr("up0", "2001:db8:1::2/64").unwrap();
+        rel.add_addr("dn0", "2001:db8:2::1/64").unwrap();
+        for (ns, ifname) in [(&srv, "srv0"), (&rel, "up0"), (&rel, "dn0"), (&cli, "cli0")] {
+            ns.wait_link_local(ifname, Duration::from_secs(10)).unwrap();
+        }
+        let id = format!("{}-{}-{}", tag, std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed));
+        let dir = std::env::temp_dir().join(format!("dhcpv6-e2e-{id}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pin_dir = PathBuf::from(format!("/sys/fs/bpf/dhcpv6-e2e-{id}"));
+        let daemon_log = dir.join("dhcpv6d.log");
+        let aux_pin = PathBuf::from(format!("/sys/fs/bpf/dhcpv6-aux-{id}"));
+        Lab { srv, cli, rel: Some(rel), relay: None, daemon: None, dir, pin_dir, aux_pin, daemon_log }
+    }
+
+    /// Starts dhcpv6d in the relay namespace with `args` (relay-agent mode).
+    pub fn start_relay_agent(&mut self, args: &[&str]) {
+        let rel = self.rel.as_ref().expect("a relay namespace");
+        let mut cmd = rel.cmd(daemon_bin().to_str().unwrap());
+        cmd.arg("--pin-dir").arg(&self.pin_dir).arg("--state-dir").arg(self.state_dir());
+        cmd.args(["--resolv-conf", "/nonexistent"]).args(args).env("RUST_LOG", "info,dhcpv6=debug");
+        let proc = rel.spawn_command(cmd, Some(&self.daemon_log)).unwrap();
+        self.daemon = Some(proc);
+        self.wait_log("relaying", Duration::from_secs(20));
+    }
+
+    /// Starts ISC Kea (kea-dhcp6) on srv0 with `subnets` (JSON array text) and stateless
+    /// options DNS 2001:db8::99 and domain kea.example.
+    pub fn start_kea(&mut self, subnets: &str) -> Proc {
+        testbed::ensure_tools(&[("kea-dhcp6", "kea-dhcp6-server")]).unwrap();
+        let conf = self.dir.join("kea-dhcp6.json");
+        let leases = self.dir.join("kea-leases6.csv");
+        std::fs::write(
+            &conf,
+            format!(
+                r#"{{"Dhcp6": {{
+                    "interfaces-config": {{"interfaces": ["srv0/2001:db8:1::1"]}},
+                    "lease-database": {{"type": "memfile", "persist": true, "name": "{}"}},
+                    "option-data": [{{"name": "dns-servers", "data": "2001:db8::99"}},
+                                    {{"name": "domain-search", "data": "kea.example"}}],
+                    "subnet6": {subnets},
+                    "server-id": {{"type": "LL", "persist": false}},
+                    "loggers": [{{"name": "kea-dhcp6", "output_options": [{{"output": "stdout"}}], "severity": "INFO"}}]
+                }}}}"#,
+                leases.display()
+            ),
+        )
+        .unwrap();
+        let mut cmd = self.srv.cmd("kea-dhcp6");
+        cmd.arg("-c").arg(&conf).env("KEA_PIDFILE_DIR", &self.dir).env("KEA_LOCKFILE_DIR", &self.dir);
+        let log = self.dir.join("kea.log");
+        let p = self.srv.spawn_command(cmd, Some(&log)).unwrap();
+        let r = testbed::wait_for(Duration::from_secs(20), || {
+            anyhow::ensure!(p.is_running(), "kea-dhcp6 exited");
+            Ok(std::fs::read_to_string(&log).unwrap_or_default().contains("DHCP6_STARTED"))
+        });
+        if let Err(e) = r {
+            panic!("kea did not start: {e:#}
+{}", std::fs::read_to_string(&log).unwrap_or_default());
+        }
+        p
+    }
+
     /// Starts dhcpv6d on srv0 with `args` and waits until it serves.
     pub fn start(&mut self, args: &[&str]) {
         let mut cmd = self.srv.cmd(daemon_bin().to_str().unwrap());
