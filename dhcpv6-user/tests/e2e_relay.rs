@@ -32,3 +32,43 @@ fn dhcpv6d_as_relay_agent_to_kea() {
     testbed::wait_for(Duration::from_secs(3), || Ok(lab.stats().get("user_relayed_down").copied().unwrap_or(0) >= 1)).unwrap();
     assert!(lab.stats()["user_relayed_up"] >= 1);
 }
+
+/// Two relays in a chain, both directions through our code: ISC dhclient -> ISC dhcrelay ->
+/// dhcpv6d (relay agent: forwards a Relay-Forward one hop further) -> dhcpv6d (server:
+/// unwraps two levels, answers, wraps two levels).
+#[test]
+fn two_relays_in_a_chain() {
+    use testbed::Netns;
+    testbed::ensure_tools(&[("dhcrelay", "isc-dhcp-relay")]).unwrap();
+    // srv0 | b1 [our relay] b0 | a1 [dhcrelay] a0 | cli0, plus the Lab's own server namespace.
+    let mut lab = Lab::relay_agent("ch");
+    let r1 = Netns::new("chr1").unwrap();
+    let cli2 = Netns::new("chc2").unwrap();
+    testbed::veth_pair(lab.rel.as_ref().unwrap(), "b0", &r1, "a1").unwrap();
+    testbed::veth_pair(&r1, "a0", &cli2, "cli0").unwrap();
+    lab.rel.as_ref().unwrap().add_addr("b0", "2001:db8:3::1/64").unwrap();
+    r1.add_addr("a1", "2001:db8:3::2/64").unwrap();
+    r1.add_addr("a0", "2001:db8:4::1/64").unwrap();
+    for (ns, i) in [(&r1, "a0"), (&r1, "a1"), (&cli2, "cli0")] {
+        ns.wait_link_local(i, Duration::from_secs(10)).unwrap();
+    }
+    let _dhcrelay = r1.spawn(&["dhcrelay", "-6", "-d", "-l", "a0", "-u", "2001:db8:3::1%a1"], Some(&lab.dir.join("dhcrelay.log"))).unwrap();
+    // Our server on srv0 (the Lab's server namespace), our relay in the middle.
+    let pin = format!("{}-srv", lab.pin_dir.display());
+    let mut cmd = lab.srv.cmd(common::lab::daemon_bin().to_str().unwrap());
+    cmd.args(["--iface", "srv0", "--dns", "2001:db8::5353", "--domain", "chain.example", "--pin-dir", &pin]);
+    cmd.arg("--state-dir").arg(lab.dir.join("srvstate")).args(["--resolv-conf", "/nonexistent"]);
+    let server_log = lab.dir.join("server.log");
+    let server = lab.srv.spawn_command(cmd, Some(&server_log)).unwrap();
+    testbed::wait_for(Duration::from_secs(20), || Ok(std::fs::read_to_string(&server_log).unwrap_or_default().contains("serving"))).unwrap();
+    lab.start_relay_agent(&["--relay-upstream", "up0", "--relay-downstream", "b0", "--relay-server", "2001:db8:1::1"]);
+    // The client behind dhcrelay: reuse the Lab's dhclient runner by swapping namespaces.
+    let real_cli = std::mem::replace(&mut lab.cli, cli2);
+    let (env, out) = lab.dhclient_stateless();
+    let cli2 = std::mem::replace(&mut lab.cli, real_cli);
+    assert_eq!(env.get("new_dhcp6_name_servers").map(String::as_str), Some("2001:db8::5353"), "{out}\nrelay:\n{}\nserver:\n{}", lab.log(), std::fs::read_to_string(&server_log).unwrap_or_default());
+    assert_eq!(env.get("new_dhcp6_domain_search").map(String::as_str), Some("chain.example."));
+    let status = server.terminate();
+    assert!(status.success(), "server stopped cleanly");
+    drop((cli2, r1));
+}
