@@ -72,3 +72,42 @@ fn two_relays_in_a_chain() {
     assert!(status.success(), "server stopped cleanly");
     drop((cli2, r1));
 }
+
+/// A lightweight relay's Relay-Forward (RFC 6221: link-address ::, Interface-ID) crafted by
+/// hand: the Relay-Reply comes back to port 547 with the Interface-ID echoed and the
+/// peer-address copied; nesting past the hop limit is dropped and counted.
+#[test]
+fn crafted_relay_forward_is_answered_and_bombs_are_dropped() {
+    use common::{client_id, message, oro};
+    use dhcpv6::server::relay;
+    let mut lab = Lab::new("cf");
+    lab.start(&["--dns", "2001:db8::53"]);
+    let inner = message(11, &[client_id(14), oro(&[23])]);
+    let peer: std::net::Ipv6Addr = "fe80::1234".parse().unwrap();
+    let mut level = relay::RelayLevel::new(0, std::net::Ipv6Addr::UNSPECIFIED, peer);
+    level.interface_id = Some(b"port-7".to_vec());
+    // wrap() builds Relay-Reply; the same layout with type 12 is the Relay-Forward.
+    let mut fwd = relay::wrap(&[level], &inner).unwrap();
+    fwd[0] = dhcpv6_common::wire::msg::RELAY_FORW;
+    let reply = lab.exchange_from(547, &fwd, Duration::from_secs(3)).expect("a Relay-Reply");
+    let r = relay::unwrap_reply(&reply).unwrap();
+    assert_eq!(r.levels.len(), 1);
+    assert_eq!(r.levels[0].peer_address, peer, "peer-address copied");
+    assert_eq!(r.levels[0].interface_id.as_deref(), Some(&b"port-7"[..]), "Interface-ID echoed");
+    let m = r.message();
+    assert_eq!(m.msg_type(), 7);
+    assert_eq!(m.find(23), Some(&"2001:db8::53".parse::<std::net::Ipv6Addr>().unwrap().octets()[..]));
+
+    // Ten levels of Relay-Forward: one past what nine relays can produce.
+    let mut bomb = inner.clone();
+    for _ in 0..10 {
+        let mut w = dhcpv6::wire::Writer::relay(12, 0, std::net::Ipv6Addr::UNSPECIFIED, peer);
+        w.option(9, &bomb);
+        bomb = w.finish();
+    }
+    assert_eq!(lab.exchange_from(547, &bomb, Duration::from_secs(2)), None);
+    testbed::wait_for(Duration::from_secs(3), || {
+        Ok(lab.stats().iter().any(|(k, v)| k.starts_with("user_drop_relay") && *v >= 1))
+    })
+    .unwrap();
+}

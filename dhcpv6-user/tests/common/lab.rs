@@ -249,13 +249,18 @@ impl Lab {
     /// Sends one DHCPv6 payload from the client namespace to ff02::1:2 (UDP 546 -> 547) and
     /// returns the first reply's bytes, if any comes within `wait`.
     pub fn exchange(&self, payload: &[u8], wait: Duration) -> Option<Vec<u8>> {
+        self.exchange_from(546, payload, wait)
+    }
+
+    /// As `exchange`, from UDP port `port` (547 for a relay).
+    pub fn exchange_from(&self, port: u16, payload: &[u8], wait: Duration) -> Option<Vec<u8>> {
         let hex: String = payload.iter().map(|b| format!("{b:02x}")).collect();
         let script = format!(
             "import socket,sys\n\
              s=socket.socket(socket.AF_INET6,socket.SOCK_DGRAM)\n\
              s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n\
              s.setsockopt(socket.SOL_SOCKET,25,b'cli0')\n\
-             s.bind(('::',546))\n\
+             s.bind(('::',{port}))\n\
              idx=socket.if_nametoindex('cli0')\n\
              s.sendto(bytes.fromhex('{hex}'),('ff02::1:2',547,0,idx))\n\
              s.settimeout({})\n\
