@@ -12,6 +12,9 @@ pub const PIN_DIR: &str = "dhcpv6";
 pub const MAP_IFACE_REPLY: &str = "DHCPV6_IFACES";
 pub const MAP_COUNTERS: &str = "DHCPV6_COUNTERS";
 pub const MAP_SCRATCH: &str = "DHCPV6_SCRATCH";
+pub const MAP_CLIENT_MACS: &str = "DHCPV6_CLIENT_MACS";
+/// Client MACs remembered at once (an LRU: the oldest go first).
+pub const MAX_CLIENT_MACS: u32 = 65536;
 pub const PROGRAM_NAME: &str = "dhcpv6_xdp";
 
 /// Interfaces the fast path can serve at once.
@@ -42,6 +45,27 @@ pub mod limits {
 /// [`IfaceReply::flags`]: answer Information-Requests in XDP on this interface. Without it the
 /// program only classifies and counts (`--no-fast-path`).
 pub const IFACE_FAST_PATH: u16 = 1;
+
+/// [`IfaceReply::flags`]: remember the source MAC of every DHCPv6 frame in
+/// `DHCPV6_CLIENT_MACS`, for the relay agent's Client Link-Layer Address option (RFC 6939):
+/// userspace gets datagrams from a UDP socket, which does not say who sent the frame.
+pub const IFACE_LEARN_MACS: u16 = 2;
+
+/// Key of `DHCPV6_CLIENT_MACS`: where a client's datagram came from.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct MacKey {
+    pub ifindex: u32,
+    pub addr: [u8; 16],
+}
+
+/// Value of `DHCPV6_CLIENT_MACS` (padded to 8 bytes).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct ClientMac {
+    pub mac: [u8; 6],
+    pub _pad: [u8; 2],
+}
 
 /// [`Segment::flags`]: include this option only when the client's Option Request names it.
 pub const SEG_REQUESTED_ONLY: u16 = 1;
@@ -204,6 +228,8 @@ mod user {
     unsafe impl aya::Pod for super::IfaceReply {}
     unsafe impl aya::Pod for super::Counters {}
     unsafe impl aya::Pod for super::Segment {}
+    unsafe impl aya::Pod for super::MacKey {}
+    unsafe impl aya::Pod for super::ClientMac {}
 }
 
 /// One's-complement sum of `bytes` as big-endian 16-bit words from an even offset, folded

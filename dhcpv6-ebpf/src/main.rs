@@ -14,11 +14,14 @@ mod reply;
 use aya_ebpf::{
     bindings::xdp_action,
     helpers::generated::bpf_xdp_load_bytes,
-    btf_maps::{HashMap, PerCpuArray},
+    btf_maps::{HashMap, LruHashMap, PerCpuArray},
     macros::{btf_map, xdp},
     programs::XdpContext,
 };
-use dhcpv6_common::{limits, Counters, IfaceReply, Scratch, IFACE_FAST_PATH, MAX_IFACES};
+use dhcpv6_common::{
+    limits, ClientMac, Counters, IfaceReply, MacKey, Scratch, IFACE_FAST_PATH, IFACE_LEARN_MACS, MAX_CLIENT_MACS,
+    MAX_IFACES,
+};
 
 use crate::request::Request;
 
@@ -31,6 +34,9 @@ static DHCPV6_IFACES: HashMap<u32, IfaceReply, { MAX_IFACES as usize }, NO_PREAL
 
 #[btf_map]
 static DHCPV6_COUNTERS: PerCpuArray<Counters, 1> = PerCpuArray::new();
+
+#[btf_map]
+static DHCPV6_CLIENT_MACS: LruHashMap<MacKey, ClientMac, { MAX_CLIENT_MACS as usize }> = LruHashMap::new();
 
 #[btf_map]
 static DHCPV6_SCRATCH: PerCpuArray<Scratch, 1> = PerCpuArray::new();
@@ -104,6 +110,9 @@ fn handle(ctx: &XdpContext, counters: &mut Counters) -> Verdict {
     // SAFETY: map values are valid for the program's run (RCU); the daemon replaces whole
     // entries, never writes into one in place.
     let iface = unsafe { &*iface };
+    if iface.flags & IFACE_LEARN_MACS != 0 {
+        learn_mac(ctx, &hdr, ifindex);
+    }
     if iface.flags & IFACE_FAST_PATH == 0 {
         return Verdict::PassFastPathOff;
     }
@@ -144,6 +153,17 @@ fn handle(ctx: &XdpContext, counters: &mut Counters) -> Verdict {
         Err(v) => return v,
     };
     reply::write(ctx, &hdr, &src, iface, &req, scratch)
+}
+
+/// Remembers who sent a DHCPv6 frame, keyed by (ifindex, IPv6 source).
+#[inline(always)]
+fn learn_mac(ctx: &XdpContext, hdr: &frame::Hdr, ifindex: u32) {
+    let (Some(mac), Some(src)) = (frame::ptr_at::<[u8; 6]>(ctx, 6), frame::ptr_at::<[u8; 16]>(ctx, hdr.l3 + 8)) else {
+        return;
+    };
+    // SAFETY: bounds checked by ptr_at.
+    let (mac, addr) = unsafe { (*mac, *src) };
+    let _ = DHCPV6_CLIENT_MACS.insert(MacKey { ifindex, addr }, ClientMac { mac, _pad: [0; 2] }, 0);
 }
 
 #[cfg(not(test))]

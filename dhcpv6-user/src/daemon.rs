@@ -62,6 +62,8 @@ struct Server {
     relay: Option<RelaySettings>,
     /// Relay-agent state as of the last sync (indexes and link addresses).
     agent: Option<RelayAgentConfig>,
+    /// Downstream interfaces where the program runs to learn client MACs, by ifindex.
+    learning: HashMap<String, u32>,
 }
 
 pub async fn run(opts: Options) -> Result<()> {
@@ -82,6 +84,7 @@ pub async fn run(opts: Options) -> Result<()> {
         stats: Arc::default(),
         relay: cfg.relay,
         agent: None,
+        learning: HashMap::new(),
     };
     // Whatever happens from here on, the pins and attachments go with the daemon.
     let result = s.start_and_serve().await;
@@ -217,6 +220,7 @@ impl Server {
                 continue;
             };
             self.sock.join(link.ifindex)?;
+            self.learn_macs(name, &link)?;
             let link_address = link.global.unwrap_or(std::net::Ipv6Addr::UNSPECIFIED);
             downstream.push(DownstreamIface::new(name.clone(), link.ifindex, link_address));
         }
@@ -235,12 +239,29 @@ impl Server {
         Ok(())
     }
 
+    /// Runs the program on a relay's downstream interface without answering, so it records
+    /// client MACs for the Client Link-Layer Address option (RFC 6939).
+    fn learn_macs(&mut self, name: &str, link: &LinkState) -> Result<()> {
+        if self.learning.get(name) == Some(&link.ifindex) {
+            return Ok(());
+        }
+        if self.learning.remove(name).is_some() {
+            self.dp.detach(name)?;
+        }
+        self.dp.attach(name, self.opts.xdp_mode).with_context(|| format!("attaching XDP to {name}"))?;
+        let data = dhcpv6_common::IfaceReply { flags: dhcpv6_common::IFACE_LEARN_MACS, mac: link.mac, ..Default::default() };
+        self.dp.set_iface(link.ifindex, &data)?;
+        self.learning.insert(name.to_owned(), link.ifindex);
+        Ok(())
+    }
+
     /// A datagram for the relay agent: from a client (or relay) below, or a Relay-Reply from
     /// above. `None` when the relay has nothing to do with this interface.
     fn relay_action(&self, pkt: &[u8], from: SocketAddrV6, ifindex: u32) -> Option<AgentAction> {
         let agent = self.agent.as_ref()?;
         if agent.downstream.iter().any(|d| d.ifindex == ifindex) {
-            return Some(agent.from_client(ifindex, from, pkt, None));
+            let mac = self.dp.client_mac(ifindex, *from.ip());
+            return Some(agent.from_client(ifindex, from, pkt, mac));
         }
         if agent.upstream.ifindex == ifindex {
             if !agent.accepts_server_source(ifindex, from) {
@@ -334,11 +355,22 @@ impl Server {
                 Err(e) => Err(e.counter()),
                 // A relayed client gets the options of the interface the relay reached us
                 // on (as Kea and odhcpd do for stateless service).
-                Ok(r) => self.answer(&r.message(), idx, &from).and_then(|reply| {
+                Ok(r) => {
+                    let sel = r.link_selector();
+                    debug!(
+                        %from,
+                        levels = r.levels.len(),
+                        link_address = ?sel.link_address,
+                        interface_id = ?sel.interface_id.map(String::from_utf8_lossy),
+                        client_mac = %sel.client_mac().map(fmt_mac).unwrap_or_default(),
+                        "relayed message"
+                    );
+                    self.answer(&r.message(), idx, &from).and_then(|reply| {
                     relay::wrap(&r.levels, &reply)
                         .map(|wrapped| (wrapped, relay::reply_destination(from)))
                         .map_err(|e| e.counter())
-                }),
+                    })
+                }
             }
         } else {
             Message::parse(pkt).map_err(|_| "drop_malformed").and_then(|m| self.answer(&m, idx, &from)).map(|r| (r, from))
@@ -374,4 +406,8 @@ impl Server {
             }
         }
     }
+}
+
+fn fmt_mac(m: [u8; 6]) -> String {
+    m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
 }

@@ -186,6 +186,14 @@ impl Dataplane {
         }
     }
 
+    /// The MAC the program saw on a DHCPv6 frame from `addr` on `ifindex` (interfaces with
+    /// `IFACE_LEARN_MACS`).
+    pub fn client_mac(&self, ifindex: u32, addr: std::net::Ipv6Addr) -> Option<[u8; 6]> {
+        let map = self.ebpf.map(dhcpv6_common::MAP_CLIENT_MACS)?;
+        let macs = BpfHashMap::<_, dhcpv6_common::MacKey, dhcpv6_common::ClientMac>::try_from(map).ok()?;
+        macs.get(&dhcpv6_common::MacKey { ifindex, addr: addr.octets() }, 0).ok().map(|m| m.mac)
+    }
+
     pub fn counters(&self) -> Result<Counters> {
         let map = self.ebpf.map(MAP_COUNTERS).ok_or_else(|| anyhow!("no counters map"))?;
         sum_counters(&PerCpuArray::<_, Counters>::try_from(map)?)

@@ -111,3 +111,28 @@ fn crafted_relay_forward_is_answered_and_bombs_are_dropped() {
     })
     .unwrap();
 }
+
+/// Our relay agent to our server: the Relay-Forward carries the client's MAC (RFC 6939),
+/// learnt by the XDP program on the downstream interface, and the Interface-ID.
+#[test]
+fn relay_agent_adds_client_link_layer_address() {
+    let mut lab = Lab::relay_agent("ll");
+    let pin = format!("{}-srv", lab.pin_dir.display());
+    let mut cmd = lab.srv.cmd(common::lab::daemon_bin().to_str().unwrap());
+    cmd.args(["--iface", "srv0", "--dns", "2001:db8::53", "--pin-dir", &pin]).env("RUST_LOG", "info,dhcpv6=debug");
+    cmd.arg("--state-dir").arg(lab.dir.join("srvstate")).args(["--resolv-conf", "/nonexistent"]);
+    let server_log = lab.dir.join("server.log");
+    let server = lab.srv.spawn_command(cmd, Some(&server_log)).unwrap();
+    testbed::wait_for(Duration::from_secs(20), || Ok(std::fs::read_to_string(&server_log).unwrap_or_default().contains("serving"))).unwrap();
+    lab.start_relay_agent(&["--relay-upstream", "up0", "--relay-downstream", "dn0", "--relay-server", "2001:db8:1::1"]);
+    let (env, out) = lab.dhclient_stateless();
+    assert_eq!(env.get("new_dhcp6_name_servers").map(String::as_str), Some("2001:db8::53"), "{out}\n{}", lab.log());
+    let mac = lab.cli.mac("cli0").unwrap();
+    let mac = mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
+    let log = std::fs::read_to_string(&server_log).unwrap_or_default();
+    let line = log.lines().find(|l| l.contains("relayed message")).unwrap_or_else(|| panic!("no relayed message:\n{log}"));
+    assert!(line.contains(&format!("client_mac={mac}")), "the client's MAC {mac} reached the server: {line}");
+    assert!(line.contains("interface_id=Some(\"dn0\")"), "{line}");
+    assert!(line.contains("2001:db8:2::1"), "link-address of the downstream interface: {line}");
+    assert!(server.terminate().success());
+}

@@ -1,0 +1,354 @@
+//! Stateful configuration per link: pools, lifetimes, reservations. Plain structs; the
+//! daemon fills them from its config file or command line and `Engine::new` validates them.
+
+use std::collections::HashSet;
+use std::net::Ipv6Addr;
+
+use crate::wire::Duid;
+
+use super::pools::{in_prefix, mask, AddrRange, PrefixPool};
+
+/// Lifetimes and renewal times handed to every lease of a link, in seconds. The same T1/T2
+/// go into every IA of a message, so that a client renews all its IAs at once (RFC 9915
+/// section 21.4 and RFC 7550 section 4.3 ask servers for that).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lifetimes {
+    pub preferred: u32,
+    pub valid: u32,
+    pub t1: u32,
+    pub t2: u32,
+}
+
+impl Lifetimes {
+    /// T1 = 0.5 and T2 = 0.8 times the preferred lifetime, the ratios RFC 9915 section 21.4
+    /// recommends.
+    pub fn new(preferred: u32, valid: u32) -> Self {
+        let t1 = preferred / 2;
+        let t2 = (u64::from(preferred) * 4 / 5) as u32;
+        Self { preferred, valid, t1, t2 }
+    }
+
+    fn problem(&self) -> Option<&'static str> {
+        if self.valid == 0 {
+            Some("valid lifetime is 0")
+        } else if self.preferred > self.valid {
+            Some("preferred lifetime is longer than the valid lifetime")
+        } else if self.t1 > self.t2 {
+            Some("T1 is later than T2")
+        } else if self.t2 > self.preferred {
+            Some("T2 is later than the preferred lifetime")
+        } else {
+            None
+        }
+    }
+}
+
+impl Default for Lifetimes {
+    /// Two hours valid, one hour preferred: short enough that an ISP can renumber or
+    /// reclaim an abandoned CPE's lease within hours, long enough that a box renewing at T1
+    /// sends one Renew every 30 minutes.
+    fn default() -> Self {
+        Self::new(3600, 7200)
+    }
+}
+
+/// A fixed address and/or prefix for one client. Every matcher that is `Some` must match;
+/// at least one must be set. Relay matchers compare the raw option data the relay inserted
+/// (Remote-ID includes its 4-byte enterprise number).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Reservation {
+    pub duid: Option<Duid>,
+    /// Only this IA of the client; `None`: the first IA of the right kind that asks.
+    pub iaid: Option<u32>,
+    pub address: Option<Ipv6Addr>,
+    pub prefix: Option<(Ipv6Addr, u8)>,
+    /// Relay Remote-ID (option 37) data.
+    pub remote_id: Option<Vec<u8>>,
+    /// Relay Subscriber-ID (option 38) data.
+    pub subscriber_id: Option<Vec<u8>>,
+    /// Interface-ID (option 18) data.
+    pub interface_id: Option<Vec<u8>>,
+    /// Client Link-Layer Address (option 79) data: 2-byte type then the address.
+    pub client_linklayer: Option<Vec<u8>>,
+}
+
+impl Reservation {
+    fn has_matcher(&self) -> bool {
+        self.duid.is_some()
+            || self.remote_id.is_some()
+            || self.subscriber_id.is_some()
+            || self.interface_id.is_some()
+            || self.client_linklayer.is_some()
+    }
+}
+
+/// The stateful service of one link: an interface name, or a relay link id for links
+/// behind relays.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkPools {
+    pub link: String,
+    pub na: Vec<AddrRange>,
+    pub pd: Vec<PrefixPool>,
+    pub lifetimes: Lifetimes,
+    /// Answer a Solicit carrying Rapid Commit with a committed Reply (RFC 9915 section
+    /// 18.3.1). Off by default: with several servers on a link, every one of them would
+    /// commit a lease and all but one would be wasted until they expire.
+    pub rapid_commit: bool,
+    pub reservations: Vec<Reservation>,
+    /// How long a declined address is kept out of allocation, in seconds.
+    pub decline_hold: u32,
+    /// RFC 8415 compatibility: answer messages a client unicast to us with UseMulticast
+    /// instead of serving them. RFC 9915 removed the Server Unicast option and the
+    /// UseMulticast status, so the default is to serve unicast messages like any other.
+    pub reject_unicast: bool,
+}
+
+impl LinkPools {
+    pub fn new(link: impl Into<String>) -> Self {
+        Self {
+            link: link.into(),
+            na: Vec::new(),
+            pd: Vec::new(),
+            lifetimes: Lifetimes::default(),
+            rapid_commit: false,
+            reservations: Vec::new(),
+            // A day, as ISC Kea's decline-probation-period: long enough for an operator to
+            // find the host that squats on the address.
+            decline_hold: 86_400,
+            reject_unicast: false,
+        }
+    }
+
+    /// The prefixes that are on this link: each address range's /64 (or shorter).
+    pub fn link_prefixes(&self) -> impl Iterator<Item = (Ipv6Addr, u8)> + '_ {
+        self.na.iter().map(AddrRange::link_prefix)
+    }
+
+    /// True if `a` is appropriate for this link (RFC 9915 section 18.3.3).
+    pub fn is_on_link(&self, a: Ipv6Addr) -> bool {
+        self.link_prefixes().any(|(p, l)| in_prefix(a, p, l))
+    }
+}
+
+/// The link a relayed client is on: the one whose address-range prefix holds the relay's
+/// link-address (RFC 9915 section 19.1.1: the relay puts an address of the client's link
+/// there). `None` for `::` (the relay sent no usable link-address; use the Interface-ID).
+pub fn link_for_relay(links: &[LinkPools], link_address: Ipv6Addr) -> Option<&LinkPools> {
+    if link_address.is_unspecified() {
+        return None;
+    }
+    links.iter().find(|l| l.is_on_link(link_address))
+}
+
+/// Why a configuration cannot be served.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("link {0:?} is configured twice")]
+    DuplicateLink(String),
+    #[error("link {link:?}: lifetimes: {reason}")]
+    Lifetimes { link: String, reason: &'static str },
+    #[error("{what} overlap: {a} and {b}")]
+    Overlap { what: &'static str, a: String, b: String },
+    #[error("link {link:?}: reservation {index}: {reason}")]
+    Reservation { link: String, index: usize, reason: String },
+}
+
+/// An inclusive interval of the address space with a description for errors.
+struct Span {
+    start: u128,
+    end: u128,
+    link: usize,
+    desc: String,
+}
+
+fn prefix_span(p: Ipv6Addr, len: u8, link: usize, desc: String) -> Span {
+    let start = u128::from(p) & mask(len);
+    Span { start, end: start | !mask(len), link, desc }
+}
+
+/// Finds two overlapping spans, ignoring pairs for which `allowed` is true.
+fn first_overlap(mut spans: Vec<Span>, allowed: impl Fn(&Span, &Span) -> bool) -> Option<(String, String)> {
+    spans.sort_by_key(|s| (s.start, std::cmp::Reverse(s.end)));
+    let mut widest: Option<Span> = None;
+    for s in spans {
+        match &widest {
+            Some(w) if s.start <= w.end && !allowed(w, &s) => return Some((w.desc.clone(), s.desc)),
+            Some(w) if w.end >= s.end => {}
+            _ => widest = Some(s),
+        }
+    }
+    None
+}
+
+/// Checks everything `Engine::new` relies on: pools that do not overlap (so every address
+/// and prefix has one owner), link prefixes that belong to one link each (so a relay's
+/// link-address names one link), and reservations that can be honoured.
+pub(crate) fn validate(links: &[LinkPools]) -> Result<(), ConfigError> {
+    let mut names = HashSet::new();
+    for l in links {
+        if !names.insert(l.link.as_str()) {
+            return Err(ConfigError::DuplicateLink(l.link.clone()));
+        }
+        if let Some(reason) = l.lifetimes.problem() {
+            return Err(ConfigError::Lifetimes { link: l.link.clone(), reason });
+        }
+    }
+    let overlap = |what| move |(a, b)| ConfigError::Overlap { what, a, b };
+
+    let ranges = links.iter().enumerate().flat_map(|(i, l)| {
+        l.na.iter().map(move |r| Span {
+            start: u128::from(r.start()),
+            end: u128::from(r.end()),
+            link: i,
+            desc: format!("{} on {:?}", r, l.link),
+        })
+    });
+    if let Some(e) = first_overlap(ranges.collect(), |_, _| false).map(overlap("address ranges")) {
+        return Err(e);
+    }
+    let pd_spans = || {
+        links.iter().enumerate().flat_map(|(i, l)| {
+            l.pd.iter().map(move |p| prefix_span(p.prefix(), p.len(), i, format!("{} on {:?}", p, l.link)))
+        })
+    };
+    if let Some(e) = first_overlap(pd_spans().collect(), |_, _| false).map(overlap("prefix pools")) {
+        return Err(e);
+    }
+    let link_spans = || {
+        links.iter().enumerate().flat_map(|(i, l)| {
+            l.link_prefixes().map(move |(p, len)| prefix_span(p, len, i, format!("{}/{} of {:?}", p, len, l.link)))
+        })
+    };
+    // One link may have several ranges in one /64; two links may not share a prefix.
+    if let Some(e) = first_overlap(link_spans().collect(), |a, b| a.link == b.link).map(overlap("link prefixes")) {
+        return Err(e);
+    }
+    // Delegated prefixes are routed to CPEs; one inside a link's own /64 would hijack it.
+    let mixed: Vec<Span> = pd_spans()
+        .map(|mut s| {
+            s.link = usize::MAX;
+            s
+        })
+        .chain(link_spans())
+        .collect();
+    let same_kind = |a: &Span, b: &Span| (a.link == usize::MAX) == (b.link == usize::MAX);
+    if let Some(e) = first_overlap(mixed, same_kind).map(overlap("prefix pool and link prefix")) {
+        return Err(e);
+    }
+    validate_reservations(links)
+}
+
+fn validate_reservations(links: &[LinkPools]) -> Result<(), ConfigError> {
+    let mut taken_addrs = HashSet::new();
+    let mut taken_prefixes = HashSet::new();
+    for l in links {
+        for (index, r) in l.reservations.iter().enumerate() {
+            let err = |reason: String| ConfigError::Reservation { link: l.link.clone(), index, reason };
+            if !r.has_matcher() {
+                return Err(err("no DUID, Remote-ID, Subscriber-ID, Interface-ID or link-layer address to match".into()));
+            }
+            if r.address.is_none() && r.prefix.is_none() {
+                return Err(err("reserves neither an address nor a prefix".into()));
+            }
+            if let Some(a) = r.address {
+                if !l.is_on_link(a) {
+                    return Err(err(format!("{a} is not in a prefix of this link's address ranges")));
+                }
+                if !taken_addrs.insert(a) {
+                    return Err(err(format!("{a} is reserved twice")));
+                }
+            }
+            if let Some((p, len)) = r.prefix {
+                if len == 0 || len > 128 || u128::from(p) & !mask(len) != 0 {
+                    return Err(err(format!("{p}/{len} is not a valid prefix")));
+                }
+                // Inside a pool it must be one of that pool's prefixes, or it would overlap
+                // prefixes the pool delegates to others.
+                for (owner, pool) in links.iter().flat_map(|o| o.pd.iter().map(move |p| (o, p))) {
+                    if pool.overlaps(p, len) && (owner.link != l.link || pool.slot_of(p, len).is_none()) {
+                        return Err(err(format!("{p}/{len} overlaps pool {pool} of {:?} but is not one of its prefixes", owner.link)));
+                    }
+                }
+                if !taken_prefixes.insert((p, len)) {
+                    return Err(err(format!("{p}/{len} is reserved twice")));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn link(name: &str, na: &[&str], pd: &[&str]) -> LinkPools {
+        LinkPools {
+            na: na.iter().map(|s| s.parse().unwrap()).collect(),
+            pd: pd.iter().map(|s| s.parse().unwrap()).collect(),
+            ..LinkPools::new(name)
+        }
+    }
+
+    fn a(s: &str) -> Ipv6Addr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn default_lifetimes_follow_the_recommended_ratios() {
+        let l = Lifetimes::default();
+        assert_eq!((l.preferred, l.valid, l.t1, l.t2), (3600, 7200, 1800, 2880));
+        assert_eq!(l.problem(), None);
+        assert!(Lifetimes { t1: 3000, ..l }.problem().is_some());
+        assert!(Lifetimes { preferred: 8000, ..l }.problem().is_some());
+        assert!(Lifetimes { t2: 4000, t1: 0, ..l }.problem().is_some());
+    }
+
+    #[test]
+    fn relay_link_address_selects_the_link_by_its_range_prefix() {
+        let links = vec![
+            link("vlan100", &["2001:db8:100::1000-2001:db8:100::1fff"], &[]),
+            link("vlan200", &["2001:db8:200::1000-2001:db8:200::1fff"], &["2001:db8:8000::/40:56"]),
+        ];
+        assert_eq!(link_for_relay(&links, a("2001:db8:200::1")).map(|l| l.link.as_str()), Some("vlan200"));
+        assert_eq!(link_for_relay(&links, a("2001:db8:100::ffff:1")).map(|l| l.link.as_str()), Some("vlan100"));
+        assert!(link_for_relay(&links, a("2001:db8:300::1")).is_none());
+        assert!(link_for_relay(&links, Ipv6Addr::UNSPECIFIED).is_none());
+        assert!(validate(&links).is_ok());
+    }
+
+    #[test]
+    fn overlaps_are_refused() {
+        let two = |x: LinkPools, y: LinkPools| validate(&[x, y]);
+        let e = two(link("a", &["2001:db8::10-2001:db8::20"], &[]), link("b", &["2001:db8::20-2001:db8::30"], &[]));
+        assert!(matches!(e, Err(ConfigError::Overlap { what: "address ranges", .. })), "{e:?}");
+        let e = two(link("a", &["2001:db8::10-2001:db8::20"], &[]), link("b", &["2001:db8::100-2001:db8::130"], &[]));
+        assert!(matches!(e, Err(ConfigError::Overlap { what: "link prefixes", .. })), "{e:?}");
+        // Same link, two ranges in one /64: fine.
+        assert!(validate(&[link("a", &["2001:db8::10-2001:db8::20", "2001:db8::100-2001:db8::130"], &[])]).is_ok());
+        let e = two(link("a", &[], &["2001:db8::/40:56"]), link("b", &[], &["2001:db8:80::/41:56"]));
+        assert!(matches!(e, Err(ConfigError::Overlap { what: "prefix pools", .. })), "{e:?}");
+        let e = validate(&[link("a", &["2001:db8::10-2001:db8::20"], &["2001:db8::/48:56"])]);
+        assert!(matches!(e, Err(ConfigError::Overlap { what: "prefix pool and link prefix", .. })), "{e:?}");
+        let e = validate(&[link("a", &[], &[]), link("a", &[], &[])]);
+        assert_eq!(e, Err(ConfigError::DuplicateLink("a".into())));
+    }
+
+    #[test]
+    fn reservations_are_checked() {
+        let base = link("a", &["2001:db8::10-2001:db8::20"], &["2001:db8:100::/40:56"]);
+        let duid = Some(Duid::from_mac([2, 0, 0, 0, 0, 1]));
+        let with = |r: Reservation| validate(&[LinkPools { reservations: vec![r], ..base.clone() }]);
+        assert!(with(Reservation { duid: duid.clone(), address: Some(a("2001:db8::99")), ..Default::default() }).is_ok());
+        assert!(with(Reservation { address: Some(a("2001:db8::99")), ..Default::default() }).is_err(), "no matcher");
+        assert!(with(Reservation { duid: duid.clone(), ..Default::default() }).is_err(), "nothing reserved");
+        assert!(with(Reservation { duid: duid.clone(), address: Some(a("2001:db9::1")), ..Default::default() }).is_err());
+        let pfx = |p: &str, l| Reservation { duid: duid.clone(), prefix: Some((a(p), l)), ..Default::default() };
+        assert!(with(pfx("2001:db8:100:100::", 56)).is_ok(), "a pool prefix");
+        assert!(with(pfx("2001:db8:9000::", 48)).is_ok(), "outside every pool");
+        assert!(with(pfx("2001:db8:100:100::", 60)).is_err(), "inside a pool, wrong length");
+        assert!(with(pfx("2001:db8:100:101::", 56)).is_err(), "host bits");
+        let relay_only = Reservation { remote_id: Some(vec![0, 0, 0, 9, 1]), address: Some(a("2001:db8::15")), ..Default::default() };
+        assert!(with(relay_only).is_ok());
+    }
+}

@@ -1,0 +1,98 @@
+//! What the daemon tells the engine about a message, and what the engine answers.
+
+use std::net::Ipv6Addr;
+
+use crate::leases::{LeaseKey, LeaseOp};
+use crate::server::options::ConfiguredOption;
+use crate::wire::Duid;
+
+/// Options a relay added about the client (from the innermost Relay-Forward), used to
+/// match reservations. Raw option data, as on the wire.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RelayInfo {
+    pub remote_id: Option<Vec<u8>>,
+    pub subscriber_id: Option<Vec<u8>>,
+    pub interface_id: Option<Vec<u8>>,
+    pub client_linklayer: Option<Vec<u8>>,
+}
+
+/// Where a message came from and what to answer with.
+#[derive(Debug, Clone)]
+pub struct ClientContext {
+    /// The link: interface name, or the relay link id `link_for_relay` picked.
+    pub link: String,
+    pub server_duid: Duid,
+    /// Present for relayed messages.
+    pub relay: Option<RelayInfo>,
+    /// The client sent the message to one of our unicast addresses (never true for a
+    /// relayed message: the relay-to-server hop is unicast by design).
+    pub unicast: bool,
+    /// Next hop for routes to prefixes delegated to this client: its source address when
+    /// it is directly attached, the relay's peer-address when relayed.
+    pub peer: Ipv6Addr,
+    /// The link's configured options, placed in replies as the Option Request asks
+    /// (`ConfiguredOption::selected`), as for Information-Request.
+    pub options: Vec<ConfiguredOption>,
+}
+
+/// A change to the routing table that follows a delegated prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteChange {
+    /// Route `prefix/len` via `via` on `link`. Sent for every prefix in every committed
+    /// Reply, so the daemon should "replace", not "add" (the client's address may change).
+    Add { prefix: Ipv6Addr, len: u8, via: Ipv6Addr, link: String },
+    /// The delegation ended (Release, expiry, or no longer valid for the link).
+    Remove { prefix: Ipv6Addr, len: u8, link: String },
+}
+
+/// What to undo if the commit of `Outcome::ops` fails; see `Engine::rollback`.
+#[derive(Debug, Default)]
+#[must_use = "keep the Undo until the commit resolves; pass it to Engine::rollback if it fails"]
+pub struct Undo(pub(crate) Vec<UndoEntry>);
+
+impl Undo {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// One lease-level change as the engine applied it.
+#[derive(Debug, Clone)]
+pub(crate) struct UndoEntry {
+    pub key: LeaseKey,
+    pub before: Option<crate::leases::Lease>,
+    pub after: Option<crate::leases::Lease>,
+}
+
+/// The engine's decision for one message.
+///
+/// Contract: if `ops` is not empty, commit them (`LeaseStore::commit`) and wait for the
+/// ticket; only on `Ok` send `reply` and apply `routes`. On error, do neither and pass
+/// `undo` to `Engine::rollback`. With empty `ops` (Advertise, Confirm, errors) send at once.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// The encoded Advertise or Reply, to send to the client (wrapped in Relay-Reply by the
+    /// daemon for relayed messages).
+    pub reply: Option<Vec<u8>>,
+    pub ops: Vec<LeaseOp>,
+    pub routes: Vec<RouteChange>,
+    /// The counter to bump when there is no reply.
+    pub discard: Option<&'static str>,
+    pub undo: Undo,
+}
+
+impl Outcome {
+    pub(crate) fn dropped(counter: &'static str) -> Self {
+        Self { discard: Some(counter), ..Self::default() }
+    }
+}
+
+/// Leases reclaimed by `Engine::expire`.
+#[derive(Debug, Default)]
+pub struct Expired {
+    /// `LeaseOp::Remove` for each; committing them is optional (the store's own
+    /// `reclaim_expired(now)` removes the same rows).
+    pub ops: Vec<LeaseOp>,
+    pub routes: Vec<RouteChange>,
+    pub leases: Vec<crate::leases::Lease>,
+}

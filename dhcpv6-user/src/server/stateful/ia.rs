@@ -1,0 +1,216 @@
+//! IA_NA and IA_PD options (RFC 9915 sections 21.4, 21.6, 21.21, 21.22): reading what a
+//! client asks for, writing what it gets.
+//!
+//! Lifetimes and T1/T2 that clients put in their IAs are read past and never used: the
+//! server decides them (RFC 9915 section 18.3.2 lets a server ignore them, and trusting them
+//! would let a client hold an address for as long as it likes).
+
+use std::net::Ipv6Addr;
+
+use dhcpv6_common::wire::{opt, status};
+
+use crate::leases::LeaseKind;
+use crate::wire::{Message, OptionIter, WireError, Writer};
+
+use super::pools::mask;
+
+/// An address (`len` 128) or prefix the client named in an IA.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Hint {
+    pub addr: Ipv6Addr,
+    pub len: u8,
+}
+
+impl Hint {
+    /// False for a pure length hint (`::/56`, RFC 8168 section 3.1).
+    pub fn is_specified(&self) -> bool {
+        !self.addr.is_unspecified()
+    }
+}
+
+/// One IA from the client's message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct IaRequest {
+    pub kind: LeaseKind,
+    pub iaid: u32,
+    pub hints: Vec<Hint>,
+}
+
+impl IaRequest {
+    /// The first prefix length the client hinted, if any (RFC 8168).
+    pub fn length_hint(&self) -> Option<u8> {
+        self.hints.iter().map(|h| h.len).find(|l| (1..=128).contains(l))
+    }
+}
+
+fn bad(code: u16, len: usize) -> WireError {
+    WireError::BadLength { code, len }
+}
+
+fn addr_at(b: &[u8]) -> Ipv6Addr {
+    let mut a = [0u8; 16];
+    a.copy_from_slice(&b[..16]);
+    Ipv6Addr::from(a)
+}
+
+/// The IA_NA and IA_PD options, in message order. IA_TA is ignored (RFC 9915 obsoletes
+/// it); a repeated IAID of the same kind is ignored after its first appearance, so one IA
+/// never gets two bindings.
+pub(crate) fn parse(m: &Message<'_>) -> Result<Vec<IaRequest>, WireError> {
+    let mut out: Vec<IaRequest> = Vec::new();
+    for o in m.options() {
+        let (kind, sub_code) = match o.code {
+            opt::IA_NA => (LeaseKind::Address, opt::IAADDR),
+            opt::IA_PD => (LeaseKind::Prefix, opt::IAPREFIX),
+            _ => continue,
+        };
+        // IAID, T1, T2, then options.
+        let Some(head) = o.data.get(..12) else {
+            return Err(bad(o.code, o.data.len()));
+        };
+        let iaid = u32::from_be_bytes([head[0], head[1], head[2], head[3]]);
+        let mut hints = Vec::new();
+        for sub in OptionIter::new(&o.data[12..]) {
+            let sub = sub?;
+            if sub.code != sub_code {
+                continue;
+            }
+            hints.push(match kind {
+                // address, preferred, valid, options
+                LeaseKind::Address if sub.data.len() >= 24 => Hint { addr: addr_at(sub.data), len: 128 },
+                // preferred, valid, prefix-length, prefix, options
+                LeaseKind::Prefix if sub.data.len() >= 25 && sub.data[8] <= 128 => {
+                    let len = sub.data[8];
+                    let addr = Ipv6Addr::from(u128::from(addr_at(&sub.data[9..])) & mask(len));
+                    Hint { addr, len }
+                }
+                _ => return Err(bad(sub.code, sub.data.len())),
+            });
+        }
+        if !out.iter().any(|ia| ia.kind == kind && ia.iaid == iaid) {
+            out.push(IaRequest { kind, iaid, hints });
+        }
+    }
+    Ok(out)
+}
+
+/// An address or prefix in a reply, with the lifetimes to send (0 and 0: stop using it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Granted {
+    pub addr: Ipv6Addr,
+    pub len: u8,
+    pub preferred: u32,
+    pub valid: u32,
+}
+
+/// One IA in a reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct IaAnswer {
+    pub kind: LeaseKind,
+    pub iaid: u32,
+    pub leases: Vec<Granted>,
+    pub status: Option<(u16, &'static str)>,
+}
+
+impl IaAnswer {
+    pub fn new(ia: &IaRequest) -> Self {
+        Self { kind: ia.kind, iaid: ia.iaid, leases: Vec::new(), status: None }
+    }
+
+    pub fn with_status(ia: &IaRequest, code: u16, msg: &'static str) -> Self {
+        Self { status: Some((code, msg)), ..Self::new(ia) }
+    }
+
+    /// True if the client gets something usable from this IA.
+    pub fn has_valid(&self) -> bool {
+        self.leases.iter().any(|g| g.valid > 0)
+    }
+
+    /// NoAddrsAvail or NoPrefixAvail, inside the IA (RFC 9915 sections 18.3.2 and 18.3.9).
+    pub fn unavailable(ia: &IaRequest) -> Self {
+        match ia.kind {
+            LeaseKind::Address => Self::with_status(ia, status::NO_ADDRS_AVAIL, "no addresses available"),
+            LeaseKind::Prefix => Self::with_status(ia, status::NO_PREFIX_AVAIL, "no prefixes available"),
+        }
+    }
+}
+
+/// Appends the IA with the link's T1/T2 (the same for every IA of a message).
+pub(crate) fn write(w: &mut Writer, a: &IaAnswer, t1: u32, t2: u32) {
+    let ia = w.begin(match a.kind {
+        LeaseKind::Address => opt::IA_NA,
+        LeaseKind::Prefix => opt::IA_PD,
+    });
+    w.bytes(&a.iaid.to_be_bytes()).bytes(&t1.to_be_bytes()).bytes(&t2.to_be_bytes());
+    for g in &a.leases {
+        match a.kind {
+            LeaseKind::Address => {
+                let o = w.begin(opt::IAADDR);
+                w.bytes(&g.addr.octets()).bytes(&g.preferred.to_be_bytes()).bytes(&g.valid.to_be_bytes());
+                w.end(o);
+            }
+            LeaseKind::Prefix => {
+                let o = w.begin(opt::IAPREFIX);
+                w.bytes(&g.preferred.to_be_bytes()).bytes(&g.valid.to_be_bytes()).bytes(&[g.len]).bytes(&g.addr.octets());
+                w.end(o);
+            }
+        }
+    }
+    if let Some((code, msg)) = a.status {
+        w.status(code, msg);
+    }
+    w.end(ia);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dhcpv6_common::wire::msg;
+
+    fn message(opts: &[Vec<u8>]) -> Vec<u8> {
+        let mut v = vec![msg::SOLICIT, 0, 0, 1];
+        for o in opts {
+            v.extend_from_slice(o);
+        }
+        v
+    }
+
+    fn ia_na(iaid: u32, inner: &[u8]) -> Vec<u8> {
+        let mut d = iaid.to_be_bytes().to_vec();
+        d.extend_from_slice(&[0; 8]);
+        d.extend_from_slice(inner);
+        crate::wire::writer::encode_option(opt::IA_NA, &d)
+    }
+
+    #[test]
+    fn reads_hints_and_ignores_lifetimes() {
+        let mut addr = "2001:db8::5".parse::<Ipv6Addr>().unwrap().octets().to_vec();
+        addr.extend_from_slice(&[0xff; 8]);
+        let iaaddr = crate::wire::writer::encode_option(opt::IAADDR, &addr);
+        let mut pfx = vec![0xff; 8];
+        pfx.push(56);
+        pfx.extend_from_slice(&"2001:db8:1:ff::".parse::<Ipv6Addr>().unwrap().octets());
+        let iaprefix = crate::wire::writer::encode_option(opt::IAPREFIX, &pfx);
+        let mut pd = 9u32.to_be_bytes().to_vec();
+        pd.extend_from_slice(&[0; 8]);
+        pd.extend_from_slice(&iaprefix);
+        let pd = crate::wire::writer::encode_option(opt::IA_PD, &pd);
+        let m = message(&[ia_na(1, &iaaddr), ia_na(1, &[]), pd]);
+        let ias = parse(&Message::parse(&m).unwrap()).unwrap();
+        assert_eq!(ias.len(), 2, "the repeated IAID 1 is ignored");
+        assert_eq!(ias[0].hints, vec![Hint { addr: "2001:db8::5".parse().unwrap(), len: 128 }]);
+        // Host bits beyond the hinted length are cleared.
+        assert_eq!(ias[1].hints, vec![Hint { addr: "2001:db8:1::".parse().unwrap(), len: 56 }]);
+        assert_eq!(ias[1].length_hint(), Some(56));
+    }
+
+    #[test]
+    fn short_ia_and_short_iaaddr_are_malformed() {
+        let short = crate::wire::writer::encode_option(opt::IA_NA, &[0; 11]);
+        assert!(parse(&Message::parse(&message(&[short])).unwrap()).is_err());
+        let iaaddr = crate::wire::writer::encode_option(opt::IAADDR, &[0; 23]);
+        assert!(parse(&Message::parse(&message(&[ia_na(1, &iaaddr)])).unwrap()).is_err());
+        let broken_inner = ia_na(1, &[0, 5, 0, 30, 1]);
+        assert!(parse(&Message::parse(&message(&[broken_inner])).unwrap()).is_err());
+    }
+}
