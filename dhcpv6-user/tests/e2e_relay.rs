@@ -136,3 +136,16 @@ fn relay_agent_adds_client_link_layer_address() {
     assert!(line.contains("2001:db8:2::1"), "link-address of the downstream interface: {line}");
     assert!(server.terminate().success());
 }
+
+#[test]
+fn relay_agent_rewrites_dns_in_relayed_replies() {
+    let mut lab = Lab::relay_agent("rw");
+    let _kea = lab.start_kea(r#"[{"id": 1, "subnet": "2001:db8:2::/64"}]"#);
+    lab.start_relay_agent(&[
+        "--relay-upstream", "up0", "--relay-downstream", "dn0", "--relay-server", "2001:db8:1::1",
+        "--relay-rewrite-dns", "2001:db8::77",
+    ]);
+    let (env, out) = lab.dhclient_stateless();
+    assert_eq!(env.get("new_dhcp6_name_servers").map(String::as_str), Some("2001:db8::77"), "{out}\n{}", lab.log());
+    assert_eq!(env.get("new_dhcp6_domain_search").map(String::as_str), Some("kea.example."), "the rest untouched");
+}
