@@ -39,7 +39,10 @@ pub(crate) struct IaRequest {
 impl IaRequest {
     /// The first prefix length the client hinted, if any (RFC 8168).
     pub fn length_hint(&self) -> Option<u8> {
-        self.hints.iter().map(|h| h.len).find(|l| (1..=128).contains(l))
+        self.hints
+            .iter()
+            .map(|h| h.len)
+            .find(|l| (1..=128).contains(l))
     }
 }
 
@@ -53,9 +56,15 @@ fn addr_at(b: &[u8]) -> Ipv6Addr {
     Ipv6Addr::from(a)
 }
 
+/// IAs of one kind served per message. A CPE uses one IA_NA and one IA_PD; without a cap
+/// a single Request of 64 KiB could bind thousands of addresses to one client. IAs past
+/// the cap are left out of the reply: the client gets nothing for them, as from a server
+/// that does not serve that IA.
+pub(crate) const MAX_IAS_PER_KIND: usize = 16;
+
 /// The IA_NA and IA_PD options, in message order. IA_TA is ignored (RFC 9915 obsoletes
 /// it); a repeated IAID of the same kind is ignored after its first appearance, so one IA
-/// never gets two bindings.
+/// never gets two bindings; IAs past `MAX_IAS_PER_KIND` are ignored.
 pub(crate) fn parse(m: &Message<'_>) -> Result<Vec<IaRequest>, WireError> {
     let mut out: Vec<IaRequest> = Vec::new();
     for o in m.options() {
@@ -77,17 +86,25 @@ pub(crate) fn parse(m: &Message<'_>) -> Result<Vec<IaRequest>, WireError> {
             }
             hints.push(match kind {
                 // address, preferred, valid, options
-                LeaseKind::Address if sub.data.len() >= 24 => Hint { addr: addr_at(sub.data), len: 128 },
+                LeaseKind::Address if sub.data.len() >= 24 => Hint {
+                    addr: addr_at(sub.data),
+                    len: 128,
+                },
                 // preferred, valid, prefix-length, prefix, options
                 LeaseKind::Prefix if sub.data.len() >= 25 && sub.data[8] <= 128 => {
                     let len = sub.data[8];
-                    let addr = Ipv6Addr::from(u128::from(addr_at(&sub.data[9..])) & mask(len));
+                    // Length 0 with a prefix: a prefix hint without a length (RFC 8168).
+                    let keep = if len == 0 { u128::MAX } else { mask(len) };
+                    let addr = Ipv6Addr::from(u128::from(addr_at(&sub.data[9..])) & keep);
                     Hint { addr, len }
                 }
                 _ => return Err(bad(sub.code, sub.data.len())),
             });
         }
-        if !out.iter().any(|ia| ia.kind == kind && ia.iaid == iaid) {
+        let same_kind = out.iter().filter(|ia| ia.kind == kind);
+        if same_kind.clone().count() < MAX_IAS_PER_KIND
+            && !same_kind.clone().any(|ia| ia.iaid == iaid)
+        {
             out.push(IaRequest { kind, iaid, hints });
         }
     }
@@ -114,11 +131,19 @@ pub(crate) struct IaAnswer {
 
 impl IaAnswer {
     pub fn new(ia: &IaRequest) -> Self {
-        Self { kind: ia.kind, iaid: ia.iaid, leases: Vec::new(), status: None }
+        Self {
+            kind: ia.kind,
+            iaid: ia.iaid,
+            leases: Vec::new(),
+            status: None,
+        }
     }
 
     pub fn with_status(ia: &IaRequest, code: u16, msg: &'static str) -> Self {
-        Self { status: Some((code, msg)), ..Self::new(ia) }
+        Self {
+            status: Some((code, msg)),
+            ..Self::new(ia)
+        }
     }
 
     /// True if the client gets something usable from this IA.
@@ -129,8 +154,12 @@ impl IaAnswer {
     /// NoAddrsAvail or NoPrefixAvail, inside the IA (RFC 9915 sections 18.3.2 and 18.3.9).
     pub fn unavailable(ia: &IaRequest) -> Self {
         match ia.kind {
-            LeaseKind::Address => Self::with_status(ia, status::NO_ADDRS_AVAIL, "no addresses available"),
-            LeaseKind::Prefix => Self::with_status(ia, status::NO_PREFIX_AVAIL, "no prefixes available"),
+            LeaseKind::Address => {
+                Self::with_status(ia, status::NO_ADDRS_AVAIL, "no addresses available")
+            }
+            LeaseKind::Prefix => {
+                Self::with_status(ia, status::NO_PREFIX_AVAIL, "no prefixes available")
+            }
         }
     }
 }
@@ -141,17 +170,24 @@ pub(crate) fn write(w: &mut Writer, a: &IaAnswer, t1: u32, t2: u32) {
         LeaseKind::Address => opt::IA_NA,
         LeaseKind::Prefix => opt::IA_PD,
     });
-    w.bytes(&a.iaid.to_be_bytes()).bytes(&t1.to_be_bytes()).bytes(&t2.to_be_bytes());
+    w.bytes(&a.iaid.to_be_bytes())
+        .bytes(&t1.to_be_bytes())
+        .bytes(&t2.to_be_bytes());
     for g in &a.leases {
         match a.kind {
             LeaseKind::Address => {
                 let o = w.begin(opt::IAADDR);
-                w.bytes(&g.addr.octets()).bytes(&g.preferred.to_be_bytes()).bytes(&g.valid.to_be_bytes());
+                w.bytes(&g.addr.octets())
+                    .bytes(&g.preferred.to_be_bytes())
+                    .bytes(&g.valid.to_be_bytes());
                 w.end(o);
             }
             LeaseKind::Prefix => {
                 let o = w.begin(opt::IAPREFIX);
-                w.bytes(&g.preferred.to_be_bytes()).bytes(&g.valid.to_be_bytes()).bytes(&[g.len]).bytes(&g.addr.octets());
+                w.bytes(&g.preferred.to_be_bytes())
+                    .bytes(&g.valid.to_be_bytes())
+                    .bytes(&[g.len])
+                    .bytes(&g.addr.octets());
                 w.end(o);
             }
         }
@@ -198,10 +234,33 @@ mod tests {
         let m = message(&[ia_na(1, &iaaddr), ia_na(1, &[]), pd]);
         let ias = parse(&Message::parse(&m).unwrap()).unwrap();
         assert_eq!(ias.len(), 2, "the repeated IAID 1 is ignored");
-        assert_eq!(ias[0].hints, vec![Hint { addr: "2001:db8::5".parse().unwrap(), len: 128 }]);
+        assert_eq!(
+            ias[0].hints,
+            vec![Hint {
+                addr: "2001:db8::5".parse().unwrap(),
+                len: 128
+            }]
+        );
         // Host bits beyond the hinted length are cleared.
-        assert_eq!(ias[1].hints, vec![Hint { addr: "2001:db8:1::".parse().unwrap(), len: 56 }]);
+        assert_eq!(
+            ias[1].hints,
+            vec![Hint {
+                addr: "2001:db8:1::".parse().unwrap(),
+                len: 56
+            }]
+        );
         assert_eq!(ias[1].length_hint(), Some(56));
+    }
+
+    #[test]
+    fn ias_past_the_cap_are_ignored() {
+        let many: Vec<Vec<u8>> = (0..40).map(|i| ia_na(i, &[])).collect();
+        let ias = parse(&Message::parse(&message(&many)).unwrap()).unwrap();
+        assert_eq!(ias.len(), MAX_IAS_PER_KIND);
+        assert_eq!(
+            ias.last().map(|ia| ia.iaid),
+            Some(MAX_IAS_PER_KIND as u32 - 1)
+        );
     }
 
     #[test]

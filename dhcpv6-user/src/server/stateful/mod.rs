@@ -1,1 +1,73 @@
-//! Stateful service (IA_NA, IA_PD): see issue 4.
+//! Stateful service (IA_NA addresses, IA_PD prefixes) per RFC 9915: the decision engine.
+//!
+//! `Engine::handle` takes one parsed client message (Solicit, Request, Renew, Rebind,
+//! Release, Decline, Confirm) with its `ClientContext` and returns an `Outcome`: the
+//! encoded Advertise or Reply, the lease changes to make durable, the route changes for
+//! delegated prefixes, or the counter to bump when the message is dropped. It is pure and
+//! synchronous: no sockets, no store, no clock (the daemon passes `now`, unix seconds).
+//!
+//! # Commit contract
+//!
+//! The engine applies its own decisions to its memory at once, so that the next message,
+//! handled while this one's commit is still in flight, cannot be given the same address.
+//! The daemon then:
+//!
+//! 1. if `outcome.ops` is empty: sends `reply` (Advertise, Confirm, NoBinding-only
+//!    replies, errors);
+//! 2. else commits `ops` (`LeaseStore::commit`), and only once the ticket resolves `Ok`
+//!    sends `reply` and applies `routes` (a client is never told of a lease the disk does
+//!    not have);
+//! 3. if the commit fails: sends nothing, applies no route, and calls
+//!    `engine.rollback(outcome.undo)`. The client retransmits and gets a fresh decision.
+//!
+//! Rollback reverts only keys that still hold what this outcome wrote; a key a later
+//! message changed again keeps the later value, whose own commit decides. Lease keys are
+//! addresses and prefixes, and the store upserts by key, so engine and store agree again at
+//! the latest at the next write of that key, whatever order commits fail in.
+//!
+//! Call `engine.expire(now)` every few seconds: it frees leases whose valid lifetime ended
+//! and returns the matching `Remove` ops and route removals.
+//!
+//! # Choices where RFC 9915 leaves room
+//!
+//! * Offers are not recorded. The address offered in an Advertise is derived from a hash of
+//!   DUID, IAID and kind, so the Request that follows normally gets the same one without
+//!   any state, and a flood of Solicits cannot exhaust a pool.
+//! * One address per IA_NA and one prefix per IA_PD. A client wanting more sends more IAs.
+//! * NoAddrsAvail/NoPrefixAvail go inside each IA that gets nothing; an Advertise in which
+//!   no IA gets anything also carries NoAddrsAvail at the top level for RFC 3315 clients.
+//! * Unicast: RFC 9915 removed the Server Unicast option and the UseMulticast status, so
+//!   messages a client unicasts to us are served like multicast ones. `LinkPools::
+//!   reject_unicast` restores RFC 8415 behaviour (UseMulticast for Request, Renew, Release,
+//!   Decline; Solicit, Rebind, Confirm dropped) for networks that need it.
+//! * Renew for an unknown IA: NoBinding in the IA. Rebind for an unknown IA: addresses or
+//!   prefixes that are free and belong to the link are bound to the client (it lost us, not
+//!   its lease); others are returned with zero lifetimes; an IA naming nothing is skipped,
+//!   and a Rebind with nothing to say is dropped (section 18.3.5).
+//! * A reservation made while a client holds a dynamic lease moves the client at its next
+//!   Request/Renew: the old lease is returned with zero lifetimes.
+//! * Request with an IA_NA naming an address that is not on the link: NotOnLink in that IA
+//!   (the client moved; it must start over with a Solicit).
+//!
+//! Modules: `pools` (ranges and prefix pools, parsing), `config` (per-link configuration,
+//! validation, `link_for_relay`), `occupancy` (hierarchical bitmap of taken slots),
+//! `state` (leases + bitmaps + expiry, undo), `reservations` (lookup), `ia` (IA option
+//! codec), `serve` (per-IA decisions), `engine` (messages).
+
+mod config;
+mod context;
+mod engine;
+mod ia;
+mod occupancy;
+mod pools;
+mod reservations;
+mod serve;
+mod state;
+
+#[cfg(test)]
+mod tests;
+
+pub use config::{link_for_relay, ConfigError, Lifetimes, LinkPools, Reservation};
+pub use context::{ClientContext, Expired, Outcome, RelayInfo, RouteChange, Undo};
+pub use engine::{Engine, PoolUsage};
+pub use pools::{AddrRange, PoolError, PrefixPool};

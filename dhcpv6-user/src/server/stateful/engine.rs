@@ -1,0 +1,490 @@
+//! The stateful decision engine: one message in, one `Outcome` out. Synchronous and free of
+//! I/O; the daemon owns sockets, the lease store and the routing table.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::Ipv6Addr;
+
+use dhcpv6_common::wire::{msg, opt, status};
+
+use crate::leases::{Lease, LeaseKind, LeaseOp, LeaseState};
+use crate::wire::{Message, Writer};
+
+use super::config::{self, ConfigError, LinkPools};
+use super::context::{ClientContext, Expired, Outcome, RouteChange, Undo};
+use super::ia::{self, IaAnswer, IaRequest};
+use super::reservations::LinkReservations;
+use super::serve::Client;
+use super::state::{key, Geo, State, Txn};
+
+/// How full one pool is, for metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolUsage {
+    pub link: String,
+    /// `START-END` or `PREFIX/LEN:DELEGATED_LEN`.
+    pub pool: String,
+    pub used: u64,
+    pub size: u128,
+}
+
+/// Stateful DHCPv6 (IA_NA, IA_PD) for a set of links. See the module docs for the
+/// commit/rollback contract.
+#[derive(Debug)]
+pub struct Engine {
+    pub(crate) links: Vec<LinkPools>,
+    by_name: HashMap<String, usize>,
+    /// Per link: pool ids for addresses and for prefixes.
+    pool_ids: Vec<[Vec<usize>; 2]>,
+    pub(crate) reservations: Vec<LinkReservations>,
+    pub(crate) state: State,
+    /// Link prefixes merged into disjoint spans: first address -> (last address, link).
+    relay_index: BTreeMap<u128, (u128, usize)>,
+}
+
+/// Where the Server Identifier must (not) be, RFC 9915 section 16.
+#[derive(PartialEq)]
+enum ServerIdRule {
+    Forbidden,
+    Required,
+}
+
+impl Engine {
+    /// Builds the engine from configuration and the leases the store holds. Expired leases
+    /// are left out (the daemon should also run `LeaseStore::reclaim_expired(now)`), as are
+    /// leases that fail validation. Reserved addresses and prefixes inside pools are taken out
+    /// of dynamic allocation.
+    pub fn new(
+        links: Vec<LinkPools>,
+        leases: impl IntoIterator<Item = Lease>,
+        now: u64,
+    ) -> Result<Self, ConfigError> {
+        config::validate(&links)?;
+        let mut state = State::new();
+        let mut pool_ids = Vec::with_capacity(links.len());
+        for (i, l) in links.iter().enumerate() {
+            let na =
+                l.na.iter()
+                    .map(|r| state.add_pool(i, Geo::Na(*r)))
+                    .collect();
+            let pd =
+                l.pd.iter()
+                    .map(|p| state.add_pool(i, Geo::Pd(*p)))
+                    .collect();
+            pool_ids.push([na, pd]);
+        }
+        for l in &links {
+            for r in &l.reservations {
+                let keys = [
+                    r.address.map(|a| key(LeaseKind::Address, a, 128)),
+                    r.prefix.map(|(p, len)| key(LeaseKind::Prefix, p, len)),
+                ];
+                for k in keys.into_iter().flatten() {
+                    if state.locate(&k).is_some() {
+                        state.reserve(k);
+                    }
+                }
+            }
+        }
+        for lease in leases {
+            if lease.is_expired(now) {
+                continue;
+            }
+            if let Err(e) = lease.validate() {
+                tracing::warn!("ignoring stored lease: {e}");
+                continue;
+            }
+            state.load(lease);
+        }
+        let by_name = links
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (l.link.clone(), i))
+            .collect();
+        let reservations = links
+            .iter()
+            .map(|l| LinkReservations::new(l.reservations.clone()))
+            .collect();
+        let relay_index = relay_index(&links);
+        Ok(Self {
+            links,
+            by_name,
+            pool_ids,
+            reservations,
+            state,
+            relay_index,
+        })
+    }
+
+    pub(crate) fn pool_ids(&self, link: usize, kind: LeaseKind) -> &[usize] {
+        &self.pool_ids[link][match kind {
+            LeaseKind::Address => 0,
+            LeaseKind::Prefix => 1,
+        }]
+    }
+
+    pub fn link(&self, name: &str) -> Option<&LinkPools> {
+        self.by_name.get(name).map(|i| &self.links[*i])
+    }
+
+    pub fn links(&self) -> &[LinkPools] {
+        &self.links
+    }
+
+    /// The link a relayed client is on, from the relay's link-address.
+    /// Same answer as `stateful::link_for_relay`, in O(log links).
+    pub fn link_for_relay(&self, link_address: Ipv6Addr) -> Option<&LinkPools> {
+        if link_address.is_unspecified() {
+            return None;
+        }
+        let a = u128::from(link_address);
+        let (_, &(end, link)) = self.relay_index.range(..=a).next_back()?;
+        (a <= end).then(|| &self.links[link])
+    }
+
+    /// Every lease held, bound or declined (for reloads: `Engine::new(new_config,
+    /// old.leases().cloned(), now)`).
+    pub fn leases(&self) -> impl Iterator<Item = &Lease> {
+        self.state.leases.iter()
+    }
+
+    pub fn lease_count(&self) -> usize {
+        self.state.leases.len()
+    }
+
+    /// Bound prefixes, for the daemon to check its routes against after a restart.
+    pub fn delegations(&self) -> impl Iterator<Item = &Lease> {
+        self.leases()
+            .filter(|l| l.kind == LeaseKind::Prefix && l.state == LeaseState::Bound)
+    }
+
+    pub fn pool_usage(&self) -> Vec<PoolUsage> {
+        self.state
+            .pools
+            .iter()
+            .map(|p| PoolUsage {
+                link: self.links[p.link].link.clone(),
+                pool: p.geo.describe(),
+                used: p.occ.used(),
+                size: u128::from(p.geo.last_slot()) + 1,
+            })
+            .collect()
+    }
+
+    /// Undoes the in-memory effect of an `Outcome` whose ops failed to commit.
+    pub fn rollback(&mut self, undo: Undo) {
+        self.state.rollback(undo);
+    }
+
+    /// Drops leases whose valid lifetime ended (bound ones and declined ones whose hold is
+    /// over), freeing their addresses and prefixes. Call every few seconds.
+    pub fn expire(&mut self, now: u64) -> Expired {
+        let leases = self.state.pop_expired(now);
+        let ops = leases.iter().map(|l| LeaseOp::remove(l.key())).collect();
+        let routes = leases
+            .iter()
+            .filter(|l| l.kind == LeaseKind::Prefix && l.state == LeaseState::Bound)
+            .map(|l| RouteChange::Remove {
+                prefix: l.addr,
+                len: l.prefix_len,
+                link: l.iface.clone(),
+            })
+            .collect();
+        Expired {
+            ops,
+            routes,
+            leases,
+        }
+    }
+
+    /// Decides the answer to one client message (not Information-Request, which the
+    /// stateless path answers; not relay messages, which the daemon unwraps first).
+    pub fn handle(&mut self, req: &Message<'_>, ctx: &ClientContext, now: u64) -> Outcome {
+        let Some(&link) = self.by_name.get(&ctx.link) else {
+            return Outcome::dropped("drop_unknown_link");
+        };
+        let t = req.msg_type();
+        let rule = match t {
+            msg::SOLICIT | msg::REBIND | msg::CONFIRM => ServerIdRule::Forbidden,
+            msg::REQUEST | msg::RENEW | msg::RELEASE | msg::DECLINE => ServerIdRule::Required,
+            _ => return Outcome::dropped("drop_unsupported"),
+        };
+        let (Ok(cid), Ok(sid), Ok(requested), Ok(ias)) = (
+            req.client_id(),
+            req.server_id(),
+            req.requested_options(),
+            ia::parse(req),
+        ) else {
+            return Outcome::dropped("drop_malformed");
+        };
+        // RFC 9915 section 16: every one of these carries the client's DUID; the ones sent
+        // to one server name it, the others must not.
+        let Some(cid) = cid else {
+            return Outcome::dropped("drop_no_client_id");
+        };
+        match (rule, sid) {
+            (ServerIdRule::Forbidden, Some(_)) => {
+                return Outcome::dropped("drop_unexpected_server_id")
+            }
+            (ServerIdRule::Required, None) => return Outcome::dropped("drop_missing_server_id"),
+            (ServerIdRule::Required, Some(s)) if s != ctx.server_duid.as_bytes() => {
+                return Outcome::dropped("drop_foreign_server_id")
+            }
+            _ => {}
+        }
+        if ctx.unicast && self.links[link].reject_unicast {
+            return match t {
+                msg::REQUEST | msg::RENEW | msg::RELEASE | msg::DECLINE => {
+                    let mut w = head(msg::REPLY, req, cid, ctx);
+                    w.status(status::USE_MULTICAST, "use multicast");
+                    Outcome {
+                        reply: Some(w.finish()),
+                        ..Outcome::default()
+                    }
+                }
+                _ => Outcome::dropped("drop_unicast"),
+            };
+        }
+        let c = Client {
+            duid: cid,
+            link,
+            relay: ctx.relay.as_ref(),
+            peer: ctx.peer,
+            now,
+        };
+        let mut txn = Txn::default();
+        let reply = match t {
+            msg::SOLICIT => self.solicit(req, &c, ctx, &ias, &requested, &mut txn),
+            msg::REQUEST => Some(self.request(req, &c, ctx, &ias, &requested, &mut txn)),
+            msg::RENEW | msg::REBIND => {
+                self.renew(req, &c, ctx, &ias, &requested, &mut txn, t == msg::REBIND)
+            }
+            msg::RELEASE | msg::DECLINE => {
+                Some(self.release(req, &c, ctx, &ias, &mut txn, t == msg::DECLINE))
+            }
+            _ => self.confirm(req, &c, ctx, &ias),
+        };
+        let discard = match (&reply, t) {
+            (Some(_), _) => None,
+            (None, msg::REBIND) => Some("drop_rebind_nothing_to_say"),
+            (None, _) => Some("drop_confirm_undecidable"),
+        };
+        Outcome {
+            reply,
+            ops: txn.ops,
+            routes: txn.routes,
+            discard,
+            undo: Undo(txn.undo),
+        }
+    }
+
+    /// RFC 9915 sections 18.3.1 and 18.3.9.
+    fn solicit(
+        &mut self,
+        req: &Message<'_>,
+        c: &Client<'_>,
+        ctx: &ClientContext,
+        ias: &[IaRequest],
+        requested: &[u16],
+        txn: &mut Txn,
+    ) -> Option<Vec<u8>> {
+        let rapid = self.links[c.link].rapid_commit && req.find(opt::RAPID_COMMIT).is_some();
+        let mut skip = HashSet::new();
+        let answers: Vec<IaAnswer> = ias
+            .iter()
+            .map(|ia| self.assign(c, ia, if rapid { Some(&mut *txn) } else { None }, &mut skip))
+            .collect();
+        let mut w = head(
+            if rapid { msg::REPLY } else { msg::ADVERTISE },
+            req,
+            c.duid,
+            ctx,
+        );
+        if rapid {
+            w.option(opt::RAPID_COMMIT, &[]);
+        }
+        self.write_ias(&mut w, c, &answers);
+        // NoAddrsAvail is placed in each IA that gets nothing. When no IA gets anything,
+        // it is repeated at the top level of the Advertise: RFC 3315 clients look for it
+        // there, RFC 9915 clients ignore such an Advertise either way (section 18.2.9). It
+        // is not added when only some IAs fail: an RFC 3315 client would drop the whole
+        // Advertise, including the IAs it could have had.
+        if !rapid && !answers.is_empty() && answers.iter().all(|a| !a.has_valid()) {
+            // RFC 3633 clients (prefixes only) look for NoPrefixAvail.
+            if answers.iter().all(|a| a.kind == LeaseKind::Prefix) {
+                w.status(status::NO_PREFIX_AVAIL, "no prefixes available");
+            } else {
+                w.status(status::NO_ADDRS_AVAIL, "no addresses available");
+            }
+        }
+        write_options(&mut w, ctx, requested);
+        Some(w.finish())
+    }
+
+    /// RFC 9915 section 18.3.2.
+    fn request(
+        &mut self,
+        req: &Message<'_>,
+        c: &Client<'_>,
+        ctx: &ClientContext,
+        ias: &[IaRequest],
+        requested: &[u16],
+        txn: &mut Txn,
+    ) -> Vec<u8> {
+        let mut skip = HashSet::new();
+        let link = &self.links[c.link];
+        let off_link = |ia: &IaRequest| {
+            ia.kind == LeaseKind::Address
+                && ia
+                    .hints
+                    .iter()
+                    .any(|h| h.is_specified() && !link.is_on_link(h.addr))
+        };
+        let flags: Vec<bool> = ias.iter().map(off_link).collect();
+        let answers: Vec<IaAnswer> = ias
+            .iter()
+            .zip(flags)
+            .map(|(ia, off)| {
+                // An address from another link: the client moved and must start over with
+                // a Solicit rather than get something it did not ask for.
+                if off {
+                    IaAnswer::with_status(ia, status::NOT_ON_LINK, "address not on this link")
+                } else {
+                    self.assign(c, ia, Some(&mut *txn), &mut skip)
+                }
+            })
+            .collect();
+        let mut w = head(msg::REPLY, req, c.duid, ctx);
+        self.write_ias(&mut w, c, &answers);
+        write_options(&mut w, ctx, requested);
+        w.finish()
+    }
+
+    /// RFC 9915 sections 18.3.4 and 18.3.5.
+    #[allow(clippy::too_many_arguments)]
+    fn renew(
+        &mut self,
+        req: &Message<'_>,
+        c: &Client<'_>,
+        ctx: &ClientContext,
+        ias: &[IaRequest],
+        requested: &[u16],
+        txn: &mut Txn,
+        rebind: bool,
+    ) -> Option<Vec<u8>> {
+        let mut skip = HashSet::new();
+        let answers: Vec<IaAnswer> = ias
+            .iter()
+            .filter_map(|ia| self.extend(c, ia, txn, &mut skip, rebind))
+            .collect();
+        if rebind && answers.is_empty() {
+            return None;
+        }
+        let mut w = head(msg::REPLY, req, c.duid, ctx);
+        self.write_ias(&mut w, c, &answers);
+        write_options(&mut w, ctx, requested);
+        Some(w.finish())
+    }
+
+    /// RFC 9915 sections 18.3.7 and 18.3.8: Success at the top, NoBinding in the IAs we
+    /// know nothing of.
+    fn release(
+        &mut self,
+        req: &Message<'_>,
+        c: &Client<'_>,
+        ctx: &ClientContext,
+        ias: &[IaRequest],
+        txn: &mut Txn,
+        decline: bool,
+    ) -> Vec<u8> {
+        let answers: Vec<IaAnswer> = ias
+            .iter()
+            .filter_map(|ia| {
+                if decline {
+                    self.decline_ia(c, ia, txn)
+                } else {
+                    self.release_ia(c, ia, txn)
+                }
+            })
+            .collect();
+        let mut w = head(msg::REPLY, req, c.duid, ctx);
+        w.status(
+            status::SUCCESS,
+            if decline { "declined" } else { "released" },
+        );
+        self.write_ias(&mut w, c, &answers);
+        w.finish()
+    }
+
+    /// RFC 9915 section 18.3.3: Success if every address is on the link, NotOnLink if one
+    /// is not; no reply when there is no address to judge or nothing to judge it by.
+    fn confirm(
+        &self,
+        req: &Message<'_>,
+        c: &Client<'_>,
+        ctx: &ClientContext,
+        ias: &[IaRequest],
+    ) -> Option<Vec<u8>> {
+        let link = &self.links[c.link];
+        let addrs: Vec<Ipv6Addr> = ias
+            .iter()
+            .filter(|ia| ia.kind == LeaseKind::Address)
+            .flat_map(|ia| ia.hints.iter().filter(|h| h.is_specified()).map(|h| h.addr))
+            .collect();
+        if addrs.is_empty() || link.na.is_empty() {
+            return None;
+        }
+        let mut w = head(msg::REPLY, req, c.duid, ctx);
+        if addrs.iter().all(|a| link.is_on_link(*a)) {
+            w.status(status::SUCCESS, "addresses are on link");
+        } else {
+            w.status(status::NOT_ON_LINK, "address not on this link");
+        }
+        Some(w.finish())
+    }
+
+    fn write_ias(&self, w: &mut Writer, c: &Client<'_>, answers: &[IaAnswer]) {
+        let lt = self.links[c.link].lifetimes;
+        for a in answers {
+            ia::write(w, a, lt.t1, lt.t2);
+        }
+    }
+}
+
+/// Link prefixes as disjoint spans. Prefixes of different links never overlap (validated);
+/// nested or repeated prefixes of one link are merged, so the span starting at or below an
+/// address is the only one that can hold it.
+fn relay_index(links: &[LinkPools]) -> BTreeMap<u128, (u128, usize)> {
+    let mut spans: Vec<(u128, u128, usize)> = links
+        .iter()
+        .enumerate()
+        .flat_map(|(i, l)| {
+            l.link_prefixes().map(move |(p, len)| {
+                let start = u128::from(p);
+                (start, start | !super::pools::mask(len), i)
+            })
+        })
+        .collect();
+    spans.sort_unstable();
+    let mut merged: Vec<(u128, u128, usize)> = Vec::with_capacity(spans.len());
+    for (start, end, link) in spans {
+        match merged.last_mut() {
+            Some(last) if start <= last.1 => last.1 = last.1.max(end),
+            _ => merged.push((start, end, link)),
+        }
+    }
+    merged.into_iter().map(|(s, e, l)| (s, (e, l))).collect()
+}
+
+/// Message header, Client Identifier echoed, our Server Identifier (RFC 9915 section 18.3).
+fn head(msg_type: u8, req: &Message<'_>, cid: &[u8], ctx: &ClientContext) -> Writer {
+    let mut w = Writer::message(msg_type, req.xid());
+    w.option(opt::CLIENTID, cid);
+    w.option(opt::SERVERID, ctx.server_duid.as_bytes());
+    w
+}
+
+/// The link's configured options, as the Option Request asks (same rule as stateless).
+fn write_options(w: &mut Writer, ctx: &ClientContext, requested: &[u16]) {
+    for o in ctx.options.iter().filter(|o| o.selected(requested)) {
+        w.raw(&o.encoded);
+    }
+}

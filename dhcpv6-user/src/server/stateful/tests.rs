@@ -1,0 +1,1058 @@
+//! Engine tests: messages in, decoded replies and lease ops out.
+
+use std::collections::HashSet;
+use std::net::Ipv6Addr;
+
+use dhcpv6_common::wire::{msg, opt, status};
+
+use super::*;
+use crate::leases::{Lease, LeaseKind, LeaseOp, LeaseState, LeaseStore, MemoryStore};
+use crate::server::ServiceOptions;
+use crate::wire::writer::encode_option;
+use crate::wire::{Duid, Message, OptionIter};
+
+const NOW: u64 = 1_700_000_000;
+
+fn a(s: &str) -> Ipv6Addr {
+    s.parse().unwrap()
+}
+
+fn server_duid() -> Duid {
+    Duid::from_mac([2, 0, 0, 0, 0, 0xaa])
+}
+
+fn client(n: u32) -> Vec<u8> {
+    let mut d = vec![0, 3, 0, 1, 0x02];
+    d.extend_from_slice(&n.to_be_bytes()[..]);
+    d.push(0x77);
+    d
+}
+
+/// A client message under construction.
+struct Msg(Vec<u8>);
+
+impl Msg {
+    fn new(t: u8) -> Self {
+        Msg(vec![t, 0x12, 0x34, 0x56])
+    }
+    fn opt(mut self, code: u16, data: &[u8]) -> Self {
+        self.0.extend_from_slice(&encode_option(code, data));
+        self
+    }
+    fn cid(self, d: &[u8]) -> Self {
+        self.opt(opt::CLIENTID, d)
+    }
+    fn sid(self) -> Self {
+        self.opt(opt::SERVERID, server_duid().as_bytes())
+    }
+    fn oro(self, codes: &[u16]) -> Self {
+        let d: Vec<u8> = codes.iter().flat_map(|c| c.to_be_bytes()).collect();
+        self.opt(opt::ORO, &d)
+    }
+    /// IA_NA with address hints; client-chosen T1/T2 and lifetimes are absurd on purpose.
+    fn na(self, iaid: u32, addrs: &[&str]) -> Self {
+        let mut d = iaid.to_be_bytes().to_vec();
+        d.extend_from_slice(&[0xff; 8]);
+        for s in addrs {
+            let mut x = a(s).octets().to_vec();
+            x.extend_from_slice(&[0xff; 8]);
+            d.extend_from_slice(&encode_option(opt::IAADDR, &x));
+        }
+        self.opt(opt::IA_NA, &d)
+    }
+    fn pd(self, iaid: u32, prefixes: &[(&str, u8)]) -> Self {
+        let mut d = iaid.to_be_bytes().to_vec();
+        d.extend_from_slice(&[0xff; 8]);
+        for (p, l) in prefixes {
+            let mut x = vec![0xff; 8];
+            x.push(*l);
+            x.extend_from_slice(&a(p).octets());
+            d.extend_from_slice(&encode_option(opt::IAPREFIX, &x));
+        }
+        self.opt(opt::IA_PD, &d)
+    }
+}
+
+/// A decoded IA from a reply.
+#[derive(Debug, Clone, PartialEq)]
+struct Ia {
+    code: u16,
+    iaid: u32,
+    t1: u32,
+    t2: u32,
+    /// (address or prefix, length, preferred, valid)
+    leases: Vec<(Ipv6Addr, u8, u32, u32)>,
+    status: Option<u16>,
+}
+
+#[derive(Debug)]
+struct Decoded {
+    msg_type: u8,
+    status: Option<u16>,
+    ias: Vec<Ia>,
+    codes: Vec<u16>,
+    cid: Option<Vec<u8>>,
+    sid: Option<Vec<u8>>,
+}
+
+fn status_of(data: &[u8]) -> u16 {
+    u16::from_be_bytes([data[0], data[1]])
+}
+
+fn decode(b: &[u8]) -> Decoded {
+    let m = Message::parse(b).unwrap();
+    let mut d = Decoded {
+        msg_type: m.msg_type(),
+        status: m.find(opt::STATUS_CODE).map(status_of),
+        ias: Vec::new(),
+        codes: m.options().map(|o| o.code).collect(),
+        cid: m.client_id().unwrap().map(<[u8]>::to_vec),
+        sid: m.server_id().unwrap().map(<[u8]>::to_vec),
+    };
+    assert_eq!(m.xid(), [0x12, 0x34, 0x56]);
+    for o in m
+        .options()
+        .filter(|o| o.code == opt::IA_NA || o.code == opt::IA_PD)
+    {
+        let u = |i: usize| u32::from_be_bytes(o.data[i..i + 4].try_into().unwrap());
+        let mut ia = Ia {
+            code: o.code,
+            iaid: u(0),
+            t1: u(4),
+            t2: u(8),
+            leases: Vec::new(),
+            status: None,
+        };
+        for s in OptionIter::new(&o.data[12..]).map(Result::unwrap) {
+            let v = |i: usize| u32::from_be_bytes(s.data[i..i + 4].try_into().unwrap());
+            match s.code {
+                opt::IAADDR => ia.leases.push((
+                    Ipv6Addr::from(<[u8; 16]>::try_from(&s.data[..16]).unwrap()),
+                    128,
+                    v(16),
+                    v(20),
+                )),
+                opt::IAPREFIX => ia.leases.push((
+                    Ipv6Addr::from(<[u8; 16]>::try_from(&s.data[9..25]).unwrap()),
+                    s.data[8],
+                    v(0),
+                    v(4),
+                )),
+                opt::STATUS_CODE => ia.status = Some(status_of(s.data)),
+                c => panic!("unexpected option {c} in IA"),
+            }
+        }
+        d.ias.push(ia);
+    }
+    d
+}
+
+fn link() -> LinkPools {
+    LinkPools {
+        na: vec!["2001:db8:1::100-2001:db8:1::1ff".parse().unwrap()],
+        pd: vec!["2001:db8:100::/40:56".parse().unwrap()],
+        ..LinkPools::new("eth1")
+    }
+}
+
+fn ctx() -> ClientContext {
+    let options = ServiceOptions {
+        dns: vec![a("2001:db8::53")],
+        ntp: vec![a("2001:db8::123")],
+        ..Default::default()
+    }
+    .encode()
+    .unwrap();
+    ClientContext {
+        link: "eth1".into(),
+        server_duid: server_duid(),
+        relay: None,
+        unicast: false,
+        peer: a("fe80::2"),
+        options,
+    }
+}
+
+fn engine(links: Vec<LinkPools>) -> Engine {
+    Engine::new(links, Vec::new(), NOW).unwrap()
+}
+
+/// Handles a message and, like the daemon, commits its ops to `store` before "sending".
+fn run(
+    e: &mut Engine,
+    store: &MemoryStore,
+    m: &Msg,
+    c: &ClientContext,
+    now: u64,
+) -> (Option<Decoded>, Outcome) {
+    let mut out = e.handle(&Message::parse(&m.0).unwrap(), c, now);
+    if !out.ops.is_empty() {
+        store.commit(out.ops.clone()).wait_blocking().unwrap();
+    }
+    (out.reply.take().map(|r| decode(&r)), out)
+}
+
+fn reply(e: &mut Engine, store: &MemoryStore, m: &Msg) -> Decoded {
+    run(e, store, m, &ctx(), NOW).0.expect("a reply")
+}
+
+fn solicit(n: u32) -> Msg {
+    Msg::new(msg::SOLICIT).cid(&client(n))
+}
+
+fn request(n: u32) -> Msg {
+    Msg::new(msg::REQUEST).cid(&client(n)).sid()
+}
+
+fn addr_of(d: &Decoded) -> Ipv6Addr {
+    d.ias.iter().find(|i| i.code == opt::IA_NA).unwrap().leases[0].0
+}
+
+#[test]
+fn advertise_commits_nothing_and_request_gets_the_offered_address() {
+    let mut e = engine(vec![link()]);
+    let store = MemoryStore::new();
+    let (adv, out) = run(
+        &mut e,
+        &store,
+        &solicit(1).na(1, &[]).pd(2, &[]),
+        &ctx(),
+        NOW,
+    );
+    let adv = adv.unwrap();
+    assert!(out.ops.is_empty() && out.routes.is_empty());
+    assert_eq!(adv.msg_type, msg::ADVERTISE);
+    assert_eq!(adv.cid.as_deref(), Some(&client(1)[..]));
+    assert_eq!(adv.sid.as_deref(), Some(server_duid().as_bytes()));
+    assert_eq!(adv.status, None);
+    assert_eq!(e.lease_count(), 0);
+
+    let rep = reply(&mut e, &store, &request(1).na(1, &[]).pd(2, &[]));
+    assert_eq!(rep.msg_type, msg::REPLY);
+    assert_eq!(
+        rep.ias, adv.ias,
+        "same address and prefix as offered, no state needed"
+    );
+    assert_eq!(store.load_all().unwrap().len(), 2);
+    assert_eq!(e.lease_count(), 2);
+}
+
+#[test]
+fn reply_has_configured_lifetimes_and_equal_t1_t2_in_every_ia() {
+    let mut e = engine(vec![link()]);
+    let store = MemoryStore::new();
+    let rep = reply(
+        &mut e,
+        &store,
+        &request(1).na(1, &[]).na(2, &[]).pd(3, &[]).pd(4, &[]),
+    );
+    assert_eq!(rep.ias.len(), 4);
+    let lt = Lifetimes::default();
+    for ia in &rep.ias {
+        // Client asked for 0xffffffff everywhere; it gets the link's values.
+        assert_eq!((ia.t1, ia.t2), (lt.t1, lt.t2));
+        assert_eq!(ia.leases.len(), 1);
+        assert_eq!((ia.leases[0].2, ia.leases[0].3), (lt.preferred, lt.valid));
+        assert_eq!(ia.status, None);
+    }
+    // Each IA has its own binding.
+    let distinct: HashSet<_> = rep.ias.iter().map(|i| i.leases[0].0).collect();
+    assert_eq!(distinct.len(), 4);
+    let leases = store.load_all().unwrap();
+    assert!(leases
+        .iter()
+        .all(|l| l.valid_until == NOW + 7200 && l.preferred_until == NOW + 3600));
+    // A retransmitted Request gets the same bindings back.
+    let again = reply(
+        &mut e,
+        &store,
+        &request(1).na(1, &[]).na(2, &[]).pd(3, &[]).pd(4, &[]),
+    );
+    assert_eq!(again.ias, rep.ias);
+    assert_eq!(e.lease_count(), 4);
+}
+
+#[test]
+fn options_follow_the_option_request() {
+    let mut e = engine(vec![link()]);
+    let store = MemoryStore::new();
+    let rep = reply(&mut e, &store, &request(1).na(1, &[]));
+    assert!(rep.codes.contains(&opt::DNS_SERVERS) && !rep.codes.contains(&opt::NTP_SERVER));
+    let rep = reply(
+        &mut e,
+        &store,
+        &request(1).na(1, &[]).oro(&[opt::NTP_SERVER]),
+    );
+    assert!(rep.codes.contains(&opt::NTP_SERVER));
+    assert_eq!(&rep.codes[..2], &[opt::CLIENTID, opt::SERVERID]);
+}
+
+#[test]
+fn rapid_commit_only_when_both_sides_want_it() {
+    let store = MemoryStore::new();
+    let mut e = engine(vec![link()]);
+    let (adv, out) = run(
+        &mut e,
+        &store,
+        &solicit(1).na(1, &[]).opt(opt::RAPID_COMMIT, &[]),
+        &ctx(),
+        NOW,
+    );
+    assert_eq!(
+        adv.unwrap().msg_type,
+        msg::ADVERTISE,
+        "server not configured for it"
+    );
+    assert!(out.ops.is_empty());
+
+    let mut e = engine(vec![LinkPools {
+        rapid_commit: true,
+        ..link()
+    }]);
+    let (adv, _) = run(&mut e, &store, &solicit(1).na(1, &[]), &ctx(), NOW);
+    assert_eq!(adv.unwrap().msg_type, msg::ADVERTISE, "client did not ask");
+    let (rep, out) = run(
+        &mut e,
+        &store,
+        &solicit(1).na(1, &[]).pd(1, &[]).opt(opt::RAPID_COMMIT, &[]),
+        &ctx(),
+        NOW,
+    );
+    let rep = rep.unwrap();
+    assert_eq!(rep.msg_type, msg::REPLY);
+    assert!(rep.codes.contains(&opt::RAPID_COMMIT));
+    assert_eq!(out.ops.len(), 2);
+    assert_eq!(e.lease_count(), 2);
+}
+
+#[test]
+fn exhaustion_puts_the_status_inside_the_ia() {
+    let small = LinkPools {
+        na: vec!["2001:db8:1::100-2001:db8:1::101".parse().unwrap()],
+        pd: vec!["2001:db8:100::/55:56".parse().unwrap()],
+        ..LinkPools::new("eth1")
+    };
+    let mut e = engine(vec![small]);
+    let store = MemoryStore::new();
+    for n in 0..2 {
+        let r = reply(&mut e, &store, &request(n).na(1, &[]).pd(1, &[]));
+        assert!(r
+            .ias
+            .iter()
+            .all(|i| i.status.is_none() && i.leases.len() == 1));
+    }
+    let r = reply(&mut e, &store, &request(9).na(1, &[]).pd(1, &[]));
+    assert_eq!(r.status, None);
+    assert_eq!(r.ias[0].status, Some(status::NO_ADDRS_AVAIL));
+    assert_eq!(r.ias[1].status, Some(status::NO_PREFIX_AVAIL));
+    assert!(r.ias.iter().all(|i| i.leases.is_empty()));
+    // Advertise with nothing to give anywhere: the status also goes to the top.
+    let adv = reply(&mut e, &store, &solicit(9).na(1, &[]).pd(1, &[]));
+    assert_eq!(adv.ias[0].status, Some(status::NO_ADDRS_AVAIL));
+    assert_eq!(adv.ias[1].status, Some(status::NO_PREFIX_AVAIL));
+    assert_eq!(adv.status, Some(status::NO_ADDRS_AVAIL));
+    // Only prefixes asked for: NoPrefixAvail at the top (RFC 3633 clients).
+    let adv = reply(&mut e, &store, &solicit(9).pd(1, &[]));
+    assert_eq!(adv.status, Some(status::NO_PREFIX_AVAIL));
+    // Release one address: an Advertise with the address but no prefix has no top status.
+    reply(
+        &mut e,
+        &store,
+        &Msg::new(msg::RELEASE)
+            .cid(&client(0))
+            .sid()
+            .na(1, &["2001:db8:1::100", "2001:db8:1::101"]),
+    );
+    let adv = reply(&mut e, &store, &solicit(9).na(1, &[]).pd(1, &[]));
+    assert_eq!(adv.status, None);
+    assert_eq!(adv.ias[0].status, None);
+    assert_eq!(adv.ias[1].status, Some(status::NO_PREFIX_AVAIL));
+}
+
+#[test]
+fn address_and_prefix_hints() {
+    let mut e = engine(vec![link()]);
+    let store = MemoryStore::new();
+    let r = reply(
+        &mut e,
+        &store,
+        &request(1)
+            .na(1, &["2001:db8:1::1aa"])
+            .pd(1, &[("2001:db8:1ff:ff00::", 56)]),
+    );
+    assert_eq!(r.ias[0].leases[0].0, a("2001:db8:1::1aa"));
+    assert_eq!(
+        (r.ias[1].leases[0].0, r.ias[1].leases[0].1),
+        (a("2001:db8:1ff:ff00::"), 56)
+    );
+    // The same hints from someone else: taken, so something else.
+    let r = reply(
+        &mut e,
+        &store,
+        &request(2)
+            .na(1, &["2001:db8:1::1aa"])
+            .pd(1, &[("2001:db8:1ff:ff00::", 56)]),
+    );
+    assert_ne!(r.ias[0].leases[0].0, a("2001:db8:1::1aa"));
+    assert_ne!(r.ias[1].leases[0].0, a("2001:db8:1ff:ff00::"));
+    // On the link but outside the range: not given, but not NotOnLink either.
+    let r = reply(&mut e, &store, &request(3).na(1, &["2001:db8:1::9999"]));
+    assert_eq!(r.ias[0].status, None);
+    assert!(link().na[0].contains(r.ias[0].leases[0].0));
+    // Length hints shorter and longer than /56 get the configured /56 (RFC 8168).
+    for (n, len) in [(4, 48), (5, 64), (6, 56)] {
+        let r = reply(&mut e, &store, &request(n).pd(1, &[("::", len)]));
+        assert_eq!(r.ias[0].leases[0].1, 56);
+    }
+    // A prefix hint without a length is tried at the pool's length.
+    let r = reply(
+        &mut e,
+        &store,
+        &request(7).pd(1, &[("2001:db8:1ff:fe00::", 0)]),
+    );
+    assert_eq!(
+        (r.ias[0].leases[0].0, r.ias[0].leases[0].1),
+        (a("2001:db8:1ff:fe00::"), 56)
+    );
+}
+
+#[test]
+fn length_hint_picks_among_pools_of_different_lengths() {
+    let l = LinkPools {
+        pd: vec![
+            "2001:db8:100::/40:56".parse().unwrap(),
+            "2001:db8:200::/40:60".parse().unwrap(),
+            "2001:db8:300::/40:48".parse().unwrap(),
+        ],
+        ..link()
+    };
+    let mut e = engine(vec![l]);
+    let store = MemoryStore::new();
+    let len_for = |e: &mut Engine, n, hint| {
+        reply(e, &store, &request(n).pd(1, &[("::", hint)])).ias[0].leases[0].1
+    };
+    assert_eq!(len_for(&mut e, 1, 60), 60);
+    assert_eq!(len_for(&mut e, 2, 48), 48);
+    assert_eq!(len_for(&mut e, 3, 56), 56);
+    assert_eq!(len_for(&mut e, 4, 62), 60, "closest");
+    assert_eq!(
+        len_for(&mut e, 5, 52),
+        48,
+        "equally close: the bigger prefix"
+    );
+}
+
+#[test]
+fn reservations_by_duid_by_duid_and_iaid_and_by_relay_options() {
+    let res = vec![
+        Reservation {
+            duid: Some(Duid::new(&client(1)).unwrap()),
+            address: Some(a("2001:db8:1::150")),
+            prefix: Some((a("2001:db8:180::"), 56)),
+            ..Default::default()
+        },
+        Reservation {
+            duid: Some(Duid::new(&client(2)).unwrap()),
+            iaid: Some(7),
+            address: Some(a("2001:db8:1::99")),
+            ..Default::default()
+        },
+        Reservation {
+            remote_id: Some(vec![0, 0, 0, 9, b'a']),
+            prefix: Some((a("2001:db8:9000::"), 48)),
+            ..Default::default()
+        },
+    ];
+    let mut e = engine(vec![LinkPools {
+        reservations: res,
+        ..link()
+    }]);
+    let store = MemoryStore::new();
+    let r = reply(
+        &mut e,
+        &store,
+        &request(1).na(1, &["2001:db8:1::1aa"]).pd(1, &[]),
+    );
+    assert_eq!(
+        r.ias[0].leases[0].0,
+        a("2001:db8:1::150"),
+        "reservation beats the hint"
+    );
+    assert_eq!(
+        (r.ias[1].leases[0].0, r.ias[1].leases[0].1),
+        (a("2001:db8:180::"), 56)
+    );
+    // DUID+IAID: only IA 7 gets it (out of the range, but on the link).
+    let r = reply(&mut e, &store, &request(2).na(1, &[]).na(7, &[]));
+    assert_ne!(r.ias[0].leases[0].0, a("2001:db8:1::99"));
+    assert_eq!(r.ias[1].leases[0].0, a("2001:db8:1::99"));
+    // Someone else asking for a reserved address by hint does not get it.
+    let r = reply(&mut e, &store, &request(3).na(1, &["2001:db8:1::150"]));
+    assert_ne!(r.ias[0].leases[0].0, a("2001:db8:1::150"));
+    // Relayed client matched by Remote-ID.
+    let mut c = ctx();
+    c.relay = Some(RelayInfo {
+        remote_id: Some(vec![0, 0, 0, 9, b'a']),
+        ..Default::default()
+    });
+    let (r, out) = run(&mut e, &store, &request(4).pd(1, &[]), &c, NOW);
+    let r = r.unwrap();
+    assert_eq!(
+        (r.ias[0].leases[0].0, r.ias[0].leases[0].1),
+        (a("2001:db8:9000::"), 48)
+    );
+    assert!(
+        matches!(&out.routes[..], [RouteChange::Add { prefix, len: 48, .. }] if *prefix == a("2001:db8:9000::"))
+    );
+}
+
+#[test]
+fn a_new_reservation_moves_the_client_at_its_next_renew() {
+    let store = MemoryStore::new();
+    let mut e = engine(vec![link()]);
+    let first = addr_of(&reply(&mut e, &store, &request(1).na(1, &[])));
+    let res = Reservation {
+        duid: Some(Duid::new(&client(1)).unwrap()),
+        address: Some(a("2001:db8:1::1ee")),
+        ..Default::default()
+    };
+    let mut e = Engine::new(
+        vec![LinkPools {
+            reservations: vec![res],
+            ..link()
+        }],
+        store.load_all().unwrap(),
+        NOW,
+    )
+    .unwrap();
+    let r = reply(
+        &mut e,
+        &store,
+        &Msg::new(msg::RENEW)
+            .cid(&client(1))
+            .sid()
+            .na(1, &[&first.to_string()]),
+    );
+    let leases = &r.ias[0].leases;
+    assert!(
+        leases.contains(&(first, 128, 0, 0)),
+        "old one withdrawn: {leases:?}"
+    );
+    assert!(leases.contains(&(a("2001:db8:1::1ee"), 128, 3600, 7200)));
+}
+
+#[test]
+fn renew_extends_and_reports_unknown_bindings() {
+    let mut e = engine(vec![link()]);
+    let store = MemoryStore::new();
+    let got = addr_of(&reply(&mut e, &store, &request(1).na(1, &[])));
+    let later = NOW + 1800;
+    let renew = Msg::new(msg::RENEW)
+        .cid(&client(1))
+        .sid()
+        .na(1, &[&got.to_string(), "2001:db8:1::1ff"])
+        .na(2, &[]);
+    let (r, out) = run(&mut e, &store, &renew, &ctx(), later);
+    let r = r.unwrap();
+    assert_eq!(
+        r.ias[0].leases,
+        vec![(got, 128, 3600, 7200), (a("2001:db8:1::1ff"), 128, 0, 0)]
+    );
+    assert_eq!(r.ias[1].status, Some(status::NO_BINDING));
+    assert!(r.ias[1].leases.is_empty());
+    assert!(matches!(&out.ops[..], [LeaseOp::Upsert(l)] if l.valid_until == later + 7200));
+    assert_eq!(store.load_all().unwrap()[0].valid_until, later + 7200);
+}
+
+#[test]
+fn rebind_extends_unknown_but_appropriate_bindings_and_drops_when_silent() {
+    let mut e = engine(vec![link()]);
+    let store = MemoryStore::new();
+    // State lost: the client rebinds with an address from our pool that is free.
+    let rebind = Msg::new(msg::REBIND)
+        .cid(&client(1))
+        .na(1, &["2001:db8:1::123"])
+        .pd(2, &[("2001:db8:1ff:ff00::", 56)]);
+    let (r, out) = run(&mut e, &store, &rebind, &ctx(), NOW);
+    let r = r.unwrap();
+    assert_eq!(
+        r.ias[0].leases,
+        vec![(a("2001:db8:1::123"), 128, 3600, 7200)]
+    );
+    assert_eq!(
+        r.ias[1].leases,
+        vec![(a("2001:db8:1ff:ff00::"), 56, 3600, 7200)]
+    );
+    assert_eq!(out.ops.len(), 2);
+    // Another client rebinding with the same address, and one with an address from
+    // elsewhere: both told to stop using them.
+    let other = Msg::new(msg::REBIND)
+        .cid(&client(2))
+        .na(1, &["2001:db8:1::123", "2001:db8:99::1"]);
+    let r = reply(&mut e, &store, &other);
+    assert_eq!(
+        r.ias[0].leases,
+        vec![
+            (a("2001:db8:1::123"), 128, 0, 0),
+            (a("2001:db8:99::1"), 128, 0, 0)
+        ]
+    );
+    // Nothing named and no binding: nothing to say, dropped.
+    let (r, out) = run(
+        &mut e,
+        &store,
+        &Msg::new(msg::REBIND).cid(&client(3)).na(1, &[]),
+        &ctx(),
+        NOW,
+    );
+    assert!(r.is_none());
+    assert_eq!(out.discard, Some("drop_rebind_nothing_to_say"));
+    // A known binding is extended like a Renew.
+    let r = reply(
+        &mut e,
+        &store,
+        &Msg::new(msg::REBIND)
+            .cid(&client(1))
+            .na(1, &["2001:db8:1::123"]),
+    );
+    assert_eq!(
+        r.ias[0].leases,
+        vec![(a("2001:db8:1::123"), 128, 3600, 7200)]
+    );
+}
+
+#[test]
+fn release_frees_and_reports_no_binding() {
+    let mut e = engine(vec![link()]);
+    let store = MemoryStore::new();
+    let r = reply(&mut e, &store, &request(1).na(1, &[]).pd(2, &[]));
+    let (addr, pfx) = (r.ias[0].leases[0].0, r.ias[1].leases[0].0);
+    let release = Msg::new(msg::RELEASE)
+        .cid(&client(1))
+        .sid()
+        .na(1, &[&addr.to_string()])
+        .pd(2, &[(&pfx.to_string(), 56)])
+        .na(5, &[]);
+    let (r, out) = run(&mut e, &store, &release, &ctx(), NOW);
+    let r = r.unwrap();
+    assert_eq!(r.status, Some(status::SUCCESS));
+    assert_eq!(r.ias.len(), 1, "only the unknown IA is mentioned");
+    assert_eq!(
+        (r.ias[0].iaid, r.ias[0].status),
+        (5, Some(status::NO_BINDING))
+    );
+    assert!(!r.codes.contains(&opt::DNS_SERVERS));
+    assert!(out.routes.contains(&RouteChange::Remove {
+        prefix: pfx,
+        len: 56,
+        link: "eth1".into()
+    }));
+    assert_eq!(e.lease_count(), 0);
+    assert!(store.load_all().unwrap().is_empty());
+}
+
+#[test]
+fn decline_holds_the_address_back_until_the_hold_ends() {
+    let one = LinkPools {
+        na: vec!["2001:db8:1::100-2001:db8:1::100".parse().unwrap()],
+        decline_hold: 600,
+        ..link()
+    };
+    let mut e = engine(vec![one]);
+    let store = MemoryStore::new();
+    let got = addr_of(&reply(&mut e, &store, &request(1).na(1, &[])));
+    let decline = Msg::new(msg::DECLINE)
+        .cid(&client(1))
+        .sid()
+        .na(1, &[&got.to_string()])
+        .na(4, &[]);
+    let r = reply(&mut e, &store, &decline);
+    assert_eq!(r.status, Some(status::SUCCESS));
+    assert_eq!(
+        (r.ias[0].iaid, r.ias[0].status),
+        (4, Some(status::NO_BINDING))
+    );
+    let stored = store.load_all().unwrap();
+    assert_eq!(
+        (stored[0].state, stored[0].valid_until),
+        (LeaseState::Declined, NOW + 600)
+    );
+    // Held back from everybody, the decliner included.
+    for n in [1, 2] {
+        assert_eq!(
+            reply(&mut e, &store, &request(n).na(1, &[])).ias[0].status,
+            Some(status::NO_ADDRS_AVAIL)
+        );
+    }
+    let gone = e.expire(NOW + 600);
+    assert_eq!(gone.leases.len(), 1);
+    assert!(gone.routes.is_empty());
+    assert_eq!(addr_of(&reply(&mut e, &store, &request(2).na(1, &[]))), got);
+}
+
+#[test]
+fn confirm_says_success_or_not_on_link_or_nothing() {
+    let mut e = engine(vec![link()]);
+    let store = MemoryStore::new();
+    let confirm = |addrs: &[&str]| Msg::new(msg::CONFIRM).cid(&client(1)).na(1, addrs);
+    // Any address of the link's /64 is on link, in the range or not.
+    assert_eq!(
+        reply(
+            &mut e,
+            &store,
+            &confirm(&["2001:db8:1::150", "2001:db8:1::ffff"])
+        )
+        .status,
+        Some(status::SUCCESS)
+    );
+    assert_eq!(
+        reply(
+            &mut e,
+            &store,
+            &confirm(&["2001:db8:1::150", "2001:db8:2::1"])
+        )
+        .status,
+        Some(status::NOT_ON_LINK)
+    );
+    let (r, out) = run(&mut e, &store, &confirm(&[]), &ctx(), NOW);
+    assert!(r.is_none() && out.discard.is_some());
+    assert!(out.ops.is_empty());
+}
+
+#[test]
+fn request_naming_an_address_of_another_link_gets_not_on_link() {
+    let mut e = engine(vec![link()]);
+    let store = MemoryStore::new();
+    let r = reply(
+        &mut e,
+        &store,
+        &request(1).na(1, &["2001:db8:2::5"]).pd(2, &[]),
+    );
+    assert_eq!(r.ias[0].status, Some(status::NOT_ON_LINK));
+    assert!(r.ias[0].leases.is_empty());
+    assert_eq!(r.ias[1].status, None, "the IA_PD is served");
+}
+
+#[test]
+fn server_and_client_identifier_rules() {
+    let mut e = engine(vec![link()]);
+    let c = ctx();
+    let drop = |e: &mut Engine, m: Msg| e.handle(&Message::parse(&m.0).unwrap(), &c, NOW).discard;
+    assert_eq!(
+        drop(&mut e, solicit(1).sid().na(1, &[])),
+        Some("drop_unexpected_server_id")
+    );
+    assert_eq!(
+        drop(
+            &mut e,
+            Msg::new(msg::REBIND)
+                .cid(&client(1))
+                .sid()
+                .na(1, &["2001:db8:1::100"])
+        ),
+        Some("drop_unexpected_server_id")
+    );
+    assert_eq!(
+        drop(
+            &mut e,
+            Msg::new(msg::CONFIRM)
+                .cid(&client(1))
+                .sid()
+                .na(1, &["2001:db8:1::100"])
+        ),
+        Some("drop_unexpected_server_id")
+    );
+    for t in [msg::REQUEST, msg::RENEW, msg::RELEASE, msg::DECLINE] {
+        assert_eq!(
+            drop(&mut e, Msg::new(t).cid(&client(1)).na(1, &[])),
+            Some("drop_missing_server_id")
+        );
+        let foreign = Msg::new(t)
+            .cid(&client(1))
+            .opt(opt::SERVERID, &client(99))
+            .na(1, &[]);
+        assert_eq!(drop(&mut e, foreign), Some("drop_foreign_server_id"));
+    }
+    assert_eq!(
+        drop(&mut e, Msg::new(msg::SOLICIT).na(1, &[])),
+        Some("drop_no_client_id")
+    );
+    assert_eq!(
+        drop(&mut e, Msg::new(msg::INFORMATION_REQUEST).cid(&client(1))),
+        Some("drop_unsupported")
+    );
+    assert_eq!(
+        drop(&mut e, Msg::new(msg::ADVERTISE).cid(&client(1))),
+        Some("drop_unsupported")
+    );
+    assert_eq!(
+        drop(&mut e, solicit(1).opt(opt::IA_NA, &[0, 0, 0, 1, 0, 0])),
+        Some("drop_malformed")
+    );
+    assert_eq!(
+        drop(&mut e, solicit(1).cid(&client(2))),
+        Some("drop_malformed"),
+        "two client ids"
+    );
+    let mut other = ctx();
+    other.link = "eth9".into();
+    assert_eq!(
+        e.handle(
+            &Message::parse(&solicit(1).na(1, &[]).0).unwrap(),
+            &other,
+            NOW
+        )
+        .discard,
+        Some("drop_unknown_link")
+    );
+    assert_eq!(e.lease_count(), 0);
+}
+
+#[test]
+fn unicast_is_served_unless_the_link_rejects_it() {
+    let store = MemoryStore::new();
+    let mut c = ctx();
+    c.unicast = true;
+    let mut e = engine(vec![link()]);
+    let (r, _) = run(&mut e, &store, &request(1).na(1, &[]), &c, NOW);
+    assert_eq!(r.unwrap().ias[0].status, None);
+
+    let mut e = engine(vec![LinkPools {
+        reject_unicast: true,
+        ..link()
+    }]);
+    let (r, out) = run(&mut e, &store, &request(1).na(1, &[]), &c, NOW);
+    let r = r.unwrap();
+    assert_eq!(r.status, Some(status::USE_MULTICAST));
+    assert_eq!(
+        r.codes,
+        vec![opt::CLIENTID, opt::SERVERID, opt::STATUS_CODE]
+    );
+    assert!(out.ops.is_empty());
+    let (r, out) = run(&mut e, &store, &solicit(1).na(1, &[]), &c, NOW);
+    assert!(r.is_none());
+    assert_eq!(out.discard, Some("drop_unicast"));
+}
+
+#[test]
+fn restart_rebuilds_from_stored_leases() {
+    let store = MemoryStore::new();
+    let mut e = engine(vec![link()]);
+    let first = reply(&mut e, &store, &request(1).na(1, &[]).pd(2, &[]));
+    let other = reply(&mut e, &store, &request(2).na(1, &[]));
+    // A lease that expired while the server was down is not brought back.
+    let mut stale = store.load_all().unwrap()[0].clone();
+    stale.addr = a("2001:db8:1::1fe");
+    stale.duid = client(3);
+    stale.valid_until = NOW - 1;
+    stale.preferred_until = NOW - 1;
+    store
+        .commit(vec![LeaseOp::Upsert(stale)])
+        .wait_blocking()
+        .unwrap();
+
+    let mut e = Engine::new(vec![link()], store.load_all().unwrap(), NOW).unwrap();
+    assert_eq!(e.lease_count(), 3);
+    // Same client, fresh Request after a reboot: same bindings.
+    assert_eq!(
+        reply(&mut e, &store, &request(1).na(1, &[]).pd(2, &[])).ias,
+        first.ias
+    );
+    // Renew works against the rebuilt state.
+    let renew = Msg::new(msg::RENEW)
+        .cid(&client(2))
+        .sid()
+        .na(1, &[&addr_of(&other).to_string()]);
+    assert_eq!(reply(&mut e, &store, &renew).ias[0].leases[0].3, 7200);
+    // Taken addresses stay taken for others; the expired one is free again.
+    let r = reply(
+        &mut e,
+        &store,
+        &request(4).na(1, &[&addr_of(&first).to_string()]),
+    );
+    assert_ne!(addr_of(&r), addr_of(&first));
+    let r = reply(&mut e, &store, &request(5).na(1, &["2001:db8:1::1fe"]));
+    assert_eq!(addr_of(&r), a("2001:db8:1::1fe"));
+}
+
+#[test]
+fn rollback_after_a_failed_commit_frees_the_address() {
+    let one = LinkPools {
+        na: vec!["2001:db8:1::100-2001:db8:1::100".parse().unwrap()],
+        ..link()
+    };
+    let mut e = engine(vec![one]);
+    let c = ctx();
+    let out = e.handle(&Message::parse(&request(1).na(1, &[]).0).unwrap(), &c, NOW);
+    assert_eq!(out.ops.len(), 1);
+    // The commit failed: the daemon sends nothing and rolls back.
+    e.rollback(out.undo);
+    assert_eq!(e.lease_count(), 0);
+    let store = MemoryStore::new();
+    let r = reply(&mut e, &store, &request(2).na(1, &[]));
+    assert_eq!(addr_of(&r), a("2001:db8:1::100"));
+}
+
+#[test]
+fn routes_follow_delegations() {
+    let mut e = engine(vec![link()]);
+    let store = MemoryStore::new();
+    let (r, out) = run(&mut e, &store, &request(1).pd(1, &[]), &ctx(), NOW);
+    let (pfx, len, ..) = r.unwrap().ias[0].leases[0];
+    assert_eq!(
+        out.routes,
+        vec![RouteChange::Add {
+            prefix: pfx,
+            len,
+            via: a("fe80::2"),
+            link: "eth1".into()
+        }]
+    );
+    assert_eq!(e.delegations().count(), 1);
+    let gone = e.expire(NOW + 7200);
+    assert_eq!(
+        gone.routes,
+        vec![RouteChange::Remove {
+            prefix: pfx,
+            len,
+            link: "eth1".into()
+        }]
+    );
+    assert_eq!(
+        gone.ops,
+        vec![LeaseOp::Remove {
+            kind: LeaseKind::Prefix,
+            addr: pfx,
+            prefix_len: len
+        }]
+    );
+    assert_eq!(e.lease_count(), 0);
+}
+
+#[test]
+fn expired_binding_is_not_extended_for_someone_else() {
+    let one = LinkPools {
+        na: vec!["2001:db8:1::100-2001:db8:1::100".parse().unwrap()],
+        ..link()
+    };
+    let mut e = engine(vec![one]);
+    let store = MemoryStore::new();
+    reply(&mut e, &store, &request(1).na(1, &[]));
+    let later = NOW + 7200;
+    let (r, _) = run(&mut e, &store, &request(2).na(1, &[]), &ctx(), later);
+    assert_eq!(
+        r.unwrap().ias[0].status,
+        Some(status::NO_ADDRS_AVAIL),
+        "until expire() reclaims it"
+    );
+    e.expire(later);
+    let (r, _) = run(&mut e, &store, &request(2).na(1, &[]), &ctx(), later);
+    assert_eq!(r.unwrap().ias[0].leases[0].0, a("2001:db8:1::100"));
+}
+
+#[test]
+fn pool_usage_counts_reservations_and_leases() {
+    let res = Reservation {
+        duid: Some(Duid::new(&client(1)).unwrap()),
+        address: Some(a("2001:db8:1::150")),
+        ..Default::default()
+    };
+    let mut e = engine(vec![LinkPools {
+        reservations: vec![res],
+        ..link()
+    }]);
+    let store = MemoryStore::new();
+    reply(&mut e, &store, &request(2).na(1, &[]).pd(1, &[]));
+    let u = e.pool_usage();
+    assert_eq!((u[0].used, u[0].size), (2, 256));
+    assert_eq!((u[1].used, u[1].size), (1, 65536));
+    assert_eq!(u[1].pool, "2001:db8:100::/40:56");
+}
+
+/// 100,000 clients fill a pool of exactly 100,000 addresses, each with one Request; the
+/// next one gets NoAddrsAvail. No timing assertion: the point is that it completes, which
+/// it would not in reasonable time with a scan of the pool per request.
+#[test]
+fn hundred_thousand_allocations() {
+    const N: u32 = 100_000;
+    let big = LinkPools {
+        na: vec![AddrRange::new(
+            a("2001:db8:1::1:0"),
+            Ipv6Addr::from(u128::from(a("2001:db8:1::1:0")) + u128::from(N) - 1),
+        )
+        .unwrap()],
+        pd: vec!["2001:db8:1000::/36:56".parse().unwrap()],
+        ..LinkPools::new("eth1")
+    };
+    let mut e = engine(vec![big]);
+    let c = ctx();
+    let mut seen = HashSet::with_capacity(N as usize);
+    let mut prefixes = HashSet::with_capacity(N as usize);
+    for n in 0..N {
+        let out = e.handle(
+            &Message::parse(&request(n).na(1, &[]).pd(2, &[]).0).unwrap(),
+            &c,
+            NOW,
+        );
+        assert_eq!(out.ops.len(), 2);
+        for op in out.ops {
+            let LeaseOp::Upsert(l) = op else {
+                panic!("upsert expected")
+            };
+            assert!(match l.kind {
+                LeaseKind::Address => seen.insert(l.addr),
+                LeaseKind::Prefix => prefixes.insert(l.addr),
+            });
+        }
+    }
+    assert_eq!(seen.len(), N as usize);
+    assert_eq!(e.lease_count(), 2 * N as usize);
+    let last = decode(
+        &e.handle(&Message::parse(&request(N).na(1, &[]).0).unwrap(), &c, NOW)
+            .reply
+            .unwrap(),
+    );
+    assert_eq!(last.ias[0].status, Some(status::NO_ADDRS_AVAIL));
+    // And a restart over 200,000 leases rebuilds the same picture.
+    let leases: Vec<Lease> = e.leases().cloned().collect();
+    let e2 = Engine::new(e.links().to_vec(), leases, NOW).unwrap();
+    assert_eq!(e2.pool_usage(), e.pool_usage());
+}
+
+#[test]
+fn relay_link_lookup_matches_the_linear_helper() {
+    let links: Vec<LinkPools> = (0..1000u128)
+        .map(|i| {
+            let base = u128::from(a("2001:db8::")) | (i << 64);
+            let r = |lo: u128, hi: u128| {
+                AddrRange::new(Ipv6Addr::from(base | lo), Ipv6Addr::from(base | hi)).unwrap()
+            };
+            // Two ranges in one /64 of the same link.
+            LinkPools {
+                na: vec![r(0x100, 0x1ff), r(0x1000, 0x1fff)],
+                ..LinkPools::new(format!("vlan{i}"))
+            }
+        })
+        .collect();
+    let e = engine(links.clone());
+    for probe in [
+        "2001:db8:0:3e7::5",
+        "2001:db8:0:0:ffff::1",
+        "2001:db8:0:3e8::1",
+        "2001:db8::",
+        "::",
+        "2001:db9::1",
+    ] {
+        let p = a(probe);
+        assert_eq!(
+            e.link_for_relay(p).map(|l| &l.link),
+            link_for_relay(&links, p).map(|l| &l.link),
+            "{probe}"
+        );
+    }
+    assert_eq!(
+        e.link_for_relay(a("2001:db8:0:3e7::5"))
+            .map(|l| l.link.as_str()),
+        Some("vlan999")
+    );
+}
