@@ -22,7 +22,14 @@ use std::{
 use serde::Deserialize;
 use thiserror::Error;
 
-use crate::{resolv, server::ServiceOptions, wire::domain};
+use crate::{
+    resolv,
+    server::{
+        stateful::{AddrRange, Lifetimes, LinkPools, PrefixPool, Reservation},
+        ServiceOptions,
+    },
+    wire::{domain, Duid},
+};
 
 /// RFC 9915 defaults: IRT_DEFAULT 86400 s, INF_MAX_RT 3600 s.
 pub const DEFAULT_IRT: u32 = 86_400;
@@ -45,7 +52,53 @@ struct FileConfig {
     defaults: FileOptions,
     #[serde(default)]
     interface: Vec<FileInterface>,
+    /// Links reached through relays, with pools of their own.
+    #[serde(default)]
+    link: Vec<FileLink>,
     relay: Option<FileRelay>,
+}
+
+/// Stateful settings of an interface or a relayed link (gathered from either).
+#[derive(Debug, Default)]
+struct FilePools {
+    na_pools: Vec<toml::Spanned<String>>,
+    pd_pools: Vec<toml::Spanned<String>>,
+    preferred_lifetime: Option<u32>,
+    valid_lifetime: Option<u32>,
+    t1: Option<u32>,
+    t2: Option<u32>,
+    rapid_commit: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileReservation {
+    duid: Option<toml::Spanned<String>>,
+    iaid: Option<u32>,
+    address: Option<Ipv6Addr>,
+    prefix: Option<toml::Spanned<String>>,
+    /// Relay-supplied identifiers, as hex (Remote-ID: enterprise number + id).
+    remote_id: Option<toml::Spanned<String>>,
+    subscriber_id: Option<toml::Spanned<String>>,
+    interface_id: Option<String>,
+    client_mac: Option<toml::Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileLink {
+    name: toml::Spanned<String>,
+    #[serde(default)]
+    na_pools: Vec<toml::Spanned<String>>,
+    #[serde(default)]
+    pd_pools: Vec<toml::Spanned<String>>,
+    preferred_lifetime: Option<u32>,
+    valid_lifetime: Option<u32>,
+    t1: Option<u32>,
+    t2: Option<u32>,
+    rapid_commit: Option<bool>,
+    #[serde(default)]
+    reservation: Vec<FileReservation>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -73,7 +126,14 @@ pub struct RelaySettings {
 pub struct Config {
     pub ifaces: Vec<IfaceConfig>,
     pub relay: Option<RelaySettings>,
+    /// Stateful pools per link: served interfaces by name, relayed links by `[[link]]` name,
+    /// and `DEFAULT_LINK` for the command line's pools.
+    pub links: Vec<LinkPools>,
 }
+
+/// The link of `--na-pool`/`--pd-pool`: every served interface, and relayed clients whose
+/// relay link-address lies in the pools' prefixes.
+pub const DEFAULT_LINK: &str = "default";
 
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -98,6 +158,15 @@ struct FileInterface {
     sntp: Option<Vec<Ipv6Addr>>,
     information_refresh_time: Option<u32>,
     inf_max_rt: Option<u32>,
+    na_pools: Option<Vec<toml::Spanned<String>>>,
+    pd_pools: Option<Vec<toml::Spanned<String>>>,
+    preferred_lifetime: Option<u32>,
+    valid_lifetime: Option<u32>,
+    t1: Option<u32>,
+    t2: Option<u32>,
+    rapid_commit: Option<bool>,
+    #[serde(default)]
+    reservation: Vec<FileReservation>,
 }
 
 /// One served interface: its name and what it hands out (DNS may still be empty here: the
@@ -119,6 +188,9 @@ pub struct Overrides {
     pub relay_downstream: Vec<String>,
     pub relay_servers: Vec<Ipv6Addr>,
     pub relay_rewrite_dns: Vec<Ipv6Addr>,
+    pub na_pools: Vec<String>,
+    pub pd_pools: Vec<String>,
+    pub rapid_commit: bool,
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -194,6 +266,45 @@ pub fn load(file: Option<&Path>, flags: &Overrides, resolv_conf: &Path) -> Resul
             out.push(IfaceConfig { name: name.clone(), service: base(&parsed.defaults)? });
         }
     }
+    let mut links = Vec::new();
+    for fi in &parsed.interface {
+        let pools = FilePools {
+            na_pools: fi.na_pools.clone().unwrap_or_default(),
+            pd_pools: fi.pd_pools.clone().unwrap_or_default(),
+            preferred_lifetime: fi.preferred_lifetime,
+            valid_lifetime: fi.valid_lifetime,
+            t1: fi.t1,
+            t2: fi.t2,
+            rapid_commit: fi.rapid_commit,
+        };
+        if !pools.na_pools.is_empty() || !pools.pd_pools.is_empty() || !fi.reservation.is_empty() {
+            links.push(link_pools(fi.name.get_ref(), &pools, &fi.reservation, &invalid)?);
+        }
+    }
+    for fl in &parsed.link {
+        let pools = FilePools {
+            na_pools: fl.na_pools.clone(),
+            pd_pools: fl.pd_pools.clone(),
+            preferred_lifetime: fl.preferred_lifetime,
+            valid_lifetime: fl.valid_lifetime,
+            t1: fl.t1,
+            t2: fl.t2,
+            rapid_commit: fl.rapid_commit,
+        };
+        links.push(link_pools(fl.name.get_ref(), &pools, &fl.reservation, &invalid)?);
+    }
+    if !flags.na_pools.is_empty() || !flags.pd_pools.is_empty() {
+        let mut l = LinkPools::new(DEFAULT_LINK);
+        for p in &flags.na_pools {
+            l.na.push(p.parse::<AddrRange>().map_err(|e| ConfigError::Flag(format!("--na-pool {p}: {e}")))?);
+        }
+        for p in &flags.pd_pools {
+            l.pd.push(p.parse::<PrefixPool>().map_err(|e| ConfigError::Flag(format!("--pd-pool {p}: {e}")))?);
+        }
+        l.rapid_commit = flags.rapid_commit;
+        links.push(l);
+    }
+
     let relay = match &flags.relay_upstream {
         Some(up) => Some(RelaySettings {
             upstream: up.clone(),
@@ -216,10 +327,76 @@ pub fn load(file: Option<&Path>, flags: &Overrides, resolv_conf: &Path) -> Resul
             return Err(ConfigError::Flag(format!("interface {both} cannot both serve and relay, or relay to itself")));
         }
     }
+    // Validated as a whole (overlaps, reservations on their link) by the stateful engine.
+    crate::server::stateful::Engine::new(links.clone(), Vec::new(), 0)
+        .map_err(|e| ConfigError::Flag(format!("{}: {e}", path.display())))?;
     if out.is_empty() && relay.is_none() {
         return Err(ConfigError::Flag("no interface to serve: give --iface IF or [[interface]] in the config".into()));
     }
-    Ok(Config { ifaces: out, relay })
+    Ok(Config { ifaces: out, relay, links })
+}
+
+fn hex(s: &toml::Spanned<String>, what: &str, invalid: &dyn Fn(usize, String) -> ConfigError) -> Result<Vec<u8>, ConfigError> {
+    let t: String = s.get_ref().chars().filter(|c| !matches!(c, ':' | '-' | ' ')).collect();
+    let bytes: Option<Vec<u8>> = (0..t.len())
+        .step_by(2)
+        .map(|i| t.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
+        .collect();
+    match bytes {
+        Some(b) if !b.is_empty() && t.len() % 2 == 0 => Ok(b),
+        _ => Err(invalid(s.span().start, format!("{what} {:?} is not hex bytes", s.get_ref()))),
+    }
+}
+
+fn link_pools(
+    name: &str,
+    p: &FilePools,
+    reservations: &[FileReservation],
+    invalid: &dyn Fn(usize, String) -> ConfigError,
+) -> Result<LinkPools, ConfigError> {
+    let mut l = LinkPools::new(name);
+    for s in &p.na_pools {
+        l.na.push(s.get_ref().parse::<AddrRange>().map_err(|e| invalid(s.span().start, e.to_string()))?);
+    }
+    for s in &p.pd_pools {
+        l.pd.push(s.get_ref().parse::<PrefixPool>().map_err(|e| invalid(s.span().start, e.to_string()))?);
+    }
+    let mut lt = Lifetimes::new(p.preferred_lifetime.unwrap_or(3600), p.valid_lifetime.unwrap_or(7200));
+    if let Some(t1) = p.t1 {
+        lt.t1 = t1;
+    }
+    if let Some(t2) = p.t2 {
+        lt.t2 = t2;
+    }
+    l.lifetimes = lt;
+    l.rapid_commit = p.rapid_commit.unwrap_or(false);
+    for r in reservations {
+        let duid = match &r.duid {
+            Some(d) => Some(Duid::new(&hex(d, "duid", invalid)?).map_err(|e| invalid(d.span().start, e.to_string()))?),
+            None => None,
+        };
+        let prefix = match &r.prefix {
+            Some(s) => {
+                let (a, len) = s.get_ref().split_once('/').ok_or_else(|| invalid(s.span().start, "prefix needs /LEN".into()))?;
+                let a: Ipv6Addr = a.parse().map_err(|_| invalid(s.span().start, format!("bad prefix {:?}", s.get_ref())))?;
+                let len: u8 = len.parse().map_err(|_| invalid(s.span().start, format!("bad prefix length in {:?}", s.get_ref())))?;
+                Some((a, len))
+            }
+            None => None,
+        };
+        l.reservations.push(Reservation {
+            duid,
+            iaid: r.iaid,
+            address: r.address,
+            prefix,
+            remote_id: r.remote_id.as_ref().map(|s| hex(s, "remote_id", invalid)).transpose()?,
+            subscriber_id: r.subscriber_id.as_ref().map(|s| hex(s, "subscriber_id", invalid)).transpose()?,
+            interface_id: r.interface_id.as_ref().map(|s| s.as_bytes().to_vec()),
+            // RFC 6939: link-layer type 1 (Ethernet), then the MAC.
+            client_linklayer: r.client_mac.as_ref().map(|s| hex(s, "client_mac", invalid).map(|m| [vec![0, 1], m].concat())).transpose()?,
+        });
+    }
+    Ok(l)
 }
 
 #[cfg(test)]
@@ -277,6 +454,24 @@ mod tests {
         assert_eq!(r.servers, vec!["2001:db8::547".parse::<Ipv6Addr>().unwrap()]);
         let flags = Overrides { ifaces: vec!["dn0".into()], ..Default::default() };
         assert!(load_text(text, &flags).is_err(), "an interface cannot both serve and relay");
+    }
+
+    #[test]
+    fn pools_per_interface_per_link_and_from_flags() {
+        let text = "[[interface]]\nname = \"eth1\"\nna_pools = [\"2001:db8:1::100-2001:db8:1::1ff\"]\npd_pools = [\"2001:db8:100::/40:56\"]\nrapid_commit = true\n[[interface.reservation]]\nduid = \"00:03:00:01:02:00:00:00:00:01\"\naddress = \"2001:db8:1::150\"\n[[link]]\nname = \"access-7\"\nna_pools = [\"2001:db8:7::100-2001:db8:7::1ff\"]\n";
+        let c = load_text(text, &Overrides::default()).unwrap();
+        assert_eq!(c.links.len(), 2);
+        assert_eq!(c.links[0].link, "eth1");
+        assert!(c.links[0].rapid_commit);
+        assert_eq!(c.links[0].reservations.len(), 1);
+        assert_eq!(c.links[1].link, "access-7");
+        let e = load_text("[[interface]]\nname = \"eth1\"\n\nna_pools = [\"2001:db8::9-2001:db8::1\"]\n", &Overrides::default()).unwrap_err();
+        assert!(e.to_string().contains(":4:"), "{e}");
+        let flags = Overrides { ifaces: vec!["eth1".into()], na_pools: vec!["2001:db8:1::10-2001:db8:1::20".into()], ..Default::default() };
+        let c = load(None, &flags, Path::new("/nonexistent")).unwrap();
+        assert_eq!(c.links[0].link, DEFAULT_LINK);
+        let bad = Overrides { ifaces: vec!["eth1".into()], pd_pools: vec!["2001:db8::/64:56".into()], ..Default::default() };
+        assert!(load(None, &bad, Path::new("/nonexistent")).unwrap_err().to_string().contains("--pd-pool"));
     }
 
     #[test]

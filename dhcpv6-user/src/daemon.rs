@@ -11,7 +11,10 @@ use std::{
 
 use anyhow::{bail, Context, Result};
 use dhcpv6_common::wire::msg;
-use tokio::signal::unix::{signal, SignalKind};
+use tokio::{
+    signal::unix::{signal, SignalKind},
+    sync::mpsc,
+};
 use tracing::{debug, info, warn};
 
 use crate::{
@@ -24,7 +27,9 @@ use crate::{
         relay_agent::{AgentAction, DownstreamIface, RelayAgentConfig, UpstreamTarget, UPSTREAM_MULTICAST_HOPS},
         IfaceService,
     },
+    server::stateful::Undo,
     socket::ServerSocket,
+    stateful_service::{Deferred, Stateful},
     stats::{stats_file, UserStats},
     wire::{Duid, Message},
 };
@@ -39,6 +44,8 @@ pub struct Options {
     pub state_dir: PathBuf,
     pub bpf_log: bool,
     pub resolv_conf: PathBuf,
+    pub lease_db: PathBuf,
+    pub routes: bool,
 }
 
 /// One served interface as it stands now.
@@ -54,7 +61,9 @@ struct Server {
     opts: Options,
     dp: Dataplane,
     nl: Netlink,
-    sock: ServerSocket,
+    sock: Arc<ServerSocket>,
+    stateful: Option<Stateful>,
+    undo_rx: Option<mpsc::UnboundedReceiver<Undo>>,
     ifaces: Vec<Served>,
     by_index: HashMap<u32, usize>,
     generation: u32,
@@ -71,13 +80,19 @@ pub async fn run(opts: Options) -> Result<()> {
     std::fs::create_dir_all(&opts.state_dir).with_context(|| format!("creating {}", opts.state_dir.display()))?;
     let dp = Dataplane::load(&opts.pin_dir, opts.bpf_log)?;
     let nl = Netlink::connect()?;
-    let sock = ServerSocket::bind()?;
+    let sock = Arc::new(ServerSocket::bind()?);
+    let (stateful, undo_rx) = match Stateful::open(&opts.lease_db, opts.routes, cfg.links.clone()).await? {
+        Some((s, rx)) => (Some(s), Some(rx)),
+        None => (None, None),
+    };
     let ifaces = cfg.ifaces.into_iter().map(|cfg| Served { cfg, link: None, svc: None, written: None }).collect();
     let mut s = Server {
         opts,
         dp,
         nl,
         sock,
+        stateful,
+        undo_rx,
         ifaces,
         by_index: HashMap::new(),
         generation: 0,
@@ -114,6 +129,8 @@ impl Server {
         let mut hup = signal(SignalKind::hangup())?;
         let mut changes = netlink::watch(Duration::from_secs(30));
         let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut sweep = tokio::time::interval(Duration::from_secs(10));
+        let mut undo_rx = self.undo_rx.take();
         let names: Vec<&str> = self.ifaces.iter().map(|i| i.cfg.name.as_str()).collect();
         info!(ifaces = ?names, fast_path = self.opts.fast_path, pin_dir = %self.opts.pin_dir.display(), "serving");
         let mut buf = vec![0u8; 65536];
@@ -128,9 +145,24 @@ impl Server {
                     }
                 }
                 r = self.sock.recv(&mut buf) => match r {
-                    Ok(rx) => self.handle(&buf[..rx.len], rx.from, rx.ifindex).await,
+                    Ok(rx) => self.handle(&buf[..rx.len], rx.from, rx.ifindex, rx.dst).await,
                     Err(e) => warn!(error = %e, "receive failed"),
                 },
+                Some(undo) = async {
+                    match undo_rx.as_mut() {
+                        Some(rx) => rx.recv().await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    if let Some(st) = self.stateful.as_mut() {
+                        st.rollback(undo);
+                    }
+                }
+                _ = sweep.tick() => {
+                    if let Some(st) = self.stateful.as_mut() {
+                        st.expire(&self.stats).await;
+                    }
+                }
                 _ = tick.tick() => {
                     self.dp.flush_log();
                     let _ = self.stats.write(&stats_file(&self.opts.state_dir));
@@ -147,6 +179,9 @@ impl Server {
             Ok(cfg) => {
                 let known: Vec<String> = self.ifaces.iter().map(|i| i.cfg.name.clone()).collect();
                 self.relay = cfg.relay;
+                if self.stateful.is_some() || !cfg.links.is_empty() {
+                    warn!("pools are read at start; restart dhcpv6d to apply pool changes (leases are kept)");
+                }
                 for c in cfg.ifaces {
                     match self.ifaces.iter_mut().find(|i| i.cfg.name == c.name) {
                         Some(i) => i.cfg = c,
@@ -334,7 +369,7 @@ impl Server {
         Ok(())
     }
 
-    async fn handle(&mut self, pkt: &[u8], from: SocketAddrV6, ifindex: u32) {
+    async fn handle(&mut self, pkt: &[u8], from: SocketAddrV6, ifindex: u32, dst: std::net::Ipv6Addr) {
         let mut from = from;
         if from.scope_id() == 0 && from.ip().is_unicast_link_local() {
             from.set_scope_id(ifindex);
@@ -349,12 +384,11 @@ impl Server {
             return;
         };
         self.stats.bump("received");
+        let unicast = !dst.is_multicast();
         let outcome = if pkt.first() == Some(&msg::RELAY_FORW) {
             self.stats.bump("relayed");
             match relay::unwrap(pkt) {
                 Err(e) => Err(e.counter()),
-                // A relayed client gets the options of the interface the relay reached us
-                // on (as Kea and odhcpd do for stateless service).
                 Ok(r) => {
                     let sel = r.link_selector();
                     debug!(
@@ -365,44 +399,110 @@ impl Server {
                         client_mac = %sel.client_mac().map(fmt_mac).unwrap_or_default(),
                         "relayed message"
                     );
-                    self.answer(&r.message(), idx, &from).and_then(|reply| {
-                    relay::wrap(&r.levels, &reply)
-                        .map(|wrapped| (wrapped, relay::reply_destination(from)))
-                        .map_err(|e| e.counter())
-                    })
+                    let to = relay::reply_destination(from);
+                    let levels = r.levels.clone();
+                    let wrap = move |reply: Vec<u8>| relay::wrap(&levels, &reply).map_err(|e| e.counter());
+                    self.answer(&r.message(), idx, &from, Some(&sel), unicast).and_then(|a| a.map_reply(wrap, to))
                 }
             }
         } else {
-            Message::parse(pkt).map_err(|_| "drop_malformed").and_then(|m| self.answer(&m, idx, &from)).map(|r| (r, from))
+            Message::parse(pkt)
+                .map_err(|_| "drop_malformed")
+                .and_then(|m| self.answer(&m, idx, &from, None, unicast))
+                .and_then(|a| a.map_reply(Ok, from))
         };
-        let (reply, to) = match outcome {
-            Ok(r) => r,
-            Err(counter) => {
-                self.stats.bump(counter);
-                return;
-            }
-        };
-        match self.sock.send_to(&reply, to).await {
-            Ok(_) => self.stats.bump("replied"),
-            Err(e) => {
-                warn!(%to, error = %e, "send failed");
-                self.stats.bump("send_failed");
+        match outcome {
+            Err(counter) => self.stats.bump(counter),
+            Ok(Sendable::Now(reply, to)) => match self.sock.send_to(&reply, to).await {
+                Ok(_) => self.stats.bump("replied"),
+                Err(e) => {
+                    warn!(%to, error = %e, "send failed");
+                    self.stats.bump("send_failed");
+                }
+            },
+            Ok(Sendable::Later(d)) => {
+                if let Some(st) = self.stateful.as_ref() {
+                    let d = Deferred { route_ifindex: ifindex, ..d };
+                    st.finish(d, self.sock.clone(), self.stats.clone());
+                }
             }
         }
     }
 
     /// The answer to a client message that arrived on (or was relayed to us through) served
     /// interface `idx`; `Err` names the counter of the reason there is none.
-    fn answer(&self, m: &Message<'_>, idx: usize, from: &SocketAddrV6) -> Result<Vec<u8>, &'static str> {
+    fn answer(
+        &mut self,
+        m: &Message<'_>,
+        idx: usize,
+        from: &SocketAddrV6,
+        relayed: Option<&relay::LinkSelector<'_>>,
+        unicast: bool,
+    ) -> Result<Answer, &'static str> {
         let svc = self.ifaces[idx].svc.as_ref().ok_or("ignored_iface_not_ready")?;
         match m.msg_type() {
-            msg::INFORMATION_REQUEST => information_request(m, svc).map_err(|d| {
+            msg::INFORMATION_REQUEST => information_request(m, svc).map(Answer::Now).map_err(|d| {
                 debug!(%from, reason = %d, "Information-Request discarded");
                 d.counter()
             }),
+            msg::SOLICIT | msg::REQUEST | msg::CONFIRM | msg::RENEW | msg::REBIND | msg::RELEASE | msg::DECLINE => {
+                let Some(st) = self.stateful.as_mut() else {
+                    debug!(%from, msg_type = m.msg_type(), "no stateful service configured");
+                    return Err("drop_no_stateful_service");
+                };
+                let link = st.link_for(&self.ifaces[idx].cfg.name, relayed);
+                let (duid, options) = (svc.duid.clone(), svc.options.clone());
+                let out = st.decide(m, link, &duid, relayed, unicast, *from.ip(), &options);
+                if let Some(c) = out.discard {
+                    debug!(%from, msg_type = m.msg_type(), reason = c, "stateful message discarded");
+                    return Err(c);
+                }
+                if out.ops.is_empty() {
+                    return out.reply.map(Answer::Now).ok_or("drop_no_reply");
+                }
+                let ticket = st.commit(out.ops);
+                Ok(Answer::Later { reply: out.reply, ticket, undo: out.undo, routes: out.routes })
+            }
             t => {
                 debug!(%from, msg_type = t, "message type not served");
                 Err("drop_unsupported")
+            }
+        }
+    }
+}
+
+/// A decision before it knows where it goes.
+enum Answer {
+    Now(Vec<u8>),
+    /// Stateful: leases to make durable before the reply may go out.
+    Later {
+        reply: Option<Vec<u8>>,
+        ticket: crate::leases::CommitTicket,
+        undo: Undo,
+        routes: Vec<crate::server::stateful::RouteChange>,
+    },
+}
+
+/// A decision ready to send (wrapped for relays, addressed).
+enum Sendable {
+    Now(Vec<u8>, SocketAddrV6),
+    Later(Deferred),
+}
+
+impl Answer {
+    fn map_reply(
+        self,
+        wrap: impl FnOnce(Vec<u8>) -> Result<Vec<u8>, &'static str>,
+        to: SocketAddrV6,
+    ) -> Result<Sendable, &'static str> {
+        match self {
+            Answer::Now(r) => Ok(Sendable::Now(wrap(r)?, to)),
+            Answer::Later { reply, ticket, undo, routes } => {
+                let reply = match reply {
+                    Some(r) => Some((wrap(r)?, to)),
+                    None => None,
+                };
+                Ok(Sendable::Later(Deferred { reply, ticket, undo, routes, route_ifindex: 0 }))
             }
         }
     }

@@ -48,6 +48,22 @@ struct RunArgs {
     /// Relay-agent mode: replace the DNS servers in relayed replies (not in authenticated ones).
     #[arg(long, value_name = "ADDR")]
     relay_rewrite_dns: Vec<Ipv6Addr>,
+    /// Stateful: an address range for IA_NA, START-END (repeatable). Serves every --iface and
+    /// relayed clients whose relay link-address lies in the range's /64.
+    #[arg(long, value_name = "START-END")]
+    na_pool: Vec<String>,
+    /// Stateful: a prefix pool for IA_PD, PREFIX/LEN:DELEGATED_LEN (repeatable).
+    #[arg(long, value_name = "PREFIX/LEN:DLEN")]
+    pd_pool: Vec<String>,
+    /// Stateful: answer a Solicit with Rapid Commit directly with a Reply (for --na/--pd-pool).
+    #[arg(long)]
+    rapid_commit: bool,
+    /// The lease database (SQLite, WAL): every lease is on disk before its Reply is sent.
+    #[arg(long, value_name = "PATH", default_value = "/var/lib/dhcpv6d/leases.db")]
+    lease_db: PathBuf,
+    /// Do not install routes to delegated prefixes.
+    #[arg(long)]
+    no_routes: bool,
     /// Keep the XDP program classifying and counting only; userspace answers everything.
     #[arg(long)]
     no_fast_path: bool,
@@ -79,6 +95,11 @@ enum Cmd {
     },
     /// Attach a plain XDP_PASS program to IF and pin its link at PATH (for test set-ups:
     /// veth delivers XDP_TX frames only to a peer with an XDP program).
+    /// List the leases in the lease database (also while the daemon runs).
+    Leases {
+        #[arg(long, value_name = "PATH", default_value = "/var/lib/dhcpv6d/leases.db")]
+        lease_db: PathBuf,
+    },
     #[command(hide = true)]
     AttachAux {
         #[arg(long)]
@@ -104,6 +125,7 @@ fn main() -> Result<()> {
     match cli.cmd {
         Some(Cmd::Stats { pin_dir, state_dir }) => stats(&pin_dir, &state_dir),
         Some(Cmd::AttachAux { iface, pin, .. }) => attach_aux(&iface, &pin),
+        Some(Cmd::Leases { lease_db }) => leases(&lease_db),
         None => {
             let r = cli.run;
             let opts = Options {
@@ -116,7 +138,12 @@ fn main() -> Result<()> {
                     relay_downstream: r.relay_downstream,
                     relay_servers: r.relay_server,
                     relay_rewrite_dns: r.relay_rewrite_dns,
+                    na_pools: r.na_pool,
+                    pd_pools: r.pd_pool,
+                    rapid_commit: r.rapid_commit,
                 },
+                lease_db: r.lease_db,
+                routes: !r.no_routes,
                 fast_path: !r.no_fast_path,
                 xdp_mode: r.xdp_mode,
                 pin_dir: r.pin_dir,
@@ -142,6 +169,26 @@ fn stats(pin_dir: &std::path::Path, state_dir: &std::path::Path) -> Result<()> {
         Ok(text) => text.lines().for_each(|l| println!("user_{l}")),
         Err(e) => println!("# not readable: {e}"),
     }
+    Ok(())
+}
+
+fn leases(db: &std::path::Path) -> Result<()> {
+    use dhcpv6::leases::{LeaseStore, SqliteStore};
+    if !db.exists() {
+        anyhow::bail!("{} does not exist (no lease was ever granted, or another --lease-db)", db.display());
+    }
+    let store = SqliteStore::open(db)?;
+    let mut all = store.load_all()?;
+    all.sort_by(|a, b| (&a.iface, a.addr).cmp(&(&b.iface, b.addr)));
+    let now = dhcpv6::leases::unix_now();
+    println!("{:<4} {:<44} {:<30} {:>10} {:<12} {:>9} {}", "TYPE", "ADDRESS/PREFIX", "DUID", "IAID", "LINK", "EXPIRES", "STATE");
+    for l in &all {
+        let what = if l.prefix_len == 128 { l.addr.to_string() } else { format!("{}/{}", l.addr, l.prefix_len) };
+        let duid: String = l.duid.iter().map(|b| format!("{b:02x}")).collect();
+        let left = l.valid_until.saturating_sub(now);
+        println!("{:<4} {:<44} {:<30} {:>10} {:<12} {:>8}s {}", l.kind, what, duid, l.iaid, l.iface, left, l.state);
+    }
+    eprintln!("{} leases", all.len());
     Ok(())
 }
 

@@ -23,7 +23,7 @@ pub struct Received {
 
 pub struct ServerSocket {
     fd: AsyncFd<Socket>,
-    joined: HashSet<u32>,
+    joined: std::sync::Mutex<HashSet<u32>>,
 }
 
 impl ServerSocket {
@@ -40,16 +40,17 @@ impl ServerSocket {
         s.bind(&addr.into()).context("binding [::]:547 (is another DHCPv6 server running?)")?;
         // SAFETY: the Socket owns its descriptor and lives inside the AsyncFd until both drop.
         let fd = unsafe { AsyncFd::register(s)? };
-        Ok(Self { fd, joined: HashSet::new() })
+        Ok(Self { fd, joined: std::sync::Mutex::new(HashSet::new()) })
     }
 
     /// Joins ff02::1:2 on `ifindex` (idempotent; a re-created interface has a new index).
-    pub fn join(&mut self, ifindex: u32) -> Result<()> {
-        if self.joined.insert(ifindex) {
+    pub fn join(&self, ifindex: u32) -> Result<()> {
+        let mut joined = self.joined.lock().map_err(|_| anyhow::anyhow!("socket state poisoned"))?;
+        if joined.insert(ifindex) {
             let group = Ipv6Addr::from(ALL_DHCP_RELAY_AGENTS_AND_SERVERS);
             if let Err(e) = self.fd.get_ref().join_multicast_v6(&group, ifindex) {
                 if e.raw_os_error() != Some(libc::EADDRINUSE) {
-                    self.joined.remove(&ifindex);
+                    joined.remove(&ifindex);
                     return Err(e).with_context(|| format!("joining ff02::1:2 on ifindex {ifindex}"));
                 }
             }

@@ -169,11 +169,26 @@ impl Lab {
         p
     }
 
+    /// Stops the daemon (SIGTERM, or SIGKILL with `crash`) and returns its exit status.
+    pub fn stop(&mut self, crash: bool) -> Option<std::process::ExitStatus> {
+        let p = self.daemon.take()?;
+        if crash {
+            p.signal(testbed::signal::SIGKILL).unwrap();
+            return p.wait_timeout(Duration::from_secs(5));
+        }
+        Some(p.terminate())
+    }
+
     /// Starts dhcpv6d on srv0 with `args` and waits until it serves.
     pub fn start(&mut self, args: &[&str]) {
         let mut cmd = self.srv.cmd(daemon_bin().to_str().unwrap());
         cmd.args(["--iface", "srv0", "--pin-dir"]).arg(&self.pin_dir).arg("--state-dir").arg(self.state_dir());
         cmd.args(["--resolv-conf", "/nonexistent"]).args(args).env("RUST_LOG", "info,dhcpv6=debug");
+        let n = SEQ.fetch_add(1, Ordering::Relaxed);
+        // A fresh log per start: wait_log must not see the previous run's lines.
+        if self.daemon_log.exists() {
+            let _ = std::fs::rename(&self.daemon_log, self.dir.join(format!("dhcpv6d-{n}.log")));
+        }
         let proc = self.srv.spawn_command(cmd, Some(&self.daemon_log)).unwrap();
         self.daemon = Some(proc);
         self.wait_log("serving", Duration::from_secs(20));
@@ -200,27 +215,42 @@ impl Lab {
     /// One stateless exchange by ISC dhclient; returns the variables it handed its script and
     /// its own output.
     pub fn dhclient_stateless(&self) -> (HashMap<String, String>, String) {
+        self.dhclient(&["-S"], "cli0")
+    }
+
+    /// One exchange by ISC dhclient with `mode` (`-S`, `-N`, `-P`, `-N -P`, `-r`, ...), with a
+    /// lease file of its own per interface so that a later call renews or releases.
+    pub fn dhclient(&self, mode: &[&str], ifname: &str) -> (HashMap<String, String>, String) {
         testbed::ensure_tools(&[("dhclient", "isc-dhcp-client")]).unwrap();
         let n = SEQ.fetch_add(1, Ordering::Relaxed);
         let env_file = self.dir.join(format!("dhclient-{n}.env"));
         let script = self.dir.join(format!("dhclient-{n}.sh"));
-        std::fs::write(&script, format!("#!/bin/sh\nenv | grep -E '^(reason|new_dhcp6|old_dhcp6)' >> {}\n", env_file.display())).unwrap();
+        std::fs::write(&script, format!("#!/bin/sh\nenv | grep -E '^(reason|new_dhcp6|old_dhcp6|new_ip6|old_ip6|new_max_life|new_preferred)' >> {}\n", env_file.display())).unwrap();
         std::process::Command::new("chmod").arg("+x").arg(&script).status().unwrap();
-        let lease = self.dir.join(format!("dhclient-{n}.leases"));
+        let lease = self.dir.join(format!("dhclient-{ifname}.leases"));
         let pid = self.dir.join(format!("dhclient-{n}.pid"));
         let out = self
             .cli
             .cmd("timeout")
-            .args(["30", "dhclient", "-6", "-S", "-1", "-v", "-lf"])
+            .args(["30", "dhclient", "-6"])
+            .args(mode)
+            .args(["-1", "-v", "-lf"])
             .arg(&lease)
             .arg("-pf")
             .arg(&pid)
             .arg("-sf")
             .arg(&script)
-            .arg("cli0")
+            .arg(ifname)
             .output()
             .unwrap();
         let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+        // Stateful dhclient stays behind as a daemon once bound: it is ours (its PID is in
+        // the pid file we gave it), so stop it.
+        if let Some(pid) = std::fs::read_to_string(&pid).ok().and_then(|p| p.trim().parse::<i32>().ok()) {
+            // SAFETY: plain kill(2) on the PID of the dhclient this call started.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+            let _ = testbed::wait_for(Duration::from_secs(3), || Ok(unsafe { libc::kill(pid, 0) } != 0));
+        }
         let env = parse_env(&std::fs::read_to_string(&env_file).unwrap_or_default());
         (env, text)
     }

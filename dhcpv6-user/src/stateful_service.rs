@@ -1,0 +1,210 @@
+//! The daemon's side of stateful service: the engine's decisions made durable before the
+//! client hears of them, and routes for what was delegated.
+
+use std::{net::Ipv6Addr, net::SocketAddrV6, sync::Arc};
+
+use anyhow::{Context, Result};
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use crate::{
+    config::DEFAULT_LINK,
+    leases::{unix_now, CommitTicket, LeaseOp, LeaseStore, SqliteStore},
+    routes::Routes,
+    server::{
+        relay::LinkSelector,
+        stateful::{ClientContext, Engine, LinkPools, Outcome, RelayInfo, RouteChange, Undo},
+        ConfiguredOption,
+    },
+    socket::ServerSocket,
+    stats::UserStats,
+    wire::{Duid, Message},
+};
+
+/// Clients on a link no pool names: they get NoAddrsAvail / NoPrefixAvail inside their IAs.
+pub const UNCONFIGURED_LINK: &str = "unconfigured";
+
+pub struct Stateful {
+    engine: Engine,
+    store: Arc<SqliteStore>,
+    routes: Option<Routes>,
+    undo_tx: mpsc::UnboundedSender<Undo>,
+}
+
+/// What to send once a decision is durable.
+pub struct Deferred {
+    pub reply: Option<(Vec<u8>, SocketAddrV6)>,
+    pub ticket: CommitTicket,
+    pub undo: Undo,
+    pub routes: Vec<RouteChange>,
+    /// The interface routes to delegated prefixes go out of.
+    pub route_ifindex: u32,
+}
+
+impl Stateful {
+    /// Opens the lease store, drops what expired while we were away, and rebuilds the engine
+    /// from what is left. `None` when no link has pools.
+    pub async fn open(
+        lease_db: &std::path::Path,
+        routes: bool,
+        mut links: Vec<LinkPools>,
+    ) -> Result<Option<(Self, mpsc::UnboundedReceiver<Undo>)>> {
+        if links.is_empty() {
+            return Ok(None);
+        }
+        links.push(LinkPools::new(UNCONFIGURED_LINK));
+        let path = lease_db.to_path_buf();
+        let (store, leases) = tokio::task::spawn_blocking(move || -> Result<_> {
+            let store = SqliteStore::open(&path)?;
+            let reclaimed = store.reclaim_expired(unix_now())?;
+            let leases = store.load_all()?;
+            info!(db = %path.display(), leases = leases.len(), reclaimed = reclaimed.len(), "lease store open");
+            Ok((store, leases))
+        })
+        .await??;
+        let engine = Engine::new(links, leases, unix_now()).context("stateful configuration")?;
+        let routes = if routes { Some(Routes::connect()?) } else { None };
+        let (undo_tx, undo_rx) = mpsc::unbounded_channel();
+        let s = Self { engine, store: Arc::new(store), routes, undo_tx };
+        s.reconcile_routes().await;
+        Ok(Some((s, undo_rx)))
+    }
+
+    /// Routes of ours whose delegation is gone (expired or released while we were down).
+    /// Those still delegated stay: the kernel kept them across our restart.
+    async fn reconcile_routes(&self) {
+        let Some(r) = &self.routes else { return };
+        let delegated: Vec<(Ipv6Addr, u8)> = self.engine.delegations().map(|l| (l.addr, l.prefix_len)).collect();
+        match r.ours().await {
+            Ok(ours) => {
+                for (p, l) in ours.into_iter().filter(|x| !delegated.contains(x)) {
+                    if let Err(e) = r.remove(p, l).await {
+                        warn!(error = %format!("{e:#}"), "removing a stale route");
+                    }
+                }
+            }
+            Err(e) => warn!(error = %format!("{e:#}"), "listing routes"),
+        }
+    }
+
+    /// The link a client belongs to: its interface's pools, else the command line's; for a
+    /// relayed client, the link named by its Interface-ID, else the one whose prefix holds the
+    /// relay's link-address.
+    pub fn link_for(&self, iface: &str, relayed: Option<&LinkSelector<'_>>) -> String {
+        if let Some(sel) = relayed {
+            if let Some(id) = sel.interface_id.and_then(|i| std::str::from_utf8(i).ok()) {
+                if self.engine.link(id).is_some() {
+                    return id.to_owned();
+                }
+            }
+            if let Some(l) = sel.link_address.and_then(|a| self.engine.link_for_relay(a)) {
+                return l.link.clone();
+            }
+            return UNCONFIGURED_LINK.to_owned();
+        }
+        for name in [iface, DEFAULT_LINK] {
+            if self.engine.link(name).is_some() {
+                return name.to_owned();
+            }
+        }
+        UNCONFIGURED_LINK.to_owned()
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn decide(
+        &mut self,
+        m: &Message<'_>,
+        link: String,
+        duid: &Duid,
+        relayed: Option<&LinkSelector<'_>>,
+        unicast: bool,
+        peer: Ipv6Addr,
+        options: &[ConfiguredOption],
+    ) -> Outcome {
+        let relay = relayed.map(|s| RelayInfo {
+            remote_id: s.remote_id.map(<[u8]>::to_vec),
+            subscriber_id: s.subscriber_id.map(<[u8]>::to_vec),
+            interface_id: s.interface_id.map(<[u8]>::to_vec),
+            client_linklayer: s.client_linklayer.map(<[u8]>::to_vec),
+        });
+        let ctx = ClientContext {
+            link,
+            server_duid: duid.clone(),
+            relay,
+            unicast: unicast && relayed.is_none(),
+            peer,
+            options: options.to_vec(),
+        };
+        self.engine.handle(m, &ctx, unix_now())
+    }
+
+    pub fn commit(&self, ops: Vec<LeaseOp>) -> CommitTicket {
+        self.store.commit(ops)
+    }
+
+    pub fn rollback(&mut self, undo: Undo) {
+        self.engine.rollback(undo);
+    }
+
+    /// Sends the reply once its leases are on disk, then routes what it delegated; on a
+    /// failed commit, nothing is sent and the engine forgets the decision.
+    pub fn finish(&self, d: Deferred, sock: Arc<ServerSocket>, stats: Arc<UserStats>) {
+        let routes = self.routes.clone();
+        let undo_tx = self.undo_tx.clone();
+        tokio::spawn(async move {
+            if let Err(e) = d.ticket.wait().await {
+                warn!(error = %e, "lease commit failed; no reply sent");
+                stats.bump("drop_commit_failed");
+                let _ = undo_tx.send(d.undo);
+                return;
+            }
+            if let Some((bytes, to)) = d.reply {
+                match sock.send_to(&bytes, to).await {
+                    Ok(_) => stats.bump("replied"),
+                    Err(e) => {
+                        warn!(%to, error = %e, "send failed");
+                        stats.bump("send_failed");
+                    }
+                }
+            }
+            if let Some(r) = routes {
+                apply_routes(&r, &d.routes, d.route_ifindex, &stats).await;
+            }
+        });
+    }
+
+    /// Reclaims expired leases: durable first, then their routes go.
+    pub async fn expire(&mut self, stats: &UserStats) {
+        let expired = self.engine.expire(unix_now());
+        if expired.ops.is_empty() {
+            return;
+        }
+        info!(leases = expired.leases.len(), "leases expired");
+        if let Err(e) = self.store.commit(expired.ops).wait().await {
+            warn!(error = %e, "recording expired leases failed; retrying at the next sweep");
+        }
+        if let Some(r) = &self.routes {
+            apply_routes(r, &expired.routes, 0, stats).await;
+        }
+    }
+
+    pub fn lease_count(&self) -> usize {
+        self.engine.lease_count()
+    }
+}
+
+async fn apply_routes(r: &Routes, changes: &[RouteChange], ifindex: u32, stats: &UserStats) {
+    for c in changes {
+        let res = match c {
+            RouteChange::Add { prefix, len, via, .. } => r.replace(*prefix, *len, *via, ifindex).await,
+            RouteChange::Remove { prefix, len, .. } => r.remove(*prefix, *len).await,
+        };
+        match res {
+            Ok(()) => stats.bump("route_changes"),
+            Err(e) => {
+                warn!(error = %format!("{e:#}"), "route change failed");
+                stats.bump("route_failures");
+            }
+        }
+    }
+}
