@@ -149,3 +149,46 @@ fn relay_agent_rewrites_dns_in_relayed_replies() {
     assert_eq!(env.get("new_dhcp6_name_servers").map(String::as_str), Some("2001:db8::77"), "{out}\n{}", lab.log());
     assert_eq!(env.get("new_dhcp6_domain_search").map(String::as_str), Some("kea.example."), "the rest untouched");
 }
+
+/// IA_NA and IA_PD through ISC dhcrelay: the relay's link-address (2001:db8:2::1) selects the
+/// pool whose /64 holds it.
+#[test]
+fn addresses_and_prefixes_through_dhcrelay() {
+    let mut lab = Lab::relayed("rs");
+    let db = lab.dir.join("leases.db");
+    lab.start(&[
+        "--dns", "2001:db8::53", "--na-pool", "2001:db8:2::100-2001:db8:2::1ff", "--pd-pool", "2001:db8:200::/40:56",
+        "--lease-db", db.to_str().unwrap(),
+    ]);
+    let (env, out) = lab.dhclient(&["-N", "-P"], "cli0");
+    let addr = env.get("new_ip6_address").unwrap_or_else(|| panic!("no address:\n{out}\n{}", lab.log()));
+    assert!(addr.starts_with("2001:db8:2::1"), "{addr}");
+    let prefix = env.get("new_ip6_prefix").unwrap_or_else(|| panic!("no prefix:\n{out}"));
+    assert!(prefix.ends_with("/56") && prefix.starts_with("2001:db8:2"), "{prefix}");
+    // The route to a relayed client's prefix goes via the relay.
+    let routes = lab.srv.run(&["ip", "-6", "route", "show", "proto", "dhcp"]).unwrap();
+    assert!(routes.contains(prefix.as_str()) && routes.contains("via 2001:db8:1::2"), "{routes}");
+}
+
+/// Interface-ID based link selection: the [[link]] named like the relay's Interface-ID
+/// serves the client even though no pool holds the relay's link-address.
+#[test]
+fn interface_id_selects_the_link() {
+    let mut lab = Lab::relay_agent("ii");
+    let cfg = lab.dir.join("server.toml");
+    std::fs::write(&cfg, "[defaults]\ndns = [\"2001:db8::53\"]\n[[link]]\nname = \"dn0\"\nna_pools = [\"2001:db8:77::100-2001:db8:77::1ff\"]\n").unwrap();
+    let pin = format!("{}-srv", lab.pin_dir.display());
+    let mut cmd = lab.srv.cmd(common::lab::daemon_bin().to_str().unwrap());
+    cmd.args(["--iface", "srv0", "--config", cfg.to_str().unwrap(), "--pin-dir", &pin, "--lease-db"]);
+    cmd.arg(lab.dir.join("leases.db")).arg("--state-dir").arg(lab.dir.join("srvstate")).args(["--resolv-conf", "/nonexistent"]);
+    let server_log = lab.dir.join("server.log");
+    let server = lab.srv.spawn_command(cmd, Some(&server_log)).unwrap();
+    testbed::wait_for(Duration::from_secs(20), || Ok(std::fs::read_to_string(&server_log).unwrap_or_default().contains("serving"))).unwrap();
+    lab.start_relay_agent(&["--relay-upstream", "up0", "--relay-downstream", "dn0", "--relay-server", "2001:db8:1::1"]);
+    let (env, out) = lab.dhclient(&["-N"], "cli0");
+    let addr = env.get("new_ip6_address").unwrap_or_else(|| {
+        panic!("no address:\n{out}\n{}\n{}", lab.log(), std::fs::read_to_string(&server_log).unwrap_or_default())
+    });
+    assert!(addr.starts_with("2001:db8:77::1"), "{addr} from the link named by the Interface-ID");
+    assert!(server.terminate().success());
+}
