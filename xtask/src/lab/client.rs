@@ -27,15 +27,16 @@ pub struct Files {
 }
 
 impl Files {
-    /// Writes the config and the script; removes what an earlier run left.
-    pub fn create(dir: &Path) -> Result<Files> {
+    /// Writes the config and the script; removes what an earlier run left. `tag` keeps the
+    /// files of several exchanges apart.
+    pub fn create(dir: &Path, tag: &str) -> Result<Files> {
         let f = Files {
-            conf: dir.join("dhclient.conf"),
-            script: dir.join("dhclient-script.sh"),
-            lease: dir.join("dhclient6.leases"),
-            pid: dir.join("dhclient6.pid"),
-            env: dir.join("dhclient-env.txt"),
-            log: dir.join("dhclient.log"),
+            conf: dir.join(format!("dhclient{tag}.conf")),
+            script: dir.join(format!("dhclient{tag}-script.sh")),
+            lease: dir.join(format!("dhclient6{tag}.leases")),
+            pid: dir.join(format!("dhclient6{tag}.pid")),
+            env: dir.join(format!("dhclient{tag}-env.txt")),
+            log: dir.join(format!("dhclient{tag}.log")),
         };
         for old in [&f.lease, &f.pid, &f.env, &f.log] {
             match fs::remove_file(old) {
@@ -70,6 +71,8 @@ fn script(out: &Path) -> String {
          \x20 printf 'new_dhcp6_name_servers=%s\\n' \"$new_dhcp6_name_servers\"\n\
          \x20 printf 'new_dhcp6_domain_search=%s\\n' \"$new_dhcp6_domain_search\"\n\
          \x20 printf 'new_dhcp6_server_id=%s\\n' \"$new_dhcp6_server_id\"\n\
+         \x20 printf 'new_ip6_address=%s\\n' \"$new_ip6_address\"\n\
+         \x20 printf 'new_ip6_prefix=%s\\n' \"$new_ip6_prefix\"\n\
          \x20 printf '\\n'\n\
          }} >> {}\n\
          exit 0\n",
@@ -89,6 +92,9 @@ pub struct Received {
     pub name_servers: Vec<String>,
     pub domain_search: Vec<String>,
     pub server_id: String,
+    /// Stateful exchanges: the address (IA_NA) and prefix (IA_PD) it was given.
+    pub address: String,
+    pub prefix: String,
 }
 
 /// How the exchange ended.
@@ -100,7 +106,8 @@ pub enum Exchange {
 
 /// Runs `dhclient -6 -S -1 -v -d` on `iface` in `ns` until its script reports success, dhclient
 /// exits, or `timeout` passes; dhclient is stopped (it is our child) before this returns.
-pub fn request(ns: &Netns, iface: &str, files: &Files, timeout: Duration) -> Result<Exchange> {
+/// `mode`: `-S` for stateless, `-N -P` for an address and a prefix.
+pub fn request(ns: &Netns, iface: &str, files: &Files, timeout: Duration, mode: &[&str]) -> Result<Exchange> {
     let s = |p: &Path| p.to_string_lossy().into_owned();
     let (conf, lease, pid, script) = (
         s(&files.conf),
@@ -108,18 +115,23 @@ pub fn request(ns: &Netns, iface: &str, files: &Files, timeout: Duration) -> Res
         s(&files.pid),
         s(&files.script),
     );
-    let args = [
-        "dhclient", "-6", "-S", "-1", "-v", "-d", "-cf", &conf, "-lf", &lease, "-pf", &pid, "-sf",
-        &script, iface,
-    ];
+    let mut args = vec!["dhclient", "-6"];
+    args.extend_from_slice(mode);
+    args.extend_from_slice(&["-1", "-v", "-d", "-cf", &conf, "-lf", &lease, "-pf", &pid, "-sf", &script, iface]);
     let proc = ns
         .spawn(&args, Some(&files.log))
         .context("starting dhclient")?;
     let deadline = Instant::now() + timeout;
     loop {
         interrupt::check()?;
+        // A stateful exchange calls the script once per IA: wait for both.
+        let stateful = mode.contains(&"-N") || mode.contains(&"-P");
         if let Some(got) = received(&files.env)? {
-            return Ok(Exchange::Configured(got));
+            let complete = !stateful
+                || ((!mode.contains(&"-N") || !got.address.is_empty()) && (!mode.contains(&"-P") || !got.prefix.is_empty()));
+            if complete {
+                return Ok(Exchange::Configured(got));
+            }
         }
         if let Some(status) = proc.wait_timeout(Duration::ZERO) {
             // Its last script call may have landed just before it exited.
@@ -146,7 +158,8 @@ fn received(env: &Path) -> Result<Option<Received>> {
 /// The first complete (blank-line terminated) record with one of [`REASONS`].
 fn parse_records(text: &str) -> Option<Received> {
     let complete = &text[..text.rfind("\n\n").map(|i| i + 1)?];
-    complete.split("\n\n").find_map(|record| {
+    let mut first: Option<Received> = None;
+    for got in complete.split("\n\n").filter_map(|record| {
         let get = |key: &str| {
             record
                 .lines()
@@ -158,8 +171,24 @@ fn parse_records(text: &str) -> Option<Received> {
             name_servers: words(get("new_dhcp6_name_servers"), false),
             domain_search: words(get("new_dhcp6_domain_search"), true),
             server_id: get("new_dhcp6_server_id").to_owned(),
+            address: get("new_ip6_address").to_owned(),
+            prefix: get("new_ip6_prefix").to_owned(),
         })
-    })
+    }) {
+        // Records of one exchange add up: an address in one, a prefix in the next.
+        match first.as_mut() {
+            None => first = Some(got),
+            Some(f) => {
+                if f.address.is_empty() {
+                    f.address = got.address;
+                }
+                if f.prefix.is_empty() {
+                    f.prefix = got.prefix;
+                }
+            }
+        }
+    }
+    first
 }
 
 /// Splits a space-separated list; domain names lose quotes and the root's trailing dot.

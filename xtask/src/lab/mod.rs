@@ -31,6 +31,8 @@ pub const TOOLS: &[(&str, &str)] = &[
 
 pub const DNS: &str = "2001:db8::53";
 pub const DOMAIN: &str = "lab.example";
+pub const NA_POOL: &str = "2001:db8:1::100-2001:db8:1::1ff";
+pub const PD_POOL: &str = "2001:db8:100::/40:56";
 const SERVER_IF: &str = "srv0";
 const CLIENT_IF: &str = "cli0";
 
@@ -166,6 +168,9 @@ fn exchange(dir: &Path, bin: &Path, opts: &LabOptions, pins: &Pins) -> Result<Ou
     // Its own state folder, so the lab never touches a real daemon's (default /run/dhcpv6d).
     let state_dir = dir.join("state");
     let state = path_str(&state_dir)?;
+    let lease_db_path = dir.join("leases.db");
+    let _ = std::fs::remove_file(&lease_db_path);
+    let lease_db = path_str(&lease_db_path)?;
     let mut args = vec![
         bin_s,
         "--iface",
@@ -178,6 +183,13 @@ fn exchange(dir: &Path, bin: &Path, opts: &LabOptions, pins: &Pins) -> Result<Ou
         pin_dir,
         "--state-dir",
         state,
+        "--na-pool",
+        NA_POOL,
+        "--pd-pool",
+        PD_POOL,
+        "--lease-db",
+        lease_db,
+        "--no-routes",
     ];
     if opts.no_fast_path {
         args.push("--no-fast-path");
@@ -197,8 +209,11 @@ fn exchange(dir: &Path, bin: &Path, opts: &LabOptions, pins: &Pins) -> Result<Ou
     say(&format!(
         "asking from {CLIENT_IF}: dhclient -6 -S (stateless Information-Request)"
     ));
-    let files = client::Files::create(dir)?;
-    let exchange = client::request(&client, CLIENT_IF, &files, CLIENT_TIMEOUT)?;
+    let files = client::Files::create(dir, "")?;
+    let exchange = client::request(&client, CLIENT_IF, &files, CLIENT_TIMEOUT, &["-S"])?;
+    say(&format!("asking from {CLIENT_IF}: dhclient -6 -N -P (an address and a delegated prefix)"));
+    let stateful_files = client::Files::create(dir, "-stateful")?;
+    let stateful = client::request(&client, CLIENT_IF, &stateful_files, CLIENT_TIMEOUT, &["-N", "-P"])?;
     // The daemon rewrites its userspace counters once a second.
     interrupt::sleep(STATS_SETTLE)?;
     let stats = stats(bin, &pins.daemon_dir, &state_dir);
@@ -223,6 +238,7 @@ fn exchange(dir: &Path, bin: &Path, opts: &LabOptions, pins: &Pins) -> Result<Ou
     let pins_left = pins.daemon_dir.exists();
     Ok(Outcome {
         exchange,
+        stateful,
         stats,
         daemon_exit,
         pins_left,

@@ -10,6 +10,8 @@ use super::{LabOptions, DNS, DOMAIN};
 
 pub struct Outcome {
     pub exchange: Exchange,
+    /// dhclient -6 -N -P: an address and a prefix from the pools.
+    pub stateful: Exchange,
     /// `dhcpv6d stats` output.
     pub stats: Result<String>,
     pub daemon_exit: ExitStatus,
@@ -23,10 +25,25 @@ pub struct Outcome {
 impl Outcome {
     /// Prints the summary; true if the client was configured as expected.
     pub fn print(&self, dir: &Path, opts: &LabOptions) -> bool {
-        let configured = match &self.exchange {
-            Exchange::Configured(got) => configured(got),
-            Exchange::Nothing(_) => false,
+        let stateful_ok = match &self.stateful {
+            Exchange::Configured(got) => {
+                println!();
+                println!("stateful      dhclient -6 -N -P on cli0: answered ({})", got.reason);
+                println!("  address     {}  [{}]", got.address, check(!got.address.is_empty(), super::NA_POOL));
+                println!("  prefix      {}  [{}]", got.prefix, check(got.prefix.ends_with("/56"), super::PD_POOL));
+                !got.address.is_empty() && got.prefix.ends_with("/56")
+            }
+            Exchange::Nothing(why) => {
+                println!();
+                println!("stateful      dhclient -6 -N -P on cli0: NOT configured: {why}");
+                false
+            }
         };
+        let configured = stateful_ok
+            && match &self.exchange {
+                Exchange::Configured(got) => configured(got),
+                Exchange::Nothing(_) => false,
+            };
         println!();
         println!("==== cargo xtask lab: summary ====");
         match &self.exchange {
