@@ -135,3 +135,34 @@ fn generic_xdp_mode_still_configures_the_client() {
     assert_eq!(s["xdp_answered"] + s["xdp_pass_no_room"], s["xdp_dhcp"] - s["xdp_pass_other_msg"], "{s:?}");
     eprintln!("generic mode: {s:?}");
 }
+
+#[test]
+fn interface_recreated_is_reattached_and_served_by_xdp() {
+    let mut lab = Lab::new("rc");
+    lab.start(ARGS);
+    let old = lab.srv.ifindex("srv0").unwrap();
+    // Delete the veth pair and make it again with the same names: a new ifindex, no program.
+    lab.srv.run(&["ip", "link", "del", "srv0"]).unwrap();
+    lab.wait_log("interface disappeared", Duration::from_secs(5));
+    lab.srv.run(&["ip", "link", "add", "srv0", "type", "veth", "peer", "name", "cli0", "netns", lab.cli.name()]).unwrap();
+    lab.srv.run(&["ip", "link", "set", "srv0", "up"]).unwrap();
+    lab.cli.run(&["ip", "link", "set", "cli0", "up"]).unwrap();
+    lab.cli.set_tx_offload("cli0", false).unwrap();
+    let out = lab
+        .cli
+        .cmd(common::lab::daemon_bin().to_str().unwrap())
+        .args(["attach-aux", "--iface", "cli0", "--pin"])
+        .arg(format!("{}-2", lab.aux_pin.display()))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let new = lab.srv.ifindex("srv0").unwrap();
+    assert_ne!(old, new);
+    lab.cli.wait_link_local("cli0", Duration::from_secs(10)).unwrap();
+    lab.wait_log(&format!("XDP attached iface=srv0 ifindex={new}"), Duration::from_secs(5));
+    let before = lab.stats()["xdp_answered"];
+    let (env, out) = lab.dhclient_stateless();
+    let _ = std::fs::remove_file(format!("{}-2", lab.aux_pin.display()));
+    assert_eq!(env.get("new_dhcp6_name_servers").map(String::as_str), Some("2001:db8::53 2001:db8::54"), "{out}\n{}", lab.log());
+    assert!(lab.stats()["xdp_answered"] > before, "answered by XDP on the new interface");
+}
