@@ -6,8 +6,7 @@ pub const SERVER_PORT: u16 = 547;
 pub const CLIENT_PORT: u16 = 546;
 
 /// ff02::1:2, All_DHCP_Relay_Agents_and_Servers (link scope).
-pub const ALL_DHCP_RELAY_AGENTS_AND_SERVERS: [u8; 16] =
-    [0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x01, 0, 0x02];
+pub const ALL_DHCP_RELAY_AGENTS_AND_SERVERS: [u8; 16] = [0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x01, 0, 0x02];
 /// ff05::1:3, All_DHCP_Servers (site scope).
 pub const ALL_DHCP_SERVERS: [u8; 16] = [0xff, 0x05, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x01, 0, 0x03];
 

@@ -211,7 +211,11 @@ pub fn load(file: Option<&Path>, flags: &Overrides, resolv_conf: &Path) -> Resul
         }
         None => (FileConfig::default(), String::new(), PathBuf::from("<command line>")),
     };
-    let invalid = |offset: usize, reason: String| ConfigError::Invalid { path: path.clone(), line: line_of(&text, offset), reason };
+    let invalid = |offset: usize, reason: String| ConfigError::Invalid {
+        path: path.clone(),
+        line: line_of(&text, offset),
+        reason,
+    };
 
     let host = resolv::read(resolv_conf);
     let base = |o: &FileOptions| -> Result<ServiceOptions, ConfigError> {
@@ -336,14 +340,16 @@ pub fn load(file: Option<&Path>, flags: &Overrides, resolv_conf: &Path) -> Resul
     Ok(Config { ifaces: out, relay, links })
 }
 
-fn hex(s: &toml::Spanned<String>, what: &str, invalid: &dyn Fn(usize, String) -> ConfigError) -> Result<Vec<u8>, ConfigError> {
+fn hex(
+    s: &toml::Spanned<String>,
+    what: &str,
+    invalid: &dyn Fn(usize, String) -> ConfigError,
+) -> Result<Vec<u8>, ConfigError> {
     let t: String = s.get_ref().chars().filter(|c| !matches!(c, ':' | '-' | ' ')).collect();
-    let bytes: Option<Vec<u8>> = (0..t.len())
-        .step_by(2)
-        .map(|i| t.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
-        .collect();
+    let bytes: Option<Vec<u8>> =
+        (0..t.len()).step_by(2).map(|i| t.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok())).collect();
     match bytes {
-        Some(b) if !b.is_empty() && t.len() % 2 == 0 => Ok(b),
+        Some(b) if !b.is_empty() && t.len().is_multiple_of(2) => Ok(b),
         _ => Err(invalid(s.span().start, format!("{what} {:?} is not hex bytes", s.get_ref()))),
     }
 }
@@ -377,9 +383,13 @@ fn link_pools(
         };
         let prefix = match &r.prefix {
             Some(s) => {
-                let (a, len) = s.get_ref().split_once('/').ok_or_else(|| invalid(s.span().start, "prefix needs /LEN".into()))?;
-                let a: Ipv6Addr = a.parse().map_err(|_| invalid(s.span().start, format!("bad prefix {:?}", s.get_ref())))?;
-                let len: u8 = len.parse().map_err(|_| invalid(s.span().start, format!("bad prefix length in {:?}", s.get_ref())))?;
+                let (a, len) =
+                    s.get_ref().split_once('/').ok_or_else(|| invalid(s.span().start, "prefix needs /LEN".into()))?;
+                let a: Ipv6Addr =
+                    a.parse().map_err(|_| invalid(s.span().start, format!("bad prefix {:?}", s.get_ref())))?;
+                let len: u8 = len
+                    .parse()
+                    .map_err(|_| invalid(s.span().start, format!("bad prefix length in {:?}", s.get_ref())))?;
                 Some((a, len))
             }
             None => None,
@@ -393,7 +403,11 @@ fn link_pools(
             subscriber_id: r.subscriber_id.as_ref().map(|s| hex(s, "subscriber_id", invalid)).transpose()?,
             interface_id: r.interface_id.as_ref().map(|s| s.as_bytes().to_vec()),
             // RFC 6939: link-layer type 1 (Ethernet), then the MAC.
-            client_linklayer: r.client_mac.as_ref().map(|s| hex(s, "client_mac", invalid).map(|m| [vec![0, 1], m].concat())).transpose()?,
+            client_linklayer: r
+                .client_mac
+                .as_ref()
+                .map(|s| hex(s, "client_mac", invalid).map(|m| [vec![0, 1], m].concat()))
+                .transpose()?,
         });
     }
     Ok(l)
@@ -425,9 +439,12 @@ mod tests {
 
     #[test]
     fn bad_address_and_bad_domain_are_refused_with_line() {
-        let e = load_text("[[interface]]\nname = \"eth1\"\n\ndns = [\"not-an-address\"]\n", &Overrides::default()).unwrap_err();
+        let e = load_text("[[interface]]\nname = \"eth1\"\n\ndns = [\"not-an-address\"]\n", &Overrides::default())
+            .unwrap_err();
         assert!(e.to_string().contains(":4:"), "{e}");
-        let e = load_text("[defaults]\n\ndomains = [\"a..b\"]\n[[interface]]\nname = \"eth1\"\n", &Overrides::default()).unwrap_err();
+        let e =
+            load_text("[defaults]\n\ndomains = [\"a..b\"]\n[[interface]]\nname = \"eth1\"\n", &Overrides::default())
+                .unwrap_err();
         assert!(e.to_string().contains(":3: domain"), "{e}");
     }
 
@@ -465,12 +482,21 @@ mod tests {
         assert!(c.links[0].rapid_commit);
         assert_eq!(c.links[0].reservations.len(), 1);
         assert_eq!(c.links[1].link, "access-7");
-        let e = load_text("[[interface]]\nname = \"eth1\"\n\nna_pools = [\"2001:db8::9-2001:db8::1\"]\n", &Overrides::default()).unwrap_err();
+        let e = load_text(
+            "[[interface]]\nname = \"eth1\"\n\nna_pools = [\"2001:db8::9-2001:db8::1\"]\n",
+            &Overrides::default(),
+        )
+        .unwrap_err();
         assert!(e.to_string().contains(":4:"), "{e}");
-        let flags = Overrides { ifaces: vec!["eth1".into()], na_pools: vec!["2001:db8:1::10-2001:db8:1::20".into()], ..Default::default() };
+        let flags = Overrides {
+            ifaces: vec!["eth1".into()],
+            na_pools: vec!["2001:db8:1::10-2001:db8:1::20".into()],
+            ..Default::default()
+        };
         let c = load(None, &flags, Path::new("/nonexistent")).unwrap();
         assert_eq!(c.links[0].link, DEFAULT_LINK);
-        let bad = Overrides { ifaces: vec!["eth1".into()], pd_pools: vec!["2001:db8::/64:56".into()], ..Default::default() };
+        let bad =
+            Overrides { ifaces: vec!["eth1".into()], pd_pools: vec!["2001:db8::/64:56".into()], ..Default::default() };
         assert!(load(None, &bad, Path::new("/nonexistent")).unwrap_err().to_string().contains("--pd-pool"));
     }
 

@@ -134,14 +134,16 @@ impl Dataplane {
                 Ok(id) => (id, AttachMode::Driver),
                 Err(e) => {
                     warn!(iface = ifname, error = %e, "driver refused native XDP; attaching in generic mode (slower)");
-                    (prog.attach(ifname, XdpMode::Skb).with_context(|| format!("attaching XDP to {ifname}"))?, AttachMode::Generic)
+                    (
+                        prog.attach(ifname, XdpMode::Skb).with_context(|| format!("attaching XDP to {ifname}"))?,
+                        AttachMode::Generic,
+                    )
                 }
             },
         };
         let link = prog.take_link(id)?;
-        let fd: FdLink = link
-            .try_into()
-            .map_err(|_| anyhow!("the kernel attached {ifname} without a bpf_link; cannot pin it"))?;
+        let fd: FdLink =
+            link.try_into().map_err(|_| anyhow!("the kernel attached {ifname} without a bpf_link; cannot pin it"))?;
         let pinned = fd.pin(&pin).with_context(|| format!("pinning {}", pin.display()))?;
         self.links.insert(ifname.to_owned(), pinned);
         Ok(used)

@@ -14,7 +14,11 @@ use dhcpv6::{
 const DEFAULT_STATE_DIR: &str = "/run/dhcpv6d";
 
 #[derive(Parser)]
-#[command(name = "dhcpv6d", version, about = "XDP-accelerated DHCPv6 server: Information-Request answered in XDP, the rest in userspace")]
+#[command(
+    name = "dhcpv6d",
+    version,
+    about = "XDP-accelerated DHCPv6 server: Information-Request answered in XDP, the rest in userspace"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Option<Cmd>,
@@ -115,7 +119,8 @@ enum Cmd {
 fn main() -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
         // Colour codes only for a person at a terminal, not in journald or a log file.
@@ -181,7 +186,10 @@ fn leases(db: &std::path::Path) -> Result<()> {
     let mut all = store.load_all()?;
     all.sort_by(|a, b| (&a.iface, a.addr).cmp(&(&b.iface, b.addr)));
     let now = dhcpv6::leases::unix_now();
-    println!("{:<4} {:<44} {:<30} {:>10} {:<12} {:>9} {}", "TYPE", "ADDRESS/PREFIX", "DUID", "IAID", "LINK", "EXPIRES", "STATE");
+    println!(
+        "{:<4} {:<44} {:<30} {:>10} {:<12} {:>9} STATE",
+        "TYPE", "ADDRESS/PREFIX", "DUID", "IAID", "LINK", "EXPIRES"
+    );
     for l in &all {
         let what = if l.prefix_len == 128 { l.addr.to_string() } else { format!("{}/{}", l.addr, l.prefix_len) };
         let duid: String = l.duid.iter().map(|b| format!("{b:02x}")).collect();

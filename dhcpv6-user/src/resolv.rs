@@ -42,7 +42,8 @@ mod tests {
 
     #[test]
     fn takes_ipv6_servers_and_search_list() {
-        let r = parse("# c\nnameserver 127.0.0.53\nnameserver ::1\nnameserver 2001:db8::1\nsearch a.example b.example.\n");
+        let r =
+            parse("# c\nnameserver 127.0.0.53\nnameserver ::1\nnameserver 2001:db8::1\nsearch a.example b.example.\n");
         assert_eq!(r.dns, vec!["2001:db8::1".parse::<Ipv6Addr>().unwrap()]);
         assert_eq!(r.domains, vec!["a.example", "b.example"]);
     }

@@ -28,7 +28,13 @@ impl Routes {
             .output_interface(ifindex)
             .protocol(RouteProtocol::Dhcp)
             .build();
-        self.handle.route().add(msg).replace().execute().await.with_context(|| format!("route {prefix}/{len} via {via}"))
+        self.handle
+            .route()
+            .add(msg)
+            .replace()
+            .execute()
+            .await
+            .with_context(|| format!("route {prefix}/{len} via {via}"))
     }
 
     pub async fn remove(&self, prefix: Ipv6Addr, len: u8) -> Result<()> {

@@ -77,8 +77,8 @@ impl ServerSocket {
 fn recv_pktinfo(fd: i32, buf: &mut [u8]) -> std::io::Result<Received> {
     let mut cmsg = nix::cmsg_space!(libc::in6_pktinfo);
     let mut iov = [IoSliceMut::new(buf)];
-    let msg = recvmsg::<SockaddrIn6>(fd, &mut iov, Some(&mut cmsg), MsgFlags::MSG_DONTWAIT)
-        .map_err(std::io::Error::from)?;
+    let msg =
+        recvmsg::<SockaddrIn6>(fd, &mut iov, Some(&mut cmsg), MsgFlags::MSG_DONTWAIT).map_err(std::io::Error::from)?;
     let from = msg.address.map(SocketAddrV6::from).ok_or_else(|| std::io::Error::other("no source address"))?;
     let mut ifindex = 0;
     let mut dst = Ipv6Addr::UNSPECIFIED;

@@ -15,7 +15,8 @@ fn dhclient_through_dhcrelay_gets_dns() {
     let (env, out) = lab.dhclient_stateless();
     assert_eq!(env.get("new_dhcp6_name_servers").map(String::as_str), Some("2001:db8::53"), "{out}\n{}", lab.log());
     assert_eq!(env.get("new_dhcp6_domain_search").map(String::as_str), Some("relay.example."), "{out}");
-    testbed::wait_for(Duration::from_secs(3), || Ok(lab.stats().get("user_relayed").copied().unwrap_or(0) >= 1)).unwrap();
+    testbed::wait_for(Duration::from_secs(3), || Ok(lab.stats().get("user_relayed").copied().unwrap_or(0) >= 1))
+        .unwrap();
     let s = lab.stats();
     assert!(s["user_replied"] >= 1, "{s:?}");
     assert!(s["xdp_pass_other_msg"] + s["xdp_pass_addressing"] >= 1, "XDP passed the Relay-Forward up: {s:?}");
@@ -24,12 +25,15 @@ fn dhclient_through_dhcrelay_gets_dns() {
 #[test]
 fn dhcpv6d_as_relay_agent_to_kea() {
     let mut lab = Lab::relay_agent("ra");
-    let _kea = lab.start_kea(r#"[{"id": 1, "subnet": "2001:db8:2::/64", "pools": [{"pool": "2001:db8:2::100-2001:db8:2::1ff"}]}]"#);
+    let _kea = lab.start_kea(
+        r#"[{"id": 1, "subnet": "2001:db8:2::/64", "pools": [{"pool": "2001:db8:2::100-2001:db8:2::1ff"}]}]"#,
+    );
     lab.start_relay_agent(&["--relay-upstream", "up0", "--relay-downstream", "dn0", "--relay-server", "2001:db8:1::1"]);
     let (env, out) = lab.dhclient_stateless();
     assert_eq!(env.get("new_dhcp6_name_servers").map(String::as_str), Some("2001:db8::99"), "{out}\n{}", lab.log());
     assert_eq!(env.get("new_dhcp6_domain_search").map(String::as_str), Some("kea.example."), "{out}");
-    testbed::wait_for(Duration::from_secs(3), || Ok(lab.stats().get("user_relayed_down").copied().unwrap_or(0) >= 1)).unwrap();
+    testbed::wait_for(Duration::from_secs(3), || Ok(lab.stats().get("user_relayed_down").copied().unwrap_or(0) >= 1))
+        .unwrap();
     assert!(lab.stats()["user_relayed_up"] >= 1);
 }
 
@@ -52,7 +56,9 @@ fn two_relays_in_a_chain() {
     for (ns, i) in [(&r1, "a0"), (&r1, "a1"), (&cli2, "cli0")] {
         ns.wait_link_local(i, Duration::from_secs(10)).unwrap();
     }
-    let _dhcrelay = r1.spawn(&["dhcrelay", "-6", "-d", "-l", "a0", "-u", "2001:db8:3::1%a1"], Some(&lab.dir.join("dhcrelay.log"))).unwrap();
+    let _dhcrelay = r1
+        .spawn(&["dhcrelay", "-6", "-d", "-l", "a0", "-u", "2001:db8:3::1%a1"], Some(&lab.dir.join("dhcrelay.log")))
+        .unwrap();
     // Our server on srv0 (the Lab's server namespace), our relay in the middle.
     let pin = format!("{}-srv", lab.pin_dir.display());
     let mut cmd = lab.srv.cmd(common::lab::daemon_bin().to_str().unwrap());
@@ -60,13 +66,22 @@ fn two_relays_in_a_chain() {
     cmd.arg("--state-dir").arg(lab.dir.join("srvstate")).args(["--resolv-conf", "/nonexistent"]);
     let server_log = lab.dir.join("server.log");
     let server = lab.srv.spawn_command(cmd, Some(&server_log)).unwrap();
-    testbed::wait_for(Duration::from_secs(20), || Ok(std::fs::read_to_string(&server_log).unwrap_or_default().contains("serving"))).unwrap();
+    testbed::wait_for(Duration::from_secs(20), || {
+        Ok(std::fs::read_to_string(&server_log).unwrap_or_default().contains("serving"))
+    })
+    .unwrap();
     lab.start_relay_agent(&["--relay-upstream", "up0", "--relay-downstream", "b0", "--relay-server", "2001:db8:1::1"]);
     // The client behind dhcrelay: reuse the Lab's dhclient runner by swapping namespaces.
     let real_cli = std::mem::replace(&mut lab.cli, cli2);
     let (env, out) = lab.dhclient_stateless();
     let cli2 = std::mem::replace(&mut lab.cli, real_cli);
-    assert_eq!(env.get("new_dhcp6_name_servers").map(String::as_str), Some("2001:db8::5353"), "{out}\nrelay:\n{}\nserver:\n{}", lab.log(), std::fs::read_to_string(&server_log).unwrap_or_default());
+    assert_eq!(
+        env.get("new_dhcp6_name_servers").map(String::as_str),
+        Some("2001:db8::5353"),
+        "{out}\nrelay:\n{}\nserver:\n{}",
+        lab.log(),
+        std::fs::read_to_string(&server_log).unwrap_or_default()
+    );
     assert_eq!(env.get("new_dhcp6_domain_search").map(String::as_str), Some("chain.example."));
     let status = server.terminate();
     assert!(status.success(), "server stopped cleanly");
@@ -123,14 +138,18 @@ fn relay_agent_adds_client_link_layer_address() {
     cmd.arg("--state-dir").arg(lab.dir.join("srvstate")).args(["--resolv-conf", "/nonexistent"]);
     let server_log = lab.dir.join("server.log");
     let server = lab.srv.spawn_command(cmd, Some(&server_log)).unwrap();
-    testbed::wait_for(Duration::from_secs(20), || Ok(std::fs::read_to_string(&server_log).unwrap_or_default().contains("serving"))).unwrap();
+    testbed::wait_for(Duration::from_secs(20), || {
+        Ok(std::fs::read_to_string(&server_log).unwrap_or_default().contains("serving"))
+    })
+    .unwrap();
     lab.start_relay_agent(&["--relay-upstream", "up0", "--relay-downstream", "dn0", "--relay-server", "2001:db8:1::1"]);
     let (env, out) = lab.dhclient_stateless();
     assert_eq!(env.get("new_dhcp6_name_servers").map(String::as_str), Some("2001:db8::53"), "{out}\n{}", lab.log());
     let mac = lab.cli.mac("cli0").unwrap();
     let mac = mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
     let log = std::fs::read_to_string(&server_log).unwrap_or_default();
-    let line = log.lines().find(|l| l.contains("relayed message")).unwrap_or_else(|| panic!("no relayed message:\n{log}"));
+    let line =
+        log.lines().find(|l| l.contains("relayed message")).unwrap_or_else(|| panic!("no relayed message:\n{log}"));
     assert!(line.contains(&format!("client_mac={mac}")), "the client's MAC {mac} reached the server: {line}");
     assert!(line.contains("interface_id=Some(\"dn0\")"), "{line}");
     assert!(line.contains("2001:db8:2::1"), "link-address of the downstream interface: {line}");
@@ -142,8 +161,14 @@ fn relay_agent_rewrites_dns_in_relayed_replies() {
     let mut lab = Lab::relay_agent("rw");
     let _kea = lab.start_kea(r#"[{"id": 1, "subnet": "2001:db8:2::/64"}]"#);
     lab.start_relay_agent(&[
-        "--relay-upstream", "up0", "--relay-downstream", "dn0", "--relay-server", "2001:db8:1::1",
-        "--relay-rewrite-dns", "2001:db8::77",
+        "--relay-upstream",
+        "up0",
+        "--relay-downstream",
+        "dn0",
+        "--relay-server",
+        "2001:db8:1::1",
+        "--relay-rewrite-dns",
+        "2001:db8::77",
     ]);
     let (env, out) = lab.dhclient_stateless();
     assert_eq!(env.get("new_dhcp6_name_servers").map(String::as_str), Some("2001:db8::77"), "{out}\n{}", lab.log());
@@ -157,8 +182,14 @@ fn addresses_and_prefixes_through_dhcrelay() {
     let mut lab = Lab::relayed("rs");
     let db = lab.dir.join("leases.db");
     lab.start(&[
-        "--dns", "2001:db8::53", "--na-pool", "2001:db8:2::100-2001:db8:2::1ff", "--pd-pool", "2001:db8:200::/40:56",
-        "--lease-db", db.to_str().unwrap(),
+        "--dns",
+        "2001:db8::53",
+        "--na-pool",
+        "2001:db8:2::100-2001:db8:2::1ff",
+        "--pd-pool",
+        "2001:db8:200::/40:56",
+        "--lease-db",
+        db.to_str().unwrap(),
     ]);
     let (env, out) = lab.dhclient(&["-N", "-P"], "cli0");
     let addr = env.get("new_ip6_address").unwrap_or_else(|| panic!("no address:\n{out}\n{}", lab.log()));
@@ -180,10 +211,16 @@ fn interface_id_selects_the_link() {
     let pin = format!("{}-srv", lab.pin_dir.display());
     let mut cmd = lab.srv.cmd(common::lab::daemon_bin().to_str().unwrap());
     cmd.args(["--iface", "srv0", "--config", cfg.to_str().unwrap(), "--pin-dir", &pin, "--lease-db"]);
-    cmd.arg(lab.dir.join("leases.db")).arg("--state-dir").arg(lab.dir.join("srvstate")).args(["--resolv-conf", "/nonexistent"]);
+    cmd.arg(lab.dir.join("leases.db"))
+        .arg("--state-dir")
+        .arg(lab.dir.join("srvstate"))
+        .args(["--resolv-conf", "/nonexistent"]);
     let server_log = lab.dir.join("server.log");
     let server = lab.srv.spawn_command(cmd, Some(&server_log)).unwrap();
-    testbed::wait_for(Duration::from_secs(20), || Ok(std::fs::read_to_string(&server_log).unwrap_or_default().contains("serving"))).unwrap();
+    testbed::wait_for(Duration::from_secs(20), || {
+        Ok(std::fs::read_to_string(&server_log).unwrap_or_default().contains("serving"))
+    })
+    .unwrap();
     lab.start_relay_agent(&["--relay-upstream", "up0", "--relay-downstream", "dn0", "--relay-server", "2001:db8:1::1"]);
     let (env, out) = lab.dhclient(&["-N"], "cli0");
     let addr = env.get("new_ip6_address").unwrap_or_else(|| {

@@ -97,13 +97,22 @@ fn dhcpcd_gets_an_address_and_a_prefix() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     let l = leases(&lab);
-    assert!(l.contains("na ") && l.contains("pd "), "dhcpcd got both an address and a prefix:\n{l}\n{text}\n{}", lab.log());
+    assert!(
+        l.contains("na ") && l.contains("pd "),
+        "dhcpcd got both an address and a prefix:\n{l}\n{text}\n{}",
+        lab.log()
+    );
 }
 
 fn start_big(lab: &mut Lab) {
     let db = lab.dir.join("leases.db");
     lab.start(&[
-        "--na-pool", "2001:db8:1::1:0-2001:db8:1::ffff:ffff", "--pd-pool", PD, "--lease-db", db.to_str().unwrap(),
+        "--na-pool",
+        "2001:db8:1::1:0-2001:db8:1::ffff:ffff",
+        "--pd-pool",
+        PD,
+        "--lease-db",
+        db.to_str().unwrap(),
         "--no-routes",
     ]);
 }
@@ -124,7 +133,10 @@ fn perfdhcp(lab: &Lab, rate: u32, exchanges: u32) -> String {
 
 /// perfdhcp's "drops:" figures, one per exchange type (SA, RR).
 fn drops(out: &str) -> Vec<u64> {
-    out.lines().filter_map(|l| l.trim().strip_prefix("drops: ")).filter_map(|v| v.split_whitespace().next()?.parse().ok()).collect()
+    out.lines()
+        .filter_map(|l| l.trim().strip_prefix("drops: "))
+        .filter_map(|v| v.split_whitespace().next()?.parse().ok())
+        .collect()
 }
 
 fn sent(out: &str) -> Vec<u64> {
@@ -140,7 +152,12 @@ fn perfdhcp_address_and_prefix_at_a_fixed_rate_without_drops() {
     let s = sent(&out);
     assert_eq!(d.len(), 2, "perfdhcp reported both exchanges:\n{out}");
     assert!(s.iter().all(|n| *n >= 2000), "perfdhcp sent its exchanges: {s:?}\n{out}");
-    assert!(d.iter().all(|n| *n == 0), "no drops: {d:?}\n{out}\n{:?}\n{}", lab.stats(), lab.log().lines().filter(|l| !l.contains("DEBUG")).collect::<Vec<_>>().join("\n"));
+    assert!(
+        d.iter().all(|n| *n == 0),
+        "no drops: {d:?}\n{out}\n{:?}\n{}",
+        lab.stats(),
+        lab.log().lines().filter(|l| !l.contains("DEBUG")).collect::<Vec<_>>().join("\n")
+    );
     let l = leases(&lab);
     assert!(l.lines().filter(|x| x.starts_with("na ")).count() >= 2000, "{} leases", l.lines().count());
 }
@@ -151,12 +168,36 @@ fn kill_9_loses_no_lease_a_client_was_told_it_has() {
     let mut lab = Lab::new("k9");
     start_big(&mut lab);
     let pcap = lab.dir.join("replies.pcap");
-    let cap = lab.cli.spawn(&["tshark", "-q", "-i", "cli0", "-f", "udp dst port 546", "-w", pcap.to_str().unwrap()], Some(&lab.dir.join("tshark.log"))).unwrap();
+    let cap = lab
+        .cli
+        .spawn(
+            &["tshark", "-q", "-i", "cli0", "-f", "udp dst port 546", "-w", pcap.to_str().unwrap()],
+            Some(&lab.dir.join("tshark.log")),
+        )
+        .unwrap();
     std::thread::sleep(Duration::from_secs(2));
     // perfdhcp in the background; the daemon dies under it.
     let perf = lab
         .cli
-        .spawn(&["timeout", "30", "perfdhcp", "-6", "-l", "cli0", "-e", "address-and-prefix", "-r", "1000", "-n", "20000", "-R", "100000"], Some(&lab.dir.join("perfdhcp.log")))
+        .spawn(
+            &[
+                "timeout",
+                "30",
+                "perfdhcp",
+                "-6",
+                "-l",
+                "cli0",
+                "-e",
+                "address-and-prefix",
+                "-r",
+                "1000",
+                "-n",
+                "20000",
+                "-R",
+                "100000",
+            ],
+            Some(&lab.dir.join("perfdhcp.log")),
+        )
         .unwrap();
     std::thread::sleep(Duration::from_millis(2500));
     lab.stop(true).expect("daemon killed");
@@ -165,14 +206,33 @@ fn kill_9_loses_no_lease_a_client_was_told_it_has() {
     cap.terminate();
     let fields = lab
         .cli
-        .run(&["tshark", "-r", pcap.to_str().unwrap(), "-Y", "dhcpv6.msgtype == 7", "-T", "fields", "-e", "dhcpv6.iaaddr.ip", "-e", "dhcpv6.iaprefix.pref_addr"])
+        .run(&[
+            "tshark",
+            "-r",
+            pcap.to_str().unwrap(),
+            "-Y",
+            "dhcpv6.msgtype == 7",
+            "-T",
+            "fields",
+            "-e",
+            "dhcpv6.iaaddr.ip",
+            "-e",
+            "dhcpv6.iaprefix.pref_addr",
+        ])
         .unwrap();
-    let granted: Vec<String> = fields.split(|c: char| c.is_whitespace() || c == ',').filter(|s| !s.is_empty()).map(str::to_owned).collect();
+    let granted: Vec<String> =
+        fields.split(|c: char| c.is_whitespace() || c == ',').filter(|s| !s.is_empty()).map(str::to_owned).collect();
     assert!(granted.len() > 100, "the clients saw Replies before the crash: {}", granted.len());
     // Restart on the same store: every address and prefix a client saw in a Reply is there.
     start_big(&mut lab);
     let l = leases(&lab);
     let missing: Vec<&String> = granted.iter().filter(|g| !l.contains(&format!(" {g}"))).collect();
-    assert!(missing.is_empty(), "{} of {} granted leases lost after kill -9: {:?}", missing.len(), granted.len(), &missing[..missing.len().min(10)]);
+    assert!(
+        missing.is_empty(),
+        "{} of {} granted leases lost after kill -9: {:?}",
+        missing.len(),
+        granted.len(),
+        &missing[..missing.len().min(10)]
+    );
     eprintln!("{} leases granted before kill -9, all in the store after the restart", granted.len());
 }

@@ -8,14 +8,19 @@ use std::time::Duration;
 use common::{lab::Lab, *};
 use dhcpv6::wire::Message;
 
-const ARGS: &[&str] = &["--dns", "2001:db8::53", "--dns", "2001:db8::54", "--domain", "isp.example", "--domain", "lab.example"];
+const ARGS: &[&str] =
+    &["--dns", "2001:db8::53", "--dns", "2001:db8::54", "--domain", "isp.example", "--domain", "lab.example"];
 
 #[test]
 fn dhclient_is_configured_by_the_xdp_fast_path() {
     let mut lab = Lab::new("fp");
     lab.start(ARGS);
     let (env, out) = lab.dhclient_stateless();
-    assert_eq!(env.get("new_dhcp6_name_servers").map(String::as_str), Some("2001:db8::53 2001:db8::54"), "{out}\n{env:?}");
+    assert_eq!(
+        env.get("new_dhcp6_name_servers").map(String::as_str),
+        Some("2001:db8::53 2001:db8::54"),
+        "{out}\n{env:?}"
+    );
     assert_eq!(env.get("new_dhcp6_domain_search").map(String::as_str), Some("isp.example. lab.example."), "{out}");
     let s = lab.stats();
     assert!(s["xdp_answered"] >= 1, "the fast path answered: {s:?}");
@@ -32,7 +37,8 @@ fn userspace_answers_the_same_with_no_fast_path() {
     assert_eq!(env.get("new_dhcp6_name_servers").map(String::as_str), Some("2001:db8::53 2001:db8::54"), "{out}");
     assert_eq!(env.get("new_dhcp6_domain_search").map(String::as_str), Some("isp.example. lab.example."), "{out}");
     // Userspace counters reach their file once a second.
-    testbed::wait_for(Duration::from_secs(3), || Ok(lab.stats().get("user_replied").copied().unwrap_or(0) >= 1)).unwrap();
+    testbed::wait_for(Duration::from_secs(3), || Ok(lab.stats().get("user_replied").copied().unwrap_or(0) >= 1))
+        .unwrap();
     let s = lab.stats();
     assert_eq!(s["xdp_answered"], 0, "{s:?}");
     assert!(s["xdp_pass_fast_path_off"] >= 1, "{s:?}");
@@ -144,7 +150,9 @@ fn interface_recreated_is_reattached_and_served_by_xdp() {
     // Delete the veth pair and make it again with the same names: a new ifindex, no program.
     lab.srv.run(&["ip", "link", "del", "srv0"]).unwrap();
     lab.wait_log("interface disappeared", Duration::from_secs(5));
-    lab.srv.run(&["ip", "link", "add", "srv0", "type", "veth", "peer", "name", "cli0", "netns", lab.cli.name()]).unwrap();
+    lab.srv
+        .run(&["ip", "link", "add", "srv0", "type", "veth", "peer", "name", "cli0", "netns", lab.cli.name()])
+        .unwrap();
     lab.srv.run(&["ip", "link", "set", "srv0", "up"]).unwrap();
     lab.cli.run(&["ip", "link", "set", "cli0", "up"]).unwrap();
     lab.cli.set_tx_offload("cli0", false).unwrap();
@@ -163,6 +171,11 @@ fn interface_recreated_is_reattached_and_served_by_xdp() {
     let before = lab.stats()["xdp_answered"];
     let (env, out) = lab.dhclient_stateless();
     let _ = std::fs::remove_file(format!("{}-2", lab.aux_pin.display()));
-    assert_eq!(env.get("new_dhcp6_name_servers").map(String::as_str), Some("2001:db8::53 2001:db8::54"), "{out}\n{}", lab.log());
+    assert_eq!(
+        env.get("new_dhcp6_name_servers").map(String::as_str),
+        Some("2001:db8::53 2001:db8::54"),
+        "{out}\n{}",
+        lab.log()
+    );
     assert!(lab.stats()["xdp_answered"] > before, "answered by XDP on the new interface");
 }

@@ -73,8 +73,16 @@ fn crafted_frames() {
     cases.push(("IA_TA", s.build(&info_req(&[opt(4, &[0; 4])])), "drop_ia_present"));
     let ours = opt(2, service().duid.as_bytes());
     cases.push(("our server id", s.build(&info_req(&[client_id(14), ours])), "tx"));
-    cases.push(("foreign server id", s.build(&info_req(&[client_id(14), opt(2, &[0, 3, 0, 1, 1, 2, 3, 4, 5, 6])])), "drop_foreign_server_id"));
-    cases.push(("foreign server id, same length", s.build(&info_req(&[opt(2, &[0, 3, 0, 1, 2, 0xd6, 0, 0, 0, 2])])), "drop_foreign_server_id"));
+    cases.push((
+        "foreign server id",
+        s.build(&info_req(&[client_id(14), opt(2, &[0, 3, 0, 1, 1, 2, 3, 4, 5, 6])])),
+        "drop_foreign_server_id",
+    ));
+    cases.push((
+        "foreign server id, same length",
+        s.build(&info_req(&[opt(2, &[0, 3, 0, 1, 2, 0xd6, 0, 0, 0, 2])])),
+        "drop_foreign_server_id",
+    ));
     let mut trunc = info_req(&base());
     trunc.extend_from_slice(&[0, 8, 0]);
     cases.push(("truncated option header", s.build(&trunc), "drop_malformed"));
@@ -123,7 +131,16 @@ fn crafted_frames() {
     cases.push(("IPv6 header cut short", plain_cut(30), "not_dhcp"));
     let plain = s.build(&info_req(&base()));
     cases.push(("headers only", plain[..14 + 40 + 8].to_vec(), "pass_length"));
-    cases.push(("IPv4", { let mut f = plain.clone(); f[12] = 8; f[13] = 0; f }, "not_dhcp"));
+    cases.push((
+        "IPv4",
+        {
+            let mut f = plain.clone();
+            f[12] = 8;
+            f[13] = 0;
+            f
+        },
+        "not_dhcp",
+    ));
     let big: Vec<Vec<u8>> = (0..10).map(|_| opt(16, &[0; 48])).collect();
     cases.push(("request over 512 bytes", s.build(&info_req(&big)), "pass_limits"));
 
@@ -230,7 +247,9 @@ fn random_request(rng: &mut StdRng) -> Vec<u8> {
         opts.push(client_id(rng.random_range(3..=130)));
     }
     if rng.random_bool(0.7) {
-        let codes: Vec<u16> = (0..rng.random_range(0..8)).map(|_| *[23, 24, 31, 56, 32, 83, 82, 64, 200].get(rng.random_range(0..9)).unwrap()).collect();
+        let codes: Vec<u16> = (0..rng.random_range(0..8))
+            .map(|_| *[23, 24, 31, 56, 32, 83, 82, 64, 200].get(rng.random_range(0..9)).unwrap())
+            .collect();
         opts.push(oro(&codes));
     }
     if rng.random_bool(0.5) {

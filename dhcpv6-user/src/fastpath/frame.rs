@@ -29,7 +29,11 @@ pub fn udp_sum(src: &Ipv6Addr, dst: &Ipv6Addr, udp: &[u8]) -> u16 {
 /// The checksum to write into a datagram whose checksum field is zero.
 pub fn udp_checksum(src: &Ipv6Addr, dst: &Ipv6Addr, udp: &[u8]) -> u16 {
     let c = !udp_sum(src, dst, udp);
-    if c == 0 { 0xffff } else { c }
+    if c == 0 {
+        0xffff
+    } else {
+        c
+    }
 }
 
 /// A frame to describe: Ethernet with optional VLAN tags, IPv6, UDP, payload.

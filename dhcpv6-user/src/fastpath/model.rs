@@ -11,8 +11,8 @@ use std::net::Ipv6Addr;
 use dhcpv6_common::{
     limits::{MAX_OPTIONS, MAX_ORO_CODES, MAX_REQUEST_UDP_LEN},
     wire::{
-        msg, opt, ALL_DHCP_RELAY_AGENTS_AND_SERVERS, DUID_MAX_LEN, DUID_MIN_LEN, ETH_P_8021AD, ETH_P_8021Q,
-        ETH_P_IPV6, IPPROTO_UDP, REPLY_HOP_LIMIT, SERVER_PORT,
+        msg, opt, ALL_DHCP_RELAY_AGENTS_AND_SERVERS, DUID_MAX_LEN, DUID_MIN_LEN, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IPV6,
+        IPPROTO_UDP, REPLY_HOP_LIMIT, SERVER_PORT,
     },
 };
 
@@ -61,7 +61,9 @@ fn classify(f: &[u8]) -> Result<Offsets, Outcome> {
     if ethertype != ETH_P_IPV6 {
         return Err(Outcome::NotDhcp);
     }
-    let (Some(&v), Some(&next)) = (f.get(l3), f.get(l3 + 6)) else { return Err(Outcome::NotDhcp) };
+    let (Some(&v), Some(&next)) = (f.get(l3), f.get(l3 + 6)) else {
+        return Err(Outcome::NotDhcp);
+    };
     if v >> 4 != 6 {
         return Err(Outcome::NotDhcp);
     }
@@ -86,7 +88,9 @@ fn walk_limits(opts: &[u8]) -> Result<(), Outcome> {
         if off >= opts.len() {
             break;
         }
-        let (Some(code), Some(len)) = (be16(opts, off), be16(opts, off + 2)) else { return Ok(()) };
+        let (Some(code), Some(len)) = (be16(opts, off), be16(opts, off + 2)) else {
+            return Ok(());
+        };
         let len = usize::from(len);
         if off + 4 + len > opts.len() {
             return Ok(());
@@ -151,12 +155,10 @@ fn decide(f: &[u8], iface: Option<&ModelIface>) -> Result<Outcome, Outcome> {
     }
     let dhcp = &udp[8..];
     walk_limits(&dhcp[4..])?;
-    let reply = Message::parse(dhcp)
-        .map_err(Discard::Malformed)
-        .and_then(|m| {
-            let r = information_request(&m, &iface.svc)?;
-            Ok((r, m.requested_options().map(|c| c.len()).unwrap_or(0)))
-        });
+    let reply = Message::parse(dhcp).map_err(Discard::Malformed).and_then(|m| {
+        let r = information_request(&m, &iface.svc)?;
+        Ok((r, m.requested_options().map(|c| c.len()).unwrap_or(0)))
+    });
     let (reply, oro_codes) = match reply {
         Ok(r) => r,
         Err(d) => return Err(Outcome::Drop(d.counter())),

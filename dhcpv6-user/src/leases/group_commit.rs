@@ -48,11 +48,7 @@ pub(super) struct GroupCommitter {
 }
 
 impl GroupCommitter {
-    pub(super) fn spawn(
-        conn: Connection,
-        path: Arc<Path>,
-        capacity: usize,
-    ) -> Result<Self, StoreError> {
+    pub(super) fn spawn(conn: Connection, path: Arc<Path>, capacity: usize) -> Result<Self, StoreError> {
         let capacity = capacity.max(1);
         let (queue, jobs) = mpsc::sync_channel(capacity);
         let transactions = Arc::new(AtomicU64::new(0));
@@ -62,17 +58,8 @@ impl GroupCommitter {
                 .name("lease-writer".into())
                 .spawn(move || run(conn, &jobs, &path, &transactions, capacity))
         }
-        .map_err(|e| StoreError::SpawnWriter {
-            path: path.to_path_buf(),
-            source: Arc::new(e),
-        })?;
-        Ok(GroupCommitter {
-            queue: Some(queue),
-            thread: Some(thread),
-            transactions,
-            path,
-            capacity,
-        })
+        .map_err(|e| StoreError::SpawnWriter { path: path.to_path_buf(), source: Arc::new(e) })?;
+        Ok(GroupCommitter { queue: Some(queue), thread: Some(thread), transactions, path, capacity })
     }
 
     /// Queues `ops` without blocking; a full queue fails the ticket at once.
@@ -92,9 +79,7 @@ impl GroupCommitter {
     /// full: reclaiming is housekeeping and should wait its turn, not be shed.
     pub(super) fn reclaim(&self, now: u64) -> Result<Vec<Lease>, StoreError> {
         let (done, rx) = mpsc::channel();
-        self.sender()
-            .send(Job::Reclaim { now, done })
-            .map_err(|_| self.stopped())?;
+        self.sender().send(Job::Reclaim { now, done }).map_err(|_| self.stopped())?;
         rx.recv().unwrap_or_else(|_| Err(self.stopped()))
     }
 
@@ -104,15 +89,11 @@ impl GroupCommitter {
 
     fn sender(&self) -> &SyncSender<Job> {
         // Only `drop` takes the sender, and nothing can call us after that.
-        self.queue
-            .as_ref()
-            .expect("lease writer queue used after drop")
+        self.queue.as_ref().expect("lease writer queue used after drop")
     }
 
     fn stopped(&self) -> StoreError {
-        StoreError::WriterStopped {
-            path: self.path.to_path_buf(),
-        }
+        StoreError::WriterStopped { path: self.path.to_path_buf() }
     }
 }
 
@@ -129,20 +110,12 @@ impl Drop for GroupCommitter {
 }
 
 /// The writer loop; returns once the queue is closed and drained.
-fn run(
-    mut conn: Connection,
-    jobs: &Receiver<Job>,
-    path: &Path,
-    transactions: &AtomicU64,
-    max_batch: usize,
-) {
+fn run(mut conn: Connection, jobs: &Receiver<Job>, path: &Path, transactions: &AtomicU64, max_batch: usize) {
     while let Ok(first) = jobs.recv() {
         // Everything that queued up while the previous transaction was being
         // written shares this one. The cap only guards against producers that
         // refill the queue faster than we can drain it.
-        let batch: Vec<Job> = std::iter::once(first)
-            .chain(jobs.try_iter().take(max_batch))
-            .collect();
+        let batch: Vec<Job> = std::iter::once(first).chain(jobs.try_iter().take(max_batch)).collect();
         match write_batch(&mut conn, &batch, path) {
             Ok(mut reclaimed) => {
                 // Count before resolving, so a caller that saw its ticket resolve
@@ -180,17 +153,11 @@ fn run(
 /// Applies a batch in one durable transaction. Returns what each reclaim deleted, in
 /// batch order. On error nothing of the batch is kept (the transaction rolls back
 /// when dropped).
-fn write_batch(
-    conn: &mut Connection,
-    batch: &[Job],
-    path: &Path,
-) -> Result<VecDeque<Vec<Lease>>, StoreError> {
+fn write_batch(conn: &mut Connection, batch: &[Job], path: &Path) -> Result<VecDeque<Vec<Lease>>, StoreError> {
     let err = |action| sql_error(path, action);
     // IMMEDIATE takes the write lock up front (waiting out an operator's sqlite3
     // write via busy_timeout) instead of failing half-way through the batch.
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(err("begin transaction"))?;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(err("begin transaction"))?;
     let mut reclaimed = VecDeque::new();
     for job in batch {
         match job {
@@ -198,16 +165,12 @@ fn write_batch(
                 for op in ops {
                     match op {
                         LeaseOp::Upsert(lease) => upsert(&tx, lease).map_err(err("write lease"))?,
-                        LeaseOp::Remove { .. } => {
-                            remove(&tx, &op.key()).map_err(err("remove lease"))?
-                        }
+                        LeaseOp::Remove { .. } => remove(&tx, &op.key()).map_err(err("remove lease"))?,
                     }
                 }
             }
             Job::Reclaim { now, .. } => {
-                reclaimed.push_back(
-                    delete_expired(&tx, *now, path).map_err(err("reclaim expired leases"))?,
-                );
+                reclaimed.push_back(delete_expired(&tx, *now, path).map_err(err("reclaim expired leases"))?);
             }
         }
     }
@@ -266,9 +229,7 @@ mod tests {
         let tasks: Vec<_> = (0..2_000)
             .map(|n| {
                 let store = Arc::clone(&store);
-                tokio::spawn(
-                    async move { store.commit(vec![LeaseOp::Upsert(prefix(n))]).wait().await },
-                )
+                tokio::spawn(async move { store.commit(vec![LeaseOp::Upsert(prefix(n))]).wait().await })
             })
             .collect();
         for task in tasks {
@@ -276,10 +237,7 @@ mod tests {
         }
         assert!(store.transactions() < 2_000);
         let store = Arc::clone(&store);
-        let loaded = tokio::task::spawn_blocking(move || store.load_all())
-            .await
-            .unwrap()
-            .unwrap();
+        let loaded = tokio::task::spawn_blocking(move || store.load_all()).await.unwrap().unwrap();
         assert_eq!(loaded.len(), 2_000);
     }
 
@@ -287,36 +245,19 @@ mod tests {
     fn full_queue_sheds_load() {
         let dir = TempDir::new("full");
         let path = dir.path().join("leases.db");
-        let store = SqliteStore::open_with(
-            &path,
-            SqliteOptions {
-                queue_capacity: 1,
-                ..SqliteOptions::default()
-            },
-        )
-        .unwrap();
+        let store =
+            SqliteStore::open_with(&path, SqliteOptions { queue_capacity: 1, ..SqliteOptions::default() }).unwrap();
         // Hold the write lock from another connection so the writer is stuck on
         // its first batch; with capacity 1, the queue then fills.
         let blocker = Connection::open(&path).unwrap();
         blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
-        let tickets: Vec<CommitTicket> = (0..10)
-            .map(|n| store.commit(vec![LeaseOp::Upsert(address(n))]))
-            .collect();
+        let tickets: Vec<CommitTicket> = (0..10).map(|n| store.commit(vec![LeaseOp::Upsert(address(n))])).collect();
         blocker.execute_batch("COMMIT").unwrap();
 
-        let results: Vec<_> = tickets
-            .into_iter()
-            .map(CommitTicket::wait_blocking)
-            .collect();
-        assert!(results
-            .iter()
-            .any(|r| matches!(r, Err(StoreError::QueueFull { capacity: 1, .. }))));
+        let results: Vec<_> = tickets.into_iter().map(CommitTicket::wait_blocking).collect();
+        assert!(results.iter().any(|r| matches!(r, Err(StoreError::QueueFull { capacity: 1, .. }))));
         let ok = results.iter().filter(|r| r.is_ok()).count();
         assert!(ok >= 1);
-        assert_eq!(
-            store.load_all().unwrap().len(),
-            ok,
-            "exactly the Ok commits are stored"
-        );
+        assert_eq!(store.load_all().unwrap().len(), ok, "exactly the Ok commits are stored");
     }
 }

@@ -45,22 +45,12 @@ impl LeaseIndex {
 
     /// All leases of one client, across its IAs.
     pub fn for_duid<'a>(&'a self, duid: &[u8]) -> impl Iterator<Item = &'a Lease> + 'a {
-        self.by_duid
-            .get(duid)
-            .into_iter()
-            .flatten()
-            .filter_map(|key| self.by_key.get(key))
+        self.by_duid.get(duid).into_iter().flatten().filter_map(|key| self.by_key.get(key))
     }
 
     /// The leases of one IA of one client.
-    pub fn for_client<'a>(
-        &'a self,
-        duid: &[u8],
-        iaid: u32,
-        kind: LeaseKind,
-    ) -> impl Iterator<Item = &'a Lease> + 'a {
-        self.for_duid(duid)
-            .filter(move |lease| lease.iaid == iaid && lease.kind == kind)
+    pub fn for_client<'a>(&'a self, duid: &[u8], iaid: u32, kind: LeaseKind) -> impl Iterator<Item = &'a Lease> + 'a {
+        self.for_duid(duid).filter(move |lease| lease.iaid == iaid && lease.kind == kind)
     }
 
     /// Inserts or replaces the lease for its key; returns the one it replaced.
@@ -98,12 +88,8 @@ impl LeaseIndex {
     /// runs every few seconds at most, and a lease table fits in cache-friendly
     /// hash maps even at ISP scale.
     pub fn remove_expired(&mut self, now: u64) -> Vec<Lease> {
-        let expired: Vec<LeaseKey> = self
-            .by_key
-            .values()
-            .filter(|lease| lease.is_expired(now))
-            .map(Lease::key)
-            .collect();
+        let expired: Vec<LeaseKey> =
+            self.by_key.values().filter(|lease| lease.is_expired(now)).map(Lease::key).collect();
         expired.iter().filter_map(|key| self.remove(key)).collect()
     }
 
@@ -143,10 +129,7 @@ impl MemoryStore {
 
     /// A store that already holds `leases`, as if reloaded after a restart.
     pub fn with_leases(leases: impl IntoIterator<Item = Lease>) -> Self {
-        MemoryStore {
-            leases: Mutex::new(leases.into_iter().collect()),
-            transactions: AtomicU64::new(0),
-        }
+        MemoryStore { leases: Mutex::new(leases.into_iter().collect()), transactions: AtomicU64::new(0) }
     }
 
     fn index(&self) -> std::sync::MutexGuard<'_, LeaseIndex> {
@@ -205,18 +188,8 @@ mod tests {
 
         assert_eq!(index.len(), 2);
         assert_eq!(index.for_duid(&a.duid).count(), 2);
-        assert_eq!(
-            index
-                .for_client(&a.duid, a.iaid, LeaseKind::Address)
-                .collect::<Vec<_>>(),
-            vec![&a]
-        );
-        assert_eq!(
-            index
-                .for_client(&a.duid, 7, LeaseKind::Prefix)
-                .collect::<Vec<_>>(),
-            vec![&p]
-        );
+        assert_eq!(index.for_client(&a.duid, a.iaid, LeaseKind::Address).collect::<Vec<_>>(), vec![&a]);
+        assert_eq!(index.for_client(&a.duid, 7, LeaseKind::Prefix).collect::<Vec<_>>(), vec![&p]);
         assert_eq!(index.for_client(&a.duid, 7, LeaseKind::Address).count(), 0);
 
         // Rebinding the address to another client moves it in the DUID index.
@@ -224,15 +197,9 @@ mod tests {
         moved.duid = vec![0xee; 10];
         assert_eq!(index.upsert(moved.clone()), Some(a.clone()));
         assert_eq!(index.for_duid(&a.duid).collect::<Vec<_>>(), vec![&p]);
-        assert_eq!(
-            index.for_duid(&moved.duid).collect::<Vec<_>>(),
-            vec![&moved]
-        );
+        assert_eq!(index.for_duid(&moved.duid).collect::<Vec<_>>(), vec![&moved]);
 
-        assert_eq!(
-            index.apply(LeaseOp::remove(moved.key())),
-            Some(moved.clone())
-        );
+        assert_eq!(index.apply(LeaseOp::remove(moved.key())), Some(moved.clone()));
         assert!(!index.contains(&moved.key()));
         assert_eq!(index.for_duid(&moved.duid).count(), 0);
         assert_eq!(index.len(), 1);
@@ -241,25 +208,13 @@ mod tests {
     #[test]
     fn store_round_trip_upsert_remove() {
         let store = MemoryStore::new();
-        store
-            .commit(vec![
-                LeaseOp::Upsert(address(1)),
-                LeaseOp::Upsert(prefix(1)),
-            ])
-            .wait_blocking()
-            .unwrap();
+        store.commit(vec![LeaseOp::Upsert(address(1)), LeaseOp::Upsert(prefix(1))]).wait_blocking().unwrap();
         let mut renewed = address(1);
         renewed.valid_until += 60;
-        store
-            .commit(vec![LeaseOp::Upsert(renewed.clone())])
-            .wait_blocking()
-            .unwrap();
+        store.commit(vec![LeaseOp::Upsert(renewed.clone())]).wait_blocking().unwrap();
         assert_eq!(store.load_all().unwrap(), vec![renewed.clone(), prefix(1)]);
 
-        store
-            .commit(vec![LeaseOp::remove(prefix(1).key())])
-            .wait_blocking()
-            .unwrap();
+        store.commit(vec![LeaseOp::remove(prefix(1).key())]).wait_blocking().unwrap();
         assert_eq!(store.load_all().unwrap(), vec![renewed]);
         assert_eq!(store.transactions(), 3);
     }
@@ -269,9 +224,7 @@ mod tests {
         let store = MemoryStore::new();
         let mut bad = prefix(2);
         bad.prefix_len = 129;
-        let result = store
-            .commit(vec![LeaseOp::Upsert(address(1)), LeaseOp::Upsert(bad)])
-            .wait_blocking();
+        let result = store.commit(vec![LeaseOp::Upsert(address(1)), LeaseOp::Upsert(bad)]).wait_blocking();
         assert!(matches!(result, Err(StoreError::InvalidLease { .. })));
         assert!(store.load_all().unwrap().is_empty());
     }

@@ -121,21 +121,17 @@ impl LeaseKey {
     /// Why this key cannot be stored, if it cannot.
     fn problem(&self) -> Option<String> {
         match self.kind {
-            LeaseKind::Address if self.prefix_len != 128 => Some(format!(
-                "an address lease must have prefix_len 128, not {}",
-                self.prefix_len
-            )),
+            LeaseKind::Address if self.prefix_len != 128 => {
+                Some(format!("an address lease must have prefix_len 128, not {}", self.prefix_len))
+            }
             LeaseKind::Prefix if !(1..=128).contains(&self.prefix_len) => {
                 Some(format!("prefix_len {} is outside 1..=128", self.prefix_len))
             }
             LeaseKind::Prefix => {
                 // Host bits must be zero, otherwise 2001:db8::1/48 and 2001:db8::/48
                 // would be two distinct keys for the same prefix.
-                let host_mask = u128::MAX
-                    .checked_shr(u32::from(self.prefix_len))
-                    .unwrap_or(0);
-                (u128::from(self.addr) & host_mask != 0)
-                    .then(|| "prefix has bits set beyond its length".to_string())
+                let host_mask = u128::MAX.checked_shr(u32::from(self.prefix_len)).unwrap_or(0);
+                (u128::from(self.addr) & host_mask != 0).then(|| "prefix has bits set beyond its length".to_string())
             }
             LeaseKind::Address => None,
         }
@@ -176,11 +172,7 @@ pub struct Lease {
 
 impl Lease {
     pub fn key(&self) -> LeaseKey {
-        LeaseKey {
-            kind: self.kind,
-            addr: self.addr,
-            prefix_len: self.prefix_len,
-        }
+        LeaseKey { kind: self.kind, addr: self.addr, prefix_len: self.prefix_len }
     }
 
     /// True once the valid lifetime has run out at `now` (unix seconds).
@@ -195,10 +187,7 @@ impl Lease {
             return Some(reason);
         }
         if self.duid.is_empty() || self.duid.len() > MAX_DUID_LEN {
-            return Some(format!(
-                "DUID length {} is outside 1..={MAX_DUID_LEN}",
-                self.duid.len()
-            ));
+            return Some(format!("DUID length {} is outside 1..={MAX_DUID_LEN}", self.duid.len()));
         }
         if self.preferred_until > self.valid_until {
             return Some("preferred_until is later than valid_until".to_string());
@@ -214,10 +203,7 @@ impl Lease {
     pub fn validate(&self) -> Result<(), StoreError> {
         match self.problem() {
             None => Ok(()),
-            Some(reason) => Err(StoreError::InvalidLease {
-                key: self.key(),
-                reason,
-            }),
+            Some(reason) => Err(StoreError::InvalidLease { key: self.key(), reason }),
         }
     }
 }
@@ -229,34 +215,20 @@ pub enum LeaseOp {
     Upsert(Lease),
     /// Delete the lease with this key (Release, or reclaiming a binding). Removing a
     /// key that is not stored is not an error.
-    Remove {
-        kind: LeaseKind,
-        addr: Ipv6Addr,
-        prefix_len: u8,
-    },
+    Remove { kind: LeaseKind, addr: Ipv6Addr, prefix_len: u8 },
 }
 
 impl LeaseOp {
     pub fn remove(key: LeaseKey) -> Self {
-        LeaseOp::Remove {
-            kind: key.kind,
-            addr: key.addr,
-            prefix_len: key.prefix_len,
-        }
+        LeaseOp::Remove { kind: key.kind, addr: key.addr, prefix_len: key.prefix_len }
     }
 
     pub fn key(&self) -> LeaseKey {
         match self {
             LeaseOp::Upsert(lease) => lease.key(),
-            LeaseOp::Remove {
-                kind,
-                addr,
-                prefix_len,
-            } => LeaseKey {
-                kind: *kind,
-                addr: *addr,
-                prefix_len: *prefix_len,
-            },
+            LeaseOp::Remove { kind, addr, prefix_len } => {
+                LeaseKey { kind: *kind, addr: *addr, prefix_len: *prefix_len }
+            }
         }
     }
 
@@ -274,10 +246,7 @@ impl LeaseOp {
 #[non_exhaustive]
 pub enum StoreError {
     #[error("lease store {path}: cannot create its directory: {source}")]
-    CreateDir {
-        path: PathBuf,
-        source: Arc<std::io::Error>,
-    },
+    CreateDir { path: PathBuf, source: Arc<std::io::Error> },
     #[error("lease store {path}: {action}: {source}")]
     Sqlite {
         path: PathBuf,
@@ -289,18 +258,11 @@ pub enum StoreError {
         "lease store {path}: schema version {found} is not one this dhcpv6d knows \
          (newest: {supported}); refusing to use it"
     )]
-    UnsupportedSchema {
-        path: PathBuf,
-        found: i64,
-        supported: i64,
-    },
+    UnsupportedSchema { path: PathBuf, found: i64, supported: i64 },
     #[error("lease store {path}: journal_mode is {mode:?} but WAL is required")]
     NotWal { path: PathBuf, mode: String },
     #[error("lease store {path}: cannot start the writer thread: {source}")]
-    SpawnWriter {
-        path: PathBuf,
-        source: Arc<std::io::Error>,
-    },
+    SpawnWriter { path: PathBuf, source: Arc<std::io::Error> },
     /// The commit queue is full: the disk cannot keep up. The commit was not queued;
     /// the caller should drop the request (the client retransmits) rather than wait.
     #[error("lease store {path}: commit queue full ({capacity} commits pending)")]
@@ -323,10 +285,7 @@ pub struct CommitTicket(TicketState);
 #[derive(Debug)]
 enum TicketState {
     Resolved(Result<(), StoreError>),
-    Pending {
-        rx: oneshot::Receiver<Result<(), StoreError>>,
-        path: Arc<Path>,
-    },
+    Pending { rx: oneshot::Receiver<Result<(), StoreError>>, path: Arc<Path> },
 }
 
 impl CommitTicket {
@@ -343,11 +302,9 @@ impl CommitTicket {
     pub async fn wait(self) -> Result<(), StoreError> {
         match self.0 {
             TicketState::Resolved(result) => result,
-            TicketState::Pending { rx, path } => rx.await.unwrap_or_else(|_| {
-                Err(StoreError::WriterStopped {
-                    path: path.to_path_buf(),
-                })
-            }),
+            TicketState::Pending { rx, path } => {
+                rx.await.unwrap_or_else(|_| Err(StoreError::WriterStopped { path: path.to_path_buf() }))
+            }
         }
     }
 
@@ -359,11 +316,9 @@ impl CommitTicket {
     pub fn wait_blocking(self) -> Result<(), StoreError> {
         match self.0 {
             TicketState::Resolved(result) => result,
-            TicketState::Pending { rx, path } => rx.blocking_recv().unwrap_or_else(|_| {
-                Err(StoreError::WriterStopped {
-                    path: path.to_path_buf(),
-                })
-            }),
+            TicketState::Pending { rx, path } => {
+                rx.blocking_recv().unwrap_or_else(|_| Err(StoreError::WriterStopped { path: path.to_path_buf() }))
+            }
         }
     }
 }
@@ -397,9 +352,7 @@ pub trait LeaseStore: Send + Sync {
 pub fn unix_now() -> u64 {
     // A clock before 1970 is a broken clock; treating it as 0 keeps leases alive
     // rather than reclaiming them all.
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 #[cfg(test)]
@@ -413,9 +366,7 @@ pub(crate) mod testutil {
     impl TempDir {
         pub fn new(tag: &str) -> Self {
             static NEXT: AtomicU32 = AtomicU32::new(0);
-            let nanos = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.subsec_nanos());
+            let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
             let dir = std::env::temp_dir().join(format!(
                 "dhcpv6-leases-{tag}-{}-{}-{nanos}",
                 std::process::id(),
@@ -439,16 +390,7 @@ pub(crate) mod testutil {
     /// Address lease number `n` of a client derived from `n`.
     pub fn address(n: u32) -> Lease {
         Lease {
-            duid: vec![
-                0,
-                1,
-                0,
-                1,
-                (n >> 24) as u8,
-                (n >> 16) as u8,
-                (n >> 8) as u8,
-                n as u8,
-            ],
+            duid: vec![0, 1, 0, 1, (n >> 24) as u8, (n >> 16) as u8, (n >> 8) as u8, n as u8],
             iaid: n,
             kind: LeaseKind::Address,
             addr: Ipv6Addr::from(0x2001_0db8_0000_0000_0000_0000_0000_0000u128 | u128::from(n)),
@@ -464,9 +406,7 @@ pub(crate) mod testutil {
     pub fn prefix(n: u32) -> Lease {
         Lease {
             kind: LeaseKind::Prefix,
-            addr: Ipv6Addr::from(
-                0x2001_0db8_8000_0000_0000_0000_0000_0000u128 | (u128::from(n) << 72),
-            ),
+            addr: Ipv6Addr::from(0x2001_0db8_8000_0000_0000_0000_0000_0000u128 | (u128::from(n) << 72)),
             prefix_len: 56,
             iface: "relay:10.0.0.1/3".to_string(),
             ..address(n)

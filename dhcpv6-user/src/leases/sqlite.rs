@@ -17,9 +17,7 @@ use rusqlite::{params, Connection, Row, Transaction, TransactionBehavior};
 use tracing::warn;
 
 use super::group_commit::GroupCommitter;
-use super::{
-    CommitTicket, Lease, LeaseKey, LeaseKind, LeaseOp, LeaseState, LeaseStore, StoreError,
-};
+use super::{CommitTicket, Lease, LeaseKey, LeaseKind, LeaseOp, LeaseState, LeaseStore, StoreError};
 
 /// Tuning knobs of [`SqliteStore`].
 #[derive(Debug, Clone)]
@@ -35,10 +33,7 @@ pub struct SqliteOptions {
 
 impl Default for SqliteOptions {
     fn default() -> Self {
-        SqliteOptions {
-            queue_capacity: 16_384,
-            busy_timeout: Duration::from_secs(5),
-        }
+        SqliteOptions { queue_capacity: 16_384, busy_timeout: Duration::from_secs(5) }
     }
 }
 
@@ -92,10 +87,8 @@ impl SqliteStore {
     pub fn open_with(path: impl AsRef<Path>, options: SqliteOptions) -> Result<Self, StoreError> {
         let path: Arc<Path> = Arc::from(path.as_ref());
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| StoreError::CreateDir {
-                path: path.to_path_buf(),
-                source: Arc::new(e),
-            })?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::CreateDir { path: path.to_path_buf(), source: Arc::new(e) })?;
         }
 
         let mut write_conn = connect(&path, &options)?;
@@ -103,16 +96,10 @@ impl SqliteStore {
 
         let reader = connect(&path, &options)?;
         // The reader must never take the write lock away from the writer thread.
-        reader
-            .pragma_update(None, "query_only", true)
-            .map_err(sql_error(&path, "open"))?;
+        reader.pragma_update(None, "query_only", true).map_err(sql_error(&path, "open"))?;
 
         let writer = GroupCommitter::spawn(write_conn, Arc::clone(&path), options.queue_capacity)?;
-        Ok(SqliteStore {
-            path,
-            reader: Mutex::new(reader),
-            writer,
-        })
+        Ok(SqliteStore { path, reader: Mutex::new(reader), writer })
     }
 
     pub fn path(&self) -> &Path {
@@ -125,8 +112,7 @@ impl LeaseStore for SqliteStore {
         // A poisoned lock only means another reader panicked; the connection is fine.
         let conn = self.reader.lock().unwrap_or_else(PoisonError::into_inner);
         let load = || -> rusqlite::Result<Vec<Lease>> {
-            let mut stmt =
-                conn.prepare_cached(&format!("SELECT {ROW_COLUMNS} FROM leases ORDER BY rowid"))?;
+            let mut stmt = conn.prepare_cached(&format!("SELECT {ROW_COLUMNS} FROM leases ORDER BY rowid"))?;
             let rows = stmt.query([])?;
             decode_rows(rows, &self.path)
         };
@@ -151,40 +137,27 @@ impl LeaseStore for SqliteStore {
     }
 }
 
-pub(super) fn sql_error<'a>(
-    path: &'a Path,
-    action: &'static str,
-) -> impl FnOnce(rusqlite::Error) -> StoreError + 'a {
-    move |e| StoreError::Sqlite {
-        path: path.to_path_buf(),
-        action,
-        source: Arc::new(e),
-    }
+pub(super) fn sql_error<'a>(path: &'a Path, action: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError + 'a {
+    move |e| StoreError::Sqlite { path: path.to_path_buf(), action, source: Arc::new(e) }
 }
 
 /// Opens one connection with the durability settings every connection needs.
 fn connect(path: &Path, options: &SqliteOptions) -> Result<Connection, StoreError> {
     let err = |action| sql_error(path, action);
     let conn = Connection::open(path).map_err(err("open"))?;
-    conn.busy_timeout(options.busy_timeout)
-        .map_err(err("open"))?;
+    conn.busy_timeout(options.busy_timeout).map_err(err("open"))?;
     // WAL: readers (ours and the operator's sqlite3) never block the writer, and a
     // commit costs one sequential append plus one fsync.
-    let mode: String = conn
-        .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
-        .map_err(err("enable WAL"))?;
+    let mode: String =
+        conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0)).map_err(err("enable WAL"))?;
     if !mode.eq_ignore_ascii_case("wal") {
         // Some file systems (network mounts) cannot do WAL; refuse rather than
         // silently run with different durability and locking.
-        return Err(StoreError::NotWal {
-            path: path.to_path_buf(),
-            mode,
-        });
+        return Err(StoreError::NotWal { path: path.to_path_buf(), mode });
     }
     // FULL, not the WAL-typical NORMAL: NORMAL may lose the last transactions on
     // power loss, which are exactly the leases just promised to clients.
-    conn.pragma_update(None, "synchronous", "FULL")
-        .map_err(err("set synchronous=FULL"))?;
+    conn.pragma_update(None, "synchronous", "FULL").map_err(err("set synchronous=FULL"))?;
     Ok(conn)
 }
 
@@ -192,16 +165,10 @@ fn connect(path: &Path, options: &SqliteOptions) -> Result<Connection, StoreErro
 fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
     let err = |action| sql_error(path, action);
     // IMMEDIATE so two processes opening a new file at once cannot both create it.
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(err("migrate schema"))?;
-    let found: i64 = tx
-        .pragma_query_value(None, "user_version", |row| row.get(0))
-        .map_err(err("read schema version"))?;
-    let Some(pending) = usize::try_from(found)
-        .ok()
-        .and_then(|v| MIGRATIONS.get(v..))
-    else {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(err("migrate schema"))?;
+    let found: i64 =
+        tx.pragma_query_value(None, "user_version", |row| row.get(0)).map_err(err("read schema version"))?;
+    let Some(pending) = usize::try_from(found).ok().and_then(|v| MIGRATIONS.get(v..)) else {
         return Err(StoreError::UnsupportedSchema {
             path: path.to_path_buf(),
             found,
@@ -214,8 +181,7 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
     for sql in pending {
         tx.execute_batch(sql).map_err(err("migrate schema"))?;
     }
-    tx.pragma_update(None, "user_version", SqliteStore::SCHEMA_VERSION)
-        .map_err(err("migrate schema"))?;
+    tx.pragma_update(None, "user_version", SqliteStore::SCHEMA_VERSION).map_err(err("migrate schema"))?;
     tx.commit().map_err(err("migrate schema"))
 }
 
@@ -256,27 +222,15 @@ fn sql_int(v: u64) -> rusqlite::Result<i64> {
 }
 
 pub(super) fn remove(tx: &Transaction<'_>, key: &LeaseKey) -> rusqlite::Result<()> {
-    let mut stmt = tx.prepare_cached(
-        "DELETE FROM leases WHERE kind = ?1 AND address = ?2 AND prefix_len = ?3",
-    )?;
-    stmt.execute(params![
-        key.kind.as_str(),
-        key.addr.to_string(),
-        key.prefix_len
-    ])?;
+    let mut stmt = tx.prepare_cached("DELETE FROM leases WHERE kind = ?1 AND address = ?2 AND prefix_len = ?3")?;
+    stmt.execute(params![key.kind.as_str(), key.addr.to_string(), key.prefix_len])?;
     Ok(())
 }
 
-pub(super) fn delete_expired(
-    tx: &Transaction<'_>,
-    now: u64,
-    path: &Path,
-) -> rusqlite::Result<Vec<Lease>> {
+pub(super) fn delete_expired(tx: &Transaction<'_>, now: u64, path: &Path) -> rusqlite::Result<Vec<Lease>> {
     // Clamp rather than fail: "now" past i64::MAX means everything has expired.
     let now = i64::try_from(now).unwrap_or(i64::MAX);
-    let mut stmt = tx.prepare_cached(&format!(
-        "DELETE FROM leases WHERE valid_until <= ?1 RETURNING {ROW_COLUMNS}"
-    ))?;
+    let mut stmt = tx.prepare_cached(&format!("DELETE FROM leases WHERE valid_until <= ?1 RETURNING {ROW_COLUMNS}"))?;
     let rows = stmt.query([now])?;
     decode_rows(rows, path)
 }
@@ -310,8 +264,7 @@ fn decode_row(row: &Row<'_>) -> Result<Lease, String> {
         },
         addr: {
             let s = text(row, 4, "address")?;
-            s.parse()
-                .map_err(|_| format!("address {s:?} is not IPv6"))?
+            s.parse().map_err(|_| format!("address {s:?} is not IPv6"))?
         },
         prefix_len: int(row, 5, "prefix_len")?,
         iface: text(row, 6, "iface")?.to_string(),
@@ -329,10 +282,7 @@ fn decode_row(row: &Row<'_>) -> Result<Lease, String> {
 }
 
 fn text<'r>(row: &'r Row<'_>, idx: usize, name: &str) -> Result<&'r str, String> {
-    row.get_ref(idx)
-        .map_err(|e| format!("{name}: {e}"))?
-        .as_str()
-        .map_err(|_| format!("{name} is not text"))
+    row.get_ref(idx).map_err(|e| format!("{name}: {e}"))?.as_str().map_err(|_| format!("{name} is not text"))
 }
 
 fn int<T: TryFrom<i64>>(row: &Row<'_>, idx: usize, name: &str) -> Result<T, String> {
@@ -346,28 +296,21 @@ fn int<T: TryFrom<i64>>(row: &Row<'_>, idx: usize, name: &str) -> Result<T, Stri
 
 fn hex_encode(bytes: &[u8]) -> String {
     use std::fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
 }
 
 fn hex_decode(s: &str) -> Option<Vec<u8>> {
     // `to_digit` rejects non-ASCII and signs, unlike `u8::from_str_radix`.
     fn nibble(c: u8) -> Option<u8> {
-        char::from(c)
-            .to_digit(16)
-            .and_then(|d| u8::try_from(d).ok())
+        char::from(c).to_digit(16).and_then(|d| u8::try_from(d).ok())
     }
     if !s.len().is_multiple_of(2) {
         return None;
     }
-    s.as_bytes()
-        .chunks_exact(2)
-        .map(|pair| Some(nibble(pair[0])? << 4 | nibble(pair[1])?))
-        .collect()
+    s.as_bytes().chunks_exact(2).map(|pair| Some(nibble(pair[0])? << 4 | nibble(pair[1])?)).collect()
 }
 
 #[cfg(test)]
@@ -395,10 +338,7 @@ mod tests {
         let mut declined = address(2);
         declined.state = LeaseState::Declined;
         let leases = vec![address(1), declined, prefix(1)];
-        commit(
-            &store,
-            leases.iter().cloned().map(LeaseOp::Upsert).collect(),
-        );
+        commit(&store, leases.iter().cloned().map(LeaseOp::Upsert).collect());
         assert_eq!(sorted(store.load_all().unwrap()), sorted(leases));
     }
 
@@ -409,21 +349,9 @@ mod tests {
         commit(&store, vec![LeaseOp::Upsert(prefix(1))]);
         let conn = Connection::open(db(&dir)).unwrap();
         let row: (String, i64, String, String, i64, String, String) = conn
-            .query_row(
-                "SELECT duid, iaid, kind, address, prefix_len, iface, state FROM leases",
-                [],
-                |r| {
-                    Ok((
-                        r.get(0)?,
-                        r.get(1)?,
-                        r.get(2)?,
-                        r.get(3)?,
-                        r.get(4)?,
-                        r.get(5)?,
-                        r.get(6)?,
-                    ))
-                },
-            )
+            .query_row("SELECT duid, iaid, kind, address, prefix_len, iface, state FROM leases", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
+            })
             .unwrap();
         assert_eq!(
             row,
@@ -437,19 +365,11 @@ mod tests {
                 "bound".to_string()
             )
         );
-        let version: i64 = conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .unwrap();
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
         assert_eq!(version, SqliteStore::SCHEMA_VERSION);
-        let mode: String = conn
-            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
-            .unwrap();
+        let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
         assert_eq!(mode, "wal");
-        let readable: String = conn
-            .query_row("SELECT valid_until_utc FROM leases_readable", [], |r| {
-                r.get(0)
-            })
-            .unwrap();
+        let readable: String = conn.query_row("SELECT valid_until_utc FROM leases_readable", [], |r| r.get(0)).unwrap();
         assert_eq!(readable, "2033-05-18 03:33:20");
     }
 
@@ -471,10 +391,7 @@ mod tests {
     fn remove_deletes_and_is_idempotent() {
         let dir = TempDir::new("remove");
         let store = SqliteStore::open(db(&dir)).unwrap();
-        commit(
-            &store,
-            vec![LeaseOp::Upsert(address(1)), LeaseOp::Upsert(prefix(1))],
-        );
+        commit(&store, vec![LeaseOp::Upsert(address(1)), LeaseOp::Upsert(prefix(1))]);
         commit(&store, vec![LeaseOp::remove(address(1).key())]);
         commit(&store, vec![LeaseOp::remove(address(1).key())]);
         assert_eq!(store.load_all().unwrap(), vec![prefix(1)]);
@@ -486,11 +403,7 @@ mod tests {
         let store = SqliteStore::open(db(&dir)).unwrap();
         commit(
             &store,
-            vec![
-                LeaseOp::Upsert(address(1)),
-                LeaseOp::remove(address(1).key()),
-                LeaseOp::Upsert(address(2)),
-            ],
+            vec![LeaseOp::Upsert(address(1)), LeaseOp::remove(address(1).key()), LeaseOp::Upsert(address(2))],
         );
         assert_eq!(store.load_all().unwrap(), vec![address(2)]);
     }
@@ -501,9 +414,7 @@ mod tests {
         let store = SqliteStore::open(db(&dir)).unwrap();
         let mut bad = address(2);
         bad.prefix_len = 64;
-        let result = store
-            .commit(vec![LeaseOp::Upsert(address(1)), LeaseOp::Upsert(bad)])
-            .wait_blocking();
+        let result = store.commit(vec![LeaseOp::Upsert(address(1)), LeaseOp::Upsert(bad)]).wait_blocking();
         assert!(matches!(result, Err(StoreError::InvalidLease { .. })));
         assert!(store.load_all().unwrap().is_empty());
     }
@@ -514,10 +425,7 @@ mod tests {
         let leases: Vec<Lease> = (0..50).map(address).chain((0..50).map(prefix)).collect();
         {
             let store = SqliteStore::open(db(&dir)).unwrap();
-            commit(
-                &store,
-                leases.iter().cloned().map(LeaseOp::Upsert).collect(),
-            );
+            commit(&store, leases.iter().cloned().map(LeaseOp::Upsert).collect());
         }
         let store = SqliteStore::open(db(&dir)).unwrap();
         assert_eq!(sorted(store.load_all().unwrap()), sorted(leases));
@@ -528,9 +436,7 @@ mod tests {
         let dir = TempDir::new("dropflush");
         let tickets: Vec<CommitTicket> = {
             let store = SqliteStore::open(db(&dir)).unwrap();
-            (0..200)
-                .map(|n| store.commit(vec![LeaseOp::Upsert(address(n))]))
-                .collect()
+            (0..200).map(|n| store.commit(vec![LeaseOp::Upsert(address(n))])).collect()
         };
         for ticket in tickets {
             ticket.wait_blocking().unwrap();
@@ -554,14 +460,7 @@ mod tests {
         let mut alive = address(3);
         alive.valid_until = now + 1;
         alive.preferred_until = now;
-        commit(
-            &store,
-            [&expired, &declined, &alive]
-                .into_iter()
-                .cloned()
-                .map(LeaseOp::Upsert)
-                .collect(),
-        );
+        commit(&store, [&expired, &declined, &alive].into_iter().cloned().map(LeaseOp::Upsert).collect());
 
         let reclaimed = store.reclaim_expired(now).unwrap();
         assert_eq!(sorted(reclaimed), sorted(vec![expired, declined]));
@@ -577,11 +476,9 @@ mod tests {
             commit(&store, vec![LeaseOp::Upsert(address(n))]);
             let conn = Connection::open(db(&dir)).unwrap();
             let count: i64 = conn
-                .query_row(
-                    "SELECT count(*) FROM leases WHERE address = ?1",
-                    [address(n).addr.to_string()],
-                    |r| r.get(0),
-                )
+                .query_row("SELECT count(*) FROM leases WHERE address = ?1", [address(n).addr.to_string()], |r| {
+                    r.get(0)
+                })
                 .unwrap();
             assert_eq!(count, 1, "lease {n} not visible after its ticket resolved");
         }
@@ -617,10 +514,7 @@ mod tests {
             conn.pragma_update(None, "user_version", 99).unwrap();
         }
         let err = SqliteStore::open(db(&dir)).unwrap_err();
-        assert!(
-            matches!(err, StoreError::UnsupportedSchema { found: 99, .. }),
-            "{err}"
-        );
+        assert!(matches!(err, StoreError::UnsupportedSchema { found: 99, .. }), "{err}");
         assert!(err.to_string().contains("leases.db"), "{err}");
     }
 
@@ -636,10 +530,7 @@ mod tests {
         std::fs::write(&blocker, b"").unwrap();
         let err = SqliteStore::open(blocker.join("leases.db")).unwrap_err();
         assert!(matches!(err, StoreError::CreateDir { .. }), "{err}");
-        assert!(
-            err.to_string().contains(&*blocker.to_string_lossy()),
-            "{err}"
-        );
+        assert!(err.to_string().contains(&*blocker.to_string_lossy()), "{err}");
     }
 
     #[test]

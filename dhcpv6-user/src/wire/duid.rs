@@ -38,7 +38,7 @@ impl Duid {
 
     pub fn from_hex(s: &str) -> Result<Self, WireError> {
         let s: String = s.chars().filter(|c| *c != ':' && *c != '-').collect();
-        if s.len() % 2 != 0 {
+        if !s.len().is_multiple_of(2) {
             return Err(WireError::DuidLength(s.len() / 2));
         }
         let bytes: Option<Vec<u8>> =

@@ -62,7 +62,7 @@ impl<'a> Iterator for OptionIter<'a> {
 
 /// The codes listed in an Option Request option; odd lengths are malformed.
 pub fn oro_codes(data: &[u8]) -> Result<impl Iterator<Item = u16> + '_, WireError> {
-    if data.len() % 2 != 0 {
+    if !data.len().is_multiple_of(2) {
         return Err(WireError::BadLength { code: dhcpv6_common::wire::opt::ORO, len: data.len() });
     }
     Ok(data.chunks_exact(2).map(|c| u16::from_be_bytes([c[0], c[1]])))

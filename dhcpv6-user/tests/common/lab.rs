@@ -14,9 +14,9 @@ use testbed::{Netns, Proc};
 static SEQ: AtomicU32 = AtomicU32::new(0);
 
 pub fn daemon_bin() -> PathBuf {
-    std::env::var_os("DHCPV6D_BIN").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/dhcpv6d")
-    })
+    std::env::var_os("DHCPV6D_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/dhcpv6d"))
 }
 
 pub struct Lab {
@@ -83,9 +83,8 @@ impl Lab {
         let dir = std::env::temp_dir().join(format!("dhcpv6-e2e-{id}"));
         std::fs::create_dir_all(&dir).unwrap();
         let relay_log = dir.join("dhcrelay.log");
-        let relay = rel
-            .spawn(&["dhcrelay", "-6", "-d", "-l", "dn0", "-u", "2001:db8:1::1%up0"], Some(&relay_log))
-            .unwrap();
+        let relay =
+            rel.spawn(&["dhcrelay", "-6", "-d", "-l", "dn0", "-u", "2001:db8:1::1%up0"], Some(&relay_log)).unwrap();
         let pin_dir = PathBuf::from(format!("/sys/fs/bpf/dhcpv6-e2e-{id}"));
         let daemon_log = dir.join("dhcpv6d.log");
         let aux_pin = PathBuf::from(format!("/sys/fs/bpf/dhcpv6-aux-{id}"));
@@ -163,8 +162,11 @@ impl Lab {
             Ok(std::fs::read_to_string(&log).unwrap_or_default().contains("DHCP6_STARTED"))
         });
         if let Err(e) = r {
-            panic!("kea did not start: {e:#}
-{}", std::fs::read_to_string(&log).unwrap_or_default());
+            panic!(
+                "kea did not start: {e:#}
+{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
         }
         p
     }

@@ -3,7 +3,10 @@
 
 pub mod lab;
 
-use std::{net::Ipv6Addr, sync::atomic::{AtomicU32, Ordering}};
+use std::{
+    net::Ipv6Addr,
+    sync::atomic::{AtomicU32, Ordering},
+};
 
 use aya::programs::{TestRun, TestRunOptions};
 use dhcpv6::{

@@ -25,12 +25,7 @@ impl Lifetimes {
     pub fn new(preferred: u32, valid: u32) -> Self {
         let t1 = preferred / 2;
         let t2 = (u64::from(preferred) * 4 / 5) as u32;
-        Self {
-            preferred,
-            valid,
-            t1,
-            t2,
-        }
+        Self { preferred, valid, t1, t2 }
     }
 
     fn problem(&self) -> Option<&'static str> {
@@ -153,17 +148,9 @@ pub enum ConfigError {
     #[error("link {link:?}: lifetimes: {reason}")]
     Lifetimes { link: String, reason: &'static str },
     #[error("{what} overlap: {a} and {b}")]
-    Overlap {
-        what: &'static str,
-        a: String,
-        b: String,
-    },
+    Overlap { what: &'static str, a: String, b: String },
     #[error("link {link:?}: reservation {index}: {reason}")]
-    Reservation {
-        link: String,
-        index: usize,
-        reason: String,
-    },
+    Reservation { link: String, index: usize, reason: String },
 }
 
 /// An inclusive interval of the address space with a description for errors.
@@ -176,26 +163,16 @@ struct Span {
 
 fn prefix_span(p: Ipv6Addr, len: u8, link: usize, desc: String) -> Span {
     let start = u128::from(p) & mask(len);
-    Span {
-        start,
-        end: start | !mask(len),
-        link,
-        desc,
-    }
+    Span { start, end: start | !mask(len), link, desc }
 }
 
 /// Finds two overlapping spans, ignoring pairs for which `allowed` is true.
-fn first_overlap(
-    mut spans: Vec<Span>,
-    allowed: impl Fn(&Span, &Span) -> bool,
-) -> Option<(String, String)> {
+fn first_overlap(mut spans: Vec<Span>, allowed: impl Fn(&Span, &Span) -> bool) -> Option<(String, String)> {
     spans.sort_by_key(|s| (s.start, std::cmp::Reverse(s.end)));
     let mut widest: Option<Span> = None;
     for s in spans {
         match &widest {
-            Some(w) if s.start <= w.end && !allowed(w, &s) => {
-                return Some((w.desc.clone(), s.desc))
-            }
+            Some(w) if s.start <= w.end && !allowed(w, &s) => return Some((w.desc.clone(), s.desc)),
             Some(w) if w.end >= s.end => {}
             _ => widest = Some(s),
         }
@@ -213,10 +190,7 @@ pub(crate) fn validate(links: &[LinkPools]) -> Result<(), ConfigError> {
             return Err(ConfigError::DuplicateLink(l.link.clone()));
         }
         if let Some(reason) = l.lifetimes.problem() {
-            return Err(ConfigError::Lifetimes {
-                link: l.link.clone(),
-                reason,
-            });
+            return Err(ConfigError::Lifetimes { link: l.link.clone(), reason });
         }
     }
     let overlap = |what| move |(a, b)| ConfigError::Overlap { what, a, b };
@@ -234,31 +208,19 @@ pub(crate) fn validate(links: &[LinkPools]) -> Result<(), ConfigError> {
     }
     let pd_spans = || {
         links.iter().enumerate().flat_map(|(i, l)| {
-            l.pd.iter().map(move |p| {
-                prefix_span(
-                    p.prefix(),
-                    p.prefix_len(),
-                    i,
-                    format!("{} on {:?}", p, l.link),
-                )
-            })
+            l.pd.iter().map(move |p| prefix_span(p.prefix(), p.prefix_len(), i, format!("{} on {:?}", p, l.link)))
         })
     };
-    if let Some(e) = first_overlap(pd_spans().collect(), |_, _| false).map(overlap("prefix pools"))
-    {
+    if let Some(e) = first_overlap(pd_spans().collect(), |_, _| false).map(overlap("prefix pools")) {
         return Err(e);
     }
     let link_spans = || {
         links.iter().enumerate().flat_map(|(i, l)| {
-            l.link_prefixes().map(move |(p, len)| {
-                prefix_span(p, len, i, format!("{}/{} of {:?}", p, len, l.link))
-            })
+            l.link_prefixes().map(move |(p, len)| prefix_span(p, len, i, format!("{}/{} of {:?}", p, len, l.link)))
         })
     };
     // One link may have several ranges in one /64; two links may not share a prefix.
-    if let Some(e) =
-        first_overlap(link_spans().collect(), |a, b| a.link == b.link).map(overlap("link prefixes"))
-    {
+    if let Some(e) = first_overlap(link_spans().collect(), |a, b| a.link == b.link).map(overlap("link prefixes")) {
         return Err(e);
     }
     // Delegated prefixes are routed to CPEs; one inside a link's own /64 would hijack it.
@@ -281,22 +243,18 @@ fn validate_reservations(links: &[LinkPools]) -> Result<(), ConfigError> {
     let mut taken_prefixes = HashSet::new();
     for l in links {
         for (index, r) in l.reservations.iter().enumerate() {
-            let err = |reason: String| ConfigError::Reservation {
-                link: l.link.clone(),
-                index,
-                reason,
-            };
+            let err = |reason: String| ConfigError::Reservation { link: l.link.clone(), index, reason };
             if !r.has_matcher() {
-                return Err(err("no DUID, Remote-ID, Subscriber-ID, Interface-ID or link-layer address to match".into()));
+                return Err(err(
+                    "no DUID, Remote-ID, Subscriber-ID, Interface-ID or link-layer address to match".into()
+                ));
             }
             if r.address.is_none() && r.prefix.is_none() {
                 return Err(err("reserves neither an address nor a prefix".into()));
             }
             if let Some(a) = r.address {
                 if !l.is_on_link(a) {
-                    return Err(err(format!(
-                        "{a} is not in a prefix of this link's address ranges"
-                    )));
+                    return Err(err(format!("{a} is not in a prefix of this link's address ranges")));
                 }
                 if !taken_addrs.insert(a) {
                     return Err(err(format!("{a} is reserved twice")));
@@ -309,9 +267,7 @@ fn validate_reservations(links: &[LinkPools]) -> Result<(), ConfigError> {
                 // Inside a pool it must be one of that pool's prefixes, or it would overlap
                 // prefixes the pool delegates to others.
                 for (owner, pool) in links.iter().flat_map(|o| o.pd.iter().map(move |p| (o, p))) {
-                    if pool.overlaps(p, len)
-                        && (owner.link != l.link || pool.slot_of(p, len).is_none())
-                    {
+                    if pool.overlaps(p, len) && (owner.link != l.link || pool.slot_of(p, len).is_none()) {
                         return Err(err(format!(
                             "{p}/{len} overlaps pool {pool} of {:?} but is not one of its prefixes",
                             owner.link
@@ -349,39 +305,18 @@ mod tests {
         assert_eq!((l.preferred, l.valid, l.t1, l.t2), (3600, 7200, 1800, 2880));
         assert_eq!(l.problem(), None);
         assert!(Lifetimes { t1: 3000, ..l }.problem().is_some());
-        assert!(Lifetimes {
-            preferred: 8000,
-            ..l
-        }
-        .problem()
-        .is_some());
-        assert!(Lifetimes {
-            t2: 4000,
-            t1: 0,
-            ..l
-        }
-        .problem()
-        .is_some());
+        assert!(Lifetimes { preferred: 8000, ..l }.problem().is_some());
+        assert!(Lifetimes { t2: 4000, t1: 0, ..l }.problem().is_some());
     }
 
     #[test]
     fn relay_link_address_selects_the_link_by_its_range_prefix() {
         let links = vec![
             link("vlan100", &["2001:db8:100::1000-2001:db8:100::1fff"], &[]),
-            link(
-                "vlan200",
-                &["2001:db8:200::1000-2001:db8:200::1fff"],
-                &["2001:db8:8000::/40:56"],
-            ),
+            link("vlan200", &["2001:db8:200::1000-2001:db8:200::1fff"], &["2001:db8:8000::/40:56"]),
         ];
-        assert_eq!(
-            link_for_relay(&links, a("2001:db8:200::1")).map(|l| l.link.as_str()),
-            Some("vlan200")
-        );
-        assert_eq!(
-            link_for_relay(&links, a("2001:db8:100::ffff:1")).map(|l| l.link.as_str()),
-            Some("vlan100")
-        );
+        assert_eq!(link_for_relay(&links, a("2001:db8:200::1")).map(|l| l.link.as_str()), Some("vlan200"));
+        assert_eq!(link_for_relay(&links, a("2001:db8:100::ffff:1")).map(|l| l.link.as_str()), Some("vlan100"));
         assert!(link_for_relay(&links, a("2001:db8:300::1")).is_none());
         assert!(link_for_relay(&links, Ipv6Addr::UNSPECIFIED).is_none());
         assert!(validate(&links).is_ok());
@@ -390,130 +325,37 @@ mod tests {
     #[test]
     fn overlaps_are_refused() {
         let two = |x: LinkPools, y: LinkPools| validate(&[x, y]);
-        let e = two(
-            link("a", &["2001:db8::10-2001:db8::20"], &[]),
-            link("b", &["2001:db8::20-2001:db8::30"], &[]),
-        );
-        assert!(
-            matches!(
-                e,
-                Err(ConfigError::Overlap {
-                    what: "address ranges",
-                    ..
-                })
-            ),
-            "{e:?}"
-        );
-        let e = two(
-            link("a", &["2001:db8::10-2001:db8::20"], &[]),
-            link("b", &["2001:db8::100-2001:db8::130"], &[]),
-        );
-        assert!(
-            matches!(
-                e,
-                Err(ConfigError::Overlap {
-                    what: "link prefixes",
-                    ..
-                })
-            ),
-            "{e:?}"
-        );
+        let e = two(link("a", &["2001:db8::10-2001:db8::20"], &[]), link("b", &["2001:db8::20-2001:db8::30"], &[]));
+        assert!(matches!(e, Err(ConfigError::Overlap { what: "address ranges", .. })), "{e:?}");
+        let e = two(link("a", &["2001:db8::10-2001:db8::20"], &[]), link("b", &["2001:db8::100-2001:db8::130"], &[]));
+        assert!(matches!(e, Err(ConfigError::Overlap { what: "link prefixes", .. })), "{e:?}");
         // Same link, two ranges in one /64: fine.
-        assert!(validate(&[link(
-            "a",
-            &["2001:db8::10-2001:db8::20", "2001:db8::100-2001:db8::130"],
-            &[]
-        )])
-        .is_ok());
-        let e = two(
-            link("a", &[], &["2001:db8::/40:56"]),
-            link("b", &[], &["2001:db8:80::/41:56"]),
-        );
-        assert!(
-            matches!(
-                e,
-                Err(ConfigError::Overlap {
-                    what: "prefix pools",
-                    ..
-                })
-            ),
-            "{e:?}"
-        );
-        let e = validate(&[link(
-            "a",
-            &["2001:db8::10-2001:db8::20"],
-            &["2001:db8::/48:56"],
-        )]);
-        assert!(
-            matches!(
-                e,
-                Err(ConfigError::Overlap {
-                    what: "prefix pool and link prefix",
-                    ..
-                })
-            ),
-            "{e:?}"
-        );
+        assert!(validate(&[link("a", &["2001:db8::10-2001:db8::20", "2001:db8::100-2001:db8::130"], &[])]).is_ok());
+        let e = two(link("a", &[], &["2001:db8::/40:56"]), link("b", &[], &["2001:db8:80::/41:56"]));
+        assert!(matches!(e, Err(ConfigError::Overlap { what: "prefix pools", .. })), "{e:?}");
+        let e = validate(&[link("a", &["2001:db8::10-2001:db8::20"], &["2001:db8::/48:56"])]);
+        assert!(matches!(e, Err(ConfigError::Overlap { what: "prefix pool and link prefix", .. })), "{e:?}");
         let e = validate(&[link("a", &[], &[]), link("a", &[], &[])]);
         assert_eq!(e, Err(ConfigError::DuplicateLink("a".into())));
     }
 
     #[test]
     fn reservations_are_checked() {
-        let base = link(
-            "a",
-            &["2001:db8::10-2001:db8::20"],
-            &["2001:db8:100::/40:56"],
-        );
+        let base = link("a", &["2001:db8::10-2001:db8::20"], &["2001:db8:100::/40:56"]);
         let duid = Some(Duid::from_mac([2, 0, 0, 0, 0, 1]));
-        let with = |r: Reservation| {
-            validate(&[LinkPools {
-                reservations: vec![r],
-                ..base.clone()
-            }])
-        };
-        assert!(with(Reservation {
-            duid: duid.clone(),
-            address: Some(a("2001:db8::99")),
-            ..Default::default()
-        })
-        .is_ok());
+        let with = |r: Reservation| validate(&[LinkPools { reservations: vec![r], ..base.clone() }]);
         assert!(
-            with(Reservation {
-                address: Some(a("2001:db8::99")),
-                ..Default::default()
-            })
-            .is_err(),
-            "no matcher"
+            with(Reservation { duid: duid.clone(), address: Some(a("2001:db8::99")), ..Default::default() }).is_ok()
         );
+        assert!(with(Reservation { address: Some(a("2001:db8::99")), ..Default::default() }).is_err(), "no matcher");
+        assert!(with(Reservation { duid: duid.clone(), ..Default::default() }).is_err(), "nothing reserved");
         assert!(
-            with(Reservation {
-                duid: duid.clone(),
-                ..Default::default()
-            })
-            .is_err(),
-            "nothing reserved"
+            with(Reservation { duid: duid.clone(), address: Some(a("2001:db9::1")), ..Default::default() }).is_err()
         );
-        assert!(with(Reservation {
-            duid: duid.clone(),
-            address: Some(a("2001:db9::1")),
-            ..Default::default()
-        })
-        .is_err());
-        let pfx = |p: &str, l| Reservation {
-            duid: duid.clone(),
-            prefix: Some((a(p), l)),
-            ..Default::default()
-        };
+        let pfx = |p: &str, l| Reservation { duid: duid.clone(), prefix: Some((a(p), l)), ..Default::default() };
         assert!(with(pfx("2001:db8:100:100::", 56)).is_ok(), "a pool prefix");
-        assert!(
-            with(pfx("2001:db8:9000::", 48)).is_ok(),
-            "outside every pool"
-        );
-        assert!(
-            with(pfx("2001:db8:100:100::", 60)).is_err(),
-            "inside a pool, wrong length"
-        );
+        assert!(with(pfx("2001:db8:9000::", 48)).is_ok(), "outside every pool");
+        assert!(with(pfx("2001:db8:100:100::", 60)).is_err(), "inside a pool, wrong length");
         assert!(with(pfx("2001:db8:100:101::", 56)).is_err(), "host bits");
         let relay_only = Reservation {
             remote_id: Some(vec![0, 0, 0, 9, 1]),

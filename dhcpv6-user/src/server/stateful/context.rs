@@ -40,18 +40,9 @@ pub struct ClientContext {
 pub enum RouteChange {
     /// Route `prefix/len` via `via` on `link`. Sent for every prefix in every committed
     /// Reply, so the daemon should "replace", not "add" (the client's address may change).
-    Add {
-        prefix: Ipv6Addr,
-        len: u8,
-        via: Ipv6Addr,
-        link: String,
-    },
+    Add { prefix: Ipv6Addr, len: u8, via: Ipv6Addr, link: String },
     /// The delegation ended (Release, expiry, or no longer valid for the link).
-    Remove {
-        prefix: Ipv6Addr,
-        len: u8,
-        link: String,
-    },
+    Remove { prefix: Ipv6Addr, len: u8, link: String },
 }
 
 /// What to undo if the commit of `Outcome::ops` fails; see `Engine::rollback`.
@@ -92,10 +83,7 @@ pub struct Outcome {
 
 impl Outcome {
     pub(crate) fn dropped(counter: &'static str) -> Self {
-        Self {
-            discard: Some(counter),
-            ..Self::default()
-        }
+        Self { discard: Some(counter), ..Self::default() }
     }
 }
 

@@ -52,23 +52,13 @@ impl Engine {
     /// are left out (the daemon should also run `LeaseStore::reclaim_expired(now)`), as are
     /// leases that fail validation. Reserved addresses and prefixes inside pools are taken out
     /// of dynamic allocation.
-    pub fn new(
-        links: Vec<LinkPools>,
-        leases: impl IntoIterator<Item = Lease>,
-        now: u64,
-    ) -> Result<Self, ConfigError> {
+    pub fn new(links: Vec<LinkPools>, leases: impl IntoIterator<Item = Lease>, now: u64) -> Result<Self, ConfigError> {
         config::validate(&links)?;
         let mut state = State::new();
         let mut pool_ids = Vec::with_capacity(links.len());
         for (i, l) in links.iter().enumerate() {
-            let na =
-                l.na.iter()
-                    .map(|r| state.add_pool(i, Geo::Na(*r)))
-                    .collect();
-            let pd =
-                l.pd.iter()
-                    .map(|p| state.add_pool(i, Geo::Pd(*p)))
-                    .collect();
+            let na = l.na.iter().map(|r| state.add_pool(i, Geo::Na(*r))).collect();
+            let pd = l.pd.iter().map(|p| state.add_pool(i, Geo::Pd(*p))).collect();
             pool_ids.push([na, pd]);
         }
         for l in &links {
@@ -94,24 +84,10 @@ impl Engine {
             }
             state.load(lease);
         }
-        let by_name = links
-            .iter()
-            .enumerate()
-            .map(|(i, l)| (l.link.clone(), i))
-            .collect();
-        let reservations = links
-            .iter()
-            .map(|l| LinkReservations::new(l.reservations.clone()))
-            .collect();
+        let by_name = links.iter().enumerate().map(|(i, l)| (l.link.clone(), i)).collect();
+        let reservations = links.iter().map(|l| LinkReservations::new(l.reservations.clone())).collect();
         let relay_index = relay_index(&links);
-        Ok(Self {
-            links,
-            by_name,
-            pool_ids,
-            reservations,
-            state,
-            relay_index,
-        })
+        Ok(Self { links, by_name, pool_ids, reservations, state, relay_index })
     }
 
     pub(crate) fn pool_ids(&self, link: usize, kind: LeaseKind) -> &[usize] {
@@ -152,8 +128,7 @@ impl Engine {
 
     /// Bound prefixes, for the daemon to check its routes against after a restart.
     pub fn delegations(&self) -> impl Iterator<Item = &Lease> {
-        self.leases()
-            .filter(|l| l.kind == LeaseKind::Prefix && l.state == LeaseState::Bound)
+        self.leases().filter(|l| l.kind == LeaseKind::Prefix && l.state == LeaseState::Bound)
     }
 
     pub fn pool_usage(&self) -> Vec<PoolUsage> {
@@ -182,17 +157,9 @@ impl Engine {
         let routes = leases
             .iter()
             .filter(|l| l.kind == LeaseKind::Prefix && l.state == LeaseState::Bound)
-            .map(|l| RouteChange::Remove {
-                prefix: l.addr,
-                len: l.prefix_len,
-                link: l.iface.clone(),
-            })
+            .map(|l| RouteChange::Remove { prefix: l.addr, len: l.prefix_len, link: l.iface.clone() })
             .collect();
-        Expired {
-            ops,
-            routes,
-            leases,
-        }
+        Expired { ops, routes, leases }
     }
 
     /// Decides the answer to one client message (not Information-Request, which the
@@ -207,12 +174,9 @@ impl Engine {
             msg::REQUEST | msg::RENEW | msg::RELEASE | msg::DECLINE => ServerIdRule::Required,
             _ => return Outcome::dropped("drop_unsupported"),
         };
-        let (Ok(cid), Ok(sid), Ok(requested), Ok(ias)) = (
-            req.client_id(),
-            req.server_id(),
-            req.requested_options(),
-            ia::parse(req),
-        ) else {
+        let (Ok(cid), Ok(sid), Ok(requested), Ok(ias)) =
+            (req.client_id(), req.server_id(), req.requested_options(), ia::parse(req))
+        else {
             return Outcome::dropped("drop_malformed");
         };
         // RFC 9915 section 16: every one of these carries the client's DUID; the ones sent
@@ -221,9 +185,7 @@ impl Engine {
             return Outcome::dropped("drop_no_client_id");
         };
         match (rule, sid) {
-            (ServerIdRule::Forbidden, Some(_)) => {
-                return Outcome::dropped("drop_unexpected_server_id")
-            }
+            (ServerIdRule::Forbidden, Some(_)) => return Outcome::dropped("drop_unexpected_server_id"),
             (ServerIdRule::Required, None) => return Outcome::dropped("drop_missing_server_id"),
             (ServerIdRule::Required, Some(s)) if s != ctx.server_duid.as_bytes() => {
                 return Outcome::dropped("drop_foreign_server_id")
@@ -235,31 +197,18 @@ impl Engine {
                 msg::REQUEST | msg::RENEW | msg::RELEASE | msg::DECLINE => {
                     let mut w = head(msg::REPLY, req, cid, ctx);
                     w.status(status::USE_MULTICAST, "use multicast");
-                    Outcome {
-                        reply: Some(w.finish()),
-                        ..Outcome::default()
-                    }
+                    Outcome { reply: Some(w.finish()), ..Outcome::default() }
                 }
                 _ => Outcome::dropped("drop_unicast"),
             };
         }
-        let c = Client {
-            duid: cid,
-            link,
-            relay: ctx.relay.as_ref(),
-            peer: ctx.peer,
-            now,
-        };
+        let c = Client { duid: cid, link, relay: ctx.relay.as_ref(), peer: ctx.peer, now };
         let mut txn = Txn::default();
         let reply = match t {
             msg::SOLICIT => self.solicit(req, &c, ctx, &ias, &requested, &mut txn),
             msg::REQUEST => Some(self.request(req, &c, ctx, &ias, &requested, &mut txn)),
-            msg::RENEW | msg::REBIND => {
-                self.renew(req, &c, ctx, &ias, &requested, &mut txn, t == msg::REBIND)
-            }
-            msg::RELEASE | msg::DECLINE => {
-                Some(self.release(req, &c, ctx, &ias, &mut txn, t == msg::DECLINE))
-            }
+            msg::RENEW | msg::REBIND => self.renew(req, &c, ctx, &ias, &requested, &mut txn, t == msg::REBIND),
+            msg::RELEASE | msg::DECLINE => Some(self.release(req, &c, ctx, &ias, &mut txn, t == msg::DECLINE)),
             _ => self.confirm(req, &c, ctx, &ias),
         };
         let discard = match (&reply, t) {
@@ -267,13 +216,7 @@ impl Engine {
             (None, msg::REBIND) => Some("drop_rebind_nothing_to_say"),
             (None, _) => Some("drop_confirm_undecidable"),
         };
-        Outcome {
-            reply,
-            ops: txn.ops,
-            routes: txn.routes,
-            discard,
-            undo: Undo(txn.undo),
-        }
+        Outcome { reply, ops: txn.ops, routes: txn.routes, discard, undo: Undo(txn.undo) }
     }
 
     /// RFC 9915 sections 18.3.1 and 18.3.9.
@@ -288,16 +231,9 @@ impl Engine {
     ) -> Option<Vec<u8>> {
         let rapid = self.links[c.link].rapid_commit && req.find(opt::RAPID_COMMIT).is_some();
         let mut skip = HashSet::new();
-        let answers: Vec<IaAnswer> = ias
-            .iter()
-            .map(|ia| self.assign(c, ia, if rapid { Some(&mut *txn) } else { None }, &mut skip))
-            .collect();
-        let mut w = head(
-            if rapid { msg::REPLY } else { msg::ADVERTISE },
-            req,
-            c.duid,
-            ctx,
-        );
+        let answers: Vec<IaAnswer> =
+            ias.iter().map(|ia| self.assign(c, ia, if rapid { Some(&mut *txn) } else { None }, &mut skip)).collect();
+        let mut w = head(if rapid { msg::REPLY } else { msg::ADVERTISE }, req, c.duid, ctx);
         if rapid {
             w.option(opt::RAPID_COMMIT, &[]);
         }
@@ -332,11 +268,7 @@ impl Engine {
         let mut skip = HashSet::new();
         let link = &self.links[c.link];
         let off_link = |ia: &IaRequest| {
-            ia.kind == LeaseKind::Address
-                && ia
-                    .hints
-                    .iter()
-                    .any(|h| h.is_specified() && !link.is_on_link(h.addr))
+            ia.kind == LeaseKind::Address && ia.hints.iter().any(|h| h.is_specified() && !link.is_on_link(h.addr))
         };
         let flags: Vec<bool> = ias.iter().map(off_link).collect();
         let answers: Vec<IaAnswer> = ias
@@ -371,10 +303,7 @@ impl Engine {
         rebind: bool,
     ) -> Option<Vec<u8>> {
         let mut skip = HashSet::new();
-        let answers: Vec<IaAnswer> = ias
-            .iter()
-            .filter_map(|ia| self.extend(c, ia, txn, &mut skip, rebind))
-            .collect();
+        let answers: Vec<IaAnswer> = ias.iter().filter_map(|ia| self.extend(c, ia, txn, &mut skip, rebind)).collect();
         if rebind && answers.is_empty() {
             return None;
         }
@@ -397,32 +326,17 @@ impl Engine {
     ) -> Vec<u8> {
         let answers: Vec<IaAnswer> = ias
             .iter()
-            .filter_map(|ia| {
-                if decline {
-                    self.decline_ia(c, ia, txn)
-                } else {
-                    self.release_ia(c, ia, txn)
-                }
-            })
+            .filter_map(|ia| if decline { self.decline_ia(c, ia, txn) } else { self.release_ia(c, ia, txn) })
             .collect();
         let mut w = head(msg::REPLY, req, c.duid, ctx);
-        w.status(
-            status::SUCCESS,
-            if decline { "declined" } else { "released" },
-        );
+        w.status(status::SUCCESS, if decline { "declined" } else { "released" });
         self.write_ias(&mut w, c, &answers);
         w.finish()
     }
 
     /// RFC 9915 section 18.3.3: Success if every address is on the link, NotOnLink if one
     /// is not; no reply when there is no address to judge or nothing to judge it by.
-    fn confirm(
-        &self,
-        req: &Message<'_>,
-        c: &Client<'_>,
-        ctx: &ClientContext,
-        ias: &[IaRequest],
-    ) -> Option<Vec<u8>> {
+    fn confirm(&self, req: &Message<'_>, c: &Client<'_>, ctx: &ClientContext, ias: &[IaRequest]) -> Option<Vec<u8>> {
         let link = &self.links[c.link];
         let addrs: Vec<Ipv6Addr> = ias
             .iter()

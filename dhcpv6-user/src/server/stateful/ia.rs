@@ -39,10 +39,7 @@ pub(crate) struct IaRequest {
 impl IaRequest {
     /// The first prefix length the client hinted, if any (RFC 8168).
     pub fn length_hint(&self) -> Option<u8> {
-        self.hints
-            .iter()
-            .map(|h| h.len)
-            .find(|l| (1..=128).contains(l))
+        self.hints.iter().map(|h| h.len).find(|l| (1..=128).contains(l))
     }
 }
 
@@ -86,10 +83,7 @@ pub(crate) fn parse(m: &Message<'_>) -> Result<Vec<IaRequest>, WireError> {
             }
             hints.push(match kind {
                 // address, preferred, valid, options
-                LeaseKind::Address if sub.data.len() >= 24 => Hint {
-                    addr: addr_at(sub.data),
-                    len: 128,
-                },
+                LeaseKind::Address if sub.data.len() >= 24 => Hint { addr: addr_at(sub.data), len: 128 },
                 // preferred, valid, prefix-length, prefix, options
                 LeaseKind::Prefix if sub.data.len() >= 25 && sub.data[8] <= 128 => {
                     let len = sub.data[8];
@@ -102,9 +96,7 @@ pub(crate) fn parse(m: &Message<'_>) -> Result<Vec<IaRequest>, WireError> {
             });
         }
         let same_kind = out.iter().filter(|ia| ia.kind == kind);
-        if same_kind.clone().count() < MAX_IAS_PER_KIND
-            && !same_kind.clone().any(|ia| ia.iaid == iaid)
-        {
+        if same_kind.clone().count() < MAX_IAS_PER_KIND && !same_kind.clone().any(|ia| ia.iaid == iaid) {
             out.push(IaRequest { kind, iaid, hints });
         }
     }
@@ -131,19 +123,11 @@ pub(crate) struct IaAnswer {
 
 impl IaAnswer {
     pub fn new(ia: &IaRequest) -> Self {
-        Self {
-            kind: ia.kind,
-            iaid: ia.iaid,
-            leases: Vec::new(),
-            status: None,
-        }
+        Self { kind: ia.kind, iaid: ia.iaid, leases: Vec::new(), status: None }
     }
 
     pub fn with_status(ia: &IaRequest, code: u16, msg: &'static str) -> Self {
-        Self {
-            status: Some((code, msg)),
-            ..Self::new(ia)
-        }
+        Self { status: Some((code, msg)), ..Self::new(ia) }
     }
 
     /// True if the client gets something usable from this IA.
@@ -154,12 +138,8 @@ impl IaAnswer {
     /// NoAddrsAvail or NoPrefixAvail, inside the IA (RFC 9915 sections 18.3.2 and 18.3.9).
     pub fn unavailable(ia: &IaRequest) -> Self {
         match ia.kind {
-            LeaseKind::Address => {
-                Self::with_status(ia, status::NO_ADDRS_AVAIL, "no addresses available")
-            }
-            LeaseKind::Prefix => {
-                Self::with_status(ia, status::NO_PREFIX_AVAIL, "no prefixes available")
-            }
+            LeaseKind::Address => Self::with_status(ia, status::NO_ADDRS_AVAIL, "no addresses available"),
+            LeaseKind::Prefix => Self::with_status(ia, status::NO_PREFIX_AVAIL, "no prefixes available"),
         }
     }
 }
@@ -170,16 +150,12 @@ pub(crate) fn write(w: &mut Writer, a: &IaAnswer, t1: u32, t2: u32) {
         LeaseKind::Address => opt::IA_NA,
         LeaseKind::Prefix => opt::IA_PD,
     });
-    w.bytes(&a.iaid.to_be_bytes())
-        .bytes(&t1.to_be_bytes())
-        .bytes(&t2.to_be_bytes());
+    w.bytes(&a.iaid.to_be_bytes()).bytes(&t1.to_be_bytes()).bytes(&t2.to_be_bytes());
     for g in &a.leases {
         match a.kind {
             LeaseKind::Address => {
                 let o = w.begin(opt::IAADDR);
-                w.bytes(&g.addr.octets())
-                    .bytes(&g.preferred.to_be_bytes())
-                    .bytes(&g.valid.to_be_bytes());
+                w.bytes(&g.addr.octets()).bytes(&g.preferred.to_be_bytes()).bytes(&g.valid.to_be_bytes());
                 w.end(o);
             }
             LeaseKind::Prefix => {
@@ -234,21 +210,9 @@ mod tests {
         let m = message(&[ia_na(1, &iaaddr), ia_na(1, &[]), pd]);
         let ias = parse(&Message::parse(&m).unwrap()).unwrap();
         assert_eq!(ias.len(), 2, "the repeated IAID 1 is ignored");
-        assert_eq!(
-            ias[0].hints,
-            vec![Hint {
-                addr: "2001:db8::5".parse().unwrap(),
-                len: 128
-            }]
-        );
+        assert_eq!(ias[0].hints, vec![Hint { addr: "2001:db8::5".parse().unwrap(), len: 128 }]);
         // Host bits beyond the hinted length are cleared.
-        assert_eq!(
-            ias[1].hints,
-            vec![Hint {
-                addr: "2001:db8:1::".parse().unwrap(),
-                len: 56
-            }]
-        );
+        assert_eq!(ias[1].hints, vec![Hint { addr: "2001:db8:1::".parse().unwrap(), len: 56 }]);
         assert_eq!(ias[1].length_hint(), Some(56));
     }
 
@@ -257,10 +221,7 @@ mod tests {
         let many: Vec<Vec<u8>> = (0..40).map(|i| ia_na(i, &[])).collect();
         let ias = parse(&Message::parse(&message(&many)).unwrap()).unwrap();
         assert_eq!(ias.len(), MAX_IAS_PER_KIND);
-        assert_eq!(
-            ias.last().map(|ia| ia.iaid),
-            Some(MAX_IAS_PER_KIND as u32 - 1)
-        );
+        assert_eq!(ias.last().map(|ia| ia.iaid), Some(MAX_IAS_PER_KIND as u32 - 1));
     }
 
     #[test]

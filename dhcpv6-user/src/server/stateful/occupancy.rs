@@ -29,11 +29,7 @@ impl Occupancy {
         while last.checked_shr(6 * n).unwrap_or(0) > 0 {
             n += 1;
         }
-        Self {
-            last,
-            levels: vec![HashMap::new(); n as usize],
-            used: 0,
-        }
+        Self { last, levels: vec![HashMap::new(); n as usize], used: 0 }
     }
 
     /// Slots taken.
@@ -151,9 +147,7 @@ mod tests {
 
     /// The obvious implementation, to compare against.
     fn naive_next_free(bits: &[bool], from: u64) -> Option<u64> {
-        (from as usize..bits.len())
-            .find(|&i| !bits[i])
-            .map(|i| i as u64)
+        (from as usize..bits.len()).find(|&i| !bits[i]).map(|i| i as u64)
     }
 
     #[test]

@@ -29,27 +29,15 @@ pub enum PoolError {
     BadLength { input: String, part: String },
     #[error("{prefix}/{len} has bits set beyond its length")]
     HostBits { prefix: Ipv6Addr, len: u8 },
-    #[error(
-        "{prefix}/{len}: delegated length /{delegated} must be at least /{len} and at most /128"
-    )]
-    DelegatedLength {
-        prefix: Ipv6Addr,
-        len: u8,
-        delegated: u8,
-    },
+    #[error("{prefix}/{len}: delegated length /{delegated} must be at least /{len} and at most /128")]
+    DelegatedLength { prefix: Ipv6Addr, len: u8, delegated: u8 },
     #[error("{prefix}/{len} delegating /{delegated} gives more than 2^64 prefixes")]
-    TooManyPrefixes {
-        prefix: Ipv6Addr,
-        len: u8,
-        delegated: u8,
-    },
+    TooManyPrefixes { prefix: Ipv6Addr, len: u8, delegated: u8 },
 }
 
 /// `len` leading one bits.
 pub(crate) fn mask(len: u8) -> u128 {
-    u128::MAX
-        .checked_shl(128 - u32::from(len.min(128)))
-        .unwrap_or(0)
+    u128::MAX.checked_shl(128 - u32::from(len.min(128))).unwrap_or(0)
 }
 
 /// True if `addr` lies in `prefix/len`.
@@ -59,8 +47,7 @@ pub(crate) fn in_prefix(addr: Ipv6Addr, prefix: Ipv6Addr, len: u8) -> bool {
 
 /// Addresses that must never be leased: a client could not use them as a global address.
 fn check_unicast(a: Ipv6Addr) -> Result<(), PoolError> {
-    let bad =
-        a.is_multicast() || a.is_unspecified() || a.is_loopback() || a.is_unicast_link_local();
+    let bad = a.is_multicast() || a.is_unspecified() || a.is_loopback() || a.is_unicast_link_local();
     if bad {
         Err(PoolError::NotUnicast(a))
     } else {
@@ -121,8 +108,7 @@ impl AddrRange {
     }
 
     pub(crate) fn slot_of(&self, a: Ipv6Addr) -> Option<u64> {
-        self.contains(a)
-            .then(|| (u128::from(a) - u128::from(self.start)) as u64)
+        self.contains(a).then(|| (u128::from(a) - u128::from(self.start)) as u64)
     }
 
     pub(crate) fn at(&self, slot: u64) -> Ipv6Addr {
@@ -134,17 +120,11 @@ impl FromStr for AddrRange {
     type Err = PoolError;
 
     fn from_str(s: &str) -> Result<Self, PoolError> {
-        let (a, b) = s
-            .trim()
-            .split_once('-')
-            .ok_or_else(|| PoolError::RangeSyntax(s.to_string()))?;
+        let (a, b) = s.trim().split_once('-').ok_or_else(|| PoolError::RangeSyntax(s.to_string()))?;
         let parse = |part: &str| {
             part.trim()
                 .parse::<Ipv6Addr>()
-                .map_err(|_| PoolError::BadAddress {
-                    input: s.to_string(),
-                    part: part.trim().to_string(),
-                })
+                .map_err(|_| PoolError::BadAddress { input: s.to_string(), part: part.trim().to_string() })
         };
         Self::new(parse(a)?, parse(b)?)
     }
@@ -168,27 +148,15 @@ impl PrefixPool {
     pub fn new(prefix: Ipv6Addr, len: u8, delegated_len: u8) -> Result<Self, PoolError> {
         check_unicast(prefix)?;
         if len > 128 || delegated_len < len || delegated_len > 128 || delegated_len == 0 {
-            return Err(PoolError::DelegatedLength {
-                prefix,
-                len,
-                delegated: delegated_len,
-            });
+            return Err(PoolError::DelegatedLength { prefix, len, delegated: delegated_len });
         }
         if u128::from(prefix) & !mask(len) != 0 {
             return Err(PoolError::HostBits { prefix, len });
         }
         if delegated_len - len > 64 {
-            return Err(PoolError::TooManyPrefixes {
-                prefix,
-                len,
-                delegated: delegated_len,
-            });
+            return Err(PoolError::TooManyPrefixes { prefix, len, delegated: delegated_len });
         }
-        Ok(Self {
-            prefix,
-            len,
-            delegated_len,
-        })
+        Ok(Self { prefix, len, delegated_len })
     }
 
     pub fn prefix(&self) -> Ipv6Addr {
@@ -225,8 +193,7 @@ impl PrefixPool {
     /// The slot of `p/l` if it is exactly one of the delegable prefixes.
     pub(crate) fn slot_of(&self, p: Ipv6Addr, l: u8) -> Option<u64> {
         let v = u128::from(p);
-        let exact =
-            l == self.delegated_len && in_prefix(p, self.prefix, self.len) && v & !mask(l) == 0;
+        let exact = l == self.delegated_len && in_prefix(p, self.prefix, self.len) && v & !mask(l) == 0;
         exact.then(|| ((v - u128::from(self.prefix)) >> self.shift()) as u64)
     }
 
@@ -243,13 +210,8 @@ impl PrefixPool {
         if l <= self.len {
             return Some((0, self.last_slot()));
         }
-        let first = ((u128::from(p) & mask(l.min(self.delegated_len))) - u128::from(self.prefix))
-            >> self.shift();
-        let count = if l >= self.delegated_len {
-            1
-        } else {
-            1u128 << (self.delegated_len - l)
-        };
+        let first = ((u128::from(p) & mask(l.min(self.delegated_len))) - u128::from(self.prefix)) >> self.shift();
+        let count = if l >= self.delegated_len { 1 } else { 1u128 << (self.delegated_len - l) };
         Some((first as u64, (first + count - 1) as u64))
     }
 }
@@ -263,18 +225,12 @@ impl FromStr for PrefixPool {
         let (len, delegated) = lens.split_once(':').ok_or_else(syntax)?;
         let prefix = addr
             .parse::<Ipv6Addr>()
-            .map_err(|_| PoolError::BadAddress {
-                input: s.to_string(),
-                part: addr.to_string(),
-            })?;
+            .map_err(|_| PoolError::BadAddress { input: s.to_string(), part: addr.to_string() })?;
         let length = |part: &str| {
             part.parse::<u8>()
                 .ok()
                 .filter(|l| *l <= 128)
-                .ok_or_else(|| PoolError::BadLength {
-                    input: s.to_string(),
-                    part: part.to_string(),
-                })
+                .ok_or_else(|| PoolError::BadLength { input: s.to_string(), part: part.to_string() })
         };
         Self::new(prefix, length(len)?, length(delegated)?)
     }
@@ -297,56 +253,34 @@ mod tests {
     #[test]
     fn parses_ranges() {
         let r: AddrRange = "2001:db8:1::100-2001:db8:1::1ff".parse().unwrap();
-        assert_eq!(
-            (r.start(), r.end(), r.size()),
-            (a("2001:db8:1::100"), a("2001:db8:1::1ff"), 256)
-        );
+        assert_eq!((r.start(), r.end(), r.size()), (a("2001:db8:1::100"), a("2001:db8:1::1ff"), 256));
         assert_eq!(r.link_prefix(), (a("2001:db8:1::"), 64));
         assert_eq!(r.slot_of(a("2001:db8:1::101")), Some(1));
         assert_eq!(r.at(255), a("2001:db8:1::1ff"));
         assert_eq!(r.slot_of(a("2001:db8:1::200")), None);
         assert_eq!(r.to_string().parse::<AddrRange>().unwrap(), r);
         // Wider than a /64: the link prefix is what start and end share.
-        let w: AddrRange = "2001:db8:0:0:8000::-2001:db8:0:1:7fff:ffff:ffff:ffff"
-            .parse()
-            .unwrap();
+        let w: AddrRange = "2001:db8:0:0:8000::-2001:db8:0:1:7fff:ffff:ffff:ffff".parse().unwrap();
         assert_eq!(w.link_prefix(), (a("2001:db8::"), 63));
     }
 
     #[test]
     fn range_errors_are_specific() {
-        assert!(matches!(
-            "2001:db8::1".parse::<AddrRange>(),
-            Err(PoolError::RangeSyntax(_))
-        ));
+        assert!(matches!("2001:db8::1".parse::<AddrRange>(), Err(PoolError::RangeSyntax(_))));
         assert!(
             matches!("2001:db8::1-zz".parse::<AddrRange>(), Err(PoolError::BadAddress { part, .. }) if part == "zz")
         );
-        assert!(matches!(
-            "2001:db8::9-2001:db8::1".parse::<AddrRange>(),
-            Err(PoolError::Reversed { .. })
-        ));
-        assert!(matches!(
-            "2001:db8::-2001:db9::".parse::<AddrRange>(),
-            Err(PoolError::RangeTooLarge { .. })
-        ));
-        assert!(matches!(
-            "fe80::1-fe80::9".parse::<AddrRange>(),
-            Err(PoolError::NotUnicast(_))
-        ));
+        assert!(matches!("2001:db8::9-2001:db8::1".parse::<AddrRange>(), Err(PoolError::Reversed { .. })));
+        assert!(matches!("2001:db8::-2001:db9::".parse::<AddrRange>(), Err(PoolError::RangeTooLarge { .. })));
+        assert!(matches!("fe80::1-fe80::9".parse::<AddrRange>(), Err(PoolError::NotUnicast(_))));
         // Exactly 2^64 addresses is allowed.
-        assert!("2001:db8::-2001:db8::ffff:ffff:ffff:ffff"
-            .parse::<AddrRange>()
-            .is_ok());
+        assert!("2001:db8::-2001:db8::ffff:ffff:ffff:ffff".parse::<AddrRange>().is_ok());
     }
 
     #[test]
     fn parses_prefix_pools() {
         let p: PrefixPool = "2001:db8:100::/40:56".parse().unwrap();
-        assert_eq!(
-            (p.prefix(), p.prefix_len(), p.delegated_len(), p.size()),
-            (a("2001:db8:100::"), 40, 56, 65536)
-        );
+        assert_eq!((p.prefix(), p.prefix_len(), p.delegated_len(), p.size()), (a("2001:db8:100::"), 40, 56, 65536));
         assert_eq!(p.at(0), a("2001:db8:100::"));
         assert_eq!(p.at(1), a("2001:db8:100:100::"));
         assert_eq!(p.at(65535), a("2001:db8:1ff:ff00::"));
@@ -363,38 +297,14 @@ mod tests {
 
     #[test]
     fn prefix_pool_errors_are_specific() {
-        assert!(matches!(
-            "2001:db8::/40".parse::<PrefixPool>(),
-            Err(PoolError::PrefixSyntax(_))
-        ));
-        assert!(matches!(
-            "2001:db8::40:56".parse::<PrefixPool>(),
-            Err(PoolError::PrefixSyntax(_))
-        ));
-        assert!(matches!(
-            "2001:db8::/x:56".parse::<PrefixPool>(),
-            Err(PoolError::BadLength { .. })
-        ));
-        assert!(matches!(
-            "2001:db8::/40:129".parse::<PrefixPool>(),
-            Err(PoolError::BadLength { .. })
-        ));
-        assert!(matches!(
-            "2001:db8::1/40:56".parse::<PrefixPool>(),
-            Err(PoolError::HostBits { .. })
-        ));
-        assert!(matches!(
-            "2001:db8::/56:48".parse::<PrefixPool>(),
-            Err(PoolError::DelegatedLength { .. })
-        ));
-        assert!(matches!(
-            "2000::/3:80".parse::<PrefixPool>(),
-            Err(PoolError::TooManyPrefixes { .. })
-        ));
-        assert!(matches!(
-            "ff00::/8:16".parse::<PrefixPool>(),
-            Err(PoolError::NotUnicast(_))
-        ));
+        assert!(matches!("2001:db8::/40".parse::<PrefixPool>(), Err(PoolError::PrefixSyntax(_))));
+        assert!(matches!("2001:db8::40:56".parse::<PrefixPool>(), Err(PoolError::PrefixSyntax(_))));
+        assert!(matches!("2001:db8::/x:56".parse::<PrefixPool>(), Err(PoolError::BadLength { .. })));
+        assert!(matches!("2001:db8::/40:129".parse::<PrefixPool>(), Err(PoolError::BadLength { .. })));
+        assert!(matches!("2001:db8::1/40:56".parse::<PrefixPool>(), Err(PoolError::HostBits { .. })));
+        assert!(matches!("2001:db8::/56:48".parse::<PrefixPool>(), Err(PoolError::DelegatedLength { .. })));
+        assert!(matches!("2000::/3:80".parse::<PrefixPool>(), Err(PoolError::TooManyPrefixes { .. })));
+        assert!(matches!("ff00::/8:16".parse::<PrefixPool>(), Err(PoolError::NotUnicast(_))));
         assert!("2001:db8::/32:64".parse::<PrefixPool>().is_ok());
     }
 }

@@ -62,12 +62,7 @@ impl LinkReservations {
             keys.extend(r.interface_id.clone().map(Matcher::InterfaceId));
             keys.extend(r.client_linklayer.clone().map(Matcher::LinkLayer));
         }
-        let mut hits: Vec<usize> = keys
-            .iter()
-            .filter_map(|k| self.index.get(k))
-            .flatten()
-            .copied()
-            .collect();
+        let mut hits: Vec<usize> = keys.iter().filter_map(|k| self.index.get(k)).flatten().copied().collect();
         hits.sort_unstable();
         hits.dedup();
         let mut out: Vec<&Reservation> = hits
@@ -77,15 +72,9 @@ impl LinkReservations {
             .filter(|r| r.duid.as_ref().is_none_or(|d| d.as_bytes() == duid))
             .filter(|r| {
                 same(&r.remote_id, relay.and_then(|x| x.remote_id.as_ref()))
-                    && same(
-                        &r.subscriber_id,
-                        relay.and_then(|x| x.subscriber_id.as_ref()),
-                    )
+                    && same(&r.subscriber_id, relay.and_then(|x| x.subscriber_id.as_ref()))
                     && same(&r.interface_id, relay.and_then(|x| x.interface_id.as_ref()))
-                    && same(
-                        &r.client_linklayer,
-                        relay.and_then(|x| x.client_linklayer.as_ref()),
-                    )
+                    && same(&r.client_linklayer, relay.and_then(|x| x.client_linklayer.as_ref()))
             })
             .collect();
         // Stable: keeps configuration order within each group.
@@ -102,42 +91,23 @@ mod tests {
     #[test]
     fn matches_by_duid_iaid_and_relay_options() {
         let d1 = Duid::from_mac([2, 0, 0, 0, 0, 1]);
-        let any = Reservation {
-            duid: Some(d1.clone()),
-            address: Some("2001:db8::1".parse().unwrap()),
-            ..Default::default()
-        };
-        let ia7 = Reservation {
-            iaid: Some(7),
-            address: Some("2001:db8::7".parse().unwrap()),
-            ..any.clone()
-        };
+        let any =
+            Reservation { duid: Some(d1.clone()), address: Some("2001:db8::1".parse().unwrap()), ..Default::default() };
+        let ia7 = Reservation { iaid: Some(7), address: Some("2001:db8::7".parse().unwrap()), ..any.clone() };
         let by_remote = Reservation {
             remote_id: Some(vec![0, 0, 0, 9, b'x']),
             address: Some("2001:db8::9".parse().unwrap()),
             ..Default::default()
         };
-        let both = Reservation {
-            remote_id: Some(vec![1]),
-            ..any.clone()
-        };
+        let both = Reservation { remote_id: Some(vec![1]), ..any.clone() };
         let r = LinkReservations::new(vec![any.clone(), ia7.clone(), by_remote.clone(), both]);
         assert_eq!(r.matching(d1.as_bytes(), 7, None), vec![&ia7, &any]);
         assert_eq!(r.matching(d1.as_bytes(), 1, None), vec![&any]);
         assert!(r.matching(b"\x00\x03\x00\x01zzzzzz", 7, None).is_empty());
-        let relay = RelayInfo {
-            remote_id: Some(vec![0, 0, 0, 9, b'x']),
-            ..Default::default()
-        };
-        assert_eq!(
-            r.matching(b"\x00\x03\x00\x01zzzzzz", 1, Some(&relay)),
-            vec![&by_remote]
-        );
+        let relay = RelayInfo { remote_id: Some(vec![0, 0, 0, 9, b'x']), ..Default::default() };
+        assert_eq!(r.matching(b"\x00\x03\x00\x01zzzzzz", 1, Some(&relay)), vec![&by_remote]);
         // DUID matches but the reservation also wants Remote-ID [1].
-        let wrong = RelayInfo {
-            remote_id: Some(vec![2]),
-            ..Default::default()
-        };
+        let wrong = RelayInfo { remote_id: Some(vec![2]), ..Default::default() };
         assert_eq!(r.matching(d1.as_bytes(), 1, Some(&wrong)), vec![&any]);
     }
 }

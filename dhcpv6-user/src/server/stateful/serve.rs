@@ -28,12 +28,7 @@ pub(crate) struct Client<'a> {
 }
 
 fn zero(k: LeaseKey) -> Granted {
-    Granted {
-        addr: k.addr,
-        len: k.prefix_len,
-        preferred: 0,
-        valid: 0,
-    }
+    Granted { addr: k.addr, len: k.prefix_len, preferred: 0, valid: 0 }
 }
 
 /// The key a specified hint names, if the hint names one exactly.
@@ -47,50 +42,34 @@ fn hint_key(kind: LeaseKind, h: &Hint) -> Option<LeaseKey> {
 
 impl Engine {
     /// The reserved key for this IA, if the client has one that nobody else holds.
-    fn reserved_for(
-        &self,
-        c: &Client<'_>,
-        ia: &IaRequest,
-        skip: &HashSet<LeaseKey>,
-    ) -> Option<LeaseKey> {
-        self.reservations[c.link]
-            .matching(c.duid, ia.iaid, c.relay)
-            .into_iter()
-            .find_map(|r| {
-                let k = match ia.kind {
-                    LeaseKind::Address => key(ia.kind, r.address?, 128),
-                    LeaseKind::Prefix => {
-                        let (p, l) = r.prefix?;
-                        key(ia.kind, p, l)
-                    }
-                };
-                let mine_or_free = match self.state.leases.get(&k) {
-                    None => true,
-                    Some(l) => {
-                        l.state == LeaseState::Bound && l.duid == c.duid && l.iaid == ia.iaid
-                    }
-                };
-                (mine_or_free && !skip.contains(&k)).then_some(k)
-            })
+    fn reserved_for(&self, c: &Client<'_>, ia: &IaRequest, skip: &HashSet<LeaseKey>) -> Option<LeaseKey> {
+        self.reservations[c.link].matching(c.duid, ia.iaid, c.relay).into_iter().find_map(|r| {
+            let k = match ia.kind {
+                LeaseKind::Address => key(ia.kind, r.address?, 128),
+                LeaseKind::Prefix => {
+                    let (p, l) = r.prefix?;
+                    key(ia.kind, p, l)
+                }
+            };
+            let mine_or_free = match self.state.leases.get(&k) {
+                None => true,
+                Some(l) => l.state == LeaseState::Bound && l.duid == c.duid && l.iaid == ia.iaid,
+            };
+            (mine_or_free && !skip.contains(&k)).then_some(k)
+        })
     }
 
     /// True if `k` may stay with this client on this link: a slot of one of the link's pools
     /// that is not reserved for someone else, or one of the client's reservations.
     fn servable(&self, c: &Client<'_>, ia: &IaRequest, k: LeaseKey) -> bool {
         let mine = |k: LeaseKey| {
-            self.reservations[c.link]
-                .matching(c.duid, ia.iaid, c.relay)
-                .iter()
-                .any(|r| match k.kind {
-                    LeaseKind::Address => r.address == Some(k.addr),
-                    LeaseKind::Prefix => r.prefix == Some((k.addr, k.prefix_len)),
-                })
+            self.reservations[c.link].matching(c.duid, ia.iaid, c.relay).iter().any(|r| match k.kind {
+                LeaseKind::Address => r.address == Some(k.addr),
+                LeaseKind::Prefix => r.prefix == Some((k.addr, k.prefix_len)),
+            })
         };
         match self.state.locate(&k) {
-            Some((id, _)) => {
-                self.state.pools[id].link == c.link
-                    && (!self.state.reserved.contains(&k) || mine(k))
-            }
+            Some((id, _)) => self.state.pools[id].link == c.link && (!self.state.reserved.contains(&k) || mine(k)),
             None => mine(k),
         }
     }
@@ -103,22 +82,13 @@ impl Engine {
             // delegated length of the link.
             let lens: Vec<u8> = match (ia.kind, h.len) {
                 (LeaseKind::Address, _) => vec![128],
-                (LeaseKind::Prefix, 0) => pools
-                    .iter()
-                    .map(|id| self.state.pools[*id].geo.delegated_len())
-                    .collect(),
+                (LeaseKind::Prefix, 0) => pools.iter().map(|id| self.state.pools[*id].geo.delegated_len()).collect(),
                 (LeaseKind::Prefix, l) => vec![l],
             };
             lens.into_iter().find_map(|l| {
-                let k = key(
-                    ia.kind,
-                    std::net::Ipv6Addr::from(u128::from(h.addr) & mask(l)),
-                    l,
-                );
+                let k = key(ia.kind, std::net::Ipv6Addr::from(u128::from(h.addr) & mask(l)), l);
                 let (id, slot) = self.state.locate(&k)?;
-                let ok = self.state.pools[id].link == c.link
-                    && self.state.is_free(id, slot)
-                    && !skip.contains(&k);
+                let ok = self.state.pools[id].link == c.link && self.state.is_free(id, slot) && !skip.contains(&k);
                 ok.then_some(k)
             })
         })
@@ -127,12 +97,7 @@ impl Engine {
     /// A free key from the link's pools. For prefixes, pools of the hinted length come
     /// first, then the closest lengths, shorter (bigger) before longer (RFC 8168 section 3.2:
     /// a hint the server cannot meet exactly still gets a prefix of a configured length).
-    fn dynamic(
-        &self,
-        c: &Client<'_>,
-        ia: &IaRequest,
-        skip: &HashSet<LeaseKey>,
-    ) -> Option<LeaseKey> {
+    fn dynamic(&self, c: &Client<'_>, ia: &IaRequest, skip: &HashSet<LeaseKey>) -> Option<LeaseKey> {
         let mut ids = self.pool_ids(c.link, ia.kind).to_vec();
         let s = seed(c.duid, ia.iaid, ia.kind);
         let Some(hint) = ia.length_hint().filter(|_| ia.kind == LeaseKind::Prefix) else {
@@ -140,10 +105,8 @@ impl Engine {
         };
         let rank = |d: u8| (d != hint, d.abs_diff(hint), d > hint);
         ids.sort_by_key(|id| rank(self.state.pools[*id].geo.delegated_len()));
-        ids.chunk_by(|a, b| {
-            self.state.pools[*a].geo.delegated_len() == self.state.pools[*b].geo.delegated_len()
-        })
-        .find_map(|group| self.state.alloc(group, s, skip))
+        ids.chunk_by(|a, b| self.state.pools[*a].geo.delegated_len() == self.state.pools[*b].geo.delegated_len())
+            .find_map(|group| self.state.alloc(group, s, skip))
     }
 
     /// Binds (or re-binds with fresh lifetimes) `k` to the IA.
@@ -180,12 +143,7 @@ impl Engine {
             }
             self.state.apply(txn, LeaseOp::Upsert(lease));
         }
-        Granted {
-            addr: k.addr,
-            len: k.prefix_len,
-            preferred: lt.preferred,
-            valid: lt.valid,
-        }
+        Granted { addr: k.addr, len: k.prefix_len, preferred: lt.preferred, valid: lt.valid }
     }
 
     /// Ends a binding. Returns the zero-lifetime entry that tells the client, when committing.
@@ -228,10 +186,7 @@ impl Engine {
             }
         }
         if keep.is_empty() {
-            match reserved
-                .or_else(|| self.hinted(c, ia, skip))
-                .or_else(|| self.dynamic(c, ia, skip))
-            {
+            match reserved.or_else(|| self.hinted(c, ia, skip)).or_else(|| self.dynamic(c, ia, skip)) {
                 Some(k) => keep.push(k),
                 None => {
                     out.status = IaAnswer::unavailable(ia).status;
@@ -256,30 +211,18 @@ impl Engine {
         skip: &mut HashSet<LeaseKey>,
         rebind: bool,
     ) -> Option<IaAnswer> {
-        let named: Vec<LeaseKey> = ia
-            .hints
-            .iter()
-            .filter(|h| h.is_specified())
-            .filter_map(|h| hint_key(ia.kind, h))
-            .collect();
+        let named: Vec<LeaseKey> =
+            ia.hints.iter().filter(|h| h.is_specified()).filter_map(|h| hint_key(ia.kind, h)).collect();
         if self.state.bound(c.duid, ia.iaid, ia.kind).is_empty() {
             if !rebind {
-                return Some(IaAnswer::with_status(
-                    ia,
-                    status::NO_BINDING,
-                    "no binding for this IA",
-                ));
+                return Some(IaAnswer::with_status(ia, status::NO_BINDING, "no binding for this IA"));
             }
             return self.rebind_unknown(c, ia, &named, txn, skip);
         }
         let mut out = self.assign(c, ia, Some(txn), skip);
         // What the client holds but we did not give this IA: tell it to stop using it.
         for k in named {
-            if !out
-                .leases
-                .iter()
-                .any(|g| g.addr == k.addr && g.len == k.prefix_len)
-            {
+            if !out.leases.iter().any(|g| g.addr == k.addr && g.len == k.prefix_len) {
                 out.leases.push(zero(k));
             }
         }
@@ -306,9 +249,7 @@ impl Engine {
                 && match reserved {
                     Some(r) => r == k,
                     None => self.state.locate(&k).is_some_and(|(id, slot)| {
-                        self.state.pools[id].link == c.link
-                            && self.state.is_free(id, slot)
-                            && !skip.contains(&k)
+                        self.state.pools[id].link == c.link && self.state.is_free(id, slot) && !skip.contains(&k)
                     }),
                 };
             if usable {
@@ -323,24 +264,13 @@ impl Engine {
 
     /// Release (RFC 9915 section 18.3.7): drop what the IA names and holds. An IA is only
     /// mentioned in the Reply when we have no binding for it (NoBinding).
-    pub(crate) fn release_ia(
-        &mut self,
-        c: &Client<'_>,
-        ia: &IaRequest,
-        txn: &mut Txn,
-    ) -> Option<IaAnswer> {
+    pub(crate) fn release_ia(&mut self, c: &Client<'_>, ia: &IaRequest, txn: &mut Txn) -> Option<IaAnswer> {
         let bound = self.state.bound(c.duid, ia.iaid, ia.kind);
         if bound.is_empty() {
-            return Some(IaAnswer::with_status(
-                ia,
-                status::NO_BINDING,
-                "no binding for this IA",
-            ));
+            return Some(IaAnswer::with_status(ia, status::NO_BINDING, "no binding for this IA"));
         }
         for h in ia.hints.iter().filter(|h| h.is_specified()) {
-            if let Some(lease) =
-                hint_key(ia.kind, h).and_then(|k| bound.iter().find(|l| l.key() == k))
-            {
+            if let Some(lease) = hint_key(ia.kind, h).and_then(|k| bound.iter().find(|l| l.key() == k)) {
                 self.revoke(lease, Some(txn));
             }
         }
@@ -349,22 +279,13 @@ impl Engine {
 
     /// Decline (RFC 9915 section 18.3.8): the client found the address in use; keep it out
     /// of allocation for `decline_hold`. Addresses only: IA_PD has no Decline.
-    pub(crate) fn decline_ia(
-        &mut self,
-        c: &Client<'_>,
-        ia: &IaRequest,
-        txn: &mut Txn,
-    ) -> Option<IaAnswer> {
+    pub(crate) fn decline_ia(&mut self, c: &Client<'_>, ia: &IaRequest, txn: &mut Txn) -> Option<IaAnswer> {
         if ia.kind != LeaseKind::Address {
             return None;
         }
         let bound = self.state.bound(c.duid, ia.iaid, ia.kind);
         if bound.is_empty() {
-            return Some(IaAnswer::with_status(
-                ia,
-                status::NO_BINDING,
-                "no binding for this IA",
-            ));
+            return Some(IaAnswer::with_status(ia, status::NO_BINDING, "no binding for this IA"));
         }
         let hold = u64::from(self.links[c.link].decline_hold);
         for h in ia.hints.iter().filter(|h| h.is_specified()) {

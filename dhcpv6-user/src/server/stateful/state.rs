@@ -41,16 +41,8 @@ impl Geo {
 
     pub fn key_at(&self, slot: u64) -> LeaseKey {
         match self {
-            Geo::Na(r) => LeaseKey {
-                kind: LeaseKind::Address,
-                addr: r.at(slot),
-                prefix_len: 128,
-            },
-            Geo::Pd(p) => LeaseKey {
-                kind: LeaseKind::Prefix,
-                addr: p.at(slot),
-                prefix_len: p.delegated_len(),
-            },
+            Geo::Na(r) => LeaseKey { kind: LeaseKind::Address, addr: r.at(slot), prefix_len: 128 },
+            Geo::Pd(p) => LeaseKey { kind: LeaseKind::Prefix, addr: p.at(slot), prefix_len: p.delegated_len() },
         }
     }
 
@@ -99,11 +91,7 @@ pub(crate) struct Pool {
 
 impl Pool {
     fn pinned_until(&self, slot: u64) -> Option<u64> {
-        self.pinned
-            .iter()
-            .filter(|(a, b, _)| (*a..=*b).contains(&slot))
-            .map(|(_, b, _)| *b)
-            .max()
+        self.pinned.iter().filter(|(a, b, _)| (*a..=*b).contains(&slot)).map(|(_, b, _)| *b).max()
     }
 }
 
@@ -143,11 +131,7 @@ fn kind_index(kind: LeaseKind) -> usize {
 /// restarts, unlike `DefaultHasher`.
 pub(crate) fn seed(duid: &[u8], iaid: u32, kind: LeaseKind) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in duid
-        .iter()
-        .chain(&iaid.to_be_bytes())
-        .chain(&[kind_index(kind) as u8])
-    {
+    for b in duid.iter().chain(&iaid.to_be_bytes()).chain(&[kind_index(kind) as u8]) {
         h ^= u64::from(*b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
@@ -175,20 +159,13 @@ impl State {
     pub fn add_pool(&mut self, link: usize, geo: Geo) -> usize {
         let id = self.pools.len();
         self.by_start[kind_index(geo.kind())].insert(geo.span().0, id);
-        self.pools.push(Pool {
-            link,
-            geo,
-            occ: Occupancy::new(geo.last_slot()),
-            pinned: Vec::new(),
-        });
+        self.pools.push(Pool { link, geo, occ: Occupancy::new(geo.last_slot()), pinned: Vec::new() });
         id
     }
 
     /// The pool and slot that `key` is exactly.
     pub fn locate(&self, key: &LeaseKey) -> Option<(usize, u64)> {
-        let (_, &id) = self.by_start[kind_index(key.kind)]
-            .range(..=u128::from(key.addr))
-            .next_back()?;
+        let (_, &id) = self.by_start[kind_index(key.kind)].range(..=u128::from(key.addr)).next_back()?;
         self.pools[id].geo.slot_of(key).map(|slot| (id, slot))
     }
 
@@ -205,11 +182,7 @@ impl State {
 
     /// A client's bound leases in one IA (declined ones are not a binding any more).
     pub fn bound(&self, duid: &[u8], iaid: u32, kind: LeaseKind) -> Vec<Lease> {
-        self.leases
-            .for_client(duid, iaid, kind)
-            .filter(|l| l.state == LeaseState::Bound)
-            .cloned()
-            .collect()
+        self.leases.for_client(duid, iaid, kind).filter(|l| l.state == LeaseState::Bound).cloned().collect()
     }
 
     /// Sets or removes the lease for `key`, keeping bits, pins and expiry in step.
@@ -229,11 +202,7 @@ impl State {
         // Every extension pushes a new expiry entry and leaves the old one to be skipped
         // when it comes up; rebuild before the stale ones outnumber the leases.
         if self.expiry.len() > 2 * self.leases.len() + 1024 {
-            self.expiry = self
-                .leases
-                .iter()
-                .map(|l| Reverse((l.valid_until, l.key())))
-                .collect();
+            self.expiry = self.leases.iter().map(|l| Reverse((l.valid_until, l.key()))).collect();
         }
         old
     }
@@ -253,10 +222,7 @@ impl State {
     /// Recomputes the pins of a prefix key that is not a slot of any pool.
     fn repin(&mut self, key: &LeaseKey) {
         let held = self.leases.contains(key);
-        let (start, end) = (
-            u128::from(key.addr) & mask(key.prefix_len),
-            u128::from(key.addr) | !mask(key.prefix_len),
-        );
+        let (start, end) = (u128::from(key.addr) & mask(key.prefix_len), u128::from(key.addr) | !mask(key.prefix_len));
         let ids: Vec<usize> = self.by_start[1]
             .range(..=end)
             .rev()
@@ -350,11 +316,7 @@ impl State {
                 continue;
             };
             let key = pool.geo.key_at(slot);
-            let resume = if skip.contains(&key) {
-                Some(slot)
-            } else {
-                pool.pinned_until(slot)
-            };
+            let resume = if skip.contains(&key) { Some(slot) } else { pool.pinned_until(slot) };
             match resume {
                 None => return Some(key),
                 Some(last) => match last.checked_add(1).filter(|s| *s <= pool.geo.last_slot()) {
@@ -372,11 +334,7 @@ impl State {
 
 /// The key of an address or prefix.
 pub(crate) fn key(kind: LeaseKind, addr: Ipv6Addr, len: u8) -> LeaseKey {
-    LeaseKey {
-        kind,
-        addr,
-        prefix_len: len,
-    }
+    LeaseKey { kind, addr, prefix_len: len }
 }
 
 #[cfg(test)]
@@ -432,9 +390,7 @@ mod tests {
             got.push(k.addr);
         }
         got.sort();
-        let want: Vec<Ipv6Addr> = (0x10..=0x13)
-            .map(|i| Ipv6Addr::from(0x2001_0db8_u128 << 96 | i))
-            .collect();
+        let want: Vec<Ipv6Addr> = (0x10..=0x13).map(|i| Ipv6Addr::from(0x2001_0db8_u128 << 96 | i)).collect();
         assert_eq!(got, want);
         assert_eq!(s.alloc(&[0], 42, &skip), None);
     }

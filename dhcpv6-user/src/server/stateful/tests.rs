@@ -110,28 +110,15 @@ fn decode(b: &[u8]) -> Decoded {
         sid: m.server_id().unwrap().map(<[u8]>::to_vec),
     };
     assert_eq!(m.xid(), [0x12, 0x34, 0x56]);
-    for o in m
-        .options()
-        .filter(|o| o.code == opt::IA_NA || o.code == opt::IA_PD)
-    {
+    for o in m.options().filter(|o| o.code == opt::IA_NA || o.code == opt::IA_PD) {
         let u = |i: usize| u32::from_be_bytes(o.data[i..i + 4].try_into().unwrap());
-        let mut ia = Ia {
-            code: o.code,
-            iaid: u(0),
-            t1: u(4),
-            t2: u(8),
-            leases: Vec::new(),
-            status: None,
-        };
+        let mut ia = Ia { code: o.code, iaid: u(0), t1: u(4), t2: u(8), leases: Vec::new(), status: None };
         for s in OptionIter::new(&o.data[12..]).map(Result::unwrap) {
             let v = |i: usize| u32::from_be_bytes(s.data[i..i + 4].try_into().unwrap());
             match s.code {
-                opt::IAADDR => ia.leases.push((
-                    Ipv6Addr::from(<[u8; 16]>::try_from(&s.data[..16]).unwrap()),
-                    128,
-                    v(16),
-                    v(20),
-                )),
+                opt::IAADDR => {
+                    ia.leases.push((Ipv6Addr::from(<[u8; 16]>::try_from(&s.data[..16]).unwrap()), 128, v(16), v(20)))
+                }
                 opt::IAPREFIX => ia.leases.push((
                     Ipv6Addr::from(<[u8; 16]>::try_from(&s.data[9..25]).unwrap()),
                     s.data[8],
@@ -156,13 +143,9 @@ fn link() -> LinkPools {
 }
 
 fn ctx() -> ClientContext {
-    let options = ServiceOptions {
-        dns: vec![a("2001:db8::53")],
-        ntp: vec![a("2001:db8::123")],
-        ..Default::default()
-    }
-    .encode()
-    .unwrap();
+    let options = ServiceOptions { dns: vec![a("2001:db8::53")], ntp: vec![a("2001:db8::123")], ..Default::default() }
+        .encode()
+        .unwrap();
     ClientContext {
         link: "eth1".into(),
         server_duid: server_duid(),
@@ -178,13 +161,7 @@ fn engine(links: Vec<LinkPools>) -> Engine {
 }
 
 /// Handles a message and, like the daemon, commits its ops to `store` before "sending".
-fn run(
-    e: &mut Engine,
-    store: &MemoryStore,
-    m: &Msg,
-    c: &ClientContext,
-    now: u64,
-) -> (Option<Decoded>, Outcome) {
+fn run(e: &mut Engine, store: &MemoryStore, m: &Msg, c: &ClientContext, now: u64) -> (Option<Decoded>, Outcome) {
     let mut out = e.handle(&Message::parse(&m.0).unwrap(), c, now);
     if !out.ops.is_empty() {
         store.commit(out.ops.clone()).wait_blocking().unwrap();
@@ -212,13 +189,7 @@ fn addr_of(d: &Decoded) -> Ipv6Addr {
 fn advertise_commits_nothing_and_request_gets_the_offered_address() {
     let mut e = engine(vec![link()]);
     let store = MemoryStore::new();
-    let (adv, out) = run(
-        &mut e,
-        &store,
-        &solicit(1).na(1, &[]).pd(2, &[]),
-        &ctx(),
-        NOW,
-    );
+    let (adv, out) = run(&mut e, &store, &solicit(1).na(1, &[]).pd(2, &[]), &ctx(), NOW);
     let adv = adv.unwrap();
     assert!(out.ops.is_empty() && out.routes.is_empty());
     assert_eq!(adv.msg_type, msg::ADVERTISE);
@@ -229,10 +200,7 @@ fn advertise_commits_nothing_and_request_gets_the_offered_address() {
 
     let rep = reply(&mut e, &store, &request(1).na(1, &[]).pd(2, &[]));
     assert_eq!(rep.msg_type, msg::REPLY);
-    assert_eq!(
-        rep.ias, adv.ias,
-        "same address and prefix as offered, no state needed"
-    );
+    assert_eq!(rep.ias, adv.ias, "same address and prefix as offered, no state needed");
     assert_eq!(store.load_all().unwrap().len(), 2);
     assert_eq!(e.lease_count(), 2);
 }
@@ -241,11 +209,7 @@ fn advertise_commits_nothing_and_request_gets_the_offered_address() {
 fn reply_has_configured_lifetimes_and_equal_t1_t2_in_every_ia() {
     let mut e = engine(vec![link()]);
     let store = MemoryStore::new();
-    let rep = reply(
-        &mut e,
-        &store,
-        &request(1).na(1, &[]).na(2, &[]).pd(3, &[]).pd(4, &[]),
-    );
+    let rep = reply(&mut e, &store, &request(1).na(1, &[]).na(2, &[]).pd(3, &[]).pd(4, &[]));
     assert_eq!(rep.ias.len(), 4);
     let lt = Lifetimes::default();
     for ia in &rep.ias {
@@ -259,15 +223,9 @@ fn reply_has_configured_lifetimes_and_equal_t1_t2_in_every_ia() {
     let distinct: HashSet<_> = rep.ias.iter().map(|i| i.leases[0].0).collect();
     assert_eq!(distinct.len(), 4);
     let leases = store.load_all().unwrap();
-    assert!(leases
-        .iter()
-        .all(|l| l.valid_until == NOW + 7200 && l.preferred_until == NOW + 3600));
+    assert!(leases.iter().all(|l| l.valid_until == NOW + 7200 && l.preferred_until == NOW + 3600));
     // A retransmitted Request gets the same bindings back.
-    let again = reply(
-        &mut e,
-        &store,
-        &request(1).na(1, &[]).na(2, &[]).pd(3, &[]).pd(4, &[]),
-    );
+    let again = reply(&mut e, &store, &request(1).na(1, &[]).na(2, &[]).pd(3, &[]).pd(4, &[]));
     assert_eq!(again.ias, rep.ias);
     assert_eq!(e.lease_count(), 4);
 }
@@ -278,11 +236,7 @@ fn options_follow_the_option_request() {
     let store = MemoryStore::new();
     let rep = reply(&mut e, &store, &request(1).na(1, &[]));
     assert!(rep.codes.contains(&opt::DNS_SERVERS) && !rep.codes.contains(&opt::NTP_SERVER));
-    let rep = reply(
-        &mut e,
-        &store,
-        &request(1).na(1, &[]).oro(&[opt::NTP_SERVER]),
-    );
+    let rep = reply(&mut e, &store, &request(1).na(1, &[]).oro(&[opt::NTP_SERVER]));
     assert!(rep.codes.contains(&opt::NTP_SERVER));
     assert_eq!(&rep.codes[..2], &[opt::CLIENTID, opt::SERVERID]);
 }
@@ -291,33 +245,14 @@ fn options_follow_the_option_request() {
 fn rapid_commit_only_when_both_sides_want_it() {
     let store = MemoryStore::new();
     let mut e = engine(vec![link()]);
-    let (adv, out) = run(
-        &mut e,
-        &store,
-        &solicit(1).na(1, &[]).opt(opt::RAPID_COMMIT, &[]),
-        &ctx(),
-        NOW,
-    );
-    assert_eq!(
-        adv.unwrap().msg_type,
-        msg::ADVERTISE,
-        "server not configured for it"
-    );
+    let (adv, out) = run(&mut e, &store, &solicit(1).na(1, &[]).opt(opt::RAPID_COMMIT, &[]), &ctx(), NOW);
+    assert_eq!(adv.unwrap().msg_type, msg::ADVERTISE, "server not configured for it");
     assert!(out.ops.is_empty());
 
-    let mut e = engine(vec![LinkPools {
-        rapid_commit: true,
-        ..link()
-    }]);
+    let mut e = engine(vec![LinkPools { rapid_commit: true, ..link() }]);
     let (adv, _) = run(&mut e, &store, &solicit(1).na(1, &[]), &ctx(), NOW);
     assert_eq!(adv.unwrap().msg_type, msg::ADVERTISE, "client did not ask");
-    let (rep, out) = run(
-        &mut e,
-        &store,
-        &solicit(1).na(1, &[]).pd(1, &[]).opt(opt::RAPID_COMMIT, &[]),
-        &ctx(),
-        NOW,
-    );
+    let (rep, out) = run(&mut e, &store, &solicit(1).na(1, &[]).pd(1, &[]).opt(opt::RAPID_COMMIT, &[]), &ctx(), NOW);
     let rep = rep.unwrap();
     assert_eq!(rep.msg_type, msg::REPLY);
     assert!(rep.codes.contains(&opt::RAPID_COMMIT));
@@ -336,10 +271,7 @@ fn exhaustion_puts_the_status_inside_the_ia() {
     let store = MemoryStore::new();
     for n in 0..2 {
         let r = reply(&mut e, &store, &request(n).na(1, &[]).pd(1, &[]));
-        assert!(r
-            .ias
-            .iter()
-            .all(|i| i.status.is_none() && i.leases.len() == 1));
+        assert!(r.ias.iter().all(|i| i.status.is_none() && i.leases.len() == 1));
     }
     let r = reply(&mut e, &store, &request(9).na(1, &[]).pd(1, &[]));
     assert_eq!(r.status, None);
@@ -355,14 +287,7 @@ fn exhaustion_puts_the_status_inside_the_ia() {
     let adv = reply(&mut e, &store, &solicit(9).pd(1, &[]));
     assert_eq!(adv.status, Some(status::NO_PREFIX_AVAIL));
     // Release one address: an Advertise with the address but no prefix has no top status.
-    reply(
-        &mut e,
-        &store,
-        &Msg::new(msg::RELEASE)
-            .cid(&client(0))
-            .sid()
-            .na(1, &["2001:db8:1::100", "2001:db8:1::101"]),
-    );
+    reply(&mut e, &store, &Msg::new(msg::RELEASE).cid(&client(0)).sid().na(1, &["2001:db8:1::100", "2001:db8:1::101"]));
     let adv = reply(&mut e, &store, &solicit(9).na(1, &[]).pd(1, &[]));
     assert_eq!(adv.status, None);
     assert_eq!(adv.ias[0].status, None);
@@ -373,26 +298,11 @@ fn exhaustion_puts_the_status_inside_the_ia() {
 fn address_and_prefix_hints() {
     let mut e = engine(vec![link()]);
     let store = MemoryStore::new();
-    let r = reply(
-        &mut e,
-        &store,
-        &request(1)
-            .na(1, &["2001:db8:1::1aa"])
-            .pd(1, &[("2001:db8:1ff:ff00::", 56)]),
-    );
+    let r = reply(&mut e, &store, &request(1).na(1, &["2001:db8:1::1aa"]).pd(1, &[("2001:db8:1ff:ff00::", 56)]));
     assert_eq!(r.ias[0].leases[0].0, a("2001:db8:1::1aa"));
-    assert_eq!(
-        (r.ias[1].leases[0].0, r.ias[1].leases[0].1),
-        (a("2001:db8:1ff:ff00::"), 56)
-    );
+    assert_eq!((r.ias[1].leases[0].0, r.ias[1].leases[0].1), (a("2001:db8:1ff:ff00::"), 56));
     // The same hints from someone else: taken, so something else.
-    let r = reply(
-        &mut e,
-        &store,
-        &request(2)
-            .na(1, &["2001:db8:1::1aa"])
-            .pd(1, &[("2001:db8:1ff:ff00::", 56)]),
-    );
+    let r = reply(&mut e, &store, &request(2).na(1, &["2001:db8:1::1aa"]).pd(1, &[("2001:db8:1ff:ff00::", 56)]));
     assert_ne!(r.ias[0].leases[0].0, a("2001:db8:1::1aa"));
     assert_ne!(r.ias[1].leases[0].0, a("2001:db8:1ff:ff00::"));
     // On the link but outside the range: not given, but not NotOnLink either.
@@ -405,15 +315,8 @@ fn address_and_prefix_hints() {
         assert_eq!(r.ias[0].leases[0].1, 56);
     }
     // A prefix hint without a length is tried at the pool's length.
-    let r = reply(
-        &mut e,
-        &store,
-        &request(7).pd(1, &[("2001:db8:1ff:fe00::", 0)]),
-    );
-    assert_eq!(
-        (r.ias[0].leases[0].0, r.ias[0].leases[0].1),
-        (a("2001:db8:1ff:fe00::"), 56)
-    );
+    let r = reply(&mut e, &store, &request(7).pd(1, &[("2001:db8:1ff:fe00::", 0)]));
+    assert_eq!((r.ias[0].leases[0].0, r.ias[0].leases[0].1), (a("2001:db8:1ff:fe00::"), 56));
 }
 
 #[test]
@@ -428,18 +331,12 @@ fn length_hint_picks_among_pools_of_different_lengths() {
     };
     let mut e = engine(vec![l]);
     let store = MemoryStore::new();
-    let len_for = |e: &mut Engine, n, hint| {
-        reply(e, &store, &request(n).pd(1, &[("::", hint)])).ias[0].leases[0].1
-    };
+    let len_for = |e: &mut Engine, n, hint| reply(e, &store, &request(n).pd(1, &[("::", hint)])).ias[0].leases[0].1;
     assert_eq!(len_for(&mut e, 1, 60), 60);
     assert_eq!(len_for(&mut e, 2, 48), 48);
     assert_eq!(len_for(&mut e, 3, 56), 56);
     assert_eq!(len_for(&mut e, 4, 62), 60, "closest");
-    assert_eq!(
-        len_for(&mut e, 5, 52),
-        48,
-        "equally close: the bigger prefix"
-    );
+    assert_eq!(len_for(&mut e, 5, 52), 48, "equally close: the bigger prefix");
 }
 
 #[test]
@@ -463,25 +360,11 @@ fn reservations_by_duid_by_duid_and_iaid_and_by_relay_options() {
             ..Default::default()
         },
     ];
-    let mut e = engine(vec![LinkPools {
-        reservations: res,
-        ..link()
-    }]);
+    let mut e = engine(vec![LinkPools { reservations: res, ..link() }]);
     let store = MemoryStore::new();
-    let r = reply(
-        &mut e,
-        &store,
-        &request(1).na(1, &["2001:db8:1::1aa"]).pd(1, &[]),
-    );
-    assert_eq!(
-        r.ias[0].leases[0].0,
-        a("2001:db8:1::150"),
-        "reservation beats the hint"
-    );
-    assert_eq!(
-        (r.ias[1].leases[0].0, r.ias[1].leases[0].1),
-        (a("2001:db8:180::"), 56)
-    );
+    let r = reply(&mut e, &store, &request(1).na(1, &["2001:db8:1::1aa"]).pd(1, &[]));
+    assert_eq!(r.ias[0].leases[0].0, a("2001:db8:1::150"), "reservation beats the hint");
+    assert_eq!((r.ias[1].leases[0].0, r.ias[1].leases[0].1), (a("2001:db8:180::"), 56));
     // DUID+IAID: only IA 7 gets it (out of the range, but on the link).
     let r = reply(&mut e, &store, &request(2).na(1, &[]).na(7, &[]));
     assert_ne!(r.ias[0].leases[0].0, a("2001:db8:1::99"));
@@ -491,19 +374,11 @@ fn reservations_by_duid_by_duid_and_iaid_and_by_relay_options() {
     assert_ne!(r.ias[0].leases[0].0, a("2001:db8:1::150"));
     // Relayed client matched by Remote-ID.
     let mut c = ctx();
-    c.relay = Some(RelayInfo {
-        remote_id: Some(vec![0, 0, 0, 9, b'a']),
-        ..Default::default()
-    });
+    c.relay = Some(RelayInfo { remote_id: Some(vec![0, 0, 0, 9, b'a']), ..Default::default() });
     let (r, out) = run(&mut e, &store, &request(4).pd(1, &[]), &c, NOW);
     let r = r.unwrap();
-    assert_eq!(
-        (r.ias[0].leases[0].0, r.ias[0].leases[0].1),
-        (a("2001:db8:9000::"), 48)
-    );
-    assert!(
-        matches!(&out.routes[..], [RouteChange::Add { prefix, len: 48, .. }] if *prefix == a("2001:db8:9000::"))
-    );
+    assert_eq!((r.ias[0].leases[0].0, r.ias[0].leases[0].1), (a("2001:db8:9000::"), 48));
+    assert!(matches!(&out.routes[..], [RouteChange::Add { prefix, len: 48, .. }] if *prefix == a("2001:db8:9000::")));
 }
 
 #[test]
@@ -516,28 +391,11 @@ fn a_new_reservation_moves_the_client_at_its_next_renew() {
         address: Some(a("2001:db8:1::1ee")),
         ..Default::default()
     };
-    let mut e = Engine::new(
-        vec![LinkPools {
-            reservations: vec![res],
-            ..link()
-        }],
-        store.load_all().unwrap(),
-        NOW,
-    )
-    .unwrap();
-    let r = reply(
-        &mut e,
-        &store,
-        &Msg::new(msg::RENEW)
-            .cid(&client(1))
-            .sid()
-            .na(1, &[&first.to_string()]),
-    );
+    let mut e =
+        Engine::new(vec![LinkPools { reservations: vec![res], ..link() }], store.load_all().unwrap(), NOW).unwrap();
+    let r = reply(&mut e, &store, &Msg::new(msg::RENEW).cid(&client(1)).sid().na(1, &[&first.to_string()]));
     let leases = &r.ias[0].leases;
-    assert!(
-        leases.contains(&(first, 128, 0, 0)),
-        "old one withdrawn: {leases:?}"
-    );
+    assert!(leases.contains(&(first, 128, 0, 0)), "old one withdrawn: {leases:?}");
     assert!(leases.contains(&(a("2001:db8:1::1ee"), 128, 3600, 7200)));
 }
 
@@ -547,17 +405,10 @@ fn renew_extends_and_reports_unknown_bindings() {
     let store = MemoryStore::new();
     let got = addr_of(&reply(&mut e, &store, &request(1).na(1, &[])));
     let later = NOW + 1800;
-    let renew = Msg::new(msg::RENEW)
-        .cid(&client(1))
-        .sid()
-        .na(1, &[&got.to_string(), "2001:db8:1::1ff"])
-        .na(2, &[]);
+    let renew = Msg::new(msg::RENEW).cid(&client(1)).sid().na(1, &[&got.to_string(), "2001:db8:1::1ff"]).na(2, &[]);
     let (r, out) = run(&mut e, &store, &renew, &ctx(), later);
     let r = r.unwrap();
-    assert_eq!(
-        r.ias[0].leases,
-        vec![(got, 128, 3600, 7200), (a("2001:db8:1::1ff"), 128, 0, 0)]
-    );
+    assert_eq!(r.ias[0].leases, vec![(got, 128, 3600, 7200), (a("2001:db8:1::1ff"), 128, 0, 0)]);
     assert_eq!(r.ias[1].status, Some(status::NO_BINDING));
     assert!(r.ias[1].leases.is_empty());
     assert!(matches!(&out.ops[..], [LeaseOp::Upsert(l)] if l.valid_until == later + 7200));
@@ -569,56 +420,25 @@ fn rebind_extends_unknown_but_appropriate_bindings_and_drops_when_silent() {
     let mut e = engine(vec![link()]);
     let store = MemoryStore::new();
     // State lost: the client rebinds with an address from our pool that is free.
-    let rebind = Msg::new(msg::REBIND)
-        .cid(&client(1))
-        .na(1, &["2001:db8:1::123"])
-        .pd(2, &[("2001:db8:1ff:ff00::", 56)]);
+    let rebind =
+        Msg::new(msg::REBIND).cid(&client(1)).na(1, &["2001:db8:1::123"]).pd(2, &[("2001:db8:1ff:ff00::", 56)]);
     let (r, out) = run(&mut e, &store, &rebind, &ctx(), NOW);
     let r = r.unwrap();
-    assert_eq!(
-        r.ias[0].leases,
-        vec![(a("2001:db8:1::123"), 128, 3600, 7200)]
-    );
-    assert_eq!(
-        r.ias[1].leases,
-        vec![(a("2001:db8:1ff:ff00::"), 56, 3600, 7200)]
-    );
+    assert_eq!(r.ias[0].leases, vec![(a("2001:db8:1::123"), 128, 3600, 7200)]);
+    assert_eq!(r.ias[1].leases, vec![(a("2001:db8:1ff:ff00::"), 56, 3600, 7200)]);
     assert_eq!(out.ops.len(), 2);
     // Another client rebinding with the same address, and one with an address from
     // elsewhere: both told to stop using them.
-    let other = Msg::new(msg::REBIND)
-        .cid(&client(2))
-        .na(1, &["2001:db8:1::123", "2001:db8:99::1"]);
+    let other = Msg::new(msg::REBIND).cid(&client(2)).na(1, &["2001:db8:1::123", "2001:db8:99::1"]);
     let r = reply(&mut e, &store, &other);
-    assert_eq!(
-        r.ias[0].leases,
-        vec![
-            (a("2001:db8:1::123"), 128, 0, 0),
-            (a("2001:db8:99::1"), 128, 0, 0)
-        ]
-    );
+    assert_eq!(r.ias[0].leases, vec![(a("2001:db8:1::123"), 128, 0, 0), (a("2001:db8:99::1"), 128, 0, 0)]);
     // Nothing named and no binding: nothing to say, dropped.
-    let (r, out) = run(
-        &mut e,
-        &store,
-        &Msg::new(msg::REBIND).cid(&client(3)).na(1, &[]),
-        &ctx(),
-        NOW,
-    );
+    let (r, out) = run(&mut e, &store, &Msg::new(msg::REBIND).cid(&client(3)).na(1, &[]), &ctx(), NOW);
     assert!(r.is_none());
     assert_eq!(out.discard, Some("drop_rebind_nothing_to_say"));
     // A known binding is extended like a Renew.
-    let r = reply(
-        &mut e,
-        &store,
-        &Msg::new(msg::REBIND)
-            .cid(&client(1))
-            .na(1, &["2001:db8:1::123"]),
-    );
-    assert_eq!(
-        r.ias[0].leases,
-        vec![(a("2001:db8:1::123"), 128, 3600, 7200)]
-    );
+    let r = reply(&mut e, &store, &Msg::new(msg::REBIND).cid(&client(1)).na(1, &["2001:db8:1::123"]));
+    assert_eq!(r.ias[0].leases, vec![(a("2001:db8:1::123"), 128, 3600, 7200)]);
 }
 
 #[test]
@@ -637,52 +457,28 @@ fn release_frees_and_reports_no_binding() {
     let r = r.unwrap();
     assert_eq!(r.status, Some(status::SUCCESS));
     assert_eq!(r.ias.len(), 1, "only the unknown IA is mentioned");
-    assert_eq!(
-        (r.ias[0].iaid, r.ias[0].status),
-        (5, Some(status::NO_BINDING))
-    );
+    assert_eq!((r.ias[0].iaid, r.ias[0].status), (5, Some(status::NO_BINDING)));
     assert!(!r.codes.contains(&opt::DNS_SERVERS));
-    assert!(out.routes.contains(&RouteChange::Remove {
-        prefix: pfx,
-        len: 56,
-        link: "eth1".into()
-    }));
+    assert!(out.routes.contains(&RouteChange::Remove { prefix: pfx, len: 56, link: "eth1".into() }));
     assert_eq!(e.lease_count(), 0);
     assert!(store.load_all().unwrap().is_empty());
 }
 
 #[test]
 fn decline_holds_the_address_back_until_the_hold_ends() {
-    let one = LinkPools {
-        na: vec!["2001:db8:1::100-2001:db8:1::100".parse().unwrap()],
-        decline_hold: 600,
-        ..link()
-    };
+    let one = LinkPools { na: vec!["2001:db8:1::100-2001:db8:1::100".parse().unwrap()], decline_hold: 600, ..link() };
     let mut e = engine(vec![one]);
     let store = MemoryStore::new();
     let got = addr_of(&reply(&mut e, &store, &request(1).na(1, &[])));
-    let decline = Msg::new(msg::DECLINE)
-        .cid(&client(1))
-        .sid()
-        .na(1, &[&got.to_string()])
-        .na(4, &[]);
+    let decline = Msg::new(msg::DECLINE).cid(&client(1)).sid().na(1, &[&got.to_string()]).na(4, &[]);
     let r = reply(&mut e, &store, &decline);
     assert_eq!(r.status, Some(status::SUCCESS));
-    assert_eq!(
-        (r.ias[0].iaid, r.ias[0].status),
-        (4, Some(status::NO_BINDING))
-    );
+    assert_eq!((r.ias[0].iaid, r.ias[0].status), (4, Some(status::NO_BINDING)));
     let stored = store.load_all().unwrap();
-    assert_eq!(
-        (stored[0].state, stored[0].valid_until),
-        (LeaseState::Declined, NOW + 600)
-    );
+    assert_eq!((stored[0].state, stored[0].valid_until), (LeaseState::Declined, NOW + 600));
     // Held back from everybody, the decliner included.
     for n in [1, 2] {
-        assert_eq!(
-            reply(&mut e, &store, &request(n).na(1, &[])).ias[0].status,
-            Some(status::NO_ADDRS_AVAIL)
-        );
+        assert_eq!(reply(&mut e, &store, &request(n).na(1, &[])).ias[0].status, Some(status::NO_ADDRS_AVAIL));
     }
     let gone = e.expire(NOW + 600);
     assert_eq!(gone.leases.len(), 1);
@@ -696,22 +492,9 @@ fn confirm_says_success_or_not_on_link_or_nothing() {
     let store = MemoryStore::new();
     let confirm = |addrs: &[&str]| Msg::new(msg::CONFIRM).cid(&client(1)).na(1, addrs);
     // Any address of the link's /64 is on link, in the range or not.
+    assert_eq!(reply(&mut e, &store, &confirm(&["2001:db8:1::150", "2001:db8:1::ffff"])).status, Some(status::SUCCESS));
     assert_eq!(
-        reply(
-            &mut e,
-            &store,
-            &confirm(&["2001:db8:1::150", "2001:db8:1::ffff"])
-        )
-        .status,
-        Some(status::SUCCESS)
-    );
-    assert_eq!(
-        reply(
-            &mut e,
-            &store,
-            &confirm(&["2001:db8:1::150", "2001:db8:2::1"])
-        )
-        .status,
+        reply(&mut e, &store, &confirm(&["2001:db8:1::150", "2001:db8:2::1"])).status,
         Some(status::NOT_ON_LINK)
     );
     let (r, out) = run(&mut e, &store, &confirm(&[]), &ctx(), NOW);
@@ -723,11 +506,7 @@ fn confirm_says_success_or_not_on_link_or_nothing() {
 fn request_naming_an_address_of_another_link_gets_not_on_link() {
     let mut e = engine(vec![link()]);
     let store = MemoryStore::new();
-    let r = reply(
-        &mut e,
-        &store,
-        &request(1).na(1, &["2001:db8:2::5"]).pd(2, &[]),
-    );
+    let r = reply(&mut e, &store, &request(1).na(1, &["2001:db8:2::5"]).pd(2, &[]));
     assert_eq!(r.ias[0].status, Some(status::NOT_ON_LINK));
     assert!(r.ias[0].leases.is_empty());
     assert_eq!(r.ias[1].status, None, "the IA_PD is served");
@@ -738,71 +517,29 @@ fn server_and_client_identifier_rules() {
     let mut e = engine(vec![link()]);
     let c = ctx();
     let drop = |e: &mut Engine, m: Msg| e.handle(&Message::parse(&m.0).unwrap(), &c, NOW).discard;
+    assert_eq!(drop(&mut e, solicit(1).sid().na(1, &[])), Some("drop_unexpected_server_id"));
     assert_eq!(
-        drop(&mut e, solicit(1).sid().na(1, &[])),
+        drop(&mut e, Msg::new(msg::REBIND).cid(&client(1)).sid().na(1, &["2001:db8:1::100"])),
         Some("drop_unexpected_server_id")
     );
     assert_eq!(
-        drop(
-            &mut e,
-            Msg::new(msg::REBIND)
-                .cid(&client(1))
-                .sid()
-                .na(1, &["2001:db8:1::100"])
-        ),
-        Some("drop_unexpected_server_id")
-    );
-    assert_eq!(
-        drop(
-            &mut e,
-            Msg::new(msg::CONFIRM)
-                .cid(&client(1))
-                .sid()
-                .na(1, &["2001:db8:1::100"])
-        ),
+        drop(&mut e, Msg::new(msg::CONFIRM).cid(&client(1)).sid().na(1, &["2001:db8:1::100"])),
         Some("drop_unexpected_server_id")
     );
     for t in [msg::REQUEST, msg::RENEW, msg::RELEASE, msg::DECLINE] {
-        assert_eq!(
-            drop(&mut e, Msg::new(t).cid(&client(1)).na(1, &[])),
-            Some("drop_missing_server_id")
-        );
-        let foreign = Msg::new(t)
-            .cid(&client(1))
-            .opt(opt::SERVERID, &client(99))
-            .na(1, &[]);
+        assert_eq!(drop(&mut e, Msg::new(t).cid(&client(1)).na(1, &[])), Some("drop_missing_server_id"));
+        let foreign = Msg::new(t).cid(&client(1)).opt(opt::SERVERID, &client(99)).na(1, &[]);
         assert_eq!(drop(&mut e, foreign), Some("drop_foreign_server_id"));
     }
-    assert_eq!(
-        drop(&mut e, Msg::new(msg::SOLICIT).na(1, &[])),
-        Some("drop_no_client_id")
-    );
-    assert_eq!(
-        drop(&mut e, Msg::new(msg::INFORMATION_REQUEST).cid(&client(1))),
-        Some("drop_unsupported")
-    );
-    assert_eq!(
-        drop(&mut e, Msg::new(msg::ADVERTISE).cid(&client(1))),
-        Some("drop_unsupported")
-    );
-    assert_eq!(
-        drop(&mut e, solicit(1).opt(opt::IA_NA, &[0, 0, 0, 1, 0, 0])),
-        Some("drop_malformed")
-    );
-    assert_eq!(
-        drop(&mut e, solicit(1).cid(&client(2))),
-        Some("drop_malformed"),
-        "two client ids"
-    );
+    assert_eq!(drop(&mut e, Msg::new(msg::SOLICIT).na(1, &[])), Some("drop_no_client_id"));
+    assert_eq!(drop(&mut e, Msg::new(msg::INFORMATION_REQUEST).cid(&client(1))), Some("drop_unsupported"));
+    assert_eq!(drop(&mut e, Msg::new(msg::ADVERTISE).cid(&client(1))), Some("drop_unsupported"));
+    assert_eq!(drop(&mut e, solicit(1).opt(opt::IA_NA, &[0, 0, 0, 1, 0, 0])), Some("drop_malformed"));
+    assert_eq!(drop(&mut e, solicit(1).cid(&client(2))), Some("drop_malformed"), "two client ids");
     let mut other = ctx();
     other.link = "eth9".into();
     assert_eq!(
-        e.handle(
-            &Message::parse(&solicit(1).na(1, &[]).0).unwrap(),
-            &other,
-            NOW
-        )
-        .discard,
+        e.handle(&Message::parse(&solicit(1).na(1, &[]).0).unwrap(), &other, NOW).discard,
         Some("drop_unknown_link")
     );
     assert_eq!(e.lease_count(), 0);
@@ -817,17 +554,11 @@ fn unicast_is_served_unless_the_link_rejects_it() {
     let (r, _) = run(&mut e, &store, &request(1).na(1, &[]), &c, NOW);
     assert_eq!(r.unwrap().ias[0].status, None);
 
-    let mut e = engine(vec![LinkPools {
-        reject_unicast: true,
-        ..link()
-    }]);
+    let mut e = engine(vec![LinkPools { reject_unicast: true, ..link() }]);
     let (r, out) = run(&mut e, &store, &request(1).na(1, &[]), &c, NOW);
     let r = r.unwrap();
     assert_eq!(r.status, Some(status::USE_MULTICAST));
-    assert_eq!(
-        r.codes,
-        vec![opt::CLIENTID, opt::SERVERID, opt::STATUS_CODE]
-    );
+    assert_eq!(r.codes, vec![opt::CLIENTID, opt::SERVERID, opt::STATUS_CODE]);
     assert!(out.ops.is_empty());
     let (r, out) = run(&mut e, &store, &solicit(1).na(1, &[]), &c, NOW);
     assert!(r.is_none());
@@ -846,30 +577,17 @@ fn restart_rebuilds_from_stored_leases() {
     stale.duid = client(3);
     stale.valid_until = NOW - 1;
     stale.preferred_until = NOW - 1;
-    store
-        .commit(vec![LeaseOp::Upsert(stale)])
-        .wait_blocking()
-        .unwrap();
+    store.commit(vec![LeaseOp::Upsert(stale)]).wait_blocking().unwrap();
 
     let mut e = Engine::new(vec![link()], store.load_all().unwrap(), NOW).unwrap();
     assert_eq!(e.lease_count(), 3);
     // Same client, fresh Request after a reboot: same bindings.
-    assert_eq!(
-        reply(&mut e, &store, &request(1).na(1, &[]).pd(2, &[])).ias,
-        first.ias
-    );
+    assert_eq!(reply(&mut e, &store, &request(1).na(1, &[]).pd(2, &[])).ias, first.ias);
     // Renew works against the rebuilt state.
-    let renew = Msg::new(msg::RENEW)
-        .cid(&client(2))
-        .sid()
-        .na(1, &[&addr_of(&other).to_string()]);
+    let renew = Msg::new(msg::RENEW).cid(&client(2)).sid().na(1, &[&addr_of(&other).to_string()]);
     assert_eq!(reply(&mut e, &store, &renew).ias[0].leases[0].3, 7200);
     // Taken addresses stay taken for others; the expired one is free again.
-    let r = reply(
-        &mut e,
-        &store,
-        &request(4).na(1, &[&addr_of(&first).to_string()]),
-    );
+    let r = reply(&mut e, &store, &request(4).na(1, &[&addr_of(&first).to_string()]));
     assert_ne!(addr_of(&r), addr_of(&first));
     let r = reply(&mut e, &store, &request(5).na(1, &["2001:db8:1::1fe"]));
     assert_eq!(addr_of(&r), a("2001:db8:1::1fe"));
@@ -877,10 +595,7 @@ fn restart_rebuilds_from_stored_leases() {
 
 #[test]
 fn rollback_after_a_failed_commit_frees_the_address() {
-    let one = LinkPools {
-        na: vec!["2001:db8:1::100-2001:db8:1::100".parse().unwrap()],
-        ..link()
-    };
+    let one = LinkPools { na: vec!["2001:db8:1::100-2001:db8:1::100".parse().unwrap()], ..link() };
     let mut e = engine(vec![one]);
     let c = ctx();
     let out = e.handle(&Message::parse(&request(1).na(1, &[]).0).unwrap(), &c, NOW);
@@ -899,52 +614,23 @@ fn routes_follow_delegations() {
     let store = MemoryStore::new();
     let (r, out) = run(&mut e, &store, &request(1).pd(1, &[]), &ctx(), NOW);
     let (pfx, len, ..) = r.unwrap().ias[0].leases[0];
-    assert_eq!(
-        out.routes,
-        vec![RouteChange::Add {
-            prefix: pfx,
-            len,
-            via: a("fe80::2"),
-            link: "eth1".into()
-        }]
-    );
+    assert_eq!(out.routes, vec![RouteChange::Add { prefix: pfx, len, via: a("fe80::2"), link: "eth1".into() }]);
     assert_eq!(e.delegations().count(), 1);
     let gone = e.expire(NOW + 7200);
-    assert_eq!(
-        gone.routes,
-        vec![RouteChange::Remove {
-            prefix: pfx,
-            len,
-            link: "eth1".into()
-        }]
-    );
-    assert_eq!(
-        gone.ops,
-        vec![LeaseOp::Remove {
-            kind: LeaseKind::Prefix,
-            addr: pfx,
-            prefix_len: len
-        }]
-    );
+    assert_eq!(gone.routes, vec![RouteChange::Remove { prefix: pfx, len, link: "eth1".into() }]);
+    assert_eq!(gone.ops, vec![LeaseOp::Remove { kind: LeaseKind::Prefix, addr: pfx, prefix_len: len }]);
     assert_eq!(e.lease_count(), 0);
 }
 
 #[test]
 fn expired_binding_is_not_extended_for_someone_else() {
-    let one = LinkPools {
-        na: vec!["2001:db8:1::100-2001:db8:1::100".parse().unwrap()],
-        ..link()
-    };
+    let one = LinkPools { na: vec!["2001:db8:1::100-2001:db8:1::100".parse().unwrap()], ..link() };
     let mut e = engine(vec![one]);
     let store = MemoryStore::new();
     reply(&mut e, &store, &request(1).na(1, &[]));
     let later = NOW + 7200;
     let (r, _) = run(&mut e, &store, &request(2).na(1, &[]), &ctx(), later);
-    assert_eq!(
-        r.unwrap().ias[0].status,
-        Some(status::NO_ADDRS_AVAIL),
-        "until expire() reclaims it"
-    );
+    assert_eq!(r.unwrap().ias[0].status, Some(status::NO_ADDRS_AVAIL), "until expire() reclaims it");
     e.expire(later);
     let (r, _) = run(&mut e, &store, &request(2).na(1, &[]), &ctx(), later);
     assert_eq!(r.unwrap().ias[0].leases[0].0, a("2001:db8:1::100"));
@@ -957,10 +643,7 @@ fn pool_usage_counts_reservations_and_leases() {
         address: Some(a("2001:db8:1::150")),
         ..Default::default()
     };
-    let mut e = engine(vec![LinkPools {
-        reservations: vec![res],
-        ..link()
-    }]);
+    let mut e = engine(vec![LinkPools { reservations: vec![res], ..link() }]);
     let store = MemoryStore::new();
     reply(&mut e, &store, &request(2).na(1, &[]).pd(1, &[]));
     let u = e.pool_usage();
@@ -989,16 +672,10 @@ fn hundred_thousand_allocations() {
     let mut seen = HashSet::with_capacity(N as usize);
     let mut prefixes = HashSet::with_capacity(N as usize);
     for n in 0..N {
-        let out = e.handle(
-            &Message::parse(&request(n).na(1, &[]).pd(2, &[]).0).unwrap(),
-            &c,
-            NOW,
-        );
+        let out = e.handle(&Message::parse(&request(n).na(1, &[]).pd(2, &[]).0).unwrap(), &c, NOW);
         assert_eq!(out.ops.len(), 2);
         for op in out.ops {
-            let LeaseOp::Upsert(l) = op else {
-                panic!("upsert expected")
-            };
+            let LeaseOp::Upsert(l) = op else { panic!("upsert expected") };
             assert!(match l.kind {
                 LeaseKind::Address => seen.insert(l.addr),
                 LeaseKind::Prefix => prefixes.insert(l.addr),
@@ -1007,11 +684,7 @@ fn hundred_thousand_allocations() {
     }
     assert_eq!(seen.len(), N as usize);
     assert_eq!(e.lease_count(), 2 * N as usize);
-    let last = decode(
-        &e.handle(&Message::parse(&request(N).na(1, &[]).0).unwrap(), &c, NOW)
-            .reply
-            .unwrap(),
-    );
+    let last = decode(&e.handle(&Message::parse(&request(N).na(1, &[]).0).unwrap(), &c, NOW).reply.unwrap());
     assert_eq!(last.ias[0].status, Some(status::NO_ADDRS_AVAIL));
     // And a restart over 200,000 leases rebuilds the same picture.
     let leases: Vec<Lease> = e.leases().cloned().collect();
@@ -1024,35 +697,15 @@ fn relay_link_lookup_matches_the_linear_helper() {
     let links: Vec<LinkPools> = (0..1000u128)
         .map(|i| {
             let base = u128::from(a("2001:db8::")) | (i << 64);
-            let r = |lo: u128, hi: u128| {
-                AddrRange::new(Ipv6Addr::from(base | lo), Ipv6Addr::from(base | hi)).unwrap()
-            };
+            let r = |lo: u128, hi: u128| AddrRange::new(Ipv6Addr::from(base | lo), Ipv6Addr::from(base | hi)).unwrap();
             // Two ranges in one /64 of the same link.
-            LinkPools {
-                na: vec![r(0x100, 0x1ff), r(0x1000, 0x1fff)],
-                ..LinkPools::new(format!("vlan{i}"))
-            }
+            LinkPools { na: vec![r(0x100, 0x1ff), r(0x1000, 0x1fff)], ..LinkPools::new(format!("vlan{i}")) }
         })
         .collect();
     let e = engine(links.clone());
-    for probe in [
-        "2001:db8:0:3e7::5",
-        "2001:db8:0:0:ffff::1",
-        "2001:db8:0:3e8::1",
-        "2001:db8::",
-        "::",
-        "2001:db9::1",
-    ] {
+    for probe in ["2001:db8:0:3e7::5", "2001:db8:0:0:ffff::1", "2001:db8:0:3e8::1", "2001:db8::", "::", "2001:db9::1"] {
         let p = a(probe);
-        assert_eq!(
-            e.link_for_relay(p).map(|l| &l.link),
-            link_for_relay(&links, p).map(|l| &l.link),
-            "{probe}"
-        );
+        assert_eq!(e.link_for_relay(p).map(|l| &l.link), link_for_relay(&links, p).map(|l| &l.link), "{probe}");
     }
-    assert_eq!(
-        e.link_for_relay(a("2001:db8:0:3e7::5"))
-            .map(|l| l.link.as_str()),
-        Some("vlan999")
-    );
+    assert_eq!(e.link_for_relay(a("2001:db8:0:3e7::5")).map(|l| l.link.as_str()), Some("vlan999"));
 }

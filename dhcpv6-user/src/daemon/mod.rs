@@ -1,0 +1,195 @@
+//! The running server: keeps the XDP program's maps in step with config and interfaces, and
+//! answers on UDP/547 what the fast path passes up.
+//!
+//! `sync` follows the kernel's interfaces into the maps, `dispatch` answers datagrams,
+//! `relaying` drives relay-agent mode.
+
+mod dispatch;
+mod relaying;
+mod sync;
+
+use std::{collections::HashMap, path::PathBuf, sync::Arc, time::Duration};
+
+use anyhow::{bail, Context, Result};
+use tokio::{
+    signal::unix::{signal, SignalKind},
+    sync::mpsc,
+};
+use tracing::{info, warn};
+
+use crate::{
+    config::{self, IfaceConfig, Overrides, RelaySettings},
+    dataplane::{AttachMode, Dataplane},
+    netlink::{self, LinkState, Netlink},
+    server::{relay_agent::RelayAgentConfig, stateful::Undo, IfaceService},
+    socket::ServerSocket,
+    stateful_service::Stateful,
+    stats::{stats_file, UserStats},
+};
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub config: Option<PathBuf>,
+    pub overrides: Overrides,
+    pub fast_path: bool,
+    pub xdp_mode: AttachMode,
+    pub pin_dir: PathBuf,
+    pub state_dir: PathBuf,
+    pub bpf_log: bool,
+    pub resolv_conf: PathBuf,
+    pub lease_db: PathBuf,
+    pub routes: bool,
+}
+
+/// One served interface as it stands now.
+struct Served {
+    cfg: IfaceConfig,
+    link: Option<LinkState>,
+    svc: Option<IfaceService>,
+    /// The map entry last written, to skip rewrites that change nothing.
+    written: Option<Vec<u8>>,
+}
+
+struct Server {
+    opts: Options,
+    dp: Dataplane,
+    nl: Netlink,
+    sock: Arc<ServerSocket>,
+    stateful: Option<Stateful>,
+    undo_rx: Option<mpsc::UnboundedReceiver<Undo>>,
+    ifaces: Vec<Served>,
+    by_index: HashMap<u32, usize>,
+    generation: u32,
+    stats: Arc<UserStats>,
+    relay: Option<RelaySettings>,
+    /// Relay-agent state as of the last sync (indexes and link addresses).
+    agent: Option<RelayAgentConfig>,
+    /// Downstream interfaces where the program runs to learn client MACs, by ifindex.
+    learning: HashMap<String, u32>,
+}
+
+pub async fn run(opts: Options) -> Result<()> {
+    let cfg = config::load(opts.config.as_deref(), &opts.overrides, &opts.resolv_conf)?;
+    std::fs::create_dir_all(&opts.state_dir).with_context(|| format!("creating {}", opts.state_dir.display()))?;
+    let dp = Dataplane::load(&opts.pin_dir, opts.bpf_log)?;
+    let nl = Netlink::connect()?;
+    let sock = Arc::new(ServerSocket::bind()?);
+    let (stateful, undo_rx) = match Stateful::open(&opts.lease_db, opts.routes, cfg.links.clone()).await? {
+        Some((s, rx)) => (Some(s), Some(rx)),
+        None => (None, None),
+    };
+    let ifaces = cfg.ifaces.into_iter().map(|cfg| Served { cfg, link: None, svc: None, written: None }).collect();
+    let mut s = Server {
+        opts,
+        dp,
+        nl,
+        sock,
+        stateful,
+        undo_rx,
+        ifaces,
+        by_index: HashMap::new(),
+        generation: 0,
+        stats: Arc::default(),
+        relay: cfg.relay,
+        agent: None,
+        learning: HashMap::new(),
+    };
+    // Whatever happens from here on, the pins and attachments go with the daemon.
+    let result = s.start_and_serve().await;
+    let stop = s.dp.shutdown();
+    result.and(stop)
+}
+
+impl Server {
+    async fn start_and_serve(&mut self) -> Result<()> {
+        let mut names: Vec<String> = self.ifaces.iter().map(|i| i.cfg.name.clone()).collect();
+        if let Some(r) = &self.relay {
+            names.push(r.upstream.clone());
+            names.extend(r.downstream.iter().cloned());
+        }
+        for name in names {
+            if self.nl.link(&name).await?.is_none() {
+                bail!("interface {name} does not exist");
+            }
+        }
+        self.serve().await
+    }
+
+    async fn serve(&mut self) -> Result<()> {
+        self.sync().await?;
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let mut hup = signal(SignalKind::hangup())?;
+        let mut changes = netlink::watch(Duration::from_secs(30));
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut sweep = tokio::time::interval(Duration::from_secs(10));
+        let mut undo_rx = self.undo_rx.take();
+        let names: Vec<&str> = self.ifaces.iter().map(|i| i.cfg.name.as_str()).collect();
+        info!(ifaces = ?names, fast_path = self.opts.fast_path, pin_dir = %self.opts.pin_dir.display(), "serving");
+        let mut buf = vec![0u8; 65536];
+        loop {
+            tokio::select! {
+                _ = term.recv() => { info!("SIGTERM: stopping"); break; }
+                _ = int.recv() => { info!("SIGINT: stopping"); break; }
+                _ = hup.recv() => self.reload().await,
+                Some(()) = changes.recv() => {
+                    if let Err(e) = self.sync().await {
+                        warn!(error = %format!("{e:#}"), "re-reading interfaces failed; will retry on the next event");
+                    }
+                }
+                r = self.sock.recv(&mut buf) => match r {
+                    Ok(rx) => self.handle(&buf[..rx.len], rx.from, rx.ifindex, rx.dst).await,
+                    Err(e) => warn!(error = %e, "receive failed"),
+                },
+                Some(undo) = async {
+                    match undo_rx.as_mut() {
+                        Some(rx) => rx.recv().await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    if let Some(st) = self.stateful.as_mut() {
+                        st.rollback(undo);
+                    }
+                }
+                _ = sweep.tick() => {
+                    if let Some(st) = self.stateful.as_mut() {
+                        st.expire(&self.stats).await;
+                    }
+                }
+                _ = tick.tick() => {
+                    self.dp.flush_log();
+                    let _ = self.stats.write(&stats_file(&self.opts.state_dir));
+                }
+            }
+        }
+        let _ = self.stats.write(&stats_file(&self.opts.state_dir));
+        Ok(())
+    }
+
+    /// SIGHUP: a bad file is refused (with file, line and reason) and the old one kept.
+    async fn reload(&mut self) {
+        match config::load(self.opts.config.as_deref(), &self.opts.overrides, &self.opts.resolv_conf) {
+            Ok(cfg) => {
+                let known: Vec<String> = self.ifaces.iter().map(|i| i.cfg.name.clone()).collect();
+                self.relay = cfg.relay;
+                if self.stateful.is_some() || !cfg.links.is_empty() {
+                    warn!("pools are read at start; restart dhcpv6d to apply pool changes (leases are kept)");
+                }
+                for c in cfg.ifaces {
+                    match self.ifaces.iter_mut().find(|i| i.cfg.name == c.name) {
+                        Some(i) => i.cfg = c,
+                        None => self.ifaces.push(Served { cfg: c, link: None, svc: None, written: None }),
+                    }
+                }
+                if known.len() != self.ifaces.len() {
+                    info!("new interfaces in the configuration");
+                }
+                info!("configuration reloaded");
+                if let Err(e) = self.sync().await {
+                    warn!(error = %format!("{e:#}"), "applying the reloaded configuration failed");
+                }
+            }
+            Err(e) => warn!(error = %e, "configuration refused; keeping the previous one"),
+        }
+    }
+}

@@ -1,0 +1,51 @@
+//! Relay-agent mode: datagrams from clients below and servers above, relayed on.
+
+use std::net::SocketAddrV6;
+
+use tracing::warn;
+
+use super::Server;
+use crate::server::relay_agent::AgentAction;
+
+impl Server {
+    /// A datagram for the relay agent: from a client (or relay) below, or a Relay-Reply from
+    /// above. `None` when the relay has nothing to do with this interface.
+    pub(super) fn relay_action(&self, pkt: &[u8], from: SocketAddrV6, ifindex: u32) -> Option<AgentAction> {
+        let agent = self.agent.as_ref()?;
+        if agent.downstream.iter().any(|d| d.ifindex == ifindex) {
+            let mac = self.dp.client_mac(ifindex, *from.ip());
+            return Some(agent.from_client(ifindex, from, pkt, mac));
+        }
+        if agent.upstream.ifindex == ifindex {
+            if !agent.accepts_server_source(ifindex, from) {
+                return Some(AgentAction::Drop("drop_agent_unexpected_server"));
+            }
+            return Some(agent.from_server(pkt));
+        }
+        None
+    }
+
+    pub(super) async fn relay(&self, action: AgentAction) {
+        match action {
+            AgentAction::Drop(counter) => self.stats.bump(counter),
+            AgentAction::Send { to, payload } => {
+                for dst in to {
+                    match self.sock.send_to(&payload, dst).await {
+                        Ok(_) => self.stats.bump("relayed_up"),
+                        Err(e) => {
+                            warn!(to = %dst, error = %e, "relaying upstream failed");
+                            self.stats.bump("send_failed");
+                        }
+                    }
+                }
+            }
+            AgentAction::SendDown { to, payload, .. } => match self.sock.send_to(&payload, to).await {
+                Ok(_) => self.stats.bump("relayed_down"),
+                Err(e) => {
+                    warn!(%to, error = %e, "relaying downstream failed");
+                    self.stats.bump("send_failed");
+                }
+            },
+        }
+    }
+}
