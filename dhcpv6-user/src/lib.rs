@@ -9,6 +9,7 @@ pub mod daemon;
 pub mod dataplane;
 pub mod fastpath;
 pub mod leases;
+pub mod metrics;
 pub mod netlink;
 pub mod resolv;
 pub mod routes;

@@ -65,6 +65,9 @@ struct RunArgs {
     /// The lease database (SQLite, WAL): every lease is on disk before its Reply is sent.
     #[arg(long, value_name = "PATH", default_value = "/var/lib/dhcpv6d/leases.db")]
     lease_db: PathBuf,
+    /// Serve Prometheus metrics (text format) on this address, e.g. [::1]:9547.
+    #[arg(long, value_name = "ADDR:PORT")]
+    metrics: Option<std::net::SocketAddr>,
     /// Do not install routes to delegated prefixes.
     #[arg(long)]
     no_routes: bool,
@@ -149,6 +152,7 @@ fn main() -> Result<()> {
                 },
                 lease_db: r.lease_db,
                 routes: !r.no_routes,
+                metrics: r.metrics,
                 fast_path: !r.no_fast_path,
                 xdp_mode: r.xdp_mode,
                 pin_dir: r.pin_dir,

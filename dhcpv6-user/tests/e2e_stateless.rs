@@ -14,7 +14,9 @@ const ARGS: &[&str] =
 #[test]
 fn dhclient_is_configured_by_the_xdp_fast_path() {
     let mut lab = Lab::new("fp");
-    lab.start(ARGS);
+    let mut args = ARGS.to_vec();
+    args.extend(["--metrics", "[::1]:9547"]);
+    lab.start(&args);
     let (env, out) = lab.dhclient_stateless();
     assert_eq!(
         env.get("new_dhcp6_name_servers").map(String::as_str),
@@ -25,6 +27,14 @@ fn dhclient_is_configured_by_the_xdp_fast_path() {
     let s = lab.stats();
     assert!(s["xdp_answered"] >= 1, "the fast path answered: {s:?}");
     assert_eq!(s.get("user_received").copied().unwrap_or(0), 0, "userspace saw nothing: {s:?}");
+    // The same counters for Prometheus.
+    let m = lab
+        .srv
+        .run(&["python3", "-c", "import urllib.request;print(urllib.request.urlopen('http://[::1]:9547/metrics',timeout=5).read().decode())"])
+        .unwrap();
+    let answered = format!("dhcpv6_xdp_frames_total{{outcome=\"answered\"}} {}", s["xdp_answered"]);
+    assert!(m.contains(&answered), "{answered} in:\n{m}");
+    assert!(m.contains("# TYPE dhcpv6_userspace_total counter") && m.contains("dhcpv6_leases 0"), "{m}");
 }
 
 #[test]

@@ -39,6 +39,8 @@ pub struct Options {
     pub resolv_conf: PathBuf,
     pub lease_db: PathBuf,
     pub routes: bool,
+    /// Prometheus text on this address (`--metrics`).
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// One served interface as it stands now.
@@ -66,6 +68,8 @@ struct Server {
     agent: Option<RelayAgentConfig>,
     /// Downstream interfaces where the program runs to learn client MACs, by ifindex.
     learning: HashMap<String, u32>,
+    /// Lease count for the metrics.
+    lease_gauge: Arc<std::sync::atomic::AtomicU64>,
 }
 
 pub async fn run(opts: Options) -> Result<()> {
@@ -93,7 +97,17 @@ pub async fn run(opts: Options) -> Result<()> {
         relay: cfg.relay,
         agent: None,
         learning: HashMap::new(),
+        lease_gauge: Arc::default(),
     };
+    if let Some(addr) = s.opts.metrics {
+        let listener = crate::metrics::bind(addr).await?;
+        let sources = crate::metrics::Sources {
+            pin_dir: s.opts.pin_dir.clone(),
+            user: s.stats.clone(),
+            leases: s.lease_gauge.clone(),
+        };
+        tokio::spawn(crate::metrics::serve(listener, sources));
+    }
     // Whatever happens from here on, the pins and attachments go with the daemon.
     let result = s.start_and_serve().await;
     let stop = s.dp.shutdown();
@@ -158,6 +172,9 @@ impl Server {
                 }
                 _ = tick.tick() => {
                     self.dp.flush_log();
+                    if let Some(st) = self.stateful.as_ref() {
+                        self.lease_gauge.store(st.lease_count() as u64, std::sync::atomic::Ordering::Relaxed);
+                    }
                     let _ = self.stats.write(&stats_file(&self.opts.state_dir));
                 }
             }
