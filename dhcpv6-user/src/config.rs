@@ -299,6 +299,10 @@ pub fn load(file: Option<&Path>, flags: &Overrides, resolv_conf: &Path) -> Resul
     }
     if !flags.na_pools.is_empty() || !flags.pd_pools.is_empty() {
         let mut l = LinkPools::new(DEFAULT_LINK);
+        // Clients unicast nothing to a server that never sent them a Server Unicast option:
+        // what arrives by unicast gets UseMulticast (Request, Renew, Release, Decline) or is
+        // dropped (Solicit, Rebind, Confirm).
+        l.reject_unicast = true;
         for p in &flags.na_pools {
             l.na.push(p.parse::<AddrRange>().map_err(|e| ConfigError::Flag(format!("--na-pool {p}: {e}")))?);
         }
@@ -361,6 +365,7 @@ fn link_pools(
     invalid: &dyn Fn(usize, String) -> ConfigError,
 ) -> Result<LinkPools, ConfigError> {
     let mut l = LinkPools::new(name);
+    l.reject_unicast = true;
     for s in &p.na_pools {
         l.na.push(s.get_ref().parse::<AddrRange>().map_err(|e| invalid(s.span().start, e.to_string()))?);
     }

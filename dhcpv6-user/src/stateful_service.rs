@@ -52,7 +52,9 @@ impl Stateful {
         if links.is_empty() {
             return Ok(None);
         }
-        links.push(LinkPools::new(UNCONFIGURED_LINK));
+        let mut unconfigured = LinkPools::new(UNCONFIGURED_LINK);
+        unconfigured.reject_unicast = true;
+        links.push(unconfigured);
         let path = lease_db.to_path_buf();
         let (store, leases) = tokio::task::spawn_blocking(move || -> Result<_> {
             let store = SqliteStore::open(&path)?;
