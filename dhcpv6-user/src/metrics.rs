@@ -28,6 +28,8 @@ pub struct Sources {
     pub pin_dir: PathBuf,
     pub user: Arc<UserStats>,
     pub leases: Arc<AtomicU64>,
+    /// Pool usage as of the last tick: (link, pool, used, size).
+    pub pools: Arc<std::sync::Mutex<Vec<(String, String, u64, u128)>>>,
 }
 
 pub fn render(s: &Sources) -> String {
@@ -49,6 +51,14 @@ pub fn render(s: &Sources) -> String {
     }
     out.push_str("# HELP dhcpv6_leases Leases held (addresses and prefixes).\n# TYPE dhcpv6_leases gauge\n");
     let _ = writeln!(out, "dhcpv6_leases {}", s.leases.load(Ordering::Relaxed));
+    out.push_str("# HELP dhcpv6_pool_used Addresses or prefixes in use per pool.\n# TYPE dhcpv6_pool_used gauge\n");
+    out.push_str("# HELP dhcpv6_pool_size Addresses or prefixes per pool.\n# TYPE dhcpv6_pool_size gauge\n");
+    if let Ok(pools) = s.pools.lock() {
+        for (link, pool, used, size) in pools.iter() {
+            let _ = writeln!(out, "dhcpv6_pool_used{{link=\"{link}\",pool=\"{pool}\"}} {used}");
+            let _ = writeln!(out, "dhcpv6_pool_size{{link=\"{link}\",pool=\"{pool}\"}} {size}");
+        }
+    }
     out
 }
 

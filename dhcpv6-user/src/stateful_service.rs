@@ -193,6 +193,11 @@ impl Stateful {
     pub fn lease_count(&self) -> usize {
         self.engine.lease_count()
     }
+
+    /// (link, pool, used, size) per pool, for the metrics.
+    pub fn pool_usage(&self) -> Vec<(String, String, u64, u128)> {
+        self.engine.pool_usage().into_iter().map(|p| (p.link, p.pool, p.used, p.size)).collect()
+    }
 }
 
 async fn apply_routes(r: &Routes, changes: &[RouteChange], ifindex: u32, stats: &UserStats) {

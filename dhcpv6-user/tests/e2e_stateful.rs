@@ -12,7 +12,16 @@ const PD: &str = "2001:db8:100::/40:56";
 
 fn start(lab: &mut Lab) {
     let db = lab.dir.join("leases.db");
-    lab.start(&["--dns", "2001:db8::53", "--na-pool", NA, "--pd-pool", PD, "--lease-db", db.to_str().unwrap()]);
+    lab.start(&[
+        "--dns", "2001:db8::53", "--na-pool", NA, "--pd-pool", PD, "--lease-db", db.to_str().unwrap(), "--metrics",
+        "[::1]:9547",
+    ]);
+}
+
+fn metrics(lab: &Lab) -> String {
+    lab.srv
+        .run(&["python3", "-c", "import urllib.request;print(urllib.request.urlopen('http://[::1]:9547/',timeout=5).read().decode())"])
+        .unwrap()
 }
 
 fn leases(lab: &Lab) -> String {
@@ -41,6 +50,10 @@ fn dhclient_gets_an_address_keeps_it_across_renew_and_restart_and_releases_it() 
     assert!(in_pool(&addr), "{addr} in {NA}");
     assert_eq!(env.get("new_dhcp6_name_servers").map(String::as_str), Some("2001:db8::53"));
     assert!(leases(&lab).contains(&addr), "the lease is in the store:\n{}", leases(&lab));
+    testbed::wait_for(Duration::from_secs(3), || Ok(metrics(&lab).contains("dhcpv6_leases 1"))).unwrap();
+    let m = metrics(&lab);
+    assert!(m.contains("dhcpv6_pool_used{link=\"default\",pool=\"2001:db8:1::100-2001:db8:1::1ff\"} 1"), "{m}");
+    assert!(m.contains("dhcpv6_pool_size{link=\"default\",pool=\"2001:db8:1::100-2001:db8:1::1ff\"} 256"), "{m}");
 
     // Again with the same lease file: dhclient asks for the same binding and gets it.
     let (env, out) = lab.dhclient(&["-N"], "cli0");

@@ -68,8 +68,9 @@ struct Server {
     agent: Option<RelayAgentConfig>,
     /// Downstream interfaces where the program runs to learn client MACs, by ifindex.
     learning: HashMap<String, u32>,
-    /// Lease count for the metrics.
+    /// Lease count and pool usage for the metrics.
     lease_gauge: Arc<std::sync::atomic::AtomicU64>,
+    pool_gauge: Arc<std::sync::Mutex<Vec<(String, String, u64, u128)>>>,
 }
 
 pub async fn run(opts: Options) -> Result<()> {
@@ -98,6 +99,7 @@ pub async fn run(opts: Options) -> Result<()> {
         agent: None,
         learning: HashMap::new(),
         lease_gauge: Arc::default(),
+        pool_gauge: Arc::default(),
     };
     if let Some(addr) = s.opts.metrics {
         let listener = crate::metrics::bind(addr).await?;
@@ -105,6 +107,7 @@ pub async fn run(opts: Options) -> Result<()> {
             pin_dir: s.opts.pin_dir.clone(),
             user: s.stats.clone(),
             leases: s.lease_gauge.clone(),
+            pools: s.pool_gauge.clone(),
         };
         tokio::spawn(crate::metrics::serve(listener, sources));
     }
@@ -174,6 +177,9 @@ impl Server {
                     self.dp.flush_log();
                     if let Some(st) = self.stateful.as_ref() {
                         self.lease_gauge.store(st.lease_count() as u64, std::sync::atomic::Ordering::Relaxed);
+                        if let Ok(mut g) = self.pool_gauge.lock() {
+                            *g = st.pool_usage();
+                        }
                     }
                     let _ = self.stats.write(&stats_file(&self.opts.state_dir));
                 }
