@@ -189,3 +189,18 @@ fn interface_recreated_is_reattached_and_served_by_xdp() {
     );
     assert!(lab.stats()["xdp_answered"] > before, "answered by XDP on the new interface");
 }
+
+/// A driver without native XDP (a bridge): the daemon falls back to generic mode, says so,
+/// and serves on.
+#[test]
+fn driver_without_native_xdp_falls_back_to_generic_mode() {
+    let mut lab = Lab::new("dm");
+    lab.srv.run(&["ip", "link", "add", "d0", "type", "bridge"]).unwrap();
+    lab.srv.run(&["ip", "link", "set", "d0", "up"]).unwrap();
+    lab.start(&["--iface", "d0", "--dns", "2001:db8::53"]);
+    assert!(lab.log().contains("driver refused native XDP; attaching in generic mode"), "{}", lab.log());
+    let out = lab.srv.run(&["ip", "-d", "link", "show", "d0"]).unwrap();
+    assert!(out.contains("xdpgeneric"), "{out}");
+    // srv0 (veth) still got driver mode.
+    assert!(lab.srv.run(&["ip", "-d", "link", "show", "srv0"]).unwrap().contains("xdp "), "driver mode on veth");
+}
