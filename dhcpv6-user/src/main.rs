@@ -100,13 +100,13 @@ enum Cmd {
         #[arg(long, value_name = "DIR", default_value = DEFAULT_STATE_DIR)]
         state_dir: PathBuf,
     },
-    /// Attach a plain XDP_PASS program to IF and pin its link at PATH (for test set-ups:
-    /// veth delivers XDP_TX frames only to a peer with an XDP program).
     /// List the leases in the lease database (also while the daemon runs).
     Leases {
         #[arg(long, value_name = "PATH", default_value = "/var/lib/dhcpv6d/leases.db")]
         lease_db: PathBuf,
     },
+    /// Attach a plain XDP_PASS program to IF and pin its link at PATH (for test set-ups:
+    /// veth delivers XDP_TX frames only to a peer with an XDP program).
     #[command(hide = true)]
     AttachAux {
         #[arg(long)]
