@@ -15,6 +15,16 @@ pub fn ebpf_object(root: &Path) -> PathBuf {
     root.join("target/ebpf/bpfel-unknown-none/release/dhcpv6-ebpf")
 }
 
+/// The benchmark's XDP programs (`dhcpv6-ebpf/src/bench.rs`), built with the server's
+/// program by [`build_ebpf`] (every `[[bin]]` of that crate). `dhcpv6-bench` finds it through
+/// [`BENCH_OBJ_ENV`].
+pub fn bench_ebpf_object(root: &Path) -> PathBuf {
+    root.join("target/ebpf/bpfel-unknown-none/release/dhcpv6-bench-ebpf")
+}
+
+/// The variable through which `dhcpv6-bench` is told where [`bench_ebpf_object`] is.
+pub const BENCH_OBJ_ENV: &str = "DHCPV6_BENCH_OBJ";
+
 pub fn build_ebpf(root: &Path) -> Result<PathBuf> {
     let tools = toolchain::ensure(root)?;
     let path = env::var_os("PATH").unwrap_or_default();
@@ -33,7 +43,22 @@ pub fn build_ebpf(root: &Path) -> Result<PathBuf> {
         .env_remove("RUSTC_WRAPPER")
         .env_remove("CARGO_TARGET_DIR"))
     .context("building the XDP program (dhcpv6-ebpf)")?;
+    let bench = bench_ebpf_object(root);
+    if !bench.exists() {
+        anyhow::bail!("the eBPF build did not produce the bench object {}", bench.display());
+    }
     Ok(ebpf_object(root))
+}
+
+/// Builds `target/release/dhcpv6-bench` (load generators and measurements; it embeds the
+/// server's XDP object like the daemon does, for the test_run cost). Call after [`build_ebpf`].
+pub fn build_bench(root: &Path) -> Result<PathBuf> {
+    run(Command::new("cargo")
+        .args(["build", "--release", "--package", "dhcpv6-bench", "--bins"])
+        .current_dir(root)
+        .env("DHCPV6_EBPF_OBJ", ebpf_object(root)))
+    .context("building dhcpv6-bench")?;
+    Ok(root.join("target/release/dhcpv6-bench"))
 }
 
 /// Builds everything; returns the path of the daemon binary.

@@ -1,5 +1,6 @@
 //! `cargo xtask`: build, run, lab and test for dhcpv6d.
 
+mod bench;
 mod build;
 mod interrupt;
 mod lab;
@@ -57,6 +58,23 @@ enum Cmd {
         #[arg(long, value_name = "PATH", hide = true)]
         bin: Option<PathBuf>,
     },
+    /// dhcpv6d beside Kea and dnsmasq on the same traffic (needs root; installs Kea,
+    /// dnsmasq and perfdhcp as needed). Writes docs/benchmarks.md.
+    Bench {
+        /// Prove every row works end to end in under two minutes (figures not meaningful;
+        /// report in target/bench/benchmarks-quick.md).
+        #[arg(long)]
+        quick: bool,
+        /// Runs per row (default 3; --quick 1).
+        #[arg(long, value_name = "N")]
+        runs: Option<usize>,
+        /// Skip the stateful (perfdhcp) and lease-population rows.
+        #[arg(long)]
+        no_stateful: bool,
+        /// Write the report here instead.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
     /// The whole test suite, as CI runs it (needs root; installs the Debian packages it needs).
     Test {
         /// Skip the final lab run.
@@ -95,6 +113,9 @@ fn dispatch(cli: Cli) -> Result<()> {
         }
         Cmd::Lab { no_fast_path, keep_going_secs, bin } => {
             lab::lab(&root, &lab::LabOptions { no_fast_path, keep_going_secs, bin })?;
+        }
+        Cmd::Bench { quick, runs, no_stateful, out } => {
+            bench::bench(&root, &bench::BenchOptions { quick, runs, no_stateful, out })?;
         }
         Cmd::Test { quick, timeout_mins } => {
             let timeout = Duration::from_secs(timeout_mins.saturating_mul(60));

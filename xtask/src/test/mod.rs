@@ -1,7 +1,8 @@
 //! `cargo xtask test`: the whole suite, as CI runs it (`.ci/run`).
 //!
 //! Steps, each named when it fails: root check, Debian packages, bpffs, build (XDP object and
-//! release daemon), `cargo test --workspace`, then the lab as a last end-to-end smoke test.
+//! release daemon), `cargo test --workspace`, then the lab as a last end-to-end smoke test,
+//! then `bench --quick` (every benchmark row once; it proves the harness, not speed).
 
 mod group;
 mod sweep;
@@ -12,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use crate::{build, interrupt, lab};
+use crate::{bench, build, interrupt, lab};
 
 /// Programs the tests use, with the Debian packages that ship them (scapy is optional).
 const TOOLS: &[(&str, &str)] = &[
@@ -64,6 +65,19 @@ pub fn test(root: &Path, opts: &TestOptions) -> Result<()> {
         interrupt::check()?;
         eprintln!("error: {e:#}");
         failed.push(smoke);
+    }
+    let bench_step = "bench --quick (every benchmark row end to end)";
+    if opts.quick {
+        eprintln!("xtask test: --quick: skipping `bench --quick`");
+    } else if let Err(e) = step(bench_step, || {
+        bench::bench(
+            root,
+            &bench::BenchOptions { quick: true, runs: None, no_stateful: false, out: None },
+        )
+    }) {
+        interrupt::check()?;
+        eprintln!("error: {e:#}");
+        failed.push(bench_step);
     }
     if !failed.is_empty() {
         bail!("failed steps: {}", failed.join("; "));

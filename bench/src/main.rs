@@ -1,0 +1,249 @@
+//! dhcpv6-bench: the load generators and measurements behind `cargo xtask bench`.
+//!
+//! Every subcommand runs in the network namespace it is started in (`nsenter --net=...`)
+//! and is bounded in time and count. xtask starts them, pins them to CPUs and parses the
+//! `key=value` lines they print (docs/benchmarks.md describes the whole set-up).
+//!
+//! - `gen`: Information-Request generator and reply sink on the generator's veth end;
+//!   flat-out rate, a fixed rate, or a bounded search for the highest rate with at most
+//!   a given loss.
+//! - `hold`: keeps a bench XDP program (pass, drop, macswap, sink) attached until stopped.
+//! - `cost`: ns per answered frame of the dhcpv6d program, the MAC swap and a drop, from
+//!   BPF_PROG_TEST_RUN in live-frames mode.
+
+mod cost;
+mod gen;
+mod hold;
+#[allow(dead_code)]
+mod maps;
+mod object;
+mod procstat;
+mod signal;
+mod template;
+
+use std::io::Write;
+use std::net::Ipv6Addr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "dhcpv6-bench", about = "Load generators and measurements of `cargo xtask bench`")]
+struct Cli {
+    /// The bench XDP object (default: $DHCPV6_BENCH_OBJ, else target/ebpf/... beside this binary).
+    #[arg(long, global = true, value_name = "PATH")]
+    object: Option<PathBuf>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Information-Request load: flat out, then a bounded search (or one fixed rate).
+    Gen(GenArgs),
+    /// Keep a bench program attached to IF until SIGTERM/SIGINT (or --max-secs).
+    Hold {
+        #[arg(long)]
+        iface: String,
+        #[arg(long, value_enum)]
+        program: hold::HeldProgram,
+        /// The sink's run tag (transaction id byte 0).
+        #[arg(long, default_value_t = 0x42)]
+        tag: u8,
+        #[arg(long, default_value_t = 3600)]
+        max_secs: u64,
+    },
+    /// ns per answered frame (test_run, live frames) of dhcpv6d's program, MAC swap, drop.
+    Cost {
+        #[arg(long)]
+        iface: String,
+        #[arg(long, value_parser = parse_mac)]
+        mac: [u8; 6],
+        #[arg(long)]
+        ll: Ipv6Addr,
+        #[arg(long, value_parser = parse_mac)]
+        client_mac: [u8; 6],
+        #[arg(long)]
+        client_ip: Ipv6Addr,
+        #[arg(long, default_value = "2001:db8::53")]
+        dns: Ipv6Addr,
+        #[arg(long, default_value = "bench.example")]
+        domain: String,
+        #[arg(long, default_value_t = 1_000_000)]
+        repeat: u32,
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        #[arg(long, default_value_t = 64)]
+        batch: u32,
+    },
+}
+
+#[derive(clap::Args)]
+struct GenArgs {
+    /// The generator's end of the veth pair.
+    #[arg(long)]
+    iface: String,
+    #[arg(long, value_parser = parse_mac)]
+    src_mac: [u8; 6],
+    /// Source address (the generator end's link-local, so the peer's replies resolve).
+    #[arg(long)]
+    src_ip: Ipv6Addr,
+    /// 802.1Q tag (repeat for two, outermost first).
+    #[arg(long = "vlan")]
+    vlans: Vec<u16>,
+    #[arg(long, value_enum, default_value = "reply")]
+    expect: gen::Expect,
+    /// Frames per live-frames batch (1..=256).
+    #[arg(long, default_value_t = 64)]
+    batch: u32,
+    /// Seconds of flat-out sending measured (0: none).
+    #[arg(long, default_value_t = 2.0)]
+    flat_secs: f64,
+    #[arg(long, default_value_t = 0.3)]
+    warmup_secs: f64,
+    /// Fixed-rate runs at this rate instead of the search.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// How many fixed-rate runs (--rate).
+    #[arg(long, default_value_t = 1)]
+    rate_runs: usize,
+    /// Steps of the search for the highest rate with at most --max-loss (0: no search).
+    #[arg(long, default_value_t = 8)]
+    search_steps: usize,
+    #[arg(long, default_value_t = 1.0)]
+    step_secs: f64,
+    /// First rate the search tries (default: the flat-out replies/s).
+    #[arg(long)]
+    hint_pps: Option<f64>,
+    /// Highest rate the search may try.
+    #[arg(long, default_value_t = 20_000_000.0)]
+    cap_pps: f64,
+    #[arg(long, default_value_t = 0.001)]
+    max_loss: f64,
+    #[arg(long, default_value_t = 0.03)]
+    precision: f64,
+    /// Fixed rates: send the frames of this many microseconds back to back (like a NIC's
+    /// interrupt moderation; 0: evenly spaced single frames).
+    #[arg(long, default_value_t = 100.0)]
+    coalesce_us: f64,
+    /// PID of the server end's NAPI thread (SCHED_FIFO 1 during fixed-rate steps,
+    /// SCHED_OTHER while flooding).
+    #[arg(long)]
+    napi_pid: Option<u32>,
+    /// Do not attach the sink (another process holds an XDP program on the interface; the
+    /// answers are then not counted here).
+    #[arg(long)]
+    no_sink: bool,
+    /// Wait for late answers after each step.
+    #[arg(long, default_value_t = 300)]
+    drain_ms: u64,
+}
+
+fn parse_mac(s: &str) -> Result<[u8; 6]> {
+    let v: Vec<&str> = s.split(':').collect();
+    if v.len() != 6 {
+        bail!("a MAC is six hex octets separated by ':'");
+    }
+    let mut m = [0u8; 6];
+    for (b, p) in m.iter_mut().zip(v) {
+        *b = u8::from_str_radix(p, 16).with_context(|| format!("bad octet {p:?}"))?;
+    }
+    Ok(m)
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("dhcpv6-bench: error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    signal::install()?;
+    let obj = object::locate(cli.object.as_deref())?;
+    match cli.cmd {
+        Cmd::Hold { iface, program, tag, max_secs } => hold::hold(&obj, &iface, program, tag, max_secs),
+        Cmd::Cost { iface, mac, ll, client_mac, client_ip, dns, domain, repeat, runs, batch } => cost::cost(
+            &obj,
+            &cost::CostArgs { iface, mac, ll, client_mac, client_ip, dns, domain, repeat, runs, batch },
+        ),
+        Cmd::Gen(a) => generate(&obj, &a),
+    }
+}
+
+fn out(line: String) {
+    println!("{line}");
+    let _ = std::io::stdout().flush();
+}
+
+fn generate(obj: &std::path::Path, a: &GenArgs) -> Result<()> {
+    let setup = gen::GenSetup {
+        iface: a.iface.clone(),
+        src_mac: a.src_mac,
+        src_ip: a.src_ip,
+        vlans: a.vlans.clone(),
+        expect: a.expect,
+        batch: a.batch,
+        sink: !a.no_sink,
+        coalesce_us: a.coalesce_us,
+        napi_pid: a.napi_pid,
+    };
+    let mut g = gen::Gen::new(obj, setup)?;
+    let drain = Duration::from_millis(a.drain_ms);
+    let mut hint = a.hint_pps;
+    if a.flat_secs > 0.0 {
+        let f = g.flat(a.warmup_secs, a.flat_secs, drain)?;
+        out(format!(
+            "flat secs={:.3} sent={} offered_pps={:.0} replies={} replies_pps={:.0} invalid={} stale={} xmit_errors={} {}",
+            f.secs, f.sent, f.offered_pps, f.replies, f.replies_pps, f.invalid, f.stale, f.xmit_errors, f.cpu
+        ));
+        hint = hint.or(Some(f.replies_pps.max(1000.0)));
+        g.settle(Duration::from_secs(3))?;
+    }
+    let print_step = |s: &gen::Step, pass: bool| {
+        out(format!(
+            "step target_pps={:.0} offered_pps={:.0} secs={:.3} sent={} replies={} loss={:.6} invalid={} stale={} xmit_errors={} pass={}",
+            s.target_pps, s.offered_pps, s.secs, s.sent, s.replies, s.loss, s.invalid, s.stale, s.xmit_errors, u8::from(pass)
+        ))
+    };
+    if let Some(rate) = a.rate {
+        for _ in 0..a.rate_runs.max(1) {
+            let s = g.step(rate, a.step_secs, drain)?;
+            let pass = s.loss <= a.max_loss && !s.short();
+            print_step(&s, pass);
+        }
+    } else if a.search_steps > 0 && a.expect != gen::Expect::None {
+        let p = gen::SearchParams {
+            hint_pps: hint.unwrap_or(10_000.0),
+            cap_pps: a.cap_pps,
+            max_steps: a.search_steps,
+            step_secs: a.step_secs,
+            drain,
+            max_loss: a.max_loss,
+            precision: a.precision,
+        };
+        let s = g.search(&p, print_step)?;
+        out(format!(
+            "search best_pps={:.0} lowest_fail_pps={:.0} steps={} generator_bound={}",
+            s.best_pps,
+            s.lowest_fail,
+            s.steps,
+            u8::from(s.generator_bound)
+        ));
+    }
+    let c = g.sink()?;
+    let f: Vec<String> = c.fields().iter().map(|(k, v)| format!("{k}={v}")).collect();
+    out(format!("sink {}", f.join(" ")));
+    out(format!(
+        "calls n={} avg_us={:.2}",
+        g.calls,
+        if g.calls == 0 { 0.0 } else { g.call_time.as_secs_f64() * 1e6 / g.calls as f64 }
+    ));
+    Ok(())
+}

@@ -1,0 +1,29 @@
+//! Per-CPU busy time from /proc/stat (host-wide: /proc/stat is not per network namespace),
+//! to show where the time went during a measurement window.
+
+/// Jiffies per CPU: (busy, total), busy being everything but idle and iowait.
+pub fn sample() -> Vec<(u64, u64)> {
+    let text = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    text.lines()
+        .filter(|l| l.starts_with("cpu") && l.as_bytes().get(3).is_some_and(u8::is_ascii_digit))
+        .map(|l| {
+            let v: Vec<u64> = l.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+            let total: u64 = v.iter().take(8).sum();
+            let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
+            (total - idle, total)
+        })
+        .collect()
+}
+
+/// "cpu0_busy=97.0 cpu1_busy=41.5" between two samples (percent).
+pub fn busy(a: &[(u64, u64)], b: &[(u64, u64)]) -> String {
+    a.iter()
+        .zip(b)
+        .enumerate()
+        .map(|(i, (x, y))| {
+            let total = y.1.saturating_sub(x.1).max(1) as f64;
+            format!("cpu{i}_busy={:.1}", 100.0 * y.0.saturating_sub(x.0) as f64 / total)
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}

@@ -1,0 +1,285 @@
+//! Information-Request rows: for each peer on srv0, `runs` runs of `dhcpv6-bench gen`
+//! (pinned to the generator CPU) in the generator namespace: flat out, then the bounded
+//! search for the highest rate with at most 0.1 % loss.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use super::peers::{self, path_str, Peer, Running, Stateful};
+use super::topo::{mac_str, Topo, GEN_CPU, GEN_IF, SRV_IF};
+use super::{Paths, Plan};
+use crate::{build, interrupt};
+
+/// One `key=value ...` line of dhcpv6-bench, by its first word.
+#[derive(Debug, Clone, Default)]
+pub struct Kv {
+    pub kind: String,
+    pub map: BTreeMap<String, String>,
+}
+
+impl Kv {
+    pub fn parse(line: &str) -> Option<Kv> {
+        let mut words = line.split_whitespace();
+        let kind = words.next()?.to_string();
+        let map = words.filter_map(|w| w.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Some(Kv { kind, map })
+    }
+
+    pub fn f(&self, k: &str) -> Option<f64> {
+        self.map.get(k)?.parse().ok()
+    }
+
+    pub fn u(&self, k: &str) -> u64 {
+        self.map.get(k).and_then(|v| v.parse().ok()).unwrap_or(0)
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct IrRun {
+    pub flat: Option<Kv>,
+    pub steps: Vec<Kv>,
+    pub search: Option<Kv>,
+    pub sink: Option<Kv>,
+}
+
+impl IrRun {
+    pub fn best_pps(&self) -> Option<f64> {
+        self.search.as_ref()?.f("best_pps")
+    }
+    pub fn flat_replies(&self) -> Option<f64> {
+        self.flat.as_ref()?.f("replies_pps")
+    }
+    pub fn flat_offered(&self) -> Option<f64> {
+        self.flat.as_ref()?.f("offered_pps")
+    }
+    pub fn generator_bound(&self) -> bool {
+        self.search.as_ref().is_some_and(|s| s.u("generator_bound") == 1)
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct IrRow {
+    pub command: String,
+    pub gen_command: String,
+    pub napi: String,
+    pub runs: Vec<IrRun>,
+    pub peak_rss_kb: Option<u64>,
+    /// Counters of the set-up over the whole row (deltas): where frames were lost.
+    pub drops: Vec<(String, u64)>,
+    pub secs: f64,
+}
+
+/// `threaded`: srv0's NAPI threaded onto the server CPU (the set-up of every row); else
+/// it stays in softirq on the generator's CPU, which then also does the server's kernel
+/// receive work (the supplementary rows for userspace servers).
+pub fn row(paths: &Paths, plan: &Plan, peer: Peer, threaded: bool) -> Result<IrRow> {
+    let started = Instant::now();
+    let dir = paths.dir.join(format!("ir-{}{}", slug(peer), if threaded { "" } else { "-unthreaded" }));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir)?;
+    let topo = Topo::new()?;
+    let server: Running = peers::start(&topo, peer, paths, &dir, Stateful::default())?;
+    let (napi, napi_pid) = if threaded {
+        topo.thread_napi(true)?
+    } else {
+        ("srv0 NAPI not threaded: its receive work runs in softirq on the generator's CPU".into(), None)
+    };
+    let before = counters(&topo);
+    let mut row = IrRow { command: server.command.clone(), napi, ..IrRow::default() };
+    let mut hint: Option<f64> = None;
+    for i in 0..plan.runs {
+        interrupt::check()?;
+        server.check_running()?;
+        let (args, shown) = gen_args(&topo, plan, peer, hint, napi_pid);
+        if row.gen_command.is_empty() {
+            row.gen_command = shown;
+        }
+        let log = dir.join(format!("gen-{i}.log"));
+        let limit = plan.gen_limit(peer);
+        let lines = run_gen(&topo, paths, &args, &log, limit)?;
+        let run = parse_run(&lines);
+        if run.flat.is_none() {
+            bail!("dhcpv6-bench gen printed no result; see {}", log.display());
+        }
+        if let Some(b) = run.best_pps().filter(|b| *b > 0.0) {
+            hint = Some(b);
+        }
+        say(&format!("  run {}: {}", i + 1, summary(&run)));
+        row.runs.push(run);
+    }
+    server.check_running()?;
+    row.peak_rss_kb = server.peak_rss_kb();
+    let after = counters(&topo);
+    row.drops = deltas(&before, &after);
+    drop(server);
+    row.secs = started.elapsed().as_secs_f64();
+    Ok(row)
+}
+
+pub fn slug(p: Peer) -> &'static str {
+    match p {
+        Peer::Drop => "ceiling",
+        Peer::MacSwap => "macswap",
+        Peer::FastPath => "xdp",
+        Peer::Userspace => "userspace",
+        Peer::Stateful => "stateful",
+        Peer::Kea => "kea",
+        Peer::Dnsmasq => "dnsmasq",
+    }
+}
+
+fn gen_args(topo: &Topo, plan: &Plan, peer: Peer, hint: Option<f64>, napi: Option<u32>) -> (Vec<String>, String) {
+    let expect = match peer {
+        Peer::Drop => "none",
+        Peer::MacSwap => "echo",
+        _ => "reply",
+    };
+    let drain = if peer.userspace() { plan.drain_user_ms } else { plan.drain_xdp_ms };
+    let mut a: Vec<String> = vec![
+        "gen".into(),
+        "--iface".into(),
+        GEN_IF.into(),
+        "--src-mac".into(),
+        mac_str(&topo.gen_mac),
+        "--src-ip".into(),
+        topo.gen_ll.to_string(),
+        "--expect".into(),
+        expect.into(),
+        "--flat-secs".into(),
+        plan.flat_secs.to_string(),
+        "--warmup-secs".into(),
+        plan.warmup_secs.to_string(),
+        "--step-secs".into(),
+        plan.step_secs.to_string(),
+        "--search-steps".into(),
+        if peer == Peer::Drop { "0".into() } else { plan.search_steps.to_string() },
+        "--drain-ms".into(),
+        drain.to_string(),
+        "--max-loss".into(),
+        "0.001".into(),
+    ];
+    let mut shown = format!("taskset -c {GEN_CPU} dhcpv6-bench {}", a.join(" "));
+    if let Some(p) = napi {
+        a.extend(["--napi-pid".into(), p.to_string()]);
+        shown += " --napi-pid PID";
+    }
+    if let Some(h) = hint {
+        a.extend(["--hint-pps".into(), format!("{h:.0}")]);
+    }
+    (a, shown)
+}
+
+/// Runs dhcpv6-bench in the generator namespace, pinned, until it exits (bounded by
+/// `limit`; Ctrl-C stops it). Its output lines.
+pub fn run_gen(topo: &Topo, paths: &Paths, args: &[String], log: &Path, limit: Duration) -> Result<Vec<String>> {
+    let mut cmd = topo.gen.cmd("taskset");
+    cmd.args(["-c", GEN_CPU, path_str(&paths.bench)?]).args(args).env(build::BENCH_OBJ_ENV, &paths.obj);
+    let p = topo.gen.spawn_command(cmd, Some(log))?;
+    let started = Instant::now();
+    loop {
+        if let Some(st) = p.wait_timeout(Duration::from_millis(100)) {
+            let text = fs::read_to_string(log).unwrap_or_default();
+            if !st.success() {
+                bail!("dhcpv6-bench {} failed ({st}):\n{}", args.first().map_or("", String::as_str), peers::tail(Some(log), 10));
+            }
+            return Ok(text.lines().map(str::to_owned).collect());
+        }
+        interrupt::check()?;
+        if started.elapsed() > limit {
+            p.terminate();
+            bail!("dhcpv6-bench ran longer than {limit:?} and was stopped; see {}", log.display());
+        }
+    }
+}
+
+fn parse_run(lines: &[String]) -> IrRun {
+    let mut r = IrRun::default();
+    for l in lines {
+        let Some(kv) = Kv::parse(l) else { continue };
+        match kv.kind.as_str() {
+            "flat" => r.flat = Some(kv),
+            "step" => r.steps.push(kv),
+            "search" => r.search = Some(kv),
+            "sink" => r.sink = Some(kv),
+            _ => {}
+        }
+    }
+    r
+}
+
+fn summary(r: &IrRun) -> String {
+    let mut s = format!(
+        "flat out {:.0}/s offered, {:.0}/s answered",
+        r.flat_offered().unwrap_or(0.0),
+        r.flat_replies().unwrap_or(0.0)
+    );
+    if let Some(b) = r.best_pps() {
+        s += &format!(
+            "; <= 0.1 % loss up to {b:.0}/s ({} steps{})",
+            r.steps.len(),
+            if r.generator_bound() { ", generator-bound" } else { "" }
+        );
+    }
+    if let Some(f) = &r.flat {
+        let cpus: Vec<String> = f.map.iter().filter(|(k, _)| k.ends_with("_busy")).map(|(k, v)| format!("{k}={v}%")).collect();
+        if !cpus.is_empty() {
+            s += &format!("; flat-out {}", cpus.join(" "));
+        }
+    }
+    s
+}
+
+/// Drop counters of both ends and the server's UDP stack (cumulative).
+pub fn counters(topo: &Topo) -> Vec<(String, u64)> {
+    let mut v = Vec::new();
+    for (ns, ifname) in [(&topo.gen, GEN_IF), (&topo.srv, SRV_IF)] {
+        if let Ok(out) = ns.run(&["ethtool", "-S", ifname]) {
+            for l in out.lines() {
+                let Some((k, val)) = l.split_once(':') else { continue };
+                let k = k.trim();
+                if k.contains("drops") || k.contains("errors") || k.contains("xdp_tx") || k.contains("xdp_packets") || k.contains("xmit") {
+                    if let Ok(n) = val.trim().parse() {
+                        v.push((format!("{ifname}.{k}"), n));
+                    }
+                }
+            }
+        }
+    }
+    if let Ok(out) = topo.srv.run(&["nstat", "-asz", "Udp6*", "Ip6InDiscards", "Ip6InDelivers"]) {
+        for l in out.lines().filter(|l| !l.starts_with('#')) {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            if let (Some(k), Some(n)) = (w.first(), w.get(1).and_then(|x| x.parse().ok())) {
+                v.push((format!("srv.{k}"), n));
+            }
+        }
+    }
+    v
+}
+
+pub fn deltas(a: &[(String, u64)], b: &[(String, u64)]) -> Vec<(String, u64)> {
+    b.iter()
+        .filter_map(|(k, y)| {
+            let x = a.iter().find(|(ka, _)| ka == k).map_or(0, |(_, x)| *x);
+            (y > &x).then(|| (k.clone(), y - x))
+        })
+        .collect()
+}
+
+pub fn say(s: &str) {
+    eprintln!("bench: {s}");
+}
+
+pub fn checked<T>(r: Result<T>, what: &str) -> Result<Result<T, String>> {
+    match r {
+        Ok(v) => Ok(Ok(v)),
+        Err(e) => {
+            interrupt::check().context("interrupted")?;
+            say(&format!("{what} FAILED: {e:#}"));
+            Ok(Err(format!("{e:#}")))
+        }
+    }
+}

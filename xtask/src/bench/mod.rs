@@ -1,0 +1,204 @@
+//! `cargo xtask bench`: dhcpv6d beside Kea and dnsmasq on the same traffic, in one run.
+//!
+//! Every row gets a fresh pair of network namespaces joined by a veth pair (gen0 <->
+//! srv0, see `topo`), a server on srv0 pinned to CPU 1 with srv0's NAPI threaded on CPU 1,
+//! and a load generator pinned to CPU 0 (`dhcpv6-bench gen`, BPF_PROG_TEST_RUN in
+//! live-frames mode, or perfdhcp for the stateful rows). The results go to a table on the
+//! terminal and into docs/benchmarks.md (`--quick`: target/bench/benchmarks-quick.md).
+//! Everything started is stopped and every namespace removed however the run ends.
+
+mod cost;
+mod ir;
+mod peers;
+mod report;
+mod stateful;
+mod topo;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use crate::{build, interrupt};
+use ir::{checked, say};
+use peers::Peer;
+
+/// Programs the benchmark runs, with the Debian packages that ship them.
+const TOOLS: &[(&str, &str)] = &[
+    ("kea-dhcp6", "kea-dhcp6-server"),
+    ("perfdhcp", "kea-admin"),
+    ("dnsmasq", "dnsmasq-base"),
+    ("ip", "iproute2"),
+    ("ss", "iproute2"),
+    ("nstat", "iproute2"),
+    ("ethtool", "ethtool"),
+    ("nsenter", "util-linux"),
+    ("taskset", "util-linux"),
+];
+
+pub struct BenchOptions {
+    /// Prove every row works end to end in under two minutes (figures not meaningful).
+    pub quick: bool,
+    /// Runs per row (default 3, --quick 1).
+    pub runs: Option<usize>,
+    /// Skip the stateful (perfdhcp) and lease-population rows.
+    pub no_stateful: bool,
+    /// Where to write the report (default docs/benchmarks.md, --quick target/bench/...).
+    pub out: Option<PathBuf>,
+}
+
+pub struct Paths {
+    pub dir: PathBuf,
+    pub daemon: PathBuf,
+    pub bench: PathBuf,
+    pub obj: PathBuf,
+}
+
+/// Durations and counts of one run of the benchmark.
+pub struct Plan {
+    pub quick: bool,
+    pub runs: usize,
+    pub flat_secs: f64,
+    pub warmup_secs: f64,
+    pub step_secs: f64,
+    pub search_steps: usize,
+    pub drain_xdp_ms: u64,
+    pub drain_user_ms: u64,
+    pub cost_repeat: u32,
+    pub cost_runs: usize,
+    pub sarr_steps: usize,
+    pub sarr_secs: u64,
+    pub sarr_hint: f64,
+    pub stateful: bool,
+    /// (server, leases) populations whose memory is measured.
+    pub rss: Vec<(Peer, u64)>,
+    pub rss_rate: f64,
+}
+
+impl Plan {
+    fn new(o: &BenchOptions) -> Plan {
+        if o.quick {
+            Plan {
+                quick: true,
+                runs: o.runs.unwrap_or(1),
+                flat_secs: 0.3,
+                warmup_secs: 0.1,
+                step_secs: 0.3,
+                search_steps: 2,
+                drain_xdp_ms: 100,
+                drain_user_ms: 300,
+                cost_repeat: 100_000,
+                cost_runs: 2,
+                sarr_steps: 1,
+                sarr_secs: 1,
+                sarr_hint: 1000.0,
+                stateful: !o.no_stateful,
+                rss: vec![(Peer::Kea, 1000), (Peer::Stateful, 1000)],
+                rss_rate: 1000.0,
+            }
+        } else {
+            Plan {
+                quick: false,
+                runs: o.runs.unwrap_or(3),
+                flat_secs: 2.0,
+                warmup_secs: 0.3,
+                step_secs: 1.0,
+                search_steps: 10,
+                drain_xdp_ms: 150,
+                drain_user_ms: 500,
+                cost_repeat: 1_000_000,
+                cost_runs: 5,
+                sarr_steps: 7,
+                sarr_secs: 3,
+                sarr_hint: 4000.0,
+                stateful: !o.no_stateful,
+                rss: vec![(Peer::Kea, 100_000), (Peer::Stateful, 100_000), (Peer::Stateful, 1_000_000)],
+                rss_rate: 5000.0,
+            }
+        }
+    }
+
+    /// Time limit of one `dhcpv6-bench gen` run.
+    fn gen_limit(&self, peer: Peer) -> Duration {
+        let drain = if peer.userspace() { self.drain_user_ms } else { self.drain_xdp_ms } as f64 / 1000.0;
+        let secs = self.warmup_secs + self.flat_secs + drain + self.search_steps as f64 * (self.step_secs + drain + 0.2);
+        Duration::from_secs_f64(secs * 1.5 + 30.0)
+    }
+}
+
+pub fn bench(root: &Path, opts: &BenchOptions) -> Result<()> {
+    interrupt::install()?;
+    testbed::require_root().context("`cargo xtask bench` creates network namespaces and attaches XDP programs")?;
+    testbed::ensure_tools(TOOLS)?;
+    testbed::ensure_bpffs()?;
+    let daemon = build::build_all(root, true)?;
+    let bench = build::build_bench(root)?;
+    let paths = Paths { dir: root.join("target/bench"), daemon, bench, obj: build::bench_ebpf_object(root) };
+    fs::create_dir_all(&paths.dir)?;
+    let plan = Plan::new(opts);
+    let machine = report::Machine::describe();
+    say(&format!("{} ({} runs per row); logs in {}", if plan.quick { "quick run" } else { "full run" }, plan.runs, paths.dir.display()));
+    let started = Instant::now();
+    let res = measure(&paths, &plan)?;
+    let elapsed = started.elapsed();
+    let machine = machine.finish();
+
+    let table = report::table(&res);
+    println!("\n{table}");
+    let out = opts.out.clone().unwrap_or_else(|| {
+        if plan.quick {
+            paths.dir.join("benchmarks-quick.md")
+        } else {
+            root.join("docs/benchmarks.md")
+        }
+    });
+    let section = report::section(&machine, &plan, &res, &table, elapsed);
+    report::write(&out, &section)?;
+    say(&format!("measured in {:.0} s; report written to {}", elapsed.as_secs_f64(), out.display()));
+    let failed = res.failures();
+    if !failed.is_empty() {
+        bail!("rows that produced no figure: {}", failed.join("; "));
+    }
+    Ok(())
+}
+
+fn measure(paths: &Paths, plan: &Plan) -> Result<report::Results> {
+    let mut res = report::Results::default();
+    for peer in [Peer::Drop, Peer::MacSwap, Peer::FastPath, Peer::Userspace, Peer::Kea, Peer::Dnsmasq] {
+        interrupt::check()?;
+        say(&format!("Information-Request: {}", peer.label()));
+        let r = checked(ir::row(paths, plan, peer, true), peer.label())?;
+        res.ir.push((peer, r));
+    }
+    for peer in [Peer::Userspace, Peer::Kea, Peer::Dnsmasq] {
+        interrupt::check()?;
+        say(&format!("Information-Request, srv0 NAPI not threaded: {}", peer.label()));
+        let r = checked(ir::row(paths, plan, peer, false), peer.label())?;
+        res.ir_unthreaded.push((peer, r));
+    }
+    interrupt::check()?;
+    say("test_run cost per answered frame");
+    res.cost = Some(checked(cost::row(paths, plan), "test_run cost")?);
+    if plan.stateful {
+        for threaded in [false, true] {
+            for (mode, name) in stateful::MODES {
+                for server in [Peer::Kea, Peer::Stateful] {
+                    interrupt::check()?;
+                    let how = if threaded { ", srv0 NAPI threaded" } else { "" };
+                    say(&format!("SARR ({name}{how}): {}", server.label()));
+                    let r = checked(stateful::sarr_row(paths, plan, server, mode, threaded), server.label())?;
+                    res.sarr.push((server, mode, threaded, r));
+                }
+            }
+        }
+        for &(server, n) in &plan.rss {
+            interrupt::check()?;
+            say(&format!("memory with {n} leases: {}", server.label()));
+            let rate = res.sarr_best(server, "address-only", false).map_or(plan.rss_rate, |b| (b * 0.7).max(500.0));
+            let r = checked(stateful::rss_row(paths, server, n, rate), server.label())?;
+            res.rss.push((server, n, r));
+        }
+    }
+    Ok(res)
+}

@@ -1,0 +1,309 @@
+//! The servers on srv0, each pinned to the server CPU: dhcpv6d (fast path, userspace,
+//! stateful), Kea, dnsmasq, and the bench's own XDP programs (MAC swap, drop, pass).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use testbed::{Netns, Proc};
+
+use super::topo::{Topo, SRV_CPU, SRV_IF};
+use super::Paths;
+use crate::{build, interrupt};
+
+pub const DNS: &str = "2001:db8::53";
+pub const DOMAIN: &str = "bench.example";
+/// Stateful pools, the same for dhcpv6d and Kea.
+pub const NA_POOL: (&str, &str) = ("2001:db8:1::1:0", "2001:db8:1::ffff:ffff");
+pub const PD_POOL: (&str, u8, u8) = ("2001:db8:8000::", 33, 56);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Peer {
+    /// The bench's drop program: the generator's own ceiling.
+    Drop,
+    /// The bench's MAC swap + XDP_TX: the physical limit.
+    MacSwap,
+    /// dhcpv6d, Information-Request answered in XDP.
+    FastPath,
+    /// dhcpv6d --no-fast-path.
+    Userspace,
+    /// dhcpv6d with pools (stateful, every lease durable before its Reply).
+    Stateful,
+    Kea,
+    Dnsmasq,
+}
+
+impl Peer {
+    pub fn label(self) -> &'static str {
+        match self {
+            Peer::Drop => "generator ceiling (srv0 drops in XDP)",
+            Peer::MacSwap => "bare MAC-swap XDP_TX",
+            Peer::FastPath => "dhcpv6d XDP fast path",
+            Peer::Userspace => "dhcpv6d userspace (--no-fast-path)",
+            Peer::Stateful => "dhcpv6d stateful",
+            Peer::Kea => "Kea (kea-dhcp6, 1 thread)",
+            Peer::Dnsmasq => "dnsmasq",
+        }
+    }
+
+    pub fn userspace(self) -> bool {
+        matches!(self, Peer::Userspace | Peer::Stateful | Peer::Kea | Peer::Dnsmasq)
+    }
+}
+
+/// A running peer: its processes (stopped on drop, in reverse order) and what to clean.
+pub struct Running {
+    /// The server process whose memory is reported (none for the bench programs).
+    pub server_pid: Option<u32>,
+    pub command: String,
+    pub log: PathBuf,
+    procs: Vec<Proc>,
+    pins: Option<PathBuf>,
+}
+
+impl Running {
+    /// Peak resident memory of the server (VmHWM), in kB.
+    pub fn peak_rss_kb(&self) -> Option<u64> {
+        let pid = self.server_pid?;
+        let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()
+    }
+
+    /// Current resident memory (VmRSS), kB.
+    pub fn rss_kb(&self) -> Option<u64> {
+        let pid = self.server_pid?;
+        let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()
+    }
+
+    pub fn check_running(&self) -> Result<()> {
+        for p in &self.procs {
+            if !p.is_running() {
+                bail!("`{}` exited; last lines of its log:\n{}", p.command_line(), tail(p.log(), 15));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        while let Some(p) = self.procs.pop() {
+            p.terminate();
+        }
+        if let Some(dir) = &self.pins {
+            if let Ok(rd) = fs::read_dir(dir) {
+                for e in rd.flatten() {
+                    let _ = fs::remove_file(e.path());
+                }
+            }
+            let _ = fs::remove_dir(dir);
+        }
+    }
+}
+
+/// Stateful options for dhcpv6d and Kea rows.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Stateful {
+    pub on: bool,
+}
+
+pub fn start(topo: &Topo, peer: Peer, paths: &Paths, dir: &Path, stateful: Stateful) -> Result<Running> {
+    fs::create_dir_all(dir)?;
+    let mut run = Running { server_pid: None, command: String::new(), log: dir.join("server.log"), procs: Vec::new(), pins: None };
+    match peer {
+        Peer::Drop => hold(topo, &mut run, paths, dir, "drop")?,
+        Peer::MacSwap => hold(topo, &mut run, paths, dir, "macswap")?,
+        Peer::FastPath | Peer::Userspace | Peer::Stateful => dhcpv6d(topo, &mut run, paths, dir, peer, stateful)?,
+        Peer::Kea => {
+            hold(topo, &mut run, paths, dir, "pass")?;
+            kea(topo, &mut run, dir, stateful)?;
+        }
+        Peer::Dnsmasq => {
+            hold(topo, &mut run, paths, dir, "pass")?;
+            dnsmasq(topo, &mut run, dir)?;
+        }
+    }
+    Ok(run)
+}
+
+/// A bench XDP program held on srv0 by `dhcpv6-bench hold`.
+fn hold(topo: &Topo, run: &mut Running, paths: &Paths, dir: &Path, program: &str) -> Result<()> {
+    hold_on(&topo.srv, SRV_IF, run, paths, dir, program)
+}
+
+pub fn hold_on(ns: &Netns, ifname: &str, run: &mut Running, paths: &Paths, dir: &Path, program: &str) -> Result<()> {
+    let log = dir.join(format!("hold-{program}-{ifname}.log"));
+    let mut cmd = ns.cmd(path_str(&paths.bench)?);
+    cmd.args(["hold", "--iface", ifname, "--program", program, "--max-secs", "3600"])
+        .env(build::BENCH_OBJ_ENV, &paths.obj);
+    let p = ns.spawn_command(cmd, Some(&log))?;
+    wait_log(&p, &log, "attached", Duration::from_secs(20))?;
+    if run.command.is_empty() {
+        run.command = format!("dhcpv6-bench hold --iface {ifname} --program {program}");
+    }
+    run.procs.push(p);
+    Ok(())
+}
+
+/// Used by the cost row: a Running that holds only what is pushed into it.
+pub fn empty(dir: &Path) -> Running {
+    Running { server_pid: None, command: String::new(), log: dir.join("server.log"), procs: Vec::new(), pins: None }
+}
+
+fn pinned(ns: &Netns, program: &str, args: &[String]) -> Command {
+    let mut c = ns.cmd("taskset");
+    c.args(["-c", SRV_CPU, program]).args(args);
+    c
+}
+
+fn dhcpv6d(topo: &Topo, run: &mut Running, paths: &Paths, dir: &Path, peer: Peer, st: Stateful) -> Result<()> {
+    let pins = PathBuf::from(format!("/sys/fs/bpf/dhcpv6-bench-{}-{}", std::process::id(), unique()));
+    run.pins = Some(pins.clone());
+    let mut args: Vec<String> = ["--iface", SRV_IF, "--dns", DNS, "--domain", DOMAIN, "--resolv-conf", "/nonexistent"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    args.extend(["--pin-dir".into(), path_str(&pins)?.into(), "--state-dir".into(), path_str(&dir.join("state"))?.into()]);
+    if peer == Peer::Userspace {
+        args.push("--no-fast-path".into());
+    }
+    if peer == Peer::Stateful || st.on {
+        let db = dir.join("leases.db");
+        for f in ["leases.db", "leases.db-wal", "leases.db-shm"] {
+            let _ = fs::remove_file(dir.join(f));
+        }
+        args.extend([
+            "--na-pool".into(),
+            format!("{}-{}", NA_POOL.0, NA_POOL.1),
+            "--pd-pool".into(),
+            format!("{}/{}:{}", PD_POOL.0, PD_POOL.1, PD_POOL.2),
+            "--lease-db".into(),
+            path_str(&db)?.into(),
+            "--no-routes".into(),
+        ]);
+    }
+    let bin = path_str(&paths.daemon)?;
+    let mut cmd = pinned(&topo.srv, bin, &args);
+    cmd.env("NO_COLOR", "1").env("RUST_LOG", "warn,dhcpv6::daemon=info");
+    run.command = format!("taskset -c {SRV_CPU} dhcpv6d {}", args.join(" "));
+    let p = topo.srv.spawn_command(cmd, Some(&run.log))?;
+    run.server_pid = Some(p.pid());
+    wait_log(&p, &run.log, "serving", Duration::from_secs(30))?;
+    run.procs.push(p);
+    Ok(())
+}
+
+fn kea(topo: &Topo, run: &mut Running, dir: &Path, st: Stateful) -> Result<()> {
+    let conf = dir.join("kea-dhcp6.json");
+    let leases = dir.join("kea-leases6.csv");
+    for f in fs::read_dir(dir)?.flatten() {
+        if f.file_name().to_string_lossy().starts_with("kea-leases6") {
+            let _ = fs::remove_file(f.path());
+        }
+    }
+    let pools = if st.on {
+        format!(
+            r#", "pools": [{{"pool": "{}-{}"}}], "pd-pools": [{{"prefix": "{}", "prefix-len": {}, "delegated-len": {}}}]"#,
+            NA_POOL.0, NA_POOL.1, PD_POOL.0, PD_POOL.1, PD_POOL.2
+        )
+    } else {
+        String::new()
+    };
+    fs::write(
+        &conf,
+        format!(
+            r#"{{"Dhcp6": {{
+  "interfaces-config": {{"interfaces": ["{SRV_IF}"]}},
+  "multi-threading": {{"enable-multi-threading": false}},
+  "lease-database": {{"type": "memfile", "persist": true, "name": "{}", "lfc-interval": 0}},
+  "option-data": [{{"name": "dns-servers", "data": "{DNS}"}}, {{"name": "domain-search", "data": "{DOMAIN}"}}],
+  "subnet6": [{{"subnet": "2001:db8:1::/64", "interface": "{SRV_IF}"{pools}}}],
+  "server-id": {{"type": "LL", "persist": false}},
+  "loggers": [{{"name": "kea-dhcp6", "output_options": [{{"output": "stdout"}}], "severity": "WARN"}}]
+}}}}
+"#,
+            leases.display()
+        ),
+    )?;
+    let args = vec!["-c".to_string(), path_str(&conf)?.to_string()];
+    let mut cmd = pinned(&topo.srv, "kea-dhcp6", &args);
+    cmd.env("KEA_PIDFILE_DIR", dir).env("KEA_LOCKFILE_DIR", dir);
+    run.command = format!("taskset -c {SRV_CPU} kea-dhcp6 -c {} (memfile, persist, 1 thread, log WARN)", conf.display());
+    let p = topo.srv.spawn_command(cmd, Some(&run.log))?;
+    run.server_pid = Some(p.pid());
+    wait_udp_547(&topo.srv, &p, &run.log)?;
+    run.procs.push(p);
+    Ok(())
+}
+
+fn dnsmasq(topo: &Topo, run: &mut Running, dir: &Path) -> Result<()> {
+    let args: Vec<String> = vec![
+        "--keep-in-foreground".into(),
+        "--conf-file=/dev/null".into(),
+        "--no-resolv".into(),
+        "--no-hosts".into(),
+        "--port=0".into(),
+        format!("--interface={SRV_IF}"),
+        "--bind-interfaces".into(),
+        "--dhcp-range=::,static".into(),
+        format!("--dhcp-option=option6:dns-server,[{DNS}]"),
+        format!("--dhcp-option=option6:domain-search,{DOMAIN}"),
+        format!("--pid-file={}", dir.join("dnsmasq.pid").display()),
+        format!("--dhcp-leasefile={}", dir.join("dnsmasq.leases").display()),
+        "--quiet-dhcp6".into(),
+        "--log-facility=-".into(),
+    ];
+    let mut cmd = pinned(&topo.srv, "dnsmasq", &args);
+    cmd.env("LC_ALL", "C");
+    run.command = format!("taskset -c {SRV_CPU} dnsmasq {}", args.join(" "));
+    let p = topo.srv.spawn_command(cmd, Some(&run.log))?;
+    run.server_pid = Some(p.pid());
+    wait_udp_547(&topo.srv, &p, &run.log)?;
+    run.procs.push(p);
+    Ok(())
+}
+
+fn wait_log(p: &Proc, log: &Path, needle: &str, timeout: Duration) -> Result<()> {
+    testbed::wait_for(timeout, || {
+        interrupt::check()?;
+        if fs::read_to_string(log).unwrap_or_default().contains(needle) {
+            return Ok(true);
+        }
+        if !p.is_running() {
+            bail!("`{}` exited before it was ready", p.command_line());
+        }
+        Ok(false)
+    })
+    .with_context(|| format!("waiting for `{needle}` in {}:\n{}", log.display(), tail(Some(log), 15)))
+}
+
+/// Until something listens on UDP 547 in the server namespace.
+fn wait_udp_547(ns: &Netns, p: &Proc, log: &Path) -> Result<()> {
+    testbed::wait_for(Duration::from_secs(20), || {
+        interrupt::check()?;
+        if !p.is_running() {
+            bail!("`{}` exited before it was ready", p.command_line());
+        }
+        Ok(ns.run(&["ss", "-H", "-uln", "sport = :547"]).map(|o| !o.trim().is_empty()).unwrap_or(false))
+    })
+    .with_context(|| format!("waiting for a socket on UDP 547; last lines of {}:\n{}", log.display(), tail(Some(log), 15)))
+}
+
+pub fn tail(log: Option<&Path>, n: usize) -> String {
+    let text = log.and_then(|l| fs::read_to_string(l).ok()).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+pub fn path_str(p: &Path) -> Result<&str> {
+    p.to_str().with_context(|| format!("path {} is not UTF-8", p.display()))
+}
+
+fn unique() -> u32 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
