@@ -60,16 +60,7 @@ fn two_relays_in_a_chain() {
         .spawn(&["dhcrelay", "-6", "-d", "-l", "a0", "-u", "2001:db8:3::1%a1"], Some(&lab.dir.join("dhcrelay.log")))
         .unwrap();
     // Our server on srv0 (the Lab's server namespace), our relay in the middle.
-    let pin = format!("{}-srv", lab.pin_dir.display());
-    let mut cmd = lab.srv.cmd(common::lab::daemon_bin().to_str().unwrap());
-    cmd.args(["--iface", "srv0", "--dns", "2001:db8::5353", "--domain", "chain.example", "--pin-dir", &pin]);
-    cmd.arg("--state-dir").arg(lab.dir.join("srvstate")).args(["--resolv-conf", "/nonexistent"]);
-    let server_log = lab.dir.join("server.log");
-    let server = lab.srv.spawn_command(cmd, Some(&server_log)).unwrap();
-    testbed::wait_for(Duration::from_secs(20), || {
-        Ok(std::fs::read_to_string(&server_log).unwrap_or_default().contains("serving"))
-    })
-    .unwrap();
+    let (server, server_log) = lab.start_upstream_server(&["--dns", "2001:db8::5353", "--domain", "chain.example"]);
     lab.start_relay_agent(&["--relay-upstream", "up0", "--relay-downstream", "b0", "--relay-server", "2001:db8:1::1"]);
     // The client behind dhcrelay: reuse the Lab's dhclient runner by swapping namespaces.
     let real_cli = std::mem::replace(&mut lab.cli, cli2);
@@ -132,16 +123,7 @@ fn crafted_relay_forward_is_answered_and_bombs_are_dropped() {
 #[test]
 fn relay_agent_adds_client_link_layer_address() {
     let mut lab = Lab::relay_agent("ll");
-    let pin = format!("{}-srv", lab.pin_dir.display());
-    let mut cmd = lab.srv.cmd(common::lab::daemon_bin().to_str().unwrap());
-    cmd.args(["--iface", "srv0", "--dns", "2001:db8::53", "--pin-dir", &pin]).env("RUST_LOG", "info,dhcpv6=debug");
-    cmd.arg("--state-dir").arg(lab.dir.join("srvstate")).args(["--resolv-conf", "/nonexistent"]);
-    let server_log = lab.dir.join("server.log");
-    let server = lab.srv.spawn_command(cmd, Some(&server_log)).unwrap();
-    testbed::wait_for(Duration::from_secs(20), || {
-        Ok(std::fs::read_to_string(&server_log).unwrap_or_default().contains("serving"))
-    })
-    .unwrap();
+    let (server, server_log) = lab.start_upstream_server(&["--dns", "2001:db8::53"]);
     lab.start_relay_agent(&["--relay-upstream", "up0", "--relay-downstream", "dn0", "--relay-server", "2001:db8:1::1"]);
     let (env, out) = lab.dhclient_stateless();
     assert_eq!(env.get("new_dhcp6_name_servers").map(String::as_str), Some("2001:db8::53"), "{out}\n{}", lab.log());
@@ -208,19 +190,8 @@ fn interface_id_selects_the_link() {
     let mut lab = Lab::relay_agent("ii");
     let cfg = lab.dir.join("server.toml");
     std::fs::write(&cfg, "[defaults]\ndns = [\"2001:db8::53\"]\n[[link]]\nname = \"dn0\"\nna_pools = [\"2001:db8:77::100-2001:db8:77::1ff\"]\n").unwrap();
-    let pin = format!("{}-srv", lab.pin_dir.display());
-    let mut cmd = lab.srv.cmd(common::lab::daemon_bin().to_str().unwrap());
-    cmd.args(["--iface", "srv0", "--config", cfg.to_str().unwrap(), "--pin-dir", &pin, "--lease-db"]);
-    cmd.arg(lab.dir.join("leases.db"))
-        .arg("--state-dir")
-        .arg(lab.dir.join("srvstate"))
-        .args(["--resolv-conf", "/nonexistent"]);
-    let server_log = lab.dir.join("server.log");
-    let server = lab.srv.spawn_command(cmd, Some(&server_log)).unwrap();
-    testbed::wait_for(Duration::from_secs(20), || {
-        Ok(std::fs::read_to_string(&server_log).unwrap_or_default().contains("serving"))
-    })
-    .unwrap();
+    let db = lab.dir.join("leases.db");
+    let (server, server_log) = lab.start_upstream_server(&["--config", cfg.to_str().unwrap(), "--lease-db", db.to_str().unwrap()]);
     lab.start_relay_agent(&["--relay-upstream", "up0", "--relay-downstream", "dn0", "--relay-server", "2001:db8:1::1"]);
     let (env, out) = lab.dhclient(&["-N"], "cli0");
     let addr = env.get("new_ip6_address").unwrap_or_else(|| {

@@ -120,6 +120,22 @@ impl Lab {
         Lab { srv, cli, rel: Some(rel), relay: None, daemon: None, dir, pin_dir, aux_pin, daemon_log }
     }
 
+    /// A second dhcpv6d, serving srv0 in the server namespace, for set-ups where the Lab's own
+    /// daemon is the relay agent; waits until it serves. Returns it and its log's path.
+    pub fn start_upstream_server(&self, args: &[&str]) -> (Proc, PathBuf) {
+        let pin = format!("{}-srv", self.pin_dir.display());
+        let mut cmd = self.srv.cmd(daemon_bin().to_str().unwrap());
+        cmd.args(["--iface", "srv0", "--pin-dir", &pin]).arg("--state-dir").arg(self.dir.join("srvstate"));
+        cmd.args(["--resolv-conf", "/nonexistent"]).args(args).env("RUST_LOG", "info,dhcpv6=debug");
+        let log = self.dir.join("server.log");
+        let p = self.srv.spawn_command(cmd, Some(&log)).unwrap();
+        testbed::wait_for(Duration::from_secs(20), || {
+            Ok(std::fs::read_to_string(&log).unwrap_or_default().contains("serving"))
+        })
+        .unwrap();
+        (p, log)
+    }
+
     /// Starts dhcpv6d in the relay namespace with `args` (relay-agent mode).
     pub fn start_relay_agent(&mut self, args: &[&str]) {
         let rel = self.rel.as_ref().expect("a relay namespace");
