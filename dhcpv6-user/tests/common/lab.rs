@@ -264,6 +264,10 @@ impl Lab {
         let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
         // Stateful dhclient stays behind as a daemon once bound: it is ours (its PID is in
         // the pid file we gave it), so stop it.
+        // The daemonized child writes its pid file just after the parent exits: wait a moment.
+        if mode.contains(&"-N") || mode.contains(&"-P") {
+            let _ = testbed::wait_for(Duration::from_secs(2), || Ok(pid.exists()));
+        }
         if let Some(pid) = std::fs::read_to_string(&pid).ok().and_then(|p| p.trim().parse::<i32>().ok()) {
             // SAFETY: plain kill(2) on the PID of the dhclient this call started.
             unsafe { libc::kill(pid, libc::SIGTERM) };
