@@ -1,4 +1,4 @@
-//! `cargo xtask`: build, run, lab and test for dhcpv6d.
+//! `cargo xtask`: build, run, lab, test and bench for dhcpv6d.
 
 mod bench;
 mod build;
