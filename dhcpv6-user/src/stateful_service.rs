@@ -121,7 +121,7 @@ impl Stateful {
         relayed: Option<&LinkSelector<'_>>,
         unicast: bool,
         peer: Ipv6Addr,
-        options: &[ConfiguredOption],
+        options: Vec<ConfiguredOption>,
     ) -> Outcome {
         let relay = relayed.map(|s| RelayInfo {
             remote_id: s.remote_id.map(<[u8]>::to_vec),
@@ -135,7 +135,7 @@ impl Stateful {
             relay,
             unicast: unicast && relayed.is_none(),
             peer,
-            options: options.to_vec(),
+            options,
         };
         self.engine.handle(m, &ctx, unix_now())
     }

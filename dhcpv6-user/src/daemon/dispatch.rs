@@ -97,7 +97,7 @@ impl Server {
                 };
                 let link = st.link_for(&self.ifaces[idx].cfg.name, relayed);
                 let (duid, options) = (svc.duid.clone(), svc.options.clone());
-                let out = st.decide(m, link, &duid, relayed, unicast, *from.ip(), &options);
+                let out = st.decide(m, link, &duid, relayed, unicast, *from.ip(), options);
                 if let Some(c) = out.discard {
                     debug!(%from, msg_type = m.msg_type(), reason = c, "stateful message discarded");
                     return Err(c);
