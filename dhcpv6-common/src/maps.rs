@@ -216,7 +216,11 @@ pub struct WalkFound {
     /// Reply segments selected (bit per segment) and their total length.
     pub selected: u32,
     pub opts_len: u32,
-    pub _pad: u32,
+    /// The run of selected segments that lie back to back in the block, not yet written:
+    /// its block offset, length and place in the frame (one store per run, not per segment).
+    pub run_off: u32,
+    pub run_len: u32,
+    pub run_pos: u32,
 }
 
 pub const REQ_MASK: usize = 511;

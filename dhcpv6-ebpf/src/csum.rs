@@ -3,6 +3,8 @@
 use aya_ebpf::helpers::generated::bpf_csum_diff;
 use dhcpv6_common::{fold, limits::MAX_REQUEST_UDP_LEN, wire::IPPROTO_UDP, REQ_BUF, REQ_MASK};
 
+use crate::frame::Addr;
+
 /// One's-complement sum of `len4` bytes of `buf` from `off` (`len4` a multiple of 4, at most
 /// 512), as big-endian words. One helper call instead of a loop the verifier would unroll.
 #[inline(always)]
@@ -49,24 +51,28 @@ pub fn sum_range(buf: &mut [u8; REQ_BUF], off: usize, len: usize) -> Option<u32>
 /// and right. Anything else (wrong, zero, or a partial sum left for offload by a local
 /// sender) is not ours to judge: the kernel is.
 #[inline(always)]
-pub fn udp_valid(src: &[u8; 16], dst: &[u8; 16], req: &mut [u8; REQ_BUF], udp_len: usize) -> bool {
+pub fn udp_valid(src: &Addr, dst: &Addr, req: &mut [u8; REQ_BUF], udp_len: usize) -> bool {
     if udp_len > MAX_REQUEST_UDP_LEN || (req[6] == 0 && req[7] == 0) {
         return false;
     }
     let Some(body) = sum_range(req, 0, udp_len) else { return false };
-    let acc = sum16(src) + sum16(dst) + udp_len as u32 + u32::from(IPPROTO_UDP) + body;
+    let acc = sum_addrs(src, dst) + udp_len as u32 + u32::from(IPPROTO_UDP) + body;
     fold(acc) == 0xffff
 }
 
+/// Sum of two addresses as big-endian 16-bit words, from their native-endian 64-bit words:
+/// one's-complement sums commute with byte order up to one final swap.
 #[inline(always)]
-pub fn sum16(bytes: &[u8; 16]) -> u32 {
-    let mut acc = 0u32;
-    let mut i = 0;
-    while i < 16 {
-        acc += u32::from(u16::from_be_bytes([bytes[i], bytes[i + 1]]));
-        i += 2;
+pub fn sum_addrs(a: &Addr, b: &Addr) -> u32 {
+    let mut s = 0u64;
+    for w in [a[0], a[1], b[0], b[1]] {
+        s += (w & 0xffff_ffff) + (w >> 32);
     }
-    acc
+    // Eight 32-bit halves stay below 2^35; three folds bring that to 16 bits.
+    for _ in 0..3 {
+        s = (s & 0xffff) + (s >> 16);
+    }
+    u32::from((s as u16).swap_bytes())
 }
 
 /// A 16-bit one's-complement sum placed at an odd offset contributes byte-swapped.

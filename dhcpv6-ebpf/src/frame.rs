@@ -84,27 +84,49 @@ pub fn classify(ctx: &XdpContext) -> Result<Hdr, Verdict> {
     Ok(Hdr { l3, l4 })
 }
 
+/// An IPv6 address as two native-endian words: compared, copied and summed two loads at a
+/// time instead of sixteen (the build allows misaligned access; see .cargo/config.toml).
+pub type Addr = [u64; 2];
+
+/// Reads the unaligned `T` at `p + off`; the caller has bounds-checked the range.
 #[inline(always)]
-fn eq16(a: &[u8; 16], b: &[u8; 16]) -> bool {
-    // Two 64-bit compares: a slice compare could become a memcmp call, which BPF lacks.
-    let a0 = u64::from_ne_bytes([a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7]]);
-    let a1 = u64::from_ne_bytes([a[8], a[9], a[10], a[11], a[12], a[13], a[14], a[15]]);
-    let b0 = u64::from_ne_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
-    let b1 = u64::from_ne_bytes([b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]]);
-    a0 == b0 && a1 == b1
+pub unsafe fn load<T: Copy>(p: *const u8, off: usize) -> T {
+    // SAFETY: the caller's bounds check covers `off..off + size_of::<T>()`.
+    unsafe { core::ptr::read_unaligned(p.add(off).cast()) }
 }
+
+/// Writes the unaligned `v` at `p + off`; the caller has bounds-checked the range.
+#[inline(always)]
+pub unsafe fn store<T: Copy>(p: *mut u8, off: usize, v: T) {
+    // SAFETY: as in `load`.
+    unsafe { core::ptr::write_unaligned(p.add(off).cast(), v) }
+}
+
+#[inline(always)]
+pub const fn addr_words(a: &[u8; 16]) -> Addr {
+    [
+        u64::from_ne_bytes([a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7]]),
+        u64::from_ne_bytes([a[8], a[9], a[10], a[11], a[12], a[13], a[14], a[15]]),
+    ]
+}
+
+const ALL_DHCP: Addr = addr_words(&ALL_DHCP_RELAY_AGENTS_AND_SERVERS);
 
 /// From a link-local source, to ff02::1:2 or our own link-local address. Returns both.
 #[inline(always)]
-pub fn check_addressing(ctx: &XdpContext, hdr: &Hdr, iface: &IfaceReply) -> Result<([u8; 16], [u8; 16]), Verdict> {
-    let src = ptr_at::<[u8; 16]>(ctx, hdr.l3 + 8).ok_or(Verdict::PassLength)?;
-    let dst = ptr_at::<[u8; 16]>(ctx, hdr.l3 + 24).ok_or(Verdict::PassLength)?;
-    // SAFETY: bounds checked by ptr_at.
-    let (src, dst) = unsafe { (*src, *dst) };
-    if src[0] != 0xfe || src[1] & 0xc0 != 0x80 {
+pub fn check_addressing(ctx: &XdpContext, hdr: &Hdr, iface: &IfaceReply) -> Result<(Addr, Addr), Verdict> {
+    let ip = ptr_at::<[u8; 40]>(ctx, hdr.l3).ok_or(Verdict::PassLength)? as *const u8;
+    // SAFETY: the 40-byte IPv6 header is bounds checked by ptr_at; the map value is ours.
+    let (src, dst, ours): (Addr, Addr, Addr) = unsafe {
+        let ll = iface.link_local.as_ptr();
+        ([load(ip, 8), load(ip, 16)], [load(ip, 24), load(ip, 32)], [load(ll, 0), load(ll, 8)])
+    };
+    // fe80::/10, tested on the first two bytes of the first word (native order: low bytes).
+    let first = (src[0] as u16).to_ne_bytes();
+    if first[0] != 0xfe || first[1] & 0xc0 != 0x80 {
         return Err(Verdict::PassAddressing);
     }
-    if !eq16(&dst, &ALL_DHCP_RELAY_AGENTS_AND_SERVERS) && !eq16(&dst, &iface.link_local) {
+    if dst != ALL_DHCP && dst != ours {
         return Err(Verdict::PassAddressing);
     }
     Ok((src, dst))

@@ -10,6 +10,7 @@ mod csum;
 mod frame;
 mod request;
 mod reply;
+mod scratch;
 
 use aya_ebpf::{
     bindings::xdp_action,

@@ -16,8 +16,9 @@ use dhcpv6_common::{
 
 use crate::{
     csum,
-    frame::{ptr_at, Hdr},
+    frame::{addr_words, load, ptr_at, store, Addr, Hdr},
     request::{requested, Request},
+    scratch::{get, set},
     Verdict,
 };
 
@@ -28,7 +29,7 @@ const CID_MAX: usize = 134;
 pub fn write(
     ctx: &XdpContext,
     hdr: &Hdr,
-    client: &[u8; 16],
+    client: &Addr,
     iface: &IfaceReply,
     req: &Request,
     scratch: &mut Scratch,
@@ -38,27 +39,20 @@ pub fn write(
     let nsegs = iface.nsegs as usize;
     let oro = scratch.found.oro_mask;
     let f = &mut scratch.found;
-    // SAFETY: fields of per-CPU scratch.
-    unsafe {
-        core::ptr::write_volatile(&mut f.selected, 0);
-        core::ptr::write_volatile(&mut f.opts_len, 0);
-    }
+    set(&mut f.selected, 0);
+    set(&mut f.opts_len, 0);
     for i in 0..MAX_SEGMENTS {
         if i >= nsegs {
             break;
         }
         let seg = &iface.segs[i];
         if seg.flags & SEG_REQUESTED_ONLY == 0 || requested(&oro, seg.code) {
-            // SAFETY: as above.
-            unsafe {
-                core::ptr::write_volatile(&mut f.selected, core::ptr::read_volatile(&f.selected) | 1 << i);
-                core::ptr::write_volatile(&mut f.opts_len, core::ptr::read_volatile(&f.opts_len) + u32::from(seg.len));
-            }
+            let (sel, len) = (get(&f.selected) | 1 << i, get(&f.opts_len) + u32::from(seg.len));
+            set(&mut f.selected, sel);
+            set(&mut f.opts_len, len);
         }
     }
-    // SAFETY: as above.
-    let (selected, opts_len) =
-        unsafe { (core::ptr::read_volatile(&f.selected), core::ptr::read_volatile(&f.opts_len) as usize) };
+    let (selected, opts_len) = (get(&f.selected), get(&f.opts_len) as usize);
     if opts_len > BLOCK_CAP {
         return Verdict::PassLimits;
     }
@@ -72,84 +66,62 @@ pub fn write(
     let delta = new_len as i32 - old_len as i32;
 
     // What the reply keeps of the request, saved before the frame is resized: the whole
-    // frame is written afresh afterwards, so it may grow at either end.
+    // frame is written afresh afterwards, so it may grow at either end. Word loads: the
+    // client's MAC (with the two bytes after it), the Ethertype and VLAN tags (bytes 12..22),
+    // the client's port and the message header (type and transaction id).
     let Some(eth) = ptr_at::<[u8; 22]>(ctx, 0) else { return Verdict::PassLength };
     let Some(udp) = ptr_at::<[u8; 12]>(ctx, hdr.l4) else { return Verdict::PassLength };
     // SAFETY: bounds checked by ptr_at.
-    let (eth, udp) = unsafe { (*eth, *udp) };
-    let client_port = u16::from_be_bytes([udp[0], udp[1]]);
-    let xid = [udp[9], udp[10], udp[11]];
+    let (client_mac, tags, tags_end, client_port, msg_hdr) = unsafe {
+        let (eth, udp) = (eth as *const u8, udp as *const u8);
+        (load::<u64>(eth, 6), load::<u64>(eth, 12), load::<u16>(eth, 20), load::<u16>(udp, 0), load::<u32>(udp, 8))
+    };
+    let client_port = u16::from_be(client_port);
 
-    if delta != 0 {
-        // Tailroom first; a frame handed over from the stack (veth) often has none, while
-        // XDP keeps 256 bytes of headroom.
-        // SAFETY: plain helper calls on our own context.
-        let grown = unsafe { bpf_xdp_adjust_tail(ctx.ctx, delta) } == 0
-            || (delta > 0 && unsafe { bpf_xdp_adjust_head(ctx.ctx, -delta) } == 0);
-        if !grown {
-            // Rare and worth an operator's look (generic XDP on a driver without room).
-            aya_log_ebpf::warn!(ctx, "dhcpv6: cannot grow frame by {} bytes on ifindex {}; passed to userspace", delta, ctx.ingress_ifindex() as u32);
-            return Verdict::PassNoRoom;
-        }
+    // Tailroom first; a frame handed over from the stack (veth) often has none, while XDP
+    // keeps 256 bytes of headroom. Grown at the tail, the request's bytes stay where they were.
+    // SAFETY: plain helper calls on our own context.
+    let in_place = delta == 0 || unsafe { bpf_xdp_adjust_tail(ctx.ctx, delta) } == 0;
+    if !in_place && !(delta > 0 && unsafe { bpf_xdp_adjust_head(ctx.ctx, -delta) } == 0) {
+        // Rare and worth an operator's look (generic XDP on a driver without room).
+        aya_log_ebpf::warn!(ctx, "dhcpv6: cannot grow frame by {} bytes on ifindex {}; passed to userspace", delta, ctx.ingress_ifindex() as u32);
+        return Verdict::PassNoRoom;
     }
 
     let Some(out_eth) = ptr_at::<[u8; 22]>(ctx, 0) else { return Verdict::PassNoRoom };
     let Some(ip) = ptr_at::<[u8; 40]>(ctx, hdr.l3) else { return Verdict::PassNoRoom };
     let Some(out_udp) = ptr_at::<[u8; 12]>(ctx, hdr.l4) else { return Verdict::PassNoRoom };
+    let mac = iface.mac;
+    let ll = addr_words(&iface.link_local);
+    let ulen = (udp_len as u16).to_be_bytes();
+    let (sport, cport) = (SERVER_PORT.to_be_bytes(), client_port.to_be_bytes());
+    // The message header as it was, with the type turned into Reply (native order: byte 0 low).
+    let msg_hdr = (msg_hdr & !0xff) | u32::from(msg::REPLY);
     // SAFETY: bounds checked by ptr_at. The Ethernet range may overlap the IPv6 header when
     // there are fewer than two VLAN tags; it is written first and the IPv6 header after.
     unsafe {
-        let o = &mut *out_eth;
-        let mut i = 0;
-        while i < 6 {
-            o[i] = eth[6 + i];
-            o[6 + i] = iface.mac[i];
-            i += 1;
-        }
-        // Ethertype and VLAN tags as they came (the bytes past them are rewritten below).
-        let mut i = 12;
-        while i < 22 {
-            o[i] = eth[i];
-            i += 1;
-        }
+        let (o, ip, udp) = (out_eth as *mut u8, ip as *mut u8, out_udp as *mut u8);
+        // To the client's MAC (six bytes), from ours; then Ethertype and tags as they came.
+        let mac_lo = u64::from_ne_bytes([0, 0, 0, 0, 0, 0, mac[0], mac[1]]);
+        store::<u64>(o, 0, (client_mac & 0xffff_ffff_ffff) | mac_lo);
+        store::<u32>(o, 8, u32::from_ne_bytes([mac[2], mac[3], mac[4], mac[5]]));
+        store::<u64>(o, 12, tags);
+        store::<u16>(o, 20, tags_end);
+        store::<u64>(ip, 0, u64::from_ne_bytes([0x60, 0, 0, 0, ulen[0], ulen[1], IPPROTO_UDP, REPLY_HOP_LIMIT]));
+        store::<u64>(ip, 8, ll[0]);
+        store::<u64>(ip, 16, ll[1]);
+        store::<u64>(ip, 24, client[0]);
+        store::<u64>(ip, 32, client[1]);
+        store::<u64>(udp, 0, u64::from_ne_bytes([sport[0], sport[1], cport[0], cport[1], ulen[0], ulen[1], 0, 0]));
+        store::<u32>(udp, 8, msg_hdr);
     }
-    // SAFETY: as above.
-    let (ip, udp) = unsafe { (&mut *ip, &mut *out_udp) };
-    let mut i = 0;
-    while i < 16 {
-        ip[24 + i] = client[i];
-        ip[8 + i] = iface.link_local[i];
-        i += 1;
-    }
-    ip[0] = 0x60;
-    ip[1] = 0;
-    ip[2] = 0;
-    ip[3] = 0;
-    let ulen = (udp_len as u16).to_be_bytes();
-    ip[4] = ulen[0];
-    ip[5] = ulen[1];
-    ip[6] = IPPROTO_UDP;
-    ip[7] = REPLY_HOP_LIMIT;
-    let sport = SERVER_PORT.to_be_bytes();
-    let cport = client_port.to_be_bytes();
-    udp[0] = sport[0];
-    udp[1] = sport[1];
-    udp[2] = cport[0];
-    udp[3] = cport[1];
-    udp[4] = ulen[0];
-    udp[5] = ulen[1];
-    udp[6] = 0;
-    udp[7] = 0;
-    udp[8] = msg::REPLY;
-    udp[9] = xid[0];
-    udp[10] = xid[1];
-    udp[11] = xid[2];
 
     // Checksum: pseudo header, UDP header, message header, then the parts added below.
-    let mut acc = csum::sum16(&iface.link_local) + csum::sum16(client);
+    let mut acc = csum::sum_addrs(&ll, client);
     acc += 2 * udp_len as u32 + u32::from(IPPROTO_UDP);
     acc += u32::from(SERVER_PORT) + u32::from(client_port);
-    acc += u32::from(u16::from_be_bytes([udp[8], udp[9]])) + u32::from(u16::from_be_bytes([udp[10], udp[11]]));
+    let m = msg_hdr.to_ne_bytes();
+    acc += u32::from(u16::from_be_bytes([m[0], m[1]])) + u32::from(u16::from_be_bytes([m[2], m[3]]));
 
     let mut pos = hdr.l4 + 12;
     if cid_len > 0 {
@@ -157,15 +129,23 @@ pub fn write(
             return Verdict::PassLimits;
         };
         acc += sum;
-        // The masked offset plus CID_MAX stays inside the scratch buffer, as the verifier needs.
-        let src = scratch.req[req.cid_off & REQ_MASK..].as_mut_ptr().cast();
-        // SAFETY: the helper checks the frame range; the source range lies inside scratch.
-        if unsafe { bpf_xdp_store_bytes(ctx.ctx, pos as u32, src, cid_len as u32) } != 0 {
-            return Verdict::PassNoRoom;
+        // Most clients send the Client Identifier first: unless the frame grew at the head,
+        // it already sits where the reply echoes it.
+        if !(in_place && req.cid_off == 12) {
+            // The masked offset plus CID_MAX stays inside the scratch buffer, as the verifier needs.
+            let src = scratch.req[req.cid_off & REQ_MASK..].as_mut_ptr().cast();
+            // SAFETY: the helper checks the frame range; the source range lies inside scratch.
+            if unsafe { bpf_xdp_store_bytes(ctx.ctx, pos as u32, src, cid_len as u32) } != 0 {
+                return Verdict::PassNoRoom;
+            }
         }
         pos += cid_len;
     }
 
+    // Selected segments that follow each other in the block go out in one store: with the
+    // usual configuration (nothing requested-only, or all of it requested) that is one store.
+    let f = &mut scratch.found;
+    set(&mut f.run_len, 0);
     for i in 0..MAX_SEGMENTS {
         if i >= nsegs {
             break;
@@ -174,12 +154,25 @@ pub fn write(
             continue;
         }
         let seg = &iface.segs[i];
-        let len = seg.len as usize;
         acc += csum::at_parity(seg.csum, (pos - hdr.l4) % 2 == 1);
-        if !store_block(ctx, iface, pos, seg.off as usize, len) {
-            return Verdict::PassNoRoom;
+        let (run_off, run_len) = (get(&f.run_off), get(&f.run_len));
+        if run_len != 0 && run_off + run_len != u32::from(seg.off) {
+            if !store_block(ctx, iface, get(&f.run_pos) as usize, run_off as usize, run_len as usize) {
+                return Verdict::PassNoRoom;
+            }
+            set(&mut f.run_len, 0);
         }
-        pos += len;
+        if get(&f.run_len) == 0 {
+            set(&mut f.run_off, u32::from(seg.off));
+            set(&mut f.run_pos, pos as u32);
+        }
+        let run_len = get(&f.run_len) + u32::from(seg.len);
+        set(&mut f.run_len, run_len);
+        pos += seg.len as usize;
+    }
+    let run_len = get(&f.run_len);
+    if run_len != 0 && !store_block(ctx, iface, get(&f.run_pos) as usize, get(&f.run_off) as usize, run_len as usize) {
+        return Verdict::PassNoRoom;
     }
 
     let sum = !(fold(acc) as u16);

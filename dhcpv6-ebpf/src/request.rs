@@ -4,10 +4,13 @@
 use dhcpv6_common::{
     limits::{MAX_OPTIONS, MAX_ORO_CODES},
     wire::{opt, DUID_MAX_LEN, DUID_MIN_LEN},
-    IfaceReply, Scratch, WalkFound, REQ_BUF, REQ_MASK,
+    IfaceReply, Scratch, REQ_BUF, REQ_MASK,
 };
 
-use crate::Verdict;
+use crate::{
+    scratch::{get, set},
+    Verdict,
+};
 
 /// What the reply needs from the request.
 pub struct Request {
@@ -29,22 +32,17 @@ fn be16(req: &[u8; REQ_BUF], off: usize) -> u16 {
 }
 
 #[inline(always)]
-fn get(f: &u32) -> u32 {
-    // SAFETY: a field of per-CPU scratch; volatile so it stays in memory (see WalkFound).
-    unsafe { core::ptr::read_volatile(f) }
-}
-
-#[inline(always)]
-fn set(f: &mut u32, v: u32) {
-    // SAFETY: as in `get`.
-    unsafe { core::ptr::write_volatile(f, v) }
-}
-
-#[inline(always)]
 pub fn walk(scratch: &mut Scratch, udp_len: usize, iface: &IfaceReply) -> Result<Request, Verdict> {
     let end = udp_len;
     let mut off = 12usize;
-    scratch.found = WalkFound::default();
+    // Only what the walk reads before writing it is reset (a whole-struct reset is a memset
+    // call per frame); the offsets are read only when their length or count says so.
+    let f = &mut scratch.found;
+    for field in [&mut f.cid_len, &mut f.sid_len, &mut f.ia, &mut f.malformed, &mut f.oro_count] {
+        set(field, 0);
+    }
+    // SAFETY: a plain field of per-CPU scratch (volatile for the reason in `scratch`).
+    unsafe { core::ptr::write_volatile(&mut f.oro_mask, [0; 2]) };
     for _ in 0..MAX_OPTIONS {
         if off >= end {
             break;
