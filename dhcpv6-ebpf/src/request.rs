@@ -41,8 +41,12 @@ pub fn walk(scratch: &mut Scratch, udp_len: usize, iface: &IfaceReply) -> Result
     for field in [&mut f.cid_len, &mut f.sid_len, &mut f.ia, &mut f.malformed, &mut f.oro_count] {
         set(field, 0);
     }
-    // SAFETY: a plain field of per-CPU scratch (volatile for the reason in `scratch`).
-    unsafe { core::ptr::write_volatile(&mut f.oro_mask, [0; 2]) };
+    // SAFETY: plain fields of per-CPU scratch (volatile for the reason in `scratch`; word by
+    // word, as an array store would be a memset call).
+    unsafe {
+        core::ptr::write_volatile(&mut f.oro_mask[0], 0);
+        core::ptr::write_volatile(&mut f.oro_mask[1], 0);
+    }
     for _ in 0..MAX_OPTIONS {
         if off >= end {
             break;
