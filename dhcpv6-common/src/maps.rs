@@ -221,6 +221,10 @@ pub struct WalkFound {
     pub run_off: u32,
     pub run_len: u32,
     pub run_pos: u32,
+    /// Length of the range being summed, kept in memory so that the sum loop's exits do not
+    /// narrow the range of the caller's length in the verifier's eyes (one state per exit).
+    pub sum_len: u32,
+    pub _pad: u32,
 }
 
 pub const REQ_MASK: usize = 511;

@@ -1,65 +1,30 @@
 //! UDP checksum: verify a request, and build a reply's from parts.
 
-use aya_ebpf::helpers::generated::bpf_csum_diff;
-use dhcpv6_common::{fold, limits::MAX_REQUEST_UDP_LEN, wire::IPPROTO_UDP, REQ_BUF, REQ_MASK};
+use dhcpv6_common::{fold, limits::MAX_REQUEST_UDP_LEN, wire::IPPROTO_UDP, Scratch, REQ_MASK};
 
-use crate::frame::Addr;
+use crate::{
+    frame::Addr,
+    scratch::{get, set},
+};
 
-/// One's-complement sum of `len4` bytes of `buf` from `off` (`len4` a multiple of 4, at most
-/// 512), as big-endian words. One helper call instead of a loop the verifier would unroll.
+/// Sum of the `len` (at most `8 * WORDS`) bytes of `buf` from `off`, as big-endian 16-bit
+/// words from the first byte, by 64-bit loads. A loop of loads costs less here than a
+/// `bpf_csum_diff` call: helper calls, and the return thunks of the kernel's speculation
+/// mitigations behind them, are most of what the program costs.
 #[inline(always)]
-fn sum_words(buf: &mut [u8; REQ_BUF], off: usize, len4: usize) -> Option<u32> {
+pub fn sum_bytes<const WORDS: usize>(scratch: &mut Scratch, off: usize, len: usize) -> u32 {
     let off = off & REQ_MASK;
-    let len4 = len4 & 0x3fc;
-    if len4 == 0 {
-        return Some(0);
-    }
-    if len4 > 512 {
-        return None;
-    }
-    let to = buf[off..].as_mut_ptr().cast();
-    // SAFETY: off < 512 and len4 <= 512 stay inside the 656-byte buffer... which the verifier
-    // checks again.
-    let r = unsafe { bpf_csum_diff(core::ptr::null_mut(), 0, to, len4 as u32, 0) };
-    if r < 0 {
-        return None;
-    }
-    // csum_diff adds native-endian (little-endian) words; folded and swapped it is the
-    // big-endian sum the checksum needs.
-    Some(u32::from((fold(r as u32) as u16).swap_bytes()))
-}
-
-/// Sum of `len` (< 512) bytes of `buf` from `off`, as big-endian words from an even offset:
-/// whole 32-bit words through the helper, the last 0 to 3 bytes by hand.
-#[inline(always)]
-pub fn sum_range(buf: &mut [u8; REQ_BUF], off: usize, len: usize) -> Option<u32> {
-    let len4 = len & !3;
-    let mut acc = sum_words(buf, off, len4)?;
-    let t = (off & REQ_MASK) + (len4 & 0x1fc);
-    let rest = len & 3;
-    if rest >= 1 {
-        let b1 = if rest >= 2 { buf[t + 1] } else { 0 };
-        acc += u32::from(u16::from_be_bytes([buf[t], b1]));
-    }
-    if rest == 3 {
-        acc += u32::from(buf[t + 2]) << 8;
-    }
-    Some(acc)
-}
-
-/// Sum of the `len` (at most 136) bytes of `buf` from `off`, as big-endian 16-bit words from
-/// the first byte, by 64-bit loads: for the Client Identifier, short enough that a few loads
-/// cost less than a helper call.
-#[inline(always)]
-pub fn sum_short(buf: &[u8; REQ_BUF], off: usize, len: usize) -> u32 {
-    let off = off & REQ_MASK;
+    set(&mut scratch.found.sum_len, len as u32);
+    let len = get(&scratch.found.sum_len) as usize;
+    let buf = &scratch.req;
     let mut s = 0u64;
-    for k in 0..17 {
+    for k in 0..WORDS {
         let i = k * 8;
         if i >= len {
             break;
         }
-        // SAFETY: off < 512 and i <= 128, so the eight bytes lie inside the 656-byte buffer.
+        // SAFETY: off < 512 and i + 8 <= 8 * WORDS; the callers keep off + 8 * WORDS inside the
+        // 656-byte buffer (a request from offset 0, or an option of at most 136 bytes).
         let w: u64 = unsafe { core::ptr::read_unaligned(buf.as_ptr().add(off + i).cast()) };
         let n = len - i;
         // Native order: the bytes past the end are the high ones.
@@ -73,7 +38,7 @@ pub fn sum_short(buf: &[u8; REQ_BUF], off: usize, len: usize) -> u32 {
 /// one's-complement sums commute with byte order up to one final swap.
 #[inline(always)]
 fn fold_native(mut s: u64) -> u32 {
-    // At most 34 halves stay below 2^38; four folds bring that to 16 bits.
+    // At most 132 halves stay below 2^40; four folds bring that to 16 bits.
     for _ in 0..4 {
         s = (s & 0xffff) + (s >> 16);
     }
@@ -84,11 +49,11 @@ fn fold_native(mut s: u64) -> u32 {
 /// and right. Anything else (wrong, zero, or a partial sum left for offload by a local
 /// sender) is not ours to judge: the kernel is.
 #[inline(always)]
-pub fn udp_valid(src: &Addr, dst: &Addr, req: &mut [u8; REQ_BUF], udp_len: usize) -> bool {
-    if udp_len > MAX_REQUEST_UDP_LEN || (req[6] == 0 && req[7] == 0) {
+pub fn udp_valid(src: &Addr, dst: &Addr, scratch: &mut Scratch, udp_len: usize) -> bool {
+    if udp_len > MAX_REQUEST_UDP_LEN || (scratch.req[6] == 0 && scratch.req[7] == 0) {
         return false;
     }
-    let Some(body) = sum_range(req, 0, udp_len) else { return false };
+    let body = sum_bytes::<{ MAX_REQUEST_UDP_LEN / 8 }>(scratch, 0, udp_len);
     let acc = sum_addrs(src, dst) + udp_len as u32 + u32::from(IPPROTO_UDP) + body;
     fold(acc) == 0xffff
 }

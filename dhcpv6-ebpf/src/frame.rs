@@ -1,6 +1,6 @@
 //! Header classification: Ethernet, up to two VLAN tags, IPv6 without extension headers, UDP/547.
 
-use aya_ebpf::{helpers::generated::bpf_xdp_get_buff_len, programs::XdpContext};
+use aya_ebpf::programs::XdpContext;
 use dhcpv6_common::{
     wire::{ALL_DHCP_RELAY_AGENTS_AND_SERVERS, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IPV6, IPPROTO_UDP, SERVER_PORT},
     IfaceReply,
@@ -140,10 +140,11 @@ pub fn check_lengths(ctx: &XdpContext, hdr: &Hdr) -> Result<usize, Verdict> {
     if udp_len != payload || udp_len < 8 {
         return Err(Verdict::PassLength);
     }
-    // The frame's length comes from a helper on purpose: were it derived from data_end, the
-    // compiler would use this comparison to drop later bounds checks that the verifier needs.
-    // SAFETY: plain helper call on our own context.
-    let frame_len = unsafe { bpf_xdp_get_buff_len(ctx.ctx) } as usize;
+    // The frame's length goes through black_box on purpose: were the compiler to see it
+    // derived from data_end, it would use this comparison to drop later bounds checks that
+    // the verifier needs. (The program is not loaded for multi-buffer frames, so the linear
+    // part is the whole frame.)
+    let frame_len = core::hint::black_box(ctx.data_end() - ctx.data());
     if hdr.l4 + udp_len > frame_len {
         return Err(Verdict::PassLength);
     }

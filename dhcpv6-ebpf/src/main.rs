@@ -146,7 +146,7 @@ fn handle(ctx: &XdpContext, counters: &mut Counters) -> Verdict {
     if rc != 0 {
         return Verdict::PassLength;
     }
-    if !csum::udp_valid(&src, &dst, &mut scratch.req, udp_len) {
+    if !csum::udp_valid(&src, &dst, scratch, udp_len) {
         return Verdict::PassChecksum;
     }
     let req: Request = match request::walk(scratch, udp_len, iface) {

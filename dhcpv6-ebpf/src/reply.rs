@@ -125,7 +125,7 @@ pub fn write(
 
     let mut pos = hdr.l4 + 12;
     if cid_len > 0 {
-        acc += csum::sum_short(&scratch.req, req.cid_off, cid_len);
+        acc += csum::sum_bytes::<{ CID_MAX.div_ceil(8) }>(scratch, req.cid_off, cid_len);
         // Most clients send the Client Identifier first: unless the frame grew at the head,
         // it already sits where the reply echoes it.
         if !(in_place && req.cid_off == 12) {
