@@ -212,14 +212,20 @@ mod tests {
         assert_eq!(req.na.unwrap().lease.unwrap().addr, a);
         assert_eq!(cs.answer(&parse(&adv).unwrap(), 2_500, &mut servers), Ok(Outcome::Stale));
         let rep = reply(msg::REPLY, x, &d, Some(a));
-        assert_eq!(cs.answer(&parse(&rep).unwrap(), 5_000, &mut servers), Ok(Outcome::Replied { index: 2, latency_ns: 4_000 }));
+        assert_eq!(
+            cs.answer(&parse(&rep).unwrap(), 5_000, &mut servers),
+            Ok(Outcome::Replied { index: 2, latency_ns: 4_000 })
+        );
         assert_eq!(cs.address(2), Some(a));
         assert_eq!(cs.answer(&parse(&rep).unwrap(), 5_100, &mut servers), Ok(Outcome::Stale));
         // Renew: the same address must come back.
         cs.message(2, Phase::Renewing, 10_000, &servers, &mut buf);
         let other = reply(msg::REPLY, x, &d, Some("2001:db8:1::1:8".parse().unwrap()));
         assert_eq!(cs.answer(&parse(&other).unwrap(), 10_500, &mut servers), Err(Invalid::NotSame));
-        assert_eq!(cs.answer(&parse(&rep).unwrap(), 11_000, &mut servers), Ok(Outcome::Replied { index: 2, latency_ns: 1_000 }));
+        assert_eq!(
+            cs.answer(&parse(&rep).unwrap(), 11_000, &mut servers),
+            Ok(Outcome::Replied { index: 2, latency_ns: 1_000 })
+        );
     }
 
     #[test]

@@ -59,6 +59,10 @@ pub struct DhcpArgs {
     pub max_loss: f64,
     #[arg(long, default_value_t = 0.03)]
     pub precision: f64,
+    /// Searches one after the other over the same population (renew) or server (sarr), each
+    /// starting from the previous one's result: the runs of a benchmark row.
+    #[arg(long, default_value_t = 1)]
+    pub searches: usize,
     /// Wait for late answers after each step.
     #[arg(long, default_value_t = 500)]
     pub drain_ms: u64,
@@ -272,15 +276,31 @@ pub fn dhcp(args: DhcpArgs) -> Result<()> {
             step(&mut g, rate)?;
         }
     } else {
-        let s = search(&mut g, &mut step)?;
-        out(format!(
-            "search best_pps={:.0} lowest_fail_pps={:.0} steps={} generator_bound={}",
-            s.best, s.lowest_fail, s.steps, u8::from(s.generator_bound)
-        ));
+        let mut hint = g.args.hint_pps;
+        for _ in 0..g.args.searches.max(1) {
+            let s = search(&mut g, hint, &mut step)?;
+            out(format!(
+                "search best_pps={:.0} lowest_fail_pps={:.0} steps={} generator_bound={}",
+                s.best,
+                s.lowest_fail,
+                s.steps,
+                u8::from(s.generator_bound)
+            ));
+            if s.best > 0.0 {
+                hint = s.best;
+            }
+        }
     }
     let t = g.d.totals;
     out(format!("invalid {}", t.reasons()));
-    out(format!("totals received={} stale={} invalid={} refused={} seed={}", t.received, t.stale, t.invalid_sum(), t.refused, g.seed));
+    out(format!(
+        "totals received={} stale={} invalid={} refused={} seed={}",
+        t.received,
+        t.stale,
+        t.invalid_sum(),
+        t.refused,
+        g.seed
+    ));
     Ok(())
 }
 
@@ -293,9 +313,9 @@ struct SearchResult {
 
 /// The search of `gen` (docs/benchmarks.md): from the hint, up x1.3 or down x0.7 until the
 /// outcome flips, then bisection to `precision`; at most `search_steps` steps.
-fn search(g: &mut Gen, step: &mut impl FnMut(&mut Gen, f64) -> Result<Step>) -> Result<SearchResult> {
-    let (hint, cap, max_steps, max_loss, precision) =
-        (g.args.hint_pps, g.args.cap_pps, g.args.search_steps, g.args.max_loss, g.args.precision);
+fn search(g: &mut Gen, hint: f64, step: &mut impl FnMut(&mut Gen, f64) -> Result<Step>) -> Result<SearchResult> {
+    let (cap, max_steps, max_loss, precision) =
+        (g.args.cap_pps, g.args.search_steps, g.args.max_loss, g.args.precision);
     let mut lo: Option<f64> = None;
     let mut hi: Option<f64> = None;
     let mut generator_bound = false;

@@ -404,7 +404,14 @@ mod tests {
         assert_eq!(d, [0, 3, 0, 1, 0, 7, 1, 2, 3, 4]);
         let mut buf = [0u8; MAX_OUT];
         let long_sid = [0x5a; MAX_SERVER_ID];
-        let out = Out { kind: REQUEST, xid: 0xab_cdef, duid: &d, server_id: Some(&long_sid), na: Some(Some(na())), pd: Some(Some(pd())) };
+        let out = Out {
+            kind: REQUEST,
+            xid: 0xab_cdef,
+            duid: &d,
+            server_id: Some(&long_sid),
+            na: Some(Some(na())),
+            pd: Some(Some(pd())),
+        };
         let n = encode(&out, &mut buf);
         assert!(n < MAX_OUT, "{n}");
         let p = parse(&buf[..n]).unwrap();

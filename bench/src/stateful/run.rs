@@ -153,7 +153,15 @@ pub struct Paced<'c> {
 }
 
 impl<'c> Paced<'c> {
-    pub fn new(clients: &'c mut Clients, renew: bool, first: usize, rate: f64, start: u64, secs: f64, drain_ns: u64) -> Paced<'c> {
+    pub fn new(
+        clients: &'c mut Clients,
+        renew: bool,
+        first: usize,
+        rate: f64,
+        start: u64,
+        secs: f64,
+        drain_ns: u64,
+    ) -> Paced<'c> {
         let n = clients.list.len();
         let end = start + (secs * 1e9) as u64;
         let want = (rate * secs).ceil() as usize;
@@ -256,7 +264,17 @@ pub struct Fill<'c> {
 impl<'c> Fill<'c> {
     pub fn new(clients: &'c mut Clients, window: usize, timeout_ns: u64) -> Fill<'c> {
         let todo = (0..clients.list.len()).filter(|&i| clients.list[i].phase != Phase::Bound).collect();
-        Fill { clients, todo, pos: 0, window: window.max(1), timeout: timeout_ns, in_flight: 0, queue: VecDeque::new(), bound: 0, timed_out: 0 }
+        Fill {
+            clients,
+            todo,
+            pos: 0,
+            window: window.max(1),
+            timeout: timeout_ns,
+            in_flight: 0,
+            queue: VecDeque::new(),
+            bound: 0,
+            timed_out: 0,
+        }
     }
 
     fn expire(&mut self, now: u64) {

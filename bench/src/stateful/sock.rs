@@ -42,7 +42,8 @@ impl Sock {
             bail!("no interface {iface}: {}", io::Error::last_os_error());
         }
         // SAFETY: plain socket(2); the fd is owned at once.
-        let raw = unsafe { libc::socket(libc::AF_INET6, libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0) };
+        let raw =
+            unsafe { libc::socket(libc::AF_INET6, libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0) };
         if raw < 0 {
             bail!("socket: {}", io::Error::last_os_error());
         }
@@ -76,7 +77,11 @@ impl Sock {
         local.sin6_port = 546u16.to_be();
         // SAFETY: a sockaddr_in6 of its size.
         let rc = unsafe {
-            libc::bind(fd.as_raw_fd(), (&local as *const libc::sockaddr_in6).cast(), size_of::<libc::sockaddr_in6>() as u32)
+            libc::bind(
+                fd.as_raw_fd(),
+                (&local as *const libc::sockaddr_in6).cast(),
+                size_of::<libc::sockaddr_in6>() as u32,
+            )
         };
         if rc != 0 {
             bail!("bind [::]:546: {} (another DHCPv6 client on this namespace?)", io::Error::last_os_error());
@@ -137,7 +142,13 @@ impl Sock {
         }
         // SAFETY: BATCH initialised headers.
         let rc = unsafe {
-            libc::recvmmsg(self.fd.as_raw_fd(), hdr.as_mut_ptr(), BATCH as u32, libc::MSG_DONTWAIT, std::ptr::null_mut())
+            libc::recvmmsg(
+                self.fd.as_raw_fd(),
+                hdr.as_mut_ptr(),
+                BATCH as u32,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
         };
         if rc < 0 {
             let e = io::Error::last_os_error();
@@ -147,9 +158,9 @@ impl Sock {
             };
         }
         let n = rc as usize;
-        for i in 0..n {
+        for (len, h) in inbox.lens.iter_mut().zip(&hdr).take(n) {
             // A datagram longer than the buffer is truncated; the parser then refuses it.
-            inbox.lens[i] = (hdr[i].msg_len as usize).min(RECV_SIZE);
+            *len = (h.msg_len as usize).min(RECV_SIZE);
         }
         inbox.n = n;
         Ok(n)
@@ -158,7 +169,8 @@ impl Sock {
     /// Waits until an answer is readable or `timeout_ns` passed (or a signal arrives).
     pub fn wait(&self, timeout_ns: u64) {
         let mut p = libc::pollfd { fd: self.fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
-        let ts = libc::timespec { tv_sec: (timeout_ns / 1_000_000_000) as _, tv_nsec: (timeout_ns % 1_000_000_000) as _ };
+        let ts =
+            libc::timespec { tv_sec: (timeout_ns / 1_000_000_000) as _, tv_nsec: (timeout_ns % 1_000_000_000) as _ };
         // SAFETY: one pollfd, a valid timespec, no signal mask change.
         unsafe { libc::ppoll(&mut p, 1, &ts, std::ptr::null()) };
     }
@@ -167,10 +179,7 @@ impl Sock {
     /// is per message; /proc/net/snmp6 is per namespace and good enough here).
     pub fn rcvbuf_errors() -> u64 {
         let text = std::fs::read_to_string("/proc/net/snmp6").unwrap_or_default();
-        text.lines()
-            .find_map(|l| l.strip_prefix("Udp6RcvbufErrors"))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0)
+        text.lines().find_map(|l| l.strip_prefix("Udp6RcvbufErrors")).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
     }
 }
 
