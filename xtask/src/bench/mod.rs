@@ -248,12 +248,22 @@ fn measure(paths: &Paths, plan: &Plan) -> Result<report::Results> {
     }
     if plan.runs_group("check") {
         let (mode, name) = stateful::MODES[0];
-        for server in [Peer::Kea, Peer::Stateful] {
-            interrupt::check()?;
-            say(&format!("SARR ({name}), perfdhcp: {}", server.label()));
-            let r = checked(stateful::sarr_row(paths, plan, server, mode, false), server.label())?;
-            res.sarr.push((server, mode, false, Loader::Perfdhcp, r));
+        interrupt::check()?;
+        say(&format!("generator check, SARR ({name}), dhcpv6-bench dhcp and perfdhcp in turn: {}", Peer::Kea.label()));
+        match checked(stateful::check_row(paths, plan), "generator check")? {
+            Ok((ours, perf)) => {
+                res.check_ours = Some(Ok(ours));
+                res.sarr.push((Peer::Kea, mode, false, Loader::Perfdhcp, Ok(perf)));
+            }
+            Err(e) => {
+                res.check_ours = Some(Err(e.clone()));
+                res.sarr.push((Peer::Kea, mode, false, Loader::Perfdhcp, Err(e)));
+            }
         }
+        interrupt::check()?;
+        say(&format!("SARR ({name}), perfdhcp: {}", Peer::Stateful.label()));
+        let r = checked(stateful::sarr_row(paths, plan, Peer::Stateful, mode, false), Peer::Stateful.label())?;
+        res.sarr.push((Peer::Stateful, mode, false, Loader::Perfdhcp, r));
     }
     if plan.runs_group("renew") {
         let n = plan.renew_population;

@@ -154,6 +154,35 @@ pub fn gen_row(
         let (_, napi) = topo.thread_napi(true)?;
         fifo(napi)?;
     }
+    let hint = if renew.is_some() { plan.renew_hint } else { plan.sarr_hint };
+    let mut row = SarrRow {
+        command: run.command.clone(),
+        perf_command: String::new(),
+        runs: Vec::new(),
+        peak_rss_kb: None,
+        population: None,
+    };
+    gen_searches(&topo, &run, paths, plan, &dir.join("gen.log"), mode, renew, plan.runs, hint, &mut row)?;
+    row.peak_rss_kb = run.peak_rss_kb();
+    Ok(row)
+}
+
+/// One `dhcpv6-bench dhcp` process making `searches` searches (SARR, or renew of a
+/// population of `renew` leases) against the running server; adds its runs to `row`.
+#[allow(clippy::too_many_arguments)]
+fn gen_searches(
+    topo: &Topo,
+    run: &Running,
+    paths: &Paths,
+    plan: &Plan,
+    log: &Path,
+    mode: &str,
+    renew: Option<u64>,
+    searches: usize,
+    hint: f64,
+    row: &mut SarrRow,
+) -> Result<()> {
+    let what = if renew.is_some() { "renew" } else { "sarr" };
     let secs = plan.gen_step_secs;
     let mut args: Vec<String> = vec![
         "dhcp".into(),
@@ -168,7 +197,7 @@ pub fn gen_row(
         "--search-steps".into(),
         plan.sarr_steps.to_string(),
         "--searches".into(),
-        plan.runs.to_string(),
+        searches.to_string(),
         "--drain-ms".into(),
         plan.drain_user_ms.to_string(),
         "--max-loss".into(),
@@ -181,21 +210,15 @@ pub fn gen_row(
         fill_secs = (n as f64 / 200.0).max(30.0);
         args.extend(["--population".into(), n.to_string(), "--fill-secs".into(), format!("{fill_secs:.0}")]);
     }
-    let shown = format!("taskset -c {GEN_CPU} dhcpv6-bench {} --hint-pps HINT", args.join(" "));
-    let hint = if renew.is_some() { plan.renew_hint } else { plan.sarr_hint };
+    if row.perf_command.is_empty() {
+        row.perf_command = format!("taskset -c {GEN_CPU} dhcpv6-bench {} --hint-pps HINT", args.join(" "));
+    }
     args.extend(["--hint-pps".into(), format!("{hint:.0}")]);
     let per_step = secs + plan.drain_user_ms as f64 / 1000.0 + 0.2;
-    let limit = Duration::from_secs_f64((plan.runs * plan.sarr_steps) as f64 * per_step * 2.0 + fill_secs + 30.0);
-    let log = dir.join("gen.log");
-    let lines = run_gen(&topo, paths, &args, &log, limit)?;
+    let limit = Duration::from_secs_f64((searches * plan.sarr_steps) as f64 * per_step * 2.0 + fill_secs + 30.0);
+    let lines = run_gen(topo, paths, &args, log, limit)?;
     run.check_running()?;
-    let mut row = SarrRow {
-        command: run.command.clone(),
-        perf_command: shown,
-        runs: Vec::new(),
-        peak_rss_kb: run.peak_rss_kb(),
-        population: None,
-    };
+    let before = row.runs.len();
     let mut cur = SarrRun::default();
     for l in &lines {
         let Some(kv) = Kv::parse(l) else { continue };
@@ -218,10 +241,51 @@ pub fn gen_row(
             _ => {}
         }
     }
-    if row.runs.is_empty() {
+    if row.runs.len() == before {
         bail!("dhcpv6-bench dhcp printed no search result; see {}", log.display());
     }
-    Ok(row)
+    Ok(())
+}
+
+/// The check of the stateful generator: Kea's SARR (address) searched with our generator
+/// and with perfdhcp, alternately, run after run, against one Kea, so that both see the
+/// same server and the same background load. Returns (ours, perfdhcp).
+pub fn check_row(paths: &Paths, plan: &Plan) -> Result<(SarrRow, SarrRow)> {
+    let mode = MODES[0].0;
+    let dir = paths.dir.join("check-kea-address-only-unthreaded");
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir)?;
+    let topo = Topo::new()?;
+    let run = peers::start(&topo, Peer::Kea, paths, &dir, Stateful { on: true })?;
+    let empty = || SarrRow {
+        command: run.command.clone(),
+        perf_command: String::new(),
+        runs: Vec::new(),
+        peak_rss_kb: None,
+        population: None,
+    };
+    let (mut ours, mut perf) = (empty(), empty());
+    let (mut hint_ours, mut hint_perf) = (plan.sarr_hint, plan.sarr_hint);
+    for i in 0..plan.runs {
+        interrupt::check()?;
+        say("  dhcpv6-bench dhcp:");
+        gen_searches(&topo, &run, paths, plan, &dir.join(format!("gen-{i}.log")), mode, None, 1, hint_ours, &mut ours)?;
+        say("  perfdhcp:");
+        let r = search(&topo, &run, &dir, plan, mode, hint_perf, &mut perf.perf_command, i)?;
+        say(&format!(
+            "  run {}: <= 0.1 % loss up to {:.0} exchanges/s{} ({} steps)",
+            i + 1,
+            r.best,
+            if r.bound { " (perfdhcp-bound)" } else { "" },
+            r.steps.len()
+        ));
+        perf.runs.push(r);
+        // Each from its own previous result: the two searches stay independent.
+        hint_ours = ours.runs.last().map_or(hint_ours, |r| if r.best > 0.0 { r.best } else { hint_ours });
+        hint_perf = perf.runs.last().map_or(hint_perf, |r| if r.best > 0.0 { r.best } else { hint_perf });
+    }
+    run.check_running()?;
+    Ok((ours, perf))
 }
 
 /// A `step ...` line of `dhcpv6-bench dhcp` in perfdhcp's terms (Solicit-Advertise and
