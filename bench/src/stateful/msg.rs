@@ -17,6 +17,7 @@ const OPT_CLIENTID: u16 = 1;
 const OPT_SERVERID: u16 = 2;
 const OPT_IA_NA: u16 = 3;
 const OPT_IAADDR: u16 = 5;
+const OPT_ORO: u16 = 6;
 const OPT_ELAPSED_TIME: u16 = 8;
 const OPT_STATUS_CODE: u16 = 13;
 const OPT_IA_PD: u16 = 25;
@@ -86,6 +87,9 @@ pub fn encode(m: &Out, buf: &mut [u8; MAX_OUT]) -> usize {
     if let Some(s) = m.server_id {
         w.opt(OPT_SERVERID, &s[..s.len().min(MAX_SERVER_ID)]);
     }
+    // DNS servers and domain search, as perfdhcp and ordinary clients ask: the server's
+    // replies then carry them, as they do for perfdhcp's load.
+    w.opt(OPT_ORO, &[0, 23, 0, 24]);
     w.opt(OPT_ELAPSED_TIME, &[0, 0]);
     if let Some(l) = m.na {
         let mut ia = [0u8; 12 + 4 + 24];
@@ -431,8 +435,8 @@ mod tests {
         assert_eq!(p.server_id, None);
         assert_eq!(p.na, Some(Ia { iaid: IAID, ..Ia::default() }));
         assert_eq!(p.pd, None);
-        // Solicit, xid 5, Client ID (14), Elapsed Time (6), empty IA_NA (16).
-        assert_eq!(n, 4 + 14 + 6 + 16);
+        // Solicit, xid 5, Client ID (14), Option Request (8), Elapsed Time (6), empty IA_NA (16).
+        assert_eq!(n, 4 + 14 + 8 + 6 + 16);
     }
 
     #[test]
