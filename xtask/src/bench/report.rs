@@ -163,7 +163,7 @@ impl Results {
         match r {
             Ok(r) => {
                 let f = Fig::of(&r.runs.iter().map(|x| x.best).collect::<Vec<_>>()).ok_or("no run")?;
-                Ok((f, r.runs.iter().any(|x| x.bound)))
+                Ok((f, r.runs.iter().any(|x| x.bound || x.no_fail)))
             }
             Err(e) => Err(format!("failed: {}", first_line(e))),
         }
@@ -389,7 +389,7 @@ fn lines(res: &Results) -> Vec<Line> {
         note: String::new(),
     });
     let bound = |r: &Result<(Fig, bool), String>, who: &str| match r {
-        Ok((_, true)) => format!("{who} figure is generator-bound (a floor)"),
+        Ok((_, true)) => format!("{who} figure is a floor: generator-bound, or no step failed"),
         _ => String::new(),
     };
     for threaded in [false, true] {
@@ -769,7 +769,7 @@ pub fn section(m: &Machine, plan: &Plan, res: &Results, table: &str, took: Durat
                         "- run {}: {}/s{}; steps: {}",
                         i + 1,
                         num(run.best),
-                        if run.bound { " (generator-bound)" } else { "" },
+                        if run.bound { " (generator-bound)" } else if run.no_fail { " (no step failed: a floor)" } else { "" },
                         steps.join(", ")
                     );
                 }
