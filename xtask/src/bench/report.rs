@@ -722,7 +722,12 @@ pub fn section(m: &Machine, plan: &Plan, res: &Results, table: &str, took: Durat
         res.renew.iter().map(|(p, n, r)| (format!("Renew, population of {}: {}", num(*n as f64), p.label()), r));
     let check = res.check_ours.iter().map(|r| {
         let kea = Peer::Kea.label();
-        (format!("Generator check: SARR address-only, dhcpv6-bench dhcp, in turn with perfdhcp (above) on one {kea}"), r)
+        (
+            format!(
+                "Generator check: SARR address-only, dhcpv6-bench dhcp, in turn with perfdhcp (above) on one {kea}"
+            ),
+            r,
+        )
     });
     for (title, r) in sarr.chain(renew).chain(check) {
         let _ = writeln!(s, "#### {title}\n");
@@ -769,7 +774,13 @@ pub fn section(m: &Machine, plan: &Plan, res: &Results, table: &str, took: Durat
                         "- run {}: {}/s{}; steps: {}",
                         i + 1,
                         num(run.best),
-                        if run.bound { " (generator-bound)" } else if run.no_fail { " (no step failed: a floor)" } else { "" },
+                        if run.bound {
+                            " (generator-bound)"
+                        } else if run.no_fail {
+                            " (no step failed: a floor)"
+                        } else {
+                            ""
+                        },
                         steps.join(", ")
                     );
                 }
