@@ -8,6 +8,8 @@
 //!   flat-out rate, a fixed rate, or a bounded search for the highest rate with at most
 //!   a given loss.
 //! - `hold`: keeps a bench XDP program (pass, drop, macswap, sink) attached until stopped.
+//! - `dhcp`: stateful load (Solicit-Advertise-Request-Reply, Renew of a population) from
+//!   an ordinary UDP socket, with per-client state; fixed rates or the same bounded search.
 //! - `cost`: ns per answered frame of the dhcpv6d program, the MAC swap and a drop, from
 //!   BPF_PROG_TEST_RUN in live-frames mode.
 
@@ -19,6 +21,7 @@ mod maps;
 mod object;
 mod procstat;
 mod signal;
+mod stateful;
 mod template;
 
 use std::io::Write;
@@ -55,6 +58,9 @@ enum Cmd {
         #[arg(long, default_value_t = 3600)]
         max_secs: u64,
     },
+    /// Stateful load from a UDP socket: Solicit-Advertise-Request-Reply or Renew of a
+    /// population, at fixed rates or in a search for the highest rate with <= --max-loss.
+    Dhcp(stateful::DhcpArgs),
     /// ns per answered frame (test_run, live frames) of dhcpv6d's program, MAC swap, drop.
     Cost {
         #[arg(long)]
@@ -166,8 +172,13 @@ fn main() -> std::process::ExitCode {
 
 fn run(cli: Cli) -> Result<()> {
     signal::install()?;
+    if let Cmd::Dhcp(a) = cli.cmd {
+        // A socket's load: no XDP object needed.
+        return stateful::dhcp(a);
+    }
     let obj = object::locate(cli.object.as_deref())?;
     match cli.cmd {
+        Cmd::Dhcp(_) => unreachable!("handled above"),
         Cmd::Hold { iface, program, tag, max_secs } => hold::hold(&obj, &iface, program, tag, max_secs),
         Cmd::Cost { iface, mac, ll, client_mac, client_ip, dns, domain, repeat, runs, batch } => cost::cost(
             &obj,

@@ -74,6 +74,10 @@ enum Cmd {
         /// Write the report here instead.
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
+        /// Only these groups of rows, comma-separated: ir, cost, sarr, check (perfdhcp),
+        /// renew, rss. The table says "not run" for the others.
+        #[arg(long, value_name = "GROUPS", value_delimiter = ',')]
+        only: Vec<String>,
     },
     /// The whole test suite, as CI runs it (needs root; installs the Debian packages it needs).
     Test {
@@ -114,8 +118,8 @@ fn dispatch(cli: Cli) -> Result<()> {
         Cmd::Lab { no_fast_path, keep_going_secs, bin } => {
             lab::lab(&root, &lab::LabOptions { no_fast_path, keep_going_secs, bin })?;
         }
-        Cmd::Bench { quick, runs, no_stateful, out } => {
-            bench::bench(&root, &bench::BenchOptions { quick, runs, no_stateful, out })?;
+        Cmd::Bench { quick, runs, no_stateful, out, only } => {
+            bench::bench(&root, &bench::BenchOptions { quick, runs, no_stateful, out, only })?;
         }
         Cmd::Test { quick, timeout_mins } => {
             let timeout = Duration::from_secs(timeout_mins.saturating_mul(60));

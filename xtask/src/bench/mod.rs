@@ -23,6 +23,7 @@ use anyhow::{bail, Context, Result};
 use crate::{build, interrupt};
 use ir::{checked, say};
 use peers::Peer;
+use stateful::Loader;
 
 /// Programs the benchmark runs, with the Debian packages that ship them.
 const TOOLS: &[(&str, &str)] = &[
@@ -46,7 +47,19 @@ pub struct BenchOptions {
     pub no_stateful: bool,
     /// Where to write the report (default docs/benchmarks.md, --quick target/bench/...).
     pub out: Option<PathBuf>,
+    /// Only these groups of rows (`GROUPS`); empty: all.
+    pub only: Vec<String>,
 }
+
+/// Groups of rows `--only` can pick.
+pub const GROUPS: &[(&str, &str)] = &[
+    ("ir", "Information-Request rows (and the generator ceiling)"),
+    ("cost", "test_run cost per answered frame"),
+    ("sarr", "SARR with the bench's stateful generator"),
+    ("check", "SARR with perfdhcp (the check of the stateful generator)"),
+    ("renew", "renewals of a lease population"),
+    ("rss", "memory with a lease population"),
+];
 
 pub struct Paths {
     pub dir: PathBuf,
@@ -70,7 +83,14 @@ pub struct Plan {
     pub sarr_steps: usize,
     pub sarr_secs: u64,
     pub sarr_hint: f64,
+    /// Step length of `dhcpv6-bench dhcp` (SARR and renew rows).
+    pub gen_step_secs: f64,
+    /// Leases of the renew rows' population.
+    pub renew_population: u64,
+    pub renew_hint: f64,
     pub stateful: bool,
+    /// Groups of rows to run (`GROUPS`).
+    pub only: Vec<String>,
     /// (server, leases) populations whose memory is measured.
     pub rss: Vec<(Peer, u64)>,
     pub rss_rate: f64,
@@ -93,7 +113,11 @@ impl Plan {
                 sarr_steps: 1,
                 sarr_secs: 1,
                 sarr_hint: 1000.0,
+                gen_step_secs: 0.5,
+                renew_population: 2000,
+                renew_hint: 1000.0,
                 stateful: !o.no_stateful,
+                only: o.only.clone(),
                 rss: vec![(Peer::Kea, 1000), (Peer::Stateful, 1000)],
                 rss_rate: 1000.0,
             }
@@ -112,23 +136,40 @@ impl Plan {
                 sarr_steps: 7,
                 sarr_secs: 3,
                 sarr_hint: 4000.0,
+                gen_step_secs: 3.0,
+                renew_population: 100_000,
+                renew_hint: 5000.0,
                 stateful: !o.no_stateful,
+                only: o.only.clone(),
                 rss: vec![(Peer::Kea, 100_000), (Peer::Stateful, 100_000), (Peer::Stateful, 1_000_000)],
                 rss_rate: 5000.0,
             }
         }
     }
 
+    /// Whether the group of rows `g` (see `GROUPS`) runs.
+    fn runs_group(&self, g: &str) -> bool {
+        let stateful = !matches!(g, "ir" | "cost");
+        (self.only.is_empty() || self.only.iter().any(|o| o == g)) && (self.stateful || !stateful)
+    }
+
     /// Time limit of one `dhcpv6-bench gen` run.
     fn gen_limit(&self, peer: Peer) -> Duration {
         let drain = if peer.userspace() { self.drain_user_ms } else { self.drain_xdp_ms } as f64 / 1000.0;
-        let secs = self.warmup_secs + self.flat_secs + drain + self.search_steps as f64 * (self.step_secs + drain + 0.2);
+        let secs =
+            self.warmup_secs + self.flat_secs + drain + self.search_steps as f64 * (self.step_secs + drain + 0.2);
         Duration::from_secs_f64(secs * 1.5 + 30.0)
     }
 }
 
 pub fn bench(root: &Path, opts: &BenchOptions) -> Result<()> {
     interrupt::install()?;
+    for g in &opts.only {
+        if !GROUPS.iter().any(|(n, _)| n == g) {
+            let known: Vec<String> = GROUPS.iter().map(|(n, what)| format!("{n} ({what})")).collect();
+            bail!("--only {g}: no such group of rows; groups: {}", known.join(", "));
+        }
+    }
     testbed::require_root().context("`cargo xtask bench` creates network namespaces and attaches XDP programs")?;
     testbed::ensure_tools(TOOLS)?;
     testbed::ensure_bpffs()?;
@@ -138,7 +179,12 @@ pub fn bench(root: &Path, opts: &BenchOptions) -> Result<()> {
     fs::create_dir_all(&paths.dir)?;
     let plan = Plan::new(opts);
     let machine = report::Machine::describe();
-    say(&format!("{} ({} runs per row); logs in {}", if plan.quick { "quick run" } else { "full run" }, plan.runs, paths.dir.display()));
+    say(&format!(
+        "{} ({} runs per row); logs in {}",
+        if plan.quick { "quick run" } else { "full run" },
+        plan.runs,
+        paths.dir.display()
+    ));
     let started = Instant::now();
     let res = measure(&paths, &plan)?;
     let elapsed = started.elapsed();
@@ -147,7 +193,10 @@ pub fn bench(root: &Path, opts: &BenchOptions) -> Result<()> {
     let table = report::table(&res);
     println!("\n{table}");
     let out = opts.out.clone().unwrap_or_else(|| {
-        if plan.quick {
+        if !plan.only.is_empty() {
+            // Some rows only: never over the recorded full run.
+            paths.dir.join("benchmarks-only.md")
+        } else if plan.quick {
             paths.dir.join("benchmarks-quick.md")
         } else {
             root.join("docs/benchmarks.md")
@@ -156,7 +205,7 @@ pub fn bench(root: &Path, opts: &BenchOptions) -> Result<()> {
     let section = report::section(&machine, &plan, &res, &table, elapsed);
     report::write(&out, &section)?;
     say(&format!("measured in {:.0} s; report written to {}", elapsed.as_secs_f64(), out.display()));
-    let failed = res.failures();
+    let failed = res.failures(plan.runs_group("cost"));
     if !failed.is_empty() {
         bail!("rows that produced no figure: {}", failed.join("; "));
     }
@@ -165,37 +214,76 @@ pub fn bench(root: &Path, opts: &BenchOptions) -> Result<()> {
 
 fn measure(paths: &Paths, plan: &Plan) -> Result<report::Results> {
     let mut res = report::Results::default();
-    for peer in [Peer::Drop, Peer::MacSwap, Peer::FastPath, Peer::Userspace, Peer::Kea, Peer::Dnsmasq] {
-        interrupt::check()?;
-        say(&format!("Information-Request: {}", peer.label()));
-        let r = checked(ir::row(paths, plan, peer, true), peer.label())?;
-        res.ir.push((peer, r));
+    if plan.runs_group("ir") {
+        for peer in [Peer::Drop, Peer::MacSwap, Peer::FastPath, Peer::Userspace, Peer::Kea, Peer::Dnsmasq] {
+            interrupt::check()?;
+            say(&format!("Information-Request: {}", peer.label()));
+            let r = checked(ir::row(paths, plan, peer, true), peer.label())?;
+            res.ir.push((peer, r));
+        }
+        for peer in [Peer::Userspace, Peer::Kea, Peer::Dnsmasq] {
+            interrupt::check()?;
+            say(&format!("Information-Request, srv0 NAPI not threaded: {}", peer.label()));
+            let r = checked(ir::row(paths, plan, peer, false), peer.label())?;
+            res.ir_unthreaded.push((peer, r));
+        }
     }
-    for peer in [Peer::Userspace, Peer::Kea, Peer::Dnsmasq] {
+    if plan.runs_group("cost") {
         interrupt::check()?;
-        say(&format!("Information-Request, srv0 NAPI not threaded: {}", peer.label()));
-        let r = checked(ir::row(paths, plan, peer, false), peer.label())?;
-        res.ir_unthreaded.push((peer, r));
+        say("test_run cost per answered frame");
+        res.cost = Some(checked(cost::row(paths, plan), "test_run cost")?);
     }
-    interrupt::check()?;
-    say("test_run cost per answered frame");
-    res.cost = Some(checked(cost::row(paths, plan), "test_run cost")?);
-    if plan.stateful {
+    if plan.runs_group("sarr") {
         for threaded in [false, true] {
             for (mode, name) in stateful::MODES {
                 for server in [Peer::Kea, Peer::Stateful] {
                     interrupt::check()?;
                     let how = if threaded { ", srv0 NAPI threaded" } else { "" };
-                    say(&format!("SARR ({name}{how}): {}", server.label()));
-                    let r = checked(stateful::sarr_row(paths, plan, server, mode, threaded), server.label())?;
-                    res.sarr.push((server, mode, threaded, r));
+                    say(&format!("SARR ({name}{how}), dhcpv6-bench dhcp: {}", server.label()));
+                    let r = checked(stateful::gen_row(paths, plan, server, mode, threaded, None), server.label())?;
+                    res.sarr.push((server, mode, threaded, Loader::Ours, r));
                 }
             }
         }
+    }
+    if plan.runs_group("check") {
+        let (mode, name) = stateful::MODES[0];
+        interrupt::check()?;
+        say(&format!("generator check, SARR ({name}), dhcpv6-bench dhcp and perfdhcp in turn: {}", Peer::Kea.label()));
+        match checked(stateful::check_row(paths, plan), "generator check")? {
+            Ok((ours, perf)) => {
+                res.check_ours = Some(Ok(ours));
+                res.sarr.push((Peer::Kea, mode, false, Loader::Perfdhcp, Ok(perf)));
+            }
+            Err(e) => {
+                res.check_ours = Some(Err(e.clone()));
+                res.sarr.push((Peer::Kea, mode, false, Loader::Perfdhcp, Err(e)));
+            }
+        }
+        interrupt::check()?;
+        say(&format!("SARR ({name}), perfdhcp: {}", Peer::Stateful.label()));
+        let r = checked(stateful::sarr_row(paths, plan, Peer::Stateful, mode, false), Peer::Stateful.label())?;
+        res.sarr.push((Peer::Stateful, mode, false, Loader::Perfdhcp, r));
+    }
+    if plan.runs_group("renew") {
+        let n = plan.renew_population;
+        for server in [Peer::Kea, Peer::Stateful] {
+            interrupt::check()?;
+            say(&format!("Renew, population of {n} leases: {}", server.label()));
+            let r =
+                checked(stateful::gen_row(paths, plan, server, stateful::MODES[0].0, false, Some(n)), server.label())?;
+            res.renew.push((server, n, r));
+        }
+    }
+    if plan.runs_group("rss") {
         for &(server, n) in &plan.rss {
             interrupt::check()?;
             say(&format!("memory with {n} leases: {}", server.label()));
-            let rate = res.sarr_best(server, "address-only", false).map_or(plan.rss_rate, |b| (b * 0.7).max(500.0));
+            // perfdhcp fills: at 70 % of what it managed, never above what it can offer.
+            let best = res
+                .sarr_best(server, "address-only", false, Loader::Perfdhcp)
+                .or_else(|| res.sarr_best(server, "address-only", false, Loader::Ours));
+            let rate = best.map_or(plan.rss_rate, |b| (b * 0.7).clamp(500.0, 8000.0));
             let r = checked(stateful::rss_row(paths, server, n, rate), server.label())?;
             res.rss.push((server, n, r));
         }

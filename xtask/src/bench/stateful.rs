@@ -1,10 +1,12 @@
-//! Stateful rows with perfdhcp (Kea's own load generator) against Kea (memfile, persisting)
-//! and dhcpv6d (SQLite, every lease durable before its Reply): Solicit-Advertise-Request-
-//! Reply for addresses and for address + prefix, at the highest rate with at most 0.1 %
-//! loss; then the servers' memory once they hold a population of leases.
+//! Stateful rows against Kea (memfile, persisting) and dhcpv6d (SQLite, every lease durable
+//! before its Reply): Solicit-Advertise-Request-Reply for addresses and for address +
+//! prefix, and Renew of a population of existing leases, each at the highest rate with at
+//! most 0.1 % loss; then the servers' memory once they hold a population of leases.
 //!
-//! perfdhcp offers at most ~10,000 exchanges/s here (it then uses its whole CPU): a server
-//! that passes every rate perfdhcp manages is marked "perfdhcp-bound", the figure is a floor.
+//! The load comes from the bench's own stateful generator (`dhcpv6-bench dhcp`), and, as a
+//! check of it, from perfdhcp (Kea's own generator). perfdhcp offers at most ~10,000
+//! exchanges/s here (it then uses its whole CPU): a server that passes every rate perfdhcp
+//! manages is marked "perfdhcp-bound", the figure is a floor.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -15,7 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use testbed::run_command;
 
-use super::ir::say;
+use super::ir::{run_gen, say, Kv};
 use super::peers::{self, path_str, Peer, Running, Stateful};
 use super::topo::{Topo, GEN_CPU, GEN_IF};
 use super::{Paths, Plan};
@@ -36,7 +38,26 @@ pub struct PerfStep {
 pub struct SarrRun {
     pub best: f64,
     pub bound: bool,
+    /// No step failed: the search ran out of steps going up, the figure is a floor.
+    pub no_fail: bool,
     pub steps: Vec<PerfStep>,
+}
+
+/// Which generator loaded a stateful row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Loader {
+    Perfdhcp,
+    /// `dhcpv6-bench dhcp`.
+    Ours,
+}
+
+impl Loader {
+    pub fn name(self) -> &'static str {
+        match self {
+            Loader::Perfdhcp => "perfdhcp",
+            Loader::Ours => "dhcpv6-bench dhcp",
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -45,6 +66,8 @@ pub struct SarrRow {
     pub perf_command: String,
     pub runs: Vec<SarrRun>,
     pub peak_rss_kb: Option<u64>,
+    /// Renew rows: the generator's `population ...` line (how the leases were obtained).
+    pub population: Option<Kv>,
 }
 
 #[derive(Debug, Clone)]
@@ -60,7 +83,8 @@ pub const MODES: [(&str, &str); 2] = [("address-only", "address"), ("address-and
 /// `threaded`: as in the Information-Request rows (srv0's NAPI threaded onto the server
 /// CPU, SCHED_FIFO); else srv0's receive work stays in softirq on perfdhcp's CPU.
 pub fn sarr_row(paths: &Paths, plan: &Plan, server: Peer, mode: &'static str, threaded: bool) -> Result<SarrRow> {
-    let dir = paths.dir.join(format!("sarr-{}-{mode}{}", super::ir::slug(server), if threaded { "" } else { "-unthreaded" }));
+    let dir =
+        paths.dir.join(format!("sarr-{}-{mode}{}", super::ir::slug(server), if threaded { "" } else { "-unthreaded" }));
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir)?;
     let topo = Topo::new()?;
@@ -69,7 +93,13 @@ pub fn sarr_row(paths: &Paths, plan: &Plan, server: Peer, mode: &'static str, th
         let (_, napi) = topo.thread_napi(true)?;
         fifo(napi)?;
     }
-    let mut row = SarrRow { command: run.command.clone(), perf_command: String::new(), runs: Vec::new(), peak_rss_kb: None };
+    let mut row = SarrRow {
+        command: run.command.clone(),
+        perf_command: String::new(),
+        runs: Vec::new(),
+        peak_rss_kb: None,
+        population: None,
+    };
     let mut hint = plan.sarr_hint;
     for i in 0..plan.runs {
         interrupt::check()?;
@@ -91,8 +121,207 @@ pub fn sarr_row(paths: &Paths, plan: &Plan, server: Peer, mode: &'static str, th
     Ok(row)
 }
 
+/// Our generator's mode for a perfdhcp `-e` mode.
+fn gen_mode(mode: &str) -> &'static str {
+    if mode == "address-only" {
+        "address"
+    } else {
+        "both"
+    }
+}
+
+/// A stateful row loaded by `dhcpv6-bench dhcp`: SARR of new clients (`renew` None) or
+/// Renew of a population of that many leases which the generator first obtains (not
+/// counted). One generator process runs the row's searches one after the other (each
+/// starting from the previous result), so that a renew row's population is built once.
+pub fn gen_row(
+    paths: &Paths,
+    plan: &Plan,
+    server: Peer,
+    mode: &'static str,
+    threaded: bool,
+    renew: Option<u64>,
+) -> Result<SarrRow> {
+    let what = if renew.is_some() { "renew" } else { "sarr" };
+    let dir = paths.dir.join(format!(
+        "{what}-gen-{}-{mode}{}",
+        super::ir::slug(server),
+        if threaded { "" } else { "-unthreaded" }
+    ));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir)?;
+    let topo = Topo::new()?;
+    let run = peers::start(&topo, server, paths, &dir, Stateful { on: true })?;
+    if threaded {
+        let (_, napi) = topo.thread_napi(true)?;
+        fifo(napi)?;
+    }
+    let mut hint = if renew.is_some() { plan.renew_hint } else { plan.sarr_hint };
+    if server == Peer::Stateful && !plan.quick {
+        // dhcpv6d answered 2-4x Kea's rates while this was built: start nearer, so that the
+        // search's steps reach a failing rate.
+        hint *= 3.0;
+    }
+    let mut row = SarrRow {
+        command: run.command.clone(),
+        perf_command: String::new(),
+        runs: Vec::new(),
+        peak_rss_kb: None,
+        population: None,
+    };
+    gen_searches(&topo, &run, paths, plan, &dir.join("gen.log"), mode, renew, plan.runs, hint, &mut row)?;
+    row.peak_rss_kb = run.peak_rss_kb();
+    Ok(row)
+}
+
+/// One `dhcpv6-bench dhcp` process making `searches` searches (SARR, or renew of a
+/// population of `renew` leases) against the running server; adds its runs to `row`.
 #[allow(clippy::too_many_arguments)]
-fn search(topo: &Topo, run: &Running, dir: &Path, plan: &Plan, mode: &str, hint: f64, shown: &mut String, n: usize) -> Result<SarrRun> {
+fn gen_searches(
+    topo: &Topo,
+    run: &Running,
+    paths: &Paths,
+    plan: &Plan,
+    log: &Path,
+    mode: &str,
+    renew: Option<u64>,
+    searches: usize,
+    hint: f64,
+    row: &mut SarrRow,
+) -> Result<()> {
+    let what = if renew.is_some() { "renew" } else { "sarr" };
+    let secs = plan.gen_step_secs;
+    let mut args: Vec<String> = vec![
+        "dhcp".into(),
+        "--iface".into(),
+        GEN_IF.into(),
+        "--exchange".into(),
+        what.into(),
+        "--mode".into(),
+        gen_mode(mode).into(),
+        "--step-secs".into(),
+        secs.to_string(),
+        "--search-steps".into(),
+        plan.sarr_steps.to_string(),
+        "--searches".into(),
+        searches.to_string(),
+        "--drain-ms".into(),
+        plan.drain_user_ms.to_string(),
+        "--max-loss".into(),
+        "0.001".into(),
+    ];
+    let mut fill_secs = 0.0;
+    if let Some(n) = renew {
+        // The population is built at whatever rate the server sustains with 32 exchanges
+        // in flight; 200/s would be far below either server's.
+        fill_secs = (n as f64 / 200.0).max(30.0);
+        args.extend(["--population".into(), n.to_string(), "--fill-secs".into(), format!("{fill_secs:.0}")]);
+    }
+    if row.perf_command.is_empty() {
+        row.perf_command = format!("taskset -c {GEN_CPU} dhcpv6-bench {} --hint-pps HINT", args.join(" "));
+    }
+    args.extend(["--hint-pps".into(), format!("{hint:.0}")]);
+    let per_step = secs + plan.drain_user_ms as f64 / 1000.0 + 0.2;
+    let limit = Duration::from_secs_f64((searches * plan.sarr_steps) as f64 * per_step * 2.0 + fill_secs + 30.0);
+    let lines = run_gen(topo, paths, &args, log, limit)?;
+    run.check_running()?;
+    let before = row.runs.len();
+    let mut cur = SarrRun::default();
+    for l in &lines {
+        let Some(kv) = Kv::parse(l) else { continue };
+        match kv.kind.as_str() {
+            "population" => row.population = Some(kv),
+            "step" => cur.steps.push(gen_step(&kv)),
+            "search" => {
+                cur.best = kv.f("best_pps").unwrap_or(0.0);
+                cur.bound = kv.u("generator_bound") == 1;
+                cur.no_fail = cur.best > 0.0 && kv.f("lowest_fail_pps") == Some(0.0);
+                say(&format!(
+                    "  run {}: <= 0.1 % loss up to {:.0} {}/s{} ({} steps)",
+                    row.runs.len() + 1,
+                    cur.best,
+                    if renew.is_some() { "renewals" } else { "exchanges" },
+                    if cur.bound { " (generator-bound)" } else { "" },
+                    cur.steps.len()
+                ));
+                row.runs.push(std::mem::take(&mut cur));
+            }
+            _ => {}
+        }
+    }
+    if row.runs.len() == before {
+        bail!("dhcpv6-bench dhcp printed no search result; see {}", log.display());
+    }
+    Ok(())
+}
+
+/// The check of the stateful generator: Kea's SARR (address) searched with our generator
+/// and with perfdhcp, alternately, run after run, against one Kea, so that both see the
+/// same server and the same background load. Returns (ours, perfdhcp).
+pub fn check_row(paths: &Paths, plan: &Plan) -> Result<(SarrRow, SarrRow)> {
+    let mode = MODES[0].0;
+    let dir = paths.dir.join("check-kea-address-only-unthreaded");
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir)?;
+    let topo = Topo::new()?;
+    let run = peers::start(&topo, Peer::Kea, paths, &dir, Stateful { on: true })?;
+    let empty = || SarrRow {
+        command: run.command.clone(),
+        perf_command: String::new(),
+        runs: Vec::new(),
+        peak_rss_kb: None,
+        population: None,
+    };
+    let (mut ours, mut perf) = (empty(), empty());
+    let (mut hint_ours, mut hint_perf) = (plan.sarr_hint, plan.sarr_hint);
+    for i in 0..plan.runs {
+        interrupt::check()?;
+        say("  dhcpv6-bench dhcp:");
+        gen_searches(&topo, &run, paths, plan, &dir.join(format!("gen-{i}.log")), mode, None, 1, hint_ours, &mut ours)?;
+        say("  perfdhcp:");
+        let r = search(&topo, &run, &dir, plan, mode, hint_perf, &mut perf.perf_command, i)?;
+        say(&format!(
+            "  run {}: <= 0.1 % loss up to {:.0} exchanges/s{} ({} steps)",
+            i + 1,
+            r.best,
+            if r.bound { " (perfdhcp-bound)" } else { "" },
+            r.steps.len()
+        ));
+        perf.runs.push(r);
+        // Each from its own previous result: the two searches stay independent.
+        hint_ours = ours.runs.last().map_or(hint_ours, |r| if r.best > 0.0 { r.best } else { hint_ours });
+        hint_perf = perf.runs.last().map_or(hint_perf, |r| if r.best > 0.0 { r.best } else { hint_perf });
+    }
+    run.check_running()?;
+    Ok((ours, perf))
+}
+
+/// A `step ...` line of `dhcpv6-bench dhcp` in perfdhcp's terms (Solicit-Advertise and
+/// Request-Reply: sent, received, lost).
+fn gen_step(kv: &Kv) -> PerfStep {
+    let (sent, adv, req, rep) = (kv.u("sent"), kv.u("advertised"), kv.u("requested"), kv.u("replies"));
+    PerfStep {
+        target: kv.f("target_pps").unwrap_or(0.0),
+        achieved: kv.f("offered_pps").unwrap_or(0.0),
+        sa: (sent, adv, sent.saturating_sub(adv)),
+        rr: (req, rep, req.saturating_sub(rep)),
+        loss: kv.f("loss").unwrap_or(1.0),
+        pass: kv.u("pass") == 1,
+        short: kv.u("short") == 1,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn search(
+    topo: &Topo,
+    run: &Running,
+    dir: &Path,
+    plan: &Plan,
+    mode: &str,
+    hint: f64,
+    shown: &mut String,
+    n: usize,
+) -> Result<SarrRun> {
     let mut lo: Option<f64> = None;
     let mut hi: Option<f64> = None;
     let mut out = SarrRun::default();
@@ -156,7 +385,8 @@ fn perfdhcp(topo: &Topo, rate: f64, secs: u64, mode: &str, log: &Path, shown: &m
         "1000000".into(),
     ];
     if shown.is_empty() {
-        *shown = format!("taskset -c {GEN_CPU} perfdhcp {}", args.join(" ").replace(&format!("-r {rate:.0}"), "-r RATE"));
+        *shown =
+            format!("taskset -c {GEN_CPU} perfdhcp {}", args.join(" ").replace(&format!("-r {rate:.0}"), "-r RATE"));
     }
     let mut cmd = topo.gen.cmd("taskset");
     cmd.args(["-c", GEN_CPU, "perfdhcp"]).args(&args);
@@ -212,7 +442,11 @@ fn run_perfdhcp(cmd: &mut Command, limit: Duration) -> Result<String> {
     let errors = err_reader.join().unwrap_or_default();
     match status.code() {
         Some(0) | Some(3) => Ok(text),
-        _ => bail!("perfdhcp failed ({status}): {}\n{}", errors.trim(), text.lines().take(5).collect::<Vec<_>>().join("\n")),
+        _ => bail!(
+            "perfdhcp failed ({status}): {}\n{}",
+            errors.trim(),
+            text.lines().take(5).collect::<Vec<_>>().join("\n")
+        ),
     }
 }
 
@@ -295,12 +529,8 @@ pub fn rss_row(paths: &Paths, server: Peer, target: u64, rate: f64) -> Result<Rs
     // Let the server settle (commits, lease-file writes) before reading its memory.
     interrupt::sleep(Duration::from_secs(1))?;
     run.check_running()?;
-    let row = RssRow {
-        leases,
-        rss_kb: run.rss_kb(),
-        peak_rss_kb: run.peak_rss_kb(),
-        secs: started.elapsed().as_secs_f64(),
-    };
+    let row =
+        RssRow { leases, rss_kb: run.rss_kb(), peak_rss_kb: run.peak_rss_kb(), secs: started.elapsed().as_secs_f64() };
     say(&format!(
         "  {} leases: RSS {} kB, peak {} kB",
         row.leases,

@@ -1,0 +1,354 @@
+//! `dhcpv6-bench dhcp`: the stateful load generator. Solicit-Advertise-Request-Reply of new
+//! clients (address, prefix or both), or Renew of a population it first builds, from an
+//! ordinary UDP socket on the generator's interface; at fixed rates or in a bounded search
+//! for the highest rate with at most a given loss, all in one process (the clients' state
+//! lives here). perfdhcp offers at most ~10,000 exchanges/s on the bench machine; this
+//! offers several times that from one core.
+//!
+//! Output, one `key=value` line each: `population ...` (renew), `step ...` per fixed-rate
+//! step, `search ...`, `invalid ...` (reasons over the run), `totals ...`.
+
+mod client;
+mod msg;
+mod run;
+mod sock;
+
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+
+pub use msg::Mode;
+
+use crate::procstat;
+use client::{Clients, Phase, MAX_CLIENTS};
+use run::{Driver, Fill, Paced, Totals};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Exchange {
+    /// Solicit-Advertise-Request-Reply, new clients every step.
+    Sarr,
+    /// Renew of a population built first (not counted).
+    Renew,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct DhcpArgs {
+    /// The generator's interface (the socket is bound to it).
+    #[arg(long)]
+    pub iface: String,
+    #[arg(long, value_enum, default_value = "sarr")]
+    pub exchange: Exchange,
+    #[arg(long, value_enum, default_value = "address")]
+    pub mode: Mode,
+    /// Fixed-rate steps at this rate (exchanges/s) instead of the search.
+    #[arg(long)]
+    pub rate: Option<f64>,
+    #[arg(long, default_value_t = 1)]
+    pub rate_runs: usize,
+    /// Steps of the search for the highest rate with at most --max-loss.
+    #[arg(long, default_value_t = 8)]
+    pub search_steps: usize,
+    #[arg(long, default_value_t = 2.0)]
+    pub step_secs: f64,
+    /// First rate the search tries.
+    #[arg(long, default_value_t = 5000.0)]
+    pub hint_pps: f64,
+    #[arg(long, default_value_t = 500_000.0)]
+    pub cap_pps: f64,
+    #[arg(long, default_value_t = 0.001)]
+    pub max_loss: f64,
+    #[arg(long, default_value_t = 0.03)]
+    pub precision: f64,
+    /// Searches one after the other over the same population (renew) or server (sarr), each
+    /// starting from the previous one's result: the runs of a benchmark row.
+    #[arg(long, default_value_t = 1)]
+    pub searches: usize,
+    /// Wait for late answers after each step.
+    #[arg(long, default_value_t = 500)]
+    pub drain_ms: u64,
+    /// Renew: clients in the population.
+    #[arg(long, default_value_t = 10_000)]
+    pub population: usize,
+    /// Renew: exchanges in flight while the population is built.
+    #[arg(long, default_value_t = 32)]
+    pub fill_window: usize,
+    /// Renew: the longest the population may take to build (over all its passes).
+    #[arg(long, default_value_t = 300.0)]
+    pub fill_secs: f64,
+    /// Renew: the share of the population that must hold leases before renewals start.
+    #[arg(long, default_value_t = 0.99)]
+    pub fill_min: f64,
+    /// Part of every client's DUID, so that runs against one server use new clients
+    /// (default: from the clock).
+    #[arg(long)]
+    pub seed: Option<u16>,
+    /// The socket's receive buffer (bytes).
+    #[arg(long, default_value_t = 16 << 20)]
+    pub rcvbuf: usize,
+}
+
+/// One fixed-rate step's figures.
+#[derive(Debug, Clone, Default)]
+struct Step {
+    target: f64,
+    offered: f64,
+    secs: f64,
+    started: u64,
+    advertised: u64,
+    requested: u64,
+    replied: u64,
+    loss: f64,
+    sa_loss: f64,
+    rr_loss: f64,
+    lat: (u32, u32),
+    during: Totals,
+    rcvbuf_errors: u64,
+    cpu: String,
+}
+
+impl Step {
+    /// The generator did not offer the rate (the step says nothing of the server).
+    fn short(&self) -> bool {
+        self.offered < 0.97 * self.target
+    }
+
+    fn pass(&self, max_loss: f64) -> bool {
+        self.loss <= max_loss && !self.short()
+    }
+
+    fn line(&self, pass: bool) -> String {
+        format!(
+            "step target_pps={:.0} offered_pps={:.0} secs={:.3} sent={} advertised={} requested={} replies={} loss={:.6} sa_loss={:.6} rr_loss={:.6} lat_med_us={} lat_p99_us={} invalid={} stale={} refused={} gen_rcvbuf_errors={} short={} pass={} {}",
+            self.target,
+            self.offered,
+            self.secs,
+            self.started,
+            self.advertised,
+            self.requested,
+            self.replied,
+            self.loss,
+            self.sa_loss,
+            self.rr_loss,
+            self.lat.0,
+            self.lat.1,
+            self.during.invalid_sum(),
+            self.during.stale,
+            self.during.refused,
+            self.rcvbuf_errors,
+            u8::from(self.short()),
+            u8::from(pass),
+            self.cpu
+        )
+    }
+}
+
+fn out(line: String) {
+    use std::io::Write;
+    println!("{line}");
+    let _ = std::io::stdout().flush();
+}
+
+/// The state shared by the steps of one run.
+struct Gen {
+    d: Driver,
+    args: DhcpArgs,
+    seed: u16,
+    /// DUID number of the next new client.
+    next_client: u32,
+    steps: usize,
+}
+
+impl Gen {
+    fn tag(&self) -> u8 {
+        // Tag 0 is the population's; steps cycle through 1..=7.
+        (self.steps % 7) as u8 + 1
+    }
+
+    fn sarr_step(&mut self, rate: f64) -> Result<Step> {
+        let secs = self.args.step_secs;
+        let n = (rate * secs).ceil() as usize;
+        if n > MAX_CLIENTS {
+            bail!("{n} clients in one step; at most {MAX_CLIENTS} (shorter steps or a lower rate)");
+        }
+        let mut clients = Clients::new(n, self.tag(), self.seed, self.next_client, self.args.mode);
+        self.next_client = self.next_client.wrapping_add(n as u32);
+        let drain = Duration::from_millis(self.args.drain_ms).as_nanos() as u64;
+        let start = self.d.now() + 1_000_000;
+        let mut load = Paced::new(&mut clients, false, 0, rate, start, secs, drain);
+        self.measure(&mut load, rate, secs)
+    }
+
+    fn renew_step(&mut self, pop: &mut Clients, cursor: &mut usize, rate: f64) -> Result<Step> {
+        let n = pop.list.len().max(1);
+        // Each client at most once per step: a step that would need more is shortened.
+        let secs = self.args.step_secs.min(n as f64 / rate);
+        pop.tag = self.tag();
+        let drain = Duration::from_millis(self.args.drain_ms).as_nanos() as u64;
+        let start = self.d.now() + 1_000_000;
+        let mut load = Paced::new(pop, true, *cursor, rate, start, secs, drain);
+        let st = self.measure(&mut load, rate, secs);
+        load.settle();
+        *cursor = (*cursor + load.started as usize) % n;
+        // A Renew is the request of a one-round exchange: print it as such.
+        st.map(|s| Step { requested: s.started, sa_loss: 0.0, rr_loss: s.loss, ..s })
+    }
+
+    fn measure(&mut self, load: &mut Paced, rate: f64, secs: f64) -> Result<Step> {
+        self.steps += 1;
+        let before = self.d.totals;
+        let rcv = sock::Sock::rcvbuf_errors();
+        let cpu0 = procstat::sample();
+        // Hard bound: the window, the drain, and as much again.
+        let deadline = self.d.now() + 2 * ((secs * 1e9) as u64 + self.args.drain_ms * 1_000_000) + 1_000_000_000;
+        self.d.run(load, deadline)?;
+        let cpu = procstat::busy(&cpu0, &procstat::sample());
+        let frac = |a: u64, b: u64| if b == 0 { 0.0 } else { 1.0 - a as f64 / b as f64 };
+        let mut lat = std::mem::take(&mut load.latency_us);
+        Ok(Step {
+            target: rate,
+            offered: load.started as f64 / secs,
+            secs,
+            started: load.started,
+            advertised: load.advertised,
+            requested: load.requested,
+            replied: load.replied,
+            loss: if load.started == 0 { 1.0 } else { frac(load.replied, load.started) },
+            sa_loss: frac(load.advertised, load.started),
+            rr_loss: frac(load.replied, load.requested),
+            lat: run::percentiles(&mut lat),
+            during: self.d.totals.since(&before),
+            rcvbuf_errors: sock::Sock::rcvbuf_errors().saturating_sub(rcv),
+            cpu,
+        })
+    }
+
+    /// Builds the population: passes of `Fill` until `fill_min` of it is bound or time
+    /// runs out.
+    fn populate(&mut self) -> Result<Clients> {
+        let a = &self.args;
+        let n = a.population.min(MAX_CLIENTS);
+        let mut pop = Clients::new(n, 0, self.seed, self.next_client, a.mode);
+        self.next_client = self.next_client.wrapping_add(n as u32);
+        let started = self.d.now();
+        let deadline = started + (a.fill_secs * 1e9) as u64;
+        let mut passes = 0;
+        let mut timed_out = 0;
+        let bound = |p: &Clients| p.list.iter().filter(|c| c.phase == Phase::Bound).count();
+        // Bounded: at most 5 passes, and the deadline.
+        while passes < 5 && self.d.now() < deadline && bound(&pop) < n {
+            passes += 1;
+            let mut fill = Fill::new(&mut pop, a.fill_window, 1_000_000_000);
+            self.d.run(&mut fill, deadline)?;
+            timed_out += fill.timed_out;
+        }
+        let secs = (self.d.now() - started) as f64 / 1e9;
+        let b = bound(&pop);
+        out(format!(
+            "population wanted={n} bound={b} passes={passes} timed_out={timed_out} secs={secs:.3} rate={:.0}",
+            b as f64 / secs.max(1e-9)
+        ));
+        if (b as f64) < a.fill_min * n as f64 {
+            bail!("only {b} of {n} clients got leases in {secs:.1} s ({timed_out} exchanges timed out)");
+        }
+        // Clients left without a lease would only add loss: renewals go round the bound ones.
+        pop.list.retain(|c| c.phase == Phase::Bound);
+        Ok(pop)
+    }
+}
+
+pub fn dhcp(args: DhcpArgs) -> Result<()> {
+    let seed = args.seed.unwrap_or_else(|| (crate::signal::monotonic_ns() / 1000) as u16);
+    let sock = sock::Sock::open(&args.iface, args.rcvbuf)?;
+    let mut g = Gen { d: Driver::new(sock), args, seed, next_client: 0, steps: 0 };
+    let mut pop = if g.args.exchange == Exchange::Renew { Some(g.populate()?) } else { None };
+    let mut cursor = 0usize;
+    let max_loss = g.args.max_loss;
+    let mut step = |g: &mut Gen, rate: f64| -> Result<Step> {
+        let st = match pop.as_mut() {
+            Some(p) => g.renew_step(p, &mut cursor, rate)?,
+            None => g.sarr_step(rate)?,
+        };
+        out(st.line(st.pass(max_loss)));
+        Ok(st)
+    };
+    if let Some(rate) = g.args.rate {
+        for _ in 0..g.args.rate_runs.max(1) {
+            step(&mut g, rate)?;
+        }
+    } else {
+        let mut hint = g.args.hint_pps;
+        for _ in 0..g.args.searches.max(1) {
+            let s = search(&mut g, hint, &mut step)?;
+            out(format!(
+                "search best_pps={:.0} lowest_fail_pps={:.0} steps={} generator_bound={}",
+                s.best,
+                s.lowest_fail,
+                s.steps,
+                u8::from(s.generator_bound)
+            ));
+            if s.best > 0.0 {
+                hint = s.best;
+            }
+        }
+    }
+    let t = g.d.totals;
+    out(format!("invalid {}", t.reasons()));
+    out(format!(
+        "totals received={} stale={} invalid={} refused={} seed={}",
+        t.received,
+        t.stale,
+        t.invalid_sum(),
+        t.refused,
+        g.seed
+    ));
+    Ok(())
+}
+
+struct SearchResult {
+    best: f64,
+    lowest_fail: f64,
+    steps: usize,
+    generator_bound: bool,
+}
+
+/// The search of `gen` (docs/benchmarks.md): from the hint, up x1.3 or down x0.7 until the
+/// outcome flips, then bisection to `precision`; at most `search_steps` steps.
+fn search(g: &mut Gen, hint: f64, step: &mut impl FnMut(&mut Gen, f64) -> Result<Step>) -> Result<SearchResult> {
+    let (cap, max_steps, max_loss, precision) =
+        (g.args.cap_pps, g.args.search_steps, g.args.max_loss, g.args.precision);
+    let mut lo: Option<f64> = None;
+    let mut hi: Option<f64> = None;
+    let mut generator_bound = false;
+    let mut r = hint.clamp(10.0, cap);
+    let mut steps = 0;
+    while steps < max_steps {
+        steps += 1;
+        crate::signal::check()?;
+        let st = step(g, r)?;
+        if st.pass(max_loss) {
+            lo = Some(lo.map_or(r, |l: f64| l.max(r)));
+        } else {
+            if st.short() && st.loss <= max_loss {
+                generator_bound = true;
+            }
+            hi = Some(hi.map_or(r, |h: f64| h.min(r)));
+        }
+        r = match (lo, hi) {
+            (Some(l), None) if l >= cap => {
+                generator_bound = true;
+                break;
+            }
+            (Some(l), None) => (l * 1.3).min(cap),
+            (None, Some(h)) if h < hint / 200.0 => break,
+            (None, Some(h)) => h * 0.7,
+            (Some(l), Some(h)) => {
+                if h - l <= precision * h {
+                    break;
+                }
+                (l + h) / 2.0
+            }
+            (None, None) => unreachable!("every step passes or fails"),
+        };
+    }
+    Ok(SearchResult { best: lo.unwrap_or(0.0), lowest_fail: hi.unwrap_or(0.0), steps, generator_bound })
+}

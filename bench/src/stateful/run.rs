@@ -1,0 +1,349 @@
+//! The generator's loop: send what is due, read what came back, answer Advertises with
+//! Requests at once (as a client does), count. Two kinds of load run in it: `Paced` (new
+//! clients' Solicits, or bound clients' Renews, evenly spaced at a fixed rate over a
+//! window, then a drain) and `Fill` (building a population with a bounded number of
+//! exchanges in flight, which adapts to whatever rate the server sustains).
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use anyhow::Result;
+
+use super::client::{Clients, Outcome, Phase, Servers};
+use super::msg::{self, Invalid};
+use super::sock::{Inbox, Outbox, Sock};
+use crate::signal;
+
+/// Longest sleep of the loop when nothing is due (the drain, the population's window).
+const IDLE_WAIT_NS: u64 = 1_000_000;
+/// Below this the loop spins instead of sleeping: ppoll's wake-up is coarser than this.
+const MIN_WAIT_NS: u64 = 20_000;
+
+/// What the driver counts whatever the load: answers it could not use.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Totals {
+    pub invalid: [u64; Invalid::ALL.len()],
+    pub stale: u64,
+    pub received: u64,
+    /// Messages the socket refused (EAGAIN/ENOBUFS): the generator's loss, not the server's.
+    pub refused: u64,
+}
+
+impl Totals {
+    pub fn invalid_sum(&self) -> u64 {
+        self.invalid.iter().sum()
+    }
+
+    pub fn since(&self, a: &Totals) -> Totals {
+        let mut d = *self;
+        for (x, y) in d.invalid.iter_mut().zip(a.invalid) {
+            *x -= y;
+        }
+        d.stale -= a.stale;
+        d.received -= a.received;
+        d.refused -= a.refused;
+        d
+    }
+
+    /// "malformed=0 wrong_type=0 ..." for the output.
+    pub fn reasons(&self) -> String {
+        Invalid::ALL.iter().map(|r| format!("{}={}", r.name(), self.invalid[r.index()])).collect::<Vec<_>>().join(" ")
+    }
+}
+
+/// One kind of load, driven by `Driver::run`.
+pub trait Load {
+    fn clients(&mut self) -> &mut Clients;
+    /// Writes the messages due by `now` (as many as `out` holds).
+    fn send_due(&mut self, now: u64, out: &mut Outbox, servers: &Servers);
+    /// A valid answer's effect; an Advertise's Request goes into `out` (never full here).
+    fn answered(&mut self, o: Outcome, now: u64, out: &mut Outbox, servers: &Servers);
+    /// When the next message is due, if one is still to come.
+    fn next_due(&self, now: u64) -> Option<u64>;
+    fn over(&self, now: u64) -> bool;
+}
+
+pub struct Driver {
+    sock: Sock,
+    out: Outbox,
+    inbox: Inbox,
+    pub servers: Servers,
+    epoch: Instant,
+    pub totals: Totals,
+}
+
+impl Driver {
+    pub fn new(sock: Sock) -> Driver {
+        Driver {
+            sock,
+            out: Outbox::default(),
+            inbox: Inbox::default(),
+            servers: Servers::default(),
+            epoch: Instant::now(),
+            totals: Totals::default(),
+        }
+    }
+
+    /// ns since the driver was made (every timestamp of a run uses this clock).
+    pub fn now(&self) -> u64 {
+        self.epoch.elapsed().as_nanos() as u64
+    }
+
+    /// Runs `load` until it is over or `deadline` (ns, the hard bound) passes.
+    pub fn run(&mut self, load: &mut impl Load, deadline: u64) -> Result<()> {
+        let Driver { sock, out, inbox, servers, totals, .. } = self;
+        let epoch = self.epoch;
+        let now = || epoch.elapsed().as_nanos() as u64;
+        // Bounded by `deadline`: every round reads the clock.
+        loop {
+            signal::check()?;
+            let t = now();
+            if t >= deadline || load.over(t) {
+                return Ok(());
+            }
+            load.send_due(t, out, servers);
+            let sent = out.len();
+            totals.refused += sock.send(out).1 as u64;
+            let got = sock.recv(inbox)?;
+            totals.received += got as u64;
+            for i in 0..got {
+                let t = now();
+                let res = msg::parse(inbox.get(i)).and_then(|p| load.clients().answer(&p, t, servers));
+                match res {
+                    Ok(Outcome::Stale) => totals.stale += 1,
+                    Ok(o) => {
+                        if out.full() {
+                            totals.refused += sock.send(out).1 as u64;
+                        }
+                        load.answered(o, t, out, servers);
+                    }
+                    Err(e) => totals.invalid[e.index()] += 1,
+                }
+            }
+            totals.refused += sock.send(out).1 as u64;
+            if got == 0 && sent == 0 {
+                let t = now();
+                let wait = load.next_due(t).map_or(IDLE_WAIT_NS, |d| d.saturating_sub(t)).min(IDLE_WAIT_NS);
+                if wait >= MIN_WAIT_NS {
+                    sock.wait(wait.min(deadline.saturating_sub(t)));
+                }
+            }
+        }
+    }
+}
+
+/// New clients' Solicits (`renew` false) or bound clients' Renews at a fixed rate over
+/// `[start, end)`, then answers awaited until `drain_end`.
+pub struct Paced<'c> {
+    pub clients: &'c mut Clients,
+    renew: bool,
+    /// The first client of the window (renewals go round the population from here).
+    first: usize,
+    /// Clients to start at most.
+    count: usize,
+    start: u64,
+    end: u64,
+    drain_end: u64,
+    per_ns: f64,
+    pub started: u64,
+    pub advertised: u64,
+    pub requested: u64,
+    pub replied: u64,
+    pub latency_us: Vec<u32>,
+}
+
+impl<'c> Paced<'c> {
+    pub fn new(
+        clients: &'c mut Clients,
+        renew: bool,
+        first: usize,
+        rate: f64,
+        start: u64,
+        secs: f64,
+        drain_ns: u64,
+    ) -> Paced<'c> {
+        let n = clients.list.len();
+        let end = start + (secs * 1e9) as u64;
+        let want = (rate * secs).ceil() as usize;
+        Paced {
+            clients,
+            renew,
+            first,
+            count: want.min(n),
+            start,
+            end,
+            drain_end: end + drain_ns,
+            per_ns: rate / 1e9,
+            started: 0,
+            advertised: 0,
+            requested: 0,
+            replied: 0,
+            latency_us: Vec::with_capacity(want.min(n)),
+        }
+    }
+
+    /// Renewals the window awaited in vain: their clients are bound again (the server still
+    /// holds their leases), ready for a later step.
+    pub fn settle(&mut self) {
+        let n = self.clients.list.len();
+        for k in 0..self.started as usize {
+            if let Some(c) = self.clients.list.get_mut((self.first + k) % n.max(1)) {
+                if c.phase == Phase::Renewing {
+                    c.phase = Phase::Bound;
+                }
+            }
+        }
+    }
+}
+
+impl Load for Paced<'_> {
+    fn clients(&mut self) -> &mut Clients {
+        self.clients
+    }
+
+    fn send_due(&mut self, now: u64, out: &mut Outbox, servers: &Servers) {
+        if now < self.start || now >= self.end {
+            return;
+        }
+        let due = (((now - self.start) as f64 * self.per_ns) as usize + 1).min(self.count) as u64;
+        let n = self.clients.list.len().max(1);
+        let to = if self.renew { Phase::Renewing } else { Phase::Soliciting };
+        while self.started < due && !out.full() {
+            let i = (self.first + self.started as usize) % n;
+            let clients = &mut *self.clients;
+            out.push(|b| clients.message(i, to, now, servers, b));
+            self.started += 1;
+        }
+    }
+
+    fn answered(&mut self, o: Outcome, now: u64, out: &mut Outbox, servers: &Servers) {
+        match o {
+            Outcome::Advertised(i) => {
+                self.advertised += 1;
+                let clients = &mut *self.clients;
+                if out.push(|b| clients.message(i, Phase::Requesting, now, servers, b)) {
+                    self.requested += 1;
+                }
+            }
+            Outcome::Replied { latency_ns, .. } => {
+                self.replied += 1;
+                self.latency_us.push((latency_ns / 1000).min(u64::from(u32::MAX)) as u32);
+            }
+            Outcome::Stale => {}
+        }
+    }
+
+    fn next_due(&self, _now: u64) -> Option<u64> {
+        if self.started as usize >= self.count {
+            return None;
+        }
+        Some(self.start + (self.started as f64 / self.per_ns.max(1e-12)) as u64)
+    }
+
+    fn over(&self, now: u64) -> bool {
+        // Everything answered: the drain need not wait.
+        now >= self.drain_end || (now >= self.end && self.replied == self.started)
+    }
+}
+
+/// Fills a population: every client in `todo` gets a Solicit, with at most `window`
+/// exchanges in flight; an exchange unanswered after `timeout` is given up (its client
+/// goes back to Idle, a later pass may try again).
+pub struct Fill<'c> {
+    pub clients: &'c mut Clients,
+    todo: Vec<usize>,
+    pos: usize,
+    window: usize,
+    timeout: u64,
+    in_flight: usize,
+    queue: VecDeque<(usize, u64)>,
+    pub bound: u64,
+    pub timed_out: u64,
+}
+
+impl<'c> Fill<'c> {
+    pub fn new(clients: &'c mut Clients, window: usize, timeout_ns: u64) -> Fill<'c> {
+        let todo = (0..clients.list.len()).filter(|&i| clients.list[i].phase != Phase::Bound).collect();
+        Fill {
+            clients,
+            todo,
+            pos: 0,
+            window: window.max(1),
+            timeout: timeout_ns,
+            in_flight: 0,
+            queue: VecDeque::new(),
+            bound: 0,
+            timed_out: 0,
+        }
+    }
+
+    fn expire(&mut self, now: u64) {
+        // Bounded by the queue's length; exchanges start in order, so the oldest is first.
+        while let Some(&(i, t)) = self.queue.front() {
+            let Some(c) = self.clients.list.get_mut(i) else {
+                self.queue.pop_front();
+                continue;
+            };
+            match c.phase {
+                Phase::Soliciting | Phase::Requesting if now.saturating_sub(t) > self.timeout => {
+                    c.phase = Phase::Idle;
+                    self.in_flight -= 1;
+                    self.timed_out += 1;
+                }
+                Phase::Soliciting | Phase::Requesting => return,
+                _ => {}
+            }
+            self.queue.pop_front();
+        }
+    }
+}
+
+impl Load for Fill<'_> {
+    fn clients(&mut self) -> &mut Clients {
+        self.clients
+    }
+
+    fn send_due(&mut self, now: u64, out: &mut Outbox, servers: &Servers) {
+        self.expire(now);
+        while self.in_flight < self.window && self.pos < self.todo.len() && !out.full() {
+            let i = self.todo[self.pos];
+            let clients = &mut *self.clients;
+            out.push(|b| clients.message(i, Phase::Soliciting, now, servers, b));
+            self.queue.push_back((i, now));
+            self.pos += 1;
+            self.in_flight += 1;
+        }
+    }
+
+    fn answered(&mut self, o: Outcome, now: u64, out: &mut Outbox, servers: &Servers) {
+        match o {
+            Outcome::Advertised(i) => {
+                let clients = &mut *self.clients;
+                out.push(|b| clients.message(i, Phase::Requesting, now, servers, b));
+            }
+            Outcome::Replied { .. } => {
+                self.bound += 1;
+                self.in_flight = self.in_flight.saturating_sub(1);
+            }
+            Outcome::Stale => {}
+        }
+    }
+
+    fn next_due(&self, _now: u64) -> Option<u64> {
+        None
+    }
+
+    fn over(&self, _now: u64) -> bool {
+        self.pos >= self.todo.len() && self.in_flight == 0
+    }
+}
+
+/// (median, 99th percentile) of latencies in µs.
+pub fn percentiles(v: &mut [u32]) -> (u32, u32) {
+    if v.is_empty() {
+        return (0, 0);
+    }
+    v.sort_unstable();
+    let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
+    (at(0.5), at(0.99))
+}
