@@ -102,6 +102,15 @@ pub struct IfaceReply {
     pub nsegs: u16,
     /// Bumped on every rewrite, so an operator can see the daemon keeping the map in step.
     pub generation: u32,
+    /// The reply to a client that asks for none of the requested-only options, precomputed:
+    /// the segments sent to everyone lie back to back from the block's start over `base_len`
+    /// bytes whose checksum contribution is `base_csum` (as [`Segment::csum`]). 0 when they
+    /// do not (the program then selects segment by segment).
+    pub base_len: u16,
+    pub base_csum: u16,
+    pub _pad: u32,
+    /// Codes (below 128) of the requested-only segments, as the program's Option Request mask.
+    pub requested_only: [u64; 2],
     pub segs: [Segment; limits::MAX_SEGMENTS],
     /// Encoded options: Server Identifier first, then the configured options in order.
     pub block: [u8; limits::BLOCK_BUF],

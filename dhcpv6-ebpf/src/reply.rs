@@ -34,25 +34,12 @@ pub fn write(
     req: &Request,
     scratch: &mut Scratch,
 ) -> Verdict {
-    // Which prebuilt segments go out, and how long the options are (tallied in scratch
-    // memory so the verifier sees one state per step, not one per combination).
-    let nsegs = iface.nsegs as usize;
+    // Which prebuilt segments go out, and how long the options are. The usual request asks
+    // for none of the requested-only options: its reply is the precomputed base run.
     let oro = scratch.found.oro_mask;
-    let f = &mut scratch.found;
-    set(&mut f.selected, 0);
-    set(&mut f.opts_len, 0);
-    for i in 0..MAX_SEGMENTS {
-        if i >= nsegs {
-            break;
-        }
-        let seg = &iface.segs[i];
-        if seg.flags & SEG_REQUESTED_ONLY == 0 || requested(&oro, seg.code) {
-            let (sel, len) = (get(&f.selected) | 1 << i, get(&f.opts_len) + u32::from(seg.len));
-            set(&mut f.selected, sel);
-            set(&mut f.opts_len, len);
-        }
-    }
-    let (selected, opts_len) = (get(&f.selected), get(&f.opts_len) as usize);
+    let base = iface.base_len != 0
+        && (oro[0] & iface.requested_only[0]) | (oro[1] & iface.requested_only[1]) == 0;
+    let (selected, opts_len) = if base { (0, iface.base_len as usize) } else { select(iface, scratch) };
     if opts_len > BLOCK_CAP {
         return Verdict::PassLimits;
     }
@@ -139,37 +126,16 @@ pub fn write(
         pos += cid_len;
     }
 
-    // Selected segments that follow each other in the block go out in one store: with the
-    // usual configuration (nothing requested-only, or all of it requested) that is one store.
-    let f = &mut scratch.found;
-    set(&mut f.run_len, 0);
-    for i in 0..MAX_SEGMENTS {
-        if i >= nsegs {
-            break;
+    if base {
+        acc += csum::at_parity(iface.base_csum, (pos - hdr.l4) % 2 == 1);
+        if !store_block(ctx, iface, pos, 0, opts_len) {
+            return Verdict::PassNoRoom;
         }
-        if selected & (1 << i) == 0 {
-            continue;
+    } else {
+        match write_selected(ctx, iface, scratch, selected, pos - hdr.l4, pos) {
+            Some(sum) => acc += sum,
+            None => return Verdict::PassNoRoom,
         }
-        let seg = &iface.segs[i];
-        acc += csum::at_parity(seg.csum, (pos - hdr.l4) % 2 == 1);
-        let (run_off, run_len) = (get(&f.run_off), get(&f.run_len));
-        if run_len != 0 && run_off + run_len != u32::from(seg.off) {
-            if !store_block(ctx, iface, get(&f.run_pos) as usize, run_off as usize, run_len as usize) {
-                return Verdict::PassNoRoom;
-            }
-            set(&mut f.run_len, 0);
-        }
-        if get(&f.run_len) == 0 {
-            set(&mut f.run_off, u32::from(seg.off));
-            set(&mut f.run_pos, pos as u32);
-        }
-        let run_len = get(&f.run_len) + u32::from(seg.len);
-        set(&mut f.run_len, run_len);
-        pos += seg.len as usize;
-    }
-    let run_len = get(&f.run_len);
-    if run_len != 0 && !store_block(ctx, iface, get(&f.run_pos) as usize, get(&f.run_off) as usize, run_len as usize) {
-        return Verdict::PassNoRoom;
     }
 
     let sum = !(fold(acc) as u16);
@@ -182,6 +148,77 @@ pub fn write(
         (*udp)[7] = sum[1];
     }
     Verdict::Answered
+}
+
+/// The segments a request selects (bit per segment) and their total length, tallied in
+/// scratch memory so the verifier sees one state per step, not one per combination.
+#[inline(always)]
+fn select(iface: &IfaceReply, scratch: &mut Scratch) -> (u32, usize) {
+    let nsegs = iface.nsegs as usize;
+    let oro = scratch.found.oro_mask;
+    let f = &mut scratch.found;
+    set(&mut f.selected, 0);
+    set(&mut f.opts_len, 0);
+    for i in 0..MAX_SEGMENTS {
+        if i >= nsegs {
+            break;
+        }
+        let seg = &iface.segs[i];
+        if seg.flags & SEG_REQUESTED_ONLY == 0 || requested(&oro, seg.code) {
+            let (sel, len) = (get(&f.selected) | 1 << i, get(&f.opts_len) + u32::from(seg.len));
+            set(&mut f.selected, sel);
+            set(&mut f.opts_len, len);
+        }
+    }
+    (get(&f.selected), get(&f.opts_len) as usize)
+}
+
+/// Writes the selected segments from frame position `pos` (`at` bytes into the datagram);
+/// returns their checksum contribution. Segments that follow each other in the block go
+/// out in one store.
+#[inline(always)]
+fn write_selected(
+    ctx: &XdpContext,
+    iface: &IfaceReply,
+    scratch: &mut Scratch,
+    selected: u32,
+    mut at: usize,
+    mut pos: usize,
+) -> Option<u32> {
+    let nsegs = iface.nsegs as usize;
+    let mut acc = 0u32;
+    let f = &mut scratch.found;
+    set(&mut f.run_len, 0);
+    for i in 0..MAX_SEGMENTS {
+        if i >= nsegs {
+            break;
+        }
+        if selected & (1 << i) == 0 {
+            continue;
+        }
+        let seg = &iface.segs[i];
+        acc += csum::at_parity(seg.csum, at % 2 == 1);
+        let (run_off, run_len) = (get(&f.run_off), get(&f.run_len));
+        if run_len != 0 && run_off + run_len != u32::from(seg.off) {
+            if !store_block(ctx, iface, get(&f.run_pos) as usize, run_off as usize, run_len as usize) {
+                return None;
+            }
+            set(&mut f.run_len, 0);
+        }
+        if get(&f.run_len) == 0 {
+            set(&mut f.run_off, u32::from(seg.off));
+            set(&mut f.run_pos, pos as u32);
+        }
+        let run_len = get(&f.run_len) + u32::from(seg.len);
+        set(&mut f.run_len, run_len);
+        pos += seg.len as usize;
+        at += seg.len as usize;
+    }
+    let run_len = get(&f.run_len);
+    if run_len != 0 && !store_block(ctx, iface, get(&f.run_pos) as usize, get(&f.run_off) as usize, run_len as usize) {
+        return None;
+    }
+    Some(acc)
 }
 
 /// Copies `len` bytes of the block from `off` into the frame at `pos`.

@@ -68,5 +68,70 @@ pub fn build(
         off += bytes.len();
     }
     r.nsegs = count as u16;
+    set_base(&mut r);
     Ok(r)
+}
+
+/// The shortcut for the usual request (none of the requested-only options asked for): when
+/// the always-sent segments form the block's first bytes, their length and checksum.
+fn set_base(r: &mut IfaceReply) {
+    let segs = &r.segs[..r.nsegs as usize];
+    for s in segs.iter().filter(|s| s.flags & SEG_REQUESTED_ONLY != 0) {
+        r.requested_only[usize::from(s.code / 64)] |= 1 << (s.code % 64);
+    }
+    let always: Vec<&Segment> = segs.iter().filter(|s| s.flags & SEG_REQUESTED_ONLY == 0).collect();
+    let mut end = 0usize;
+    for s in &always {
+        if usize::from(s.off) != end {
+            return;
+        }
+        end += usize::from(s.len);
+    }
+    r.base_len = end as u16;
+    r.base_csum = csum_add_bytes(0, &r.block[..end]) as u16;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::ConfiguredOption;
+    use crate::wire::{writer::encode_option, Duid};
+
+    fn option(code: u16, policy: SendPolicy, len: usize) -> ConfiguredOption {
+        let data: Vec<u8> = (0..len).map(|i| i as u8 ^ code as u8).collect();
+        ConfiguredOption { code, policy, encoded: encode_option(code, &data) }
+    }
+
+    fn service(options: Vec<ConfiguredOption>) -> IfaceService {
+        IfaceService { duid: Duid::from_mac([2, 0, 0, 0, 0, 1]), options }
+    }
+
+    #[test]
+    fn base_run_covers_the_always_sent_options_and_sums_them_as_one() {
+        // An odd-length option in the middle: the run's sum is not the segments' sums added.
+        let svc = service(vec![
+            option(23, SendPolicy::Always, 16),
+            option(24, SendPolicy::Always, 7),
+            option(32, SendPolicy::Always, 4),
+            option(56, SendPolicy::WhenRequested, 20),
+            option(31, SendPolicy::WhenRequested, 16),
+        ]);
+        let r = build([2, 0, 0, 0, 0, 1], "fe80::1".parse().unwrap(), &svc, true, 1).unwrap();
+        let always: usize = svc.server_id_option().len() + 20 + 11 + 8;
+        assert_eq!(r.base_len as usize, always);
+        assert_eq!(r.base_csum as u32, csum_add_bytes(0, &r.block[..always]));
+        assert_eq!(r.requested_only, [1 << 56 | 1 << 31, 0]);
+    }
+
+    #[test]
+    fn no_base_run_when_a_requested_only_option_sits_between() {
+        let svc = service(vec![
+            option(23, SendPolicy::Always, 16),
+            option(56, SendPolicy::WhenRequested, 20),
+            option(24, SendPolicy::Always, 8),
+        ]);
+        let r = build([2, 0, 0, 0, 0, 1], "fe80::1".parse().unwrap(), &svc, true, 1).unwrap();
+        assert_eq!(r.base_len, 0, "the program must select segment by segment");
+        assert_eq!(r.requested_only, [1 << 56, 0]);
+    }
 }
