@@ -120,7 +120,12 @@ fn set_tail(ebpf: &mut aya::Ebpf, fd: &aya::programs::ProgramFd) -> Result<()> {
 fn check_answer(prog: &mut Xdp, frame: &[u8], md: &[u8], ll: Ipv6Addr, client: Ipv6Addr) -> Result<()> {
     let mut out = vec![0u8; 4096];
     let r = prog
-        .test_run(TestRunOptions { data_in: Some(frame), data_out: Some(&mut out), ctx_in: Some(md), ..Default::default() })
+        .test_run(TestRunOptions {
+            data_in: Some(frame),
+            data_out: Some(&mut out),
+            ctx_in: Some(md),
+            ..Default::default()
+        })
         .context("test_run of one frame")?;
     if r.return_value != 3 {
         bail!("dhcpv6d's program returned XDP action {} for the Information-Request, not XDP_TX (3)", r.return_value);

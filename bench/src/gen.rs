@@ -126,7 +126,8 @@ impl Gen {
             bail!("--batch must be 1..=256");
         }
         signal::install_wakeup()?;
-        let mut g = Gen { ebpf, _sink: sink, setup, template, md, tag: 0, epoch: 0, calls: 0, call_time: Duration::ZERO };
+        let mut g =
+            Gen { ebpf, _sink: sink, setup, template, md, tag: 0, epoch: 0, calls: 0, call_time: Duration::ZERO };
         g.next_tag()?;
         Ok(g)
     }
@@ -382,12 +383,7 @@ impl Gen {
                 (None, None) => unreachable!("every step passes or fails"),
             };
         }
-        Ok(Search {
-            best_pps: lo.unwrap_or(0.0),
-            steps,
-            generator_bound,
-            lowest_fail: hi.unwrap_or(0.0),
-        })
+        Ok(Search { best_pps: lo.unwrap_or(0.0), steps, generator_bound, lowest_fail: hi.unwrap_or(0.0) })
     }
 }
 
@@ -410,4 +406,3 @@ pub fn sleep(d: Duration) -> Result<()> {
         std::thread::sleep(left.min(Duration::from_millis(20)));
     }
 }
-

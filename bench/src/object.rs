@@ -42,10 +42,8 @@ pub fn load(path: &Path) -> Result<Ebpf> {
 }
 
 pub fn program<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut Xdp> {
-    let prog: &mut Xdp = ebpf
-        .program_mut(name)
-        .ok_or_else(|| anyhow!("program {name} missing from the bench object"))?
-        .try_into()?;
+    let prog: &mut Xdp =
+        ebpf.program_mut(name).ok_or_else(|| anyhow!("program {name} missing from the bench object"))?.try_into()?;
     if prog.fd().is_err() {
         prog.load().with_context(|| format!("the verifier rejected {name}"))?;
     }
@@ -56,12 +54,9 @@ pub fn program<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut Xdp> {
 /// (also when the process dies).
 pub fn attach(ebpf: &mut Ebpf, name: &str, ifname: &str) -> Result<FdLink> {
     let prog = program(ebpf, name)?;
-    let id = prog
-        .attach(ifname, XdpMode::Driver)
-        .with_context(|| format!("attaching {name} to {ifname} (driver mode)"))?;
-    prog.take_link(id)?
-        .try_into()
-        .map_err(|_| anyhow!("the kernel attached {name} to {ifname} without a bpf_link"))
+    let id =
+        prog.attach(ifname, XdpMode::Driver).with_context(|| format!("attaching {name} to {ifname} (driver mode)"))?;
+    prog.take_link(id)?.try_into().map_err(|_| anyhow!("the kernel attached {name} to {ifname} without a bpf_link"))
 }
 
 pub fn sink_counters(ebpf: &Ebpf) -> Result<SinkCounters> {
@@ -129,10 +124,7 @@ pub fn xdp_md(frame_len: usize, ifindex: u32) -> [u8; 24] {
 
 /// `ethtool -S IF` as (name, value) pairs (run in the caller's network namespace).
 pub fn ethtool_stats(ifname: &str) -> Result<Vec<(String, u64)>> {
-    let out = std::process::Command::new("ethtool")
-        .args(["-S", ifname])
-        .output()
-        .context("running ethtool -S")?;
+    let out = std::process::Command::new("ethtool").args(["-S", ifname]).output().context("running ethtool -S")?;
     anyhow::ensure!(out.status.success(), "ethtool -S {ifname}: {}", String::from_utf8_lossy(&out.stderr));
     Ok(String::from_utf8_lossy(&out.stdout)
         .lines()

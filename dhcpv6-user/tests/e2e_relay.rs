@@ -191,7 +191,8 @@ fn interface_id_selects_the_link() {
     let cfg = lab.dir.join("server.toml");
     std::fs::write(&cfg, "[defaults]\ndns = [\"2001:db8::53\"]\n[[link]]\nname = \"dn0\"\nna_pools = [\"2001:db8:77::100-2001:db8:77::1ff\"]\n").unwrap();
     let db = lab.dir.join("leases.db");
-    let (server, server_log) = lab.start_upstream_server(&["--config", cfg.to_str().unwrap(), "--lease-db", db.to_str().unwrap()]);
+    let (server, server_log) =
+        lab.start_upstream_server(&["--config", cfg.to_str().unwrap(), "--lease-db", db.to_str().unwrap()]);
     lab.start_relay_agent(&["--relay-upstream", "up0", "--relay-downstream", "dn0", "--relay-server", "2001:db8:1::1"]);
     let (env, out) = lab.dhclient(&["-N"], "cli0");
     let addr = env.get("new_ip6_address").unwrap_or_else(|| {

@@ -13,14 +13,26 @@ const PD: &str = "2001:db8:100::/40:56";
 fn start(lab: &mut Lab) {
     let db = lab.dir.join("leases.db");
     lab.start(&[
-        "--dns", "2001:db8::53", "--na-pool", NA, "--pd-pool", PD, "--lease-db", db.to_str().unwrap(), "--metrics",
+        "--dns",
+        "2001:db8::53",
+        "--na-pool",
+        NA,
+        "--pd-pool",
+        PD,
+        "--lease-db",
+        db.to_str().unwrap(),
+        "--metrics",
         "[::1]:9547",
     ]);
 }
 
 fn metrics(lab: &Lab) -> String {
     lab.srv
-        .run(&["python3", "-c", "import urllib.request;print(urllib.request.urlopen('http://[::1]:9547/',timeout=5).read().decode())"])
+        .run(&[
+            "python3",
+            "-c",
+            "import urllib.request;print(urllib.request.urlopen('http://[::1]:9547/',timeout=5).read().decode())",
+        ])
         .unwrap()
 }
 

@@ -47,8 +47,7 @@ pub fn run_command(cmd: &mut Command, timeout: Duration) -> Result<String> {
 
     // A grandchild that inherited a pipe may keep it open: don't wait for it forever.
     let collect = |rx: mpsc::Receiver<Vec<u8>>| {
-        String::from_utf8_lossy(&rx.recv_timeout(Duration::from_secs(2)).unwrap_or_default())
-            .into_owned()
+        String::from_utf8_lossy(&rx.recv_timeout(Duration::from_secs(2)).unwrap_or_default()).into_owned()
     };
     let stdout = collect(out);
     let stderr = collect(err);

@@ -15,11 +15,7 @@ use crate::wait::wait_for;
 
 /// Linux interface names are at most 15 bytes (IFNAMSIZ - 1).
 fn check_ifname(name: &str) -> Result<()> {
-    if name.is_empty()
-        || name.len() > 15
-        || name.contains(['/', ':'])
-        || name.contains(char::is_whitespace)
-    {
+    if name.is_empty() || name.len() > 15 || name.contains(['/', ':']) || name.contains(char::is_whitespace) {
         bail!("bad interface name {name:?}: 1 to 15 characters, no '/', ':' or spaces");
     }
     Ok(())
@@ -70,19 +66,12 @@ impl Netns {
             found = self.link_local(ifname)?;
             Ok(found.is_some())
         })
-        .with_context(|| {
-            format!(
-                "no usable link-local address on {ifname} in {}",
-                self.name()
-            )
-        })?;
+        .with_context(|| format!("no usable link-local address on {ifname} in {}", self.name()))?;
         Ok(found.expect("set when wait_for succeeds"))
     }
 
     fn link_local(&self, ifname: &str) -> Result<Option<Ipv6Addr>> {
-        let out = self.run(&[
-            "ip", "-6", "-o", "addr", "show", "dev", ifname, "scope", "link",
-        ])?;
+        let out = self.run(&["ip", "-6", "-o", "addr", "show", "dev", ifname, "scope", "link"])?;
         for line in out.lines() {
             let words: Vec<&str> = line.split_whitespace().collect();
             if words.iter().any(|w| *w == "tentative" || *w == "dadfailed") {

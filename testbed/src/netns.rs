@@ -32,13 +32,8 @@ impl Netns {
     pub fn new(tag: &str) -> Result<Netns> {
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let name = format!("d6{tag}{}x{n}", std::process::id());
-        exec::host(&["ip", "netns", "add", &name])
-            .with_context(|| format!("creating network namespace {name}"))?;
-        let ns = Netns {
-            path: PathBuf::from(format!("/run/netns/{name}")),
-            name,
-            procs: Mutex::default(),
-        };
+        exec::host(&["ip", "netns", "add", &name]).with_context(|| format!("creating network namespace {name}"))?;
+        let ns = Netns { path: PathBuf::from(format!("/run/netns/{name}")), name, procs: Mutex::default() };
         // From here on Drop removes the namespace, also if this fails.
         ns.run(&["ip", "link", "set", "lo", "up"])?;
         Ok(ns)
@@ -58,9 +53,7 @@ impl Netns {
     /// [`Netns::spawn_command`] for anything long-running.
     pub fn cmd(&self, program: &str) -> Command {
         let mut c = Command::new("nsenter");
-        c.arg(format!("--net={}", self.path.display()))
-            .arg("--")
-            .arg(program);
+        c.arg(format!("--net={}", self.path.display())).arg("--").arg(program);
         c
     }
 
@@ -73,8 +66,7 @@ impl Netns {
     /// [`Netns::run`] with a chosen time limit.
     pub fn run_timeout(&self, args: &[&str], timeout: Duration) -> Result<String> {
         let (prog, rest) = args.split_first().context("empty command")?;
-        run_command(self.cmd(prog).args(rest), timeout)
-            .with_context(|| format!("in network namespace {}", self.name))
+        run_command(self.cmd(prog).args(rest), timeout).with_context(|| format!("in network namespace {}", self.name))
     }
 
     /// Starts a long-running program in the namespace; stdout and stderr go to
@@ -90,10 +82,7 @@ impl Netns {
     /// set environment variables or the working directory).
     pub fn spawn_command(&self, cmd: Command, log: Option<&Path>) -> Result<Proc> {
         let (proc, slot) = Proc::start(cmd, log)?;
-        self.procs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(slot);
+        self.procs.lock().unwrap_or_else(|e| e.into_inner()).push(slot);
         Ok(proc)
     }
 
@@ -119,10 +108,7 @@ impl Drop for Netns {
     fn drop(&mut self) {
         self.stop_procs();
         if let Err(e) = exec::host(&["ip", "netns", "del", &self.name]) {
-            eprintln!(
-                "testbed: cannot delete network namespace {}: {e:#}",
-                self.name
-            );
+            eprintln!("testbed: cannot delete network namespace {}: {e:#}", self.name);
         }
     }
 }

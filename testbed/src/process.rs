@@ -45,10 +45,7 @@ impl Slot {
     pub(crate) fn poll(&mut self) -> Option<ExitStatus> {
         if self.status.is_none() {
             // An error here means it is not our child any more: treat it as gone.
-            self.status = self
-                .child
-                .try_wait()
-                .unwrap_or_else(|_| Some(ExitStatus::default()));
+            self.status = self.child.try_wait().unwrap_or_else(|_| Some(ExitStatus::default()));
         }
         self.status
     }
@@ -61,8 +58,7 @@ impl Slot {
         // SAFETY: plain syscall. The PID is our unreaped child (checked just
         // above, under the lock that every reaper holds), so it is not reused.
         if unsafe { libc::kill(self.child.id() as libc::pid_t, sig) } != 0 {
-            return Err(std::io::Error::last_os_error())
-                .with_context(|| format!("kill({}, {sig})", self.child.id()));
+            return Err(std::io::Error::last_os_error()).with_context(|| format!("kill({}, {sig})", self.child.id()));
         }
         Ok(())
     }
@@ -131,16 +127,8 @@ impl Proc {
             .spawn()
             .with_context(|| format!("cannot start `{what}`"))?;
         let pid = child.id();
-        let slot = Arc::new(Mutex::new(Slot {
-            child,
-            status: None,
-        }));
-        let proc = Proc {
-            slot: slot.clone(),
-            pid,
-            log: log.map(Path::to_path_buf),
-            what,
-        };
+        let slot = Arc::new(Mutex::new(Slot { child, status: None }));
+        let proc = Proc { slot: slot.clone(), pid, log: log.map(Path::to_path_buf), what };
         Ok((proc, slot))
     }
 
@@ -187,10 +175,7 @@ impl Proc {
         match slot.wait_until(Instant::now() + TERM_GRACE) {
             Some(st) => st,
             None => {
-                eprintln!(
-                    "testbed: `{}` (pid {}) ignored SIGTERM; sending SIGKILL",
-                    self.what, self.pid
-                );
+                eprintln!("testbed: `{}` (pid {}) ignored SIGTERM; sending SIGKILL", self.what, self.pid);
                 slot.kill_and_reap()
             }
         }
@@ -205,9 +190,6 @@ impl Drop for Proc {
 
 impl std::fmt::Debug for Proc {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Proc")
-            .field("pid", &self.pid)
-            .field("cmd", &self.what)
-            .finish()
+        f.debug_struct("Proc").field("pid", &self.pid).field("cmd", &self.what).finish()
     }
 }

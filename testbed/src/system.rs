@@ -31,8 +31,7 @@ pub fn ensure_bpffs() -> Result<()> {
     if bpffs_mounted()? {
         return Ok(());
     }
-    exec::host(&["mount", "-t", "bpf", "bpf", BPFFS])
-        .with_context(|| format!("cannot mount bpffs on {BPFFS}"))?;
+    exec::host(&["mount", "-t", "bpf", "bpf", BPFFS]).with_context(|| format!("cannot mount bpffs on {BPFFS}"))?;
     Ok(())
 }
 

@@ -26,8 +26,7 @@ fn alive(pid: u32) -> bool {
 
 fn netns_listed(name: &str) -> bool {
     let out = exec::host(&["ip", "netns", "list"]).unwrap();
-    out.lines()
-        .any(|l| l.split_whitespace().next() == Some(name))
+    out.lines().any(|l| l.split_whitespace().next() == Some(name))
 }
 
 fn temp_log(tag: &str) -> PathBuf {
@@ -43,20 +42,13 @@ fn veth_addresses_and_ping() {
     srv.add_addr("srv0", "fd00:d6::1/64").unwrap();
     cli.add_addr("cli0", "fd00:d6::2/64").unwrap();
 
-    let srv_ll = srv
-        .wait_link_local("srv0", Duration::from_secs(10))
-        .unwrap();
-    let cli_ll = cli
-        .wait_link_local("cli0", Duration::from_secs(10))
-        .unwrap();
+    let srv_ll = srv.wait_link_local("srv0", Duration::from_secs(10)).unwrap();
+    let cli_ll = cli.wait_link_local("cli0", Duration::from_secs(10)).unwrap();
     assert_ne!(srv_ll, cli_ll);
 
-    cli.run(&["ping", "-6", "-c1", "-W2", &format!("{srv_ll}%cli0")])
-        .unwrap();
-    srv.run(&["ping", "-6", "-c1", "-W2", &format!("{cli_ll}%srv0")])
-        .unwrap();
-    cli.run(&["ping", "-6", "-c1", "-W2", "fd00:d6::1"])
-        .unwrap();
+    cli.run(&["ping", "-6", "-c1", "-W2", &format!("{srv_ll}%cli0")]).unwrap();
+    srv.run(&["ping", "-6", "-c1", "-W2", &format!("{cli_ll}%srv0")]).unwrap();
+    cli.run(&["ping", "-6", "-c1", "-W2", "fd00:d6::1"]).unwrap();
 
     let mac = srv.mac("srv0").unwrap();
     assert_ne!(mac, [0; 6]);
@@ -69,12 +61,7 @@ fn veth_addresses_and_ping() {
     assert!(k.contains("tx-checksumming: off"), "{k}");
 
     srv.sysctl("net.ipv6.conf.srv0.forwarding", "1").unwrap();
-    assert_eq!(
-        srv.run(&["sysctl", "-n", "net.ipv6.conf.srv0.forwarding"])
-            .unwrap()
-            .trim(),
-        "1"
-    );
+    assert_eq!(srv.run(&["sysctl", "-n", "net.ipv6.conf.srv0.forwarding"]).unwrap().trim(), "1");
     // The host's own setting is untouched (it is a per-namespace key).
     assert!(Command::new("sysctl")
         .args(["-n", "net.ipv6.conf.srv0.forwarding"])
@@ -83,10 +70,7 @@ fn veth_addresses_and_ping() {
         .unwrap_or(true));
 
     srv.write_sys_net("srv0", "mtu", "1400").unwrap();
-    assert!(srv
-        .run(&["ip", "link", "show", "srv0"])
-        .unwrap()
-        .contains("mtu 1400"));
+    assert!(srv.run(&["ip", "link", "show", "srv0"]).unwrap().contains("mtu 1400"));
 
     let err = srv.run(&["ip", "link", "show", "nosuch0"]).unwrap_err();
     assert!(format!("{err:#}").contains("nosuch0"), "{err:#}");
@@ -111,17 +95,12 @@ fn drop_stops_processes_and_deletes_namespace() {
     // The process really runs in the namespace (nsenter execs, no extra fork;
     // right after spawn it may still be nsenter before its setns).
     let ns_ino = std::fs::metadata(ns.path()).unwrap().ino();
-    wait_for(Duration::from_secs(2), || {
-        Ok(std::fs::metadata(format!("/proc/{p1}/ns/net"))?.ino() == ns_ino)
-    })
-    .expect("sleep runs in the namespace");
+    wait_for(Duration::from_secs(2), || Ok(std::fs::metadata(format!("/proc/{p1}/ns/net"))?.ino() == ns_ino))
+        .expect("sleep runs in the namespace");
 
     let t = Instant::now();
     drop(ns);
-    assert!(
-        t.elapsed() < Duration::from_secs(2),
-        "sleep exits on SIGTERM at once"
-    );
+    assert!(t.elapsed() < Duration::from_secs(2), "sleep exits on SIGTERM at once");
     assert!(!alive(p1), "pid {p1} still alive after Netns drop");
     assert!(!alive(p2), "pid {p2} still alive after Netns drop");
     assert!(!netns_listed(&name), "namespace {name} still listed");
@@ -138,21 +117,10 @@ fn proc_guard() {
     let ns = Netns::new("tp").unwrap();
 
     let log = temp_log("echo");
-    let p = ns
-        .spawn(
-            &["sh", "-c", "echo hello; echo oops >&2; exit 3"],
-            Some(&log),
-        )
-        .unwrap();
-    assert_eq!(
-        p.wait_timeout(Duration::from_secs(5)).unwrap().code(),
-        Some(3)
-    );
+    let p = ns.spawn(&["sh", "-c", "echo hello; echo oops >&2; exit 3"], Some(&log)).unwrap();
+    assert_eq!(p.wait_timeout(Duration::from_secs(5)).unwrap().code(), Some(3));
     assert_eq!(std::fs::read_to_string(&log).unwrap(), "hello\noops\n");
-    assert!(
-        p.signal(signal::SIGTERM).is_err(),
-        "no signal to an exited process"
-    );
+    assert!(p.signal(signal::SIGTERM).is_err(), "no signal to an exited process");
     let _ = std::fs::remove_file(&log);
 
     let p = ns.spawn(&["sleep", "30"], None).unwrap();
@@ -163,9 +131,7 @@ fn proc_guard() {
     assert!(!alive(pid), "Proc drop stops the process");
 
     // Ignores SIGTERM (inherited through exec): needs the SIGKILL after 2 s.
-    let p = ns
-        .spawn(&["sh", "-c", "trap '' TERM; exec sleep 30"], None)
-        .unwrap();
+    let p = ns.spawn(&["sh", "-c", "trap '' TERM; exec sleep 30"], None).unwrap();
     std::thread::sleep(Duration::from_millis(200));
     let t = Instant::now();
     assert_eq!(p.terminate().signal(), Some(libc::SIGKILL));
@@ -173,10 +139,7 @@ fn proc_guard() {
 
     let p = ns.spawn(&["sleep", "30"], None).unwrap();
     p.signal(signal::SIGINT).unwrap();
-    assert_eq!(
-        p.wait_timeout(Duration::from_secs(2)).unwrap().signal(),
-        Some(libc::SIGINT)
-    );
+    assert_eq!(p.wait_timeout(Duration::from_secs(2)).unwrap().signal(), Some(libc::SIGINT));
 }
 
 #[test]
@@ -209,10 +172,7 @@ fn bpffs_is_mounted() {
     ensure_bpffs().unwrap();
     ensure_bpffs().unwrap();
     let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
-    let n = mounts
-        .lines()
-        .filter(|l| l.split_whitespace().nth(1) == Some("/sys/fs/bpf"))
-        .count();
+    let n = mounts.lines().filter(|l| l.split_whitespace().nth(1) == Some("/sys/fs/bpf")).count();
     assert!(n >= 1);
 }
 
@@ -225,15 +185,11 @@ fn cleanup_on_panic() {
         let b = Netns::new("ty").unwrap();
         veth_pair(&a, "pa0", &b, "pb0").unwrap();
         let p = a.spawn(&["sleep", "30"], None).unwrap();
-        tx.send((a.name().to_string(), b.name().to_string(), p.pid()))
-            .unwrap();
+        tx.send((a.name().to_string(), b.name().to_string(), p.pid())).unwrap();
         panic!("deliberate panic in a test body");
     });
     assert!(r.is_err());
     let (a, b, pid) = rx.recv().unwrap();
     assert!(!alive(pid), "pid {pid} survived the panic");
-    assert!(
-        !netns_listed(&a) && !netns_listed(&b),
-        "namespaces survived the panic"
-    );
+    assert!(!netns_listed(&a) && !netns_listed(&b), "namespaces survived the panic");
 }

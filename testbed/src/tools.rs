@@ -27,32 +27,18 @@ static APT: Mutex<bool> = Mutex::new(false);
 pub fn ensure_tools(tools: &[(&str, &str)]) -> Result<()> {
     let mut updated = APT.lock().unwrap_or_else(|e| e.into_inner());
 
-    let missing: Vec<(&str, &str)> = tools
-        .iter()
-        .copied()
-        .filter(|(bin, _)| find_binary(bin).is_none())
-        .collect();
+    let missing: Vec<(&str, &str)> = tools.iter().copied().filter(|(bin, _)| find_binary(bin).is_none()).collect();
     if missing.is_empty() {
         return Ok(());
     }
     let mut pkgs: Vec<&str> = missing.iter().map(|&(_, p)| p).collect();
     pkgs.sort_unstable();
     pkgs.dedup();
-    let wanted = missing
-        .iter()
-        .map(|(b, p)| format!("`{b}` (package {p})"))
-        .collect::<Vec<_>>();
-    eprintln!(
-        "testbed: missing {}; installing with apt-get: {}",
-        wanted.join(", "),
-        pkgs.join(" ")
-    );
+    let wanted = missing.iter().map(|(b, p)| format!("`{b}` (package {p})")).collect::<Vec<_>>();
+    eprintln!("testbed: missing {}; installing with apt-get: {}", wanted.join(", "), pkgs.join(" "));
 
     if find_binary("apt-get").is_none() {
-        bail!(
-            "missing {} and apt-get is not available to install it",
-            wanted.join(", ")
-        );
+        bail!("missing {} and apt-get is not available to install it", wanted.join(", "));
     }
     if !*updated {
         *updated = true;
@@ -62,19 +48,12 @@ pub fn ensure_tools(tools: &[(&str, &str)]) -> Result<()> {
             eprintln!("testbed: warning: apt-get update failed: {e:#}");
         }
     }
-    if let Err(e) = run_command(
-        apt()
-            .args(["install", "-y", "--no-install-recommends"])
-            .args(&pkgs),
-        APT_TIMEOUT,
-    ) {
+    if let Err(e) = run_command(apt().args(["install", "-y", "--no-install-recommends"]).args(&pkgs), APT_TIMEOUT) {
         bail!("cannot install {}: {e:#}", wanted.join(", "));
     }
     for (bin, pkg) in missing {
         if find_binary(bin).is_none() {
-            bail!(
-                "package {pkg} was installed but `{bin}` is still not on PATH, /usr/sbin or /sbin"
-            );
+            bail!("package {pkg} was installed but `{bin}` is still not on PATH, /usr/sbin or /sbin");
         }
     }
     Ok(())
@@ -102,7 +81,5 @@ pub(crate) fn find_binary(bin: &str) -> Option<PathBuf> {
 }
 
 fn is_executable(p: &Path) -> bool {
-    p.metadata()
-        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        .unwrap_or(false)
+    p.metadata().map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
 }

@@ -27,10 +27,7 @@ pub fn install() -> Result<()> {
             libc::sigaction(sig, &act, std::ptr::null_mut())
         };
         if rc != 0 {
-            bail!(
-                "cannot install a handler for signal {sig}: {}",
-                std::io::Error::last_os_error()
-            );
+            bail!("cannot install a handler for signal {sig}: {}", std::io::Error::last_os_error());
         }
     }
     Ok(())

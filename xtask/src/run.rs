@@ -21,8 +21,7 @@ pub struct RunOptions {
 
 pub fn run(root: &Path, opts: &RunOptions) -> Result<()> {
     refuse_uplink(opts)?;
-    testbed::require_root()
-        .context("dhcpv6d attaches XDP programs, pins BPF maps and binds UDP port 547")?;
+    testbed::require_root().context("dhcpv6d attaches XDP programs, pins BPF maps and binds UDP port 547")?;
     let bin = build::build_all(root, true)?;
     testbed::ensure_bpffs()?;
     let mut cmd = Command::new(&bin);
@@ -40,11 +39,7 @@ fn refuse_uplink(opts: &RunOptions) -> Result<()> {
     if opts.i_know {
         return Ok(());
     }
-    let named = opts
-        .ifaces
-        .iter()
-        .map(String::as_str)
-        .chain(ifaces_in_args(&opts.args));
+    let named = opts.ifaces.iter().map(String::as_str).chain(ifaces_in_args(&opts.args));
     for iface in named {
         if iface == UPLINK {
             bail!(

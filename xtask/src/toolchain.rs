@@ -46,13 +46,8 @@ fn ensure_nightly() -> Result<()> {
 }
 
 fn ensure_rust_src() -> Result<()> {
-    let installed = cmd_output(Command::new("rustup").args([
-        "component",
-        "list",
-        "--installed",
-        "--toolchain",
-        NIGHTLY,
-    ]))?;
+    let installed =
+        cmd_output(Command::new("rustup").args(["component", "list", "--installed", "--toolchain", NIGHTLY]))?;
     if installed.lines().any(|l| l.starts_with("rust-src")) {
         return Ok(());
     }
@@ -62,11 +57,7 @@ fn ensure_rust_src() -> Result<()> {
 }
 
 fn linker_starts(linker: &Path) -> bool {
-    Command::new(linker)
-        .arg("--version")
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
+    Command::new(linker).arg("--version").output().map(|o| o.status.success()).unwrap_or(false)
 }
 
 /// The nightly's libLLVM, found by glob rather than by a hard-coded version.
@@ -90,7 +81,10 @@ fn nightly_libllvm() -> Result<PathBuf> {
 fn llvm_major(lib: &Path) -> Result<String> {
     let name = lib.file_name().and_then(|n| n.to_str()).unwrap_or_default();
     let ver = name.trim_start_matches("libLLVM.so.");
-    ver.split('.').next().map(str::to_owned).filter(|m| m.chars().all(|c| c.is_ascii_digit()))
+    ver.split('.')
+        .next()
+        .map(str::to_owned)
+        .filter(|m| m.chars().all(|c| c.is_ascii_digit()))
         .with_context(|| format!("cannot read an LLVM version from {name}"))
 }
 

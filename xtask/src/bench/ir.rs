@@ -184,7 +184,11 @@ pub fn run_gen(topo: &Topo, paths: &Paths, args: &[String], log: &Path, limit: D
         if let Some(st) = p.wait_timeout(Duration::from_millis(100)) {
             let text = fs::read_to_string(log).unwrap_or_default();
             if !st.success() {
-                bail!("dhcpv6-bench {} failed ({st}):\n{}", args.first().map_or("", String::as_str), peers::tail(Some(log), 10));
+                bail!(
+                    "dhcpv6-bench {} failed ({st}):\n{}",
+                    args.first().map_or("", String::as_str),
+                    peers::tail(Some(log), 10)
+                );
             }
             return Ok(text.lines().map(str::to_owned).collect());
         }
@@ -225,7 +229,8 @@ fn summary(r: &IrRun) -> String {
         );
     }
     if let Some(f) = &r.flat {
-        let cpus: Vec<String> = f.map.iter().filter(|(k, _)| k.ends_with("_busy")).map(|(k, v)| format!("{k}={v}%")).collect();
+        let cpus: Vec<String> =
+            f.map.iter().filter(|(k, _)| k.ends_with("_busy")).map(|(k, v)| format!("{k}={v}%")).collect();
         if !cpus.is_empty() {
             s += &format!("; flat-out {}", cpus.join(" "));
         }
@@ -241,7 +246,12 @@ pub fn counters(topo: &Topo) -> Vec<(String, u64)> {
             for l in out.lines() {
                 let Some((k, val)) = l.split_once(':') else { continue };
                 let k = k.trim();
-                if k.contains("drops") || k.contains("errors") || k.contains("xdp_tx") || k.contains("xdp_packets") || k.contains("xmit") {
+                if k.contains("drops")
+                    || k.contains("errors")
+                    || k.contains("xdp_tx")
+                    || k.contains("xdp_packets")
+                    || k.contains("xmit")
+                {
                     if let Ok(n) = val.trim().parse() {
                         v.push((format!("{ifname}.{k}"), n));
                     }

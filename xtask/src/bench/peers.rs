@@ -112,7 +112,13 @@ pub struct Stateful {
 
 pub fn start(topo: &Topo, peer: Peer, paths: &Paths, dir: &Path, stateful: Stateful) -> Result<Running> {
     fs::create_dir_all(dir)?;
-    let mut run = Running { server_pid: None, command: String::new(), log: dir.join("server.log"), procs: Vec::new(), pins: None };
+    let mut run = Running {
+        server_pid: None,
+        command: String::new(),
+        log: dir.join("server.log"),
+        procs: Vec::new(),
+        pins: None,
+    };
     match peer {
         Peer::Drop => hold(topo, &mut run, paths, dir, "drop")?,
         Peer::MacSwap => hold(topo, &mut run, paths, dir, "macswap")?,
@@ -166,7 +172,12 @@ fn dhcpv6d(topo: &Topo, run: &mut Running, paths: &Paths, dir: &Path, peer: Peer
         .iter()
         .map(|s| s.to_string())
         .collect();
-    args.extend(["--pin-dir".into(), path_str(&pins)?.into(), "--state-dir".into(), path_str(&dir.join("state"))?.into()]);
+    args.extend([
+        "--pin-dir".into(),
+        path_str(&pins)?.into(),
+        "--state-dir".into(),
+        path_str(&dir.join("state"))?.into(),
+    ]);
     if peer == Peer::Userspace {
         args.push("--no-fast-path".into());
     }
@@ -231,7 +242,8 @@ fn kea(topo: &Topo, run: &mut Running, dir: &Path, st: Stateful) -> Result<()> {
     let args = vec!["-c".to_string(), path_str(&conf)?.to_string()];
     let mut cmd = pinned(&topo.srv, "kea-dhcp6", &args);
     cmd.env("KEA_PIDFILE_DIR", dir).env("KEA_LOCKFILE_DIR", dir);
-    run.command = format!("taskset -c {SRV_CPU} kea-dhcp6 -c {} (memfile, persist, 1 thread, log WARN)", conf.display());
+    run.command =
+        format!("taskset -c {SRV_CPU} kea-dhcp6 -c {} (memfile, persist, 1 thread, log WARN)", conf.display());
     let p = topo.srv.spawn_command(cmd, Some(&run.log))?;
     run.server_pid = Some(p.pid());
     wait_udp_547(&topo.srv, &p, &run.log)?;
@@ -289,7 +301,9 @@ fn wait_udp_547(ns: &Netns, p: &Proc, log: &Path) -> Result<()> {
         }
         Ok(ns.run(&["ss", "-H", "-uln", "sport = :547"]).map(|o| !o.trim().is_empty()).unwrap_or(false))
     })
-    .with_context(|| format!("waiting for a socket on UDP 547; last lines of {}:\n{}", log.display(), tail(Some(log), 15)))
+    .with_context(|| {
+        format!("waiting for a socket on UDP 547; last lines of {}:\n{}", log.display(), tail(Some(log), 15))
+    })
 }
 
 pub fn tail(log: Option<&Path>, n: usize) -> String {

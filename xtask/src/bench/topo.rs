@@ -45,7 +45,19 @@ impl Topo {
         // The server side knows the generator's address without neighbour discovery.
         let gen_mac = gen.mac(GEN_IF)?;
         let srv_mac = srv.mac(SRV_IF)?;
-        srv.run(&["ip", "-6", "neigh", "replace", &gen_ll.to_string(), "lladdr", &mac_str(&gen_mac), "dev", SRV_IF, "nud", "permanent"])?;
+        srv.run(&[
+            "ip",
+            "-6",
+            "neigh",
+            "replace",
+            &gen_ll.to_string(),
+            "lladdr",
+            &mac_str(&gen_mac),
+            "dev",
+            SRV_IF,
+            "nud",
+            "permanent",
+        ])?;
         Ok(Topo { gen, srv, gen_mac, gen_ll, srv_mac, srv_ll })
     }
 
@@ -54,8 +66,7 @@ impl Topo {
     /// program is attached to srv0 (veth has NAPI only then). Returns what was done and the
     /// thread's PID when it was found.
     pub fn thread_napi(&self, server_side: bool) -> Result<(String, Option<u32>)> {
-        let (ns, ifname, cpu) =
-            if server_side { (&self.srv, SRV_IF, SRV_CPU) } else { (&self.gen, GEN_IF, GEN_CPU) };
+        let (ns, ifname, cpu) = if server_side { (&self.srv, SRV_IF, SRV_CPU) } else { (&self.gen, GEN_IF, GEN_CPU) };
         let before = napi_threads(ifname);
         ns.write_sys_net(ifname, "threaded", "1")?;
         let after = napi_threads(ifname);
@@ -67,7 +78,10 @@ impl Topo {
                 Ok((format!("{ifname} NAPI threaded, thread {pid} pinned to CPU {cpu}"), Some(*pid)))
             }
             _ => Ok((
-                format!("{ifname} NAPI threaded; its thread not pinned ({} new napi/{ifname}-* threads seen)", new.len()),
+                format!(
+                    "{ifname} NAPI threaded; its thread not pinned ({} new napi/{ifname}-* threads seen)",
+                    new.len()
+                ),
                 None,
             )),
         }

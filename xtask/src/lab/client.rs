@@ -46,10 +46,7 @@ impl Files {
                 _ => {}
             }
         }
-        write(
-            &f.conf,
-            "# Written by `cargo xtask lab`.\nrequest dhcp6.name-servers, dhcp6.domain-search;\n",
-        )?;
+        write(&f.conf, "# Written by `cargo xtask lab`.\nrequest dhcp6.name-servers, dhcp6.domain-search;\n")?;
         write(&f.script, &script(&f.env))?;
         fs::set_permissions(&f.script, fs::Permissions::from_mode(0o755))
             .with_context(|| format!("making {} executable", f.script.display()))?;
@@ -109,18 +106,11 @@ pub enum Exchange {
 /// `mode`: `-S` for stateless, `-N -P` for an address and a prefix.
 pub fn request(ns: &Netns, iface: &str, files: &Files, timeout: Duration, mode: &[&str]) -> Result<Exchange> {
     let s = |p: &Path| p.to_string_lossy().into_owned();
-    let (conf, lease, pid, script) = (
-        s(&files.conf),
-        s(&files.lease),
-        s(&files.pid),
-        s(&files.script),
-    );
+    let (conf, lease, pid, script) = (s(&files.conf), s(&files.lease), s(&files.pid), s(&files.script));
     let mut args = vec!["dhclient", "-6"];
     args.extend_from_slice(mode);
     args.extend_from_slice(&["-1", "-v", "-d", "-cf", &conf, "-lf", &lease, "-pf", &pid, "-sf", &script, iface]);
-    let proc = ns
-        .spawn(&args, Some(&files.log))
-        .context("starting dhclient")?;
+    let proc = ns.spawn(&args, Some(&files.log)).context("starting dhclient")?;
     let deadline = Instant::now() + timeout;
     loop {
         interrupt::check()?;
@@ -128,7 +118,8 @@ pub fn request(ns: &Netns, iface: &str, files: &Files, timeout: Duration, mode: 
         let stateful = mode.contains(&"-N") || mode.contains(&"-P");
         if let Some(got) = received(&files.env)? {
             let complete = !stateful
-                || ((!mode.contains(&"-N") || !got.address.is_empty()) && (!mode.contains(&"-P") || !got.prefix.is_empty()));
+                || ((!mode.contains(&"-N") || !got.address.is_empty())
+                    && (!mode.contains(&"-P") || !got.prefix.is_empty()));
             if complete {
                 return Ok(Exchange::Configured(got));
             }
@@ -160,12 +151,7 @@ fn parse_records(text: &str) -> Option<Received> {
     let complete = &text[..text.rfind("\n\n").map(|i| i + 1)?];
     let mut first: Option<Received> = None;
     for got in complete.split("\n\n").filter_map(|record| {
-        let get = |key: &str| {
-            record
-                .lines()
-                .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
-                .unwrap_or("")
-        };
+        let get = |key: &str| record.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix('=')).unwrap_or("");
         REASONS.contains(&get("reason")).then(|| Received {
             reason: get("reason").to_owned(),
             name_servers: words(get("new_dhcp6_name_servers"), false),
@@ -219,10 +205,7 @@ mod tests {
 
     #[test]
     fn ignores_an_incomplete_record() {
-        assert_eq!(
-            parse_records("reason=INFORM6\nnew_dhcp6_name_servers=2001:db8::53\n"),
-            None
-        );
+        assert_eq!(parse_records("reason=INFORM6\nnew_dhcp6_name_servers=2001:db8::53\n"), None);
         assert_eq!(parse_records("reason=PREINIT6\n\nreason=STOP6\n\n"), None);
         assert_eq!(parse_records(""), None);
     }

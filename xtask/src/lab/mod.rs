@@ -22,12 +22,8 @@ use pins::Pins;
 use report::Outcome;
 
 /// Programs the lab runs, with the Debian packages that ship them.
-pub const TOOLS: &[(&str, &str)] = &[
-    ("dhclient", "isc-dhcp-client"),
-    ("ip", "iproute2"),
-    ("ethtool", "ethtool"),
-    ("nsenter", "util-linux"),
-];
+pub const TOOLS: &[(&str, &str)] =
+    &[("dhclient", "isc-dhcp-client"), ("ip", "iproute2"), ("ethtool", "ethtool"), ("nsenter", "util-linux")];
 
 pub const DNS: &str = "2001:db8::53";
 pub const DOMAIN: &str = "lab.example";
@@ -57,9 +53,7 @@ pub fn lab(root: &Path, opts: &LabOptions) -> Result<()> {
     interrupt::install()?;
     require_root()?;
     let bin = match &opts.bin {
-        Some(bin) => {
-            fs::canonicalize(bin).with_context(|| format!("no daemon at {}", bin.display()))?
-        }
+        Some(bin) => fs::canonicalize(bin).with_context(|| format!("no daemon at {}", bin.display()))?,
         None => build::build_all(root, true)?,
     };
     run_lab(root, &bin, opts)
@@ -99,9 +93,8 @@ pub fn run_lab(root: &Path, bin: &Path, opts: &LabOptions) -> Result<()> {
 }
 
 fn require_root() -> Result<()> {
-    testbed::require_root().context(
-        "`cargo xtask lab` creates network namespaces and a veth pair and attaches XDP programs",
-    )
+    testbed::require_root()
+        .context("`cargo xtask lab` creates network namespaces and a veth pair and attaches XDP programs")
 }
 
 fn say(msg: &str) {
@@ -109,51 +102,29 @@ fn say(msg: &str) {
 }
 
 fn path_str(p: &Path) -> Result<&str> {
-    p.to_str()
-        .with_context(|| format!("path {} is not UTF-8", p.display()))
+    p.to_str().with_context(|| format!("path {} is not UTF-8", p.display()))
 }
 
 /// Set-up, one exchange, stats. The guards declared here (namespaces, daemon) are dropped, in
 /// reverse order, when it returns: the daemon is stopped before its namespace is deleted.
 fn exchange(dir: &Path, bin: &Path, opts: &LabOptions, pins: &Pins) -> Result<Outcome> {
     let bin_s = path_str(bin)?;
-    say(&format!(
-        "creating namespaces and the veth pair {SERVER_IF} <-> {CLIENT_IF}"
-    ));
+    say(&format!("creating namespaces and the veth pair {SERVER_IF} <-> {CLIENT_IF}"));
     let server = Netns::new("srv").context("creating the server namespace")?;
     let client = Netns::new("cli").context("creating the client namespace")?;
     testbed::veth_pair(&server, SERVER_IF, &client, CLIENT_IF)?;
-    say(&format!(
-        "namespaces: {} (server), {} (client)",
-        server.name(),
-        client.name()
-    ));
+    say(&format!("namespaces: {} (server), {} (client)", server.name(), client.name()));
     // Full checksums on the client's frames, so the fast path can verify them.
     client.set_tx_offload(CLIENT_IF, false)?;
     interrupt::check()?;
 
     // XDP_TX towards a veth peer only works if the peer has an XDP program attached.
-    say(&format!(
-        "attaching an XDP_PASS program to {CLIENT_IF} (dhcpv6d attach-aux)"
-    ));
+    say(&format!("attaching an XDP_PASS program to {CLIENT_IF} (dhcpv6d attach-aux)"));
     let mut attach = client.cmd(bin_s);
-    attach
-        .args([
-            "attach-aux",
-            "--iface",
-            CLIENT_IF,
-            "--program",
-            "pass",
-            "--pin",
-        ])
-        .arg(&pins.aux);
-    run_command(&mut attach, HELPER_TIMEOUT)
-        .with_context(|| format!("attaching the pass program to {CLIENT_IF}"))?;
+    attach.args(["attach-aux", "--iface", CLIENT_IF, "--program", "pass", "--pin"]).arg(&pins.aux);
+    run_command(&mut attach, HELPER_TIMEOUT).with_context(|| format!("attaching the pass program to {CLIENT_IF}"))?;
     if !pins.aux.exists() {
-        bail!(
-            "dhcpv6d attach-aux succeeded but did not pin its link at {}",
-            pins.aux.display()
-        );
+        bail!("dhcpv6d attach-aux succeeded but did not pin its link at {}", pins.aux.display());
     }
     interrupt::check()?;
 
@@ -194,11 +165,7 @@ fn exchange(dir: &Path, bin: &Path, opts: &LabOptions, pins: &Pins) -> Result<Ou
     if opts.no_fast_path {
         args.push("--no-fast-path");
     }
-    say(&format!(
-        "starting {} (log: {})",
-        args.join(" "),
-        daemon_log.display()
-    ));
+    say(&format!("starting {} (log: {})", args.join(" "), daemon_log.display()));
     let (prog, rest) = args.split_first().context("empty command")?;
     let mut cmd = server.cmd(prog);
     // Plain log lines in the file (tracing-subscriber honours NO_COLOR).
@@ -206,9 +173,7 @@ fn exchange(dir: &Path, bin: &Path, opts: &LabOptions, pins: &Pins) -> Result<Ou
     let daemon = server.spawn_command(cmd, Some(&daemon_log))?;
     wait_serving(&daemon, &daemon_log)?;
 
-    say(&format!(
-        "asking from {CLIENT_IF}: dhclient -6 -S (stateless Information-Request)"
-    ));
+    say(&format!("asking from {CLIENT_IF}: dhclient -6 -S (stateless Information-Request)"));
     let files = client::Files::create(dir, "")?;
     let exchange = client::request(&client, CLIENT_IF, &files, CLIENT_TIMEOUT, &["-S"])?;
     say(&format!("asking from {CLIENT_IF}: dhclient -6 -N -P (an address and a delegated prefix)"));
@@ -223,14 +188,7 @@ fn exchange(dir: &Path, bin: &Path, opts: &LabOptions, pins: &Pins) -> Result<Ou
     }
 
     if opts.keep_going_secs > 0 {
-        keep_going(
-            opts.keep_going_secs,
-            &server,
-            &client,
-            bin,
-            &pins.daemon_dir,
-            &state_dir,
-        );
+        keep_going(opts.keep_going_secs, &server, &client, bin, &pins.daemon_dir, &state_dir);
     }
 
     say("stopping dhcpv6d (SIGTERM)");
@@ -269,19 +227,13 @@ fn wait_serving(daemon: &Proc, log: &Path) -> Result<()> {
 }
 
 fn log_text(path: &Path) -> String {
-    fs::read(path)
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default()
+    fs::read(path).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
 }
 
 /// `dhcpv6d stats`: the XDP program's counters, read from the pinned map.
 fn stats(bin: &Path, pin_dir: &Path, state_dir: &Path) -> Result<String> {
     let mut cmd = Command::new(bin);
-    cmd.arg("stats")
-        .arg("--pin-dir")
-        .arg(pin_dir)
-        .arg("--state-dir")
-        .arg(state_dir);
+    cmd.arg("stats").arg("--pin-dir").arg(pin_dir).arg("--state-dir").arg(state_dir);
     run_command(&mut cmd, HELPER_TIMEOUT).context("dhcpv6d stats")
 }
 
@@ -290,33 +242,18 @@ fn diagnostics(server: &Netns, client: &Netns, daemon_log: &Path, client_log: &P
     for (ns, ifname) in [(server, SERVER_IF), (client, CLIENT_IF)] {
         match ns.run(&["ethtool", "-S", ifname]) {
             Ok(out) => {
-                let xdp: Vec<&str> = out
-                    .lines()
-                    .filter(|l| l.contains("xdp"))
-                    .map(str::trim)
-                    .collect();
+                let xdp: Vec<&str> = out.lines().filter(|l| l.contains("xdp")).map(str::trim).collect();
                 eprintln!("lab: ethtool -S {ifname} (xdp): {}", xdp.join(", "));
             }
             Err(e) => eprintln!("lab: ethtool -S {ifname}: {e:#}"),
         }
     }
     for (what, log) in [("dhcpv6d", daemon_log), ("dhclient", client_log)] {
-        eprintln!(
-            "lab: last lines of the {what} log ({}):\n{}",
-            log.display(),
-            report::tail(&log_text(log), 15)
-        );
+        eprintln!("lab: last lines of the {what} log ({}):\n{}", log.display(), report::tail(&log_text(log), 15));
     }
 }
 
-fn keep_going(
-    secs: u64,
-    server: &Netns,
-    client: &Netns,
-    bin: &Path,
-    pin_dir: &Path,
-    state_dir: &Path,
-) {
+fn keep_going(secs: u64, server: &Netns, client: &Netns, bin: &Path, pin_dir: &Path, state_dir: &Path) {
     let srv = server.path().display();
     let cli = client.path().display();
     eprintln!(

@@ -22,8 +22,7 @@ impl Pins {
             daemon_dir: PathBuf::from(format!("/sys/fs/bpf/dhcpv6-lab-{pid}")),
             aux: PathBuf::from(format!("/sys/fs/bpf/dhcpv6-lab-{pid}-aux")),
         };
-        pins.remove()
-            .context("removing pins left by an earlier lab run")?;
+        pins.remove().context("removing pins left by an earlier lab run")?;
         Ok(pins)
     }
 
@@ -47,11 +46,7 @@ fn remove(path: &Path) -> Result<()> {
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(e).with_context(|| format!("looking at {}", path.display())),
     };
-    let res = if meta.is_dir() {
-        fs::remove_dir_all(path)
-    } else {
-        fs::remove_file(path)
-    };
+    let res = if meta.is_dir() { fs::remove_dir_all(path) } else { fs::remove_file(path) };
     match res {
         Err(e) if e.kind() != ErrorKind::NotFound => {
             Err(e).with_context(|| format!("cannot remove {}", path.display()))

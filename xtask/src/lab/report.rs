@@ -48,10 +48,7 @@ impl Outcome {
         println!("==== cargo xtask lab: summary ====");
         match &self.exchange {
             Exchange::Configured(got) => {
-                println!(
-                    "client        dhclient -6 -S on cli0: answered ({})",
-                    got.reason
-                );
+                println!("client        dhclient -6 -S on cli0: answered ({})", got.reason);
                 println!(
                     "  DNS servers {}  [{}]",
                     list(&got.name_servers),
@@ -62,14 +59,7 @@ impl Outcome {
                     list(&got.domain_search),
                     check(got.domain_search.iter().any(|d| d == DOMAIN), DOMAIN)
                 );
-                println!(
-                    "  server id   {}",
-                    if got.server_id.is_empty() {
-                        "(none)"
-                    } else {
-                        &got.server_id
-                    }
-                );
+                println!("  server id   {}", if got.server_id.is_empty() { "(none)" } else { &got.server_id });
             }
             Exchange::Nothing(why) => {
                 println!("client        dhclient -6 -S on cli0: NOT configured: {why}")
@@ -83,18 +73,11 @@ impl Outcome {
                 }
                 let xdp = counter(text, &["xdp_answered", "answered"]);
                 let user = counter(text, &["user_replied"]);
-                println!(
-                    "answered by   {}",
-                    answered_by(xdp, user, opts, &self.exchange)
-                );
+                println!("answered by   {}", answered_by(xdp, user, opts, &self.exchange));
             }
             Err(e) => {
                 println!("counters      unavailable: {e:#}");
-                let who = if opts.no_fast_path {
-                    "userspace (--no-fast-path)"
-                } else {
-                    "unknown (no counters)"
-                };
+                let who = if opts.no_fast_path { "userspace (--no-fast-path)" } else { "unknown (no counters)" };
                 println!("answered by   {who}");
             }
         }
@@ -103,11 +86,7 @@ impl Outcome {
         } else {
             format!("did NOT stop cleanly: {}", self.daemon_exit)
         };
-        let pins = if self.pins_left {
-            "; it left its pins behind (removed by the lab)"
-        } else {
-            ""
-        };
+        let pins = if self.pins_left { "; it left its pins behind (removed by the lab)" } else { "" };
         println!("dhcpv6d       {stopped}{pins}");
         println!(
             "files         {} ({}, {}, {})",
@@ -126,20 +105,12 @@ fn configured(got: &Received) -> bool {
 }
 
 /// Who answered, from the XDP program's `answered` and userspace's `replied` counters.
-fn answered_by(
-    xdp: Option<u64>,
-    user: Option<u64>,
-    opts: &LabOptions,
-    exchange: &Exchange,
-) -> String {
-    let user = user
-        .map(|n| format!(", userspace replied = {n}"))
-        .unwrap_or_default();
+fn answered_by(xdp: Option<u64>, user: Option<u64>, opts: &LabOptions, exchange: &Exchange) -> String {
+    let user = user.map(|n| format!(", userspace replied = {n}")).unwrap_or_default();
     match (xdp, exchange) {
-        (_, Exchange::Nothing(_)) => format!(
-            "nobody: the client got no answer (XDP answered = {}{user})",
-            xdp.unwrap_or(0)
-        ),
+        (_, Exchange::Nothing(_)) => {
+            format!("nobody: the client got no answer (XDP answered = {}{user})", xdp.unwrap_or(0))
+        }
         (Some(n), _) if n > 0 => format!("the XDP fast path (XDP answered = {n}{user})"),
         (Some(_), _) if opts.no_fast_path => {
             format!("userspace, fast path off (--no-fast-path; XDP answered = 0{user})")
@@ -166,9 +137,7 @@ fn list(v: &[String]) -> String {
 }
 
 fn name(p: &Path) -> String {
-    p.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
+    p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
 /// Value of the first of `names` found in `name value` lines.
@@ -189,11 +158,7 @@ pub fn tail(text: &str, n: usize) -> String {
     if lines.is_empty() {
         return "    (empty)".to_owned();
     }
-    lines[start..]
-        .iter()
-        .map(|l| format!("    {}", strip_ansi(l)))
-        .collect::<Vec<_>>()
-        .join("\n")
+    lines[start..].iter().map(|l| format!("    {}", strip_ansi(l))).collect::<Vec<_>>().join("\n")
 }
 
 /// Removes `ESC [ ... letter` sequences (colours).
@@ -224,10 +189,7 @@ mod tests {
     fn reads_counters() {
         let s = "# XDP\nxdp_frames 3\nxdp_answered 2\n# userspace\nuser_replied 1\n";
         assert_eq!(counter(s, &["xdp_answered", "answered"]), Some(2));
-        assert_eq!(
-            counter("answered 4\n", &["xdp_answered", "answered"]),
-            Some(4)
-        );
+        assert_eq!(counter("answered 4\n", &["xdp_answered", "answered"]), Some(4));
         assert_eq!(counter(s, &["user_replied"]), Some(1));
         assert_eq!(counter(s, &["dropped"]), None);
         assert_eq!(counter("answered_x 5\n", &["answered"]), None);
@@ -237,9 +199,6 @@ mod tests {
     fn tails() {
         assert_eq!(tail("a\nb\nc\n", 2), "    b\n    c");
         assert_eq!(tail("", 2), "    (empty)");
-        assert_eq!(
-            tail("\u{1b}[32m INFO\u{1b}[0m serving", 1),
-            "     INFO serving"
-        );
+        assert_eq!(tail("\u{1b}[32m INFO\u{1b}[0m serving", 1), "     INFO serving");
     }
 }

@@ -18,19 +18,13 @@ pub enum Ended {
     /// It ran to the end (successfully or not).
     Exited(ExitStatus),
     /// It was stopped (Ctrl-C or timeout); `pids` were in its group when it was signalled.
-    Stopped {
-        why: &'static str,
-        pids: BTreeSet<u32>,
-    },
+    Stopped { why: &'static str, pids: BTreeSet<u32> },
 }
 
 /// Runs `cmd` in a new process group until it exits. On Ctrl-C the group gets SIGINT, after
 /// `timeout` SIGTERM; SIGKILL follows if it is still there after [`GRACE`].
 pub fn run(cmd: &mut Command, timeout: Duration) -> Result<Ended> {
-    let mut child = cmd
-        .process_group(0)
-        .spawn()
-        .with_context(|| format!("cannot start {cmd:?}"))?;
+    let mut child = cmd.process_group(0).spawn().with_context(|| format!("cannot start {cmd:?}"))?;
     // The group's ID is the child's PID; while the child is unreaped neither can be reused.
     let pgid = child.id();
     let deadline = Instant::now() + timeout;
@@ -41,9 +35,7 @@ pub fn run(cmd: &mut Command, timeout: Duration) -> Result<Ended> {
             if since.elapsed() >= GRACE {
                 pids.extend(members(pgid));
                 signal(pgid, libc::SIGKILL);
-                child
-                    .wait()
-                    .context("waiting for the stopped process group")?;
+                child.wait().context("waiting for the stopped process group")?;
                 return Ok(Ended::Stopped { why, pids });
             }
         }
@@ -124,27 +116,21 @@ mod tests {
 
     #[test]
     fn exits_normally() {
-        let ended = run(
-            Command::new("true").stdin(std::process::Stdio::null()),
-            Duration::from_secs(10),
-        );
+        let ended = run(Command::new("true").stdin(std::process::Stdio::null()), Duration::from_secs(10));
         assert!(matches!(ended, Ok(Ended::Exited(st)) if st.success()));
     }
 
     #[test]
     fn timeout_stops_the_whole_group() {
         let mut cmd = Command::new("sh");
-        cmd.args(["-c", "sleep 30 & sleep 30"])
-            .stdin(std::process::Stdio::null());
+        cmd.args(["-c", "sleep 30 & sleep 30"]).stdin(std::process::Stdio::null());
         let started = Instant::now();
         match run(&mut cmd, Duration::from_millis(300)) {
             Ok(Ended::Stopped { why, pids }) => {
                 assert_eq!(why, "timed out");
                 assert!(pids.len() >= 2, "{pids:?}");
                 for pid in pids {
-                    assert!(
-                        !std::path::Path::new(&format!("/proc/{pid}")).exists() || is_zombie(pid)
-                    );
+                    assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists() || is_zombie(pid));
                 }
             }
             _ => panic!("expected a stop on timeout"),
@@ -154,11 +140,7 @@ mod tests {
 
     fn is_zombie(pid: u32) -> bool {
         fs::read_to_string(format!("/proc/{pid}/stat"))
-            .map(|s| {
-                s[s.rfind(')').unwrap_or(0) + 1..]
-                    .trim_start()
-                    .starts_with('Z')
-            })
+            .map(|s| s[s.rfind(')').unwrap_or(0) + 1..].trim_start().starts_with('Z'))
             .unwrap_or(true)
     }
 }

@@ -42,9 +42,7 @@ pub fn test(root: &Path, opts: &TestOptions) -> Result<()> {
     step("check root", || {
         testbed::require_root().context("the tests create network namespaces and load XDP programs")
     })?;
-    step("install the tools the tests use (apt-get)", || {
-        testbed::ensure_tools(TOOLS)
-    })?;
+    step("install the tools the tests use (apt-get)", || testbed::ensure_tools(TOOLS))?;
     step("mount bpffs", testbed::ensure_bpffs)?;
     let bin = step("build (cargo xtask build)", || build::build_all(root, true))?;
 
@@ -59,9 +57,7 @@ pub fn test(root: &Path, opts: &TestOptions) -> Result<()> {
     let smoke = "lab (end-to-end smoke: dhclient against dhcpv6d)";
     if opts.quick {
         eprintln!("\nxtask test: --quick: skipping the lab");
-    } else if let Err(e) = step(smoke, || {
-        lab::run_lab(root, &bin, &lab::LabOptions::default())
-    }) {
+    } else if let Err(e) = step(smoke, || lab::run_lab(root, &bin, &lab::LabOptions::default())) {
         interrupt::check()?;
         eprintln!("error: {e:#}");
         failed.push(smoke);
@@ -82,10 +78,7 @@ pub fn test(root: &Path, opts: &TestOptions) -> Result<()> {
     if !failed.is_empty() {
         bail!("failed steps: {}", failed.join("; "));
     }
-    eprintln!(
-        "\nxtask test: all steps passed in {:.0?}",
-        started.elapsed()
-    );
+    eprintln!("\nxtask test: all steps passed in {:.0?}", started.elapsed());
     Ok(())
 }
 

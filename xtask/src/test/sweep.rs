@@ -19,10 +19,7 @@ pub fn leftovers(pids: &BTreeSet<u32>) {
     for name in names(Path::new(NETNS_DIR)) {
         if netns_owner(&name).is_some_and(|p| pids.contains(&p)) {
             eprintln!("xtask: removing network namespace {name} left by a stopped test");
-            if let Err(e) = run_command(
-                Command::new("ip").args(["netns", "del", &name]),
-                Duration::from_secs(30),
-            ) {
+            if let Err(e) = run_command(Command::new("ip").args(["netns", "del", &name]), Duration::from_secs(30)) {
                 eprintln!("xtask: warning: {e:#}");
             }
         }
@@ -31,11 +28,7 @@ pub fn leftovers(pids: &BTreeSet<u32>) {
         if pin_owners(&name).any(|p| pids.contains(&p)) {
             let path = Path::new(BPFFS).join(&name);
             eprintln!("xtask: removing {} left by a stopped test", path.display());
-            let res = if path.is_dir() {
-                fs::remove_dir_all(&path)
-            } else {
-                fs::remove_file(&path)
-            };
+            let res = if path.is_dir() { fs::remove_dir_all(&path) } else { fs::remove_file(&path) };
             if let Err(e) = res {
                 eprintln!("xtask: warning: cannot remove {}: {e}", path.display());
             }
@@ -47,16 +40,12 @@ fn names(dir: &Path) -> Vec<String> {
     let Ok(entries) = fs::read_dir(dir) else {
         return Vec::new();
     };
-    entries
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .collect()
+    entries.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect()
 }
 
 /// The PID in a testbed namespace name `d6{letters}{pid}x{n}`.
 fn netns_owner(name: &str) -> Option<u32> {
-    let rest = name
-        .strip_prefix("d6")?
-        .trim_start_matches(|c: char| c.is_ascii_alphabetic());
+    let rest = name.strip_prefix("d6")?.trim_start_matches(|c: char| c.is_ascii_alphabetic());
     let (pid, n) = rest.split_once('x')?;
     if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
         return None;
@@ -66,10 +55,7 @@ fn netns_owner(name: &str) -> Option<u32> {
 
 /// Every all-digit `-` separated part of a `dhcpv6-...` pin name: the candidates for its PID.
 fn pin_owners(name: &str) -> impl Iterator<Item = u32> + '_ {
-    name.strip_prefix("dhcpv6-")
-        .into_iter()
-        .flat_map(|rest| rest.split('-'))
-        .filter_map(|part| part.parse().ok())
+    name.strip_prefix("dhcpv6-").into_iter().flat_map(|rest| rest.split('-')).filter_map(|part| part.parse().ok())
 }
 
 #[cfg(test)]
