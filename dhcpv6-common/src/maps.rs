@@ -205,6 +205,8 @@ pub struct Scratch {
     /// What the option walk found, kept in memory rather than registers: the verifier then
     /// sees one state per loop iteration instead of one per combination of findings.
     pub found: WalkFound,
+    /// The bytes of the next store into the frame, placed at the frame's alignment.
+    pub out: [u8; OUT_BUF],
 }
 
 #[repr(C)]
@@ -230,11 +232,17 @@ pub struct WalkFound {
     pub run_off: u32,
     pub run_len: u32,
     pub run_pos: u32,
-    /// Length of the range being summed, kept in memory so that the sum loop's exits do not
-    /// narrow the range of the caller's length in the verifier's eyes (one state per exit).
-    pub sum_len: u32,
+    /// Length of the range a word loop (sum or copy) covers, kept in memory so that the
+    /// loop's exits do not narrow the range of the caller's length in the verifier's eyes
+    /// (one state per exit instead of one per exit and caller state).
+    pub loop_len: u32,
     pub _pad: u32,
 }
+
+/// Staging for option bytes on their way into the frame: the copy helper is fast only when
+/// source and destination share their alignment, which a map value cannot offer for every
+/// client's Client Identifier length.
+pub const OUT_BUF: usize = 1040;
 
 pub const REQ_MASK: usize = 511;
 pub const REQ_BUF: usize = 512 + 144;

@@ -33,7 +33,9 @@ use dhcpv6_common::{
     fold,
     wire::{msg, opt, CLIENT_PORT, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IPV6, IPPROTO_UDP, SERVER_PORT},
 };
-use maps::{FrameCount, GenConfig, GenState, SinkConfig, SinkCounters, SINK_BUF, SINK_MASK, SINK_MAX_UDP, TEMPLATE_CAP};
+use maps::{
+    FrameCount, GenConfig, GenState, SinkConfig, SinkCounters, SINK_BUF, SINK_MASK, SINK_MAX_UDP, TEMPLATE_CAP,
+};
 
 #[btf_map]
 static BENCH_GEN_CFG: Array<GenConfig, 1> = Array::new();

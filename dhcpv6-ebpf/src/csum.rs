@@ -14,8 +14,8 @@ use crate::{
 #[inline(always)]
 pub fn sum_bytes<const WORDS: usize>(scratch: &mut Scratch, off: usize, len: usize) -> u32 {
     let off = off & REQ_MASK;
-    set(&mut scratch.found.sum_len, len as u32);
-    let len = get(&scratch.found.sum_len) as usize;
+    set(&mut scratch.found.loop_len, len as u32);
+    let len = get(&scratch.found.loop_len) as usize;
     let buf = &scratch.req;
     let mut s = 0u64;
     for k in 0..WORDS {

@@ -8,14 +8,14 @@
 
 mod csum;
 mod frame;
-mod request;
 mod reply;
+mod request;
 mod scratch;
 
 use aya_ebpf::{
     bindings::xdp_action,
-    helpers::generated::bpf_xdp_load_bytes,
     btf_maps::{HashMap, LruHashMap, PerCpuArray},
+    helpers::generated::bpf_xdp_load_bytes,
     macros::{btf_map, xdp},
     programs::XdpContext,
 };
@@ -140,9 +140,8 @@ fn handle(ctx: &XdpContext, counters: &mut Counters) -> Verdict {
     // SAFETY: per-CPU scratch, used only within this run.
     let scratch = unsafe { &mut *scratch };
     // SAFETY: the helper checks the frame range; udp_len <= 512 < the buffer's size.
-    let rc = unsafe {
-        bpf_xdp_load_bytes(ctx.ctx, hdr.l4 as u32, scratch.req.as_mut_ptr().cast(), (udp_len & 1023) as u32)
-    };
+    let rc =
+        unsafe { bpf_xdp_load_bytes(ctx.ctx, hdr.l4 as u32, scratch.req.as_mut_ptr().cast(), (udp_len & 1023) as u32) };
     if rc != 0 {
         return Verdict::PassLength;
     }

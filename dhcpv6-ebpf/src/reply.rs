@@ -37,8 +37,7 @@ pub fn write(
     // Which prebuilt segments go out, and how long the options are. The usual request asks
     // for none of the requested-only options: its reply is the precomputed base run.
     let oro = scratch.found.oro_mask;
-    let base = iface.base_len != 0
-        && (oro[0] & iface.requested_only[0]) | (oro[1] & iface.requested_only[1]) == 0;
+    let base = iface.base_len != 0 && (oro[0] & iface.requested_only[0]) | (oro[1] & iface.requested_only[1]) == 0;
     let (selected, opts_len) = if base { (0, iface.base_len as usize) } else { select(iface, scratch) };
     if opts_len > BLOCK_CAP {
         return Verdict::PassLimits;
@@ -71,7 +70,12 @@ pub fn write(
     let in_place = delta == 0 || unsafe { bpf_xdp_adjust_tail(ctx.ctx, delta) } == 0;
     if !in_place && !(delta > 0 && unsafe { bpf_xdp_adjust_head(ctx.ctx, -delta) } == 0) {
         // Rare and worth an operator's look (generic XDP on a driver without room).
-        aya_log_ebpf::warn!(ctx, "dhcpv6: cannot grow frame by {} bytes on ifindex {}; passed to userspace", delta, ctx.ingress_ifindex() as u32);
+        aya_log_ebpf::warn!(
+            ctx,
+            "dhcpv6: cannot grow frame by {} bytes on ifindex {}; passed to userspace",
+            delta,
+            ctx.ingress_ifindex() as u32
+        );
         return Verdict::PassNoRoom;
     }
 
@@ -128,7 +132,7 @@ pub fn write(
 
     if base {
         acc += csum::at_parity(iface.base_csum, (pos - hdr.l4) % 2 == 1);
-        if !store_block(ctx, iface, pos, 0, opts_len) {
+        if !store_block(ctx, iface, scratch, pos, 0, opts_len) {
             return Verdict::PassNoRoom;
         }
     } else {
@@ -187,8 +191,7 @@ fn write_selected(
 ) -> Option<u32> {
     let nsegs = iface.nsegs as usize;
     let mut acc = 0u32;
-    let f = &mut scratch.found;
-    set(&mut f.run_len, 0);
+    set(&mut scratch.found.run_len, 0);
     for i in 0..MAX_SEGMENTS {
         if i >= nsegs {
             break;
@@ -198,38 +201,79 @@ fn write_selected(
         }
         let seg = &iface.segs[i];
         acc += csum::at_parity(seg.csum, at % 2 == 1);
-        let (run_off, run_len) = (get(&f.run_off), get(&f.run_len));
+        let (run_off, run_len) = (get(&scratch.found.run_off), get(&scratch.found.run_len));
         if run_len != 0 && run_off + run_len != u32::from(seg.off) {
-            if !store_block(ctx, iface, get(&f.run_pos) as usize, run_off as usize, run_len as usize) {
+            if !store_block(
+                ctx,
+                iface,
+                scratch,
+                get(&scratch.found.run_pos) as usize,
+                run_off as usize,
+                run_len as usize,
+            ) {
                 return None;
             }
-            set(&mut f.run_len, 0);
+            set(&mut scratch.found.run_len, 0);
         }
-        if get(&f.run_len) == 0 {
-            set(&mut f.run_off, u32::from(seg.off));
-            set(&mut f.run_pos, pos as u32);
+        if get(&scratch.found.run_len) == 0 {
+            set(&mut scratch.found.run_off, u32::from(seg.off));
+            set(&mut scratch.found.run_pos, pos as u32);
         }
-        let run_len = get(&f.run_len) + u32::from(seg.len);
-        set(&mut f.run_len, run_len);
+        let run_len = get(&scratch.found.run_len) + u32::from(seg.len);
+        set(&mut scratch.found.run_len, run_len);
         pos += seg.len as usize;
         at += seg.len as usize;
     }
-    let run_len = get(&f.run_len);
-    if run_len != 0 && !store_block(ctx, iface, get(&f.run_pos) as usize, get(&f.run_off) as usize, run_len as usize) {
+    let run_len = get(&scratch.found.run_len);
+    if run_len != 0
+        && !store_block(
+            ctx,
+            iface,
+            scratch,
+            get(&scratch.found.run_pos) as usize,
+            get(&scratch.found.run_off) as usize,
+            run_len as usize,
+        )
+    {
         return None;
     }
     Some(acc)
 }
 
-/// Copies `len` bytes of the block from `off` into the frame at `pos`.
+/// Copies `len` bytes of the block from `off` into the frame at `pos`, through scratch: the
+/// helper's copy is several times slower when source and destination are not aligned alike
+/// (measured: ~80 ns of ~500 per answer here), and where the options land depends on the
+/// client's Client Identifier. A word loop puts them at the frame's alignment first.
 #[inline(always)]
-fn store_block(ctx: &XdpContext, iface: &IfaceReply, pos: usize, off: usize, len: usize) -> bool {
+fn store_block(
+    ctx: &XdpContext,
+    iface: &IfaceReply,
+    scratch: &mut Scratch,
+    pos: usize,
+    off: usize,
+    len: usize,
+) -> bool {
     let off = off & BLOCK_MASK;
     if len == 0 || len > BLOCK_CAP {
         return false;
     }
-    // The masks give the verifier off < 1024 and len <= 1024 inside a 2048-byte buffer.
-    let src = iface.block[off..].as_ptr() as *mut core::ffi::c_void;
-    // SAFETY: the helper checks the frame range; the source range lies inside the block.
-    unsafe { bpf_xdp_store_bytes(ctx.ctx, pos as u32, src, len as u32) == 0 }
+    // The frame's alignment as its offset's: drivers (and veth) start frames on an 8-byte
+    // boundary, and the verifier allows no arithmetic on the pointer itself.
+    let a = pos % 8;
+    set(&mut scratch.found.loop_len, len as u32);
+    let n = get(&scratch.found.loop_len) as usize;
+    let (src, out) = (iface.block.as_ptr(), scratch.out.as_mut_ptr());
+    for k in 0..BLOCK_CAP / 8 {
+        let i = k * 8;
+        if i >= n {
+            break;
+        }
+        // SAFETY: off < 1024 and i <= 1016 keep the load inside the 2048-byte block; a < 8
+        // keeps the store inside the 1040-byte staging buffer. Bytes past `len` are copied
+        // too but never stored into the frame.
+        unsafe { store::<u64>(out, a + i, load::<u64>(src, off + i)) };
+    }
+    let dst = scratch.out[a..].as_mut_ptr() as *mut core::ffi::c_void;
+    // SAFETY: the helper checks the frame range; a + len <= 1031 lies inside the staging buffer.
+    unsafe { bpf_xdp_store_bytes(ctx.ctx, pos as u32, dst, len as u32) == 0 }
 }
