@@ -1,6 +1,8 @@
 //! Per-client state of the stateful generator, and the transaction id that maps an answer
-//! to its client in O(1): 3 bits of step tag (answers to an earlier step are stale, not
-//! this one's) and 21 bits of client index.
+//! to its client in O(1): one bit that tells a Request's exchange from the Solicit's (a
+//! client uses a new transaction id for its Request, RFC 9915 section 18.2.2), 2 bits of
+//! step tag (answers to an earlier step are stale, not this one's) and 21 bits of client
+//! index.
 
 use super::msg::{self, Granted, Invalid, Lease, Mode, Out, Parsed, MAX_OUT, MAX_SERVER_ID};
 
@@ -8,13 +10,26 @@ pub const INDEX_BITS: u32 = 21;
 /// Most clients one step (or the population) can have.
 pub const MAX_CLIENTS: usize = 1 << INDEX_BITS;
 
+/// Step tags cycle through this many values.
+pub const TAGS: u8 = 4;
+const REQUEST_BIT: u32 = 1 << 23;
+
 pub fn xid(tag: u8, index: usize) -> u32 {
-    (u32::from(tag & 7) << INDEX_BITS) | (index as u32 & (MAX_CLIENTS as u32 - 1))
+    (u32::from(tag % TAGS) << INDEX_BITS) | (index as u32 & (MAX_CLIENTS as u32 - 1))
+}
+
+/// The transaction id of a client's Request: its Solicit's with the request bit set.
+pub fn request_xid(tag: u8, index: usize) -> u32 {
+    xid(tag, index) | REQUEST_BIT
 }
 
 /// (tag, index) of a transaction id.
 pub fn split_xid(xid: u32) -> (u8, usize) {
-    (((xid >> INDEX_BITS) & 7) as u8, (xid & (MAX_CLIENTS as u32 - 1)) as usize)
+    (((xid >> INDEX_BITS) & 3) as u8, (xid & (MAX_CLIENTS as u32 - 1)) as usize)
+}
+
+pub fn is_request_xid(xid: u32) -> bool {
+    xid & REQUEST_BIT != 0
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -54,6 +69,9 @@ impl Servers {
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Client {
+    /// Which DUID the client has (distinct over the run; kept when the population drops
+    /// clients that got no lease, so that indexes can move).
+    pub duid_no: u32,
     pub phase: Phase,
     /// When the exchange under way began (ns since the run started): latency.
     pub since_ns: u64,
@@ -67,8 +85,6 @@ pub struct Clients {
     pub list: Vec<Client>,
     pub tag: u8,
     pub seed: u16,
-    /// The DUID number of `list[0]` (distinct over the run's steps).
-    pub first: u32,
     pub mode: Mode,
 }
 
@@ -86,11 +102,14 @@ pub enum Outcome {
 
 impl Clients {
     pub fn new(n: usize, tag: u8, seed: u16, first: u32, mode: Mode) -> Clients {
-        Clients { list: vec![Client::default(); n.min(MAX_CLIENTS)], tag, seed, first, mode }
+        let list = (0..n.min(MAX_CLIENTS))
+            .map(|i| Client { duid_no: first.wrapping_add(i as u32), ..Client::default() })
+            .collect();
+        Clients { list, tag, seed, mode }
     }
 
     pub fn duid(&self, i: usize) -> [u8; 10] {
-        msg::duid(self.seed, self.first.wrapping_add(i as u32))
+        msg::duid(self.seed, self.list.get(i).map_or(u32::MAX, |c| c.duid_no))
     }
 
     /// The next message of client `i` in phase `to` (Soliciting, Requesting or Renewing),
@@ -98,7 +117,7 @@ impl Clients {
     pub fn message(&mut self, i: usize, to: Phase, now_ns: u64, servers: &Servers, buf: &mut [u8; MAX_OUT]) -> usize {
         let d = self.duid(i);
         let mode = self.mode;
-        let x = xid(self.tag, i);
+        let x = if to == Phase::Requesting { request_xid(self.tag, i) } else { xid(self.tag, i) };
         let Some(c) = self.list.get_mut(i) else { return 0 };
         let (kind, sid, na, pd) = match to {
             Phase::Requesting => (msg::REQUEST, Some(servers.get(c.server)), Some(c.na), Some(c.pd)),
@@ -130,6 +149,12 @@ impl Clients {
         let d = self.duid(i);
         let mode = self.mode;
         let c = self.list.get_mut(i).ok_or(Invalid::UnknownXid)?;
+        if matches!(c.phase, Phase::Soliciting | Phase::Requesting)
+            && is_request_xid(p.xid) != (c.phase == Phase::Requesting)
+        {
+            // An answer to the other half of the exchange: late or duplicated.
+            return Ok(Outcome::Stale);
+        }
         if p.kind == msg::ADVERTISE && c.phase != Phase::Soliciting && p.client_id == Some(&d[..]) {
             // A second Advertise (retransmitted or from another server) after the Request.
             return Ok(Outcome::Stale);
@@ -187,9 +212,11 @@ mod tests {
 
     #[test]
     fn xid_maps_back_to_tag_and_index() {
-        assert_eq!(split_xid(xid(5, 123_456)), (5, 123_456));
-        assert_eq!(split_xid(xid(7, MAX_CLIENTS - 1)), (7, MAX_CLIENTS - 1));
-        assert!(xid(7, MAX_CLIENTS - 1) <= 0xff_ffff);
+        assert_eq!(split_xid(xid(3, 123_456)), (3, 123_456));
+        assert_eq!(split_xid(request_xid(2, 77)), (2, 77));
+        assert!(is_request_xid(request_xid(2, 77)) && !is_request_xid(xid(2, 77)));
+        assert_eq!(split_xid(xid(3, MAX_CLIENTS - 1)), (3, MAX_CLIENTS - 1));
+        assert!(request_xid(3, MAX_CLIENTS - 1) <= 0xff_ffff);
     }
 
     #[test]
@@ -211,7 +238,11 @@ mod tests {
         assert_eq!((req.kind, req.server_id), (msg::REQUEST, Some(&b"srv-id"[..])));
         assert_eq!(req.na.unwrap().lease.unwrap().addr, a);
         assert_eq!(cs.answer(&parse(&adv).unwrap(), 2_500, &mut servers), Ok(Outcome::Stale));
-        let rep = reply(msg::REPLY, x, &d, Some(a));
+        // The Request has a transaction id of its own; a Reply on the Solicit's is not its.
+        assert_ne!(req.xid, x);
+        let on_solicit = reply(msg::REPLY, x, &d, Some(a));
+        assert_eq!(cs.answer(&parse(&on_solicit).unwrap(), 4_000, &mut servers), Ok(Outcome::Stale));
+        let rep = reply(msg::REPLY, req.xid, &d, Some(a));
         assert_eq!(
             cs.answer(&parse(&rep).unwrap(), 5_000, &mut servers),
             Ok(Outcome::Replied { index: 2, latency_ns: 4_000 })
@@ -219,13 +250,24 @@ mod tests {
         assert_eq!(cs.address(2), Some(a));
         assert_eq!(cs.answer(&parse(&rep).unwrap(), 5_100, &mut servers), Ok(Outcome::Stale));
         // Renew: the same address must come back.
-        cs.message(2, Phase::Renewing, 10_000, &servers, &mut buf);
-        let other = reply(msg::REPLY, x, &d, Some("2001:db8:1::1:8".parse().unwrap()));
+        let n = cs.message(2, Phase::Renewing, 10_000, &servers, &mut buf);
+        let rx = parse(&buf[..n]).unwrap().xid;
+        let other = reply(msg::REPLY, rx, &d, Some("2001:db8:1::1:8".parse().unwrap()));
         assert_eq!(cs.answer(&parse(&other).unwrap(), 10_500, &mut servers), Err(Invalid::NotSame));
         assert_eq!(
-            cs.answer(&parse(&rep).unwrap(), 11_000, &mut servers),
+            cs.answer(&parse(&reply(msg::REPLY, rx, &d, Some(a))).unwrap(), 11_000, &mut servers),
             Ok(Outcome::Replied { index: 2, latency_ns: 1_000 })
         );
+    }
+
+    #[test]
+    fn clients_keep_their_duid_when_the_list_shrinks() {
+        // The population drops clients that got no lease: the others must go on speaking
+        // with their own DUIDs, or their Renews would name another client's lease.
+        let mut cs = Clients::new(3, 0, 9, 100, Mode::Address);
+        let third = cs.duid(2);
+        cs.list.remove(1);
+        assert_eq!(cs.duid(1), third);
     }
 
     #[test]

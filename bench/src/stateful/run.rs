@@ -18,6 +18,8 @@ use crate::signal;
 const IDLE_WAIT_NS: u64 = 1_000_000;
 /// Below this the loop spins instead of sleeping: ppoll's wake-up is coarser than this.
 const MIN_WAIT_NS: u64 = 20_000;
+/// Receive batches read before the next sends, at most.
+const RECV_ROUNDS: usize = 8;
 
 /// What the driver counts whatever the load: answers it could not use.
 #[derive(Debug, Clone, Copy, Default)]
@@ -103,25 +105,34 @@ impl Driver {
             }
             load.send_due(t, out, servers);
             let sent = out.len();
-            totals.refused += sock.send(out).1 as u64;
-            let got = sock.recv(inbox)?;
-            totals.received += got as u64;
-            for i in 0..got {
-                let t = now();
-                let res = msg::parse(inbox.get(i)).and_then(|p| load.clients().answer(&p, t, servers));
-                match res {
-                    Ok(Outcome::Stale) => totals.stale += 1,
-                    Ok(o) => {
-                        if out.full() {
-                            totals.refused += sock.send(out).1 as u64;
+            totals.refused += sock.send(out)?.1 as u64;
+            // Everything waiting first (a few batches at most): an exchange brings two answers
+            // per message sent, and answers left queued would be late or dropped at our end.
+            let mut got_any = false;
+            for _ in 0..RECV_ROUNDS {
+                let got = sock.recv(inbox)?;
+                if got == 0 {
+                    break;
+                }
+                got_any = true;
+                totals.received += got as u64;
+                for i in 0..got {
+                    let t = now();
+                    let res = msg::parse(inbox.get(i)).and_then(|p| load.clients().answer(&p, t, servers));
+                    match res {
+                        Ok(Outcome::Stale) => totals.stale += 1,
+                        Ok(o) => {
+                            if out.full() {
+                                totals.refused += sock.send(out)?.1 as u64;
+                            }
+                            load.answered(o, t, out, servers);
                         }
-                        load.answered(o, t, out, servers);
+                        Err(e) => totals.invalid[e.index()] += 1,
                     }
-                    Err(e) => totals.invalid[e.index()] += 1,
                 }
             }
-            totals.refused += sock.send(out).1 as u64;
-            if got == 0 && sent == 0 {
+            totals.refused += sock.send(out)?.1 as u64;
+            if !got_any && sent == 0 {
                 let t = now();
                 let wait = load.next_due(t).map_or(IDLE_WAIT_NS, |d| d.saturating_sub(t)).min(IDLE_WAIT_NS);
                 if wait >= MIN_WAIT_NS {

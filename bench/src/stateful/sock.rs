@@ -49,8 +49,6 @@ impl Sock {
         }
         // SAFETY: `raw` is a fresh descriptor nobody else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let one: libc::c_int = 1;
-        setsockopt(&fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, &one, "SO_REUSEADDR")?;
         let buf = rcvbuf.min(i32::MAX as usize) as libc::c_int;
         setsockopt(&fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &buf, "SO_RCVBUFFORCE")?;
         setsockopt(&fd, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, &buf, "SO_SNDBUFFORCE")?;
@@ -69,6 +67,7 @@ impl Sock {
         }
         let idx = ifindex as libc::c_int;
         setsockopt(&fd, libc::IPPROTO_IPV6, libc::IPV6_MULTICAST_IF, &idx, "IPV6_MULTICAST_IF")?;
+        let one: libc::c_int = 1;
         // Link-local scope: one hop, as a client's.
         setsockopt(&fd, libc::IPPROTO_IPV6, libc::IPV6_MULTICAST_HOPS, &one, "IPV6_MULTICAST_HOPS")?;
         // SAFETY: an all-zero sockaddr_in6 is valid; fields set below.
@@ -97,10 +96,10 @@ impl Sock {
 
     /// Sends the outbox's messages (all of them unless the socket refuses); returns how many
     /// left and how many were refused, and empties the outbox.
-    pub fn send(&self, out: &mut Outbox) -> (usize, usize) {
+    pub fn send(&self, out: &mut Outbox) -> Result<(usize, usize)> {
         let n = out.n;
         if n == 0 {
-            return (0, 0);
+            return Ok((0, 0));
         }
         // SAFETY: zeroed iovec/mmsghdr are valid; the pointers set below outlive the call.
         let mut iov: [libc::iovec; BATCH] = unsafe { zeroed() };
@@ -121,13 +120,25 @@ impl Sock {
                 pos += rc as usize;
                 sent += rc as usize;
             } else {
-                // EAGAIN/ENOBUFS: this message is given up (the caller counts it).
-                pos += 1;
-                refused += 1;
+                let e = io::Error::last_os_error();
+                match e.raw_os_error() {
+                    // A full queue: this message is given up (the caller counts it, and the
+                    // step is the generator's failure, not the server's).
+                    Some(libc::EAGAIN) | Some(libc::ENOBUFS) | Some(libc::EINTR) => {
+                        pos += 1;
+                        refused += 1;
+                    }
+                    // Anything else (interface gone, bad address) would turn the whole run
+                    // into "server loss": stop instead.
+                    _ => {
+                        out.n = 0;
+                        return Err(e).context("sendmmsg");
+                    }
+                }
             }
         }
         out.n = 0;
-        (sent, refused)
+        Ok((sent, refused))
     }
 
     /// Receives what is waiting (at most BATCH datagrams), without blocking.
