@@ -6,6 +6,11 @@
 #![no_std]
 #![no_main]
 
+// Header words, checksum folds and the message-type rewrite read multi-byte values in native
+// order and assume it is little-endian (bpfel).
+#[cfg(target_endian = "big")]
+compile_error!("the XDP program assumes a little-endian target (bpfel-unknown-none)");
+
 mod csum;
 mod frame;
 mod reply;

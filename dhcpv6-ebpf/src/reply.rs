@@ -48,7 +48,10 @@ pub fn write(
     }
     let udp_len = 8 + 4 + cid_len + opts_len;
     let new_len = hdr.l4 + udp_len;
-    let old_len = ctx.data_end() - ctx.data();
+    // Through black_box for the reason in `frame::check_lengths`: with no resize (delta 0)
+    // the compiler could otherwise tie the frame length to `new_len` and drop the bounds
+    // checks below that the verifier needs.
+    let old_len = core::hint::black_box(ctx.data_end() - ctx.data());
     let delta = new_len as i32 - old_len as i32;
 
     // What the reply keeps of the request, saved before the frame is resized: the whole

@@ -6,6 +6,7 @@ mod common;
 
 use common::*;
 use dhcpv6::fastpath::{frame::udp_sum, model, Outcome};
+use dhcpv6::server::{ConfiguredOption, SendPolicy};
 use dhcpv6::wire::Message;
 use dhcpv6_common::wire::{ETH_P_8021AD, ETH_P_8021Q};
 use rand::{rngs::StdRng, Rng, SeedableRng};
@@ -248,7 +249,7 @@ fn random_request(rng: &mut StdRng) -> Vec<u8> {
     }
     if rng.random_bool(0.7) {
         let codes: Vec<u16> = (0..rng.random_range(0..8))
-            .map(|_| *[23, 24, 31, 56, 32, 83, 82, 64, 200].get(rng.random_range(0..9)).unwrap())
+            .map(|_| *[23, 24, 31, 56, 32, 83, 82, 64, 100, 200].get(rng.random_range(0..10)).unwrap())
             .collect();
         opts.push(oro(&codes));
     }
@@ -258,9 +259,24 @@ fn random_request(rng: &mut StdRng) -> Vec<u8> {
     if rng.random_bool(0.1) {
         opts.push(opt(2, service().duid.as_bytes()));
     }
+    if rng.random_bool(0.2) {
+        // An option the server ignores, of any length: the Client Identifier after it may
+        // sit at an odd offset.
+        let data: Vec<u8> = (0..rng.random_range(0..12)).map(|_| rng.random()).collect();
+        opts.push(opt(15, &data));
+    }
+    if rng.random_bool(0.3) {
+        // Clients order their options as they like; the Client Identifier is not always first.
+        let n = opts.len();
+        for i in (1..n).rev() {
+            opts.swap(i, rng.random_range(0..=i));
+        }
+    }
     let mut s = spec();
     if rng.random_bool(0.2) {
         s.vlans.push((ETH_P_8021Q, rng.random_range(1..4095)));
+    } else if rng.random_bool(0.05) {
+        s.vlans = vec![(ETH_P_8021AD, rng.random_range(1..4095)), (ETH_P_8021Q, rng.random_range(1..4095))];
     }
     if rng.random_bool(0.1) {
         s.dst = server_ll();
@@ -273,16 +289,45 @@ fn random_request(rng: &mut StdRng) -> Vec<u8> {
 
 #[test]
 fn differential_random_and_mutated_frames() {
-    let seed: u64 = std::env::var("DHCPV6_FUZZ_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x5eed_d6);
     let count: usize = std::env::var("DHCPV6_FUZZ_FRAMES").ok().and_then(|s| s.parse().ok()).unwrap_or(100_000);
+    differential(&model_iface(true), count);
+}
+
+/// Another reply layout: odd-length options (parity changes inside a run), a requested-only
+/// option between two sent to everyone (no base run: segment by segment) and one with a
+/// code above 64 (the upper half of the Option Request mask).
+#[test]
+fn differential_with_odd_options_and_no_base_run() {
+    let options = vec![
+        configured(23, SendPolicy::Always, &[0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x53]),
+        configured(100, SendPolicy::WhenRequested, &[1, 2, 3, 4, 5]),
+        configured(24, SendPolicy::Always, &[3, b'i', b's', b'p', 0, 7, 9]),
+        configured(
+            56,
+            SendPolicy::WhenRequested,
+            &[0, 1, 0, 16, 0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0x23],
+        ),
+        configured(32, SendPolicy::Always, &[0, 0, 0x0e, 0x10]),
+    ];
+    let mut iface = model_iface(true);
+    iface.svc.options = options;
+    let count: usize = std::env::var("DHCPV6_FUZZ_FRAMES").ok().and_then(|s| s.parse().ok()).unwrap_or(100_000);
+    differential(&iface, count / 2);
+}
+
+fn configured(code: u16, policy: SendPolicy, data: &[u8]) -> ConfiguredOption {
+    ConfiguredOption { code, policy, encoded: opt(code, data) }
+}
+
+fn differential(iface: &dhcpv6::fastpath::model::ModelIface, count: usize) {
+    let seed: u64 = std::env::var("DHCPV6_FUZZ_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x5eed_d6);
     let mut rng = StdRng::seed_from_u64(seed);
-    let iface = model_iface(true);
-    let mut p = Program::load(Some(&iface));
+    let mut p = Program::load(Some(iface));
     let mut tally = std::collections::BTreeMap::<String, usize>::new();
     for i in 0..count {
         let base = random_request(&mut rng);
         let frame = if rng.random_bool(0.3) { base } else { mutate(&mut rng, &base) };
-        let want = model(&frame, Some(&iface));
+        let want = model(&frame, Some(iface));
         let (got, _) = p.run(&frame);
         assert_eq!(got, want, "frame {i} (seed {seed}): program and model disagree\nframe: {frame:02x?}");
         let key = match &got {
