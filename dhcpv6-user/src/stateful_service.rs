@@ -52,9 +52,7 @@ impl Stateful {
         if links.is_empty() {
             return Ok(None);
         }
-        let mut unconfigured = LinkPools::new(UNCONFIGURED_LINK);
-        unconfigured.reject_unicast = true;
-        links.push(unconfigured);
+        links.push(unconfigured());
         let path = lease_db.to_path_buf();
         let (store, leases) = tokio::task::spawn_blocking(move || -> Result<_> {
             let store = SqliteStore::open(&path)?;
@@ -72,11 +70,38 @@ impl Stateful {
         Ok(Some((s, undo_rx)))
     }
 
-    /// Routes of ours whose delegation is gone (expired or released while we were down).
-    /// Those still delegated stay: the kernel kept them across our restart.
+    /// New pools, lifetimes and reservations (SIGHUP). The engine is rebuilt around the leases
+    /// it holds, committed or not: nothing a client was told is forgotten. A lease that no
+    /// pool covers any more stays until it expires; its client is not given it again
+    /// (a Renew gets it back with lifetimes 0, RFC 9915 section 18.3.4).
+    pub fn reconfigure(&mut self, mut links: Vec<LinkPools>) -> Result<()> {
+        links.push(unconfigured());
+        let leases: Vec<_> = self.engine.leases().cloned().collect();
+        self.engine = Engine::new(links, leases, unix_now()).context("stateful configuration")?;
+        Ok(())
+    }
+
+    /// Routes of ours whose delegation is gone (expired or released while we were down) go;
+    /// those still delegated are put (back) where the store says: after a restart of the
+    /// machine the kernel has none of them, and a client may not renew for hours.
     async fn reconcile_routes(&self) {
         let Some(r) = &self.routes else { return };
         let delegated: Vec<(Ipv6Addr, u8)> = self.engine.delegations().map(|l| (l.addr, l.prefix_len)).collect();
+        for l in self.engine.delegations() {
+            let Some(hop) = &l.next_hop else { continue };
+            // A link-local next hop needs its interface; a global one (a relay) does not.
+            let ifindex = match nix::net::if_::if_nametoindex(hop.dev.as_str()) {
+                Ok(i) => i,
+                Err(_) if !is_link_local(&hop.via) => 0,
+                Err(e) => {
+                    warn!(prefix = %l.addr, len = l.prefix_len, dev = %hop.dev, error = %e, "cannot restore route: no such interface");
+                    continue;
+                }
+            };
+            if let Err(e) = r.replace(l.addr, l.prefix_len, hop.via, ifindex).await {
+                warn!(error = %format!("{e:#}"), "restoring a route");
+            }
+        }
         match r.ours().await {
             Ok(ours) => {
                 for (p, l) in ours.into_iter().filter(|x| !delegated.contains(x)) {
@@ -121,6 +146,7 @@ impl Stateful {
         relayed: Option<&LinkSelector<'_>>,
         unicast: bool,
         peer: Ipv6Addr,
+        arrival: &str,
         options: Vec<ConfiguredOption>,
     ) -> Outcome {
         let relay = relayed.map(|s| RelayInfo {
@@ -135,6 +161,7 @@ impl Stateful {
             relay,
             unicast: unicast && relayed.is_none(),
             peer,
+            arrival: arrival.to_owned(),
             options,
         };
         self.engine.handle(m, &ctx, unix_now())
@@ -214,4 +241,15 @@ async fn apply_routes(r: &Routes, changes: &[RouteChange], ifindex: u32, stats: 
             }
         }
     }
+}
+
+fn is_link_local(a: &Ipv6Addr) -> bool {
+    a.segments()[0] & 0xffc0 == 0xfe80
+}
+
+/// Where clients on a link no pool names are put: NoAddrsAvail / NoPrefixAvail.
+fn unconfigured() -> LinkPools {
+    let mut l = LinkPools::new(UNCONFIGURED_LINK);
+    l.reject_unicast = true;
+    l
 }

@@ -100,6 +100,18 @@ fn dhclient_gets_a_delegated_prefix_and_a_route_to_it() {
     start(&mut lab);
     let routes = lab.srv.run(&["ip", "-6", "route", "show", "proto", "dhcp"]).unwrap();
     assert!(routes.contains(&prefix), "{routes}");
+    // A machine restart loses the kernel's routes: the daemon puts them back from the
+    // store at start, before the client renews (its T1 is far off).
+    assert!(lab.stop(false).unwrap().success());
+    lab.srv.run(&["ip", "-6", "route", "flush", "proto", "dhcp"]).unwrap();
+    assert!(!lab.srv.run(&["ip", "-6", "route", "show", "proto", "dhcp"]).unwrap().contains(&prefix));
+    start(&mut lab);
+    let routes = lab.srv.run(&["ip", "-6", "route", "show", "proto", "dhcp"]).unwrap();
+    assert!(
+        routes.contains(&prefix) && routes.contains("dev srv0"),
+        "route restored from the store: {routes}\n{}",
+        lab.log()
+    );
     let (_, _) = lab.dhclient(&["-P", "-r"], "cli0");
     testbed::wait_for(Duration::from_secs(5), || {
         Ok(!lab.srv.run(&["ip", "-6", "route", "show", "proto", "dhcp"])?.contains(&prefix))
@@ -260,4 +272,42 @@ fn kill_9_loses_no_lease_a_client_was_told_it_has() {
         &missing[..missing.len().min(10)]
     );
     eprintln!("{} leases granted before kill -9, all in the store after the restart", granted.len());
+}
+
+#[test]
+fn sighup_reloads_pools_and_keeps_leases() {
+    let mut lab = Lab::new("hpl");
+    let cfg = lab.dir.join("dhcpv6d.toml");
+    let db = lab.dir.join("leases.db");
+    let pool = |range: &str| format!("[[interface]]\nname = \"srv0\"\nna_pools = [\"{range}\"]\n");
+    std::fs::write(&cfg, pool(NA)).unwrap();
+    lab.start(&["--config", cfg.to_str().unwrap(), "--lease-db", db.to_str().unwrap()]);
+    let (env, out) = lab.dhclient(&["-N"], "cli0");
+    let old = env.get("new_ip6_address").cloned().unwrap_or_else(|| panic!("no address:\n{out}\n{}", lab.log()));
+    assert!(in_pool(&old), "{old} in {NA}");
+
+    // The operator renumbers the link (another /64, so that the old address is no longer on
+    // link) and sends SIGHUP: no restart.
+    let moved: (Ipv6Addr, Ipv6Addr) = ("2001:db8:2::100".parse().unwrap(), "2001:db8:2::1ff".parse().unwrap());
+    std::fs::write(&cfg, pool(&format!("{}-{}", moved.0, moved.1))).unwrap();
+    lab.signal(testbed::signal::SIGHUP);
+    lab.wait_log("pools and reservations reloaded", Duration::from_secs(5));
+    // The old lease is still held (a client was told it has it) ...
+    assert!(leases(&lab).contains(&old), "{}", leases(&lab));
+    // ... and the same client, coming back, is moved to the new range.
+    let (env, out) = lab.dhclient(&["-N"], "cli0");
+    let new: Ipv6Addr = env
+        .get("new_ip6_address")
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no address after the reload:\n{out}\n{}", lab.log()));
+    assert!((u128::from(moved.0)..=u128::from(moved.1)).contains(&u128::from(new)), "{new} in the new range\n{out}");
+
+    // A pool the engine refuses (a range backwards) keeps the previous ones.
+    std::fs::write(&cfg, pool("2001:db8:2::1ff-2001:db8:2::100")).unwrap();
+    lab.signal(testbed::signal::SIGHUP);
+    testbed::wait_for(Duration::from_secs(5), || {
+        let log = lab.log();
+        Ok(log.contains("configuration refused") || log.contains("pools refused"))
+    })
+    .unwrap_or_else(|e| panic!("{e}: a bad pool was not refused\n{}", lab.log()));
 }

@@ -44,6 +44,7 @@ fn ctx() -> ClientContext {
         relay: None,
         unicast: false,
         peer: "fe80::2".parse().unwrap(),
+        arrival: "eth1".into(),
         options: Vec::new(),
     }
 }

@@ -95,9 +95,10 @@ impl Server {
                     debug!(%from, msg_type = m.msg_type(), "no stateful service configured");
                     return Err("drop_no_stateful_service");
                 };
-                let link = st.link_for(&self.ifaces[idx].cfg.name, relayed);
+                let arrival = &self.ifaces[idx].cfg.name;
+                let link = st.link_for(arrival, relayed);
                 let (duid, options) = (svc.duid.clone(), svc.options.clone());
-                let out = st.decide(m, link, &duid, relayed, unicast, *from.ip(), options);
+                let out = st.decide(m, link, &duid, relayed, unicast, *from.ip(), arrival, options);
                 if let Some(c) = out.discard {
                     debug!(%from, msg_type = m.msg_type(), reason = c, "stateful message discarded");
                     return Err(c);

@@ -195,8 +195,15 @@ impl Server {
             Ok(cfg) => {
                 let known: Vec<String> = self.ifaces.iter().map(|i| i.cfg.name.clone()).collect();
                 self.relay = cfg.relay;
-                if self.stateful.is_some() || !cfg.links.is_empty() {
-                    warn!("pools are read at start; restart dhcpv6d to apply pool changes (leases are kept)");
+                match self.stateful.as_mut() {
+                    Some(st) => match st.reconfigure(cfg.links.clone()) {
+                        Ok(()) => info!("pools and reservations reloaded"),
+                        Err(e) => warn!(error = %format!("{e:#}"), "pools refused; keeping the previous ones"),
+                    },
+                    None if !cfg.links.is_empty() => {
+                        warn!("pools added to a daemon started without any: restart dhcpv6d to serve them")
+                    }
+                    None => {}
                 }
                 for c in cfg.ifaces {
                     match self.ifaces.iter_mut().find(|i| i.cfg.name == c.name) {

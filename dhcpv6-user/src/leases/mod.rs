@@ -168,6 +168,18 @@ pub struct Lease {
     /// Unix seconds; never later than `valid_until`.
     pub preferred_until: u64,
     pub state: LeaseState,
+    /// For a delegated prefix: where its route points, so that the route can be put back
+    /// after the machine restarts (the kernel keeps it only across a daemon restart).
+    /// Boxed: most leases are addresses, and a lease population is held in memory.
+    pub next_hop: Option<Box<NextHop>>,
+}
+
+/// The route to a delegated prefix: via the client (or its relay) out of the interface
+/// the request arrived on.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct NextHop {
+    pub via: Ipv6Addr,
+    pub dev: String,
 }
 
 impl Lease {
@@ -399,6 +411,7 @@ pub(crate) mod testutil {
             valid_until: 2_000_000_000,
             preferred_until: 1_999_999_000,
             state: LeaseState::Bound,
+            next_hop: None,
         }
     }
 
@@ -409,6 +422,10 @@ pub(crate) mod testutil {
             addr: Ipv6Addr::from(0x2001_0db8_8000_0000_0000_0000_0000_0000u128 | (u128::from(n) << 72)),
             prefix_len: 56,
             iface: "relay:10.0.0.1/3".to_string(),
+            next_hop: Some(Box::new(NextHop {
+                via: Ipv6Addr::from(0x2001_0db8_ffff_0000_0000_0000_0000_0000u128 | u128::from(n)),
+                dev: "eth1".to_string(),
+            })),
             ..address(n)
         }
     }

@@ -17,7 +17,7 @@ use rusqlite::{params, Connection, Row, Transaction, TransactionBehavior};
 use tracing::warn;
 
 use super::group_commit::GroupCommitter;
-use super::{CommitTicket, Lease, LeaseKey, LeaseKind, LeaseOp, LeaseState, LeaseStore, StoreError};
+use super::{CommitTicket, Lease, LeaseKey, LeaseKind, LeaseOp, LeaseState, LeaseStore, NextHop, StoreError};
 
 /// Tuning knobs of [`SqliteStore`].
 #[derive(Debug, Clone)]
@@ -61,6 +61,9 @@ const MIGRATIONS: &[&str] = &[
                datetime(valid_until, 'unixepoch') AS valid_until_utc,
                datetime(preferred_until, 'unixepoch') AS preferred_until_utc
         FROM leases;",
+    // v2: the route of a delegated prefix, put back when the machine restarts.
+    "ALTER TABLE leases ADD COLUMN next_hop TEXT;      -- canonical IPv6 text, or NULL
+     ALTER TABLE leases ADD COLUMN next_hop_dev TEXT;  -- interface name, or NULL",
 ];
 
 /// Leases in an SQLite file; see the module docs.
@@ -189,17 +192,18 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
 
 /// Column list matching [`decode_row`].
 pub(super) const ROW_COLUMNS: &str =
-    "rowid, duid, iaid, kind, address, prefix_len, iface, valid_until, preferred_until, state";
+    "rowid, duid, iaid, kind, address, prefix_len, iface, valid_until, preferred_until, state, next_hop, next_hop_dev";
 
 pub(super) fn upsert(tx: &Transaction<'_>, lease: &Lease) -> rusqlite::Result<()> {
     let mut stmt = tx.prepare_cached(
         "INSERT INTO leases
-            (duid, iaid, kind, address, prefix_len, iface, valid_until, preferred_until, state)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+            (duid, iaid, kind, address, prefix_len, iface, valid_until, preferred_until, state,
+             next_hop, next_hop_dev)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
          ON CONFLICT (kind, address, prefix_len) DO UPDATE SET
             duid = excluded.duid, iaid = excluded.iaid, iface = excluded.iface,
             valid_until = excluded.valid_until, preferred_until = excluded.preferred_until,
-            state = excluded.state",
+            state = excluded.state, next_hop = excluded.next_hop, next_hop_dev = excluded.next_hop_dev",
     )?;
     stmt.execute(params![
         hex_encode(&lease.duid),
@@ -211,6 +215,8 @@ pub(super) fn upsert(tx: &Transaction<'_>, lease: &Lease) -> rusqlite::Result<()
         sql_int(lease.valid_until)?,
         sql_int(lease.preferred_until)?,
         lease.state.as_str(),
+        lease.next_hop.as_ref().map(|h| h.via.to_string()),
+        lease.next_hop.as_ref().map(|h| h.dev.as_str()),
     ])?;
     Ok(())
 }
@@ -274,10 +280,30 @@ fn decode_row(row: &Row<'_>) -> Result<Lease, String> {
             let s = text(row, 9, "state")?;
             LeaseState::parse(s).ok_or_else(|| format!("unknown state {s:?}"))?
         },
+        next_hop: next_hop(row)?,
     };
     match lease.problem() {
         None => Ok(lease),
         Some(reason) => Err(reason),
+    }
+}
+
+/// Columns 10 and 11: both set, or both NULL (a half-written pair is corrupt).
+fn next_hop(row: &Row<'_>) -> Result<Option<Box<NextHop>>, String> {
+    let optional = |idx: usize, name: &str| -> Result<Option<&str>, String> {
+        let v = row.get_ref(idx).map_err(|e| format!("{name}: {e}"))?;
+        match v {
+            rusqlite::types::ValueRef::Null => Ok(None),
+            v => v.as_str().map(Some).map_err(|_| format!("{name} is not text")),
+        }
+    };
+    match (optional(10, "next_hop")?, optional(11, "next_hop_dev")?) {
+        (None, None) => Ok(None),
+        (Some(via), Some(dev)) => {
+            let via = via.parse().map_err(|_| format!("next_hop {via:?} is not IPv6"))?;
+            Ok(Some(Box::new(NextHop { via, dev: dev.to_string() })))
+        }
+        _ => Err("next_hop and next_hop_dev must be set together".to_string()),
     }
 }
 
@@ -504,6 +530,43 @@ mod tests {
             conn.execute(&format!("{insert}{values}"), []).unwrap();
         }
         assert_eq!(store.load_all().unwrap(), vec![address(1)]);
+    }
+
+    #[test]
+    fn a_version_1_store_is_migrated_and_keeps_its_leases() {
+        // A store written before next hops were kept: its leases load, with none.
+        let dir = TempDir::new("v1");
+        {
+            let mut conn = Connection::open(db(&dir)).unwrap();
+            let tx = conn.transaction().unwrap();
+            tx.execute_batch(MIGRATIONS[0]).unwrap();
+            tx.execute(
+                "INSERT INTO leases (duid, iaid, kind, address, prefix_len, iface, valid_until, preferred_until, state)
+                 VALUES ('0001000100000001', 1, 'pd', '2001:db8:8000:100::', 56, 'eth1', 2000000000, 1999999000, 'bound')",
+                [],
+            )
+            .unwrap();
+            tx.pragma_update(None, "user_version", 1).unwrap();
+            tx.commit().unwrap();
+        }
+        let store = SqliteStore::open(db(&dir)).unwrap();
+        let leases = store.load_all().unwrap();
+        assert_eq!(leases.len(), 1);
+        assert_eq!(leases[0].next_hop, None);
+        // And a prefix written now keeps its next hop.
+        store.commit(vec![LeaseOp::Upsert(prefix(7))]).wait_blocking().unwrap();
+        let back = store.load_all().unwrap();
+        assert_eq!(back.iter().find(|l| l.addr == prefix(7).addr), Some(&prefix(7)));
+    }
+
+    #[test]
+    fn half_a_next_hop_is_a_corrupt_row() {
+        let dir = TempDir::new("hop");
+        let store = SqliteStore::open(db(&dir)).unwrap();
+        store.commit(vec![LeaseOp::Upsert(prefix(1)), LeaseOp::Upsert(prefix(2))]).wait_blocking().unwrap();
+        let conn = Connection::open(db(&dir)).unwrap();
+        conn.execute("UPDATE leases SET next_hop_dev = NULL WHERE address = ?1", [prefix(1).addr.to_string()]).unwrap();
+        assert_eq!(store.load_all().unwrap(), vec![prefix(2)], "the damaged row is skipped, the other kept");
     }
 
     #[test]

@@ -30,6 +30,8 @@ pub struct ClientContext {
     /// Next hop for routes to prefixes delegated to this client: its source address when
     /// it is directly attached, the relay's peer-address when relayed.
     pub peer: Ipv6Addr,
+    /// The interface the message arrived on: where routes to its delegations go out.
+    pub arrival: String,
     /// The link's configured options, placed in replies as the Option Request asks
     /// (`ConfiguredOption::selected`), as for Information-Request.
     pub options: Vec<ConfiguredOption>,

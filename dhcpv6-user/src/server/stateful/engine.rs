@@ -202,7 +202,7 @@ impl Engine {
                 _ => Outcome::dropped("drop_unicast"),
             };
         }
-        let c = Client { duid: cid, link, relay: ctx.relay.as_ref(), peer: ctx.peer, now };
+        let c = Client { duid: cid, link, relay: ctx.relay.as_ref(), peer: ctx.peer, arrival: &ctx.arrival, now };
         let mut txn = Txn::default();
         let reply = match t {
             msg::SOLICIT => self.solicit(req, &c, ctx, &ias, &requested, &mut txn),

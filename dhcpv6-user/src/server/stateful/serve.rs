@@ -10,7 +10,7 @@ use std::net::Ipv6Addr;
 
 use dhcpv6_common::wire::status;
 
-use crate::leases::{Lease, LeaseKey, LeaseKind, LeaseOp, LeaseState};
+use crate::leases::{Lease, LeaseKey, LeaseKind, LeaseOp, LeaseState, NextHop};
 
 use super::context::{RelayInfo, RouteChange};
 use super::engine::Engine;
@@ -24,6 +24,7 @@ pub(crate) struct Client<'a> {
     pub link: usize,
     pub relay: Option<&'a RelayInfo>,
     pub peer: Ipv6Addr,
+    pub arrival: &'a str,
     pub now: u64,
 }
 
@@ -132,6 +133,8 @@ impl Engine {
                 valid_until: c.now + u64::from(lt.valid),
                 preferred_until: c.now + u64::from(lt.preferred),
                 state: LeaseState::Bound,
+                next_hop: (ia.kind == LeaseKind::Prefix)
+                    .then(|| Box::new(NextHop { via: c.peer, dev: c.arrival.to_owned() })),
             };
             if ia.kind == LeaseKind::Prefix {
                 txn.routes.push(RouteChange::Add {

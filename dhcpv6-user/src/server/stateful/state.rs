@@ -352,6 +352,7 @@ mod tests {
             valid_until,
             preferred_until: valid_until,
             state: LeaseState::Bound,
+            next_hop: None,
         }
     }
 

@@ -152,6 +152,7 @@ fn ctx() -> ClientContext {
         relay: None,
         unicast: false,
         peer: a("fe80::2"),
+        arrival: "srv0".into(),
         options,
     }
 }
