@@ -191,14 +191,18 @@ fn leases(db: &std::path::Path) -> Result<()> {
     all.sort_by(|a, b| (&a.iface, a.addr).cmp(&(&b.iface, b.addr)));
     let now = dhcpv6::leases::unix_now();
     println!(
-        "{:<4} {:<44} {:<30} {:>10} {:<12} {:>9} STATE",
-        "TYPE", "ADDRESS/PREFIX", "DUID", "IAID", "LINK", "EXPIRES"
+        "{:<4} {:<44} {:<30} {:>10} {:<12} {:>9} {:<8} ROUTE",
+        "TYPE", "ADDRESS/PREFIX", "DUID", "IAID", "LINK", "EXPIRES", "STATE"
     );
     for l in &all {
         let what = if l.prefix_len == 128 { l.addr.to_string() } else { format!("{}/{}", l.addr, l.prefix_len) };
         let duid: String = l.duid.iter().map(|b| format!("{b:02x}")).collect();
         let left = l.valid_until.saturating_sub(now);
-        println!("{:<4} {:<44} {:<30} {:>10} {:<12} {:>8}s {}", l.kind, what, duid, l.iaid, l.iface, left, l.state);
+        let route = l.next_hop.as_ref().map_or_else(|| "-".to_owned(), |h| format!("via {} dev {}", h.via, h.dev));
+        println!(
+            "{:<4} {:<44} {:<30} {:>10} {:<12} {:>8}s {:<8} {}",
+            l.kind, what, duid, l.iaid, l.iface, left, l.state, route
+        );
     }
     eprintln!("{} leases", all.len());
     Ok(())
