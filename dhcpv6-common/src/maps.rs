@@ -159,11 +159,14 @@ pub struct Counters {
     pub drop_ia_present: u64,
     /// A Server Identifier that is not ours (RFC 9915 section 16.12).
     pub drop_foreign_server_id: u64,
+    /// A helper failed after the headers were rewritten: the frame is neither the request
+    /// nor a reply, so it is dropped (the client retransmits). Not seen in practice.
+    pub drop_write_failed: u64,
 }
 
 impl Counters {
     /// Field names and values in declaration order, for metrics and `dhcpv6d stats`.
-    pub fn fields(&self) -> [(&'static str, u64); 15] {
+    pub fn fields(&self) -> [(&'static str, u64); 16] {
         [
             ("frames", self.frames),
             ("dhcp", self.dhcp),
@@ -180,12 +183,13 @@ impl Counters {
             ("drop_malformed", self.drop_malformed),
             ("drop_ia_present", self.drop_ia_present),
             ("drop_foreign_server_id", self.drop_foreign_server_id),
+            ("drop_write_failed", self.drop_write_failed),
         ]
     }
 
     pub fn add(&mut self, o: &Counters) {
-        let a: &mut [u64; 15] = bytemuck::cast_mut(self);
-        let b: &[u64; 15] = bytemuck::cast_ref(o);
+        let a: &mut [u64; 16] = bytemuck::cast_mut(self);
+        let b: &[u64; 16] = bytemuck::cast_ref(o);
         for (x, y) in a.iter_mut().zip(b) {
             *x = x.wrapping_add(*y);
         }

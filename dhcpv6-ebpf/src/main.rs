@@ -65,6 +65,7 @@ pub enum Verdict {
     DropMalformed,
     DropIaPresent,
     DropForeignServerId,
+    DropWriteFailed,
 }
 
 #[xdp]
@@ -97,6 +98,7 @@ fn count(c: &mut Counters, v: Verdict) -> u32 {
         Verdict::DropMalformed => (&mut c.drop_malformed, XDP_DROP),
         Verdict::DropIaPresent => (&mut c.drop_ia_present, XDP_DROP),
         Verdict::DropForeignServerId => (&mut c.drop_foreign_server_id, XDP_DROP),
+        Verdict::DropWriteFailed => (&mut c.drop_write_failed, XDP_DROP),
     };
     *field += 1;
     action

@@ -110,6 +110,8 @@ pub fn write(
         store::<u32>(udp, 8, msg_hdr);
     }
 
+    // From here on the frame holds the reply's headers: a failure can no longer pass it up.
+
     // Checksum: pseudo header, UDP header, message header, then the parts added below.
     let mut acc = csum::sum_addrs(&ll, client);
     acc += 2 * udp_len as u32 + u32::from(IPPROTO_UDP);
@@ -127,7 +129,7 @@ pub fn write(
             let src = scratch.req[req.cid_off & REQ_MASK..].as_mut_ptr().cast();
             // SAFETY: the helper checks the frame range; the source range lies inside scratch.
             if unsafe { bpf_xdp_store_bytes(ctx.ctx, pos as u32, src, cid_len as u32) } != 0 {
-                return Verdict::PassNoRoom;
+                return Verdict::DropWriteFailed;
             }
         }
         pos += cid_len;
@@ -136,18 +138,18 @@ pub fn write(
     if base {
         acc += csum::at_parity(iface.base_csum, (pos - hdr.l4) % 2 == 1);
         if !store_block(ctx, iface, scratch, pos, 0, opts_len) {
-            return Verdict::PassNoRoom;
+            return Verdict::DropWriteFailed;
         }
     } else {
         match write_selected(ctx, iface, scratch, selected, pos - hdr.l4, pos) {
             Some(sum) => acc += sum,
-            None => return Verdict::PassNoRoom,
+            None => return Verdict::DropWriteFailed,
         }
     }
 
     let sum = !(fold(acc) as u16);
     let sum = if sum == 0 { 0xffff } else { sum };
-    let Some(udp) = ptr_at::<[u8; 8]>(ctx, hdr.l4) else { return Verdict::PassNoRoom };
+    let Some(udp) = ptr_at::<[u8; 8]>(ctx, hdr.l4) else { return Verdict::DropWriteFailed };
     let sum = sum.to_be_bytes();
     // SAFETY: bounds checked by ptr_at.
     unsafe {
