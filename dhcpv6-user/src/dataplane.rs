@@ -61,7 +61,20 @@ impl Dataplane {
         if pin_dir.starts_with("/sys/fs/bpf") {
             ensure_bpffs()?;
         }
+        let created = !pin_dir.exists();
         fs::create_dir_all(pin_dir).with_context(|| format!("creating {}", pin_dir.display()))?;
+        let loaded = Self::load_into(pin_dir, bpf_log);
+        if loaded.is_err() && created {
+            // Nothing of ours is left running: leave no pins or pin directory behind either.
+            for name in [MAP_IFACE_REPLY, MAP_COUNTERS] {
+                let _ = fs::remove_file(pin_dir.join(name));
+            }
+            let _ = fs::remove_dir(pin_dir);
+        }
+        loaded
+    }
+
+    fn load_into(pin_dir: &Path, bpf_log: bool) -> Result<Self> {
         let level: u8 = if bpf_log { 5 } else { 0 };
         let mut ebpf = EbpfLoader::new()
             .override_global("AYA_LOG_LEVEL", &level, false)
