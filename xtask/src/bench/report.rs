@@ -388,9 +388,14 @@ fn lines(res: &Results) -> Vec<Line> {
         target: Target::AtMost(4.0),
         note: String::new(),
     });
-    let bound = |r: &Result<(Fig, bool), String>, who: &str| match r {
-        Ok((_, true)) => format!("{who} figure is a floor: generator-bound, or no step failed"),
-        _ => String::new(),
+    // Which of the two figures of a row are floors (generator-bound, or no step failed).
+    let floors = |ours: &Result<(Fig, bool), String>, peer: &Result<(Fig, bool), String>| {
+        [(ours, "dhcpv6d"), (peer, "Kea")]
+            .into_iter()
+            .filter(|(r, _)| matches!(r, Ok((_, true))))
+            .map(|(_, who)| format!("{who} figure is a floor: generator-bound, or no step failed"))
+            .collect::<Vec<_>>()
+            .join("; ")
     };
     for threaded in [false, true] {
         for (mode, name) in MODES {
@@ -399,11 +404,7 @@ fn lines(res: &Results) -> Vec<Line> {
             let how = if threaded { ", srv0 NAPI threaded as in the XDP rows" } else { "" };
             v.push(Line {
                 figure: format!("SARR exchanges/s at <= 0.1 % loss ({name}{how}): dhcpv6d (durable) vs Kea memfile"),
-                note: [bound(&ours, "dhcpv6d"), bound(&peer, "Kea")]
-                    .into_iter()
-                    .filter(|x| !x.is_empty())
-                    .collect::<Vec<_>>()
-                    .join("; "),
+                note: floors(&ours, &peer),
                 ours: ours.map(|x| x.0),
                 peer: peer.map(|x| x.0),
                 unit: "",
@@ -444,11 +445,7 @@ fn lines(res: &Results) -> Vec<Line> {
             "Renewals/s at <= 0.1 % loss, population of {} leases: dhcpv6d (durable) vs Kea memfile",
             num(n as f64)
         ),
-        note: [bound(&ours, "dhcpv6d"), bound(&peer, "Kea")]
-            .into_iter()
-            .filter(|x| !x.is_empty())
-            .collect::<Vec<_>>()
-            .join("; "),
+        note: floors(&ours, &peer),
         ours: ours.map(|x| x.0),
         peer: peer.map(|x| x.0),
         unit: "",

@@ -83,16 +83,7 @@ pub const MODES: [(&str, &str); 2] = [("address-only", "address"), ("address-and
 /// `threaded`: as in the Information-Request rows (srv0's NAPI threaded onto the server
 /// CPU, SCHED_FIFO); else srv0's receive work stays in softirq on perfdhcp's CPU.
 pub fn sarr_row(paths: &Paths, plan: &Plan, server: Peer, mode: &'static str, threaded: bool) -> Result<SarrRow> {
-    let dir =
-        paths.dir.join(format!("sarr-{}-{mode}{}", super::ir::slug(server), if threaded { "" } else { "-unthreaded" }));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir)?;
-    let topo = Topo::new()?;
-    let run = peers::start(&topo, server, paths, &dir, Stateful { on: true })?;
-    if threaded {
-        let (_, napi) = topo.thread_napi(true)?;
-        fifo(napi)?;
-    }
+    let (dir, topo, run) = start_row(paths, "sarr", server, mode, threaded)?;
     let mut row = SarrRow {
         command: run.command.clone(),
         perf_command: String::new(),
@@ -121,6 +112,31 @@ pub fn sarr_row(paths: &Paths, plan: &Plan, server: Peer, mode: &'static str, th
     Ok(row)
 }
 
+/// A stateful row's log directory (emptied), namespaces and running server; with
+/// `threaded`, srv0's NAPI on the server CPU under SCHED_FIFO as in the XDP rows.
+fn start_row(
+    paths: &Paths,
+    what: &str,
+    server: Peer,
+    mode: &str,
+    threaded: bool,
+) -> Result<(std::path::PathBuf, Topo, Running)> {
+    let dir = paths.dir.join(format!(
+        "{what}-{}-{mode}{}",
+        super::ir::slug(server),
+        if threaded { "" } else { "-unthreaded" }
+    ));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir)?;
+    let topo = Topo::new()?;
+    let run = peers::start(&topo, server, paths, &dir, Stateful { on: true })?;
+    if threaded {
+        let (_, napi) = topo.thread_napi(true)?;
+        fifo(napi)?;
+    }
+    Ok((dir, topo, run))
+}
+
 /// Our generator's mode for a perfdhcp `-e` mode.
 fn gen_mode(mode: &str) -> &'static str {
     if mode == "address-only" {
@@ -142,20 +158,8 @@ pub fn gen_row(
     threaded: bool,
     renew: Option<u64>,
 ) -> Result<SarrRow> {
-    let what = if renew.is_some() { "renew" } else { "sarr" };
-    let dir = paths.dir.join(format!(
-        "{what}-gen-{}-{mode}{}",
-        super::ir::slug(server),
-        if threaded { "" } else { "-unthreaded" }
-    ));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir)?;
-    let topo = Topo::new()?;
-    let run = peers::start(&topo, server, paths, &dir, Stateful { on: true })?;
-    if threaded {
-        let (_, napi) = topo.thread_napi(true)?;
-        fifo(napi)?;
-    }
+    let what = if renew.is_some() { "renew-gen" } else { "sarr-gen" };
+    let (dir, topo, run) = start_row(paths, what, server, mode, threaded)?;
     let mut hint = if renew.is_some() { plan.renew_hint } else { plan.sarr_hint };
     if server == Peer::Stateful && !plan.quick {
         // dhcpv6d answered 2-4x Kea's rates while this was built: start nearer, so that the
