@@ -4,17 +4,14 @@
 //! send. `fastpath` turns the same decisions into the XDP program's map data, and models the
 //! program frame by frame so tests can hold the two to the same answers.
 
-pub mod config;
 pub mod daemon;
 pub mod dataplane;
 pub mod fastpath;
-pub mod leases;
 pub mod metrics;
 pub mod netlink;
-pub mod resolv;
 pub mod routes;
-pub mod server;
 pub mod socket;
 pub mod stateful_service;
-pub mod stats;
-pub mod wire;
+
+// The protocol crate's modules, under the names the daemon and its tests have always used.
+pub use dhcpv6_proto::{config, leases, resolv, server, stats, wire};

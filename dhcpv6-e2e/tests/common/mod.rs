@@ -93,6 +93,7 @@ static SEQ: AtomicU32 = AtomicU32::new(0);
 impl Program {
     /// test_run frames arrive on loopback (ifindex 1) unless the context says otherwise.
     pub fn load(iface: Option<&ModelIface>) -> Program {
+        testbed::require_root().expect("the XDP program tests need root (BPF_PROG_TEST_RUN, bpffs pins)");
         let dir = format!("/sys/fs/bpf/dhcpv6-test-{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed));
         let mut dp = Dataplane::load(std::path::Path::new(&dir), false).expect("load XDP program");
         if let Some(i) = iface {

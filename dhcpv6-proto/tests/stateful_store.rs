@@ -5,11 +5,11 @@
 use std::net::Ipv6Addr;
 use std::path::PathBuf;
 
-use dhcpv6::leases::{LeaseStore, SqliteStore};
-use dhcpv6::server::stateful::{ClientContext, Engine, LinkPools, RouteChange};
-use dhcpv6::wire::writer::encode_option;
-use dhcpv6::wire::{Duid, Message};
 use dhcpv6_common::wire::{msg, opt};
+use dhcpv6_proto::leases::{LeaseStore, SqliteStore};
+use dhcpv6_proto::server::stateful::{ClientContext, Engine, LinkPools, RouteChange};
+use dhcpv6_proto::wire::writer::encode_option;
+use dhcpv6_proto::wire::{Duid, Message};
 
 const NOW: u64 = 1_800_000_000;
 
