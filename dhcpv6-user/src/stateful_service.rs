@@ -1,6 +1,7 @@
 //! The daemon's side of stateful service: the engine's decisions made durable before the
 //! client hears of them, and routes for what was delegated.
 
+use crate::stats::Counter;
 use std::{net::Ipv6Addr, net::SocketAddrV6, sync::Arc};
 
 use anyhow::{Context, Result};
@@ -183,16 +184,16 @@ impl Stateful {
         tokio::spawn(async move {
             if let Err(e) = d.ticket.wait().await {
                 warn!(error = %e, "lease commit failed; no reply sent");
-                stats.bump("drop_commit_failed");
+                stats.bump(Counter::DropCommitFailed);
                 let _ = undo_tx.send(d.undo);
                 return;
             }
             if let Some((bytes, to)) = d.reply {
                 match sock.send_to(&bytes, to).await {
-                    Ok(_) => stats.bump("replied"),
+                    Ok(_) => stats.bump(Counter::Replied),
                     Err(e) => {
                         warn!(%to, error = %e, "send failed");
-                        stats.bump("send_failed");
+                        stats.bump(Counter::SendFailed);
                     }
                 }
             }
@@ -234,10 +235,10 @@ async fn apply_routes(r: &Routes, changes: &[RouteChange], ifindex: u32, stats: 
             RouteChange::Remove { prefix, len, .. } => r.remove(*prefix, *len).await,
         };
         match res {
-            Ok(()) => stats.bump("route_changes"),
+            Ok(()) => stats.bump(Counter::RouteChanges),
             Err(e) => {
                 warn!(error = %format!("{e:#}"), "route change failed");
-                stats.bump("route_failures");
+                stats.bump(Counter::RouteFailures);
             }
         }
     }

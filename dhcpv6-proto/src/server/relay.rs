@@ -8,6 +8,7 @@
 //! Subscriber-ID, client link-layer address). [`wrap`] builds the Relay-Reply layers back from
 //! those levels; [`reply_destination`] says where the result goes.
 
+use crate::stats::Counter;
 use std::net::{Ipv6Addr, SocketAddrV6};
 
 use dhcpv6_common::wire::{msg, opt, HOP_COUNT_LIMIT, SERVER_PORT};
@@ -236,25 +237,25 @@ pub enum RelayError {
 
 impl RelayError {
     /// The counter this discard is counted under.
-    pub fn counter(&self) -> &'static str {
+    pub fn counter(&self) -> Counter {
         match self {
-            RelayError::Empty => "drop_relay_empty",
-            RelayError::NotRelayMessage(_) => "drop_relay_not_relay_msg",
-            RelayError::ShortHeader { .. } => "drop_relay_short_header",
-            RelayError::HopCountOverLimit { .. } => "drop_relay_hop_count_over_limit",
-            RelayError::TooDeep => "drop_relay_too_deep",
-            RelayError::TruncatedRelayMessage { .. } => "drop_relay_truncated_relay_msg",
-            RelayError::OptionPastEnd { .. } => "drop_relay_option_past_end",
-            RelayError::TruncatedOptionHeader { .. } => "drop_relay_truncated_option_header",
-            RelayError::Malformed { .. } => "drop_relay_malformed",
-            RelayError::NoRelayMessage { .. } => "drop_relay_no_relay_msg",
-            RelayError::MultipleRelayMessages { .. } => "drop_relay_multiple_relay_msg",
-            RelayError::DuplicateOption { .. } => "drop_relay_duplicate_option",
-            RelayError::BadOptionLength { .. } => "drop_relay_bad_option_length",
-            RelayError::NotClientMessage(_) => "drop_relay_inner_not_client_msg",
-            RelayError::NotServerMessage(_) => "drop_relay_inner_not_server_msg",
-            RelayError::InnerMalformed(_) => "drop_relay_inner_malformed",
-            RelayError::TooLarge(_) => "drop_relay_too_large",
+            RelayError::Empty => Counter::DropRelayEmpty,
+            RelayError::NotRelayMessage(_) => Counter::DropRelayNotRelayMsg,
+            RelayError::ShortHeader { .. } => Counter::DropRelayShortHeader,
+            RelayError::HopCountOverLimit { .. } => Counter::DropRelayHopCountOverLimit,
+            RelayError::TooDeep => Counter::DropRelayTooDeep,
+            RelayError::TruncatedRelayMessage { .. } => Counter::DropRelayTruncatedRelayMsg,
+            RelayError::OptionPastEnd { .. } => Counter::DropRelayOptionPastEnd,
+            RelayError::TruncatedOptionHeader { .. } => Counter::DropRelayTruncatedOptionHeader,
+            RelayError::Malformed { .. } => Counter::DropRelayMalformed,
+            RelayError::NoRelayMessage { .. } => Counter::DropRelayNoRelayMsg,
+            RelayError::MultipleRelayMessages { .. } => Counter::DropRelayMultipleRelayMsg,
+            RelayError::DuplicateOption { .. } => Counter::DropRelayDuplicateOption,
+            RelayError::BadOptionLength { .. } => Counter::DropRelayBadOptionLength,
+            RelayError::NotClientMessage(_) => Counter::DropRelayInnerNotClientMsg,
+            RelayError::NotServerMessage(_) => Counter::DropRelayInnerNotServerMsg,
+            RelayError::InnerMalformed(_) => Counter::DropRelayInnerMalformed,
+            RelayError::TooLarge(_) => Counter::DropRelayTooLarge,
         }
     }
 }
@@ -558,7 +559,7 @@ mod tests {
         levels[1].hop_count = HOP_COUNT_LIMIT + 1;
         let e = unwrap(&forward(&levels, SOLICIT)).unwrap_err();
         assert_eq!(e, RelayError::HopCountOverLimit { level: 1, hop_count: 9 });
-        assert_eq!(e.counter(), "drop_relay_hop_count_over_limit");
+        assert_eq!(e.counter(), Counter::DropRelayHopCountOverLimit);
         levels[1].hop_count = 255;
         assert!(matches!(unwrap(&forward(&levels, SOLICIT)), Err(RelayError::HopCountOverLimit { .. })));
     }
@@ -569,7 +570,7 @@ mod tests {
         let cut = &buf[..buf.len() - 3];
         let e = unwrap(cut).unwrap_err();
         assert_eq!(e, RelayError::TruncatedRelayMessage { level: 0 });
-        assert_eq!(e.counter(), "drop_relay_truncated_relay_msg");
+        assert_eq!(e.counter(), Counter::DropRelayTruncatedRelayMsg);
         // Cut inside the second level: the outer Relay Message length is now wrong too, so the
         // outer level is the one that fails.
         let buf = forward(&chain(2), SOLICIT);
@@ -583,7 +584,7 @@ mod tests {
         buf.extend_from_slice(&[0, 38, 0, 200, b'x']);
         let e = unwrap(&buf).unwrap_err();
         assert!(matches!(e, RelayError::OptionPastEnd { level: 0, code: 38, .. }), "{e:?}");
-        assert_eq!(e.counter(), "drop_relay_option_past_end");
+        assert_eq!(e.counter(), Counter::DropRelayOptionPastEnd);
         // A truncated option header after the Relay Message.
         let mut buf = forward(&chain(1), SOLICIT);
         buf.extend_from_slice(&[0, 18]);
@@ -618,7 +619,7 @@ mod tests {
         let bad_opts = [msg::SOLICIT, 1, 2, 3, 0, 1, 0, 9];
         let e = unwrap(&forward(&one, &bad_opts)).unwrap_err();
         assert!(matches!(e, RelayError::InnerMalformed(WireError::OptionPastEnd { .. })));
-        assert_eq!(e.counter(), "drop_relay_inner_malformed");
+        assert_eq!(e.counter(), Counter::DropRelayInnerMalformed);
         // The outer message must itself be a Relay-Forward.
         assert_eq!(unwrap(SOLICIT).unwrap_err(), RelayError::NotRelayMessage(msg::SOLICIT));
     }
@@ -755,7 +756,7 @@ mod tests {
             RelayError::NotServerMessage(1),
         ];
         for e in errors {
-            assert!(e.counter().starts_with("drop_relay_"));
+            assert!(e.counter().as_str().starts_with("drop_relay_"));
         }
     }
 }

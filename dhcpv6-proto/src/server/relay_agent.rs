@@ -6,6 +6,7 @@
 //! interface go upstream in a Relay-Forward; a Relay-Reply from upstream is opened one level
 //! and its content goes down to the client (or to the next relay down).
 
+use crate::stats::Counter;
 use std::net::{Ipv6Addr, SocketAddrV6};
 
 use dhcpv6_common::wire::{msg, opt, ALL_DHCP_SERVERS, CLIENT_PORT, HOP_COUNT_LIMIT, SERVER_PORT};
@@ -69,7 +70,7 @@ pub enum AgentAction {
     /// Send `payload` out of downstream interface `ifindex` to `to`, source port 547.
     SendDown { ifindex: u32, to: SocketAddrV6, payload: Vec<u8> },
     /// Discard; bump this counter.
-    Drop(&'static str),
+    Drop(Counter),
 }
 
 /// DNS Recursive Name Server addresses per option: 16 bytes each within a 16-bit length.
@@ -88,14 +89,14 @@ impl RelayAgentConfig {
         client_mac: Option<[u8; 6]>,
     ) -> AgentAction {
         let Some(iface) = self.downstream.iter().find(|d| d.ifindex == iface_index) else {
-            return AgentAction::Drop("drop_agent_unknown_iface");
+            return AgentAction::Drop(Counter::DropAgentUnknownIface);
         };
         // The peer-address is where the answer will go: it must be a unicast address.
         if src.ip().is_unspecified() || src.ip().is_multicast() {
-            return AgentAction::Drop("drop_agent_bad_source");
+            return AgentAction::Drop(Counter::DropAgentBadSource);
         }
         let level = match payload.first() {
-            None => return AgentAction::Drop("drop_agent_malformed"),
+            None => return AgentAction::Drop(Counter::DropAgentMalformed),
             Some(&msg::RELAY_FORW) => match forward_level_for_relay(iface, src, payload) {
                 Ok(level) => level,
                 Err(counter) => return AgentAction::Drop(counter),
@@ -103,7 +104,7 @@ impl RelayAgentConfig {
             // RFC 7610: whatever only a server sends cannot come from a client; relaying it
             // would let a rogue box on a subscriber link talk to the servers as one.
             Some(&t) if t == msg::RELAY_REPL || is_server_message(t) => {
-                return AgentAction::Drop("drop_agent_server_msg_from_client")
+                return AgentAction::Drop(Counter::DropAgentServerMsgFromClient)
             }
             Some(&t) => match forward_level_for_client(iface, src, payload, t, client_mac) {
                 Ok(level) => level,
@@ -112,7 +113,7 @@ impl RelayAgentConfig {
         };
         match encode_forward(&level, payload) {
             Some(payload) => AgentAction::Send { to: self.upstream_destinations(), payload },
-            None => AgentAction::Drop("drop_agent_too_large"),
+            None => AgentAction::Drop(Counter::DropAgentTooLarge),
         }
     }
 
@@ -139,17 +140,17 @@ impl RelayAgentConfig {
     pub fn from_server(&self, payload: &[u8]) -> AgentAction {
         match payload.first() {
             Some(&msg::RELAY_REPL) => {}
-            Some(_) => return AgentAction::Drop("drop_agent_not_relay_reply"),
-            None => return AgentAction::Drop("drop_agent_malformed"),
+            Some(_) => return AgentAction::Drop(Counter::DropAgentNotRelayReply),
+            None => return AgentAction::Drop(Counter::DropAgentMalformed),
         }
         let Ok((level, inner)) = relay::peel(payload) else {
-            return AgentAction::Drop("drop_agent_malformed");
+            return AgentAction::Drop(Counter::DropAgentMalformed);
         };
         if level.peer_address.is_unspecified() || level.peer_address.is_multicast() {
-            return AgentAction::Drop("drop_agent_bad_peer_address");
+            return AgentAction::Drop(Counter::DropAgentBadPeerAddress);
         }
         let Some(iface) = self.downstream_for(&level) else {
-            return AgentAction::Drop("drop_agent_unknown_iface");
+            return AgentAction::Drop(Counter::DropAgentUnknownIface);
         };
         let port = match inner_kind(inner) {
             Inner::RelayReply => SERVER_PORT,
@@ -202,7 +203,7 @@ fn forward_level_for_client(
     payload: &[u8],
     msg_type: u8,
     client_mac: Option<[u8; 6]>,
-) -> Result<RelayLevel, &'static str> {
+) -> Result<RelayLevel, Counter> {
     // Known client messages must be well formed: a server would discard them anyway. Types we
     // do not know are relayed as they are (RFC 7283), given the 4-byte header every message has.
     let well_formed = if is_client_message(msg_type) {
@@ -211,7 +212,7 @@ fn forward_level_for_client(
         payload.len() >= Message::HEADER_LEN
     };
     if !well_formed {
-        return Err("drop_agent_malformed");
+        return Err(Counter::DropAgentMalformed);
     }
     let mut level = RelayLevel::new(0, iface.link_address, *src.ip());
     level.interface_id = interface_id(iface);
@@ -225,21 +226,17 @@ fn forward_level_for_client(
 
 /// The Relay-Forward level for a Relay-Forward from a relay below us (RFC 9915 section
 /// 19.1.2), e.g. a lightweight relay (RFC 6221) in an access node.
-fn forward_level_for_relay(
-    iface: &DownstreamIface,
-    src: SocketAddrV6,
-    payload: &[u8],
-) -> Result<RelayLevel, &'static str> {
+fn forward_level_for_relay(iface: &DownstreamIface, src: SocketAddrV6, payload: &[u8]) -> Result<RelayLevel, Counter> {
     // Header and option structure only, plus the Relay Message option: the relay below owns
     // the rest of its message, and the server judges it.
     let below = match RelayMessage::parse(payload) {
         Ok(r) if r.relay_message().is_ok() => r,
-        _ => return Err("drop_agent_malformed"),
+        _ => return Err(Counter::DropAgentMalformed),
     };
     // At HOP_COUNT_LIMIT already, one more relay would exceed it: the chain is too long or
     // loops.
     if below.hop_count() >= HOP_COUNT_LIMIT {
-        return Err("drop_agent_hop_limit");
+        return Err(Counter::DropAgentHopLimit);
     }
     // A relay reachable by a global address identifies its own link; ours would mislead.
     // One reached by link-local (a lightweight relay, which leaves link-address unspecified)
@@ -274,30 +271,30 @@ fn encode_forward(level: &RelayLevel, payload: &[u8]) -> Option<Vec<u8>> {
 enum Inner {
     RelayReply,
     ToClient,
-    Invalid(&'static str),
+    Invalid(Counter),
 }
 
 /// What a Relay-Reply carries. A server message must be well formed (we may rewrite it);
 /// unknown types pass (RFC 7283); client messages and Relay-Forward never travel down.
 fn inner_kind(inner: &[u8]) -> Inner {
     let Some(&t) = inner.first() else {
-        return Inner::Invalid("drop_agent_malformed");
+        return Inner::Invalid(Counter::DropAgentMalformed);
     };
     if t == msg::RELAY_REPL {
         return match RelayMessage::parse(inner) {
             Ok(_) => Inner::RelayReply,
-            Err(_) => Inner::Invalid("drop_agent_malformed"),
+            Err(_) => Inner::Invalid(Counter::DropAgentMalformed),
         };
     }
     if t == msg::RELAY_FORW || is_client_message(t) {
-        return Inner::Invalid("drop_agent_client_msg_from_server");
+        return Inner::Invalid(Counter::DropAgentClientMsgFromServer);
     }
     let well_formed =
         if is_server_message(t) { Message::parse(inner).is_ok() } else { inner.len() >= Message::HEADER_LEN };
     if well_formed {
         Inner::ToClient
     } else {
-        Inner::Invalid("drop_agent_malformed")
+        Inner::Invalid(Counter::DropAgentMalformed)
     }
 }
 
@@ -444,9 +441,12 @@ mod tests {
         let src = SocketAddrV6::new(ip("fe80::1d"), 547, 0, 11);
         assert_eq!(
             cfg().from_client(11, src, &forward_with_hop(HOP_COUNT_LIMIT), None),
-            AgentAction::Drop("drop_agent_hop_limit")
+            AgentAction::Drop(Counter::DropAgentHopLimit)
         );
-        assert_eq!(cfg().from_client(11, src, &forward_with_hop(200), None), AgentAction::Drop("drop_agent_hop_limit"));
+        assert_eq!(
+            cfg().from_client(11, src, &forward_with_hop(200), None),
+            AgentAction::Drop(Counter::DropAgentHopLimit)
+        );
         // The last hop allowed produces HOP_COUNT_LIMIT, which the server side accepts.
         let (_, payload) = sent(cfg().from_client(11, src, &forward_with_hop(HOP_COUNT_LIMIT - 1), None));
         assert_eq!(unwrap(&payload).unwrap().levels[0].hop_count, HOP_COUNT_LIMIT);
@@ -458,7 +458,7 @@ mod tests {
             let m = [t, 1, 2, 3];
             assert_eq!(
                 cfg().from_client(11, client(), &m, None),
-                AgentAction::Drop("drop_agent_server_msg_from_client"),
+                AgentAction::Drop(Counter::DropAgentServerMsgFromClient),
                 "type {t}"
             );
         }
@@ -477,20 +477,20 @@ mod tests {
     #[test]
     fn malformed_unknown_iface_and_unknown_types() {
         let c = cfg();
-        assert_eq!(c.from_client(99, client(), SOLICIT, None), AgentAction::Drop("drop_agent_unknown_iface"));
-        assert_eq!(c.from_client(11, client(), &[], None), AgentAction::Drop("drop_agent_malformed"));
+        assert_eq!(c.from_client(99, client(), SOLICIT, None), AgentAction::Drop(Counter::DropAgentUnknownIface));
+        assert_eq!(c.from_client(11, client(), &[], None), AgentAction::Drop(Counter::DropAgentMalformed));
         assert_eq!(
             c.from_client(11, client(), &[msg::SOLICIT, 1, 2, 3, 0, 1, 0, 9], None),
-            AgentAction::Drop("drop_agent_malformed")
+            AgentAction::Drop(Counter::DropAgentMalformed)
         );
         assert_eq!(
             c.from_client(11, client(), &[msg::RELAY_FORW, 0, 0], None),
-            AgentAction::Drop("drop_agent_malformed")
+            AgentAction::Drop(Counter::DropAgentMalformed)
         );
         let no_relay_msg = Writer::relay(msg::RELAY_FORW, 0, Ipv6Addr::UNSPECIFIED, ip("fe80::9")).finish();
-        assert_eq!(c.from_client(11, client(), &no_relay_msg, None), AgentAction::Drop("drop_agent_malformed"));
+        assert_eq!(c.from_client(11, client(), &no_relay_msg, None), AgentAction::Drop(Counter::DropAgentMalformed));
         let unspecified = SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, 546, 0, 11);
-        assert_eq!(c.from_client(11, unspecified, SOLICIT, None), AgentAction::Drop("drop_agent_bad_source"));
+        assert_eq!(c.from_client(11, unspecified, SOLICIT, None), AgentAction::Drop(Counter::DropAgentBadSource));
         // RFC 7283: an unknown type is relayed as it is.
         let (_, payload) = sent(c.from_client(11, client(), &[200, 1, 2, 3, 0xff], None));
         let r = RelayMessage::parse(&payload).unwrap();
@@ -517,12 +517,12 @@ mod tests {
         let mut unknown = RelayLevel::new(0, ip("2001:db8:9::1"), ip("fe80::9"));
         assert_eq!(
             cfg().from_server(&relay_reply(&unknown, &reply_with(&[]))),
-            AgentAction::Drop("drop_agent_unknown_iface")
+            AgentAction::Drop(Counter::DropAgentUnknownIface)
         );
         unknown.interface_id = Some(b"nope".to_vec());
         assert_eq!(
             cfg().from_server(&relay_reply(&unknown, &reply_with(&[]))),
-            AgentAction::Drop("drop_agent_unknown_iface")
+            AgentAction::Drop(Counter::DropAgentUnknownIface)
         );
     }
 
@@ -543,26 +543,26 @@ mod tests {
     fn from_server_drops_what_is_not_a_sound_relay_reply() {
         let c = cfg();
         let level = RelayLevel::new(0, ip("2001:db8:1::1"), ip("fe80::9"));
-        assert_eq!(c.from_server(&[]), AgentAction::Drop("drop_agent_malformed"));
-        assert_eq!(c.from_server(SOLICIT), AgentAction::Drop("drop_agent_not_relay_reply"));
+        assert_eq!(c.from_server(&[]), AgentAction::Drop(Counter::DropAgentMalformed));
+        assert_eq!(c.from_server(SOLICIT), AgentAction::Drop(Counter::DropAgentNotRelayReply));
         let good = relay_reply(&level, &reply_with(&[]));
-        assert_eq!(c.from_server(&good[..good.len() - 1]), AgentAction::Drop("drop_agent_malformed"));
-        assert_eq!(c.from_server(&good[..20]), AgentAction::Drop("drop_agent_malformed"));
+        assert_eq!(c.from_server(&good[..good.len() - 1]), AgentAction::Drop(Counter::DropAgentMalformed));
+        assert_eq!(c.from_server(&good[..20]), AgentAction::Drop(Counter::DropAgentMalformed));
         let mut bad_hop = good.clone();
         bad_hop[1] = HOP_COUNT_LIMIT + 1;
-        assert_eq!(c.from_server(&bad_hop), AgentAction::Drop("drop_agent_malformed"));
+        assert_eq!(c.from_server(&bad_hop), AgentAction::Drop(Counter::DropAgentMalformed));
         let mut w = Writer::relay(msg::RELAY_REPL, 0, level.link_address, level.peer_address);
         w.option(opt::RELAY_MSG, SOLICIT);
-        assert_eq!(c.from_server(&w.finish()), AgentAction::Drop("drop_agent_client_msg_from_server"));
+        assert_eq!(c.from_server(&w.finish()), AgentAction::Drop(Counter::DropAgentClientMsgFromServer));
         let to_nowhere = RelayLevel::new(0, level.link_address, Ipv6Addr::UNSPECIFIED);
         assert_eq!(
             c.from_server(&relay_reply(&to_nowhere, &reply_with(&[]))),
-            AgentAction::Drop("drop_agent_bad_peer_address")
+            AgentAction::Drop(Counter::DropAgentBadPeerAddress)
         );
         let bad_reply = [msg::REPLY, 1, 2, 3, 0, 23, 0, 32];
         let mut w = Writer::relay(msg::RELAY_REPL, 0, level.link_address, level.peer_address);
         w.option(opt::RELAY_MSG, &bad_reply);
-        assert_eq!(c.from_server(&w.finish()), AgentAction::Drop("drop_agent_malformed"));
+        assert_eq!(c.from_server(&w.finish()), AgentAction::Drop(Counter::DropAgentMalformed));
     }
 
     fn dns_option(addrs: &[&str]) -> Vec<u8> {
@@ -640,6 +640,6 @@ mod tests {
     fn oversized_datagrams_are_dropped() {
         let mut big = vec![msg::INFORMATION_REQUEST, 1, 2, 3];
         big.extend_from_slice(&encode_option(opt::VENDOR_OPTS, &vec![0; MAX_UDP_PAYLOAD - 8 - 30]));
-        assert_eq!(cfg().from_client(11, client(), &big, Some(MAC)), AgentAction::Drop("drop_agent_too_large"));
+        assert_eq!(cfg().from_client(11, client(), &big, Some(MAC)), AgentAction::Drop(Counter::DropAgentTooLarge));
     }
 }

@@ -2,6 +2,7 @@
 //! fast path. Both apply the same rules in the same order, so that a request gets the same
 //! answer whichever path sees it.
 
+use crate::stats::Counter;
 use dhcpv6_common::wire::{msg, opt};
 
 use super::options::ConfiguredOption;
@@ -35,12 +36,12 @@ pub enum Discard {
 }
 
 impl Discard {
-    pub fn counter(&self) -> &'static str {
+    pub fn counter(&self) -> Counter {
         match self {
-            Discard::Malformed(_) => "drop_malformed",
-            Discard::IaPresent => "drop_ia_present",
-            Discard::ForeignServerId => "drop_foreign_server_id",
-            Discard::Unsupported(_) => "drop_unsupported",
+            Discard::Malformed(_) => Counter::DropMalformed,
+            Discard::IaPresent => Counter::DropIaPresent,
+            Discard::ForeignServerId => Counter::DropForeignServerId,
+            Discard::Unsupported(_) => Counter::DropUnsupported,
         }
     }
 }

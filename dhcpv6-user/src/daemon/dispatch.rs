@@ -1,6 +1,7 @@
 //! One datagram on UDP/547: parse, unwrap relays, decide (stateless or stateful), send now or
 //! once its leases are durable.
 
+use crate::stats::Counter;
 use std::net::SocketAddrV6;
 
 use dhcpv6_common::wire::msg;
@@ -20,18 +21,18 @@ impl Server {
             from.set_scope_id(ifindex);
         }
         if let Some(action) = self.relay_action(pkt, from, ifindex) {
-            self.stats.bump("received");
+            self.stats.bump(Counter::Received);
             self.relay(action).await;
             return;
         }
         let Some(&idx) = self.by_index.get(&ifindex) else {
-            self.stats.bump("ignored_other_iface");
+            self.stats.bump(Counter::IgnoredOtherIface);
             return;
         };
-        self.stats.bump("received");
+        self.stats.bump(Counter::Received);
         let unicast = !dst.is_multicast();
         let outcome = if pkt.first() == Some(&msg::RELAY_FORW) {
-            self.stats.bump("relayed");
+            self.stats.bump(Counter::Relayed);
             match relay::unwrap(pkt) {
                 Err(e) => Err(e.counter()),
                 Ok(r) => {
@@ -52,17 +53,17 @@ impl Server {
             }
         } else {
             Message::parse(pkt)
-                .map_err(|_| "drop_malformed")
+                .map_err(|_| Counter::DropMalformed)
                 .and_then(|m| self.answer(&m, idx, &from, None, unicast))
                 .and_then(|a| a.map_reply(Ok, from))
         };
         match outcome {
             Err(counter) => self.stats.bump(counter),
             Ok(Sendable::Now(reply, to)) => match self.sock.send_to(&reply, to).await {
-                Ok(_) => self.stats.bump("replied"),
+                Ok(_) => self.stats.bump(Counter::Replied),
                 Err(e) => {
                     warn!(%to, error = %e, "send failed");
-                    self.stats.bump("send_failed");
+                    self.stats.bump(Counter::SendFailed);
                 }
             },
             Ok(Sendable::Later(d)) => {
@@ -83,8 +84,8 @@ impl Server {
         from: &SocketAddrV6,
         relayed: Option<&relay::LinkSelector<'_>>,
         unicast: bool,
-    ) -> Result<Answer, &'static str> {
-        let svc = self.ifaces[idx].svc.as_ref().ok_or("ignored_iface_not_ready")?;
+    ) -> Result<Answer, Counter> {
+        let svc = self.ifaces[idx].svc.as_ref().ok_or(Counter::IgnoredIfaceNotReady)?;
         match m.msg_type() {
             msg::INFORMATION_REQUEST => information_request(m, svc).map(Answer::Now).map_err(|d| {
                 debug!(%from, reason = %d, "Information-Request discarded");
@@ -93,25 +94,25 @@ impl Server {
             msg::SOLICIT | msg::REQUEST | msg::CONFIRM | msg::RENEW | msg::REBIND | msg::RELEASE | msg::DECLINE => {
                 let Some(st) = self.stateful.as_mut() else {
                     debug!(%from, msg_type = m.msg_type(), "no stateful service configured");
-                    return Err("drop_no_stateful_service");
+                    return Err(Counter::DropNoStatefulService);
                 };
                 let arrival = &self.ifaces[idx].cfg.name;
                 let link = st.link_for(arrival, relayed);
                 let (duid, options) = (svc.duid.clone(), svc.options.clone());
                 let out = st.decide(m, link, &duid, relayed, unicast, *from.ip(), arrival, options);
                 if let Some(c) = out.discard {
-                    debug!(%from, msg_type = m.msg_type(), reason = c, "stateful message discarded");
+                    debug!(%from, msg_type = m.msg_type(), reason = c.as_str(), "stateful message discarded");
                     return Err(c);
                 }
                 if out.ops.is_empty() {
-                    return out.reply.map(Answer::Now).ok_or("drop_no_reply");
+                    return out.reply.map(Answer::Now).ok_or(Counter::DropNoReply);
                 }
                 let ticket = st.commit(out.ops);
                 Ok(Answer::Later { reply: out.reply, ticket, undo: out.undo, routes: out.routes })
             }
             t => {
                 debug!(%from, msg_type = t, "message type not served");
-                Err("drop_unsupported")
+                Err(Counter::DropUnsupported)
             }
         }
     }
@@ -138,9 +139,9 @@ enum Sendable {
 impl Answer {
     fn map_reply(
         self,
-        wrap: impl FnOnce(Vec<u8>) -> Result<Vec<u8>, &'static str>,
+        wrap: impl FnOnce(Vec<u8>) -> Result<Vec<u8>, Counter>,
         to: SocketAddrV6,
-    ) -> Result<Sendable, &'static str> {
+    ) -> Result<Sendable, Counter> {
         match self {
             Answer::Now(r) => Ok(Sendable::Now(wrap(r)?, to)),
             Answer::Later { reply, ticket, undo, routes } => {

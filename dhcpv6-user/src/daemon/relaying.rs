@@ -1,5 +1,6 @@
 //! Relay-agent mode: datagrams from clients below and servers above, relayed on.
 
+use crate::stats::Counter;
 use std::net::SocketAddrV6;
 
 use tracing::warn;
@@ -18,7 +19,7 @@ impl Server {
         }
         if agent.upstream.ifindex == ifindex {
             if !agent.accepts_server_source(ifindex, from) {
-                return Some(AgentAction::Drop("drop_agent_unexpected_server"));
+                return Some(AgentAction::Drop(Counter::DropAgentUnexpectedServer));
             }
             return Some(agent.from_server(pkt));
         }
@@ -31,19 +32,19 @@ impl Server {
             AgentAction::Send { to, payload } => {
                 for dst in to {
                     match self.sock.send_to(&payload, dst).await {
-                        Ok(_) => self.stats.bump("relayed_up"),
+                        Ok(_) => self.stats.bump(Counter::RelayedUp),
                         Err(e) => {
                             warn!(to = %dst, error = %e, "relaying upstream failed");
-                            self.stats.bump("send_failed");
+                            self.stats.bump(Counter::SendFailed);
                         }
                     }
                 }
             }
             AgentAction::SendDown { to, payload, .. } => match self.sock.send_to(&payload, to).await {
-                Ok(_) => self.stats.bump("relayed_down"),
+                Ok(_) => self.stats.bump(Counter::RelayedDown),
                 Err(e) => {
                     warn!(%to, error = %e, "relaying downstream failed");
-                    self.stats.bump("send_failed");
+                    self.stats.bump(Counter::SendFailed);
                 }
             },
         }

@@ -161,7 +161,7 @@ fn decide(f: &[u8], iface: Option<&ModelIface>) -> Result<Outcome, Outcome> {
     });
     let (reply, oro_codes) = match reply {
         Ok(r) => r,
-        Err(d) => return Err(Outcome::Drop(d.counter())),
+        Err(d) => return Err(Outcome::Drop(d.counter().as_str())),
     };
     if oro_codes > MAX_ORO_CODES {
         return Err(Outcome::Pass("pass_limits"));

@@ -1,5 +1,6 @@
 //! What the daemon tells the engine about a message, and what the engine answers.
 
+use crate::stats::Counter;
 use std::net::Ipv6Addr;
 
 use crate::leases::{LeaseKey, LeaseOp};
@@ -79,12 +80,12 @@ pub struct Outcome {
     pub ops: Vec<LeaseOp>,
     pub routes: Vec<RouteChange>,
     /// The counter to bump when there is no reply.
-    pub discard: Option<&'static str>,
+    pub discard: Option<Counter>,
     pub undo: Undo,
 }
 
 impl Outcome {
-    pub(crate) fn dropped(counter: &'static str) -> Self {
+    pub(crate) fn dropped(counter: Counter) -> Self {
         Self { discard: Some(counter), ..Self::default() }
     }
 }

@@ -1,6 +1,7 @@
 //! The stateful decision engine: one message in, one `Outcome` out. Synchronous and free of
 //! I/O; the daemon owns sockets, the lease store and the routing table.
 
+use crate::stats::Counter;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::Ipv6Addr;
 
@@ -166,29 +167,29 @@ impl Engine {
     /// stateless path answers; not relay messages, which the daemon unwraps first).
     pub fn handle(&mut self, req: &Message<'_>, ctx: &ClientContext, now: u64) -> Outcome {
         let Some(&link) = self.by_name.get(&ctx.link) else {
-            return Outcome::dropped("drop_unknown_link");
+            return Outcome::dropped(Counter::DropUnknownLink);
         };
         let t = req.msg_type();
         let rule = match t {
             msg::SOLICIT | msg::REBIND | msg::CONFIRM => ServerIdRule::Forbidden,
             msg::REQUEST | msg::RENEW | msg::RELEASE | msg::DECLINE => ServerIdRule::Required,
-            _ => return Outcome::dropped("drop_unsupported"),
+            _ => return Outcome::dropped(Counter::DropUnsupported),
         };
         let (Ok(cid), Ok(sid), Ok(requested), Ok(ias)) =
             (req.client_id(), req.server_id(), req.requested_options(), ia::parse(req))
         else {
-            return Outcome::dropped("drop_malformed");
+            return Outcome::dropped(Counter::DropMalformed);
         };
         // RFC 9915 section 16: every one of these carries the client's DUID; the ones sent
         // to one server name it, the others must not.
         let Some(cid) = cid else {
-            return Outcome::dropped("drop_no_client_id");
+            return Outcome::dropped(Counter::DropNoClientId);
         };
         match (rule, sid) {
-            (ServerIdRule::Forbidden, Some(_)) => return Outcome::dropped("drop_unexpected_server_id"),
-            (ServerIdRule::Required, None) => return Outcome::dropped("drop_missing_server_id"),
+            (ServerIdRule::Forbidden, Some(_)) => return Outcome::dropped(Counter::DropUnexpectedServerId),
+            (ServerIdRule::Required, None) => return Outcome::dropped(Counter::DropMissingServerId),
             (ServerIdRule::Required, Some(s)) if s != ctx.server_duid.as_bytes() => {
-                return Outcome::dropped("drop_foreign_server_id")
+                return Outcome::dropped(Counter::DropForeignServerId)
             }
             _ => {}
         }
@@ -199,7 +200,7 @@ impl Engine {
                     w.status(status::USE_MULTICAST, "use multicast");
                     Outcome { reply: Some(w.finish()), ..Outcome::default() }
                 }
-                _ => Outcome::dropped("drop_unicast"),
+                _ => Outcome::dropped(Counter::DropUnicast),
             };
         }
         let c = Client { duid: cid, link, relay: ctx.relay.as_ref(), peer: ctx.peer, arrival: &ctx.arrival, now };
@@ -213,8 +214,8 @@ impl Engine {
         };
         let discard = match (&reply, t) {
             (Some(_), _) => None,
-            (None, msg::REBIND) => Some("drop_rebind_nothing_to_say"),
-            (None, _) => Some("drop_confirm_undecidable"),
+            (None, msg::REBIND) => Some(Counter::DropRebindNothingToSay),
+            (None, _) => Some(Counter::DropConfirmUndecidable),
         };
         Outcome { reply, ops: txn.ops, routes: txn.routes, discard, undo: Undo(txn.undo) }
     }

@@ -1,5 +1,6 @@
 //! Engine tests: messages in, decoded replies and lease ops out.
 
+use crate::stats::Counter;
 use std::collections::HashSet;
 use std::net::Ipv6Addr;
 
@@ -436,7 +437,7 @@ fn rebind_extends_unknown_but_appropriate_bindings_and_drops_when_silent() {
     // Nothing named and no binding: nothing to say, dropped.
     let (r, out) = run(&mut e, &store, &Msg::new(msg::REBIND).cid(&client(3)).na(1, &[]), &ctx(), NOW);
     assert!(r.is_none());
-    assert_eq!(out.discard, Some("drop_rebind_nothing_to_say"));
+    assert_eq!(out.discard, Some(Counter::DropRebindNothingToSay));
     // A known binding is extended like a Renew.
     let r = reply(&mut e, &store, &Msg::new(msg::REBIND).cid(&client(1)).na(1, &["2001:db8:1::123"]));
     assert_eq!(r.ias[0].leases, vec![(a("2001:db8:1::123"), 128, 3600, 7200)]);
@@ -518,30 +519,30 @@ fn server_and_client_identifier_rules() {
     let mut e = engine(vec![link()]);
     let c = ctx();
     let drop = |e: &mut Engine, m: Msg| e.handle(&Message::parse(&m.0).unwrap(), &c, NOW).discard;
-    assert_eq!(drop(&mut e, solicit(1).sid().na(1, &[])), Some("drop_unexpected_server_id"));
+    assert_eq!(drop(&mut e, solicit(1).sid().na(1, &[])), Some(Counter::DropUnexpectedServerId));
     assert_eq!(
         drop(&mut e, Msg::new(msg::REBIND).cid(&client(1)).sid().na(1, &["2001:db8:1::100"])),
-        Some("drop_unexpected_server_id")
+        Some(Counter::DropUnexpectedServerId)
     );
     assert_eq!(
         drop(&mut e, Msg::new(msg::CONFIRM).cid(&client(1)).sid().na(1, &["2001:db8:1::100"])),
-        Some("drop_unexpected_server_id")
+        Some(Counter::DropUnexpectedServerId)
     );
     for t in [msg::REQUEST, msg::RENEW, msg::RELEASE, msg::DECLINE] {
-        assert_eq!(drop(&mut e, Msg::new(t).cid(&client(1)).na(1, &[])), Some("drop_missing_server_id"));
+        assert_eq!(drop(&mut e, Msg::new(t).cid(&client(1)).na(1, &[])), Some(Counter::DropMissingServerId));
         let foreign = Msg::new(t).cid(&client(1)).opt(opt::SERVERID, &client(99)).na(1, &[]);
-        assert_eq!(drop(&mut e, foreign), Some("drop_foreign_server_id"));
+        assert_eq!(drop(&mut e, foreign), Some(Counter::DropForeignServerId));
     }
-    assert_eq!(drop(&mut e, Msg::new(msg::SOLICIT).na(1, &[])), Some("drop_no_client_id"));
-    assert_eq!(drop(&mut e, Msg::new(msg::INFORMATION_REQUEST).cid(&client(1))), Some("drop_unsupported"));
-    assert_eq!(drop(&mut e, Msg::new(msg::ADVERTISE).cid(&client(1))), Some("drop_unsupported"));
-    assert_eq!(drop(&mut e, solicit(1).opt(opt::IA_NA, &[0, 0, 0, 1, 0, 0])), Some("drop_malformed"));
-    assert_eq!(drop(&mut e, solicit(1).cid(&client(2))), Some("drop_malformed"), "two client ids");
+    assert_eq!(drop(&mut e, Msg::new(msg::SOLICIT).na(1, &[])), Some(Counter::DropNoClientId));
+    assert_eq!(drop(&mut e, Msg::new(msg::INFORMATION_REQUEST).cid(&client(1))), Some(Counter::DropUnsupported));
+    assert_eq!(drop(&mut e, Msg::new(msg::ADVERTISE).cid(&client(1))), Some(Counter::DropUnsupported));
+    assert_eq!(drop(&mut e, solicit(1).opt(opt::IA_NA, &[0, 0, 0, 1, 0, 0])), Some(Counter::DropMalformed));
+    assert_eq!(drop(&mut e, solicit(1).cid(&client(2))), Some(Counter::DropMalformed), "two client ids");
     let mut other = ctx();
     other.link = "eth9".into();
     assert_eq!(
         e.handle(&Message::parse(&solicit(1).na(1, &[]).0).unwrap(), &other, NOW).discard,
-        Some("drop_unknown_link")
+        Some(Counter::DropUnknownLink)
     );
     assert_eq!(e.lease_count(), 0);
 }
@@ -563,7 +564,7 @@ fn unicast_is_served_unless_the_link_rejects_it() {
     assert!(out.ops.is_empty());
     let (r, out) = run(&mut e, &store, &solicit(1).na(1, &[]), &c, NOW);
     assert!(r.is_none());
-    assert_eq!(out.discard, Some("drop_unicast"));
+    assert_eq!(out.discard, Some(Counter::DropUnicast));
 }
 
 #[test]
