@@ -29,6 +29,7 @@ const TOOLS: &[(&str, &str)] = &[
     ("dhcrelay", "isc-dhcp-relay"),
     ("bpftool", "bpftool"),
     ("ping", "iputils-ping"),
+    ("systemd-analyze", "systemd"),
 ];
 
 pub struct TestOptions {
