@@ -64,8 +64,8 @@ pub(crate) struct Interface {
     pub reservation: Vec<Reservation>,
 }
 
-/// `[[link]]`: the pools of a link behind relays. Per-link options (DNS, domains, ...) go
-/// here as fields of their own, with an `options()` view like `Interface::options`.
+/// `[[link]]`: the pools of a link behind relays. The same keys as `Interface` but the
+/// options: once links take options (DNS, domains, ...) the two are one struct.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Link {

@@ -56,7 +56,7 @@ pub enum ConfigError {
     #[error("{path}: {source}")]
     Read { path: PathBuf, source: std::io::Error },
     /// Something in the file, at `line` (1-based).
-    #[error("{}:{line}: {reason}", path.display())]
+    #[error("{path}:{line}: {reason}")]
     Invalid { path: PathBuf, line: usize, reason: Reason },
     /// A command-line value (`flag` names it, with the value when that helps).
     #[error("{flag}: {reason}")]
@@ -204,7 +204,7 @@ impl ConfigFile {
 pub fn load(file: Option<&Path>, flags: &Overrides, resolv_conf: &Path) -> Result<Config, ConfigError> {
     let file = match file {
         Some(p) => read(p)?,
-        None => ConfigFile::default(),
+        None => ConfigFile { path: "<command line>".into(), ..ConfigFile::default() },
     };
     file.merge(flags, &resolv::read(resolv_conf))
 }
