@@ -10,8 +10,8 @@ use toml::Spanned;
 
 use crate::{
     server::stateful::{
-        check_links, AddrRange, Item, LifetimeField, Lifetimes, LinkPools, PrefixPool, Refusal, Reservation,
-        ReservationPart,
+        check_links, AddrRange, ConfigError as LinksError, Item, LifetimeField, Lifetimes, LinkPools, PrefixPool,
+        Refusal, Reservation, ReservationPart,
     },
     wire::Duid,
 };
@@ -164,11 +164,8 @@ fn link_pools(p: &file::Pools<'_>, src: &Source<'_>) -> Result<(LinkPools, LinkL
     let defaults = Lifetimes::default();
     l.lifetimes = Lifetimes::checked(preferred.unwrap_or(defaults.preferred), valid.unwrap_or(defaults.valid), t1, t2)
         .map_err(|reason| {
-            let line = lines.line(Item::Lifetimes(reason));
-            src.invalid_at_line(
-                line,
-                crate::server::stateful::ConfigError::Lifetimes { link: name.clone(), reason }.into(),
-            )
+            let refused = LinksError::Lifetimes { link: name.clone(), reason };
+            src.invalid_at_line(lines.line(Item::Lifetimes(reason)), refused.into())
         })?;
     l.rapid_commit = p.rapid_commit.unwrap_or(false);
     for r in p.reservation {
@@ -180,10 +177,7 @@ fn link_pools(p: &file::Pools<'_>, src: &Source<'_>) -> Result<(LinkPools, LinkL
 }
 
 fn reservation(r: &file::Reservation, src: &Source<'_>) -> Result<(Reservation, ReservationLines), ConfigError> {
-    let duid = match &r.duid {
-        Some(d) => Some(Duid::new(&hex(d, "duid", src)?).map_err(|e| src.invalid(d.span().start, Reason::Duid(e)))?),
-        None => None,
-    };
+    let duid = r.duid.as_ref().map(|d| duid(d, src)).transpose()?;
     let prefix = r.prefix.as_ref().map(|s| prefix(s, src)).transpose()?;
     let starts = [
         r.duid.as_ref().map(|s| s.span().start),
@@ -216,6 +210,11 @@ fn reservation(r: &file::Reservation, src: &Source<'_>) -> Result<(Reservation, 
             .transpose()?,
     };
     Ok((reservation, lines))
+}
+
+/// A DUID in hex (a reservation's; a `server_duid` would be read the same way).
+fn duid(s: &Spanned<String>, src: &Source<'_>) -> Result<Duid, ConfigError> {
+    Duid::new(&hex(s, "duid", src)?).map_err(|e| src.invalid(s.span().start, Reason::Duid(e)))
 }
 
 /// `ADDR/LEN`; whether it fits the link's pools is `check_links`'s business.
