@@ -96,7 +96,7 @@ impl Server {
                     debug!(%from, msg_type = m.msg_type(), "no stateful service configured");
                     return Err(Counter::DropNoStatefulService);
                 };
-                let arrival = &self.ifaces[idx].cfg.name;
+                let arrival = self.ifaces[idx].cfg.name();
                 let link = st.link_for(arrival, relayed);
                 let (duid, options) = (svc.duid.clone(), svc.options.clone());
                 let out = st.decide(m, link, &duid, relayed, unicast, *from.ip(), arrival, options);
