@@ -109,7 +109,7 @@ fn crafted_relay_forward_is_answered_and_bombs_are_dropped() {
     for _ in 0..10 {
         let mut w = dhcpv6::wire::Writer::relay(12, 0, std::net::Ipv6Addr::UNSPECIFIED, peer);
         w.option(9, &bomb);
-        bomb = w.finish();
+        bomb = w.finish().unwrap();
     }
     assert_eq!(lab.exchange_from(547, &bomb, Duration::from_secs(2)), None);
     testbed::wait_for(Duration::from_secs(3), || {
