@@ -517,7 +517,7 @@ mod tests {
             m.extend_from_slice(&[msg::RELAY_FORW, 0]);
             m.extend_from_slice(&[0; 32]);
             m.extend_from_slice(&opt::RELAY_MSG.to_be_bytes());
-            m.extend_from_slice(&(carried.min(usize::from(u16::MAX)) as u16).to_be_bytes());
+            m.extend_from_slice(&u16::try_from(carried).unwrap_or(u16::MAX).to_be_bytes());
         }
         m.extend_from_slice(SOLICIT);
         m
