@@ -117,9 +117,13 @@ pub fn mismatch(dir: &Path, defs: &[MapDef]) -> Option<String> {
 }
 
 /// Detaches the link pinned at `path` from its interface now, also while another process
-/// (a running daemon) holds it open, and removes the pin.
+/// (a running daemon) holds it open, and removes the pin. No pin there is no error.
 pub fn detach_link(path: &Path) -> Result<()> {
-    let fd = obj_get(path).with_context(|| format!("opening {}", path.display()))?;
+    let fd = match obj_get(path) {
+        Ok(fd) => fd,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("opening {}", path.display())),
+    };
     match link_detach(fd.as_fd()) {
         // A link whose interface went away is already defunct.
         Ok(()) => {}
