@@ -53,8 +53,6 @@ pub struct Dataplane {
     ebpf: Ebpf,
     pin_dir: PathBuf,
     links: HashMap<String, Attached>,
-    /// The maps were adopted from a previous daemon (same layout), not created.
-    adopted: bool,
     _logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
 }
 
@@ -147,12 +145,7 @@ impl Dataplane {
             // Last: a daemon that dies before this line leaves a layout that does not match.
             pins::write_layout(pin_dir, layout)?;
         }
-        Ok(Self { ebpf, pin_dir: pin_dir.to_path_buf(), links: HashMap::new(), adopted: adopt, _logger: logger })
-    }
-
-    /// The maps came from a previous daemon (same layout) rather than being created.
-    pub fn adopted(&self) -> bool {
-        self.adopted
+        Ok(Self { ebpf, pin_dir: pin_dir.to_path_buf(), links: HashMap::new(), _logger: logger })
     }
 
     /// Hands the program's log lines (when `--bpf-log` is on) to the daemon's logger.
