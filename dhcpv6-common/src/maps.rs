@@ -17,6 +17,13 @@ pub const MAP_CLIENT_MACS: &str = "DHCPV6_CLIENT_MACS";
 pub const MAX_CLIENT_MACS: u32 = 65536;
 pub const PROGRAM_NAME: &str = "dhcpv6_xdp";
 
+/// Version of the meaning of the pinned maps' keys and values. A starting daemon adopts the
+/// maps a previous one pinned (keeping counters and reply data) only when this and every
+/// `DHCPV6_*` map's type, key size, value size, capacity and flags are the same; otherwise it
+/// creates fresh maps and swaps the program over to them. Sizes are checked by themselves:
+/// bump this when a field changes meaning, order or type without changing a size.
+pub const MAPS_LAYOUT_VERSION: u32 = 1;
+
 /// Interfaces the fast path can serve at once.
 pub const MAX_IFACES: u32 = 4096;
 

@@ -9,6 +9,7 @@ pub mod dataplane;
 pub mod fastpath;
 pub mod metrics;
 pub mod netlink;
+pub mod pins;
 pub mod routes;
 pub mod socket;
 pub mod stateful_service;

@@ -111,10 +111,10 @@ pub async fn run(opts: Options) -> Result<()> {
         };
         tokio::spawn(crate::metrics::serve(listener, sources));
     }
-    // Whatever happens from here on, the pins and attachments go with the daemon.
-    let result = s.start_and_serve().await;
-    let stop = s.dp.shutdown();
-    result.and(stop)
+    // However the daemon ends (error, signal, crash), the program stays attached through its
+    // pinned links and answers from the last reply data; the next daemon adopts it, and only
+    // `dhcpv6d detach` removes it.
+    s.start_and_serve().await
 }
 
 impl Server {
@@ -134,6 +134,7 @@ impl Server {
 
     async fn serve(&mut self) -> Result<()> {
         self.sync().await?;
+        self.remove_stale()?;
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
         let mut hup = signal(SignalKind::hangup())?;
@@ -146,8 +147,8 @@ impl Server {
         let mut buf = vec![0u8; 65536];
         loop {
             tokio::select! {
-                _ = term.recv() => { info!("SIGTERM: stopping"); break; }
-                _ = int.recv() => { info!("SIGINT: stopping"); break; }
+                _ = term.recv() => { info!("SIGTERM: stopping; XDP stays attached (dhcpv6d detach removes it)"); break; }
+                _ = int.recv() => { info!("SIGINT: stopping; XDP stays attached (dhcpv6d detach removes it)"); break; }
                 _ = hup.recv() => self.reload().await,
                 Some(()) = changes.recv() => {
                     if let Err(e) = self.sync().await {
