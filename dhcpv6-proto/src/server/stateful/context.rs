@@ -3,8 +3,9 @@
 use crate::stats::Counter;
 use std::net::Ipv6Addr;
 
-use crate::leases::{LeaseKey, LeaseOp};
+use crate::leases::{LeaseKey, LeaseOp, LeaseState};
 use crate::server::options::ConfiguredOption;
+use crate::stats::LeaseEvent;
 use crate::wire::Duid;
 
 /// Options a relay added about the client (from the innermost Relay-Forward), used to
@@ -56,6 +57,18 @@ pub struct Undo(pub(crate) Vec<UndoEntry>);
 impl Undo {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    /// What the decision did to the lease population, one event per lease it changed (for
+    /// the metrics, once its commit is durable).
+    pub fn lease_events(&self) -> impl Iterator<Item = LeaseEvent> + '_ {
+        self.0.iter().filter_map(|e| match (&e.before, &e.after) {
+            (_, Some(a)) if a.state == LeaseState::Declined => Some(LeaseEvent::Declined),
+            (None, Some(_)) => Some(LeaseEvent::Granted),
+            (Some(_), Some(_)) => Some(LeaseEvent::Renewed),
+            (Some(_), None) => Some(LeaseEvent::Released),
+            (None, None) => None,
+        })
     }
 }
 

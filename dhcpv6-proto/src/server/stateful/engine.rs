@@ -7,7 +7,7 @@ use std::net::Ipv6Addr;
 
 use dhcpv6_common::wire::{msg, opt, status};
 
-use crate::leases::{Lease, LeaseKind, LeaseOp, LeaseState};
+use crate::leases::{Lease, LeaseKey, LeaseKind, LeaseOp, LeaseState};
 use crate::wire::{Message, WireError, Writer};
 
 use super::config::{self, ConfigError, LinkPools};
@@ -148,6 +148,23 @@ impl Engine {
     /// Undoes the in-memory effect of an `Outcome` whose ops failed to commit.
     pub fn rollback(&mut self, undo: Undo) {
         self.state.rollback(undo);
+    }
+
+    /// Ends the binding of `key` on an operator's word, as if its client had released it:
+    /// memory forgets it at once, and the `Outcome` carries the `Remove` to commit, the
+    /// route to take away for a prefix and the undo for a failed commit (no reply: the
+    /// client is not told, and learns at its next Renew). `None` when nothing holds `key`.
+    pub fn release_lease(&mut self, key: &LeaseKey) -> Option<(Lease, Outcome)> {
+        let lease = self.state.leases.get(key)?.clone();
+        let mut txn = Txn::default();
+        if lease.state == LeaseState::Declined {
+            // A declined address has no route and no client to revoke it from.
+            self.state.apply(&mut txn, LeaseOp::remove(*key));
+        } else {
+            let _ = self.revoke(&lease, Some(&mut txn));
+        }
+        let outcome = Outcome { reply: None, ops: txn.ops, routes: txn.routes, discard: None, undo: Undo(txn.undo) };
+        Some((lease, outcome))
     }
 
     /// Drops leases whose valid lifetime ended (bound ones and declined ones whose hold is

@@ -732,3 +732,36 @@ fn a_reply_too_long_for_a_datagram_is_dropped_and_its_lease_undone() {
     let store = MemoryStore::new();
     assert_eq!(addr_of(&reply(&mut e, &store, &request(2).na(1, &[]))), a("2001:db8:1::100"));
 }
+
+#[test]
+fn an_operator_release_frees_the_lease_and_its_route_and_rolls_back() {
+    let mut e = engine(vec![link()]);
+    let store = MemoryStore::new();
+    let (_, out) = run(&mut e, &store, &request(1).na(1, &[]).pd(2, &[]), &ctx(), NOW);
+    let events: Vec<_> = out.undo.lease_events().collect();
+    assert_eq!(events, vec![crate::stats::LeaseEvent::Granted; 2]);
+    let leases: Vec<Lease> = e.leases().cloned().collect();
+    let na = leases.iter().find(|l| l.kind == LeaseKind::Address).unwrap().clone();
+    let pd = leases.iter().find(|l| l.kind == LeaseKind::Prefix).unwrap().clone();
+
+    // A failed commit puts it back.
+    let (released, out) = e.release_lease(&na.key()).unwrap();
+    assert_eq!(released, na);
+    assert_eq!(out.ops, vec![LeaseOp::remove(na.key())]);
+    assert!(out.routes.is_empty() && out.reply.is_none() && out.discard.is_none());
+    assert_eq!(e.lease_count(), 1);
+    e.rollback(out.undo);
+    assert_eq!(e.lease_count(), 2);
+
+    let (_, out) = e.release_lease(&pd.key()).unwrap();
+    assert_eq!(out.ops, vec![LeaseOp::remove(pd.key())]);
+    assert_eq!(out.routes, vec![RouteChange::Remove { prefix: pd.addr, len: pd.prefix_len, link: pd.iface.clone() }]);
+    assert_eq!(out.undo.lease_events().collect::<Vec<_>>(), vec![crate::stats::LeaseEvent::Released]);
+    assert!(e.release_lease(&pd.key()).is_none(), "nothing holds it any more");
+
+    // Freed: another client's Request can be given the prefix again.
+    store.commit(out.ops).wait_blocking().unwrap();
+    let rep = reply(&mut e, &store, &request(2).pd(7, &[(&pd.addr.to_string(), pd.prefix_len)]));
+    let got = rep.ias.iter().find(|i| i.code == opt::IA_PD).unwrap();
+    assert_eq!(got.leases[0].0, pd.addr, "{rep:?}");
+}
