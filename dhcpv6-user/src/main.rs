@@ -1,6 +1,6 @@
 //! dhcpv6d: XDP-accelerated DHCPv6 server.
 
-use std::{net::Ipv6Addr, path::PathBuf};
+use std::{net::Ipv6Addr, path::PathBuf, process::ExitCode};
 
 use anyhow::{anyhow, Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -12,6 +12,8 @@ use dhcpv6::{
 };
 
 const DEFAULT_STATE_DIR: &str = "/run/dhcpv6d";
+/// `--control-socket`'s default, in the default state folder.
+const DEFAULT_CONTROL_SOCKET: &str = "/run/dhcpv6d/control.sock";
 
 #[derive(Parser)]
 #[command(
@@ -80,9 +82,12 @@ struct RunArgs {
     /// bpffs folder for the pinned maps and links.
     #[arg(long, value_name = "DIR", default_value = DEFAULT_PIN_DIR)]
     pin_dir: PathBuf,
-    /// Folder for the daemon's state (userspace counters).
+    /// Folder for the daemon's state (userspace counters, the control socket).
     #[arg(long, value_name = "DIR", default_value = DEFAULT_STATE_DIR)]
     state_dir: PathBuf,
+    /// The control socket for `dhcpv6d ctl` (mode 0600, root only) [default: STATE_DIR/control.sock].
+    #[arg(long, value_name = "PATH")]
+    control_socket: Option<PathBuf>,
     /// Let the XDP program log (aya-log) into the daemon's log.
     #[arg(long)]
     bpf_log: bool,
@@ -111,6 +116,13 @@ enum Cmd {
         #[arg(long, value_name = "PATH", default_value = "/var/lib/dhcpv6d/leases.db")]
         lease_db: PathBuf,
     },
+    /// Ask the running daemon over its control socket.
+    Ctl {
+        #[arg(long, value_name = "PATH", default_value = DEFAULT_CONTROL_SOCKET)]
+        socket: PathBuf,
+        #[command(subcommand)]
+        cmd: CtlCmd,
+    },
     /// Attach a plain XDP_PASS program to IF and pin its link at PATH (for test set-ups:
     /// veth delivers XDP_TX frames only to a peer with an XDP program).
     #[command(hide = true)]
@@ -125,7 +137,48 @@ enum Cmd {
     },
 }
 
-fn main() -> Result<()> {
+#[derive(Subcommand)]
+enum CtlCmd {
+    /// Version, uptime, served interfaces, whether XDP is attached, lease count.
+    Status,
+    /// The leases in the daemon's lease store, optionally filtered (all filters hold).
+    Leases {
+        /// Only this client's (DUID in hex, colons allowed).
+        #[arg(long, value_name = "HEX")]
+        duid: Option<dhcpv6::control_proto::HexBytes>,
+        /// Only on this link (interface name, `[[link]]` name, or `default`).
+        #[arg(long, value_name = "LINK")]
+        link: Option<String>,
+        /// Only the lease of this address, or the delegated prefix that holds it.
+        #[arg(long, value_name = "ADDR")]
+        address: Option<Ipv6Addr>,
+        /// A JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Free an address or a delegated prefix (and remove its route); its client is not told.
+    Release {
+        /// ADDRESS, or PREFIX/LEN.
+        #[arg(value_name = "ADDRESS|PREFIX")]
+        target: dhcpv6::control_proto::ReleaseTarget,
+    },
+    /// Re-read the configuration file, as SIGHUP does. A refused file exits non-zero with
+    /// file, line and reason, and the configuration in force stays.
+    Reload,
+    /// Parse and validate FILE without applying it (by the daemon, with its command line,
+    /// when one runs; else the file alone).
+    ConfigCheck {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// The XDP and userspace counters, messages by type and outcome, lease events, commit latency.
+    Stats {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> Result<ExitCode> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -136,11 +189,12 @@ fn main() -> Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
-    match cli.cmd {
+    let done = match cli.cmd {
         Some(Cmd::Stats { pin_dir, state_dir }) => stats(&pin_dir, &state_dir),
         Some(Cmd::AttachAux { iface, pin, .. }) => attach_aux(&iface, &pin),
         Some(Cmd::Leases { lease_db }) => leases(&lease_db),
         Some(Cmd::Detach { pin_dir }) => detach(&pin_dir),
+        Some(Cmd::Ctl { socket, cmd }) => return dhcpv6::ctl::run(&socket, ctl_command(cmd)),
         None => {
             let r = cli.run;
             let opts = Options {
@@ -160,6 +214,7 @@ fn main() -> Result<()> {
                 lease_db: r.lease_db,
                 routes: !r.no_routes,
                 metrics: r.metrics,
+                control_socket: r.control_socket.unwrap_or_else(|| r.state_dir.join("control.sock")),
                 fast_path: !r.no_fast_path,
                 xdp_mode: r.xdp_mode,
                 pin_dir: r.pin_dir,
@@ -170,6 +225,21 @@ fn main() -> Result<()> {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             rt.block_on(daemon::run(opts))
         }
+    };
+    done.map(|()| ExitCode::SUCCESS)
+}
+
+fn ctl_command(c: CtlCmd) -> dhcpv6::ctl::Command {
+    use dhcpv6::{control_proto::LeaseFilter, ctl::Command};
+    match c {
+        CtlCmd::Status => Command::Status,
+        CtlCmd::Leases { duid, link, address, json } => {
+            Command::Leases { filter: LeaseFilter { duid, link, address }, json }
+        }
+        CtlCmd::Release { target } => Command::Release { target },
+        CtlCmd::Reload => Command::Reload,
+        CtlCmd::ConfigCheck { file } => Command::ConfigCheck { file },
+        CtlCmd::Stats { json } => Command::Stats { json },
     }
 }
 

@@ -1,8 +1,8 @@
 //! The daemon's side of stateful service: the engine's decisions made durable before the
 //! client hears of them, and routes for what was delegated.
 
-use crate::stats::Counter;
-use std::{net::Ipv6Addr, net::SocketAddrV6, sync::Arc};
+use crate::stats::{Counter, LeaseEvent, MessageOutcome};
+use std::{net::Ipv6Addr, net::SocketAddrV6, sync::Arc, time::Instant};
 
 use anyhow::{Context, Result};
 use tokio::sync::mpsc;
@@ -10,7 +10,7 @@ use tracing::{info, warn};
 
 use crate::{
     config::DEFAULT_LINK,
-    leases::{unix_now, CommitTicket, LeaseOp, LeaseStore, SqliteStore},
+    leases::{unix_now, CommitTicket, Lease, LeaseOp, LeaseStore, SqliteStore},
     routes::Routes,
     server::{
         relay::LinkSelector,
@@ -40,6 +40,8 @@ pub struct Deferred {
     pub routes: Vec<RouteChange>,
     /// The interface routes to delegated prefixes go out of.
     pub route_ifindex: u32,
+    /// The client message's type, for the per-type metrics.
+    pub msg_type: u8,
 }
 
 impl Stateful {
@@ -182,20 +184,31 @@ impl Stateful {
         let routes = self.routes.clone();
         let undo_tx = self.undo_tx.clone();
         tokio::spawn(async move {
-            if let Err(e) = d.ticket.wait().await {
+            let events: Vec<LeaseEvent> = d.undo.lease_events().collect();
+            let started = Instant::now();
+            let committed = d.ticket.wait().await;
+            stats.commit_latency.observe(started.elapsed());
+            if let Err(e) = committed {
                 warn!(error = %e, "lease commit failed; no reply sent");
                 stats.bump(Counter::DropCommitFailed);
+                stats.message(d.msg_type, MessageOutcome::Failed);
                 let _ = undo_tx.send(d.undo);
                 return;
             }
-            if let Some((bytes, to)) = d.reply {
-                match sock.send_to(&bytes, to).await {
-                    Ok(_) => stats.bump(Counter::Replied),
+            events.into_iter().for_each(|e| stats.lease_event(e, 1));
+            match d.reply {
+                Some((bytes, to)) => match sock.send_to(&bytes, to).await {
+                    Ok(_) => {
+                        stats.bump(Counter::Replied);
+                        stats.message(d.msg_type, MessageOutcome::Replied);
+                    }
                     Err(e) => {
                         warn!(%to, error = %e, "send failed");
                         stats.bump(Counter::SendFailed);
+                        stats.message(d.msg_type, MessageOutcome::Failed);
                     }
-                }
+                },
+                None => stats.message(d.msg_type, MessageOutcome::Dropped),
             }
             if let Some(r) = routes {
                 apply_routes(&r, &d.routes, d.route_ifindex, &stats).await;
@@ -210,7 +223,11 @@ impl Stateful {
             return;
         }
         info!(leases = expired.leases.len(), "leases expired");
-        if let Err(e) = self.store.commit(expired.ops).wait().await {
+        stats.lease_event(LeaseEvent::Expired, expired.leases.len() as u64);
+        let started = Instant::now();
+        let committed = self.store.commit(expired.ops).wait().await;
+        stats.commit_latency.observe(started.elapsed());
+        if let Err(e) = committed {
             warn!(error = %e, "recording expired leases failed; retrying at the next sweep");
         }
         if let Some(r) = &self.routes {
@@ -225,6 +242,39 @@ impl Stateful {
     /// (link, pool, used, size) per pool, for the metrics.
     pub fn pool_usage(&self) -> Vec<(String, String, u64, u128)> {
         self.engine.pool_usage().into_iter().map(|p| (p.link, p.pool, p.used, p.size)).collect()
+    }
+}
+
+// For `dhcpv6d ctl` (daemon/control.rs): the store to list leases from, and an operator's
+// release. Self-contained, to move with the rest of this file.
+impl Stateful {
+    /// The lease store, for reading what is durable (`ctl leases`) off the server loop.
+    pub fn lease_store(&self) -> Arc<dyn LeaseStore> {
+        self.store.clone()
+    }
+
+    /// Ends the first lease `names` picks, as its client's Release would: the engine forgets
+    /// it, the store's commit removes it (on failure the engine takes it back), and its route
+    /// goes. The client is not told; its next Renew gets NoBinding. `Ok(None)`: no lease.
+    pub async fn release(&mut self, names: impl Fn(&Lease) -> bool, stats: &UserStats) -> Result<Option<Lease>> {
+        let Some(key) = self.engine.leases().find(|l| names(l)).map(Lease::key) else {
+            return Ok(None);
+        };
+        let Some((lease, out)) = self.engine.release_lease(&key) else {
+            return Ok(None);
+        };
+        let started = Instant::now();
+        let committed = self.store.commit(out.ops).wait().await;
+        stats.commit_latency.observe(started.elapsed());
+        if let Err(e) = committed {
+            self.engine.rollback(out.undo);
+            return Err(e).context("removing the lease from the store");
+        }
+        stats.lease_event(LeaseEvent::OperatorReleased, 1);
+        if let Some(r) = &self.routes {
+            apply_routes(r, &out.routes, 0, stats).await;
+        }
+        Ok(Some(lease))
     }
 }
 

@@ -1,7 +1,7 @@
 //! One datagram on UDP/547: parse, unwrap relays, decide (stateless or stateful), send now or
 //! once its leases are durable.
 
-use crate::stats::Counter;
+use crate::stats::{Counter, MessageOutcome};
 use std::net::SocketAddrV6;
 
 use dhcpv6_common::wire::msg;
@@ -30,12 +30,15 @@ impl Server {
             return;
         };
         self.stats.bump(Counter::Received);
+        // Relayed: the client's message inside, once unwrapped.
+        let mut msg_type = pkt.first().copied().unwrap_or(0);
         let unicast = !dst.is_multicast();
         let outcome = if pkt.first() == Some(&msg::RELAY_FORW) {
             self.stats.bump(Counter::Relayed);
             match relay::unwrap(pkt) {
                 Err(e) => Err(e.counter()),
                 Ok(r) => {
+                    msg_type = r.message().msg_type();
                     let sel = r.link_selector();
                     debug!(
                         %from,
@@ -58,17 +61,24 @@ impl Server {
                 .and_then(|a| a.map_reply(Ok, from))
         };
         match outcome {
-            Err(counter) => self.stats.bump(counter),
+            Err(counter) => {
+                self.stats.bump(counter);
+                self.stats.message(msg_type, MessageOutcome::Dropped);
+            }
             Ok(Sendable::Now(reply, to)) => match self.sock.send_to(&reply, to).await {
-                Ok(_) => self.stats.bump(Counter::Replied),
+                Ok(_) => {
+                    self.stats.bump(Counter::Replied);
+                    self.stats.message(msg_type, MessageOutcome::Replied);
+                }
                 Err(e) => {
                     warn!(%to, error = %e, "send failed");
                     self.stats.bump(Counter::SendFailed);
+                    self.stats.message(msg_type, MessageOutcome::Failed);
                 }
             },
             Ok(Sendable::Later(d)) => {
                 if let Some(st) = self.stateful.as_ref() {
-                    let d = Deferred { route_ifindex: ifindex, ..d };
+                    let d = Deferred { route_ifindex: ifindex, msg_type, ..d };
                     st.finish(d, self.sock.clone(), self.stats.clone());
                 }
             }
@@ -149,7 +159,7 @@ impl Answer {
                     Some(r) => Some((wrap(r)?, to)),
                     None => None,
                 };
-                Ok(Sendable::Later(Deferred { reply, ticket, undo, routes, route_ifindex: 0 }))
+                Ok(Sendable::Later(Deferred { reply, ticket, undo, routes, route_ifindex: 0, msg_type: 0 }))
             }
         }
     }

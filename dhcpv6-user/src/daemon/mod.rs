@@ -2,8 +2,9 @@
 //! answers on UDP/547 what the fast path passes up.
 //!
 //! `sync` follows the kernel's interfaces into the maps, `dispatch` answers datagrams,
-//! `relaying` drives relay-agent mode.
+//! `relaying` drives relay-agent mode, `control` answers `dhcpv6d ctl`.
 
+mod control;
 mod dispatch;
 mod relaying;
 mod sync;
@@ -41,6 +42,8 @@ pub struct Options {
     pub routes: bool,
     /// Prometheus text on this address (`--metrics`).
     pub metrics: Option<std::net::SocketAddr>,
+    /// The control socket (`--control-socket`) `dhcpv6d ctl` talks to.
+    pub control_socket: PathBuf,
 }
 
 /// One served interface as it stands now.
@@ -71,6 +74,7 @@ struct Server {
     /// Lease count and pool usage for the metrics.
     lease_gauge: Arc<std::sync::atomic::AtomicU64>,
     pool_gauge: Arc<std::sync::Mutex<Vec<(String, String, u64, u128)>>>,
+    control: control::Control,
 }
 
 pub async fn run(opts: Options) -> Result<()> {
@@ -84,6 +88,7 @@ pub async fn run(opts: Options) -> Result<()> {
         None => (None, None),
     };
     let ifaces = ifaces.into_iter().map(|cfg| Served { cfg, link: None, svc: None, written: None }).collect();
+    let control = control::Control::start(&opts.control_socket)?;
     let mut s = Server {
         opts,
         dp,
@@ -100,6 +105,7 @@ pub async fn run(opts: Options) -> Result<()> {
         learning: HashMap::new(),
         lease_gauge: Arc::default(),
         pool_gauge: Arc::default(),
+        control,
     };
     if let Some(addr) = s.opts.metrics {
         let listener = crate::metrics::bind(addr).await?;
@@ -142,6 +148,7 @@ impl Server {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let mut sweep = tokio::time::interval(Duration::from_secs(10));
         let mut undo_rx = self.undo_rx.take();
+        let mut control_rx = self.control.rx.take();
         let names: Vec<&str> = self.ifaces.iter().map(|i| i.cfg.name()).collect();
         info!(ifaces = ?names, fast_path = self.opts.fast_path, pin_dir = %self.opts.pin_dir.display(), "serving");
         let mut buf = vec![0u8; 65536];
@@ -149,7 +156,8 @@ impl Server {
             tokio::select! {
                 _ = term.recv() => { info!("SIGTERM: stopping; XDP stays attached (dhcpv6d detach removes it)"); break; }
                 _ = int.recv() => { info!("SIGINT: stopping; XDP stays attached (dhcpv6d detach removes it)"); break; }
-                _ = hup.recv() => self.reload().await,
+                _ = hup.recv() => { let _ = self.reload().await; }
+                Some((req, answer)) = control::next(&mut control_rx) => { let _ = answer.send(self.control(req).await); }
                 Some(()) = changes.recv() => {
                     if let Err(e) = self.sync().await {
                         warn!(error = %format!("{e:#}"), "re-reading interfaces failed; will retry on the next event");
@@ -190,38 +198,47 @@ impl Server {
         Ok(())
     }
 
-    /// SIGHUP: a bad file is refused (with file, line and reason) and the old one kept.
-    async fn reload(&mut self) {
-        match config::load(self.opts.config.as_deref(), &self.opts.overrides, &self.opts.resolv_conf) {
-            Ok(cfg) => {
-                let known = self.ifaces.len();
-                let (ifaces, relay, links) = cfg.into_parts();
-                self.relay = relay;
-                match self.stateful.as_mut() {
-                    Some(st) => match st.reconfigure(links) {
-                        Ok(()) => info!("pools and reservations reloaded"),
-                        Err(e) => warn!(error = %format!("{e:#}"), "pools refused; keeping the previous ones"),
-                    },
-                    None if !links.is_empty() => {
-                        warn!("pools added to a daemon started without any: restart dhcpv6d to serve them")
-                    }
-                    None => {}
-                }
-                for c in ifaces {
-                    match self.ifaces.iter_mut().find(|i| i.cfg.name() == c.name()) {
-                        Some(i) => i.cfg = c,
-                        None => self.ifaces.push(Served { cfg: c, link: None, svc: None, written: None }),
-                    }
-                }
-                if known != self.ifaces.len() {
-                    info!("new interfaces in the configuration");
-                }
-                info!("configuration reloaded");
-                if let Err(e) = self.sync().await {
-                    warn!(error = %format!("{e:#}"), "applying the reloaded configuration failed");
-                }
+    /// SIGHUP and `ctl reload`: a bad file is refused (`Err` says file, line and reason) and
+    /// the old configuration kept whole.
+    async fn reload(&mut self) -> Result<(), String> {
+        let cfg = match config::load(self.opts.config.as_deref(), &self.opts.overrides, &self.opts.resolv_conf) {
+            Ok(cfg) => cfg,
+            Err(e) => {
+                warn!(error = %e, "configuration refused; keeping the previous one");
+                return Err(e.to_string());
             }
-            Err(e) => warn!(error = %e, "configuration refused; keeping the previous one"),
+        };
+        let known = self.ifaces.len();
+        let (ifaces, relay, links) = cfg.into_parts();
+        // Pools first: refused, nothing of the new file is applied.
+        match self.stateful.as_mut() {
+            Some(st) => match st.reconfigure(links) {
+                Ok(()) => info!("pools and reservations reloaded"),
+                Err(e) => {
+                    let e = format!("pools refused: {e:#}");
+                    warn!(error = %e, "configuration refused; keeping the previous one");
+                    return Err(e);
+                }
+            },
+            None if !links.is_empty() => {
+                warn!("pools added to a daemon started without any: restart dhcpv6d to serve them")
+            }
+            None => {}
         }
+        self.relay = relay;
+        for c in ifaces {
+            match self.ifaces.iter_mut().find(|i| i.cfg.name() == c.name()) {
+                Some(i) => i.cfg = c,
+                None => self.ifaces.push(Served { cfg: c, link: None, svc: None, written: None }),
+            }
+        }
+        if known != self.ifaces.len() {
+            info!("new interfaces in the configuration");
+        }
+        info!("configuration reloaded");
+        if let Err(e) = self.sync().await {
+            warn!(error = %format!("{e:#}"), "applying the reloaded configuration failed");
+        }
+        Ok(())
     }
 }
