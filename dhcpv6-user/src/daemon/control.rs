@@ -46,7 +46,7 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 pub(super) struct Control {
     pub(super) rx: Option<mpsc::Receiver<Call>>,
     started: Instant,
-    _socket: Option<SocketPath>,
+    _socket: SocketPath,
 }
 
 impl Control {
@@ -56,7 +56,7 @@ impl Control {
         let (tx, rx) = mpsc::channel(MAX_CONNECTIONS);
         info!(path = %path.display(), "control socket");
         tokio::spawn(accept(listener, tx, IO_TIMEOUT));
-        Ok(Control { rx: Some(rx), started: Instant::now(), _socket: Some(socket) })
+        Ok(Control { rx: Some(rx), started: Instant::now(), _socket: socket })
     }
 }
 
@@ -266,7 +266,7 @@ impl Server {
     }
 }
 
-pub(super) fn stats_view(xdp: Result<dhcpv6_common::Counters>, user: &UserStats) -> Stats {
+fn stats_view(xdp: Result<dhcpv6_common::Counters>, user: &UserStats) -> Stats {
     let (xdp, xdp_error) = match xdp {
         Ok(c) => (Some(c.fields().iter().map(|(k, v)| ((*k).to_owned(), *v)).collect()), None),
         Err(e) => (None, Some(format!("{e:#}"))),
