@@ -58,6 +58,7 @@ mod config;
 mod context;
 mod engine;
 mod ia;
+mod index;
 mod occupancy;
 mod pools;
 mod reservations;
