@@ -99,3 +99,14 @@ pub struct Expired {
     pub routes: Vec<RouteChange>,
     pub leases: Vec<crate::leases::Lease>,
 }
+
+/// The client a message is from, as far as decisions go.
+pub(crate) struct Client<'a> {
+    pub duid: &'a [u8],
+    /// Index into the engine's links.
+    pub link: usize,
+    pub relay: Option<&'a RelayInfo>,
+    pub peer: Ipv6Addr,
+    pub arrival: &'a str,
+    pub now: u64,
+}

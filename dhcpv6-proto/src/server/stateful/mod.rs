@@ -51,9 +51,11 @@
 //!
 //! Modules: `pools` (ranges and prefix pools, parsing), `config` (per-link configuration,
 //! validation, `link_for_relay`), `occupancy` (hierarchical bitmap of taken slots),
-//! `state` (leases + bitmaps + expiry, undo), `reservations` (lookup), `ia` (IA option
-//! codec), `serve` (per-IA decisions), `engine` (messages).
+//! `state` (leases + bitmaps + expiry, undo), `reservations` (lookup), `index` (leases by
+//! binding and by client IA), `ia` (IA option codec), `allocator` (per-IA decisions over
+//! pools, reservations and state), `engine` (messages).
 
+mod allocator;
 mod config;
 mod context;
 mod engine;
@@ -62,7 +64,6 @@ mod index;
 mod occupancy;
 mod pools;
 mod reservations;
-mod serve;
 mod state;
 
 #[cfg(test)]
