@@ -12,8 +12,9 @@ use crate::wire::{Message, Writer};
 
 use super::allocator::Allocator;
 use super::config::{self, ConfigError, LinkPools};
-use super::context::{Client, ClientContext, Expired, Outcome, RouteChange, Undo};
+use super::context::{Client, ClientContext, Expired, Outcome, RelayInfo, RouteChange, Undo};
 use super::ia::{self, IaAnswer, IaRequest};
+use super::link;
 use super::state::Txn;
 
 /// How full one pool is, for metrics.
@@ -77,12 +78,21 @@ impl Engine {
     /// The link a relayed client is on, from the relay's link-address.
     /// Same answer as `stateful::link_for_relay`, in O(log links).
     pub fn link_for_relay(&self, link_address: Ipv6Addr) -> Option<&LinkPools> {
+        self.relay_link(link_address).map(|i| &self.alloc.links[i])
+    }
+
+    fn relay_link(&self, link_address: Ipv6Addr) -> Option<usize> {
         if link_address.is_unspecified() {
             return None;
         }
         let a = u128::from(link_address);
         let (_, &(end, link)) = self.relay_index.range(..=a).next_back()?;
-        (a <= end).then(|| &self.alloc.links[link])
+        (a <= end).then_some(link)
+    }
+
+    /// The link a client is on (see `link.rs`).
+    fn link_index(&self, arrival: &str, relay: Option<&RelayInfo<'_>>) -> Option<usize> {
+        link::choose(arrival, relay, |n| self.by_name.get(n).copied(), |a| self.relay_link(a))
     }
 
     /// Every lease held, bound or declined (for reloads: `Engine::new(new_config,
@@ -135,7 +145,7 @@ impl Engine {
     /// Decides the answer to one client message (not Information-Request, which the
     /// stateless path answers; not relay messages, which the daemon unwraps first).
     pub fn handle(&mut self, req: &Message<'_>, ctx: &ClientContext, now: u64) -> Outcome {
-        let Some(&link) = self.by_name.get(&ctx.link) else {
+        let Some(link) = self.link_index(ctx.arrival, ctx.relay.as_ref()) else {
             return Outcome::dropped(Counter::DropUnknownLink);
         };
         let t = req.msg_type();
@@ -172,7 +182,7 @@ impl Engine {
                 _ => Outcome::dropped(Counter::DropUnicast),
             };
         }
-        let c = Client { duid: cid, link, relay: ctx.relay.as_ref(), peer: ctx.peer, arrival: &ctx.arrival, now };
+        let c = Client { duid: cid, link, relay: ctx.relay.as_ref(), peer: ctx.peer, arrival: ctx.arrival, now };
         let mut txn = Txn::default();
         let reply = match t {
             msg::SOLICIT => self.solicit(req, &c, ctx, &ias, &requested, &mut txn),

@@ -3,12 +3,13 @@
 use crate::stats::Counter;
 use std::collections::HashSet;
 use std::net::Ipv6Addr;
+use std::sync::LazyLock;
 
 use dhcpv6_common::wire::{msg, opt, status};
 
 use super::*;
 use crate::leases::{Lease, LeaseKind, LeaseOp, LeaseState, LeaseStore, MemoryStore};
-use crate::server::ServiceOptions;
+use crate::server::{ConfiguredOption, ServiceOptions};
 use crate::wire::writer::encode_option;
 use crate::wire::{Duid, Message, OptionIter};
 
@@ -143,18 +144,24 @@ fn link() -> LinkPools {
     }
 }
 
-fn ctx() -> ClientContext {
-    let options = ServiceOptions { dns: vec![a("2001:db8::53")], ntp: vec![a("2001:db8::123")], ..Default::default() }
+/// What the context borrows: the server's DUID and the link's options, as the daemon
+/// holds them for as long as it serves.
+static SERVER_DUID: LazyLock<Duid> = LazyLock::new(server_duid);
+static OPTIONS: LazyLock<Vec<ConfiguredOption>> = LazyLock::new(|| {
+    ServiceOptions { dns: vec![a("2001:db8::53")], ntp: vec![a("2001:db8::123")], ..Default::default() }
         .encode()
-        .unwrap();
+        .unwrap()
+});
+
+/// A client on eth1, the test link.
+fn ctx() -> ClientContext<'static> {
     ClientContext {
-        link: "eth1".into(),
-        server_duid: server_duid(),
+        server_duid: &SERVER_DUID,
         relay: None,
         unicast: false,
         peer: a("fe80::2"),
-        arrival: "srv0".into(),
-        options,
+        arrival: "eth1",
+        options: &OPTIONS,
     }
 }
 
@@ -376,7 +383,8 @@ fn reservations_by_duid_by_duid_and_iaid_and_by_relay_options() {
     assert_ne!(r.ias[0].leases[0].0, a("2001:db8:1::150"));
     // Relayed client matched by Remote-ID.
     let mut c = ctx();
-    c.relay = Some(RelayInfo { remote_id: Some(vec![0, 0, 0, 9, b'a']), ..Default::default() });
+    c.relay =
+        Some(RelayInfo { remote_id: Some(&[0, 0, 0, 9, b'a']), interface_id: Some(b"eth1"), ..Default::default() });
     let (r, out) = run(&mut e, &store, &request(4).pd(1, &[]), &c, NOW);
     let r = r.unwrap();
     assert_eq!((r.ias[0].leases[0].0, r.ias[0].leases[0].1), (a("2001:db8:9000::"), 48));
@@ -539,7 +547,7 @@ fn server_and_client_identifier_rules() {
     assert_eq!(drop(&mut e, solicit(1).opt(opt::IA_NA, &[0, 0, 0, 1, 0, 0])), Some(Counter::DropMalformed));
     assert_eq!(drop(&mut e, solicit(1).cid(&client(2))), Some(Counter::DropMalformed), "two client ids");
     let mut other = ctx();
-    other.link = "eth9".into();
+    other.arrival = "eth9";
     assert_eq!(
         e.handle(&Message::parse(&solicit(1).na(1, &[]).0).unwrap(), &other, NOW).discard,
         Some(Counter::DropUnknownLink)
