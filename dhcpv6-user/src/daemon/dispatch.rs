@@ -10,10 +10,7 @@ use super::stateful::ReplyTo;
 use super::transmit::send_reply;
 use super::Server;
 use crate::{
-    server::{
-        information_request, relay,
-        stateful::{ClientContext, RelayInfo},
-    },
+    server::{information_request, relay, stateful::ClientContext},
     stats::Counter,
     wire::Message,
 };
@@ -96,7 +93,7 @@ impl Server {
                 };
                 let ctx = ClientContext {
                     server_duid: &svc.duid,
-                    relay: relayed.map(RelayInfo::from),
+                    relay: relayed.copied(),
                     // The relay-to-server hop is unicast by design.
                     unicast: unicast && relayed.is_none(),
                     peer: *from.ip(),

@@ -8,38 +8,15 @@ use crate::server::options::ConfiguredOption;
 use crate::server::relay::LinkSelector;
 use crate::wire::Duid;
 
-/// What the relays said about a relayed client: where it is (to choose its link) and
-/// options about it (to match reservations). Raw option data, borrowed from the message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct RelayInfo<'a> {
-    /// Link-address of the innermost relay that set one.
-    pub link_address: Option<Ipv6Addr>,
-    pub interface_id: Option<&'a [u8]>,
-    pub remote_id: Option<&'a [u8]>,
-    pub subscriber_id: Option<&'a [u8]>,
-    pub client_linklayer: Option<&'a [u8]>,
-}
-
-impl<'a> From<&LinkSelector<'a>> for RelayInfo<'a> {
-    fn from(s: &LinkSelector<'a>) -> Self {
-        RelayInfo {
-            link_address: s.link_address,
-            interface_id: s.interface_id,
-            remote_id: s.remote_id,
-            subscriber_id: s.subscriber_id,
-            client_linklayer: s.client_linklayer,
-        }
-    }
-}
-
 /// Where a message came from and what to answer with. Borrowed: the daemon builds one per
 /// message from what it already holds (the served interface, the relay chain), copying
 /// nothing. The engine chooses the link from `arrival` and `relay` (`link.rs`).
 #[derive(Debug, Clone, Copy)]
 pub struct ClientContext<'a> {
     pub server_duid: &'a Duid,
-    /// Present for relayed messages.
-    pub relay: Option<RelayInfo<'a>>,
+    /// What the relays said about a relayed client: where it is (to choose its link) and
+    /// options about it (to match reservations). Present for relayed messages.
+    pub relay: Option<LinkSelector<'a>>,
     /// The client sent the message to one of our unicast addresses (never true for a
     /// relayed message: the relay-to-server hop is unicast by design).
     pub unicast: bool,
@@ -122,7 +99,7 @@ pub(crate) struct Client<'a> {
     pub duid: &'a [u8],
     /// Index into the engine's links.
     pub link: usize,
-    pub relay: Option<&'a RelayInfo<'a>>,
+    pub relay: Option<&'a LinkSelector<'a>>,
     pub peer: Ipv6Addr,
     pub arrival: &'a str,
     pub now: u64,

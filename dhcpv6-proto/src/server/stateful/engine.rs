@@ -12,10 +12,11 @@ use crate::wire::{Message, Writer};
 
 use super::allocator::Allocator;
 use super::config::{self, ConfigError, LinkPools};
-use super::context::{Client, ClientContext, Expired, Outcome, RelayInfo, RouteChange, Undo};
+use super::context::{Client, ClientContext, Expired, Outcome, RouteChange, Undo};
 use super::ia::{self, IaAnswer, IaRequest};
 use super::link;
 use super::state::Txn;
+use crate::server::relay::LinkSelector;
 
 /// How full one pool is, for metrics.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,7 +92,7 @@ impl Engine {
     }
 
     /// The link a client is on (see `link.rs`).
-    fn link_index(&self, arrival: &str, relay: Option<&RelayInfo<'_>>) -> Option<usize> {
+    fn link_index(&self, arrival: &str, relay: Option<&LinkSelector<'_>>) -> Option<usize> {
         link::choose(arrival, relay, |n| self.by_name.get(n).copied(), |a| self.relay_link(a))
     }
 

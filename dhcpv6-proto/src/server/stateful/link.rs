@@ -13,7 +13,7 @@ use std::net::Ipv6Addr;
 use crate::config::DEFAULT_LINK;
 
 use super::config::LinkPools;
-use super::context::RelayInfo;
+use crate::server::relay::LinkSelector;
 
 /// Where clients on a link no pool names are put.
 pub const UNCONFIGURED_LINK: &str = "unconfigured";
@@ -27,7 +27,7 @@ pub fn unconfigured() -> LinkPools {
 /// whose prefix holds an address); `None` when not even `UNCONFIGURED_LINK` exists.
 pub(crate) fn choose<L>(
     arrival: &str,
-    relay: Option<&RelayInfo<'_>>,
+    relay: Option<&LinkSelector<'_>>,
     named: impl Fn(&str) -> Option<L>,
     by_address: impl Fn(Ipv6Addr) -> Option<L>,
 ) -> Option<L> {
@@ -48,7 +48,7 @@ mod tests {
 
     const LINKS: [&str; 4] = ["eth1", DEFAULT_LINK, "vlan7", UNCONFIGURED_LINK];
 
-    fn pick<'a>(links: &[&'a str], arrival: &str, relay: Option<&RelayInfo<'_>>) -> Option<&'a str> {
+    fn pick<'a>(links: &[&'a str], arrival: &str, relay: Option<&LinkSelector<'_>>) -> Option<&'a str> {
         let named = |n: &str| links.iter().copied().find(|l| *l == n);
         // vlan7's prefix is 2001:db8:7::/48.
         let by_address =
@@ -66,17 +66,17 @@ mod tests {
 
     #[test]
     fn relayed_clients_get_the_interface_id_then_the_link_address_never_the_arrival() {
-        let by_id = RelayInfo { interface_id: Some(b"vlan7"), ..Default::default() };
+        let by_id = LinkSelector { interface_id: Some(b"vlan7"), ..Default::default() };
         assert_eq!(pick(&LINKS, "eth1", Some(&by_id)), Some("vlan7"));
-        let unknown_id = RelayInfo {
+        let unknown_id = LinkSelector {
             interface_id: Some(b"vlan9"),
             link_address: Some("2001:db8:7::1".parse().unwrap()),
             ..Default::default()
         };
         assert_eq!(pick(&LINKS, "eth1", Some(&unknown_id)), Some("vlan7"));
-        let not_utf8 = RelayInfo { interface_id: Some(&[0xff, 0xfe]), ..Default::default() };
+        let not_utf8 = LinkSelector { interface_id: Some(&[0xff, 0xfe]), ..Default::default() };
         assert_eq!(pick(&LINKS, "eth1", Some(&not_utf8)), Some(UNCONFIGURED_LINK));
-        let elsewhere = RelayInfo { link_address: Some("2001:db8:9::1".parse().unwrap()), ..Default::default() };
+        let elsewhere = LinkSelector { link_address: Some("2001:db8:9::1".parse().unwrap()), ..Default::default() };
         assert_eq!(pick(&LINKS, "eth1", Some(&elsewhere)), Some(UNCONFIGURED_LINK), "not the arrival interface");
         assert_eq!(pick(&["eth1"], "eth1", Some(&elsewhere)), None);
     }

@@ -75,7 +75,7 @@ mod state;
 mod tests;
 
 pub use config::{link_for_relay, ConfigError, Lifetimes, LinkPools, Reservation};
-pub use context::{ClientContext, Expired, Outcome, RelayInfo, RouteChange, Undo};
+pub use context::{ClientContext, Expired, Outcome, RouteChange, Undo};
 pub use engine::{Engine, PoolUsage};
 pub use link::{unconfigured, UNCONFIGURED_LINK};
 pub use pools::{AddrRange, PoolError, PrefixPool};

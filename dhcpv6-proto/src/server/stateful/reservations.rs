@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use super::config::Reservation;
-use super::context::RelayInfo;
+use crate::server::relay::LinkSelector;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Matcher {
@@ -51,7 +51,7 @@ impl LinkReservations {
 
     /// The reservations that match this client, those for `iaid` first, then those for any
     /// IA, each group in configuration order.
-    pub fn matching(&self, duid: &[u8], iaid: u32, relay: Option<&RelayInfo<'_>>) -> Vec<&Reservation> {
+    pub fn matching(&self, duid: &[u8], iaid: u32, relay: Option<&LinkSelector<'_>>) -> Vec<&Reservation> {
         if self.list.is_empty() {
             return Vec::new();
         }
@@ -104,10 +104,10 @@ mod tests {
         assert_eq!(r.matching(d1.as_bytes(), 7, None), vec![&ia7, &any]);
         assert_eq!(r.matching(d1.as_bytes(), 1, None), vec![&any]);
         assert!(r.matching(b"\x00\x03\x00\x01zzzzzz", 7, None).is_empty());
-        let relay = RelayInfo { remote_id: Some(&[0, 0, 0, 9, b'x']), ..Default::default() };
+        let relay = LinkSelector { remote_id: Some(&[0, 0, 0, 9, b'x']), ..Default::default() };
         assert_eq!(r.matching(b"\x00\x03\x00\x01zzzzzz", 1, Some(&relay)), vec![&by_remote]);
         // DUID matches but the reservation also wants Remote-ID [1].
-        let wrong = RelayInfo { remote_id: Some(&[2]), ..Default::default() };
+        let wrong = LinkSelector { remote_id: Some(&[2]), ..Default::default() };
         assert_eq!(r.matching(d1.as_bytes(), 1, Some(&wrong)), vec![&any]);
     }
 }

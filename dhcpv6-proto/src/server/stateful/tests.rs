@@ -9,6 +9,7 @@ use dhcpv6_common::wire::{msg, opt, status};
 
 use super::*;
 use crate::leases::{Lease, LeaseKind, LeaseOp, LeaseState, LeaseStore, MemoryStore};
+use crate::server::relay::LinkSelector;
 use crate::server::{ConfiguredOption, ServiceOptions};
 use crate::wire::writer::encode_option;
 use crate::wire::{Duid, Message, OptionIter};
@@ -384,7 +385,7 @@ fn reservations_by_duid_by_duid_and_iaid_and_by_relay_options() {
     // Relayed client matched by Remote-ID.
     let mut c = ctx();
     c.relay =
-        Some(RelayInfo { remote_id: Some(&[0, 0, 0, 9, b'a']), interface_id: Some(b"eth1"), ..Default::default() });
+        Some(LinkSelector { remote_id: Some(&[0, 0, 0, 9, b'a']), interface_id: Some(b"eth1"), ..Default::default() });
     let (r, out) = run(&mut e, &store, &request(4).pd(1, &[]), &c, NOW);
     let r = r.unwrap();
     assert_eq!((r.ias[0].leases[0].0, r.ias[0].leases[0].1), (a("2001:db8:9000::"), 48));
