@@ -314,4 +314,19 @@ fn sighup_reloads_pools_and_keeps_leases() {
         (u128::from(moved.0)..=u128::from(moved.1)).contains(&u128::from(kept)),
         "{kept}: the new range still serves"
     );
+
+    // Pools overlapping another link's are refused when the file is read, on the line of the
+    // pool written last (line 6, the [[link]]'s), and the pools in force stay.
+    let overlapping = "[[link]]\nname = \"olt-1\"\nna_pools = [\"2001:db8:2::180-2001:db8:2::2ff\"]\n";
+    std::fs::write(&cfg, pool(&format!("{}-{}", moved.0, moved.1)) + overlapping).unwrap();
+    lab.signal(testbed::signal::SIGHUP);
+    lab.wait_log("address ranges overlap", Duration::from_secs(5));
+    let log = lab.log();
+    assert!(log.contains("dhcpv6d.toml:6: address ranges overlap"), "{log}");
+    let (env, out) = lab.dhclient(&["-N"], "cli0");
+    let kept: Ipv6Addr = env.get("new_ip6_address").and_then(|a| a.parse().ok()).unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        (u128::from(moved.0)..=u128::from(moved.1)).contains(&u128::from(kept)),
+        "{kept}: the new range still serves"
+    );
 }

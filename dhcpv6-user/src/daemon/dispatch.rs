@@ -97,7 +97,7 @@ impl Server {
                     // The relay-to-server hop is unicast by design.
                     unicast: unicast && relayed.is_none(),
                     peer: *from.ip(),
-                    arrival: &served.cfg.name,
+                    arrival: served.cfg.name(),
                     options: &svc.options,
                 };
                 st.serve(m, &ctx, to, wrap).await

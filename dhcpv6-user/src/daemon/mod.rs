@@ -73,15 +73,14 @@ struct Server {
 }
 
 pub async fn run(opts: Options) -> Result<()> {
-    let cfg = config::load(opts.config.as_deref(), &opts.overrides, &opts.resolv_conf)?;
+    let (ifaces, relay, links) = config::load(opts.config.as_deref(), &opts.overrides, &opts.resolv_conf)?.into_parts();
     std::fs::create_dir_all(&opts.state_dir).with_context(|| format!("creating {}", opts.state_dir.display()))?;
     let dp = Dataplane::load(&opts.pin_dir, opts.bpf_log)?;
     let nl = Netlink::connect()?;
     let sock = Arc::new(ServerSocket::bind()?);
     let stats = Arc::<UserStats>::default();
-    let stateful =
-        StatefulService::open(&opts.lease_db, opts.routes, cfg.links.clone(), sock.clone(), stats.clone()).await?;
-    let ifaces = cfg.ifaces.into_iter().map(|cfg| Served { cfg, link: None, svc: None, written: None }).collect();
+    let stateful = StatefulService::open(&opts.lease_db, opts.routes, links, sock.clone(), stats.clone()).await?;
+    let ifaces = ifaces.into_iter().map(|cfg| Served { cfg, link: None, svc: None, written: None }).collect();
     let mut s = Server {
         opts,
         dp,
@@ -92,7 +91,7 @@ pub async fn run(opts: Options) -> Result<()> {
         by_index: HashMap::new(),
         generation: 0,
         stats,
-        relay: cfg.relay,
+        relay,
         agent: None,
         learning: HashMap::new(),
         lease_gauge: Arc::default(),
@@ -116,10 +115,10 @@ pub async fn run(opts: Options) -> Result<()> {
 
 impl Server {
     async fn start_and_serve(&mut self) -> Result<()> {
-        let mut names: Vec<String> = self.ifaces.iter().map(|i| i.cfg.name.clone()).collect();
+        let mut names: Vec<String> = self.ifaces.iter().map(|i| i.cfg.name().to_owned()).collect();
         if let Some(r) = &self.relay {
-            names.push(r.upstream.clone());
-            names.extend(r.downstream.iter().cloned());
+            names.push(r.upstream().to_owned());
+            names.extend(r.downstream().iter().cloned());
         }
         for name in names {
             if self.nl.link(&name).await?.is_none() {
@@ -137,7 +136,7 @@ impl Server {
         let mut changes = netlink::watch(Duration::from_secs(30));
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let mut sweep = tokio::time::interval(Duration::from_secs(10));
-        let names: Vec<&str> = self.ifaces.iter().map(|i| i.cfg.name.as_str()).collect();
+        let names: Vec<&str> = self.ifaces.iter().map(|i| i.cfg.name()).collect();
         info!(ifaces = ?names, fast_path = self.opts.fast_path, pin_dir = %self.opts.pin_dir.display(), "serving");
         let mut buf = vec![0u8; 65536];
         loop {
@@ -179,25 +178,26 @@ impl Server {
     async fn reload(&mut self) {
         match config::load(self.opts.config.as_deref(), &self.opts.overrides, &self.opts.resolv_conf) {
             Ok(cfg) => {
-                let known: Vec<String> = self.ifaces.iter().map(|i| i.cfg.name.clone()).collect();
-                self.relay = cfg.relay;
+                let known = self.ifaces.len();
+                let (ifaces, relay, links) = cfg.into_parts();
+                self.relay = relay;
                 match self.stateful.as_ref() {
-                    Some(st) => match st.reconfigure(cfg.links.clone()) {
+                    Some(st) => match st.reconfigure(links) {
                         Ok(()) => info!("pools and reservations reloaded"),
                         Err(e) => warn!(error = %format!("{e:#}"), "pools refused; keeping the previous ones"),
                     },
-                    None if !cfg.links.is_empty() => {
+                    None if !links.is_empty() => {
                         warn!("pools added to a daemon started without any: restart dhcpv6d to serve them")
                     }
                     None => {}
                 }
-                for c in cfg.ifaces {
-                    match self.ifaces.iter_mut().find(|i| i.cfg.name == c.name) {
+                for c in ifaces {
+                    match self.ifaces.iter_mut().find(|i| i.cfg.name() == c.name()) {
                         Some(i) => i.cfg = c,
                         None => self.ifaces.push(Served { cfg: c, link: None, svc: None, written: None }),
                     }
                 }
-                if known.len() != self.ifaces.len() {
+                if known != self.ifaces.len() {
                     info!("new interfaces in the configuration");
                 }
                 info!("configuration reloaded");

@@ -20,7 +20,7 @@ impl Server {
     pub(super) async fn sync(&mut self) -> Result<()> {
         self.by_index.clear();
         for idx in 0..self.ifaces.len() {
-            let name = self.ifaces[idx].cfg.name.clone();
+            let name = self.ifaces[idx].cfg.name().to_owned();
             let now = self.nl.link(&name).await?;
             let before = self.ifaces[idx].link;
             if let Some(old) = before {
@@ -57,13 +57,13 @@ impl Server {
         let Some(link) = served.link else {
             return Ok(());
         };
-        let mut service = served.cfg.service.clone();
+        let mut service = served.cfg.service().clone();
         // As odhcpd: with no DNS server known, announce ourselves (the link-local address).
         if service.dns.is_empty() {
             service.dns.extend(link.link_local);
         }
         let svc = IfaceService { duid: Duid::from_mac(link.mac), options: service.encode()? };
-        let name = served.cfg.name.clone();
+        let name = served.cfg.name().to_owned();
         let Some(ll) = link.link_local else {
             // No link-local address yet (DAD): the program cannot source replies; userspace will.
             self.dp.remove_iface(link.ifindex)?;
@@ -99,13 +99,13 @@ impl Server {
             self.agent = None;
             return Ok(());
         };
-        let Some(up) = self.nl.link(&r.upstream).await? else {
-            warn!(iface = %r.upstream, "relay upstream interface missing; not relaying");
+        let Some(up) = self.nl.link(r.upstream()).await? else {
+            warn!(iface = %r.upstream(), "relay upstream interface missing; not relaying");
             self.agent = None;
             return Ok(());
         };
         let mut downstream = Vec::new();
-        for name in &r.downstream {
+        for name in r.downstream() {
             let Some(link) = self.nl.link(name).await? else {
                 warn!(iface = %name, "relay downstream interface missing");
                 continue;
@@ -115,16 +115,20 @@ impl Server {
             let link_address = link.global.unwrap_or(std::net::Ipv6Addr::UNSPECIFIED);
             downstream.push(DownstreamIface::new(name.clone(), link.ifindex, link_address));
         }
-        if r.servers.is_empty() {
+        if r.servers().is_empty() {
             self.sock.set_multicast_upstream(up.ifindex, UPSTREAM_MULTICAST_HOPS)?;
         }
         let agent = RelayAgentConfig {
             downstream,
-            upstream: UpstreamTarget { servers: r.servers.clone(), ifname: r.upstream.clone(), ifindex: up.ifindex },
-            rewrite_dns: r.rewrite_dns.clone(),
+            upstream: UpstreamTarget {
+                servers: r.servers().to_vec(),
+                ifname: r.upstream().to_owned(),
+                ifindex: up.ifindex,
+            },
+            rewrite_dns: r.rewrite_dns().map(<[_]>::to_vec),
         };
         if self.agent.as_ref() != Some(&agent) {
-            info!(upstream = %r.upstream, downstream = ?r.downstream, "relaying");
+            info!(upstream = %r.upstream(), downstream = ?r.downstream(), "relaying");
         }
         self.agent = Some(agent);
         Ok(())

@@ -1,11 +1,12 @@
 //! `cargo xtask test`: the whole suite, as CI runs it (`.ci/run`).
 //!
 //! Steps, each named when it fails: root check, Debian packages, bpffs, build (XDP object and
-//! release daemon), `cargo test --workspace`, then the lab as a last end-to-end smoke test,
+//! release daemon), the protocol crate's tests as user `nobody`, `cargo test --workspace`, then the lab as a last end-to-end smoke test,
 //! then `bench --quick` (every benchmark row once; it proves the harness, not speed).
 
 mod group;
 mod sweep;
+mod unprivileged;
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -28,6 +29,7 @@ const TOOLS: &[(&str, &str)] = &[
     ("dhcrelay", "isc-dhcp-relay"),
     ("bpftool", "bpftool"),
     ("ping", "iputils-ping"),
+    ("systemd-analyze", "systemd"),
 ];
 
 pub struct TestOptions {
@@ -48,6 +50,12 @@ pub fn test(root: &Path, opts: &TestOptions) -> Result<()> {
 
     // These two are independent: run both, so one CI run reports everything that fails.
     let mut failed = Vec::new();
+    let proto = "dhcpv6-proto's tests as an unprivileged user";
+    if let Err(e) = step(proto, || unprivileged::run(root)) {
+        interrupt::check()?;
+        eprintln!("error: {e:#}");
+        failed.push(proto);
+    }
     let tests = "cargo test --workspace";
     if let Err(e) = step(tests, || cargo_test(root, &bin, opts.timeout)) {
         interrupt::check()?;

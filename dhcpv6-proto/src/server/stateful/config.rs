@@ -1,5 +1,7 @@
 //! Stateful configuration per link: pools, lifetimes, reservations. Plain structs; the
-//! daemon fills them from its config file or command line and `Engine::new` validates them.
+//! configuration layer (`crate::config`) fills them from the file or the command line and
+//! checks them with `check_links`, which names the offending items (`Location`) so that a
+//! refusal can point at a file's line. `Engine::new` runs the same checks as typed errors.
 
 use std::collections::HashSet;
 use std::net::Ipv6Addr;
@@ -28,17 +30,60 @@ impl Lifetimes {
         Self { preferred, valid, t1, t2 }
     }
 
-    fn problem(&self) -> Option<&'static str> {
+    /// Validated lifetimes: `t1`/`t2` default to the recommended ratios of `preferred`.
+    pub fn checked(preferred: u32, valid: u32, t1: Option<u32>, t2: Option<u32>) -> Result<Self, LifetimeProblem> {
+        let d = Self::new(preferred, valid);
+        let l = Self { t1: t1.unwrap_or(d.t1), t2: t2.unwrap_or(d.t2), ..d };
+        l.problem().map_or(Ok(l), Err)
+    }
+
+    pub fn problem(&self) -> Option<LifetimeProblem> {
         if self.valid == 0 {
-            Some("valid lifetime is 0")
+            Some(LifetimeProblem::ValidZero)
         } else if self.preferred > self.valid {
-            Some("preferred lifetime is longer than the valid lifetime")
+            Some(LifetimeProblem::PreferredOverValid)
         } else if self.t1 > self.t2 {
-            Some("T1 is later than T2")
+            Some(LifetimeProblem::T1AfterT2)
         } else if self.t2 > self.preferred {
-            Some("T2 is later than the preferred lifetime")
+            Some(LifetimeProblem::T2AfterPreferred)
         } else {
             None
+        }
+    }
+}
+
+/// One of the four values of `Lifetimes`, to say which a problem is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LifetimeField {
+    Preferred,
+    Valid,
+    T1,
+    T2,
+}
+
+/// Why a set of lifetimes cannot be handed out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum LifetimeProblem {
+    #[error("valid lifetime is 0")]
+    ValidZero,
+    #[error("preferred lifetime is longer than the valid lifetime")]
+    PreferredOverValid,
+    #[error("T1 is later than T2")]
+    T1AfterT2,
+    #[error("T2 is later than the preferred lifetime")]
+    T2AfterPreferred,
+}
+
+impl LifetimeProblem {
+    /// The values involved, the one more likely mistyped first (the later one of a pair:
+    /// operators raise one value and forget the other).
+    pub fn fields(self) -> &'static [LifetimeField] {
+        use LifetimeField::*;
+        match self {
+            Self::ValidZero => &[Valid],
+            Self::PreferredOverValid => &[Preferred, Valid],
+            Self::T1AfterT2 => &[T1, T2],
+            Self::T2AfterPreferred => &[T2, Preferred],
         }
     }
 }
@@ -146,136 +191,198 @@ pub enum ConfigError {
     #[error("link {0:?} is configured twice")]
     DuplicateLink(String),
     #[error("link {link:?}: lifetimes: {reason}")]
-    Lifetimes { link: String, reason: &'static str },
+    Lifetimes { link: String, reason: LifetimeProblem },
     #[error("{what} overlap: {a} and {b}")]
     Overlap { what: &'static str, a: String, b: String },
     #[error("link {link:?}: reservation {index}: {reason}")]
     Reservation { link: String, index: usize, reason: String },
 }
 
+/// What in a link a refusal is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Item {
+    /// The link as a whole (its name).
+    Link,
+    Lifetimes(LifetimeProblem),
+    /// `na[i]`.
+    AddrRange(usize),
+    /// `pd[i]`.
+    PrefixPool(usize),
+    /// `reservations[i]`, and which of its values.
+    Reservation(usize, ReservationPart),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReservationPart {
+    /// The reservation as a whole (what it matches on, or that it reserves nothing).
+    Whole,
+    Address,
+    Prefix,
+}
+
+/// An item of `links[link]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Location {
+    pub link: usize,
+    pub item: Item,
+}
+
+/// A refused set of links: the reason and the items it is about (two for an overlap or a
+/// duplicate name, in the order of `links`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{error}")]
+pub struct Refusal {
+    pub error: ConfigError,
+    pub at: Vec<Location>,
+}
+
+impl From<Refusal> for ConfigError {
+    fn from(r: Refusal) -> Self {
+        r.error
+    }
+}
+
 /// An inclusive interval of the address space with a description for errors.
 struct Span {
     start: u128,
     end: u128,
-    link: usize,
+    at: Location,
     desc: String,
 }
 
-fn prefix_span(p: Ipv6Addr, len: u8, link: usize, desc: String) -> Span {
+fn prefix_span(p: Ipv6Addr, len: u8, at: Location, desc: String) -> Span {
     let start = u128::from(p) & mask(len);
-    Span { start, end: start | !mask(len), link, desc }
+    Span { start, end: start | !mask(len), at, desc }
 }
 
 /// Finds two overlapping spans, ignoring pairs for which `allowed` is true.
-fn first_overlap(mut spans: Vec<Span>, allowed: impl Fn(&Span, &Span) -> bool) -> Option<(String, String)> {
+fn first_overlap(mut spans: Vec<Span>, allowed: impl Fn(&Span, &Span) -> bool) -> Option<(Span, Span)> {
     spans.sort_by_key(|s| (s.start, std::cmp::Reverse(s.end)));
     let mut widest: Option<Span> = None;
     for s in spans {
-        match &widest {
-            Some(w) if s.start <= w.end && !allowed(w, &s) => return Some((w.desc.clone(), s.desc)),
-            Some(w) if w.end >= s.end => {}
+        match widest {
+            Some(w) if s.start <= w.end && !allowed(&w, &s) => return Some((w, s)),
+            Some(ref w) if w.end >= s.end => {}
             _ => widest = Some(s),
         }
     }
     None
 }
 
-/// Checks everything `Engine::new` relies on: pools that do not overlap (so every address
-/// and prefix has one owner), link prefixes that belong to one link each (so a relay's
-/// link-address names one link), and reservations that can be honoured.
-pub(crate) fn validate(links: &[LinkPools]) -> Result<(), ConfigError> {
-    let mut names = HashSet::new();
-    for l in links {
-        if !names.insert(l.link.as_str()) {
-            return Err(ConfigError::DuplicateLink(l.link.clone()));
-        }
-        if let Some(reason) = l.lifetimes.problem() {
-            return Err(ConfigError::Lifetimes { link: l.link.clone(), reason });
+/// `first_overlap` as a refusal, with both items in link order.
+fn refuse_overlap(what: &'static str, spans: Vec<Span>, allowed: impl Fn(&Span, &Span) -> bool) -> Result<(), Refusal> {
+    match first_overlap(spans, allowed) {
+        None => Ok(()),
+        Some((a, b)) => {
+            let mut at = vec![a.at, b.at];
+            at.sort_by_key(|l| l.link);
+            Err(Refusal { error: ConfigError::Overlap { what, a: a.desc, b: b.desc }, at })
         }
     }
-    let overlap = |what| move |(a, b)| ConfigError::Overlap { what, a, b };
+}
 
-    let ranges = links.iter().enumerate().flat_map(|(i, l)| {
-        l.na.iter().map(move |r| Span {
+/// What `Engine::new` relies on, as a typed error (see `check_links`).
+pub(crate) fn validate(links: &[LinkPools]) -> Result<(), ConfigError> {
+    Ok(check_links(links)?)
+}
+
+/// Checks everything `Engine::new` relies on: pools that do not overlap (so every address
+/// and prefix has one owner), link prefixes that belong to one link each (so a relay's
+/// link-address names one link), and reservations that can be honoured. No engine is built.
+pub fn check_links(links: &[LinkPools]) -> Result<(), Refusal> {
+    let mut names = std::collections::HashMap::new();
+    for (i, l) in links.iter().enumerate() {
+        if let Some(first) = names.insert(l.link.as_str(), i) {
+            let at = [first, i].map(|link| Location { link, item: Item::Link }).to_vec();
+            return Err(Refusal { error: ConfigError::DuplicateLink(l.link.clone()), at });
+        }
+        if let Some(reason) = l.lifetimes.problem() {
+            let at = vec![Location { link: i, item: Item::Lifetimes(reason) }];
+            return Err(Refusal { error: ConfigError::Lifetimes { link: l.link.clone(), reason }, at });
+        }
+    }
+    let ranges = links.iter().enumerate().flat_map(|(link, l)| {
+        l.na.iter().enumerate().map(move |(j, r)| Span {
             start: u128::from(r.start()),
             end: u128::from(r.end()),
-            link: i,
+            at: Location { link, item: Item::AddrRange(j) },
             desc: format!("{} on {:?}", r, l.link),
         })
     });
-    if let Some(e) = first_overlap(ranges.collect(), |_, _| false).map(overlap("address ranges")) {
-        return Err(e);
-    }
+    refuse_overlap("address ranges", ranges.collect(), |_, _| false)?;
     let pd_spans = || {
-        links.iter().enumerate().flat_map(|(i, l)| {
-            l.pd.iter().map(move |p| prefix_span(p.prefix(), p.prefix_len(), i, format!("{} on {:?}", p, l.link)))
+        links.iter().enumerate().flat_map(|(link, l)| {
+            l.pd.iter().enumerate().map(move |(j, p)| {
+                let at = Location { link, item: Item::PrefixPool(j) };
+                prefix_span(p.prefix(), p.prefix_len(), at, format!("{} on {:?}", p, l.link))
+            })
         })
     };
-    if let Some(e) = first_overlap(pd_spans().collect(), |_, _| false).map(overlap("prefix pools")) {
-        return Err(e);
-    }
+    refuse_overlap("prefix pools", pd_spans().collect(), |_, _| false)?;
     let link_spans = || {
-        links.iter().enumerate().flat_map(|(i, l)| {
-            l.link_prefixes().map(move |(p, len)| prefix_span(p, len, i, format!("{}/{} of {:?}", p, len, l.link)))
+        links.iter().enumerate().flat_map(|(link, l)| {
+            l.na.iter().enumerate().map(move |(j, r)| {
+                let (p, len) = r.link_prefix();
+                let at = Location { link, item: Item::AddrRange(j) };
+                prefix_span(p, len, at, format!("{}/{} of {:?}", p, len, l.link))
+            })
         })
     };
     // One link may have several ranges in one /64; two links may not share a prefix.
-    if let Some(e) = first_overlap(link_spans().collect(), |a, b| a.link == b.link).map(overlap("link prefixes")) {
-        return Err(e);
-    }
+    refuse_overlap("link prefixes", link_spans().collect(), |a, b| a.at.link == b.at.link)?;
     // Delegated prefixes are routed to CPEs; one inside a link's own /64 would hijack it.
-    let mixed: Vec<Span> = pd_spans()
-        .map(|mut s| {
-            s.link = usize::MAX;
-            s
-        })
-        .chain(link_spans())
-        .collect();
-    let same_kind = |a: &Span, b: &Span| (a.link == usize::MAX) == (b.link == usize::MAX);
-    if let Some(e) = first_overlap(mixed, same_kind).map(overlap("prefix pool and link prefix")) {
-        return Err(e);
-    }
-    validate_reservations(links)
+    let is_pd = |s: &Span| matches!(s.at.item, Item::PrefixPool(_));
+    let mixed: Vec<Span> = pd_spans().chain(link_spans()).collect();
+    refuse_overlap("prefix pool and link prefix", mixed, |a, b| is_pd(a) == is_pd(b))?;
+    check_reservations(links)
 }
 
-fn validate_reservations(links: &[LinkPools]) -> Result<(), ConfigError> {
+fn check_reservations(links: &[LinkPools]) -> Result<(), Refusal> {
     let mut taken_addrs = HashSet::new();
     let mut taken_prefixes = HashSet::new();
-    for l in links {
+    for (link, l) in links.iter().enumerate() {
         for (index, r) in l.reservations.iter().enumerate() {
-            let err = |reason: String| ConfigError::Reservation { link: l.link.clone(), index, reason };
+            let err = |part, reason: String| Refusal {
+                error: ConfigError::Reservation { link: l.link.clone(), index, reason },
+                at: vec![Location { link, item: Item::Reservation(index, part) }],
+            };
+            use ReservationPart::*;
             if !r.has_matcher() {
                 return Err(err(
-                    "no DUID, Remote-ID, Subscriber-ID, Interface-ID or link-layer address to match".into()
+                    Whole,
+                    "no DUID, Remote-ID, Subscriber-ID, Interface-ID or link-layer address to match".into(),
                 ));
             }
             if r.address.is_none() && r.prefix.is_none() {
-                return Err(err("reserves neither an address nor a prefix".into()));
+                return Err(err(Whole, "reserves neither an address nor a prefix".into()));
             }
             if let Some(a) = r.address {
                 if !l.is_on_link(a) {
-                    return Err(err(format!("{a} is not in a prefix of this link's address ranges")));
+                    return Err(err(Address, format!("{a} is not in a prefix of this link's address ranges")));
                 }
                 if !taken_addrs.insert(a) {
-                    return Err(err(format!("{a} is reserved twice")));
+                    return Err(err(Address, format!("{a} is reserved twice")));
                 }
             }
             if let Some((p, len)) = r.prefix {
                 if len == 0 || len > 128 || u128::from(p) & !mask(len) != 0 {
-                    return Err(err(format!("{p}/{len} is not a valid prefix")));
+                    return Err(err(Prefix, format!("{p}/{len} is not a valid prefix")));
                 }
                 // Inside a pool it must be one of that pool's prefixes, or it would overlap
                 // prefixes the pool delegates to others.
                 for (owner, pool) in links.iter().flat_map(|o| o.pd.iter().map(move |p| (o, p))) {
                     if pool.overlaps(p, len) && (owner.link != l.link || pool.slot_of(p, len).is_none()) {
-                        return Err(err(format!(
-                            "{p}/{len} overlaps pool {pool} of {:?} but is not one of its prefixes",
-                            owner.link
-                        )));
+                        return Err(err(
+                            Prefix,
+                            format!(
+                                "{p}/{len} overlaps pool {pool} of {:?} but is not one of its prefixes",
+                                owner.link
+                            ),
+                        ));
                     }
                 }
                 if !taken_prefixes.insert((p, len)) {
-                    return Err(err(format!("{p}/{len} is reserved twice")));
+                    return Err(err(Prefix, format!("{p}/{len} is reserved twice")));
                 }
             }
         }
@@ -337,6 +444,42 @@ mod tests {
         assert!(matches!(e, Err(ConfigError::Overlap { what: "prefix pool and link prefix", .. })), "{e:?}");
         let e = validate(&[link("a", &[], &[]), link("a", &[], &[])]);
         assert_eq!(e, Err(ConfigError::DuplicateLink("a".into())));
+    }
+
+    #[test]
+    fn refusals_name_their_items() {
+        let at = |link, item| Location { link, item };
+        let r = check_links(&[
+            link("a", &["2001:db8::10-2001:db8::20"], &[]),
+            link("b", &["2001:db8:1::1-2001:db8:1::2", "2001:db8::20-2001:db8::30"], &[]),
+        ])
+        .unwrap_err();
+        assert_eq!(r.at, vec![at(0, Item::AddrRange(0)), at(1, Item::AddrRange(1))]);
+        let r = check_links(&[link("a", &["2001:db8::10-2001:db8::20"], &["2001:db8::/48:56"])]).unwrap_err();
+        assert_eq!(r.at.len(), 2);
+        assert!(r.at.contains(&at(0, Item::PrefixPool(0))) && r.at.contains(&at(0, Item::AddrRange(0))), "{r:?}");
+        let r = check_links(&[link("a", &[], &[]), link("b", &[], &[]), link("a", &[], &[])]).unwrap_err();
+        assert_eq!(r.at, vec![at(0, Item::Link), at(2, Item::Link)]);
+        let bad = LinkPools { lifetimes: Lifetimes { t1: 3000, ..Lifetimes::default() }, ..link("a", &[], &[]) };
+        let r = check_links(&[bad]).unwrap_err();
+        assert_eq!(r.at, vec![at(0, Item::Lifetimes(LifetimeProblem::T1AfterT2))]);
+        assert_eq!(r.to_string(), "link \"a\": lifetimes: T1 is later than T2");
+        let r = check_links(&[LinkPools {
+            reservations: vec![Reservation { iaid: Some(1), address: Some(a("2001:db8::1")), ..Default::default() }],
+            ..link("a", &["2001:db8::10-2001:db8::20"], &[])
+        }])
+        .unwrap_err();
+        assert_eq!(r.at, vec![at(0, Item::Reservation(0, ReservationPart::Whole))]);
+    }
+
+    #[test]
+    fn checked_lifetimes_default_t1_t2_from_preferred() {
+        assert_eq!(Lifetimes::checked(3600, 7200, None, None), Ok(Lifetimes::default()));
+        let l = Lifetimes::checked(100, 200, None, Some(90)).unwrap();
+        assert_eq!((l.t1, l.t2), (50, 90));
+        assert_eq!(Lifetimes::checked(300, 200, None, None), Err(LifetimeProblem::PreferredOverValid));
+        assert_eq!(Lifetimes::checked(100, 200, Some(95), Some(90)), Err(LifetimeProblem::T1AfterT2));
+        assert_eq!(Lifetimes::checked(100, 0, None, None).unwrap_err().fields(), [LifetimeField::Valid]);
     }
 
     #[test]

@@ -74,7 +74,10 @@ mod state;
 #[cfg(test)]
 mod tests;
 
-pub use config::{link_for_relay, ConfigError, Lifetimes, LinkPools, Reservation};
+pub use config::{
+    check_links, link_for_relay, ConfigError, Item, LifetimeField, LifetimeProblem, Lifetimes, LinkPools, Location,
+    Refusal, Reservation, ReservationPart,
+};
 pub use context::{ClientContext, Expired, Outcome, RouteChange, Undo};
 pub use engine::{Engine, PoolUsage};
 pub use link::{unconfigured, UNCONFIGURED_LINK};

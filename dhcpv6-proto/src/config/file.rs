@@ -1,0 +1,201 @@
+//! The file as the operator writes it: serde structs that mirror the TOML key for key and
+//! refuse unknown keys (a typo is an error, not a silent default). Nothing here is checked
+//! beyond its TOML type; `validate.rs` turns these into the types the daemon runs with.
+//!
+//! Values a later check may refuse are `Spanned`, so that the refusal names their line.
+//! Tables are never `Spanned` and nothing is `flatten`ed: both make serde buffer the table,
+//! and errors inside it would lose their own line. That is why `[[interface]]` repeats the
+//! keys of `[defaults]` and `[[link]]` those of the pools instead of sharing a struct; the
+//! `options()` and `pools()` views below gather them back.
+
+use std::net::Ipv6Addr;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::{ConfigError, Reason};
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Document {
+    #[serde(default)]
+    pub defaults: Options,
+    #[serde(default)]
+    pub interface: Vec<Interface>,
+    /// Links reached through relays, with pools of their own.
+    #[serde(default)]
+    pub link: Vec<Link>,
+    pub relay: Option<Relay>,
+}
+
+/// `[defaults]`: what every interface hands out unless it says otherwise.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Options {
+    pub dns: Option<Vec<Ipv6Addr>>,
+    pub domains: Option<Vec<Spanned<String>>>,
+    pub ntp: Option<Vec<Ipv6Addr>>,
+    pub sntp: Option<Vec<Ipv6Addr>>,
+    pub information_refresh_time: Option<u32>,
+    pub inf_max_rt: Option<u32>,
+}
+
+/// `[[interface]]`: the keys of `[defaults]` and of the pools, for one served interface.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Interface {
+    pub name: Spanned<String>,
+    pub dns: Option<Vec<Ipv6Addr>>,
+    pub domains: Option<Vec<Spanned<String>>>,
+    pub ntp: Option<Vec<Ipv6Addr>>,
+    pub sntp: Option<Vec<Ipv6Addr>>,
+    pub information_refresh_time: Option<u32>,
+    pub inf_max_rt: Option<u32>,
+    #[serde(default)]
+    pub na_pools: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub pd_pools: Vec<Spanned<String>>,
+    pub preferred_lifetime: Option<Spanned<u32>>,
+    pub valid_lifetime: Option<Spanned<u32>>,
+    pub t1: Option<Spanned<u32>>,
+    pub t2: Option<Spanned<u32>>,
+    pub rapid_commit: Option<bool>,
+    #[serde(default)]
+    pub reservation: Vec<Reservation>,
+}
+
+/// `[[link]]`: the pools of a link behind relays. The same keys as `Interface` but the
+/// options: once links take options (DNS, domains, ...) the two are one struct.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Link {
+    pub name: Spanned<String>,
+    #[serde(default)]
+    pub na_pools: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub pd_pools: Vec<Spanned<String>>,
+    pub preferred_lifetime: Option<Spanned<u32>>,
+    pub valid_lifetime: Option<Spanned<u32>>,
+    pub t1: Option<Spanned<u32>>,
+    pub t2: Option<Spanned<u32>>,
+    pub rapid_commit: Option<bool>,
+    #[serde(default)]
+    pub reservation: Vec<Reservation>,
+}
+
+/// `[[interface.reservation]]`, `[[link.reservation]]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Reservation {
+    pub duid: Option<Spanned<String>>,
+    pub iaid: Option<Spanned<u32>>,
+    pub address: Option<Spanned<Ipv6Addr>>,
+    pub prefix: Option<Spanned<String>>,
+    /// Relay-supplied identifiers, as hex (Remote-ID: enterprise number + id).
+    pub remote_id: Option<Spanned<String>>,
+    pub subscriber_id: Option<Spanned<String>>,
+    pub interface_id: Option<Spanned<String>>,
+    pub client_mac: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Relay {
+    pub upstream: String,
+    pub downstream: Vec<String>,
+    #[serde(default)]
+    pub servers: Vec<Ipv6Addr>,
+    pub rewrite_dns: Option<Vec<Ipv6Addr>>,
+}
+
+/// The stateful keys of an interface or a link, borrowed.
+pub(crate) struct Pools<'a> {
+    pub name: &'a Spanned<String>,
+    pub na_pools: &'a [Spanned<String>],
+    pub pd_pools: &'a [Spanned<String>],
+    pub preferred_lifetime: Option<&'a Spanned<u32>>,
+    pub valid_lifetime: Option<&'a Spanned<u32>>,
+    pub t1: Option<&'a Spanned<u32>>,
+    pub t2: Option<&'a Spanned<u32>>,
+    pub rapid_commit: Option<bool>,
+    pub reservation: &'a [Reservation],
+}
+
+impl Pools<'_> {
+    /// True if the table has anything stateful to serve.
+    pub fn is_empty(&self) -> bool {
+        self.na_pools.is_empty() && self.pd_pools.is_empty() && self.reservation.is_empty()
+    }
+}
+
+impl Interface {
+    pub fn options(&self) -> Options {
+        Options {
+            dns: self.dns.clone(),
+            domains: self.domains.clone(),
+            ntp: self.ntp.clone(),
+            sntp: self.sntp.clone(),
+            information_refresh_time: self.information_refresh_time,
+            inf_max_rt: self.inf_max_rt,
+        }
+    }
+}
+
+/// `pools()` for the tables that carry the stateful keys.
+macro_rules! pools_view {
+    ($($table:ty),*) => {$(
+        impl $table {
+            pub fn pools(&self) -> Pools<'_> {
+                Pools {
+                    name: &self.name,
+                    na_pools: &self.na_pools,
+                    pd_pools: &self.pd_pools,
+                    preferred_lifetime: self.preferred_lifetime.as_ref(),
+                    valid_lifetime: self.valid_lifetime.as_ref(),
+                    t1: self.t1.as_ref(),
+                    t2: self.t2.as_ref(),
+                    rapid_commit: self.rapid_commit,
+                    reservation: &self.reservation,
+                }
+            }
+        }
+    )*};
+}
+pools_view!(Interface, Link);
+
+/// The text of a file and the name it goes by in messages, to turn byte offsets (serde
+/// spans) into lines.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Source<'a> {
+    pub path: &'a std::path::Path,
+    pub text: &'a str,
+}
+
+impl Source<'_> {
+    /// The 1-based line of a byte offset.
+    pub fn line(&self, offset: usize) -> usize {
+        let before = self.text.get(..offset.min(self.text.len())).unwrap_or(self.text);
+        before.bytes().filter(|b| *b == b'\n').count() + 1
+    }
+
+    pub fn line_of<T>(&self, s: &Spanned<T>) -> usize {
+        self.line(s.span().start)
+    }
+
+    /// A refusal of what sits at `offset`.
+    pub fn invalid(&self, offset: usize, reason: Reason) -> ConfigError {
+        self.invalid_at_line(self.line(offset), reason)
+    }
+
+    pub fn invalid_at_line(&self, line: usize, reason: Reason) -> ConfigError {
+        ConfigError::Invalid { path: self.path.to_path_buf(), line, reason }
+    }
+
+    /// The document, or the TOML error (syntax, type, unknown key) on its line.
+    pub fn parse(&self) -> Result<Document, ConfigError> {
+        toml::from_str(self.text).map_err(|e| {
+            let line = e.span().map_or(1, |s| self.line(s.start));
+            self.invalid_at_line(line, Reason::Syntax(e.message().to_owned()))
+        })
+    }
+}

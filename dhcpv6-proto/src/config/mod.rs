@@ -1,0 +1,216 @@
+//! Configuration in two layers, as dora has it: the TOML file parsed into serde structs that
+//! mirror it and refuse unknown keys (`file`), converted with `TryFrom` into a validated
+//! `ConfigFile` (`validate`), then merged with the command line (`flags`) into the `Config`
+//! the daemon runs with. The daemon only ever sees validated types; every refusal of the file
+//! names it, the line and the reason (`path:line: reason`).
+//!
+//! ```toml
+//! [defaults]                 # for every interface
+//! dns = ["2001:db8::53"]
+//! domains = ["isp.example"]
+//! information_refresh_time = 86400
+//! inf_max_rt = 3600
+//! ntp = ["2001:db8::123"]    # sent when requested
+//!
+//! [[interface]]
+//! name = "eth1"
+//! dns = ["2001:db8:1::53"]   # overrides the default for this interface
+//! ```
+//!
+//! A new key is a field in `file.rs` (spanned if a later check refuses it), its check in
+//! `validate.rs` into a field of `ConfigFile`, and, when a flag can override it, a line in
+//! `flags.rs`; `Config` carries it to the daemon through an accessor. For the keys planned:
+//! - options per interface or per `[[link]]` (DNS, domains, NTP, raw options): a field of
+//!   `OptionLayer` (`options.rs`), the keys on `file::Link` too (it then becomes the same
+//!   struct as `file::Interface`), and a layer per link kept next to its `LinkPools`;
+//! - `trusted_relays`, `server_duid`: top-level keys of `file::Document`, checked like a
+//!   reservation's addresses and DUID (`validate::duid`);
+//! - `[store] url`: a `file::Store` section, with `--lease-db` over it in `flags.rs`.
+
+mod file;
+mod flags;
+mod options;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+use std::{
+    net::Ipv6Addr,
+    path::{Path, PathBuf},
+};
+
+use thiserror::Error;
+
+use crate::{
+    resolv,
+    server::{
+        stateful::{self, LinkPools, PoolError},
+        ServiceOptions,
+    },
+    wire::WireError,
+};
+
+pub use flags::Overrides;
+pub use options::{DEFAULT_INF_MAX_RT, DEFAULT_IRT};
+pub use validate::ConfigFile;
+
+/// Why a configuration was refused.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    #[error("{path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    /// Something in the file, at `line` (1-based).
+    #[error("{path}:{line}: {reason}")]
+    Invalid { path: PathBuf, line: usize, reason: Reason },
+    /// A command-line value (`flag` names it, with the value when that helps).
+    #[error("{flag}: {reason}")]
+    Flag { flag: String, reason: Reason },
+    #[error("relay mode needs at least one downstream interface")]
+    NoDownstream,
+    #[error("interface {0} cannot both serve and relay, or relay to itself")]
+    ServeAndRelay(String),
+    #[error("no interface to serve: give --iface IF or [[interface]] in the config")]
+    NothingToServe,
+}
+
+/// What is wrong with one value of the file or the command line.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum Reason {
+    /// TOML syntax, a value of the wrong type, an unknown key (toml's own message).
+    #[error("{0}")]
+    Syntax(String),
+    #[error("interface name {0:?} is not a Linux interface name")]
+    InterfaceName(String),
+    #[error("interface {0:?} is configured twice")]
+    DuplicateInterface(String),
+    #[error("domain {name:?}: {error}")]
+    Domain { name: String, error: WireError },
+    #[error("{0}")]
+    Pool(#[from] PoolError),
+    /// Pools, lifetimes and reservations checked together (`stateful::check_links`).
+    #[error("{0}")]
+    Links(#[from] stateful::ConfigError),
+    #[error("{what} {value:?} is not hex bytes")]
+    Hex { what: &'static str, value: String },
+    #[error("{0}")]
+    Duid(WireError),
+    #[error("prefix needs /LEN")]
+    PrefixWithoutLength,
+    #[error("bad prefix {0:?}")]
+    BadPrefix(String),
+    #[error("bad prefix length in {0:?}")]
+    BadPrefixLength(String),
+}
+
+/// The link of `--na-pool`/`--pd-pool`: every served interface, and relayed clients whose
+/// relay link-address lies in the pools' prefixes.
+pub const DEFAULT_LINK: &str = "default";
+
+/// Everything the daemon runs with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    ifaces: Vec<IfaceConfig>,
+    relay: Option<RelaySettings>,
+    links: Vec<LinkPools>,
+}
+
+impl Config {
+    /// Served interfaces: the file's in its order, then those only named by `--iface`.
+    pub fn ifaces(&self) -> &[IfaceConfig] {
+        &self.ifaces
+    }
+
+    pub fn relay(&self) -> Option<&RelaySettings> {
+        self.relay.as_ref()
+    }
+
+    /// Stateful pools per link, checked together: served interfaces by name, relayed links
+    /// by `[[link]]` name, and `DEFAULT_LINK` for the command line's pools.
+    pub fn links(&self) -> &[LinkPools] {
+        &self.links
+    }
+
+    pub fn into_parts(self) -> (Vec<IfaceConfig>, Option<RelaySettings>, Vec<LinkPools>) {
+        (self.ifaces, self.relay, self.links)
+    }
+}
+
+/// One served interface: its name and what it hands out (DNS may still be empty here: the
+/// daemon then falls back to the interface's link-local address, as odhcpd does).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IfaceConfig {
+    name: String,
+    service: ServiceOptions,
+}
+
+impl IfaceConfig {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn service(&self) -> &ServiceOptions {
+        &self.service
+    }
+}
+
+/// Relay-agent mode (as odhcpd's): client messages on `downstream` interfaces go to `servers`
+/// (or ff05::1:3) through `upstream`, wrapped in Relay-Forward. At least one downstream
+/// interface, none of them served or the upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelaySettings {
+    upstream: String,
+    downstream: Vec<String>,
+    servers: Vec<Ipv6Addr>,
+    rewrite_dns: Option<Vec<Ipv6Addr>>,
+}
+
+impl RelaySettings {
+    pub fn upstream(&self) -> &str {
+        &self.upstream
+    }
+
+    pub fn downstream(&self) -> &[String] {
+        &self.downstream
+    }
+
+    /// Unicast servers; empty: ff05::1:3 on the upstream.
+    pub fn servers(&self) -> &[Ipv6Addr] {
+        &self.servers
+    }
+
+    /// DNS servers to put into relayed replies instead of the server's.
+    pub fn rewrite_dns(&self) -> Option<&[Ipv6Addr]> {
+        self.rewrite_dns.as_deref()
+    }
+}
+
+/// Parses and validates a file's text; `path` only names it in messages.
+pub fn from_str(text: &str, path: impl AsRef<Path>) -> Result<ConfigFile, ConfigError> {
+    ConfigFile::try_from(file::Source { path: path.as_ref(), text })
+}
+
+/// Reads, parses and validates a file.
+pub fn read(path: &Path) -> Result<ConfigFile, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+    from_str(&text, path)
+}
+
+impl ConfigFile {
+    /// The command line over this file, host defaults (`resolv.conf`'s) under both.
+    pub fn merge(self, flags: &Overrides, host: &resolv::HostResolver) -> Result<Config, ConfigError> {
+        flags::merge(self, flags, host)
+    }
+}
+
+/// Reads and validates the whole configuration: `file` if any, under `flags`, with host
+/// defaults from `resolv_conf`.
+pub fn load(file: Option<&Path>, flags: &Overrides, resolv_conf: &Path) -> Result<Config, ConfigError> {
+    let file = match file {
+        Some(p) => read(p)?,
+        None => ConfigFile { path: "<command line>".into(), ..ConfigFile::default() },
+    };
+    file.merge(flags, &resolv::read(resolv_conf))
+}

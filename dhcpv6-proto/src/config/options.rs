@@ -1,0 +1,91 @@
+//! The stateless options of a served interface, as layers: the command line over the
+//! interface's table over `[defaults]`, then the host's resolv.conf for DNS and domains and
+//! the RFC defaults for the timers. A layer says only what it sets; `resolve` fills the rest.
+//!
+//! Per-`[[link]]` options and raw options are one more field here and one more layer in
+//! `flags.rs`'s merge; `ServiceOptions` is what the server encodes.
+
+use std::net::Ipv6Addr;
+
+use crate::{
+    resolv::HostResolver,
+    server::ServiceOptions,
+    wire::{domain, WireError},
+};
+
+use super::{file, file::Source, ConfigError, Reason};
+
+/// RFC 9915 defaults: IRT_DEFAULT 86400 s, INF_MAX_RT 3600 s.
+pub const DEFAULT_IRT: u32 = 86_400;
+pub const DEFAULT_INF_MAX_RT: u32 = 3_600;
+
+/// Options one layer sets; `None`: the layer below decides.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct OptionLayer {
+    pub dns: Option<Vec<Ipv6Addr>>,
+    /// Each one encodes as a domain name (checked when the layer is built).
+    pub domains: Option<Vec<String>>,
+    pub ntp: Option<Vec<Ipv6Addr>>,
+    pub sntp: Option<Vec<Ipv6Addr>>,
+    pub information_refresh_time: Option<u32>,
+    pub inf_max_rt: Option<u32>,
+}
+
+/// A name the Domain Search List option can carry.
+pub(crate) fn check_domain(name: &str) -> Result<(), WireError> {
+    domain::encode(name, &mut Vec::new())
+}
+
+impl OptionLayer {
+    /// A table of the file, its domains checked on their lines.
+    pub fn from_file(o: &file::Options, src: &Source<'_>) -> Result<Self, ConfigError> {
+        let domains = match &o.domains {
+            None => None,
+            Some(list) => Some(
+                list.iter()
+                    .map(|d| {
+                        check_domain(d.get_ref()).map(|()| d.get_ref().clone()).map_err(|error| {
+                            src.invalid(d.span().start, Reason::Domain { name: d.get_ref().clone(), error })
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
+        };
+        Ok(Self {
+            dns: o.dns.clone(),
+            domains,
+            ntp: o.ntp.clone(),
+            sntp: o.sntp.clone(),
+            information_refresh_time: o.information_refresh_time,
+            inf_max_rt: o.inf_max_rt,
+        })
+    }
+
+    /// This layer, with what it leaves open taken from `under`.
+    pub fn over(&self, under: &Self) -> Self {
+        fn pick<T: Clone>(top: &Option<T>, under: &Option<T>) -> Option<T> {
+            top.as_ref().or(under.as_ref()).cloned()
+        }
+        Self {
+            dns: pick(&self.dns, &under.dns),
+            domains: pick(&self.domains, &under.domains),
+            ntp: pick(&self.ntp, &under.ntp),
+            sntp: pick(&self.sntp, &under.sntp),
+            information_refresh_time: pick(&self.information_refresh_time, &under.information_refresh_time),
+            inf_max_rt: pick(&self.inf_max_rt, &under.inf_max_rt),
+        }
+    }
+
+    /// The options to serve. DNS may still be empty: the daemon then announces the
+    /// interface's link-local address, as odhcpd does.
+    pub fn resolve(&self, host: &HostResolver) -> ServiceOptions {
+        ServiceOptions {
+            dns: self.dns.clone().unwrap_or_else(|| host.dns.clone()),
+            domains: self.domains.clone().unwrap_or_else(|| host.domains.clone()),
+            ntp: self.ntp.clone().unwrap_or_default(),
+            sntp: self.sntp.clone().unwrap_or_default(),
+            information_refresh_time: Some(self.information_refresh_time.unwrap_or(DEFAULT_IRT)),
+            inf_max_rt: Some(self.inf_max_rt.unwrap_or(DEFAULT_INF_MAX_RT)),
+        }
+    }
+}

@@ -1,0 +1,267 @@
+//! The configuration from text: each test passes TOML and a name for messages; one reads a
+//! real file.
+
+use std::net::Ipv6Addr;
+use std::path::Path;
+
+use super::*;
+use crate::resolv::HostResolver;
+use crate::server::stateful::{ConfigError as LinksError, LifetimeProblem, PoolError};
+
+fn load_text(text: &str, flags: &Overrides) -> Result<Config, ConfigError> {
+    from_str(text, "dhcpv6d.toml")?.merge(flags, &HostResolver::default())
+}
+
+fn refused(text: &str) -> String {
+    load_text(text, &Overrides::default()).unwrap_err().to_string()
+}
+
+/// A served interface, for files that only have `[[link]]`s.
+fn serve_eth9() -> Overrides {
+    Overrides { ifaces: vec!["eth9".into()], ..Default::default() }
+}
+
+fn a(s: &str) -> Ipv6Addr {
+    s.parse().unwrap()
+}
+
+#[test]
+fn unknown_key_names_file_and_line() {
+    let e = load_text("[defaults]\ndns = [\"2001:db8::1\"]\ndsn = 1\n", &Overrides::default()).unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.contains(":3: unknown field `dsn`"), "{msg}");
+    assert!(msg.starts_with("dhcpv6d.toml:3: "), "{msg}");
+    assert!(matches!(e, ConfigError::Invalid { line: 3, reason: Reason::Syntax(_), .. }), "{e:?}");
+}
+
+#[test]
+fn bad_address_and_bad_domain_are_refused_with_line() {
+    let e =
+        load_text("[[interface]]\nname = \"eth1\"\n\ndns = [\"not-an-address\"]\n", &Overrides::default()).unwrap_err();
+    assert!(e.to_string().contains(":4:"), "{e}");
+    let e = load_text("[defaults]\n\ndomains = [\"a..b\"]\n[[interface]]\nname = \"eth1\"\n", &Overrides::default())
+        .unwrap_err();
+    assert!(e.to_string().contains(":3: domain"), "{e}");
+    assert!(matches!(e, ConfigError::Invalid { line: 3, reason: Reason::Domain { .. }, .. }), "{e:?}");
+}
+
+#[test]
+fn interface_overrides_defaults_and_flags_override_both() {
+    let text = "[defaults]\ndns = [\"2001:db8::1\"]\ndomains = [\"d.example\"]\n[[interface]]\nname = \"eth1\"\ndns = [\"2001:db8::2\"]\n";
+    let c = load_text(text, &Overrides { ifaces: vec!["eth2".into()], ..Default::default() }).unwrap();
+    let c = c.ifaces();
+    assert_eq!(c[0].service().dns, vec![a("2001:db8::2")]);
+    assert_eq!(c[0].service().domains, vec!["d.example"]);
+    assert_eq!(c[1].name(), "eth2");
+    assert_eq!(c[1].service().dns, vec![a("2001:db8::1")]);
+    let flags = Overrides { dns: vec![a("2001:db8::9")], ..Default::default() };
+    let c = load_text(text, &flags).unwrap();
+    assert_eq!(c.ifaces()[0].service().dns, flags.dns);
+    assert_eq!(c.ifaces()[0].service().information_refresh_time, Some(DEFAULT_IRT));
+}
+
+#[test]
+fn host_defaults_fill_what_nobody_configured() {
+    let host = HostResolver { dns: vec![a("2001:db8::35")], domains: vec!["host.example".into()] };
+    let text = "[[interface]]\nname = \"eth1\"\ndomains = [\"mine.example\"]\n";
+    let c = from_str(text, "t.toml").unwrap().merge(&Overrides::default(), &host).unwrap();
+    let s = c.ifaces()[0].service();
+    assert_eq!((s.dns.clone(), s.domains.clone()), (host.dns.clone(), vec!["mine.example".to_owned()]));
+    assert_eq!((s.inf_max_rt, s.ntp.len()), (Some(DEFAULT_INF_MAX_RT), 0));
+    let flags = Overrides { domains: vec!["flag.example".into()], ..Default::default() };
+    let c = from_str(text, "t.toml").unwrap().merge(&flags, &host).unwrap();
+    assert_eq!(c.ifaces()[0].service().domains, vec!["flag.example"]);
+    let bad = Overrides { domains: vec!["a..b".into()], ..Default::default() };
+    let e = from_str(text, "t.toml").unwrap().merge(&bad, &host).unwrap_err();
+    assert!(e.to_string().starts_with("--domain: domain \"a..b\""), "{e}");
+}
+
+#[test]
+fn interface_names_are_checked_on_their_line() {
+    let e = refused("[[interface]]\nname = \"eth1\"\n[[interface]]\nname = \"eth1\"\n");
+    assert_eq!(e, "dhcpv6d.toml:4: interface \"eth1\" is configured twice");
+    let e = refused("\n[[interface]]\nname = \"a/b\"\n");
+    assert_eq!(e, "dhcpv6d.toml:3: interface name \"a/b\" is not a Linux interface name");
+}
+
+#[test]
+fn relay_section_and_flags() {
+    let text = "[relay]\nupstream = \"up0\"\ndownstream = [\"dn0\"]\nservers = [\"2001:db8::547\"]\n";
+    let c = load_text(text, &Overrides::default()).unwrap();
+    let r = c.relay().unwrap();
+    assert_eq!((r.upstream(), r.downstream().to_vec()), ("up0", vec!["dn0".to_owned()]));
+    assert_eq!(r.servers(), [a("2001:db8::547")]);
+    assert_eq!(r.rewrite_dns(), None);
+    let flags = Overrides { ifaces: vec!["dn0".into()], ..Default::default() };
+    let e = load_text(text, &flags).unwrap_err();
+    assert!(matches!(e, ConfigError::ServeAndRelay(ref i) if i == "dn0"), "an interface cannot both serve and relay");
+    let flags = Overrides { relay_upstream: Some("up1".into()), ..Default::default() };
+    assert!(matches!(load_text(text, &flags), Err(ConfigError::NoDownstream)), "the flags replace [relay]");
+    let flags = Overrides {
+        relay_upstream: Some("up1".into()),
+        relay_downstream: vec!["dn1".into()],
+        relay_rewrite_dns: vec![a("2001:db8::53")],
+        ..Default::default()
+    };
+    let c = load_text(text, &flags).unwrap();
+    let r = c.relay().unwrap();
+    assert_eq!((r.upstream(), r.downstream(), r.servers()), ("up1", &["dn1".to_owned()][..], &[][..]));
+    assert_eq!(r.rewrite_dns(), Some(&[a("2001:db8::53")][..]));
+}
+
+#[test]
+fn pools_per_interface_per_link_and_from_flags() {
+    let text = "[[interface]]\nname = \"eth1\"\nna_pools = [\"2001:db8:1::100-2001:db8:1::1ff\"]\npd_pools = [\"2001:db8:100::/40:56\"]\nrapid_commit = true\n[[interface.reservation]]\nduid = \"00:03:00:01:02:00:00:00:00:01\"\naddress = \"2001:db8:1::150\"\n[[link]]\nname = \"access-7\"\nna_pools = [\"2001:db8:7::100-2001:db8:7::1ff\"]\n";
+    let c = load_text(text, &Overrides::default()).unwrap();
+    let links = c.links();
+    assert_eq!(links.len(), 2);
+    assert_eq!(links[0].link, "eth1");
+    assert!(links[0].rapid_commit);
+    assert!(links[0].reject_unicast);
+    assert_eq!(links[0].reservations.len(), 1);
+    assert_eq!(links[0].reservations[0].address, Some(a("2001:db8:1::150")));
+    assert_eq!(links[1].link, "access-7");
+    let e = load_text(
+        "[[interface]]\nname = \"eth1\"\n\nna_pools = [\"2001:db8::9-2001:db8::1\"]\n",
+        &Overrides::default(),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains(":4:"), "{e}");
+    assert!(matches!(e, ConfigError::Invalid { reason: Reason::Pool(PoolError::Reversed { .. }), .. }), "{e:?}");
+    let flags = Overrides {
+        ifaces: vec!["eth1".into()],
+        na_pools: vec!["2001:db8:1::10-2001:db8:1::20".into()],
+        ..Default::default()
+    };
+    let c = load(None, &flags, Path::new("/nonexistent")).unwrap();
+    assert_eq!(c.links()[0].link, DEFAULT_LINK);
+    let bad =
+        Overrides { ifaces: vec!["eth1".into()], pd_pools: vec!["2001:db8::/64:56".into()], ..Default::default() };
+    assert!(load(None, &bad, Path::new("/nonexistent")).unwrap_err().to_string().contains("--pd-pool"));
+}
+
+#[test]
+fn an_interface_without_pools_is_no_link() {
+    let c = load_text("[[interface]]\nname = \"eth1\"\n[[interface]]\nname = \"eth2\"\nna_pools = [\"2001:db8:2::1-2001:db8:2::9\"]\n", &Overrides::default()).unwrap();
+    assert_eq!(c.links().iter().map(|l| l.link.as_str()).collect::<Vec<_>>(), ["eth2"]);
+}
+
+/// Overlaps between links are found without an engine and blamed on the pool written last.
+#[test]
+fn overlapping_pools_name_the_later_pool() {
+    let text = "[[link]]\nname = \"b\"\nna_pools = [\"2001:db8::100-2001:db8::1ff\"]\n\n[[interface]]\nname = \"eth1\"\nna_pools = [\n  \"2001:db8:1::1-2001:db8:1::9\",\n  \"2001:db8::1f0-2001:db8::2ff\",\n]\n";
+    let e = load_text(text, &Overrides::default()).unwrap_err();
+    let ConfigError::Invalid { line, reason: Reason::Links(LinksError::Overlap { what, .. }), .. } = &e else {
+        panic!("{e:?}");
+    };
+    assert_eq!((*line, *what), (9, "address ranges"), "{e}");
+    assert!(e.to_string().starts_with("dhcpv6d.toml:9: address ranges overlap: "), "{e}");
+    let e = refused("[[link]]\nname = \"a\"\npd_pools = [\"2001:db8::/40:56\"]\n[[link]]\nname = \"b\"\npd_pools = [\"2001:db8:80::/41:56\"]\n");
+    assert!(e.starts_with("dhcpv6d.toml:6: prefix pools overlap"), "{e}");
+    let e = refused(
+        "[[link]]\nname = \"a\"\nna_pools = [\"2001:db8::10-2001:db8::20\"]\npd_pools = [\"2001:db8::/48:56\"]\n",
+    );
+    assert!(e.starts_with("dhcpv6d.toml:4: prefix pool and link prefix overlap"), "{e}");
+    let e =
+        refused("[[interface]]\nname = \"x\"\nna_pools = [\"2001:db8::10-2001:db8::20\"]\n[[link]]\nname = \"x\"\n");
+    assert_eq!(e, "dhcpv6d.toml:5: link \"x\" is configured twice");
+}
+
+#[test]
+fn lifetimes_are_checked_on_the_key_at_fault() {
+    let pools = "[[link]]\nname = \"a\"\nna_pools = [\"2001:db8::10-2001:db8::20\"]\n";
+    let e = load_text(&format!("{pools}valid_lifetime = 1000\n"), &Overrides::default()).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            ConfigError::Invalid {
+                line: 4,
+                reason: Reason::Links(LinksError::Lifetimes { reason: LifetimeProblem::PreferredOverValid, .. }),
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert_eq!(
+        e.to_string(),
+        "dhcpv6d.toml:4: link \"a\": lifetimes: preferred lifetime is longer than the valid lifetime"
+    );
+    let e = refused(&format!("{pools}t2 = 100\nt1 = 200\n"));
+    assert_eq!(e, "dhcpv6d.toml:5: link \"a\": lifetimes: T1 is later than T2");
+    let e = refused(&format!("{pools}valid_lifetime = 0\n"));
+    assert!(e.starts_with("dhcpv6d.toml:4: "), "{e}");
+    let c =
+        load_text(&format!("{pools}preferred_lifetime = 100\nvalid_lifetime = 200\nt2 = 90\n"), &serve_eth9()).unwrap();
+    let l = c.links()[0].lifetimes;
+    assert_eq!((l.preferred, l.valid, l.t1, l.t2), (100, 200, 50, 90));
+}
+
+#[test]
+fn reservations_are_checked_on_their_lines() {
+    let link =
+        "[[link]]\nname = \"a\"\nna_pools = [\"2001:db8::10-2001:db8::20\"]\npd_pools = [\"2001:db8:100::/40:56\"]\n";
+    let e = refused(&format!(
+        "{link}[[link.reservation]]\nduid = \"00:03:00:01:02:00:00:00:00:01\"\naddress = \"2001:db9::1\"\n"
+    ));
+    assert!(e.starts_with("dhcpv6d.toml:7: link \"a\": reservation 0: 2001:db9::1 is not in a prefix"), "{e}");
+    let e = refused(&format!("{link}[[link.reservation]]\n\naddress = \"2001:db8::15\"\n"));
+    assert!(e.starts_with("dhcpv6d.toml:7: link \"a\": reservation 0: no DUID"), "{e}");
+    let e = refused(&format!(
+        "{link}[[link.reservation]]\nremote_id = \"00000009:01\"\nprefix = \"2001:db8:100:100::/60\"\n"
+    ));
+    assert!(e.starts_with("dhcpv6d.toml:7: ") && e.contains("is not one of its prefixes"), "{e}");
+    let e = refused(&format!("{link}[[link.reservation]]\nremote_id = \"00000009:01\"\naddress = \"x\"\n"));
+    assert!(e.starts_with("dhcpv6d.toml:7: "), "{e}");
+    let e = refused(&format!("{link}[[link.reservation]]\nremote_id = \"0009:1\"\n"));
+    assert_eq!(e, "dhcpv6d.toml:6: remote_id \"0009:1\" is not hex bytes");
+    let e = refused(&format!("{link}[[link.reservation]]\nduid = \"00:01\"\n"));
+    assert!(e.starts_with("dhcpv6d.toml:6: DUID of 2 bytes"), "{e}");
+    let e = refused(&format!(
+        "{link}[[link.reservation]]\nduid = \"00:03:00:01:02:00:00:00:00:01\"\nprefix = \"2001:db8:9000::\"\n"
+    ));
+    assert_eq!(e, "dhcpv6d.toml:7: prefix needs /LEN");
+    let ok = format!("{link}[[link.reservation]]\nclient_mac = \"02:00:00:00:00:07\"\ninterface_id = \"port-1/7\"\niaid = 3\nprefix = \"2001:db8:100:100::/56\"\n");
+    let c = load_text(&ok, &serve_eth9()).unwrap();
+    let r = &c.links()[0].reservations[0];
+    assert_eq!(r.client_linklayer.as_deref(), Some(&[0, 1, 2, 0, 0, 0, 0, 7][..]));
+    assert_eq!((r.interface_id.as_deref(), r.iaid), (Some(&b"port-1/7"[..]), Some(3)));
+    assert_eq!(r.prefix, Some((a("2001:db8:100:100::"), 56)));
+}
+
+#[test]
+fn pools_of_the_flags_are_checked_against_the_file() {
+    let text = "[[interface]]\nname = \"eth1\"\nna_pools = [\"2001:db8:1::100-2001:db8:1::1ff\"]\n";
+    let flags = Overrides { na_pools: vec!["2001:db8:1::1f0-2001:db8:1::2ff".into()], ..Default::default() };
+    let e = load_text(text, &flags).unwrap_err();
+    assert!(matches!(e, ConfigError::Flag { reason: Reason::Links(LinksError::Overlap { .. }), .. }), "{e:?}");
+    assert!(e.to_string().starts_with("--na-pool/--pd-pool: address ranges overlap"), "{e}");
+    let text = "[[link]]\nname = \"default\"\n";
+    let flags = Overrides {
+        ifaces: vec!["eth1".into()],
+        na_pools: vec!["2001:db8:1::1-2001:db8:1::2".into()],
+        ..Default::default()
+    };
+    let e = load_text(text, &flags).unwrap_err();
+    assert_eq!(e.to_string(), "--na-pool/--pd-pool: link \"default\" is configured twice");
+}
+
+#[test]
+fn no_interface_is_an_error() {
+    assert!(matches!(load(None, &Overrides::default(), Path::new("/nonexistent")), Err(ConfigError::NothingToServe)));
+}
+
+/// The one test that goes through the file system: the example with every documented key.
+#[test]
+fn reads_the_example_file() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/config/example.toml");
+    let c = load(Some(&path), &Overrides::default(), Path::new("/nonexistent")).unwrap();
+    assert_eq!(c.ifaces().len(), 1);
+    let s = c.ifaces()[0].service();
+    assert_eq!(s.dns, vec![a("2001:db8:1::53")]);
+    assert_eq!((s.ntp.clone(), s.sntp.clone()), (vec![a("2001:db8::123")], vec![a("2001:db8::124")]));
+    assert_eq!(c.links().iter().map(|l| l.link.as_str()).collect::<Vec<_>>(), ["eth1", "olt-7"]);
+    assert_eq!(c.links()[1].reservations[0].remote_id.as_deref(), Some(&[0, 0, 0, 9, 1, 2][..]));
+    assert_eq!(c.relay().map(|r| r.downstream().len()), Some(2));
+    let e = load(Some(Path::new("/nonexistent/dhcpv6d.toml")), &Overrides::default(), Path::new("/nonexistent"));
+    assert!(matches!(e, Err(ConfigError::Read { .. })), "{e:?}");
+}

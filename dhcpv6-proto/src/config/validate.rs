@@ -1,0 +1,239 @@
+//! From the file's structs (`file.rs`) to `ConfigFile`, the file's validated contents: every
+//! value parsed, every interface name checked, and the pools of all links checked together
+//! (overlaps, lifetimes, reservations on their link) with `stateful::check_links`, so that a
+//! refusal names the file and line of the offending pool. No engine is built for that.
+
+use std::net::Ipv6Addr;
+use std::path::PathBuf;
+
+use toml::Spanned;
+
+use crate::{
+    server::stateful::{
+        check_links, AddrRange, ConfigError as LinksError, Item, LifetimeField, Lifetimes, LinkPools, PrefixPool,
+        Refusal, Reservation, ReservationPart,
+    },
+    wire::Duid,
+};
+
+use super::{
+    file::{self, Source},
+    options::OptionLayer,
+    ConfigError, Reason, RelaySettings,
+};
+
+/// One `[[interface]]`: a Linux interface name, named once, and its options over
+/// `[defaults]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct InterfaceSection {
+    pub name: String,
+    pub options: OptionLayer,
+}
+
+/// What a file says, validated on its own. The command line comes on top in `flags.rs`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ConfigFile {
+    pub(crate) path: PathBuf,
+    pub(crate) defaults: OptionLayer,
+    pub(crate) interfaces: Vec<InterfaceSection>,
+    /// Interfaces with pools or reservations, then `[[link]]`s, in file order.
+    pub(crate) links: Vec<LinkPools>,
+    /// Where each of `links` was written, for refusals that come later (`flags.rs`).
+    pub(crate) lines: Vec<LinkLines>,
+    /// As written; checked against the served interfaces once the flags are in.
+    pub(crate) relay: Option<RelaySettings>,
+}
+
+impl TryFrom<Source<'_>> for ConfigFile {
+    type Error = ConfigError;
+
+    fn try_from(src: Source<'_>) -> Result<Self, ConfigError> {
+        let doc = src.parse()?;
+        let defaults = OptionLayer::from_file(&doc.defaults, &src)?;
+        let mut interfaces: Vec<InterfaceSection> = Vec::new();
+        for fi in &doc.interface {
+            let name = fi.name.get_ref();
+            let at = fi.name.span().start;
+            if name.is_empty() || name.len() > 15 || name.contains(['/', ' ']) {
+                return Err(src.invalid(at, Reason::InterfaceName(name.clone())));
+            }
+            if interfaces.iter().any(|i| &i.name == name) {
+                return Err(src.invalid(at, Reason::DuplicateInterface(name.clone())));
+            }
+            let options = OptionLayer::from_file(&fi.options(), &src)?.over(&defaults);
+            interfaces.push(InterfaceSection { name: name.clone(), options });
+        }
+        let tables = doc.interface.iter().map(file::Interface::pools).filter(|p| !p.is_empty());
+        let (links, lines): (Vec<_>, Vec<_>) = tables
+            .chain(doc.link.iter().map(file::Link::pools))
+            .map(|p| link_pools(&p, &src))
+            .collect::<Result<_, _>>()?;
+        let file = Self {
+            path: src.path.to_path_buf(),
+            defaults,
+            interfaces,
+            links,
+            lines,
+            relay: doc.relay.map(|r| RelaySettings {
+                upstream: r.upstream,
+                downstream: r.downstream,
+                servers: r.servers,
+                rewrite_dns: r.rewrite_dns,
+            }),
+        };
+        check_links(&file.links).map_err(|r| file.refused(r))?;
+        Ok(file)
+    }
+}
+
+impl ConfigFile {
+    /// A refusal of the file's links, on the line of the item written last (of two
+    /// overlapping pools, the one that made them overlap).
+    pub(crate) fn refused(&self, r: Refusal) -> ConfigError {
+        let line = r.at.iter().filter_map(|at| self.lines.get(at.link).map(|l| l.line(at.item))).max().unwrap_or(1);
+        ConfigError::Invalid { path: self.path.clone(), line, reason: Reason::Links(r.error) }
+    }
+}
+
+/// The lines of one link's items, as `Item` names them.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) struct LinkLines {
+    name: usize,
+    na: Vec<usize>,
+    pd: Vec<usize>,
+    /// Preferred, valid, T1, T2, where set.
+    lifetimes: [Option<usize>; 4],
+    reservations: Vec<ReservationLines>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+struct ReservationLines {
+    /// The table's first key: an empty table has none.
+    first: Option<usize>,
+    address: Option<usize>,
+    prefix: Option<usize>,
+}
+
+impl LinkLines {
+    fn line(&self, item: Item) -> usize {
+        let found = match item {
+            Item::Link => None,
+            Item::Lifetimes(p) => p.fields().iter().find_map(|f| self.lifetimes[lifetime_index(*f)]),
+            Item::AddrRange(i) => self.na.get(i).copied(),
+            Item::PrefixPool(i) => self.pd.get(i).copied(),
+            Item::Reservation(i, part) => self.reservations.get(i).and_then(|r| {
+                let exact = match part {
+                    ReservationPart::Whole => None,
+                    ReservationPart::Address => r.address,
+                    ReservationPart::Prefix => r.prefix,
+                };
+                exact.or(r.first)
+            }),
+        };
+        found.unwrap_or(self.name)
+    }
+}
+
+fn lifetime_index(f: LifetimeField) -> usize {
+    match f {
+        LifetimeField::Preferred => 0,
+        LifetimeField::Valid => 1,
+        LifetimeField::T1 => 2,
+        LifetimeField::T2 => 3,
+    }
+}
+
+/// One table's pools, lifetimes and reservations, each value checked on its own line.
+fn link_pools(p: &file::Pools<'_>, src: &Source<'_>) -> Result<(LinkPools, LinkLines), ConfigError> {
+    let name = p.name.get_ref();
+    let mut l = LinkPools::new(name.as_str());
+    let mut lines = LinkLines { name: src.line_of(p.name), ..Default::default() };
+    // RFC 9915 removed Server Unicast; we never send it, so unicast from clients is refused.
+    l.reject_unicast = true;
+    for s in p.na_pools {
+        l.na.push(s.get_ref().parse::<AddrRange>().map_err(|e| src.invalid(s.span().start, e.into()))?);
+        lines.na.push(src.line_of(s));
+    }
+    for s in p.pd_pools {
+        l.pd.push(s.get_ref().parse::<PrefixPool>().map_err(|e| src.invalid(s.span().start, e.into()))?);
+        lines.pd.push(src.line_of(s));
+    }
+    let given = [p.preferred_lifetime, p.valid_lifetime, p.t1, p.t2];
+    lines.lifetimes = given.map(|v| v.map(|s| src.line_of(s)));
+    let [preferred, valid, t1, t2] = given.map(|v| v.map(|s| *s.get_ref()));
+    let defaults = Lifetimes::default();
+    l.lifetimes = Lifetimes::checked(preferred.unwrap_or(defaults.preferred), valid.unwrap_or(defaults.valid), t1, t2)
+        .map_err(|reason| {
+            let refused = LinksError::Lifetimes { link: name.clone(), reason };
+            src.invalid_at_line(lines.line(Item::Lifetimes(reason)), refused.into())
+        })?;
+    l.rapid_commit = p.rapid_commit.unwrap_or(false);
+    for r in p.reservation {
+        let (reservation, at) = reservation(r, src)?;
+        l.reservations.push(reservation);
+        lines.reservations.push(at);
+    }
+    Ok((l, lines))
+}
+
+fn reservation(r: &file::Reservation, src: &Source<'_>) -> Result<(Reservation, ReservationLines), ConfigError> {
+    let duid = r.duid.as_ref().map(|d| duid(d, src)).transpose()?;
+    let prefix = r.prefix.as_ref().map(|s| prefix(s, src)).transpose()?;
+    let starts = [
+        r.duid.as_ref().map(|s| s.span().start),
+        r.iaid.as_ref().map(|s| s.span().start),
+        r.address.as_ref().map(|s| s.span().start),
+        r.prefix.as_ref().map(|s| s.span().start),
+        r.remote_id.as_ref().map(|s| s.span().start),
+        r.subscriber_id.as_ref().map(|s| s.span().start),
+        r.interface_id.as_ref().map(|s| s.span().start),
+        r.client_mac.as_ref().map(|s| s.span().start),
+    ];
+    let lines = ReservationLines {
+        first: starts.into_iter().flatten().min().map(|o| src.line(o)),
+        address: r.address.as_ref().map(|s| src.line_of(s)),
+        prefix: r.prefix.as_ref().map(|s| src.line_of(s)),
+    };
+    let reservation = Reservation {
+        duid,
+        iaid: r.iaid.as_ref().map(|s| *s.get_ref()),
+        address: r.address.as_ref().map(|s| *s.get_ref()),
+        prefix,
+        remote_id: r.remote_id.as_ref().map(|s| hex(s, "remote_id", src)).transpose()?,
+        subscriber_id: r.subscriber_id.as_ref().map(|s| hex(s, "subscriber_id", src)).transpose()?,
+        interface_id: r.interface_id.as_ref().map(|s| s.get_ref().as_bytes().to_vec()),
+        // RFC 6939: link-layer type 1 (Ethernet), then the MAC.
+        client_linklayer: r
+            .client_mac
+            .as_ref()
+            .map(|s| hex(s, "client_mac", src).map(|m| [vec![0, 1], m].concat()))
+            .transpose()?,
+    };
+    Ok((reservation, lines))
+}
+
+/// A DUID in hex (a reservation's; a `server_duid` would be read the same way).
+fn duid(s: &Spanned<String>, src: &Source<'_>) -> Result<Duid, ConfigError> {
+    Duid::new(&hex(s, "duid", src)?).map_err(|e| src.invalid(s.span().start, Reason::Duid(e)))
+}
+
+/// `ADDR/LEN`; whether it fits the link's pools is `check_links`'s business.
+fn prefix(s: &Spanned<String>, src: &Source<'_>) -> Result<(Ipv6Addr, u8), ConfigError> {
+    let at = s.span().start;
+    let text = s.get_ref();
+    let (a, len) = text.split_once('/').ok_or_else(|| src.invalid(at, Reason::PrefixWithoutLength))?;
+    let a: Ipv6Addr = a.parse().map_err(|_| src.invalid(at, Reason::BadPrefix(text.clone())))?;
+    let len: u8 = len.parse().map_err(|_| src.invalid(at, Reason::BadPrefixLength(text.clone())))?;
+    Ok((a, len))
+}
+
+/// Hex bytes, with `:`, `-` or spaces between them or not.
+fn hex(s: &Spanned<String>, what: &'static str, src: &Source<'_>) -> Result<Vec<u8>, ConfigError> {
+    let t: String = s.get_ref().chars().filter(|c| !matches!(c, ':' | '-' | ' ')).collect();
+    let bytes: Option<Vec<u8>> =
+        (0..t.len()).step_by(2).map(|i| t.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok())).collect();
+    match bytes {
+        Some(b) if !b.is_empty() && t.len().is_multiple_of(2) => Ok(b),
+        _ => Err(src.invalid(s.span().start, Reason::Hex { what, value: s.get_ref().clone() })),
+    }
+}
