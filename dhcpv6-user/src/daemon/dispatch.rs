@@ -47,14 +47,18 @@ impl Server {
                         "relayed message"
                     );
                     let to = ReplyTo { addr: relay::reply_destination(from), ifindex };
+                    let arrival = Arrival { idx, from, relayed: Some(&sel), unicast, to };
                     let wrap = |reply: Vec<u8>| relay::wrap(&r.levels, &reply).map_err(|e| e.counter());
-                    self.answer(&r.message(), idx, &from, Some(&sel), unicast, to, wrap).await
+                    self.answer(&r.message(), &arrival, wrap).await
                 }
             }
         } else {
             match Message::parse(pkt) {
                 Err(_) => Err(Counter::DropMalformed),
-                Ok(m) => self.answer(&m, idx, &from, None, unicast, ReplyTo { addr: from, ifindex }, Ok).await,
+                Ok(m) => {
+                    let arrival = Arrival { idx, from, relayed: None, unicast, to: ReplyTo { addr: from, ifindex } };
+                    self.answer(&m, &arrival, Ok).await
+                }
             }
         };
         if let Err(counter) = result {
@@ -62,19 +66,14 @@ impl Server {
         }
     }
 
-    /// Answers a client message that arrived on (or was relayed to us through) served
-    /// interface `idx`; `Err` names the counter of the reason nothing is sent.
-    #[allow(clippy::too_many_arguments)]
+    /// Answers a client message; `Err` names the counter of the reason nothing is sent.
     async fn answer(
         &self,
         m: &Message<'_>,
-        idx: usize,
-        from: &SocketAddrV6,
-        relayed: Option<&relay::LinkSelector<'_>>,
-        unicast: bool,
-        to: ReplyTo,
+        arrival: &Arrival<'_>,
         wrap: impl FnOnce(Vec<u8>) -> Result<Vec<u8>, Counter>,
     ) -> Result<(), Counter> {
+        let Arrival { idx, ref from, relayed, unicast, to } = *arrival;
         let served = &self.ifaces[idx];
         let svc = served.svc.as_ref().ok_or(Counter::IgnoredIfaceNotReady)?;
         match m.msg_type() {
@@ -108,6 +107,17 @@ impl Server {
             }
         }
     }
+}
+
+/// How a client message reached us, and where its reply goes.
+struct Arrival<'a> {
+    /// The served interface it arrived on (directly or relayed).
+    idx: usize,
+    from: SocketAddrV6,
+    relayed: Option<&'a relay::LinkSelector<'a>>,
+    /// Sent to one of our unicast addresses.
+    unicast: bool,
+    to: ReplyTo,
 }
 
 fn fmt_mac(m: [u8; 6]) -> String {

@@ -146,7 +146,7 @@ impl<S: Transmit> StatefulService<S> {
         let mut engine = lock(&self.engine);
         let out = engine.handle(m, ctx, unix_now());
         if let Some(c) = out.discard {
-            debug!(msg_type = m.msg_type(), reason = c.as_str(), "stateful message discarded");
+            debug!(peer = %ctx.peer, msg_type = m.msg_type(), reason = c.as_str(), "stateful message discarded");
             engine.rollback(out.undo);
             return Err(c);
         }
