@@ -92,9 +92,7 @@ fn crafted_relay_forward_is_answered_and_bombs_are_dropped() {
     let peer: std::net::Ipv6Addr = "fe80::1234".parse().unwrap();
     let mut level = relay::RelayLevel::new(0, std::net::Ipv6Addr::UNSPECIFIED, peer);
     level.interface_id = Some(b"port-7".to_vec());
-    // wrap() builds Relay-Reply; the same layout with type 12 is the Relay-Forward.
-    let mut fwd = relay::wrap(&[level], &inner).unwrap();
-    fwd[0] = dhcpv6_common::wire::msg::RELAY_FORW;
+    let fwd = dhcpv6::wire::relay::emit_chain(&[level], dhcpv6::wire::RelayKind::Forward, &inner).unwrap();
     let reply = lab.exchange_from(547, &fwd, Duration::from_secs(3)).expect("a Relay-Reply");
     let r = relay::unwrap_reply(&reply).unwrap();
     assert_eq!(r.levels.len(), 1);
@@ -109,7 +107,7 @@ fn crafted_relay_forward_is_answered_and_bombs_are_dropped() {
     for _ in 0..10 {
         let mut w = dhcpv6::wire::Writer::relay(12, 0, std::net::Ipv6Addr::UNSPECIFIED, peer);
         w.option(9, &bomb);
-        bomb = w.finish();
+        bomb = w.finish().unwrap();
     }
     assert_eq!(lab.exchange_from(547, &bomb, Duration::from_secs(2)), None);
     testbed::wait_for(Duration::from_secs(3), || {

@@ -62,6 +62,9 @@ counters! {
     DropUnicast => "drop_unicast",
     DropRebindNothingToSay => "drop_rebind_nothing_to_say",
     DropConfirmUndecidable => "drop_confirm_undecidable",
+    /// A reply that would not fit a datagram, or with an option too long for its 16-bit
+    /// length (never sent truncated).
+    DropReplyTooLong => "drop_reply_too_long",
     DropRelayEmpty => "drop_relay_empty",
     DropRelayNotRelayMsg => "drop_relay_not_relay_msg",
     DropRelayShortHeader => "drop_relay_short_header",

@@ -53,10 +53,10 @@ fn ctx() -> ClientContext<'static> {
 
 fn request(client: u8) -> Vec<u8> {
     let mut m = vec![msg::REQUEST, 1, 2, 3];
-    m.extend(encode_option(opt::CLIENTID, &[0, 3, 0, 1, 2, 0, 0, 0, 0, client]));
-    m.extend(encode_option(opt::SERVERID, ctx().server_duid.as_bytes()));
-    m.extend(encode_option(opt::IA_NA, &[0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0]));
-    m.extend(encode_option(opt::IA_PD, &[0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0]));
+    m.extend(encode_option(opt::CLIENTID, &[0, 3, 0, 1, 2, 0, 0, 0, 0, client]).unwrap());
+    m.extend(encode_option(opt::SERVERID, ctx().server_duid.as_bytes()).unwrap());
+    m.extend(encode_option(opt::IA_NA, &[0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0]).unwrap());
+    m.extend(encode_option(opt::IA_PD, &[0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0]).unwrap());
     m
 }
 

@@ -60,7 +60,7 @@ pub fn spec() -> FrameSpec {
 }
 
 pub fn opt(code: u16, data: &[u8]) -> Vec<u8> {
-    dhcpv6::wire::writer::encode_option(code, data)
+    dhcpv6::wire::writer::encode_option(code, data).expect("test option fits")
 }
 
 pub fn client_id(n: usize) -> Vec<u8> {

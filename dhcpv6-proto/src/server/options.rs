@@ -48,36 +48,39 @@ const NTP_SUBOPTION_SRV_ADDR: u16 = 1;
 
 impl ServiceOptions {
     /// Encoded options in the order they go on the wire.
+    /// Errors when an option would not fit its 16-bit length (e.g. 4,096 DNS servers, 16
+    /// bytes each): refused here, at configuration time, rather than sent truncated.
     pub fn encode(&self) -> Result<Vec<ConfiguredOption>, WireError> {
         let mut out = Vec::new();
-        let mut push = |code, policy, data: Vec<u8>| {
-            out.push(ConfiguredOption { code, policy, encoded: encode_option(code, &data) })
+        let mut push = |code, policy, data: Vec<u8>| -> Result<(), WireError> {
+            out.push(ConfiguredOption { code, policy, encoded: encode_option(code, &data)? });
+            Ok(())
         };
         if !self.dns.is_empty() {
-            push(opt::DNS_SERVERS, SendPolicy::Always, self.dns.iter().flat_map(|a| a.octets()).collect());
+            push(opt::DNS_SERVERS, SendPolicy::Always, self.dns.iter().flat_map(|a| a.octets()).collect())?;
         }
         if !self.domains.is_empty() {
             let mut data = Vec::new();
             for d in &self.domains {
                 domain::encode(d, &mut data)?;
             }
-            push(opt::DOMAIN_LIST, SendPolicy::Always, data);
+            push(opt::DOMAIN_LIST, SendPolicy::Always, data)?;
         }
         if let Some(irt) = self.information_refresh_time {
-            push(opt::INFORMATION_REFRESH_TIME, SendPolicy::Always, irt.to_be_bytes().to_vec());
+            push(opt::INFORMATION_REFRESH_TIME, SendPolicy::Always, irt.to_be_bytes().to_vec())?;
         }
         if let Some(rt) = self.inf_max_rt {
-            push(opt::INF_MAX_RT, SendPolicy::Always, rt.to_be_bytes().to_vec());
+            push(opt::INF_MAX_RT, SendPolicy::Always, rt.to_be_bytes().to_vec())?;
         }
         if !self.ntp.is_empty() {
             let mut data = Vec::new();
             for a in &self.ntp {
-                data.extend_from_slice(&encode_option(NTP_SUBOPTION_SRV_ADDR, &a.octets()));
+                data.extend_from_slice(&encode_option(NTP_SUBOPTION_SRV_ADDR, &a.octets())?);
             }
-            push(opt::NTP_SERVER, SendPolicy::WhenRequested, data);
+            push(opt::NTP_SERVER, SendPolicy::WhenRequested, data)?;
         }
         if !self.sntp.is_empty() {
-            push(opt::SNTP_SERVERS, SendPolicy::WhenRequested, self.sntp.iter().flat_map(|a| a.octets()).collect());
+            push(opt::SNTP_SERVERS, SendPolicy::WhenRequested, self.sntp.iter().flat_map(|a| a.octets()).collect())?;
         }
         Ok(out)
     }
@@ -112,5 +115,25 @@ mod tests {
         assert_eq!(&o[0].encoded[..4], &[0, 23, 0, 16]);
         assert_eq!(o[2].encoded, vec![0, 32, 0, 4, 0, 0, 0x0e, 0x10]);
         assert_eq!(&o[4].encoded[..8], &[0, 56, 0, 20, 0, 1, 0, 16]);
+    }
+
+    #[test]
+    fn options_longer_than_a_16_bit_length_are_refused_not_truncated() {
+        let many = |n: u16| -> Vec<std::net::Ipv6Addr> {
+            (0..n).map(|i| std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, i)).collect()
+        };
+        // 4,095 servers fill 65,520 bytes: the largest list that fits.
+        let fits = ServiceOptions { dns: many(4_095), ..Default::default() }.encode().unwrap();
+        assert_eq!(&fits[0].encoded[..4], &[0, 23, 0xff, 0xf0]);
+        assert_eq!(fits[0].encoded.len(), 4 + 65_520);
+        // 4,096 would be 65,536 bytes, which `as u16` used to write as length 0.
+        let e = ServiceOptions { dns: many(4_096), ..Default::default() }.encode().unwrap_err();
+        assert_eq!(e, WireError::OptionTooLong { code: opt::DNS_SERVERS, len: 65_536 });
+        assert_eq!(e.to_string(), "option 23 of 65536 bytes does not fit a 16-bit length (at most 65,535)");
+        let e = ServiceOptions { sntp: many(4_096), ..Default::default() }.encode().unwrap_err();
+        assert_eq!(e, WireError::OptionTooLong { code: opt::SNTP_SERVERS, len: 65_536 });
+        // NTP: 20 bytes per server, so 3,277 is one too many.
+        let e = ServiceOptions { ntp: many(3_277), ..Default::default() }.encode().unwrap_err();
+        assert_eq!(e, WireError::OptionTooLong { code: opt::NTP_SERVER, len: 65_540 });
     }
 }

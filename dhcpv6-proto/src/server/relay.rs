@@ -13,7 +13,12 @@ use std::net::{Ipv6Addr, SocketAddrV6};
 
 use dhcpv6_common::wire::{msg, opt, HOP_COUNT_LIMIT, SERVER_PORT};
 
-use crate::wire::{Message, RawOption, RelayMessage, WireError};
+pub use crate::wire::relay::LINKLAYER_ETHERNET;
+pub use crate::wire::RelayLevel;
+use crate::wire::{
+    relay::{emit_chain, ClientLinkLayer, RemoteId},
+    Message, RelayKind, WireError, MAX_MESSAGE_LEN,
+};
 
 /// The deepest chain of Relay-Forward messages accepted: HOP_COUNT_LIMIT + 1 = 9 levels.
 ///
@@ -32,7 +37,7 @@ use crate::wire::{Message, RawOption, RelayMessage, WireError};
 pub const MAX_RELAY_DEPTH: usize = HOP_COUNT_LIMIT as usize + 1;
 
 /// Largest UDP payload of an IPv6 datagram without a jumbogram.
-pub const MAX_UDP_PAYLOAD: usize = u16::MAX as usize - 8;
+pub const MAX_UDP_PAYLOAD: usize = MAX_MESSAGE_LEN;
 
 /// RFC 7341 DHCPv4-over-DHCPv6 messages.
 const DHCPV4_QUERY: u8 = 20;
@@ -44,16 +49,6 @@ const LEASEQUERY_DATA: u8 = 17;
 /// RFC 9686 address registration.
 const ADDR_REG_INFORM: u8 = 36;
 const ADDR_REG_REPLY: u8 = 37;
-
-/// Minimum option lengths of the relay-supplied identifiers.
-/// Remote-ID: 4-byte enterprise number and at least one byte of id (RFC 4649 section 3).
-const REMOTE_ID_MIN_LEN: usize = 5;
-/// Subscriber-ID: at least one byte (RFC 4580 section 3).
-const SUBSCRIBER_ID_MIN_LEN: usize = 1;
-/// Client link-layer address: 2-byte hardware type and at least one byte (RFC 6939 section 4).
-const CLIENT_LINKLAYER_MIN_LEN: usize = 3;
-/// ARP hardware type of Ethernet, as the client link-layer address option carries it.
-pub const LINKLAYER_ETHERNET: u16 = 1;
 
 /// A message a client sends (and a relay puts in a Relay-Forward): RFC 9915 section 7.3
 /// plus the later client-originated types.
@@ -87,38 +82,6 @@ pub fn is_server_message(msg_type: u8) -> bool {
             | DHCPV4_RESPONSE
             | ADDR_REG_REPLY
     )
-}
-
-/// One relay's layer: the header fields the Relay-Reply copies and the options it added.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RelayLevel {
-    pub hop_count: u8,
-    pub link_address: Ipv6Addr,
-    pub peer_address: Ipv6Addr,
-    /// Interface-ID option data (opaque; may be empty): echoed in the Relay-Reply.
-    pub interface_id: Option<Vec<u8>>,
-    /// Remote-ID option data, whole: 4-byte enterprise number then the id (RFC 4649).
-    pub remote_id: Option<Vec<u8>>,
-    /// Subscriber-ID option data (RFC 4580).
-    pub subscriber_id: Option<Vec<u8>>,
-    /// Client link-layer address option data, whole: 2-byte hardware type then the address
-    /// (RFC 6939).
-    pub client_linklayer: Option<Vec<u8>>,
-}
-
-impl RelayLevel {
-    /// A level with the header fields only, no options.
-    pub fn new(hop_count: u8, link_address: Ipv6Addr, peer_address: Ipv6Addr) -> Self {
-        Self {
-            hop_count,
-            link_address,
-            peer_address,
-            interface_id: None,
-            remote_id: None,
-            subscriber_id: None,
-            client_linklayer: None,
-        }
-    }
 }
 
 /// A Relay-Forward chain taken apart: owned levels (they outlive the datagram: the Reply is
@@ -180,18 +143,12 @@ pub struct LinkSelector<'r> {
 impl<'r> LinkSelector<'r> {
     /// Remote-ID split into enterprise number and id.
     pub fn remote_id_parts(&self) -> Option<(u32, &'r [u8])> {
-        let r = self.remote_id?;
-        let (en, id) = r.split_first_chunk::<4>()?;
-        Some((u32::from_be_bytes(*en), id))
+        RemoteId::parse(self.remote_id?).ok().map(|r| (r.enterprise, r.id))
     }
 
     /// The client's MAC, when the link-layer address is Ethernet.
     pub fn client_mac(&self) -> Option<[u8; 6]> {
-        let (hw, addr) = self.client_linklayer?.split_first_chunk::<2>()?;
-        if u16::from_be_bytes(*hw) != LINKLAYER_ETHERNET {
-            return None;
-        }
-        addr.try_into().ok()
+        ClientLinkLayer::parse(self.client_linklayer?).ok()?.mac()
     }
 }
 
@@ -335,54 +292,24 @@ fn walk(buf: &[u8], dir: Direction) -> Result<Relayed<'_>, RelayError> {
     }
 }
 
-/// Header, options and the carried message of one relay message.
+/// One level, its wire errors named with the level they occurred at.
 fn parse_level(buf: &[u8], level: usize) -> Result<(RelayLevel, &[u8]), RelayError> {
-    let r = RelayMessage::parse(buf).map_err(|e| structural(e, level))?;
-    if r.hop_count() > HOP_COUNT_LIMIT {
-        return Err(RelayError::HopCountOverLimit { level, hop_count: r.hop_count() });
-    }
-    let mut out = RelayLevel::new(r.hop_count(), r.link_address(), r.peer_address());
-    let mut relay_msg = None;
-    for o in r.options() {
-        match o.code {
-            opt::RELAY_MSG => {
-                if relay_msg.is_some() {
-                    return Err(RelayError::MultipleRelayMessages { level });
-                }
-                relay_msg = Some(o.data);
-            }
-            opt::INTERFACE_ID => take_once(&mut out.interface_id, o, 0, level)?,
-            opt::REMOTE_ID => take_once(&mut out.remote_id, o, REMOTE_ID_MIN_LEN, level)?,
-            opt::SUBSCRIBER_ID => take_once(&mut out.subscriber_id, o, SUBSCRIBER_ID_MIN_LEN, level)?,
-            opt::CLIENT_LINKLAYER_ADDR => take_once(&mut out.client_linklayer, o, CLIENT_LINKLAYER_MIN_LEN, level)?,
-            _ => {}
-        }
-    }
-    let inner = relay_msg.ok_or(RelayError::NoRelayMessage { level })?;
-    Ok((out, inner))
+    RelayLevel::parse(buf).map_err(|e| level_error(e, level))
 }
 
-/// Options may appear once unless their RFC says otherwise (RFC 9915 section 21); a second
-/// copy of an identifier would leave us guessing which one the relay meant.
-fn take_once(slot: &mut Option<Vec<u8>>, o: RawOption<'_>, min_len: usize, level: usize) -> Result<(), RelayError> {
-    if o.data.len() < min_len {
-        return Err(RelayError::BadOptionLength { level, code: o.code, len: o.data.len() });
-    }
-    if slot.is_some() {
-        return Err(RelayError::DuplicateOption { level, code: o.code });
-    }
-    *slot = Some(o.data.to_vec());
-    Ok(())
-}
-
-/// Structural errors of a level, named so that the counters tell a cut-off Relay Message
-/// (typically a datagram truncated on the way) from other bad lengths.
-fn structural(e: WireError, level: usize) -> RelayError {
+/// Named so that the counters tell a cut-off Relay Message (typically a datagram truncated
+/// on the way) from other bad lengths.
+fn level_error(e: WireError, level: usize) -> RelayError {
     match e {
         WireError::ShortHeader(_) => RelayError::ShortHeader { level },
         WireError::OptionPastEnd { code: opt::RELAY_MSG, .. } => RelayError::TruncatedRelayMessage { level },
         WireError::OptionPastEnd { code, offset } => RelayError::OptionPastEnd { level, code, offset },
         WireError::TruncatedOptionHeader(offset) => RelayError::TruncatedOptionHeader { level, offset },
+        WireError::HopCountOverLimit(hop_count) => RelayError::HopCountOverLimit { level, hop_count },
+        WireError::NoRelayMessage => RelayError::NoRelayMessage { level },
+        WireError::Duplicate(opt::RELAY_MSG) => RelayError::MultipleRelayMessages { level },
+        WireError::Duplicate(code) => RelayError::DuplicateOption { level, code },
+        WireError::BadLength { code, len } => RelayError::BadOptionLength { level, code, len },
         error => RelayError::Malformed { level, error },
     }
 }
@@ -396,54 +323,15 @@ fn structural(e: WireError, level: usize) -> RelayError {
 /// Errors with [`RelayError::TooLarge`] when a Relay Message option or the whole datagram
 /// would not fit (lengths are 16 bits; a UDP payload is at most [`MAX_UDP_PAYLOAD`]).
 pub fn wrap(levels: &[RelayLevel], reply: &[u8]) -> Result<Vec<u8>, RelayError> {
-    // Sizes from the inside out, so the output is written once, front to back.
-    let mut carried = Vec::with_capacity(levels.len());
-    let mut size = reply.len();
-    for level in levels.iter().rev() {
-        if size > usize::from(u16::MAX) {
-            return Err(RelayError::TooLarge(size));
-        }
-        carried.push(size);
-        size += level_overhead(level)?;
-    }
-    if size > MAX_UDP_PAYLOAD {
-        return Err(RelayError::TooLarge(size));
-    }
-    let mut out = Vec::with_capacity(size);
-    for (level, carried) in levels.iter().zip(carried.iter().rev()) {
-        write_reply_level(&mut out, level, *carried);
-    }
-    out.extend_from_slice(reply);
-    Ok(out)
+    emit_chain(levels, RelayKind::Reply, reply).map_err(too_large)
 }
 
-/// Bytes a Relay-Reply level adds around what it carries.
-fn level_overhead(level: &RelayLevel) -> Result<usize, RelayError> {
-    let iid = match &level.interface_id {
-        Some(id) if id.len() > usize::from(u16::MAX) => return Err(RelayError::TooLarge(id.len())),
-        Some(id) => 4 + id.len(),
-        None => 0,
-    };
-    Ok(RelayMessage::HEADER_LEN + iid + 4)
-}
-
-/// A Relay-Reply header, its Interface-ID, and the Relay Message option header announcing
-/// `carried` bytes (the caller appends them). Lengths were checked by [`wrap`].
-fn write_reply_level(out: &mut Vec<u8>, level: &RelayLevel, carried: usize) {
-    out.push(msg::RELAY_REPL);
-    out.push(level.hop_count);
-    out.extend_from_slice(&level.link_address.octets());
-    out.extend_from_slice(&level.peer_address.octets());
-    if let Some(id) = &level.interface_id {
-        push_option_header(out, opt::INTERFACE_ID, id.len());
-        out.extend_from_slice(id);
+/// What an emitter's length error means for a relay message.
+pub(crate) fn too_large(e: WireError) -> RelayError {
+    match e {
+        WireError::OptionTooLong { len, .. } | WireError::MessageTooLong { len } => RelayError::TooLarge(len),
+        error => RelayError::Malformed { level: 0, error },
     }
-    push_option_header(out, opt::RELAY_MSG, carried);
-}
-
-fn push_option_header(out: &mut Vec<u8>, code: u16, len: usize) {
-    out.extend_from_slice(&code.to_be_bytes());
-    out.extend_from_slice(&(len as u16).to_be_bytes());
 }
 
 /// Where the Relay-Reply goes: back to the relay that sent the Relay-Forward, i.e. the source
@@ -462,7 +350,8 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use super::*;
-    use crate::wire::writer::encode_option;
+    use crate::wire::writer::test_option as encode_option;
+    use crate::wire::RelayMessage;
 
     fn ip(s: &str) -> Ipv6Addr {
         s.parse().unwrap()
@@ -471,29 +360,9 @@ mod tests {
     const SOLICIT: &[u8] = &[msg::SOLICIT, 0xab, 0xcd, 0xef, 0, 1, 0, 10, 0, 3, 0, 1, 2, 0, 0, 0, 0, 9];
     const REPLY: &[u8] = &[msg::REPLY, 0xab, 0xcd, 0xef, 0, 2, 0, 10, 0, 3, 0, 1, 2, 0, 0, 0, 0, 1];
 
-    /// Relay-Forward layers around `inner`, built the way relays do: from the inside out,
-    /// every option the level has. Test-only, so lengths are trusted.
+    /// Relay-Forward layers around `inner`, every option each level has.
     fn forward(levels: &[RelayLevel], inner: &[u8]) -> Vec<u8> {
-        let mut m = inner.to_vec();
-        for l in levels.iter().rev() {
-            let mut v = vec![msg::RELAY_FORW, l.hop_count];
-            v.extend_from_slice(&l.link_address.octets());
-            v.extend_from_slice(&l.peer_address.octets());
-            let opts = [
-                (opt::INTERFACE_ID, &l.interface_id),
-                (opt::REMOTE_ID, &l.remote_id),
-                (opt::SUBSCRIBER_ID, &l.subscriber_id),
-                (opt::CLIENT_LINKLAYER_ADDR, &l.client_linklayer),
-            ];
-            for (code, data) in opts {
-                if let Some(d) = data {
-                    v.extend_from_slice(&encode_option(code, d));
-                }
-            }
-            v.extend_from_slice(&encode_option(opt::RELAY_MSG, &m));
-            m = v;
-        }
-        m
+        emit_chain(levels, RelayKind::Forward, inner).unwrap()
     }
 
     /// A chain of `n` levels with realistic hop-counts (n-1 outermost down to 0).
@@ -648,7 +517,7 @@ mod tests {
             m.extend_from_slice(&[msg::RELAY_FORW, 0]);
             m.extend_from_slice(&[0; 32]);
             m.extend_from_slice(&opt::RELAY_MSG.to_be_bytes());
-            m.extend_from_slice(&(carried.min(usize::from(u16::MAX)) as u16).to_be_bytes());
+            m.extend_from_slice(&u16::try_from(carried).unwrap_or(u16::MAX).to_be_bytes());
         }
         m.extend_from_slice(SOLICIT);
         m

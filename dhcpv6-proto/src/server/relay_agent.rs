@@ -11,8 +11,8 @@ use std::net::{Ipv6Addr, SocketAddrV6};
 
 use dhcpv6_common::wire::{msg, opt, ALL_DHCP_SERVERS, CLIENT_PORT, HOP_COUNT_LIMIT, SERVER_PORT};
 
-use super::relay::{self, is_client_message, is_server_message, RelayLevel, LINKLAYER_ETHERNET, MAX_UDP_PAYLOAD};
-use crate::wire::{Message, RelayMessage, Writer};
+use super::relay::{is_client_message, is_server_message};
+use crate::wire::{relay::ClientLinkLayer, Message, RelayKind, RelayLevel, RelayMessage, Writer};
 
 /// Hop limit for Relay-Forward sent to a multicast group (RFC 9915 section 19: 8, was 32 in
 /// RFC 3315). The daemon sets it on the upstream socket (IPV6_MULTICAST_HOPS).
@@ -73,9 +73,6 @@ pub enum AgentAction {
     Drop(Counter),
 }
 
-/// DNS Recursive Name Server addresses per option: 16 bytes each within a 16-bit length.
-const MAX_DNS_SERVERS: usize = u16::MAX as usize / 16;
-
 impl RelayAgentConfig {
     /// A datagram received on downstream interface `iface_index` from `src` (the client, or a
     /// relay below us): wrap it in a Relay-Forward for the servers (RFC 9915 section 19.1).
@@ -111,9 +108,10 @@ impl RelayAgentConfig {
                 Err(counter) => return AgentAction::Drop(counter),
             },
         };
-        match encode_forward(&level, payload) {
-            Some(payload) => AgentAction::Send { to: self.upstream_destinations(), payload },
-            None => AgentAction::Drop(Counter::DropAgentTooLarge),
+        // The one error emitting can have: a length that does not fit its field or a datagram.
+        match level.emit(RelayKind::Forward, payload) {
+            Ok(payload) => AgentAction::Send { to: self.upstream_destinations(), payload },
+            Err(_) => AgentAction::Drop(Counter::DropAgentTooLarge),
         }
     }
 
@@ -143,7 +141,7 @@ impl RelayAgentConfig {
             Some(_) => return AgentAction::Drop(Counter::DropAgentNotRelayReply),
             None => return AgentAction::Drop(Counter::DropAgentMalformed),
         }
-        let Ok((level, inner)) = relay::peel(payload) else {
+        let Ok((level, inner)) = RelayLevel::parse(payload) else {
             return AgentAction::Drop(Counter::DropAgentMalformed);
         };
         if level.peer_address.is_unspecified() || level.peer_address.is_multicast() {
@@ -216,11 +214,7 @@ fn forward_level_for_client(
     }
     let mut level = RelayLevel::new(0, iface.link_address, *src.ip());
     level.interface_id = interface_id(iface);
-    level.client_linklayer = client_mac.map(|mac| {
-        let mut v = LINKLAYER_ETHERNET.to_be_bytes().to_vec();
-        v.extend_from_slice(&mac);
-        v
-    });
+    level.client_linklayer = client_mac.map(ClientLinkLayer::ethernet);
     Ok(level)
 }
 
@@ -249,23 +243,6 @@ fn forward_level_for_relay(iface: &DownstreamIface, src: SocketAddrV6, payload: 
 
 fn interface_id(iface: &DownstreamIface) -> Option<Vec<u8>> {
     (!iface.interface_id.is_empty()).then(|| iface.interface_id.clone())
-}
-
-/// One Relay-Forward around `payload`, or `None` when it would not fit a datagram.
-fn encode_forward(level: &RelayLevel, payload: &[u8]) -> Option<Vec<u8>> {
-    let fits16 = |v: &Option<Vec<u8>>| v.as_ref().is_none_or(|d| d.len() <= usize::from(u16::MAX));
-    if payload.len() > usize::from(u16::MAX) || !fits16(&level.interface_id) {
-        return None;
-    }
-    let mut w = Writer::relay(msg::RELAY_FORW, level.hop_count, level.link_address, level.peer_address);
-    if let Some(id) = &level.interface_id {
-        w.option(opt::INTERFACE_ID, id);
-    }
-    if let Some(ll) = &level.client_linklayer {
-        w.option(opt::CLIENT_LINKLAYER_ADDR, ll);
-    }
-    w.option(opt::RELAY_MSG, payload);
-    (w.len() <= MAX_UDP_PAYLOAD).then(|| w.finish())
 }
 
 enum Inner {
@@ -304,26 +281,27 @@ fn inner_kind(inner: &[u8]) -> Inner {
 /// integrity check and the client would discard it.
 fn rewrite_dns(inner: &[u8], servers: &[Ipv6Addr]) -> Option<Vec<u8>> {
     let m = Message::parse(inner).ok()?;
-    if !matches!(m.msg_type(), msg::REPLY | msg::ADVERTISE) || servers.len() > MAX_DNS_SERVERS {
+    if !matches!(m.msg_type(), msg::REPLY | msg::ADVERTISE) {
         return None;
     }
     if m.find(opt::AUTH).is_some() || m.find(opt::DNS_SERVERS).is_none() {
         return None;
     }
     let dns: Vec<u8> = servers.iter().flat_map(|a| a.octets()).collect();
-    // Rebuilt option by option, so every length is written afresh.
+    // Rebuilt option by option, so every length is written afresh; too many servers for one
+    // option, or a message grown past a datagram, is sent unchanged.
     let mut w = Writer::message(m.msg_type(), m.xid());
     for o in m.options() {
         w.option(o.code, if o.code == opt::DNS_SERVERS { &dns } else { o.data });
     }
-    (w.len() <= MAX_UDP_PAYLOAD).then(|| w.finish())
+    w.finish().ok()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::server::relay::{unwrap, wrap};
-    use crate::wire::writer::encode_option;
+    use crate::server::relay::{unwrap, wrap, MAX_UDP_PAYLOAD};
+    use crate::wire::writer::test_option as encode_option;
 
     fn ip(s: &str) -> Ipv6Addr {
         s.parse().unwrap()
@@ -411,7 +389,7 @@ mod tests {
         let fwd = {
             let mut w = Writer::relay(msg::RELAY_FORW, 0, below.link_address, below.peer_address);
             w.option(opt::INTERFACE_ID, b"port3").option(opt::RELAY_MSG, SOLICIT);
-            w.finish()
+            w.finish().unwrap()
         };
         let (_, payload) = sent(cfg().from_client(11, ldra, &fwd, Some(MAC)));
         let r = unwrap(&payload).unwrap();
@@ -433,7 +411,7 @@ mod tests {
     fn forward_with_hop(hop: u8) -> Vec<u8> {
         let mut w = Writer::relay(msg::RELAY_FORW, hop, Ipv6Addr::UNSPECIFIED, ip("fe80::9"));
         w.option(opt::RELAY_MSG, SOLICIT);
-        w.finish()
+        w.finish().unwrap()
     }
 
     #[test]
@@ -487,7 +465,7 @@ mod tests {
             c.from_client(11, client(), &[msg::RELAY_FORW, 0, 0], None),
             AgentAction::Drop(Counter::DropAgentMalformed)
         );
-        let no_relay_msg = Writer::relay(msg::RELAY_FORW, 0, Ipv6Addr::UNSPECIFIED, ip("fe80::9")).finish();
+        let no_relay_msg = Writer::relay(msg::RELAY_FORW, 0, Ipv6Addr::UNSPECIFIED, ip("fe80::9")).finish().unwrap();
         assert_eq!(c.from_client(11, client(), &no_relay_msg, None), AgentAction::Drop(Counter::DropAgentMalformed));
         let unspecified = SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, 546, 0, 11);
         assert_eq!(c.from_client(11, unspecified, SOLICIT, None), AgentAction::Drop(Counter::DropAgentBadSource));
@@ -553,7 +531,7 @@ mod tests {
         assert_eq!(c.from_server(&bad_hop), AgentAction::Drop(Counter::DropAgentMalformed));
         let mut w = Writer::relay(msg::RELAY_REPL, 0, level.link_address, level.peer_address);
         w.option(opt::RELAY_MSG, SOLICIT);
-        assert_eq!(c.from_server(&w.finish()), AgentAction::Drop(Counter::DropAgentClientMsgFromServer));
+        assert_eq!(c.from_server(&w.finish().unwrap()), AgentAction::Drop(Counter::DropAgentClientMsgFromServer));
         let to_nowhere = RelayLevel::new(0, level.link_address, Ipv6Addr::UNSPECIFIED);
         assert_eq!(
             c.from_server(&relay_reply(&to_nowhere, &reply_with(&[]))),
@@ -562,7 +540,7 @@ mod tests {
         let bad_reply = [msg::REPLY, 1, 2, 3, 0, 23, 0, 32];
         let mut w = Writer::relay(msg::RELAY_REPL, 0, level.link_address, level.peer_address);
         w.option(opt::RELAY_MSG, &bad_reply);
-        assert_eq!(c.from_server(&w.finish()), AgentAction::Drop(Counter::DropAgentMalformed));
+        assert_eq!(c.from_server(&w.finish().unwrap()), AgentAction::Drop(Counter::DropAgentMalformed));
     }
 
     fn dns_option(addrs: &[&str]) -> Vec<u8> {

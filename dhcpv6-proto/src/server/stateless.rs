@@ -18,7 +18,7 @@ pub struct IfaceService {
 impl IfaceService {
     /// The Server Identifier option, header included.
     pub fn server_id_option(&self) -> Vec<u8> {
-        crate::wire::writer::encode_option(opt::SERVERID, self.duid.as_bytes())
+        crate::wire::writer::encode_option(opt::SERVERID, self.duid.as_bytes()).expect("a DUID is at most 130 bytes")
     }
 }
 
@@ -33,6 +33,8 @@ pub enum Discard {
     ForeignServerId,
     #[error("message type {0} is not served here")]
     Unsupported(u8),
+    #[error("reply not sent: {0}")]
+    ReplyTooLong(WireError),
 }
 
 impl Discard {
@@ -42,6 +44,7 @@ impl Discard {
             Discard::IaPresent => Counter::DropIaPresent,
             Discard::ForeignServerId => Counter::DropForeignServerId,
             Discard::Unsupported(_) => Counter::DropUnsupported,
+            Discard::ReplyTooLong(_) => Counter::DropReplyTooLong,
         }
     }
 }
@@ -66,7 +69,7 @@ pub fn information_request(m: &Message<'_>, svc: &IfaceService) -> Result<Vec<u8
     for o in svc.options.iter().filter(|o| o.selected(&requested)) {
         w.raw(&o.encoded);
     }
-    Ok(w.finish())
+    w.finish().map_err(Discard::ReplyTooLong)
 }
 
 #[cfg(test)]
@@ -141,7 +144,7 @@ mod tests {
 
     #[test]
     fn server_id_ours_is_answered_foreign_is_discarded() {
-        let ours = crate::wire::writer::encode_option(2, svc().duid.as_bytes());
+        let ours = crate::wire::writer::test_option(2, svc().duid.as_bytes());
         assert!(answer(&req(&[CID, &ours])).is_ok());
         let foreign = &[0, 2, 0, 10, 0, 3, 0, 1, 2, 0, 0, 0, 0, 2][..];
         assert_eq!(answer(&req(&[CID, foreign])), Err(Discard::ForeignServerId));
@@ -165,5 +168,18 @@ mod tests {
         let mut cid = vec![0, 1, 0, 131, 0, 2];
         cid.extend(std::iter::repeat_n(7u8, 129));
         assert_eq!(answer(&req(&[&cid])), Err(Discard::Malformed(WireError::DuidLength(131))));
+    }
+
+    #[test]
+    fn a_reply_too_long_for_a_datagram_is_discarded() {
+        let big = ConfiguredOption {
+            code: opt::VENDOR_OPTS,
+            policy: crate::server::SendPolicy::Always,
+            encoded: crate::wire::writer::test_option(opt::VENDOR_OPTS, &[0; 40_000]),
+        };
+        let huge = IfaceService { options: vec![big.clone(), big], ..svc() };
+        let e = information_request(&Message::parse(&req(&[CID])).unwrap(), &huge).unwrap_err();
+        assert!(matches!(e, Discard::ReplyTooLong(WireError::MessageTooLong { .. })), "{e:?}");
+        assert_eq!(e.counter(), Counter::DropReplyTooLong);
     }
 }

@@ -1,34 +1,47 @@
-//! Checked views over DHCPv6 messages: client/server messages (RFC 9915 section 8) and relay
-//! messages (section 9). `parse` validates the whole option area once, so the accessors that
-//! follow cannot fail.
+//! Client/server messages (RFC 9915 section 8): a checked view, [`Message`], and an owned
+//! representation, [`Repr`]. `parse` validates the whole option area once, so the accessors
+//! that follow cannot fail.
 
-use dhcpv6_common::wire::{msg, opt};
+use dhcpv6_common::wire::opt;
 
-use super::{options::OptionIter, RawOption, WireError};
+use super::{
+    ia::{IaNa, IaPd},
+    options::Options,
+    status::StatusCode,
+    RawOption, WireError, Writer,
+};
+
+/// Byte ranges of the message header.
+pub(crate) mod field {
+    use std::ops::{Range, RangeFrom};
+
+    pub const MSG_TYPE: usize = 0;
+    pub const XID: Range<usize> = 1..4;
+    pub const OPTIONS: RangeFrom<usize> = 4..;
+}
 
 /// A client/server message: type, transaction id, options.
 #[derive(Debug, Clone, Copy)]
 pub struct Message<'a> {
     buf: &'a [u8],
+    options: Options<'a>,
 }
 
 impl<'a> Message<'a> {
-    pub const HEADER_LEN: usize = 4;
+    pub const HEADER_LEN: usize = field::OPTIONS.start;
 
     pub fn parse(buf: &'a [u8]) -> Result<Self, WireError> {
-        if buf.len() < Self::HEADER_LEN {
-            return Err(WireError::ShortHeader(Self::HEADER_LEN));
-        }
-        OptionIter::validate(&buf[Self::HEADER_LEN..])?;
-        Ok(Self { buf })
+        Ok(Self { buf, options: Options::after_header(buf, Self::HEADER_LEN)? })
     }
 
     pub fn msg_type(&self) -> u8 {
-        self.buf[0]
+        self.buf[field::MSG_TYPE]
     }
 
     pub fn xid(&self) -> [u8; 3] {
-        [self.buf[1], self.buf[2], self.buf[3]]
+        let mut x = [0; 3];
+        x.copy_from_slice(&self.buf[field::XID]);
+        x
     }
 
     pub fn bytes(&self) -> &'a [u8] {
@@ -37,16 +50,16 @@ impl<'a> Message<'a> {
 
     /// The options, in wire order (already validated).
     pub fn options(&self) -> impl Iterator<Item = RawOption<'a>> + 'a {
-        OptionIter::new(&self.buf[Self::HEADER_LEN..]).filter_map(Result::ok)
+        self.options.iter()
     }
 
     /// Data of the first option with `code`.
     pub fn find(&self, code: u16) -> Option<&'a [u8]> {
-        self.options().find(|o| o.code == code).map(|o| o.data)
+        self.options.find(code)
     }
 
     pub fn count(&self, code: u16) -> usize {
-        self.options().filter(|o| o.code == code).count()
+        self.options.count(code)
     }
 
     /// The single Client or Server Identifier: `Ok(None)` if absent, an error when repeated
@@ -87,64 +100,66 @@ impl<'a> Message<'a> {
     }
 }
 
-/// A Relay-Forward or Relay-Reply message.
-#[derive(Debug, Clone, Copy)]
-pub struct RelayMessage<'a> {
-    buf: &'a [u8],
+/// One option of a message, typed where this codec knows its structure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DhcpOption {
+    IaNa(IaNa),
+    IaPd(IaPd),
+    StatusCode(StatusCode),
+    /// Any other option, data as it is.
+    Other {
+        code: u16,
+        data: Vec<u8>,
+    },
 }
 
-impl<'a> RelayMessage<'a> {
-    pub const HEADER_LEN: usize = 34;
+impl DhcpOption {
+    pub fn parse(o: RawOption<'_>) -> Result<Self, WireError> {
+        Ok(match o.code {
+            opt::IA_NA => Self::IaNa(IaNa::parse(o.data)?),
+            opt::IA_PD => Self::IaPd(IaPd::parse(o.data)?),
+            opt::STATUS_CODE => Self::StatusCode(StatusCode::parse(o.data)?),
+            code => Self::Other { code, data: o.data.to_vec() },
+        })
+    }
 
-    pub fn parse(buf: &'a [u8]) -> Result<Self, WireError> {
-        if buf.len() < Self::HEADER_LEN {
-            return Err(WireError::ShortHeader(Self::HEADER_LEN));
+    pub fn emit(&self, w: &mut Writer) {
+        match self {
+            Self::IaNa(ia) => ia.emit(w),
+            Self::IaPd(ia) => ia.emit(w),
+            Self::StatusCode(s) => s.emit(w),
+            Self::Other { code, data } => {
+                w.option(*code, data);
+            }
         }
-        OptionIter::validate(&buf[Self::HEADER_LEN..])?;
-        Ok(Self { buf })
+    }
+}
+
+/// A client/server message, owned: what tools and tests build and compare.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Repr {
+    pub msg_type: u8,
+    pub xid: [u8; 3],
+    pub options: Vec<DhcpOption>,
+}
+
+impl Repr {
+    pub fn parse(m: &Message<'_>) -> Result<Self, WireError> {
+        let options = m.options().map(DhcpOption::parse).collect::<Result<_, _>>()?;
+        Ok(Self { msg_type: m.msg_type(), xid: m.xid(), options })
     }
 
-    pub fn msg_type(&self) -> u8 {
-        self.buf[0]
-    }
-
-    pub fn is_relay_forward(&self) -> bool {
-        self.msg_type() == msg::RELAY_FORW
-    }
-
-    pub fn hop_count(&self) -> u8 {
-        self.buf[1]
-    }
-
-    pub fn link_address(&self) -> std::net::Ipv6Addr {
-        let mut a = [0u8; 16];
-        a.copy_from_slice(&self.buf[2..18]);
-        a.into()
-    }
-
-    pub fn peer_address(&self) -> std::net::Ipv6Addr {
-        let mut a = [0u8; 16];
-        a.copy_from_slice(&self.buf[18..34]);
-        a.into()
-    }
-
-    pub fn options(&self) -> impl Iterator<Item = RawOption<'a>> + 'a {
-        OptionIter::new(&self.buf[Self::HEADER_LEN..]).filter_map(Result::ok)
-    }
-
-    pub fn find(&self, code: u16) -> Option<&'a [u8]> {
-        self.options().find(|o| o.code == code).map(|o| o.data)
-    }
-
-    /// The encapsulated message (Relay Message option).
-    pub fn relay_message(&self) -> Result<&'a [u8], WireError> {
-        self.find(opt::RELAY_MSG).ok_or(WireError::NoRelayMessage)
+    pub fn emit(&self) -> Result<Vec<u8>, WireError> {
+        let mut w = Writer::message(self.msg_type, self.xid);
+        self.options.iter().for_each(|o| o.emit(&mut w));
+        w.finish()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use dhcpv6_common::wire::msg;
 
     fn info_request(opts: &[u8]) -> Vec<u8> {
         let mut v = vec![msg::INFORMATION_REQUEST, 1, 2, 3];
@@ -180,15 +195,35 @@ mod tests {
     }
 
     #[test]
-    fn relay_header() {
-        let mut r = vec![msg::RELAY_FORW, 1];
-        r.extend_from_slice(&[0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
-        r.extend_from_slice(&[0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
-        r.extend_from_slice(&[0, 9, 0, 4, 11, 1, 2, 3]);
-        let r = RelayMessage::parse(&r).unwrap();
-        assert_eq!(r.hop_count(), 1);
-        assert_eq!(r.link_address(), "2001:db8::1".parse::<std::net::Ipv6Addr>().unwrap());
-        assert_eq!(r.peer_address(), "fe80::2".parse::<std::net::Ipv6Addr>().unwrap());
-        assert_eq!(r.relay_message().unwrap(), &[11, 1, 2, 3]);
+    fn repr_of_a_reply_with_an_ia_and_a_status() {
+        // Reply, xid 010203; IA_NA iaid 1, T1 3600, T2 5400 with one IAADDR 2001:db8::5
+        // (preferred 7200, valid 10800) and a Status Code 0 "ok"; top-level Status Code 0.
+        let mut b = vec![msg::REPLY, 1, 2, 3, 0, 3, 0, 48, 0, 0, 0, 1, 0, 0, 0x0e, 0x10, 0, 0, 0x15, 0x18];
+        b.extend_from_slice(&[0, 5, 0, 24, 0x20, 1, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5]);
+        b.extend_from_slice(&[0, 0, 0x1c, 0x20, 0, 0, 0x2a, 0x30]);
+        b.extend_from_slice(&[0, 13, 0, 4, 0, 0, b'o', b'k']);
+        b.extend_from_slice(&[0, 13, 0, 2, 0, 0, 0, 99, 0, 1, 7]);
+        let r = Repr::parse(&Message::parse(&b).unwrap()).unwrap();
+        let ia = crate::wire::IaNa {
+            iaid: 1,
+            t1: 3600,
+            t2: 5400,
+            leases: vec![crate::wire::IaAddress {
+                addr: "2001:db8::5".parse().unwrap(),
+                preferred: 7200,
+                valid: 10800,
+                status: None,
+            }],
+            status: Some(StatusCode { code: 0, message: "ok".into() }),
+        };
+        assert_eq!(
+            r.options,
+            vec![
+                DhcpOption::IaNa(ia),
+                DhcpOption::StatusCode(StatusCode { code: 0, message: String::new() }),
+                DhcpOption::Other { code: 99, data: vec![7] },
+            ]
+        );
+        assert_eq!(r.emit().unwrap(), b);
     }
 }

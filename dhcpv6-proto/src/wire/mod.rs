@@ -1,16 +1,25 @@
-//! DHCPv6 message codec for userspace: untrusted bytes are checked once by the views in
-//! `message`, then read by name; replies are built with `writer`.
+//! DHCPv6 message codec for userspace, in the smoltcp manner: untrusted bytes are checked once
+//! by a view (`Message`, `RelayMessage`) whose byte ranges are named in a `field` module, then
+//! read by name; each option with structure has a `Repr`-like type (`ia`, `status`, `relay`)
+//! with `parse` from bytes and `emit` into a [`Writer`], which refuses any length a 16-bit
+//! field cannot hold.
 
 pub mod domain;
 pub mod duid;
+pub mod ia;
 pub mod message;
 pub mod options;
+pub mod relay;
+pub mod status;
 pub mod writer;
 
 pub use duid::Duid;
-pub use message::{Message, RelayMessage};
+pub use ia::{IaAddress, IaNa, IaPd, IaPrefix};
+pub use message::{DhcpOption, Message, Repr};
 pub use options::{OptionIter, RawOption};
-pub use writer::Writer;
+pub use relay::{RelayKind, RelayLevel, RelayMessage};
+pub use status::StatusCode;
+pub use writer::{Writer, MAX_MESSAGE_LEN};
 
 use thiserror::Error;
 
@@ -35,4 +44,16 @@ pub enum WireError {
     TooDeep,
     #[error("relay message without a Relay Message option")]
     NoRelayMessage,
+    #[error("relay hop-count {0} is over HOP_COUNT_LIMIT")]
+    HopCountOverLimit(u8),
+    #[error("prefix length {0} is over 128")]
+    PrefixLength(u8),
+    #[error("status message is not UTF-8")]
+    StatusNotUtf8,
+    /// An option's data does not fit its 16-bit length field: refused, never truncated.
+    #[error("option {code} of {len} bytes does not fit a 16-bit length (at most 65,535)")]
+    OptionTooLong { code: u16, len: usize },
+    /// A message larger than a UDP datagram can carry.
+    #[error("message of {len} bytes does not fit a UDP datagram (at most {max})", max = MAX_MESSAGE_LEN)]
+    MessageTooLong { len: usize },
 }

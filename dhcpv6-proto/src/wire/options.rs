@@ -2,6 +2,16 @@
 
 use super::WireError;
 
+/// Byte ranges of an option (RFC 9915 section 21.1), relative to its first byte.
+pub(crate) mod field {
+    use std::ops::Range;
+
+    pub const CODE: Range<usize> = 0..2;
+    pub const LEN: Range<usize> = 2..4;
+    /// Where the data starts, i.e. the header length.
+    pub const DATA: usize = 4;
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RawOption<'a> {
     pub code: u16,
@@ -13,7 +23,37 @@ pub struct RawOption<'a> {
 impl RawOption<'_> {
     /// The whole option as it sits on the wire, header included.
     pub fn wire_len(&self) -> usize {
-        4 + self.data.len()
+        field::DATA + self.data.len()
+    }
+}
+
+/// An option area walked once and found sound, so that reading it cannot fail.
+#[derive(Debug, Clone, Copy)]
+pub struct Options<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> Options<'a> {
+    /// The option area following a `header_len`-byte header: the one check every DHCPv6
+    /// container (message, relay message, IA, address, prefix) needs.
+    pub fn after_header(buf: &'a [u8], header_len: usize) -> Result<Self, WireError> {
+        let area = buf.get(header_len..).ok_or(WireError::ShortHeader(header_len))?;
+        OptionIter::validate(area)?;
+        Ok(Self { buf: area })
+    }
+
+    /// The options, in wire order.
+    pub fn iter(&self) -> impl Iterator<Item = RawOption<'a>> + 'a {
+        OptionIter::new(self.buf).filter_map(Result::ok)
+    }
+
+    /// Data of the first option with `code`.
+    pub fn find(&self, code: u16) -> Option<&'a [u8]> {
+        self.iter().find(|o| o.code == code).map(|o| o.data)
+    }
+
+    pub fn count(&self, code: u16) -> usize {
+        self.iter().filter(|o| o.code == code).count()
     }
 }
 
@@ -44,20 +84,34 @@ impl<'a> Iterator for OptionIter<'a> {
             return None;
         }
         let rest = &self.buf[self.pos..];
-        if rest.len() < 4 {
+        let (Some(code), Some(len)) = (be16(rest, field::CODE), be16(rest, field::LEN)) else {
             self.failed = true;
             return Some(Err(WireError::TruncatedOptionHeader(self.pos)));
-        }
-        let code = u16::from_be_bytes([rest[0], rest[1]]);
-        let len = usize::from(u16::from_be_bytes([rest[2], rest[3]]));
-        let Some(data) = rest.get(4..4 + len) else {
+        };
+        let end = field::DATA + usize::from(len);
+        let Some(data) = rest.get(field::DATA..end) else {
             self.failed = true;
             return Some(Err(WireError::OptionPastEnd { code, offset: self.pos }));
         };
         let opt = RawOption { code, data, offset: self.pos };
-        self.pos += 4 + len;
+        self.pos += end;
         Some(Ok(opt))
     }
+}
+
+/// The big-endian 16-bit field at `range`, if the buffer holds it.
+pub(crate) fn be16(buf: &[u8], range: std::ops::Range<usize>) -> Option<u16> {
+    buf.get(range)?.try_into().ok().map(u16::from_be_bytes)
+}
+
+/// The big-endian 32-bit field at `range`, if the buffer holds it.
+pub(crate) fn be32(buf: &[u8], range: std::ops::Range<usize>) -> Option<u32> {
+    buf.get(range)?.try_into().ok().map(u32::from_be_bytes)
+}
+
+/// The IPv6 address at `range`, if the buffer holds it.
+pub(crate) fn addr(buf: &[u8], range: std::ops::Range<usize>) -> Option<std::net::Ipv6Addr> {
+    <[u8; 16]>::try_from(buf.get(range)?).ok().map(std::net::Ipv6Addr::from)
 }
 
 /// The codes listed in an Option Request option; odd lengths are malformed.

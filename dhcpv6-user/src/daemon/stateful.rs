@@ -273,7 +273,7 @@ mod tests {
 
     use super::*;
     use crate::leases::{LeaseOp, MemoryStore, StoreError};
-    use crate::wire::{writer::encode_option, Duid};
+    use crate::wire::{writer, Duid};
 
     /// Records what would have gone out.
     #[derive(Default)]
@@ -337,10 +337,10 @@ mod tests {
         /// A Request for one address and one prefix.
         fn request(&self) -> Vec<u8> {
             let mut m = vec![msg::REQUEST, 1, 2, 3];
-            m.extend(encode_option(opt::CLIENTID, &[0, 3, 0, 1, 2, 0, 0, 0, 0, 7]));
-            m.extend(encode_option(opt::SERVERID, self.duid.as_bytes()));
-            m.extend(encode_option(opt::IA_NA, &[0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0]));
-            m.extend(encode_option(opt::IA_PD, &[0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0]));
+            m.extend(option(opt::CLIENTID, &[0, 3, 0, 1, 2, 0, 0, 0, 0, 7]));
+            m.extend(option(opt::SERVERID, self.duid.as_bytes()));
+            m.extend(option(opt::IA_NA, &[0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0]));
+            m.extend(option(opt::IA_PD, &[0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0]));
             m
         }
 
@@ -361,6 +361,10 @@ mod tests {
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
         }
+    }
+
+    fn option(code: u16, data: &[u8]) -> Vec<u8> {
+        writer::encode_option(code, data).unwrap()
     }
 
     fn to() -> ReplyTo {
@@ -423,8 +427,8 @@ mod tests {
     async fn an_advertise_commits_nothing_and_goes_out_at_once() {
         let f = fixture(Arc::new(BrokenStore));
         let mut m = vec![msg::SOLICIT, 1, 2, 3];
-        m.extend(encode_option(opt::CLIENTID, &[0, 3, 0, 1, 2, 0, 0, 0, 0, 7]));
-        m.extend(encode_option(opt::IA_NA, &[0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0]));
+        m.extend(option(opt::CLIENTID, &[0, 3, 0, 1, 2, 0, 0, 0, 0, 7]));
+        m.extend(option(opt::IA_NA, &[0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0]));
         f.serve(&m, Ok).await.unwrap();
         let sent = f.sent();
         assert_eq!(sent.len(), 1, "sent before serve returned");
@@ -436,7 +440,7 @@ mod tests {
     async fn a_discarded_message_is_counted_by_the_caller() {
         let f = fixture(Arc::new(MemoryStore::new()));
         let mut m = vec![msg::REQUEST, 1, 2, 3];
-        m.extend(encode_option(opt::CLIENTID, &[0, 3, 0, 1, 2, 0, 0, 0, 0, 7]));
+        m.extend(option(opt::CLIENTID, &[0, 3, 0, 1, 2, 0, 0, 0, 0, 7]));
         assert_eq!(f.serve(&m, Ok).await, Err(Counter::DropMissingServerId));
         assert!(f.sent().is_empty());
     }

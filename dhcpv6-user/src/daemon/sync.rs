@@ -62,7 +62,8 @@ impl Server {
         if service.dns.is_empty() {
             service.dns.extend(link.link_local);
         }
-        let svc = IfaceService { duid: Duid::from_mac(link.mac), options: service.encode()? };
+        let options = service.encode().with_context(|| format!("{}: configured options", served.cfg.name()))?;
+        let svc = IfaceService { duid: Duid::from_mac(link.mac), options };
         let name = served.cfg.name().to_owned();
         let Some(ll) = link.link_local else {
             // No link-local address yet (DAD): the program cannot source replies; userspace will.

@@ -99,7 +99,7 @@ mod tests {
 
     fn option(code: u16, policy: SendPolicy, len: usize) -> ConfiguredOption {
         let data: Vec<u8> = (0..len).map(|i| i as u8 ^ code as u8).collect();
-        ConfiguredOption { code, policy, encoded: encode_option(code, &data) }
+        ConfiguredOption { code, policy, encoded: encode_option(code, &data).expect("test option fits") }
     }
 
     fn service(options: Vec<ConfiguredOption>) -> IfaceService {

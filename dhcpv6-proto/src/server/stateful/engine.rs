@@ -8,7 +8,7 @@ use std::net::Ipv6Addr;
 use dhcpv6_common::wire::{msg, opt, status};
 
 use crate::leases::{Lease, LeaseKind, LeaseOp, LeaseState};
-use crate::wire::{Message, Writer};
+use crate::wire::{Message, WireError, Writer};
 
 use super::allocator::Allocator;
 use super::config::{self, ConfigError, LinkPools};
@@ -178,7 +178,10 @@ impl Engine {
                 msg::REQUEST | msg::RENEW | msg::RELEASE | msg::DECLINE => {
                     let mut w = head(msg::REPLY, req, cid, ctx);
                     w.status(status::USE_MULTICAST, "use multicast");
-                    Outcome { reply: Some(w.finish()), ..Outcome::default() }
+                    match w.finish() {
+                        Ok(reply) => Outcome { reply: Some(reply), ..Outcome::default() },
+                        Err(_) => Outcome::dropped(Counter::DropReplyTooLong),
+                    }
                 }
                 _ => Outcome::dropped(Counter::DropUnicast),
             };
@@ -187,10 +190,15 @@ impl Engine {
         let mut txn = Txn::default();
         let reply = match t {
             msg::SOLICIT => self.solicit(req, &c, ctx, &ias, &requested, &mut txn),
-            msg::REQUEST => Some(self.request(req, &c, ctx, &ias, &requested, &mut txn)),
+            msg::REQUEST => self.request(req, &c, ctx, &ias, &requested, &mut txn).map(Some),
             msg::RENEW | msg::REBIND => self.renew(req, &c, ctx, &ias, &requested, &mut txn, t == msg::REBIND),
-            msg::RELEASE | msg::DECLINE => Some(self.release(req, &c, ctx, &ias, &mut txn, t == msg::DECLINE)),
+            msg::RELEASE | msg::DECLINE => self.release(req, &c, ctx, &ias, &mut txn, t == msg::DECLINE).map(Some),
             _ => self.confirm(req, &c, ctx, &ias),
+        };
+        // Too long to send: as if never decided, so memory keeps what the disk has.
+        let Ok(reply) = reply else {
+            self.rollback(Undo(txn.undo));
+            return Outcome::dropped(Counter::DropReplyTooLong);
         };
         let discard = match (&reply, t) {
             (Some(_), _) => None,
@@ -209,7 +217,7 @@ impl Engine {
         ias: &[IaRequest],
         requested: &[u16],
         txn: &mut Txn,
-    ) -> Option<Vec<u8>> {
+    ) -> Result<Option<Vec<u8>>, WireError> {
         let rapid = self.alloc.links[c.link].rapid_commit && req.find(opt::RAPID_COMMIT).is_some();
         let mut skip = HashSet::new();
         let answers: Vec<IaAnswer> = ias
@@ -235,7 +243,7 @@ impl Engine {
             }
         }
         write_options(&mut w, ctx, requested);
-        Some(w.finish())
+        w.finish().map(Some)
     }
 
     /// RFC 9915 section 18.3.2.
@@ -247,7 +255,7 @@ impl Engine {
         ias: &[IaRequest],
         requested: &[u16],
         txn: &mut Txn,
-    ) -> Vec<u8> {
+    ) -> Result<Vec<u8>, WireError> {
         let mut skip = HashSet::new();
         let link = &self.alloc.links[c.link];
         let off_link = |ia: &IaRequest| {
@@ -284,17 +292,17 @@ impl Engine {
         requested: &[u16],
         txn: &mut Txn,
         rebind: bool,
-    ) -> Option<Vec<u8>> {
+    ) -> Result<Option<Vec<u8>>, WireError> {
         let mut skip = HashSet::new();
         let answers: Vec<IaAnswer> =
             ias.iter().filter_map(|ia| self.alloc.extend(c, ia, txn, &mut skip, rebind)).collect();
         if rebind && answers.is_empty() {
-            return None;
+            return Ok(None);
         }
         let mut w = head(msg::REPLY, req, c.duid, ctx);
         self.write_ias(&mut w, c, &answers);
         write_options(&mut w, ctx, requested);
-        Some(w.finish())
+        w.finish().map(Some)
     }
 
     /// RFC 9915 sections 18.3.7 and 18.3.8: Success at the top, NoBinding in the IAs we
@@ -307,7 +315,7 @@ impl Engine {
         ias: &[IaRequest],
         txn: &mut Txn,
         decline: bool,
-    ) -> Vec<u8> {
+    ) -> Result<Vec<u8>, WireError> {
         let answers: Vec<IaAnswer> = ias
             .iter()
             .filter_map(
@@ -322,7 +330,13 @@ impl Engine {
 
     /// RFC 9915 section 18.3.3: Success if every address is on the link, NotOnLink if one
     /// is not; no reply when there is no address to judge or nothing to judge it by.
-    fn confirm(&self, req: &Message<'_>, c: &Client<'_>, ctx: &ClientContext, ias: &[IaRequest]) -> Option<Vec<u8>> {
+    fn confirm(
+        &self,
+        req: &Message<'_>,
+        c: &Client<'_>,
+        ctx: &ClientContext,
+        ias: &[IaRequest],
+    ) -> Result<Option<Vec<u8>>, WireError> {
         let link = &self.alloc.links[c.link];
         let addrs: Vec<Ipv6Addr> = ias
             .iter()
@@ -330,7 +344,7 @@ impl Engine {
             .flat_map(|ia| ia.hints.iter().filter(|h| h.is_specified()).map(|h| h.addr))
             .collect();
         if addrs.is_empty() || link.na.is_empty() {
-            return None;
+            return Ok(None);
         }
         let mut w = head(msg::REPLY, req, c.duid, ctx);
         if addrs.iter().all(|a| link.is_on_link(*a)) {
@@ -338,7 +352,7 @@ impl Engine {
         } else {
             w.status(status::NOT_ON_LINK, "address not on this link");
         }
-        Some(w.finish())
+        w.finish().map(Some)
     }
 
     fn write_ias(&self, w: &mut Writer, c: &Client<'_>, answers: &[IaAnswer]) {

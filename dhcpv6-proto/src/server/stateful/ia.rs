@@ -1,5 +1,5 @@
-//! IA_NA and IA_PD options (RFC 9915 sections 21.4, 21.6, 21.21, 21.22): reading what a
-//! client asks for, writing what it gets.
+//! IA_NA and IA_PD options (RFC 9915 sections 21.4, 21.6, 21.21, 21.22): what a client asks
+//! for and what it gets, in the engine's terms. The bytes are `wire::ia`'s business.
 //!
 //! Lifetimes and T1/T2 that clients put in their IAs are read past and never used: the
 //! server decides them (RFC 9915 section 18.3.2 lets a server ignore them, and trusting them
@@ -10,7 +10,7 @@ use std::net::Ipv6Addr;
 use dhcpv6_common::wire::{opt, status};
 
 use crate::leases::LeaseKind;
-use crate::wire::{Message, OptionIter, WireError, Writer};
+use crate::wire::{IaAddress, IaNa, IaPd, IaPrefix, Message, StatusCode, WireError, Writer};
 
 use super::pools::mask;
 
@@ -43,14 +43,17 @@ impl IaRequest {
     }
 }
 
-fn bad(code: u16, len: usize) -> WireError {
-    WireError::BadLength { code, len }
-}
+impl Hint {
+    fn of_address(a: &IaAddress) -> Self {
+        Self { addr: a.addr, len: 128 }
+    }
 
-fn addr_at(b: &[u8]) -> Ipv6Addr {
-    let mut a = [0u8; 16];
-    a.copy_from_slice(&b[..16]);
-    Ipv6Addr::from(a)
+    /// Host bits beyond the hinted length are cleared; length 0 with a prefix is a prefix
+    /// hint without a length (RFC 8168).
+    fn of_prefix(p: &IaPrefix) -> Self {
+        let keep = if p.prefix_len == 0 { u128::MAX } else { mask(p.prefix_len) };
+        Self { addr: Ipv6Addr::from(u128::from(p.prefix) & keep), len: p.prefix_len }
+    }
 }
 
 /// IAs of one kind served per message. A CPE uses one IA_NA and one IA_PD; without a cap
@@ -65,36 +68,17 @@ pub(crate) const MAX_IAS_PER_KIND: usize = 16;
 pub(crate) fn parse(m: &Message<'_>) -> Result<Vec<IaRequest>, WireError> {
     let mut out: Vec<IaRequest> = Vec::new();
     for o in m.options() {
-        let (kind, sub_code) = match o.code {
-            opt::IA_NA => (LeaseKind::Address, opt::IAADDR),
-            opt::IA_PD => (LeaseKind::Prefix, opt::IAPREFIX),
+        let (kind, iaid, hints) = match o.code {
+            opt::IA_NA => {
+                let ia = IaNa::parse(o.data)?;
+                (LeaseKind::Address, ia.iaid, ia.leases.iter().map(Hint::of_address).collect())
+            }
+            opt::IA_PD => {
+                let ia = IaPd::parse(o.data)?;
+                (LeaseKind::Prefix, ia.iaid, ia.leases.iter().map(Hint::of_prefix).collect())
+            }
             _ => continue,
         };
-        // IAID, T1, T2, then options.
-        let Some(head) = o.data.get(..12) else {
-            return Err(bad(o.code, o.data.len()));
-        };
-        let iaid = u32::from_be_bytes([head[0], head[1], head[2], head[3]]);
-        let mut hints = Vec::new();
-        for sub in OptionIter::new(&o.data[12..]) {
-            let sub = sub?;
-            if sub.code != sub_code {
-                continue;
-            }
-            hints.push(match kind {
-                // address, preferred, valid, options
-                LeaseKind::Address if sub.data.len() >= 24 => Hint { addr: addr_at(sub.data), len: 128 },
-                // preferred, valid, prefix-length, prefix, options
-                LeaseKind::Prefix if sub.data.len() >= 25 && sub.data[8] <= 128 => {
-                    let len = sub.data[8];
-                    // Length 0 with a prefix: a prefix hint without a length (RFC 8168).
-                    let keep = if len == 0 { u128::MAX } else { mask(len) };
-                    let addr = Ipv6Addr::from(u128::from(addr_at(&sub.data[9..])) & keep);
-                    Hint { addr, len }
-                }
-                _ => return Err(bad(sub.code, sub.data.len())),
-            });
-        }
         let same_kind = out.iter().filter(|ia| ia.kind == kind);
         if same_kind.clone().count() < MAX_IAS_PER_KIND && !same_kind.clone().any(|ia| ia.iaid == iaid) {
             out.push(IaRequest { kind, iaid, hints });
@@ -146,37 +130,37 @@ impl IaAnswer {
 
 /// Appends the IA with the link's T1/T2 (the same for every IA of a message).
 pub(crate) fn write(w: &mut Writer, a: &IaAnswer, t1: u32, t2: u32) {
-    let ia = w.begin(match a.kind {
-        LeaseKind::Address => opt::IA_NA,
-        LeaseKind::Prefix => opt::IA_PD,
-    });
-    w.bytes(&a.iaid.to_be_bytes()).bytes(&t1.to_be_bytes()).bytes(&t2.to_be_bytes());
-    for g in &a.leases {
-        match a.kind {
-            LeaseKind::Address => {
-                let o = w.begin(opt::IAADDR);
-                w.bytes(&g.addr.octets()).bytes(&g.preferred.to_be_bytes()).bytes(&g.valid.to_be_bytes());
-                w.end(o);
-            }
-            LeaseKind::Prefix => {
-                let o = w.begin(opt::IAPREFIX);
-                w.bytes(&g.preferred.to_be_bytes())
-                    .bytes(&g.valid.to_be_bytes())
-                    .bytes(&[g.len])
-                    .bytes(&g.addr.octets());
-                w.end(o);
-            }
+    let status = a.status.map(|(code, msg)| StatusCode::new(code, msg));
+    match a.kind {
+        LeaseKind::Address => {
+            let leases = a
+                .leases
+                .iter()
+                .map(|g| IaAddress { addr: g.addr, preferred: g.preferred, valid: g.valid, status: None })
+                .collect();
+            IaNa { iaid: a.iaid, t1, t2, leases, status }.emit(w);
+        }
+        LeaseKind::Prefix => {
+            let leases = a
+                .leases
+                .iter()
+                .map(|g| IaPrefix {
+                    preferred: g.preferred,
+                    valid: g.valid,
+                    prefix_len: g.len,
+                    prefix: g.addr,
+                    status: None,
+                })
+                .collect();
+            IaPd { iaid: a.iaid, t1, t2, leases, status }.emit(w);
         }
     }
-    if let Some((code, msg)) = a.status {
-        w.status(code, msg);
-    }
-    w.end(ia);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::writer::test_option as encode_option;
     use dhcpv6_common::wire::msg;
 
     fn message(opts: &[Vec<u8>]) -> Vec<u8> {
@@ -191,22 +175,22 @@ mod tests {
         let mut d = iaid.to_be_bytes().to_vec();
         d.extend_from_slice(&[0; 8]);
         d.extend_from_slice(inner);
-        crate::wire::writer::encode_option(opt::IA_NA, &d)
+        encode_option(opt::IA_NA, &d)
     }
 
     #[test]
     fn reads_hints_and_ignores_lifetimes() {
         let mut addr = "2001:db8::5".parse::<Ipv6Addr>().unwrap().octets().to_vec();
         addr.extend_from_slice(&[0xff; 8]);
-        let iaaddr = crate::wire::writer::encode_option(opt::IAADDR, &addr);
+        let iaaddr = encode_option(opt::IAADDR, &addr);
         let mut pfx = vec![0xff; 8];
         pfx.push(56);
         pfx.extend_from_slice(&"2001:db8:1:ff::".parse::<Ipv6Addr>().unwrap().octets());
-        let iaprefix = crate::wire::writer::encode_option(opt::IAPREFIX, &pfx);
+        let iaprefix = encode_option(opt::IAPREFIX, &pfx);
         let mut pd = 9u32.to_be_bytes().to_vec();
         pd.extend_from_slice(&[0; 8]);
         pd.extend_from_slice(&iaprefix);
-        let pd = crate::wire::writer::encode_option(opt::IA_PD, &pd);
+        let pd = encode_option(opt::IA_PD, &pd);
         let m = message(&[ia_na(1, &iaaddr), ia_na(1, &[]), pd]);
         let ias = parse(&Message::parse(&m).unwrap()).unwrap();
         assert_eq!(ias.len(), 2, "the repeated IAID 1 is ignored");
@@ -226,9 +210,9 @@ mod tests {
 
     #[test]
     fn short_ia_and_short_iaaddr_are_malformed() {
-        let short = crate::wire::writer::encode_option(opt::IA_NA, &[0; 11]);
+        let short = encode_option(opt::IA_NA, &[0; 11]);
         assert!(parse(&Message::parse(&message(&[short])).unwrap()).is_err());
-        let iaaddr = crate::wire::writer::encode_option(opt::IAADDR, &[0; 23]);
+        let iaaddr = encode_option(opt::IAADDR, &[0; 23]);
         assert!(parse(&Message::parse(&message(&[ia_na(1, &iaaddr)])).unwrap()).is_err());
         let broken_inner = ia_na(1, &[0, 5, 0, 30, 1]);
         assert!(parse(&Message::parse(&message(&[broken_inner])).unwrap()).is_err());

@@ -11,7 +11,7 @@ use super::*;
 use crate::leases::{Lease, LeaseKind, LeaseOp, LeaseState, LeaseStore, MemoryStore};
 use crate::server::relay::LinkSelector;
 use crate::server::{ConfiguredOption, ServiceOptions};
-use crate::wire::writer::encode_option;
+use crate::wire::writer::test_option as encode_option;
 use crate::wire::{Duid, Message, OptionIter};
 
 const NOW: u64 = 1_700_000_000;
@@ -750,4 +750,26 @@ fn a_renew_looks_only_at_the_ia_it_names() {
     let looked_at = super::index::visited() - before;
     assert_eq!(r.ias[0].leases, vec![(addr(31_337), 128, 3600, 7200)]);
     assert!(looked_at <= 8, "one Renew looked at {looked_at} leases");
+}
+
+#[test]
+fn a_reply_too_long_for_a_datagram_is_dropped_and_its_lease_undone() {
+    // Two configured options of 40,000 bytes each: each fits its length field, together
+    // they do not fit a datagram.
+    let big = |code| crate::server::ConfiguredOption {
+        code,
+        policy: crate::server::SendPolicy::Always,
+        encoded: encode_option(code, &[0; 40_000]),
+    };
+    let options = vec![big(opt::VENDOR_OPTS), big(opt::VENDOR_OPTS)];
+    let huge = ClientContext { options: &options, ..ctx() };
+    let one = LinkPools { na: vec!["2001:db8:1::100-2001:db8:1::100".parse().unwrap()], ..link() };
+    let mut e = engine(vec![one]);
+    let out = e.handle(&Message::parse(&request(1).na(1, &[]).0).unwrap(), &huge, NOW);
+    assert_eq!((out.reply, out.discard), (None, Some(Counter::DropReplyTooLong)));
+    assert!(out.ops.is_empty());
+    // The only address was not kept for a client that was never told of it.
+    assert_eq!(e.lease_count(), 0);
+    let store = MemoryStore::new();
+    assert_eq!(addr_of(&reply(&mut e, &store, &request(2).na(1, &[]))), a("2001:db8:1::100"));
 }
