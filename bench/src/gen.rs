@@ -12,11 +12,11 @@ use anyhow::{bail, Context, Result};
 use aya::programs::{links::FdLink, ProgramError, TestRun, TestRunAttrs, TestRunOptions};
 use aya::Ebpf;
 
-use crate::maps::SinkCounters;
 use crate::object::{self, ethtool_stats, stat};
 use crate::procstat;
 use crate::signal;
 use crate::template::{information_request, Template};
+use dhcpv6_bench_common::{lines::Flat, maps::SinkCounters};
 
 /// What a valid answer looks like.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -58,20 +58,6 @@ pub struct Gen {
     /// BPF_PROG_TEST_RUN calls made and their total wall time, for the report.
     pub calls: u64,
     pub call_time: Duration,
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct Flat {
-    pub secs: f64,
-    pub sent: u64,
-    pub offered_pps: f64,
-    pub replies: u64,
-    pub replies_pps: f64,
-    pub invalid: u64,
-    pub stale: u64,
-    pub xmit_errors: u64,
-    /// Per-CPU busy percentages during the window.
-    pub cpu: String,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -285,7 +271,7 @@ impl Gen {
         let (c0, e0) = (self.sink()?, self.xmit_errors());
         let p0 = procstat::sample();
         let (sent, el) = self.window(None, secs)?;
-        let cpu = procstat::busy(&p0, &procstat::sample());
+        let cpu_busy = procstat::busy(&p0, &procstat::sample());
         sleep(drain)?;
         let c1 = self.sink()?;
         let e1 = self.xmit_errors();
@@ -299,7 +285,7 @@ impl Gen {
             invalid: c1.invalid() - c0.invalid(),
             stale: Self::stale(&c1) - Self::stale(&c0),
             xmit_errors: e1.saturating_sub(e0),
-            cpu,
+            cpu_busy,
         })
     }
 

@@ -16,6 +16,7 @@ mod sock;
 use std::time::Duration;
 
 use anyhow::{bail, Result};
+use dhcpv6_bench_common::lines::{self, Line};
 
 pub use msg::Mode;
 
@@ -103,7 +104,8 @@ struct Step {
     lat: (u32, u32),
     during: Totals,
     rcvbuf_errors: u64,
-    cpu: String,
+    /// Busy percentage of each CPU during the step.
+    cpu: Vec<f64>,
 }
 
 impl Step {
@@ -118,36 +120,29 @@ impl Step {
         self.loss <= max_loss && !self.short()
     }
 
-    fn line(&self, pass: bool) -> String {
-        format!(
-            "step target_pps={:.0} offered_pps={:.0} secs={:.3} sent={} advertised={} requested={} replies={} loss={:.6} sa_loss={:.6} rr_loss={:.6} lat_med_us={} lat_p99_us={} invalid={} stale={} refused={} gen_rcvbuf_errors={} short={} pass={} {}",
-            self.target,
-            self.offered,
-            self.secs,
-            self.started,
-            self.advertised,
-            self.requested,
-            self.replied,
-            self.loss,
-            self.sa_loss,
-            self.rr_loss,
-            self.lat.0,
-            self.lat.1,
-            self.during.invalid_sum(),
-            self.during.stale,
-            self.during.refused,
-            self.rcvbuf_errors,
-            u8::from(self.short()),
-            u8::from(pass),
-            self.cpu
-        )
+    fn line(&self, pass: bool) -> Line {
+        Line::DhcpStep(lines::DhcpStep {
+            target_pps: self.target,
+            offered_pps: self.offered,
+            secs: self.secs,
+            sent: self.started,
+            advertised: self.advertised,
+            requested: self.requested,
+            replies: self.replied,
+            loss: self.loss,
+            sa_loss: self.sa_loss,
+            rr_loss: self.rr_loss,
+            lat_med_us: self.lat.0,
+            lat_p99_us: self.lat.1,
+            invalid: self.during.invalid_sum(),
+            stale: self.during.stale,
+            refused: self.during.refused,
+            gen_rcvbuf_errors: self.rcvbuf_errors,
+            short: self.short(),
+            pass,
+            cpu_busy: self.cpu.clone(),
+        })
     }
-}
-
-fn out(line: String) {
-    use std::io::Write;
-    println!("{line}");
-    let _ = std::io::stdout().flush();
 }
 
 /// The state shared by the steps of one run.
@@ -245,10 +240,15 @@ impl Gen {
         }
         let secs = (self.d.now() - started) as f64 / 1e9;
         let b = bound(&pop);
-        out(format!(
-            "population wanted={n} bound={b} passes={passes} timed_out={timed_out} secs={secs:.3} rate={:.0}",
-            b as f64 / secs.max(1e-9)
-        ));
+        Line::Population(lines::Population {
+            wanted: n as u64,
+            bound: b as u64,
+            passes,
+            timed_out,
+            secs,
+            rate: b as f64 / secs.max(1e-9),
+        })
+        .print();
         if (b as f64) < a.fill_min * n as f64 {
             bail!("only {b} of {n} clients got leases in {secs:.1} s ({timed_out} exchanges timed out)");
         }
@@ -274,7 +274,7 @@ pub fn dhcp(args: DhcpArgs) -> Result<()> {
             Some(p) => g.renew_step(p, &mut cursor, rate)?,
             None => g.sarr_step(rate)?,
         };
-        out(st.line(st.pass(max_loss)));
+        st.line(st.pass(max_loss)).print();
         Ok(st)
     };
     if let Some(rate) = g.args.rate {
@@ -285,28 +285,28 @@ pub fn dhcp(args: DhcpArgs) -> Result<()> {
         let mut hint = g.args.hint_pps;
         for _ in 0..g.args.searches.max(1) {
             let s = search(&mut g, hint, &mut step)?;
-            out(format!(
-                "search best_pps={:.0} lowest_fail_pps={:.0} steps={} generator_bound={}",
-                s.best,
-                s.lowest_fail,
-                s.steps,
-                u8::from(s.generator_bound)
-            ));
+            Line::Search(lines::Search {
+                best_pps: s.best,
+                lowest_fail_pps: s.lowest_fail,
+                steps: s.steps as u64,
+                generator_bound: s.generator_bound,
+            })
+            .print();
             if s.best > 0.0 {
                 hint = s.best;
             }
         }
     }
     let t = g.d.totals;
-    out(format!("invalid {}", t.reasons()));
-    out(format!(
-        "totals received={} stale={} invalid={} refused={} seed={}",
-        t.received,
-        t.stale,
-        t.invalid_sum(),
-        t.refused,
-        g.seed
-    ));
+    Line::Invalid(lines::Invalid { reasons: t.reasons() }).print();
+    Line::Totals(lines::Totals {
+        received: t.received,
+        stale: t.stale,
+        invalid: t.invalid_sum(),
+        refused: t.refused,
+        seed: g.seed,
+    })
+    .print();
     Ok(())
 }
 
