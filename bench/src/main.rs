@@ -207,26 +207,10 @@ fn generate(obj: &std::path::Path, a: &GenArgs) -> Result<()> {
         Line::Flat(f).print();
         g.settle(Duration::from_secs(3))?;
     }
-    let print_step = |s: &gen::Step, pass: bool| {
-        Line::GenStep(lines::GenStep {
-            target_pps: s.target_pps,
-            offered_pps: s.offered_pps,
-            secs: s.secs,
-            sent: s.sent,
-            replies: s.replies,
-            loss: s.loss,
-            invalid: s.invalid,
-            stale: s.stale,
-            xmit_errors: s.xmit_errors,
-            pass,
-        })
-        .print()
-    };
+    let print_step = |s: &lines::GenStep| Line::GenStep(s.clone()).print();
     if let Some(rate) = a.rate {
         for _ in 0..a.rate_runs.max(1) {
-            let s = g.step(rate, a.step_secs, drain)?;
-            let pass = s.loss <= a.max_loss && !s.short();
-            print_step(&s, pass);
+            print_step(&g.step(rate, a.step_secs, drain, a.max_loss)?);
         }
     } else if a.search_steps > 0 && a.expect != gen::Expect::None {
         let p = gen::SearchParams {
@@ -238,14 +222,7 @@ fn generate(obj: &std::path::Path, a: &GenArgs) -> Result<()> {
             max_loss: a.max_loss,
             precision: a.precision,
         };
-        let s = g.search(&p, print_step)?;
-        Line::Search(lines::Search {
-            best_pps: s.best_pps,
-            lowest_fail_pps: s.lowest_fail,
-            steps: s.steps as u64,
-            generator_bound: s.generator_bound,
-        })
-        .print();
+        Line::Search(g.search(&p, print_step)?).print();
     }
     Line::Sink(g.sink()?).print();
     let avg_us = if g.calls == 0 { 0.0 } else { g.call_time.as_secs_f64() * 1e6 / g.calls as f64 };

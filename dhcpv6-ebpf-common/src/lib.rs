@@ -73,3 +73,21 @@ pub fn l3(ctx: &XdpContext) -> Result<L3, NoL3> {
     }
     Ok(L3 { ethertype, off })
 }
+
+/// What every XDP object needs once: a panic handler (the verifier proves no panic is
+/// reachable, but `no_std` binaries must name one) and the license the kernel checks for
+/// GPL-only helpers. Invoke at the crate root of the program's binary.
+#[macro_export]
+macro_rules! xdp_object {
+    () => {
+        #[cfg(not(test))]
+        #[panic_handler]
+        fn panic(_info: &core::panic::PanicInfo) -> ! {
+            loop {}
+        }
+
+        #[unsafe(link_section = "license")]
+        #[unsafe(no_mangle)]
+        static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";
+    };
+}

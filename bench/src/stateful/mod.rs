@@ -285,15 +285,9 @@ pub fn dhcp(args: DhcpArgs) -> Result<()> {
         let mut hint = g.args.hint_pps;
         for _ in 0..g.args.searches.max(1) {
             let s = search(&mut g, hint, &mut step)?;
-            Line::Search(lines::Search {
-                best_pps: s.best,
-                lowest_fail_pps: s.lowest_fail,
-                steps: s.steps as u64,
-                generator_bound: s.generator_bound,
-            })
-            .print();
-            if s.best > 0.0 {
-                hint = s.best;
+            Line::Search(s).print();
+            if s.best_pps > 0.0 {
+                hint = s.best_pps;
             }
         }
     }
@@ -310,16 +304,9 @@ pub fn dhcp(args: DhcpArgs) -> Result<()> {
     Ok(())
 }
 
-struct SearchResult {
-    best: f64,
-    lowest_fail: f64,
-    steps: usize,
-    generator_bound: bool,
-}
-
 /// The search of `gen` (docs/benchmarks.md): from the hint, up x1.3 or down x0.7 until the
 /// outcome flips, then bisection to `precision`; at most `search_steps` steps.
-fn search(g: &mut Gen, hint: f64, step: &mut impl FnMut(&mut Gen, f64) -> Result<Step>) -> Result<SearchResult> {
+fn search(g: &mut Gen, hint: f64, step: &mut impl FnMut(&mut Gen, f64) -> Result<Step>) -> Result<lines::Search> {
     let (cap, max_steps, max_loss, precision) =
         (g.args.cap_pps, g.args.search_steps, g.args.max_loss, g.args.precision);
     let mut lo: Option<f64> = None;
@@ -356,5 +343,10 @@ fn search(g: &mut Gen, hint: f64, step: &mut impl FnMut(&mut Gen, f64) -> Result
             (None, None) => unreachable!("every step passes or fails"),
         };
     }
-    Ok(SearchResult { best: lo.unwrap_or(0.0), lowest_fail: hi.unwrap_or(0.0), steps, generator_bound })
+    Ok(lines::Search {
+        best_pps: lo.unwrap_or(0.0),
+        lowest_fail_pps: hi.unwrap_or(0.0),
+        steps: steps as u64,
+        generator_bound,
+    })
 }
