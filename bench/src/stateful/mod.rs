@@ -5,8 +5,8 @@
 //! lives here). perfdhcp offers at most ~10,000 exchanges/s on the bench machine; this
 //! offers several times that from one core.
 //!
-//! Output, one `key=value` line each: `population ...` (renew), `step ...` per fixed-rate
-//! step, `search ...`, `invalid ...` (reasons over the run), `totals ...`.
+//! Output, one JSON line each (`dhcpv6_bench_common::lines`): `population` (renew),
+//! `dhcp_step` per fixed-rate step, `search`, `invalid` (reasons over the run), `totals`.
 
 mod client;
 mod msg;

@@ -268,3 +268,52 @@ pub fn section(m: &Machine, plan: &Plan, res: &Results, table: &str, took: Durat
     ];
     format!("{BEGIN}\n\n{}\n{END}\n", t.fill("section", &vars))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::report::rows::{self, table};
+    use crate::bench::BenchOptions;
+
+    fn machine() -> Machine {
+        Machine {
+            date: "2026-12-01 07:00 UTC".into(),
+            nproc: "2".into(),
+            cpu: "CPU".into(),
+            kernel: "Linux 6.18".into(),
+            mem: "23 GiB".into(),
+            virt: "no hypervisor flag".into(),
+            load_before: "0.1".into(),
+            load_after: "0.2".into(),
+            versions: vec!["Kea 2.2.0".into(), "dnsmasq 2.90".into()],
+        }
+    }
+
+    #[test]
+    fn a_run_of_nothing_still_has_every_heading_in_order() {
+        let o = BenchOptions { quick: true, runs: None, no_stateful: false, out: None, only: vec!["cost".into()] };
+        let plan = Plan::new(&o);
+        let res = Results { cost: Some(Err("boom\nmore".into())), ..Results::default() };
+        let t = table(&res);
+        let s = section(&machine(), &plan, &res, &t, Duration::from_secs(3));
+        let expected = format!(
+            "{BEGIN}\n\n## Results of `cargo xtask bench --quick` (2026-12-01 07:00 UTC)\n\n\
+             **A --quick run: it proves the harness, its figures are not measurements.**\n\n\
+             Machine: 2 CPUs (CPU), Linux 6.18, 23 GiB RAM, no hypervisor flag.\n\
+             Peers: Kea 2.2.0; dnsmasq 2.90.\n\
+             Load average before: `0.1`, after: `0.2`. Measured in 3 s, 1 runs per row.\n\n\
+             {t}\n### Information-Request rows in detail\n\n\
+             ### test_run cost per answered frame\n\nFailed: `boom`\n\n\
+             ### Stateful rows in detail\n\nNot run.\n\n{END}\n"
+        );
+        assert_eq!(s, expected);
+        assert!(
+            t.contains("| test_run (live frames) ns per answered frame: dhcpv6d program vs MAC swap | failed: boom |")
+        );
+        assert_eq!(
+            t.lines().filter(|l| l.starts_with("| ")).count(),
+            1 + rows::ROWS.len(),
+            "header and one line a row"
+        );
+    }
+}
