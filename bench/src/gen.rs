@@ -14,6 +14,7 @@ use aya::Ebpf;
 
 use crate::object::{self, ethtool_stats, stat};
 use crate::procstat;
+use crate::search::{self, Bounds, Outcome};
 use crate::signal;
 use crate::template::{information_request, Template};
 use dhcpv6_bench_common::{
@@ -312,50 +313,16 @@ impl Gen {
         Ok(st)
     }
 
-    /// Bounded search for the highest rate with at most `max_loss` loss: from the hint,
-    /// up by x1.3 or down by x0.7 until the outcome flips, then bisection, within
-    /// `max_steps`. `report` sees every step.
+    /// The bounded search (`crate::search`) for the highest rate with at most `max_loss`
+    /// loss. `report` sees every step.
     pub fn search(&mut self, p: &SearchParams, mut report: impl FnMut(&GenStep)) -> Result<Search> {
-        let mut lo: Option<f64> = None;
-        let mut hi: Option<f64> = None;
-        let mut generator_bound = false;
-        let mut r = p.hint_pps.clamp(100.0, p.cap_pps);
-        let mut steps = 0;
-        while steps < p.max_steps {
-            steps += 1;
+        let b =
+            Bounds { hint: p.hint_pps, floor: 100.0, cap: p.cap_pps, max_steps: p.max_steps, precision: p.precision };
+        search::search(&b, |r| {
             let st = self.step(r, p.step_secs, p.drain, p.max_loss)?;
             report(&st);
-            if st.pass {
-                lo = Some(lo.map_or(r, |l: f64| l.max(r)));
-            } else {
-                if short(&st) && st.loss <= p.max_loss {
-                    // Answered all it got, but the generator could not offer the rate.
-                    generator_bound = true;
-                }
-                hi = Some(hi.map_or(r, |h: f64| h.min(r)));
-            }
-            r = match (lo, hi) {
-                (Some(l), None) if l >= p.cap_pps => {
-                    generator_bound = true;
-                    break;
-                }
-                (Some(l), None) => (l * 1.3).min(p.cap_pps),
-                (None, Some(h)) if h < p.hint_pps / 200.0 => break,
-                (None, Some(h)) => h * 0.7,
-                (Some(l), Some(h)) => {
-                    if h - l <= p.precision * h {
-                        break;
-                    }
-                    (l + h) / 2.0
-                }
-                (None, None) => unreachable!("every step passes or fails"),
-            };
-        }
-        Ok(Search {
-            best_pps: lo.unwrap_or(0.0),
-            lowest_fail_pps: hi.unwrap_or(0.0),
-            steps: steps as u64,
-            generator_bound,
+            // Answered all it got, but the generator could not offer the rate.
+            Ok(Outcome { pass: st.pass, generator_short: short(&st) && st.loss <= p.max_loss })
         })
     }
 }

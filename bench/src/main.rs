@@ -18,6 +18,7 @@ mod gen;
 mod hold;
 mod object;
 mod procstat;
+mod search;
 mod signal;
 mod stateful;
 mod template;

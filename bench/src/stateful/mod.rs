@@ -21,6 +21,7 @@ use dhcpv6_bench_common::lines::{self, Line};
 pub use msg::Mode;
 
 use crate::procstat;
+use crate::search::{self, Bounds, Outcome};
 use client::{Clients, Phase, MAX_CLIENTS, TAGS};
 use run::{Driver, Fill, Paced, Totals};
 
@@ -304,49 +305,13 @@ pub fn dhcp(args: DhcpArgs) -> Result<()> {
     Ok(())
 }
 
-/// The search of `gen` (docs/benchmarks.md): from the hint, up x1.3 or down x0.7 until the
-/// outcome flips, then bisection to `precision`; at most `search_steps` steps.
+/// The bounded search of `gen` (`crate::search`) over this generator's steps.
 fn search(g: &mut Gen, hint: f64, step: &mut impl FnMut(&mut Gen, f64) -> Result<Step>) -> Result<lines::Search> {
-    let (cap, max_steps, max_loss, precision) =
-        (g.args.cap_pps, g.args.search_steps, g.args.max_loss, g.args.precision);
-    let mut lo: Option<f64> = None;
-    let mut hi: Option<f64> = None;
-    let mut generator_bound = false;
-    let mut r = hint.clamp(10.0, cap);
-    let mut steps = 0;
-    while steps < max_steps {
-        steps += 1;
-        crate::signal::check()?;
+    let a = &g.args;
+    let b = Bounds { hint, floor: 10.0, cap: a.cap_pps, max_steps: a.search_steps, precision: a.precision };
+    let max_loss = a.max_loss;
+    search::search(&b, |r| {
         let st = step(g, r)?;
-        if st.pass(max_loss) {
-            lo = Some(lo.map_or(r, |l: f64| l.max(r)));
-        } else {
-            if st.short() && st.loss <= max_loss {
-                generator_bound = true;
-            }
-            hi = Some(hi.map_or(r, |h: f64| h.min(r)));
-        }
-        r = match (lo, hi) {
-            (Some(l), None) if l >= cap => {
-                generator_bound = true;
-                break;
-            }
-            (Some(l), None) => (l * 1.3).min(cap),
-            (None, Some(h)) if h < hint / 200.0 => break,
-            (None, Some(h)) => h * 0.7,
-            (Some(l), Some(h)) => {
-                if h - l <= precision * h {
-                    break;
-                }
-                (l + h) / 2.0
-            }
-            (None, None) => unreachable!("every step passes or fails"),
-        };
-    }
-    Ok(lines::Search {
-        best_pps: lo.unwrap_or(0.0),
-        lowest_fail_pps: hi.unwrap_or(0.0),
-        steps: steps as u64,
-        generator_bound,
+        Ok(Outcome { pass: st.pass(max_loss), generator_short: st.short() && st.loss <= max_loss })
     })
 }
