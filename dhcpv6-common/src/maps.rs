@@ -267,24 +267,3 @@ mod user {
     unsafe impl aya::Pod for super::MacKey {}
     unsafe impl aya::Pod for super::ClientMac {}
 }
-
-/// One's-complement sum of `bytes` as big-endian 16-bit words from an even offset, folded
-/// to 16 bits. Shared so the daemon precomputes segment sums exactly as the program adds them.
-pub fn csum_add_bytes(mut acc: u32, bytes: &[u8]) -> u32 {
-    let mut i = 0;
-    while i + 1 < bytes.len() {
-        acc += u32::from(u16::from_be_bytes([bytes[i], bytes[i + 1]]));
-        i += 2;
-    }
-    if i < bytes.len() {
-        acc += u32::from(bytes[i]) << 8;
-    }
-    fold(acc)
-}
-
-/// Fold a 32-bit one's-complement accumulator into 16 bits.
-pub const fn fold(mut acc: u32) -> u32 {
-    acc = (acc & 0xffff) + (acc >> 16);
-    acc = (acc & 0xffff) + (acc >> 16);
-    acc
-}
