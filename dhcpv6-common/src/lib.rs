@@ -6,6 +6,8 @@
 #![no_std]
 
 pub mod maps;
+pub mod outcomes;
 pub mod wire;
 
 pub use maps::*;
+pub use outcomes::{Counters, Verdict};

@@ -20,6 +20,7 @@ use tracing::{info, warn};
 use crate::{
     config::{self, IfaceConfig, Overrides, RelaySettings},
     dataplane::{AttachMode, Dataplane},
+    fastpath::FloodOptions,
     netlink::{self, LinkState, Netlink},
     server::{relay_agent::RelayAgentConfig, stateful::Undo, IfaceService},
     socket::ServerSocket,
@@ -41,6 +42,8 @@ pub struct Options {
     pub routes: bool,
     /// Prometheus text on this address (`--metrics`).
     pub metrics: Option<std::net::SocketAddr>,
+    /// Token buckets for frames the XDP program passes up (`--flood-*`).
+    pub flood: FloodOptions,
 }
 
 /// One served interface as it stands now.
@@ -119,6 +122,9 @@ pub async fn run(opts: Options) -> Result<()> {
 
 impl Server {
     async fn start_and_serve(&mut self) -> Result<()> {
+        self.dp.set_flood(&self.opts.flood.config(), &self.opts.flood.relays)?;
+        let f = &self.opts.flood;
+        info!(rate = f.rate, burst = f.burst, relay_rate = f.relay_rate, relay_burst = f.relay_burst, relays = ?f.relays, "flood limits for frames passed up");
         let mut names: Vec<String> = self.ifaces.iter().map(|i| i.cfg.name.clone()).collect();
         if let Some(r) = &self.relay {
             names.push(r.upstream.clone());
