@@ -125,10 +125,18 @@ outcomes! {
 }
 
 impl Verdict {
-    /// Frames this verdict hands to the kernel and userspace (the ones the flood buckets meter).
+    /// DHCPv6 frames (or frames that may be) this verdict hands to the kernel and userspace.
     #[inline(always)]
     pub const fn passes_up(self) -> bool {
         !matches!(self, Verdict::NotDhcp) && self.action() == xdp_action::PASS
+    }
+
+    /// Passed up and known to be UDP/547, so metered by the flood buckets. `pass_headers` is
+    /// not: behind an extension header or a third tag may be anything (MLD reports carry a
+    /// hop-by-hop header, IPsec is ESP), and a DHCPv6 bucket must not throttle it.
+    #[inline(always)]
+    pub const fn metered(self) -> bool {
+        self.passes_up() && !matches!(self, Verdict::PassHeaders)
     }
 }
 

@@ -1,6 +1,7 @@
 //! Flood isolation: a token bucket per (ingress ifindex, source MAC), and per (ingress ifindex,
-//! source address) for configured relay sources, for every frame the program would pass up to
-//! userspace. Answers given in XDP and drops are not metered: they cost userspace nothing.
+//! source address) for configured relay sources, for every UDP/547 frame the program would
+//! pass up to userspace (`Verdict::metered`). Answers given in XDP and drops are not metered:
+//! they cost userspace nothing.
 //!
 //! A bucket is one 64-bit theoretical arrival time (GCRA, see `FloodLimit::admit`), moved by
 //! compare-and-swap: CPUs racing on one bucket (one MAC's frames spread over queues) each see
@@ -22,19 +23,15 @@ const NOEXIST: u64 = 1;
 const CAS_TRIES: usize = 4;
 
 /// `v` if the sender's bucket has a token for it (or metering is off), else the flood drop.
-/// `l3`: the IPv6 header's offset, when the frame was classified that far (a relay source is
-/// recognised by its address).
+/// `l3`: the IPv6 header's offset (a relay source is recognised by its address).
 #[inline(always)]
-pub fn admit(ctx: &XdpContext, l3: Option<usize>, v: Verdict) -> Verdict {
-    if !v.passes_up() {
+pub fn admit(ctx: &XdpContext, l3: usize, v: Verdict) -> Verdict {
+    if !v.metered() {
         return v;
     }
     let Some(cfg) = DHCPV6_FLOOD_CFG.get(0) else { return v };
     let ifindex = ctx.ingress_ifindex() as u32;
-    let relay = match l3 {
-        Some(l3) if cfg.relays != 0 => relay_source(ctx, l3),
-        _ => None,
-    };
+    let relay = if cfg.relays != 0 { relay_source(ctx, l3) } else { None };
     let (key, limit, over) = match relay {
         Some(addr) => (FloodKey { ifindex, kind: FLOOD_KEY_RELAY, addr }, &cfg.relay, Verdict::DropFloodRelay),
         None => {

@@ -86,7 +86,8 @@ pub fn dhcpv6_xdp(ctx: XdpContext) -> u32 {
 fn handle(ctx: &XdpContext, counters: &mut Counters) -> Verdict {
     let hdr = match frame::classify(ctx) {
         Ok(h) => h,
-        Err(v) => return flood::admit(ctx, None, v),
+        // Not DHCPv6, or maybe (extension headers, a third tag): not metered either way.
+        Err(v) => return v,
     };
     counters.dhcp += 1;
     let ifindex = ctx.ingress_ifindex() as u32;
@@ -94,7 +95,7 @@ fn handle(ctx: &XdpContext, counters: &mut Counters) -> Verdict {
     // options are not the VLAN interface's.
     let Some(iface) = DHCPV6_IFACES.get_ptr(hdr.key(ifindex)) else {
         let v = if hdr.tagged() { Verdict::PassVlan } else { Verdict::PassNoIface };
-        return flood::admit(ctx, Some(hdr.l3), v);
+        return flood::admit(ctx, hdr.l3, v);
     };
     // SAFETY: map values are valid for the program's run (RCU); the daemon replaces whole
     // entries, never writes into one in place.
@@ -103,7 +104,7 @@ fn handle(ctx: &XdpContext, counters: &mut Counters) -> Verdict {
     if !v.passes_up() {
         return v;
     }
-    let v = flood::admit(ctx, Some(hdr.l3), v);
+    let v = flood::admit(ctx, hdr.l3, v);
     if v.passes_up() && iface.flags & IFACE_LEARN_MACS != 0 {
         learn::client_mac(ctx, &hdr, ifindex);
     }

@@ -98,17 +98,17 @@ impl ModelMaps {
     pub fn run(&mut self, frame: &[u8], now_ns: u64) -> Outcome {
         let hdr = match classify(frame) {
             Ok(h) => h,
-            Err(v) => return self.admit(frame, None, v, now_ns),
+            Err(v) => return Outcome::of(v),
         };
         let Some(iface) = self.ifaces.get(&(hdr.outer_vlan, hdr.inner_vlan)) else {
             let v = if hdr.off.l3 != 14 { Verdict::PassVlan } else { Verdict::PassNoIface };
-            return self.admit(frame, Some(hdr.off.l3), v, now_ns);
+            return self.admit(frame, hdr.off.l3, v, now_ns);
         };
         let learn = iface.learn_macs;
         match serve(frame, hdr.off, iface) {
             Ok(o) | Err(o) => match o {
                 Outcome::Pass(v) => {
-                    let o = self.admit(frame, Some(hdr.off.l3), v, now_ns);
+                    let o = self.admit(frame, hdr.off.l3, v, now_ns);
                     if learn && matches!(o, Outcome::Pass(_)) {
                         self.learn(frame, hdr.off);
                     }
@@ -120,14 +120,11 @@ impl ModelMaps {
     }
 
     /// The flood bucket of the frame's sender, for a frame on its way up.
-    fn admit(&mut self, f: &[u8], l3: Option<usize>, v: Verdict, now_ns: u64) -> Outcome {
-        if !v.passes_up() {
+    fn admit(&mut self, f: &[u8], l3: usize, v: Verdict, now_ns: u64) -> Outcome {
+        if !v.metered() {
             return Outcome::of(v);
         }
-        let relay = match l3 {
-            Some(l3) if !self.relays.is_empty() => addr(f, l3 + 8).filter(|a| self.relays.contains(a)),
-            _ => None,
-        };
+        let relay = if self.relays.is_empty() { None } else { addr(f, l3 + 8).filter(|a| self.relays.contains(a)) };
         let (kind, addr, limit, over): (u32, [u8; 16], FloodLimit, Verdict) = match relay {
             Some(a) => (FLOOD_KEY_RELAY, a.octets(), self.flood.relay, Verdict::DropFloodRelay),
             None => {
