@@ -2,9 +2,11 @@
 //!
 //! The DHCPv6 decision (answer, and with what bytes, or discard) is the userspace server's own
 //! (`server::information_request`); this module adds only what is particular to the fast path:
-//! which frames it classifies, the limits past which it hands a request to userspace, and the
-//! headers of the frame it sends back. Tests run the real program and this model on the same
-//! frames and require the same outcome and, for answers, the same bytes.
+//! which frames it classifies, which reply data a frame finds (by interface and VLAN), the
+//! limits past which it hands a request to userspace, the headers of the frame it sends back,
+//! the flood buckets on the way up and the client MACs it learns. Tests run the real program
+//! and this model ([`ModelMaps`]) on the same frames and require the same outcome (the same
+//! [`Verdict`]) and, for answers, the same bytes.
 
 use std::{
     collections::{HashMap, HashSet},
