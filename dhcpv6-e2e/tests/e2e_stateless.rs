@@ -97,6 +97,8 @@ fn a_flood_from_one_mac_is_dropped_in_xdp_and_its_answers_still_come() {
     let reply = lab.exchange(&ok, Duration::from_secs(3)).expect("the fast path still answers");
     assert_eq!(Message::parse(&reply).unwrap().msg_type(), 7);
     assert!(lab.log().contains("flood limits for frames passed up"), "{}", lab.log());
+    // The operator hears of it (on the 10-second sweep).
+    lab.wait_log("flood buckets dropped frames in XDP", Duration::from_secs(15));
 }
 
 #[test]

@@ -71,6 +71,8 @@ struct Server {
     agent: Option<RelayAgentConfig>,
     /// Downstream interfaces where the program runs to learn client MACs, by ifindex.
     learning: HashMap<String, u32>,
+    /// Frames the flood buckets had dropped at the last look (`report_floods`).
+    flood_dropped: u64,
     /// Lease count and pool usage for the metrics.
     lease_gauge: Arc<std::sync::atomic::AtomicU64>,
     pool_gauge: Arc<std::sync::Mutex<Vec<(String, String, u64, u128)>>>,
@@ -101,6 +103,7 @@ pub async fn run(opts: Options) -> Result<()> {
         relay: cfg.relay,
         agent: None,
         learning: HashMap::new(),
+        flood_dropped: 0,
         lease_gauge: Arc::default(),
         pool_gauge: Arc::default(),
     };
@@ -178,6 +181,7 @@ impl Server {
                     if let Some(st) = self.stateful.as_mut() {
                         st.expire(&self.stats).await;
                     }
+                    self.report_floods();
                 }
                 _ = tick.tick() => {
                     self.dp.flush_log();
@@ -193,6 +197,22 @@ impl Server {
         }
         let _ = self.stats.write(&stats_file(&self.opts.state_dir));
         Ok(())
+    }
+
+    /// Says so when the flood buckets dropped frames since the last look: a flood, or a
+    /// relay (all its clients behind one MAC) that needs `--flood-relay`.
+    fn report_floods(&mut self) {
+        let Ok(c) = self.dp.counters() else { return };
+        let dropped = c.drop_flood.wrapping_add(c.drop_flood_relay);
+        if dropped > self.flood_dropped {
+            warn!(
+                dropped = dropped - self.flood_dropped,
+                per_mac = c.drop_flood,
+                per_relay = c.drop_flood_relay,
+                "flood buckets dropped frames in XDP (a sender over --flood-rate; relays need --flood-relay ADDR)"
+            );
+        }
+        self.flood_dropped = dropped;
     }
 
     /// SIGHUP: a bad file is refused (with file, line and reason) and the old one kept.
