@@ -65,13 +65,18 @@ impl Lab {
     /// Client -> ISC dhcrelay -> server: cli0 | dn0 [relay] up0 | srv0, with the server at
     /// 2001:db8:1::1 and the client's link 2001:db8:2::/64.
     pub fn relayed(tag: &str) -> Lab {
+        Self::relayed_to(tag, "2001:db8:1::1%up0")
+    }
+
+    /// As [`Lab::relayed`], with dhcrelay's upstream given as `-u UPSTREAM` (`up0` alone:
+    /// multicast to ff05::1:3, All_DHCP_Servers, out of up0).
+    pub fn relayed_to(tag: &str, upstream: &str) -> Lab {
         testbed::ensure_tools(&[("dhcrelay", "isc-dhcp-relay")]).unwrap();
         testbed::require_root().expect("end-to-end tests need root");
         testbed::ensure_bpffs().unwrap();
         let (srv, rel, cli, id, dir) = three_hosts(tag);
         let relay_log = dir.join("dhcrelay.log");
-        let relay =
-            rel.spawn(&["dhcrelay", "-6", "-d", "-l", "dn0", "-u", "2001:db8:1::1%up0"], Some(&relay_log)).unwrap();
+        let relay = rel.spawn(&["dhcrelay", "-6", "-d", "-l", "dn0", "-u", upstream], Some(&relay_log)).unwrap();
         let pin_dir = PathBuf::from(format!("/sys/fs/bpf/dhcpv6-e2e-{id}"));
         let daemon_log = dir.join("dhcpv6d.log");
         let aux_pin = PathBuf::from(format!("/sys/fs/bpf/dhcpv6-aux-{id}"));

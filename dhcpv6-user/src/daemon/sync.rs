@@ -39,7 +39,7 @@ impl Server {
                 self.ifaces[idx].svc = None;
                 continue;
             };
-            self.sock.join(link.ifindex)?;
+            self.sock.join_as_server(link.ifindex)?;
             self.by_index.insert(link.ifindex, idx);
             self.ifaces[idx].link = Some(link);
             // Reply data first: a program swapped in over fresh maps (changed layout) must
