@@ -6,9 +6,9 @@
 //! `relaying` drives relay-agent mode.
 
 mod dispatch;
-mod relaying;
+mod interfaces;
+mod relay_agent;
 mod stateful;
-mod sync;
 mod transmit;
 
 use std::{collections::HashMap, path::PathBuf, sync::Arc, time::Duration};
