@@ -1,33 +1,104 @@
-//! Interfaces as the kernel has them, into the XDP maps and the socket's memberships.
+//! The served-interface table: each configured interface as the kernel has it, kept in step
+//! with netlink and config in the XDP maps and the socket's memberships, and looked up by
+//! ifindex for every datagram.
+//!
+//! The table owns its entries, the ifindex index and the reply-data generation; the
+//! dataplane, netlink and the socket are lent to `sync` by the server, which shares them with
+//! the relay agent (both write the same reply-data map and attach the same program).
+
+use std::collections::HashMap;
 
 use anyhow::{Context, Result};
 use tracing::{info, warn};
 
-use super::Server;
 use crate::{
+    config::IfaceConfig,
+    dataplane::{AttachMode, Dataplane},
     fastpath::build_reply_data,
-    netlink::LinkState,
-    server::{
-        relay_agent::{DownstreamIface, RelayAgentConfig, UpstreamTarget, UPSTREAM_MULTICAST_HOPS},
-        IfaceService,
-    },
+    netlink::{LinkState, Netlink},
+    server::IfaceService,
+    socket::ServerSocket,
     wire::Duid,
 };
 
-impl Server {
+/// One served interface as it stands now.
+pub struct ServedIface {
+    cfg: IfaceConfig,
+    link: Option<LinkState>,
+    svc: Option<IfaceService>,
+    /// The map entry last written, to skip rewrites that change nothing.
+    written: Option<Vec<u8>>,
+}
+
+impl ServedIface {
+    fn new(cfg: IfaceConfig) -> Self {
+        Self { cfg, link: None, svc: None, written: None }
+    }
+
+    pub fn name(&self) -> &str {
+        self.cfg.name()
+    }
+
+    /// Server DUID and encoded options; `None` until its options could be built.
+    pub fn service(&self) -> Option<&IfaceService> {
+        self.svc.as_ref()
+    }
+}
+
+pub struct ServedIfaces {
+    ifaces: Vec<ServedIface>,
+    by_index: HashMap<u32, usize>,
+    generation: u32,
+    fast_path: bool,
+    xdp_mode: AttachMode,
+}
+
+impl ServedIfaces {
+    pub fn new(cfgs: Vec<IfaceConfig>, fast_path: bool, xdp_mode: AttachMode) -> Self {
+        let ifaces = cfgs.into_iter().map(ServedIface::new).collect();
+        Self { ifaces, by_index: HashMap::new(), generation: 0, fast_path, xdp_mode }
+    }
+
+    /// The interface a datagram arrived on, when it is served and present.
+    pub fn get(&self, ifindex: u32) -> Option<&ServedIface> {
+        self.by_index.get(&ifindex).map(|&idx| &self.ifaces[idx])
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.ifaces.iter().map(|i| i.cfg.name())
+    }
+
+    /// The ifindexes served as of the last sync.
+    pub fn indexes(&self) -> impl Iterator<Item = u32> + '_ {
+        self.by_index.keys().copied()
+    }
+
+    /// A reloaded configuration: known interfaces take their new settings, new ones are
+    /// added (the next `sync` finds them). Returns whether any was added.
+    pub fn reconfigure(&mut self, cfgs: Vec<IfaceConfig>) -> bool {
+        let known = self.ifaces.len();
+        for c in cfgs {
+            match self.ifaces.iter_mut().find(|i| i.cfg.name() == c.name()) {
+                Some(i) => i.cfg = c,
+                None => self.ifaces.push(ServedIface::new(c)),
+            }
+        }
+        known != self.ifaces.len()
+    }
+
     /// Re-reads every served interface from the kernel and rewrites what changed: attachment,
     /// multicast membership, and the reply data of the fast path.
-    pub(super) async fn sync(&mut self) -> Result<()> {
+    pub async fn sync(&mut self, nl: &Netlink, dp: &mut Dataplane, sock: &ServerSocket) -> Result<()> {
         self.by_index.clear();
         for idx in 0..self.ifaces.len() {
             let name = self.ifaces[idx].cfg.name().to_owned();
-            let now = self.nl.link(&name).await?;
+            let now = nl.link(&name).await?;
             let before = self.ifaces[idx].link;
             if let Some(old) = before {
                 if now.map(|n| n.ifindex) != Some(old.ifindex) {
                     // Gone or re-created: its old entry and attachment are stale.
-                    self.dp.remove_iface(old.ifindex)?;
-                    self.dp.detach(&name)?;
+                    dp.remove_iface(old.ifindex)?;
+                    dp.detach(&name)?;
                     self.ifaces[idx].written = None;
                 }
             }
@@ -39,33 +110,21 @@ impl Server {
                 self.ifaces[idx].svc = None;
                 continue;
             };
-            self.sock.join(link.ifindex)?;
+            sock.join(link.ifindex)?;
             self.by_index.insert(link.ifindex, idx);
             self.ifaces[idx].link = Some(link);
             // Reply data first: a program swapped in over fresh maps (changed layout) must
             // find it there from its first frame.
-            self.update_reply_data(idx)?;
+            self.update_reply_data(idx, dp)?;
             if before.map(|b| b.ifindex) != Some(link.ifindex) {
-                let mode =
-                    self.dp.attach(&name, self.opts.xdp_mode).with_context(|| format!("attaching XDP to {name}"))?;
+                let mode = dp.attach(&name, self.xdp_mode).with_context(|| format!("attaching XDP to {name}"))?;
                 info!(iface = %name, ifindex = link.ifindex, ?mode, "XDP attached");
             }
-        }
-        self.sync_relay().await
-    }
-
-    /// Once, after the first sync: what a previous daemon attached or wrote for interfaces
-    /// this one does not serve goes.
-    pub(super) fn remove_stale(&mut self) -> Result<()> {
-        let served: std::collections::HashSet<u32> =
-            self.by_index.keys().chain(self.learning.values()).copied().collect();
-        for name in self.dp.remove_stale(&served)? {
-            info!(iface = %name, "no longer served: XDP detached");
         }
         Ok(())
     }
 
-    pub(super) fn update_reply_data(&mut self, idx: usize) -> Result<()> {
+    fn update_reply_data(&mut self, idx: usize, dp: &mut Dataplane) -> Result<()> {
         let served = &self.ifaces[idx];
         let Some(link) = served.link else {
             return Ok(());
@@ -80,88 +139,29 @@ impl Server {
         let name = served.cfg.name().to_owned();
         let Some(ll) = link.link_local else {
             // No link-local address yet (DAD): the program cannot source replies; userspace will.
-            self.dp.remove_iface(link.ifindex)?;
+            dp.remove_iface(link.ifindex)?;
             self.ifaces[idx].svc = Some(svc);
             self.ifaces[idx].written = None;
             return Ok(());
         };
-        match build_reply_data(link.mac, ll, &svc, self.opts.fast_path, self.generation.wrapping_add(1)) {
+        match build_reply_data(link.mac, ll, &svc, self.fast_path, self.generation.wrapping_add(1)) {
             Ok(data) => {
                 let mut key = bytemuck::bytes_of(&data).to_vec();
                 key[dhcpv6_common::maps::GENERATION_OFFSET..dhcpv6_common::maps::GENERATION_OFFSET + 4].fill(0);
                 if self.ifaces[idx].written.as_ref() != Some(&key) {
                     self.generation = self.generation.wrapping_add(1);
-                    self.dp.set_iface(link.ifindex, &data)?;
+                    dp.set_iface(link.ifindex, &data)?;
                     info!(iface = %name, link_local = %ll, generation = self.generation, "fast-path reply data written");
                     self.ifaces[idx].written = Some(key);
                 }
             }
             Err(e) => {
                 warn!(iface = %name, error = %e, "options do not fit the fast path; userspace answers this interface");
-                self.dp.remove_iface(link.ifindex)?;
+                dp.remove_iface(link.ifindex)?;
                 self.ifaces[idx].written = None;
             }
         }
         self.ifaces[idx].svc = Some(svc);
-        Ok(())
-    }
-
-    /// Relay-agent mode: indexes and link-addresses of the relay's interfaces, ff02::1:2 on
-    /// the downstream ones, and where multicast to the servers leaves.
-    async fn sync_relay(&mut self) -> Result<()> {
-        let Some(r) = self.relay.clone() else {
-            self.agent = None;
-            return Ok(());
-        };
-        let Some(up) = self.nl.link(r.upstream()).await? else {
-            warn!(iface = %r.upstream(), "relay upstream interface missing; not relaying");
-            self.agent = None;
-            return Ok(());
-        };
-        let mut downstream = Vec::new();
-        for name in r.downstream() {
-            let Some(link) = self.nl.link(name).await? else {
-                warn!(iface = %name, "relay downstream interface missing");
-                continue;
-            };
-            self.sock.join(link.ifindex)?;
-            self.learn_macs(name, &link)?;
-            let link_address = link.global.unwrap_or(std::net::Ipv6Addr::UNSPECIFIED);
-            downstream.push(DownstreamIface::new(name.clone(), link.ifindex, link_address));
-        }
-        if r.servers().is_empty() {
-            self.sock.set_multicast_upstream(up.ifindex, UPSTREAM_MULTICAST_HOPS)?;
-        }
-        let agent = RelayAgentConfig {
-            downstream,
-            upstream: UpstreamTarget {
-                servers: r.servers().to_vec(),
-                ifname: r.upstream().to_owned(),
-                ifindex: up.ifindex,
-            },
-            rewrite_dns: r.rewrite_dns().map(<[_]>::to_vec),
-        };
-        if self.agent.as_ref() != Some(&agent) {
-            info!(upstream = %r.upstream(), downstream = ?r.downstream(), "relaying");
-        }
-        self.agent = Some(agent);
-        Ok(())
-    }
-
-    /// Runs the program on a relay's downstream interface without answering, so it records
-    /// client MACs for the Client Link-Layer Address option (RFC 6939).
-    fn learn_macs(&mut self, name: &str, link: &LinkState) -> Result<()> {
-        if self.learning.get(name) == Some(&link.ifindex) {
-            return Ok(());
-        }
-        if self.learning.remove(name).is_some() {
-            self.dp.detach(name)?;
-        }
-        let data =
-            dhcpv6_common::IfaceReply { flags: dhcpv6_common::IFACE_LEARN_MACS, mac: link.mac, ..Default::default() };
-        self.dp.set_iface(link.ifindex, &data)?;
-        self.dp.attach(name, self.opts.xdp_mode).with_context(|| format!("attaching XDP to {name}"))?;
-        self.learning.insert(name.to_owned(), link.ifindex);
         Ok(())
     }
 }
