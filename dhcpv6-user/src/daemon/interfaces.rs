@@ -165,3 +165,37 @@ impl ServedIfaces {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::{self, Overrides};
+
+    fn cfgs(names: &[&str], dns: &str) -> Vec<IfaceConfig> {
+        let flags = Overrides {
+            ifaces: names.iter().map(|&n| n.to_owned()).collect(),
+            dns: vec![dns.parse().unwrap()],
+            ..Overrides::default()
+        };
+        let (ifaces, _, _) = config::load(None, &flags, Path::new("/nonexistent/resolv.conf")).unwrap().into_parts();
+        ifaces
+    }
+
+    #[test]
+    fn a_reload_updates_known_interfaces_and_adds_new_ones() {
+        let mut t = ServedIfaces::new(cfgs(&["eth1"], "2001:db8::53"), true, AttachMode::Generic);
+        assert!(!t.reconfigure(cfgs(&["eth1"], "2001:db8::54")));
+        assert_eq!(t.ifaces[0].cfg.service().dns, vec!["2001:db8::54".parse::<std::net::Ipv6Addr>().unwrap()]);
+        assert!(t.reconfigure(cfgs(&["eth1", "eth2"], "2001:db8::54")));
+        assert_eq!(t.names().collect::<Vec<_>>(), ["eth1", "eth2"]);
+    }
+
+    #[test]
+    fn nothing_is_served_before_the_kernel_has_been_read() {
+        let t = ServedIfaces::new(cfgs(&["eth1"], "2001:db8::53"), true, AttachMode::Generic);
+        assert_eq!(t.indexes().count(), 0);
+        assert!(t.get(1).is_none());
+    }
+}
