@@ -21,6 +21,7 @@ use tracing::{info, warn};
 use crate::{
     config::{self, Overrides},
     dataplane::{AttachMode, Dataplane},
+    fastpath::FloodOptions,
     netlink::{self, Netlink},
     socket::ServerSocket,
     stats::{stats_file, UserStats},
@@ -43,6 +44,8 @@ pub struct Options {
     pub routes: bool,
     /// Prometheus text on this address (`--metrics`).
     pub metrics: Option<std::net::SocketAddr>,
+    /// Token buckets for frames the XDP program passes up (`--flood-*`).
+    pub flood: FloodOptions,
 }
 
 /// The components and what they share. The dataplane and netlink are lent to the
@@ -56,6 +59,8 @@ struct Server {
     agent: RelayAgent,
     stateful: Option<StatefulService>,
     stats: Arc<UserStats>,
+    /// Frames the flood buckets had dropped at the last look (`report_floods`).
+    flood_dropped: u64,
     /// Lease count and pool usage for the metrics.
     lease_gauge: Arc<std::sync::atomic::AtomicU64>,
     pool_gauge: Arc<std::sync::Mutex<Vec<(String, String, u64, u128)>>>,
@@ -80,6 +85,7 @@ pub async fn run(opts: Options) -> Result<()> {
         agent,
         stateful,
         stats,
+        flood_dropped: 0,
         lease_gauge: Arc::default(),
         pool_gauge: Arc::default(),
     };
@@ -101,6 +107,9 @@ pub async fn run(opts: Options) -> Result<()> {
 
 impl Server {
     async fn start_and_serve(&mut self) -> Result<()> {
+        self.dp.set_flood(&self.opts.flood.config(), &self.opts.flood.relays)?;
+        let f = &self.opts.flood;
+        info!(rate = f.rate, burst = f.burst, relay_rate = f.relay_rate, relay_burst = f.relay_burst, relays = ?f.relays, "flood limits for frames passed up");
         let mut names: Vec<String> = self.ifaces.names().map(str::to_owned).collect();
         names.extend(self.agent.names());
         for name in names {
@@ -141,6 +150,7 @@ impl Server {
                     if let Some(st) = self.stateful.as_ref() {
                         st.expire().await;
                     }
+                    self.report_floods();
                 }
                 _ = tick.tick() => {
                     self.dp.flush_log();
@@ -156,6 +166,22 @@ impl Server {
         }
         let _ = self.stats.write(&stats_file(&self.opts.state_dir));
         Ok(())
+    }
+
+    /// Says so when the flood buckets dropped frames since the last look: a flood, or a
+    /// relay (all its clients behind one MAC) that needs `--flood-relay`.
+    fn report_floods(&mut self) {
+        let Ok(c) = self.dp.counters() else { return };
+        let dropped = c.drop_flood.wrapping_add(c.drop_flood_relay);
+        if dropped > self.flood_dropped {
+            warn!(
+                dropped = dropped - self.flood_dropped,
+                per_mac = c.drop_flood,
+                per_relay = c.drop_flood_relay,
+                "flood buckets dropped frames in XDP (a sender over --flood-rate; relays need --flood-relay ADDR)"
+            );
+        }
+        self.flood_dropped = dropped;
     }
 
     /// SIGHUP: a bad file is refused (with file, line and reason) and the old one kept.
