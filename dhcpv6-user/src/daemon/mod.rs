@@ -146,26 +146,32 @@ impl Server {
                     Ok(rx) => self.handle(&buf[..rx.len], rx.from, rx.ifindex, rx.dst).await,
                     Err(e) => warn!(error = %e, "receive failed"),
                 },
-                _ = sweep.tick() => {
-                    if let Some(st) = self.stateful.as_ref() {
-                        st.expire().await;
-                    }
-                    self.report_floods();
-                }
-                _ = tick.tick() => {
-                    self.dp.flush_log();
-                    if let Some(st) = self.stateful.as_ref() {
-                        self.lease_gauge.store(st.lease_count() as u64, std::sync::atomic::Ordering::Relaxed);
-                        if let Ok(mut g) = self.pool_gauge.lock() {
-                            *g = st.pool_usage();
-                        }
-                    }
-                    let _ = self.stats.write(&stats_file(&self.opts.state_dir));
-                }
+                _ = sweep.tick() => self.sweep().await,
+                _ = tick.tick() => self.tick(),
             }
         }
         let _ = self.stats.write(&stats_file(&self.opts.state_dir));
         Ok(())
+    }
+
+    /// Every 10 s: leases that ran out go, and flood drops are reported.
+    async fn sweep(&mut self) {
+        if let Some(st) = self.stateful.as_ref() {
+            st.expire().await;
+        }
+        self.report_floods();
+    }
+
+    /// Every second: the program's log, the lease gauges of the metrics, the stats file.
+    fn tick(&mut self) {
+        self.dp.flush_log();
+        if let Some(st) = self.stateful.as_ref() {
+            self.lease_gauge.store(st.lease_count() as u64, std::sync::atomic::Ordering::Relaxed);
+            if let Ok(mut g) = self.pool_gauge.lock() {
+                *g = st.pool_usage();
+            }
+        }
+        let _ = self.stats.write(&stats_file(&self.opts.state_dir));
     }
 
     /// Says so when the flood buckets dropped frames since the last look: a flood, or a
