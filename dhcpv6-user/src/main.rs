@@ -63,6 +63,10 @@ struct RunArgs {
     /// Stateful: answer a Solicit with Rapid Commit directly with a Reply (for --na/--pd-pool).
     #[arg(long)]
     rapid_commit: bool,
+    /// SOL_MAX_RT (option 82, 60..86400 s) sent in every Advertise and Reply: after an outage,
+    /// CPEs that keep retrying Solicits back off to at most this interval (RFC 9915 21.24)
+    #[arg(long, value_name = "SECS")]
+    sol_max_rt: Option<u32>,
     /// The lease database (SQLite, WAL): every lease is on disk before its Reply is sent.
     #[arg(long, value_name = "PATH", default_value = "/var/lib/dhcpv6d/leases.db")]
     lease_db: PathBuf,
@@ -173,6 +177,7 @@ fn main() -> Result<()> {
                     na_pools: r.na_pool,
                     pd_pools: r.pd_pool,
                     rapid_commit: r.rapid_commit,
+                    sol_max_rt: r.sol_max_rt,
                 },
                 lease_db: r.lease_db,
                 routes: !r.no_routes,

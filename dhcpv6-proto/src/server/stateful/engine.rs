@@ -398,7 +398,7 @@ fn head(msg_type: u8, req: &Message<'_>, cid: &[u8], ctx: &ClientContext) -> Wri
 
 /// The link's configured options, as the Option Request asks (same rule as stateless).
 fn write_options(w: &mut Writer, ctx: &ClientContext, requested: &[u16]) {
-    for o in ctx.options.iter().filter(|o| o.selected(requested)) {
+    for o in ctx.options.iter().filter(|o| o.in_stateful_reply() && o.selected(requested)) {
         w.raw(&o.encoded);
     }
 }

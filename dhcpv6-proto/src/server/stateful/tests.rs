@@ -773,3 +773,37 @@ fn a_reply_too_long_for_a_datagram_is_dropped_and_its_lease_undone() {
     let store = MemoryStore::new();
     assert_eq!(addr_of(&reply(&mut e, &store, &request(2).na(1, &[]))), a("2001:db8:1::100"));
 }
+
+/// SOL_MAX_RT goes into every Advertise and Reply (to damp Solicit retries after an
+/// outage); the Information Refresh Time never does (RFC 9915 section 21.23).
+#[test]
+fn advertise_and_reply_carry_sol_max_rt_and_never_the_refresh_time() {
+    static TIMERS: LazyLock<Vec<ConfiguredOption>> = LazyLock::new(|| {
+        ServiceOptions {
+            dns: vec![a("2001:db8::53")],
+            information_refresh_time: Some(3600),
+            inf_max_rt: Some(900),
+            sol_max_rt: Some(1200),
+            ..Default::default()
+        }
+        .encode()
+        .unwrap()
+    });
+    let c = ClientContext { options: &TIMERS, ..ctx() };
+    let mut e = engine(vec![link()]);
+    let store = MemoryStore::new();
+    let oro = [opt::INFORMATION_REFRESH_TIME, opt::SOL_MAX_RT, opt::DNS_SERVERS];
+    for m in [solicit(1).na(1, &[]).oro(&oro), request(1).na(1, &[]).oro(&oro)] {
+        let mut out = e.handle(&Message::parse(&m.0).unwrap(), &c, NOW);
+        if !out.ops.is_empty() {
+            store.commit(out.ops.clone()).wait_blocking().unwrap();
+        }
+        let reply = out.reply.take().expect("an answer");
+        let m = Message::parse(&reply).unwrap();
+        let codes: Vec<u16> = m.options().map(|o| o.code).collect();
+        assert!(codes.contains(&opt::SOL_MAX_RT), "type {}: {codes:?}", m.msg_type());
+        assert!(!codes.contains(&opt::INFORMATION_REFRESH_TIME), "type {}: {codes:?}", m.msg_type());
+        let sol = m.options().find(|o| o.code == opt::SOL_MAX_RT).unwrap();
+        assert_eq!(sol.data, &1200u32.to_be_bytes()[..]);
+    }
+}
