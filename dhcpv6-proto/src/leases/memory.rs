@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 
-use super::{CommitTicket, Lease, LeaseKey, LeaseKind, LeaseOp, LeaseStore, StoreError};
+use super::{CommitTicket, Lease, LeaseKey, LeaseKind, LeaseOp, LeaseStore, Location, StoreError};
 
 /// Leases by binding ([`LeaseKey`]) and by client DUID.
 #[derive(Debug, Clone, Default)]
@@ -168,6 +168,10 @@ impl LeaseStore for MemoryStore {
 
     fn transactions(&self) -> u64 {
         self.transactions.load(Ordering::Relaxed)
+    }
+
+    fn location(&self) -> Location {
+        Location::Memory
     }
 }
 
