@@ -102,7 +102,8 @@ enum Cmd {
     },
     /// List the leases in the lease database (also while the daemon runs).
     Leases {
-        #[arg(long, value_name = "PATH", default_value = "/var/lib/dhcpv6d/leases.db")]
+        /// An SQLite file, or a postgresql:// URL (libpq's form).
+        #[arg(long, value_name = "PATH|URL", default_value = "/var/lib/dhcpv6d/leases.db")]
         lease_db: PathBuf,
     },
     /// Attach a plain XDP_PASS program to IF and pin its link at PATH (for test set-ups:
@@ -182,11 +183,15 @@ fn stats(pin_dir: &std::path::Path, state_dir: &std::path::Path) -> Result<()> {
 }
 
 fn leases(db: &std::path::Path) -> Result<()> {
-    use dhcpv6::leases::{LeaseStore, SqliteStore};
-    if !db.exists() {
-        anyhow::bail!("{} does not exist (no lease was ever granted, or another --lease-db)", db.display());
+    use dhcpv6::leases::StoreSpec;
+    let spec = StoreSpec::parse(db)?;
+    if let StoreSpec::Sqlite(path) = &spec {
+        if !path.exists() {
+            anyhow::bail!("{} does not exist (no lease was ever granted, or another --lease-db)", path.display());
+        }
     }
-    let store = SqliteStore::open(db)?;
+    // Not the daemon's lock: listing allocates nothing, so it may run beside the daemon.
+    let store = spec.open_for_inspection()?;
     let mut all = store.load_all()?;
     all.sort_by(|a, b| (&a.iface, a.addr).cmp(&(&b.iface, b.addr)));
     let now = dhcpv6::leases::unix_now();
