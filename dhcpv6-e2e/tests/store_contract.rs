@@ -229,7 +229,8 @@ fn the_database_stopped_and_started_under_load() {
             Ok(()) => {}
             Err(StoreError::Unavailable { .. }) => {
                 unavailable += 1;
-                assert!(o.took < Duration::from_secs(1), "a refusal took {:?}", o.took);
+                // At once, or after the in-flight batch failed: never a timeout's wait.
+                assert!(o.took < Duration::from_secs(2), "a refusal took {:?}", o.took);
             }
             Err(StoreError::OutcomeUnknown { .. }) => unknown += 1,
             Err(e) => panic!("commit {}: unexpected error {e}", o.n),

@@ -51,7 +51,7 @@ pub(super) fn lock(db: &Path) -> Result<StoreLock, StoreError> {
     }
     // The pid is only for the message a second daemon prints; failing to write it
     // does not weaken the lock.
-    let _ = file.set_len(0).and_then(|()| write!(file, "{}\n", std::process::id())).and_then(|()| file.flush());
+    let _ = file.set_len(0).and_then(|()| writeln!(file, "{}", std::process::id())).and_then(|()| file.flush());
     Ok(StoreLock { _file: file })
 }
 

@@ -137,13 +137,16 @@ impl Writer {
     async fn serve(&mut self, c: &mut Conn) -> Result<(), Lost> {
         loop {
             let first = tokio::select! {
+                // Loss first: a commit that arrives after it is refused, not sent to a
+                // dead session and reported as of unknown outcome.
+                biased;
+                // The connection task ends as soon as the server goes away: notice
+                // it now rather than with the next commit.
+                _ = &mut c.task.0 => return Err(Lost::Idle),
                 job = self.jobs.recv() => match job {
                     Some(job) => job,
                     None => return Ok(()),
                 },
-                // The connection task ends as soon as the server goes away: notice
-                // it now rather than with the next commit.
-                _ = &mut c.task.0 => return Err(Lost::Idle),
             };
             let mut batch = vec![first];
             while batch.len() < self.max_batch {
