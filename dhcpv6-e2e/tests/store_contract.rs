@@ -132,6 +132,130 @@ fn dhcpv6d_leases_lists_a_postgres_store() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+#[test]
+fn a_refused_statement_rolls_back_its_batch_and_keeps_the_session() {
+    let cluster = PgCluster::start().expect("PostgreSQL test cluster");
+    let url = cluster.create_database("refused").unwrap();
+    let store = PgStore::open(&url).unwrap();
+    // An operator's rule the daemon does not know about.
+    cluster.psql("refused", "ALTER TABLE leases ADD CONSTRAINT not_eth9 CHECK (iface <> 'eth9')").unwrap();
+    let bad = leases::Lease { iface: "eth9".into(), ..address(2) };
+    let result = store.commit(vec![LeaseOp::Upsert(address(1)), LeaseOp::Upsert(bad)]).wait_blocking();
+    match &result {
+        Err(StoreError::Postgres { action: "commit", message, .. }) => {
+            assert!(message.contains("not_eth9"), "{message}")
+        }
+        other => panic!("expected a rolled-back commit, got {other:?}"),
+    }
+    assert!(store.load_all().unwrap().is_empty(), "nothing of the failed transaction is stored");
+    assert!(store.is_up(), "a refused statement is not a lost session");
+    assert_eq!(store.refused(), 0);
+    store.commit(vec![LeaseOp::Upsert(address(3))]).wait_blocking().expect("the session still commits");
+    assert_eq!(store.load_all().unwrap(), vec![address(3)]);
+}
+
+#[test]
+fn a_terminated_session_is_replaced_and_a_hung_commit_times_out() {
+    let cluster = PgCluster::start().expect("PostgreSQL test cluster");
+    let url = cluster.create_database("hung").unwrap();
+    let options = PgOptions {
+        commit_timeout: Duration::from_secs(1),
+        retry_min: Duration::from_millis(20),
+        retry_max: Duration::from_millis(200),
+        ..PgOptions::default()
+    };
+    let store = PgStore::open_with(&url, options).unwrap();
+    store.commit(vec![LeaseOp::Upsert(address(1))]).wait_blocking().unwrap();
+    let wait_up = |what: &str| {
+        let since = Instant::now();
+        while !store.is_up() {
+            assert!(since.elapsed() < Duration::from_secs(20), "{what}: the store did not reconnect");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+
+    // A DBA ends our sessions (pg_terminate_backend): the store notices, reconnects
+    // to the still running server, and goes on.
+    let ended = cluster
+        .psql(
+            "hung",
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'dhcpv6d'",
+        )
+        .unwrap();
+    assert_ne!(ended.trim(), "0", "the store's sessions were found");
+    std::thread::sleep(Duration::from_millis(100));
+    wait_up("after pg_terminate_backend");
+    store.commit(vec![LeaseOp::Upsert(address(2))]).wait_blocking().expect("commits after a terminated session");
+
+    // A lock held elsewhere stalls the next transaction past commit_timeout: its
+    // outcome is unknown (the server may still commit it once the lock goes).
+    let locker = {
+        let cluster_url = cluster.socket_dir().to_path_buf();
+        let port = cluster.port();
+        std::thread::spawn(move || {
+            std::process::Command::new(testbed::postgres::bin_dir().unwrap().join("psql"))
+                .arg("-h")
+                .arg(&cluster_url)
+                .args(["-p", &port.to_string(), "-U", "postgres", "-d", "hung", "-X", "-q", "-c"])
+                .arg("BEGIN; LOCK TABLE leases IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(3); COMMIT;")
+                .output()
+                .unwrap()
+        })
+    };
+    let since = Instant::now();
+    while cluster
+        .psql("hung", "SELECT count(*) FROM pg_locks WHERE mode = 'AccessExclusiveLock' AND granted AND relation = 'leases'::regclass")
+        .unwrap()
+        .trim()
+        == "0"
+    {
+        assert!(since.elapsed() < Duration::from_secs(20), "the lock was never taken");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let at = Instant::now();
+    let stalled = store.commit(vec![LeaseOp::Upsert(address(3))]).wait_blocking();
+    assert!(matches!(stalled, Err(StoreError::OutcomeUnknown { .. })), "{stalled:?}");
+    assert!(at.elapsed() < Duration::from_secs(3), "gave up after {:?}", at.elapsed());
+    assert!(locker.join().unwrap().status.success());
+    wait_up("after the lock");
+    store.commit(vec![LeaseOp::Upsert(address(4))]).wait_blocking().expect("commits once the lock is gone");
+    let stored = store.load_all().unwrap();
+    for n in [1, 2, 4] {
+        assert!(stored.contains(&address(n)), "lease {n} whose ticket said Ok is stored");
+    }
+}
+
+/// Log lines, captured for the assertions on what the store logs.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+impl Captured {
+    /// Lines that contain every one of `words`.
+    fn count(&self, words: &[&str]) -> usize {
+        let text = String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned();
+        text.lines().filter(|l| words.iter().all(|w| l.contains(w))).count()
+    }
+}
+
 /// What a producer saw for one commit.
 struct Outcome {
     n: u32,
@@ -149,6 +273,9 @@ fn the_database_stopped_and_started_under_load() {
     const IN_FLIGHT: u32 = 16;
     const MAX_COMMITS: u32 = 400_000;
     let deadline = Instant::now() + Duration::from_secs(240);
+    // The store's thread logs, so the subscriber must be global; only this test sets one.
+    let logs = Captured::default();
+    tracing_subscriber::fmt().with_writer(logs.clone()).with_ansi(false).try_init().expect("the only subscriber");
 
     let mut cluster = PgCluster::start().expect("PostgreSQL test cluster");
     let url = cluster.create_database("outage").unwrap();
@@ -257,6 +384,10 @@ fn the_database_stopped_and_started_under_load() {
         );
     }
 
+    // Logged once per outage, however many commits were refused.
+    assert_eq!(logs.count(&["lease database lost", "/outage?"]), 1, "one line for the outage");
+    assert_eq!(logs.count(&["lease database back", "/outage?"]), 1);
+
     // Idle: the loss is noticed without a commit, and the first commit is refused at once.
     cluster.stop().unwrap();
     let noticed = Instant::now();
@@ -276,4 +407,6 @@ fn the_database_stopped_and_started_under_load() {
     }
     store.commit(vec![LeaseOp::Upsert(prefix(1))]).wait_blocking().expect("grants resume");
     assert!(store.load_all().unwrap().contains(&prefix(1)));
+    assert_eq!(logs.count(&["lease database lost", "/outage?"]), 2);
+    assert_eq!(logs.count(&["lease database back", "/outage?"]), 2);
 }

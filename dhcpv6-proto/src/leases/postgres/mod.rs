@@ -370,3 +370,47 @@ fn is_connection_loss(e: &tokio_postgres::Error, client: &Client) -> bool {
         None => true,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_url_gets_our_defaults_but_keeps_its_own_settings() {
+        let options = PgOptions::default();
+        let c = config("postgresql:///dhcpv6?host=/run/postgresql&port=5433&user=dhcp", &options).unwrap();
+        assert_eq!(c.get_dbname(), Some("dhcpv6"));
+        assert_eq!(c.get_user(), Some("dhcp"));
+        assert_eq!(c.get_ports(), &[5433]);
+        assert!(
+            matches!(c.get_hosts(), [tokio_postgres::config::Host::Unix(p)] if p == std::path::Path::new("/run/postgresql"))
+        );
+        assert_eq!(c.get_application_name(), Some("dhcpv6d"));
+        assert_eq!(c.get_connect_timeout(), Some(&options.connect_timeout));
+
+        let c = config("postgres://db.example/x?connect_timeout=2&application_name=edge1", &options).unwrap();
+        assert_eq!(c.get_connect_timeout(), Some(&Duration::from_secs(2)));
+        assert_eq!(c.get_application_name(), Some("edge1"));
+    }
+
+    #[test]
+    fn tls_required_and_malformed_urls_are_refused_without_the_password() {
+        let err = config("postgresql://u:s3cret@db/x?sslmode=require", &PgOptions::default()).unwrap_err();
+        assert!(matches!(err, StoreError::UnsupportedSpec { .. }), "{err}");
+        assert!(err.to_string().contains("TLS") && !err.to_string().contains("s3cret"), "{err}");
+        let err = config("postgresql://u:s3cret@db/x?port=notaport", &PgOptions::default()).unwrap_err();
+        assert!(matches!(err, StoreError::UnsupportedSpec { .. }), "{err}");
+        assert!(!err.to_string().contains("s3cret"), "{err}");
+    }
+
+    #[test]
+    fn no_server_fails_the_open_at_once_naming_the_database() {
+        let dir = crate::leases::testutil::TempDir::new("pg-none");
+        let url = format!("postgresql:///dhcpv6?host={}&port=5432&user=nobody", dir.path().display());
+        let started = std::time::Instant::now();
+        let err = PgStore::open(&url).unwrap_err();
+        assert!(matches!(err, StoreError::Postgres { action: "connect", .. }), "{err}");
+        assert!(err.to_string().contains("dhcpv6"), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(5), "a missing socket fails at once");
+    }
+}

@@ -83,6 +83,7 @@ pub(super) struct Writer {
     jobs: mpsc::Receiver<Job>,
     max_batch: usize,
     commit_timeout: Duration,
+    connect_timeout: Duration,
     retry_min: Duration,
     retry_max: Duration,
 }
@@ -110,6 +111,7 @@ impl Writer {
             jobs,
             max_batch: options.queue_capacity.max(1),
             commit_timeout: options.commit_timeout,
+            connect_timeout: options.connect_timeout,
             retry_min: options.retry_min,
             retry_max: options.retry_max.max(options.retry_min),
         }
@@ -186,6 +188,11 @@ impl Writer {
         }
     }
 
+    fn refuse(&self, job: Job) {
+        self.shared.refused.fetch_add(1, Ordering::Relaxed);
+        job.fail(StoreError::Unavailable { store: Location::clone(&self.location) });
+    }
+
     fn unknown(&self, batch: Vec<Job>, reason: String) -> Lost {
         let e = StoreError::OutcomeUnknown { store: Location::clone(&self.location), reason: reason.clone() };
         batch.into_iter().for_each(|job| job.fail(e.clone()));
@@ -211,16 +218,34 @@ impl Writer {
             loop {
                 tokio::select! {
                     job = self.jobs.recv() => match job {
-                        Some(job) => {
-                            self.shared.refused.fetch_add(1, Ordering::Relaxed);
-                            job.fail(StoreError::Unavailable { store: Location::clone(&self.location) });
-                        }
+                        Some(job) => self.refuse(job),
                         None => return None,
                     },
                     () = tokio::time::sleep_until(wake) => break,
                 }
             }
-            match Conn::open(&self.config, &self.location, false).await {
+            // Bounded: a server that accepts connections but does not answer (or holds
+            // a lock on `leases`, which preparing the statements waits for) must not
+            // keep the writer here. Commits that were queued before the store went down
+            // are refused meanwhile, not kept waiting.
+            let limit =
+                self.config.get_connect_timeout().copied().unwrap_or(self.connect_timeout) + self.commit_timeout;
+            let attempt = tokio::time::timeout(limit, Conn::open(&self.config, &self.location, false));
+            tokio::pin!(attempt);
+            let attempt = loop {
+                tokio::select! {
+                    result = &mut attempt => break result.unwrap_or_else(|_| Err(StoreError::Postgres {
+                        store: Location::clone(&self.location),
+                        action: "connect",
+                        message: format!("no answer within {limit:?}"),
+                    })),
+                    job = self.jobs.recv() => match job {
+                        Some(job) => self.refuse(job),
+                        None => return None,
+                    },
+                }
+            };
+            match attempt {
                 Ok(conn) => {
                     self.shared.up.store(true, Ordering::Relaxed);
                     let refused = self.shared.refused.load(Ordering::Relaxed) - refused_before;
