@@ -118,19 +118,19 @@ pub(super) async fn load_all(
     location: &Location,
 ) -> Result<Vec<Lease>, StoreError> {
     let mut slot = reader.lock().await;
-    if slot.as_ref().is_none_or(|(client, task)| client.is_closed() || task.is_finished()) {
-        *slot = Some(connect(config, location).await?);
-    }
-    let Some((client, _)) = slot.as_ref() else { unreachable!("just connected") };
+    let (client, task) = match slot.take() {
+        Some((client, task)) if !client.is_closed() && !task.is_finished() => (client, task),
+        _ => connect(config, location).await?,
+    };
     let sql = format!("SELECT {COLUMNS} FROM leases ORDER BY kind, address, prefix_len");
-    match client.query(&sql, &[]).await {
+    let result = client.query(&sql, &[]).await;
+    let lost = result.as_ref().err().is_some_and(|e| is_connection_loss(e, &client));
+    if !lost {
+        *slot = Some((client, task));
+    }
+    match result {
         Ok(rows) => Ok(decode_rows(&rows, location)),
-        Err(e) => {
-            if is_connection_loss(&e, client) {
-                *slot = None;
-            }
-            Err(pg_error(location, "load leases")(e))
-        }
+        Err(e) => Err(pg_error(location, "load leases")(e)),
     }
 }
 
