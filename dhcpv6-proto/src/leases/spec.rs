@@ -41,7 +41,7 @@ impl StoreSpec {
             }
         }
         match url_like(spec) {
-            Some(reason) => Err(StoreError::UnsupportedSpec { spec: spec.to_string_lossy().into_owned(), reason }),
+            Some(reason) => Err(StoreError::UnsupportedSpec { spec: redacted(&spec.to_string_lossy()), reason }),
             None => Ok(StoreSpec::Sqlite(PathBuf::from(spec))),
         }
     }
@@ -145,7 +145,7 @@ pub(super) fn url_like(value: &OsStr) -> Option<String> {
                 format!("write the scheme in lower case ({lower}://), as libpq does")
             } else if POSTGRES_SCHEMES.contains(&scheme) {
                 // Only reached from SqliteStore::open, which takes paths only.
-                "a PostgreSQL URL is not a file: open it with leases::open".to_string()
+                "this is a PostgreSQL URL, and the SQLite store opens files only".to_string()
             } else if matches!(lower.as_str(), "sqlite" | "file") {
                 format!("give the file's path itself, without {scheme}://")
             } else {
@@ -227,6 +227,7 @@ mod tests {
             assert!(message.contains("file path"), "{value}: {message}");
         }
         assert!(refused("mysql://db").contains("mysql:// is not supported"));
+        assert!(!refused("mysql://u:s3cret@db/x").contains("s3cret"), "no password in the message");
         assert!(refused("").contains("empty"));
     }
 

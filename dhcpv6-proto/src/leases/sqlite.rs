@@ -100,7 +100,7 @@ impl SqliteStore {
         // A URL handed here by mistake would become a folder named `postgresql:` and a
         // file that a second daemon then silently shares.
         if let Some(reason) = spec::url_like(path.as_os_str()) {
-            return Err(StoreError::UnsupportedSpec { spec: path.to_string_lossy().into_owned(), reason });
+            return Err(StoreError::UnsupportedSpec { spec: spec::redacted(&path.to_string_lossy()), reason });
         }
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
