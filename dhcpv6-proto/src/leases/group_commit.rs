@@ -20,7 +20,7 @@ use tokio::sync::oneshot;
 use tracing::error;
 
 use super::rows::{delete_expired, remove, sql_error, upsert};
-use super::{CommitTicket, Lease, LeaseOp, StoreError};
+use super::{CommitTicket, Lease, LeaseOp, Location, StoreError};
 
 /// Work for the writer. Everything drained together runs in one transaction.
 enum Job {
@@ -44,6 +44,8 @@ pub(super) struct GroupCommitter {
     thread: Option<JoinHandle<()>>,
     transactions: Arc<AtomicU64>,
     path: Arc<Path>,
+    /// The same path, as tickets and errors name it.
+    location: Arc<Location>,
     capacity: usize,
 }
 
@@ -58,17 +60,18 @@ impl GroupCommitter {
                 .name("lease-writer".into())
                 .spawn(move || run(conn, &jobs, &path, &transactions, capacity))
         }
-        .map_err(|e| StoreError::SpawnWriter { path: path.to_path_buf(), source: Arc::new(e) })?;
-        Ok(GroupCommitter { queue: Some(queue), thread: Some(thread), transactions, path, capacity })
+        .map_err(|e| StoreError::SpawnWriter { store: Location::File(path.to_path_buf()), source: Arc::new(e) })?;
+        let location = Arc::new(Location::File(path.to_path_buf()));
+        Ok(GroupCommitter { queue: Some(queue), thread: Some(thread), transactions, path, location, capacity })
     }
 
     /// Queues `ops` without blocking; a full queue fails the ticket at once.
     pub(super) fn commit(&self, ops: Vec<LeaseOp>) -> CommitTicket {
         let (done, rx) = oneshot::channel();
         match self.sender().try_send(Job::Commit { ops, done }) {
-            Ok(()) => CommitTicket::pending(rx, Arc::clone(&self.path)),
+            Ok(()) => CommitTicket::pending(rx, Arc::clone(&self.location)),
             Err(TrySendError::Full(_)) => CommitTicket::resolved(Err(StoreError::QueueFull {
-                path: self.path.to_path_buf(),
+                store: Location::clone(&self.location),
                 capacity: self.capacity,
             })),
             Err(TrySendError::Disconnected(_)) => CommitTicket::resolved(Err(self.stopped())),
@@ -93,7 +96,7 @@ impl GroupCommitter {
     }
 
     fn stopped(&self) -> StoreError {
-        StoreError::WriterStopped { path: self.path.to_path_buf() }
+        StoreError::WriterStopped { store: Location::clone(&self.location) }
     }
 }
 

@@ -16,8 +16,10 @@ use std::time::Duration;
 use rusqlite::{Connection, TransactionBehavior};
 
 use super::group_commit::GroupCommitter;
+use super::lock::{self, StoreLock};
 use super::rows::{decode_rows, sql_error, ROW_COLUMNS};
-use super::{CommitTicket, Lease, LeaseOp, LeaseStore, StoreError};
+use super::spec;
+use super::{CommitTicket, Lease, LeaseOp, LeaseStore, Location, StoreError};
 
 /// Tuning knobs of [`SqliteStore`].
 #[derive(Debug, Clone)]
@@ -29,11 +31,15 @@ pub struct SqliteOptions {
     /// How long to wait for a lock held by another process (an operator running
     /// a write in `sqlite3`) before failing.
     pub busy_timeout: Duration,
+    /// Hold `FILE.lock` for the store's life, refusing a second daemon on the same
+    /// file (`lock.rs`). Off only for inspection (`dhcpv6d leases` while the
+    /// daemon runs), which allocates nothing.
+    pub exclusive: bool,
 }
 
 impl Default for SqliteOptions {
     fn default() -> Self {
-        SqliteOptions { queue_capacity: 16_384, busy_timeout: Duration::from_secs(5) }
+        SqliteOptions { queue_capacity: 16_384, busy_timeout: Duration::from_secs(5), exclusive: true }
     }
 }
 
@@ -76,6 +82,8 @@ pub struct SqliteStore {
     path: Arc<Path>,
     reader: Mutex<Connection>,
     writer: GroupCommitter,
+    /// Declared last so it is released only after the writer has flushed and stopped.
+    _lock: Option<StoreLock>,
 }
 
 impl SqliteStore {
@@ -89,10 +97,17 @@ impl SqliteStore {
 
     pub fn open_with(path: impl AsRef<Path>, options: SqliteOptions) -> Result<Self, StoreError> {
         let path: Arc<Path> = Arc::from(path.as_ref());
+        // A URL handed here by mistake would become a folder named `postgresql:` and a
+        // file that a second daemon then silently shares.
+        if let Some(reason) = spec::url_like(path.as_os_str()) {
+            return Err(StoreError::UnsupportedSpec { spec: spec::redacted(&path.to_string_lossy()), reason });
+        }
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
                 .map_err(|e| StoreError::CreateDir { path: path.to_path_buf(), source: Arc::new(e) })?;
         }
+        // Before touching the database: a refused second daemon must change nothing.
+        let lock = if options.exclusive { Some(lock::lock(&path)?) } else { None };
 
         let mut write_conn = connect(&path, &options)?;
         migrate(&mut write_conn, &path)?;
@@ -102,7 +117,7 @@ impl SqliteStore {
         reader.pragma_update(None, "query_only", true).map_err(sql_error(&path, "open"))?;
 
         let writer = GroupCommitter::spawn(write_conn, Arc::clone(&path), options.queue_capacity)?;
-        Ok(SqliteStore { path, reader: Mutex::new(reader), writer })
+        Ok(SqliteStore { path, reader: Mutex::new(reader), writer, _lock: lock })
     }
 
     pub fn path(&self) -> &Path {
@@ -138,6 +153,10 @@ impl LeaseStore for SqliteStore {
     fn transactions(&self) -> u64 {
         self.writer.transactions()
     }
+
+    fn location(&self) -> Location {
+        Location::File(self.path.to_path_buf())
+    }
 }
 
 /// Opens one connection with the durability settings every connection needs.
@@ -169,7 +188,7 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
         tx.pragma_query_value(None, "user_version", |row| row.get(0)).map_err(err("read schema version"))?;
     let Some(pending) = usize::try_from(found).ok().and_then(|v| MIGRATIONS.get(v..)) else {
         return Err(StoreError::UnsupportedSchema {
-            path: path.to_path_buf(),
+            store: Location::File(path.to_path_buf()),
             found,
             supported: SqliteStore::SCHEMA_VERSION,
         });
@@ -441,6 +460,27 @@ mod tests {
         assert!(matches!(err, StoreError::CreateDir { .. }), "{err}");
         assert!(err.to_string().contains(&*blocker.to_string_lossy()), "{err}");
     }
+
+    #[test]
+    fn a_second_store_on_the_same_file_is_refused() {
+        let dir = TempDir::new("exclusive");
+        let first = SqliteStore::open(db(&dir)).unwrap();
+        commit(&first, vec![LeaseOp::Upsert(address(1))]);
+        let err = SqliteStore::open(db(&dir)).unwrap_err();
+        assert!(matches!(err, StoreError::Locked { .. }), "{err}");
+        let message = err.to_string();
+        assert!(message.contains(&*db(&dir).to_string_lossy()), "names the file: {message}");
+        assert!(message.contains("another dhcpv6d"), "{message}");
+
+        // Inspection does not allocate, so it may read alongside the daemon.
+        let inspector =
+            SqliteStore::open_with(db(&dir), SqliteOptions { exclusive: false, ..SqliteOptions::default() }).unwrap();
+        assert_eq!(inspector.load_all().unwrap(), vec![address(1)]);
+
+        drop(first);
+        let again = SqliteStore::open(db(&dir)).expect("the file is free once its daemon is gone");
+        assert_eq!(again.load_all().unwrap(), vec![address(1)]);
+    }
 }
 
 /// Group commit (`group_commit.rs`) as the store's users see it: many commits, few
@@ -526,5 +566,15 @@ mod group_commit_tests {
         let ok = results.iter().filter(|r| r.is_ok()).count();
         assert!(ok >= 1);
         assert_eq!(store.load_all().unwrap().len(), ok, "exactly the Ok commits are stored");
+    }
+
+    #[test]
+    fn a_url_is_not_taken_for_a_file() {
+        // Relative to the test's working directory: exactly where the folder
+        // `postgresql:` used to appear.
+        let url = "postgresql:///dhcpv6?host=/run/postgresql&port=5432&user=dhcp";
+        let err = SqliteStore::open(url).unwrap_err();
+        assert!(matches!(err, StoreError::UnsupportedSpec { .. }), "{err}");
+        assert!(!std::path::Path::new("postgresql:").exists(), "no folder named after the scheme");
     }
 }

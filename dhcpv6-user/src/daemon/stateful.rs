@@ -22,7 +22,7 @@ use tracing::{debug, info, warn};
 
 use super::transmit::{send_reply, Transmit};
 use crate::{
-    leases::{unix_now, CommitTicket, Lease, LeaseStore, SqliteStore},
+    leases::{unix_now, CommitTicket, Lease, LeaseStore},
     routes::Routes,
     server::stateful::{unconfigured, ClientContext, Engine, LinkPools, RouteChange, Undo},
     socket::ServerSocket,
@@ -69,11 +69,12 @@ impl StatefulService {
         }
         let path = lease_db.to_path_buf();
         let (store, leases) = tokio::task::spawn_blocking(move || -> Result<(Arc<dyn LeaseStore>, Vec<Lease>)> {
-            let store = SqliteStore::open(&path)?;
+            // A path is SQLite, a postgresql:// URL PostgreSQL; anything else is refused.
+            let store = crate::leases::open(&path)?;
             let reclaimed = store.reclaim_expired(unix_now())?;
             let leases = store.load_all()?;
-            info!(db = %path.display(), leases = leases.len(), reclaimed = reclaimed.len(), "lease store open");
-            Ok((Arc::new(store), leases))
+            info!(db = %store.location(), leases = leases.len(), reclaimed = reclaimed.len(), "lease store open");
+            Ok((store, leases))
         })
         .await??;
         let routes = if routes { Some(Routes::connect()?) } else { None };
@@ -266,7 +267,6 @@ fn is_link_local(a: &Ipv6Addr) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
     use std::time::Duration;
 
     use dhcpv6_common::wire::{msg, opt};
@@ -294,7 +294,7 @@ mod tests {
             Ok(Vec::new())
         }
         fn commit(&self, _: Vec<LeaseOp>) -> CommitTicket {
-            CommitTicket::resolved(Err(StoreError::WriterStopped { path: PathBuf::from("/broken") }))
+            CommitTicket::resolved(Err(StoreError::WriterStopped { store: dhcpv6_proto::leases::Location::Memory }))
         }
         fn reclaim_expired(&self, _: u64) -> Result<Vec<Lease>, StoreError> {
             Ok(Vec::new())
