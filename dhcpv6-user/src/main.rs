@@ -8,6 +8,7 @@ use dhcpv6::{
     config::Overrides,
     daemon::{self, Options},
     dataplane::{self, AttachMode, DEFAULT_PIN_DIR},
+    fastpath::{flood, FloodOptions},
     stats::stats_file,
 };
 
@@ -64,8 +65,15 @@ struct RunArgs {
     /// Stateful: answer a Solicit with Rapid Commit directly with a Reply (for --na/--pd-pool).
     #[arg(long)]
     rapid_commit: bool,
-    /// The lease database (SQLite, WAL): every lease is on disk before its Reply is sent.
-    #[arg(long, value_name = "PATH", default_value = "/var/lib/dhcpv6d/leases.db")]
+    /// SOL_MAX_RT (option 82, 60..86400 s) sent in every Advertise and Reply: after an outage,
+    /// CPEs that keep retrying Solicits back off to at most this interval (RFC 9915 21.24)
+    #[arg(long, value_name = "SECS")]
+    sol_max_rt: Option<u32>,
+    /// The lease database: every lease is durable before its Reply is sent. A path is an
+    /// SQLite file (WAL, locked against a second daemon); a postgresql:// or postgres:// URL
+    /// (libpq's form, e.g. postgresql:///dhcpv6?host=/run/postgresql&user=dhcp) is a
+    /// PostgreSQL database several boxes can share.
+    #[arg(long, value_name = "PATH|URL", default_value = "/var/lib/dhcpv6d/leases.db")]
     lease_db: PathBuf,
     /// Serve Prometheus metrics (text format) on this address, e.g. [::1]:9547.
     #[arg(long, value_name = "ADDR:PORT")]
@@ -94,6 +102,22 @@ struct RunArgs {
     /// Where host DNS defaults come from when none are configured.
     #[arg(long, value_name = "FILE", default_value = "/etc/resolv.conf")]
     resolv_conf: PathBuf,
+    /// Flood isolation: frames per second that one source MAC on one interface may pass up
+    /// to userspace (answers given in XDP are not counted); excess is dropped in XDP. 0: off.
+    #[arg(long, value_name = "PER_SEC", default_value_t = flood::DEFAULT_RATE)]
+    flood_rate: u32,
+    /// Flood isolation: frames one source MAC may send at once (the bucket's size). 0: off.
+    #[arg(long, value_name = "N", default_value_t = flood::DEFAULT_BURST)]
+    flood_burst: u32,
+    /// A relay agent's source address (repeatable): its frames get a bucket of their own,
+    /// per address, with the relay rate and burst.
+    #[arg(long, value_name = "ADDR")]
+    flood_relay: Vec<Ipv6Addr>,
+    /// Flood isolation for each --flood-relay source. 0: off.
+    #[arg(long, value_name = "PER_SEC", default_value_t = flood::DEFAULT_RELAY_RATE)]
+    flood_relay_rate: u32,
+    #[arg(long, value_name = "N", default_value_t = flood::DEFAULT_RELAY_BURST)]
+    flood_relay_burst: u32,
 }
 
 #[derive(Subcommand)]
@@ -113,7 +137,8 @@ enum Cmd {
     },
     /// List the leases in the lease database (also while the daemon runs).
     Leases {
-        #[arg(long, value_name = "PATH", default_value = "/var/lib/dhcpv6d/leases.db")]
+        /// An SQLite file, or a postgresql:// URL (libpq's form).
+        #[arg(long, value_name = "PATH|URL", default_value = "/var/lib/dhcpv6d/leases.db")]
         lease_db: PathBuf,
     },
     /// Ask the running daemon over its control socket.
@@ -210,6 +235,7 @@ fn main() -> Result<ExitCode> {
                     na_pools: r.na_pool,
                     pd_pools: r.pd_pool,
                     rapid_commit: r.rapid_commit,
+                    sol_max_rt: r.sol_max_rt,
                 },
                 lease_db: r.lease_db,
                 routes: !r.no_routes,
@@ -221,6 +247,13 @@ fn main() -> Result<ExitCode> {
                 state_dir: r.state_dir,
                 bpf_log: r.bpf_log,
                 resolv_conf: r.resolv_conf,
+                flood: FloodOptions {
+                    rate: r.flood_rate,
+                    burst: r.flood_burst,
+                    relay_rate: r.flood_relay_rate,
+                    relay_burst: r.flood_relay_burst,
+                    relays: r.flood_relay,
+                },
             };
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             rt.block_on(daemon::run(opts))
@@ -273,11 +306,15 @@ fn detach(pin_dir: &std::path::Path) -> Result<()> {
 }
 
 fn leases(db: &std::path::Path) -> Result<()> {
-    use dhcpv6::leases::{LeaseStore, SqliteStore};
-    if !db.exists() {
-        anyhow::bail!("{} does not exist (no lease was ever granted, or another --lease-db)", db.display());
+    use dhcpv6::leases::StoreSpec;
+    let spec = StoreSpec::parse(db)?;
+    if let StoreSpec::Sqlite(path) = &spec {
+        if !path.exists() {
+            anyhow::bail!("{} does not exist (no lease was ever granted, or another --lease-db)", path.display());
+        }
     }
-    let store = SqliteStore::open(db)?;
+    // Not the daemon's lock: listing allocates nothing, so it may run beside the daemon.
+    let store = spec.open_for_inspection()?;
     let mut all = store.load_all()?;
     all.sort_by(|a, b| (&a.iface, a.addr).cmp(&(&b.iface, b.addr)));
     let now = dhcpv6::leases::unix_now();

@@ -108,6 +108,8 @@ pub enum Reason {
     BadPrefix(String),
     #[error("bad prefix length in {0:?}")]
     BadPrefixLength(String),
+    #[error("{what} {value} is outside {min}..={max}")]
+    Range { what: &'static str, value: u64, min: u64, max: u64 },
 }
 
 /// The link of `--na-pool`/`--pd-pool`: every served interface, and relayed clients whose

@@ -185,8 +185,13 @@ async fn ask(tx: &mpsc::Sender<Call>, req: Request) -> Response {
 }
 
 impl Server {
-    /// Answers one control request (from the server loop).
-    pub(super) async fn control(&mut self, req: Request) -> Response {
+    /// One request from the loop's select, answered back to its connection (which may have
+    /// given up waiting meanwhile: then nobody is told).
+    pub(super) async fn control(&mut self, (req, answer): Call) {
+        let _ = answer.send(self.respond(req).await);
+    }
+
+    async fn respond(&mut self, req: Request) -> Response {
         debug!(?req, "control request");
         match req {
             Request::Status {} => Response::Status(self.status()),
@@ -212,10 +217,10 @@ impl Server {
             .ifaces
             .iter()
             .map(|i| IfaceStatus {
-                name: i.cfg.name().to_owned(),
-                ifindex: i.link.as_ref().map(|l| l.ifindex),
-                xdp_attached: attached.contains(&i.cfg.name()),
-                reply_data: i.written.is_some(),
+                name: i.name().to_owned(),
+                ifindex: i.ifindex(),
+                xdp_attached: attached.contains(&i.name()),
+                reply_data: i.has_reply_data(),
             })
             .collect();
         Status {
@@ -224,7 +229,7 @@ impl Server {
             uptime_seconds: self.control.started.elapsed().as_secs(),
             fast_path: self.opts.fast_path,
             ifaces,
-            relay_upstream: self.relay.as_ref().map(|r| r.upstream().to_owned()),
+            relay_upstream: self.agent.upstream().map(str::to_owned),
             leases: self.stateful.as_ref().map(|s| s.lease_count() as u64),
         }
     }
@@ -247,11 +252,11 @@ impl Server {
         Response::Leases { leases: all.iter().map(|l| LeaseView::new(l, now)).collect() }
     }
 
-    async fn release(&mut self, target: ReleaseTarget) -> Response {
-        let Some(st) = self.stateful.as_mut() else {
+    async fn release(&self, target: ReleaseTarget) -> Response {
+        let Some(st) = self.stateful.as_ref() else {
             return Response::error("no stateful service (no pools): nothing to release");
         };
-        match st.release(|l| target.names(l), &self.stats).await {
+        match st.release(|l| target.names(l)).await {
             Ok(Some(lease)) => {
                 info!(%target, duid = %proto::hex(&lease.duid), "lease released by the operator");
                 Response::Released { lease: LeaseView::new(&lease, unix_now()) }
@@ -389,7 +394,8 @@ mod tests {
         u.message(1, MessageOutcome::Replied);
         u.commit_latency.observe(Duration::from_millis(2));
         let s = stats_view(Ok(dhcpv6_common::Counters::default()), &u);
-        assert_eq!(s.xdp.as_ref().map(|x| x.len()), Some(16));
+        assert_eq!(s.xdp.as_ref().map(|x| x.len()), Some(19));
+        assert!(s.xdp.as_ref().is_some_and(|x| x.contains_key("drop_flood") && x.contains_key("drop_flood_relay")));
         assert_eq!(s.userspace.len(), Counter::ALL.len());
         assert_eq!(s.userspace["replied"], 1);
         assert_eq!(s.messages["solicit"]["replied"], 1);

@@ -1,32 +1,36 @@
 //! The running server: keeps the XDP program's maps in step with config and interfaces, and
 //! answers on UDP/547 what the fast path passes up.
 //!
-//! `sync` follows the kernel's interfaces into the maps, `dispatch` answers datagrams,
-//! `relaying` drives relay-agent mode, `control` answers `dhcpv6d ctl`.
+//! The server is a select loop over its components, each owning its own state:
+//! `interfaces` (the served-interface table, kept in step with the kernel in the maps),
+//! `relay_agent` (relay-agent mode and MAC learning), `stateful` (a stateful message from
+//! decision to durable reply), `control` (the socket `dhcpv6d ctl` talks to). `dispatch`
+//! routes one datagram to them; `transmit` sends.
 
 mod control;
 mod dispatch;
-mod relaying;
-mod sync;
+mod interfaces;
+mod relay_agent;
+mod stateful;
+mod transmit;
 
-use std::{collections::HashMap, path::PathBuf, sync::Arc, time::Duration};
+use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::{bail, Context, Result};
-use tokio::{
-    signal::unix::{signal, SignalKind},
-    sync::mpsc,
-};
+use tokio::signal::unix::{signal, SignalKind};
 use tracing::{info, warn};
 
 use crate::{
-    config::{self, IfaceConfig, Overrides, RelaySettings},
+    config::{self, Overrides},
     dataplane::{AttachMode, Dataplane},
-    netlink::{self, LinkState, Netlink},
-    server::{relay_agent::RelayAgentConfig, stateful::Undo, IfaceService},
+    fastpath::FloodOptions,
+    netlink::{self, Netlink},
     socket::ServerSocket,
-    stateful_service::Stateful,
     stats::{stats_file, UserStats},
 };
+use interfaces::ServedIfaces;
+use relay_agent::RelayAgent;
+use stateful::StatefulService;
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -42,35 +46,25 @@ pub struct Options {
     pub routes: bool,
     /// Prometheus text on this address (`--metrics`).
     pub metrics: Option<std::net::SocketAddr>,
+    /// Token buckets for frames the XDP program passes up (`--flood-*`).
+    pub flood: FloodOptions,
     /// The control socket (`--control-socket`) `dhcpv6d ctl` talks to.
     pub control_socket: PathBuf,
 }
 
-/// One served interface as it stands now.
-struct Served {
-    cfg: IfaceConfig,
-    link: Option<LinkState>,
-    svc: Option<IfaceService>,
-    /// The map entry last written, to skip rewrites that change nothing.
-    written: Option<Vec<u8>>,
-}
-
+/// The components and what they share. The dataplane and netlink are lent to the
+/// components that write the kernel's state (`ifaces`, `agent`) one at a time, from the loop.
 struct Server {
     opts: Options,
     dp: Dataplane,
     nl: Netlink,
     sock: Arc<ServerSocket>,
-    stateful: Option<Stateful>,
-    undo_rx: Option<mpsc::UnboundedReceiver<Undo>>,
-    ifaces: Vec<Served>,
-    by_index: HashMap<u32, usize>,
-    generation: u32,
+    ifaces: ServedIfaces,
+    agent: RelayAgent,
+    stateful: Option<StatefulService>,
     stats: Arc<UserStats>,
-    relay: Option<RelaySettings>,
-    /// Relay-agent state as of the last sync (indexes and link addresses).
-    agent: Option<RelayAgentConfig>,
-    /// Downstream interfaces where the program runs to learn client MACs, by ifindex.
-    learning: HashMap<String, u32>,
+    /// Frames the flood buckets had dropped at the last look (`report_floods`).
+    flood_dropped: u64,
     /// Lease count and pool usage for the metrics.
     lease_gauge: Arc<std::sync::atomic::AtomicU64>,
     pool_gauge: Arc<std::sync::Mutex<Vec<(String, String, u64, u128)>>>,
@@ -83,26 +77,21 @@ pub async fn run(opts: Options) -> Result<()> {
     let dp = Dataplane::load(&opts.pin_dir, opts.bpf_log)?;
     let nl = Netlink::connect()?;
     let sock = Arc::new(ServerSocket::bind()?);
-    let (stateful, undo_rx) = match Stateful::open(&opts.lease_db, opts.routes, links).await? {
-        Some((s, rx)) => (Some(s), Some(rx)),
-        None => (None, None),
-    };
-    let ifaces = ifaces.into_iter().map(|cfg| Served { cfg, link: None, svc: None, written: None }).collect();
+    let stats = Arc::<UserStats>::default();
+    let stateful = StatefulService::open(&opts.lease_db, opts.routes, links, sock.clone(), stats.clone()).await?;
+    let ifaces = ServedIfaces::new(ifaces, opts.fast_path, opts.xdp_mode);
+    let agent = RelayAgent::new(relay, opts.xdp_mode);
     let control = control::Control::start(&opts.control_socket)?;
     let mut s = Server {
         opts,
         dp,
         nl,
         sock,
-        stateful,
-        undo_rx,
         ifaces,
-        by_index: HashMap::new(),
-        generation: 0,
-        stats: Arc::default(),
-        relay,
-        agent: None,
-        learning: HashMap::new(),
+        agent,
+        stateful,
+        stats,
+        flood_dropped: 0,
         lease_gauge: Arc::default(),
         pool_gauge: Arc::default(),
         control,
@@ -125,11 +114,11 @@ pub async fn run(opts: Options) -> Result<()> {
 
 impl Server {
     async fn start_and_serve(&mut self) -> Result<()> {
-        let mut names: Vec<String> = self.ifaces.iter().map(|i| i.cfg.name().to_owned()).collect();
-        if let Some(r) = &self.relay {
-            names.push(r.upstream().to_owned());
-            names.extend(r.downstream().iter().cloned());
-        }
+        self.dp.set_flood(&self.opts.flood.config(), &self.opts.flood.relays)?;
+        let f = &self.opts.flood;
+        info!(rate = f.rate, burst = f.burst, relay_rate = f.relay_rate, relay_burst = f.relay_burst, relays = ?f.relays, "flood limits for frames passed up");
+        let mut names: Vec<String> = self.ifaces.names().map(str::to_owned).collect();
+        names.extend(self.agent.names());
         for name in names {
             if self.nl.link(&name).await?.is_none() {
                 bail!("interface {name} does not exist");
@@ -147,9 +136,8 @@ impl Server {
         let mut changes = netlink::watch(Duration::from_secs(30));
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let mut sweep = tokio::time::interval(Duration::from_secs(10));
-        let mut undo_rx = self.undo_rx.take();
         let mut control_rx = self.control.rx.take();
-        let names: Vec<&str> = self.ifaces.iter().map(|i| i.cfg.name()).collect();
+        let names: Vec<&str> = self.ifaces.names().collect();
         info!(ifaces = ?names, fast_path = self.opts.fast_path, pin_dir = %self.opts.pin_dir.display(), "serving");
         let mut buf = vec![0u8; 65536];
         loop {
@@ -157,7 +145,7 @@ impl Server {
                 _ = term.recv() => { info!("SIGTERM: stopping; XDP stays attached (dhcpv6d detach removes it)"); break; }
                 _ = int.recv() => { info!("SIGINT: stopping; XDP stays attached (dhcpv6d detach removes it)"); break; }
                 _ = hup.recv() => { let _ = self.reload().await; }
-                Some((req, answer)) = control::next(&mut control_rx) => { let _ = answer.send(self.control(req).await); }
+                Some(call) = control::next(&mut control_rx) => self.control(call).await,
                 Some(()) = changes.recv() => {
                     if let Err(e) = self.sync().await {
                         warn!(error = %format!("{e:#}"), "re-reading interfaces failed; will retry on the next event");
@@ -167,39 +155,52 @@ impl Server {
                     Ok(rx) => self.handle(&buf[..rx.len], rx.from, rx.ifindex, rx.dst).await,
                     Err(e) => warn!(error = %e, "receive failed"),
                 },
-                Some(undo) = async {
-                    match undo_rx.as_mut() {
-                        Some(rx) => rx.recv().await,
-                        None => std::future::pending().await,
-                    }
-                } => {
-                    if let Some(st) = self.stateful.as_mut() {
-                        st.rollback(undo);
-                    }
-                }
-                _ = sweep.tick() => {
-                    if let Some(st) = self.stateful.as_mut() {
-                        st.expire(&self.stats).await;
-                    }
-                }
-                _ = tick.tick() => {
-                    self.dp.flush_log();
-                    if let Some(st) = self.stateful.as_ref() {
-                        self.lease_gauge.store(st.lease_count() as u64, std::sync::atomic::Ordering::Relaxed);
-                        if let Ok(mut g) = self.pool_gauge.lock() {
-                            *g = st.pool_usage();
-                        }
-                    }
-                    let _ = self.stats.write(&stats_file(&self.opts.state_dir));
-                }
+                _ = sweep.tick() => self.sweep().await,
+                _ = tick.tick() => self.tick(),
             }
         }
         let _ = self.stats.write(&stats_file(&self.opts.state_dir));
         Ok(())
     }
 
+    /// Every 10 s: leases that ran out go, and flood drops are reported.
+    async fn sweep(&mut self) {
+        if let Some(st) = self.stateful.as_ref() {
+            st.expire().await;
+        }
+        self.report_floods();
+    }
+
+    /// Every second: the program's log, the lease gauges of the metrics, the stats file.
+    fn tick(&mut self) {
+        self.dp.flush_log();
+        if let Some(st) = self.stateful.as_ref() {
+            self.lease_gauge.store(st.lease_count() as u64, std::sync::atomic::Ordering::Relaxed);
+            if let Ok(mut g) = self.pool_gauge.lock() {
+                *g = st.pool_usage();
+            }
+        }
+        let _ = self.stats.write(&stats_file(&self.opts.state_dir));
+    }
+
+    /// Says so when the flood buckets dropped frames since the last look: a flood, or a
+    /// relay (all its clients behind one MAC) that needs `--flood-relay`.
+    fn report_floods(&mut self) {
+        let Ok(c) = self.dp.counters() else { return };
+        let dropped = c.drop_flood.wrapping_add(c.drop_flood_relay);
+        if dropped > self.flood_dropped {
+            warn!(
+                dropped = dropped - self.flood_dropped,
+                per_mac = c.drop_flood,
+                per_relay = c.drop_flood_relay,
+                "flood buckets dropped frames in XDP (a sender over --flood-rate; relays need --flood-relay ADDR)"
+            );
+        }
+        self.flood_dropped = dropped;
+    }
+
     /// SIGHUP and `ctl reload`: a bad file is refused (`Err` says file, line and reason) and
-    /// the old configuration kept whole.
+    /// the configuration in force kept whole.
     async fn reload(&mut self) -> Result<(), String> {
         let cfg = match config::load(self.opts.config.as_deref(), &self.opts.overrides, &self.opts.resolv_conf) {
             Ok(cfg) => cfg,
@@ -208,10 +209,9 @@ impl Server {
                 return Err(e.to_string());
             }
         };
-        let known = self.ifaces.len();
         let (ifaces, relay, links) = cfg.into_parts();
         // Pools first: refused, nothing of the new file is applied.
-        match self.stateful.as_mut() {
+        match self.stateful.as_ref() {
             Some(st) => match st.reconfigure(links) {
                 Ok(()) => info!("pools and reservations reloaded"),
                 Err(e) => {
@@ -225,19 +225,30 @@ impl Server {
             }
             None => {}
         }
-        self.relay = relay;
-        for c in ifaces {
-            match self.ifaces.iter_mut().find(|i| i.cfg.name() == c.name()) {
-                Some(i) => i.cfg = c,
-                None => self.ifaces.push(Served { cfg: c, link: None, svc: None, written: None }),
-            }
-        }
-        if known != self.ifaces.len() {
+        self.agent.reconfigure(relay);
+        if self.ifaces.reconfigure(ifaces) {
             info!("new interfaces in the configuration");
         }
         info!("configuration reloaded");
         if let Err(e) = self.sync().await {
             warn!(error = %format!("{e:#}"), "applying the reloaded configuration failed");
+        }
+        Ok(())
+    }
+
+    /// Re-reads the kernel's interfaces into the served table and the relay agent.
+    async fn sync(&mut self) -> Result<()> {
+        self.ifaces.sync(&self.nl, &mut self.dp, &self.sock).await?;
+        self.agent.sync(&self.nl, &mut self.dp, &self.sock).await
+    }
+
+    /// Once, after the first sync: what a previous daemon attached or wrote for interfaces
+    /// this one does not serve goes.
+    fn remove_stale(&mut self) -> Result<()> {
+        let served: std::collections::HashSet<u32> =
+            self.ifaces.indexes().chain(self.agent.learning_indexes()).collect();
+        for name in self.dp.remove_stale(&served)? {
+            info!(iface = %name, "no longer served: XDP detached");
         }
         Ok(())
     }
