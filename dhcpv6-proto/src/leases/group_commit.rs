@@ -17,15 +17,19 @@ use std::thread::JoinHandle;
 
 use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::oneshot;
-use tracing::error;
+use tracing::{debug, error};
 
-use super::rows::{delete_expired, remove, sql_error, upsert};
+use super::rows::{delete_expired, probe, remove, sql_error, upsert};
 use super::{CommitTicket, Lease, LeaseOp, StoreError};
 
 /// Work for the writer. Everything drained together runs in one transaction.
 enum Job {
     Commit {
         ops: Vec<LeaseOp>,
+        done: oneshot::Sender<Result<(), StoreError>>,
+    },
+    /// A write that leaves nothing (`rows::probe`): can the store write again?
+    Probe {
         done: oneshot::Sender<Result<(), StoreError>>,
     },
     Reclaim {
@@ -66,6 +70,19 @@ impl GroupCommitter {
     pub(super) fn commit(&self, ops: Vec<LeaseOp>) -> CommitTicket {
         let (done, rx) = oneshot::channel();
         match self.sender().try_send(Job::Commit { ops, done }) {
+            Ok(()) => CommitTicket::pending(rx, Arc::clone(&self.path)),
+            Err(TrySendError::Full(_)) => CommitTicket::resolved(Err(StoreError::QueueFull {
+                path: self.path.to_path_buf(),
+                capacity: self.capacity,
+            })),
+            Err(TrySendError::Disconnected(_)) => CommitTicket::resolved(Err(self.stopped())),
+        }
+    }
+
+    /// Queues a probe without blocking, like a commit.
+    pub(super) fn probe(&self) -> CommitTicket {
+        let (done, rx) = oneshot::channel();
+        match self.sender().try_send(Job::Probe { done }) {
             Ok(()) => CommitTicket::pending(rx, Arc::clone(&self.path)),
             Err(TrySendError::Full(_)) => CommitTicket::resolved(Err(StoreError::QueueFull {
                 path: self.path.to_path_buf(),
@@ -124,7 +141,7 @@ fn run(mut conn: Connection, jobs: &Receiver<Job>, path: &Path, transactions: &A
                 for job in batch {
                     // A send fails only if the caller stopped waiting; nothing to do.
                     match job {
-                        Job::Commit { done, .. } => {
+                        Job::Commit { done, .. } | Job::Probe { done } => {
                             let _ = done.send(Ok(()));
                         }
                         Job::Reclaim { done, .. } => {
@@ -134,10 +151,12 @@ fn run(mut conn: Connection, jobs: &Receiver<Job>, path: &Path, transactions: &A
                 }
             }
             Err(e) => {
-                error!(path = %path.display(), jobs = batch.len(), error = %e, "lease transaction failed");
+                // Every waiter gets the error; whoever waits decides what to say. A daemon
+                // with a full disk would otherwise log this once per batch, for hours.
+                debug!(path = %path.display(), jobs = batch.len(), error = %e, "lease transaction failed");
                 for job in batch {
                     match job {
-                        Job::Commit { done, .. } => {
+                        Job::Commit { done, .. } | Job::Probe { done } => {
                             let _ = done.send(Err(e.clone()));
                         }
                         Job::Reclaim { done, .. } => {
@@ -151,8 +170,10 @@ fn run(mut conn: Connection, jobs: &Receiver<Job>, path: &Path, transactions: &A
 }
 
 /// Applies a batch in one durable transaction. Returns what each reclaim deleted, in
-/// batch order. On error nothing of the batch is kept (the transaction rolls back
-/// when dropped).
+/// batch order. On error nothing of the batch is kept: the transaction rolls back when
+/// dropped, also when COMMIT itself failed (a full disk while writing the WAL leaves the
+/// transaction open; rusqlite's drop sees that and rolls back), so the connection is
+/// ready for the next batch.
 fn write_batch(conn: &mut Connection, batch: &[Job], path: &Path) -> Result<VecDeque<Vec<Lease>>, StoreError> {
     let err = |action| sql_error(path, action);
     // IMMEDIATE takes the write lock up front (waiting out an operator's sqlite3
@@ -169,6 +190,7 @@ fn write_batch(conn: &mut Connection, batch: &[Job], path: &Path) -> Result<VecD
                     }
                 }
             }
+            Job::Probe { .. } => probe(&tx).map_err(err("probe"))?,
             Job::Reclaim { now, .. } => {
                 reclaimed.push_back(delete_expired(&tx, *now, path).map_err(err("reclaim expired leases"))?);
             }
