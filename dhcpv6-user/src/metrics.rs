@@ -30,6 +30,8 @@ pub struct Sources {
     pub leases: Arc<AtomicU64>,
     /// Pool usage as of the last tick: (link, pool, used, size).
     pub pools: Arc<std::sync::Mutex<Vec<(String, String, u64, u128)>>>,
+    /// Whether the lease store writes; `None` without pools (no store).
+    pub store_up: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 pub fn render(s: &Sources) -> String {
@@ -51,6 +53,13 @@ pub fn render(s: &Sources) -> String {
     }
     out.push_str("# HELP dhcpv6_leases Leases held (addresses and prefixes).\n# TYPE dhcpv6_leases gauge\n");
     let _ = writeln!(out, "dhcpv6_leases {}", s.leases.load(Ordering::Relaxed));
+    if let Some(up) = &s.store_up {
+        out.push_str(
+            "# HELP dhcpv6_store_healthy 1 while the lease store writes, 0 during an outage (no new leases).\n",
+        );
+        out.push_str("# TYPE dhcpv6_store_healthy gauge\n");
+        let _ = writeln!(out, "dhcpv6_store_healthy {}", u8::from(up.load(Ordering::Relaxed)));
+    }
     out.push_str("# HELP dhcpv6_pool_used Addresses or prefixes in use per pool.\n# TYPE dhcpv6_pool_used gauge\n");
     out.push_str("# HELP dhcpv6_pool_size Addresses or prefixes per pool.\n# TYPE dhcpv6_pool_size gauge\n");
     if let Ok(pools) = s.pools.lock() {

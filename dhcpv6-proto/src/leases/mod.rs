@@ -271,9 +271,10 @@ pub enum StoreError {
         source: Arc<rusqlite::Error>,
     },
     /// The disk (or the file system's quota) has no room for the write. Nothing of the
-    /// failed transaction is kept; commits work again once room is made.
+    /// failed transaction is kept; commits work again once room is made. The source is the
+    /// backend's own error (SQLite's SQLITE_FULL, an ENOSPC).
     #[error("lease store {path}: {action}: disk full: {source}")]
-    Full { path: PathBuf, action: &'static str, source: Arc<rusqlite::Error> },
+    Full { path: PathBuf, action: &'static str, source: Arc<dyn std::error::Error + Send + Sync> },
     #[error(
         "lease store {path}: schema version {found} is not one this dhcpv6d knows \
          (newest: {supported}); refusing to use it"

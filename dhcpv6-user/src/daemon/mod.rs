@@ -8,6 +8,7 @@
 mod dispatch;
 mod relaying;
 mod stateful;
+mod store_health;
 mod sync;
 mod transmit;
 
@@ -104,6 +105,7 @@ pub async fn run(opts: Options) -> Result<()> {
             user: s.stats.clone(),
             leases: s.lease_gauge.clone(),
             pools: s.pool_gauge.clone(),
+            store_up: s.stateful.as_ref().map(StatefulService::store_gauge),
         };
         tokio::spawn(crate::metrics::serve(listener, sources));
     }
