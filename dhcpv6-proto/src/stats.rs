@@ -65,6 +65,7 @@ counters! {
     StoreOutageFull => "store_outage_full",
     StoreOutageIo => "store_outage_io",
     StoreOutageStopped => "store_outage_stopped",
+    StoreOutageLost => "store_outage_lost",
     StoreOutageOther => "store_outage_other",
     StoreRecovered => "store_recovered",
     DropUnknownLink => "drop_unknown_link",

@@ -58,9 +58,11 @@ impl GroupCommitter {
         let transactions = Arc::new(AtomicU64::new(0));
         let thread = {
             let (path, transactions) = (Arc::clone(&path), Arc::clone(&transactions));
+            // Taken before the writer starts: the file the connection opened.
+            let opened = file_id(&path);
             std::thread::Builder::new()
                 .name("lease-writer".into())
-                .spawn(move || run(conn, &jobs, &path, &transactions, capacity))
+                .spawn(move || run(conn, &jobs, &path, opened, &transactions, capacity))
         }
         .map_err(|e| StoreError::SpawnWriter { path: path.to_path_buf(), source: Arc::new(e) })?;
         Ok(GroupCommitter { queue: Some(queue), thread: Some(thread), transactions, path, capacity })
@@ -126,14 +128,34 @@ impl Drop for GroupCommitter {
     }
 }
 
+/// (device, inode) of the file at `path`, following links as SQLite's open did.
+fn file_id(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
 /// The writer loop; returns once the queue is closed and drained.
-fn run(mut conn: Connection, jobs: &Receiver<Job>, path: &Path, transactions: &AtomicU64, max_batch: usize) {
+fn run(
+    mut conn: Connection,
+    jobs: &Receiver<Job>,
+    path: &Path,
+    opened: Option<(u64, u64)>,
+    transactions: &AtomicU64,
+    max_batch: usize,
+) {
     while let Ok(first) = jobs.recv() {
         // Everything that queued up while the previous transaction was being
         // written shares this one. The cap only guards against producers that
         // refill the queue faster than we can drain it.
         let batch: Vec<Job> = std::iter::once(first).chain(jobs.try_iter().take(max_batch)).collect();
-        match write_batch(&mut conn, &batch, path) {
+        // A database deleted (or swapped) under us still takes writes, into a file nobody
+        // will open again: every lease written then would be gone at the next start. One
+        // stat per transaction is nothing next to its fsync.
+        let result = match opened {
+            Some(id) if file_id(path) != Some(id) => Err(StoreError::Lost { path: path.to_path_buf() }),
+            _ => write_batch(&mut conn, &batch, path),
+        };
+        match result {
             Ok(mut reclaimed) => {
                 // Count before resolving, so a caller that saw its ticket resolve
                 // also sees its transaction counted.

@@ -275,6 +275,13 @@ pub enum StoreError {
     /// backend's own error (SQLite's SQLITE_FULL, an ENOSPC).
     #[error("lease store {path}: {action}: disk full: {source}")]
     Full { path: PathBuf, action: &'static str, source: Arc<dyn std::error::Error + Send + Sync> },
+    /// The file at the store's path is no longer the one it opened (deleted, or replaced by
+    /// another file): a lease written now would not be there for the next start.
+    #[error(
+        "lease store {path}: the database file was deleted or replaced while open; \
+         not writing to it (restart dhcpv6d to use the file now at that path)"
+    )]
+    Lost { path: PathBuf },
     #[error(
         "lease store {path}: schema version {found} is not one this dhcpv6d knows \
          (newest: {supported}); refusing to use it"
@@ -306,6 +313,8 @@ pub enum Outage {
     Io,
     /// The writer is gone: nothing more will be written by this process.
     Stopped,
+    /// The database file was deleted or replaced under the running store.
+    Lost,
     /// Anything else the database refuses with: read-only file system, a lock held for
     /// longer than the busy timeout, corruption.
     Other,
@@ -318,6 +327,7 @@ impl Outage {
             Outage::Full => "full",
             Outage::Io => "io",
             Outage::Stopped => "stopped",
+            Outage::Lost => "lost",
             Outage::Other => "other",
         }
     }
@@ -335,6 +345,7 @@ impl StoreError {
     pub fn outage(&self) -> Option<Outage> {
         match self {
             StoreError::Full { .. } => Some(Outage::Full),
+            StoreError::Lost { .. } => Some(Outage::Lost),
             StoreError::Sqlite { source, .. } => Some(match source.sqlite_error_code() {
                 Some(rusqlite::ErrorCode::DiskFull) => Outage::Full,
                 Some(rusqlite::ErrorCode::SystemIoFailure) => Outage::Io,

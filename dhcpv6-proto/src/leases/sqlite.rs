@@ -527,6 +527,27 @@ mod full_disk_tests {
     }
 
     #[test]
+    fn a_database_deleted_or_replaced_under_the_store_takes_no_more_leases() {
+        let dir = TempDir::new("lost");
+        let path = dir.path().join("leases.db");
+        let store = SqliteStore::open(&path).unwrap();
+        store.commit(vec![LeaseOp::Upsert(address(1))]).wait_blocking().unwrap();
+        // As `rm leases.db*` would.
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+        let e = store.commit(vec![LeaseOp::Upsert(address(2))]).wait_blocking().unwrap_err();
+        assert!(matches!(e, StoreError::Lost { .. }), "{e}");
+        assert_eq!(e.outage(), Some(Outage::Lost));
+        assert_eq!(store.probe().wait_blocking().unwrap_err().outage(), Some(Outage::Lost));
+        // Another file put in its place is not ours either.
+        drop(SqliteStore::open(&path).unwrap());
+        assert_eq!(store.probe().wait_blocking().unwrap_err().outage(), Some(Outage::Lost));
+        let fresh = SqliteStore::open(&path).unwrap();
+        assert!(fresh.load_all().unwrap().is_empty(), "nothing was written into the new file");
+    }
+
+    #[test]
     fn a_probe_writes_and_leaves_nothing() {
         let dir = TempDir::new("probe");
         let path = dir.path().join("leases.db");

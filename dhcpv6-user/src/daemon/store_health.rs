@@ -78,12 +78,14 @@ fn outage_counter(o: Outage) -> Counter {
         Outage::Full => Counter::StoreOutageFull,
         Outage::Io => Counter::StoreOutageIo,
         Outage::Stopped => Counter::StoreOutageStopped,
+        Outage::Lost => Counter::StoreOutageLost,
         Outage::Other => Counter::StoreOutageOther,
     }
 }
 
 /// Probes until a write succeeds, then ends the outage. A writer that is gone for good
-/// (`Stopped`) never answers Ok, so the service stays refusing: truthful, and the log says why.
+/// (`Stopped`) or a database file deleted under us (`Lost`) never answers Ok, so the
+/// service stays refusing until restarted: truthful, and the log says why.
 async fn probe_until_up(health: Arc<StoreHealth>, store: Arc<dyn LeaseStore>) {
     let mut wait = PROBE_FIRST;
     loop {
