@@ -96,3 +96,28 @@ pub async fn serve(listener: TcpListener, sources: Sources) {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicBool;
+
+    fn sources(store_up: Option<bool>) -> Sources {
+        Sources {
+            pin_dir: PathBuf::from("/nonexistent/dhcpv6-metrics-test"),
+            user: Arc::default(),
+            leases: Arc::default(),
+            pools: Arc::default(),
+            store_up: store_up.map(|up| Arc::new(AtomicBool::new(up))),
+        }
+    }
+
+    #[test]
+    fn the_store_gauge_follows_the_flag_and_is_absent_without_a_store() {
+        assert!(render(&sources(Some(true))).contains("\ndhcpv6_store_healthy 1\n"));
+        let down = render(&sources(Some(false)));
+        assert!(down.contains("# TYPE dhcpv6_store_healthy gauge\n"), "{down}");
+        assert!(down.contains("\ndhcpv6_store_healthy 0\n"), "{down}");
+        assert!(!render(&sources(None)).contains("dhcpv6_store_healthy"));
+    }
+}
