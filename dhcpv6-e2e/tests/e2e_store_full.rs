@@ -178,8 +178,10 @@ fn a_full_disk_stops_grants_truthfully_and_they_resume_when_room_is_made() {
     // Every address a Reply named, and to whom.
     let mut told: Vec<(u16, Ipv6Addr)> = Vec::new();
     let server_id = {
-        let (adv, _) = bind(&lab, 0, &[]);
-        adv.unwrap_or_else(|| panic!("no Advertise\n{}", lab.log())).server_id
+        let solicit = message(msg::SOLICIT, 0, &[opt(code::CLIENTID, &duid(0)), ia_na(None)]);
+        let adv =
+            lab.exchange(&solicit, Duration::from_secs(3)).unwrap_or_else(|| panic!("no Advertise\n{}", lab.log()));
+        answer(&adv).server_id
     };
     let mut next = 1u16;
     for _ in 0..5 {
