@@ -35,6 +35,8 @@ pub struct Sources {
     pub leases: Arc<AtomicU64>,
     /// Pool usage as of the last tick: (link, pool, used, size).
     pub pools: Arc<std::sync::Mutex<Vec<(String, String, u64, u128)>>>,
+    /// Whether the lease store writes; `None` without pools (no store).
+    pub store_up: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 pub fn render(s: &Sources) -> String {
@@ -82,6 +84,13 @@ pub fn render_with(xdp: Option<&Counters>, s: &Sources) -> String {
     let _ = writeln!(out, "dhcpv6_store_commit_seconds_count {}", h.count);
     out.push_str("# HELP dhcpv6_leases Leases held (addresses and prefixes).\n# TYPE dhcpv6_leases gauge\n");
     let _ = writeln!(out, "dhcpv6_leases {}", s.leases.load(Ordering::Relaxed));
+    if let Some(up) = &s.store_up {
+        out.push_str(
+            "# HELP dhcpv6_store_healthy 1 while the lease store writes, 0 during an outage (no new leases).\n",
+        );
+        out.push_str("# TYPE dhcpv6_store_healthy gauge\n");
+        let _ = writeln!(out, "dhcpv6_store_healthy {}", u8::from(up.load(Ordering::Relaxed)));
+    }
     out.push_str("# HELP dhcpv6_pool_used Addresses or prefixes in use per pool.\n# TYPE dhcpv6_pool_used gauge\n");
     out.push_str("# HELP dhcpv6_pool_size Addresses or prefixes per pool.\n# TYPE dhcpv6_pool_size gauge\n");
     if let Ok(pools) = s.pools.lock() {
@@ -121,9 +130,11 @@ pub async fn serve(listener: TcpListener, sources: Sources) {
 
 #[cfg(test)]
 mod tests {
-    //! The Grafana dashboard (`dist/grafana/dhcpv6d.json`) against what `render` exports.
+    //! The store gauge, and the Grafana dashboard (`dist/grafana/dhcpv6d.json`) against
+    //! what `render` exports.
 
     use std::collections::{BTreeMap, BTreeSet};
+    use std::sync::atomic::AtomicBool;
 
     use super::*;
     use crate::stats::{Counter, MessageOutcome};
@@ -140,7 +151,8 @@ mod tests {
         matchers: Vec<(String, String, String)>,
     }
 
-    fn sources() -> Sources {
+    /// Sources with something counted in every family the dashboard reads.
+    fn busy_sources() -> Sources {
         let user = Arc::new(UserStats::default());
         user.bump(Counter::Replied);
         user.message(1, MessageOutcome::Replied);
@@ -155,12 +167,13 @@ mod tests {
                 1,
                 256,
             )])),
+            store_up: Some(Arc::new(AtomicBool::new(true))),
         }
     }
 
     /// Series by metric name, each as its labels.
     fn exported() -> BTreeMap<String, Vec<BTreeMap<String, String>>> {
-        let text = render_with(Some(&Counters::default()), &sources());
+        let text = render_with(Some(&Counters::default()), &busy_sources());
         let mut out: BTreeMap<String, Vec<BTreeMap<String, String>>> = BTreeMap::new();
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let (series, value) = line.rsplit_once(' ').expect("name value");
@@ -383,6 +396,17 @@ mod tests {
         }
     }
 
+    /// Nothing counted; the store gauge as given (`None`: no stateful service).
+    fn sources(store_up: Option<bool>) -> Sources {
+        Sources {
+            pin_dir: PathBuf::from("/nonexistent/dhcpv6-metrics-test"),
+            user: Arc::default(),
+            leases: Arc::default(),
+            pools: Arc::default(),
+            store_up: store_up.map(|up| Arc::new(AtomicBool::new(up))),
+        }
+    }
+
     #[test]
     fn render_exports_every_family_with_its_series() {
         let e = exported();
@@ -393,7 +417,7 @@ mod tests {
         assert_eq!(e["dhcpv6_userspace_total"].len(), Counter::ALL.len());
         assert_eq!(e["dhcpv6_messages_total"].len(), 14 * MessageOutcome::ALL.len());
         assert_eq!(e["dhcpv6_store_commit_seconds_bucket"].len(), crate::stats::COMMIT_BUCKETS.len() + 1);
-        let text = render_with(None, &sources());
+        let text = render_with(None, &busy_sources());
         assert!(text.contains("dhcpv6_messages_total{type=\"solicit\",outcome=\"replied\"} 1\n"), "{text}");
         assert!(text.contains("dhcpv6_store_commit_seconds_bucket{le=\"0.005\"} 1\n"), "{text}");
         assert!(text.contains("dhcpv6_store_commit_seconds_bucket{le=\"0.0025\"} 0\n"), "{text}");
@@ -402,5 +426,14 @@ mod tests {
         assert!(text.contains("# TYPE dhcpv6_store_commit_seconds histogram\n"));
         assert!(!text.contains("dhcpv6_xdp_frames_total{"), "no XDP series without the map");
         assert!(text.contains("dhcpv6_pool_used{link=\"default\",pool=\"2001:db8:1::100-2001:db8:1::1ff\"} 1\n"));
+    }
+
+    #[test]
+    fn the_store_gauge_follows_the_flag_and_is_absent_without_a_store() {
+        assert!(render(&sources(Some(true))).contains("\ndhcpv6_store_healthy 1\n"));
+        let down = render(&sources(Some(false)));
+        assert!(down.contains("# TYPE dhcpv6_store_healthy gauge\n"), "{down}");
+        assert!(down.contains("\ndhcpv6_store_healthy 0\n"), "{down}");
+        assert!(!render(&sources(None)).contains("dhcpv6_store_healthy"));
     }
 }
