@@ -62,6 +62,14 @@ struct RunArgs {
     /// Stateful: answer a Solicit with Rapid Commit directly with a Reply (for --na/--pd-pool).
     #[arg(long)]
     rapid_commit: bool,
+    /// Stateful: at most N addresses and prefixes per client DUID on each link (0: no
+    /// limit; default 8, or the file's max_leases_per_client). Over every link's own.
+    #[arg(long, value_name = "N")]
+    max_leases_per_client: Option<u32>,
+    /// Stateful: at most N addresses and prefixes per client MAC (or relay identity) on each
+    /// link, whatever DUIDs it uses (0: no limit; default 8). Over every link's own.
+    #[arg(long, value_name = "N")]
+    max_leases_per_mac: Option<u32>,
     /// The lease database (SQLite, WAL): every lease is on disk before its Reply is sent.
     #[arg(long, value_name = "PATH", default_value = "/var/lib/dhcpv6d/leases.db")]
     lease_db: PathBuf,
@@ -156,6 +164,8 @@ fn main() -> Result<()> {
                     na_pools: r.na_pool,
                     pd_pools: r.pd_pool,
                     rapid_commit: r.rapid_commit,
+                    max_leases_per_client: r.max_leases_per_client,
+                    max_leases_per_mac: r.max_leases_per_mac,
                 },
                 lease_db: r.lease_db,
                 routes: !r.no_routes,

@@ -38,6 +38,12 @@ pub(crate) struct Options {
     pub sntp: Option<Vec<Ipv6Addr>>,
     pub information_refresh_time: Option<u32>,
     pub inf_max_rt: Option<u32>,
+    /// The per-client limits and `create_on_renew` of every link that does not set its own.
+    pub max_leases_per_client: Option<u32>,
+    pub max_leases_per_mac: Option<u32>,
+    pub max_declined_per_client: Option<u32>,
+    pub max_declined_per_link: Option<u32>,
+    pub create_on_renew: Option<bool>,
 }
 
 /// `[[interface]]`: the keys of `[defaults]` and of the pools, for one served interface.
@@ -60,6 +66,11 @@ pub(crate) struct Interface {
     pub t1: Option<Spanned<u32>>,
     pub t2: Option<Spanned<u32>>,
     pub rapid_commit: Option<bool>,
+    pub max_leases_per_client: Option<u32>,
+    pub max_leases_per_mac: Option<u32>,
+    pub max_declined_per_client: Option<u32>,
+    pub max_declined_per_link: Option<u32>,
+    pub create_on_renew: Option<bool>,
     #[serde(default)]
     pub reservation: Vec<Reservation>,
 }
@@ -79,6 +90,11 @@ pub(crate) struct Link {
     pub t1: Option<Spanned<u32>>,
     pub t2: Option<Spanned<u32>>,
     pub rapid_commit: Option<bool>,
+    pub max_leases_per_client: Option<u32>,
+    pub max_leases_per_mac: Option<u32>,
+    pub max_declined_per_client: Option<u32>,
+    pub max_declined_per_link: Option<u32>,
+    pub create_on_renew: Option<bool>,
     #[serde(default)]
     pub reservation: Vec<Reservation>,
 }
@@ -118,6 +134,11 @@ pub(crate) struct Pools<'a> {
     pub t1: Option<&'a Spanned<u32>>,
     pub t2: Option<&'a Spanned<u32>>,
     pub rapid_commit: Option<bool>,
+    pub max_leases_per_client: Option<u32>,
+    pub max_leases_per_mac: Option<u32>,
+    pub max_declined_per_client: Option<u32>,
+    pub max_declined_per_link: Option<u32>,
+    pub create_on_renew: Option<bool>,
     pub reservation: &'a [Reservation],
 }
 
@@ -137,6 +158,8 @@ impl Interface {
             sntp: self.sntp.clone(),
             information_refresh_time: self.information_refresh_time,
             inf_max_rt: self.inf_max_rt,
+            // The stateful keys are read through `pools()`.
+            ..Options::default()
         }
     }
 }
@@ -155,6 +178,11 @@ macro_rules! pools_view {
                     t1: self.t1.as_ref(),
                     t2: self.t2.as_ref(),
                     rapid_commit: self.rapid_commit,
+                    max_leases_per_client: self.max_leases_per_client,
+                    max_leases_per_mac: self.max_leases_per_mac,
+                    max_declined_per_client: self.max_declined_per_client,
+                    max_declined_per_link: self.max_declined_per_link,
+                    create_on_renew: self.create_on_renew,
                     reservation: &self.reservation,
                 }
             }

@@ -145,6 +145,10 @@ impl<S: Transmit> StatefulService<S> {
     ) -> Result<Action, Counter> {
         let mut engine = lock(&self.engine);
         let out = engine.handle(m, ctx, unix_now());
+        // Limits are counted when they refuse, whether or not the reply goes out.
+        for c in &out.events {
+            self.stats.bump(*c);
+        }
         if let Some(c) = out.discard {
             debug!(peer = %ctx.peer, msg_type = m.msg_type(), reason = c.as_str(), "stateful message discarded");
             engine.rollback(out.undo);
