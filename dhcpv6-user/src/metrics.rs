@@ -30,6 +30,8 @@ pub struct Sources {
     pub leases: Arc<AtomicU64>,
     /// Pool usage as of the last tick: (link, pool, used, size).
     pub pools: Arc<std::sync::Mutex<Vec<(String, String, u64, u128)>>>,
+    /// Messages waiting in the userspace receive queue.
+    pub queue: Arc<AtomicU64>,
 }
 
 pub fn render(s: &Sources) -> String {
@@ -51,6 +53,10 @@ pub fn render(s: &Sources) -> String {
     }
     out.push_str("# HELP dhcpv6_leases Leases held (addresses and prefixes).\n# TYPE dhcpv6_leases gauge\n");
     let _ = writeln!(out, "dhcpv6_leases {}", s.leases.load(Ordering::Relaxed));
+    out.push_str(
+        "# HELP dhcpv6_userspace_queue Messages waiting for userspace.\n# TYPE dhcpv6_userspace_queue gauge\n",
+    );
+    let _ = writeln!(out, "dhcpv6_userspace_queue {}", s.queue.load(Ordering::Relaxed));
     out.push_str("# HELP dhcpv6_pool_used Addresses or prefixes in use per pool.\n# TYPE dhcpv6_pool_used gauge\n");
     out.push_str("# HELP dhcpv6_pool_size Addresses or prefixes per pool.\n# TYPE dhcpv6_pool_size gauge\n");
     if let Ok(pools) = s.pools.lock() {

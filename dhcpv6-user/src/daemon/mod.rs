@@ -6,6 +6,7 @@
 //! `relaying` drives relay-agent mode.
 
 mod dispatch;
+mod queue;
 mod relaying;
 mod stateful;
 mod sync;
@@ -70,6 +71,8 @@ struct Server {
     /// Lease count and pool usage for the metrics.
     lease_gauge: Arc<std::sync::atomic::AtomicU64>,
     pool_gauge: Arc<std::sync::Mutex<Vec<(String, String, u64, u128)>>>,
+    /// Datagrams read off the socket, waiting to be answered (`queue.rs`).
+    rx: queue::RxQueue,
 }
 
 pub async fn run(opts: Options) -> Result<()> {
@@ -96,6 +99,7 @@ pub async fn run(opts: Options) -> Result<()> {
         learning: HashMap::new(),
         lease_gauge: Arc::default(),
         pool_gauge: Arc::default(),
+        rx: queue::RxQueue::new(queue::QUEUE_LIMIT),
     };
     if let Some(addr) = s.opts.metrics {
         let listener = crate::metrics::bind(addr).await?;
@@ -104,6 +108,7 @@ pub async fn run(opts: Options) -> Result<()> {
             user: s.stats.clone(),
             leases: s.lease_gauge.clone(),
             pools: s.pool_gauge.clone(),
+            queue: s.rx.depth(),
         };
         tokio::spawn(crate::metrics::serve(listener, sources));
     }
@@ -151,9 +156,10 @@ impl Server {
                     }
                 }
                 r = self.sock.recv(&mut buf) => match r {
-                    Ok(rx) => self.handle(&buf[..rx.len], rx.from, rx.ifindex, rx.dst).await,
+                    Ok(rx) => self.enqueue(rx, &mut buf),
                     Err(e) => warn!(error = %e, "receive failed"),
                 },
+                () = std::future::ready(()), if !self.rx.is_empty() => self.serve_queued(&mut buf).await,
                 _ = sweep.tick() => {
                     if let Some(st) = self.stateful.as_ref() {
                         st.expire().await;
