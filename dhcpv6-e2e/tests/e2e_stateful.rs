@@ -151,6 +151,10 @@ fn start_big(lab: &mut Lab) {
         "--lease-db",
         db.to_str().unwrap(),
         "--no-routes",
+        // perfdhcp plays thousands of clients from one host: exactly what the per-MAC limit
+        // stops (its own tests are in dhcpv6-proto).
+        "--max-leases-per-mac",
+        "0",
     ]);
 }
 
@@ -329,4 +333,110 @@ fn sighup_reloads_pools_and_keeps_leases() {
         (u128::from(moved.0)..=u128::from(moved.1)).contains(&u128::from(kept)),
         "{kept}: the new range still serves"
     );
+}
+
+/// The lease store's files, gone: the server forgets every lease.
+fn forget_leases(lab: &Lab) {
+    for f in ["leases.db", "leases.db-wal", "leases.db-shm"] {
+        let _ = std::fs::remove_file(lab.dir.join(f));
+    }
+}
+
+/// A CPE switched from addresses to prefix delegation keeps its lease file: `dhclient -P`
+/// then Rebinds with an empty IA_PD, which used to be dropped on every retransmission (no
+/// prefix until the old lease ran out). And the other way round: `-N` after `-P`.
+#[test]
+fn dhclient_n_then_p_and_p_then_n_with_one_lease_file() {
+    let mut lab = Lab::new("np");
+    start(&mut lab);
+    let (env, out) = lab.dhclient(&["-N"], "cli0");
+    let addr = env.get("new_ip6_address").cloned().unwrap_or_else(|| panic!("no address:\n{out}\n{}", lab.log()));
+    let (env, out) = lab.dhclient(&["-P"], "cli0");
+    let prefix = env
+        .get("new_ip6_prefix")
+        .cloned()
+        .unwrap_or_else(|| panic!("-P after -N got no prefix:\n{out}\n{}", lab.log()));
+    assert!(prefix.ends_with("/56") && prefix.starts_with("2001:db8:1"), "{prefix} from {PD}");
+    let l = leases(&lab);
+    assert!(l.contains(&addr) && l.contains(prefix.trim_end_matches("/56")), "both in the store:\n{l}");
+    drop(lab);
+
+    let mut lab = Lab::new("pn");
+    start(&mut lab);
+    let (env, out) = lab.dhclient(&["-P"], "cli0");
+    let prefix = env.get("new_ip6_prefix").cloned().unwrap_or_else(|| panic!("no prefix:\n{out}\n{}", lab.log()));
+    let (env, out) = lab.dhclient(&["-N"], "cli0");
+    let addr = env
+        .get("new_ip6_address")
+        .cloned()
+        .unwrap_or_else(|| panic!("-N after -P got no address:\n{out}\n{}", lab.log()));
+    assert!(in_pool(&addr), "{addr} in {NA}");
+    let l = leases(&lab);
+    assert!(l.contains(&addr) && l.contains(prefix.trim_end_matches("/56")), "both in the store:\n{l}");
+}
+
+/// The server lost its lease database (deleted between runs, daemon restarted). A client
+/// that Rebinds for its prefix, and one that Renews its address at T1, are bound again at
+/// once, with what they had, instead of after their leases run out.
+#[test]
+fn a_client_whose_lease_the_server_forgot_is_bound_again_at_its_renew_or_rebind() {
+    let mut lab = Lab::new("fgt");
+    let cfg = lab.dir.join("dhcpv6d.toml");
+    let db = lab.dir.join("leases.db");
+    // Short lifetimes, so the client renews within the test: T1 8 s, T2 13 s.
+    std::fs::write(
+        &cfg,
+        format!(
+            "[[interface]]\nname = \"srv0\"\nna_pools = [\"{NA}\"]\npd_pools = [\"{PD}\"]\n\
+             preferred_lifetime = 16\nvalid_lifetime = 600\n"
+        ),
+    )
+    .unwrap();
+    let args = ["--config", cfg.to_str().unwrap(), "--lease-db", db.to_str().unwrap(), "--no-routes"];
+    lab.start(&args);
+
+    // Prefix: dhclient -P with a lease file Rebinds at start.
+    let (env, out) = lab.dhclient(&["-P"], "cli0");
+    let prefix = env.get("new_ip6_prefix").cloned().unwrap_or_else(|| panic!("no prefix:\n{out}\n{}", lab.log()));
+    assert!(lab.stop(false).unwrap().success());
+    forget_leases(&lab);
+    lab.start(&args);
+    assert!(!leases(&lab).contains(prefix.trim_end_matches("/56")), "forgotten");
+    let (env, out) = lab.dhclient(&["-P"], "cli0");
+    assert_eq!(env.get("new_ip6_prefix"), Some(&prefix), "the same prefix back\n{out}\n{}", lab.log());
+    assert!(leases(&lab).contains(prefix.trim_end_matches("/56")), "{}", leases(&lab));
+
+    // Address: dhclient -N Confirms at start (the server keeps no binding for a Confirm), then
+    // Renews at T1 for a binding the server does not have.
+    let lease_file = lab.dir.join("dhclient-na.leases");
+    let script = lab.dir.join("noop.sh");
+    std::fs::write(&script, "#!/bin/sh\nexit 0\n").unwrap();
+    std::process::Command::new("chmod").arg("+x").arg(&script).status().unwrap();
+    let dhclient = |lab: &Lab, n: u32| {
+        let (lf, pf, sf) = (lease_file.clone(), lab.dir.join(format!("dhclient-na-{n}.pid")), script.clone());
+        let args = ["timeout", "40", "dhclient", "-6", "-N", "-d", "-v", "-lf", common::lab::path_str(&lf)];
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["-pf", common::lab::path_str(&pf), "-sf", common::lab::path_str(&sf), "cli0"]);
+        lab.cli.spawn(&all, Some(&lab.dir.join(format!("dhclient-na-{n}.log")))).unwrap()
+    };
+    let first = dhclient(&lab, 1);
+    let mut addr = String::new();
+    testbed::wait_for(Duration::from_secs(20), || {
+        let l = leases(&lab);
+        let found = l.lines().find(|x| x.starts_with("na ")).and_then(|x| x.split_whitespace().nth(1));
+        addr = found.unwrap_or_default().to_owned();
+        Ok(!addr.is_empty())
+    })
+    .unwrap_or_else(|e| panic!("{e}: no address\n{}", lab.log()));
+    first.terminate();
+    assert!(lab.stop(false).unwrap().success());
+    forget_leases(&lab);
+    lab.start(&args);
+    let again = dhclient(&lab, 2);
+    // Confirm at once, the Renew at T1 (8 s): well before the lease's valid lifetime (600 s).
+    let bound = testbed::wait_for(Duration::from_secs(25), || Ok(leases(&lab).contains(&format!(" {addr}"))));
+    let log = std::fs::read_to_string(lab.dir.join("dhclient-na-2.log")).unwrap_or_default();
+    again.terminate();
+    bound.unwrap_or_else(|e| panic!("{e}: {addr} not bound again\n{log}\n{}\n{}", leases(&lab), lab.log()));
+    assert!(log.contains("Renew") || log.contains("Rebind"), "it got there by Renew/Rebind:\n{log}");
 }
