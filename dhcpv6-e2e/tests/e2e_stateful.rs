@@ -443,3 +443,86 @@ fn a_client_whose_lease_the_server_forgot_is_bound_again_at_its_renew_or_rebind(
     assert!(log.contains("Forming Renew") || log.contains("Forming Rebind"), "it renewed:\n{log}");
     assert!(!log.contains("Forming Solicit"), "bound by its Renew, not by starting over:\n{log}");
 }
+
+/// Solicits and Requests with 10,000 DUIDs from one source address, as fast as one process
+/// sends them, for at most `secs` seconds and `max` datagrams; prints how many it sent.
+const FLOOD: &str = r#"
+import socket, struct, sys, time
+sid, iface, src, secs, most = bytes.fromhex(sys.argv[1]), sys.argv[2], sys.argv[3], float(sys.argv[4]), int(sys.argv[5])
+ifindex = socket.if_nametoindex(iface)
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+s.bind((src, 0, 0, ifindex))
+dst = ("ff02::1:2", 547, 0, ifindex)
+def opt(code, data):
+    return struct.pack("!HH", code, len(data)) + data
+n, start = 0, time.time()
+while n < most and (n % 1000 or time.time() - start < secs):
+    duid = bytes.fromhex("00030001aa") + (n // 2 % 10000).to_bytes(5, "big")
+    request = n % 2 == 1
+    m = bytes([3 if request else 1]) + (n % 0xffffff).to_bytes(3, "big") + opt(1, duid)
+    if request:
+        m += opt(2, sid)
+    m += opt(3, struct.pack("!III", 1, 0, 0))
+    try:
+        s.sendto(m, dst)
+    except BlockingIOError:
+        pass
+    n += 1
+print(n)
+"#;
+
+/// The issue's flood: another host on the link sends Solicits and Requests with 10,000
+/// DUIDs as fast as it can. A well-behaved dhclient is still bound, and the flooding host
+/// holds no more than the per-MAC limit (it used to hold 954 leases, and dhclient was not
+/// bound after 12 s).
+#[test]
+fn a_flood_of_duids_from_one_host_does_not_starve_the_link() {
+    let mut lab = Lab::new("fld");
+    start(&mut lab);
+    // Our DUID-LL, from srv0's MAC (`ip -br link`: name, state, MAC).
+    let link = lab.srv.run(&["ip", "-br", "link", "show", "srv0"]).unwrap();
+    let mac = link.split_whitespace().nth(2).unwrap_or_else(|| panic!("no MAC in {link:?}"));
+    let server_duid = format!("00030001{}", mac.replace(':', ""));
+    // Two hosts on the client's link: dhclient on a bridge over cli0, and the flooder in a
+    // namespace of its own behind another port of that bridge.
+    for cmd in [
+        &["ip", "link", "add", "br0", "type", "bridge"][..],
+        &["ip", "link", "set", "cli0", "master", "br0"],
+        &["ip", "link", "set", "br0", "up"],
+    ] {
+        lab.cli.run(cmd).unwrap();
+    }
+    let host = testbed::Netns::new("fldh").unwrap();
+    testbed::veth_pair(&lab.cli, "fla", &host, "flb").unwrap();
+    lab.cli.run(&["ip", "link", "set", "fla", "master", "br0"]).unwrap();
+    lab.cli.wait_link_local("br0", Duration::from_secs(10)).unwrap();
+    let src = host.wait_link_local("flb", Duration::from_secs(10)).unwrap().to_string();
+    let script = lab.dir.join("flood.py");
+    std::fs::write(&script, FLOOD).unwrap();
+    let flood_log = lab.dir.join("flood.log");
+    let flood = host
+        .spawn(
+            &["/usr/bin/python3", common::lab::path_str(&script), &server_duid, "flb", &src, "15", "3000000"],
+            Some(&flood_log),
+        )
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let t = std::time::Instant::now();
+    let (env, out) = lab.dhclient(&["-N"], "br0");
+    let took = t.elapsed();
+    let flooding = flood.is_running();
+    flood.terminate();
+    let stats = lab.stats();
+    let shown = ["xdp_dhcp", "user_received", "user_replied", "user_shed_oldest", "user_limit_leases_per_mac"]
+        .map(|k| format!("{k} {}", stats.get(k).copied().unwrap_or(0)));
+    eprintln!("dhclient bound in {took:?} under the flood; {shown:?}");
+    let addr =
+        env.get("new_ip6_address").unwrap_or_else(|| panic!("dhclient not bound under the flood:\n{out}\n{shown:?}"));
+    assert!(in_pool(addr));
+    assert!(flooding, "the flood lasted while dhclient was being served");
+    let l = leases(&lab);
+    let flooder =
+        l.lines().filter(|x| x.split_whitespace().nth(2).is_some_and(|d| d.starts_with("00030001aa"))).count();
+    assert!(flooder <= 8, "the flooding host holds {flooder} leases:\n{l}");
+    assert!(stats.get("user_limit_leases_per_mac").copied().unwrap_or(0) > 0, "{shown:?}");
+}
