@@ -177,9 +177,7 @@ impl<S: Transmit> StatefulService<S> {
     /// (a Renew gets it back with lifetimes 0, RFC 9915 section 18.3.4).
     pub fn reconfigure(&self, mut links: Vec<LinkPools>) -> Result<()> {
         links.push(unconfigured());
-        let mut engine = lock(&self.engine);
-        let leases: Vec<Lease> = engine.leases().cloned().collect();
-        *engine = Engine::new(links, leases, unix_now()).context("stateful configuration")?;
+        lock(&self.engine).reconfigure(links, unix_now()).context("stateful configuration")?;
         Ok(())
     }
 

@@ -68,6 +68,18 @@ impl Engine {
         Ok(Self { alloc, by_name, relay_index })
     }
 
+    /// New configuration (SIGHUP) over every lease held, committed or not, and what the engine
+    /// knows of their clients (their identities, which the store does not keep). On error
+    /// nothing changes.
+    pub fn reconfigure(&mut self, links: Vec<LinkPools>, now: u64) -> Result<(), ConfigError> {
+        let mut next = Engine::new(links, self.leases().cloned(), now)?;
+        for (key, ident) in self.alloc.state.leases.idents() {
+            next.alloc.state.leases.adopt_ident(key, ident.clone());
+        }
+        *self = next;
+        Ok(())
+    }
+
     pub fn link(&self, name: &str) -> Option<&LinkPools> {
         self.by_name.get(name).map(|i| &self.alloc.links[*i])
     }

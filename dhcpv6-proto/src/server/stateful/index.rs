@@ -104,6 +104,21 @@ impl LeaseIndex {
         self.idents.get(key)
     }
 
+    /// Every lease's identity, to carry over into a rebuilt engine (`adopt_ident`).
+    pub fn idents(&self) -> impl Iterator<Item = (&LeaseKey, &Ident)> {
+        self.idents.iter()
+    }
+
+    /// Gives the lease for `key` an identity, if it has none yet (a lease loaded without one).
+    pub fn adopt_ident(&mut self, key: &LeaseKey, ident: Ident) {
+        if self.idents.contains_key(key) {
+            return;
+        }
+        if let Some(lease) = self.remove(key) {
+            self.upsert(lease, Some(ident));
+        }
+    }
+
     /// What `duid` holds on `link`.
     pub fn held_by_duid(&self, link: &str, duid: &[u8]) -> Held {
         self.held.get(link).and_then(|l| l.by_duid.get(duid)).copied().unwrap_or_default()

@@ -1008,3 +1008,26 @@ fn limits_count_what_a_rollback_left() {
     let r = reply(&mut e, &store, &request(1).na(3, &[]));
     assert_eq!(r.ias[0].status, Some(status::NO_ADDRS_AVAIL));
 }
+
+/// A reload (SIGHUP) keeps what the engine knows of its clients: the per-MAC count survives,
+/// although the store has no column for it.
+#[test]
+fn a_reload_keeps_the_per_mac_counts() {
+    let links = vec![LinkPools { limits: ClientLimits::default(), ..link() }];
+    let mut e = engine(links.clone());
+    let store = MemoryStore::new();
+    let host = ClientContext { peer: a("fe80::200:ff:fe00:1"), ..ctx() };
+    for n in 0..8 {
+        assert_eq!(run(&mut e, &store, &request(n).na(1, &[]), &host, NOW).0.unwrap().ias[0].status, None);
+    }
+    e.reconfigure(links, NOW).unwrap();
+    assert_eq!(e.lease_count(), 8);
+    let (r, out) = run(&mut e, &store, &request(100).na(1, &[]), &host, NOW);
+    assert_eq!(r.unwrap().ias[0].status, Some(status::NO_ADDRS_AVAIL));
+    assert_eq!(out.events, vec![Counter::LimitLeasesPerMac]);
+    // A refused configuration changes nothing.
+    let bad = vec![link(), link()];
+    assert!(e.reconfigure(bad, NOW).is_err());
+    assert_eq!(e.lease_count(), 8);
+    assert_eq!(run(&mut e, &store, &request(101).na(1, &[]), &host, NOW).1.events, vec![Counter::LimitLeasesPerMac]);
+}
