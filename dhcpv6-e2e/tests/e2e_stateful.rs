@@ -47,6 +47,13 @@ fn leases(lab: &Lab) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Load tests (perfdhcp, the flood) take a core or two each: one at a time, so that one's
+/// flood does not turn into another's drops.
+fn heavy() -> std::sync::MutexGuard<'static, ()> {
+    static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    HEAVY.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn in_pool(a: &str) -> bool {
     let a: Ipv6Addr = a.parse().unwrap();
     let (s, e): (Ipv6Addr, Ipv6Addr) = ("2001:db8:1::100".parse().unwrap(), "2001:db8:1::1ff".parse().unwrap());
@@ -186,6 +193,7 @@ fn sent(out: &str) -> Vec<u64> {
 
 #[test]
 fn perfdhcp_address_and_prefix_at_a_fixed_rate_without_drops() {
+    let _heavy = heavy();
     let mut lab = Lab::new("pf");
     start_big(&mut lab);
     let out = perfdhcp(&lab, 500, 2000);
@@ -205,6 +213,7 @@ fn perfdhcp_address_and_prefix_at_a_fixed_rate_without_drops() {
 
 #[test]
 fn kill_9_loses_no_lease_a_client_was_told_it_has() {
+    let _heavy = heavy();
     testbed::ensure_tools(&[("tshark", "tshark")]).unwrap();
     let mut lab = Lab::new("k9");
     start_big(&mut lab);
@@ -477,6 +486,7 @@ print(n)
 /// bound after 12 s).
 #[test]
 fn a_flood_of_duids_from_one_host_does_not_starve_the_link() {
+    let _heavy = heavy();
     let mut lab = Lab::new("fld");
     start(&mut lab);
     // Our DUID-LL, from srv0's MAC (`ip -br link`: name, state, MAC).
