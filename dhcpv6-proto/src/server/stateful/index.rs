@@ -293,6 +293,37 @@ mod tests {
         assert!(index.by_client.is_empty(), "no empty entries left behind");
     }
 
+    #[test]
+    fn counts_follow_binds_declines_moves_and_removes() {
+        let mut index = LeaseIndex::new();
+        let a = address(1);
+        let (link, duid) = (a.iface.clone(), a.duid.clone());
+        let mac = vec![1, 2, 0, 0, 0, 0, 1];
+        index.upsert(a.clone(), Some(mac.clone()));
+        index.upsert(Lease { duid: duid.clone(), iaid: 2, ..address(2) }, Some(mac.clone()));
+        assert_eq!(index.held_by_duid(&link, &duid), Held { bound: 2, declined: 0 });
+        assert_eq!(index.held_by_ident(&link, &mac), Held { bound: 2, declined: 0 });
+        assert_eq!(index.held_by_duid("elsewhere", &duid), Held::default(), "per link");
+        // Declined: moves from bound to declined, for the DUID, the identity and the link.
+        index.upsert(Lease { state: LeaseState::Declined, ..a.clone() }, Some(mac.clone()));
+        assert_eq!(index.held_by_duid(&link, &duid), Held { bound: 1, declined: 1 });
+        assert_eq!(index.held_by_ident(&link, &mac), Held { bound: 1, declined: 1 });
+        assert_eq!(index.declined_on(&link), 1);
+        // Given to another client without an identity: off this client's counts.
+        let other = Lease { duid: vec![9; 10], ..a.clone() };
+        index.upsert(other.clone(), None);
+        assert_eq!(index.held_by_duid(&link, &duid), Held { bound: 1, declined: 0 });
+        assert_eq!(index.held_by_duid(&link, &other.duid), Held { bound: 1, declined: 0 });
+        assert_eq!(index.held_by_ident(&link, &mac), Held { bound: 1, declined: 0 });
+        assert_eq!(index.declined_on(&link), 0);
+        // An identity adopted later (after a reload) counts from then on.
+        index.adopt_ident(&other.key(), vec![7]);
+        assert_eq!(index.held_by_ident(&link, &[7]), Held { bound: 1, declined: 0 });
+        index.remove(&other.key());
+        index.remove(&address(2).key());
+        assert!(index.held.is_empty() && index.idents.is_empty(), "nothing left behind");
+    }
+
     /// One DUID with 50,000 IAs: finding one IA's lease must look at that lease only,
     /// not at the client's others (it used to filter all of them, 300 ms per Renew).
     #[test]
