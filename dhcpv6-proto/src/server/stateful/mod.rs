@@ -65,7 +65,7 @@
 //! Modules: `link` (which link a client is on), `pools` (ranges and prefix pools, parsing), `config` (per-link configuration,
 //! validation, `link_for_relay`), `occupancy` (hierarchical bitmap of taken slots),
 //! `state` (leases + bitmaps + expiry, undo), `reservations` (lookup), `index` (leases by
-//! binding and by client IA), `ia` (IA option codec), `allocator` (per-IA decisions over
+//! binding and by client IA, with the per-client counts), `identity` (who a client is beyond its DUID), `ia` (IA option codec), `allocator` (per-IA decisions over
 //! pools, reservations and state), `engine` (messages).
 
 mod allocator;
