@@ -75,6 +75,18 @@ impl Engine {
         Ok(Self { alloc, by_name, relay_index })
     }
 
+    /// New configuration (SIGHUP) over every lease held, committed or not, and what the engine
+    /// knows of their clients (their identities, which the store does not keep). On error
+    /// nothing changes.
+    pub fn reconfigure(&mut self, links: Vec<LinkPools>, now: u64) -> Result<(), ConfigError> {
+        let mut next = Engine::new(links, self.leases().cloned(), now)?;
+        for (key, ident) in self.alloc.state.leases.idents() {
+            next.alloc.state.leases.adopt_ident(key, ident.clone());
+        }
+        *self = next;
+        Ok(())
+    }
+
     pub fn link(&self, name: &str) -> Option<&LinkPools> {
         self.by_name.get(name).map(|i| &self.alloc.links[*i])
     }
@@ -146,11 +158,11 @@ impl Engine {
         let mut txn = Txn::default();
         if lease.state == LeaseState::Declined {
             // A declined address has no route and no client to revoke it from.
-            self.alloc.state.apply(&mut txn, LeaseOp::remove(*key));
+            self.alloc.state.apply(&mut txn, LeaseOp::remove(*key), None);
         } else {
             let _ = self.alloc.revoke(&lease, Some(&mut txn));
         }
-        let outcome = Outcome { reply: None, ops: txn.ops, routes: txn.routes, discard: None, undo: Undo(txn.undo) };
+        let outcome = Outcome { ops: txn.ops, routes: txn.routes, undo: Undo(txn.undo), ..Outcome::default() };
         Some((lease, outcome))
     }
 
@@ -230,7 +242,17 @@ impl Engine {
                 _ => Outcome::dropped(Counter::DropUnicast),
             };
         }
-        let c = Client { duid: cid, link, relay: ctx.relay.as_ref(), peer: ctx.peer, arrival: ctx.arrival, now };
+        let ident = super::identity::of(ctx.relay.as_ref(), ctx.peer);
+        let c = Client {
+            duid: cid,
+            link,
+            relay: ctx.relay.as_ref(),
+            peer: ctx.peer,
+            arrival: ctx.arrival,
+            now,
+            ident,
+            can_bind: store == Store::Up,
+        };
         let mut txn = Txn::default();
         let reply = match t {
             msg::SOLICIT => self.solicit(req, &c, ctx, &ias, &requested, &mut txn, store),
@@ -249,7 +271,7 @@ impl Engine {
             (None, msg::REBIND) => Some(Counter::DropRebindNothingToSay),
             (None, _) => Some(Counter::DropConfirmUndecidable),
         };
-        Outcome { reply, ops: txn.ops, routes: txn.routes, discard, undo: Undo(txn.undo) }
+        Outcome { reply, ops: txn.ops, routes: txn.routes, discard, events: txn.events, undo: Undo(txn.undo) }
     }
 
     /// RFC 9915 sections 18.3.1 and 18.3.9. With the store down, an Advertise that offers
@@ -276,6 +298,7 @@ impl Engine {
                 Store::Up => self.alloc.assign(c, ia, if rapid { Some(&mut *txn) } else { None }, &mut skip),
             })
             .collect();
+        note_limits(txn, &answers);
         let mut w = head(if rapid { msg::REPLY } else { msg::ADVERTISE }, req, c.duid, ctx);
         if rapid {
             w.option(opt::RAPID_COMMIT, &[]);
@@ -333,6 +356,7 @@ impl Engine {
                 }
             })
             .collect();
+        note_limits(txn, &answers);
         let mut w = head(msg::REPLY, req, c.duid, ctx);
         self.write_ias(&mut w, c, &answers);
         write_options(&mut w, ctx, requested);
@@ -354,6 +378,7 @@ impl Engine {
         let mut skip = HashSet::new();
         let answers: Vec<IaAnswer> =
             ias.iter().filter_map(|ia| self.alloc.extend(c, ia, txn, &mut skip, rebind)).collect();
+        note_limits(txn, &answers);
         if rebind && answers.is_empty() {
             return Ok(None);
         }
@@ -419,6 +444,11 @@ impl Engine {
             ia::write(w, a, lt.t1, lt.t2);
         }
     }
+}
+
+/// The limits that refused IAs, for `Outcome::events`.
+fn note_limits(txn: &mut Txn, answers: &[IaAnswer]) {
+    txn.events.extend(answers.iter().filter_map(|a| a.limit));
 }
 
 /// Link prefixes as disjoint spans. Prefixes of different links never overlap (validated);
