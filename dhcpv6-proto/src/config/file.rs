@@ -32,10 +32,10 @@ pub(crate) struct Document {
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Options {
-    pub dns: Option<Vec<Ipv6Addr>>,
+    pub dns: Option<Spanned<Vec<Ipv6Addr>>>,
     pub domains: Option<Vec<Spanned<String>>>,
-    pub ntp: Option<Vec<Ipv6Addr>>,
-    pub sntp: Option<Vec<Ipv6Addr>>,
+    pub ntp: Option<Spanned<Vec<Ipv6Addr>>>,
+    pub sntp: Option<Spanned<Vec<Ipv6Addr>>>,
     pub information_refresh_time: Option<u32>,
     pub inf_max_rt: Option<u32>,
 }
@@ -45,10 +45,10 @@ pub(crate) struct Options {
 #[serde(deny_unknown_fields)]
 pub(crate) struct Interface {
     pub name: Spanned<String>,
-    pub dns: Option<Vec<Ipv6Addr>>,
+    pub dns: Option<Spanned<Vec<Ipv6Addr>>>,
     pub domains: Option<Vec<Spanned<String>>>,
-    pub ntp: Option<Vec<Ipv6Addr>>,
-    pub sntp: Option<Vec<Ipv6Addr>>,
+    pub ntp: Option<Spanned<Vec<Ipv6Addr>>>,
+    pub sntp: Option<Spanned<Vec<Ipv6Addr>>>,
     pub information_refresh_time: Option<u32>,
     pub inf_max_rt: Option<u32>,
     #[serde(default)]

@@ -103,6 +103,9 @@ pub enum Reason {
     BadPrefix(String),
     #[error("bad prefix length in {0:?}")]
     BadPrefixLength(String),
+    /// A list whose option would not fit the 16-bit length of a DHCPv6 option.
+    #[error("{option} take {bytes} bytes: more than one option holds (65,535)")]
+    OptionTooLong { option: &'static str, bytes: usize },
 }
 
 /// The link of `--na-pool`/`--pd-pool`: every served interface, and relayed clients whose

@@ -265,3 +265,37 @@ fn reads_the_example_file() {
     let e = load(Some(Path::new("/nonexistent/dhcpv6d.toml")), &Overrides::default(), Path::new("/nonexistent"));
     assert!(matches!(e, Err(ConfigError::Read { .. })), "{e:?}");
 }
+
+/// Found by the `config` fuzz target's invariant (every accepted option says its own length):
+/// 4,096 DNS servers were accepted and encoded with a length field of 0.
+#[test]
+fn lists_longer_than_one_option_are_refused_on_their_line() {
+    let list = |n: u32| (0..n).map(|i| format!("\"2001:db8::{i:x}\"")).collect::<Vec<_>>().join(", ");
+    for (key, fits) in [("dns", 4095), ("sntp", 4095), ("ntp", 3276)] {
+        let text = |n| format!("[[interface]]\nname = \"eth1\"\n\n{key} = [{}]\n", list(n));
+        let c = load_text(&text(fits), &Overrides::default()).unwrap_or_else(|e| panic!("{key} x {fits}: {e}"));
+        for o in c.ifaces()[0].service().encode().unwrap() {
+            assert_eq!(o.encoded.len() - 4, usize::from(u16::from_be_bytes([o.encoded[2], o.encoded[3]])), "{key}");
+        }
+        let e = load_text(&text(fits + 1), &Overrides::default()).unwrap_err();
+        assert!(
+            matches!(e, ConfigError::Invalid { line: 4, reason: Reason::OptionTooLong { .. }, .. }),
+            "{key} x {}: {e:?}",
+            fits + 1
+        );
+    }
+    // 1,000 names of 66 bytes: refused at the name that makes the list too long.
+    let names: Vec<String> = (0..1000).map(|i| format!("{}{i:04}.example", "a".repeat(53))).collect();
+    let text =
+        format!("[defaults]\ndomains = [\n{}\n]\n", names.iter().map(|n| format!("\"{n}\",\n")).collect::<String>());
+    let e = load_text(&text, &serve_eth9()).unwrap_err();
+    let want = 3 + 65_535 / (names[0].len() + 2);
+    assert!(
+        matches!(e, ConfigError::Invalid { line, reason: Reason::OptionTooLong { .. }, .. } if line == want),
+        "{e:?}"
+    );
+    let flags = Overrides { dns: (0..4096u128).map(Ipv6Addr::from).collect(), ..serve_eth9() };
+    assert!(matches!(load_text("", &flags), Err(ConfigError::Flag { reason: Reason::OptionTooLong { .. }, .. })));
+    let flags = Overrides { domains: names.clone(), ..serve_eth9() };
+    assert!(matches!(load_text("", &flags), Err(ConfigError::Flag { reason: Reason::OptionTooLong { .. }, .. })));
+}
