@@ -1,7 +1,7 @@
 //! `config`: `config::from_str` on arbitrary UTF-8 must refuse or accept, never panic. A
 //! refusal names a line of the text; an accepted file gives the same result twice, merges
 //! with a served interface into a `Config` whose links pass `check_links` again and build an
-//! engine, and whose options encode with every length field telling the truth.
+//! engine, and whose options (and the relay's DNS rewrite) fit their 16-bit length fields.
 
 use std::net::Ipv6Addr;
 
@@ -40,6 +40,9 @@ pub fn check(text: &str) {
     }
     if let Err(e) = Engine::new(cfg.links().to_vec(), Vec::new(), NOW) {
         panic!("accepted links do not build an engine: {e}");
+    }
+    if let Some(dns) = cfg.relay().and_then(|r| r.rewrite_dns()) {
+        assert!(dns.len() * 16 <= usize::from(u16::MAX), "{} rewrite DNS servers do not fit one option", dns.len());
     }
     for iface in cfg.ifaces() {
         let encoded = iface

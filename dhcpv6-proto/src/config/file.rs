@@ -105,7 +105,7 @@ pub(crate) struct Relay {
     pub downstream: Vec<String>,
     #[serde(default)]
     pub servers: Vec<Ipv6Addr>,
-    pub rewrite_dns: Option<Vec<Ipv6Addr>>,
+    pub rewrite_dns: Option<Spanned<Vec<Ipv6Addr>>>,
 }
 
 /// The stateful keys of an interface or a link, borrowed.

@@ -57,6 +57,8 @@ impl TryFrom<&Overrides> for Flags {
             .map_err(|reason| ConfigError::Flag { flag: "--domain".into(), reason })?;
         check_lists(Some(&o.dns), None, None)
             .map_err(|(_, reason)| ConfigError::Flag { flag: "--dns".into(), reason })?;
+        check_lists(Some(&o.relay_rewrite_dns), None, None)
+            .map_err(|(_, reason)| ConfigError::Flag { flag: "--relay-rewrite-dns".into(), reason })?;
         let options = OptionLayer {
             dns: (!o.dns.is_empty()).then(|| o.dns.clone()),
             domains: (!o.domains.is_empty()).then(|| o.domains.clone()),

@@ -296,6 +296,16 @@ fn lists_longer_than_one_option_are_refused_on_their_line() {
     );
     let flags = Overrides { dns: (0..4096u128).map(Ipv6Addr::from).collect(), ..serve_eth9() };
     assert!(matches!(load_text("", &flags), Err(ConfigError::Flag { reason: Reason::OptionTooLong { .. }, .. })));
+    let text = format!("[relay]\nupstream = \"eth0\"\ndownstream = [\"eth2\"]\n\nrewrite_dns = [{}]\n", list(4096));
+    let e = load_text(&text, &Overrides::default()).unwrap_err();
+    assert!(matches!(e, ConfigError::Invalid { line: 5, reason: Reason::OptionTooLong { .. }, .. }), "{e:?}");
+    let flags = Overrides {
+        relay_upstream: Some("eth0".into()),
+        relay_downstream: vec!["eth2".into()],
+        relay_rewrite_dns: (0..4096u128).map(Ipv6Addr::from).collect(),
+        ..Overrides::default()
+    };
+    assert!(matches!(load_text("", &flags), Err(ConfigError::Flag { reason: Reason::OptionTooLong { .. }, .. })));
     let flags = Overrides { domains: names.clone(), ..serve_eth9() };
     assert!(matches!(load_text("", &flags), Err(ConfigError::Flag { reason: Reason::OptionTooLong { .. }, .. })));
 }
