@@ -67,6 +67,11 @@ struct RunArgs {
     /// CPEs that keep retrying Solicits back off to at most this interval (RFC 9915 21.24)
     #[arg(long, value_name = "SECS")]
     sol_max_rt: Option<u32>,
+    /// The Server Identifier for every interface, in hex (e.g. 00:02:00:00:ab:11:...): for
+    /// boxes sharing a lease database that should look like one server. Default: each
+    /// interface's own DUID-LL from its MAC
+    #[arg(long, value_name = "HEX")]
+    server_duid: Option<String>,
     /// The lease database: every lease is durable before its Reply is sent. A path is an
     /// SQLite file (WAL, locked against a second daemon); a postgresql:// or postgres:// URL
     /// (libpq's form, e.g. postgresql:///dhcpv6?host=/run/postgresql&user=dhcp) is a
@@ -182,6 +187,7 @@ fn main() -> Result<()> {
                     pd_pools: r.pd_pool,
                     rapid_commit: r.rapid_commit,
                     sol_max_rt: r.sol_max_rt,
+                    server_duid: r.server_duid,
                 },
                 lease_db: r.lease_db,
                 routes: !r.no_routes,

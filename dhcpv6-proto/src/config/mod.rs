@@ -48,7 +48,7 @@ use crate::{
         stateful::{self, LinkPools, PoolError},
         ServiceOptions,
     },
-    wire::WireError,
+    wire::{Duid, WireError},
 };
 
 pub use flags::Overrides;
@@ -102,6 +102,8 @@ pub enum Reason {
     Hex { what: &'static str, value: String },
     #[error("{0}")]
     Duid(WireError),
+    #[error("server DUID: {0}")]
+    ServerDuid(String),
     #[error("prefix needs /LEN")]
     PrefixWithoutLength,
     #[error("bad prefix {0:?}")]
@@ -151,11 +153,18 @@ impl Config {
 pub struct IfaceConfig {
     name: String,
     service: ServiceOptions,
+    /// `--server-duid` or `server_duid`; `None`: the interface's own (DUID-LL of its MAC).
+    server_duid: Option<Duid>,
 }
 
 impl IfaceConfig {
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The Server Identifier configured for every interface, if any.
+    pub fn server_duid(&self) -> Option<&Duid> {
+        self.server_duid.as_ref()
     }
 
     pub fn service(&self) -> &ServiceOptions {

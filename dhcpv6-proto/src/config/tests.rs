@@ -296,3 +296,37 @@ fn sol_max_rt_is_checked_on_its_line_and_flag() {
     let c = load_text("[defaults]\nsol_max_rt = 600\n", &flags).unwrap();
     assert_eq!(c.ifaces()[0].service().sol_max_rt, Some(120), "the flag wins over the file");
 }
+
+#[test]
+fn server_duid_replaces_every_interface_duid_and_the_flag_wins() {
+    let text = "server_duid = \"00:02:00:00:ab:11:01:02\"\n[[interface]]\nname = \"eth9\"\n";
+    let c = load_text(text, &Overrides { ifaces: vec!["eth8".into()], ..Overrides::default() }).unwrap();
+    let want = crate::wire::Duid::new(&[0, 2, 0, 0, 0xab, 0x11, 1, 2]).unwrap();
+    assert_eq!(c.ifaces().len(), 2);
+    assert!(c.ifaces().iter().all(|i| i.server_duid() == Some(&want)), "{:?}", c.ifaces());
+
+    let flags = Overrides { server_duid: Some("000300010200000000aa".into()), ..serve_eth9() };
+    let c = load_text(text, &flags).unwrap();
+    assert_eq!(c.ifaces()[0].server_duid().map(|d| d.to_hex()), Some("000300010200000000aa".into()));
+    // None configured: each interface keeps its own.
+    assert_eq!(load_text("", &serve_eth9()).unwrap().ifaces()[0].server_duid(), None);
+}
+
+#[test]
+fn server_duid_must_be_a_known_type_of_fitting_length() {
+    for (duid, why) in [
+        ("00:03:00:01", "too short for a DUID-LL"),
+        ("00:09:00:01:02:03", "DUID type 9"),
+        ("00:04:01:02:03:04", "too short for a DUID-UUID"),
+        ("0g", "not hex"),
+    ] {
+        let e = refused(&format!("\n\nserver_duid = \"{duid}\"\n[[interface]]\nname = \"eth9\"\n"));
+        assert!(e.starts_with("dhcpv6d.toml:3:") && e.contains(why), "{duid}: {e}");
+        let flags = Overrides { server_duid: Some(duid.into()), ..serve_eth9() };
+        let e = load_text("", &flags).unwrap_err().to_string();
+        assert!(e.starts_with(&format!("--server-duid {duid}:")) && e.contains(why), "{duid}: {e}");
+    }
+    let long = format!("0002{}", "ab".repeat(129));
+    let e = load_text("", &Overrides { server_duid: Some(long), ..serve_eth9() }).unwrap_err().to_string();
+    assert!(e.contains("131"), "{e}");
+}

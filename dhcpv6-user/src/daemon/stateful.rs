@@ -22,7 +22,7 @@ use tracing::{debug, info, warn};
 
 use super::transmit::{send_reply, Transmit};
 use crate::{
-    leases::{unix_now, CommitTicket, Lease, LeaseStore},
+    leases::{unix_now, CommitTicket, ForeignChange, Lease, LeaseStore, StoreError},
     routes::Routes,
     server::stateful::{unconfigured, ClientContext, Engine, LinkPools, RouteChange, Undo},
     socket::ServerSocket,
@@ -79,6 +79,7 @@ impl StatefulService {
         .await??;
         let routes = if routes { Some(Routes::connect()?) } else { None };
         let s = Self::new(links, store, leases, routes, sock, stats)?;
+        s.follow_other_servers();
         s.reconcile_routes().await;
         Ok(Some(s))
     }
@@ -119,9 +120,19 @@ impl<S: Transmit> StatefulService<S> {
                 // meanwhile share one fsync (group commit).
                 tokio::spawn(async move {
                     if let Err(e) = ticket.wait().await {
-                        warn!(error = %e, "lease commit failed; no reply sent");
                         stats.bump(Counter::DropCommitFailed);
-                        lock(&engine).rollback(undo);
+                        let mut engine = lock(&engine);
+                        engine.rollback(undo);
+                        // Another server won the race for this binding: learn its lease,
+                        // so that the client's retransmission gets something else.
+                        if let StoreError::Conflict { holder, key, .. } = e {
+                            debug!(%key, "binding taken by another server; no reply sent");
+                            if let Some(holder) = holder {
+                                engine.learn(ForeignChange::Upsert(*holder), unix_now());
+                            }
+                        } else {
+                            warn!(error = %e, "lease commit failed; no reply sent");
+                        }
                         return;
                     }
                     if let Some(reply) = reply {
@@ -166,6 +177,19 @@ impl<S: Transmit> StatefulService<S> {
         // Queued under the lock, so the store sees commits in the order they were decided.
         let ticket = self.store.commit(out.ops);
         Ok(Action::Commit { ticket, reply, undo: out.undo, routes: out.routes })
+    }
+
+    /// Keeps the engine told of what other servers sharing the store grant and release,
+    /// for as long as the store reports it (PostgreSQL; nothing for SQLite).
+    fn follow_other_servers(&self) {
+        let Some(mut changes) = self.store.subscribe() else { return };
+        let engine = Arc::downgrade(&self.engine);
+        tokio::spawn(async move {
+            while let Some(change) = changes.recv().await {
+                let Some(engine) = engine.upgrade() else { return };
+                lock(&engine).learn(change, unix_now());
+            }
+        });
     }
 
     /// New pools, lifetimes and reservations (SIGHUP). The engine is rebuilt around the leases
@@ -272,7 +296,7 @@ mod tests {
     use dhcpv6_common::wire::{msg, opt};
 
     use super::*;
-    use crate::leases::{LeaseOp, MemoryStore, StoreError};
+    use crate::leases::{LeaseOp, MemoryStore};
     use crate::wire::{writer, Duid};
 
     /// Records what would have gone out.
