@@ -447,6 +447,62 @@ mod tests {
         assert_eq!(f.stats.get(Counter::Replied), 0);
     }
 
+    /// A store shared with another server that already gave the first address claimed to
+    /// someone else: that commit fails with the holder, the others are stored.
+    struct SharedStore {
+        inner: MemoryStore,
+        lost: Mutex<bool>,
+    }
+
+    impl LeaseStore for SharedStore {
+        fn load_all(&self) -> Result<Vec<Lease>, StoreError> {
+            self.inner.load_all()
+        }
+        fn commit(&self, ops: Vec<LeaseOp>) -> CommitTicket {
+            let mut lost = self.lost.lock().unwrap();
+            if !*lost {
+                *lost = true;
+                let Some(LeaseOp::Upsert(mine)) = ops.first() else { panic!("a grant upserts") };
+                let holder = Lease { duid: vec![0, 3, 0, 1, 9, 9, 9, 9, 9, 9], iaid: 5, ..mine.clone() };
+                self.inner.commit(vec![LeaseOp::Upsert(holder.clone())]).wait_blocking().unwrap();
+                return CommitTicket::resolved(Err(StoreError::Conflict {
+                    store: dhcpv6_proto::leases::Location::Memory,
+                    key: mine.key(),
+                    holder: Some(Box::new(holder)),
+                }));
+            }
+            self.inner.commit(ops)
+        }
+        fn reclaim_expired(&self, now: u64) -> Result<Vec<Lease>, StoreError> {
+            self.inner.reclaim_expired(now)
+        }
+        fn transactions(&self) -> u64 {
+            self.inner.transactions()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_claim_lost_to_another_server_sends_nothing_and_the_retransmission_gets_another_binding() {
+        let store = Arc::new(SharedStore { inner: MemoryStore::new(), lost: Mutex::new(false) });
+        let f = fixture(store.clone());
+        let m = f.request();
+        f.serve(&m, Ok).await.unwrap();
+        f.settle(|f| f.stats.get(Counter::DropCommitFailed) > 0).await;
+        f.settle(|f| f.svc.lease_count() == 1).await;
+        assert!(f.sent().is_empty(), "no Reply for a lost claim");
+        let taken = store.inner.load_all().unwrap();
+        assert_eq!(taken.len(), 1);
+        assert_eq!(f.svc.lease_count(), 1, "rolled back, and the other server's binding learned");
+
+        f.serve(&m, Ok).await.unwrap();
+        f.settle(|f| !f.sent().is_empty()).await;
+        assert_eq!(f.sent().len(), 1);
+        let stored = store.inner.load_all().unwrap();
+        assert_eq!(stored.len(), 3, "the holder's, and our client's address and prefix");
+        let ours: Vec<&Lease> = stored.iter().filter(|l| l.duid != taken[0].duid).collect();
+        assert!(ours.iter().all(|l| l.key() != taken[0].key()), "another address: {ours:?}");
+    }
+
     #[tokio::test]
     async fn an_advertise_commits_nothing_and_goes_out_at_once() {
         let f = fixture(Arc::new(BrokenStore));
