@@ -215,6 +215,47 @@ impl Boxes {
             .collect()
     }
 
+    /// ISC dhclient -6 -N -P, once (-1), from the client namespace: the address and the
+    /// prefix it was given. The dhclient it leaves behind once bound is stopped by its pid.
+    fn dhclient(&self) -> (String, String) {
+        testbed::ensure_tools(&[("dhclient", "isc-dhcp-client")]).unwrap();
+        let env = self.dir.join("dhclient.env");
+        let script = self.dir.join("dhclient.sh");
+        std::fs::write(&script, format!("#!/bin/sh\nenv | grep -E '^(reason|new_ip6)' >> {}\n", env.display()))
+            .unwrap();
+        std::process::Command::new("chmod").arg("+x").arg(&script).status().unwrap();
+        let pid = self.dir.join("dhclient.pid");
+        let out = self
+            .cli
+            .cmd("timeout")
+            .args(["30", "dhclient", "-6", "-N", "-P", "-1", "-v", "-lf"])
+            .arg(self.dir.join("dhclient.leases"))
+            .arg("-pf")
+            .arg(&pid)
+            .arg("-sf")
+            .arg(&script)
+            .arg("cli0")
+            .output()
+            .unwrap();
+        let _ = testbed::wait_for(Duration::from_secs(2), || Ok(pid.exists()));
+        if let Some(pid) = std::fs::read_to_string(&pid).ok().and_then(|p| p.trim().parse::<i32>().ok()) {
+            // SAFETY: plain kill(2) on the PID of the dhclient this call started.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+        }
+        let vars: HashMap<String, String> = std::fs::read_to_string(&env)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        let get = |k: &str| {
+            vars.get(k).cloned().unwrap_or_else(|| {
+                panic!("dhclient: no {k}: {vars:?}\n{}{}", String::from_utf8_lossy(&out.stderr), self.logs())
+            })
+        };
+        (get("new_ip6_address"), get("new_ip6_prefix"))
+    }
+
     fn psql(&self, sql: &str) -> String {
         self.cluster.psql("multibox", sql).unwrap().trim().to_owned()
     }
@@ -295,6 +336,21 @@ fn two_boxes_share_the_pools_and_one_answers_the_rebind_of_the_other_ones_client
     assert!(lost > 0 && retried > 0, "some claims ran into the third writer's rows: {lost} lost, {retried} retried");
     assert_eq!(b.psql("SELECT count(*) FROM leases WHERE written_by = 'ghost:1' AND iaid % 4 = 0"), "64", "untouched");
 
+    // ISC dhclient, bound by whichever box's Advertise it took: what it was given is in the
+    // database, and was given to no crafted client.
+    let (addr, prefix) = b.dhclient();
+    assert!(!addrs.contains(&addr), "{addr} given twice");
+    let prefix_addr = prefix.split('/').next().unwrap().to_owned();
+    assert!(!prefixes.contains(&prefix_addr), "{prefix} given twice");
+    let rows = b.psql(&format!(
+        "SELECT count(DISTINCT duid) FROM leases WHERE (kind = 'na' AND address = '{addr}') OR (kind = 'pd' AND prefix = '{prefix}')"
+    ));
+    assert_eq!(rows, "1", "dhclient's address and prefix are stored, for one client\n{}", b.logs());
+    let both = b.psql(&format!(
+        "SELECT count(*) FROM leases WHERE (kind = 'na' AND address = '{addr}') OR (kind = 'pd' AND prefix = '{prefix}')"
+    ));
+    assert_eq!(both, "2");
+
     // perfdhcp against both at a modest rate, for a bounded time.
     testbed::ensure_tools(&[("perfdhcp", "kea-admin")]).unwrap();
     let out = b
@@ -315,7 +371,7 @@ fn two_boxes_share_the_pools_and_one_answers_the_rebind_of_the_other_ones_client
     let outside = b.psql("SELECT count(*) FROM leases WHERE kind = 'pd' AND NOT prefix <<= '2001:db8:100::/40'");
     assert_eq!(outside, "0");
     let total: u64 = b.psql("SELECT count(*) FROM leases WHERE written_by <> 'ghost:1'").parse().unwrap();
-    assert!(total > 80, "the crafted clients' 80 bindings and perfdhcp's: {total}\n{perf}");
+    assert!(total > 82, "the crafted clients' 80 bindings, dhclient's 2 and perfdhcp's: {total}\n{perf}");
 
     // Box A dies. A client it bound rebinds (no Server ID): box B answers with the same
     // address and prefix and routes the prefix through itself.

@@ -493,4 +493,21 @@ fn two_servers_share_one_database_without_giving_a_binding_twice() {
             Remove { key: address(3).key(), valid_until: address(3).valid_until }
         ]
     );
+
+    // The feed's session is cut (a DBA, a database restart): it comes back, reads the table
+    // again (what the other server wrote meanwhile is not lost), and follows new changes.
+    let cut = cluster
+        .psql(
+            "multibox",
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE query LIKE '%, written_by FROM leases'",
+        )
+        .unwrap();
+    assert_eq!(cut.trim(), "2", "both feeds' sessions");
+    a.commit(vec![LeaseOp::Upsert(address(4))]).wait_blocking().unwrap();
+    let got_b = heard(|| feed_b.try_recv().ok(), 3);
+    assert!(got_b.contains(&Upsert(address(4))), "{got_b:?}");
+    assert!(got_b.contains(&Upsert(address(1))), "the table read again: {got_b:?}");
+    a.commit(vec![LeaseOp::Upsert(address(5))]).wait_blocking().unwrap();
+    let got_b = heard(|| feed_b.try_recv().ok(), 1);
+    assert!(got_b.contains(&Upsert(address(5))), "followed after the reconnection: {got_b:?}");
 }

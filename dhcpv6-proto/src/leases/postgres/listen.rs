@@ -32,33 +32,33 @@ pub(super) async fn run(
     out: UnboundedSender<ForeignChange>,
     retry: (Duration, Duration),
 ) {
-    let mut first = true;
+    // Whether a session was up before: the next one reads the table again and says so.
+    let mut was_up = false;
     let mut delay = retry.0;
     while !out.is_closed() {
-        match session(&config, &location, &writer, &out, first).await {
+        let mut up = false;
+        match session(&config, &location, &writer, &out, was_up, &mut up).await {
             Ok(()) => return,
-            Err(e) => {
-                // Known after the first session: a resync is due.
-                if !first {
-                    debug!(store = %location, error = %e, retry_in = ?delay, "lease change feed down");
-                } else {
-                    warn!(store = %location, error = %e, "lease change feed lost; reconnecting");
-                }
-                first = false;
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(retry.1);
+            Err(e) if up => {
+                warn!(store = %location, error = %e, "lease change feed lost; reconnecting");
+                delay = retry.0;
             }
+            Err(e) => debug!(store = %location, error = %e, retry_in = ?delay, "lease change feed still down"),
         }
+        was_up |= up;
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(retry.1);
     }
 }
 
-/// One LISTEN session. `Ok` only when the subscriber went away.
+/// One LISTEN session; `up` once LISTEN is on. `Ok` only when the subscriber went away.
 async fn session(
     config: &Config,
     location: &Location,
     writer: &str,
     out: &UnboundedSender<ForeignChange>,
-    first: bool,
+    again: bool,
+    up: &mut bool,
 ) -> Result<(), StoreError> {
     let (client, mut connection) = config.connect(NoTls).await.map_err(pg_error(location, "listen"))?;
     // The connection's messages are read here, not by a spawned task, because the
@@ -80,6 +80,7 @@ async fn session(
     });
     let _abort = AbortOnDrop(pump.abort_handle());
     client.batch_execute(&format!("LISTEN {CHANNEL}")).await.map_err(pg_error(location, "listen"))?;
+    *up = true;
     {
         // What changed before LISTEN took effect (since the daemon loaded its leases, or
         // while the session was down), as it stands now.
@@ -94,7 +95,7 @@ async fn session(
                 return Ok(());
             }
         }
-        if !first {
+        if again {
             info!(store = %location, leases = n, "lease change feed back; bindings of other servers read again");
         }
     }
@@ -182,7 +183,7 @@ fn number(s: &str, name: &str) -> Result<u64, String> {
 }
 
 fn hex(s: &str) -> Result<Vec<u8>, String> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return Err("duid: odd number of hex digits".into());
     }
     (0..s.len())
