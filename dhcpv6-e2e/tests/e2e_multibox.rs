@@ -94,6 +94,10 @@ if sys.argv[1] == 'bind':
             if got:
                 line.update(bindings(got[0])); line['server'] = got[0][2][0].hex(); line['attempts'] = attempt + 1
         show(line)
+elif sys.argv[1] == 'ir':
+    xid = os.urandom(3)
+    send(bytes([11]) + xid + opt(1, bytes.fromhex('000300010200000000ff')) + opt(8, b'\0\0'))
+    for t, o in recv(xid, time.time() + 1.0): show({'type': t, 'server': o[2][0].hex()})
 else:
     duid, addr, prefix, plen = bytes.fromhex(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5])
     na = ia_na(opt(5, socket.inet_pton(socket.AF_INET6, addr) + struct.pack('!II', 0, 0)))
@@ -177,12 +181,16 @@ impl Boxes {
     }
 
     fn start(&mut self, i: usize) {
+        self.start_with(i, &[]);
+    }
+
+    fn start_with(&mut self, i: usize, extra: &[&str]) {
         let ns = &self.boxes[i];
         let mut cmd = ns.cmd(path_str(&daemon_bin()));
         cmd.args(["--iface", "srv0", "--pin-dir"]).arg(&self.pin_dirs[i]);
         cmd.arg("--state-dir").arg(self.dir.join(format!("state-{i}")));
         cmd.args(["--resolv-conf", "/nonexistent", "--dns", "2001:db8::53", "--na-pool", NA, "--pd-pool", PD]);
-        cmd.args(["--lease-db", &self.url, "--flood-rate", "0"]).env("RUST_LOG", "info,dhcpv6=debug");
+        cmd.args(["--lease-db", &self.url, "--flood-rate", "0"]).args(extra).env("RUST_LOG", "info,dhcpv6=debug");
         let log = self.log_path(i);
         self.daemons[i] = Some(ns.spawn_command(cmd, Some(&log)).unwrap());
         let r = testbed::wait_for(Duration::from_secs(20), || {
@@ -254,6 +262,27 @@ impl Boxes {
             })
         };
         (get("new_ip6_address"), get("new_ip6_prefix"))
+    }
+
+    /// Counters from `dhcpv6d stats` of box `i`.
+    fn stats(&self, i: usize) -> HashMap<String, u64> {
+        let out = std::process::Command::new(daemon_bin())
+            .arg("stats")
+            .arg("--pin-dir")
+            .arg(&self.pin_dirs[i])
+            .arg("--state-dir")
+            .arg(self.dir.join(format!("state-{i}")))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "stats: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| {
+                let (k, v) = l.split_once(' ')?;
+                Some((k.to_owned(), v.trim().parse().ok()?))
+            })
+            .collect()
     }
 
     fn psql(&self, sql: &str) -> String {
@@ -395,4 +424,30 @@ fn two_boxes_share_the_pools_and_one_answers_the_rebind_of_the_other_ones_client
         "box B routes {prefix}/56: {routes:?}\n{}",
         b.logs()
     );
+}
+
+/// `--server-duid`: both boxes answer as one server, in the stateful path (Advertise, Reply)
+/// and in the XDP fast path's Information-Request replies alike.
+#[test]
+fn one_server_duid_for_both_boxes() {
+    const DUID: &str = "0002000004d2646863707636";
+    let mut b = Boxes::new("md");
+    b.start_with(0, &["--server-duid", DUID]);
+    b.start_with(1, &["--server-duid", "00:02:00:00:04:d2:64:68:63:70:76:36"]);
+    let bound = b.client(&["bind", "0", "2", DUID]);
+    for c in &bound {
+        assert_eq!(text(c, "advertised_by").as_deref(), Some("2"), "{c:?}\n{}", b.logs());
+        assert_eq!(text(c, "server").as_deref(), Some(DUID), "{c:?}\n{}", b.logs());
+    }
+    let replies = b.client(&["ir"]);
+    assert_eq!(replies.len(), 2, "both boxes answer the Information-Request: {replies:?}\n{}", b.logs());
+    assert!(
+        replies.iter().all(|r| text(r, "type").as_deref() == Some("7") && text(r, "server").as_deref() == Some(DUID)),
+        "{replies:?}"
+    );
+    // Answered by the XDP program, not userspace: the fast path carries the configured DUID.
+    for i in 0..2 {
+        let stats = b.stats(i);
+        assert!(stats.get("xdp_answered").is_some_and(|n| *n >= 1), "box {i}: {stats:?}");
+    }
 }
