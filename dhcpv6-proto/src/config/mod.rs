@@ -23,8 +23,7 @@
 //! - options per interface or per `[[link]]` (DNS, domains, NTP, raw options): a field of
 //!   `OptionLayer` (`options.rs`), the keys on `file::Link` too (it then becomes the same
 //!   struct as `file::Interface`), and a layer per link kept next to its `LinkPools`;
-//! - `trusted_relays`, `server_duid`: top-level keys of `file::Document`, checked like a
-//!   reservation's addresses and DUID (`validate::duid`);
+//! - `trusted_relays`: a top-level key of `file::Document`, as `server_duid` is;
 //! - `[store] url`: a `file::Store` section, with `--lease-db` over it in `flags.rs`.
 
 mod file;

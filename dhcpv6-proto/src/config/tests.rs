@@ -262,6 +262,7 @@ fn reads_the_example_file() {
     assert_eq!(c.links().iter().map(|l| l.link.as_str()).collect::<Vec<_>>(), ["eth1", "olt-7"]);
     assert_eq!(c.links()[1].reservations[0].remote_id.as_deref(), Some(&[0, 0, 0, 9, 1, 2][..]));
     assert_eq!(c.relay().map(|r| r.downstream().len()), Some(2));
+    assert_eq!(c.ifaces()[0].server_duid().map(|d| d.to_hex()).as_deref(), Some("0002000004d2646863707636"));
     let e = load(Some(Path::new("/nonexistent/dhcpv6d.toml")), &Overrides::default(), Path::new("/nonexistent"));
     assert!(matches!(e, Err(ConfigError::Read { .. })), "{e:?}");
 }

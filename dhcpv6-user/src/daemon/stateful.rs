@@ -6,7 +6,10 @@
 //! durable send the reply and apply the routes to delegated prefixes. What cannot go on
 //! is undone in the same place: a reply that cannot be wrapped commits nothing and rolls
 //! the engine back; a failed commit sends nothing, rolls back and counts
-//! `drop_commit_failed` (the client retransmits and gets a fresh decision).
+//! `drop_commit_failed` (the client retransmits and gets a fresh decision). A commit that lost
+//! its claim to another server sharing the store (`StoreError::Conflict`) is one of those; the
+//! engine also learns the winner's binding, as it learns every other server's changes from
+//! `LeaseStore::subscribe`, so the retransmission is given something else.
 //!
 //! The engine sits behind a mutex so that the task waiting for a commit can roll back
 //! itself; the lock is only ever held for synchronous work, never across an await.
