@@ -77,6 +77,11 @@ struct RunArgs {
     /// link, whatever DUIDs it uses (0: no limit; default 8). Over every link's own.
     #[arg(long, value_name = "N")]
     max_leases_per_mac: Option<u32>,
+    /// The Server Identifier for every interface, in hex (e.g. 00:02:00:00:ab:11:...): for
+    /// boxes sharing a lease database that should look like one server. Default: each
+    /// interface's own DUID-LL from its MAC
+    #[arg(long, value_name = "HEX")]
+    server_duid: Option<String>,
     /// The lease database: every lease is durable before its Reply is sent. A path is an
     /// SQLite file (WAL, locked against a second daemon); a postgresql:// or postgres:// URL
     /// (libpq's form, e.g. postgresql:///dhcpv6?host=/run/postgresql&user=dhcp) is a
@@ -246,6 +251,7 @@ fn main() -> Result<ExitCode> {
                     sol_max_rt: r.sol_max_rt,
                     max_leases_per_client: r.max_leases_per_client,
                     max_leases_per_mac: r.max_leases_per_mac,
+                    server_duid: r.server_duid,
                 },
                 lease_db: r.lease_db,
                 routes: !r.no_routes,

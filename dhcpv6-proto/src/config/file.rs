@@ -26,6 +26,8 @@ pub(crate) struct Document {
     #[serde(default)]
     pub link: Vec<Link>,
     pub relay: Option<Relay>,
+    /// One Server Identifier for every interface (several boxes answering as one server).
+    pub server_duid: Option<Spanned<String>>,
 }
 
 /// `[defaults]`: what every interface hands out unless it says otherwise.

@@ -7,12 +7,12 @@ use std::net::Ipv6Addr;
 use crate::{
     resolv::HostResolver,
     server::stateful::{check_links, AddrRange, LinkPools, PoolError, PrefixPool},
-    wire::domain,
+    wire::{domain, Duid},
 };
 
 use super::{
     options::{check_lists, check_sol_max_rt, fits_one_option, OptionLayer},
-    validate::ConfigFile,
+    validate::{hex_bytes, server_duid, ConfigFile},
     Config, ConfigError, IfaceConfig, Reason, RelaySettings, DEFAULT_LINK,
 };
 
@@ -36,6 +36,8 @@ pub struct Overrides {
     /// flags), 0 for no limit.
     pub max_leases_per_client: Option<u32>,
     pub max_leases_per_mac: Option<u32>,
+    /// `--server-duid HEX`: one Server Identifier for every interface, over the file's.
+    pub server_duid: Option<String>,
 }
 
 /// The flags, each value checked.
@@ -45,6 +47,7 @@ struct Flags {
     /// `--na-pool`, `--pd-pool`, `--rapid-commit`.
     link: Option<LinkPools>,
     relay: Option<RelaySettings>,
+    server_duid: Option<Duid>,
 }
 
 impl TryFrom<&Overrides> for Flags {
@@ -99,7 +102,18 @@ impl TryFrom<&Overrides> for Flags {
             servers: o.relay_servers.clone(),
             rewrite_dns: (!o.relay_rewrite_dns.is_empty()).then(|| o.relay_rewrite_dns.clone()),
         });
-        Ok(Self { options, link, relay })
+        let server_duid = match &o.server_duid {
+            None => None,
+            Some(h) => {
+                let flag = || format!("--server-duid {h}");
+                let bytes = hex_bytes(h).ok_or_else(|| ConfigError::Flag {
+                    flag: flag(),
+                    reason: Reason::Hex { what: "--server-duid", value: h.clone() },
+                })?;
+                Some(server_duid(&bytes).map_err(|reason| ConfigError::Flag { flag: flag(), reason })?)
+            }
+        };
+        Ok(Self { options, link, relay, server_duid })
     }
 }
 
@@ -117,15 +131,20 @@ fn pool_flag(name: &str, value: &str, e: PoolError) -> ConfigError {
 /// DNS servers and domains nobody configured taken from the host.
 pub(crate) fn merge(file: ConfigFile, overrides: &Overrides, host: &HostResolver) -> Result<Config, ConfigError> {
     let flags = Flags::try_from(overrides)?;
+    let server_duid = flags.server_duid.clone().or_else(|| file.server_duid.clone());
     let mut ifaces: Vec<IfaceConfig> = file
         .interfaces
         .iter()
-        .map(|i| IfaceConfig { name: i.name.clone(), service: flags.options.over(&i.options).resolve(host) })
+        .map(|i| IfaceConfig {
+            name: i.name.clone(),
+            service: flags.options.over(&i.options).resolve(host),
+            server_duid: server_duid.clone(),
+        })
         .collect();
     for name in &overrides.ifaces {
         if !ifaces.iter().any(|i| &i.name == name) {
             let service = flags.options.over(&file.defaults).resolve(host);
-            ifaces.push(IfaceConfig { name: name.clone(), service });
+            ifaces.push(IfaceConfig { name: name.clone(), service, server_duid: server_duid.clone() });
         }
     }
     let mut links = file.links.clone();

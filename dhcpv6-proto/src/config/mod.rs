@@ -23,8 +23,7 @@
 //! - options per interface or per `[[link]]` (DNS, domains, NTP, raw options): a field of
 //!   `OptionLayer` (`options.rs`), the keys on `file::Link` too (it then becomes the same
 //!   struct as `file::Interface`), and a layer per link kept next to its `LinkPools`;
-//! - `trusted_relays`, `server_duid`: top-level keys of `file::Document`, checked like a
-//!   reservation's addresses and DUID (`validate::duid`);
+//! - `trusted_relays`: a top-level key of `file::Document`, as `server_duid` is;
 //! - `[store] url`: a `file::Store` section, with `--lease-db` over it in `flags.rs`.
 
 mod file;
@@ -48,7 +47,7 @@ use crate::{
         stateful::{self, LinkPools, PoolError},
         ServiceOptions,
     },
-    wire::WireError,
+    wire::{Duid, WireError},
 };
 
 pub use flags::Overrides;
@@ -102,6 +101,8 @@ pub enum Reason {
     Hex { what: &'static str, value: String },
     #[error("{0}")]
     Duid(WireError),
+    #[error("server DUID: {0}")]
+    ServerDuid(String),
     #[error("prefix needs /LEN")]
     PrefixWithoutLength,
     #[error("bad prefix {0:?}")]
@@ -154,11 +155,18 @@ impl Config {
 pub struct IfaceConfig {
     name: String,
     service: ServiceOptions,
+    /// `--server-duid` or `server_duid`; `None`: the interface's own (DUID-LL of its MAC).
+    server_duid: Option<Duid>,
 }
 
 impl IfaceConfig {
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The Server Identifier configured for every interface, if any.
+    pub fn server_duid(&self) -> Option<&Duid> {
+        self.server_duid.as_ref()
     }
 
     pub fn service(&self) -> &ServiceOptions {

@@ -265,6 +265,7 @@ fn reads_the_example_file() {
     assert!(c.links()[0].create_on_renew);
     assert_eq!((c.links()[1].limits.per_client, c.links()[1].limits.per_mac), (8, 16));
     assert_eq!(c.relay().map(|r| r.downstream().len()), Some(2));
+    assert_eq!(c.ifaces()[0].server_duid().map(|d| d.to_hex()).as_deref(), Some("0002000004d2646863707636"));
     let e = load(Some(Path::new("/nonexistent/dhcpv6d.toml")), &Overrides::default(), Path::new("/nonexistent"));
     assert!(matches!(e, Err(ConfigError::Read { .. })), "{e:?}");
 }
@@ -370,4 +371,38 @@ fn lists_longer_than_one_option_are_refused_on_their_line() {
     assert!(matches!(load_text("", &flags), Err(ConfigError::Flag { reason: Reason::OptionTooLong { .. }, .. })));
     let flags = Overrides { domains: names.clone(), ..serve_eth9() };
     assert!(matches!(load_text("", &flags), Err(ConfigError::Flag { reason: Reason::OptionTooLong { .. }, .. })));
+}
+
+#[test]
+fn server_duid_replaces_every_interface_duid_and_the_flag_wins() {
+    let text = "server_duid = \"00:02:00:00:ab:11:01:02\"\n[[interface]]\nname = \"eth9\"\n";
+    let c = load_text(text, &Overrides { ifaces: vec!["eth8".into()], ..Overrides::default() }).unwrap();
+    let want = crate::wire::Duid::new(&[0, 2, 0, 0, 0xab, 0x11, 1, 2]).unwrap();
+    assert_eq!(c.ifaces().len(), 2);
+    assert!(c.ifaces().iter().all(|i| i.server_duid() == Some(&want)), "{:?}", c.ifaces());
+
+    let flags = Overrides { server_duid: Some("000300010200000000aa".into()), ..serve_eth9() };
+    let c = load_text(text, &flags).unwrap();
+    assert_eq!(c.ifaces()[0].server_duid().map(|d| d.to_hex()), Some("000300010200000000aa".into()));
+    // None configured: each interface keeps its own.
+    assert_eq!(load_text("", &serve_eth9()).unwrap().ifaces()[0].server_duid(), None);
+}
+
+#[test]
+fn server_duid_must_be_a_known_type_of_fitting_length() {
+    for (duid, why) in [
+        ("00:03:00:01", "too short for a DUID-LL"),
+        ("00:09:00:01:02:03", "DUID type 9"),
+        ("00:04:01:02:03:04", "too short for a DUID-UUID"),
+        ("0g", "not hex"),
+    ] {
+        let e = refused(&format!("\n\nserver_duid = \"{duid}\"\n[[interface]]\nname = \"eth9\"\n"));
+        assert!(e.starts_with("dhcpv6d.toml:3:") && e.contains(why), "{duid}: {e}");
+        let flags = Overrides { server_duid: Some(duid.into()), ..serve_eth9() };
+        let e = load_text("", &flags).unwrap_err().to_string();
+        assert!(e.starts_with(&format!("--server-duid {duid}:")) && e.contains(why), "{duid}: {e}");
+    }
+    let long = format!("0002{}", "ab".repeat(129));
+    let e = load_text("", &Overrides { server_duid: Some(long), ..serve_eth9() }).unwrap_err().to_string();
+    assert!(e.contains("131"), "{e}");
 }

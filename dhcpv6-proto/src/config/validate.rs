@@ -42,6 +42,8 @@ pub struct ConfigFile {
     pub(crate) lines: Vec<LinkLines>,
     /// As written; checked against the served interfaces once the flags are in.
     pub(crate) relay: Option<RelaySettings>,
+    /// `server_duid`: replaces every interface's own DUID.
+    pub(crate) server_duid: Option<Duid>,
 }
 
 impl TryFrom<Source<'_>> for ConfigFile {
@@ -69,7 +71,19 @@ impl TryFrom<Source<'_>> for ConfigFile {
             .map(|p| link_pools(&p, &doc.defaults, &src))
             .collect::<Result<_, _>>()?;
         let relay = doc.relay.map(|r| relay_settings(r, &src)).transpose()?;
-        let file = Self { path: src.path.to_path_buf(), defaults, interfaces, links, lines, relay };
+        let file = Self {
+            path: src.path.to_path_buf(),
+            defaults,
+            interfaces,
+            links,
+            lines,
+            relay,
+            server_duid: doc
+                .server_duid
+                .as_ref()
+                .map(|s| server_duid(&hex(s, "server_duid", &src)?).map_err(|r| src.invalid(s.span().start, r)))
+                .transpose()?,
+        };
         check_links(&file.links).map_err(|r| file.refused(r))?;
         Ok(file)
     }
@@ -249,12 +263,37 @@ fn prefix(s: &Spanned<String>, src: &Source<'_>) -> Result<(Ipv6Addr, u8), Confi
 }
 
 /// Hex bytes, with `:`, `-` or spaces between them or not.
+/// A DUID we may put in our Server Identifier: a known type (RFC 9915 section 11) at least
+/// as long as that type's fixed fields, at most 130 bytes. Shared by `server_duid` and
+/// `--server-duid`.
+pub(crate) fn server_duid(bytes: &[u8]) -> Result<Duid, Reason> {
+    let duid = Duid::new(bytes).map_err(Reason::Duid)?;
+    let kind = u16::from_be_bytes([bytes[0], bytes[1]]);
+    // Type code, then the fixed fields: LLT hardware type and time, EN enterprise
+    // number, LL hardware type; a UUID is exactly 16 bytes.
+    let (name, fits) = match kind {
+        1 => ("DUID-LLT", bytes.len() > 8),
+        2 => ("DUID-EN", bytes.len() > 6),
+        3 => ("DUID-LL", bytes.len() > 4),
+        4 => ("DUID-UUID", bytes.len() == 18),
+        _ => {
+            return Err(Reason::ServerDuid(format!("DUID type {kind} is not one of 1 (LLT), 2 (EN), 3 (LL), 4 (UUID)")))
+        }
+    };
+    if !fits {
+        return Err(Reason::ServerDuid(format!("{} bytes are too short for a {name}", bytes.len())));
+    }
+    Ok(duid)
+}
+
 fn hex(s: &Spanned<String>, what: &'static str, src: &Source<'_>) -> Result<Vec<u8>, ConfigError> {
-    let t: String = s.get_ref().chars().filter(|c| !matches!(c, ':' | '-' | ' ')).collect();
+    hex_bytes(s.get_ref()).ok_or_else(|| src.invalid(s.span().start, Reason::Hex { what, value: s.get_ref().clone() }))
+}
+
+/// Hex bytes, optionally separated by `:`, `-` or spaces; `None` if not that or empty.
+pub(crate) fn hex_bytes(s: &str) -> Option<Vec<u8>> {
+    let t: String = s.chars().filter(|c| !matches!(c, ':' | '-' | ' ')).collect();
     let bytes: Option<Vec<u8>> =
         (0..t.len()).step_by(2).map(|i| t.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok())).collect();
-    match bytes {
-        Some(b) if !b.is_empty() && t.len().is_multiple_of(2) => Ok(b),
-        _ => Err(src.invalid(s.span().start, Reason::Hex { what, value: s.get_ref().clone() })),
-    }
+    bytes.filter(|b| !b.is_empty() && t.len().is_multiple_of(2))
 }

@@ -369,6 +369,21 @@ pub enum StoreError {
     WriterStopped { store: Location },
     #[error("invalid lease {key}: {reason}")]
     InvalidLease { key: LeaseKey, reason: String },
+    /// Another server sharing the database holds `key` for another client. Nothing of the
+    /// commit is stored and its Reply must not be sent; `holder` is the binding found (if
+    /// it could be read), for the engine to learn so that it offers something else.
+    #[error("lease store {store}: {key} is held by another client (granted by another server)")]
+    Conflict { store: Location, key: LeaseKey, holder: Option<Box<Lease>> },
+}
+
+/// A change another server sharing the store made (see [`LeaseStore::subscribe`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ForeignChange {
+    /// The binding as it now stands in the store.
+    Upsert(Lease),
+    /// The row for `key` was deleted; it ended at `valid_until`. A copy that ends later
+    /// was extended since and stays.
+    Remove { key: LeaseKey, valid_until: u64 },
 }
 
 /// Why the store as a whole cannot record leases now, as opposed to one commit's own
@@ -432,6 +447,8 @@ impl StoreError {
             StoreError::UnsupportedSpec { .. } | StoreError::Locked { .. } | StoreError::Lock { .. } => {
                 Some(Outage::Other)
             }
+            // Another server holds the binding: the store works, the claim lost.
+            StoreError::Conflict { .. } => None,
             StoreError::QueueFull { .. } | StoreError::InvalidLease { .. } => None,
         }
     }
@@ -520,6 +537,13 @@ pub trait LeaseStore: Send + Sync {
     /// Stores that keep nothing outside the process (test doubles) may leave this.
     fn location(&self) -> Location {
         Location::Memory
+    }
+
+    /// Changes other servers make to a shared store, as they commit (and, after the
+    /// store lost and regained its database, every binding they hold). `None` for stores
+    /// one daemon owns. Call once; the feed ends when the receiver is dropped.
+    fn subscribe(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<ForeignChange>> {
+        None
     }
 }
 

@@ -150,7 +150,10 @@ impl ServedIfaces {
             service.dns.extend(link.link_local);
         }
         let options = service.encode().with_context(|| format!("{}: configured options", served.cfg.name()))?;
-        let svc = IfaceService { duid: Duid::from_mac(link.mac), options };
+        // A configured DUID (several boxes as one server) replaces the interface's own, in
+        // userspace and in the fast path's reply data alike.
+        let duid = served.cfg.server_duid().cloned().unwrap_or_else(|| Duid::from_mac(link.mac));
+        let svc = IfaceService { duid, options };
         let name = served.cfg.name().to_owned();
         let Some(ll) = link.link_local else {
             // No link-local address yet (DAD): the program cannot source replies; userspace will.

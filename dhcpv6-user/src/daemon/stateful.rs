@@ -6,7 +6,10 @@
 //! durable send the reply and apply the routes to delegated prefixes. What cannot go on
 //! is undone in the same place: a reply that cannot be wrapped commits nothing and rolls
 //! the engine back; a failed commit sends nothing, rolls back and counts
-//! `drop_commit_failed` (the client retransmits and gets a fresh decision).
+//! `drop_commit_failed` (the client retransmits and gets a fresh decision). A commit that lost
+//! its claim to another server sharing the store (`StoreError::Conflict`) is one of those; the
+//! engine also learns the winner's binding, as it learns every other server's changes from
+//! `LeaseStore::subscribe`, so the retransmission is given something else.
 //!
 //! A failed commit that shows the store itself failing (full disk, I/O errors) begins an
 //! outage (`store_health`): until a probe writes again, messages are decided with
@@ -34,7 +37,7 @@ use tracing::{debug, info, warn};
 use super::store_health::StoreHealth;
 use super::transmit::{send_reply, Transmit};
 use crate::{
-    leases::{unix_now, CommitTicket, Lease, LeaseStore},
+    leases::{unix_now, CommitTicket, ForeignChange, Lease, LeaseStore, StoreError},
     routes::Routes,
     server::stateful::{unconfigured, ClientContext, Engine, LinkPools, RouteChange, Undo},
     socket::ServerSocket,
@@ -92,6 +95,7 @@ impl StatefulService {
         .await??;
         let routes = if routes { Some(Routes::connect()?) } else { None };
         let s = Self::new(links, store, leases, routes, sock, stats)?;
+        s.follow_other_servers();
         s.reconcile_routes().await;
         Ok(Some(s))
     }
@@ -139,13 +143,23 @@ impl<S: Transmit> StatefulService<S> {
                 tokio::spawn(async move {
                     let events: Vec<LeaseEvent> = undo.lease_events().collect();
                     if let Err(e) = timed_wait(ticket, &stats).await {
-                        if e.outage().is_none() {
-                            warn!(error = %e, "lease commit failed; no reply sent");
-                        }
-                        health.commit_failed(&e, &store);
                         stats.bump(Counter::DropCommitFailed);
                         stats.message(msg_type, MessageOutcome::Failed);
-                        lock(&engine).rollback(undo);
+                        let mut engine = lock(&engine);
+                        engine.rollback(undo);
+                        if let StoreError::Conflict { holder, key, .. } = &e {
+                            // Another server won the race for this binding: learn its lease,
+                            // so that the client's retransmission gets something else.
+                            debug!(%key, "binding taken by another server; no reply sent");
+                            if let Some(holder) = holder {
+                                engine.learn(ForeignChange::Upsert(Lease::clone(holder)), unix_now());
+                            }
+                        } else {
+                            if e.outage().is_none() {
+                                warn!(error = %e, "lease commit failed; no reply sent");
+                            }
+                            health.commit_failed(&e, &store);
+                        }
                         return;
                     }
                     events.into_iter().for_each(|e| stats.lease_event(e, 1));
@@ -205,6 +219,19 @@ impl<S: Transmit> StatefulService<S> {
         // Queued under the lock, so the store sees commits in the order they were decided.
         let ticket = self.store.commit(out.ops);
         Ok(Action::Commit { ticket, reply, undo: out.undo, routes: out.routes })
+    }
+
+    /// Keeps the engine told of what other servers sharing the store grant and release,
+    /// for as long as the store reports it (PostgreSQL; nothing for SQLite).
+    fn follow_other_servers(&self) {
+        let Some(mut changes) = self.store.subscribe() else { return };
+        let engine = Arc::downgrade(&self.engine);
+        tokio::spawn(async move {
+            while let Some(change) = changes.recv().await {
+                let Some(engine) = engine.upgrade() else { return };
+                lock(&engine).learn(change, unix_now());
+            }
+        });
     }
 
     /// New pools, lifetimes and reservations (SIGHUP). The engine is rebuilt around the leases
@@ -372,7 +399,7 @@ mod tests {
     use dhcpv6_common::wire::{msg, opt, status};
 
     use super::*;
-    use crate::leases::{LeaseOp, MemoryStore, StoreError};
+    use crate::leases::{LeaseOp, MemoryStore};
     use crate::wire::{writer, Duid};
 
     /// Records what would have gone out.
@@ -717,6 +744,62 @@ mod tests {
         assert_eq!(granted(&f.sent()[1..]).len(), 2);
         let renewed = store.load_all().unwrap();
         assert!(renewed.iter().zip(&stored).all(|(n, o)| n.valid_until >= o.valid_until));
+    }
+
+    /// A store shared with another server that already gave the first address claimed to
+    /// someone else: that commit fails with the holder, the others are stored.
+    struct SharedStore {
+        inner: MemoryStore,
+        lost: Mutex<bool>,
+    }
+
+    impl LeaseStore for SharedStore {
+        fn load_all(&self) -> Result<Vec<Lease>, StoreError> {
+            self.inner.load_all()
+        }
+        fn commit(&self, ops: Vec<LeaseOp>) -> CommitTicket {
+            let mut lost = self.lost.lock().unwrap();
+            if !*lost {
+                *lost = true;
+                let Some(LeaseOp::Upsert(mine)) = ops.first() else { panic!("a grant upserts") };
+                let holder = Lease { duid: vec![0, 3, 0, 1, 9, 9, 9, 9, 9, 9], iaid: 5, ..mine.clone() };
+                self.inner.commit(vec![LeaseOp::Upsert(holder.clone())]).wait_blocking().unwrap();
+                return CommitTicket::resolved(Err(StoreError::Conflict {
+                    store: dhcpv6_proto::leases::Location::Memory,
+                    key: mine.key(),
+                    holder: Some(Box::new(holder)),
+                }));
+            }
+            self.inner.commit(ops)
+        }
+        fn reclaim_expired(&self, now: u64) -> Result<Vec<Lease>, StoreError> {
+            self.inner.reclaim_expired(now)
+        }
+        fn transactions(&self) -> u64 {
+            self.inner.transactions()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_claim_lost_to_another_server_sends_nothing_and_the_retransmission_gets_another_binding() {
+        let store = Arc::new(SharedStore { inner: MemoryStore::new(), lost: Mutex::new(false) });
+        let f = fixture(store.clone());
+        let m = f.request();
+        f.serve(&m, Ok).await.unwrap();
+        f.settle(|f| f.stats.get(Counter::DropCommitFailed) > 0).await;
+        f.settle(|f| f.svc.lease_count() == 1).await;
+        assert!(f.sent().is_empty(), "no Reply for a lost claim");
+        let taken = store.inner.load_all().unwrap();
+        assert_eq!(taken.len(), 1);
+        assert_eq!(f.svc.lease_count(), 1, "rolled back, and the other server's binding learned");
+
+        f.serve(&m, Ok).await.unwrap();
+        f.settle(|f| !f.sent().is_empty()).await;
+        assert_eq!(f.sent().len(), 1);
+        let stored = store.inner.load_all().unwrap();
+        assert_eq!(stored.len(), 3, "the holder's, and our client's address and prefix");
+        let ours: Vec<&Lease> = stored.iter().filter(|l| l.duid != taken[0].duid).collect();
+        assert!(ours.iter().all(|l| l.key() != taken[0].key()), "another address: {ours:?}");
     }
 
     #[tokio::test]

@@ -7,7 +7,7 @@ use std::net::Ipv6Addr;
 
 use dhcpv6_common::wire::{msg, opt, status};
 
-use crate::leases::{Lease, LeaseKey, LeaseKind, LeaseOp, LeaseState};
+use crate::leases::{ForeignChange, Lease, LeaseKey, LeaseKind, LeaseOp, LeaseState};
 use crate::wire::{Message, WireError, Writer};
 
 use super::allocator::Allocator;
@@ -164,6 +164,21 @@ impl Engine {
         }
         let outcome = Outcome { ops: txn.ops, routes: txn.routes, undo: Undo(txn.undo), ..Outcome::default() };
         Some((lease, outcome))
+    }
+
+    /// Takes in what another server sharing the lease store did (`LeaseStore::subscribe`,
+    /// or the holder of a lost claim): its bindings are then neither offered to anyone
+    /// else nor unknown to a Renew or Rebind of their client (failover). Nothing is
+    /// recorded: the change is already in the store.
+    pub fn learn(&mut self, change: ForeignChange, now: u64) {
+        match change {
+            ForeignChange::Upsert(lease) => {
+                if !lease.is_expired(now) && lease.validate().is_ok() {
+                    self.alloc.state.load(lease);
+                }
+            }
+            ForeignChange::Remove { key, valid_until } => self.alloc.state.forget(&key, valid_until),
+        }
     }
 
     /// Drops leases whose valid lifetime ended (bound ones and declined ones whose hold is

@@ -273,6 +273,14 @@ impl State {
         self.put(lease.key(), Some(lease), None);
     }
 
+    /// Drops the lease for `key` that another server deleted, unless our copy ends later
+    /// than the deleted row did (it was extended since, here).
+    pub fn forget(&mut self, key: &LeaseKey, valid_until: u64) {
+        if self.leases.get(key).is_some_and(|l| l.valid_until <= valid_until) {
+            self.put(*key, None, None);
+        }
+    }
+
     /// Removes and returns every lease with `valid_until <= now`.
     pub fn pop_expired(&mut self, now: u64) -> Vec<Lease> {
         let mut out = Vec::new();

@@ -1166,3 +1166,63 @@ fn a_reload_keeps_the_per_mac_counts() {
     assert_eq!(e.lease_count(), 8);
     assert_eq!(run(&mut e, &store, &request(101).na(1, &[]), &host, NOW).1.events, vec![Counter::LimitLeasesPerMac]);
 }
+
+/// Two servers sharing a store: what one grants, the other learns (`Engine::learn`), so it
+/// offers it to nobody else and answers the client's Rebind with the same bindings (and a
+/// route to the prefix through itself) when the first one is gone.
+#[test]
+fn a_learned_binding_is_not_offered_and_its_rebind_is_answered_with_it() {
+    use crate::leases::ForeignChange;
+    let small = || LinkPools {
+        na: vec!["2001:db8:1::100-2001:db8:1::101".parse().unwrap()],
+        pd: vec!["2001:db8:100::/55:56".parse().unwrap()],
+        ..LinkPools::new("eth1")
+    };
+    let (mut box_a, mut box_b) = (engine(vec![small()]), engine(vec![small()]));
+    let store = MemoryStore::new();
+    let (r, out) = run(&mut box_a, &store, &request(1).na(1, &[]).pd(2, &[]), &ctx(), NOW);
+    let r = r.unwrap();
+    let (addr, pfx) = (r.ias[0].leases[0].0, r.ias[1].leases[0].0);
+    for op in out.ops {
+        let LeaseOp::Upsert(lease) = op else { panic!("a grant upserts") };
+        box_b.learn(ForeignChange::Upsert(lease), NOW);
+    }
+    assert_eq!(box_b.lease_count(), 2);
+
+    // Client 2 at box B gets the other address and prefix, whatever its seed picks first.
+    let r = reply(&mut box_b, &store, &request(2).na(1, &[]).pd(2, &[]));
+    assert_ne!(r.ias[0].leases[0].0, addr);
+    assert_ne!(r.ias[1].leases[0].0, pfx);
+    // The pools are full now: client 3 gets NoAddrsAvail rather than a binding of client 1.
+    let r = reply(&mut box_b, &store, &request(3).na(1, &[]));
+    assert_eq!(r.ias[0].status, Some(status::NO_ADDRS_AVAIL));
+
+    // Box A is gone; client 1 rebinds (no Server ID) and box B extends the same bindings,
+    // routing the prefix through itself.
+    let rebind = Msg::new(msg::REBIND).cid(&client(1)).na(1, &[]).pd(2, &[]);
+    let (r, out) = run(&mut box_b, &store, &rebind, &ctx(), NOW + 100);
+    let r = r.unwrap();
+    assert_eq!(r.ias[0].leases, vec![(addr, 128, 3600, 7200)]);
+    assert_eq!(r.ias[1].leases, vec![(pfx, 56, 3600, 7200)]);
+    assert!(
+        out.routes.iter().any(
+            |c| matches!(c, RouteChange::Add { prefix, len: 56, via, .. } if *prefix == pfx && *via == a("fe80::2"))
+        ),
+        "{:?}",
+        out.routes
+    );
+
+    // A deletion box A made of the old row does not take away what box B extended since;
+    // one of the current row does.
+    let key = crate::leases::LeaseKey { kind: LeaseKind::Address, addr, prefix_len: 128 };
+    box_b.learn(ForeignChange::Remove { key, valid_until: NOW + 7200 }, NOW + 100);
+    assert!(box_b.leases().any(|l| l.addr == addr), "extended here since");
+    box_b.learn(ForeignChange::Remove { key, valid_until: NOW + 100 + 7200 }, NOW + 100);
+    assert!(!box_b.leases().any(|l| l.addr == addr));
+    // An expired binding is not learned.
+    let mut old = store.load_all().unwrap().into_iter().find(|l| l.addr == addr).unwrap();
+    old.valid_until = NOW;
+    old.preferred_until = NOW;
+    box_b.learn(ForeignChange::Upsert(old), NOW + 100);
+    assert!(!box_b.leases().any(|l| l.addr == addr));
+}
