@@ -62,6 +62,9 @@ pub(crate) struct Interface {
     pub rapid_commit: Option<bool>,
     #[serde(default)]
     pub reservation: Vec<Reservation>,
+    /// Relays whose Relay-Forward this interface serves: addresses or `PREFIX/LEN`.
+    #[serde(default)]
+    pub trusted_relays: Vec<Spanned<String>>,
 }
 
 /// `[[link]]`: the pools of a link behind relays. The same keys as `Interface` but the
@@ -106,6 +109,9 @@ pub(crate) struct Relay {
     #[serde(default)]
     pub servers: Vec<Ipv6Addr>,
     pub rewrite_dns: Option<Vec<Ipv6Addr>>,
+    /// Relays below the downstream interfaces whose Relay-Forward is passed on.
+    #[serde(default)]
+    pub trusted_relays: Vec<Spanned<String>>,
 }
 
 /// The stateful keys of an interface or a link, borrowed.

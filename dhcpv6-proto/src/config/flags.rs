@@ -6,7 +6,10 @@ use std::net::Ipv6Addr;
 
 use crate::{
     resolv::HostResolver,
-    server::stateful::{check_links, AddrRange, LinkPools, PoolError, PrefixPool},
+    server::{
+        stateful::{check_links, AddrRange, LinkPools, PoolError, PrefixPool},
+        trust::{Prefix, TrustedRelays},
+    },
 };
 
 use super::{
@@ -29,6 +32,9 @@ pub struct Overrides {
     pub na_pools: Vec<String>,
     pub pd_pools: Vec<String>,
     pub rapid_commit: bool,
+    /// `--trusted-relay`: trusted on every served interface and, in relay-agent mode, below
+    /// every downstream one, on top of the file's `trusted_relays`.
+    pub trusted_relays: Vec<String>,
 }
 
 /// The flags, each value checked.
@@ -38,6 +44,7 @@ struct Flags {
     /// `--na-pool`, `--pd-pool`, `--rapid-commit`.
     link: Option<LinkPools>,
     relay: Option<RelaySettings>,
+    trusted_relays: Vec<Prefix>,
 }
 
 impl TryFrom<&Overrides> for Flags {
@@ -60,8 +67,7 @@ impl TryFrom<&Overrides> for Flags {
         } else {
             let mut l = LinkPools::new(DEFAULT_LINK);
             // Clients unicast nothing to a server that never sent them a Server Unicast option:
-            // what arrives by unicast gets UseMulticast (Request, Renew, Release, Decline) or is
-            // dropped (Solicit, Rebind, Confirm).
+            // what arrives by unicast is discarded (RFC 9915 section 16).
             l.reject_unicast = true;
             for p in &o.na_pools {
                 l.na.push(p.parse::<AddrRange>().map_err(|e| pool_flag("--na-pool", p, e))?);
@@ -77,8 +83,19 @@ impl TryFrom<&Overrides> for Flags {
             downstream: o.relay_downstream.clone(),
             servers: o.relay_servers.clone(),
             rewrite_dns: (!o.relay_rewrite_dns.is_empty()).then(|| o.relay_rewrite_dns.clone()),
+            trusted_relays: TrustedRelays::default(),
         });
-        Ok(Self { options, link, relay })
+        let trusted_relays = o
+            .trusted_relays
+            .iter()
+            .map(|t| {
+                t.parse::<Prefix>().map_err(|error| ConfigError::Flag {
+                    flag: "--trusted-relay".into(),
+                    reason: Reason::TrustedRelay { value: t.clone(), error },
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self { options, link, relay, trusted_relays })
     }
 }
 
@@ -93,12 +110,17 @@ pub(crate) fn merge(file: ConfigFile, overrides: &Overrides, host: &HostResolver
     let mut ifaces: Vec<IfaceConfig> = file
         .interfaces
         .iter()
-        .map(|i| IfaceConfig { name: i.name.clone(), service: flags.options.over(&i.options).resolve(host) })
+        .map(|i| {
+            let mut trusted_relays = i.trusted_relays.clone();
+            trusted_relays.extend(flags.trusted_relays.iter().copied());
+            IfaceConfig { name: i.name.clone(), service: flags.options.over(&i.options).resolve(host), trusted_relays }
+        })
         .collect();
     for name in &overrides.ifaces {
         if !ifaces.iter().any(|i| &i.name == name) {
             let service = flags.options.over(&file.defaults).resolve(host);
-            ifaces.push(IfaceConfig { name: name.clone(), service });
+            let trusted_relays = TrustedRelays::new(flags.trusted_relays.iter().copied());
+            ifaces.push(IfaceConfig { name: name.clone(), service, trusted_relays });
         }
     }
     let mut links = file.links.clone();
@@ -110,7 +132,10 @@ pub(crate) fn merge(file: ConfigFile, overrides: &Overrides, host: &HostResolver
             false => file.refused(r),
         })?;
     }
-    let relay = flags.relay.or(file.relay);
+    let mut relay = flags.relay.or(file.relay);
+    if let Some(r) = relay.as_mut() {
+        r.trusted_relays.extend(flags.trusted_relays.iter().copied());
+    }
     if let Some(r) = &relay {
         if r.downstream.is_empty() {
             return Err(ConfigError::NoDownstream);

@@ -15,6 +15,7 @@
 //! [[interface]]
 //! name = "eth1"
 //! dns = ["2001:db8:1::53"]   # overrides the default for this interface
+//! trusted_relays = ["2001:db8:1::2", "fe80::/10"]  # whose Relay-Forward is served here
 //! ```
 //!
 //! A new key is a field in `file.rs` (spanned if a later check refuses it), its check in
@@ -23,8 +24,8 @@
 //! - options per interface or per `[[link]]` (DNS, domains, NTP, raw options): a field of
 //!   `OptionLayer` (`options.rs`), the keys on `file::Link` too (it then becomes the same
 //!   struct as `file::Interface`), and a layer per link kept next to its `LinkPools`;
-//! - `trusted_relays`, `server_duid`: top-level keys of `file::Document`, checked like a
-//!   reservation's addresses and DUID (`validate::duid`);
+//! - `server_duid`: a top-level key of `file::Document`, checked like a reservation's DUID
+//!   (`validate::duid`);
 //! - `[store] url`: a `file::Store` section, with `--lease-db` over it in `flags.rs`.
 
 mod file;
@@ -46,6 +47,7 @@ use crate::{
     resolv,
     server::{
         stateful::{self, LinkPools, PoolError},
+        trust::{PrefixError, TrustedRelays},
         ServiceOptions,
     },
     wire::WireError,
@@ -103,6 +105,8 @@ pub enum Reason {
     BadPrefix(String),
     #[error("bad prefix length in {0:?}")]
     BadPrefixLength(String),
+    #[error("trusted relay {value:?}: {error} (give an address or PREFIX/LEN)")]
+    TrustedRelay { value: String, error: PrefixError },
 }
 
 /// The link of `--na-pool`/`--pd-pool`: every served interface, and relayed clients whose
@@ -144,6 +148,7 @@ impl Config {
 pub struct IfaceConfig {
     name: String,
     service: ServiceOptions,
+    trusted_relays: TrustedRelays,
 }
 
 impl IfaceConfig {
@@ -153,6 +158,12 @@ impl IfaceConfig {
 
     pub fn service(&self) -> &ServiceOptions {
         &self.service
+    }
+
+    /// Whose Relay-Forward is served on this interface: its `trusted_relays` and every
+    /// `--trusted-relay`. Empty: relayed messages are dropped.
+    pub fn trusted_relays(&self) -> &TrustedRelays {
+        &self.trusted_relays
     }
 }
 
@@ -165,6 +176,7 @@ pub struct RelaySettings {
     downstream: Vec<String>,
     servers: Vec<Ipv6Addr>,
     rewrite_dns: Option<Vec<Ipv6Addr>>,
+    trusted_relays: TrustedRelays,
 }
 
 impl RelaySettings {
@@ -184,6 +196,12 @@ impl RelaySettings {
     /// DNS servers to put into relayed replies instead of the server's.
     pub fn rewrite_dns(&self) -> Option<&[Ipv6Addr]> {
         self.rewrite_dns.as_deref()
+    }
+
+    /// Relays below the downstream interfaces whose Relay-Forward is passed on: `[relay]
+    /// trusted_relays` and every `--trusted-relay`.
+    pub fn trusted_relays(&self) -> &TrustedRelays {
+        &self.trusted_relays
     }
 }
 
