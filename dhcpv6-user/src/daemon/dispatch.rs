@@ -30,6 +30,10 @@ impl Server {
             return;
         };
         self.stats.bump(Counter::Received);
+        if let Err(c) = self.admit(pkt, idx, &from, dst) {
+            self.stats.bump(c);
+            return;
+        }
         let unicast = !dst.is_multicast();
         let outcome = if pkt.first() == Some(&msg::RELAY_FORW) {
             self.stats.bump(Counter::Relayed);

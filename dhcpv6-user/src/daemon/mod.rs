@@ -2,11 +2,12 @@
 //! answers on UDP/547 what the fast path passes up.
 //!
 //! `sync` follows the kernel's interfaces into the maps, `dispatch` answers datagrams,
-//! `relaying` drives relay-agent mode.
+//! `relaying` drives relay-agent mode, `trust` decides which datagrams are looked at at all.
 
 mod dispatch;
 mod relaying;
 mod sync;
+mod trust;
 
 use std::{collections::HashMap, path::PathBuf, sync::Arc, time::Duration};
 

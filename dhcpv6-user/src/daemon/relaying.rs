@@ -13,15 +13,16 @@ impl Server {
     /// above. `None` when the relay has nothing to do with this interface.
     pub(super) fn relay_action(&self, pkt: &[u8], from: SocketAddrV6, ifindex: u32) -> Option<AgentAction> {
         let agent = self.agent.as_ref()?;
-        if agent.downstream.iter().any(|d| d.ifindex == ifindex) {
+        if let Some(d) = agent.downstream.iter().find(|d| d.ifindex == ifindex) {
             let mac = self.dp.client_mac(ifindex, *from.ip());
-            return Some(agent.from_client(ifindex, from, pkt, mac));
+            let action = agent.from_client(ifindex, from, pkt, mac);
+            if action == AgentAction::Drop(Counter::DropAgentUntrustedRelay) {
+                super::trust::untrusted_relay(&d.name, &from);
+            }
+            return Some(action);
         }
         if agent.upstream.ifindex == ifindex {
-            if !agent.accepts_server_source(ifindex, from) {
-                return Some(AgentAction::Drop(Counter::DropAgentUnexpectedServer));
-            }
-            return Some(agent.from_server(pkt));
+            return Some(agent.from_upstream(ifindex, from, pkt));
         }
         None
     }
@@ -40,7 +41,8 @@ impl Server {
                     }
                 }
             }
-            AgentAction::SendDown { to, payload, .. } => match self.sock.send_to(&payload, to).await {
+            // Out of the interface the Interface-ID named, whatever the routing table says.
+            AgentAction::SendDown { ifindex, to, payload } => match self.sock.send_via(&payload, to, ifindex).await {
                 Ok(_) => self.stats.bump(Counter::RelayedDown),
                 Err(e) => {
                     warn!(%to, error = %e, "relaying downstream failed");

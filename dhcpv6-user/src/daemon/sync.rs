@@ -114,7 +114,9 @@ impl Server {
             self.sock.join(link.ifindex)?;
             self.learn_macs(name, &link)?;
             let link_address = link.global.unwrap_or(std::net::Ipv6Addr::UNSPECIFIED);
-            downstream.push(DownstreamIface::new(name.clone(), link.ifindex, link_address));
+            let on_link = link.global_prefix.into_iter().collect();
+            downstream
+                .push(DownstreamIface { on_link, ..DownstreamIface::new(name.clone(), link.ifindex, link_address) });
         }
         if r.servers().is_empty() {
             self.sock.set_multicast_upstream(up.ifindex, UPSTREAM_MULTICAST_HOPS)?;
@@ -127,6 +129,7 @@ impl Server {
                 ifindex: up.ifindex,
             },
             rewrite_dns: r.rewrite_dns().map(<[_]>::to_vec),
+            trusted_relays: r.trusted_relays().clone(),
         };
         if self.agent.as_ref() != Some(&agent) {
             info!(upstream = %r.upstream(), downstream = ?r.downstream(), "relaying");
