@@ -22,7 +22,10 @@ use dhcpv6::{
 
 use crate::object;
 use crate::signal;
-use crate::template::{information_request, udp_sum};
+use dhcpv6_bench_common::lines::{self, Line};
+use dhcpv6_common::csum::udp_sum;
+
+use crate::template::information_request;
 
 #[derive(Clone)]
 pub struct CostArgs {
@@ -164,16 +167,17 @@ fn report(label: &str, ns: &[(f64, f64)], a: &CostArgs, answered: u64) {
     let mut w: Vec<f64> = ns.iter().map(|x| x.1).collect();
     k.sort_by(f64::total_cmp);
     w.sort_by(f64::total_cmp);
-    let all: Vec<String> = ns.iter().map(|x| format!("{:.0}", x.0)).collect();
-    println!(
-        "cost program={label} ns_median={:.0} ns_min={:.0} ns_max={:.0} wall_ns_median={:.1} runs={} repeat={} batch={} answered={answered} all={}",
-        k[k.len() / 2],
-        k[0],
-        k[k.len() - 1],
-        w[w.len() / 2],
-        a.runs,
-        a.repeat,
-        a.batch,
-        all.join(",")
-    );
+    Line::Cost(lines::Cost {
+        program: label.to_string(),
+        ns_median: k[k.len() / 2],
+        ns_min: k[0],
+        ns_max: k[k.len() - 1],
+        wall_ns_median: w[w.len() / 2],
+        runs: a.runs as u64,
+        repeat: u64::from(a.repeat),
+        batch: a.batch,
+        answered,
+        all: ns.iter().map(|x| x.0).collect(),
+    })
+    .print();
 }

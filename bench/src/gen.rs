@@ -12,11 +12,15 @@ use anyhow::{bail, Context, Result};
 use aya::programs::{links::FdLink, ProgramError, TestRun, TestRunAttrs, TestRunOptions};
 use aya::Ebpf;
 
-use crate::maps::SinkCounters;
 use crate::object::{self, ethtool_stats, stat};
 use crate::procstat;
+use crate::search::{self, Bounds, Outcome};
 use crate::signal;
 use crate::template::{information_request, Template};
+use dhcpv6_bench_common::{
+    lines::{Flat, GenStep, Search},
+    maps::SinkCounters,
+};
 
 /// What a valid answer looks like.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -60,47 +64,9 @@ pub struct Gen {
     pub call_time: Duration,
 }
 
-#[derive(Debug, Clone, Default)]
-pub struct Flat {
-    pub secs: f64,
-    pub sent: u64,
-    pub offered_pps: f64,
-    pub replies: u64,
-    pub replies_pps: f64,
-    pub invalid: u64,
-    pub stale: u64,
-    pub xmit_errors: u64,
-    /// Per-CPU busy percentages during the window.
-    pub cpu: String,
-}
-
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Step {
-    pub target_pps: f64,
-    pub secs: f64,
-    pub sent: u64,
-    pub offered_pps: f64,
-    pub replies: u64,
-    pub invalid: u64,
-    pub stale: u64,
-    pub xmit_errors: u64,
-    pub loss: f64,
-}
-
-impl Step {
-    /// The generator did not manage to offer the target rate.
-    pub fn short(&self) -> bool {
-        self.offered_pps < 0.98 * self.target_pps
-    }
-}
-
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Search {
-    pub best_pps: f64,
-    pub steps: usize,
-    /// The highest passing rate was the cap or the generator's limit, not the server's.
-    pub generator_bound: bool,
-    pub lowest_fail: f64,
+/// The generator did not manage to offer the step's target rate.
+pub fn short(s: &GenStep) -> bool {
+    s.offered_pps < 0.98 * s.target_pps
 }
 
 pub struct SearchParams {
@@ -285,7 +251,7 @@ impl Gen {
         let (c0, e0) = (self.sink()?, self.xmit_errors());
         let p0 = procstat::sample();
         let (sent, el) = self.window(None, secs)?;
-        let cpu = procstat::busy(&p0, &procstat::sample());
+        let cpu_busy = procstat::busy(&p0, &procstat::sample());
         sleep(drain)?;
         let c1 = self.sink()?;
         let e1 = self.xmit_errors();
@@ -299,7 +265,7 @@ impl Gen {
             invalid: c1.invalid() - c0.invalid(),
             stale: Self::stale(&c1) - Self::stale(&c0),
             xmit_errors: e1.saturating_sub(e0),
-            cpu,
+            cpu_busy,
         })
     }
 
@@ -319,8 +285,9 @@ impl Gen {
         Ok(())
     }
 
-    /// `pps` for `secs`, paced per frame by the program; loss after `drain`.
-    pub fn step(&mut self, pps: f64, secs: f64, drain: Duration) -> Result<Step> {
+    /// `pps` for `secs`, paced per frame by the program; loss after `drain`. The step
+    /// passes with at most `max_loss` loss at the rate it was to offer.
+    pub fn step(&mut self, pps: f64, secs: f64, drain: Duration, max_loss: f64) -> Result<GenStep> {
         self.napi_policy(true)?;
         self.next_tag()?;
         let (c0, e0) = (self.sink()?, self.xmit_errors());
@@ -330,7 +297,7 @@ impl Gen {
         let e1 = self.xmit_errors();
         let replies = self.answered(&c1) - self.answered(&c0);
         let loss = if sent == 0 { 1.0 } else { 1.0 - replies as f64 / sent as f64 };
-        Ok(Step {
+        let mut st = GenStep {
             target_pps: pps,
             secs: el,
             sent,
@@ -340,50 +307,23 @@ impl Gen {
             stale: Self::stale(&c1) - Self::stale(&c0),
             xmit_errors: e1.saturating_sub(e0),
             loss,
-        })
+            pass: false,
+        };
+        st.pass = loss <= max_loss && !short(&st);
+        Ok(st)
     }
 
-    /// Bounded search for the highest rate with at most `max_loss` loss: from the hint,
-    /// up by x1.3 or down by x0.7 until the outcome flips, then bisection, within
-    /// `max_steps`. `report` sees every step.
-    pub fn search(&mut self, p: &SearchParams, mut report: impl FnMut(&Step, bool)) -> Result<Search> {
-        let mut lo: Option<f64> = None;
-        let mut hi: Option<f64> = None;
-        let mut generator_bound = false;
-        let mut r = p.hint_pps.clamp(100.0, p.cap_pps);
-        let mut steps = 0;
-        while steps < p.max_steps {
-            steps += 1;
-            let st = self.step(r, p.step_secs, p.drain)?;
-            let pass = st.loss <= p.max_loss && !st.short();
-            report(&st, pass);
-            if pass {
-                lo = Some(lo.map_or(r, |l: f64| l.max(r)));
-            } else {
-                if st.short() && st.loss <= p.max_loss {
-                    // Answered all it got, but the generator could not offer the rate.
-                    generator_bound = true;
-                }
-                hi = Some(hi.map_or(r, |h: f64| h.min(r)));
-            }
-            r = match (lo, hi) {
-                (Some(l), None) if l >= p.cap_pps => {
-                    generator_bound = true;
-                    break;
-                }
-                (Some(l), None) => (l * 1.3).min(p.cap_pps),
-                (None, Some(h)) if h < p.hint_pps / 200.0 => break,
-                (None, Some(h)) => h * 0.7,
-                (Some(l), Some(h)) => {
-                    if h - l <= p.precision * h {
-                        break;
-                    }
-                    (l + h) / 2.0
-                }
-                (None, None) => unreachable!("every step passes or fails"),
-            };
-        }
-        Ok(Search { best_pps: lo.unwrap_or(0.0), steps, generator_bound, lowest_fail: hi.unwrap_or(0.0) })
+    /// The bounded search (`crate::search`) for the highest rate with at most `max_loss`
+    /// loss. `report` sees every step.
+    pub fn search(&mut self, p: &SearchParams, mut report: impl FnMut(&GenStep)) -> Result<Search> {
+        let b =
+            Bounds { hint: p.hint_pps, floor: 100.0, cap: p.cap_pps, max_steps: p.max_steps, precision: p.precision };
+        search::search(&b, |r| {
+            let st = self.step(r, p.step_secs, p.drain, p.max_loss)?;
+            report(&st);
+            // Answered all it got, but the generator could not offer the rate.
+            Ok(Outcome { pass: st.pass, generator_short: short(&st) && st.loss <= p.max_loss })
+        })
     }
 }
 

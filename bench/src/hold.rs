@@ -2,11 +2,11 @@
 //! (or `max_secs`), then prints its counters. The link is a bpf_link owned by this
 //! process, so it is detached however the process ends.
 
-use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
+use dhcpv6_bench_common::lines::{self, Line};
 
 use crate::object;
 use crate::signal;
@@ -37,23 +37,18 @@ pub fn hold(obj: &Path, iface: &str, prog: HeldProgram, tag: u8, max_secs: u64) 
     }
     let link = object::attach(&mut ebpf, prog.name(), iface)?;
     let ifindex = object::ifindex(iface)?;
-    println!("attached program={} iface={iface} ifindex={ifindex}", prog.name());
-    std::io::stdout().flush()?;
+    Line::Attached(lines::Attached { program: prog.name().into(), iface: iface.into(), ifindex }).print();
     let end = Instant::now() + Duration::from_secs(max_secs);
     while !signal::stopped() && Instant::now() < end {
         std::thread::sleep(Duration::from_millis(50));
     }
     match prog {
-        HeldProgram::Drop => println!("counters frames={}", object::drop_count(&ebpf)?),
-        HeldProgram::Sink => {
-            let c = object::sink_counters(&ebpf)?;
-            let f: Vec<String> = c.fields().iter().map(|(k, v)| format!("{k}={v}")).collect();
-            println!("counters {}", f.join(" "));
-        }
+        HeldProgram::Drop => Line::Dropped(lines::Dropped { frames: object::drop_count(&ebpf)? }).print(),
+        HeldProgram::Sink => Line::Sink(object::sink_counters(&ebpf)?).print(),
         _ => {}
     }
     drop(link);
     let why = if signal::stopped() { signal::describe() } else { format!("{max_secs} s elapsed") };
-    println!("detached program={} iface={iface} ({why})", prog.name());
+    Line::Detached(lines::Detached { program: prog.name().into(), iface: iface.into(), why }).print();
     Ok(())
 }

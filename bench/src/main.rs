@@ -1,8 +1,8 @@
 //! dhcpv6-bench: the load generators and measurements behind `cargo xtask bench`.
 //!
 //! Every subcommand runs in the network namespace it is started in (`nsenter --net=...`)
-//! and is bounded in time and count. xtask starts them, pins them to CPUs and parses the
-//! `key=value` lines they print (docs/benchmarks.md describes the whole set-up).
+//! and is bounded in time and count. xtask starts them, pins them to CPUs and reads the JSON
+//! lines they print (`dhcpv6_bench_common::lines`; docs/benchmarks.md describes the set-up).
 //!
 //! - `gen`: Information-Request generator and reply sink on the generator's veth end;
 //!   flat-out rate, a fixed rate, or a bounded search for the highest rate with at most
@@ -16,21 +16,20 @@
 mod cost;
 mod gen;
 mod hold;
-#[allow(dead_code)]
-mod maps;
 mod object;
 mod procstat;
+mod search;
 mod signal;
 mod stateful;
 mod template;
 
-use std::io::Write;
 use std::net::Ipv6Addr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
+use dhcpv6_bench_common::lines::{self, Line};
 
 #[derive(Parser)]
 #[command(name = "dhcpv6-bench", about = "Load generators and measurements of `cargo xtask bench`")]
@@ -188,11 +187,6 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
-fn out(line: String) {
-    println!("{line}");
-    let _ = std::io::stdout().flush();
-}
-
 fn generate(obj: &std::path::Path, a: &GenArgs) -> Result<()> {
     let setup = gen::GenSetup {
         iface: a.iface.clone(),
@@ -210,24 +204,14 @@ fn generate(obj: &std::path::Path, a: &GenArgs) -> Result<()> {
     let mut hint = a.hint_pps;
     if a.flat_secs > 0.0 {
         let f = g.flat(a.warmup_secs, a.flat_secs, drain)?;
-        out(format!(
-            "flat secs={:.3} sent={} offered_pps={:.0} replies={} replies_pps={:.0} invalid={} stale={} xmit_errors={} {}",
-            f.secs, f.sent, f.offered_pps, f.replies, f.replies_pps, f.invalid, f.stale, f.xmit_errors, f.cpu
-        ));
         hint = hint.or(Some(f.replies_pps.max(1000.0)));
+        Line::Flat(f).print();
         g.settle(Duration::from_secs(3))?;
     }
-    let print_step = |s: &gen::Step, pass: bool| {
-        out(format!(
-            "step target_pps={:.0} offered_pps={:.0} secs={:.3} sent={} replies={} loss={:.6} invalid={} stale={} xmit_errors={} pass={}",
-            s.target_pps, s.offered_pps, s.secs, s.sent, s.replies, s.loss, s.invalid, s.stale, s.xmit_errors, u8::from(pass)
-        ))
-    };
+    let print_step = |s: &lines::GenStep| Line::GenStep(s.clone()).print();
     if let Some(rate) = a.rate {
         for _ in 0..a.rate_runs.max(1) {
-            let s = g.step(rate, a.step_secs, drain)?;
-            let pass = s.loss <= a.max_loss && !s.short();
-            print_step(&s, pass);
+            print_step(&g.step(rate, a.step_secs, drain, a.max_loss)?);
         }
     } else if a.search_steps > 0 && a.expect != gen::Expect::None {
         let p = gen::SearchParams {
@@ -239,22 +223,10 @@ fn generate(obj: &std::path::Path, a: &GenArgs) -> Result<()> {
             max_loss: a.max_loss,
             precision: a.precision,
         };
-        let s = g.search(&p, print_step)?;
-        out(format!(
-            "search best_pps={:.0} lowest_fail_pps={:.0} steps={} generator_bound={}",
-            s.best_pps,
-            s.lowest_fail,
-            s.steps,
-            u8::from(s.generator_bound)
-        ));
+        Line::Search(g.search(&p, print_step)?).print();
     }
-    let c = g.sink()?;
-    let f: Vec<String> = c.fields().iter().map(|(k, v)| format!("{k}={v}")).collect();
-    out(format!("sink {}", f.join(" ")));
-    out(format!(
-        "calls n={} avg_us={:.2}",
-        g.calls,
-        if g.calls == 0 { 0.0 } else { g.call_time.as_secs_f64() * 1e6 / g.calls as f64 }
-    ));
+    Line::Sink(g.sink()?).print();
+    let avg_us = if g.calls == 0 { 0.0 } else { g.call_time.as_secs_f64() * 1e6 / g.calls as f64 };
+    Line::Calls(lines::Calls { n: g.calls, avg_us }).print();
     Ok(())
 }

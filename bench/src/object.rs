@@ -10,14 +10,7 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 
-use crate::maps::{FrameCount, GenConfig, GenState, SinkConfig, SinkCounters};
-
-// SAFETY: #[repr(C)], no padding, every bit pattern valid.
-unsafe impl aya::Pod for GenConfig {}
-unsafe impl aya::Pod for GenState {}
-unsafe impl aya::Pod for SinkConfig {}
-unsafe impl aya::Pod for SinkCounters {}
-unsafe impl aya::Pod for FrameCount {}
+use dhcpv6_bench_common::maps::{FrameCount, GenConfig, GenState, SinkConfig, SinkCounters};
 
 pub const ENV_OBJECT: &str = "DHCPV6_BENCH_OBJ";
 

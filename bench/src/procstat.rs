@@ -15,15 +15,13 @@ pub fn sample() -> Vec<(u64, u64)> {
         .collect()
 }
 
-/// "cpu0_busy=97.0 cpu1_busy=41.5" between two samples (percent).
-pub fn busy(a: &[(u64, u64)], b: &[(u64, u64)]) -> String {
+/// Busy percentage of each CPU between two samples, by CPU number.
+pub fn busy(a: &[(u64, u64)], b: &[(u64, u64)]) -> Vec<f64> {
     a.iter()
         .zip(b)
-        .enumerate()
-        .map(|(i, (x, y))| {
+        .map(|(x, y)| {
             let total = y.1.saturating_sub(x.1).max(1) as f64;
-            format!("cpu{i}_busy={:.1}", 100.0 * y.0.saturating_sub(x.0) as f64 / total)
+            100.0 * y.0.saturating_sub(x.0) as f64 / total
         })
-        .collect::<Vec<_>>()
-        .join(" ")
+        .collect()
 }

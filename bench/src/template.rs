@@ -1,9 +1,12 @@
-//! The Information-Request the generator sends, and the arithmetic its XDP program applies
-//! to make each copy distinct (mirrored here so it can be tested on the host).
+//! The Information-Request the generator sends, and what its XDP program does to make each
+//! copy distinct (the same steps and the same checksum update, so it can be tested here).
 
 use std::net::Ipv6Addr;
 
-use crate::maps::{GenConfig, TEMPLATE_CAP};
+use dhcpv6_bench_common::maps::{GenConfig, TEMPLATE_CAP};
+#[cfg(test)]
+use dhcpv6_common::csum::udp_sum;
+use dhcpv6_common::csum::{checksum_add, udp_checksum};
 
 pub const ALL_SERVERS_MAC: [u8; 6] = [0x33, 0x33, 0, 1, 0, 2];
 pub const ALL_SERVERS: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 1, 2);
@@ -86,49 +89,9 @@ impl Template {
         f[self.xid_off..self.xid_off + 2].copy_from_slice(&xid.to_be_bytes());
         f[self.tail_off..self.tail_off + 4].copy_from_slice(&tail.to_be_bytes());
         let old = u16::from_be_bytes([f[self.csum_off], f[self.csum_off + 1]]);
-        let acc = u32::from(!old) + u32::from(xid) + (tail >> 16) + (tail & 0xffff);
-        let mut sum = !(fold(acc) as u16);
-        if sum == 0 {
-            sum = 0xffff;
-        }
+        let sum = checksum_add(old, u32::from(xid) + (tail >> 16) + (tail & 0xffff));
         f[self.csum_off..self.csum_off + 2].copy_from_slice(&sum.to_be_bytes());
         f
-    }
-}
-
-pub fn fold(mut acc: u32) -> u32 {
-    acc = (acc & 0xffff) + (acc >> 16);
-    (acc & 0xffff) + (acc >> 16)
-}
-
-fn sum_bytes(mut acc: u32, b: &[u8]) -> u32 {
-    let mut i = 0;
-    while i + 1 < b.len() {
-        acc += u32::from(u16::from_be_bytes([b[i], b[i + 1]]));
-        acc = fold(acc);
-        i += 2;
-    }
-    if i < b.len() {
-        acc += u32::from(b[i]) << 8;
-    }
-    fold(acc)
-}
-
-/// One's-complement sum over pseudo header and datagram (0xffff when the checksum is right).
-pub fn udp_sum(src: &Ipv6Addr, dst: &Ipv6Addr, udp: &[u8]) -> u16 {
-    let mut acc = sum_bytes(0, &src.octets());
-    acc = sum_bytes(acc, &dst.octets());
-    acc += udp.len() as u32 + 17;
-    fold(sum_bytes(acc, udp)) as u16
-}
-
-/// The checksum to write for a datagram whose checksum field is zero.
-pub fn udp_checksum(src: &Ipv6Addr, dst: &Ipv6Addr, udp: &[u8]) -> u16 {
-    let s = !udp_sum(src, dst, udp);
-    if s == 0 {
-        0xffff
-    } else {
-        s
     }
 }
 

@@ -17,6 +17,13 @@ pub const MAP_CLIENT_MACS: &str = "DHCPV6_CLIENT_MACS";
 pub const MAX_CLIENT_MACS: u32 = 65536;
 pub const PROGRAM_NAME: &str = "dhcpv6_xdp";
 
+/// Version of the meaning of the pinned maps' keys and values. A starting daemon adopts the
+/// maps a previous one pinned (keeping counters and reply data) only when this and every
+/// `DHCPV6_*` map's type, key size, value size, capacity and flags are the same; otherwise it
+/// creates fresh maps and swaps the program over to them. Sizes are checked by themselves:
+/// bump this when a field changes meaning, order or type without changing a size.
+pub const MAPS_LAYOUT_VERSION: u32 = 1;
+
 /// Interfaces the fast path can serve at once.
 pub const MAX_IFACES: u32 = 4096;
 
@@ -259,25 +266,4 @@ mod user {
     unsafe impl aya::Pod for super::Segment {}
     unsafe impl aya::Pod for super::MacKey {}
     unsafe impl aya::Pod for super::ClientMac {}
-}
-
-/// One's-complement sum of `bytes` as big-endian 16-bit words from an even offset, folded
-/// to 16 bits. Shared so the daemon precomputes segment sums exactly as the program adds them.
-pub fn csum_add_bytes(mut acc: u32, bytes: &[u8]) -> u32 {
-    let mut i = 0;
-    while i + 1 < bytes.len() {
-        acc += u32::from(u16::from_be_bytes([bytes[i], bytes[i + 1]]));
-        i += 2;
-    }
-    if i < bytes.len() {
-        acc += u32::from(bytes[i]) << 8;
-    }
-    fold(acc)
-}
-
-/// Fold a 32-bit one's-complement accumulator into 16 bits.
-pub const fn fold(mut acc: u32) -> u32 {
-    acc = (acc & 0xffff) + (acc >> 16);
-    acc = (acc & 0xffff) + (acc >> 16);
-    acc
 }

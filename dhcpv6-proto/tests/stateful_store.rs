@@ -4,6 +4,7 @@
 
 use std::net::Ipv6Addr;
 use std::path::PathBuf;
+use std::sync::LazyLock;
 
 use dhcpv6_common::wire::{msg, opt};
 use dhcpv6_proto::leases::{LeaseStore, SqliteStore};
@@ -37,15 +38,16 @@ fn links() -> Vec<LinkPools> {
     }]
 }
 
-fn ctx() -> ClientContext {
+static SERVER_DUID: LazyLock<Duid> = LazyLock::new(|| Duid::from_mac([2, 0, 0, 0, 0, 1]));
+
+fn ctx() -> ClientContext<'static> {
     ClientContext {
-        link: "eth1".into(),
-        server_duid: Duid::from_mac([2, 0, 0, 0, 0, 1]),
+        server_duid: &SERVER_DUID,
         relay: None,
         unicast: false,
         peer: "fe80::2".parse().unwrap(),
-        arrival: "eth1".into(),
-        options: Vec::new(),
+        arrival: "eth1",
+        options: &[],
     }
 }
 

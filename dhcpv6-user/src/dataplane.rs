@@ -3,7 +3,9 @@
 //!
 //! Everything lives under one bpffs folder (default `/sys/fs/bpf/dhcpv6/`): the maps by name
 //! and one link per interface (`link_<ifname>`), so `bpftool` and `dhcpv6d stats` can find
-//! them from another process.
+//! them from another process. They outlive the daemon: the link keeps the program attached and
+//! answering from the last reply data while no daemon runs, and a starting daemon adopts them
+//! (see `pins`). Only `dhcpv6d detach` removes them.
 
 use std::{
     collections::HashMap,
@@ -14,11 +16,17 @@ use std::{
 use anyhow::{anyhow, bail, Context, Result};
 use aya::{
     maps::{HashMap as BpfHashMap, MapData, PerCpuArray},
-    programs::{links::FdLink, links::PinnedLink, Xdp, XdpMode},
+    programs::{
+        links::{FdLink, PinnedLink},
+        xdp::XdpLink,
+        ProgramError, Xdp, XdpMode,
+    },
     Ebpf, EbpfLoader,
 };
 use dhcpv6_common::{Counters, IfaceReply, MAP_COUNTERS, MAP_IFACE_REPLY, PROGRAM_NAME};
 use tracing::{info, warn};
+
+use crate::pins;
 
 /// The XDP object, built by `cargo xtask build` and embedded at compile time.
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(env!("DHCPV6_EBPF_OBJ"));
@@ -34,10 +42,17 @@ pub enum AttachMode {
     Generic,
 }
 
+/// What the daemon holds of one attachment. The pin keeps the link (and the program) alive
+/// when the daemon is gone; the descriptor lets `detach` end it.
+struct Attached {
+    pin: PathBuf,
+    link: FdLink,
+}
+
 pub struct Dataplane {
     ebpf: Ebpf,
     pin_dir: PathBuf,
-    links: HashMap<String, PinnedLink>,
+    links: HashMap<String, Attached>,
     _logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
 }
 
@@ -54,7 +69,10 @@ pub fn ensure_bpffs() -> Result<()> {
 }
 
 impl Dataplane {
-    /// Loads the program (verifier included) and pins its maps under `pin_dir`.
+    /// Loads the program (verifier included) with its maps pinned under `pin_dir`. Maps that
+    /// a previous daemon pinned with the same layout are adopted, counters and reply data
+    /// included; otherwise fresh maps replace their pins, while a program still attached
+    /// keeps answering from the old ones until `attach` swaps it.
     /// `bpf_log`: let the program log through aya-log (off by default: it costs a ring-buffer
     /// reservation per message).
     pub fn load(pin_dir: &Path, bpf_log: bool) -> Result<Self> {
@@ -66,20 +84,43 @@ impl Dataplane {
         let loaded = Self::load_into(pin_dir, bpf_log);
         if loaded.is_err() && created {
             // Nothing of ours is left running: leave no pins or pin directory behind either.
-            for name in [MAP_IFACE_REPLY, MAP_COUNTERS] {
-                let _ = fs::remove_file(pin_dir.join(name));
-            }
-            let _ = fs::remove_dir(pin_dir);
+            let _ = pins::remove_all(pin_dir);
         }
         loaded
     }
 
     fn load_into(pin_dir: &Path, bpf_log: bool) -> Result<Self> {
         let level: u8 = if bpf_log { 5 } else { 0 };
-        let mut ebpf = EbpfLoader::new()
-            .override_global("AYA_LOG_LEVEL", &level, false)
-            .load(EBPF_OBJECT)
-            .context("loading the XDP object")?;
+        let defs = pins::pinned_map_defs(EBPF_OBJECT)?;
+        let layout = pins::fingerprint(&defs);
+        let adopt = match pins::read_layout(pin_dir) {
+            Some(old) if old == layout => match pins::mismatch(pin_dir, &defs) {
+                None => true,
+                Some(why) => {
+                    warn!(pin_dir = %pin_dir.display(), reason = %why, "pinned maps do not match; creating fresh ones");
+                    false
+                }
+            },
+            Some(old) => {
+                info!(
+                    old = format!("{old:016x}"),
+                    new = format!("{layout:016x}"),
+                    "map layout changed: fresh maps, the program swaps over to them"
+                );
+                false
+            }
+            None => false,
+        };
+        let paths: Vec<(String, PathBuf)> = defs.iter().map(|d| (d.name.clone(), pin_dir.join(&d.name))).collect();
+        let mut loader = EbpfLoader::new();
+        loader.override_global("AYA_LOG_LEVEL", &level, false);
+        if adopt {
+            for (name, path) in &paths {
+                // Opens the pinned map (or creates and pins one that is missing).
+                loader.map_pin_path(name.as_str(), path.as_path());
+            }
+        }
+        let mut ebpf = loader.load(EBPF_OBJECT).context("loading the XDP object")?;
         let logger = if bpf_log {
             Some(aya_log::EbpfLogger::init(&mut ebpf).context("starting the XDP program's logger")?)
         } else {
@@ -90,14 +131,19 @@ impl Dataplane {
             .ok_or_else(|| anyhow!("program {PROGRAM_NAME} missing from the object"))?
             .try_into()?;
         prog.load().context("the kernel verifier rejected the XDP program")?;
-        for name in [MAP_IFACE_REPLY, MAP_COUNTERS] {
-            let path = pin_dir.join(name);
-            // A pin left by a daemon that died: ours replaces it.
-            let _ = fs::remove_file(&path);
-            ebpf.map(name)
-                .ok_or_else(|| anyhow!("map {name} missing from the object"))?
-                .pin(&path)
-                .with_context(|| format!("pinning {}", path.display()))?;
+        if adopt {
+            info!(pin_dir = %pin_dir.display(), "adopted the pinned maps (same layout): counters and reply data carry on");
+        } else {
+            // The old maps (if any) stay alive as long as an attached program uses them.
+            for (name, path) in &paths {
+                let _ = fs::remove_file(path);
+                ebpf.map(name)
+                    .ok_or_else(|| anyhow!("map {name} missing from the object"))?
+                    .pin(path)
+                    .with_context(|| format!("pinning {}", path.display()))?;
+            }
+            // Last: a daemon that dies before this line leaves a layout that does not match.
+            pins::write_layout(pin_dir, layout)?;
         }
         Ok(Self { ebpf, pin_dir: pin_dir.to_path_buf(), links: HashMap::new(), _logger: logger })
     }
@@ -119,27 +165,17 @@ impl Dataplane {
     }
 
     /// Attaches to `ifname` and pins the link. A link pinned by an earlier daemon on the same
-    /// interface is taken over atomically (the program is swapped, the interface never runs
-    /// without one). Returns the mode in which it attached.
+    /// interface is taken over: `bpf_link_update` swaps in this program atomically, so the
+    /// interface never runs without one (its attach mode stays the one it was made with).
+    /// Returns the mode in which it attached.
     pub fn attach(&mut self, ifname: &str, mode: AttachMode) -> Result<AttachMode> {
         let pin = self.link_pin(ifname);
-        let prog = self.program()?;
-        if pin.exists() {
-            if let Ok(old) = PinnedLink::from_pin(&pin) {
-                let fd: FdLink = old.unpin().context("unpinning the previous daemon's link")?;
-                if let Ok(link) = aya::programs::xdp::XdpLink::try_from(fd) {
-                    let id = prog.attach_to_link(link).context("replacing the previous program")?;
-                    let link = prog.take_link(id)?;
-                    let fd: FdLink = link.try_into().map_err(|_| anyhow!("link is not a bpf_link"))?;
-                    let pinned = fd.pin(&pin).with_context(|| format!("pinning {}", pin.display()))?;
-                    info!(iface = ifname, "took over the XDP link of a previous daemon");
-                    self.links.insert(ifname.to_owned(), pinned);
-                    return Ok(mode);
-                }
-            } else {
-                let _ = fs::remove_file(&pin);
-            }
+        if let Some(link) = self.take_over(ifname, &pin)? {
+            info!(iface = ifname, "took over the pinned XDP link (program replaced with bpf_link_update)");
+            self.links.insert(ifname.to_owned(), Attached { pin, link });
+            return Ok(mode);
         }
+        let prog = self.program()?;
         let (id, used) = match mode {
             AttachMode::Driver => (prog.attach(ifname, XdpMode::Driver)?, AttachMode::Driver),
             AttachMode::Generic => (prog.attach(ifname, XdpMode::Skb)?, AttachMode::Generic),
@@ -158,17 +194,73 @@ impl Dataplane {
         let fd: FdLink =
             link.try_into().map_err(|_| anyhow!("the kernel attached {ifname} without a bpf_link; cannot pin it"))?;
         let pinned = fd.pin(&pin).with_context(|| format!("pinning {}", pin.display()))?;
-        self.links.insert(ifname.to_owned(), pinned);
+        self.links.insert(ifname.to_owned(), Attached { pin, link: FdLink::from(pinned) });
         Ok(used)
+    }
+
+    /// Points the link pinned at `pin` to this program. None when there is nothing to take
+    /// over: no pin, or a stale one (its interface is gone), which is removed.
+    fn take_over(&mut self, ifname: &str, pin: &Path) -> Result<Option<FdLink>> {
+        if !pin.exists() {
+            return Ok(None);
+        }
+        // The pin stays in place throughout: dropping our descriptor never detaches.
+        let Ok(old) = PinnedLink::from_pin(pin) else {
+            warn!(iface = ifname, pin = %pin.display(), "unreadable link pin; attaching anew");
+            let _ = fs::remove_file(pin);
+            return Ok(None);
+        };
+        let Ok(xdp) = XdpLink::try_from(FdLink::from(old)) else {
+            warn!(iface = ifname, pin = %pin.display(), "pin is not an XDP link; attaching anew");
+            let _ = fs::remove_file(pin);
+            return Ok(None);
+        };
+        let prog = self.program()?;
+        match prog.attach_to_link(xdp) {
+            Ok(id) => {
+                let fd: FdLink = prog.take_link(id)?.try_into().map_err(|_| anyhow!("link is not a bpf_link"))?;
+                Ok(Some(fd))
+            }
+            Err(ProgramError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOLINK) => {
+                // The interface it was attached to was deleted (perhaps re-created since).
+                info!(iface = ifname, "pinned link belonged to a deleted interface; attaching anew");
+                let _ = fs::remove_file(pin);
+                Ok(None)
+            }
+            Err(e) => Err(e).with_context(|| format!("replacing the program on {ifname} (bpf_link_update)")),
+        }
     }
 
     /// Detaches from `ifname` (the link pin goes, and with it the attachment).
     pub fn detach(&mut self, ifname: &str) -> Result<()> {
-        if let Some(link) = self.links.remove(ifname) {
-            let fd = link.unpin().with_context(|| format!("unpinning the link of {ifname}"))?;
-            drop(fd);
+        if let Some(a) = self.links.remove(ifname) {
+            drop(a.link);
+            pins::detach_link(&a.pin).with_context(|| format!("detaching XDP from {ifname}"))?;
         }
         Ok(())
+    }
+
+    /// At start, after the first sync: links pinned for interfaces this daemon no longer
+    /// serves are detached, and reply data of interfaces it does not serve is removed.
+    /// Returns the interfaces detached.
+    pub fn remove_stale(&mut self, served: &std::collections::HashSet<u32>) -> Result<Vec<String>> {
+        let mut gone = Vec::new();
+        let entries = fs::read_dir(&self.pin_dir).with_context(|| format!("reading {}", self.pin_dir.display()))?;
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(ifname) = name.strip_prefix(pins::LINK_PREFIX) else {
+                continue;
+            };
+            if !self.links.contains_key(ifname) {
+                pins::detach_link(&e.path())?;
+                gone.push(ifname.to_owned());
+            }
+        }
+        let stale: Vec<u32> = self.ifaces()?.keys().filter_map(|k| k.ok()).filter(|k| !served.contains(k)).collect();
+        for ifindex in stale {
+            self.remove_iface(ifindex)?;
+        }
+        Ok(gone)
     }
 
     pub fn attached(&self) -> impl Iterator<Item = &str> {
@@ -214,16 +306,16 @@ impl Dataplane {
         sum_counters(&PerCpuArray::<_, Counters>::try_from(map)?)
     }
 
-    /// Detaches everything and removes the pins: a clean stop leaves nothing behind.
+    /// Detaches everything and removes every pin, as `dhcpv6d detach` does (for tests and
+    /// benchmarks; the daemon itself leaves them for the next one).
     pub fn shutdown(mut self) -> Result<()> {
         let names: Vec<String> = self.links.keys().cloned().collect();
         for name in names {
             self.detach(&name)?;
         }
-        for name in [MAP_IFACE_REPLY, MAP_COUNTERS] {
-            let _ = fs::remove_file(self.pin_dir.join(name));
-        }
-        let _ = fs::remove_dir(&self.pin_dir);
+        let dir = self.pin_dir.clone();
+        drop(self);
+        pins::remove_all(&dir)?;
         Ok(())
     }
 }
@@ -241,7 +333,10 @@ fn sum_counters<T: std::borrow::Borrow<MapData>>(arr: &PerCpuArray<T, Counters>)
 pub fn pinned_counters(pin_dir: &Path) -> Result<Counters> {
     let path = pin_dir.join(MAP_COUNTERS);
     if !path.exists() {
-        bail!("{} does not exist: is dhcpv6d running (with this --pin-dir)?", path.display());
+        bail!(
+            "{} does not exist: was dhcpv6d ever started with this --pin-dir (since boot or `dhcpv6d detach`)?",
+            path.display()
+        );
     }
     let data = MapData::from_pin(&path).with_context(|| format!("opening {}", path.display()))?;
     let map = aya::maps::Map::PerCpuArray(data);

@@ -9,9 +9,9 @@ pub mod dataplane;
 pub mod fastpath;
 pub mod metrics;
 pub mod netlink;
+pub mod pins;
 pub mod routes;
 pub mod socket;
-pub mod stateful_service;
 
 // The protocol crate's modules, under the names the daemon and its tests have always used.
 pub use dhcpv6_proto::{config, leases, resolv, server, stats, wire};

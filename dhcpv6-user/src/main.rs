@@ -105,6 +105,12 @@ enum Cmd {
         #[arg(long, value_name = "DIR", default_value = DEFAULT_STATE_DIR)]
         state_dir: PathBuf,
     },
+    /// Remove the XDP program for good: detach every pinned link, remove the pinned maps and
+    /// the pin folder. A stopped daemon leaves them attached and answering; this ends that.
+    Detach {
+        #[arg(long, value_name = "DIR", default_value = DEFAULT_PIN_DIR)]
+        pin_dir: PathBuf,
+    },
     /// List the leases in the lease database (also while the daemon runs).
     Leases {
         #[arg(long, value_name = "PATH", default_value = "/var/lib/dhcpv6d/leases.db")]
@@ -139,6 +145,7 @@ fn main() -> Result<()> {
         Some(Cmd::Stats { pin_dir, state_dir }) => stats(&pin_dir, &state_dir),
         Some(Cmd::AttachAux { iface, pin, .. }) => attach_aux(&iface, &pin),
         Some(Cmd::Leases { lease_db }) => leases(&lease_db),
+        Some(Cmd::Detach { pin_dir }) => detach(&pin_dir),
         None => {
             let r = cli.run;
             let opts = Options {
@@ -184,6 +191,20 @@ fn stats(pin_dir: &std::path::Path, state_dir: &std::path::Path) -> Result<()> {
         Ok(text) => text.lines().for_each(|l| println!("user_{l}")),
         Err(e) => println!("# not readable: {e}"),
     }
+    Ok(())
+}
+
+fn detach(pin_dir: &std::path::Path) -> Result<()> {
+    let removed = dhcpv6::pins::remove_all(pin_dir)?;
+    if removed.links.is_empty() && removed.others.is_empty() {
+        println!("nothing pinned at {}", pin_dir.display());
+        return Ok(());
+    }
+    for l in &removed.links {
+        let ifname = l.strip_prefix(dhcpv6::pins::LINK_PREFIX).unwrap_or(l);
+        println!("detached XDP from {ifname}");
+    }
+    println!("removed {} ({})", pin_dir.display(), removed.others.join(", "));
     Ok(())
 }
 

@@ -33,13 +33,16 @@ impl ServerSocket {
         let s = Socket::new(Domain::IPV6, Type::DGRAM, Some(Protocol::UDP)).context("creating the UDP socket")?;
         s.set_only_v6(true)?;
         s.set_reuse_address(true)?;
+        // A new daemon binds while the old one still runs (restart, upgrade): both receive
+        // until the old one exits, so no window without a listener.
+        s.set_reuse_port(true).context("SO_REUSEPORT")?;
         s.set_nonblocking(true)?;
         // Room for a boot storm's burst while the loop is busy.
         let _ = s.set_recv_buffer_size(8 << 20);
         setsockopt(&s, sockopt::Ipv6RecvPacketInfo, &true).context("IPV6_RECVPKTINFO")?;
         s.set_multicast_loop_v6(false)?;
         let addr = SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, SERVER_PORT, 0, 0);
-        s.bind(&addr.into()).context("binding [::]:547 (is another DHCPv6 server running?)")?;
+        s.bind(&addr.into()).context("binding [::]:547 (is another DHCPv6 server running, without SO_REUSEPORT?)")?;
         // SAFETY: the Socket owns its descriptor and lives inside the AsyncFd until both drop.
         let fd = unsafe { AsyncFd::register(s)? };
         Ok(Self { fd, joined: std::sync::Mutex::new(HashSet::new()) })

@@ -15,9 +15,8 @@ pub fn ebpf_object(root: &Path) -> PathBuf {
     root.join("target/ebpf/bpfel-unknown-none/release/dhcpv6-ebpf")
 }
 
-/// The benchmark's XDP programs (`dhcpv6-ebpf/src/bench.rs`), built with the server's
-/// program by [`build_ebpf`] (every `[[bin]]` of that crate). `dhcpv6-bench` finds it through
-/// [`BENCH_OBJ_ENV`].
+/// The benchmark's XDP programs (`bench-ebpf`), built after the server's program by
+/// [`build_ebpf`]. `dhcpv6-bench` finds it through [`BENCH_OBJ_ENV`].
 pub fn bench_ebpf_object(root: &Path) -> PathBuf {
     root.join("target/ebpf/bpfel-unknown-none/release/dhcpv6-bench-ebpf")
 }
@@ -25,27 +24,34 @@ pub fn bench_ebpf_object(root: &Path) -> PathBuf {
 /// The variable through which `dhcpv6-bench` is told where [`bench_ebpf_object`] is.
 pub const BENCH_OBJ_ENV: &str = "DHCPV6_BENCH_OBJ";
 
+/// The eBPF workspaces, each built the same way into `target/ebpf`, and what each produces.
+fn ebpf_workspaces(root: &Path) -> [(&'static str, PathBuf); 2] {
+    [("dhcpv6-ebpf", ebpf_object(root)), ("bench-ebpf", bench_ebpf_object(root))]
+}
+
 pub fn build_ebpf(root: &Path) -> Result<PathBuf> {
     let tools = toolchain::ensure(root)?;
     let path = env::var_os("PATH").unwrap_or_default();
     let mut paths = vec![tools.bin.clone()];
     paths.extend(env::split_paths(&path));
-    run(Command::new("cargo")
-        .arg(format!("+{}", toolchain::NIGHTLY))
-        .args(["build", "--release", "--target", "bpfel-unknown-none", "-Z", "build-std=core"])
-        .arg("--target-dir")
-        .arg(root.join("target/ebpf"))
-        .current_dir(root.join("dhcpv6-ebpf"))
-        .env("PATH", env::join_paths(paths)?)
-        // The stable toolchain's variables must not leak into the nightly build.
-        .env_remove("RUSTUP_TOOLCHAIN")
-        .env_remove("RUSTC")
-        .env_remove("RUSTC_WRAPPER")
-        .env_remove("CARGO_TARGET_DIR"))
-    .context("building the XDP program (dhcpv6-ebpf)")?;
-    let bench = bench_ebpf_object(root);
-    if !bench.exists() {
-        anyhow::bail!("the eBPF build did not produce the bench object {}", bench.display());
+    let path = env::join_paths(paths)?;
+    for (dir, object) in ebpf_workspaces(root) {
+        run(Command::new("cargo")
+            .arg(format!("+{}", toolchain::NIGHTLY))
+            .args(["build", "--release", "--target", "bpfel-unknown-none", "-Z", "build-std=core"])
+            .arg("--target-dir")
+            .arg(root.join("target/ebpf"))
+            .current_dir(root.join(dir))
+            .env("PATH", &path)
+            // The stable toolchain's variables must not leak into the nightly build.
+            .env_remove("RUSTUP_TOOLCHAIN")
+            .env_remove("RUSTC")
+            .env_remove("RUSTC_WRAPPER")
+            .env_remove("CARGO_TARGET_DIR"))
+        .with_context(|| format!("building the XDP programs of {dir}"))?;
+        if !object.exists() {
+            anyhow::bail!("the eBPF build of {dir} did not produce {}", object.display());
+        }
     }
     Ok(ebpf_object(root))
 }

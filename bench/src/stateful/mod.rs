@@ -5,8 +5,8 @@
 //! lives here). perfdhcp offers at most ~10,000 exchanges/s on the bench machine; this
 //! offers several times that from one core.
 //!
-//! Output, one `key=value` line each: `population ...` (renew), `step ...` per fixed-rate
-//! step, `search ...`, `invalid ...` (reasons over the run), `totals ...`.
+//! Output, one JSON line each (`dhcpv6_bench_common::lines`): `population` (renew),
+//! `dhcp_step` per fixed-rate step, `search`, `invalid` (reasons over the run), `totals`.
 
 mod client;
 mod msg;
@@ -16,10 +16,12 @@ mod sock;
 use std::time::Duration;
 
 use anyhow::{bail, Result};
+use dhcpv6_bench_common::lines::{self, Line};
 
 pub use msg::Mode;
 
 use crate::procstat;
+use crate::search::{self, Bounds, Outcome};
 use client::{Clients, Phase, MAX_CLIENTS, TAGS};
 use run::{Driver, Fill, Paced, Totals};
 
@@ -103,7 +105,8 @@ struct Step {
     lat: (u32, u32),
     during: Totals,
     rcvbuf_errors: u64,
-    cpu: String,
+    /// Busy percentage of each CPU during the step.
+    cpu: Vec<f64>,
 }
 
 impl Step {
@@ -118,36 +121,29 @@ impl Step {
         self.loss <= max_loss && !self.short()
     }
 
-    fn line(&self, pass: bool) -> String {
-        format!(
-            "step target_pps={:.0} offered_pps={:.0} secs={:.3} sent={} advertised={} requested={} replies={} loss={:.6} sa_loss={:.6} rr_loss={:.6} lat_med_us={} lat_p99_us={} invalid={} stale={} refused={} gen_rcvbuf_errors={} short={} pass={} {}",
-            self.target,
-            self.offered,
-            self.secs,
-            self.started,
-            self.advertised,
-            self.requested,
-            self.replied,
-            self.loss,
-            self.sa_loss,
-            self.rr_loss,
-            self.lat.0,
-            self.lat.1,
-            self.during.invalid_sum(),
-            self.during.stale,
-            self.during.refused,
-            self.rcvbuf_errors,
-            u8::from(self.short()),
-            u8::from(pass),
-            self.cpu
-        )
+    fn line(&self, pass: bool) -> Line {
+        Line::DhcpStep(lines::DhcpStep {
+            target_pps: self.target,
+            offered_pps: self.offered,
+            secs: self.secs,
+            sent: self.started,
+            advertised: self.advertised,
+            requested: self.requested,
+            replies: self.replied,
+            loss: self.loss,
+            sa_loss: self.sa_loss,
+            rr_loss: self.rr_loss,
+            lat_med_us: self.lat.0,
+            lat_p99_us: self.lat.1,
+            invalid: self.during.invalid_sum(),
+            stale: self.during.stale,
+            refused: self.during.refused,
+            gen_rcvbuf_errors: self.rcvbuf_errors,
+            short: self.short(),
+            pass,
+            cpu_busy: self.cpu.clone(),
+        })
     }
-}
-
-fn out(line: String) {
-    use std::io::Write;
-    println!("{line}");
-    let _ = std::io::stdout().flush();
 }
 
 /// The state shared by the steps of one run.
@@ -245,10 +241,15 @@ impl Gen {
         }
         let secs = (self.d.now() - started) as f64 / 1e9;
         let b = bound(&pop);
-        out(format!(
-            "population wanted={n} bound={b} passes={passes} timed_out={timed_out} secs={secs:.3} rate={:.0}",
-            b as f64 / secs.max(1e-9)
-        ));
+        Line::Population(lines::Population {
+            wanted: n as u64,
+            bound: b as u64,
+            passes,
+            timed_out,
+            secs,
+            rate: b as f64 / secs.max(1e-9),
+        })
+        .print();
         if (b as f64) < a.fill_min * n as f64 {
             bail!("only {b} of {n} clients got leases in {secs:.1} s ({timed_out} exchanges timed out)");
         }
@@ -274,7 +275,7 @@ pub fn dhcp(args: DhcpArgs) -> Result<()> {
             Some(p) => g.renew_step(p, &mut cursor, rate)?,
             None => g.sarr_step(rate)?,
         };
-        out(st.line(st.pass(max_loss)));
+        st.line(st.pass(max_loss)).print();
         Ok(st)
     };
     if let Some(rate) = g.args.rate {
@@ -285,76 +286,32 @@ pub fn dhcp(args: DhcpArgs) -> Result<()> {
         let mut hint = g.args.hint_pps;
         for _ in 0..g.args.searches.max(1) {
             let s = search(&mut g, hint, &mut step)?;
-            out(format!(
-                "search best_pps={:.0} lowest_fail_pps={:.0} steps={} generator_bound={}",
-                s.best,
-                s.lowest_fail,
-                s.steps,
-                u8::from(s.generator_bound)
-            ));
-            if s.best > 0.0 {
-                hint = s.best;
+            Line::Search(s).print();
+            if s.best_pps > 0.0 {
+                hint = s.best_pps;
             }
         }
     }
     let t = g.d.totals;
-    out(format!("invalid {}", t.reasons()));
-    out(format!(
-        "totals received={} stale={} invalid={} refused={} seed={}",
-        t.received,
-        t.stale,
-        t.invalid_sum(),
-        t.refused,
-        g.seed
-    ));
+    Line::Invalid(lines::Invalid { reasons: t.reasons() }).print();
+    Line::Totals(lines::Totals {
+        received: t.received,
+        stale: t.stale,
+        invalid: t.invalid_sum(),
+        refused: t.refused,
+        seed: g.seed,
+    })
+    .print();
     Ok(())
 }
 
-struct SearchResult {
-    best: f64,
-    lowest_fail: f64,
-    steps: usize,
-    generator_bound: bool,
-}
-
-/// The search of `gen` (docs/benchmarks.md): from the hint, up x1.3 or down x0.7 until the
-/// outcome flips, then bisection to `precision`; at most `search_steps` steps.
-fn search(g: &mut Gen, hint: f64, step: &mut impl FnMut(&mut Gen, f64) -> Result<Step>) -> Result<SearchResult> {
-    let (cap, max_steps, max_loss, precision) =
-        (g.args.cap_pps, g.args.search_steps, g.args.max_loss, g.args.precision);
-    let mut lo: Option<f64> = None;
-    let mut hi: Option<f64> = None;
-    let mut generator_bound = false;
-    let mut r = hint.clamp(10.0, cap);
-    let mut steps = 0;
-    while steps < max_steps {
-        steps += 1;
-        crate::signal::check()?;
+/// The bounded search of `gen` (`crate::search`) over this generator's steps.
+fn search(g: &mut Gen, hint: f64, step: &mut impl FnMut(&mut Gen, f64) -> Result<Step>) -> Result<lines::Search> {
+    let a = &g.args;
+    let b = Bounds { hint, floor: 10.0, cap: a.cap_pps, max_steps: a.search_steps, precision: a.precision };
+    let max_loss = a.max_loss;
+    search::search(&b, |r| {
         let st = step(g, r)?;
-        if st.pass(max_loss) {
-            lo = Some(lo.map_or(r, |l: f64| l.max(r)));
-        } else {
-            if st.short() && st.loss <= max_loss {
-                generator_bound = true;
-            }
-            hi = Some(hi.map_or(r, |h: f64| h.min(r)));
-        }
-        r = match (lo, hi) {
-            (Some(l), None) if l >= cap => {
-                generator_bound = true;
-                break;
-            }
-            (Some(l), None) => (l * 1.3).min(cap),
-            (None, Some(h)) if h < hint / 200.0 => break,
-            (None, Some(h)) => h * 0.7,
-            (Some(l), Some(h)) => {
-                if h - l <= precision * h {
-                    break;
-                }
-                (l + h) / 2.0
-            }
-            (None, None) => unreachable!("every step passes or fails"),
-        };
-    }
-    Ok(SearchResult { best: lo.unwrap_or(0.0), lowest_fail: hi.unwrap_or(0.0), steps, generator_bound })
+        Ok(Outcome { pass: st.pass(max_loss), generator_short: st.short() && st.loss <= max_loss })
+    })
 }

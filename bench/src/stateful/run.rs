@@ -47,9 +47,9 @@ impl Totals {
         d
     }
 
-    /// "malformed=0 wrong_type=0 ..." for the output.
-    pub fn reasons(&self) -> String {
-        Invalid::ALL.iter().map(|r| format!("{}={}", r.name(), self.invalid[r.index()])).collect::<Vec<_>>().join(" ")
+    /// Invalid answers by reason, every reason named (zeros included).
+    pub fn reasons(&self) -> std::collections::BTreeMap<String, u64> {
+        Invalid::ALL.iter().map(|r| (r.name().to_string(), self.invalid[r.index()])).collect()
     }
 }
 

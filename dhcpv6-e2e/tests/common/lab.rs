@@ -123,9 +123,11 @@ impl Lab {
     /// A second dhcpv6d, serving srv0 in the server namespace, for set-ups where the Lab's own
     /// daemon is the relay agent; waits until it serves. Returns it and its log's path.
     pub fn start_upstream_server(&self, args: &[&str]) -> (Proc, PathBuf) {
-        let pin = format!("{}-srv", self.pin_dir.display());
         let mut cmd = self.srv.cmd(daemon_bin().to_str().unwrap());
-        cmd.args(["--iface", "srv0", "--pin-dir", &pin]).arg("--state-dir").arg(self.dir.join("srvstate"));
+        cmd.args(["--iface", "srv0", "--pin-dir"])
+            .arg(self.upstream_pin_dir())
+            .arg("--state-dir")
+            .arg(self.dir.join("srvstate"));
         cmd.args(["--resolv-conf", "/nonexistent"]).args(args).env("RUST_LOG", "info,dhcpv6=debug");
         let log = self.dir.join("server.log");
         let p = self.srv.spawn_command(cmd, Some(&log)).unwrap();
@@ -347,6 +349,62 @@ impl Lab {
     pub fn signal(&self, sig: i32) {
         self.daemon.as_ref().unwrap().signal(sig).unwrap();
     }
+
+    /// `dhcpv6d detach --pin-dir` for this lab's daemon; asserts it succeeded, returns its output.
+    pub fn detach(&self) -> String {
+        let out = detach(&self.pin_dir);
+        assert!(out.status.success(), "dhcpv6d detach: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The namespaces where this lab's daemons attach (not the client's: it has the pass program).
+    fn server_namespaces(&self) -> Vec<&Netns> {
+        std::iter::once(&self.srv).chain(self.rel.as_ref()).collect()
+    }
+
+    /// The pin folder of `start_upstream_server`'s daemon.
+    pub fn upstream_pin_dir(&self) -> PathBuf {
+        PathBuf::from(format!("{}-srv", self.pin_dir.display()))
+    }
+}
+
+fn detach(pin_dir: &Path) -> std::process::Output {
+    std::process::Command::new(daemon_bin()).arg("detach").arg("--pin-dir").arg(pin_dir).output().unwrap()
+}
+
+/// The id of the XDP program the kernel has on `ifname` in `ns` (`ip -d link show`), if any.
+pub fn xdp_prog(ns: &Netns, ifname: &str) -> Option<u32> {
+    let out = ns.run(&["ip", "-d", "link", "show", "dev", ifname]).unwrap();
+    xdp_prog_ids(&out).first().copied()
+}
+
+/// Every `prog/xdp... id N` in `ip -d link show` output.
+pub fn xdp_prog_ids(ip_link: &str) -> Vec<u32> {
+    ip_link
+        .match_indices("prog/xdp")
+        .filter_map(|(at, _)| {
+            let rest = &ip_link[at..];
+            let id = rest.split_whitespace().skip_while(|w| *w != "id").nth(1)?;
+            id.parse().ok()
+        })
+        .collect()
+}
+
+/// Whether any interface in `ns` has an XDP program.
+pub fn any_xdp(ns: &Netns) -> bool {
+    !xdp_prog_ids(&ns.run(&["ip", "-d", "link", "show"]).unwrap()).is_empty()
+}
+
+/// Names in a pin folder (empty when it does not exist).
+pub fn pins_in(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
 }
 
 fn parse_env(text: &str) -> HashMap<String, String> {
@@ -355,11 +413,39 @@ fn parse_env(text: &str) -> HashMap<String, String> {
 
 impl Drop for Lab {
     fn drop(&mut self) {
+        let panicking = std::thread::panicking();
         if let Some(p) = self.daemon.take() {
             let status = p.terminate();
-            if !std::thread::panicking() {
+            if !panicking {
                 assert!(status.success(), "dhcpv6d did not stop cleanly: {status:?}\n{}", self.log());
-                assert!(!self.pin_dir.exists(), "dhcpv6d left its pins behind");
+                // A stop is not a removal: the program stays attached through its pinned link,
+                // with its maps, for the next daemon to adopt.
+                let pins = pins_in(&self.pin_dir);
+                assert!(
+                    pins.iter().any(|p| p.starts_with("link_")) && pins.iter().any(|p| p == "layout"),
+                    "dhcpv6d removed its pins on SIGTERM: {pins:?}"
+                );
+                assert!(
+                    self.server_namespaces().iter().any(|ns| any_xdp(ns)),
+                    "dhcpv6d detached XDP on SIGTERM:\n{}",
+                    self.log()
+                );
+            }
+        }
+        // Whatever the daemons left, `dhcpv6d detach` removes: every pin and every attachment.
+        for dir in [self.upstream_pin_dir(), self.pin_dir.clone()] {
+            if dir.exists() {
+                let out = detach(&dir);
+                if !panicking {
+                    assert!(out.status.success(), "dhcpv6d detach: {}", String::from_utf8_lossy(&out.stderr));
+                    assert!(!dir.exists(), "dhcpv6d detach left {:?}", pins_in(&dir));
+                }
+            }
+        }
+        if !panicking {
+            for ns in self.server_namespaces() {
+                let links = ns.run(&["ip", "-d", "link", "show"]).unwrap();
+                assert!(xdp_prog_ids(&links).is_empty(), "XDP still attached after dhcpv6d detach:\n{links}");
             }
         }
         let _ = std::fs::remove_file(&self.aux_pin);

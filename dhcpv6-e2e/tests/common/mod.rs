@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod lab;
+pub mod load;
 
 use std::{
     net::Ipv6Addr,

@@ -147,5 +147,8 @@ pub(crate) fn merge(file: ConfigFile, overrides: &Overrides, host: &HostResolver
     if ifaces.is_empty() && relay.is_none() {
         return Err(ConfigError::NothingToServe);
     }
+    for i in &ifaces {
+        i.service.encode().map_err(|source| ConfigError::Options { iface: i.name.clone(), source })?;
+    }
     Ok(Config { ifaces, relay, links })
 }

@@ -75,6 +75,11 @@ pub enum ConfigError {
     ServeAndRelay(String),
     #[error("no interface to serve: give --iface IF or [[interface]] in the config")]
     NothingToServe,
+    /// The options configured for an interface do not fit their DHCPv6 encoding (e.g. more
+    /// DNS servers than one option's 16-bit length can carry): refused at load, not at the
+    /// first Information-Request.
+    #[error("interface {iface}: its options cannot be sent: {source}")]
+    Options { iface: String, source: crate::wire::WireError },
 }
 
 /// What is wrong with one value of the file or the command line.

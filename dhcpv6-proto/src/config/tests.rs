@@ -308,3 +308,20 @@ fn reads_the_example_file() {
     let e = load(Some(Path::new("/nonexistent/dhcpv6d.toml")), &Overrides::default(), Path::new("/nonexistent"));
     assert!(matches!(e, Err(ConfigError::Read { .. })), "{e:?}");
 }
+
+#[test]
+fn options_too_long_to_send_are_refused_at_load() {
+    // 4,096 DNS servers are 65,536 bytes: one more than an option's 16-bit length carries.
+    let dns: Vec<String> = (0..4096u32).map(|n| format!("\"2001:db8::{:x}:{:x}\"", n >> 16, n & 0xffff)).collect();
+    let text = format!("[[interface]]\nname = \"eth9\"\ndns = [{}]\n", dns.join(", "));
+    match load_text(&text, &Overrides::default()) {
+        Err(ConfigError::Options { iface, source }) => {
+            assert_eq!(iface, "eth9");
+            assert!(source.to_string().contains("65536"), "{source}");
+        }
+        other => panic!("expected the options to be refused, got {other:?}"),
+    }
+    let fits: Vec<String> = dns[..4095].to_vec();
+    let text = format!("[[interface]]\nname = \"eth9\"\ndns = [{}]\n", fits.join(", "));
+    assert!(load_text(&text, &Overrides::default()).is_ok());
+}

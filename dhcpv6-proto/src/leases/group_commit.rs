@@ -19,7 +19,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::oneshot;
 use tracing::error;
 
-use super::sqlite::{delete_expired, remove, sql_error, upsert};
+use super::rows::{delete_expired, remove, sql_error, upsert};
 use super::{CommitTicket, Lease, LeaseOp, StoreError};
 
 /// Work for the writer. Everything drained together runs in one transaction.
@@ -178,86 +178,4 @@ fn write_batch(conn: &mut Connection, batch: &[Job], path: &Path) -> Result<VecD
     // fsync'd: this is the moment the leases become durable.
     tx.commit().map_err(err("commit"))?;
     Ok(reclaimed)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::super::testutil::*;
-    use super::super::{LeaseStore, SqliteOptions, SqliteStore};
-    use super::*;
-
-    #[test]
-    fn concurrent_commits_share_transactions() {
-        const THREADS: u32 = 8;
-        const PER_THREAD: u32 = 250;
-        let dir = TempDir::new("group");
-        let store = SqliteStore::open(dir.path().join("leases.db")).unwrap();
-        let before = store.transactions();
-
-        std::thread::scope(|s| {
-            for t in 0..THREADS {
-                let store = &store;
-                s.spawn(move || {
-                    // Issue all commits first, like a server with many requests in
-                    // flight, then wait for each.
-                    let tickets: Vec<CommitTicket> = (0..PER_THREAD)
-                        .map(|i| {
-                            let n = t * PER_THREAD + i;
-                            store.commit(vec![LeaseOp::Upsert(address(n))])
-                        })
-                        .collect();
-                    for ticket in tickets {
-                        ticket.wait_blocking().expect("commit resolves Ok");
-                    }
-                });
-            }
-        });
-
-        let total = THREADS * PER_THREAD;
-        assert_eq!(store.load_all().unwrap().len(), total as usize);
-        let transactions = store.transactions() - before;
-        assert!(
-            transactions * 10 <= u64::from(total),
-            "{transactions} transactions for {total} commits: no group commit"
-        );
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn async_waiters_share_transactions() {
-        let dir = TempDir::new("group-async");
-        let store = Arc::new(SqliteStore::open(dir.path().join("leases.db")).unwrap());
-        let tasks: Vec<_> = (0..2_000)
-            .map(|n| {
-                let store = Arc::clone(&store);
-                tokio::spawn(async move { store.commit(vec![LeaseOp::Upsert(prefix(n))]).wait().await })
-            })
-            .collect();
-        for task in tasks {
-            task.await.unwrap().unwrap();
-        }
-        assert!(store.transactions() < 2_000);
-        let store = Arc::clone(&store);
-        let loaded = tokio::task::spawn_blocking(move || store.load_all()).await.unwrap().unwrap();
-        assert_eq!(loaded.len(), 2_000);
-    }
-
-    #[test]
-    fn full_queue_sheds_load() {
-        let dir = TempDir::new("full");
-        let path = dir.path().join("leases.db");
-        let store =
-            SqliteStore::open_with(&path, SqliteOptions { queue_capacity: 1, ..SqliteOptions::default() }).unwrap();
-        // Hold the write lock from another connection so the writer is stuck on
-        // its first batch; with capacity 1, the queue then fills.
-        let blocker = Connection::open(&path).unwrap();
-        blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
-        let tickets: Vec<CommitTicket> = (0..10).map(|n| store.commit(vec![LeaseOp::Upsert(address(n))])).collect();
-        blocker.execute_batch("COMMIT").unwrap();
-
-        let results: Vec<_> = tickets.into_iter().map(CommitTicket::wait_blocking).collect();
-        assert!(results.iter().any(|r| matches!(r, Err(StoreError::QueueFull { capacity: 1, .. }))));
-        let ok = results.iter().filter(|r| r.is_ok()).count();
-        assert!(ok >= 1);
-        assert_eq!(store.load_all().unwrap().len(), ok, "exactly the Ok commits are stored");
-    }
 }

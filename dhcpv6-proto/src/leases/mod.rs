@@ -11,14 +11,18 @@
 //!   mode with `synchronous=FULL`, readable with the stock `sqlite3` tool.
 //! * `group_commit.rs` holds its writer thread, which shares one fsync among all
 //!   commits that queued up while the previous one was in flight.
-//! * [`MemoryStore`] and [`LeaseIndex`] (`memory.rs`): a diskless store with the same
-//!   semantics for tests, and the in-memory index the allocator keeps at run time.
+//! * `rows.rs` is the table's row codec, shared by the two.
+//! * [`MemoryStore`] (`memory.rs`): a diskless store with the same semantics, for tests.
+//!
+//! The engine's own in-memory index of leases lives with the engine
+//! (`server::stateful`), filled from [`LeaseStore::load_all`] at start.
 
 mod group_commit;
 mod memory;
+mod rows;
 mod sqlite;
 
-pub use memory::{LeaseIndex, MemoryStore};
+pub use memory::MemoryStore;
 pub use sqlite::{SqliteOptions, SqliteStore};
 
 use std::fmt;

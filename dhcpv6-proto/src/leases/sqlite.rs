@@ -13,11 +13,11 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use rusqlite::{params, Connection, Row, Transaction, TransactionBehavior};
-use tracing::warn;
+use rusqlite::{Connection, TransactionBehavior};
 
 use super::group_commit::GroupCommitter;
-use super::{CommitTicket, Lease, LeaseKey, LeaseKind, LeaseOp, LeaseState, LeaseStore, NextHop, StoreError};
+use super::rows::{decode_rows, sql_error, ROW_COLUMNS};
+use super::{CommitTicket, Lease, LeaseOp, LeaseStore, StoreError};
 
 /// Tuning knobs of [`SqliteStore`].
 #[derive(Debug, Clone)]
@@ -140,10 +140,6 @@ impl LeaseStore for SqliteStore {
     }
 }
 
-pub(super) fn sql_error<'a>(path: &'a Path, action: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError + 'a {
-    move |e| StoreError::Sqlite { path: path.to_path_buf(), action, source: Arc::new(e) }
-}
-
 /// Opens one connection with the durability settings every connection needs.
 fn connect(path: &Path, options: &SqliteOptions) -> Result<Connection, StoreError> {
     let err = |action| sql_error(path, action);
@@ -188,160 +184,10 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
     tx.commit().map_err(err("migrate schema"))
 }
 
-// ---- row codec, shared with the writer thread ----
-
-/// Column list matching [`decode_row`].
-pub(super) const ROW_COLUMNS: &str =
-    "rowid, duid, iaid, kind, address, prefix_len, iface, valid_until, preferred_until, state, next_hop, next_hop_dev";
-
-pub(super) fn upsert(tx: &Transaction<'_>, lease: &Lease) -> rusqlite::Result<()> {
-    let mut stmt = tx.prepare_cached(
-        "INSERT INTO leases
-            (duid, iaid, kind, address, prefix_len, iface, valid_until, preferred_until, state,
-             next_hop, next_hop_dev)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
-         ON CONFLICT (kind, address, prefix_len) DO UPDATE SET
-            duid = excluded.duid, iaid = excluded.iaid, iface = excluded.iface,
-            valid_until = excluded.valid_until, preferred_until = excluded.preferred_until,
-            state = excluded.state, next_hop = excluded.next_hop, next_hop_dev = excluded.next_hop_dev",
-    )?;
-    stmt.execute(params![
-        hex_encode(&lease.duid),
-        lease.iaid,
-        lease.kind.as_str(),
-        lease.addr.to_string(),
-        lease.prefix_len,
-        lease.iface,
-        sql_int(lease.valid_until)?,
-        sql_int(lease.preferred_until)?,
-        lease.state.as_str(),
-        lease.next_hop.as_ref().map(|h| h.via.to_string()),
-        lease.next_hop.as_ref().map(|h| h.dev.as_str()),
-    ])?;
-    Ok(())
-}
-
-/// SQLite integers are signed. Validation already rejected times that do not fit;
-/// this turns a miss into an error instead of a silent wrap.
-fn sql_int(v: u64) -> rusqlite::Result<i64> {
-    i64::try_from(v).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
-}
-
-pub(super) fn remove(tx: &Transaction<'_>, key: &LeaseKey) -> rusqlite::Result<()> {
-    let mut stmt = tx.prepare_cached("DELETE FROM leases WHERE kind = ?1 AND address = ?2 AND prefix_len = ?3")?;
-    stmt.execute(params![key.kind.as_str(), key.addr.to_string(), key.prefix_len])?;
-    Ok(())
-}
-
-pub(super) fn delete_expired(tx: &Transaction<'_>, now: u64, path: &Path) -> rusqlite::Result<Vec<Lease>> {
-    // Clamp rather than fail: "now" past i64::MAX means everything has expired.
-    let now = i64::try_from(now).unwrap_or(i64::MAX);
-    let mut stmt = tx.prepare_cached(&format!("DELETE FROM leases WHERE valid_until <= ?1 RETURNING {ROW_COLUMNS}"))?;
-    let rows = stmt.query([now])?;
-    decode_rows(rows, path)
-}
-
-/// Decodes rows, skipping (and logging) the ones that are not valid leases. Only
-/// errors reading the database itself are returned.
-fn decode_rows(mut rows: rusqlite::Rows<'_>, path: &Path) -> rusqlite::Result<Vec<Lease>> {
-    let mut leases = Vec::new();
-    while let Some(row) = rows.next()? {
-        match decode_row(row) {
-            Ok(lease) => leases.push(lease),
-            Err(reason) => {
-                let rowid = row.get::<_, i64>(0).ok();
-                warn!(path = %path.display(), ?rowid, %reason, "skipping corrupt lease row");
-            }
-        }
-    }
-    Ok(leases)
-}
-
-/// One row (in [`ROW_COLUMNS`] order) to a lease, or why it is not one. The file
-/// may have been edited by hand, so nothing here trusts it.
-fn decode_row(row: &Row<'_>) -> Result<Lease, String> {
-    let duid_hex = text(row, 1, "duid")?;
-    let lease = Lease {
-        duid: hex_decode(duid_hex).ok_or_else(|| format!("duid {duid_hex:?} is not hex"))?,
-        iaid: int(row, 2, "iaid")?,
-        kind: {
-            let s = text(row, 3, "kind")?;
-            LeaseKind::parse(s).ok_or_else(|| format!("unknown kind {s:?}"))?
-        },
-        addr: {
-            let s = text(row, 4, "address")?;
-            s.parse().map_err(|_| format!("address {s:?} is not IPv6"))?
-        },
-        prefix_len: int(row, 5, "prefix_len")?,
-        iface: text(row, 6, "iface")?.to_string(),
-        valid_until: int(row, 7, "valid_until")?,
-        preferred_until: int(row, 8, "preferred_until")?,
-        state: {
-            let s = text(row, 9, "state")?;
-            LeaseState::parse(s).ok_or_else(|| format!("unknown state {s:?}"))?
-        },
-        next_hop: next_hop(row)?,
-    };
-    match lease.problem() {
-        None => Ok(lease),
-        Some(reason) => Err(reason),
-    }
-}
-
-/// Columns 10 and 11: both set, or both NULL (a half-written pair is corrupt).
-fn next_hop(row: &Row<'_>) -> Result<Option<Box<NextHop>>, String> {
-    let optional = |idx: usize, name: &str| -> Result<Option<&str>, String> {
-        let v = row.get_ref(idx).map_err(|e| format!("{name}: {e}"))?;
-        match v {
-            rusqlite::types::ValueRef::Null => Ok(None),
-            v => v.as_str().map(Some).map_err(|_| format!("{name} is not text")),
-        }
-    };
-    match (optional(10, "next_hop")?, optional(11, "next_hop_dev")?) {
-        (None, None) => Ok(None),
-        (Some(via), Some(dev)) => {
-            let via = via.parse().map_err(|_| format!("next_hop {via:?} is not IPv6"))?;
-            Ok(Some(Box::new(NextHop { via, dev: dev.to_string() })))
-        }
-        _ => Err("next_hop and next_hop_dev must be set together".to_string()),
-    }
-}
-
-fn text<'r>(row: &'r Row<'_>, idx: usize, name: &str) -> Result<&'r str, String> {
-    row.get_ref(idx).map_err(|e| format!("{name}: {e}"))?.as_str().map_err(|_| format!("{name} is not text"))
-}
-
-fn int<T: TryFrom<i64>>(row: &Row<'_>, idx: usize, name: &str) -> Result<T, String> {
-    let v = row
-        .get_ref(idx)
-        .map_err(|e| format!("{name}: {e}"))?
-        .as_i64()
-        .map_err(|_| format!("{name} is not an integer"))?;
-    T::try_from(v).map_err(|_| format!("{name} {v} is out of range"))
-}
-
-fn hex_encode(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
-}
-
-fn hex_decode(s: &str) -> Option<Vec<u8>> {
-    // `to_digit` rejects non-ASCII and signs, unlike `u8::from_str_radix`.
-    fn nibble(c: u8) -> Option<u8> {
-        char::from(c).to_digit(16).and_then(|d| u8::try_from(d).ok())
-    }
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    s.as_bytes().chunks_exact(2).map(|pair| Some(nibble(pair[0])? << 4 | nibble(pair[1])?)).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::super::testutil::*;
+    use super::super::LeaseState;
     use super::*;
 
     fn db(dir: &TempDir) -> std::path::PathBuf {
@@ -595,14 +441,90 @@ mod tests {
         assert!(matches!(err, StoreError::CreateDir { .. }), "{err}");
         assert!(err.to_string().contains(&*blocker.to_string_lossy()), "{err}");
     }
+}
+
+/// Group commit (`group_commit.rs`) as the store's users see it: many commits, few
+/// transactions, and a full queue that sheds load instead of growing.
+#[cfg(test)]
+mod group_commit_tests {
+    use super::super::testutil::*;
+    use super::super::{CommitTicket, LeaseOp, LeaseStore, StoreError};
+    use super::{SqliteOptions, SqliteStore};
+    use rusqlite::Connection;
+    use std::sync::Arc;
 
     #[test]
-    fn hex() {
-        assert_eq!(hex_encode(&[0x00, 0xab, 0x10]), "00ab10");
-        assert_eq!(hex_decode("00AB10"), Some(vec![0x00, 0xab, 0x10]));
-        assert_eq!(hex_decode("abc"), None);
-        assert_eq!(hex_decode("+1"), None);
-        assert_eq!(hex_decode("éé"), None);
-        assert_eq!(hex_decode(""), Some(vec![]));
+    fn concurrent_commits_share_transactions() {
+        const THREADS: u32 = 8;
+        const PER_THREAD: u32 = 250;
+        let dir = TempDir::new("group");
+        let store = SqliteStore::open(dir.path().join("leases.db")).unwrap();
+        let before = store.transactions();
+
+        std::thread::scope(|s| {
+            for t in 0..THREADS {
+                let store = &store;
+                s.spawn(move || {
+                    // Issue all commits first, like a server with many requests in
+                    // flight, then wait for each.
+                    let tickets: Vec<CommitTicket> = (0..PER_THREAD)
+                        .map(|i| {
+                            let n = t * PER_THREAD + i;
+                            store.commit(vec![LeaseOp::Upsert(address(n))])
+                        })
+                        .collect();
+                    for ticket in tickets {
+                        ticket.wait_blocking().expect("commit resolves Ok");
+                    }
+                });
+            }
+        });
+
+        let total = THREADS * PER_THREAD;
+        assert_eq!(store.load_all().unwrap().len(), total as usize);
+        let transactions = store.transactions() - before;
+        assert!(
+            transactions * 10 <= u64::from(total),
+            "{transactions} transactions for {total} commits: no group commit"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn async_waiters_share_transactions() {
+        let dir = TempDir::new("group-async");
+        let store = Arc::new(SqliteStore::open(dir.path().join("leases.db")).unwrap());
+        let tasks: Vec<_> = (0..2_000)
+            .map(|n| {
+                let store = Arc::clone(&store);
+                tokio::spawn(async move { store.commit(vec![LeaseOp::Upsert(prefix(n))]).wait().await })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap().unwrap();
+        }
+        assert!(store.transactions() < 2_000);
+        let store = Arc::clone(&store);
+        let loaded = tokio::task::spawn_blocking(move || store.load_all()).await.unwrap().unwrap();
+        assert_eq!(loaded.len(), 2_000);
+    }
+
+    #[test]
+    fn full_queue_sheds_load() {
+        let dir = TempDir::new("full");
+        let path = dir.path().join("leases.db");
+        let store =
+            SqliteStore::open_with(&path, SqliteOptions { queue_capacity: 1, ..SqliteOptions::default() }).unwrap();
+        // Hold the write lock from another connection so the writer is stuck on
+        // its first batch; with capacity 1, the queue then fills.
+        let blocker = Connection::open(&path).unwrap();
+        blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let tickets: Vec<CommitTicket> = (0..10).map(|n| store.commit(vec![LeaseOp::Upsert(address(n))])).collect();
+        blocker.execute_batch("COMMIT").unwrap();
+
+        let results: Vec<_> = tickets.into_iter().map(CommitTicket::wait_blocking).collect();
+        assert!(results.iter().any(|r| matches!(r, Err(StoreError::QueueFull { capacity: 1, .. }))));
+        let ok = results.iter().filter(|r| r.is_ok()).count();
+        assert!(ok >= 1);
+        assert_eq!(store.load_all().unwrap().len(), ok, "exactly the Ok commits are stored");
     }
 }

@@ -128,7 +128,7 @@ impl<'a> Relayed<'a> {
 /// Link and client identification from a relayed message. The identifiers come from the
 /// innermost level only: they describe the client as seen by the relay next to it, and an
 /// outer relay's options describe the relay below it, not the client.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct LinkSelector<'r> {
     /// Link-address of the innermost relay that set one; `None` when every level left it
     /// unspecified (select by Interface-ID, or by the interface the datagram came in on).

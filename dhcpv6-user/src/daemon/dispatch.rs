@@ -1,16 +1,17 @@
-//! One datagram on UDP/547: parse, unwrap relays, decide (stateless or stateful), send now or
-//! once its leases are durable.
+//! One datagram on UDP/547: parse, unwrap relays, and hand the message to the stateless
+//! answer or to the stateful service, with the way back (address, relay levels) it needs.
 
-use crate::stats::Counter;
 use std::net::SocketAddrV6;
 
 use dhcpv6_common::wire::msg;
-use tracing::{debug, warn};
+use tracing::debug;
 
+use super::stateful::ReplyTo;
+use super::transmit::send_reply;
 use super::Server;
 use crate::{
-    server::{information_request, relay, stateful::Undo},
-    stateful_service::Deferred,
+    server::{information_request, relay, stateful::ClientContext},
+    stats::Counter,
     wire::Message,
 };
 
@@ -35,7 +36,7 @@ impl Server {
             return;
         }
         let unicast = !dst.is_multicast();
-        let outcome = if pkt.first() == Some(&msg::RELAY_FORW) {
+        let result = if pkt.first() == Some(&msg::RELAY_FORW) {
             self.stats.bump(Counter::Relayed);
             match relay::unwrap(pkt) {
                 Err(e) => Err(e.counter()),
@@ -49,70 +50,60 @@ impl Server {
                         client_mac = %sel.client_mac().map(fmt_mac).unwrap_or_default(),
                         "relayed message"
                     );
-                    let to = relay::reply_destination(from);
-                    let levels = r.levels.clone();
-                    let wrap = move |reply: Vec<u8>| relay::wrap(&levels, &reply).map_err(|e| e.counter());
-                    self.answer(&r.message(), idx, &from, Some(&sel), unicast).and_then(|a| a.map_reply(wrap, to))
+                    let to = ReplyTo { addr: relay::reply_destination(from), ifindex };
+                    let arrival = Arrival { idx, from, relayed: Some(&sel), unicast, to };
+                    let wrap = |reply: Vec<u8>| relay::wrap(&r.levels, &reply).map_err(|e| e.counter());
+                    self.answer(&r.message(), &arrival, wrap).await
                 }
             }
         } else {
-            Message::parse(pkt)
-                .map_err(|_| Counter::DropMalformed)
-                .and_then(|m| self.answer(&m, idx, &from, None, unicast))
-                .and_then(|a| a.map_reply(Ok, from))
-        };
-        match outcome {
-            Err(counter) => self.stats.bump(counter),
-            Ok(Sendable::Now(reply, to)) => match self.sock.send_to(&reply, to).await {
-                Ok(_) => self.stats.bump(Counter::Replied),
-                Err(e) => {
-                    warn!(%to, error = %e, "send failed");
-                    self.stats.bump(Counter::SendFailed);
-                }
-            },
-            Ok(Sendable::Later(d)) => {
-                if let Some(st) = self.stateful.as_ref() {
-                    let d = Deferred { route_ifindex: ifindex, ..d };
-                    st.finish(d, self.sock.clone(), self.stats.clone());
+            match Message::parse(pkt) {
+                Err(_) => Err(Counter::DropMalformed),
+                Ok(m) => {
+                    let arrival = Arrival { idx, from, relayed: None, unicast, to: ReplyTo { addr: from, ifindex } };
+                    self.answer(&m, &arrival, Ok).await
                 }
             }
+        };
+        if let Err(counter) = result {
+            self.stats.bump(counter);
         }
     }
 
-    /// The answer to a client message that arrived on (or was relayed to us through) served
-    /// interface `idx`; `Err` names the counter of the reason there is none.
-    fn answer(
-        &mut self,
+    /// Answers a client message; `Err` names the counter of the reason nothing is sent.
+    async fn answer(
+        &self,
         m: &Message<'_>,
-        idx: usize,
-        from: &SocketAddrV6,
-        relayed: Option<&relay::LinkSelector<'_>>,
-        unicast: bool,
-    ) -> Result<Answer, Counter> {
-        let svc = self.ifaces[idx].svc.as_ref().ok_or(Counter::IgnoredIfaceNotReady)?;
+        arrival: &Arrival<'_>,
+        wrap: impl FnOnce(Vec<u8>) -> Result<Vec<u8>, Counter>,
+    ) -> Result<(), Counter> {
+        let Arrival { idx, ref from, relayed, unicast, to } = *arrival;
+        let served = &self.ifaces[idx];
+        let svc = served.svc.as_ref().ok_or(Counter::IgnoredIfaceNotReady)?;
         match m.msg_type() {
-            msg::INFORMATION_REQUEST => information_request(m, svc).map(Answer::Now).map_err(|d| {
-                debug!(%from, reason = %d, "Information-Request discarded");
-                d.counter()
-            }),
+            msg::INFORMATION_REQUEST => {
+                let reply = information_request(m, svc).map_err(|d| {
+                    debug!(%from, reason = %d, "Information-Request discarded");
+                    d.counter()
+                })?;
+                send_reply(&*self.sock, &self.stats, &wrap(reply)?, to.addr).await;
+                Ok(())
+            }
             msg::SOLICIT | msg::REQUEST | msg::CONFIRM | msg::RENEW | msg::REBIND | msg::RELEASE | msg::DECLINE => {
-                let Some(st) = self.stateful.as_mut() else {
+                let Some(st) = self.stateful.as_ref() else {
                     debug!(%from, msg_type = m.msg_type(), "no stateful service configured");
                     return Err(Counter::DropNoStatefulService);
                 };
-                let arrival = self.ifaces[idx].cfg.name();
-                let link = st.link_for(arrival, relayed);
-                let (duid, options) = (svc.duid.clone(), svc.options.clone());
-                let out = st.decide(m, link, &duid, relayed, unicast, *from.ip(), arrival, options);
-                if let Some(c) = out.discard {
-                    debug!(%from, msg_type = m.msg_type(), reason = c.as_str(), "stateful message discarded");
-                    return Err(c);
-                }
-                if out.ops.is_empty() {
-                    return out.reply.map(Answer::Now).ok_or(Counter::DropNoReply);
-                }
-                let ticket = st.commit(out.ops);
-                Ok(Answer::Later { reply: out.reply, ticket, undo: out.undo, routes: out.routes })
+                let ctx = ClientContext {
+                    server_duid: &svc.duid,
+                    relay: relayed.copied(),
+                    // The relay-to-server hop is unicast by design.
+                    unicast: unicast && relayed.is_none(),
+                    peer: *from.ip(),
+                    arrival: served.cfg.name(),
+                    options: &svc.options,
+                };
+                st.serve(m, &ctx, to, wrap).await
             }
             t => {
                 debug!(%from, msg_type = t, "message type not served");
@@ -122,41 +113,15 @@ impl Server {
     }
 }
 
-/// A decision before it knows where it goes.
-enum Answer {
-    Now(Vec<u8>),
-    /// Stateful: leases to make durable before the reply may go out.
-    Later {
-        reply: Option<Vec<u8>>,
-        ticket: crate::leases::CommitTicket,
-        undo: Undo,
-        routes: Vec<crate::server::stateful::RouteChange>,
-    },
-}
-
-/// A decision ready to send (wrapped for relays, addressed).
-enum Sendable {
-    Now(Vec<u8>, SocketAddrV6),
-    Later(Deferred),
-}
-
-impl Answer {
-    fn map_reply(
-        self,
-        wrap: impl FnOnce(Vec<u8>) -> Result<Vec<u8>, Counter>,
-        to: SocketAddrV6,
-    ) -> Result<Sendable, Counter> {
-        match self {
-            Answer::Now(r) => Ok(Sendable::Now(wrap(r)?, to)),
-            Answer::Later { reply, ticket, undo, routes } => {
-                let reply = match reply {
-                    Some(r) => Some((wrap(r)?, to)),
-                    None => None,
-                };
-                Ok(Sendable::Later(Deferred { reply, ticket, undo, routes, route_ifindex: 0 }))
-            }
-        }
-    }
+/// How a client message reached us, and where its reply goes.
+struct Arrival<'a> {
+    /// The served interface it arrived on (directly or relayed).
+    idx: usize,
+    from: SocketAddrV6,
+    relayed: Option<&'a relay::LinkSelector<'a>>,
+    /// Sent to one of our unicast addresses.
+    unicast: bool,
+    to: ReplyTo,
 }
 
 fn fmt_mac(m: [u8; 6]) -> String {

@@ -2,31 +2,31 @@
 //! answers on UDP/547 what the fast path passes up.
 //!
 //! `sync` follows the kernel's interfaces into the maps, `dispatch` answers datagrams,
+//! `stateful` owns a stateful message from decision to durable reply, `transmit` sends,
 //! `relaying` drives relay-agent mode, `trust` decides which datagrams are looked at at all.
 
 mod dispatch;
 mod relaying;
+mod stateful;
 mod sync;
+mod transmit;
 mod trust;
 
 use std::{collections::HashMap, path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::{bail, Context, Result};
-use tokio::{
-    signal::unix::{signal, SignalKind},
-    sync::mpsc,
-};
+use tokio::signal::unix::{signal, SignalKind};
 use tracing::{info, warn};
 
 use crate::{
     config::{self, IfaceConfig, Overrides, RelaySettings},
     dataplane::{AttachMode, Dataplane},
     netlink::{self, LinkState, Netlink},
-    server::{relay_agent::RelayAgentConfig, stateful::Undo, IfaceService},
+    server::{relay_agent::RelayAgentConfig, IfaceService},
     socket::ServerSocket,
-    stateful_service::Stateful,
     stats::{stats_file, UserStats},
 };
+use stateful::StatefulService;
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -58,8 +58,7 @@ struct Server {
     dp: Dataplane,
     nl: Netlink,
     sock: Arc<ServerSocket>,
-    stateful: Option<Stateful>,
-    undo_rx: Option<mpsc::UnboundedReceiver<Undo>>,
+    stateful: Option<StatefulService>,
     ifaces: Vec<Served>,
     by_index: HashMap<u32, usize>,
     generation: u32,
@@ -80,10 +79,8 @@ pub async fn run(opts: Options) -> Result<()> {
     let dp = Dataplane::load(&opts.pin_dir, opts.bpf_log)?;
     let nl = Netlink::connect()?;
     let sock = Arc::new(ServerSocket::bind()?);
-    let (stateful, undo_rx) = match Stateful::open(&opts.lease_db, opts.routes, links).await? {
-        Some((s, rx)) => (Some(s), Some(rx)),
-        None => (None, None),
-    };
+    let stats = Arc::<UserStats>::default();
+    let stateful = StatefulService::open(&opts.lease_db, opts.routes, links, sock.clone(), stats.clone()).await?;
     let ifaces = ifaces.into_iter().map(|cfg| Served { cfg, link: None, svc: None, written: None }).collect();
     let mut s = Server {
         opts,
@@ -91,11 +88,10 @@ pub async fn run(opts: Options) -> Result<()> {
         nl,
         sock,
         stateful,
-        undo_rx,
         ifaces,
         by_index: HashMap::new(),
         generation: 0,
-        stats: Arc::default(),
+        stats,
         relay,
         agent: None,
         learning: HashMap::new(),
@@ -112,10 +108,10 @@ pub async fn run(opts: Options) -> Result<()> {
         };
         tokio::spawn(crate::metrics::serve(listener, sources));
     }
-    // Whatever happens from here on, the pins and attachments go with the daemon.
-    let result = s.start_and_serve().await;
-    let stop = s.dp.shutdown();
-    result.and(stop)
+    // However the daemon ends (error, signal, crash), the program stays attached through its
+    // pinned links and answers from the last reply data; the next daemon adopts it, and only
+    // `dhcpv6d detach` removes it.
+    s.start_and_serve().await
 }
 
 impl Server {
@@ -135,20 +131,20 @@ impl Server {
 
     async fn serve(&mut self) -> Result<()> {
         self.sync().await?;
+        self.remove_stale()?;
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
         let mut hup = signal(SignalKind::hangup())?;
         let mut changes = netlink::watch(Duration::from_secs(30));
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let mut sweep = tokio::time::interval(Duration::from_secs(10));
-        let mut undo_rx = self.undo_rx.take();
         let names: Vec<&str> = self.ifaces.iter().map(|i| i.cfg.name()).collect();
         info!(ifaces = ?names, fast_path = self.opts.fast_path, pin_dir = %self.opts.pin_dir.display(), "serving");
         let mut buf = vec![0u8; 65536];
         loop {
             tokio::select! {
-                _ = term.recv() => { info!("SIGTERM: stopping"); break; }
-                _ = int.recv() => { info!("SIGINT: stopping"); break; }
+                _ = term.recv() => { info!("SIGTERM: stopping; XDP stays attached (dhcpv6d detach removes it)"); break; }
+                _ = int.recv() => { info!("SIGINT: stopping; XDP stays attached (dhcpv6d detach removes it)"); break; }
                 _ = hup.recv() => self.reload().await,
                 Some(()) = changes.recv() => {
                     if let Err(e) = self.sync().await {
@@ -159,19 +155,9 @@ impl Server {
                     Ok(rx) => self.handle(&buf[..rx.len], rx.from, rx.ifindex, rx.dst).await,
                     Err(e) => warn!(error = %e, "receive failed"),
                 },
-                Some(undo) = async {
-                    match undo_rx.as_mut() {
-                        Some(rx) => rx.recv().await,
-                        None => std::future::pending().await,
-                    }
-                } => {
-                    if let Some(st) = self.stateful.as_mut() {
-                        st.rollback(undo);
-                    }
-                }
                 _ = sweep.tick() => {
-                    if let Some(st) = self.stateful.as_mut() {
-                        st.expire(&self.stats).await;
+                    if let Some(st) = self.stateful.as_ref() {
+                        st.expire().await;
                     }
                 }
                 _ = tick.tick() => {
@@ -197,7 +183,7 @@ impl Server {
                 let known = self.ifaces.len();
                 let (ifaces, relay, links) = cfg.into_parts();
                 self.relay = relay;
-                match self.stateful.as_mut() {
+                match self.stateful.as_ref() {
                     Some(st) => match st.reconfigure(links) {
                         Ok(()) => info!("pools and reservations reloaded"),
                         Err(e) => warn!(error = %format!("{e:#}"), "pools refused; keeping the previous ones"),

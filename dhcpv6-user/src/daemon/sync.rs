@@ -39,17 +39,30 @@ impl Server {
                 self.ifaces[idx].svc = None;
                 continue;
             };
+            self.sock.join(link.ifindex)?;
+            self.by_index.insert(link.ifindex, idx);
+            self.ifaces[idx].link = Some(link);
+            // Reply data first: a program swapped in over fresh maps (changed layout) must
+            // find it there from its first frame.
+            self.update_reply_data(idx)?;
             if before.map(|b| b.ifindex) != Some(link.ifindex) {
                 let mode =
                     self.dp.attach(&name, self.opts.xdp_mode).with_context(|| format!("attaching XDP to {name}"))?;
                 info!(iface = %name, ifindex = link.ifindex, ?mode, "XDP attached");
             }
-            self.sock.join(link.ifindex)?;
-            self.by_index.insert(link.ifindex, idx);
-            self.ifaces[idx].link = Some(link);
-            self.update_reply_data(idx)?;
         }
         self.sync_relay().await
+    }
+
+    /// Once, after the first sync: what a previous daemon attached or wrote for interfaces
+    /// this one does not serve goes.
+    pub(super) fn remove_stale(&mut self) -> Result<()> {
+        let served: std::collections::HashSet<u32> =
+            self.by_index.keys().chain(self.learning.values()).copied().collect();
+        for name in self.dp.remove_stale(&served)? {
+            info!(iface = %name, "no longer served: XDP detached");
+        }
+        Ok(())
     }
 
     pub(super) fn update_reply_data(&mut self, idx: usize) -> Result<()> {
@@ -147,10 +160,10 @@ impl Server {
         if self.learning.remove(name).is_some() {
             self.dp.detach(name)?;
         }
-        self.dp.attach(name, self.opts.xdp_mode).with_context(|| format!("attaching XDP to {name}"))?;
         let data =
             dhcpv6_common::IfaceReply { flags: dhcpv6_common::IFACE_LEARN_MACS, mac: link.mac, ..Default::default() };
         self.dp.set_iface(link.ifindex, &data)?;
+        self.dp.attach(name, self.opts.xdp_mode).with_context(|| format!("attaching XDP to {name}"))?;
         self.learning.insert(name.to_owned(), link.ifindex);
         Ok(())
     }

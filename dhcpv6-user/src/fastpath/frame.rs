@@ -1,40 +1,13 @@
 //! Ethernet/IPv6/UDP framing for DHCPv6 in userspace: building request frames (tests, load
-//! generators) and the checksum, computed from scratch over the whole datagram.
+//! generators) and the checksum (`dhcpv6_common::csum`), computed from scratch over the whole
+//! datagram.
 
 use std::net::Ipv6Addr;
 
 use dhcpv6_common::wire::{ETH_P_IPV6, IPPROTO_UDP};
 
-/// Full UDP-over-IPv6 checksum of `udp` (header included, its checksum field as given).
-/// Returns the one's-complement sum folded to 16 bits: 0xffff when `udp` carries a right one.
-pub fn udp_sum(src: &Ipv6Addr, dst: &Ipv6Addr, udp: &[u8]) -> u16 {
-    let mut acc: u64 = 0;
-    let mut add = |bytes: &[u8]| {
-        for c in bytes.chunks(2) {
-            let w = if c.len() == 2 { u16::from_be_bytes([c[0], c[1]]) } else { u16::from(c[0]) << 8 };
-            acc += u64::from(w);
-        }
-    };
-    add(&src.octets());
-    add(&dst.octets());
-    add(&(udp.len() as u32).to_be_bytes());
-    add(&[0, 0, 0, IPPROTO_UDP]);
-    add(udp);
-    while acc > 0xffff {
-        acc = (acc & 0xffff) + (acc >> 16);
-    }
-    acc as u16
-}
-
-/// The checksum to write into a datagram whose checksum field is zero.
-pub fn udp_checksum(src: &Ipv6Addr, dst: &Ipv6Addr, udp: &[u8]) -> u16 {
-    let c = !udp_sum(src, dst, udp);
-    if c == 0 {
-        0xffff
-    } else {
-        c
-    }
-}
+// The one checksum of the project (the program's twin must compute what the program does).
+pub use dhcpv6_common::csum::{udp_checksum, udp_sum};
 
 /// A frame to describe: Ethernet with optional VLAN tags, IPv6, UDP, payload.
 #[derive(Debug, Clone)]

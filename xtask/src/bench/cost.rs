@@ -7,9 +7,10 @@
 use std::fs;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
+use dhcpv6_bench_common::lines::{self, Cost, Line};
 
-use super::ir::{say, Kv};
+use super::ir::say;
 use super::peers::{self, path_str};
 use super::topo::{mac_str, Topo, GEN_IF, SRV_CPU, SRV_IF};
 use super::{Paths, Plan};
@@ -19,15 +20,15 @@ use crate::{build, interrupt};
 pub struct CostRow {
     pub command: String,
     pub napi: String,
-    /// "cost" lines by program: dhcpv6d, macswap, drop.
-    pub programs: Vec<Kv>,
+    /// By program: dhcpv6d, macswap, drop.
+    pub programs: Vec<Cost>,
     pub secs: f64,
 }
 
 impl CostRow {
     pub fn ns(&self, program: &str) -> Option<(f64, f64, f64)> {
-        let k = self.programs.iter().find(|k| k.map.get("program").map(String::as_str) == Some(program))?;
-        Some((k.f("ns_median")?, k.f("ns_min")?, k.f("ns_max")?))
+        let k = self.programs.iter().find(|k| k.program == program)?;
+        Some((k.ns_median, k.ns_min, k.ns_max))
     }
 }
 
@@ -81,19 +82,18 @@ pub fn row(paths: &Paths, plan: &Plan) -> Result<CostRow> {
             bail!("dhcpv6-bench cost ran longer than {limit:?}; see {}", log.display());
         }
     }
-    let programs: Vec<Kv> =
-        fs::read_to_string(&log)?.lines().filter_map(Kv::parse).filter(|k| k.kind == "cost").collect();
+    let programs: Vec<Cost> = lines::parse(&fs::read_to_string(&log)?)
+        .with_context(|| format!("reading {}", log.display()))?
+        .into_iter()
+        .filter_map(|l| if let Line::Cost(c) = l { Some(c) } else { None })
+        .collect();
     if programs.len() != 3 {
         bail!("dhcpv6-bench cost printed {} results, not 3; see {}", programs.len(), log.display());
     }
     for k in &programs {
         say(&format!(
-            "  {}: {} ns per frame (median of {}, {}..{})",
-            k.map.get("program").map_or("?", String::as_str),
-            k.map.get("ns_median").map_or("?", String::as_str),
-            k.map.get("runs").map_or("?", String::as_str),
-            k.map.get("ns_min").map_or("?", String::as_str),
-            k.map.get("ns_max").map_or("?", String::as_str),
+            "  {}: {:.0} ns per frame (median of {}, {:.0}..{:.0})",
+            k.program, k.ns_median, k.runs, k.ns_min, k.ns_max,
         ));
     }
     drop(holder);

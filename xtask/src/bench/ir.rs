@@ -2,62 +2,39 @@
 //! (pinned to the generator CPU) in the generator namespace: flat out, then the bounded
 //! search for the highest rate with at most 0.1 % loss.
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use dhcpv6_bench_common::lines::{self, Flat, GenStep, Line, Search};
+use dhcpv6_bench_common::maps::SinkCounters;
 
 use super::peers::{self, path_str, Peer, Running, Stateful};
 use super::topo::{mac_str, Topo, GEN_CPU, GEN_IF, SRV_IF};
 use super::{Paths, Plan};
 use crate::{build, interrupt};
 
-/// One `key=value ...` line of dhcpv6-bench, by its first word.
-#[derive(Debug, Clone, Default)]
-pub struct Kv {
-    pub kind: String,
-    pub map: BTreeMap<String, String>,
-}
-
-impl Kv {
-    pub fn parse(line: &str) -> Option<Kv> {
-        let mut words = line.split_whitespace();
-        let kind = words.next()?.to_string();
-        let map = words.filter_map(|w| w.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        Some(Kv { kind, map })
-    }
-
-    pub fn f(&self, k: &str) -> Option<f64> {
-        self.map.get(k)?.parse().ok()
-    }
-
-    pub fn u(&self, k: &str) -> u64 {
-        self.map.get(k).and_then(|v| v.parse().ok()).unwrap_or(0)
-    }
-}
-
 #[derive(Debug, Clone, Default)]
 pub struct IrRun {
-    pub flat: Option<Kv>,
-    pub steps: Vec<Kv>,
-    pub search: Option<Kv>,
-    pub sink: Option<Kv>,
+    pub flat: Option<Flat>,
+    pub steps: Vec<GenStep>,
+    pub search: Option<Search>,
+    pub sink: Option<SinkCounters>,
 }
 
 impl IrRun {
     pub fn best_pps(&self) -> Option<f64> {
-        self.search.as_ref()?.f("best_pps")
+        Some(self.search.as_ref()?.best_pps)
     }
     pub fn flat_replies(&self) -> Option<f64> {
-        self.flat.as_ref()?.f("replies_pps")
+        Some(self.flat.as_ref()?.replies_pps)
     }
     pub fn flat_offered(&self) -> Option<f64> {
-        self.flat.as_ref()?.f("offered_pps")
+        Some(self.flat.as_ref()?.offered_pps)
     }
     pub fn generator_bound(&self) -> bool {
-        self.search.as_ref().is_some_and(|s| s.u("generator_bound") == 1)
+        self.search.as_ref().is_some_and(|s| s.generator_bound)
     }
 }
 
@@ -101,7 +78,7 @@ pub fn row(paths: &Paths, plan: &Plan, peer: Peer, threaded: bool) -> Result<IrR
         let log = dir.join(format!("gen-{i}.log"));
         let limit = plan.gen_limit(peer);
         let lines = run_gen(&topo, paths, &args, &log, limit)?;
-        let run = parse_run(&lines);
+        let run = parse_run(lines);
         if run.flat.is_none() {
             bail!("dhcpv6-bench gen printed no result; see {}", log.display());
         }
@@ -174,8 +151,8 @@ fn gen_args(topo: &Topo, plan: &Plan, peer: Peer, hint: Option<f64>, napi: Optio
 }
 
 /// Runs dhcpv6-bench in the generator namespace, pinned, until it exits (bounded by
-/// `limit`; Ctrl-C stops it). Its output lines.
-pub fn run_gen(topo: &Topo, paths: &Paths, args: &[String], log: &Path, limit: Duration) -> Result<Vec<String>> {
+/// `limit`; Ctrl-C stops it). The lines it printed.
+pub fn run_gen(topo: &Topo, paths: &Paths, args: &[String], log: &Path, limit: Duration) -> Result<Vec<Line>> {
     let mut cmd = topo.gen.cmd("taskset");
     cmd.args(["-c", GEN_CPU, path_str(&paths.bench)?]).args(args).env(build::BENCH_OBJ_ENV, &paths.obj);
     let p = topo.gen.spawn_command(cmd, Some(log))?;
@@ -190,7 +167,7 @@ pub fn run_gen(topo: &Topo, paths: &Paths, args: &[String], log: &Path, limit: D
                     peers::tail(Some(log), 10)
                 );
             }
-            return Ok(text.lines().map(str::to_owned).collect());
+            return lines::parse(&text).with_context(|| format!("reading {}", log.display()));
         }
         interrupt::check()?;
         if started.elapsed() > limit {
@@ -200,19 +177,23 @@ pub fn run_gen(topo: &Topo, paths: &Paths, args: &[String], log: &Path, limit: D
     }
 }
 
-fn parse_run(lines: &[String]) -> IrRun {
+fn parse_run(lines: Vec<Line>) -> IrRun {
     let mut r = IrRun::default();
     for l in lines {
-        let Some(kv) = Kv::parse(l) else { continue };
-        match kv.kind.as_str() {
-            "flat" => r.flat = Some(kv),
-            "step" => r.steps.push(kv),
-            "search" => r.search = Some(kv),
-            "sink" => r.sink = Some(kv),
+        match l {
+            Line::Flat(f) => r.flat = Some(f),
+            Line::GenStep(s) => r.steps.push(s),
+            Line::Search(s) => r.search = Some(s),
+            Line::Sink(c) => r.sink = Some(c),
             _ => {}
         }
     }
     r
+}
+
+/// "cpu0", "cpu1", ... with each CPU's busy percentage, as the report shows them.
+pub fn cpu_busy(f: &Flat) -> impl Iterator<Item = (String, String)> + '_ {
+    f.cpu_busy.iter().enumerate().map(|(i, b)| (format!("cpu{i}"), format!("{b:.1}")))
 }
 
 fn summary(r: &IrRun) -> String {
@@ -229,8 +210,7 @@ fn summary(r: &IrRun) -> String {
         );
     }
     if let Some(f) = &r.flat {
-        let cpus: Vec<String> =
-            f.map.iter().filter(|(k, _)| k.ends_with("_busy")).map(|(k, v)| format!("{k}={v}%")).collect();
+        let cpus: Vec<String> = cpu_busy(f).map(|(k, v)| format!("{k}_busy={v}%")).collect();
         if !cpus.is_empty() {
             s += &format!("; flat-out {}", cpus.join(" "));
         }

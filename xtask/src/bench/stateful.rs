@@ -15,9 +15,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use dhcpv6_bench_common::lines::{DhcpStep, Line, Population};
 use testbed::run_command;
 
-use super::ir::{run_gen, say, Kv};
+use super::ir::{run_gen, say};
 use super::peers::{self, path_str, Peer, Running, Stateful};
 use super::topo::{Topo, GEN_CPU, GEN_IF};
 use super::{Paths, Plan};
@@ -67,7 +68,7 @@ pub struct SarrRow {
     pub runs: Vec<SarrRun>,
     pub peak_rss_kb: Option<u64>,
     /// Renew rows: the generator's `population ...` line (how the leases were obtained).
-    pub population: Option<Kv>,
+    pub population: Option<Population>,
 }
 
 #[derive(Debug, Clone)]
@@ -231,15 +232,14 @@ fn gen_searches(
     run.check_running()?;
     let before = row.runs.len();
     let mut cur = SarrRun::default();
-    for l in &lines {
-        let Some(kv) = Kv::parse(l) else { continue };
-        match kv.kind.as_str() {
-            "population" => row.population = Some(kv),
-            "step" => cur.steps.push(gen_step(&kv)),
-            "search" => {
-                cur.best = kv.f("best_pps").unwrap_or(0.0);
-                cur.bound = kv.u("generator_bound") == 1;
-                cur.no_fail = cur.best > 0.0 && kv.f("lowest_fail_pps") == Some(0.0);
+    for l in lines {
+        match l {
+            Line::Population(p) => row.population = Some(p),
+            Line::DhcpStep(s) => cur.steps.push(gen_step(&s)),
+            Line::Search(s) => {
+                cur.best = s.best_pps;
+                cur.bound = s.generator_bound;
+                cur.no_fail = cur.best > 0.0 && s.lowest_fail_pps == 0.0;
                 say(&format!(
                     "  run {}: <= 0.1 % loss up to {:.0} {}/s{} ({} steps)",
                     row.runs.len() + 1,
@@ -305,16 +305,16 @@ pub fn check_row(paths: &Paths, plan: &Plan) -> Result<(SarrRow, SarrRow)> {
 
 /// A `step ...` line of `dhcpv6-bench dhcp` in perfdhcp's terms (Solicit-Advertise and
 /// Request-Reply: sent, received, lost).
-fn gen_step(kv: &Kv) -> PerfStep {
-    let (sent, adv, req, rep) = (kv.u("sent"), kv.u("advertised"), kv.u("requested"), kv.u("replies"));
+fn gen_step(s: &DhcpStep) -> PerfStep {
+    let (sent, adv, req, rep) = (s.sent, s.advertised, s.requested, s.replies);
     PerfStep {
-        target: kv.f("target_pps").unwrap_or(0.0),
-        achieved: kv.f("offered_pps").unwrap_or(0.0),
+        target: s.target_pps,
+        achieved: s.offered_pps,
         sa: (sent, adv, sent.saturating_sub(adv)),
         rr: (req, rep, req.saturating_sub(rep)),
-        loss: kv.f("loss").unwrap_or(1.0),
-        pass: kv.u("pass") == 1,
-        short: kv.u("short") == 1,
+        loss: s.loss,
+        pass: s.pass,
+        short: s.short,
     }
 }
 

@@ -191,15 +191,26 @@ fn exchange(dir: &Path, bin: &Path, opts: &LabOptions, pins: &Pins) -> Result<Ou
         keep_going(opts.keep_going_secs, &server, &client, bin, &pins.daemon_dir, &state_dir);
     }
 
-    say("stopping dhcpv6d (SIGTERM)");
+    say("stopping dhcpv6d (SIGTERM); its XDP program stays attached for the next daemon");
     let daemon_exit = daemon.terminate();
-    let pins_left = pins.daemon_dir.exists();
+    let pins_kept = pins.daemon_dir.exists();
+    say("removing the program and its pins: dhcpv6d detach");
+    let mut detach = Command::new(bin);
+    detach.arg("detach").arg("--pin-dir").arg(&pins.daemon_dir);
+    let detached = match run_command(&mut detach, HELPER_TIMEOUT) {
+        Ok(_) => !pins.daemon_dir.exists(),
+        Err(e) => {
+            say(&format!("dhcpv6d detach failed: {e:#}"));
+            false
+        }
+    };
     Ok(Outcome {
         exchange,
         stateful,
         stats,
         daemon_exit,
-        pins_left,
+        pins_kept,
+        detached,
         daemon_log,
         client_log: files.log,
         client_env: files.env,

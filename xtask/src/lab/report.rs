@@ -15,8 +15,10 @@ pub struct Outcome {
     /// `dhcpv6d stats` output.
     pub stats: Result<String>,
     pub daemon_exit: ExitStatus,
-    /// The daemon's pin folder was still there after it stopped.
-    pub pins_left: bool,
+    /// The daemon's pin folder was still there after it stopped (as it should be).
+    pub pins_kept: bool,
+    /// `dhcpv6d detach` removed them.
+    pub detached: bool,
     pub daemon_log: PathBuf,
     pub client_log: PathBuf,
     pub client_env: PathBuf,
@@ -86,7 +88,11 @@ impl Outcome {
         } else {
             format!("did NOT stop cleanly: {}", self.daemon_exit)
         };
-        let pins = if self.pins_left { "; it left its pins behind (removed by the lab)" } else { "" };
+        let pins = match (self.pins_kept, self.detached) {
+            (true, true) => "; XDP stayed attached, `dhcpv6d detach` removed it",
+            (true, false) => "; XDP stayed attached, `dhcpv6d detach` FAILED (the lab removed the pins)",
+            (false, _) => "; its pins were gone after SIGTERM (they should stay)",
+        };
         println!("dhcpv6d       {stopped}{pins}");
         println!(
             "files         {} ({}, {}, {})",

@@ -5,37 +5,30 @@ use std::net::Ipv6Addr;
 
 use crate::leases::{LeaseKey, LeaseOp};
 use crate::server::options::ConfiguredOption;
+use crate::server::relay::LinkSelector;
 use crate::wire::Duid;
 
-/// Options a relay added about the client (from the innermost Relay-Forward), used to
-/// match reservations. Raw option data, as on the wire.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct RelayInfo {
-    pub remote_id: Option<Vec<u8>>,
-    pub subscriber_id: Option<Vec<u8>>,
-    pub interface_id: Option<Vec<u8>>,
-    pub client_linklayer: Option<Vec<u8>>,
-}
-
-/// Where a message came from and what to answer with.
-#[derive(Debug, Clone)]
-pub struct ClientContext {
-    /// The link: interface name, or the relay link id `link_for_relay` picked.
-    pub link: String,
-    pub server_duid: Duid,
-    /// Present for relayed messages.
-    pub relay: Option<RelayInfo>,
+/// Where a message came from and what to answer with. Borrowed: the daemon builds one per
+/// message from what it already holds (the served interface, the relay chain), copying
+/// nothing. The engine chooses the link from `arrival` and `relay` (`link.rs`).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientContext<'a> {
+    pub server_duid: &'a Duid,
+    /// What the relays said about a relayed client: where it is (to choose its link) and
+    /// options about it (to match reservations). Present for relayed messages.
+    pub relay: Option<LinkSelector<'a>>,
     /// The client sent the message to one of our unicast addresses (never true for a
     /// relayed message: the relay-to-server hop is unicast by design).
     pub unicast: bool,
     /// Next hop for routes to prefixes delegated to this client: its source address when
     /// it is directly attached, the relay's peer-address when relayed.
     pub peer: Ipv6Addr,
-    /// The interface the message arrived on: where routes to its delegations go out.
-    pub arrival: String,
+    /// The interface the message arrived on: its link for a client on it, and where routes
+    /// to its delegations go out.
+    pub arrival: &'a str,
     /// The link's configured options, placed in replies as the Option Request asks
     /// (`ConfiguredOption::selected`), as for Information-Request.
-    pub options: Vec<ConfiguredOption>,
+    pub options: &'a [ConfiguredOption],
 }
 
 /// A change to the routing table that follows a delegated prefix.
@@ -69,7 +62,8 @@ pub(crate) struct UndoEntry {
 
 /// The engine's decision for one message.
 ///
-/// Contract: if `ops` is not empty, commit them (`LeaseStore::commit`) and wait for the
+/// Contract: wrap `reply` for the relays first (on failure: roll back, commit nothing).
+/// Then, if `ops` is not empty, commit them (`LeaseStore::commit`) and wait for the
 /// ticket; only on `Ok` send `reply` and apply `routes`. On error, do neither and pass
 /// `undo` to `Engine::rollback`. With empty `ops` (Advertise, Confirm, errors) send at once.
 #[derive(Debug, Default)]
@@ -98,4 +92,15 @@ pub struct Expired {
     pub ops: Vec<LeaseOp>,
     pub routes: Vec<RouteChange>,
     pub leases: Vec<crate::leases::Lease>,
+}
+
+/// The client a message is from, as far as decisions go.
+pub(crate) struct Client<'a> {
+    pub duid: &'a [u8],
+    /// Index into the engine's links.
+    pub link: usize,
+    pub relay: Option<&'a LinkSelector<'a>>,
+    pub peer: Ipv6Addr,
+    pub arrival: &'a str,
+    pub now: u64,
 }

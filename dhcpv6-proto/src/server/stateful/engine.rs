@@ -10,12 +10,13 @@ use dhcpv6_common::wire::{msg, opt, status};
 use crate::leases::{Lease, LeaseKind, LeaseOp, LeaseState};
 use crate::wire::{Message, WireError, Writer};
 
+use super::allocator::Allocator;
 use super::config::{self, ConfigError, LinkPools};
-use super::context::{ClientContext, Expired, Outcome, RouteChange, Undo};
+use super::context::{Client, ClientContext, Expired, Outcome, RouteChange, Undo};
 use super::ia::{self, IaAnswer, IaRequest};
-use super::reservations::LinkReservations;
-use super::serve::Client;
-use super::state::{key, Geo, State, Txn};
+use super::link;
+use super::state::Txn;
+use crate::server::relay::LinkSelector;
 
 /// How full one pool is, for metrics.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,12 +32,8 @@ pub struct PoolUsage {
 /// commit/rollback contract.
 #[derive(Debug)]
 pub struct Engine {
-    pub(crate) links: Vec<LinkPools>,
+    alloc: Allocator,
     by_name: HashMap<String, usize>,
-    /// Per link: pool ids for addresses and for prefixes.
-    pool_ids: Vec<[Vec<usize>; 2]>,
-    pub(crate) reservations: Vec<LinkReservations>,
-    pub(crate) state: State,
     /// Link prefixes merged into disjoint spans: first address -> (last address, link).
     relay_index: BTreeMap<u128, (u128, usize)>,
 }
@@ -55,26 +52,9 @@ impl Engine {
     /// of dynamic allocation.
     pub fn new(links: Vec<LinkPools>, leases: impl IntoIterator<Item = Lease>, now: u64) -> Result<Self, ConfigError> {
         config::validate(&links)?;
-        let mut state = State::new();
-        let mut pool_ids = Vec::with_capacity(links.len());
-        for (i, l) in links.iter().enumerate() {
-            let na = l.na.iter().map(|r| state.add_pool(i, Geo::Na(*r))).collect();
-            let pd = l.pd.iter().map(|p| state.add_pool(i, Geo::Pd(*p))).collect();
-            pool_ids.push([na, pd]);
-        }
-        for l in &links {
-            for r in &l.reservations {
-                let keys = [
-                    r.address.map(|a| key(LeaseKind::Address, a, 128)),
-                    r.prefix.map(|(p, len)| key(LeaseKind::Prefix, p, len)),
-                ];
-                for k in keys.into_iter().flatten() {
-                    if state.locate(&k).is_some() {
-                        state.reserve(k);
-                    }
-                }
-            }
-        }
+        let relay_index = relay_index(&links);
+        let by_name = links.iter().enumerate().map(|(i, l)| (l.link.clone(), i)).collect();
+        let mut alloc = Allocator::new(links);
         for lease in leases {
             if lease.is_expired(now) {
                 continue;
@@ -83,48 +63,47 @@ impl Engine {
                 tracing::warn!("ignoring stored lease: {e}");
                 continue;
             }
-            state.load(lease);
+            alloc.state.load(lease);
         }
-        let by_name = links.iter().enumerate().map(|(i, l)| (l.link.clone(), i)).collect();
-        let reservations = links.iter().map(|l| LinkReservations::new(l.reservations.clone())).collect();
-        let relay_index = relay_index(&links);
-        Ok(Self { links, by_name, pool_ids, reservations, state, relay_index })
-    }
-
-    pub(crate) fn pool_ids(&self, link: usize, kind: LeaseKind) -> &[usize] {
-        &self.pool_ids[link][match kind {
-            LeaseKind::Address => 0,
-            LeaseKind::Prefix => 1,
-        }]
+        Ok(Self { alloc, by_name, relay_index })
     }
 
     pub fn link(&self, name: &str) -> Option<&LinkPools> {
-        self.by_name.get(name).map(|i| &self.links[*i])
+        self.by_name.get(name).map(|i| &self.alloc.links[*i])
     }
 
     pub fn links(&self) -> &[LinkPools] {
-        &self.links
+        &self.alloc.links
     }
 
     /// The link a relayed client is on, from the relay's link-address.
     /// Same answer as `stateful::link_for_relay`, in O(log links).
     pub fn link_for_relay(&self, link_address: Ipv6Addr) -> Option<&LinkPools> {
+        self.relay_link(link_address).map(|i| &self.alloc.links[i])
+    }
+
+    fn relay_link(&self, link_address: Ipv6Addr) -> Option<usize> {
         if link_address.is_unspecified() {
             return None;
         }
         let a = u128::from(link_address);
         let (_, &(end, link)) = self.relay_index.range(..=a).next_back()?;
-        (a <= end).then(|| &self.links[link])
+        (a <= end).then_some(link)
+    }
+
+    /// The link a client is on (see `link.rs`).
+    fn link_index(&self, arrival: &str, relay: Option<&LinkSelector<'_>>) -> Option<usize> {
+        link::choose(arrival, relay, |n| self.by_name.get(n).copied(), |a| self.relay_link(a))
     }
 
     /// Every lease held, bound or declined (for reloads: `Engine::new(new_config,
     /// old.leases().cloned(), now)`).
     pub fn leases(&self) -> impl Iterator<Item = &Lease> {
-        self.state.leases.iter()
+        self.alloc.state.leases.iter()
     }
 
     pub fn lease_count(&self) -> usize {
-        self.state.leases.len()
+        self.alloc.state.leases.len()
     }
 
     /// Bound prefixes, for the daemon to check its routes against after a restart.
@@ -133,11 +112,12 @@ impl Engine {
     }
 
     pub fn pool_usage(&self) -> Vec<PoolUsage> {
-        self.state
+        self.alloc
+            .state
             .pools
             .iter()
             .map(|p| PoolUsage {
-                link: self.links[p.link].link.clone(),
+                link: self.alloc.links[p.link].link.clone(),
                 pool: p.geo.describe(),
                 used: p.occ.used(),
                 size: u128::from(p.geo.last_slot()) + 1,
@@ -147,13 +127,13 @@ impl Engine {
 
     /// Undoes the in-memory effect of an `Outcome` whose ops failed to commit.
     pub fn rollback(&mut self, undo: Undo) {
-        self.state.rollback(undo);
+        self.alloc.state.rollback(undo);
     }
 
     /// Drops leases whose valid lifetime ended (bound ones and declined ones whose hold is
     /// over), freeing their addresses and prefixes. Call every few seconds.
     pub fn expire(&mut self, now: u64) -> Expired {
-        let leases = self.state.pop_expired(now);
+        let leases = self.alloc.state.pop_expired(now);
         let ops = leases.iter().map(|l| LeaseOp::remove(l.key())).collect();
         let routes = leases
             .iter()
@@ -166,7 +146,7 @@ impl Engine {
     /// Decides the answer to one client message (not Information-Request, which the
     /// stateless path answers; not relay messages, which the daemon unwraps first).
     pub fn handle(&mut self, req: &Message<'_>, ctx: &ClientContext, now: u64) -> Outcome {
-        let Some(&link) = self.by_name.get(&ctx.link) else {
+        let Some(link) = self.link_index(ctx.arrival, ctx.relay.as_ref()) else {
             return Outcome::dropped(Counter::DropUnknownLink);
         };
         let t = req.msg_type();
@@ -196,10 +176,10 @@ impl Engine {
         // RFC 9915 section 16: we never send Server Unicast, so what a client unicasts is
         // discarded (no UseMulticast, which RFC 9915 removed). The daemon drops it before
         // (`trust::admit_client_destination`); this keeps the engine right on its own.
-        if ctx.unicast && self.links[link].reject_unicast {
+        if ctx.unicast && self.alloc.links[link].reject_unicast {
             return Outcome::dropped(Counter::DropUnicast);
         }
-        let c = Client { duid: cid, link, relay: ctx.relay.as_ref(), peer: ctx.peer, arrival: &ctx.arrival, now };
+        let c = Client { duid: cid, link, relay: ctx.relay.as_ref(), peer: ctx.peer, arrival: ctx.arrival, now };
         let mut txn = Txn::default();
         let reply = match t {
             msg::SOLICIT => self.solicit(req, &c, ctx, &ias, &requested, &mut txn),
@@ -231,10 +211,12 @@ impl Engine {
         requested: &[u16],
         txn: &mut Txn,
     ) -> Result<Option<Vec<u8>>, WireError> {
-        let rapid = self.links[c.link].rapid_commit && req.find(opt::RAPID_COMMIT).is_some();
+        let rapid = self.alloc.links[c.link].rapid_commit && req.find(opt::RAPID_COMMIT).is_some();
         let mut skip = HashSet::new();
-        let answers: Vec<IaAnswer> =
-            ias.iter().map(|ia| self.assign(c, ia, if rapid { Some(&mut *txn) } else { None }, &mut skip)).collect();
+        let answers: Vec<IaAnswer> = ias
+            .iter()
+            .map(|ia| self.alloc.assign(c, ia, if rapid { Some(&mut *txn) } else { None }, &mut skip))
+            .collect();
         let mut w = head(if rapid { msg::REPLY } else { msg::ADVERTISE }, req, c.duid, ctx);
         if rapid {
             w.option(opt::RAPID_COMMIT, &[]);
@@ -268,7 +250,7 @@ impl Engine {
         txn: &mut Txn,
     ) -> Result<Vec<u8>, WireError> {
         let mut skip = HashSet::new();
-        let link = &self.links[c.link];
+        let link = &self.alloc.links[c.link];
         let off_link = |ia: &IaRequest| {
             ia.kind == LeaseKind::Address && ia.hints.iter().any(|h| h.is_specified() && !link.is_on_link(h.addr))
         };
@@ -282,7 +264,7 @@ impl Engine {
                 if off {
                     IaAnswer::with_status(ia, status::NOT_ON_LINK, "address not on this link")
                 } else {
-                    self.assign(c, ia, Some(&mut *txn), &mut skip)
+                    self.alloc.assign(c, ia, Some(&mut *txn), &mut skip)
                 }
             })
             .collect();
@@ -305,7 +287,8 @@ impl Engine {
         rebind: bool,
     ) -> Result<Option<Vec<u8>>, WireError> {
         let mut skip = HashSet::new();
-        let answers: Vec<IaAnswer> = ias.iter().filter_map(|ia| self.extend(c, ia, txn, &mut skip, rebind)).collect();
+        let answers: Vec<IaAnswer> =
+            ias.iter().filter_map(|ia| self.alloc.extend(c, ia, txn, &mut skip, rebind)).collect();
         if rebind && answers.is_empty() {
             return Ok(None);
         }
@@ -328,7 +311,9 @@ impl Engine {
     ) -> Result<Vec<u8>, WireError> {
         let answers: Vec<IaAnswer> = ias
             .iter()
-            .filter_map(|ia| if decline { self.decline_ia(c, ia, txn) } else { self.release_ia(c, ia, txn) })
+            .filter_map(
+                |ia| if decline { self.alloc.decline_ia(c, ia, txn) } else { self.alloc.release_ia(c, ia, txn) },
+            )
             .collect();
         let mut w = head(msg::REPLY, req, c.duid, ctx);
         w.status(status::SUCCESS, if decline { "declined" } else { "released" });
@@ -345,7 +330,7 @@ impl Engine {
         ctx: &ClientContext,
         ias: &[IaRequest],
     ) -> Result<Option<Vec<u8>>, WireError> {
-        let link = &self.links[c.link];
+        let link = &self.alloc.links[c.link];
         let addrs: Vec<Ipv6Addr> = ias
             .iter()
             .filter(|ia| ia.kind == LeaseKind::Address)
@@ -364,7 +349,7 @@ impl Engine {
     }
 
     fn write_ias(&self, w: &mut Writer, c: &Client<'_>, answers: &[IaAnswer]) {
-        let lt = self.links[c.link].lifetimes;
+        let lt = self.alloc.links[c.link].lifetimes;
         for a in answers {
             ia::write(w, a, lt.t1, lt.t2);
         }

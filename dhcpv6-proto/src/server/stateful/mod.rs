@@ -12,13 +12,17 @@
 //! handled while this one's commit is still in flight, cannot be given the same address.
 //! The daemon then:
 //!
-//! 1. if `outcome.ops` is empty: sends `reply` (Advertise, Confirm, NoBinding-only
+//! 1. wraps `reply` for the relays, if the message was relayed; if that fails, commits
+//!    nothing, sends nothing and calls `engine.rollback(outcome.undo)`;
+//! 2. if `outcome.ops` is empty: sends `reply` (Advertise, Confirm, NoBinding-only
 //!    replies, errors);
-//! 2. else commits `ops` (`LeaseStore::commit`), and only once the ticket resolves `Ok`
+//! 3. else commits `ops` (`LeaseStore::commit`), and only once the ticket resolves `Ok`
 //!    sends `reply` and applies `routes` (a client is never told of a lease the disk does
 //!    not have);
-//! 3. if the commit fails: sends nothing, applies no route, and calls
+//! 4. if the commit fails: sends nothing, applies no route, and calls
 //!    `engine.rollback(outcome.undo)`. The client retransmits and gets a fresh decision.
+//!
+//! The daemon does all of this in one place, `StatefulService::serve`.
 //!
 //! Rollback reverts only keys that still hold what this outcome wrote; a key a later
 //! message changed again keeps the later value, whose own commit decides. Lease keys are
@@ -49,19 +53,22 @@
 //! * Request with an IA_NA naming an address that is not on the link: NotOnLink in that IA
 //!   (the client moved; it must start over with a Solicit).
 //!
-//! Modules: `pools` (ranges and prefix pools, parsing), `config` (per-link configuration,
+//! Modules: `link` (which link a client is on), `pools` (ranges and prefix pools, parsing), `config` (per-link configuration,
 //! validation, `link_for_relay`), `occupancy` (hierarchical bitmap of taken slots),
-//! `state` (leases + bitmaps + expiry, undo), `reservations` (lookup), `ia` (IA option
-//! codec), `serve` (per-IA decisions), `engine` (messages).
+//! `state` (leases + bitmaps + expiry, undo), `reservations` (lookup), `index` (leases by
+//! binding and by client IA), `ia` (IA option codec), `allocator` (per-IA decisions over
+//! pools, reservations and state), `engine` (messages).
 
+mod allocator;
 mod config;
 mod context;
 mod engine;
 mod ia;
+mod index;
+mod link;
 mod occupancy;
 mod pools;
 mod reservations;
-mod serve;
 mod state;
 
 #[cfg(test)]
@@ -71,6 +78,7 @@ pub use config::{
     check_links, link_for_relay, ConfigError, Item, LifetimeField, LifetimeProblem, Lifetimes, LinkPools, Location,
     Refusal, Reservation, ReservationPart,
 };
-pub use context::{ClientContext, Expired, Outcome, RelayInfo, RouteChange, Undo};
+pub use context::{ClientContext, Expired, Outcome, RouteChange, Undo};
 pub use engine::{Engine, PoolUsage};
+pub use link::{unconfigured, UNCONFIGURED_LINK};
 pub use pools::{AddrRange, PoolError, PrefixPool};

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use super::config::Reservation;
-use super::context::RelayInfo;
+use crate::server::relay::LinkSelector;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Matcher {
@@ -23,8 +23,8 @@ pub(crate) struct LinkReservations {
     index: HashMap<Matcher, Vec<usize>>,
 }
 
-fn same(want: &Option<Vec<u8>>, got: Option<&Vec<u8>>) -> bool {
-    want.as_ref().is_none_or(|w| got == Some(w))
+fn same(want: &Option<Vec<u8>>, got: Option<&[u8]>) -> bool {
+    want.as_deref().is_none_or(|w| got == Some(w))
 }
 
 impl LinkReservations {
@@ -51,16 +51,16 @@ impl LinkReservations {
 
     /// The reservations that match this client, those for `iaid` first, then those for any
     /// IA, each group in configuration order.
-    pub fn matching(&self, duid: &[u8], iaid: u32, relay: Option<&RelayInfo>) -> Vec<&Reservation> {
+    pub fn matching(&self, duid: &[u8], iaid: u32, relay: Option<&LinkSelector<'_>>) -> Vec<&Reservation> {
         if self.list.is_empty() {
             return Vec::new();
         }
         let mut keys = vec![Matcher::Duid(duid.to_vec())];
         if let Some(r) = relay {
-            keys.extend(r.remote_id.clone().map(Matcher::RemoteId));
-            keys.extend(r.subscriber_id.clone().map(Matcher::SubscriberId));
-            keys.extend(r.interface_id.clone().map(Matcher::InterfaceId));
-            keys.extend(r.client_linklayer.clone().map(Matcher::LinkLayer));
+            keys.extend(r.remote_id.map(|v| Matcher::RemoteId(v.to_vec())));
+            keys.extend(r.subscriber_id.map(|v| Matcher::SubscriberId(v.to_vec())));
+            keys.extend(r.interface_id.map(|v| Matcher::InterfaceId(v.to_vec())));
+            keys.extend(r.client_linklayer.map(|v| Matcher::LinkLayer(v.to_vec())));
         }
         let mut hits: Vec<usize> = keys.iter().filter_map(|k| self.index.get(k)).flatten().copied().collect();
         hits.sort_unstable();
@@ -71,10 +71,10 @@ impl LinkReservations {
             .filter(|r| r.iaid.is_none_or(|x| x == iaid))
             .filter(|r| r.duid.as_ref().is_none_or(|d| d.as_bytes() == duid))
             .filter(|r| {
-                same(&r.remote_id, relay.and_then(|x| x.remote_id.as_ref()))
-                    && same(&r.subscriber_id, relay.and_then(|x| x.subscriber_id.as_ref()))
-                    && same(&r.interface_id, relay.and_then(|x| x.interface_id.as_ref()))
-                    && same(&r.client_linklayer, relay.and_then(|x| x.client_linklayer.as_ref()))
+                same(&r.remote_id, relay.and_then(|x| x.remote_id))
+                    && same(&r.subscriber_id, relay.and_then(|x| x.subscriber_id))
+                    && same(&r.interface_id, relay.and_then(|x| x.interface_id))
+                    && same(&r.client_linklayer, relay.and_then(|x| x.client_linklayer))
             })
             .collect();
         // Stable: keeps configuration order within each group.
@@ -104,10 +104,10 @@ mod tests {
         assert_eq!(r.matching(d1.as_bytes(), 7, None), vec![&ia7, &any]);
         assert_eq!(r.matching(d1.as_bytes(), 1, None), vec![&any]);
         assert!(r.matching(b"\x00\x03\x00\x01zzzzzz", 7, None).is_empty());
-        let relay = RelayInfo { remote_id: Some(vec![0, 0, 0, 9, b'x']), ..Default::default() };
+        let relay = LinkSelector { remote_id: Some(&[0, 0, 0, 9, b'x']), ..Default::default() };
         assert_eq!(r.matching(b"\x00\x03\x00\x01zzzzzz", 1, Some(&relay)), vec![&by_remote]);
         // DUID matches but the reservation also wants Remote-ID [1].
-        let wrong = RelayInfo { remote_id: Some(vec![2]), ..Default::default() };
+        let wrong = LinkSelector { remote_id: Some(&[2]), ..Default::default() };
         assert_eq!(r.matching(d1.as_bytes(), 1, Some(&wrong)), vec![&any]);
     }
 }

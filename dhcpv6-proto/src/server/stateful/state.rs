@@ -11,9 +11,10 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashSet};
 use std::net::Ipv6Addr;
 
-use crate::leases::{Lease, LeaseIndex, LeaseKey, LeaseKind, LeaseOp, LeaseState};
+use crate::leases::{Lease, LeaseKey, LeaseKind, LeaseOp, LeaseState};
 
 use super::context::{RouteChange, Undo, UndoEntry};
+use super::index::LeaseIndex;
 use super::occupancy::Occupancy;
 use super::pools::{mask, AddrRange, PrefixPool};
 

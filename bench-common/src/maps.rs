@@ -1,8 +1,8 @@
-//! Map layouts shared by the benchmark's XDP programs (`dhcpv6-ebpf/src/bench.rs`, which
-//! includes this file with `#[path]`) and the load generator (`dhcpv6-bench`).
+//! Map layouts shared by the benchmark's XDP programs (`bench-ebpf`) and the load generator
+//! (`dhcpv6-bench`).
 //!
 //! Plain `#[repr(C)]` data without padding, so it compiles for both `bpfel-unknown-none`
-//! (no_std) and the host; the host side implements `aya::Pod` for it.
+//! (no_std) and the host; the host side implements `aya::Pod` for it (feature `user`).
 
 /// Largest template frame the generator program copies into each frame.
 pub const TEMPLATE_CAP: usize = 256;
@@ -98,7 +98,8 @@ pub struct SinkConfig {
 /// (a MAC-swapped echo) in `echo_valid`, `echo_stale` or `bad_*`. Anything else is
 /// `passed` to the kernel (neighbour discovery and the like).
 #[repr(C)]
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy, Default, Debug, PartialEq)]
+#[cfg_attr(feature = "report", derive(serde::Serialize, serde::Deserialize))]
 pub struct SinkCounters {
     pub frames: u64,
     /// Reply (7) with this run's tag, a correct UDP checksum and options 23 and 24.

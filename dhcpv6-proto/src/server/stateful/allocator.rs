@@ -1,4 +1,6 @@
-//! Per-IA decisions: which address or prefix an IA gets, keeps, or loses.
+//! Per-IA decisions: which address or prefix an IA gets, keeps, or loses. The allocator
+//! owns what those decisions read and change (links, their pools and reservations, and the
+//! lease state); the engine above it only speaks messages.
 //!
 //! Every function takes `txn: Option<&mut Txn>`: `None` answers a Solicit without Rapid
 //! Commit (an offer: nothing is recorded, RFC 9915 section 18.3.1), `Some` commits. `skip`
@@ -6,26 +8,26 @@
 //! not offered the same address.
 
 use std::collections::HashSet;
-use std::net::Ipv6Addr;
 
 use dhcpv6_common::wire::status;
 
 use crate::leases::{Lease, LeaseKey, LeaseKind, LeaseOp, LeaseState, NextHop};
 
-use super::context::{RelayInfo, RouteChange};
-use super::engine::Engine;
+use super::config::LinkPools;
+use super::context::{Client, RouteChange};
 use super::ia::{Granted, Hint, IaAnswer, IaRequest};
 use super::pools::mask;
-use super::state::{key, seed, Txn};
+use super::reservations::LinkReservations;
+use super::state::{key, seed, Geo, State, Txn};
 
-/// The client a message is from, as far as decisions go.
-pub(crate) struct Client<'a> {
-    pub duid: &'a [u8],
-    pub link: usize,
-    pub relay: Option<&'a RelayInfo>,
-    pub peer: Ipv6Addr,
-    pub arrival: &'a str,
-    pub now: u64,
+/// Links with their pools and reservations, and the leases held in them.
+#[derive(Debug)]
+pub(crate) struct Allocator {
+    pub links: Vec<LinkPools>,
+    /// Per link: pool ids for addresses and for prefixes.
+    pool_ids: Vec<[Vec<usize>; 2]>,
+    reservations: Vec<LinkReservations>,
+    pub state: State,
 }
 
 fn zero(k: LeaseKey) -> Granted {
@@ -41,7 +43,41 @@ fn hint_key(kind: LeaseKind, h: &Hint) -> Option<LeaseKey> {
     }
 }
 
-impl Engine {
+impl Allocator {
+    /// Pools for every link, and reserved addresses and prefixes inside pools taken out of
+    /// dynamic allocation. No lease yet: `state.load` adds them.
+    pub fn new(links: Vec<LinkPools>) -> Self {
+        let mut state = State::new();
+        let mut pool_ids = Vec::with_capacity(links.len());
+        for (i, l) in links.iter().enumerate() {
+            let na = l.na.iter().map(|r| state.add_pool(i, Geo::Na(*r))).collect();
+            let pd = l.pd.iter().map(|p| state.add_pool(i, Geo::Pd(*p))).collect();
+            pool_ids.push([na, pd]);
+        }
+        for l in &links {
+            for r in &l.reservations {
+                let keys = [
+                    r.address.map(|a| key(LeaseKind::Address, a, 128)),
+                    r.prefix.map(|(p, len)| key(LeaseKind::Prefix, p, len)),
+                ];
+                for k in keys.into_iter().flatten() {
+                    if state.locate(&k).is_some() {
+                        state.reserve(k);
+                    }
+                }
+            }
+        }
+        let reservations = links.iter().map(|l| LinkReservations::new(l.reservations.clone())).collect();
+        Self { links, pool_ids, reservations, state }
+    }
+
+    fn pool_ids(&self, link: usize, kind: LeaseKind) -> &[usize] {
+        &self.pool_ids[link][match kind {
+            LeaseKind::Address => 0,
+            LeaseKind::Prefix => 1,
+        }]
+    }
+
     /// The reserved key for this IA, if the client has one that nobody else holds.
     fn reserved_for(&self, c: &Client<'_>, ia: &IaRequest, skip: &HashSet<LeaseKey>) -> Option<LeaseKey> {
         self.reservations[c.link].matching(c.duid, ia.iaid, c.relay).into_iter().find_map(|r| {
@@ -150,7 +186,7 @@ impl Engine {
     }
 
     /// Ends a binding. Returns the zero-lifetime entry that tells the client, when committing.
-    pub(crate) fn revoke(&mut self, lease: &Lease, txn: Option<&mut Txn>) -> Option<Granted> {
+    fn revoke(&mut self, lease: &Lease, txn: Option<&mut Txn>) -> Option<Granted> {
         let txn = txn?;
         if lease.kind == LeaseKind::Prefix {
             txn.routes.push(RouteChange::Remove {

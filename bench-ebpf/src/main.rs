@@ -16,10 +16,6 @@
 #![no_std]
 #![no_main]
 
-#[path = "../../bench/src/maps.rs"]
-#[allow(dead_code)]
-mod maps;
-
 use aya_ebpf::{
     bindings::xdp_action,
     btf_maps::{Array, PerCpuArray, ProgramArray},
@@ -29,13 +25,14 @@ use aya_ebpf::{
     macros::{btf_map, xdp},
     programs::XdpContext,
 };
-use dhcpv6_common::{
-    fold,
-    wire::{msg, opt, CLIENT_PORT, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IPV6, IPPROTO_UDP, SERVER_PORT},
-};
-use maps::{
+use dhcpv6_bench_common::maps::{
     FrameCount, GenConfig, GenState, SinkConfig, SinkCounters, SINK_BUF, SINK_MASK, SINK_MAX_UDP, TEMPLATE_CAP,
 };
+use dhcpv6_common::{
+    csum::{checksum_add, fold},
+    wire::{msg, opt, CLIENT_PORT, ETH_P_IPV6, IPPROTO_UDP, SERVER_PORT},
+};
+use dhcpv6_ebpf_common::{be16, l3, ptr_at, L3};
 
 #[btf_map]
 static BENCH_GEN_CFG: Array<GenConfig, 1> = Array::new();
@@ -58,23 +55,6 @@ static BENCH_DROP: PerCpuArray<FrameCount, 1> = PerCpuArray::new();
 /// Slot 0: the program `bench_restore` hands each restored frame to.
 #[btf_map]
 static BENCH_TAIL: ProgramArray<1> = ProgramArray::new();
-
-#[inline(always)]
-fn ptr_at<T>(ctx: &XdpContext, off: usize) -> Option<*mut T> {
-    let start = ctx.data();
-    let end = ctx.data_end();
-    if start + off + core::mem::size_of::<T>() > end {
-        return None;
-    }
-    Some((start + off) as *mut T)
-}
-
-#[inline(always)]
-fn be16(ctx: &XdpContext, off: usize) -> Option<u16> {
-    let p = ptr_at::<[u8; 2]>(ctx, off)?;
-    // SAFETY: bounds checked by ptr_at.
-    Some(u16::from_be_bytes(unsafe { *p }))
-}
 
 // ---------------------------------------------------------------------------------------
 // Generator
@@ -192,18 +172,12 @@ fn generate(ctx: &XdpContext, cfg: &GenConfig, st: &mut GenState) -> Option<()> 
     let t = ptr_at::<[u8; 4]>(ctx, cfg.tail_off as usize & 0xff)?;
     let c = ptr_at::<[u8; 2]>(ctx, cfg.csum_off as usize & 0xff)?;
     // SAFETY: bounds checked by ptr_at. The template has zeros where the variable bytes go
-    // and a checksum that is right for those zeros, so adding the new words (RFC 1624,
-    // eqn. 3, with m = 0) gives the new checksum.
+    // and a checksum that is right for those zeros, so adding the new words gives the new one.
     unsafe {
         *x = xid.to_be_bytes();
         *t = tail.to_be_bytes();
         let old = u16::from_be_bytes(*c);
-        let acc = u32::from(!old) + u32::from(xid) + (tail >> 16) + (tail & 0xffff);
-        let mut sum = !(fold(acc) as u16);
-        if sum == 0 {
-            sum = 0xffff;
-        }
-        *c = sum.to_be_bytes();
+        *c = checksum_add(old, u32::from(xid) + (tail >> 16) + (tail & 0xffff)).to_be_bytes();
     }
     Some(())
 }
@@ -278,27 +252,8 @@ pub fn bench_sink(ctx: XdpContext) -> u32 {
 }
 
 #[inline(always)]
-fn is_vlan(t: u16) -> bool {
-    t == ETH_P_8021Q || t == ETH_P_8021AD
-}
-
-#[inline(always)]
 fn sink(ctx: &XdpContext) -> Seen {
-    let Some(mut ethertype) = be16(ctx, 12) else { return Seen::Other };
-    let mut l3 = 14;
-    if is_vlan(ethertype) {
-        let Some(t) = be16(ctx, 16) else { return Seen::Other };
-        ethertype = t;
-        l3 = 18;
-        if is_vlan(ethertype) {
-            let Some(t) = be16(ctx, 20) else { return Seen::Other };
-            ethertype = t;
-            l3 = 22;
-        }
-    }
-    if ethertype != ETH_P_IPV6 {
-        return Seen::Other;
-    }
+    let Ok(L3 { ethertype: ETH_P_IPV6, off: l3 }) = l3(ctx) else { return Seen::Other };
     let Some(ip) = ptr_at::<[u8; 40]>(ctx, l3) else { return Seen::Other };
     // SAFETY: bounds checked by ptr_at.
     let ip = unsafe { &*ip };
@@ -479,12 +434,4 @@ pub fn bench_pass(_ctx: XdpContext) -> u32 {
     xdp_action::XDP_PASS
 }
 
-#[cfg(not(test))]
-#[panic_handler]
-fn panic(_info: &core::panic::PanicInfo) -> ! {
-    loop {}
-}
-
-#[unsafe(link_section = "license")]
-#[unsafe(no_mangle)]
-static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";
+dhcpv6_ebpf_common::xdp_object!();

@@ -1,0 +1,228 @@
+//! The output of `dhcpv6-bench`: one JSON object a line on stdout, tagged by `kind`.
+//! `dhcpv6-bench` writes them with [`Line::print`]; xtask reads its log with [`parse`], which
+//! skips what is not JSON (diagnostics on stderr share the log) but refuses a JSON line it
+//! cannot read, so a change on one side that the other does not follow fails loudly.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+
+use serde::{Deserialize, Serialize};
+
+use crate::maps::SinkCounters;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Line {
+    /// `hold`: the program is attached (the driver waits for this line).
+    Attached(Attached),
+    /// `hold`: the drop program's count when it was stopped.
+    Dropped(Dropped),
+    /// `hold`: the sink's counters when it was stopped; `gen`: the sink's over the run.
+    Sink(SinkCounters),
+    /// `hold`: the program is detached.
+    Detached(Detached),
+    /// `gen`: the flat-out window.
+    Flat(Flat),
+    /// `gen`: one fixed-rate step.
+    GenStep(GenStep),
+    /// `gen` and `dhcp`: a search's result.
+    Search(Search),
+    /// `gen`: the BPF_PROG_TEST_RUN calls the run made.
+    Calls(Calls),
+    /// `cost`: one program's ns per frame.
+    Cost(Cost),
+    /// `dhcp --exchange renew`: how the population was obtained.
+    Population(Population),
+    /// `dhcp`: one fixed-rate step.
+    DhcpStep(DhcpStep),
+    /// `dhcp`: invalid answers over the run, by reason.
+    Invalid(Invalid),
+    /// `dhcp`: totals over the run.
+    Totals(Totals),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Attached {
+    pub program: String,
+    pub iface: String,
+    pub ifindex: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Dropped {
+    pub frames: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Detached {
+    pub program: String,
+    pub iface: String,
+    pub why: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Flat {
+    pub secs: f64,
+    pub sent: u64,
+    pub offered_pps: f64,
+    pub replies: u64,
+    pub replies_pps: f64,
+    pub invalid: u64,
+    pub stale: u64,
+    pub xmit_errors: u64,
+    /// Busy percentage of each CPU (by number) during the window.
+    pub cpu_busy: Vec<f64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GenStep {
+    pub target_pps: f64,
+    pub offered_pps: f64,
+    pub secs: f64,
+    pub sent: u64,
+    pub replies: u64,
+    pub loss: f64,
+    pub invalid: u64,
+    pub stale: u64,
+    pub xmit_errors: u64,
+    pub pass: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Search {
+    pub best_pps: f64,
+    /// Lowest rate that failed; 0 when none did (the best is then a floor).
+    pub lowest_fail_pps: f64,
+    pub steps: u64,
+    /// The highest passing rate was the cap or the generator's limit, not the server's.
+    pub generator_bound: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Calls {
+    pub n: u64,
+    pub avg_us: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Cost {
+    pub program: String,
+    pub ns_median: f64,
+    pub ns_min: f64,
+    pub ns_max: f64,
+    /// The call's wall clock per frame (set-up included), the cross-check.
+    pub wall_ns_median: f64,
+    pub runs: u64,
+    pub repeat: u64,
+    pub batch: u32,
+    pub answered: u64,
+    /// Every run's ns per frame, in order.
+    pub all: Vec<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Population {
+    pub wanted: u64,
+    pub bound: u64,
+    pub passes: u64,
+    pub timed_out: u64,
+    pub secs: f64,
+    pub rate: f64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DhcpStep {
+    pub target_pps: f64,
+    pub offered_pps: f64,
+    pub secs: f64,
+    pub sent: u64,
+    pub advertised: u64,
+    pub requested: u64,
+    pub replies: u64,
+    pub loss: f64,
+    pub sa_loss: f64,
+    pub rr_loss: f64,
+    pub lat_med_us: u32,
+    pub lat_p99_us: u32,
+    pub invalid: u64,
+    pub stale: u64,
+    pub refused: u64,
+    pub gen_rcvbuf_errors: u64,
+    /// The generator did not offer the rate, or lost messages itself.
+    pub short: bool,
+    pub pass: bool,
+    pub cpu_busy: Vec<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Invalid {
+    pub reasons: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Totals {
+    pub received: u64,
+    pub stale: u64,
+    pub invalid: u64,
+    pub refused: u64,
+    pub seed: u16,
+}
+
+impl Line {
+    /// Writes the line to stdout and flushes it (the driver reads the log while we run).
+    pub fn print(&self) {
+        // Serializing these plain structs cannot fail.
+        let text = serde_json::to_string(self).unwrap_or_default();
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{text}");
+        let _ = out.flush();
+    }
+}
+
+/// A JSON line that did not read as a [`Line`].
+#[derive(Debug)]
+pub struct BadLine {
+    pub number: usize,
+    pub text: String,
+    pub error: serde_json::Error,
+}
+
+impl std::fmt::Display for BadLine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "line {} of dhcpv6-bench's output is not one it prints ({}): {}", self.number, self.error, self.text)
+    }
+}
+
+impl std::error::Error for BadLine {}
+
+/// The lines of `text` that are JSON objects, in order; other lines are skipped.
+pub fn parse(text: &str) -> Result<Vec<Line>, BadLine> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| l.trim_start().starts_with('{'))
+        .map(|(i, l)| serde_json::from_str(l).map_err(|error| BadLine { number: i + 1, text: l.to_string(), error }))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_round_trip_and_other_text_is_skipped() {
+        let flat = Line::Flat(Flat { secs: 0.3, sent: 10, cpu_busy: vec![97.0, 41.5], ..Flat::default() });
+        let sink = Line::Sink(SinkCounters { frames: 3, valid: 2, passed: 1, ..SinkCounters::default() });
+        let search = Line::Search(Search { best_pps: 1000.0, lowest_fail_pps: 0.0, steps: 2, generator_bound: true });
+        let text = [&flat, &sink, &search].iter().map(|l| serde_json::to_string(l).unwrap()).collect::<Vec<_>>();
+        let log = format!("starting\n{}\n{}\nwarning: x\n{}\n", text[0], text[1], text[2]);
+        assert_eq!(parse(&log).unwrap(), vec![flat, sink, search]);
+        assert!(text[0].starts_with(r#"{"kind":"flat","#), "{}", text[0]);
+    }
+
+    #[test]
+    fn a_json_line_of_another_shape_is_refused() {
+        let e = parse("ok\n{\"kind\":\"flat\",\"secs\":1}\n").unwrap_err();
+        assert_eq!(e.number, 2);
+        assert!(parse("{\"kind\":\"nonsense\"}").is_err());
+    }
+}

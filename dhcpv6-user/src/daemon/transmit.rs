@@ -1,0 +1,34 @@
+//! Where replies leave: the server socket, or a test's stand-in for it, and the counting
+//! every sent reply shares.
+
+use std::future::Future;
+use std::net::SocketAddrV6;
+
+use tracing::warn;
+
+use crate::{
+    socket::ServerSocket,
+    stats::{Counter, UserStats},
+};
+
+/// Sends one datagram. The server's socket is the one implementation outside tests.
+pub trait Transmit: Send + Sync + 'static {
+    fn send_to(&self, buf: &[u8], to: SocketAddrV6) -> impl Future<Output = std::io::Result<usize>> + Send;
+}
+
+impl Transmit for ServerSocket {
+    fn send_to(&self, buf: &[u8], to: SocketAddrV6) -> impl Future<Output = std::io::Result<usize>> + Send {
+        ServerSocket::send_to(self, buf, to)
+    }
+}
+
+/// Sends a reply and counts what became of it.
+pub async fn send_reply(sock: &impl Transmit, stats: &UserStats, reply: &[u8], to: SocketAddrV6) {
+    match sock.send_to(reply, to).await {
+        Ok(_) => stats.bump(Counter::Replied),
+        Err(e) => {
+            warn!(%to, error = %e, "send failed");
+            stats.bump(Counter::SendFailed);
+        }
+    }
+}
