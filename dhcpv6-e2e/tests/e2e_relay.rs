@@ -273,3 +273,59 @@ fn untrusted_relay_forward_is_dropped_while_dhcrelay_is_served() {
     assert!(s["user_relayed"] >= 1 && s["user_replied"] >= 1, "dhcrelay served: {s:?}");
     assert_eq!(s["user_drop_untrusted_relay"], 2, "{s:?}");
 }
+
+/// Findings 1 and 4, relay-agent side: a Relay-Reply naming a peer across the Internet, one
+/// carrying an unknown type, and one from a host that is not the configured server are not
+/// sent on (no reflector from port 547); a client's own Relay-Forward is not passed up. Each
+/// is counted under its own name.
+#[test]
+fn relay_agent_trusts_only_its_server_and_its_link() {
+    use common::{client_id, message, oro};
+    use dhcpv6::{
+        server::relay::RelayLevel,
+        wire::{relay::emit_chain, RelayKind},
+    };
+    let mut lab = Lab::relay_agent("rt");
+    lab.start_relay_agent(&["--relay-upstream", "up0", "--relay-downstream", "dn0", "--relay-server", "2001:db8:1::1"]);
+    let relay_reply = |kind: RelayKind, peer: &str, inner: &[u8]| {
+        let mut l = RelayLevel::new(0, "2001:db8:2::1".parse().unwrap(), peer.parse().unwrap());
+        l.interface_id = Some(b"dn0".to_vec());
+        emit_chain(&[l], kind, inner).unwrap()
+    };
+    let reply = message(7, &[client_id(14)]);
+    // Binding the server's address needs it past DAD; a /128 of another prefix plays an
+    // impostor on the upstream link.
+    lab.srv.run(&["ip", "-6", "addr", "add", "2001:db8:66::1/128", "dev", "srv0", "nodad"]).unwrap();
+    testbed::wait_for(Duration::from_secs(10), || {
+        Ok(lab.srv.run(&["ip", "-6", "addr", "show", "dev", "srv0", "tentative"])?.trim().is_empty())
+    })
+    .unwrap();
+    let wait = Duration::from_secs(1);
+    let from_server = ("2001:db8:1::1", 0);
+    let victim = relay_reply(RelayKind::Reply, "2001:db8:99::1", &reply);
+    assert_eq!(lab.exchange_in(&lab.srv, "srv0", from_server, "2001:db8:1::2", &victim, wait), None);
+    let unknown = relay_reply(RelayKind::Reply, "fe80::9", &[200, 1, 2, 3, 0xff]);
+    assert_eq!(lab.exchange_in(&lab.srv, "srv0", from_server, "2001:db8:1::2", &unknown, wait), None);
+    let good = relay_reply(RelayKind::Reply, "fe80::9", &reply);
+    let impostor = ("2001:db8:66::1", 0);
+    assert_eq!(lab.exchange_in(&lab.srv, "srv0", impostor, "2001:db8:1::2", &good, wait), None);
+    let forged = relay_reply(RelayKind::Forward, "fe80::9", &message(11, &[client_id(14), oro(&[23])]));
+    assert_eq!(lab.exchange_in(&lab.cli, "cli0", ("::", 0), "ff02::1:2", &forged, wait), None);
+    let names = [
+        "user_drop_agent_peer_off_link",
+        "user_drop_agent_unknown_type",
+        "user_drop_agent_unexpected_server",
+        "user_drop_agent_untrusted_relay",
+    ];
+    testbed::wait_for(Duration::from_secs(3), || {
+        let s = lab.stats();
+        Ok(names.iter().all(|n| s.get(*n).copied().unwrap_or(0) >= 1))
+    })
+    .unwrap_or_else(|e| panic!("{e:#}: {:?}\n{}", lab.stats(), lab.log()));
+    let s = lab.stats();
+    for n in names {
+        assert_eq!(s[n], 1, "{n}: {s:?}");
+    }
+    assert_eq!((s["user_relayed_down"], s["user_relayed_up"]), (0, 0), "{s:?}");
+    assert_eq!(lab.log().matches("--trusted-relay").count(), 1, "the forged Relay-Forward logged once");
+}
