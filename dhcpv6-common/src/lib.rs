@@ -7,7 +7,9 @@
 
 pub mod csum;
 pub mod maps;
+pub mod outcomes;
 pub mod wire;
 
 pub use csum::{csum_add_bytes, fold};
 pub use maps::*;
+pub use outcomes::{Counters, Verdict};

@@ -1,7 +1,8 @@
 //! Layouts of the BPF maps pinned under `/sys/fs/bpf/dhcpv6/`.
 //!
-//! The daemon writes [`IfaceReply`] (keyed by ifindex) and reads [`Counters`]; the XDP program
-//! reads the first and only increments the second. All fields are plain integers and byte
+//! The daemon writes [`IfaceReply`] (keyed by [`IfaceKey`]) and the flood limits
+//! ([`FloodConfig`], [`RelaySource`]) and reads [`Counters`](crate::Counters); the XDP program
+//! reads the first and only increments the last. All fields are plain integers and byte
 //! arrays so that the layouts are identical on both sides and `bpftool map dump` can print
 //! them by name from BTF.
 
@@ -13,6 +14,14 @@ pub const MAP_IFACE_REPLY: &str = "DHCPV6_IFACES";
 pub const MAP_COUNTERS: &str = "DHCPV6_COUNTERS";
 pub const MAP_SCRATCH: &str = "DHCPV6_SCRATCH";
 pub const MAP_CLIENT_MACS: &str = "DHCPV6_CLIENT_MACS";
+pub const MAP_FLOOD_CONFIG: &str = "DHCPV6_FLOOD_CFG";
+pub const MAP_FLOOD_BUCKETS: &str = "DHCPV6_FLOOD";
+pub const MAP_FLOOD_RELAYS: &str = "DHCPV6_RELAYS";
+/// Token buckets kept at once (an LRU: the least recently seen sender's goes first, and
+/// comes back full).
+pub const MAX_FLOOD_BUCKETS: u32 = 65536;
+/// Relay sources that get the relay buckets.
+pub const MAX_FLOOD_RELAYS: u32 = 1024;
 /// Client MACs remembered at once (an LRU: the oldest go first).
 pub const MAX_CLIENT_MACS: u32 = 65536;
 pub const PROGRAM_NAME: &str = "dhcpv6_xdp";
@@ -53,10 +62,119 @@ pub mod limits {
 /// program only classifies and counts (`--no-fast-path`).
 pub const IFACE_FAST_PATH: u16 = 1;
 
-/// [`IfaceReply::flags`]: remember the source MAC of every DHCPv6 frame in
-/// `DHCPV6_CLIENT_MACS`, for the relay agent's Client Link-Layer Address option (RFC 6939):
-/// userspace gets datagrams from a UDP socket, which does not say who sent the frame.
+/// [`IfaceReply::flags`]: remember the source MAC of client messages in `DHCPV6_CLIENT_MACS`,
+/// for the relay agent's Client Link-Layer Address option (RFC 6939): userspace gets
+/// datagrams from a UDP socket, which does not say who sent the frame. Only frames that pass
+/// validation are learned from (see docs/fast-path.md, "Client MACs").
 pub const IFACE_LEARN_MACS: u16 = 2;
+
+/// Key of `DHCPV6_IFACES`: the ingress interface and the frame's VLAN IDs (outermost first,
+/// 0 where there is no tag; the 12-bit VID only: priority and DEI bits, and the TPID, are not
+/// part of it). An untagged frame, or one tagged with VID 0 (priority only, which the kernel
+/// also delivers to the parent), finds `(ifindex, 0, 0)`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Pod, Zeroable)]
+pub struct IfaceKey {
+    pub ifindex: u32,
+    pub outer_vlan: u16,
+    pub inner_vlan: u16,
+}
+
+impl IfaceKey {
+    pub const fn untagged(ifindex: u32) -> Self {
+        IfaceKey { ifindex, outer_vlan: 0, inner_vlan: 0 }
+    }
+}
+
+/// The VLAN ID of a tag's TCI.
+pub const VLAN_VID_MASK: u16 = 0x0fff;
+
+/// One token bucket's parameters, in the form the program uses (no division at run time):
+/// a frame is admitted when the bucket's theoretical arrival time, advanced by `interval_ns`,
+/// stays within `burst_ns` of now (GCRA, the "virtual scheduling" token bucket). Zero
+/// `interval_ns`: no limit.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct FloodLimit {
+    /// Nanoseconds per token: 1e9 / rate.
+    pub interval_ns: u64,
+    /// The burst, as time: burst * interval_ns.
+    pub burst_ns: u64,
+}
+
+impl FloodLimit {
+    /// `rate` frames per second sustained, `burst` at once; either 0 turns the limit off.
+    pub const fn new(rate_per_sec: u32, burst: u32) -> Self {
+        if rate_per_sec == 0 || burst == 0 {
+            return FloodLimit { interval_ns: 0, burst_ns: 0 };
+        }
+        let interval_ns = 1_000_000_000 / rate_per_sec as u64;
+        // At most 1e9 (rate 1) * 2^32: no overflow in u64.
+        let interval_ns = if interval_ns == 0 { 1 } else { interval_ns };
+        FloodLimit { interval_ns, burst_ns: interval_ns * burst as u64 }
+    }
+
+    pub const fn is_off(&self) -> bool {
+        self.interval_ns == 0
+    }
+
+    /// The bucket's next theoretical arrival time if a frame arriving `now` (ns) is admitted,
+    /// given the current one (`tat`, 0 for a new bucket); `None`: over the limit, and the
+    /// bucket stays as it is. Shared by the program and its userspace model.
+    #[inline(always)]
+    pub const fn admit(&self, tat: u64, now: u64) -> Option<u64> {
+        let base = if tat > now { tat } else { now };
+        let next = base + self.interval_ns;
+        if next - now > self.burst_ns {
+            None
+        } else {
+            Some(next)
+        }
+    }
+}
+
+/// Value of the one-slot `DHCPV6_FLOOD_CFG` array: the token buckets that meter frames the
+/// program passes up to userspace (never the ones it answers or drops itself).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct FloodConfig {
+    /// Per (ingress ifindex, source MAC).
+    pub client: FloodLimit,
+    /// Per (ingress ifindex, source address) of a source in `DHCPV6_RELAYS`.
+    pub relay: FloodLimit,
+    /// Entries in `DHCPV6_RELAYS`: the program looks a source up only when there are some.
+    pub relays: u32,
+    pub _pad: u32,
+}
+
+/// [`FloodKey::kind`]: the bucket of a source MAC (in `addr[..6]`).
+pub const FLOOD_KEY_MAC: u32 = 0;
+/// [`FloodKey::kind`]: the bucket of a configured relay source (its IPv6 address in `addr`).
+pub const FLOOD_KEY_RELAY: u32 = 1;
+
+/// Key of `DHCPV6_FLOOD` (an LRU hash shared by all CPUs).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Pod, Zeroable)]
+pub struct FloodKey {
+    pub ifindex: u32,
+    pub kind: u32,
+    pub addr: [u8; 16],
+}
+
+/// Value of `DHCPV6_FLOOD`: the bucket's theoretical arrival time (`bpf_ktime_get_ns` clock),
+/// updated with compare-and-swap so that CPUs racing on one bucket never admit more than it holds.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct FloodBucket {
+    pub tat_ns: u64,
+}
+
+/// Key of `DHCPV6_RELAYS`: a relay agent's source address (values are unused, 0).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Pod, Zeroable)]
+pub struct RelaySource {
+    pub addr: [u8; 16],
+}
 
 /// Key of `DHCPV6_CLIENT_MACS`: where a client's datagram came from.
 #[repr(C)]
@@ -94,7 +212,7 @@ pub struct Segment {
     pub _pad: u16,
 }
 
-/// Per-interface reply data, keyed by ifindex (`u32`).
+/// Per-interface reply data, keyed by [`IfaceKey`].
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Pod, Zeroable)]
 pub struct IfaceReply {
@@ -129,77 +247,6 @@ pub const GENERATION_OFFSET: usize = core::mem::offset_of!(IfaceReply, generatio
 impl Default for IfaceReply {
     fn default() -> Self {
         Zeroable::zeroed()
-    }
-}
-
-/// What the program did with each frame, one field per outcome (per CPU; userspace sums).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
-pub struct Counters {
-    /// Every frame the program ran on.
-    pub frames: u64,
-    /// IPv6 UDP datagrams to port 547 (on an Ethernet with up to two VLAN tags).
-    pub dhcp: u64,
-    /// Information-Requests answered with XDP_TX.
-    pub answered: u64,
-    /// Not Information-Request (Solicit, Relay-Forward, ...): for userspace.
-    pub pass_other_msg: u64,
-    /// No reply data for the ingress interface.
-    pub pass_no_iface: u64,
-    /// The interface has reply data but the fast path is off (`--no-fast-path`).
-    pub pass_fast_path_off: u64,
-    /// IPv6 extension headers, or more than two VLAN tags.
-    pub pass_headers: u64,
-    /// Source not link-local, or destination neither ff02::1:2 nor our link-local address.
-    pub pass_addressing: u64,
-    /// IPv6 and UDP lengths disagree, or the frame is shorter than they say: the kernel judges.
-    pub pass_length: u64,
-    /// UDP checksum not verified (wrong, or left to offload): the kernel judges.
-    pub pass_checksum: u64,
-    /// Over a fast-path limit (options, ORO codes, request size, reply size).
-    pub pass_limits: u64,
-    /// The frame could not grow to the reply's size (`bpf_xdp_adjust_tail` refused).
-    pub pass_no_room: u64,
-    /// Malformed DHCPv6: an option past the end, a bad DUID length, a short header.
-    pub drop_malformed: u64,
-    /// IA_NA, IA_TA or IA_PD in an Information-Request (RFC 9915 section 16.12).
-    pub drop_ia_present: u64,
-    /// A Server Identifier that is not ours (RFC 9915 section 16.12).
-    pub drop_foreign_server_id: u64,
-    /// A helper failed after the headers were rewritten: the frame is neither the request
-    /// nor a reply, so it is dropped (the client retransmits). Not seen in practice.
-    pub drop_write_failed: u64,
-}
-
-impl Counters {
-    /// Field names and values in declaration order, for metrics and `dhcpv6d stats`.
-    pub fn fields(&self) -> [(&'static str, u64); 16] {
-        [
-            ("frames", self.frames),
-            ("dhcp", self.dhcp),
-            ("answered", self.answered),
-            ("pass_other_msg", self.pass_other_msg),
-            ("pass_no_iface", self.pass_no_iface),
-            ("pass_fast_path_off", self.pass_fast_path_off),
-            ("pass_headers", self.pass_headers),
-            ("pass_addressing", self.pass_addressing),
-            ("pass_length", self.pass_length),
-            ("pass_checksum", self.pass_checksum),
-            ("pass_limits", self.pass_limits),
-            ("pass_no_room", self.pass_no_room),
-            ("drop_malformed", self.drop_malformed),
-            ("drop_ia_present", self.drop_ia_present),
-            ("drop_foreign_server_id", self.drop_foreign_server_id),
-            ("drop_write_failed", self.drop_write_failed),
-        ]
-    }
-
-    pub fn add(&mut self, o: &Counters) {
-        let a: &mut [u64; 16] = bytemuck::cast_mut(self);
-        let b: &[u64; 16] = bytemuck::cast_ref(o);
-        for (x, y) in a.iter_mut().zip(b) {
-            *x = x.wrapping_add(*y);
-        }
     }
 }
 
@@ -260,9 +307,14 @@ pub const REQ_BUF: usize = 512 + 144;
 
 #[cfg(feature = "user")]
 mod user {
-    // SAFETY: all three are #[repr(C)] and Pod (no padding, any bit pattern valid).
+    // SAFETY: all are #[repr(C)] and Pod (no padding, any bit pattern valid).
     unsafe impl aya::Pod for super::IfaceReply {}
-    unsafe impl aya::Pod for super::Counters {}
+    unsafe impl aya::Pod for super::IfaceKey {}
+    unsafe impl aya::Pod for crate::Counters {}
+    unsafe impl aya::Pod for super::FloodConfig {}
+    unsafe impl aya::Pod for super::FloodKey {}
+    unsafe impl aya::Pod for super::FloodBucket {}
+    unsafe impl aya::Pod for super::RelaySource {}
     unsafe impl aya::Pod for super::Segment {}
     unsafe impl aya::Pod for super::MacKey {}
     unsafe impl aya::Pod for super::ClientMac {}

@@ -25,6 +25,51 @@ pub mod msg {
     pub const INFORMATION_REQUEST: u8 = 11;
     pub const RELAY_FORW: u8 = 12;
     pub const RELAY_REPL: u8 = 13;
+    /// RFC 5007 Leasequery replies.
+    pub const LEASEQUERY_REPLY: u8 = 15;
+    pub const LEASEQUERY_DONE: u8 = 16;
+    pub const LEASEQUERY_DATA: u8 = 17;
+    /// RFC 7341 DHCPv4-over-DHCPv6.
+    pub const DHCPV4_QUERY: u8 = 20;
+    pub const DHCPV4_RESPONSE: u8 = 21;
+    /// RFC 9686 address registration.
+    pub const ADDR_REG_INFORM: u8 = 36;
+    pub const ADDR_REG_REPLY: u8 = 37;
+
+    /// A message a client sends (and a relay puts in a Relay-Forward): RFC 9915 section 7.3
+    /// plus the later client-originated types. Relay-Forward is not one: it comes from a relay.
+    #[inline(always)]
+    pub const fn is_client_message(msg_type: u8) -> bool {
+        matches!(
+            msg_type,
+            SOLICIT
+                | REQUEST
+                | CONFIRM
+                | RENEW
+                | REBIND
+                | RELEASE
+                | DECLINE
+                | INFORMATION_REQUEST
+                | DHCPV4_QUERY
+                | ADDR_REG_INFORM
+        )
+    }
+
+    /// A message only a server sends to a client (Relay-Reply excluded: it is a relay message).
+    /// RFC 7610 (DHCPv6-Shield) lists these as the ones to stop on client-facing ports.
+    pub const fn is_server_message(msg_type: u8) -> bool {
+        matches!(
+            msg_type,
+            ADVERTISE
+                | REPLY
+                | RECONFIGURE
+                | LEASEQUERY_REPLY
+                | LEASEQUERY_DONE
+                | LEASEQUERY_DATA
+                | DHCPV4_RESPONSE
+                | ADDR_REG_REPLY
+        )
+    }
 }
 
 /// Option codes (RFC 9915 section 21 unless noted).
@@ -99,5 +144,13 @@ pub const ETH_P_IPV6: u16 = 0x86dd;
 pub const ETH_P_8021Q: u16 = 0x8100;
 pub const ETH_P_8021AD: u16 = 0x88a8;
 pub const IPPROTO_UDP: u8 = 17;
+
+/// IPv6 extension headers (hop-by-hop, routing, fragment, ESP, AH, destination options,
+/// mobility, HIP, shim6): a datagram behind one is not walked to by the fast path, which
+/// passes it up rather than call it "not DHCP".
+#[inline(always)]
+pub const fn is_ipv6_ext_header(next: u8) -> bool {
+    matches!(next, 0 | 43 | 44 | 50 | 51 | 60 | 135 | 139 | 140)
+}
 /// Hop limit the fast path writes in its replies (the kernel's default for unicast).
 pub const REPLY_HOP_LIMIT: u8 = 64;

@@ -77,6 +77,31 @@ fn crafted_requests_foreign_server_id_is_dropped_and_counted() {
 }
 
 #[test]
+fn a_flood_from_one_mac_is_dropped_in_xdp_and_its_answers_still_come() {
+    let mut lab = Lab::new("fl");
+    let mut args = ARGS.to_vec();
+    args.extend(["--flood-rate", "1", "--flood-burst", "5"]);
+    lab.start(&args);
+    let before = lab.stats();
+    // Solicits to a server without pools: each one passed up costs userspace a read.
+    lab.send_burst(&message(1, &[client_id(14)]), 60);
+    std::thread::sleep(Duration::from_millis(500));
+    let after = lab.stats();
+    let delta = |k: &str| after[k] - before[k];
+    // The burst, plus a token a second while python sends.
+    assert!(delta("xdp_drop_flood") >= 50, "the flood is dropped in XDP: {after:?}");
+    assert!((5..=8).contains(&delta("xdp_pass_other_msg")), "the burst went up: {after:?}");
+    assert!(delta("user_received") <= 8, "userspace read only the burst: {after:?}");
+    // Answers given in XDP are not metered: the flooding client is still configured.
+    let ok = message(11, &[client_id(14), oro(&[23, 24])]);
+    let reply = lab.exchange(&ok, Duration::from_secs(3)).expect("the fast path still answers");
+    assert_eq!(Message::parse(&reply).unwrap().msg_type(), 7);
+    assert!(lab.log().contains("flood limits for frames passed up"), "{}", lab.log());
+    // The operator hears of it (on the 10-second sweep).
+    lab.wait_log("flood buckets dropped frames in XDP", Duration::from_secs(15));
+}
+
+#[test]
 fn sighup_changes_the_next_answer() {
     let mut lab = Lab::new("hup");
     let cfg = lab.dir.join("dhcpv6d.toml");

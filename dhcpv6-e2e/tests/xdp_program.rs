@@ -4,12 +4,65 @@
 
 mod common;
 
+use std::net::Ipv6Addr;
+
 use common::*;
-use dhcpv6::fastpath::{frame::udp_sum, model, Outcome};
+use dhcpv6::fastpath::{frame::udp_sum, model, model::ModelIface, ModelMaps, Outcome};
 use dhcpv6::server::{ConfiguredOption, SendPolicy};
-use dhcpv6::wire::Message;
-use dhcpv6_common::wire::{ETH_P_8021AD, ETH_P_8021Q};
+use dhcpv6::wire::{Duid, Message};
+use dhcpv6_common::{
+    wire::{ETH_P_8021AD, ETH_P_8021Q},
+    FloodConfig, FloodLimit, Verdict,
+};
 use rand::{rngs::StdRng, Rng, SeedableRng};
+
+/// The program's clock (`bpf_ktime_get_ns` is CLOCK_MONOTONIC), for the model's buckets.
+fn ktime_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: a plain syscall writing into `ts`.
+    assert_eq!(unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) }, 0);
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Runs `frame` through the program and the model (which keeps its own buckets and MACs)
+/// and requires the same outcome.
+fn run_both(p: &mut Program, m: &mut ModelMaps, name: &str, frame: &[u8]) -> Outcome {
+    let want = m.run(frame, ktime_ns());
+    let (got, _) = p.run(frame);
+    assert_eq!(got, want, "{name}: program and model disagree\nframe: {frame:02x?}");
+    if let Outcome::Tx(reply) = &got {
+        check_reply_checksum(reply);
+    }
+    got
+}
+
+/// The reply data of a VLAN interface: its own MAC, link-local address and DNS server.
+fn vlan_iface(n: u8) -> ModelIface {
+    let mac = [0x02, 0xd6, 0, 0, n, 0x01];
+    let mut svc = service();
+    svc.duid = Duid::from_mac(mac);
+    svc.options = dhcpv6::server::ServiceOptions {
+        dns: vec![Ipv6Addr::new(0x2001, 0xdb8, u16::from(n), 0, 0, 0, 0, 0x53)],
+        domains: vec![format!("vlan{n}.example")],
+        ..Default::default()
+    }
+    .encode()
+    .unwrap();
+    ModelIface {
+        mac,
+        link_local: Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, u16::from(n)),
+        svc,
+        fast_path: true,
+        learn_macs: false,
+    }
+}
+
+fn kind(o: &Outcome) -> &'static str {
+    match o {
+        Outcome::Tx(_) => "tx",
+        o => o.counter(),
+    }
+}
 
 fn expect_same(p: &mut Program, iface: &dhcpv6::fastpath::model::ModelIface, name: &str, frame: &[u8]) -> Outcome {
     let want = model(frame, Some(iface));
@@ -50,12 +103,16 @@ fn crafted_frames() {
     let mut cases: Vec<(&str, Vec<u8>, &str)> = Vec::new();
     let s = spec();
     cases.push(("plain", s.build(&info_req(&base())), "tx"));
+    // No reply data for these VLANs: not the parent's to answer (see `vlan_frames`).
     let mut v1 = spec();
     v1.vlans = vec![(ETH_P_8021Q, 100)];
-    cases.push(("one VLAN tag", v1.build(&info_req(&base())), "tx"));
+    cases.push(("one VLAN tag", v1.build(&info_req(&base())), "pass_vlan"));
     let mut v2 = spec();
     v2.vlans = vec![(ETH_P_8021AD, 10), (ETH_P_8021Q, 200)];
-    cases.push(("two VLAN tags", v2.build(&info_req(&base())), "tx"));
+    cases.push(("two VLAN tags", v2.build(&info_req(&base())), "pass_vlan"));
+    let mut prio = spec();
+    prio.vlans = vec![(ETH_P_8021Q, 0xe000)];
+    cases.push(("priority tag (VLAN 0)", prio.build(&info_req(&base())), "tx"));
     let mut v3 = spec();
     v3.vlans = vec![(ETH_P_8021AD, 10), (ETH_P_8021Q, 200), (ETH_P_8021Q, 300)];
     cases.push(("three VLAN tags", v3.build(&info_req(&base())), "pass_headers"));
@@ -147,12 +204,7 @@ fn crafted_frames() {
 
     for (name, frame, expect) in &cases {
         let got = expect_same(&mut p, &iface, name, frame);
-        let kind = match &got {
-            Outcome::Tx(_) => "tx",
-            Outcome::NotDhcp => "not_dhcp",
-            Outcome::Pass(c) | Outcome::Drop(c) => c,
-        };
-        assert_eq!(kind, *expect, "{name}");
+        assert_eq!(kind(&got), *expect, "{name}");
     }
 
     // The bytes of one answer, field by field.
@@ -175,10 +227,185 @@ fn no_fast_path_and_unknown_interface_pass() {
     let iface = model_iface(false);
     let mut p = Program::load(Some(&iface));
     let frame = spec().build(&info_req(&[client_id(14)]));
-    assert_eq!(p.run(&frame).0, Outcome::Pass("pass_fast_path_off"));
+    assert_eq!(p.run(&frame).0, Outcome::Pass(Verdict::PassFastPathOff));
     let mut p = Program::load(None);
-    assert_eq!(p.run(&frame).0, Outcome::Pass("pass_no_iface"));
-    assert_eq!(model(&frame, None), Outcome::Pass("pass_no_iface"));
+    assert_eq!(p.run(&frame).0, Outcome::Pass(Verdict::PassNoIface));
+    assert_eq!(model(&frame, None), Outcome::Pass(Verdict::PassNoIface));
+    let mut tagged = spec();
+    tagged.vlans = vec![(ETH_P_8021Q, 100)];
+    let frame = tagged.build(&info_req(&[client_id(14)]));
+    assert_eq!(p.run(&frame).0, Outcome::Pass(Verdict::PassVlan));
+    assert_eq!(model(&frame, None), Outcome::Pass(Verdict::PassVlan));
+}
+
+/// The parent interface and two VLANs below it with reply data of their own (VLAN 100, and
+/// 200 inside S-VLAN 10), as the daemon writes them for VLAN interfaces it serves.
+fn vlan_maps() -> ModelMaps {
+    let mut m = ModelMaps::single(Some(&model_iface(true)));
+    m.ifaces.insert((100, 0), vlan_iface(100));
+    m.ifaces.insert((10, 200), vlan_iface(200));
+    m
+}
+
+#[test]
+fn vlan_frames_are_answered_only_from_their_vlans_reply_data() {
+    let mut m = vlan_maps();
+    let mut p = Program::load_maps(&m);
+    let req = info_req(&[client_id(14), oro(&[23, 24])]);
+    let dns_of = |r: &[u8], l4: usize| -> Vec<u8> {
+        let msg = Message::parse(&r[l4 + 8..]).unwrap();
+        msg.options().find(|o| o.code == 23).map(|o| o.data.to_vec()).expect("DNS option")
+    };
+
+    // VLAN 100 (with any priority bits): VLAN 100's MAC, address and DNS server; the tag stays.
+    let mut s = spec();
+    s.vlans = vec![(ETH_P_8021Q, 0x2000 | 100)];
+    let Outcome::Tx(r) = run_both(&mut p, &mut m, "VLAN 100", &s.build(&req)) else { panic!("VLAN 100 not answered") };
+    let v = vlan_iface(100);
+    assert_eq!(&r[6..12], &v.mac, "from the VLAN interface's MAC");
+    assert_eq!(&r[12..18], &[0x81, 0x00, 0x20, 100, 0x86, 0xdd], "tag kept as it came");
+    assert_eq!(&r[18 + 8..18 + 24], &v.link_local.octets(), "from the VLAN interface's address");
+    assert_eq!(dns_of(&r, 18 + 40), Ipv6Addr::new(0x2001, 0xdb8, 100, 0, 0, 0, 0, 0x53).octets());
+
+    // S-VLAN 10 / C-VLAN 200: both tags kept, VLAN 200's data.
+    s.vlans = vec![(ETH_P_8021AD, 10), (ETH_P_8021Q, 200)];
+    let Outcome::Tx(r) = run_both(&mut p, &mut m, "QinQ 10/200", &s.build(&req)) else { panic!("QinQ not answered") };
+    assert_eq!(&r[6..12], &vlan_iface(200).mac);
+    assert_eq!(&r[12..22], &[0x88, 0xa8, 0, 10, 0x81, 0x00, 0, 200, 0x86, 0xdd]);
+    assert_eq!(dns_of(&r, 22 + 40), Ipv6Addr::new(0x2001, 0xdb8, 200, 0, 0, 0, 0, 0x53).octets());
+
+    // VLAN 200 alone, VLAN 10 alone, VLAN 101: no reply data for that pair, passed and counted.
+    for (name, vlans) in [
+        ("C-VLAN 200 untagged by S-VLAN", vec![(ETH_P_8021Q, 200)]),
+        ("S-VLAN 10 alone", vec![(ETH_P_8021AD, 10)]),
+        ("VLAN 101", vec![(ETH_P_8021Q, 101)]),
+    ] {
+        s.vlans = vlans;
+        assert_eq!(run_both(&mut p, &mut m, name, &s.build(&req)), Outcome::Pass(Verdict::PassVlan), "{name}");
+    }
+
+    // Untagged: the parent's own data, as before.
+    let Outcome::Tx(r) = run_both(&mut p, &mut m, "untagged", &spec().build(&req)) else { panic!("not answered") };
+    assert_eq!(&r[6..12], &SERVER_MAC);
+    let parent_dns: Vec<u8> = service().options[0].encoded[4..].to_vec();
+    assert_eq!(dns_of(&r, 14 + 40), parent_dns);
+}
+
+const RELAY: &str = "2001:db8:ffff::1";
+
+/// Buckets small enough to empty in a test: 5 frames per MAC, 8 per relay source, one token
+/// a second (the test takes far less than a second between its first and last frame).
+fn flood_maps(learn_macs: bool, fast_path: bool) -> ModelMaps {
+    let mut iface = model_iface(fast_path);
+    iface.learn_macs = learn_macs;
+    let mut m = ModelMaps::single(Some(&iface));
+    m.flood = FloodConfig { client: FloodLimit::new(1, 5), relay: FloodLimit::new(1, 8), ..Default::default() };
+    m.relays.insert(RELAY.parse().unwrap());
+    m
+}
+
+#[test]
+fn a_flood_from_one_mac_is_dropped_past_its_burst_and_others_still_get_through() {
+    let mut m = flood_maps(false, true);
+    let mut p = Program::load_maps(&m);
+    let solicit = message(1, &[client_id(14)]);
+    let ir = info_req(&[client_id(14), oro(&[23])]);
+    let flooder = spec();
+    for i in 0..5 {
+        let o = run_both(&mut p, &mut m, &format!("solicit {i}"), &flooder.build(&solicit));
+        assert_eq!(o, Outcome::Pass(Verdict::PassOtherMsg), "solicit {i} within the burst");
+    }
+    for i in 5..20 {
+        let o = run_both(&mut p, &mut m, &format!("solicit {i}"), &flooder.build(&solicit));
+        assert_eq!(o, Outcome::Drop(Verdict::DropFlood), "solicit {i} past the burst");
+    }
+    // Answered in XDP, so never metered: the flooder's own Information-Requests still are.
+    assert_eq!(kind(&run_both(&mut p, &mut m, "flooder's IR", &flooder.build(&ir))), "tx");
+    // Another MAC on the same interface: its bucket is its own.
+    let mut other = spec();
+    other.src_mac = [0x02, 0xc1, 0, 0, 0, 0x99];
+    other.src = "fe80::c1ff:fe00:99".parse().unwrap();
+    assert_eq!(
+        run_both(&mut p, &mut m, "other's solicit", &other.build(&solicit)),
+        Outcome::Pass(Verdict::PassOtherMsg)
+    );
+    assert_eq!(kind(&run_both(&mut p, &mut m, "other's IR", &other.build(&ir))), "tx");
+    // Frames passed for their headers are not metered: an MLD report or ESP may be anything
+    // but DHCPv6.
+    let mut hbh = flooder.build(&ir);
+    hbh[14 + 6] = 0;
+    assert_eq!(run_both(&mut p, &mut m, "flooder's extension header", &hbh), Outcome::Pass(Verdict::PassHeaders));
+
+    // A configured relay source behind the flooder's MAC (a router): a bucket of its own.
+    let mut relay = spec();
+    relay.src = RELAY.parse().unwrap();
+    relay.dst = "2001:db8::547".parse().unwrap();
+    let mut fwd = vec![12, 0];
+    fwd.extend_from_slice(&[0; 32]);
+    fwd.extend_from_slice(&opt(9, &solicit));
+    for i in 0..8 {
+        let o = run_both(&mut p, &mut m, &format!("relay-forward {i}"), &relay.build(&fwd));
+        assert_eq!(o, Outcome::Pass(Verdict::PassAddressing), "relay-forward {i} within the relay burst");
+    }
+    let o = run_both(&mut p, &mut m, "relay-forward 8", &relay.build(&fwd));
+    assert_eq!(o, Outcome::Drop(Verdict::DropFloodRelay), "past the relay burst");
+    // Another, unconfigured global source from that MAC shares the MAC's (empty) bucket.
+    relay.src = "2001:db8:ffff::2".parse().unwrap();
+    assert_eq!(run_both(&mut p, &mut m, "unconfigured relay", &relay.build(&fwd)), Outcome::Drop(Verdict::DropFlood));
+}
+
+#[test]
+fn client_macs_are_learned_only_from_valid_client_messages_that_pass_the_bucket() {
+    // A relay agent's downstream interface: no fast path, MAC learning on.
+    let mut m = flood_maps(true, false);
+    let mut p = Program::load_maps(&m);
+    let solicit = message(1, &[client_id(14)]);
+    let learned = |p: &mut Program, addr: &str| p.dp().client_mac(1, addr.parse().unwrap());
+    let from = |mac: u8, src: &str| {
+        let mut s = spec();
+        s.src_mac = [0x02, 0xc1, 0, 0, 0, mac];
+        s.src = src.parse().unwrap();
+        s
+    };
+
+    let ok = from(0x10, "fe80::10");
+    assert_eq!(run_both(&mut p, &mut m, "valid", &ok.build(&solicit)), Outcome::Pass(Verdict::PassFastPathOff));
+    assert_eq!(learned(&mut p, "fe80::10"), Some([0x02, 0xc1, 0, 0, 0, 0x10]), "a valid Solicit is learned");
+
+    let mut cases: Vec<(&str, &str, Vec<u8>)> = Vec::new();
+    cases.push(("global source", "2001:db8::11", from(0x11, "2001:db8::11").build(&solicit)));
+    let mut long = from(0x12, "fe80::12").build(&solicit);
+    long[14 + 5] += 4;
+    cases.push(("IPv6 length past the frame", "fe80::12", long));
+    let mut udp_short = from(0x13, "fe80::13").build(&solicit);
+    udp_short[14 + 40 + 5] -= 2;
+    cases.push(("UDP and IPv6 lengths disagree", "fe80::13", udp_short));
+    cases.push(("short DHCPv6 header", "fe80::14", from(0x14, "fe80::14").build(&[1, 0])));
+    let mut fwd = vec![12, 0];
+    fwd.extend_from_slice(&[0; 32]);
+    fwd.extend_from_slice(&opt(9, &solicit));
+    cases.push(("relay-forward from below", "fe80::15", from(0x15, "fe80::15").build(&fwd)));
+    cases.push(("advertise (a server message)", "fe80::16", from(0x16, "fe80::16").build(&message(2, &[]))));
+    for (name, addr, frame) in &cases {
+        run_both(&mut p, &mut m, name, frame);
+        assert_eq!(learned(&mut p, addr), None, "{name}: not learned");
+    }
+
+    // The spoofer's MAC floods: past its burst, its frames teach nothing, even valid ones
+    // claiming the address of a client already learned.
+    let spoof = |src: &str| from(0x66, src);
+    for i in 0..5 {
+        run_both(&mut p, &mut m, "spoofer within burst", &spoof(&format!("fe80::66:{i}")).build(&solicit));
+    }
+    let o = run_both(&mut p, &mut m, "spoofer past burst", &spoof("fe80::10").build(&solicit));
+    assert_eq!(o, Outcome::Drop(Verdict::DropFlood));
+    assert_eq!(learned(&mut p, "fe80::10"), Some([0x02, 0xc1, 0, 0, 0, 0x10]), "the victim's entry stands");
+
+    // The model learned exactly what the program did.
+    for (addr, mac) in &m.macs {
+        assert_eq!(p.dp().client_mac(1, *addr), Some(*mac), "{addr}");
+    }
+    assert_eq!(m.macs.len(), 1 + 5, "the valid client and the spoofer's five admitted frames");
 }
 
 /// Frames near valid requests, then broken in one of many ways; half get their lengths and
@@ -273,10 +500,14 @@ fn random_request(rng: &mut StdRng) -> Vec<u8> {
         }
     }
     let mut s = spec();
+    // VLANs with reply data of their own (see `vlan_maps`) and without; random priority bits.
+    let prio = rng.random_range(0..8u16) << 13;
     if rng.random_bool(0.2) {
-        s.vlans.push((ETH_P_8021Q, rng.random_range(1..4095)));
+        let vid = if rng.random_bool(0.5) { 100 } else { rng.random_range(0..4095) };
+        s.vlans.push((ETH_P_8021Q, prio | vid));
     } else if rng.random_bool(0.05) {
-        s.vlans = vec![(ETH_P_8021AD, rng.random_range(1..4095)), (ETH_P_8021Q, rng.random_range(1..4095))];
+        let (outer, inner) = if rng.random_bool(0.5) { (10, 200) } else { (rng.random_range(1..4095), 200) };
+        s.vlans = vec![(ETH_P_8021AD, outer), (ETH_P_8021Q, prio | inner)];
     }
     if rng.random_bool(0.1) {
         s.dst = server_ll();
@@ -319,30 +550,38 @@ fn configured(code: u16, policy: SendPolicy, data: &[u8]) -> ConfiguredOption {
     ConfiguredOption { code, policy, encoded: opt(code, data) }
 }
 
-fn differential(iface: &dhcpv6::fastpath::model::ModelIface, count: usize) {
+/// `iface` untagged, and the VLANs of `vlan_maps` with their own reply data; no flood limits
+/// (the buckets' clock is not the model's to replay; `a_flood_from_one_mac...` covers them).
+fn differential(iface: &ModelIface, count: usize) {
     let seed: u64 = std::env::var("DHCPV6_FUZZ_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x5eed_d6);
     let mut rng = StdRng::seed_from_u64(seed);
-    let mut p = Program::load(Some(iface));
+    let mut maps = vlan_maps();
+    maps.ifaces.insert((0, 0), iface.clone());
+    let mut p = Program::load_maps(&maps);
     let mut tally = std::collections::BTreeMap::<String, usize>::new();
     for i in 0..count {
         let base = random_request(&mut rng);
         let frame = if rng.random_bool(0.3) { base } else { mutate(&mut rng, &base) };
-        let want = model(&frame, Some(iface));
+        let want = maps.run(&frame, 0);
         let (got, _) = p.run(&frame);
         assert_eq!(got, want, "frame {i} (seed {seed}): program and model disagree\nframe: {frame:02x?}");
         let key = match &got {
             Outcome::Tx(r) => {
                 check_reply_checksum(r);
-                "tx".to_owned()
+                // Answers to tagged frames (from their VLAN's data) tallied apart.
+                if matches!(u16::from_be_bytes([r[12], r[13]]), ETH_P_8021Q | ETH_P_8021AD) {
+                    "tx_vlan"
+                } else {
+                    "tx"
+                }
             }
-            Outcome::NotDhcp => "not_dhcp".to_owned(),
-            Outcome::Pass(c) | Outcome::Drop(c) => (*c).to_owned(),
+            o => o.counter(),
         };
-        *tally.entry(key).or_default() += 1;
+        *tally.entry(key.to_owned()).or_default() += 1;
     }
     eprintln!("{count} frames, seed {seed}: {tally:?}");
     // The run must exercise answers, drops and passes, or it proves little.
-    for k in ["tx", "drop_malformed", "pass_checksum", "pass_other_msg", "drop_ia_present"] {
+    for k in ["tx", "tx_vlan", "pass_vlan", "drop_malformed", "pass_checksum", "pass_other_msg", "drop_ia_present"] {
         assert!(tally.get(k).copied().unwrap_or(0) > 100, "too few {k} outcomes: {tally:?}");
     }
 }

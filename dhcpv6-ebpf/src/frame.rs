@@ -2,16 +2,32 @@
 
 use aya_ebpf::programs::XdpContext;
 use dhcpv6_common::{
-    wire::{ALL_DHCP_RELAY_AGENTS_AND_SERVERS, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IPV6, IPPROTO_UDP, SERVER_PORT},
-    IfaceReply,
+    wire::{
+        is_ipv6_ext_header, ALL_DHCP_RELAY_AGENTS_AND_SERVERS, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IPV6, IPPROTO_UDP,
+        SERVER_PORT,
+    },
+    IfaceKey, IfaceReply, Verdict, VLAN_VID_MASK,
 };
 
-use crate::Verdict;
-
-/// Offsets of the IPv6 and UDP headers in the frame.
+/// Offsets of the IPv6 and UDP headers in the frame, and its VLAN IDs (0: no tag).
 pub struct Hdr {
     pub l3: usize,
     pub l4: usize,
+    pub outer_vlan: u16,
+    pub inner_vlan: u16,
+}
+
+impl Hdr {
+    /// The reply data this frame is answered from: its interface's, or its VLAN's.
+    #[inline(always)]
+    pub fn key(&self, ifindex: u32) -> IfaceKey {
+        IfaceKey { ifindex, outer_vlan: self.outer_vlan, inner_vlan: self.inner_vlan }
+    }
+
+    #[inline(always)]
+    pub fn tagged(&self) -> bool {
+        self.l3 != 14
+    }
 }
 
 /// A bounds-checked pointer to `T` at `off`; the check is the one the verifier needs to see.
@@ -44,21 +60,17 @@ fn is_vlan(ethertype: u16) -> bool {
     ethertype == ETH_P_8021Q || ethertype == ETH_P_8021AD
 }
 
-/// Hop-by-hop, routing, fragment, destination options, AH, ESP, mobility: headers that could
-/// hide a UDP datagram the fast path does not walk to.
-#[inline(always)]
-fn is_ext_header(next: u8) -> bool {
-    matches!(next, 0 | 43 | 44 | 50 | 51 | 60 | 135 | 139 | 140)
-}
-
 #[inline(always)]
 pub fn classify(ctx: &XdpContext) -> Result<Hdr, Verdict> {
     let mut ethertype = be16(ctx, 12).ok_or(Verdict::NotDhcp)?;
     let mut l3 = 14;
+    let (mut outer_vlan, mut inner_vlan) = (0, 0);
     if is_vlan(ethertype) {
+        outer_vlan = be16(ctx, 14).ok_or(Verdict::NotDhcp)? & VLAN_VID_MASK;
         ethertype = be16(ctx, 16).ok_or(Verdict::NotDhcp)?;
         l3 = 18;
         if is_vlan(ethertype) {
+            inner_vlan = be16(ctx, 18).ok_or(Verdict::NotDhcp)? & VLAN_VID_MASK;
             ethertype = be16(ctx, 20).ok_or(Verdict::NotDhcp)?;
             l3 = 22;
             if is_vlan(ethertype) {
@@ -75,13 +87,19 @@ pub fn classify(ctx: &XdpContext) -> Result<Hdr, Verdict> {
         return Err(Verdict::NotDhcp);
     }
     if next != IPPROTO_UDP {
-        return Err(if is_ext_header(next) { Verdict::PassHeaders } else { Verdict::NotDhcp });
+        return Err(if is_ipv6_ext_header(next) { Verdict::PassHeaders } else { Verdict::NotDhcp });
     }
     let l4 = l3 + 40;
     if be16(ctx, l4 + 2).ok_or(Verdict::NotDhcp)? != SERVER_PORT {
         return Err(Verdict::NotDhcp);
     }
-    Ok(Hdr { l3, l4 })
+    Ok(Hdr { l3, l4, outer_vlan, inner_vlan })
+}
+
+/// fe80::/10.
+#[inline(always)]
+pub fn link_local(a: &[u8; 16]) -> bool {
+    a[0] == 0xfe && a[1] & 0xc0 == 0x80
 }
 
 /// An IPv6 address as two native-endian words: compared, copied and summed two loads at a

@@ -1,10 +1,16 @@
 //! XDP fast path for DHCPv6 Information-Request.
 //!
-//! One direction only: the daemon writes per-interface reply data into `DHCPV6_IFACES`; this
-//! program reads it, answers what the fast-path contract allows with XDP_TX, drops what
-//! RFC 9915 says to discard, passes the rest up, and counts every outcome per CPU.
+//! One direction only: the daemon writes per-interface (and per-VLAN) reply data into
+//! `DHCPV6_IFACES` and the flood limits into `DHCPV6_FLOOD_CFG`; this program reads them,
+//! answers what the fast-path contract allows with XDP_TX, drops what RFC 9915 says to
+//! discard, passes the rest up within each sender's token bucket, and counts every outcome
+//! per CPU (the outcomes are one list: `dhcpv6_common::outcomes`).
 #![no_std]
 #![no_main]
+// Compare-and-swap on the flood buckets: the BPF target does not offer it through
+// core::sync::atomic, though the kernel has BPF_CMPXCHG.
+#![feature(core_intrinsics)]
+#![allow(internal_features)]
 
 // Header words, checksum folds and the message-type rewrite read multi-byte values in native
 // order and assume it is little-endian (bpfel).
@@ -12,31 +18,34 @@
 compile_error!("the XDP program assumes a little-endian target (bpfel-unknown-none)");
 
 mod csum;
+mod flood;
 mod frame;
+mod learn;
 mod reply;
 mod request;
 mod scratch;
 
 use aya_ebpf::{
     bindings::xdp_action,
-    btf_maps::{HashMap, LruHashMap, PerCpuArray},
+    btf_maps::{Array, HashMap, LruHashMap, PerCpuArray},
     helpers::generated::bpf_xdp_load_bytes,
     macros::{btf_map, xdp},
     programs::XdpContext,
 };
+pub use dhcpv6_common::Verdict;
 use dhcpv6_common::{
-    limits, ClientMac, Counters, IfaceReply, MacKey, Scratch, IFACE_FAST_PATH, IFACE_LEARN_MACS, MAX_CLIENT_MACS,
-    MAX_IFACES,
+    limits, ClientMac, Counters, FloodBucket, FloodConfig, FloodKey, IfaceKey, IfaceReply, MacKey, RelaySource,
+    Scratch, IFACE_FAST_PATH, IFACE_LEARN_MACS, MAX_CLIENT_MACS, MAX_FLOOD_BUCKETS, MAX_FLOOD_RELAYS, MAX_IFACES,
 };
 
-use crate::request::Request;
+use crate::{frame::Hdr, request::Request};
 
 /// BPF_F_NO_PREALLOC: replaced entries are freed after an RCU grace period, so a program
 /// still reading the old reply data never sees it reused mid-read.
 const NO_PREALLOC: usize = 1;
 
 #[btf_map]
-static DHCPV6_IFACES: HashMap<u32, IfaceReply, { MAX_IFACES as usize }, NO_PREALLOC> = HashMap::new();
+static DHCPV6_IFACES: HashMap<IfaceKey, IfaceReply, { MAX_IFACES as usize }, NO_PREALLOC> = HashMap::new();
 
 #[btf_map]
 static DHCPV6_COUNTERS: PerCpuArray<Counters, 1> = PerCpuArray::new();
@@ -47,26 +56,14 @@ static DHCPV6_CLIENT_MACS: LruHashMap<MacKey, ClientMac, { MAX_CLIENT_MACS as us
 #[btf_map]
 static DHCPV6_SCRATCH: PerCpuArray<Scratch, 1> = PerCpuArray::new();
 
-/// What became of a frame; each maps to one counter and one XDP action.
-#[derive(Clone, Copy)]
-pub enum Verdict {
-    /// Not IPv6 UDP to port 547: not ours to count beyond `frames`.
-    NotDhcp,
-    Answered,
-    PassHeaders,
-    PassOtherMsg,
-    PassNoIface,
-    PassFastPathOff,
-    PassAddressing,
-    PassLength,
-    PassChecksum,
-    PassLimits,
-    PassNoRoom,
-    DropMalformed,
-    DropIaPresent,
-    DropForeignServerId,
-    DropWriteFailed,
-}
+#[btf_map]
+static DHCPV6_FLOOD_CFG: Array<FloodConfig, 1> = Array::new();
+
+#[btf_map]
+static DHCPV6_FLOOD: LruHashMap<FloodKey, FloodBucket, { MAX_FLOOD_BUCKETS as usize }> = LruHashMap::new();
+
+#[btf_map]
+static DHCPV6_RELAYS: HashMap<RelaySource, u32, { MAX_FLOOD_RELAYS as usize }> = HashMap::new();
 
 #[xdp]
 pub fn dhcpv6_xdp(ctx: XdpContext) -> u32 {
@@ -77,65 +74,62 @@ pub fn dhcpv6_xdp(ctx: XdpContext) -> u32 {
     let counters = unsafe { &mut *counters };
     counters.frames += 1;
     let verdict = handle(&ctx, counters);
-    count(counters, verdict)
+    if let Some(field) = counters.slot(verdict) {
+        *field += 1;
+    }
+    verdict.action()
 }
 
-#[inline(always)]
-fn count(c: &mut Counters, v: Verdict) -> u32 {
-    use xdp_action::{XDP_DROP, XDP_PASS, XDP_TX};
-    let (field, action) = match v {
-        Verdict::NotDhcp => return XDP_PASS,
-        Verdict::Answered => (&mut c.answered, XDP_TX),
-        Verdict::PassHeaders => (&mut c.pass_headers, XDP_PASS),
-        Verdict::PassOtherMsg => (&mut c.pass_other_msg, XDP_PASS),
-        Verdict::PassNoIface => (&mut c.pass_no_iface, XDP_PASS),
-        Verdict::PassFastPathOff => (&mut c.pass_fast_path_off, XDP_PASS),
-        Verdict::PassAddressing => (&mut c.pass_addressing, XDP_PASS),
-        Verdict::PassLength => (&mut c.pass_length, XDP_PASS),
-        Verdict::PassChecksum => (&mut c.pass_checksum, XDP_PASS),
-        Verdict::PassLimits => (&mut c.pass_limits, XDP_PASS),
-        Verdict::PassNoRoom => (&mut c.pass_no_room, XDP_PASS),
-        Verdict::DropMalformed => (&mut c.drop_malformed, XDP_DROP),
-        Verdict::DropIaPresent => (&mut c.drop_ia_present, XDP_DROP),
-        Verdict::DropForeignServerId => (&mut c.drop_foreign_server_id, XDP_DROP),
-        Verdict::DropWriteFailed => (&mut c.drop_write_failed, XDP_DROP),
-    };
-    *field += 1;
-    action
-}
-
+/// Classifies, finds the reply data, serves; a frame on its way up to userspace goes through
+/// its sender's flood bucket first, and only one that passes it may teach us a client MAC.
 #[inline(always)]
 fn handle(ctx: &XdpContext, counters: &mut Counters) -> Verdict {
     let hdr = match frame::classify(ctx) {
         Ok(h) => h,
+        // Not DHCPv6, or maybe (extension headers, a third tag): not metered either way.
         Err(v) => return v,
     };
     counters.dhcp += 1;
     let ifindex = ctx.ingress_ifindex() as u32;
-    let Some(iface) = DHCPV6_IFACES.get_ptr(ifindex) else {
-        return Verdict::PassNoIface;
+    // A tagged frame is served only from reply data written for its VLAN: the parent's
+    // options are not the VLAN interface's.
+    let Some(iface) = DHCPV6_IFACES.get_ptr(hdr.key(ifindex)) else {
+        let v = if hdr.tagged() { Verdict::PassVlan } else { Verdict::PassNoIface };
+        return flood::admit(ctx, hdr.l3, v);
     };
     // SAFETY: map values are valid for the program's run (RCU); the daemon replaces whole
     // entries, never writes into one in place.
     let iface = unsafe { &*iface };
-    if iface.flags & IFACE_LEARN_MACS != 0 {
-        learn_mac(ctx, &hdr, ifindex);
+    let v = serve(ctx, &hdr, iface);
+    if !v.passes_up() {
+        return v;
     }
+    let v = flood::admit(ctx, hdr.l3, v);
+    if v.passes_up() && iface.flags & IFACE_LEARN_MACS != 0 {
+        learn::client_mac(ctx, &hdr, ifindex);
+    }
+    v
+}
+
+/// The fast path proper: answers an Information-Request within its contract, drops what
+/// RFC 9915 discards, and says why it passes anything else.
+#[inline(always)]
+fn serve(ctx: &XdpContext, hdr: &Hdr, iface: &IfaceReply) -> Verdict {
     if iface.flags & IFACE_FAST_PATH == 0 {
         return Verdict::PassFastPathOff;
     }
-    let (src, dst) = match frame::check_addressing(ctx, &hdr, iface) {
+    let (src, dst) = match frame::check_addressing(ctx, hdr, iface) {
         Ok(a) => a,
         Err(v) => return v,
     };
-    let udp_len = match frame::check_lengths(ctx, &hdr) {
+    let udp_len = match frame::check_lengths(ctx, hdr) {
         Ok(l) => l,
         Err(v) => return v,
     };
     if udp_len < 12 {
         return Verdict::DropMalformed;
     }
-    if frame::msg_type(ctx, &hdr) != Some(dhcpv6_common::wire::msg::INFORMATION_REQUEST) {
+    if frame::msg_type(ctx, hdr) != Some(dhcpv6_common::wire::msg::INFORMATION_REQUEST) {
         return Verdict::PassOtherMsg;
     }
     if udp_len > limits::MAX_REQUEST_UDP_LEN {
@@ -159,18 +153,7 @@ fn handle(ctx: &XdpContext, counters: &mut Counters) -> Verdict {
         Ok(r) => r,
         Err(v) => return v,
     };
-    reply::write(ctx, &hdr, &src, iface, &req, scratch)
-}
-
-/// Remembers who sent a DHCPv6 frame, keyed by (ifindex, IPv6 source).
-#[inline(always)]
-fn learn_mac(ctx: &XdpContext, hdr: &frame::Hdr, ifindex: u32) {
-    let (Some(mac), Some(src)) = (frame::ptr_at::<[u8; 6]>(ctx, 6), frame::ptr_at::<[u8; 16]>(ctx, hdr.l3 + 8)) else {
-        return;
-    };
-    // SAFETY: bounds checked by ptr_at.
-    let (mac, addr) = unsafe { (*mac, *src) };
-    let _ = DHCPV6_CLIENT_MACS.insert(MacKey { ifindex, addr }, ClientMac { mac, _pad: [0; 2] }, 0);
+    reply::write(ctx, hdr, &src, iface, &req, scratch)
 }
 
 #[cfg(not(test))]

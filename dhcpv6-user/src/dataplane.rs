@@ -23,7 +23,10 @@ use aya::{
     },
     Ebpf, EbpfLoader,
 };
-use dhcpv6_common::{Counters, IfaceReply, MAP_COUNTERS, MAP_IFACE_REPLY, PROGRAM_NAME};
+use dhcpv6_common::{
+    Counters, FloodConfig, IfaceKey, IfaceReply, RelaySource, MAP_COUNTERS, MAP_FLOOD_CONFIG, MAP_FLOOD_RELAYS,
+    MAP_IFACE_REPLY, MAX_FLOOD_RELAYS, PROGRAM_NAME,
+};
 use tracing::{info, warn};
 
 use crate::pins;
@@ -256,9 +259,11 @@ impl Dataplane {
                 gone.push(ifname.to_owned());
             }
         }
-        let stale: Vec<u32> = self.ifaces()?.keys().filter_map(|k| k.ok()).filter(|k| !served.contains(k)).collect();
-        for ifindex in stale {
-            self.remove_iface(ifindex)?;
+        // Every entry of an interface no longer served goes, its VLANs' included.
+        let stale: Vec<IfaceKey> =
+            self.ifaces()?.keys().filter_map(|k| k.ok()).filter(|k| !served.contains(&k.ifindex)).collect();
+        for key in stale {
+            self.remove_reply_data(key)?;
         }
         Ok(gone)
     }
@@ -267,18 +272,28 @@ impl Dataplane {
         self.links.keys().map(String::as_str)
     }
 
-    fn ifaces(&mut self) -> Result<BpfHashMap<&mut MapData, u32, IfaceReply>> {
+    fn ifaces(&mut self) -> Result<BpfHashMap<&mut MapData, IfaceKey, IfaceReply>> {
         let map = self.ebpf.map_mut(MAP_IFACE_REPLY).ok_or_else(|| anyhow!("no reply-data map"))?;
         Ok(BpfHashMap::try_from(map)?)
     }
 
-    /// Replaces the reply data of one interface (one atomic map update).
+    /// Replaces the reply data of one interface's untagged frames (one atomic map update).
     pub fn set_iface(&mut self, ifindex: u32, data: &IfaceReply) -> Result<()> {
-        self.ifaces()?.insert(ifindex, data, 0).with_context(|| format!("writing reply data for ifindex {ifindex}"))
+        self.set_reply_data(IfaceKey::untagged(ifindex), data)
+    }
+
+    /// Replaces the reply data of frames with `key`'s VLAN tags arriving on its interface
+    /// (a VLAN interface whose parent runs the program). Without it such frames go up.
+    pub fn set_reply_data(&mut self, key: IfaceKey, data: &IfaceReply) -> Result<()> {
+        self.ifaces()?.insert(key, data, 0).with_context(|| format!("writing reply data for {key:?}"))
     }
 
     pub fn remove_iface(&mut self, ifindex: u32) -> Result<()> {
-        match self.ifaces()?.remove(&ifindex) {
+        self.remove_reply_data(IfaceKey::untagged(ifindex))
+    }
+
+    pub fn remove_reply_data(&mut self, key: IfaceKey) -> Result<()> {
+        match self.ifaces()?.remove(&key) {
             Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
             Err(aya::maps::MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => Ok(()),
             Err(e) => Err(e.into()),
@@ -286,11 +301,36 @@ impl Dataplane {
     }
 
     pub fn iface(&mut self, ifindex: u32) -> Result<Option<IfaceReply>> {
-        match self.ifaces()?.get(&ifindex, 0) {
+        match self.ifaces()?.get(&IfaceKey::untagged(ifindex), 0) {
             Ok(v) => Ok(Some(v)),
             Err(aya::maps::MapError::KeyNotFound) => Ok(None),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Writes the flood limits and the relay sources that get the relay buckets. Sources
+    /// no longer listed are removed first; the limits are written last, with the count the
+    /// program checks before it looks a source up.
+    pub fn set_flood(&mut self, config: &FloodConfig, relays: &[std::net::Ipv6Addr]) -> Result<()> {
+        if relays.len() > MAX_FLOOD_RELAYS as usize {
+            bail!("{} relay sources; the program holds at most {MAX_FLOOD_RELAYS}", relays.len());
+        }
+        let wanted: Vec<RelaySource> = relays.iter().map(|a| RelaySource { addr: a.octets() }).collect();
+        {
+            let map = self.ebpf.map_mut(MAP_FLOOD_RELAYS).ok_or_else(|| anyhow!("no relay-source map"))?;
+            let mut map = BpfHashMap::<_, RelaySource, u32>::try_from(map)?;
+            let stale: Vec<RelaySource> = map.keys().filter_map(|k| k.ok()).filter(|k| !wanted.contains(k)).collect();
+            for k in stale {
+                let _ = map.remove(&k);
+            }
+            for k in &wanted {
+                map.insert(k, 0, 0).context("writing a relay source")?;
+            }
+        }
+        let config = FloodConfig { relays: wanted.len() as u32, ..*config };
+        let map = self.ebpf.map_mut(MAP_FLOOD_CONFIG).ok_or_else(|| anyhow!("no flood config map"))?;
+        aya::maps::Array::<_, FloodConfig>::try_from(map)?.set(0, config, 0).context("writing the flood limits")?;
+        Ok(())
     }
 
     /// The MAC the program saw on a DHCPv6 frame from `addr` on `ifindex` (interfaces with

@@ -8,6 +8,7 @@ use dhcpv6::{
     config::Overrides,
     daemon::{self, Options},
     dataplane::{self, AttachMode, DEFAULT_PIN_DIR},
+    fastpath::{flood, FloodOptions},
     stats::stats_file,
 };
 
@@ -94,6 +95,22 @@ struct RunArgs {
     /// Where host DNS defaults come from when none are configured.
     #[arg(long, value_name = "FILE", default_value = "/etc/resolv.conf")]
     resolv_conf: PathBuf,
+    /// Flood isolation: frames per second that one source MAC on one interface may pass up
+    /// to userspace (answers given in XDP are not counted); excess is dropped in XDP. 0: off.
+    #[arg(long, value_name = "PER_SEC", default_value_t = flood::DEFAULT_RATE)]
+    flood_rate: u32,
+    /// Flood isolation: frames one source MAC may send at once (the bucket's size). 0: off.
+    #[arg(long, value_name = "N", default_value_t = flood::DEFAULT_BURST)]
+    flood_burst: u32,
+    /// A relay agent's source address (repeatable): its frames get a bucket of their own,
+    /// per address, with the relay rate and burst.
+    #[arg(long, value_name = "ADDR")]
+    flood_relay: Vec<Ipv6Addr>,
+    /// Flood isolation for each --flood-relay source. 0: off.
+    #[arg(long, value_name = "PER_SEC", default_value_t = flood::DEFAULT_RELAY_RATE)]
+    flood_relay_rate: u32,
+    #[arg(long, value_name = "N", default_value_t = flood::DEFAULT_RELAY_BURST)]
+    flood_relay_burst: u32,
 }
 
 #[derive(Subcommand)]
@@ -172,6 +189,13 @@ fn main() -> Result<()> {
                 state_dir: r.state_dir,
                 bpf_log: r.bpf_log,
                 resolv_conf: r.resolv_conf,
+                flood: FloodOptions {
+                    rate: r.flood_rate,
+                    burst: r.flood_burst,
+                    relay_rate: r.flood_relay_rate,
+                    relay_burst: r.flood_relay_burst,
+                    relays: r.flood_relay,
+                },
             };
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             rt.block_on(daemon::run(opts))

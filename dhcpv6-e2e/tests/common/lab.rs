@@ -346,6 +346,24 @@ impl Lab {
         Some((0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap()).collect())
     }
 
+    /// Sends `payload` `n` times back to back from cli0's port 546 to ff02::1:2 (no waiting
+    /// for answers): one MAC flooding.
+    pub fn send_burst(&self, payload: &[u8], n: usize) {
+        let hex: String = payload.iter().map(|b| format!("{b:02x}")).collect();
+        let script = format!(
+            "import socket\n\
+             s=socket.socket(socket.AF_INET6,socket.SOCK_DGRAM)\n\
+             s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n\
+             s.setsockopt(socket.SOL_SOCKET,25,b'cli0')\n\
+             s.bind(('::',546))\n\
+             idx=socket.if_nametoindex('cli0')\n\
+             p=bytes.fromhex('{hex}')\n\
+             for _ in range({n}): s.sendto(p,('ff02::1:2',547,0,idx))\n"
+        );
+        let out = self.cli.cmd("python3").arg("-c").arg(script).output().unwrap();
+        assert!(out.status.success(), "python: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
     pub fn signal(&self, sig: i32) {
         self.daemon.as_ref().unwrap().signal(sig).unwrap();
     }

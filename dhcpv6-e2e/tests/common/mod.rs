@@ -12,11 +12,13 @@ use std::{
 use aya::programs::{TestRun, TestRunOptions};
 use dhcpv6::{
     dataplane::Dataplane,
-    fastpath::{build_reply_data, frame::FrameSpec, model::ModelIface, Outcome},
+    fastpath::{build_reply_data, frame::FrameSpec, model::ModelIface, ModelMaps, Outcome},
     server::{IfaceService, ServiceOptions},
     wire::Duid,
 };
-use dhcpv6_common::{wire::ALL_DHCP_RELAY_AGENTS_AND_SERVERS, Counters};
+use dhcpv6_common::{
+    outcomes::xdp_action, wire::ALL_DHCP_RELAY_AGENTS_AND_SERVERS, Counters, IfaceKey, Verdict, IFACE_LEARN_MACS,
+};
 
 pub const SERVER_MAC: [u8; 6] = [0x02, 0xd6, 0, 0, 0, 0x01];
 pub const CLIENT_MAC: [u8; 6] = [0x02, 0xc1, 0, 0, 0, 0x02];
@@ -44,7 +46,7 @@ pub fn service() -> IfaceService {
 }
 
 pub fn model_iface(fast_path: bool) -> ModelIface {
-    ModelIface { mac: SERVER_MAC, link_local: server_ll(), svc: service(), fast_path }
+    ModelIface { mac: SERVER_MAC, link_local: server_ll(), svc: service(), fast_path, learn_macs: false }
 }
 
 pub fn spec() -> FrameSpec {
@@ -94,13 +96,24 @@ static SEQ: AtomicU32 = AtomicU32::new(0);
 impl Program {
     /// test_run frames arrive on loopback (ifindex 1) unless the context says otherwise.
     pub fn load(iface: Option<&ModelIface>) -> Program {
+        Self::load_maps(&ModelMaps::single(iface))
+    }
+
+    /// The program with every map the model describes written: reply data per VLAN, flood
+    /// limits and relay sources.
+    pub fn load_maps(maps: &ModelMaps) -> Program {
         testbed::require_root().expect("the XDP program tests need root (BPF_PROG_TEST_RUN, bpffs pins)");
         let dir = format!("/sys/fs/bpf/dhcpv6-test-{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed));
         let mut dp = Dataplane::load(std::path::Path::new(&dir), false).expect("load XDP program");
-        if let Some(i) = iface {
-            let data = build_reply_data(i.mac, i.link_local, &i.svc, i.fast_path, 1).unwrap();
-            dp.set_iface(1, &data).unwrap();
+        for (&(outer_vlan, inner_vlan), i) in &maps.ifaces {
+            let mut data = build_reply_data(i.mac, i.link_local, &i.svc, i.fast_path, 1).unwrap();
+            if i.learn_macs {
+                data.flags |= IFACE_LEARN_MACS;
+            }
+            dp.set_reply_data(IfaceKey { ifindex: 1, outer_vlan, inner_vlan }, &data).unwrap();
         }
+        let relays: Vec<Ipv6Addr> = maps.relays.iter().copied().collect();
+        dp.set_flood(&maps.flood, &relays).unwrap();
         Program { dp: Some(dp), ifindex: 1 }
     }
 
@@ -108,7 +121,9 @@ impl Program {
         self.dp.as_mut().unwrap()
     }
 
-    /// Runs one frame; returns the outcome (with the counter that moved) as the model names it.
+    /// Runs one frame; returns the outcome as the model names it, and the counters that moved.
+    /// Asserts that exactly the counters of one outcome moved: `frames`, `dhcp` for DHCPv6,
+    /// and the outcome's own, which must agree with the action.
     pub fn run(&mut self, frame: &[u8]) -> (Outcome, Vec<&'static str>) {
         let before = self.dp().counters().unwrap();
         let mut out = vec![0u8; 4096];
@@ -119,12 +134,28 @@ impl Program {
         out.truncate(r.data_size_out as usize);
         let after = self.dp().counters().unwrap();
         let moved = moved(&before, &after);
-        let name = moved.iter().copied().find(|n| *n != "frames" && *n != "dhcp").unwrap_or("");
+        let counted: Vec<Verdict> =
+            Verdict::COUNTED.iter().copied().filter(|v| after.get(*v) != before.get(*v)).collect();
+        assert!(counted.len() <= 1, "one outcome per frame, not {counted:?}");
+        let verdict = counted.first().copied().unwrap_or(Verdict::NotDhcp);
+        for v in &counted {
+            assert_eq!(after.get(*v) - before.get(*v), 1, "{} moved by one", v.name());
+        }
+        assert_eq!(after.frames - before.frames, 1, "frames counts every frame");
+        // `dhcp` counts the frames classified as DHCPv6: all but those passed for their headers.
+        let dhcp_moved = after.dhcp != before.dhcp;
+        match verdict {
+            Verdict::NotDhcp | Verdict::PassHeaders => assert!(!dhcp_moved, "{}: `dhcp` stays", verdict.name()),
+            _ => assert!(dhcp_moved, "{}: `dhcp` moves too: {moved:?}", verdict.name()),
+        }
+        let expected = 1 + usize::from(dhcp_moved) + counted.len();
+        assert_eq!(moved.len(), expected, "nothing else moved: {moved:?}");
+        assert_eq!(r.return_value, verdict.action(), "{}: the action matches the counter", verdict.name());
         let outcome = match r.return_value {
-            3 => Outcome::Tx(out),
-            2 if name.is_empty() => Outcome::NotDhcp,
-            2 => Outcome::Pass(name),
-            1 => Outcome::Drop(name),
+            xdp_action::TX => Outcome::Tx(out),
+            xdp_action::PASS if verdict == Verdict::NotDhcp => Outcome::NotDhcp,
+            xdp_action::PASS => Outcome::Pass(verdict),
+            xdp_action::DROP => Outcome::Drop(verdict),
             other => panic!("unexpected XDP action {other}"),
         };
         (outcome, moved)

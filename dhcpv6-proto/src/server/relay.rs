@@ -39,50 +39,9 @@ pub const MAX_RELAY_DEPTH: usize = HOP_COUNT_LIMIT as usize + 1;
 /// Largest UDP payload of an IPv6 datagram without a jumbogram.
 pub const MAX_UDP_PAYLOAD: usize = MAX_MESSAGE_LEN;
 
-/// RFC 7341 DHCPv4-over-DHCPv6 messages.
-const DHCPV4_QUERY: u8 = 20;
-const DHCPV4_RESPONSE: u8 = 21;
-/// RFC 5007 Leasequery replies.
-const LEASEQUERY_REPLY: u8 = 15;
-const LEASEQUERY_DONE: u8 = 16;
-const LEASEQUERY_DATA: u8 = 17;
-/// RFC 9686 address registration.
-const ADDR_REG_INFORM: u8 = 36;
-const ADDR_REG_REPLY: u8 = 37;
-
-/// A message a client sends (and a relay puts in a Relay-Forward): RFC 9915 section 7.3
-/// plus the later client-originated types.
-pub fn is_client_message(msg_type: u8) -> bool {
-    matches!(
-        msg_type,
-        msg::SOLICIT
-            | msg::REQUEST
-            | msg::CONFIRM
-            | msg::RENEW
-            | msg::REBIND
-            | msg::RELEASE
-            | msg::DECLINE
-            | msg::INFORMATION_REQUEST
-            | DHCPV4_QUERY
-            | ADDR_REG_INFORM
-    )
-}
-
-/// A message only a server sends to a client (Relay-Reply excluded: it is a relay message).
-/// RFC 7610 (DHCPv6-Shield) lists these as the ones to stop on client-facing ports.
-pub fn is_server_message(msg_type: u8) -> bool {
-    matches!(
-        msg_type,
-        msg::ADVERTISE
-            | msg::REPLY
-            | msg::RECONFIGURE
-            | LEASEQUERY_REPLY
-            | LEASEQUERY_DONE
-            | LEASEQUERY_DATA
-            | DHCPV4_RESPONSE
-            | ADDR_REG_REPLY
-    )
-}
+/// The message-type classes, shared with the XDP program (which learns client MACs only
+/// from client messages).
+pub use dhcpv6_common::wire::msg::{is_client_message, is_server_message};
 
 /// A Relay-Forward chain taken apart: owned levels (they outlive the datagram: the Reply is
 /// wrapped after the lease store answers) and the client's message, borrowed.

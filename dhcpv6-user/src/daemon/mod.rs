@@ -21,6 +21,7 @@ use tracing::{info, warn};
 use crate::{
     config::{self, IfaceConfig, Overrides, RelaySettings},
     dataplane::{AttachMode, Dataplane},
+    fastpath::FloodOptions,
     netlink::{self, LinkState, Netlink},
     server::{relay_agent::RelayAgentConfig, IfaceService},
     socket::ServerSocket,
@@ -42,6 +43,8 @@ pub struct Options {
     pub routes: bool,
     /// Prometheus text on this address (`--metrics`).
     pub metrics: Option<std::net::SocketAddr>,
+    /// Token buckets for frames the XDP program passes up (`--flood-*`).
+    pub flood: FloodOptions,
 }
 
 /// One served interface as it stands now.
@@ -68,6 +71,8 @@ struct Server {
     agent: Option<RelayAgentConfig>,
     /// Downstream interfaces where the program runs to learn client MACs, by ifindex.
     learning: HashMap<String, u32>,
+    /// Frames the flood buckets had dropped at the last look (`report_floods`).
+    flood_dropped: u64,
     /// Lease count and pool usage for the metrics.
     lease_gauge: Arc<std::sync::atomic::AtomicU64>,
     pool_gauge: Arc<std::sync::Mutex<Vec<(String, String, u64, u128)>>>,
@@ -95,6 +100,7 @@ pub async fn run(opts: Options) -> Result<()> {
         relay,
         agent: None,
         learning: HashMap::new(),
+        flood_dropped: 0,
         lease_gauge: Arc::default(),
         pool_gauge: Arc::default(),
     };
@@ -116,6 +122,9 @@ pub async fn run(opts: Options) -> Result<()> {
 
 impl Server {
     async fn start_and_serve(&mut self) -> Result<()> {
+        self.dp.set_flood(&self.opts.flood.config(), &self.opts.flood.relays)?;
+        let f = &self.opts.flood;
+        info!(rate = f.rate, burst = f.burst, relay_rate = f.relay_rate, relay_burst = f.relay_burst, relays = ?f.relays, "flood limits for frames passed up");
         let mut names: Vec<String> = self.ifaces.iter().map(|i| i.cfg.name().to_owned()).collect();
         if let Some(r) = &self.relay {
             names.push(r.upstream().to_owned());
@@ -159,6 +168,7 @@ impl Server {
                     if let Some(st) = self.stateful.as_ref() {
                         st.expire().await;
                     }
+                    self.report_floods();
                 }
                 _ = tick.tick() => {
                     self.dp.flush_log();
@@ -174,6 +184,22 @@ impl Server {
         }
         let _ = self.stats.write(&stats_file(&self.opts.state_dir));
         Ok(())
+    }
+
+    /// Says so when the flood buckets dropped frames since the last look: a flood, or a
+    /// relay (all its clients behind one MAC) that needs `--flood-relay`.
+    fn report_floods(&mut self) {
+        let Ok(c) = self.dp.counters() else { return };
+        let dropped = c.drop_flood.wrapping_add(c.drop_flood_relay);
+        if dropped > self.flood_dropped {
+            warn!(
+                dropped = dropped - self.flood_dropped,
+                per_mac = c.drop_flood,
+                per_relay = c.drop_flood_relay,
+                "flood buckets dropped frames in XDP (a sender over --flood-rate; relays need --flood-relay ADDR)"
+            );
+        }
+        self.flood_dropped = dropped;
     }
 
     /// SIGHUP: a bad file is refused (with file, line and reason) and the old one kept.

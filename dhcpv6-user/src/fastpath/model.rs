@@ -2,18 +2,26 @@
 //!
 //! The DHCPv6 decision (answer, and with what bytes, or discard) is the userspace server's own
 //! (`server::information_request`); this module adds only what is particular to the fast path:
-//! which frames it classifies, the limits past which it hands a request to userspace, and the
-//! headers of the frame it sends back. Tests run the real program and this model on the same
-//! frames and require the same outcome and, for answers, the same bytes.
+//! which frames it classifies, which reply data a frame finds (by interface and VLAN), the
+//! limits past which it hands a request to userspace, the headers of the frame it sends back,
+//! the flood buckets on the way up and the client MACs it learns. Tests run the real program
+//! and this model ([`ModelMaps`]) on the same frames and require the same outcome (the same
+//! [`Verdict`]) and, for answers, the same bytes.
 
-use std::net::Ipv6Addr;
+use std::{
+    collections::{HashMap, HashSet},
+    net::Ipv6Addr,
+};
 
 use dhcpv6_common::{
     limits::{MAX_OPTIONS, MAX_ORO_CODES, MAX_REQUEST_UDP_LEN},
     wire::{
-        msg, opt, ALL_DHCP_RELAY_AGENTS_AND_SERVERS, DUID_MAX_LEN, DUID_MIN_LEN, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IPV6,
+        is_ipv6_ext_header,
+        msg::{self, is_client_message},
+        opt, ALL_DHCP_RELAY_AGENTS_AND_SERVERS, DUID_MAX_LEN, DUID_MIN_LEN, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IPV6,
         IPPROTO_UDP, REPLY_HOP_LIMIT, SERVER_PORT,
     },
+    FloodConfig, FloodKey, FloodLimit, Verdict, FLOOD_KEY_MAC, FLOOD_KEY_RELAY, VLAN_VID_MASK,
 };
 
 use super::frame::{addr, be16, udp_checksum, udp_sum, Offsets};
@@ -22,13 +30,15 @@ use crate::{
     wire::Message,
 };
 
-/// The fast path's view of one interface.
+/// The fast path's view of one interface (or VLAN): its reply data.
 #[derive(Debug, Clone)]
 pub struct ModelIface {
     pub mac: [u8; 6],
     pub link_local: Ipv6Addr,
     pub svc: IfaceService,
     pub fast_path: bool,
+    /// `IFACE_LEARN_MACS`: client MACs are learned from frames passed up.
+    pub learn_macs: bool,
 }
 
 /// The program's action and the counter it bumps.
@@ -37,45 +47,178 @@ pub enum Outcome {
     /// Not IPv6 UDP/547: passed, counted only as a frame.
     NotDhcp,
     Tx(Vec<u8>),
-    Pass(&'static str),
-    Drop(&'static str),
+    Pass(Verdict),
+    Drop(Verdict),
+}
+
+impl Outcome {
+    /// The outcome the program gives `v` (a reply's bytes aside).
+    fn of(v: Verdict) -> Outcome {
+        match v {
+            Verdict::NotDhcp => Outcome::NotDhcp,
+            v if v.action() == dhcpv6_common::outcomes::xdp_action::DROP => Outcome::Drop(v),
+            v => Outcome::Pass(v),
+        }
+    }
+
+    /// The counter that moves (`not_dhcp` and `answered` included, by their names).
+    pub fn counter(&self) -> &'static str {
+        match self {
+            Outcome::NotDhcp => Verdict::NotDhcp.name(),
+            Outcome::Tx(_) => Verdict::Answered.name(),
+            Outcome::Pass(v) | Outcome::Drop(v) => v.name(),
+        }
+    }
+}
+
+/// Everything the program reads and writes for one ingress interface, as the model keeps it:
+/// reply data by VLAN, the flood limits and buckets, the learned client MACs.
+#[derive(Debug, Clone, Default)]
+pub struct ModelMaps {
+    /// Reply data by (outer VLAN ID, inner VLAN ID); `(0, 0)` is the untagged interface.
+    pub ifaces: HashMap<(u16, u16), ModelIface>,
+    pub flood: FloodConfig,
+    pub relays: HashSet<Ipv6Addr>,
+    /// Bucket state (theoretical arrival time, ns), as `DHCPV6_FLOOD` (without its eviction).
+    pub buckets: HashMap<FloodKey, u64>,
+    /// `DHCPV6_CLIENT_MACS` for this interface.
+    pub macs: HashMap<Ipv6Addr, [u8; 6]>,
+}
+
+impl ModelMaps {
+    /// One untagged interface (or none), no flood limits.
+    pub fn single(iface: Option<&ModelIface>) -> Self {
+        let mut m = ModelMaps::default();
+        if let Some(i) = iface {
+            m.ifaces.insert((0, 0), i.clone());
+        }
+        m
+    }
+
+    /// The outcome the program must produce for `frame` arriving at `now_ns`
+    /// (`bpf_ktime_get_ns`, CLOCK_MONOTONIC), updating buckets and MACs as it would.
+    pub fn run(&mut self, frame: &[u8], now_ns: u64) -> Outcome {
+        let hdr = match classify(frame) {
+            Ok(h) => h,
+            Err(v) => return Outcome::of(v),
+        };
+        let Some(iface) = self.ifaces.get(&(hdr.outer_vlan, hdr.inner_vlan)) else {
+            let v = if hdr.off.l3 != 14 { Verdict::PassVlan } else { Verdict::PassNoIface };
+            return self.admit(frame, hdr.off.l3, v, now_ns);
+        };
+        let learn = iface.learn_macs;
+        match serve(frame, hdr.off, iface) {
+            Ok(o) | Err(o) => match o {
+                Outcome::Pass(v) => {
+                    let o = self.admit(frame, hdr.off.l3, v, now_ns);
+                    if learn && matches!(o, Outcome::Pass(_)) {
+                        self.learn(frame, hdr.off);
+                    }
+                    o
+                }
+                o => o,
+            },
+        }
+    }
+
+    /// The flood bucket of the frame's sender, for a frame on its way up.
+    fn admit(&mut self, f: &[u8], l3: usize, v: Verdict, now_ns: u64) -> Outcome {
+        if !v.metered() {
+            return Outcome::of(v);
+        }
+        let relay = if self.relays.is_empty() { None } else { addr(f, l3 + 8).filter(|a| self.relays.contains(a)) };
+        let (kind, addr, limit, over): (u32, [u8; 16], FloodLimit, Verdict) = match relay {
+            Some(a) => (FLOOD_KEY_RELAY, a.octets(), self.flood.relay, Verdict::DropFloodRelay),
+            None => {
+                let mut a = [0u8; 16];
+                a[..6].copy_from_slice(&f[6..12]);
+                (FLOOD_KEY_MAC, a, self.flood.client, Verdict::DropFlood)
+            }
+        };
+        if limit.is_off() {
+            return Outcome::of(v);
+        }
+        // The test harness runs every frame on ifindex 1.
+        let key = FloodKey { ifindex: 1, kind, addr };
+        let tat = self.buckets.get(&key).copied().unwrap_or(0);
+        match limit.admit(tat, now_ns) {
+            Some(next) => {
+                self.buckets.insert(key, next);
+                Outcome::of(v)
+            }
+            None => Outcome::of(over),
+        }
+    }
+
+    /// Client MAC learning: only a client message from a link-local source with consistent
+    /// lengths (as `learn.rs`).
+    fn learn(&mut self, f: &[u8], off: Offsets) {
+        let Ok(udp_len) = check_lengths(f, off) else { return };
+        if udp_len < 12 || !is_client_message(f[off.l4 + 8]) {
+            return;
+        }
+        let Some(src) = addr(f, off.l3 + 8) else { return };
+        let o = src.octets();
+        if o[0] != 0xfe || o[1] & 0xc0 != 0x80 {
+            return;
+        }
+        let mac: [u8; 6] = f[6..12].try_into().expect("six bytes");
+        self.macs.insert(src, mac);
+    }
 }
 
 fn is_vlan(t: u16) -> bool {
     t == ETH_P_8021Q || t == ETH_P_8021AD
 }
 
-fn classify(f: &[u8]) -> Result<Offsets, Outcome> {
-    let mut ethertype = be16(f, 12).ok_or(Outcome::NotDhcp)?;
+struct Classified {
+    off: Offsets,
+    outer_vlan: u16,
+    inner_vlan: u16,
+}
+
+fn classify(f: &[u8]) -> Result<Classified, Verdict> {
+    let mut ethertype = be16(f, 12).ok_or(Verdict::NotDhcp)?;
     let mut l3 = 14;
-    for _ in 0..2 {
+    let mut vids = [0u16; 2];
+    for vid in &mut vids {
         if !is_vlan(ethertype) {
             break;
         }
-        ethertype = be16(f, l3 + 2).ok_or(Outcome::NotDhcp)?;
+        *vid = be16(f, l3).ok_or(Verdict::NotDhcp)? & VLAN_VID_MASK;
+        ethertype = be16(f, l3 + 2).ok_or(Verdict::NotDhcp)?;
         l3 += 4;
     }
     if is_vlan(ethertype) {
-        return Err(Outcome::Pass("pass_headers"));
+        return Err(Verdict::PassHeaders);
     }
     if ethertype != ETH_P_IPV6 {
-        return Err(Outcome::NotDhcp);
+        return Err(Verdict::NotDhcp);
     }
     let (Some(&v), Some(&next)) = (f.get(l3), f.get(l3 + 6)) else {
-        return Err(Outcome::NotDhcp);
+        return Err(Verdict::NotDhcp);
     };
     if v >> 4 != 6 {
-        return Err(Outcome::NotDhcp);
+        return Err(Verdict::NotDhcp);
     }
     if next != IPPROTO_UDP {
-        let ext = matches!(next, 0 | 43 | 44 | 50 | 51 | 60 | 135 | 139 | 140);
-        return Err(if ext { Outcome::Pass("pass_headers") } else { Outcome::NotDhcp });
+        return Err(if is_ipv6_ext_header(next) { Verdict::PassHeaders } else { Verdict::NotDhcp });
     }
     let l4 = l3 + 40;
-    if be16(f, l4 + 2).ok_or(Outcome::NotDhcp)? != SERVER_PORT {
-        return Err(Outcome::NotDhcp);
+    if be16(f, l4 + 2).ok_or(Verdict::NotDhcp)? != SERVER_PORT {
+        return Err(Verdict::NotDhcp);
     }
-    Ok(Offsets { l3, l4 })
+    Ok(Classified { off: Offsets { l3, l4 }, outer_vlan: vids[0], inner_vlan: vids[1] })
+}
+
+/// UDP length equal to the IPv6 payload length, at least a UDP header, inside the frame.
+fn check_lengths(f: &[u8], Offsets { l3, l4 }: Offsets) -> Result<usize, Verdict> {
+    let payload = usize::from(be16(f, l3 + 4).ok_or(Verdict::PassLength)?);
+    let udp_len = usize::from(be16(f, l4 + 4).ok_or(Verdict::PassLength)?);
+    if udp_len != payload || udp_len < 8 || l4 + udp_len > f.len() {
+        return Err(Verdict::PassLength);
+    }
+    Ok(udp_len)
 }
 
 /// The fast path's own limits, checked over the first `MAX_OPTIONS` options as the program
@@ -108,50 +251,59 @@ fn walk_limits(opts: &[u8]) -> Result<(), Outcome> {
         off += 4 + len;
     }
     if off < opts.len() || oros > 1 {
-        return Err(Outcome::Pass("pass_limits"));
+        return Err(Outcome::Pass(Verdict::PassLimits));
     }
     Ok(())
 }
 
-/// The outcome the program must produce for `frame` arriving on an interface with `iface`.
+/// The outcome the program must produce for `frame` arriving untagged-served on an interface
+/// with `iface` and no flood limits (tagged frames find no reply data: `pass_vlan`).
 pub fn model(frame: &[u8], iface: Option<&ModelIface>) -> Outcome {
-    match decide(frame, iface) {
-        Ok(o) | Err(o) => o,
+    ModelMaps::single(iface).run(frame, 0)
+}
+
+/// The server's discard as the program counts it.
+fn discard_verdict(d: &Discard) -> Verdict {
+    match d {
+        Discard::Malformed(_) => Verdict::DropMalformed,
+        Discard::IaPresent => Verdict::DropIaPresent,
+        Discard::ForeignServerId => Verdict::DropForeignServerId,
+        // Not an Information-Request: the program passes those up.
+        Discard::Unsupported(_) => Verdict::PassOtherMsg,
+        // A reply over 65,535 bytes: never in the map (the daemon cannot build its reply
+        // data), and past the program's reply-size limit anyway.
+        Discard::ReplyTooLong(_) => Verdict::PassLimits,
     }
 }
 
-fn decide(f: &[u8], iface: Option<&ModelIface>) -> Result<Outcome, Outcome> {
-    let Offsets { l3, l4 } = classify(f)?;
-    let iface = iface.ok_or(Outcome::Pass("pass_no_iface"))?;
+/// What the program's `serve` does with a classified frame that found reply data.
+fn serve(f: &[u8], off: Offsets, iface: &ModelIface) -> Result<Outcome, Outcome> {
+    let Offsets { l3, l4 } = off;
     if !iface.fast_path {
-        return Err(Outcome::Pass("pass_fast_path_off"));
+        return Err(Outcome::Pass(Verdict::PassFastPathOff));
     }
-    let src = addr(f, l3 + 8).ok_or(Outcome::Pass("pass_length"))?;
-    let dst = addr(f, l3 + 24).ok_or(Outcome::Pass("pass_length"))?;
+    let src = addr(f, l3 + 8).ok_or(Outcome::Pass(Verdict::PassLength))?;
+    let dst = addr(f, l3 + 24).ok_or(Outcome::Pass(Verdict::PassLength))?;
     let o = src.octets();
     if o[0] != 0xfe || o[1] & 0xc0 != 0x80 {
-        return Err(Outcome::Pass("pass_addressing"));
+        return Err(Outcome::Pass(Verdict::PassAddressing));
     }
     if dst.octets() != ALL_DHCP_RELAY_AGENTS_AND_SERVERS && dst != iface.link_local {
-        return Err(Outcome::Pass("pass_addressing"));
+        return Err(Outcome::Pass(Verdict::PassAddressing));
     }
-    let payload = usize::from(be16(f, l3 + 4).ok_or(Outcome::Pass("pass_length"))?);
-    let udp_len = usize::from(be16(f, l4 + 4).ok_or(Outcome::Pass("pass_length"))?);
-    if udp_len != payload || udp_len < 8 || l4 + udp_len > f.len() {
-        return Err(Outcome::Pass("pass_length"));
-    }
+    let udp_len = check_lengths(f, off).map_err(Outcome::of)?;
     if udp_len < 12 {
-        return Err(Outcome::Drop("drop_malformed"));
+        return Err(Outcome::Drop(Verdict::DropMalformed));
     }
     if f[l4 + 8] != msg::INFORMATION_REQUEST {
-        return Err(Outcome::Pass("pass_other_msg"));
+        return Err(Outcome::Pass(Verdict::PassOtherMsg));
     }
     if udp_len > MAX_REQUEST_UDP_LEN {
-        return Err(Outcome::Pass("pass_limits"));
+        return Err(Outcome::Pass(Verdict::PassLimits));
     }
     let udp = &f[l4..l4 + udp_len];
     if be16(udp, 6) == Some(0) || udp_sum(&src, &dst, udp) != 0xffff {
-        return Err(Outcome::Pass("pass_checksum"));
+        return Err(Outcome::Pass(Verdict::PassChecksum));
     }
     let dhcp = &udp[8..];
     walk_limits(&dhcp[4..])?;
@@ -161,10 +313,10 @@ fn decide(f: &[u8], iface: Option<&ModelIface>) -> Result<Outcome, Outcome> {
     });
     let (reply, oro_codes) = match reply {
         Ok(r) => r,
-        Err(d) => return Err(Outcome::Drop(d.counter().as_str())),
+        Err(d) => return Err(Outcome::of(discard_verdict(&d))),
     };
     if oro_codes > MAX_ORO_CODES {
-        return Err(Outcome::Pass("pass_limits"));
+        return Err(Outcome::Pass(Verdict::PassLimits));
     }
     Ok(Outcome::Tx(reply_frame(f, l3, l4, src, iface, &reply)))
 }

@@ -161,6 +161,9 @@ fn exchange(dir: &Path, bin: &Path, opts: &LabOptions, pins: &Pins) -> Result<Ou
         "--lease-db",
         lease_db,
         "--no-routes",
+        // The lab's load comes from one MAC: a flood to the flood buckets.
+        "--flood-rate",
+        "0",
     ];
     if opts.no_fast_path {
         args.push("--no-fast-path");
