@@ -27,6 +27,18 @@ fn dhclient_through_dhcrelay_gets_dns() {
     assert!(s["xdp_pass_other_msg"] + s["xdp_pass_addressing"] >= 1, "XDP passed the Relay-Forward up: {s:?}");
 }
 
+/// A relay that multicasts to All_DHCP_Servers (ff05::1:3, dhcrelay's default upstream) is
+/// heard: the daemon joins that group on the interfaces it serves.
+#[test]
+fn dhcrelay_multicasting_to_all_dhcp_servers_is_heard() {
+    let mut lab = Lab::relayed_to("rm", "up0");
+    lab.start(&["--dns", "2001:db8::53", "--domain", "relay.example", "--trusted-relay", DHCRELAY]);
+    let (env, out) = lab.dhclient_stateless();
+    assert_eq!(env.get("new_dhcp6_name_servers").map(String::as_str), Some("2001:db8::53"), "{out}\n{}", lab.log());
+    testbed::wait_for(Duration::from_secs(3), || Ok(lab.stats().get("user_relayed").copied().unwrap_or(0) >= 1))
+        .unwrap();
+}
+
 #[test]
 fn dhcpv6d_as_relay_agent_to_kea() {
     let mut lab = Lab::relay_agent("ra");

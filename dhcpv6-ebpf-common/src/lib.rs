@@ -1,8 +1,7 @@
 //! Frame access for XDP programs, written for the verifier: every read is a bounds check
 //! against `data_end` that the verifier can see, and the Ethernet walk is bounded.
 //!
-//! Used by the benchmark's programs (`bench-ebpf`). The server's program (`dhcpv6-ebpf`)
-//! has the same helpers in its `frame` module; these are the ones it can share.
+//! Used by the server's program (`dhcpv6-ebpf`) and the benchmark's (`bench-ebpf`).
 #![no_std]
 
 use aya_ebpf::programs::XdpContext;

@@ -2,10 +2,7 @@
 
 use aya_ebpf::programs::XdpContext;
 use dhcpv6_common::{
-    wire::{
-        is_ipv6_ext_header, ALL_DHCP_RELAY_AGENTS_AND_SERVERS, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IPV6, IPPROTO_UDP,
-        SERVER_PORT,
-    },
+    wire::{is_ipv6_ext_header, ALL_DHCP_RELAY_AGENTS_AND_SERVERS, ETH_P_IPV6, IPPROTO_UDP, SERVER_PORT},
     IfaceKey, IfaceReply, Verdict, VLAN_VID_MASK,
 };
 
@@ -30,35 +27,9 @@ impl Hdr {
     }
 }
 
-/// A bounds-checked pointer to `T` at `off`; the check is the one the verifier needs to see.
-#[inline(always)]
-pub fn ptr_at<T>(ctx: &XdpContext, off: usize) -> Option<*mut T> {
-    let start = ctx.data();
-    let end = ctx.data_end();
-    if start + off + core::mem::size_of::<T>() > end {
-        return None;
-    }
-    Some((start + off) as *mut T)
-}
-
-#[inline(always)]
-pub fn be16(ctx: &XdpContext, off: usize) -> Option<u16> {
-    let p = ptr_at::<[u8; 2]>(ctx, off)?;
-    // SAFETY: bounds checked by ptr_at; byte arrays have no alignment needs.
-    Some(u16::from_be_bytes(unsafe { *p }))
-}
-
-#[inline(always)]
-pub fn byte(ctx: &XdpContext, off: usize) -> Option<u8> {
-    let p = ptr_at::<u8>(ctx, off)?;
-    // SAFETY: bounds checked by ptr_at.
-    Some(unsafe { *p })
-}
-
-#[inline(always)]
-fn is_vlan(ethertype: u16) -> bool {
-    ethertype == ETH_P_8021Q || ethertype == ETH_P_8021AD
-}
+// The bounds-checked reads are the ones every XDP program of this project uses.
+use dhcpv6_ebpf_common::is_vlan;
+pub use dhcpv6_ebpf_common::{be16, byte, ptr_at};
 
 #[inline(always)]
 pub fn classify(ctx: &XdpContext) -> Result<Hdr, Verdict> {

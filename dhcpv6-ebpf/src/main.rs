@@ -156,15 +156,7 @@ fn serve(ctx: &XdpContext, hdr: &Hdr, iface: &IfaceReply) -> Verdict {
     reply::write(ctx, hdr, &src, iface, &req, scratch)
 }
 
-#[cfg(not(test))]
-#[panic_handler]
-fn panic(_info: &core::panic::PanicInfo) -> ! {
-    loop {}
-}
-
-#[unsafe(link_section = "license")]
-#[unsafe(no_mangle)]
-static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";
+dhcpv6_ebpf_common::xdp_object!();
 
 /// Plain XDP_PASS, for the far end of a veth in tests and the lab: veth delivers XDP_TX
 /// frames only to a peer that has an XDP program of its own.

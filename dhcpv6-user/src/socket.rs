@@ -1,5 +1,6 @@
 //! The server's UDP socket on port 547: one socket for every interface, with the arrival
-//! interface and destination from IPV6_PKTINFO, and ff02::1:2 joined per interface.
+//! interface and destination from IPV6_PKTINFO, and ff02::1:2 (plus ff05::1:3 on served
+//! interfaces) joined per interface.
 
 use std::{
     collections::HashSet,
@@ -9,7 +10,7 @@ use std::{
 };
 
 use anyhow::{Context, Result};
-use dhcpv6_common::wire::{ALL_DHCP_RELAY_AGENTS_AND_SERVERS, SERVER_PORT};
+use dhcpv6_common::wire::{ALL_DHCP_RELAY_AGENTS_AND_SERVERS, ALL_DHCP_SERVERS, SERVER_PORT};
 use nix::sys::socket::{
     recvmsg, sendmsg, setsockopt, sockopt, ControlMessage, ControlMessageOwned, MsgFlags, SockaddrIn6,
 };
@@ -25,7 +26,8 @@ pub struct Received {
 
 pub struct ServerSocket {
     fd: AsyncFd<Socket>,
-    joined: std::sync::Mutex<HashSet<u32>>,
+    /// (group, ifindex) pairs joined.
+    joined: std::sync::Mutex<HashSet<([u8; 16], u32)>>,
 }
 
 impl ServerSocket {
@@ -50,13 +52,25 @@ impl ServerSocket {
 
     /// Joins ff02::1:2 on `ifindex` (idempotent; a re-created interface has a new index).
     pub fn join(&self, ifindex: u32) -> Result<()> {
+        self.join_group(ALL_DHCP_RELAY_AGENTS_AND_SERVERS, ifindex)
+    }
+
+    /// Joins ff02::1:2 and ff05::1:3 (All_DHCP_Servers, RFC 9915 section 7.1) on a served
+    /// interface: a relay that multicasts its Relay-Forwards to the servers of its site is
+    /// heard too.
+    pub fn join_as_server(&self, ifindex: u32) -> Result<()> {
+        self.join(ifindex)?;
+        self.join_group(ALL_DHCP_SERVERS, ifindex)
+    }
+
+    fn join_group(&self, group: [u8; 16], ifindex: u32) -> Result<()> {
         let mut joined = self.joined.lock().map_err(|_| anyhow::anyhow!("socket state poisoned"))?;
-        if joined.insert(ifindex) {
-            let group = Ipv6Addr::from(ALL_DHCP_RELAY_AGENTS_AND_SERVERS);
-            if let Err(e) = self.fd.get_ref().join_multicast_v6(&group, ifindex) {
+        if joined.insert((group, ifindex)) {
+            let addr = Ipv6Addr::from(group);
+            if let Err(e) = self.fd.get_ref().join_multicast_v6(&addr, ifindex) {
                 if e.raw_os_error() != Some(libc::EADDRINUSE) {
-                    joined.remove(&ifindex);
-                    return Err(e).with_context(|| format!("joining ff02::1:2 on ifindex {ifindex}"));
+                    joined.remove(&(group, ifindex));
+                    return Err(e).with_context(|| format!("joining {addr} on ifindex {ifindex}"));
                 }
             }
         }

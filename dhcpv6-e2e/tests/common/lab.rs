@@ -65,26 +65,18 @@ impl Lab {
     /// Client -> ISC dhcrelay -> server: cli0 | dn0 [relay] up0 | srv0, with the server at
     /// 2001:db8:1::1 and the client's link 2001:db8:2::/64.
     pub fn relayed(tag: &str) -> Lab {
+        Self::relayed_to(tag, "2001:db8:1::1%up0")
+    }
+
+    /// As [`Lab::relayed`], with dhcrelay's upstream given as `-u UPSTREAM` (`up0` alone:
+    /// multicast to ff05::1:3, All_DHCP_Servers, out of up0).
+    pub fn relayed_to(tag: &str, upstream: &str) -> Lab {
         testbed::ensure_tools(&[("dhcrelay", "isc-dhcp-relay")]).unwrap();
         testbed::require_root().expect("end-to-end tests need root");
         testbed::ensure_bpffs().unwrap();
-        let srv = Netns::new(&format!("{tag}s")).unwrap();
-        let rel = Netns::new(&format!("{tag}r")).unwrap();
-        let cli = Netns::new(&format!("{tag}c")).unwrap();
-        testbed::veth_pair(&srv, "srv0", &rel, "up0").unwrap();
-        testbed::veth_pair(&rel, "dn0", &cli, "cli0").unwrap();
-        srv.add_addr("srv0", "2001:db8:1::1/64").unwrap();
-        rel.add_addr("up0", "2001:db8:1::2/64").unwrap();
-        rel.add_addr("dn0", "2001:db8:2::1/64").unwrap();
-        for (ns, ifname) in [(&srv, "srv0"), (&rel, "up0"), (&rel, "dn0"), (&cli, "cli0")] {
-            ns.wait_link_local(ifname, Duration::from_secs(10)).unwrap();
-        }
-        let id = format!("{}-{}-{}", tag, std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed));
-        let dir = std::env::temp_dir().join(format!("dhcpv6-e2e-{id}"));
-        std::fs::create_dir_all(&dir).unwrap();
+        let (srv, rel, cli, id, dir) = three_hosts(tag);
         let relay_log = dir.join("dhcrelay.log");
-        let relay =
-            rel.spawn(&["dhcrelay", "-6", "-d", "-l", "dn0", "-u", "2001:db8:1::1%up0"], Some(&relay_log)).unwrap();
+        let relay = rel.spawn(&["dhcrelay", "-6", "-d", "-l", "dn0", "-u", upstream], Some(&relay_log)).unwrap();
         let pin_dir = PathBuf::from(format!("/sys/fs/bpf/dhcpv6-e2e-{id}"));
         let daemon_log = dir.join("dhcpv6d.log");
         let aux_pin = PathBuf::from(format!("/sys/fs/bpf/dhcpv6-aux-{id}"));
@@ -100,20 +92,7 @@ impl Lab {
     pub fn relay_agent(tag: &str) -> Lab {
         testbed::require_root().expect("end-to-end tests need root");
         testbed::ensure_bpffs().unwrap();
-        let srv = Netns::new(&format!("{tag}s")).unwrap();
-        let rel = Netns::new(&format!("{tag}r")).unwrap();
-        let cli = Netns::new(&format!("{tag}c")).unwrap();
-        testbed::veth_pair(&srv, "srv0", &rel, "up0").unwrap();
-        testbed::veth_pair(&rel, "dn0", &cli, "cli0").unwrap();
-        srv.add_addr("srv0", "2001:db8:1::1/64").unwrap();
-        rel.add_addr("up0", "2001:db8:1::2/64").unwrap();
-        rel.add_addr("dn0", "2001:db8:2::1/64").unwrap();
-        for (ns, ifname) in [(&srv, "srv0"), (&rel, "up0"), (&rel, "dn0"), (&cli, "cli0")] {
-            ns.wait_link_local(ifname, Duration::from_secs(10)).unwrap();
-        }
-        let id = format!("{}-{}-{}", tag, std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed));
-        let dir = std::env::temp_dir().join(format!("dhcpv6-e2e-{id}"));
-        std::fs::create_dir_all(&dir).unwrap();
+        let (srv, rel, cli, id, dir) = three_hosts(tag);
         let pin_dir = PathBuf::from(format!("/sys/fs/bpf/dhcpv6-e2e-{id}"));
         let daemon_log = dir.join("dhcpv6d.log");
         let aux_pin = PathBuf::from(format!("/sys/fs/bpf/dhcpv6-aux-{id}"));
@@ -481,4 +460,24 @@ impl Drop for Lab {
 
 pub fn path_str(p: &Path) -> &str {
     p.to_str().unwrap()
+}
+
+/// srv0 | up0 [relay host] dn0 | cli0, with the server at 2001:db8:1::1 and the client's link
+/// 2001:db8:2::/64; returns the namespaces, the lab's id and its folder.
+fn three_hosts(tag: &str) -> (Netns, Netns, Netns, String, PathBuf) {
+    let srv = Netns::new(&format!("{tag}s")).unwrap();
+    let rel = Netns::new(&format!("{tag}r")).unwrap();
+    let cli = Netns::new(&format!("{tag}c")).unwrap();
+    testbed::veth_pair(&srv, "srv0", &rel, "up0").unwrap();
+    testbed::veth_pair(&rel, "dn0", &cli, "cli0").unwrap();
+    srv.add_addr("srv0", "2001:db8:1::1/64").unwrap();
+    rel.add_addr("up0", "2001:db8:1::2/64").unwrap();
+    rel.add_addr("dn0", "2001:db8:2::1/64").unwrap();
+    for (ns, ifname) in [(&srv, "srv0"), (&rel, "up0"), (&rel, "dn0"), (&cli, "cli0")] {
+        ns.wait_link_local(ifname, Duration::from_secs(10)).unwrap();
+    }
+    let id = format!("{}-{}-{}", tag, std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed));
+    let dir = std::env::temp_dir().join(format!("dhcpv6-e2e-{id}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    (srv, rel, cli, id, dir)
 }

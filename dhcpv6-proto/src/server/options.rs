@@ -87,20 +87,24 @@ impl ServiceOptions {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    #[test]
-    fn encodes_in_order_with_policies() {
-        let s = ServiceOptions {
+    /// DNS, a domain, NTP and both timers: the options the unit tests of the server share.
+    pub(crate) fn sample() -> ServiceOptions {
+        ServiceOptions {
             dns: vec!["2001:db8::53".parse().unwrap()],
             domains: vec!["example.net".into()],
             ntp: vec!["2001:db8::123".parse().unwrap()],
             information_refresh_time: Some(3600),
             inf_max_rt: Some(600),
             ..Default::default()
-        };
-        let o = s.encode().unwrap();
+        }
+    }
+
+    #[test]
+    fn encodes_in_order_with_policies() {
+        let o = sample().encode().unwrap();
         let codes: Vec<_> = o.iter().map(|o| (o.code, o.policy)).collect();
         assert_eq!(
             codes,

@@ -75,19 +75,9 @@ pub fn information_request(m: &Message<'_>, svc: &IfaceService) -> Result<Vec<u8
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::server::ServiceOptions;
 
     fn svc() -> IfaceService {
-        let options = ServiceOptions {
-            dns: vec!["2001:db8::53".parse().unwrap()],
-            domains: vec!["example.net".into()],
-            ntp: vec!["2001:db8::123".parse().unwrap()],
-            information_refresh_time: Some(3600),
-            inf_max_rt: Some(600),
-            ..Default::default()
-        }
-        .encode()
-        .unwrap();
+        let options = crate::server::options::tests::sample().encode().unwrap();
         IfaceService { duid: Duid::from_mac([2, 0, 0, 0, 0, 1]), options }
     }
 

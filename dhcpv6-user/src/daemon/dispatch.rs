@@ -6,6 +6,8 @@ use std::net::SocketAddrV6;
 use dhcpv6_common::wire::msg;
 use tracing::debug;
 
+use super::interfaces::ServedIface;
+use super::relay_agent::RelayAgent;
 use super::stateful::ReplyTo;
 use super::transmit::send_reply;
 use super::Server;
@@ -21,17 +23,17 @@ impl Server {
         if from.scope_id() == 0 && from.ip().is_unicast_link_local() {
             from.set_scope_id(ifindex);
         }
-        if let Some(action) = self.relay_action(pkt, from, ifindex) {
+        if let Some(action) = self.agent.classify(pkt, from, ifindex, &self.dp) {
             self.stats.bump(Counter::Received);
-            self.relay(action).await;
+            RelayAgent::forward(action, &*self.sock, &self.stats).await;
             return;
         }
-        let Some(&idx) = self.by_index.get(&ifindex) else {
+        let Some(iface) = self.ifaces.get(ifindex) else {
             self.stats.bump(Counter::IgnoredOtherIface);
             return;
         };
         self.stats.bump(Counter::Received);
-        if let Err(c) = self.admit(pkt, idx, &from, dst) {
+        if let Err(c) = super::trust::admit(pkt, iface, &from, dst) {
             self.stats.bump(c);
             return;
         }
@@ -51,7 +53,7 @@ impl Server {
                         "relayed message"
                     );
                     let to = ReplyTo { addr: relay::reply_destination(from), ifindex };
-                    let arrival = Arrival { idx, from, relayed: Some(&sel), unicast, to };
+                    let arrival = Arrival { iface, from, relayed: Some(&sel), unicast, to };
                     let wrap = |reply: Vec<u8>| relay::wrap(&r.levels, &reply).map_err(|e| e.counter());
                     self.answer(&r.message(), &arrival, wrap).await
                 }
@@ -60,7 +62,7 @@ impl Server {
             match Message::parse(pkt) {
                 Err(_) => Err(Counter::DropMalformed),
                 Ok(m) => {
-                    let arrival = Arrival { idx, from, relayed: None, unicast, to: ReplyTo { addr: from, ifindex } };
+                    let arrival = Arrival { iface, from, relayed: None, unicast, to: ReplyTo { addr: from, ifindex } };
                     self.answer(&m, &arrival, Ok).await
                 }
             }
@@ -77,9 +79,8 @@ impl Server {
         arrival: &Arrival<'_>,
         wrap: impl FnOnce(Vec<u8>) -> Result<Vec<u8>, Counter>,
     ) -> Result<(), Counter> {
-        let Arrival { idx, ref from, relayed, unicast, to } = *arrival;
-        let served = &self.ifaces[idx];
-        let svc = served.svc.as_ref().ok_or(Counter::IgnoredIfaceNotReady)?;
+        let Arrival { iface, ref from, relayed, unicast, to } = *arrival;
+        let svc = iface.service().ok_or(Counter::IgnoredIfaceNotReady)?;
         match m.msg_type() {
             msg::INFORMATION_REQUEST => {
                 let reply = information_request(m, svc).map_err(|d| {
@@ -100,7 +101,7 @@ impl Server {
                     // The relay-to-server hop is unicast by design.
                     unicast: unicast && relayed.is_none(),
                     peer: *from.ip(),
-                    arrival: served.cfg.name(),
+                    arrival: iface.name(),
                     options: &svc.options,
                 };
                 st.serve(m, &ctx, to, wrap).await
@@ -116,7 +117,7 @@ impl Server {
 /// How a client message reached us, and where its reply goes.
 struct Arrival<'a> {
     /// The served interface it arrived on (directly or relayed).
-    idx: usize,
+    iface: &'a ServedIface,
     from: SocketAddrV6,
     relayed: Option<&'a relay::LinkSelector<'a>>,
     /// Sent to one of our unicast addresses.

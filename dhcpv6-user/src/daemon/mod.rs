@@ -1,32 +1,35 @@
 //! The running server: keeps the XDP program's maps in step with config and interfaces, and
 //! answers on UDP/547 what the fast path passes up.
 //!
-//! `sync` follows the kernel's interfaces into the maps, `dispatch` answers datagrams,
-//! `stateful` owns a stateful message from decision to durable reply, `transmit` sends,
-//! `relaying` drives relay-agent mode, `trust` decides which datagrams are looked at at all.
+//! The server is a select loop over its components, each owning its own state:
+//! `interfaces` (the served-interface table, kept in step with the kernel in the maps),
+//! `relay_agent` (relay-agent mode and MAC learning), `stateful` (a stateful message from
+//! decision to durable reply). `dispatch` routes one datagram to them, once `trust` has
+//! admitted it; `transmit` sends.
 
 mod dispatch;
-mod relaying;
+mod interfaces;
+mod relay_agent;
 mod stateful;
-mod sync;
 mod transmit;
 mod trust;
 
-use std::{collections::HashMap, path::PathBuf, sync::Arc, time::Duration};
+use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::{bail, Context, Result};
 use tokio::signal::unix::{signal, SignalKind};
 use tracing::{info, warn};
 
 use crate::{
-    config::{self, IfaceConfig, Overrides, RelaySettings},
+    config::{self, Overrides},
     dataplane::{AttachMode, Dataplane},
     fastpath::FloodOptions,
-    netlink::{self, LinkState, Netlink},
-    server::{relay_agent::RelayAgentConfig, IfaceService},
+    netlink::{self, Netlink},
     socket::ServerSocket,
     stats::{stats_file, UserStats},
 };
+use interfaces::ServedIfaces;
+use relay_agent::RelayAgent;
 use stateful::StatefulService;
 
 #[derive(Debug, Clone)]
@@ -47,30 +50,17 @@ pub struct Options {
     pub flood: FloodOptions,
 }
 
-/// One served interface as it stands now.
-struct Served {
-    cfg: IfaceConfig,
-    link: Option<LinkState>,
-    svc: Option<IfaceService>,
-    /// The map entry last written, to skip rewrites that change nothing.
-    written: Option<Vec<u8>>,
-}
-
+/// The components and what they share. The dataplane and netlink are lent to the
+/// components that write the kernel's state (`ifaces`, `agent`) one at a time, from the loop.
 struct Server {
     opts: Options,
     dp: Dataplane,
     nl: Netlink,
     sock: Arc<ServerSocket>,
+    ifaces: ServedIfaces,
+    agent: RelayAgent,
     stateful: Option<StatefulService>,
-    ifaces: Vec<Served>,
-    by_index: HashMap<u32, usize>,
-    generation: u32,
     stats: Arc<UserStats>,
-    relay: Option<RelaySettings>,
-    /// Relay-agent state as of the last sync (indexes and link addresses).
-    agent: Option<RelayAgentConfig>,
-    /// Downstream interfaces where the program runs to learn client MACs, by ifindex.
-    learning: HashMap<String, u32>,
     /// Frames the flood buckets had dropped at the last look (`report_floods`).
     flood_dropped: u64,
     /// Lease count and pool usage for the metrics.
@@ -86,20 +76,17 @@ pub async fn run(opts: Options) -> Result<()> {
     let sock = Arc::new(ServerSocket::bind()?);
     let stats = Arc::<UserStats>::default();
     let stateful = StatefulService::open(&opts.lease_db, opts.routes, links, sock.clone(), stats.clone()).await?;
-    let ifaces = ifaces.into_iter().map(|cfg| Served { cfg, link: None, svc: None, written: None }).collect();
+    let ifaces = ServedIfaces::new(ifaces, opts.fast_path, opts.xdp_mode);
+    let agent = RelayAgent::new(relay, opts.xdp_mode);
     let mut s = Server {
         opts,
         dp,
         nl,
         sock,
-        stateful,
         ifaces,
-        by_index: HashMap::new(),
-        generation: 0,
+        agent,
+        stateful,
         stats,
-        relay,
-        agent: None,
-        learning: HashMap::new(),
         flood_dropped: 0,
         lease_gauge: Arc::default(),
         pool_gauge: Arc::default(),
@@ -125,11 +112,8 @@ impl Server {
         self.dp.set_flood(&self.opts.flood.config(), &self.opts.flood.relays)?;
         let f = &self.opts.flood;
         info!(rate = f.rate, burst = f.burst, relay_rate = f.relay_rate, relay_burst = f.relay_burst, relays = ?f.relays, "flood limits for frames passed up");
-        let mut names: Vec<String> = self.ifaces.iter().map(|i| i.cfg.name().to_owned()).collect();
-        if let Some(r) = &self.relay {
-            names.push(r.upstream().to_owned());
-            names.extend(r.downstream().iter().cloned());
-        }
+        let mut names: Vec<String> = self.ifaces.names().map(str::to_owned).collect();
+        names.extend(self.agent.names());
         for name in names {
             if self.nl.link(&name).await?.is_none() {
                 bail!("interface {name} does not exist");
@@ -147,7 +131,7 @@ impl Server {
         let mut changes = netlink::watch(Duration::from_secs(30));
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let mut sweep = tokio::time::interval(Duration::from_secs(10));
-        let names: Vec<&str> = self.ifaces.iter().map(|i| i.cfg.name()).collect();
+        let names: Vec<&str> = self.ifaces.names().collect();
         info!(ifaces = ?names, fast_path = self.opts.fast_path, pin_dir = %self.opts.pin_dir.display(), "serving");
         let mut buf = vec![0u8; 65536];
         loop {
@@ -164,26 +148,32 @@ impl Server {
                     Ok(rx) => self.handle(&buf[..rx.len], rx.from, rx.ifindex, rx.dst).await,
                     Err(e) => warn!(error = %e, "receive failed"),
                 },
-                _ = sweep.tick() => {
-                    if let Some(st) = self.stateful.as_ref() {
-                        st.expire().await;
-                    }
-                    self.report_floods();
-                }
-                _ = tick.tick() => {
-                    self.dp.flush_log();
-                    if let Some(st) = self.stateful.as_ref() {
-                        self.lease_gauge.store(st.lease_count() as u64, std::sync::atomic::Ordering::Relaxed);
-                        if let Ok(mut g) = self.pool_gauge.lock() {
-                            *g = st.pool_usage();
-                        }
-                    }
-                    let _ = self.stats.write(&stats_file(&self.opts.state_dir));
-                }
+                _ = sweep.tick() => self.sweep().await,
+                _ = tick.tick() => self.tick(),
             }
         }
         let _ = self.stats.write(&stats_file(&self.opts.state_dir));
         Ok(())
+    }
+
+    /// Every 10 s: leases that ran out go, and flood drops are reported.
+    async fn sweep(&mut self) {
+        if let Some(st) = self.stateful.as_ref() {
+            st.expire().await;
+        }
+        self.report_floods();
+    }
+
+    /// Every second: the program's log, the lease gauges of the metrics, the stats file.
+    fn tick(&mut self) {
+        self.dp.flush_log();
+        if let Some(st) = self.stateful.as_ref() {
+            self.lease_gauge.store(st.lease_count() as u64, std::sync::atomic::Ordering::Relaxed);
+            if let Ok(mut g) = self.pool_gauge.lock() {
+                *g = st.pool_usage();
+            }
+        }
+        let _ = self.stats.write(&stats_file(&self.opts.state_dir));
     }
 
     /// Says so when the flood buckets dropped frames since the last look: a flood, or a
@@ -206,9 +196,8 @@ impl Server {
     async fn reload(&mut self) {
         match config::load(self.opts.config.as_deref(), &self.opts.overrides, &self.opts.resolv_conf) {
             Ok(cfg) => {
-                let known = self.ifaces.len();
                 let (ifaces, relay, links) = cfg.into_parts();
-                self.relay = relay;
+                self.agent.reconfigure(relay);
                 match self.stateful.as_ref() {
                     Some(st) => match st.reconfigure(links) {
                         Ok(()) => info!("pools and reservations reloaded"),
@@ -219,13 +208,7 @@ impl Server {
                     }
                     None => {}
                 }
-                for c in ifaces {
-                    match self.ifaces.iter_mut().find(|i| i.cfg.name() == c.name()) {
-                        Some(i) => i.cfg = c,
-                        None => self.ifaces.push(Served { cfg: c, link: None, svc: None, written: None }),
-                    }
-                }
-                if known != self.ifaces.len() {
+                if self.ifaces.reconfigure(ifaces) {
                     info!("new interfaces in the configuration");
                 }
                 info!("configuration reloaded");
@@ -235,5 +218,22 @@ impl Server {
             }
             Err(e) => warn!(error = %e, "configuration refused; keeping the previous one"),
         }
+    }
+
+    /// Re-reads the kernel's interfaces into the served table and the relay agent.
+    async fn sync(&mut self) -> Result<()> {
+        self.ifaces.sync(&self.nl, &mut self.dp, &self.sock).await?;
+        self.agent.sync(&self.nl, &mut self.dp, &self.sock).await
+    }
+
+    /// Once, after the first sync: what a previous daemon attached or wrote for interfaces
+    /// this one does not serve goes.
+    fn remove_stale(&mut self) -> Result<()> {
+        let served: std::collections::HashSet<u32> =
+            self.ifaces.indexes().chain(self.agent.learning_indexes()).collect();
+        for name in self.dp.remove_stale(&served)? {
+            info!(iface = %name, "no longer served: XDP detached");
+        }
+        Ok(())
     }
 }

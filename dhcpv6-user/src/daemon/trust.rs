@@ -9,32 +9,22 @@ use std::{
 
 use tracing::{debug, warn};
 
-use super::Server;
-use crate::{server::trust::Arrival, stats::Counter};
+use super::interfaces::ServedIface;
+use crate::stats::Counter;
 
 /// Once per daemon: a relay nobody trusted is a configuration to fix, not an event per packet.
 static UNTRUSTED_RELAY_LOGGED: AtomicBool = AtomicBool::new(false);
 
-impl Server {
-    /// `Err` names the counter of the reason `pkt`, from `from` to `dst` on served interface
-    /// `idx`, is dropped unread.
-    pub(super) fn admit(&self, pkt: &[u8], idx: usize, from: &SocketAddrV6, dst: Ipv6Addr) -> Result<(), Counter> {
-        let served = &self.ifaces[idx];
-        let link = served.link;
-        let on_link = link.and_then(|l| l.global_prefix);
-        let arrival = Arrival {
-            trusted: served.cfg.trusted_relays(),
-            on_link: on_link.as_slice(),
-            link_local: link.and_then(|l| l.link_local),
-        };
-        let verdict = arrival.admit(pkt.first().copied(), from.ip(), &dst);
-        match verdict {
-            Err(Counter::DropUntrustedRelay) => untrusted_relay(served.cfg.name(), from),
-            Err(c) => debug!(%from, %dst, iface = served.cfg.name(), reason = c.as_str(), "datagram not admitted"),
-            Ok(()) => {}
-        }
-        verdict
+/// `Err` names the counter of the reason `pkt`, from `from` to `dst` on served interface
+/// `iface`, is dropped unread.
+pub(super) fn admit(pkt: &[u8], iface: &ServedIface, from: &SocketAddrV6, dst: Ipv6Addr) -> Result<(), Counter> {
+    let verdict = iface.arrival().admit(pkt.first().copied(), from.ip(), &dst);
+    match verdict {
+        Err(Counter::DropUntrustedRelay) => untrusted_relay(iface.name(), from),
+        Err(c) => debug!(%from, %dst, iface = iface.name(), reason = c.as_str(), "datagram not admitted"),
+        Ok(()) => {}
     }
+    verdict
 }
 
 /// Logs the first Relay-Forward refused for its source, naming what to configure.

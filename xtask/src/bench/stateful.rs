@@ -96,13 +96,7 @@ pub fn sarr_row(paths: &Paths, plan: &Plan, server: Peer, mode: &'static str, th
     for i in 0..plan.runs {
         interrupt::check()?;
         let r = search(&topo, &run, &dir, plan, mode, hint, &mut row.perf_command, i)?;
-        say(&format!(
-            "  run {}: <= 0.1 % loss up to {:.0} exchanges/s{} ({} steps)",
-            i + 1,
-            r.best,
-            if r.bound { " (perfdhcp-bound)" } else { "" },
-            r.steps.len()
-        ));
+        say_perfdhcp_run(i, &r);
         if r.best > 0.0 {
             hint = r.best;
         }
@@ -287,13 +281,7 @@ pub fn check_row(paths: &Paths, plan: &Plan) -> Result<(SarrRow, SarrRow)> {
         gen_searches(&topo, &run, paths, plan, &dir.join(format!("gen-{i}.log")), mode, None, 1, hint_ours, &mut ours)?;
         say("  perfdhcp:");
         let r = search(&topo, &run, &dir, plan, mode, hint_perf, &mut perf.perf_command, i)?;
-        say(&format!(
-            "  run {}: <= 0.1 % loss up to {:.0} exchanges/s{} ({} steps)",
-            i + 1,
-            r.best,
-            if r.bound { " (perfdhcp-bound)" } else { "" },
-            r.steps.len()
-        ));
+        say_perfdhcp_run(i, &r);
         perf.runs.push(r);
         // Each from its own previous result: the two searches stay independent.
         hint_ours = ours.runs.last().map_or(hint_ours, |r| if r.best > 0.0 { r.best } else { hint_ours });
@@ -577,4 +565,15 @@ fn count_leases(paths: &Paths, server: Peer, dir: &Path) -> Result<u64> {
                 .with_context(|| format!("dhcpv6d leases said: {err}"))
         }
     }
+}
+
+/// One perfdhcp search's result, as the progress log shows it.
+fn say_perfdhcp_run(i: usize, r: &SarrRun) {
+    say(&format!(
+        "  run {}: <= 0.1 % loss up to {:.0} exchanges/s{} ({} steps)",
+        i + 1,
+        r.best,
+        if r.bound { " (perfdhcp-bound)" } else { "" },
+        r.steps.len()
+    ));
 }

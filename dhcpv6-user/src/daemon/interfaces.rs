@@ -1,0 +1,212 @@
+//! The served-interface table: each configured interface as the kernel has it, kept in step
+//! with netlink and config in the XDP maps and the socket's memberships, and looked up by
+//! ifindex for every datagram.
+//!
+//! The table owns its entries, the ifindex index and the reply-data generation; the
+//! dataplane, netlink and the socket are lent to `sync` by the server, which shares them with
+//! the relay agent (both write the same reply-data map and attach the same program).
+
+use std::collections::HashMap;
+
+use anyhow::{Context, Result};
+use tracing::{info, warn};
+
+use crate::{
+    config::IfaceConfig,
+    dataplane::{AttachMode, Dataplane},
+    fastpath::build_reply_data,
+    netlink::{LinkState, Netlink},
+    server::{trust::Arrival, IfaceService},
+    socket::ServerSocket,
+    wire::Duid,
+};
+
+/// One served interface as it stands now.
+pub struct ServedIface {
+    cfg: IfaceConfig,
+    link: Option<LinkState>,
+    svc: Option<IfaceService>,
+    /// The map entry last written, to skip rewrites that change nothing.
+    written: Option<Vec<u8>>,
+}
+
+impl ServedIface {
+    fn new(cfg: IfaceConfig) -> Self {
+        Self { cfg, link: None, svc: None, written: None }
+    }
+
+    pub fn name(&self) -> &str {
+        self.cfg.name()
+    }
+
+    /// Server DUID and encoded options; `None` until its options could be built.
+    pub fn service(&self) -> Option<&IfaceService> {
+        self.svc.as_ref()
+    }
+
+    /// What `server::trust` weighs a datagram that arrived here against: the relays
+    /// trusted on it, the prefix of its first global address, its link-local address.
+    pub fn arrival(&self) -> Arrival<'_> {
+        let on_link = self.link.as_ref().and_then(|l| l.global_prefix.as_ref());
+        Arrival {
+            trusted: self.cfg.trusted_relays(),
+            on_link: on_link.map_or(&[][..], std::slice::from_ref),
+            link_local: self.link.and_then(|l| l.link_local),
+        }
+    }
+}
+
+pub struct ServedIfaces {
+    ifaces: Vec<ServedIface>,
+    by_index: HashMap<u32, usize>,
+    generation: u32,
+    fast_path: bool,
+    xdp_mode: AttachMode,
+}
+
+impl ServedIfaces {
+    pub fn new(cfgs: Vec<IfaceConfig>, fast_path: bool, xdp_mode: AttachMode) -> Self {
+        let ifaces = cfgs.into_iter().map(ServedIface::new).collect();
+        Self { ifaces, by_index: HashMap::new(), generation: 0, fast_path, xdp_mode }
+    }
+
+    /// The interface a datagram arrived on, when it is served and present.
+    pub fn get(&self, ifindex: u32) -> Option<&ServedIface> {
+        self.by_index.get(&ifindex).map(|&idx| &self.ifaces[idx])
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.ifaces.iter().map(|i| i.cfg.name())
+    }
+
+    /// The ifindexes served as of the last sync.
+    pub fn indexes(&self) -> impl Iterator<Item = u32> + '_ {
+        self.by_index.keys().copied()
+    }
+
+    /// A reloaded configuration: known interfaces take their new settings, new ones are
+    /// added (the next `sync` finds them). Returns whether any was added.
+    pub fn reconfigure(&mut self, cfgs: Vec<IfaceConfig>) -> bool {
+        let known = self.ifaces.len();
+        for c in cfgs {
+            match self.ifaces.iter_mut().find(|i| i.cfg.name() == c.name()) {
+                Some(i) => i.cfg = c,
+                None => self.ifaces.push(ServedIface::new(c)),
+            }
+        }
+        known != self.ifaces.len()
+    }
+
+    /// Re-reads every served interface from the kernel and rewrites what changed: attachment,
+    /// multicast membership, and the reply data of the fast path.
+    pub async fn sync(&mut self, nl: &Netlink, dp: &mut Dataplane, sock: &ServerSocket) -> Result<()> {
+        self.by_index.clear();
+        for idx in 0..self.ifaces.len() {
+            let name = self.ifaces[idx].cfg.name().to_owned();
+            let now = nl.link(&name).await?;
+            let before = self.ifaces[idx].link;
+            if let Some(old) = before {
+                if now.map(|n| n.ifindex) != Some(old.ifindex) {
+                    // Gone or re-created: its old entry and attachment are stale.
+                    dp.remove_iface(old.ifindex)?;
+                    dp.detach(&name)?;
+                    self.ifaces[idx].written = None;
+                }
+            }
+            let Some(link) = now else {
+                if before.is_some() {
+                    warn!(iface = %name, "interface disappeared; waiting for it to come back");
+                }
+                self.ifaces[idx].link = None;
+                self.ifaces[idx].svc = None;
+                continue;
+            };
+            sock.join_as_server(link.ifindex)?;
+            self.by_index.insert(link.ifindex, idx);
+            self.ifaces[idx].link = Some(link);
+            // Reply data first: a program swapped in over fresh maps (changed layout) must
+            // find it there from its first frame.
+            self.update_reply_data(idx, dp)?;
+            if before.map(|b| b.ifindex) != Some(link.ifindex) {
+                let mode = dp.attach(&name, self.xdp_mode).with_context(|| format!("attaching XDP to {name}"))?;
+                info!(iface = %name, ifindex = link.ifindex, ?mode, "XDP attached");
+            }
+        }
+        Ok(())
+    }
+
+    fn update_reply_data(&mut self, idx: usize, dp: &mut Dataplane) -> Result<()> {
+        let served = &self.ifaces[idx];
+        let Some(link) = served.link else {
+            return Ok(());
+        };
+        let mut service = served.cfg.service().clone();
+        // As odhcpd: with no DNS server known, announce ourselves (the link-local address).
+        if service.dns.is_empty() {
+            service.dns.extend(link.link_local);
+        }
+        let options = service.encode().with_context(|| format!("{}: configured options", served.cfg.name()))?;
+        let svc = IfaceService { duid: Duid::from_mac(link.mac), options };
+        let name = served.cfg.name().to_owned();
+        let Some(ll) = link.link_local else {
+            // No link-local address yet (DAD): the program cannot source replies; userspace will.
+            dp.remove_iface(link.ifindex)?;
+            self.ifaces[idx].svc = Some(svc);
+            self.ifaces[idx].written = None;
+            return Ok(());
+        };
+        match build_reply_data(link.mac, ll, &svc, self.fast_path, self.generation.wrapping_add(1)) {
+            Ok(data) => {
+                let mut key = bytemuck::bytes_of(&data).to_vec();
+                key[dhcpv6_common::maps::GENERATION_OFFSET..dhcpv6_common::maps::GENERATION_OFFSET + 4].fill(0);
+                if self.ifaces[idx].written.as_ref() != Some(&key) {
+                    self.generation = self.generation.wrapping_add(1);
+                    dp.set_iface(link.ifindex, &data)?;
+                    info!(iface = %name, link_local = %ll, generation = self.generation, "fast-path reply data written");
+                    self.ifaces[idx].written = Some(key);
+                }
+            }
+            Err(e) => {
+                warn!(iface = %name, error = %e, "options do not fit the fast path; userspace answers this interface");
+                dp.remove_iface(link.ifindex)?;
+                self.ifaces[idx].written = None;
+            }
+        }
+        self.ifaces[idx].svc = Some(svc);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::{self, Overrides};
+
+    fn cfgs(names: &[&str], dns: &str) -> Vec<IfaceConfig> {
+        let flags = Overrides {
+            ifaces: names.iter().map(|&n| n.to_owned()).collect(),
+            dns: vec![dns.parse().unwrap()],
+            ..Overrides::default()
+        };
+        let (ifaces, _, _) = config::load(None, &flags, Path::new("/nonexistent/resolv.conf")).unwrap().into_parts();
+        ifaces
+    }
+
+    #[test]
+    fn a_reload_updates_known_interfaces_and_adds_new_ones() {
+        let mut t = ServedIfaces::new(cfgs(&["eth1"], "2001:db8::53"), true, AttachMode::Generic);
+        assert!(!t.reconfigure(cfgs(&["eth1"], "2001:db8::54")));
+        assert_eq!(t.ifaces[0].cfg.service().dns, vec!["2001:db8::54".parse::<std::net::Ipv6Addr>().unwrap()]);
+        assert!(t.reconfigure(cfgs(&["eth1", "eth2"], "2001:db8::54")));
+        assert_eq!(t.names().collect::<Vec<_>>(), ["eth1", "eth2"]);
+    }
+
+    #[test]
+    fn nothing_is_served_before_the_kernel_has_been_read() {
+        let t = ServedIfaces::new(cfgs(&["eth1"], "2001:db8::53"), true, AttachMode::Generic);
+        assert_eq!(t.indexes().count(), 0);
+        assert!(t.get(1).is_none());
+    }
+}
