@@ -55,6 +55,20 @@ counters! {
     DropNoStatefulService => "drop_no_stateful_service",
     DropNoReply => "drop_no_reply",
     DropCommitFailed => "drop_commit_failed",
+    /// The lease store cannot write: a Renew, Rebind, Release or Decline that would change
+    /// a lease is dropped without trying (the client keeps its stored lease and retransmits).
+    DropStoreDown => "drop_store_down",
+    /// The lease store cannot write: a Solicit or Request answered with NoAddrsAvail /
+    /// NoPrefixAvail instead of a grant.
+    RefusedStoreDown => "refused_store_down",
+    /// Lease store outages begun, by reason (see `leases::Outage`), and ended.
+    StoreOutageFull => "store_outage_full",
+    StoreOutageIo => "store_outage_io",
+    StoreOutageStopped => "store_outage_stopped",
+    StoreOutageLost => "store_outage_lost",
+    StoreOutageUnreachable => "store_outage_unreachable",
+    StoreOutageOther => "store_outage_other",
+    StoreRecovered => "store_recovered",
     DropUnknownLink => "drop_unknown_link",
     DropNoClientId => "drop_no_client_id",
     DropUnexpectedServerId => "drop_unexpected_server_id",

@@ -68,8 +68,15 @@ struct RunArgs {
     /// Stateful: answer a Solicit with Rapid Commit directly with a Reply (for --na/--pd-pool).
     #[arg(long)]
     rapid_commit: bool,
-    /// The lease database (SQLite, WAL): every lease is on disk before its Reply is sent.
-    #[arg(long, value_name = "PATH", default_value = "/var/lib/dhcpv6d/leases.db")]
+    /// SOL_MAX_RT (option 82, 60..86400 s) sent in every Advertise and Reply: after an outage,
+    /// CPEs that keep retrying Solicits back off to at most this interval (RFC 9915 21.24)
+    #[arg(long, value_name = "SECS")]
+    sol_max_rt: Option<u32>,
+    /// The lease database: every lease is durable before its Reply is sent. A path is an
+    /// SQLite file (WAL, locked against a second daemon); a postgresql:// or postgres:// URL
+    /// (libpq's form, e.g. postgresql:///dhcpv6?host=/run/postgresql&user=dhcp) is a
+    /// PostgreSQL database several boxes can share.
+    #[arg(long, value_name = "PATH|URL", default_value = "/var/lib/dhcpv6d/leases.db")]
     lease_db: PathBuf,
     /// Serve Prometheus metrics (text format) on this address, e.g. [::1]:9547.
     #[arg(long, value_name = "ADDR:PORT")]
@@ -130,7 +137,8 @@ enum Cmd {
     },
     /// List the leases in the lease database (also while the daemon runs).
     Leases {
-        #[arg(long, value_name = "PATH", default_value = "/var/lib/dhcpv6d/leases.db")]
+        /// An SQLite file, or a postgresql:// URL (libpq's form).
+        #[arg(long, value_name = "PATH|URL", default_value = "/var/lib/dhcpv6d/leases.db")]
         lease_db: PathBuf,
     },
     /// Attach a plain XDP_PASS program to IF and pin its link at PATH (for test set-ups:
@@ -179,6 +187,7 @@ fn main() -> Result<()> {
                     pd_pools: r.pd_pool,
                     rapid_commit: r.rapid_commit,
                     trusted_relays: r.trusted_relay,
+                    sol_max_rt: r.sol_max_rt,
                 },
                 lease_db: r.lease_db,
                 routes: !r.no_routes,
@@ -233,11 +242,15 @@ fn detach(pin_dir: &std::path::Path) -> Result<()> {
 }
 
 fn leases(db: &std::path::Path) -> Result<()> {
-    use dhcpv6::leases::{LeaseStore, SqliteStore};
-    if !db.exists() {
-        anyhow::bail!("{} does not exist (no lease was ever granted, or another --lease-db)", db.display());
+    use dhcpv6::leases::StoreSpec;
+    let spec = StoreSpec::parse(db)?;
+    if let StoreSpec::Sqlite(path) = &spec {
+        if !path.exists() {
+            anyhow::bail!("{} does not exist (no lease was ever granted, or another --lease-db)", path.display());
+        }
     }
-    let store = SqliteStore::open(db)?;
+    // Not the daemon's lock: listing allocates nothing, so it may run beside the daemon.
+    let store = spec.open_for_inspection()?;
     let mut all = store.load_all()?;
     all.sort_by(|a, b| (&a.iface, a.addr).cmp(&(&b.iface, b.addr)));
     let now = dhcpv6::leases::unix_now();

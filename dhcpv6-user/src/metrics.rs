@@ -30,6 +30,8 @@ pub struct Sources {
     pub leases: Arc<AtomicU64>,
     /// Pool usage as of the last tick: (link, pool, used, size).
     pub pools: Arc<std::sync::Mutex<Vec<(String, String, u64, u128)>>>,
+    /// Whether the lease store writes; `None` without pools (no store).
+    pub store_up: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 pub fn render(s: &Sources) -> String {
@@ -51,6 +53,13 @@ pub fn render(s: &Sources) -> String {
     }
     out.push_str("# HELP dhcpv6_leases Leases held (addresses and prefixes).\n# TYPE dhcpv6_leases gauge\n");
     let _ = writeln!(out, "dhcpv6_leases {}", s.leases.load(Ordering::Relaxed));
+    if let Some(up) = &s.store_up {
+        out.push_str(
+            "# HELP dhcpv6_store_healthy 1 while the lease store writes, 0 during an outage (no new leases).\n",
+        );
+        out.push_str("# TYPE dhcpv6_store_healthy gauge\n");
+        let _ = writeln!(out, "dhcpv6_store_healthy {}", u8::from(up.load(Ordering::Relaxed)));
+    }
     out.push_str("# HELP dhcpv6_pool_used Addresses or prefixes in use per pool.\n# TYPE dhcpv6_pool_used gauge\n");
     out.push_str("# HELP dhcpv6_pool_size Addresses or prefixes per pool.\n# TYPE dhcpv6_pool_size gauge\n");
     if let Ok(pools) = s.pools.lock() {
@@ -85,5 +94,30 @@ pub async fn serve(listener: TcpListener, sources: Sources) {
             let _ = conn.write_all(head.as_bytes()).await;
             let _ = conn.write_all(body.as_bytes()).await;
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicBool;
+
+    fn sources(store_up: Option<bool>) -> Sources {
+        Sources {
+            pin_dir: PathBuf::from("/nonexistent/dhcpv6-metrics-test"),
+            user: Arc::default(),
+            leases: Arc::default(),
+            pools: Arc::default(),
+            store_up: store_up.map(|up| Arc::new(AtomicBool::new(up))),
+        }
+    }
+
+    #[test]
+    fn the_store_gauge_follows_the_flag_and_is_absent_without_a_store() {
+        assert!(render(&sources(Some(true))).contains("\ndhcpv6_store_healthy 1\n"));
+        let down = render(&sources(Some(false)));
+        assert!(down.contains("# TYPE dhcpv6_store_healthy gauge\n"), "{down}");
+        assert!(down.contains("\ndhcpv6_store_healthy 0\n"), "{down}");
+        assert!(!render(&sources(None)).contains("dhcpv6_store_healthy"));
     }
 }

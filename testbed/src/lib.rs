@@ -13,6 +13,7 @@
 mod exec;
 mod link;
 mod netns;
+pub mod postgres;
 mod process;
 mod system;
 mod tools;

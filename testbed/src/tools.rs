@@ -37,8 +37,20 @@ pub fn ensure_tools(tools: &[(&str, &str)]) -> Result<()> {
     let wanted = missing.iter().map(|(b, p)| format!("`{b}` (package {p})")).collect::<Vec<_>>();
     eprintln!("testbed: missing {}; installing with apt-get: {}", wanted.join(", "), pkgs.join(" "));
 
+    apt_install(&mut updated, &pkgs, &wanted.join(", "))?;
+    for (bin, pkg) in missing {
+        if find_binary(bin).is_none() {
+            bail!("package {pkg} was installed but `{bin}` is still not on PATH, /usr/sbin or /sbin");
+        }
+    }
+    Ok(())
+}
+
+/// Installs Debian packages, naming `wanted` (what they are for) when that fails.
+/// Runs `apt-get update` first unless `updated` says it already ran.
+fn apt_install(updated: &mut bool, pkgs: &[&str], wanted: &str) -> Result<()> {
     if find_binary("apt-get").is_none() {
-        bail!("missing {} and apt-get is not available to install it", wanted.join(", "));
+        bail!("missing {wanted} and apt-get is not available to install it");
     }
     if !*updated {
         *updated = true;
@@ -48,13 +60,23 @@ pub fn ensure_tools(tools: &[(&str, &str)]) -> Result<()> {
             eprintln!("testbed: warning: apt-get update failed: {e:#}");
         }
     }
-    if let Err(e) = run_command(apt().args(["install", "-y", "--no-install-recommends"]).args(&pkgs), APT_TIMEOUT) {
-        bail!("cannot install {}: {e:#}", wanted.join(", "));
+    if let Err(e) = run_command(apt().args(["install", "-y", "--no-install-recommends"]).args(pkgs), APT_TIMEOUT) {
+        bail!("cannot install {wanted}: {e:#}");
     }
-    for (bin, pkg) in missing {
-        if find_binary(bin).is_none() {
-            bail!("package {pkg} was installed but `{bin}` is still not on PATH, /usr/sbin or /sbin");
-        }
+    Ok(())
+}
+
+/// Like [`ensure_tools`] for files outside PATH: if `present()` is false, installs
+/// `pkgs` (for `what`), and fails unless `present()` holds afterwards.
+pub(crate) fn ensure_installed(what: &str, pkgs: &[&str], present: impl Fn() -> bool) -> Result<()> {
+    let mut updated = APT.lock().unwrap_or_else(|e| e.into_inner());
+    if present() {
+        return Ok(());
+    }
+    eprintln!("testbed: missing {what}; installing with apt-get: {}", pkgs.join(" "));
+    apt_install(&mut updated, pkgs, what)?;
+    if !present() {
+        bail!("packages {} were installed but {what} is still missing", pkgs.join(" "));
     }
     Ok(())
 }

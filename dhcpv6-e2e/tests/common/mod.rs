@@ -39,6 +39,8 @@ pub fn service() -> IfaceService {
         sntp: vec!["2001:db8::124".parse().unwrap()],
         information_refresh_time: Some(3600),
         inf_max_rt: Some(900),
+        // Never in a Reply to Information-Request: both paths must leave it out.
+        sol_max_rt: Some(600),
     }
     .encode()
     .unwrap();

@@ -38,6 +38,8 @@ pub(crate) struct Options {
     pub sntp: Option<Vec<Ipv6Addr>>,
     pub information_refresh_time: Option<u32>,
     pub inf_max_rt: Option<u32>,
+    /// SOL_MAX_RT (option 82) for Advertise and Reply, seconds (RFC 9915 section 21.24).
+    pub sol_max_rt: Option<Spanned<u32>>,
 }
 
 /// `[[interface]]`: the keys of `[defaults]` and of the pools, for one served interface.
@@ -51,6 +53,7 @@ pub(crate) struct Interface {
     pub sntp: Option<Vec<Ipv6Addr>>,
     pub information_refresh_time: Option<u32>,
     pub inf_max_rt: Option<u32>,
+    pub sol_max_rt: Option<Spanned<u32>>,
     #[serde(default)]
     pub na_pools: Vec<Spanned<String>>,
     #[serde(default)]
@@ -143,6 +146,7 @@ impl Interface {
             sntp: self.sntp.clone(),
             information_refresh_time: self.information_refresh_time,
             inf_max_rt: self.inf_max_rt,
+            sol_max_rt: self.sol_max_rt.clone(),
         }
     }
 }

@@ -13,7 +13,7 @@ use crate::{
 };
 
 use super::{
-    options::{check_domain, OptionLayer},
+    options::{check_domain, check_sol_max_rt, OptionLayer},
     validate::ConfigFile,
     Config, ConfigError, IfaceConfig, Reason, RelaySettings, DEFAULT_LINK,
 };
@@ -35,6 +35,8 @@ pub struct Overrides {
     /// `--trusted-relay`: trusted on every served interface and, in relay-agent mode, below
     /// every downstream one, on top of the file's `trusted_relays`.
     pub trusted_relays: Vec<String>,
+    /// `--sol-max-rt`: SOL_MAX_RT for every interface, over the file's.
+    pub sol_max_rt: Option<u32>,
 }
 
 /// The flags, each value checked.
@@ -60,6 +62,12 @@ impl TryFrom<&Overrides> for Flags {
         let options = OptionLayer {
             dns: (!o.dns.is_empty()).then(|| o.dns.clone()),
             domains: (!o.domains.is_empty()).then(|| o.domains.clone()),
+            sol_max_rt: match o.sol_max_rt {
+                None => None,
+                Some(v) => Some(
+                    check_sol_max_rt(v).map_err(|reason| ConfigError::Flag { flag: "--sol-max-rt".into(), reason })?,
+                ),
+            },
             ..Default::default()
         };
         let link = if o.na_pools.is_empty() && o.pd_pools.is_empty() {

@@ -112,6 +112,8 @@ pub enum Reason {
     BadPrefixLength(String),
     #[error("trusted relay {value:?}: {error} (give an address or PREFIX/LEN)")]
     TrustedRelay { value: String, error: PrefixError },
+    #[error("{what} {value} is outside {min}..={max}")]
+    Range { what: &'static str, value: u64, min: u64, max: u64 },
 }
 
 /// The link of `--na-pool`/`--pd-pool`: every served interface, and relayed clients whose

@@ -29,6 +29,21 @@ pub(crate) struct OptionLayer {
     pub sntp: Option<Vec<Ipv6Addr>>,
     pub information_refresh_time: Option<u32>,
     pub inf_max_rt: Option<u32>,
+    /// Checked to lie in 60..=86400 when the layer is built.
+    pub sol_max_rt: Option<u32>,
+}
+
+/// RFC 9915 section 21.24: a client ignores SOL_MAX_RT outside 60..=86400 seconds, so such a
+/// value is refused rather than sent for nothing.
+pub const SOL_MAX_RT_RANGE: std::ops::RangeInclusive<u32> = 60..=86_400;
+
+/// `Err` names the problem of a SOL_MAX_RT value outside [`SOL_MAX_RT_RANGE`].
+pub(crate) fn check_sol_max_rt(v: u32) -> Result<u32, Reason> {
+    if SOL_MAX_RT_RANGE.contains(&v) {
+        Ok(v)
+    } else {
+        Err(Reason::Range { what: "sol_max_rt", value: u64::from(v), min: 60, max: 86_400 })
+    }
 }
 
 /// A name the Domain Search List option can carry.
@@ -58,6 +73,10 @@ impl OptionLayer {
             sntp: o.sntp.clone(),
             information_refresh_time: o.information_refresh_time,
             inf_max_rt: o.inf_max_rt,
+            sol_max_rt: match &o.sol_max_rt {
+                None => None,
+                Some(v) => Some(check_sol_max_rt(*v.get_ref()).map_err(|r| src.invalid(v.span().start, r))?),
+            },
         })
     }
 
@@ -73,6 +92,7 @@ impl OptionLayer {
             sntp: pick(&self.sntp, &under.sntp),
             information_refresh_time: pick(&self.information_refresh_time, &under.information_refresh_time),
             inf_max_rt: pick(&self.inf_max_rt, &under.inf_max_rt),
+            sol_max_rt: pick(&self.sol_max_rt, &under.sol_max_rt),
         }
     }
 
@@ -86,6 +106,7 @@ impl OptionLayer {
             sntp: self.sntp.clone().unwrap_or_default(),
             information_refresh_time: Some(self.information_refresh_time.unwrap_or(DEFAULT_IRT)),
             inf_max_rt: Some(self.inf_max_rt.unwrap_or(DEFAULT_INF_MAX_RT)),
+            sol_max_rt: self.sol_max_rt,
         }
     }
 }

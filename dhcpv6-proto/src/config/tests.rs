@@ -325,3 +325,17 @@ fn options_too_long_to_send_are_refused_at_load() {
     let text = format!("[[interface]]\nname = \"eth9\"\ndns = [{}]\n", fits.join(", "));
     assert!(load_text(&text, &Overrides::default()).is_ok());
 }
+
+#[test]
+fn sol_max_rt_is_checked_on_its_line_and_flag() {
+    let e = refused("[defaults]\nsol_max_rt = 30\n[[interface]]\nname = \"eth9\"\n");
+    assert!(e.starts_with("dhcpv6d.toml:2:") && e.contains("sol_max_rt 30 is outside 60..=86400"), "{e}");
+    let c = load_text("[defaults]\nsol_max_rt = 600\n[[interface]]\nname = \"eth9\"\n", &Overrides::default()).unwrap();
+    assert_eq!(c.ifaces()[0].service().sol_max_rt, Some(600));
+    let flags = Overrides { sol_max_rt: Some(100_000), ..serve_eth9() };
+    let e = load_text("", &flags).unwrap_err().to_string();
+    assert!(e.starts_with("--sol-max-rt:"), "{e}");
+    let flags = Overrides { sol_max_rt: Some(120), ..serve_eth9() };
+    let c = load_text("[defaults]\nsol_max_rt = 600\n", &flags).unwrap();
+    assert_eq!(c.ifaces()[0].service().sol_max_rt, Some(120), "the flag wins over the file");
+}

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 
-use super::{CommitTicket, Lease, LeaseKey, LeaseOp, LeaseStore, StoreError};
+use super::{CommitTicket, Lease, LeaseKey, LeaseOp, LeaseStore, Location, StoreError};
 
 /// A [`LeaseStore`] that keeps leases in memory only. Commits resolve immediately;
 /// validation, atomicity and expiry follow [`SqliteStore`](super::SqliteStore).
@@ -69,6 +69,10 @@ impl LeaseStore for MemoryStore {
 
     fn transactions(&self) -> u64 {
         self.transactions.load(Ordering::Relaxed)
+    }
+
+    fn location(&self) -> Location {
+        Location::Memory
     }
 }
 

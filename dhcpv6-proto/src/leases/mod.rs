@@ -5,29 +5,45 @@
 //! has". The server keeps that promise by ordering: build the Reply, hand the lease
 //! changes to [`LeaseStore::commit`], and send the Reply only after the returned
 //! [`CommitTicket`] resolves `Ok`. If the ticket resolves with an error, the lease
-//! may or may not be on disk, so the Reply must not be sent (the client retransmits).
+//! may or may not be stored, so the Reply must not be sent (the client retransmits).
 //!
-//! * [`SqliteStore`] (`sqlite.rs`) is the production store: one SQLite file in WAL
-//!   mode with `synchronous=FULL`, readable with the stock `sqlite3` tool.
+//! * [`open`] (`spec.rs`) turns a `--lease-db` value into a store: a path is an SQLite
+//!   file, a `postgresql://` or `postgres://` URL a PostgreSQL database; anything else
+//!   that looks like a URL is refused rather than taken as a file name.
+//! * [`SqliteStore`] (`sqlite.rs`): one SQLite file in WAL mode with `synchronous=FULL`,
+//!   readable with the stock `sqlite3` tool, held by one daemon at a time (`lock.rs`).
 //! * `group_commit.rs` holds its writer thread, which shares one fsync among all
 //!   commits that queued up while the previous one was in flight.
-//! * `rows.rs` is the table's row codec, shared by the two.
+//! * `rows.rs` is the SQLite table's row codec, shared by the two.
+//! * [`PgStore`] (`postgres/`, cargo feature `postgres`): the same promise over a
+//!   PostgreSQL database, with the same group commit, surviving the database going away.
 //! * [`MemoryStore`] (`memory.rs`): a diskless store with the same semantics, for tests.
+//! * `contract` (tests, and cargo feature `testing`): the behaviour every store must
+//!   have, written once and run against each backend.
 //!
 //! The engine's own in-memory index of leases lives with the engine
 //! (`server::stateful`), filled from [`LeaseStore::load_all`] at start.
 
+#[cfg(any(test, feature = "testing"))]
+pub mod contract;
 mod group_commit;
+mod lock;
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod rows;
+mod spec;
 mod sqlite;
 
 pub use memory::MemoryStore;
+#[cfg(feature = "postgres")]
+pub use postgres::{PgOptions, PgStore};
+pub use spec::{open, open_for_inspection, StoreSpec};
 pub use sqlite::{SqliteOptions, SqliteStore};
 
 use std::fmt;
 use std::net::Ipv6Addr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -256,13 +272,53 @@ impl LeaseOp {
     }
 }
 
+/// Where a store keeps its leases, as errors and logs name it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// An SQLite file.
+    File(PathBuf),
+    /// A PostgreSQL database, described without its password.
+    Database(String),
+    /// A [`MemoryStore`].
+    Memory,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Location::File(path) => write!(f, "{}", path.display()),
+            Location::Database(name) => f.write_str(name),
+            Location::Memory => f.write_str("(memory)"),
+        }
+    }
+}
+
+/// The `--lease-db` forms, for error messages.
+pub const SUPPORTED_FORMS: &str = "a file path (SQLite, e.g. /var/lib/dhcpv6d/leases.db) or a PostgreSQL URL \
+     in libpq's form (postgresql://USER@HOST:PORT/DB, or postgresql:///DB?host=/run/postgresql&port=5432&user=dhcp \
+     for a Unix socket; postgres:// works too)";
+
 /// Errors of the lease store. `Clone` because one failed transaction is reported to
 /// every commit that shared it.
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
+    /// The `--lease-db` value is neither a path nor a supported URL.
+    #[error("lease store {spec:?}: {reason}; --lease-db takes {SUPPORTED_FORMS}")]
+    UnsupportedSpec { spec: String, reason: String },
     #[error("lease store {path}: cannot create its directory: {source}")]
     CreateDir { path: PathBuf, source: Arc<std::io::Error> },
+    /// Another process holds the SQLite file: two daemons sharing one file would give
+    /// the same address to two clients.
+    #[error(
+        "lease store {path} is in use by another dhcpv6d{}: it holds the lock {lock}. Two daemons \
+         must not share one SQLite file (each would hand out addresses the other already gave): \
+         give each daemon its own --lease-db, or share leases through PostgreSQL",
+        holder.map_or_else(String::new, |pid| format!(" (pid {pid})"))
+    )]
+    Locked { path: PathBuf, lock: PathBuf, holder: Option<u32> },
+    #[error("lease store {path}: cannot take the lock {lock}: {source}")]
+    Lock { path: PathBuf, lock: PathBuf, source: Arc<std::io::Error> },
     #[error("lease store {path}: {action}: {source}")]
     Sqlite {
         path: PathBuf,
@@ -270,25 +326,115 @@ pub enum StoreError {
         action: &'static str,
         source: Arc<rusqlite::Error>,
     },
+    /// A PostgreSQL error. Rolled back: nothing of the failed transaction is stored.
+    #[error("lease store {store}: {action}: {message}")]
+    Postgres { store: Location, action: &'static str, message: String },
+    /// The database cannot be reached; the store is reconnecting. The commit was not
+    /// sent, so nothing of it is stored. The caller should count these and drop the
+    /// request (the client retransmits); the store logs the outage itself, once.
+    #[error("lease store {store}: database unreachable, reconnecting; new leases are refused until it is back")]
+    Unavailable { store: Location },
+    /// The connection was lost (or the database stopped answering) while the commit
+    /// was in flight: it may or may not be stored, so the Reply must not be sent.
+    #[error("lease store {store}: {reason}; the commit's outcome is unknown")]
+    OutcomeUnknown { store: Location, reason: String },
+    /// The disk (or the file system's quota) has no room for the write. Nothing of the
+    /// failed transaction is kept; commits work again once room is made. The source is the
+    /// backend's own error (SQLite's SQLITE_FULL, an ENOSPC).
+    #[error("lease store {path}: {action}: disk full: {source}")]
+    Full { path: PathBuf, action: &'static str, source: Arc<dyn std::error::Error + Send + Sync> },
+    /// The file at the store's path is no longer the one it opened (deleted, or replaced by
+    /// another file): a lease written now would not be there for the next start.
     #[error(
-        "lease store {path}: schema version {found} is not one this dhcpv6d knows \
+        "lease store {path}: the database file was deleted or replaced while open; \
+         not writing to it (restart dhcpv6d to use the file now at that path)"
+    )]
+    Lost { path: PathBuf },
+    #[error(
+        "lease store {store}: schema version {found} is not one this dhcpv6d knows \
          (newest: {supported}); refusing to use it"
     )]
-    UnsupportedSchema { path: PathBuf, found: i64, supported: i64 },
+    UnsupportedSchema { store: Location, found: i64, supported: i64 },
     #[error("lease store {path}: journal_mode is {mode:?} but WAL is required")]
     NotWal { path: PathBuf, mode: String },
-    #[error("lease store {path}: cannot start the writer thread: {source}")]
-    SpawnWriter { path: PathBuf, source: Arc<std::io::Error> },
-    /// The commit queue is full: the disk cannot keep up. The commit was not queued;
+    #[error("lease store {store}: cannot start the writer thread: {source}")]
+    SpawnWriter { store: Location, source: Arc<std::io::Error> },
+    /// The commit queue is full: the store cannot keep up. The commit was not queued;
     /// the caller should drop the request (the client retransmits) rather than wait.
-    #[error("lease store {path}: commit queue full ({capacity} commits pending)")]
-    QueueFull { path: PathBuf, capacity: usize },
+    #[error("lease store {store}: commit queue full ({capacity} commits pending)")]
+    QueueFull { store: Location, capacity: usize },
     /// The writer thread is gone (shut down or panicked). The outcome of the commit
     /// is unknown, so the Reply must not be sent.
-    #[error("lease store {path}: writer thread stopped; commit outcome unknown")]
-    WriterStopped { path: PathBuf },
+    #[error("lease store {store}: writer thread stopped; commit outcome unknown")]
+    WriterStopped { store: Location },
     #[error("invalid lease {key}: {reason}")]
     InvalidLease { key: LeaseKey, reason: String },
+}
+
+/// Why the store as a whole cannot record leases now, as opposed to one commit's own
+/// problem (an invalid lease, a queue momentarily full under load).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outage {
+    /// No room on the disk (ENOSPC, quota).
+    Full,
+    /// The disk or file system reports I/O errors.
+    Io,
+    /// The writer is gone: nothing more will be written by this process.
+    Stopped,
+    /// The database file was deleted or replaced under the running store.
+    Lost,
+    /// A database server cannot be reached (PostgreSQL: connection lost, reconnecting), or
+    /// stopped answering in the middle of a commit.
+    Unreachable,
+    /// Anything else the database refuses with: read-only file system, a lock held for
+    /// longer than the busy timeout, corruption.
+    Other,
+}
+
+impl Outage {
+    /// Short name for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outage::Full => "full",
+            Outage::Io => "io",
+            Outage::Stopped => "stopped",
+            Outage::Lost => "lost",
+            Outage::Unreachable => "unreachable",
+            Outage::Other => "other",
+        }
+    }
+}
+
+impl fmt::Display for Outage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl StoreError {
+    /// The outage this failed commit reveals, or `None` when the fault lies with the
+    /// commit (invalid lease) or with the moment (queue full), not with the store.
+    pub fn outage(&self) -> Option<Outage> {
+        match self {
+            StoreError::Full { .. } => Some(Outage::Full),
+            StoreError::Lost { .. } => Some(Outage::Lost),
+            StoreError::Sqlite { source, .. } => Some(match source.sqlite_error_code() {
+                Some(rusqlite::ErrorCode::DiskFull) => Outage::Full,
+                Some(rusqlite::ErrorCode::SystemIoFailure) => Outage::Io,
+                _ => Outage::Other,
+            }),
+            StoreError::WriterStopped { .. } | StoreError::SpawnWriter { .. } => Some(Outage::Stopped),
+            StoreError::CreateDir { .. } => Some(Outage::Io),
+            StoreError::UnsupportedSchema { .. } | StoreError::NotWal { .. } => Some(Outage::Other),
+            StoreError::Unavailable { .. } | StoreError::OutcomeUnknown { .. } => Some(Outage::Unreachable),
+            StoreError::Postgres { .. } => Some(Outage::Other),
+            // Refused at open, before the daemon serves: never the outcome of a commit.
+            StoreError::UnsupportedSpec { .. } | StoreError::Locked { .. } | StoreError::Lock { .. } => {
+                Some(Outage::Other)
+            }
+            StoreError::QueueFull { .. } | StoreError::InvalidLease { .. } => None,
+        }
+    }
 }
 
 /// Resolves once the commit it stands for is durable, or has failed.
@@ -301,7 +447,7 @@ pub struct CommitTicket(TicketState);
 #[derive(Debug)]
 enum TicketState {
     Resolved(Result<(), StoreError>),
-    Pending { rx: oneshot::Receiver<Result<(), StoreError>>, path: Arc<Path> },
+    Pending { rx: oneshot::Receiver<Result<(), StoreError>>, store: Arc<Location> },
 }
 
 impl CommitTicket {
@@ -310,16 +456,16 @@ impl CommitTicket {
         CommitTicket(TicketState::Resolved(result))
     }
 
-    pub(crate) fn pending(rx: oneshot::Receiver<Result<(), StoreError>>, path: Arc<Path>) -> Self {
-        CommitTicket(TicketState::Pending { rx, path })
+    pub(crate) fn pending(rx: oneshot::Receiver<Result<(), StoreError>>, store: Arc<Location>) -> Self {
+        CommitTicket(TicketState::Pending { rx, store })
     }
 
     /// Waits in async code for the commit to be durable.
     pub async fn wait(self) -> Result<(), StoreError> {
         match self.0 {
             TicketState::Resolved(result) => result,
-            TicketState::Pending { rx, path } => {
-                rx.await.unwrap_or_else(|_| Err(StoreError::WriterStopped { path: path.to_path_buf() }))
+            TicketState::Pending { rx, store } => {
+                rx.await.unwrap_or_else(|_| Err(StoreError::WriterStopped { store: Location::clone(&store) }))
             }
         }
     }
@@ -332,8 +478,8 @@ impl CommitTicket {
     pub fn wait_blocking(self) -> Result<(), StoreError> {
         match self.0 {
             TicketState::Resolved(result) => result,
-            TicketState::Pending { rx, path } => {
-                rx.blocking_recv().unwrap_or_else(|_| Err(StoreError::WriterStopped { path: path.to_path_buf() }))
+            TicketState::Pending { rx, store } => {
+                rx.blocking_recv().unwrap_or_else(|_| Err(StoreError::WriterStopped { store: Location::clone(&store) }))
             }
         }
     }
@@ -359,9 +505,22 @@ pub trait LeaseStore: Send + Sync {
     /// is expired too.
     fn reclaim_expired(&self, now: u64) -> Result<Vec<Lease>, StoreError>;
 
+    /// A write that changes no lease, to learn whether the store can write again after an
+    /// outage. The default commits nothing; a store whose empty commit does not touch the
+    /// disk should write something real (and leave no trace of it).
+    fn probe(&self) -> CommitTicket {
+        self.commit(Vec::new())
+    }
+
     /// Number of transactions written since the store was opened (for metrics: with
     /// group commit this grows much slower than the number of commits).
     fn transactions(&self) -> u64;
+
+    /// Where the leases are kept, for logs (a database URL without its password).
+    /// Stores that keep nothing outside the process (test doubles) may leave this.
+    fn location(&self) -> Location {
+        Location::Memory
+    }
 }
 
 /// Current time in unix seconds, the unit of `valid_until` and `preferred_until`.
@@ -374,6 +533,7 @@ pub fn unix_now() -> u64 {
 #[cfg(test)]
 pub(crate) mod testutil {
     use super::*;
+    use std::path::Path;
     use std::sync::atomic::{AtomicU32, Ordering};
 
     /// A unique directory under the system temp dir, removed on drop.
@@ -403,36 +563,7 @@ pub(crate) mod testutil {
         }
     }
 
-    /// Address lease number `n` of a client derived from `n`.
-    pub fn address(n: u32) -> Lease {
-        Lease {
-            duid: vec![0, 1, 0, 1, (n >> 24) as u8, (n >> 16) as u8, (n >> 8) as u8, n as u8],
-            iaid: n,
-            kind: LeaseKind::Address,
-            addr: Ipv6Addr::from(0x2001_0db8_0000_0000_0000_0000_0000_0000u128 | u128::from(n)),
-            prefix_len: 128,
-            iface: "eth1".to_string(),
-            valid_until: 2_000_000_000,
-            preferred_until: 1_999_999_000,
-            state: LeaseState::Bound,
-            next_hop: None,
-        }
-    }
-
-    /// Delegated /56 number `n`.
-    pub fn prefix(n: u32) -> Lease {
-        Lease {
-            kind: LeaseKind::Prefix,
-            addr: Ipv6Addr::from(0x2001_0db8_8000_0000_0000_0000_0000_0000u128 | (u128::from(n) << 72)),
-            prefix_len: 56,
-            iface: "relay:10.0.0.1/3".to_string(),
-            next_hop: Some(Box::new(NextHop {
-                via: Ipv6Addr::from(0x2001_0db8_ffff_0000_0000_0000_0000_0000u128 | u128::from(n)),
-                dev: "eth1".to_string(),
-            })),
-            ..address(n)
-        }
-    }
+    pub use super::contract::{address, prefix};
 }
 
 #[cfg(test)]
@@ -483,5 +614,43 @@ mod tests {
     #[test]
     fn resolved_ticket() {
         assert!(CommitTicket::resolved(Ok(())).wait_blocking().is_ok());
+    }
+}
+
+#[cfg(test)]
+mod contract_tests {
+    use super::contract::{self, Backend};
+    use super::testutil::TempDir;
+    use super::*;
+
+    struct Sqlite(TempDir);
+
+    impl Backend for Sqlite {
+        fn open(&self) -> Arc<dyn LeaseStore> {
+            Arc::new(SqliteStore::open(self.0.path().join("leases.db")).expect("open the SQLite store"))
+        }
+    }
+
+    /// "Reopening" a memory store is taking the same one again.
+    struct Memory(Arc<MemoryStore>);
+
+    impl Backend for Memory {
+        fn open(&self) -> Arc<dyn LeaseStore> {
+            Arc::clone(&self.0) as Arc<dyn LeaseStore>
+        }
+
+        fn groups_commits(&self) -> bool {
+            false
+        }
+    }
+
+    #[test]
+    fn sqlite_store_meets_the_contract() {
+        contract::run_all(|name| Box::new(Sqlite(TempDir::new(name))));
+    }
+
+    #[test]
+    fn memory_store_meets_the_contract() {
+        contract::run_all(|_| Box::new(Memory(Arc::new(MemoryStore::new()))));
     }
 }

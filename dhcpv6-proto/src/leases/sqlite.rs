@@ -16,8 +16,10 @@ use std::time::Duration;
 use rusqlite::{Connection, TransactionBehavior};
 
 use super::group_commit::GroupCommitter;
+use super::lock::{self, StoreLock};
 use super::rows::{decode_rows, sql_error, ROW_COLUMNS};
-use super::{CommitTicket, Lease, LeaseOp, LeaseStore, StoreError};
+use super::spec;
+use super::{CommitTicket, Lease, LeaseOp, LeaseStore, Location, StoreError};
 
 /// Tuning knobs of [`SqliteStore`].
 #[derive(Debug, Clone)]
@@ -29,11 +31,15 @@ pub struct SqliteOptions {
     /// How long to wait for a lock held by another process (an operator running
     /// a write in `sqlite3`) before failing.
     pub busy_timeout: Duration,
+    /// Hold `FILE.lock` for the store's life, refusing a second daemon on the same
+    /// file (`lock.rs`). Off only for inspection (`dhcpv6d leases` while the
+    /// daemon runs), which allocates nothing.
+    pub exclusive: bool,
 }
 
 impl Default for SqliteOptions {
     fn default() -> Self {
-        SqliteOptions { queue_capacity: 16_384, busy_timeout: Duration::from_secs(5) }
+        SqliteOptions { queue_capacity: 16_384, busy_timeout: Duration::from_secs(5), exclusive: true }
     }
 }
 
@@ -76,6 +82,8 @@ pub struct SqliteStore {
     path: Arc<Path>,
     reader: Mutex<Connection>,
     writer: GroupCommitter,
+    /// Declared last so it is released only after the writer has flushed and stopped.
+    _lock: Option<StoreLock>,
 }
 
 impl SqliteStore {
@@ -88,21 +96,39 @@ impl SqliteStore {
     }
 
     pub fn open_with(path: impl AsRef<Path>, options: SqliteOptions) -> Result<Self, StoreError> {
+        Self::open_tuned(path, options, |_| Ok(()))
+    }
+
+    /// As `open_with`, with `tune` applied to the write connection before the writer
+    /// starts (tests cap the file's size with it to play a full disk).
+    fn open_tuned(
+        path: impl AsRef<Path>,
+        options: SqliteOptions,
+        tune: impl FnOnce(&Connection) -> rusqlite::Result<()>,
+    ) -> Result<Self, StoreError> {
         let path: Arc<Path> = Arc::from(path.as_ref());
+        // A URL handed here by mistake would become a folder named `postgresql:` and a
+        // file that a second daemon then silently shares.
+        if let Some(reason) = spec::url_like(path.as_os_str()) {
+            return Err(StoreError::UnsupportedSpec { spec: spec::redacted(&path.to_string_lossy()), reason });
+        }
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
                 .map_err(|e| StoreError::CreateDir { path: path.to_path_buf(), source: Arc::new(e) })?;
         }
+        // Before touching the database: a refused second daemon must change nothing.
+        let lock = if options.exclusive { Some(lock::lock(&path)?) } else { None };
 
         let mut write_conn = connect(&path, &options)?;
         migrate(&mut write_conn, &path)?;
+        tune(&write_conn).map_err(sql_error(&path, "open"))?;
 
         let reader = connect(&path, &options)?;
         // The reader must never take the write lock away from the writer thread.
         reader.pragma_update(None, "query_only", true).map_err(sql_error(&path, "open"))?;
 
         let writer = GroupCommitter::spawn(write_conn, Arc::clone(&path), options.queue_capacity)?;
-        Ok(SqliteStore { path, reader: Mutex::new(reader), writer })
+        Ok(SqliteStore { path, reader: Mutex::new(reader), writer, _lock: lock })
     }
 
     pub fn path(&self) -> &Path {
@@ -135,8 +161,17 @@ impl LeaseStore for SqliteStore {
         self.writer.reclaim(now)
     }
 
+    fn probe(&self) -> CommitTicket {
+        // An empty transaction writes nothing and succeeds on a full disk.
+        self.writer.probe()
+    }
+
     fn transactions(&self) -> u64 {
         self.writer.transactions()
+    }
+
+    fn location(&self) -> Location {
+        Location::File(self.path.to_path_buf())
     }
 }
 
@@ -169,7 +204,7 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
         tx.pragma_query_value(None, "user_version", |row| row.get(0)).map_err(err("read schema version"))?;
     let Some(pending) = usize::try_from(found).ok().and_then(|v| MIGRATIONS.get(v..)) else {
         return Err(StoreError::UnsupportedSchema {
-            path: path.to_path_buf(),
+            store: Location::File(path.to_path_buf()),
             found,
             supported: SqliteStore::SCHEMA_VERSION,
         });
@@ -441,6 +476,156 @@ mod tests {
         assert!(matches!(err, StoreError::CreateDir { .. }), "{err}");
         assert!(err.to_string().contains(&*blocker.to_string_lossy()), "{err}");
     }
+
+    #[test]
+    fn a_second_store_on_the_same_file_is_refused() {
+        let dir = TempDir::new("exclusive");
+        let first = SqliteStore::open(db(&dir)).unwrap();
+        commit(&first, vec![LeaseOp::Upsert(address(1))]);
+        let err = SqliteStore::open(db(&dir)).unwrap_err();
+        assert!(matches!(err, StoreError::Locked { .. }), "{err}");
+        let message = err.to_string();
+        assert!(message.contains(&*db(&dir).to_string_lossy()), "names the file: {message}");
+        assert!(message.contains("another dhcpv6d"), "{message}");
+
+        // Inspection does not allocate, so it may read alongside the daemon.
+        let inspector =
+            SqliteStore::open_with(db(&dir), SqliteOptions { exclusive: false, ..SqliteOptions::default() }).unwrap();
+        assert_eq!(inspector.load_all().unwrap(), vec![address(1)]);
+
+        drop(first);
+        let again = SqliteStore::open(db(&dir)).expect("the file is free once its daemon is gone");
+        assert_eq!(again.load_all().unwrap(), vec![address(1)]);
+    }
+}
+
+/// A store that cannot write (full disk): typed errors, nothing half-kept, and a store
+/// that is sound when opened again.
+#[cfg(test)]
+mod full_disk_tests {
+    use super::super::testutil::*;
+    use super::super::{Lease, LeaseOp, LeaseStore, Outage, StoreError};
+    use super::{SqliteOptions, SqliteStore};
+    use rusqlite::Connection;
+
+    /// A store whose file may not grow past `pages` pages: SQLite then fails writes with
+    /// SQLITE_FULL, as it does on a full disk.
+    fn capped(path: &std::path::Path, pages: u32) -> SqliteStore {
+        SqliteStore::open_tuned(path, SqliteOptions::default(), |c| c.pragma_update(None, "max_page_count", pages))
+            .unwrap()
+    }
+
+    /// Lease `n` with a long interface name, so that a few of them fill a page.
+    fn bulky(n: u32) -> Lease {
+        Lease { iface: format!("relay:{}", "x".repeat(400)), ..address(n) }
+    }
+
+    #[test]
+    fn a_full_store_says_so_and_keeps_exactly_what_it_confirmed() {
+        let dir = TempDir::new("full-disk");
+        let path = dir.path().join("leases.db");
+        drop(SqliteStore::open(&path).unwrap());
+        let pages: u32 = Connection::open(&path).unwrap().query_row("PRAGMA page_count", [], |r| r.get(0)).unwrap();
+        let store = capped(&path, pages + 4);
+
+        let mut confirmed = Vec::new();
+        let mut failure = None;
+        for n in 0..200 {
+            match store.commit(vec![LeaseOp::Upsert(bulky(n))]).wait_blocking() {
+                Ok(()) => confirmed.push(bulky(n)),
+                Err(e) => {
+                    failure = Some((n, e));
+                    break;
+                }
+            }
+        }
+        let (refused, e) = failure.expect("the capped store filled up");
+        assert!(!confirmed.is_empty(), "some leases fitted before it filled");
+        assert!(matches!(e, StoreError::Full { .. }), "{e}");
+        assert_eq!(e.outage(), Some(Outage::Full));
+        assert!(e.to_string().contains("disk full"), "{e}");
+        // Still full: the probe cannot write either, and says why.
+        let probe = store.probe().wait_blocking().unwrap_err();
+        assert_eq!(probe.outage(), Some(Outage::Full), "{probe}");
+        // The failed transaction was rolled back: the connection still serves reads and
+        // holds exactly what was confirmed.
+        assert_eq!(store.load_all().unwrap().len(), confirmed.len());
+        drop(store);
+
+        // Opened again (room made): what was confirmed is there, the refused lease is not,
+        // and writing works.
+        let store = SqliteStore::open(&path).unwrap();
+        let mut back = store.load_all().unwrap();
+        back.sort_by_key(Lease::key);
+        assert_eq!(back, confirmed);
+        let integrity: String =
+            Connection::open(&path).unwrap().query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+        assert_eq!(integrity, "ok");
+        store.probe().wait_blocking().unwrap();
+        store.commit(vec![LeaseOp::Upsert(bulky(refused))]).wait_blocking().unwrap();
+        assert_eq!(store.load_all().unwrap().len(), confirmed.len() + 1);
+    }
+
+    #[test]
+    fn a_database_deleted_or_replaced_under_the_store_takes_no_more_leases() {
+        let dir = TempDir::new("lost");
+        let path = dir.path().join("leases.db");
+        let store = SqliteStore::open(&path).unwrap();
+        store.commit(vec![LeaseOp::Upsert(address(1))]).wait_blocking().unwrap();
+        // As `rm leases.db*` would.
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+        let e = store.commit(vec![LeaseOp::Upsert(address(2))]).wait_blocking().unwrap_err();
+        assert!(matches!(e, StoreError::Lost { .. }), "{e}");
+        assert_eq!(e.outage(), Some(Outage::Lost));
+        assert_eq!(store.probe().wait_blocking().unwrap_err().outage(), Some(Outage::Lost));
+        // Another file put in its place is not ours either. (Opened without the lock, which
+        // the first store still holds: the point is the file, not a second daemon.)
+        let unlocked = || crate::leases::SqliteOptions { exclusive: false, ..Default::default() };
+        drop(SqliteStore::open_with(&path, unlocked()).unwrap());
+        assert_eq!(store.probe().wait_blocking().unwrap_err().outage(), Some(Outage::Lost));
+        let fresh = SqliteStore::open_with(&path, unlocked()).unwrap();
+        assert!(fresh.load_all().unwrap().is_empty(), "nothing was written into the new file");
+    }
+
+    #[test]
+    fn a_probe_writes_and_leaves_nothing() {
+        let dir = TempDir::new("probe");
+        let path = dir.path().join("leases.db");
+        let store = SqliteStore::open(&path).unwrap();
+        let before = store.transactions();
+        store.probe().wait_blocking().unwrap();
+        assert_eq!(store.transactions(), before + 1, "a real transaction");
+        assert!(store.load_all().unwrap().is_empty());
+        let rows: i64 =
+            Connection::open(&path).unwrap().query_row("SELECT count(*) FROM leases", [], |r| r.get(0)).unwrap();
+        assert_eq!(rows, 0);
+    }
+
+    #[test]
+    fn outages_are_told_apart_from_one_commit_s_problems() {
+        let path = std::path::PathBuf::from("/x/leases.db");
+        let sqlite = |code| StoreError::Sqlite {
+            path: path.clone(),
+            action: "commit",
+            source: std::sync::Arc::new(rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), None)),
+        };
+        assert_eq!(sqlite(rusqlite::ffi::SQLITE_IOERR).outage(), Some(Outage::Io));
+        assert_eq!(sqlite(rusqlite::ffi::SQLITE_FULL).outage(), Some(Outage::Full));
+        assert_eq!(sqlite(rusqlite::ffi::SQLITE_READONLY).outage(), Some(Outage::Other));
+        assert_eq!(
+            StoreError::WriterStopped { store: crate::leases::Location::File(path.clone()) }.outage(),
+            Some(Outage::Stopped)
+        );
+        assert_eq!(
+            StoreError::QueueFull { store: crate::leases::Location::File(path.clone()), capacity: 1 }.outage(),
+            None
+        );
+        let mut bad = address(1);
+        bad.prefix_len = 64;
+        assert_eq!(bad.validate().unwrap_err().outage(), None);
+    }
 }
 
 /// Group commit (`group_commit.rs`) as the store's users see it: many commits, few
@@ -526,5 +711,15 @@ mod group_commit_tests {
         let ok = results.iter().filter(|r| r.is_ok()).count();
         assert!(ok >= 1);
         assert_eq!(store.load_all().unwrap().len(), ok, "exactly the Ok commits are stored");
+    }
+
+    #[test]
+    fn a_url_is_not_taken_for_a_file() {
+        // Relative to the test's working directory: exactly where the folder
+        // `postgresql:` used to appear.
+        let url = "postgresql:///dhcpv6?host=/run/postgresql&port=5432&user=dhcp";
+        let err = SqliteStore::open(url).unwrap_err();
+        assert!(matches!(err, StoreError::UnsupportedSpec { .. }), "{err}");
+        assert!(!std::path::Path::new("postgresql:").exists(), "no folder named after the scheme");
     }
 }

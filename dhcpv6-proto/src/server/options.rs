@@ -28,6 +28,19 @@ impl ConfiguredOption {
     pub fn selected(&self, requested: &[u16]) -> bool {
         self.policy == SendPolicy::Always || requested.contains(&self.code)
     }
+
+    /// Whether it belongs in a Reply to Information-Request (both paths, XDP and userspace,
+    /// ask this): everything but SOL_MAX_RT, which only tunes Solicit retransmission.
+    pub fn in_information_reply(&self) -> bool {
+        self.code != opt::SOL_MAX_RT
+    }
+
+    /// Whether it belongs in an Advertise or a Reply to a stateful message: everything but
+    /// the Information Refresh Time, which RFC 9915 section 21.23 allows only in Replies to
+    /// Information-Request (stateful clients have T1, T2 and lifetimes instead).
+    pub fn in_stateful_reply(&self) -> bool {
+        self.code != opt::INFORMATION_REFRESH_TIME
+    }
 }
 
 /// What one interface (or relayed link) hands out to stateless clients.
@@ -41,6 +54,10 @@ pub struct ServiceOptions {
     pub information_refresh_time: Option<u32>,
     /// INF_MAX_RT (option 83), seconds.
     pub inf_max_rt: Option<u32>,
+    /// SOL_MAX_RT (option 82), seconds: sent in every Advertise and Reply to a stateful
+    /// message, so that CPEs retrying Solicits after an outage back off to it (odhcpd does
+    /// the same); never in a Reply to Information-Request, where it means nothing.
+    pub sol_max_rt: Option<u32>,
 }
 
 /// RFC 5908 NTP suboption: server address.
@@ -71,6 +88,9 @@ impl ServiceOptions {
         }
         if let Some(rt) = self.inf_max_rt {
             push(opt::INF_MAX_RT, SendPolicy::Always, rt.to_be_bytes().to_vec())?;
+        }
+        if let Some(rt) = self.sol_max_rt {
+            push(opt::SOL_MAX_RT, SendPolicy::Always, rt.to_be_bytes().to_vec())?;
         }
         if !self.ntp.is_empty() {
             let mut data = Vec::new();

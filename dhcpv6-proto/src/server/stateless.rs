@@ -66,7 +66,7 @@ pub fn information_request(m: &Message<'_>, svc: &IfaceService) -> Result<Vec<u8
         w.option(opt::CLIENTID, cid);
     }
     w.option(opt::SERVERID, svc.duid.as_bytes());
-    for o in svc.options.iter().filter(|o| o.selected(&requested)) {
+    for o in svc.options.iter().filter(|o| o.in_information_reply() && o.selected(&requested)) {
         w.raw(&o.encoded);
     }
     w.finish().map_err(Discard::ReplyTooLong)
@@ -171,5 +171,31 @@ mod tests {
         let e = information_request(&Message::parse(&req(&[CID])).unwrap(), &huge).unwrap_err();
         assert!(matches!(e, Discard::ReplyTooLong(WireError::MessageTooLong { .. })), "{e:?}");
         assert_eq!(e.counter(), Counter::DropReplyTooLong);
+    }
+}
+
+#[cfg(test)]
+mod timer_tests {
+    use super::*;
+    use crate::server::ServiceOptions;
+
+    /// A Reply to Information-Request carries the refresh time and INF_MAX_RT, never
+    /// SOL_MAX_RT (which only tunes Solicit retransmission).
+    #[test]
+    fn information_reply_has_the_refresh_time_and_no_sol_max_rt() {
+        let options = ServiceOptions {
+            information_refresh_time: Some(3600),
+            inf_max_rt: Some(900),
+            sol_max_rt: Some(1200),
+            ..Default::default()
+        }
+        .encode()
+        .unwrap();
+        let svc = IfaceService { duid: Duid::from_mac([2, 0, 0, 0, 0, 1]), options };
+        let req = [msg::INFORMATION_REQUEST, 1, 2, 3];
+        let reply = information_request(&Message::parse(&req).unwrap(), &svc).unwrap();
+        let codes: Vec<u16> = Message::parse(&reply).unwrap().options().map(|o| o.code).collect();
+        assert!(codes.contains(&opt::INFORMATION_REFRESH_TIME) && codes.contains(&opt::INF_MAX_RT), "{codes:?}");
+        assert!(!codes.contains(&opt::SOL_MAX_RT), "{codes:?}");
     }
 }

@@ -11,6 +11,7 @@ mod dispatch;
 mod interfaces;
 mod relay_agent;
 mod stateful;
+mod store_health;
 mod transmit;
 mod trust;
 
@@ -98,6 +99,7 @@ pub async fn run(opts: Options) -> Result<()> {
             user: s.stats.clone(),
             leases: s.lease_gauge.clone(),
             pools: s.pool_gauge.clone(),
+            store_up: s.stateful.as_ref().map(StatefulService::store_gauge),
         };
         tokio::spawn(crate::metrics::serve(listener, sources));
     }

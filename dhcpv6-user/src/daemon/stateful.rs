@@ -8,6 +8,15 @@
 //! the engine back; a failed commit sends nothing, rolls back and counts
 //! `drop_commit_failed` (the client retransmits and gets a fresh decision).
 //!
+//! A failed commit that shows the store itself failing (full disk, I/O errors) begins an
+//! outage (`store_health`): until a probe writes again, messages are decided with
+//! `Engine::handle_store_down` and nothing is committed. Solicit and Request are answered
+//! with NoAddrsAvail (`refused_store_down`); a Renew, Rebind, Release or Decline that would
+//! change a lease is dropped (`drop_store_down`). A Renew is dropped rather than answered with
+//! the lifetimes the store still has: the client loses nothing by it (its lease runs to the
+//! stored valid lifetime either way, it retransmits and Rebinds at T2), and no Reply can name
+//! a lifetime the store does not cover. Expiry sweeps wait for the store as well.
+//!
 //! The engine sits behind a mutex so that the task waiting for a commit can roll back
 //! itself; the lock is only ever held for synchronous work, never across an await.
 
@@ -18,11 +27,13 @@ use std::{
 };
 
 use anyhow::{Context, Result};
+use dhcpv6_common::wire::msg;
 use tracing::{debug, info, warn};
 
+use super::store_health::StoreHealth;
 use super::transmit::{send_reply, Transmit};
 use crate::{
-    leases::{unix_now, CommitTicket, Lease, LeaseStore, SqliteStore},
+    leases::{unix_now, CommitTicket, Lease, LeaseStore},
     routes::Routes,
     server::stateful::{unconfigured, ClientContext, Engine, LinkPools, RouteChange, Undo},
     socket::ServerSocket,
@@ -44,6 +55,7 @@ pub struct StatefulService<S = ServerSocket> {
     routes: Option<Routes>,
     sock: Arc<S>,
     stats: Arc<UserStats>,
+    health: Arc<StoreHealth>,
 }
 
 /// What one decided and wrapped message leads to.
@@ -69,11 +81,12 @@ impl StatefulService {
         }
         let path = lease_db.to_path_buf();
         let (store, leases) = tokio::task::spawn_blocking(move || -> Result<(Arc<dyn LeaseStore>, Vec<Lease>)> {
-            let store = SqliteStore::open(&path)?;
+            // A path is SQLite, a postgresql:// URL PostgreSQL; anything else is refused.
+            let store = crate::leases::open(&path)?;
             let reclaimed = store.reclaim_expired(unix_now())?;
             let leases = store.load_all()?;
-            info!(db = %path.display(), leases = leases.len(), reclaimed = reclaimed.len(), "lease store open");
-            Ok((Arc::new(store), leases))
+            info!(db = %store.location(), leases = leases.len(), reclaimed = reclaimed.len(), "lease store open");
+            Ok((store, leases))
         })
         .await??;
         let routes = if routes { Some(Routes::connect()?) } else { None };
@@ -95,7 +108,8 @@ impl<S: Transmit> StatefulService<S> {
     ) -> Result<Self> {
         links.push(unconfigured());
         let engine = Engine::new(links, leases, unix_now()).context("stateful configuration")?;
-        Ok(Self { engine: Arc::new(Mutex::new(engine)), store, routes, sock, stats })
+        let health = Arc::new(StoreHealth::new(Arc::clone(&stats)));
+        Ok(Self { engine: Arc::new(Mutex::new(engine)), store, routes, sock, stats, health })
     }
 
     /// Answers one client message (Solicit, Request, Renew, Rebind, Release, Decline,
@@ -114,11 +128,15 @@ impl<S: Transmit> StatefulService<S> {
             Action::Commit { ticket, reply, undo, routes } => {
                 let engine = Arc::clone(&self.engine);
                 let (sock, stats, routing) = (Arc::clone(&self.sock), Arc::clone(&self.stats), self.routes.clone());
+                let (health, store) = (Arc::clone(&self.health), Arc::clone(&self.store));
                 // The wait must not hold up the next message: commits that queue up
                 // meanwhile share one fsync (group commit).
                 tokio::spawn(async move {
                     if let Err(e) = ticket.wait().await {
-                        warn!(error = %e, "lease commit failed; no reply sent");
+                        if e.outage().is_none() {
+                            warn!(error = %e, "lease commit failed; no reply sent");
+                        }
+                        health.commit_failed(&e, &store);
                         stats.bump(Counter::DropCommitFailed);
                         lock(&engine).rollback(undo);
                         return;
@@ -144,7 +162,15 @@ impl<S: Transmit> StatefulService<S> {
         wrap: impl FnOnce(Vec<u8>) -> Result<Vec<u8>, Counter>,
     ) -> Result<Action, Counter> {
         let mut engine = lock(&self.engine);
-        let out = engine.handle(m, ctx, unix_now());
+        let out = if self.health.is_up() {
+            engine.handle(m, ctx, unix_now())
+        } else {
+            let out = engine.handle_store_down(m, ctx, unix_now());
+            if out.reply.is_some() && matches!(m.msg_type(), msg::SOLICIT | msg::REQUEST) {
+                self.stats.bump(Counter::RefusedStoreDown);
+            }
+            out
+        };
         if let Some(c) = out.discard {
             debug!(peer = %ctx.peer, msg_type = m.msg_type(), reason = c.as_str(), "stateful message discarded");
             engine.rollback(out.undo);
@@ -213,19 +239,34 @@ impl<S: Transmit> StatefulService<S> {
         }
     }
 
-    /// Reclaims expired leases: durable first, then their routes go.
+    /// Reclaims expired leases: durable first, then their routes go. Not while the store is
+    /// down: the leases stay in memory (nothing is granted meanwhile anyway) and go at the
+    /// first sweep after it recovers, so memory and disk are told the same.
     pub async fn expire(&self) {
+        if !self.health.is_up() {
+            return;
+        }
         let expired = lock(&self.engine).expire(unix_now());
         if expired.ops.is_empty() {
             return;
         }
         info!(leases = expired.leases.len(), "leases expired");
         if let Err(e) = self.store.commit(expired.ops).wait().await {
-            warn!(error = %e, "recording expired leases failed; retrying at the next sweep");
+            // The removals are lost; the rows go at the next start (`reclaim_expired`), and
+            // a stored row of an expired lease blocks nothing the engine would hand out.
+            if e.outage().is_none() {
+                warn!(error = %e, "recording expired leases failed");
+            }
+            self.health.commit_failed(&e, &self.store);
         }
         if let Some(r) = &self.routes {
             apply_routes(r, &expired.routes, 0, &self.stats).await;
         }
+    }
+
+    /// True while the lease store writes (for the `dhcpv6_store_healthy` gauge).
+    pub fn store_gauge(&self) -> Arc<std::sync::atomic::AtomicBool> {
+        self.health.gauge()
     }
 
     pub fn lease_count(&self) -> usize {
@@ -266,10 +307,9 @@ fn is_link_local(a: &Ipv6Addr) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
     use std::time::Duration;
 
-    use dhcpv6_common::wire::{msg, opt};
+    use dhcpv6_common::wire::{msg, opt, status};
 
     use super::*;
     use crate::leases::{LeaseOp, MemoryStore, StoreError};
@@ -294,13 +334,68 @@ mod tests {
             Ok(Vec::new())
         }
         fn commit(&self, _: Vec<LeaseOp>) -> CommitTicket {
-            CommitTicket::resolved(Err(StoreError::WriterStopped { path: PathBuf::from("/broken") }))
+            CommitTicket::resolved(Err(StoreError::WriterStopped { store: dhcpv6_proto::leases::Location::Memory }))
         }
         fn reclaim_expired(&self, _: u64) -> Result<Vec<Lease>, StoreError> {
             Ok(Vec::new())
         }
         fn transactions(&self) -> u64 {
             0
+        }
+    }
+
+    /// A store whose disk fills up and is emptied again, on the test's word: while full, every
+    /// commit and probe fails with `StoreError::Full` and stores nothing.
+    #[derive(Default)]
+    struct FillingStore {
+        inner: MemoryStore,
+        full: std::sync::atomic::AtomicBool,
+        /// Commits and probes that reached the store (failed ones included).
+        commits: std::sync::atomic::AtomicU64,
+        probes: std::sync::atomic::AtomicU64,
+    }
+
+    impl FillingStore {
+        fn fill(&self, full: bool) {
+            self.full.store(full, std::sync::atomic::Ordering::SeqCst);
+        }
+
+        fn commits(&self) -> u64 {
+            self.commits.load(std::sync::atomic::Ordering::SeqCst)
+        }
+
+        fn probes(&self) -> u64 {
+            self.probes.load(std::sync::atomic::Ordering::SeqCst)
+        }
+
+        fn outcome(&self) -> Option<CommitTicket> {
+            self.full.load(std::sync::atomic::Ordering::SeqCst).then(|| {
+                CommitTicket::resolved(Err(StoreError::Full {
+                    path: std::path::PathBuf::from("/full/leases.db"),
+                    action: "commit",
+                    source: Arc::new(std::io::Error::from_raw_os_error(28)),
+                }))
+            })
+        }
+    }
+
+    impl LeaseStore for FillingStore {
+        fn load_all(&self) -> Result<Vec<Lease>, StoreError> {
+            self.inner.load_all()
+        }
+        fn commit(&self, ops: Vec<LeaseOp>) -> CommitTicket {
+            self.commits.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.outcome().unwrap_or_else(|| self.inner.commit(ops))
+        }
+        fn probe(&self) -> CommitTicket {
+            self.probes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.outcome().unwrap_or_else(|| CommitTicket::resolved(Ok(())))
+        }
+        fn reclaim_expired(&self, now: u64) -> Result<Vec<Lease>, StoreError> {
+            self.inner.reclaim_expired(now)
+        }
+        fn transactions(&self) -> u64 {
+            self.inner.transactions()
         }
     }
 
@@ -336,8 +431,13 @@ mod tests {
 
         /// A Request for one address and one prefix.
         fn request(&self) -> Vec<u8> {
+            self.request_from(7)
+        }
+
+        /// A Request for one address and one prefix from client `n`.
+        fn request_from(&self, n: u8) -> Vec<u8> {
             let mut m = vec![msg::REQUEST, 1, 2, 3];
-            m.extend(option(opt::CLIENTID, &[0, 3, 0, 1, 2, 0, 0, 0, 0, 7]));
+            m.extend(option(opt::CLIENTID, &[0, 3, 0, 1, 2, 0, 0, 0, 0, n]));
             m.extend(option(opt::SERVERID, self.duid.as_bytes()));
             m.extend(option(opt::IA_NA, &[0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0]));
             m.extend(option(opt::IA_PD, &[0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0]));
@@ -421,6 +521,142 @@ mod tests {
         assert_eq!(f.svc.lease_count(), 0, "rolled back");
         assert!(f.sent().is_empty());
         assert_eq!(f.stats.get(Counter::Replied), 0);
+    }
+
+    /// One IA of a reply: its status and its leases (address, valid lifetime).
+    type IaSeen = (Option<u16>, Vec<(Ipv6Addr, u32)>);
+
+    /// The IAs of a reply, decoded.
+    fn ias(reply: &[u8]) -> Vec<IaSeen> {
+        let m = Message::parse(reply).unwrap();
+        m.options()
+            .filter(|o| o.code == opt::IA_NA || o.code == opt::IA_PD)
+            .map(|o| {
+                let mut status = None;
+                let mut leases = Vec::new();
+                for s in crate::wire::OptionIter::new(&o.data[12..]).map(Result::unwrap) {
+                    let at = |i: usize| u32::from_be_bytes(s.data[i..i + 4].try_into().unwrap());
+                    match s.code {
+                        opt::STATUS_CODE => status = Some(u16::from_be_bytes([s.data[0], s.data[1]])),
+                        opt::IAADDR => {
+                            leases.push((Ipv6Addr::from(<[u8; 16]>::try_from(&s.data[..16]).unwrap()), at(20)))
+                        }
+                        opt::IAPREFIX => {
+                            leases.push((Ipv6Addr::from(<[u8; 16]>::try_from(&s.data[9..25]).unwrap()), at(4)))
+                        }
+                        _ => {}
+                    }
+                }
+                (status, leases)
+            })
+            .collect()
+    }
+
+    /// Every address and prefix a Reply in `sent` names with a valid lifetime.
+    fn granted(sent: &[(Vec<u8>, SocketAddrV6)]) -> Vec<Ipv6Addr> {
+        sent.iter()
+            .filter(|(r, _)| r[0] == msg::REPLY)
+            .flat_map(|(r, _)| ias(r))
+            .flat_map(|(_, leases)| leases)
+            .filter(|(_, valid)| *valid > 0)
+            .map(|(a, _)| a)
+            .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_disk_stops_grants_without_commits_and_they_resume_when_it_empties() {
+        let store = Arc::new(FillingStore::default());
+        let f = fixture(store.clone());
+        assert!(f.svc.store_gauge().load(std::sync::atomic::Ordering::SeqCst));
+
+        // The disk fills: the first Request that needs a write fails and begins the outage.
+        store.fill(true);
+        f.serve(&f.request_from(1), Ok).await.unwrap();
+        f.settle(|f| f.stats.get(Counter::DropCommitFailed) == 1).await;
+        assert_eq!(f.stats.get(Counter::DropCommitFailed), 1);
+        assert_eq!(f.stats.get(Counter::StoreOutageFull), 1, "the outage is counted by its reason");
+        assert!(!f.svc.store_gauge().load(std::sync::atomic::Ordering::SeqCst), "unhealthy");
+        assert!(f.sent().is_empty(), "no Reply for a lease the store does not have");
+        assert_eq!(f.svc.lease_count(), 0, "rolled back");
+
+        // While down: a new Request gets NoAddrsAvail / NoPrefixAvail, and the store is not
+        // even asked.
+        let commits = store.commits();
+        f.serve(&f.request_from(2), Ok).await.unwrap();
+        assert_eq!(store.commits(), commits, "no commit tried while the store is down");
+        let sent = f.sent();
+        assert_eq!(sent.len(), 1, "answered at once");
+        assert_eq!(sent[0].0[0], msg::REPLY);
+        assert_eq!(
+            ias(&sent[0].0).iter().map(|(s, l)| (*s, l.len())).collect::<Vec<_>>(),
+            [(Some(status::NO_ADDRS_AVAIL), 0), (Some(status::NO_PREFIX_AVAIL), 0)]
+        );
+        assert_eq!(f.stats.get(Counter::RefusedStoreDown), 1);
+        assert_eq!(f.stats.get(Counter::StoreOutageFull), 1, "one outage, counted once");
+        assert_eq!(f.svc.lease_count(), 0);
+
+        // The probe keeps trying, with backoff, while the disk stays full.
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let probes = store.probes();
+        assert!((2..=6).contains(&probes), "{probes} probes in 10 s");
+        assert!(!f.svc.store_gauge().load(std::sync::atomic::Ordering::SeqCst));
+
+        // Room again: within one probe interval grants resume by themselves.
+        store.fill(false);
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert!(f.svc.store_gauge().load(std::sync::atomic::Ordering::SeqCst), "healthy again");
+        assert_eq!(f.stats.get(Counter::StoreRecovered), 1);
+        f.serve(&f.request_from(3), Ok).await.unwrap();
+        f.settle(|f| f.sent().len() == 2).await;
+        let sent = f.sent();
+        assert_eq!(granted(&sent).len(), 2, "address and prefix granted: {:?}", ias(&sent[1].0));
+
+        // Every lease any Reply named is stored.
+        let stored: Vec<Ipv6Addr> = store.load_all().unwrap().iter().map(|l| l.addr).collect();
+        for a in granted(&sent) {
+            assert!(stored.contains(&a), "{a} was told but is not stored");
+        }
+        assert_eq!(stored.len(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn with_the_disk_full_a_renew_is_dropped_not_extended_and_the_stored_lease_stays() {
+        let store = Arc::new(FillingStore::default());
+        let f = fixture(store.clone());
+        f.serve(&f.request_from(1), Ok).await.unwrap();
+        f.settle(|f| f.sent().len() == 1).await;
+        let stored = store.load_all().unwrap();
+        assert_eq!(stored.len(), 2);
+
+        // The disk fills; an expiry sweep or another client's Request finds out.
+        store.fill(true);
+        f.serve(&f.request_from(2), Ok).await.unwrap();
+        f.settle(|f| f.stats.get(Counter::DropCommitFailed) == 1).await;
+        assert!(!f.svc.store_gauge().load(std::sync::atomic::Ordering::SeqCst));
+
+        // Client 1 renews: the extension cannot be stored, so no Reply (no lifetime the
+        // store does not cover) and the engine keeps the stored lease unchanged.
+        let commits = store.commits();
+        let mut renew = f.request_from(1);
+        renew[0] = msg::RENEW;
+        assert_eq!(f.serve(&renew, Ok).await, Err(Counter::DropStoreDown));
+        assert_eq!(store.commits(), commits, "no commit tried");
+        assert_eq!(f.sent().len(), 1, "nothing more sent");
+        let mut held: Vec<Lease> = f.svc.engine.lock().unwrap().leases().cloned().collect();
+        held.sort_by_key(Lease::key);
+        assert_eq!(held, stored, "memory holds what the store holds");
+        // Expiry waits for the store too: no removal is tried while it is down.
+        f.svc.expire().await;
+        assert_eq!(store.commits(), commits);
+
+        // Room again: the same Renew is extended and answered.
+        store.fill(false);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        f.serve(&renew, Ok).await.unwrap();
+        f.settle(|f| f.sent().len() == 2).await;
+        assert_eq!(granted(&f.sent()[1..]).len(), 2);
+        let renewed = store.load_all().unwrap();
+        assert!(renewed.iter().zip(&stored).all(|(n, o)| n.valid_until >= o.valid_until));
     }
 
     #[tokio::test]

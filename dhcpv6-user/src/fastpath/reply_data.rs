@@ -40,13 +40,16 @@ pub fn build(
     r.duid_len = duid.len() as u16;
 
     let server_id = svc.server_id_option();
+    // The program answers Information-Requests only: what the userspace twin leaves out of
+    // those Replies (SOL_MAX_RT) is not in the block either.
+    let options: Vec<_> = svc.options.iter().filter(|o| o.in_information_reply()).collect();
     let parts = std::iter::once((dhcpv6_common::wire::opt::SERVERID, SendPolicy::Always, server_id.as_slice()))
-        .chain(svc.options.iter().map(|o| (o.code, o.policy, o.encoded.as_slice())));
-    let count = svc.options.len() + 1;
+        .chain(options.iter().map(|o| (o.code, o.policy, o.encoded.as_slice())));
+    let count = options.len() + 1;
     if count > MAX_SEGMENTS {
         return Err(ReplyDataError::TooManyOptions(count));
     }
-    let total: usize = server_id.len() + svc.options.iter().map(|o| o.encoded.len()).sum::<usize>();
+    let total: usize = server_id.len() + options.iter().map(|o| o.encoded.len()).sum::<usize>();
     if total > BLOCK_CAP {
         return Err(ReplyDataError::TooLarge(total));
     }

@@ -1,6 +1,7 @@
 //! `cargo xtask test`: the whole suite, as CI runs it (`.ci/run`).
 //!
-//! Steps, each named when it fails: root check, Debian packages, bpffs, build (XDP object and
+//! Steps, each named when it fails: root check, Debian packages (PostgreSQL's server among
+//! them, for the lease-store tests), bpffs, build (XDP object and
 //! release daemon), the protocol crate's tests as user `nobody`, `cargo test --workspace`, then the lab as a last end-to-end smoke test,
 //! then `bench --quick` (every benchmark row once; it proves the harness, not speed).
 
@@ -45,6 +46,8 @@ pub fn test(root: &Path, opts: &TestOptions) -> Result<()> {
         testbed::require_root().context("the tests create network namespaces and load XDP programs")
     })?;
     step("install the tools the tests use (apt-get)", || testbed::ensure_tools(TOOLS))?;
+    // Not a TOOLS entry: the server binaries live in /usr/lib/postgresql/N/bin, off PATH.
+    step("install PostgreSQL for the lease-store tests (apt-get postgresql)", testbed::postgres::ensure_installed)?;
     step("mount bpffs", testbed::ensure_bpffs)?;
     let bin = step("build (cargo xtask build)", || build::build_all(root, true))?;
 

@@ -38,6 +38,13 @@ pub struct Engine {
     relay_index: BTreeMap<u128, (u128, usize)>,
 }
 
+/// Whether the lease store can record what is decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Store {
+    Up,
+    Down,
+}
+
 /// Where the Server Identifier must (not) be, RFC 9915 section 16.
 #[derive(PartialEq)]
 enum ServerIdRule {
@@ -146,6 +153,26 @@ impl Engine {
     /// Decides the answer to one client message (not Information-Request, which the
     /// stateless path answers; not relay messages, which the daemon unwraps first).
     pub fn handle(&mut self, req: &Message<'_>, ctx: &ClientContext, now: u64) -> Outcome {
+        self.decide(req, ctx, now, Store::Up)
+    }
+
+    /// As `handle`, for while the lease store cannot write: nothing that needs a write is
+    /// decided. Solicit and Request get NoAddrsAvail / NoPrefixAvail in every IA (and at the
+    /// top of the Advertise), which is true: nothing can be granted now. A Renew, Rebind,
+    /// Release or Decline that would change a lease is dropped (`DropStoreDown`) and leaves
+    /// the engine as it was: the client keeps its stored lease until its stored valid
+    /// lifetime and retransmits; one that changes nothing (NoBinding) is answered.
+    /// `outcome.ops` is always empty.
+    pub fn handle_store_down(&mut self, req: &Message<'_>, ctx: &ClientContext, now: u64) -> Outcome {
+        let out = self.decide(req, ctx, now, Store::Down);
+        if out.ops.is_empty() {
+            return out;
+        }
+        self.rollback(out.undo);
+        Outcome::dropped(Counter::DropStoreDown)
+    }
+
+    fn decide(&mut self, req: &Message<'_>, ctx: &ClientContext, now: u64, store: Store) -> Outcome {
         let Some(link) = self.link_index(ctx.arrival, ctx.relay.as_ref()) else {
             return Outcome::dropped(Counter::DropUnknownLink);
         };
@@ -182,8 +209,8 @@ impl Engine {
         let c = Client { duid: cid, link, relay: ctx.relay.as_ref(), peer: ctx.peer, arrival: ctx.arrival, now };
         let mut txn = Txn::default();
         let reply = match t {
-            msg::SOLICIT => self.solicit(req, &c, ctx, &ias, &requested, &mut txn),
-            msg::REQUEST => self.request(req, &c, ctx, &ias, &requested, &mut txn).map(Some),
+            msg::SOLICIT => self.solicit(req, &c, ctx, &ias, &requested, &mut txn, store),
+            msg::REQUEST => self.request(req, &c, ctx, &ias, &requested, &mut txn, store).map(Some),
             msg::RENEW | msg::REBIND => self.renew(req, &c, ctx, &ias, &requested, &mut txn, t == msg::REBIND),
             msg::RELEASE | msg::DECLINE => self.release(req, &c, ctx, &ias, &mut txn, t == msg::DECLINE).map(Some),
             _ => self.confirm(req, &c, ctx, &ias),
@@ -201,7 +228,10 @@ impl Engine {
         Outcome { reply, ops: txn.ops, routes: txn.routes, discard, undo: Undo(txn.undo) }
     }
 
-    /// RFC 9915 sections 18.3.1 and 18.3.9.
+    /// RFC 9915 sections 18.3.1 and 18.3.9. With the store down, an Advertise that offers
+    /// nothing (section 18.3.9: the server will not assign anything to a Request now), and
+    /// never a Rapid Commit Reply.
+    #[allow(clippy::too_many_arguments)]
     fn solicit(
         &mut self,
         req: &Message<'_>,
@@ -210,12 +240,17 @@ impl Engine {
         ias: &[IaRequest],
         requested: &[u16],
         txn: &mut Txn,
+        store: Store,
     ) -> Result<Option<Vec<u8>>, WireError> {
-        let rapid = self.alloc.links[c.link].rapid_commit && req.find(opt::RAPID_COMMIT).is_some();
+        let rapid =
+            store == Store::Up && self.alloc.links[c.link].rapid_commit && req.find(opt::RAPID_COMMIT).is_some();
         let mut skip = HashSet::new();
         let answers: Vec<IaAnswer> = ias
             .iter()
-            .map(|ia| self.alloc.assign(c, ia, if rapid { Some(&mut *txn) } else { None }, &mut skip))
+            .map(|ia| match store {
+                Store::Down => IaAnswer::unavailable(ia),
+                Store::Up => self.alloc.assign(c, ia, if rapid { Some(&mut *txn) } else { None }, &mut skip),
+            })
             .collect();
         let mut w = head(if rapid { msg::REPLY } else { msg::ADVERTISE }, req, c.duid, ctx);
         if rapid {
@@ -239,7 +274,10 @@ impl Engine {
         w.finish().map(Some)
     }
 
-    /// RFC 9915 section 18.3.2.
+    /// RFC 9915 section 18.3.2. With the store down every IA gets NoAddrsAvail or
+    /// NoPrefixAvail, also one the client already holds: a binding that cannot be recorded
+    /// anew is not confirmed.
+    #[allow(clippy::too_many_arguments)]
     fn request(
         &mut self,
         req: &Message<'_>,
@@ -248,6 +286,7 @@ impl Engine {
         ias: &[IaRequest],
         requested: &[u16],
         txn: &mut Txn,
+        store: Store,
     ) -> Result<Vec<u8>, WireError> {
         let mut skip = HashSet::new();
         let link = &self.alloc.links[c.link];
@@ -263,6 +302,8 @@ impl Engine {
                 // a Solicit rather than get something it did not ask for.
                 if off {
                     IaAnswer::with_status(ia, status::NOT_ON_LINK, "address not on this link")
+                } else if store == Store::Down {
+                    IaAnswer::unavailable(ia)
                 } else {
                     self.alloc.assign(c, ia, Some(&mut *txn), &mut skip)
                 }
@@ -391,7 +432,7 @@ fn head(msg_type: u8, req: &Message<'_>, cid: &[u8], ctx: &ClientContext) -> Wri
 
 /// The link's configured options, as the Option Request asks (same rule as stateless).
 fn write_options(w: &mut Writer, ctx: &ClientContext, requested: &[u16]) {
-    for o in ctx.options.iter().filter(|o| o.selected(requested)) {
+    for o in ctx.options.iter().filter(|o| o.in_stateful_reply() && o.selected(requested)) {
         w.raw(&o.encoded);
     }
 }

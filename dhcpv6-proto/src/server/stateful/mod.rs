@@ -22,7 +22,9 @@
 //! 4. if the commit fails: sends nothing, applies no route, and calls
 //!    `engine.rollback(outcome.undo)`. The client retransmits and gets a fresh decision.
 //!
-//! The daemon does all of this in one place, `StatefulService::serve`.
+//! The daemon does all of this in one place, `StatefulService::serve`. While the lease store
+//! cannot write, it calls `Engine::handle_store_down` instead of `handle`: the same checks,
+//! no grants (NoAddrsAvail / NoPrefixAvail), and never any ops, so there is nothing to commit.
 //!
 //! Rollback reverts only keys that still hold what this outcome wrote; a key a later
 //! message changed again keeps the later value, whose own commit decides. Lease keys are

@@ -774,3 +774,105 @@ fn a_reply_too_long_for_a_datagram_is_dropped_and_its_lease_undone() {
     let store = MemoryStore::new();
     assert_eq!(addr_of(&reply(&mut e, &store, &request(2).na(1, &[]))), a("2001:db8:1::100"));
 }
+
+/// SOL_MAX_RT goes into every Advertise and Reply (to damp Solicit retries after an
+/// outage); the Information Refresh Time never does (RFC 9915 section 21.23).
+#[test]
+fn advertise_and_reply_carry_sol_max_rt_and_never_the_refresh_time() {
+    static TIMERS: LazyLock<Vec<ConfiguredOption>> = LazyLock::new(|| {
+        ServiceOptions {
+            dns: vec![a("2001:db8::53")],
+            information_refresh_time: Some(3600),
+            inf_max_rt: Some(900),
+            sol_max_rt: Some(1200),
+            ..Default::default()
+        }
+        .encode()
+        .unwrap()
+    });
+    let c = ClientContext { options: &TIMERS, ..ctx() };
+    let mut e = engine(vec![link()]);
+    let store = MemoryStore::new();
+    let oro = [opt::INFORMATION_REFRESH_TIME, opt::SOL_MAX_RT, opt::DNS_SERVERS];
+    for m in [solicit(1).na(1, &[]).oro(&oro), request(1).na(1, &[]).oro(&oro)] {
+        let mut out = e.handle(&Message::parse(&m.0).unwrap(), &c, NOW);
+        if !out.ops.is_empty() {
+            store.commit(out.ops.clone()).wait_blocking().unwrap();
+        }
+        let reply = out.reply.take().expect("an answer");
+        let m = Message::parse(&reply).unwrap();
+        let codes: Vec<u16> = m.options().map(|o| o.code).collect();
+        assert!(codes.contains(&opt::SOL_MAX_RT), "type {}: {codes:?}", m.msg_type());
+        assert!(!codes.contains(&opt::INFORMATION_REFRESH_TIME), "type {}: {codes:?}", m.msg_type());
+        let sol = m.options().find(|o| o.code == opt::SOL_MAX_RT).unwrap();
+        assert_eq!(sol.data, &1200u32.to_be_bytes()[..]);
+    }
+}
+
+/// Handles a message as while the store cannot write.
+fn run_store_down(e: &mut Engine, m: &Msg, now: u64) -> (Option<Decoded>, Outcome) {
+    let mut out = e.handle_store_down(&Message::parse(&m.0).unwrap(), &ctx(), now);
+    assert!(out.ops.is_empty(), "nothing to write while the store is down");
+    (out.reply.take().map(|r| decode(&r)), out)
+}
+
+#[test]
+fn with_the_store_down_solicit_and_request_are_refused_and_nothing_is_bound() {
+    let rapid = LinkPools { rapid_commit: true, ..link() };
+    let mut e = engine(vec![rapid]);
+    let (adv, _) = run_store_down(&mut e, &solicit(1).na(1, &[]).pd(2, &[]).opt(opt::RAPID_COMMIT, &[]), NOW);
+    let adv = adv.expect("an Advertise");
+    assert_eq!(adv.msg_type, msg::ADVERTISE, "no Rapid Commit Reply while nothing can be stored");
+    assert_eq!(adv.status, Some(status::NO_ADDRS_AVAIL));
+    assert!(adv.ias.iter().all(|ia| ia.leases.is_empty()), "nothing offered: {:?}", adv.ias);
+    assert_eq!(
+        adv.ias.iter().map(|ia| ia.status).collect::<Vec<_>>(),
+        [Some(status::NO_ADDRS_AVAIL), Some(status::NO_PREFIX_AVAIL)]
+    );
+
+    let (rep, _) = run_store_down(&mut e, &request(1).na(1, &[]).pd(2, &[]), NOW);
+    let rep = rep.expect("a Reply");
+    assert_eq!(rep.msg_type, msg::REPLY);
+    assert!(rep.ias.iter().all(|ia| ia.leases.is_empty()), "{:?}", rep.ias);
+    assert_eq!(
+        rep.ias.iter().map(|ia| ia.status).collect::<Vec<_>>(),
+        [Some(status::NO_ADDRS_AVAIL), Some(status::NO_PREFIX_AVAIL)]
+    );
+    assert_eq!(e.lease_count(), 0);
+    // Prefix-only clients (RFC 3633) find NoPrefixAvail at the top.
+    let (adv, _) = run_store_down(&mut e, &solicit(2).pd(2, &[]), NOW);
+    assert_eq!(adv.unwrap().status, Some(status::NO_PREFIX_AVAIL));
+    // The identifier rules still hold.
+    let (r, out) = run_store_down(&mut e, &Msg::new(msg::REQUEST).cid(&client(1)).na(1, &[]), NOW);
+    assert!(r.is_none());
+    assert_eq!(out.discard, Some(Counter::DropMissingServerId));
+}
+
+#[test]
+fn with_the_store_down_a_renew_or_release_that_needs_a_write_is_dropped_and_changes_nothing() {
+    let mut e = engine(vec![link()]);
+    let store = MemoryStore::new();
+    let got = addr_of(&reply(&mut e, &store, &request(1).na(1, &[])));
+    let stored = store.load_all().unwrap();
+    let later = NOW + 1800;
+    for m in [
+        Msg::new(msg::RENEW).cid(&client(1)).sid().na(1, &[&got.to_string()]),
+        Msg::new(msg::REBIND).cid(&client(1)).na(1, &[&got.to_string()]),
+        Msg::new(msg::RELEASE).cid(&client(1)).sid().na(1, &[&got.to_string()]),
+        Msg::new(msg::DECLINE).cid(&client(1)).sid().na(1, &[&got.to_string()]),
+        // A Rebind naming a free address of ours would bind it: not now.
+        Msg::new(msg::REBIND).cid(&client(2)).na(1, &["2001:db8:1::1ab"]),
+    ] {
+        let (r, out) = run_store_down(&mut e, &m, later);
+        assert!(r.is_none(), "no reply naming a lifetime the store does not have");
+        assert_eq!(out.discard, Some(Counter::DropStoreDown));
+    }
+    // The engine holds what the store holds, unchanged.
+    assert_eq!(e.leases().cloned().collect::<Vec<_>>(), stored);
+    // Nothing to write (an IA we know nothing of): answered.
+    let (r, _) = run_store_down(&mut e, &Msg::new(msg::RENEW).cid(&client(3)).sid().na(7, &[]), later);
+    assert_eq!(r.unwrap().ias[0].status, Some(status::NO_BINDING));
+    // Back up: the same Renew extends as usual.
+    let r = reply(&mut e, &store, &Msg::new(msg::RENEW).cid(&client(1)).sid().na(1, &[&got.to_string()]));
+    assert_eq!(r.ias[0].leases, vec![(got, 128, 3600, 7200)]);
+}

@@ -1,0 +1,412 @@
+//! The PostgreSQL lease store against a real PostgreSQL (a throwaway cluster from
+//! `testbed::postgres`, which needs root to run the server as user `postgres`): the
+//! store contract that SQLite and the memory store also pass, the schema as psql
+//! sees it, `dhcpv6d leases` on a URL, and the database stopped and started under a
+//! stream of commits.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use dhcpv6_proto::leases::contract::{self, address, prefix};
+use dhcpv6_proto::leases::{self, LeaseOp, LeaseStore, Location, PgOptions, PgStore, StoreError};
+use testbed::postgres::PgCluster;
+
+struct Pg {
+    url: String,
+}
+
+impl contract::Backend for Pg {
+    fn open(&self) -> Arc<dyn LeaseStore> {
+        Arc::new(PgStore::open(&self.url).unwrap_or_else(|e| panic!("open {}: {e}", self.url)))
+    }
+}
+
+#[test]
+fn postgres_store_meets_the_contract() {
+    let cluster = PgCluster::start().expect("PostgreSQL test cluster");
+    contract::run_all(|name| Box::new(Pg { url: cluster.create_database(name).expect("createdb") }));
+}
+
+#[test]
+fn the_schema_is_versioned_typed_and_readable_with_psql() {
+    let cluster = PgCluster::start().expect("PostgreSQL test cluster");
+    let url = cluster.create_database("schema").unwrap();
+    // Through the daemon's opener, with the URL form of the docs (a Unix socket folder).
+    assert!(url.starts_with("postgresql:///schema?host=/"), "{url}");
+    let store = leases::open(&url).unwrap();
+    assert!(matches!(store.location(), Location::Database(_)));
+    store.commit(vec![LeaseOp::Upsert(address(1)), LeaseOp::Upsert(prefix(1))]).wait_blocking().unwrap();
+
+    let psql = |sql: &str| cluster.psql("schema", sql).unwrap().trim().to_string();
+    assert_eq!(psql("SELECT max(version) FROM schema_version"), PgStore::SCHEMA_VERSION.to_string());
+    assert_eq!(
+        psql(
+            "SELECT string_agg(column_name || ':' || udt_name, ',' ORDER BY column_name) FROM information_schema.columns
+             WHERE table_name = 'leases' AND column_name IN ('address', 'prefix', 'duid', 'next_hop')"
+        ),
+        "address:inet,duid:bytea,next_hop:inet,prefix:cidr"
+    );
+    assert_eq!(
+        psql(
+            "SELECT kind, address, prefix_len, prefix, encode(duid, 'hex'), iaid, iface, state, next_hop, next_hop_dev
+             FROM leases ORDER BY kind"
+        ),
+        "na|2001:db8::1|128|2001:db8::1/128|0001000100000001|1|eth1|bound||\n\
+         pd|2001:db8:8000:100::|56|2001:db8:8000:100::/56|0001000100000001|1|relay:10.0.0.1/3|bound|2001:db8:ffff::1|eth1"
+    );
+    assert_eq!(
+        psql("SELECT binding, valid_until FROM leases_readable WHERE kind = 'pd'"),
+        "2001:db8:8000:100::/56|2033-05-18 03:33:20+00"
+    );
+    // The lease identity is the key: a second row for the same binding is refused,
+    // which is what a claim by another daemon will rely on.
+    let dup = cluster.psql(
+        "schema",
+        "INSERT INTO leases (kind, address, prefix_len, duid, iaid, iface, valid_until, preferred_until, state)
+         VALUES ('na', '2001:db8::1', 128, '\\x01', 9, 'eth9', 1, 1, 'bound')",
+    );
+    assert!(format!("{:#}", dup.unwrap_err()).contains("duplicate key"));
+
+    // A second daemon on the same database is fine (nothing to lock), and opening
+    // again migrates nothing.
+    let second = PgStore::open(&url).unwrap();
+    assert_eq!(second.load_all().unwrap().len(), 2);
+    assert_eq!(psql("SELECT count(*) FROM schema_version"), PgStore::SCHEMA_VERSION.to_string());
+    drop((store, second));
+
+    psql("INSERT INTO schema_version (version, description) VALUES (99, 'from the future')");
+    let err = PgStore::open(&url).unwrap_err();
+    assert!(matches!(err, StoreError::UnsupportedSchema { found: 99, .. }), "{err}");
+}
+
+#[test]
+fn unreachable_and_unsupported_urls_fail_clearly() {
+    let cluster = PgCluster::start().expect("PostgreSQL test cluster");
+    // No such database: the server's own words come through.
+    let err = PgStore::open(&cluster.url("nosuchdb")).unwrap_err();
+    assert!(err.to_string().contains("nosuchdb"), "{err}");
+    // No server at that socket.
+    let err = PgStore::open("postgresql:///x?host=/nonexistent&port=1&user=postgres").unwrap_err();
+    assert!(matches!(err, StoreError::Postgres { action: "connect", .. }), "{err}");
+    let err = PgStore::open("postgresql:///x?host=/tmp&sslmode=require").unwrap_err();
+    assert!(err.to_string().contains("TLS"), "{err}");
+    // A password never shows in an error.
+    let err = PgStore::open("postgresql://u:s3cret@/x?host=/nonexistent&port=1").unwrap_err();
+    assert!(!err.to_string().contains("s3cret"), "{err}");
+}
+
+#[test]
+fn dhcpv6d_leases_lists_a_postgres_store() {
+    let cluster = PgCluster::start().expect("PostgreSQL test cluster");
+    let url = cluster.create_database("listing").unwrap();
+    {
+        let store = PgStore::open(&url).unwrap();
+        store.commit(vec![LeaseOp::Upsert(address(1)), LeaseOp::Upsert(prefix(1))]).wait_blocking().unwrap();
+    }
+    let bin = std::env::var_os("DHCPV6D_BIN")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/dhcpv6d"));
+    let out = std::process::Command::new(&bin).args(["leases", "--lease-db", &url]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{} leases: {stderr}", bin.display());
+    assert!(stdout.contains("2001:db8::1 "), "{stdout}");
+    assert!(stdout.contains("2001:db8:8000:100::/56"), "{stdout}");
+    assert!(stdout.contains("via 2001:db8:ffff::1 dev eth1"), "{stdout}");
+    assert!(stderr.contains("2 leases"), "{stderr}");
+
+    // A URL of another kind is refused, and creates no folder named after it.
+    let dir = std::env::temp_dir().join(format!("dhcpv6-leases-url-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = std::process::Command::new(&bin)
+        .current_dir(&dir)
+        .args(["leases", "--lease-db", "mysql://db/dhcpv6"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("mysql:// is not supported") && stderr.contains("postgresql://"), "{stderr}");
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "nothing created");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_refused_statement_rolls_back_its_batch_and_keeps_the_session() {
+    let cluster = PgCluster::start().expect("PostgreSQL test cluster");
+    let url = cluster.create_database("refused").unwrap();
+    let store = PgStore::open(&url).unwrap();
+    // An operator's rule the daemon does not know about.
+    cluster.psql("refused", "ALTER TABLE leases ADD CONSTRAINT not_eth9 CHECK (iface <> 'eth9')").unwrap();
+    let bad = leases::Lease { iface: "eth9".into(), ..address(2) };
+    let result = store.commit(vec![LeaseOp::Upsert(address(1)), LeaseOp::Upsert(bad)]).wait_blocking();
+    match &result {
+        Err(StoreError::Postgres { action: "commit", message, .. }) => {
+            assert!(message.contains("not_eth9"), "{message}")
+        }
+        other => panic!("expected a rolled-back commit, got {other:?}"),
+    }
+    assert!(store.load_all().unwrap().is_empty(), "nothing of the failed transaction is stored");
+    assert!(store.is_up(), "a refused statement is not a lost session");
+    assert_eq!(store.refused(), 0);
+    store.commit(vec![LeaseOp::Upsert(address(3))]).wait_blocking().expect("the session still commits");
+    assert_eq!(store.load_all().unwrap(), vec![address(3)]);
+}
+
+#[test]
+fn a_terminated_session_is_replaced_and_a_hung_commit_times_out() {
+    let cluster = PgCluster::start().expect("PostgreSQL test cluster");
+    let url = cluster.create_database("hung").unwrap();
+    let options = PgOptions {
+        commit_timeout: Duration::from_secs(1),
+        retry_min: Duration::from_millis(20),
+        retry_max: Duration::from_millis(200),
+        ..PgOptions::default()
+    };
+    let store = PgStore::open_with(&url, options).unwrap();
+    store.commit(vec![LeaseOp::Upsert(address(1))]).wait_blocking().unwrap();
+    let wait_up = |what: &str| {
+        let since = Instant::now();
+        while !store.is_up() {
+            assert!(since.elapsed() < Duration::from_secs(20), "{what}: the store did not reconnect");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+
+    // A DBA ends our sessions (pg_terminate_backend): the store notices, reconnects
+    // to the still running server, and goes on.
+    let ended = cluster
+        .psql(
+            "hung",
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'dhcpv6d'",
+        )
+        .unwrap();
+    assert_ne!(ended.trim(), "0", "the store's sessions were found");
+    std::thread::sleep(Duration::from_millis(100));
+    wait_up("after pg_terminate_backend");
+    store.commit(vec![LeaseOp::Upsert(address(2))]).wait_blocking().expect("commits after a terminated session");
+
+    // A lock held elsewhere stalls the next transaction past commit_timeout: its
+    // outcome is unknown (the server may still commit it once the lock goes).
+    let locker = {
+        let cluster_url = cluster.socket_dir().to_path_buf();
+        let port = cluster.port();
+        std::thread::spawn(move || {
+            std::process::Command::new(testbed::postgres::bin_dir().unwrap().join("psql"))
+                .arg("-h")
+                .arg(&cluster_url)
+                .args(["-p", &port.to_string(), "-U", "postgres", "-d", "hung", "-X", "-q", "-c"])
+                .arg("BEGIN; LOCK TABLE leases IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(3); COMMIT;")
+                .output()
+                .unwrap()
+        })
+    };
+    let since = Instant::now();
+    while cluster
+        .psql("hung", "SELECT count(*) FROM pg_locks WHERE mode = 'AccessExclusiveLock' AND granted AND relation = 'leases'::regclass")
+        .unwrap()
+        .trim()
+        == "0"
+    {
+        assert!(since.elapsed() < Duration::from_secs(20), "the lock was never taken");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let at = Instant::now();
+    let stalled = store.commit(vec![LeaseOp::Upsert(address(3))]).wait_blocking();
+    assert!(matches!(stalled, Err(StoreError::OutcomeUnknown { .. })), "{stalled:?}");
+    assert!(at.elapsed() < Duration::from_secs(3), "gave up after {:?}", at.elapsed());
+    assert!(locker.join().unwrap().status.success());
+    wait_up("after the lock");
+    store.commit(vec![LeaseOp::Upsert(address(4))]).wait_blocking().expect("commits once the lock is gone");
+    let stored = store.load_all().unwrap();
+    for n in [1, 2, 4] {
+        assert!(stored.contains(&address(n)), "lease {n} whose ticket said Ok is stored");
+    }
+}
+
+/// Log lines, captured for the assertions on what the store logs.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+impl Captured {
+    /// Lines that contain every one of `words`.
+    fn count(&self, words: &[&str]) -> usize {
+        let text = String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned();
+        text.lines().filter(|l| words.iter().all(|w| l.contains(w))).count()
+    }
+}
+
+/// What a producer saw for one commit.
+struct Outcome {
+    n: u32,
+    result: Result<(), StoreError>,
+    took: Duration,
+}
+
+/// The database killed (`pg_ctl -m immediate stop`) and started again while four
+/// producers commit as fast as they can: nothing crashes, commits during the outage
+/// fail (fast), commits resume afterwards, and every commit whose ticket said Ok is
+/// in the database.
+#[test]
+fn the_database_stopped_and_started_under_load() {
+    const PRODUCERS: u32 = 4;
+    const IN_FLIGHT: u32 = 16;
+    const MAX_COMMITS: u32 = 400_000;
+    let deadline = Instant::now() + Duration::from_secs(240);
+    // The store's thread logs, so the subscriber must be global; only this test sets one.
+    let logs = Captured::default();
+    tracing_subscriber::fmt().with_writer(logs.clone()).with_ansi(false).try_init().expect("the only subscriber");
+
+    let mut cluster = PgCluster::start().expect("PostgreSQL test cluster");
+    let url = cluster.create_database("outage").unwrap();
+    let options = PgOptions {
+        retry_min: Duration::from_millis(50),
+        retry_max: Duration::from_millis(400),
+        commit_timeout: Duration::from_secs(5),
+        ..PgOptions::default()
+    };
+    let store = Arc::new(PgStore::open_with(&url, options).unwrap());
+
+    let next = Arc::new(AtomicU32::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let outcomes = Arc::new(Mutex::new(Vec::<Outcome>::new()));
+    let producers: Vec<_> = (0..PRODUCERS)
+        .map(|_| {
+            let (store, next, stop, outcomes) =
+                (Arc::clone(&store), Arc::clone(&next), Arc::clone(&stop), Arc::clone(&outcomes));
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                    let tickets: Vec<_> = (0..IN_FLIGHT)
+                        .map_while(|_| {
+                            let n = next.fetch_add(1, Ordering::Relaxed);
+                            (n < MAX_COMMITS)
+                                .then(|| (n, Instant::now(), store.commit(vec![LeaseOp::Upsert(address(n))])))
+                        })
+                        .collect();
+                    if tickets.is_empty() {
+                        break;
+                    }
+                    let batch: Vec<Outcome> = tickets
+                        .into_iter()
+                        .map(|(n, at, ticket)| {
+                            let result = ticket.wait_blocking();
+                            Outcome { n, result, took: at.elapsed() }
+                        })
+                        .collect();
+                    let failed = batch.iter().any(|o| o.result.is_err());
+                    outcomes.lock().unwrap().extend(batch);
+                    if failed {
+                        // A client would retransmit after a while, not at once.
+                        std::thread::sleep(Duration::from_millis(2));
+                    }
+                }
+            })
+        })
+        .collect();
+
+    let oks = |outcomes: &Mutex<Vec<Outcome>>| outcomes.lock().unwrap().iter().filter(|o| o.result.is_ok()).count();
+    let wait_for_oks = |at_least: usize, what: &str| {
+        while oks(&outcomes) < at_least {
+            assert!(Instant::now() < deadline, "{what}: only {} commits Ok", oks(&outcomes));
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    wait_for_oks(1_000, "before the outage");
+
+    cluster.stop().expect("stop the database");
+    let stopped_after = oks(&outcomes);
+    std::thread::sleep(Duration::from_millis(1_500));
+    assert!(!store.is_up(), "the store noticed the database is gone");
+    cluster.start_again().expect("start the database again");
+    let restarted = Instant::now();
+    wait_for_oks(stopped_after + 1_000, "after the restart");
+    let resumed_in = restarted.elapsed();
+
+    stop.store(true, Ordering::Relaxed);
+    for p in producers {
+        p.join().expect("a producer panicked");
+    }
+    let outcomes = std::mem::take(&mut *outcomes.lock().unwrap());
+
+    // Every error is one the daemon can act on: refused at once, or outcome unknown.
+    let mut unavailable = 0;
+    let mut unknown = 0;
+    for o in &outcomes {
+        match &o.result {
+            Ok(()) => {}
+            Err(StoreError::Unavailable { .. }) => {
+                unavailable += 1;
+                // At once, or after the in-flight batch failed: never a timeout's wait.
+                assert!(o.took < Duration::from_secs(2), "a refusal took {:?}", o.took);
+            }
+            Err(StoreError::OutcomeUnknown { .. }) => unknown += 1,
+            Err(e) => panic!("commit {}: unexpected error {e}", o.n),
+        }
+    }
+    assert!(unavailable > 0, "commits during the outage were refused");
+    assert!(store.refused() >= unavailable, "the store counts its refusals");
+    assert!(store.is_up());
+    eprintln!(
+        "{} commits: {} Ok, {unavailable} refused while down, {unknown} of unknown outcome; grants resumed {resumed_in:?} after the restart",
+        outcomes.len(),
+        outcomes.iter().filter(|o| o.result.is_ok()).count()
+    );
+
+    // The promise: every Ok is stored, seen by this store and by a fresh one.
+    let ok: BTreeSet<_> = outcomes.iter().filter(|o| o.result.is_ok()).map(|o| address(o.n).addr).collect();
+    for reader in [Arc::clone(&store) as Arc<dyn LeaseStore>, Arc::new(PgStore::open(&url).unwrap())] {
+        let stored: BTreeSet<_> = reader.load_all().unwrap().into_iter().map(|l| l.addr).collect();
+        let lost: Vec<_> = ok.difference(&stored).take(10).collect();
+        assert!(
+            lost.is_empty(),
+            "{} commits resolved Ok but are not stored, e.g. {lost:?}",
+            ok.difference(&stored).count()
+        );
+    }
+
+    // Logged once per outage, however many commits were refused.
+    assert_eq!(logs.count(&["lease database lost", "/outage?"]), 1, "one line for the outage");
+    assert_eq!(logs.count(&["lease database back", "/outage?"]), 1);
+
+    // Idle: the loss is noticed without a commit, and the first commit is refused at once.
+    cluster.stop().unwrap();
+    let noticed = Instant::now();
+    while store.is_up() {
+        assert!(noticed.elapsed() < Duration::from_secs(5), "an idle store did not notice the database go");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let at = Instant::now();
+    let refused = store.commit(vec![LeaseOp::Upsert(prefix(1))]).wait_blocking();
+    assert!(matches!(refused, Err(StoreError::Unavailable { .. })), "{refused:?}");
+    assert!(at.elapsed() < Duration::from_millis(100), "refused in {:?}", at.elapsed());
+    cluster.start_again().unwrap();
+    let back = Instant::now();
+    while !store.is_up() {
+        assert!(back.elapsed() < Duration::from_secs(30), "the store did not reconnect");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    store.commit(vec![LeaseOp::Upsert(prefix(1))]).wait_blocking().expect("grants resume");
+    assert!(store.load_all().unwrap().contains(&prefix(1)));
+    assert_eq!(logs.count(&["lease database lost", "/outage?"]), 2);
+    assert_eq!(logs.count(&["lease database back", "/outage?"]), 2);
+}

@@ -1,0 +1,195 @@
+//! Statements and the row codec of the `leases` table.
+
+use std::net::{IpAddr, Ipv6Addr};
+
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, Config, Row, Statement};
+use tracing::warn;
+
+use super::{connect, is_connection_loss, pg_error, ConnectionTask, Location, StoreError};
+use crate::leases::{Lease, LeaseKey, LeaseKind, LeaseState, NextHop};
+
+/// Column list matching [`decode_row`].
+const COLUMNS: &str =
+    "kind, address, prefix_len, duid, iaid, iface, valid_until, preferred_until, state, next_hop, next_hop_dev";
+
+/// The writer's statements, prepared once per connection so that sending one costs no
+/// round trip (a pipeline of unprepared statements would wait for each parse).
+#[derive(Debug)]
+pub(super) struct Statements {
+    pub upsert: Statement,
+    pub remove: Statement,
+    pub reclaim: Statement,
+}
+
+impl Statements {
+    pub(super) async fn prepare(client: &Client) -> Result<Self, tokio_postgres::Error> {
+        Ok(Statements {
+            upsert: client
+                .prepare(&format!(
+                    "INSERT INTO leases ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                     ON CONFLICT (kind, address, prefix_len) DO UPDATE SET
+                        duid = EXCLUDED.duid, iaid = EXCLUDED.iaid, iface = EXCLUDED.iface,
+                        valid_until = EXCLUDED.valid_until, preferred_until = EXCLUDED.preferred_until,
+                        state = EXCLUDED.state, next_hop = EXCLUDED.next_hop,
+                        next_hop_dev = EXCLUDED.next_hop_dev, updated_at = now()"
+                ))
+                .await?,
+            remove: client.prepare("DELETE FROM leases WHERE kind = $1 AND address = $2 AND prefix_len = $3").await?,
+            reclaim: client.prepare(&format!("DELETE FROM leases WHERE valid_until <= $1 RETURNING {COLUMNS}")).await?,
+        })
+    }
+}
+
+/// One lease as statement parameters (owned where the lease's fields do not fit the
+/// column types as they are).
+pub(super) struct UpsertArgs<'a> {
+    kind: &'static str,
+    address: IpAddr,
+    prefix_len: i16,
+    duid: &'a [u8],
+    iaid: i64,
+    iface: &'a str,
+    valid_until: i64,
+    preferred_until: i64,
+    state: &'static str,
+    next_hop: Option<IpAddr>,
+    next_hop_dev: Option<&'a str>,
+}
+
+impl<'a> UpsertArgs<'a> {
+    /// `None` for a lease validation should have refused (a time past i64).
+    pub(super) fn new(lease: &'a Lease) -> Option<Self> {
+        Some(UpsertArgs {
+            kind: lease.kind.as_str(),
+            address: IpAddr::V6(lease.addr),
+            prefix_len: i16::from(lease.prefix_len),
+            duid: &lease.duid,
+            iaid: i64::from(lease.iaid),
+            iface: &lease.iface,
+            valid_until: i64::try_from(lease.valid_until).ok()?,
+            preferred_until: i64::try_from(lease.preferred_until).ok()?,
+            state: lease.state.as_str(),
+            next_hop: lease.next_hop.as_ref().map(|h| IpAddr::V6(h.via)),
+            next_hop_dev: lease.next_hop.as_ref().map(|h| h.dev.as_str()),
+        })
+    }
+
+    /// In [`COLUMNS`] order.
+    pub(super) fn params(&self) -> [&(dyn ToSql + Sync); 11] {
+        [
+            &self.kind,
+            &self.address,
+            &self.prefix_len,
+            &self.duid,
+            &self.iaid,
+            &self.iface,
+            &self.valid_until,
+            &self.preferred_until,
+            &self.state,
+            &self.next_hop,
+            &self.next_hop_dev,
+        ]
+    }
+}
+
+/// A lease key as statement parameters.
+pub(super) struct KeyArgs {
+    kind: &'static str,
+    address: IpAddr,
+    prefix_len: i16,
+}
+
+impl KeyArgs {
+    pub(super) fn new(key: &LeaseKey) -> Self {
+        KeyArgs { kind: key.kind.as_str(), address: IpAddr::V6(key.addr), prefix_len: i16::from(key.prefix_len) }
+    }
+
+    pub(super) fn params(&self) -> [&(dyn ToSql + Sync); 3] {
+        [&self.kind, &self.address, &self.prefix_len]
+    }
+}
+
+/// Every stored lease, over the reader connection (made now if there is none, or the
+/// last one was lost).
+pub(super) async fn load_all(
+    reader: &tokio::sync::Mutex<Option<(Client, ConnectionTask)>>,
+    config: &Config,
+    location: &Location,
+) -> Result<Vec<Lease>, StoreError> {
+    let mut slot = reader.lock().await;
+    let (client, task) = match slot.take() {
+        Some((client, task)) if !client.is_closed() && !task.is_finished() => (client, task),
+        _ => connect(config, location).await?,
+    };
+    let sql = format!("SELECT {COLUMNS} FROM leases ORDER BY kind, address, prefix_len");
+    let result = client.query(&sql, &[]).await;
+    let lost = result.as_ref().err().is_some_and(|e| is_connection_loss(e, &client));
+    if !lost {
+        *slot = Some((client, task));
+    }
+    match result {
+        Ok(rows) => Ok(decode_rows(&rows, location)),
+        Err(e) => Err(pg_error(location, "load leases")(e)),
+    }
+}
+
+/// Decodes rows, skipping (and logging) the ones that are not valid leases: the table
+/// may have been edited by hand, so nothing here trusts it.
+pub(super) fn decode_rows(rows: &[Row], location: &Location) -> Vec<Lease> {
+    rows.iter()
+        .filter_map(|row| match decode_row(row) {
+            Ok(lease) => Some(lease),
+            Err(reason) => {
+                let binding = row.try_get::<_, IpAddr>(1).ok();
+                warn!(store = %location, ?binding, %reason, "skipping corrupt lease row");
+                None
+            }
+        })
+        .collect()
+}
+
+fn decode_row(row: &Row) -> Result<Lease, String> {
+    let lease = Lease {
+        kind: {
+            let s: String = get(row, 0, "kind")?;
+            LeaseKind::parse(&s).ok_or_else(|| format!("unknown kind {s:?}"))?
+        },
+        addr: ipv6(get(row, 1, "address")?, "address")?,
+        prefix_len: int(get::<i16>(row, 2, "prefix_len")?, "prefix_len")?,
+        duid: get(row, 3, "duid")?,
+        iaid: int(get::<i64>(row, 4, "iaid")?, "iaid")?,
+        iface: get(row, 5, "iface")?,
+        valid_until: int(get::<i64>(row, 6, "valid_until")?, "valid_until")?,
+        preferred_until: int(get::<i64>(row, 7, "preferred_until")?, "preferred_until")?,
+        state: {
+            let s: String = get(row, 8, "state")?;
+            LeaseState::parse(&s).ok_or_else(|| format!("unknown state {s:?}"))?
+        },
+        next_hop: match (get::<Option<IpAddr>>(row, 9, "next_hop")?, get::<Option<String>>(row, 10, "next_hop_dev")?) {
+            (None, None) => None,
+            (Some(via), Some(dev)) => Some(Box::new(NextHop { via: ipv6(via, "next_hop")?, dev })),
+            _ => return Err("next_hop and next_hop_dev must be set together".into()),
+        },
+    };
+    match lease.problem() {
+        None => Ok(lease),
+        Some(reason) => Err(reason),
+    }
+}
+
+fn get<'a, T: tokio_postgres::types::FromSql<'a>>(row: &'a Row, idx: usize, name: &str) -> Result<T, String> {
+    row.try_get(idx).map_err(|e| format!("{name}: {e}"))
+}
+
+fn int<T: TryFrom<i64>>(v: impl Into<i64>, name: &str) -> Result<T, String> {
+    let v = v.into();
+    T::try_from(v).map_err(|_| format!("{name} {v} is out of range"))
+}
+
+fn ipv6(addr: IpAddr, name: &str) -> Result<Ipv6Addr, String> {
+    match addr {
+        IpAddr::V6(a) => Ok(a),
+        IpAddr::V4(a) => Err(format!("{name} {a} is not IPv6")),
+    }
+}

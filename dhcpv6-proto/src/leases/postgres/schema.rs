@@ -1,0 +1,84 @@
+//! The PostgreSQL schema, versioned in `schema_version` (one row per applied version).
+//!
+//! Readable with psql as it stands: `SELECT * FROM leases_readable` shows each binding
+//! as `cidr`, the DUID in hex and the lifetimes as timestamps. The lease identity
+//! (kind, address, prefix length) is the primary key, so a later claim of an address
+//! by another daemon can be an insert that fails on conflict rather than a race.
+
+use tokio_postgres::Client;
+
+use super::{pg_error, Location, StoreError};
+
+/// Migration `i` moves the schema from version i to i+1. Append, never edit: deployed
+/// databases already ran the old ones.
+const MIGRATIONS: &[(&str, &str)] = &[(
+    "leases: addresses as inet, prefixes as cidr, DUIDs as bytea",
+    "CREATE TABLE leases (
+        kind            text        NOT NULL CHECK (kind IN ('na', 'pd')),
+        -- The address, or the first address of the prefix; always a /128 inet.
+        address         inet        NOT NULL CHECK (family(address) = 6 AND masklen(address) = 128),
+        prefix_len      smallint    NOT NULL CHECK (prefix_len BETWEEN 1 AND 128),
+        -- The same binding as one value, e.g. 2001:db8:100::/56 (2001:db8::1/128 for an address).
+        prefix          cidr        GENERATED ALWAYS AS (set_masklen(address::cidr, prefix_len)) STORED,
+        duid            bytea       NOT NULL CHECK (octet_length(duid) BETWEEN 1 AND 130),
+        iaid            bigint      NOT NULL CHECK (iaid BETWEEN 0 AND 4294967295),
+        -- Link name, or relay link id for relayed clients.
+        iface           text        NOT NULL,
+        valid_until     bigint      NOT NULL,  -- unix seconds
+        preferred_until bigint      NOT NULL,  -- unix seconds
+        state           text        NOT NULL CHECK (state IN ('bound', 'declined')),
+        -- Where the route to a delegated prefix points; both or neither.
+        next_hop        inet        CHECK (next_hop IS NULL OR family(next_hop) = 6),
+        next_hop_dev    text,
+        updated_at      timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (kind, address, prefix_len),
+        CHECK (kind = 'pd' OR prefix_len = 128),
+        CHECK ((next_hop IS NULL) = (next_hop_dev IS NULL))
+     );
+     CREATE INDEX leases_by_client ON leases (duid, iaid, kind);
+     CREATE INDEX leases_by_expiry ON leases (valid_until);
+     -- Same rows with human-readable values, for operators.
+     CREATE VIEW leases_readable AS
+        SELECT kind, prefix AS binding, encode(duid, 'hex') AS duid, iaid, iface, state,
+               to_timestamp(valid_until) AS valid_until, to_timestamp(preferred_until) AS preferred_until,
+               next_hop, next_hop_dev, updated_at
+        FROM leases;",
+)];
+
+/// The version this build writes.
+pub(super) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Serialises schema changes among daemons opening one database at once
+/// (`pg_advisory_xact_lock` key; the bytes spell "dhcpv6d").
+const MIGRATION_LOCK: i64 = 0x0064_6863_7076_3664;
+
+/// Brings the schema to [`SCHEMA_VERSION`] in one transaction, or refuses a newer one.
+pub(super) async fn migrate(client: &mut Client, location: &Location) -> Result<(), StoreError> {
+    let err = |action| pg_error(location, action);
+    let tx = client.transaction().await.map_err(err("migrate schema"))?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await.map_err(err("lock schema"))?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS schema_version (
+            version     bigint      PRIMARY KEY,
+            description text        NOT NULL,
+            applied_at  timestamptz NOT NULL DEFAULT now()
+         )",
+    )
+    .await
+    .map_err(err("create schema_version"))?;
+    let found: i64 = tx
+        .query_one("SELECT coalesce(max(version), 0)::bigint FROM schema_version", &[])
+        .await
+        .and_then(|row| row.try_get(0))
+        .map_err(err("read schema version"))?;
+    let Some(pending) = usize::try_from(found).ok().and_then(|v| MIGRATIONS.get(v..)) else {
+        return Err(StoreError::UnsupportedSchema { store: location.clone(), found, supported: SCHEMA_VERSION });
+    };
+    for (version, (description, sql)) in (found + 1..).zip(pending) {
+        tx.batch_execute(sql).await.map_err(err("migrate schema"))?;
+        tx.execute("INSERT INTO schema_version (version, description) VALUES ($1, $2)", &[&version, description])
+            .await
+            .map_err(err("migrate schema"))?;
+    }
+    tx.commit().await.map_err(err("migrate schema"))
+}

@@ -1,0 +1,351 @@
+//! The writer task: group commit over one PostgreSQL session, and what happens when
+//! that session is lost.
+//!
+//! As with SQLite, the task takes everything queued at once into one transaction.
+//! Here the transaction is sent as a pipeline: BEGIN, every statement of every
+//! commit, COMMIT, all written before any answer is read, so a batch costs one round
+//! trip plus the server's WAL flush, however many commits it holds.
+//!
+//! Outcomes, per batch:
+//! * every statement and COMMIT answered without error: committed, tickets `Ok`;
+//! * the server refused a statement, the session still up: the transaction rolled
+//!   back (COMMIT of an aborted transaction is a ROLLBACK), tickets
+//!   [`StoreError::Postgres`];
+//! * the session was lost, or did not answer within `commit_timeout`: COMMIT may or
+//!   may not have happened, tickets [`StoreError::OutcomeUnknown`]. The store goes
+//!   down: commits fail fast with [`StoreError::Unavailable`] until a reconnection,
+//!   retried with a doubling delay, succeeds. The outage is logged once when it
+//!   starts and once when it ends.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::{mpsc as std_mpsc, Arc};
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot};
+use tokio_postgres::{Client, Config, Row};
+use tracing::{debug, error, info};
+
+use super::rows::{decode_rows, KeyArgs, Statements, UpsertArgs};
+use super::schema::migrate;
+use super::{connect, is_connection_loss, message, pg_error, ConnectionTask, PgOptions, Shared};
+use crate::leases::{Lease, LeaseOp, Location, StoreError};
+
+/// Work for the writer. Everything drained together runs in one transaction.
+#[derive(Debug)]
+pub(super) enum Job {
+    Commit { ops: Vec<LeaseOp>, done: oneshot::Sender<Result<(), StoreError>> },
+    // A std channel: the caller blocks on it, possibly on a runtime's thread.
+    Reclaim { now: u64, done: std_mpsc::Sender<Result<Vec<Lease>, StoreError>> },
+}
+
+impl Job {
+    fn fail(self, e: StoreError) {
+        // A send fails only if the caller stopped waiting; nothing to do then.
+        match self {
+            Job::Commit { done, .. } => {
+                let _ = done.send(Err(e));
+            }
+            Job::Reclaim { done, .. } => {
+                let _ = done.send(Err(e));
+            }
+        }
+    }
+}
+
+/// The writer's session.
+pub(super) struct Conn {
+    client: Client,
+    statements: Statements,
+    task: ConnectionTask,
+}
+
+impl Conn {
+    /// Connects; with `migrate`, creates or updates the schema first (at open only: a
+    /// reconnection must not silently recreate an empty table someone dropped).
+    pub(super) async fn open(config: &Config, location: &Location, with_migration: bool) -> Result<Self, StoreError> {
+        let (mut client, task) = connect(config, location).await?;
+        if with_migration {
+            migrate(&mut client, location).await?;
+        }
+        let statements = Statements::prepare(&client).await.map_err(pg_error(location, "prepare statements"))?;
+        Ok(Conn { client, statements, task })
+    }
+}
+
+pub(super) struct Writer {
+    config: Arc<Config>,
+    location: Arc<Location>,
+    shared: Arc<Shared>,
+    jobs: mpsc::Receiver<Job>,
+    max_batch: usize,
+    commit_timeout: Duration,
+    connect_timeout: Duration,
+    retry_min: Duration,
+    retry_max: Duration,
+}
+
+/// Why the session was given up.
+enum Lost {
+    /// The connection ended while idle.
+    Idle,
+    /// A batch was in flight; its tickets already got `OutcomeUnknown`.
+    InFlight(String),
+}
+
+impl Writer {
+    pub(super) fn new(
+        config: Arc<Config>,
+        location: Arc<Location>,
+        shared: Arc<Shared>,
+        options: &PgOptions,
+        jobs: mpsc::Receiver<Job>,
+    ) -> Self {
+        Writer {
+            config,
+            location,
+            shared,
+            jobs,
+            max_batch: options.queue_capacity.max(1),
+            commit_timeout: options.commit_timeout,
+            connect_timeout: options.connect_timeout,
+            retry_min: options.retry_min,
+            retry_max: options.retry_max.max(options.retry_min),
+        }
+    }
+
+    pub(super) fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The writer loop; returns once the queue is closed and drained.
+    pub(super) async fn run(mut self, conn: Conn) {
+        let mut conn = Some(conn);
+        while let Some(c) = conn.as_mut() {
+            let lost = match self.serve(c).await {
+                Ok(()) => return,
+                Err(lost) => lost,
+            };
+            // Closes the socket now: the server rolls back whatever it had not committed.
+            drop(conn.take());
+            conn = self.reconnect(lost).await;
+        }
+    }
+
+    /// Writes batches until the queue closes (`Ok`) or the session is lost.
+    async fn serve(&mut self, c: &mut Conn) -> Result<(), Lost> {
+        loop {
+            let first = tokio::select! {
+                // Loss first: a commit that arrives after it is refused, not sent to a
+                // dead session and reported as of unknown outcome.
+                biased;
+                // The connection task ends as soon as the server goes away: notice
+                // it now rather than with the next commit.
+                _ = &mut c.task.0 => return Err(Lost::Idle),
+                job = self.jobs.recv() => match job {
+                    Some(job) => job,
+                    None => return Ok(()),
+                },
+            };
+            let mut batch = vec![first];
+            while batch.len() < self.max_batch {
+                match self.jobs.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            let result = tokio::time::timeout(self.commit_timeout, write_batch(c, &batch, &self.location)).await;
+            match result {
+                Ok(Ok(mut reclaimed)) => {
+                    // Count before resolving, so a caller that saw its ticket resolve
+                    // also sees its transaction counted.
+                    self.shared.transactions.fetch_add(1, Ordering::Relaxed);
+                    for job in batch {
+                        match job {
+                            Job::Commit { done, .. } => {
+                                let _ = done.send(Ok(()));
+                            }
+                            Job::Reclaim { done, .. } => {
+                                let _ = done.send(Ok(reclaimed.pop_front().unwrap_or_default()));
+                            }
+                        }
+                    }
+                }
+                Ok(Err(e)) if !is_connection_loss(&e, &c.client) => {
+                    let e = pg_error(&self.location, "commit")(e);
+                    error!(store = %self.location, jobs = batch.len(), error = %e, "lease transaction rolled back");
+                    batch.into_iter().for_each(|job| job.fail(e.clone()));
+                }
+                Ok(Err(e)) => return Err(self.unknown(batch, message(&e))),
+                Err(_elapsed) => {
+                    let reason = format!("no answer within {:?}", self.commit_timeout);
+                    return Err(self.unknown(batch, reason));
+                }
+            }
+        }
+    }
+
+    fn refuse(&self, job: Job) {
+        self.shared.refused.fetch_add(1, Ordering::Relaxed);
+        job.fail(StoreError::Unavailable { store: Location::clone(&self.location) });
+    }
+
+    fn unknown(&self, batch: Vec<Job>, reason: String) -> Lost {
+        let e = StoreError::OutcomeUnknown { store: Location::clone(&self.location), reason: reason.clone() };
+        batch.into_iter().for_each(|job| job.fail(e.clone()));
+        Lost::InFlight(reason)
+    }
+
+    /// Refuses commits until a new session is up, trying with a doubling delay.
+    /// `None` if the queue closed meanwhile (the store was dropped).
+    async fn reconnect(&mut self, lost: Lost) -> Option<Conn> {
+        // Refuse before logging, so no commit slips into the queue meanwhile.
+        self.shared.up.store(false, Ordering::Relaxed);
+        let since = Instant::now();
+        let refused_before = self.shared.refused.load(Ordering::Relaxed);
+        let reason = match lost {
+            Lost::Idle => "connection closed".to_string(),
+            Lost::InFlight(reason) => format!("connection lost with a transaction in flight ({reason})"),
+        };
+        error!(store = %self.location, %reason, "lease database lost: new leases are refused until it is back; reconnecting");
+        let mut delay = self.retry_min;
+        loop {
+            // Whatever was queued before the store went down is refused too.
+            let wake = tokio::time::Instant::now() + delay;
+            loop {
+                tokio::select! {
+                    job = self.jobs.recv() => match job {
+                        Some(job) => self.refuse(job),
+                        None => return None,
+                    },
+                    () = tokio::time::sleep_until(wake) => break,
+                }
+            }
+            // Bounded: a server that accepts connections but does not answer (or holds
+            // a lock on `leases`, which preparing the statements waits for) must not
+            // keep the writer here. Commits that were queued before the store went down
+            // are refused meanwhile, not kept waiting.
+            let limit =
+                self.config.get_connect_timeout().copied().unwrap_or(self.connect_timeout) + self.commit_timeout;
+            let attempt = tokio::time::timeout(limit, Conn::open(&self.config, &self.location, false));
+            tokio::pin!(attempt);
+            let attempt = loop {
+                tokio::select! {
+                    result = &mut attempt => break result.unwrap_or_else(|_| Err(StoreError::Postgres {
+                        store: Location::clone(&self.location),
+                        action: "connect",
+                        message: format!("no answer within {limit:?}"),
+                    })),
+                    job = self.jobs.recv() => match job {
+                        Some(job) => self.refuse(job),
+                        None => return None,
+                    },
+                }
+            };
+            match attempt {
+                Ok(conn) => {
+                    self.shared.up.store(true, Ordering::Relaxed);
+                    let refused = self.shared.refused.load(Ordering::Relaxed) - refused_before;
+                    info!(store = %self.location, down_for = ?since.elapsed(), refused, "lease database back: granting again");
+                    return Some(conn);
+                }
+                Err(e) => {
+                    debug!(store = %self.location, error = %e, retry_in = ?delay, "lease database still unreachable");
+                    delay = (delay * 2).min(self.retry_max);
+                }
+            }
+        }
+    }
+}
+
+/// One pipelined step of a batch and what it answered.
+type Step<'a> = Pin<Box<dyn Future<Output = Result<Option<Vec<Row>>, tokio_postgres::Error>> + 'a>>;
+
+/// Applies a batch in one transaction. Returns what each reclaim deleted, in batch
+/// order. On error nothing of the batch is kept: the first error is returned (later
+/// ones only say the transaction was aborted).
+async fn write_batch(
+    c: &Conn,
+    batch: &[Job],
+    location: &Location,
+) -> Result<VecDeque<Vec<Lease>>, tokio_postgres::Error> {
+    enum Args<'a> {
+        Upsert(UpsertArgs<'a>),
+        Remove(KeyArgs),
+        Reclaim(i64),
+    }
+    let mut args = Vec::new();
+    for job in batch {
+        match job {
+            Job::Commit { ops, .. } => {
+                for op in ops {
+                    args.push(match op {
+                        // Validation refused times past i64 before queueing.
+                        LeaseOp::Upsert(lease) => match UpsertArgs::new(lease) {
+                            Some(a) => Args::Upsert(a),
+                            None => continue,
+                        },
+                        LeaseOp::Remove { .. } => Args::Remove(KeyArgs::new(&op.key())),
+                    });
+                }
+            }
+            // Clamp rather than fail: "now" past i64::MAX means everything has expired.
+            Job::Reclaim { now, .. } => args.push(Args::Reclaim(i64::try_from(*now).unwrap_or(i64::MAX))),
+        }
+    }
+
+    let (client, statements) = (&c.client, &c.statements);
+    let mut steps: Vec<Step<'_>> = Vec::with_capacity(args.len() + 2);
+    steps.push(Box::pin(async move { client.batch_execute("BEGIN").await.map(|()| None) }));
+    for a in &args {
+        steps.push(match a {
+            Args::Upsert(u) => {
+                Box::pin(async move { client.execute(&statements.upsert, &u.params()).await.map(|_| None) })
+            }
+            Args::Remove(k) => {
+                Box::pin(async move { client.execute(&statements.remove, &k.params()).await.map(|_| None) })
+            }
+            Args::Reclaim(now) => Box::pin(async move { client.query(&statements.reclaim, &[now]).await.map(Some) }),
+        });
+    }
+    // With synchronous_commit on (checked at connect), COMMIT answers once the WAL is
+    // flushed: this is the moment the leases become durable.
+    steps.push(Box::pin(async move { client.batch_execute("COMMIT").await.map(|()| None) }));
+
+    // The pipeline: poll every step once, in order. Each sends its request on its
+    // first poll (the statements are prepared), so all of them are queued on the
+    // connection before any answer is awaited.
+    let mut early: Vec<Option<Result<Option<Vec<Row>>, tokio_postgres::Error>>> = steps.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        for (step, out) in steps.iter_mut().zip(early.iter_mut()) {
+            if let Poll::Ready(r) = step.as_mut().poll(cx) {
+                *out = Some(r);
+            }
+        }
+        Poll::Ready(())
+    })
+    .await;
+
+    let mut first_error = None;
+    let mut reclaimed = VecDeque::new();
+    for (step, out) in steps.into_iter().zip(early) {
+        let result = match out {
+            Some(r) => r,
+            None => step.await,
+        };
+        match result {
+            Ok(Some(rows)) => reclaimed.push_back(decode_rows(&rows, location)),
+            Ok(None) => {}
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    match first_error {
+        None => Ok(reclaimed),
+        Some(e) => Err(e),
+    }
+}
