@@ -81,6 +81,16 @@ counters! {
     /// A reply that would not fit a datagram, or with an option too long for its 16-bit
     /// length (never sent truncated).
     DropReplyTooLong => "drop_reply_too_long",
+    /// A new lease refused because the client's DUID holds as many as its link allows.
+    LimitLeasesPerClient => "limit_leases_per_client",
+    /// A new lease refused because the client's MAC (or relay identity) holds as many as its
+    /// link allows.
+    LimitLeasesPerMac => "limit_leases_per_mac",
+    /// A Decline past the client's or the link's cap: the address was freed, not held.
+    LimitDeclined => "limit_declined",
+    /// A queued message dropped unanswered because newer ones filled the userspace queue
+    /// (the oldest go first: their clients have retransmitted by now).
+    ShedOldest => "shed_oldest",
     DropRelayEmpty => "drop_relay_empty",
     DropRelayNotRelayMsg => "drop_relay_not_relay_msg",
     DropRelayShortHeader => "drop_relay_short_header",

@@ -72,6 +72,14 @@ struct RunArgs {
     /// CPEs that keep retrying Solicits back off to at most this interval (RFC 9915 21.24)
     #[arg(long, value_name = "SECS")]
     sol_max_rt: Option<u32>,
+    /// Stateful: at most N addresses and prefixes per client DUID on each link (0: no
+    /// limit; default 8, or the file's max_leases_per_client). Over every link's own.
+    #[arg(long, value_name = "N")]
+    max_leases_per_client: Option<u32>,
+    /// Stateful: at most N addresses and prefixes per client MAC (or relay identity) on each
+    /// link, whatever DUIDs it uses (0: no limit; default 8). Over every link's own.
+    #[arg(long, value_name = "N")]
+    max_leases_per_mac: Option<u32>,
     /// The lease database: every lease is durable before its Reply is sent. A path is an
     /// SQLite file (WAL, locked against a second daemon); a postgresql:// or postgres:// URL
     /// (libpq's form, e.g. postgresql:///dhcpv6?host=/run/postgresql&user=dhcp) is a
@@ -188,6 +196,8 @@ fn main() -> Result<()> {
                     rapid_commit: r.rapid_commit,
                     trusted_relays: r.trusted_relay,
                     sol_max_rt: r.sol_max_rt,
+                    max_leases_per_client: r.max_leases_per_client,
+                    max_leases_per_mac: r.max_leases_per_mac,
                 },
                 lease_db: r.lease_db,
                 routes: !r.no_routes,

@@ -32,6 +32,8 @@ pub struct Sources {
     pub pools: Arc<std::sync::Mutex<Vec<(String, String, u64, u128)>>>,
     /// Whether the lease store writes; `None` without pools (no store).
     pub store_up: Option<Arc<std::sync::atomic::AtomicBool>>,
+    /// Messages waiting in the userspace receive queue.
+    pub queue: Arc<AtomicU64>,
 }
 
 pub fn render(s: &Sources) -> String {
@@ -60,6 +62,10 @@ pub fn render(s: &Sources) -> String {
         out.push_str("# TYPE dhcpv6_store_healthy gauge\n");
         let _ = writeln!(out, "dhcpv6_store_healthy {}", u8::from(up.load(Ordering::Relaxed)));
     }
+    out.push_str(
+        "# HELP dhcpv6_userspace_queue Messages waiting for userspace.\n# TYPE dhcpv6_userspace_queue gauge\n",
+    );
+    let _ = writeln!(out, "dhcpv6_userspace_queue {}", s.queue.load(Ordering::Relaxed));
     out.push_str("# HELP dhcpv6_pool_used Addresses or prefixes in use per pool.\n# TYPE dhcpv6_pool_used gauge\n");
     out.push_str("# HELP dhcpv6_pool_size Addresses or prefixes per pool.\n# TYPE dhcpv6_pool_size gauge\n");
     if let Ok(pools) = s.pools.lock() {
@@ -109,6 +115,7 @@ mod tests {
             leases: Arc::default(),
             pools: Arc::default(),
             store_up: store_up.map(|up| Arc::new(AtomicBool::new(up))),
+            queue: Arc::default(),
         }
     }
 

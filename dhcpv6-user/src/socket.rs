@@ -88,6 +88,12 @@ impl ServerSocket {
         self.fd.async_io(Interest::READABLE, |s| recv_pktinfo(s.as_raw_fd(), buf)).await
     }
 
+    /// One datagram if one is waiting, else `WouldBlock` (the socket is non-blocking; the next
+    /// `recv` finds out itself that it must wait).
+    pub fn try_recv(&self, buf: &mut [u8]) -> std::io::Result<Received> {
+        recv_pktinfo(self.fd.get_ref().as_raw_fd(), buf)
+    }
+
     pub async fn send_to(&self, buf: &[u8], to: SocketAddrV6) -> std::io::Result<usize> {
         self.fd.async_io(Interest::WRITABLE, |s| s.send_to(buf, &to.into())).await
     }

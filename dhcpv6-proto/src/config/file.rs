@@ -40,6 +40,12 @@ pub(crate) struct Options {
     pub inf_max_rt: Option<u32>,
     /// SOL_MAX_RT (option 82) for Advertise and Reply, seconds (RFC 9915 section 21.24).
     pub sol_max_rt: Option<Spanned<u32>>,
+    /// The per-client limits and `create_on_renew` of every link that does not set its own.
+    pub max_leases_per_client: Option<u32>,
+    pub max_leases_per_mac: Option<u32>,
+    pub max_declined_per_client: Option<u32>,
+    pub max_declined_per_link: Option<u32>,
+    pub create_on_renew: Option<bool>,
 }
 
 /// `[[interface]]`: the keys of `[defaults]` and of the pools, for one served interface.
@@ -63,6 +69,11 @@ pub(crate) struct Interface {
     pub t1: Option<Spanned<u32>>,
     pub t2: Option<Spanned<u32>>,
     pub rapid_commit: Option<bool>,
+    pub max_leases_per_client: Option<u32>,
+    pub max_leases_per_mac: Option<u32>,
+    pub max_declined_per_client: Option<u32>,
+    pub max_declined_per_link: Option<u32>,
+    pub create_on_renew: Option<bool>,
     #[serde(default)]
     pub reservation: Vec<Reservation>,
     /// Relays whose Relay-Forward this interface serves: addresses or `PREFIX/LEN`.
@@ -85,6 +96,11 @@ pub(crate) struct Link {
     pub t1: Option<Spanned<u32>>,
     pub t2: Option<Spanned<u32>>,
     pub rapid_commit: Option<bool>,
+    pub max_leases_per_client: Option<u32>,
+    pub max_leases_per_mac: Option<u32>,
+    pub max_declined_per_client: Option<u32>,
+    pub max_declined_per_link: Option<u32>,
+    pub create_on_renew: Option<bool>,
     #[serde(default)]
     pub reservation: Vec<Reservation>,
 }
@@ -127,6 +143,11 @@ pub(crate) struct Pools<'a> {
     pub t1: Option<&'a Spanned<u32>>,
     pub t2: Option<&'a Spanned<u32>>,
     pub rapid_commit: Option<bool>,
+    pub max_leases_per_client: Option<u32>,
+    pub max_leases_per_mac: Option<u32>,
+    pub max_declined_per_client: Option<u32>,
+    pub max_declined_per_link: Option<u32>,
+    pub create_on_renew: Option<bool>,
     pub reservation: &'a [Reservation],
 }
 
@@ -147,6 +168,8 @@ impl Interface {
             information_refresh_time: self.information_refresh_time,
             inf_max_rt: self.inf_max_rt,
             sol_max_rt: self.sol_max_rt.clone(),
+            // The stateful keys are read through `pools()`.
+            ..Options::default()
         }
     }
 }
@@ -165,6 +188,11 @@ macro_rules! pools_view {
                     t1: self.t1.as_ref(),
                     t2: self.t2.as_ref(),
                     rapid_commit: self.rapid_commit,
+                    max_leases_per_client: self.max_leases_per_client,
+                    max_leases_per_mac: self.max_leases_per_mac,
+                    max_declined_per_client: self.max_declined_per_client,
+                    max_declined_per_link: self.max_declined_per_link,
+                    create_on_renew: self.create_on_renew,
                     reservation: &self.reservation,
                 }
             }

@@ -37,6 +37,10 @@ pub struct Overrides {
     pub trusted_relays: Vec<String>,
     /// `--sol-max-rt`: SOL_MAX_RT for every interface, over the file's.
     pub sol_max_rt: Option<u32>,
+    /// `--max-leases-per-client`, `--max-leases-per-mac`: over every link's own (file or
+    /// flags), 0 for no limit.
+    pub max_leases_per_client: Option<u32>,
+    pub max_leases_per_mac: Option<u32>,
 }
 
 /// The flags, each value checked.
@@ -107,6 +111,12 @@ impl TryFrom<&Overrides> for Flags {
     }
 }
 
+/// The limit flags over one link's limits.
+fn over_limits(l: &mut LinkPools, o: &Overrides) {
+    l.limits.per_client = o.max_leases_per_client.unwrap_or(l.limits.per_client);
+    l.limits.per_mac = o.max_leases_per_mac.unwrap_or(l.limits.per_mac);
+}
+
 fn pool_flag(name: &str, value: &str, e: PoolError) -> ConfigError {
     ConfigError::Flag { flag: format!("{name} {value}"), reason: e.into() }
 }
@@ -132,7 +142,11 @@ pub(crate) fn merge(file: ConfigFile, overrides: &Overrides, host: &HostResolver
         }
     }
     let mut links = file.links.clone();
-    if let Some(l) = flags.link {
+    for l in &mut links {
+        over_limits(l, overrides);
+    }
+    if let Some(mut l) = flags.link {
+        over_limits(&mut l, overrides);
         links.push(l);
         // The file's links passed on their own: what fails now involves the flags' link.
         check_links(&links).map_err(|r| match r.at.iter().any(|at| at.link == file.links.len()) {

@@ -301,6 +301,9 @@ fn reads_the_example_file() {
     assert_eq!((s.ntp.clone(), s.sntp.clone()), (vec![a("2001:db8::123")], vec![a("2001:db8::124")]));
     assert_eq!(c.links().iter().map(|l| l.link.as_str()).collect::<Vec<_>>(), ["eth1", "olt-7"]);
     assert_eq!(c.links()[1].reservations[0].remote_id.as_deref(), Some(&[0, 0, 0, 9, 1, 2][..]));
+    assert_eq!((c.links()[0].limits.per_client, c.links()[0].limits.declined_per_link), (8, 64));
+    assert!(c.links()[0].create_on_renew);
+    assert_eq!((c.links()[1].limits.per_client, c.links()[1].limits.per_mac), (8, 16));
     assert_eq!(c.relay().map(|r| r.downstream().len()), Some(2));
     let t = c.ifaces()[0].trusted_relays();
     assert!(t.admits(&a("2001:db8:1::2")) && t.admits(&a("fe80::7")) && !t.admits(&a("2001:db8:1::3")));
@@ -338,4 +341,49 @@ fn sol_max_rt_is_checked_on_its_line_and_flag() {
     let flags = Overrides { sol_max_rt: Some(120), ..serve_eth9() };
     let c = load_text("[defaults]\nsol_max_rt = 600\n", &flags).unwrap();
     assert_eq!(c.ifaces()[0].service().sol_max_rt, Some(120), "the flag wins over the file");
+}
+
+#[test]
+fn limits_and_create_on_renew_per_link_over_defaults_and_flags_over_both() {
+    use crate::server::stateful::ClientLimits;
+    let text = "[defaults]\nmax_leases_per_client = 4\nmax_declined_per_link = 16\ncreate_on_renew = false\n\
+                [[interface]]\nname = \"eth1\"\nna_pools = [\"2001:db8:1::100-2001:db8:1::1ff\"]\n\
+                max_leases_per_mac = 32\nmax_declined_per_client = 1\n\
+                [[link]]\nname = \"olt-1\"\nna_pools = [\"2001:db8:7::100-2001:db8:7::1ff\"]\n\
+                max_leases_per_client = 2\ncreate_on_renew = true\n\
+                [[link]]\nname = \"olt-2\"\nna_pools = [\"2001:db8:8::100-2001:db8:8::1ff\"]\n";
+    let c = load_text(text, &Overrides::default()).unwrap();
+    let d = ClientLimits::default();
+    let [eth1, olt1, olt2] = c.links() else { panic!("three links") };
+    assert_eq!(eth1.limits, ClientLimits { per_client: 4, per_mac: 32, declined_per_client: 1, declined_per_link: 16 });
+    assert!(!eth1.create_on_renew);
+    assert_eq!(olt1.limits, ClientLimits { per_client: 2, declined_per_link: 16, ..d });
+    assert!(olt1.create_on_renew);
+    assert_eq!(olt2.limits, ClientLimits { per_client: 4, declined_per_link: 16, ..d });
+    // Without a file: the built-in defaults, which fit a CPE.
+    let flags = Overrides {
+        ifaces: vec!["eth1".into()],
+        na_pools: vec!["2001:db8:1::10-2001:db8:1::20".into()],
+        ..Default::default()
+    };
+    let c = load(None, &flags, Path::new("/nonexistent")).unwrap();
+    assert_eq!(
+        c.links()[0].limits,
+        ClientLimits { per_client: 8, per_mac: 8, declined_per_client: 2, declined_per_link: 64 }
+    );
+    assert!(c.links()[0].create_on_renew);
+    // The flags over every link, the file's and their own.
+    let flags = Overrides {
+        max_leases_per_mac: Some(0),
+        max_leases_per_client: Some(3),
+        na_pools: vec!["2001:db8:9::10-2001:db8:9::20".into()],
+        ..flags
+    };
+    let c = load_text(text, &flags).unwrap();
+    assert_eq!(c.links().len(), 4);
+    assert!(c.links().iter().all(|l| l.limits.per_mac == 0 && l.limits.per_client == 3), "{:?}", c.links());
+    assert_eq!(c.links()[0].limits.declined_per_client, 1, "what the flags do not name stays");
+    // A typo is an error on its line.
+    let e = load_text("[[link]]\nname = \"x\"\nmax_leases_per_clinet = 3\n", &Overrides::default()).unwrap_err();
+    assert!(e.to_string().contains(":3:"), "{e}");
 }

@@ -10,8 +10,8 @@ use toml::Spanned;
 
 use crate::{
     server::stateful::{
-        check_links, AddrRange, ConfigError as LinksError, Item, LifetimeField, Lifetimes, LinkPools, PrefixPool,
-        Refusal, Reservation, ReservationPart,
+        check_links, AddrRange, ClientLimits, ConfigError as LinksError, Item, LifetimeField, Lifetimes, LinkPools,
+        PrefixPool, Refusal, Reservation, ReservationPart,
     },
     server::trust::{Prefix, TrustedRelays},
     wire::Duid,
@@ -70,7 +70,7 @@ impl TryFrom<Source<'_>> for ConfigFile {
         let tables = doc.interface.iter().map(file::Interface::pools).filter(|p| !p.is_empty());
         let (links, lines): (Vec<_>, Vec<_>) = tables
             .chain(doc.link.iter().map(file::Link::pools))
-            .map(|p| link_pools(&p, &src))
+            .map(|p| link_pools(&p, &doc.defaults, &src))
             .collect::<Result<_, _>>()?;
         let relay = match doc.relay {
             None => None,
@@ -145,8 +145,13 @@ fn lifetime_index(f: LifetimeField) -> usize {
     }
 }
 
-/// One table's pools, lifetimes and reservations, each value checked on its own line.
-fn link_pools(p: &file::Pools<'_>, src: &Source<'_>) -> Result<(LinkPools, LinkLines), ConfigError> {
+/// One table's pools, lifetimes, limits and reservations, each value checked on its own
+/// line; limits and `create_on_renew` it leaves out come from `[defaults]`.
+fn link_pools(
+    p: &file::Pools<'_>,
+    file_defaults: &file::Options,
+    src: &Source<'_>,
+) -> Result<(LinkPools, LinkLines), ConfigError> {
     let name = p.name.get_ref();
     let mut l = LinkPools::new(name.as_str());
     let mut lines = LinkLines { name: src.line_of(p.name), ..Default::default() };
@@ -170,6 +175,20 @@ fn link_pools(p: &file::Pools<'_>, src: &Source<'_>) -> Result<(LinkPools, LinkL
             src.invalid_at_line(lines.line(Item::Lifetimes(reason)), refused.into())
         })?;
     l.rapid_commit = p.rapid_commit.unwrap_or(false);
+    let d = ClientLimits::default();
+    l.limits = ClientLimits {
+        per_client: p.max_leases_per_client.or(file_defaults.max_leases_per_client).unwrap_or(d.per_client),
+        per_mac: p.max_leases_per_mac.or(file_defaults.max_leases_per_mac).unwrap_or(d.per_mac),
+        declined_per_client: p
+            .max_declined_per_client
+            .or(file_defaults.max_declined_per_client)
+            .unwrap_or(d.declined_per_client),
+        declined_per_link: p
+            .max_declined_per_link
+            .or(file_defaults.max_declined_per_link)
+            .unwrap_or(d.declined_per_link),
+    };
+    l.create_on_renew = p.create_on_renew.or(file_defaults.create_on_renew).unwrap_or(l.create_on_renew);
     for r in p.reservation {
         let (reservation, at) = reservation(r, src)?;
         l.reservations.push(reservation);

@@ -9,6 +9,7 @@
 
 mod dispatch;
 mod interfaces;
+mod queue;
 mod relay_agent;
 mod stateful;
 mod store_health;
@@ -67,6 +68,8 @@ struct Server {
     /// Lease count and pool usage for the metrics.
     lease_gauge: Arc<std::sync::atomic::AtomicU64>,
     pool_gauge: Arc<std::sync::Mutex<Vec<(String, String, u64, u128)>>>,
+    /// Datagrams read off the socket, waiting to be answered (`queue.rs`).
+    rx: queue::RxQueue,
 }
 
 pub async fn run(opts: Options) -> Result<()> {
@@ -91,6 +94,7 @@ pub async fn run(opts: Options) -> Result<()> {
         flood_dropped: 0,
         lease_gauge: Arc::default(),
         pool_gauge: Arc::default(),
+        rx: queue::RxQueue::new(queue::QUEUE_LIMIT),
     };
     if let Some(addr) = s.opts.metrics {
         let listener = crate::metrics::bind(addr).await?;
@@ -100,6 +104,7 @@ pub async fn run(opts: Options) -> Result<()> {
             leases: s.lease_gauge.clone(),
             pools: s.pool_gauge.clone(),
             store_up: s.stateful.as_ref().map(StatefulService::store_gauge),
+            queue: s.rx.depth(),
         };
         tokio::spawn(crate::metrics::serve(listener, sources));
     }
@@ -147,9 +152,10 @@ impl Server {
                     }
                 }
                 r = self.sock.recv(&mut buf) => match r {
-                    Ok(rx) => self.handle(&buf[..rx.len], rx.from, rx.ifindex, rx.dst).await,
+                    Ok(rx) => self.enqueue(rx, &mut buf),
                     Err(e) => warn!(error = %e, "receive failed"),
                 },
+                () = std::future::ready(()), if !self.rx.is_empty() => self.serve_queued(&mut buf).await,
                 _ = sweep.tick() => self.sweep().await,
                 _ = tick.tick() => self.tick(),
             }

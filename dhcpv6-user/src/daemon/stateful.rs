@@ -171,6 +171,10 @@ impl<S: Transmit> StatefulService<S> {
             }
             out
         };
+        // Limits are counted when they refuse, whether or not the reply goes out.
+        for c in &out.events {
+            self.stats.bump(*c);
+        }
         if let Some(c) = out.discard {
             debug!(peer = %ctx.peer, msg_type = m.msg_type(), reason = c.as_str(), "stateful message discarded");
             engine.rollback(out.undo);
@@ -199,9 +203,7 @@ impl<S: Transmit> StatefulService<S> {
     /// (a Renew gets it back with lifetimes 0, RFC 9915 section 18.3.4).
     pub fn reconfigure(&self, mut links: Vec<LinkPools>) -> Result<()> {
         links.push(unconfigured());
-        let mut engine = lock(&self.engine);
-        let leases: Vec<Lease> = engine.leases().cloned().collect();
-        *engine = Engine::new(links, leases, unix_now()).context("stateful configuration")?;
+        lock(&self.engine).reconfigure(links, unix_now()).context("stateful configuration")?;
         Ok(())
     }
 

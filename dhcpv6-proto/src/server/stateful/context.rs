@@ -57,6 +57,8 @@ impl Undo {
 pub(crate) struct UndoEntry {
     pub key: LeaseKey,
     pub before: Option<crate::leases::Lease>,
+    /// The identity `before` was given to (`index::Ident`).
+    pub before_ident: Option<Vec<u8>>,
     pub after: Option<crate::leases::Lease>,
 }
 
@@ -75,6 +77,9 @@ pub struct Outcome {
     pub routes: Vec<RouteChange>,
     /// The counter to bump when there is no reply.
     pub discard: Option<Counter>,
+    /// Counters to bump whatever happens to the reply: a limit that refused an IA
+    /// (`Counter::LimitLeasesPerClient`, ...), once per IA.
+    pub events: Vec<Counter>,
     pub undo: Undo,
 }
 
@@ -103,4 +108,9 @@ pub(crate) struct Client<'a> {
     pub peer: Ipv6Addr,
     pub arrival: &'a str,
     pub now: u64,
+    /// Who the client is beyond its DUID (`identity.rs`), for the per-MAC limit.
+    pub ident: Option<super::index::Ident>,
+    /// Whether a new binding could be stored now: false while the store is down, when a
+    /// Renew or Rebind for an unknown IA gets what it would get without `create_on_renew`.
+    pub can_bind: bool,
 }

@@ -75,6 +75,18 @@ impl Engine {
         Ok(Self { alloc, by_name, relay_index })
     }
 
+    /// New configuration (SIGHUP) over every lease held, committed or not, and what the engine
+    /// knows of their clients (their identities, which the store does not keep). On error
+    /// nothing changes.
+    pub fn reconfigure(&mut self, links: Vec<LinkPools>, now: u64) -> Result<(), ConfigError> {
+        let mut next = Engine::new(links, self.leases().cloned(), now)?;
+        for (key, ident) in self.alloc.state.leases.idents() {
+            next.alloc.state.leases.adopt_ident(key, ident.clone());
+        }
+        *self = next;
+        Ok(())
+    }
+
     pub fn link(&self, name: &str) -> Option<&LinkPools> {
         self.by_name.get(name).map(|i| &self.alloc.links[*i])
     }
@@ -206,7 +218,17 @@ impl Engine {
         if ctx.unicast && self.alloc.links[link].reject_unicast {
             return Outcome::dropped(Counter::DropUnicast);
         }
-        let c = Client { duid: cid, link, relay: ctx.relay.as_ref(), peer: ctx.peer, arrival: ctx.arrival, now };
+        let ident = super::identity::of(ctx.relay.as_ref(), ctx.peer);
+        let c = Client {
+            duid: cid,
+            link,
+            relay: ctx.relay.as_ref(),
+            peer: ctx.peer,
+            arrival: ctx.arrival,
+            now,
+            ident,
+            can_bind: store == Store::Up,
+        };
         let mut txn = Txn::default();
         let reply = match t {
             msg::SOLICIT => self.solicit(req, &c, ctx, &ias, &requested, &mut txn, store),
@@ -225,7 +247,7 @@ impl Engine {
             (None, msg::REBIND) => Some(Counter::DropRebindNothingToSay),
             (None, _) => Some(Counter::DropConfirmUndecidable),
         };
-        Outcome { reply, ops: txn.ops, routes: txn.routes, discard, undo: Undo(txn.undo) }
+        Outcome { reply, ops: txn.ops, routes: txn.routes, discard, events: txn.events, undo: Undo(txn.undo) }
     }
 
     /// RFC 9915 sections 18.3.1 and 18.3.9. With the store down, an Advertise that offers
@@ -252,6 +274,7 @@ impl Engine {
                 Store::Up => self.alloc.assign(c, ia, if rapid { Some(&mut *txn) } else { None }, &mut skip),
             })
             .collect();
+        note_limits(txn, &answers);
         let mut w = head(if rapid { msg::REPLY } else { msg::ADVERTISE }, req, c.duid, ctx);
         if rapid {
             w.option(opt::RAPID_COMMIT, &[]);
@@ -309,6 +332,7 @@ impl Engine {
                 }
             })
             .collect();
+        note_limits(txn, &answers);
         let mut w = head(msg::REPLY, req, c.duid, ctx);
         self.write_ias(&mut w, c, &answers);
         write_options(&mut w, ctx, requested);
@@ -330,6 +354,7 @@ impl Engine {
         let mut skip = HashSet::new();
         let answers: Vec<IaAnswer> =
             ias.iter().filter_map(|ia| self.alloc.extend(c, ia, txn, &mut skip, rebind)).collect();
+        note_limits(txn, &answers);
         if rebind && answers.is_empty() {
             return Ok(None);
         }
@@ -395,6 +420,11 @@ impl Engine {
             ia::write(w, a, lt.t1, lt.t2);
         }
     }
+}
+
+/// The limits that refused IAs, for `Outcome::events`.
+fn note_limits(txn: &mut Txn, answers: &[IaAnswer]) {
+    txn.events.extend(answers.iter().filter_map(|a| a.limit));
 }
 
 /// Link prefixes as disjoint spans. Prefixes of different links never overlap (validated);
