@@ -32,10 +32,10 @@ pub(crate) struct Document {
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Options {
-    pub dns: Option<Vec<Ipv6Addr>>,
+    pub dns: Option<Spanned<Vec<Ipv6Addr>>>,
     pub domains: Option<Vec<Spanned<String>>>,
-    pub ntp: Option<Vec<Ipv6Addr>>,
-    pub sntp: Option<Vec<Ipv6Addr>>,
+    pub ntp: Option<Spanned<Vec<Ipv6Addr>>>,
+    pub sntp: Option<Spanned<Vec<Ipv6Addr>>>,
     pub information_refresh_time: Option<u32>,
     pub inf_max_rt: Option<u32>,
     /// SOL_MAX_RT (option 82) for Advertise and Reply, seconds (RFC 9915 section 21.24).
@@ -53,10 +53,10 @@ pub(crate) struct Options {
 #[serde(deny_unknown_fields)]
 pub(crate) struct Interface {
     pub name: Spanned<String>,
-    pub dns: Option<Vec<Ipv6Addr>>,
+    pub dns: Option<Spanned<Vec<Ipv6Addr>>>,
     pub domains: Option<Vec<Spanned<String>>>,
-    pub ntp: Option<Vec<Ipv6Addr>>,
-    pub sntp: Option<Vec<Ipv6Addr>>,
+    pub ntp: Option<Spanned<Vec<Ipv6Addr>>>,
+    pub sntp: Option<Spanned<Vec<Ipv6Addr>>>,
     pub information_refresh_time: Option<u32>,
     pub inf_max_rt: Option<u32>,
     pub sol_max_rt: Option<Spanned<u32>>,
@@ -127,7 +127,7 @@ pub(crate) struct Relay {
     pub downstream: Vec<String>,
     #[serde(default)]
     pub servers: Vec<Ipv6Addr>,
-    pub rewrite_dns: Option<Vec<Ipv6Addr>>,
+    pub rewrite_dns: Option<Spanned<Vec<Ipv6Addr>>>,
     /// Relays below the downstream interfaces whose Relay-Forward is passed on.
     #[serde(default)]
     pub trusted_relays: Vec<Spanned<String>>,

@@ -10,10 +10,11 @@ use crate::{
         stateful::{check_links, AddrRange, LinkPools, PoolError, PrefixPool},
         trust::{Prefix, TrustedRelays},
     },
+    wire::domain,
 };
 
 use super::{
-    options::{check_domain, check_sol_max_rt, OptionLayer},
+    options::{check_lists, check_sol_max_rt, fits_one_option, OptionLayer},
     validate::ConfigFile,
     Config, ConfigError, IfaceConfig, Reason, RelaySettings, DEFAULT_LINK,
 };
@@ -57,12 +58,20 @@ impl TryFrom<&Overrides> for Flags {
     type Error = ConfigError;
 
     fn try_from(o: &Overrides) -> Result<Self, ConfigError> {
+        // Each name checked, then the list as one option.
+        let mut encoded = Vec::new();
         for d in &o.domains {
-            check_domain(d).map_err(|error| ConfigError::Flag {
+            domain::encode(d, &mut encoded).map_err(|error| ConfigError::Flag {
                 flag: "--domain".into(),
                 reason: Reason::Domain { name: d.clone(), error },
             })?;
         }
+        fits_one_option("domains", encoded.len(), 1)
+            .map_err(|reason| ConfigError::Flag { flag: "--domain".into(), reason })?;
+        check_lists(Some(&o.dns), None, None)
+            .map_err(|(_, reason)| ConfigError::Flag { flag: "--dns".into(), reason })?;
+        check_lists(Some(&o.relay_rewrite_dns), None, None)
+            .map_err(|(_, reason)| ConfigError::Flag { flag: "--relay-rewrite-dns".into(), reason })?;
         let options = OptionLayer {
             dns: (!o.dns.is_empty()).then(|| o.dns.clone()),
             domains: (!o.domains.is_empty()).then(|| o.domains.clone()),

@@ -114,6 +114,9 @@ pub enum Reason {
     TrustedRelay { value: String, error: PrefixError },
     #[error("{what} {value} is outside {min}..={max}")]
     Range { what: &'static str, value: u64, min: u64, max: u64 },
+    /// A list whose option would not fit the 16-bit length of a DHCPv6 option.
+    #[error("{option} take {bytes} bytes: more than one option holds (65,535)")]
+    OptionTooLong { option: &'static str, bytes: usize },
 }
 
 /// The link of `--na-pool`/`--pd-pool`: every served interface, and relayed clients whose

@@ -313,23 +313,6 @@ fn reads_the_example_file() {
 }
 
 #[test]
-fn options_too_long_to_send_are_refused_at_load() {
-    // 4,096 DNS servers are 65,536 bytes: one more than an option's 16-bit length carries.
-    let dns: Vec<String> = (0..4096u32).map(|n| format!("\"2001:db8::{:x}:{:x}\"", n >> 16, n & 0xffff)).collect();
-    let text = format!("[[interface]]\nname = \"eth9\"\ndns = [{}]\n", dns.join(", "));
-    match load_text(&text, &Overrides::default()) {
-        Err(ConfigError::Options { iface, source }) => {
-            assert_eq!(iface, "eth9");
-            assert!(source.to_string().contains("65536"), "{source}");
-        }
-        other => panic!("expected the options to be refused, got {other:?}"),
-    }
-    let fits: Vec<String> = dns[..4095].to_vec();
-    let text = format!("[[interface]]\nname = \"eth9\"\ndns = [{}]\n", fits.join(", "));
-    assert!(load_text(&text, &Overrides::default()).is_ok());
-}
-
-#[test]
 fn sol_max_rt_is_checked_on_its_line_and_flag() {
     let e = refused("[defaults]\nsol_max_rt = 30\n[[interface]]\nname = \"eth9\"\n");
     assert!(e.starts_with("dhcpv6d.toml:2:") && e.contains("sol_max_rt 30 is outside 60..=86400"), "{e}");
@@ -386,4 +369,48 @@ fn limits_and_create_on_renew_per_link_over_defaults_and_flags_over_both() {
     // A typo is an error on its line.
     let e = load_text("[[link]]\nname = \"x\"\nmax_leases_per_clinet = 3\n", &Overrides::default()).unwrap_err();
     assert!(e.to_string().contains(":3:"), "{e}");
+}
+
+/// Found by the `config` fuzz target's invariant (every accepted option says its own length):
+/// 4,096 DNS servers were accepted and encoded with a length field of 0.
+#[test]
+fn lists_longer_than_one_option_are_refused_on_their_line() {
+    let list = |n: u32| (0..n).map(|i| format!("\"2001:db8::{i:x}\"")).collect::<Vec<_>>().join(", ");
+    for (key, fits) in [("dns", 4095), ("sntp", 4095), ("ntp", 3276)] {
+        let text = |n| format!("[[interface]]\nname = \"eth1\"\n\n{key} = [{}]\n", list(n));
+        let c = load_text(&text(fits), &Overrides::default()).unwrap_or_else(|e| panic!("{key} x {fits}: {e}"));
+        for o in c.ifaces()[0].service().encode().unwrap() {
+            assert_eq!(o.encoded.len() - 4, usize::from(u16::from_be_bytes([o.encoded[2], o.encoded[3]])), "{key}");
+        }
+        let e = load_text(&text(fits + 1), &Overrides::default()).unwrap_err();
+        assert!(
+            matches!(e, ConfigError::Invalid { line: 4, reason: Reason::OptionTooLong { .. }, .. }),
+            "{key} x {}: {e:?}",
+            fits + 1
+        );
+    }
+    // 1,000 names of 66 bytes: refused at the name that makes the list too long.
+    let names: Vec<String> = (0..1000).map(|i| format!("{}{i:04}.example", "a".repeat(53))).collect();
+    let text =
+        format!("[defaults]\ndomains = [\n{}\n]\n", names.iter().map(|n| format!("\"{n}\",\n")).collect::<String>());
+    let e = load_text(&text, &serve_eth9()).unwrap_err();
+    let want = 3 + 65_535 / (names[0].len() + 2);
+    assert!(
+        matches!(e, ConfigError::Invalid { line, reason: Reason::OptionTooLong { .. }, .. } if line == want),
+        "{e:?}"
+    );
+    let flags = Overrides { dns: (0..4096u128).map(Ipv6Addr::from).collect(), ..serve_eth9() };
+    assert!(matches!(load_text("", &flags), Err(ConfigError::Flag { reason: Reason::OptionTooLong { .. }, .. })));
+    let text = format!("[relay]\nupstream = \"eth0\"\ndownstream = [\"eth2\"]\n\nrewrite_dns = [{}]\n", list(4096));
+    let e = load_text(&text, &Overrides::default()).unwrap_err();
+    assert!(matches!(e, ConfigError::Invalid { line: 5, reason: Reason::OptionTooLong { .. }, .. }), "{e:?}");
+    let flags = Overrides {
+        relay_upstream: Some("eth0".into()),
+        relay_downstream: vec!["eth2".into()],
+        relay_rewrite_dns: (0..4096u128).map(Ipv6Addr::from).collect(),
+        ..Overrides::default()
+    };
+    assert!(matches!(load_text("", &flags), Err(ConfigError::Flag { reason: Reason::OptionTooLong { .. }, .. })));
+    let flags = Overrides { domains: names.clone(), ..serve_eth9() };
+    assert!(matches!(load_text("", &flags), Err(ConfigError::Flag { reason: Reason::OptionTooLong { .. }, .. })));
 }

@@ -19,7 +19,7 @@ use crate::{
 
 use super::{
     file::{self, Source},
-    options::OptionLayer,
+    options::{check_lists, OptionLayer},
     ConfigError, Reason, RelaySettings,
 };
 
@@ -72,16 +72,7 @@ impl TryFrom<Source<'_>> for ConfigFile {
             .chain(doc.link.iter().map(file::Link::pools))
             .map(|p| link_pools(&p, &doc.defaults, &src))
             .collect::<Result<_, _>>()?;
-        let relay = match doc.relay {
-            None => None,
-            Some(r) => Some(RelaySettings {
-                trusted_relays: trusted_relays(&r.trusted_relays, &src)?,
-                upstream: r.upstream,
-                downstream: r.downstream,
-                servers: r.servers,
-                rewrite_dns: r.rewrite_dns,
-            }),
-        };
+        let relay = doc.relay.map(|r| relay_settings(r, &src)).transpose()?;
         let file = Self { path: src.path.to_path_buf(), defaults, interfaces, links, lines, relay };
         check_links(&file.links).map_err(|r| file.refused(r))?;
         Ok(file)
@@ -143,6 +134,20 @@ fn lifetime_index(f: LifetimeField) -> usize {
         LifetimeField::T1 => 2,
         LifetimeField::T2 => 3,
     }
+}
+
+/// `[relay]`, its DNS rewrite within one option: a longer list could not be put in a reply.
+fn relay_settings(r: file::Relay, src: &Source<'_>) -> Result<RelaySettings, ConfigError> {
+    if let Some(list) = &r.rewrite_dns {
+        check_lists(Some(list.get_ref()), None, None).map_err(|(_, reason)| src.invalid(list.span().start, reason))?;
+    }
+    Ok(RelaySettings {
+        trusted_relays: trusted_relays(&r.trusted_relays, src)?,
+        upstream: r.upstream,
+        downstream: r.downstream,
+        servers: r.servers,
+        rewrite_dns: r.rewrite_dns.map(Spanned::into_inner),
+    })
 }
 
 /// One table's pools, lifetimes, limits and reservations, each value checked on its own
