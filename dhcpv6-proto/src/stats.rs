@@ -74,6 +74,8 @@ counters! {
     DropNoClientId => "drop_no_client_id",
     DropUnexpectedServerId => "drop_unexpected_server_id",
     DropMissingServerId => "drop_missing_server_id",
+    /// A client message sent, not relayed, to a unicast address (RFC 9915 section 16: we
+    /// never send Server Unicast).
     DropUnicast => "drop_unicast",
     DropRebindNothingToSay => "drop_rebind_nothing_to_say",
     DropConfirmUndecidable => "drop_confirm_undecidable",
@@ -116,7 +118,22 @@ counters! {
     DropAgentNotRelayReply => "drop_agent_not_relay_reply",
     DropAgentBadPeerAddress => "drop_agent_bad_peer_address",
     DropAgentHopLimit => "drop_agent_hop_limit",
+    /// Relay-agent mode: a Relay-Reply from a source that is not a configured server (or,
+    /// with ff05::1:3, not link-local on the upstream).
     DropAgentUnexpectedServer => "drop_agent_unexpected_server",
+    /// A Relay-Forward from a source no `--trusted-relay` / `trusted_relays` names.
+    DropUntrustedRelay => "drop_untrusted_relay",
+    /// A message straight from a client whose source is neither link-local nor on-link.
+    DropOffLinkSource => "drop_off_link_source",
+    /// Relay-agent mode: a Relay-Forward from below, from a relay nobody trusted.
+    DropAgentUntrustedRelay => "drop_agent_untrusted_relay",
+    /// Relay-agent mode: a client message from below whose source is off the link.
+    DropAgentOffLinkSource => "drop_agent_off_link_source",
+    /// Relay-agent mode: a Relay-Reply whose peer-address is neither link-local nor on the
+    /// downstream link it names.
+    DropAgentPeerOffLink => "drop_agent_peer_off_link",
+    /// Relay-agent mode: a Relay-Reply carrying a message type we do not know.
+    DropAgentUnknownType => "drop_agent_unknown_type",
 }
 
 impl std::fmt::Display for Counter {

@@ -55,6 +55,11 @@ struct RunArgs {
     /// Relay-agent mode: replace the DNS servers in relayed replies (not in authenticated ones).
     #[arg(long, value_name = "ADDR")]
     relay_rewrite_dns: Vec<Ipv6Addr>,
+    /// Serve (or, in relay-agent mode, pass on) Relay-Forward from this relay: an address or
+    /// PREFIX/LEN (repeatable; fe80::/10 for lightweight relays on the link, ::/0 for
+    /// everyone). None: relayed messages are dropped. Adds to the file's trusted_relays.
+    #[arg(long, value_name = "PREFIX")]
+    trusted_relay: Vec<String>,
     /// Stateful: an address range for IA_NA, START-END (repeatable). Serves every --iface and
     /// relayed clients whose relay link-address lies in the range's /64.
     #[arg(long, value_name = "START-END")]
@@ -248,6 +253,7 @@ fn main() -> Result<ExitCode> {
                     na_pools: r.na_pool,
                     pd_pools: r.pd_pool,
                     rapid_commit: r.rapid_commit,
+                    trusted_relays: r.trusted_relay,
                     sol_max_rt: r.sol_max_rt,
                     max_leases_per_client: r.max_leases_per_client,
                     max_leases_per_mac: r.max_leases_per_mac,

@@ -78,6 +78,9 @@ pub(crate) struct Interface {
     pub create_on_renew: Option<bool>,
     #[serde(default)]
     pub reservation: Vec<Reservation>,
+    /// Relays whose Relay-Forward this interface serves: addresses or `PREFIX/LEN`.
+    #[serde(default)]
+    pub trusted_relays: Vec<Spanned<String>>,
 }
 
 /// `[[link]]`: the pools of a link behind relays. The same keys as `Interface` but the
@@ -127,6 +130,9 @@ pub(crate) struct Relay {
     #[serde(default)]
     pub servers: Vec<Ipv6Addr>,
     pub rewrite_dns: Option<Spanned<Vec<Ipv6Addr>>>,
+    /// Relays below the downstream interfaces whose Relay-Forward is passed on.
+    #[serde(default)]
+    pub trusted_relays: Vec<Spanned<String>>,
 }
 
 /// The stateful keys of an interface or a link, borrowed.

@@ -6,7 +6,10 @@ use std::net::Ipv6Addr;
 
 use crate::{
     resolv::HostResolver,
-    server::stateful::{check_links, AddrRange, LinkPools, PoolError, PrefixPool},
+    server::{
+        stateful::{check_links, AddrRange, LinkPools, PoolError, PrefixPool},
+        trust::{Prefix, TrustedRelays},
+    },
     wire::{domain, Duid},
 };
 
@@ -30,6 +33,9 @@ pub struct Overrides {
     pub na_pools: Vec<String>,
     pub pd_pools: Vec<String>,
     pub rapid_commit: bool,
+    /// `--trusted-relay`: trusted on every served interface and, in relay-agent mode, below
+    /// every downstream one, on top of the file's `trusted_relays`.
+    pub trusted_relays: Vec<String>,
     /// `--sol-max-rt`: SOL_MAX_RT for every interface, over the file's.
     pub sol_max_rt: Option<u32>,
     /// `--max-leases-per-client`, `--max-leases-per-mac`: over every link's own (file or
@@ -48,6 +54,7 @@ struct Flags {
     link: Option<LinkPools>,
     relay: Option<RelaySettings>,
     server_duid: Option<Duid>,
+    trusted_relays: Vec<Prefix>,
 }
 
 impl TryFrom<&Overrides> for Flags {
@@ -84,8 +91,7 @@ impl TryFrom<&Overrides> for Flags {
         } else {
             let mut l = LinkPools::new(DEFAULT_LINK);
             // Clients unicast nothing to a server that never sent them a Server Unicast option:
-            // what arrives by unicast gets UseMulticast (Request, Renew, Release, Decline) or is
-            // dropped (Solicit, Rebind, Confirm).
+            // what arrives by unicast is discarded (RFC 9915 section 16).
             l.reject_unicast = true;
             for p in &o.na_pools {
                 l.na.push(p.parse::<AddrRange>().map_err(|e| pool_flag("--na-pool", p, e))?);
@@ -101,6 +107,7 @@ impl TryFrom<&Overrides> for Flags {
             downstream: o.relay_downstream.clone(),
             servers: o.relay_servers.clone(),
             rewrite_dns: (!o.relay_rewrite_dns.is_empty()).then(|| o.relay_rewrite_dns.clone()),
+            trusted_relays: TrustedRelays::default(),
         });
         let server_duid = match &o.server_duid {
             None => None,
@@ -113,7 +120,17 @@ impl TryFrom<&Overrides> for Flags {
                 Some(server_duid(&bytes).map_err(|reason| ConfigError::Flag { flag: flag(), reason })?)
             }
         };
-        Ok(Self { options, link, relay, server_duid })
+        let trusted_relays = o
+            .trusted_relays
+            .iter()
+            .map(|t| {
+                t.parse::<Prefix>().map_err(|error| ConfigError::Flag {
+                    flag: "--trusted-relay".into(),
+                    reason: Reason::TrustedRelay { value: t.clone(), error },
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self { options, link, relay, server_duid, trusted_relays })
     }
 }
 
@@ -135,16 +152,22 @@ pub(crate) fn merge(file: ConfigFile, overrides: &Overrides, host: &HostResolver
     let mut ifaces: Vec<IfaceConfig> = file
         .interfaces
         .iter()
-        .map(|i| IfaceConfig {
-            name: i.name.clone(),
-            service: flags.options.over(&i.options).resolve(host),
-            server_duid: server_duid.clone(),
+        .map(|i| {
+            let mut trusted_relays = i.trusted_relays.clone();
+            trusted_relays.extend(flags.trusted_relays.iter().copied());
+            IfaceConfig {
+                name: i.name.clone(),
+                service: flags.options.over(&i.options).resolve(host),
+                server_duid: server_duid.clone(),
+                trusted_relays,
+            }
         })
         .collect();
     for name in &overrides.ifaces {
         if !ifaces.iter().any(|i| &i.name == name) {
             let service = flags.options.over(&file.defaults).resolve(host);
-            ifaces.push(IfaceConfig { name: name.clone(), service, server_duid: server_duid.clone() });
+            let trusted_relays = TrustedRelays::new(flags.trusted_relays.iter().copied());
+            ifaces.push(IfaceConfig { name: name.clone(), service, server_duid: server_duid.clone(), trusted_relays });
         }
     }
     let mut links = file.links.clone();
@@ -160,7 +183,10 @@ pub(crate) fn merge(file: ConfigFile, overrides: &Overrides, host: &HostResolver
             false => file.refused(r),
         })?;
     }
-    let relay = flags.relay.or(file.relay);
+    let mut relay = flags.relay.or(file.relay);
+    if let Some(r) = relay.as_mut() {
+        r.trusted_relays.extend(flags.trusted_relays.iter().copied());
+    }
     if let Some(r) = &relay {
         if r.downstream.is_empty() {
             return Err(ConfigError::NoDownstream);

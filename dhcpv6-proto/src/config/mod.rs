@@ -15,6 +15,7 @@
 //! [[interface]]
 //! name = "eth1"
 //! dns = ["2001:db8:1::53"]   # overrides the default for this interface
+//! trusted_relays = ["2001:db8:1::2", "fe80::/10"]  # whose Relay-Forward is served here
 //! ```
 //!
 //! A new key is a field in `file.rs` (spanned if a later check refuses it), its check in
@@ -23,7 +24,6 @@
 //! - options per interface or per `[[link]]` (DNS, domains, NTP, raw options): a field of
 //!   `OptionLayer` (`options.rs`), the keys on `file::Link` too (it then becomes the same
 //!   struct as `file::Interface`), and a layer per link kept next to its `LinkPools`;
-//! - `trusted_relays`: a top-level key of `file::Document`, as `server_duid` is;
 //! - `[store] url`: a `file::Store` section, with `--lease-db` over it in `flags.rs`.
 
 mod file;
@@ -45,6 +45,7 @@ use crate::{
     resolv,
     server::{
         stateful::{self, LinkPools, PoolError},
+        trust::{PrefixError, TrustedRelays},
         ServiceOptions,
     },
     wire::{Duid, WireError},
@@ -109,6 +110,8 @@ pub enum Reason {
     BadPrefix(String),
     #[error("bad prefix length in {0:?}")]
     BadPrefixLength(String),
+    #[error("trusted relay {value:?}: {error} (give an address or PREFIX/LEN)")]
+    TrustedRelay { value: String, error: PrefixError },
     #[error("{what} {value} is outside {min}..={max}")]
     Range { what: &'static str, value: u64, min: u64, max: u64 },
     /// A list whose option would not fit the 16-bit length of a DHCPv6 option.
@@ -157,6 +160,7 @@ pub struct IfaceConfig {
     service: ServiceOptions,
     /// `--server-duid` or `server_duid`; `None`: the interface's own (DUID-LL of its MAC).
     server_duid: Option<Duid>,
+    trusted_relays: TrustedRelays,
 }
 
 impl IfaceConfig {
@@ -172,6 +176,12 @@ impl IfaceConfig {
     pub fn service(&self) -> &ServiceOptions {
         &self.service
     }
+
+    /// Whose Relay-Forward is served on this interface: its `trusted_relays` and every
+    /// `--trusted-relay`. Empty: relayed messages are dropped.
+    pub fn trusted_relays(&self) -> &TrustedRelays {
+        &self.trusted_relays
+    }
 }
 
 /// Relay-agent mode (as odhcpd's): client messages on `downstream` interfaces go to `servers`
@@ -183,6 +193,7 @@ pub struct RelaySettings {
     downstream: Vec<String>,
     servers: Vec<Ipv6Addr>,
     rewrite_dns: Option<Vec<Ipv6Addr>>,
+    trusted_relays: TrustedRelays,
 }
 
 impl RelaySettings {
@@ -202,6 +213,12 @@ impl RelaySettings {
     /// DNS servers to put into relayed replies instead of the server's.
     pub fn rewrite_dns(&self) -> Option<&[Ipv6Addr]> {
         self.rewrite_dns.as_deref()
+    }
+
+    /// Relays below the downstream interfaces whose Relay-Forward is passed on: `[relay]
+    /// trusted_relays` and every `--trusted-relay`.
+    pub fn trusted_relays(&self) -> &TrustedRelays {
+        &self.trusted_relays
     }
 }
 

@@ -250,6 +250,46 @@ fn no_interface_is_an_error() {
     assert!(matches!(load(None, &Overrides::default(), Path::new("/nonexistent")), Err(ConfigError::NothingToServe)));
 }
 
+#[test]
+fn trusted_relays_from_the_file_and_the_flags() {
+    let text = "[[interface]]\nname = \"eth1\"\ntrusted_relays = [\"2001:db8:1::2\", \"2001:db8:7::/48\"]\n[[interface]]\nname = \"eth2\"\n";
+    let c = load_text(text, &Overrides::default()).unwrap();
+    let (eth1, eth2) = (c.ifaces()[0].trusted_relays(), c.ifaces()[1].trusted_relays());
+    assert!(eth1.admits(&a("2001:db8:1::2")) && eth1.admits(&a("2001:db8:7:ff::1")));
+    assert!(!eth1.admits(&a("2001:db8:1::3")) && !eth1.admits(&a("fe80::2")));
+    assert!(eth2.is_empty(), "nothing named, nobody trusted");
+    // --trusted-relay: on every interface, the file's and the flags' own, and below a relay.
+    let flags = Overrides {
+        ifaces: vec!["eth3".into()],
+        trusted_relays: vec!["fe80::/10".into(), "2001:db8:9::9".into()],
+        ..Default::default()
+    };
+    let c = load_text(&format!("{text}[relay]\nupstream = \"up0\"\ndownstream = [\"dn0\"]\n"), &flags).unwrap();
+    for i in c.ifaces() {
+        assert!(i.trusted_relays().admits(&a("fe80::1")) && i.trusted_relays().admits(&a("2001:db8:9::9")), "{i:?}");
+    }
+    assert!(c.ifaces()[0].trusted_relays().admits(&a("2001:db8:1::2")), "the file's are kept");
+    assert_eq!(c.ifaces()[2].name(), "eth3");
+    assert!(c.relay().unwrap().trusted_relays().admits(&a("fe80::1")));
+    // Refused: in the file on its line, on the command line by flag.
+    let e = load_text(
+        "[[interface]]\nname = \"eth1\"\ntrusted_relays = [\n  \"2001:db8::1\",\n  \"2001:db8::/129\",\n]\n",
+        &Overrides::default(),
+    )
+    .unwrap_err();
+    assert!(matches!(e, ConfigError::Invalid { line: 5, reason: Reason::TrustedRelay { .. }, .. }), "{e:?}");
+    assert!(e.to_string().starts_with("dhcpv6d.toml:5: trusted relay \"2001:db8::/129\""), "{e}");
+    let e = load_text(
+        "[relay]\nupstream = \"up0\"\ndownstream = [\"dn0\"]\ntrusted_relays = [\"eth0\"]\n",
+        &Overrides::default(),
+    )
+    .unwrap_err();
+    assert!(matches!(e, ConfigError::Invalid { line: 4, reason: Reason::TrustedRelay { .. }, .. }), "{e:?}");
+    let flags = Overrides { ifaces: vec!["eth1".into()], trusted_relays: vec!["nope".into()], ..Default::default() };
+    let e = load_text("", &flags).unwrap_err();
+    assert!(e.to_string().starts_with("--trusted-relay: trusted relay \"nope\""), "{e}");
+}
+
 /// The one test that goes through the file system: the example with every documented key.
 #[test]
 fn reads_the_example_file() {
@@ -266,6 +306,9 @@ fn reads_the_example_file() {
     assert_eq!((c.links()[1].limits.per_client, c.links()[1].limits.per_mac), (8, 16));
     assert_eq!(c.relay().map(|r| r.downstream().len()), Some(2));
     assert_eq!(c.ifaces()[0].server_duid().map(|d| d.to_hex()).as_deref(), Some("0002000004d2646863707636"));
+    let t = c.ifaces()[0].trusted_relays();
+    assert!(t.admits(&a("2001:db8:1::2")) && t.admits(&a("fe80::7")) && !t.admits(&a("2001:db8:1::3")));
+    assert!(c.relay().unwrap().trusted_relays().admits(&a("fe80::7")));
     let e = load(Some(Path::new("/nonexistent/dhcpv6d.toml")), &Overrides::default(), Path::new("/nonexistent"));
     assert!(matches!(e, Err(ConfigError::Read { .. })), "{e:?}");
 }

@@ -13,6 +13,7 @@ use crate::{
         check_links, AddrRange, ClientLimits, ConfigError as LinksError, Item, LifetimeField, Lifetimes, LinkPools,
         PrefixPool, Refusal, Reservation, ReservationPart,
     },
+    server::trust::{Prefix, TrustedRelays},
     wire::Duid,
 };
 
@@ -28,6 +29,8 @@ use super::{
 pub(crate) struct InterfaceSection {
     pub name: String,
     pub options: OptionLayer,
+    /// `trusted_relays`: whose Relay-Forward is served on this interface.
+    pub trusted_relays: TrustedRelays,
 }
 
 /// What a file says, validated on its own. The command line comes on top in `flags.rs`.
@@ -63,7 +66,8 @@ impl TryFrom<Source<'_>> for ConfigFile {
                 return Err(src.invalid(at, Reason::DuplicateInterface(name.clone())));
             }
             let options = OptionLayer::from_file(&fi.options(), &src)?.over(&defaults);
-            interfaces.push(InterfaceSection { name: name.clone(), options });
+            let trusted_relays = trusted_relays(&fi.trusted_relays, &src)?;
+            interfaces.push(InterfaceSection { name: name.clone(), options, trusted_relays });
         }
         let tables = doc.interface.iter().map(file::Interface::pools).filter(|p| !p.is_empty());
         let (links, lines): (Vec<_>, Vec<_>) = tables
@@ -152,6 +156,7 @@ fn relay_settings(r: file::Relay, src: &Source<'_>) -> Result<RelaySettings, Con
         check_lists(Some(list.get_ref()), None, None).map_err(|(_, reason)| src.invalid(list.span().start, reason))?;
     }
     Ok(RelaySettings {
+        trusted_relays: trusted_relays(&r.trusted_relays, src)?,
         upstream: r.upstream,
         downstream: r.downstream,
         servers: r.servers,
@@ -245,6 +250,16 @@ fn reservation(r: &file::Reservation, src: &Source<'_>) -> Result<(Reservation, 
             .transpose()?,
     };
     Ok((reservation, lines))
+}
+
+/// `trusted_relays = ["2001:db8::2", "fe80::/10"]`, each refused on its own line.
+fn trusted_relays(list: &[Spanned<String>], src: &Source<'_>) -> Result<TrustedRelays, ConfigError> {
+    let prefixes = list.iter().map(|s| {
+        s.get_ref()
+            .parse::<Prefix>()
+            .map_err(|error| src.invalid(s.span().start, Reason::TrustedRelay { value: s.get_ref().clone(), error }))
+    });
+    Ok(TrustedRelays::new(prefixes.collect::<Result<Vec<_>, _>>()?))
 }
 
 /// A DUID in hex (a reservation's; a `server_duid` would be read the same way).

@@ -6,6 +6,7 @@ pub mod relay;
 pub mod relay_agent;
 pub mod stateful;
 pub mod stateless;
+pub mod trust;
 
 pub use options::{ConfiguredOption, SendPolicy, ServiceOptions};
 pub use stateless::{information_request, Discard, IfaceService};

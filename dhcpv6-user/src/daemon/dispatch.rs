@@ -33,6 +33,10 @@ impl Server {
             return;
         };
         self.stats.bump(Counter::Received);
+        if let Err(c) = super::trust::admit(pkt, iface, &from, dst) {
+            self.stats.bump(c);
+            return;
+        }
         // Relayed: the client's message inside, once unwrapped.
         let mut msg_type = pkt.first().copied().unwrap_or(0);
         let unicast = !dst.is_multicast();

@@ -16,7 +16,7 @@ use crate::{
     dataplane::{AttachMode, Dataplane},
     fastpath::build_reply_data,
     netlink::{LinkState, Netlink},
-    server::IfaceService,
+    server::{trust::Arrival, IfaceService},
     socket::ServerSocket,
     wire::Duid,
 };
@@ -52,6 +52,17 @@ impl ServedIface {
     /// Whether the fast path has its reply data (it answers Information-Requests in XDP).
     pub fn has_reply_data(&self) -> bool {
         self.written.is_some()
+    }
+
+    /// What `server::trust` weighs a datagram that arrived here against: the relays
+    /// trusted on it, the prefix of its first global address, its link-local address.
+    pub fn arrival(&self) -> Arrival<'_> {
+        let on_link = self.link.as_ref().and_then(|l| l.global_prefix.as_ref());
+        Arrival {
+            trusted: self.cfg.trusted_relays(),
+            on_link: on_link.map_or(&[][..], std::slice::from_ref),
+            link_local: self.link.and_then(|l| l.link_local),
+        }
     }
 }
 

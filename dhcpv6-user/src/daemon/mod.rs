@@ -5,7 +5,7 @@
 //! `interfaces` (the served-interface table, kept in step with the kernel in the maps),
 //! `relay_agent` (relay-agent mode and MAC learning), `stateful` (a stateful message from
 //! decision to durable reply), `control` (the socket `dhcpv6d ctl` talks to). `dispatch`
-//! routes one datagram to them; `transmit` sends.
+//! routes one datagram to them, once `trust` has admitted it; `transmit` sends.
 
 mod control;
 mod dispatch;
@@ -15,6 +15,7 @@ mod relay_agent;
 mod stateful;
 mod store_health;
 mod transmit;
+mod trust;
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
 

@@ -14,11 +14,32 @@ use crate::{
 /// Sends one datagram. The server's socket is the one implementation outside tests.
 pub trait Transmit: Send + Sync + 'static {
     fn send_to(&self, buf: &[u8], to: SocketAddrV6) -> impl Future<Output = std::io::Result<usize>> + Send;
+
+    /// As `send_to`, out of interface `ifindex` whatever the routing table says (a test's
+    /// stand-in may ignore the interface).
+    fn send_via(
+        &self,
+        buf: &[u8],
+        to: SocketAddrV6,
+        ifindex: u32,
+    ) -> impl Future<Output = std::io::Result<usize>> + Send {
+        let _ = ifindex;
+        self.send_to(buf, to)
+    }
 }
 
 impl Transmit for ServerSocket {
     fn send_to(&self, buf: &[u8], to: SocketAddrV6) -> impl Future<Output = std::io::Result<usize>> + Send {
         ServerSocket::send_to(self, buf, to)
+    }
+
+    fn send_via(
+        &self,
+        buf: &[u8],
+        to: SocketAddrV6,
+        ifindex: u32,
+    ) -> impl Future<Output = std::io::Result<usize>> + Send {
+        ServerSocket::send_via(self, buf, to, ifindex)
     }
 }
 

@@ -142,9 +142,8 @@ pub struct LinkPools {
     pub reservations: Vec<Reservation>,
     /// How long a declined address is kept out of allocation, in seconds.
     pub decline_hold: u32,
-    /// RFC 8415 compatibility: answer messages a client unicast to us with UseMulticast
-    /// instead of serving them. RFC 9915 removed the Server Unicast option and the
-    /// UseMulticast status, so the default is to serve unicast messages like any other.
+    /// Discard messages a client unicast to us (RFC 9915 section 16: we never send Server
+    /// Unicast). The configuration always sets it; `false` serves them like any other.
     pub reject_unicast: bool,
     /// What one client may hold on this link (finding: one MAC with 10,000 DUIDs took 954
     /// leases and starved the link).

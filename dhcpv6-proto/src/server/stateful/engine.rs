@@ -244,18 +244,11 @@ impl Engine {
             }
             _ => {}
         }
+        // RFC 9915 section 16: we never send Server Unicast, so what a client unicasts is
+        // discarded (no UseMulticast, which RFC 9915 removed). The daemon drops it before
+        // (`trust::admit_client_destination`); this keeps the engine right on its own.
         if ctx.unicast && self.alloc.links[link].reject_unicast {
-            return match t {
-                msg::REQUEST | msg::RENEW | msg::RELEASE | msg::DECLINE => {
-                    let mut w = head(msg::REPLY, req, cid, ctx);
-                    w.status(status::USE_MULTICAST, "use multicast");
-                    match w.finish() {
-                        Ok(reply) => Outcome { reply: Some(reply), ..Outcome::default() },
-                        Err(_) => Outcome::dropped(Counter::DropReplyTooLong),
-                    }
-                }
-                _ => Outcome::dropped(Counter::DropUnicast),
-            };
+            return Outcome::dropped(Counter::DropUnicast);
         }
         let ident = super::identity::of(ctx.relay.as_ref(), ctx.peer);
         let c = Client {

@@ -42,10 +42,10 @@
 //! * One address per IA_NA and one prefix per IA_PD. A client wanting more sends more IAs.
 //! * NoAddrsAvail/NoPrefixAvail go inside each IA that gets nothing; an Advertise in which
 //!   no IA gets anything also carries NoAddrsAvail at the top level for RFC 3315 clients.
-//! * Unicast: RFC 9915 removed the Server Unicast option and the UseMulticast status, so
-//!   messages a client unicasts to us are served like multicast ones. `LinkPools::
-//!   reject_unicast` restores RFC 8415 behaviour (UseMulticast for Request, Renew, Release,
-//!   Decline; Solicit, Rebind, Confirm dropped) for networks that need it.
+//! * Unicast: RFC 9915 removed the Server Unicast option and the UseMulticast status; a
+//!   server that never sent Server Unicast discards what a client unicasts (section 16).
+//!   With `LinkPools::reject_unicast` (what the configuration always sets) the engine does
+//!   so; without it, unicast messages are served like multicast ones.
 //! * Renew or Rebind for an IA we have no binding for (we lost it, or the client's lease
 //!   file is from another IA type): with `LinkPools::create_on_renew` (the default) the IA
 //!   is bound like a Request would bind it, the address or prefix it names first if that is

@@ -559,6 +559,8 @@ fn server_and_client_identifier_rules() {
     assert_eq!(e.lease_count(), 0);
 }
 
+/// RFC 9915 section 16: a server that never sent Server Unicast discards what a client
+/// unicasts, every type alike (RFC 8415's UseMulticast answer is gone).
 #[test]
 fn unicast_is_served_unless_the_link_rejects_it() {
     let store = MemoryStore::new();
@@ -569,14 +571,13 @@ fn unicast_is_served_unless_the_link_rejects_it() {
     assert_eq!(r.unwrap().ias[0].status, None);
 
     let mut e = engine(vec![LinkPools { reject_unicast: true, ..link() }]);
-    let (r, out) = run(&mut e, &store, &request(1).na(1, &[]), &c, NOW);
-    let r = r.unwrap();
-    assert_eq!(r.status, Some(status::USE_MULTICAST));
-    assert_eq!(r.codes, vec![opt::CLIENTID, opt::SERVERID, opt::STATUS_CODE]);
-    assert!(out.ops.is_empty());
-    let (r, out) = run(&mut e, &store, &solicit(1).na(1, &[]), &c, NOW);
-    assert!(r.is_none());
-    assert_eq!(out.discard, Some(Counter::DropUnicast));
+    for m in [request(1).na(1, &[]), solicit(1).na(1, &[])] {
+        let (r, out) = run(&mut e, &store, &m, &c, NOW);
+        assert!(r.is_none(), "no UseMulticast reply");
+        assert_eq!(out.discard, Some(Counter::DropUnicast));
+        assert!(out.ops.is_empty());
+    }
+    assert_eq!(e.lease_count(), 0);
 }
 
 #[test]
