@@ -3,7 +3,7 @@
 use aya_ebpf::programs::XdpContext;
 use dhcpv6_common::{
     wire::{is_ipv6_ext_header, ALL_DHCP_RELAY_AGENTS_AND_SERVERS, ETH_P_IPV6, IPPROTO_UDP, SERVER_PORT},
-    IfaceKey, IfaceReply, Verdict, VLAN_VID_MASK,
+    IfaceKey, Verdict, VLAN_VID_MASK,
 };
 
 /// Offsets of the IPv6 and UDP headers in the frame, and its VLAN IDs (0: no tag).
@@ -101,21 +101,20 @@ pub const fn addr_words(a: &[u8; 16]) -> Addr {
 
 const ALL_DHCP: Addr = addr_words(&ALL_DHCP_RELAY_AGENTS_AND_SERVERS);
 
-/// From a link-local source, to ff02::1:2 or our own link-local address. Returns both.
+/// From a link-local source, to ff02::1:2. Returns both. A request unicast to us goes up:
+/// RFC 9915 section 16 has a server that never sent Server Unicast discard it, and userspace
+/// counts that (`drop_unicast`).
 #[inline(always)]
-pub fn check_addressing(ctx: &XdpContext, hdr: &Hdr, iface: &IfaceReply) -> Result<(Addr, Addr), Verdict> {
+pub fn check_addressing(ctx: &XdpContext, hdr: &Hdr) -> Result<(Addr, Addr), Verdict> {
     let ip = ptr_at::<[u8; 40]>(ctx, hdr.l3).ok_or(Verdict::PassLength)? as *const u8;
-    // SAFETY: the 40-byte IPv6 header is bounds checked by ptr_at; the map value is ours.
-    let (src, dst, ours): (Addr, Addr, Addr) = unsafe {
-        let ll = iface.link_local.as_ptr();
-        ([load(ip, 8), load(ip, 16)], [load(ip, 24), load(ip, 32)], [load(ll, 0), load(ll, 8)])
-    };
+    // SAFETY: the 40-byte IPv6 header is bounds checked by ptr_at.
+    let (src, dst): (Addr, Addr) = unsafe { ([load(ip, 8), load(ip, 16)], [load(ip, 24), load(ip, 32)]) };
     // fe80::/10, tested on the first two bytes of the first word (native order: low bytes).
     let first = (src[0] as u16).to_ne_bytes();
     if first[0] != 0xfe || first[1] & 0xc0 != 0x80 {
         return Err(Verdict::PassAddressing);
     }
-    if dst != ALL_DHCP && dst != ours {
+    if dst != ALL_DHCP {
         return Err(Verdict::PassAddressing);
     }
     Ok((src, dst))

@@ -118,7 +118,7 @@ fn serve(ctx: &XdpContext, hdr: &Hdr, iface: &IfaceReply) -> Verdict {
     if iface.flags & IFACE_FAST_PATH == 0 {
         return Verdict::PassFastPathOff;
     }
-    let (src, dst) = match frame::check_addressing(ctx, hdr, iface) {
+    let (src, dst) = match frame::check_addressing(ctx, hdr) {
         Ok(a) => a,
         Err(v) => return v,
     };

@@ -169,16 +169,10 @@ fn is_rfc9915_client_message(t: u8) -> bool {
 
 /// A client message sent to `dst`, not relayed. RFC 9915 section 16: a server that never sent
 /// a Server Unicast option (we never do: the option is obsolete) discards what a client
-/// unicasts to it, rather than answering UseMulticast as RFC 8415 did.
-///
-/// One exception, for now: an Information-Request to the interface's own link-local address
-/// (`link_local`) is answered, because the XDP fast path answers it (docs/fast-path.md, rule
-/// 3) and both paths must agree. It goes when the program passes such requests up.
-pub fn admit_client_destination(msg_type: u8, dst: &Ipv6Addr, link_local: Option<Ipv6Addr>) -> Result<(), Counter> {
+/// unicasts to it, rather than answering UseMulticast as RFC 8415 did. Information-Requests
+/// too: the XDP fast path passes those up (`pass_addressing`) so that this rule decides.
+pub fn admit_client_destination(msg_type: u8, dst: &Ipv6Addr) -> Result<(), Counter> {
     if !is_rfc9915_client_message(msg_type) || is_dhcp_multicast(dst) {
-        return Ok(());
-    }
-    if msg_type == msg::INFORMATION_REQUEST && link_local == Some(*dst) {
         return Ok(());
     }
     Err(Counter::DropUnicast)
@@ -204,7 +198,7 @@ impl Arrival<'_> {
             Some(msg::RELAY_FORW) => admit_relay(self.trusted, src),
             Some(t) => {
                 admit_client_source(src, self.on_link)?;
-                admit_client_destination(t, dst, self.link_local)
+                admit_client_destination(t, dst)
             }
             // Empty: the parser counts it as malformed.
             None => admit_client_source(src, self.on_link),
@@ -333,29 +327,17 @@ mod tests {
     fn unicast_client_messages_are_discarded() {
         let ll = ip("fe80::1");
         for t in CLIENT_MESSAGES {
-            assert_eq!(admit_client_destination(t, &ip("ff02::1:2"), Some(ll)), Ok(()), "type {t}");
-            assert_eq!(admit_client_destination(t, &ip("ff05::1:3"), Some(ll)), Ok(()), "type {t}");
-            assert_eq!(
-                admit_client_destination(t, &ip("2001:db8:1::1"), Some(ll)),
-                Err(Counter::DropUnicast),
-                "type {t}"
-            );
-            assert_eq!(admit_client_destination(t, &ip("ff02::1"), Some(ll)), Err(Counter::DropUnicast), "type {t}");
-            let to_ll = admit_client_destination(t, &ll, Some(ll));
-            if t == msg::INFORMATION_REQUEST {
-                assert_eq!(to_ll, Ok(()), "as the fast path");
-            } else {
-                assert_eq!(to_ll, Err(Counter::DropUnicast), "type {t}");
-            }
+            assert_eq!(admit_client_destination(t, &ip("ff02::1:2")), Ok(()), "type {t}");
+            assert_eq!(admit_client_destination(t, &ip("ff05::1:3")), Ok(()), "type {t}");
+            assert_eq!(admit_client_destination(t, &ip("2001:db8:1::1")), Err(Counter::DropUnicast), "type {t}");
+            assert_eq!(admit_client_destination(t, &ip("ff02::1")), Err(Counter::DropUnicast), "type {t}");
+            assert_eq!(admit_client_destination(t, &ll), Err(Counter::DropUnicast), "type {t}, to our link-local");
         }
         // To a link-local address that is not ours, or before DAD gave us one.
-        assert_eq!(
-            admit_client_destination(msg::INFORMATION_REQUEST, &ip("fe80::2"), Some(ll)),
-            Err(Counter::DropUnicast)
-        );
-        assert_eq!(admit_client_destination(msg::INFORMATION_REQUEST, &ll, None), Err(Counter::DropUnicast));
+        assert_eq!(admit_client_destination(msg::INFORMATION_REQUEST, &ip("fe80::2")), Err(Counter::DropUnicast));
+        assert_eq!(admit_client_destination(msg::INFORMATION_REQUEST, &ll), Err(Counter::DropUnicast));
         // Not client messages: decided elsewhere (dropped as unsupported).
-        assert_eq!(admit_client_destination(msg::REPLY, &ip("2001:db8:1::1"), Some(ll)), Ok(()));
+        assert_eq!(admit_client_destination(msg::REPLY, &ip("2001:db8:1::1")), Ok(()));
         // A relayed message is unicast by design: not subject to this rule.
         let t = TrustedRelays::new([p("2001:db8:1::2")]);
         let a = Arrival { trusted: &t, on_link: &[], link_local: Some(ll) };

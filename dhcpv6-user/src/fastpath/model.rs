@@ -288,7 +288,7 @@ fn serve(f: &[u8], off: Offsets, iface: &ModelIface) -> Result<Outcome, Outcome>
     if o[0] != 0xfe || o[1] & 0xc0 != 0x80 {
         return Err(Outcome::Pass(Verdict::PassAddressing));
     }
-    if dst.octets() != ALL_DHCP_RELAY_AGENTS_AND_SERVERS && dst != iface.link_local {
+    if dst.octets() != ALL_DHCP_RELAY_AGENTS_AND_SERVERS {
         return Err(Outcome::Pass(Verdict::PassAddressing));
     }
     let udp_len = check_lengths(f, off).map_err(Outcome::of)?;
