@@ -65,6 +65,8 @@ counters! {
     /// A reply that would not fit a datagram, or with an option too long for its 16-bit
     /// length (never sent truncated).
     DropReplyTooLong => "drop_reply_too_long",
+    /// A client whose User Class is one of `ignore_user_classes` (any message type).
+    DropUserClass => "drop_user_class",
     DropRelayEmpty => "drop_relay_empty",
     DropRelayNotRelayMsg => "drop_relay_not_relay_msg",
     DropRelayShortHeader => "drop_relay_short_header",

@@ -33,6 +33,8 @@ mod options;
 mod validate;
 
 #[cfg(test)]
+mod options_tests;
+#[cfg(test)]
 mod tests;
 
 use std::{
@@ -78,6 +80,9 @@ pub enum ConfigError {
     /// first Information-Request.
     #[error("interface {iface}: its options cannot be sent: {source}")]
     Options { iface: String, source: crate::wire::WireError },
+    /// The same, for a `[[link]]`'s own options.
+    #[error("link {link}: its options cannot be sent: {source}")]
+    LinkOptions { link: String, source: crate::wire::WireError },
 }
 
 /// What is wrong with one value of the file or the command line.
@@ -110,6 +115,9 @@ pub enum Reason {
     BadPrefixLength(String),
     #[error("{what} {value} is outside {min}..={max}")]
     Range { what: &'static str, value: u64, min: u64, max: u64 },
+    /// A typed or raw option, or a user class, that cannot be sent as configured.
+    #[error("{0}")]
+    Option(#[from] crate::server::typed_options::OptionProblem),
 }
 
 /// The link of `--na-pool`/`--pd-pool`: every served interface, and relayed clients whose

@@ -42,6 +42,9 @@ pub struct ConfigFile {
     pub(crate) lines: Vec<LinkLines>,
     /// As written; checked against the served interfaces once the flags are in.
     pub(crate) relay: Option<RelaySettings>,
+    /// The option layers of `[[link]]`s that set any option key (already over `[defaults]`),
+    /// by link name: their relayed clients get these instead of the arrival interface's.
+    pub(crate) link_options: Vec<(String, OptionLayer)>,
 }
 
 impl TryFrom<Source<'_>> for ConfigFile {
@@ -63,6 +66,13 @@ impl TryFrom<Source<'_>> for ConfigFile {
             let options = OptionLayer::from_file(&fi.options(), &src)?.over(&defaults);
             interfaces.push(InterfaceSection { name: name.clone(), options });
         }
+        let mut link_options = Vec::new();
+        for l in &doc.link {
+            let own = OptionLayer::from_file(&l.options(), &src)?;
+            if own != OptionLayer::default() {
+                link_options.push((l.name.get_ref().clone(), own.over(&defaults)));
+            }
+        }
         let tables = doc.interface.iter().map(file::Interface::pools).filter(|p| !p.is_empty());
         let (links, lines): (Vec<_>, Vec<_>) = tables
             .chain(doc.link.iter().map(file::Link::pools))
@@ -80,6 +90,7 @@ impl TryFrom<Source<'_>> for ConfigFile {
                 servers: r.servers,
                 rewrite_dns: r.rewrite_dns,
             }),
+            link_options,
         };
         check_links(&file.links).map_err(|r| file.refused(r))?;
         Ok(file)

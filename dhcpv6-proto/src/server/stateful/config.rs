@@ -146,6 +146,9 @@ pub struct LinkPools {
     /// instead of serving them. RFC 9915 removed the Server Unicast option and the
     /// UseMulticast status, so the default is to serve unicast messages like any other.
     pub reject_unicast: bool,
+    /// A relayed link's own options (`[[link]]` with option keys); `None`: clients get the
+    /// options of the interface the message arrived on.
+    pub service: Option<std::sync::Arc<crate::server::LinkService>>,
 }
 
 impl LinkPools {
@@ -161,6 +164,7 @@ impl LinkPools {
             // find the host that squats on the address.
             decline_hold: 86_400,
             reject_unicast: false,
+            service: None,
         }
     }
 
