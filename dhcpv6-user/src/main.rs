@@ -67,6 +67,13 @@ struct RunArgs {
     /// CPEs that keep retrying Solicits back off to at most this interval (RFC 9915 21.24)
     #[arg(long, value_name = "SECS")]
     sol_max_rt: Option<u32>,
+    /// A raw option sent in every reply, as CODE:HEX (e.g. 100:0a0b); repeatable. Over the
+    /// file's raw option of the same code.
+    #[arg(long = "option", value_name = "CODE:HEX")]
+    raw_option: Vec<String>,
+    /// Give no answer to clients whose User Class option carries TEXT; repeatable.
+    #[arg(long = "ignore-user-class", value_name = "TEXT")]
+    ignore_user_class: Vec<String>,
     /// The lease database: every lease is durable before its Reply is sent. A path is an
     /// SQLite file (WAL, locked against a second daemon); a postgresql:// or postgres:// URL
     /// (libpq's form, e.g. postgresql:///dhcpv6?host=/run/postgresql&user=dhcp) is a
@@ -182,6 +189,8 @@ fn main() -> Result<()> {
                     pd_pools: r.pd_pool,
                     rapid_commit: r.rapid_commit,
                     sol_max_rt: r.sol_max_rt,
+                    raw_options: r.raw_option,
+                    ignore_user_classes: r.ignore_user_class,
                 },
                 lease_db: r.lease_db,
                 routes: !r.no_routes,

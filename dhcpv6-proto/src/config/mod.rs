@@ -20,9 +20,10 @@
 //! A new key is a field in `file.rs` (spanned if a later check refuses it), its check in
 //! `validate.rs` into a field of `ConfigFile`, and, when a flag can override it, a line in
 //! `flags.rs`; `Config` carries it to the daemon through an accessor. For the keys planned:
-//! - options per interface or per `[[link]]` (DNS, domains, NTP, raw options): a field of
-//!   `OptionLayer` (`options.rs`), the keys on `file::Link` too (it then becomes the same
-//!   struct as `file::Interface`), and a layer per link kept next to its `LinkPools`;
+//! - an option key: a field of `file::Options`, repeated on `file::Interface` and
+//!   `file::Link` (and in `options_view!`), and of `OptionLayer` (`options.rs`); a
+//!   `[[link]]` with option keys is a layer over `[defaults]` whose encoded options travel on
+//!   its `LinkPools::service`;
 //! - `trusted_relays`, `server_duid`: top-level keys of `file::Document`, checked like a
 //!   reservation's addresses and DUID (`validate::duid`);
 //! - `[store] url`: a `file::Store` section, with `--lease-db` over it in `flags.rs`.

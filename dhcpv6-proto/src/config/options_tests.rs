@@ -171,3 +171,15 @@ fn a_link_whose_options_cannot_be_sent_is_refused_at_load() {
     let e = load_text(&text, &Overrides::default()).unwrap_err();
     assert!(matches!(&e, ConfigError::LinkOptions { link, .. } if link == "olt-7"), "{e:?}");
 }
+
+#[test]
+fn the_example_file_has_every_option_key() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/config/example.toml");
+    let c = load(Some(&path), &Overrides::default(), std::path::Path::new("/nonexistent")).unwrap();
+    let s = c.ifaces()[0].service();
+    assert_eq!((s.ntp_fqdn.len(), s.dnr.len(), s.vendor.len(), s.raw.len()), (1, 1, 1, 1));
+    assert!(s.captive_portal.is_some() && !s.ignore_user_classes.is_empty());
+    assert_eq!(s.vendor[0].suboptions, vec![(1, vec![0x0a, 0x0b]), (32, vec![])]);
+    let olt = c.links().iter().find(|l| l.link == "olt-7").unwrap().service.as_deref().unwrap();
+    assert!(olt.options.iter().any(|o| o.code == 101) && olt.options.iter().any(|o| o.code == 24));
+}

@@ -135,7 +135,8 @@ impl ServedIfaces {
             service.dns.extend(link.link_local);
         }
         let options = service.encode().with_context(|| format!("{}: configured options", served.cfg.name()))?;
-        let svc = IfaceService { duid: Duid::from_mac(link.mac), options };
+        let ignore_user_classes = service.ignore_user_classes.clone();
+        let svc = IfaceService { duid: Duid::from_mac(link.mac), options, ignore_user_classes };
         let name = served.cfg.name().to_owned();
         let Some(ll) = link.link_local else {
             // No link-local address yet (DAD): the program cannot source replies; userspace will.

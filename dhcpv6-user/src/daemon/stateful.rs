@@ -229,6 +229,15 @@ impl<S: Transmit> StatefulService<S> {
         }
     }
 
+    /// The own options of a relayed client's link, if it has some (`Engine::link_service`).
+    pub fn link_service(
+        &self,
+        arrival: &str,
+        relay: Option<&crate::server::relay::LinkSelector<'_>>,
+    ) -> Option<Arc<crate::server::LinkService>> {
+        lock(&self.engine).link_service(arrival, relay)
+    }
+
     pub fn lease_count(&self) -> usize {
         lock(&self.engine).lease_count()
     }
@@ -331,6 +340,7 @@ mod tests {
                 peer: "fe80::2".parse().unwrap(),
                 arrival: "eth1",
                 options: &[],
+                ignore_user_classes: &[],
             }
         }
 

@@ -5,7 +5,7 @@ use std::net::Ipv6Addr;
 use dhcpv6_common::{
     csum_add_bytes,
     limits::{BLOCK_CAP, MAX_SEGMENTS, ORO_MASK_CODES},
-    IfaceReply, Segment, IFACE_FAST_PATH, SEG_REQUESTED_ONLY,
+    IfaceReply, Segment, IFACE_FAST_PATH, IFACE_USER_CLASS_FILTER, SEG_REQUESTED_ONLY,
 };
 
 use crate::server::{IfaceService, SendPolicy};
@@ -17,6 +17,9 @@ pub enum ReplyDataError {
     TooManyOptions(usize),
     #[error("{0} bytes of options do not fit the fast path's {BLOCK_CAP}-byte block")]
     TooLarge(usize),
+    /// The daemon then leaves the interface out of the map: userspace answers all of its
+    /// Information-Requests (a raw option with `always = false` and a code of 128 or more,
+    /// or DNR, which is sent only on request and has code 144).
     #[error("option {0} is sent only on request but its code is too high for the fast path")]
     RequestedCodeTooHigh(u16),
 }
@@ -34,6 +37,9 @@ pub fn build(
     r.mac = mac;
     r.link_local = link_local.octets();
     r.flags = if fast_path { IFACE_FAST_PATH } else { 0 };
+    if !svc.ignore_user_classes.is_empty() {
+        r.flags |= IFACE_USER_CLASS_FILTER;
+    }
     r.generation = generation;
     let duid = svc.duid.as_bytes();
     r.duid[..duid.len()].copy_from_slice(duid);
@@ -106,7 +112,7 @@ mod tests {
     }
 
     fn service(options: Vec<ConfiguredOption>) -> IfaceService {
-        IfaceService { duid: Duid::from_mac([2, 0, 0, 0, 0, 1]), options }
+        IfaceService { duid: Duid::from_mac([2, 0, 0, 0, 0, 1]), options, ignore_user_classes: vec![] }
     }
 
     #[test]
