@@ -143,4 +143,35 @@ mod tests {
         assert_eq!(r.base_len, 0, "the program must select segment by segment");
         assert_eq!(r.requested_only, [1 << 56, 0]);
     }
+
+    #[test]
+    fn a_user_class_filter_sets_the_flag() {
+        let ll = "fe80::1".parse().unwrap();
+        let plain = service(vec![option(23, SendPolicy::Always, 16)]);
+        assert_eq!(build([2, 0, 0, 0, 0, 1], ll, &plain, true, 1).unwrap().flags, IFACE_FAST_PATH);
+        let filtered = IfaceService { ignore_user_classes: vec![b"iptv".to_vec()], ..plain };
+        let r = build([2, 0, 0, 0, 0, 1], ll, &filtered, true, 1).unwrap();
+        assert_eq!(r.flags, IFACE_FAST_PATH | IFACE_USER_CLASS_FILTER);
+    }
+
+    /// DNR (144) goes only on request and its code is past the Option Request mask: no
+    /// reply data, so the daemon leaves userspace to answer the interface.
+    #[test]
+    fn dnr_and_high_requested_raw_options_keep_the_interface_out_of_the_fast_path() {
+        use crate::server::typed_options::{CustomOption, DnrInstance};
+        let ll = "fe80::1".parse().unwrap();
+        let dnr = crate::server::ServiceOptions {
+            dnr: vec![DnrInstance { priority: 1, adn: "dns.example".into(), ..Default::default() }],
+            ..Default::default()
+        };
+        let e = build([2, 0, 0, 0, 0, 1], ll, &service(dnr.encode().unwrap()), true, 1).unwrap_err();
+        assert_eq!(e, ReplyDataError::RequestedCodeTooHigh(144));
+        let raw = |always| crate::server::ServiceOptions {
+            raw: vec![CustomOption { code: 300, data: vec![1], always }],
+            ..Default::default()
+        };
+        assert!(build([2, 0, 0, 0, 0, 1], ll, &service(raw(true).encode().unwrap()), true, 1).is_ok());
+        let e = build([2, 0, 0, 0, 0, 1], ll, &service(raw(false).encode().unwrap()), true, 1).unwrap_err();
+        assert_eq!(e, ReplyDataError::RequestedCodeTooHigh(300));
+    }
 }
