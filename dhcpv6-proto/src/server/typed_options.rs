@@ -56,7 +56,7 @@ pub enum OptionProblem {
     NotCodeHex(String),
     #[error("captive portal URI {0:?} is neither an https URI nor {CAPPORT_UNRESTRICTED}")]
     CaptivePortal(String),
-    #[error("DNR service priority 0 is reserved")]
+    #[error("DNR service priority 0 is AliasMode in RFC 9460, which DNR has no use for")]
     DnrPriority,
     #[error("DNR without addresses is ADN-only: it takes no alpn, port or dohpath")]
     DnrAdnOnlyWithParams,
