@@ -238,4 +238,10 @@ fn a_relayed_link_with_its_own_options_answers_with_them() {
         Some("defaults.example."),
         "the link is over [defaults], not over srv0: {out}"
     );
+    // A stateful client on the same link: its address from the link's pool, its options the
+    // link's.
+    let (env, out) = lab.dhclient(&["-N"], "cli0");
+    let addr = env.get("new_ip6_address").unwrap_or_else(|| panic!("no address:\n{out}\n{}", lab.log()));
+    assert!(addr.starts_with("2001:db8:2::1"), "{addr}");
+    assert_eq!(env.get("new_dhcp6_name_servers").map(String::as_str), Some("2001:db8:2::53"), "{out}");
 }
