@@ -8,10 +8,15 @@ use std::time::Duration;
 
 use common::lab::Lab;
 
+/// dhcrelay's source towards the server (up0's address in `Lab::relayed`), and our relay
+/// agent's in `Lab::relay_agent`: the relay the server trusts.
+const DHCRELAY: &str = "2001:db8:1::2";
+const RELAY_AGENT: &str = "2001:db8:1::2";
+
 #[test]
 fn dhclient_through_dhcrelay_gets_dns() {
     let mut lab = Lab::relayed("rl");
-    lab.start(&["--dns", "2001:db8::53", "--domain", "relay.example"]);
+    lab.start(&["--dns", "2001:db8::53", "--domain", "relay.example", "--trusted-relay", DHCRELAY]);
     let (env, out) = lab.dhclient_stateless();
     assert_eq!(env.get("new_dhcp6_name_servers").map(String::as_str), Some("2001:db8::53"), "{out}\n{}", lab.log());
     assert_eq!(env.get("new_dhcp6_domain_search").map(String::as_str), Some("relay.example."), "{out}");
@@ -27,7 +32,7 @@ fn dhclient_through_dhcrelay_gets_dns() {
 #[test]
 fn dhcrelay_multicasting_to_all_dhcp_servers_is_heard() {
     let mut lab = Lab::relayed_to("rm", "up0");
-    lab.start(&["--dns", "2001:db8::53", "--domain", "relay.example"]);
+    lab.start(&["--dns", "2001:db8::53", "--domain", "relay.example", "--trusted-relay", DHCRELAY]);
     let (env, out) = lab.dhclient_stateless();
     assert_eq!(env.get("new_dhcp6_name_servers").map(String::as_str), Some("2001:db8::53"), "{out}\n{}", lab.log());
     testbed::wait_for(Duration::from_secs(3), || Ok(lab.stats().get("user_relayed").copied().unwrap_or(0) >= 1))
@@ -72,8 +77,25 @@ fn two_relays_in_a_chain() {
         .spawn(&["dhcrelay", "-6", "-d", "-l", "a0", "-u", "2001:db8:3::1%a1"], Some(&lab.dir.join("dhcrelay.log")))
         .unwrap();
     // Our server on srv0 (the Lab's server namespace), our relay in the middle.
-    let (server, server_log) = lab.start_upstream_server(&["--dns", "2001:db8::5353", "--domain", "chain.example"]);
-    lab.start_relay_agent(&["--relay-upstream", "up0", "--relay-downstream", "b0", "--relay-server", "2001:db8:1::1"]);
+    let (server, server_log) = lab.start_upstream_server(&[
+        "--dns",
+        "2001:db8::5353",
+        "--domain",
+        "chain.example",
+        "--trusted-relay",
+        RELAY_AGENT,
+    ]);
+    // dhcrelay's address on b0's link: the relay below ours, trusted by ours.
+    lab.start_relay_agent(&[
+        "--relay-upstream",
+        "up0",
+        "--relay-downstream",
+        "b0",
+        "--relay-server",
+        "2001:db8:1::1",
+        "--trusted-relay",
+        "2001:db8:3::2",
+    ]);
     // The client behind dhcrelay: reuse the Lab's dhclient runner by swapping namespaces.
     let real_cli = std::mem::replace(&mut lab.cli, cli2);
     let (env, out) = lab.dhclient_stateless();
@@ -99,7 +121,8 @@ fn crafted_relay_forward_is_answered_and_bombs_are_dropped() {
     use common::{client_id, message, oro};
     use dhcpv6::server::relay;
     let mut lab = Lab::new("cf");
-    lab.start(&["--dns", "2001:db8::53"]);
+    // The client end plays a lightweight relay on the link: RFC 6221's trusted interface.
+    lab.start(&["--dns", "2001:db8::53", "--trusted-relay", "fe80::/10"]);
     let inner = message(11, &[client_id(14), oro(&[23])]);
     let peer: std::net::Ipv6Addr = "fe80::1234".parse().unwrap();
     let mut level = relay::RelayLevel::new(0, std::net::Ipv6Addr::UNSPECIFIED, peer);
@@ -133,7 +156,7 @@ fn crafted_relay_forward_is_answered_and_bombs_are_dropped() {
 #[test]
 fn relay_agent_adds_client_link_layer_address() {
     let mut lab = Lab::relay_agent("ll");
-    let (server, server_log) = lab.start_upstream_server(&["--dns", "2001:db8::53"]);
+    let (server, server_log) = lab.start_upstream_server(&["--dns", "2001:db8::53", "--trusted-relay", RELAY_AGENT]);
     lab.start_relay_agent(&["--relay-upstream", "up0", "--relay-downstream", "dn0", "--relay-server", "2001:db8:1::1"]);
     let (env, out) = lab.dhclient_stateless();
     assert_eq!(env.get("new_dhcp6_name_servers").map(String::as_str), Some("2001:db8::53"), "{out}\n{}", lab.log());
@@ -176,6 +199,8 @@ fn addresses_and_prefixes_through_dhcrelay() {
     lab.start(&[
         "--dns",
         "2001:db8::53",
+        "--trusted-relay",
+        DHCRELAY,
         "--na-pool",
         "2001:db8:2::100-2001:db8:2::1ff",
         "--pd-pool",
@@ -201,8 +226,14 @@ fn interface_id_selects_the_link() {
     let cfg = lab.dir.join("server.toml");
     std::fs::write(&cfg, "[defaults]\ndns = [\"2001:db8::53\"]\n[[link]]\nname = \"dn0\"\nna_pools = [\"2001:db8:77::100-2001:db8:77::1ff\"]\n").unwrap();
     let db = lab.dir.join("leases.db");
-    let (server, server_log) =
-        lab.start_upstream_server(&["--config", cfg.to_str().unwrap(), "--lease-db", db.to_str().unwrap()]);
+    let (server, server_log) = lab.start_upstream_server(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "--lease-db",
+        db.to_str().unwrap(),
+        "--trusted-relay",
+        RELAY_AGENT,
+    ]);
     lab.start_relay_agent(&["--relay-upstream", "up0", "--relay-downstream", "dn0", "--relay-server", "2001:db8:1::1"]);
     let (env, out) = lab.dhclient(&["-N"], "cli0");
     let addr = env.get("new_ip6_address").unwrap_or_else(|| {
@@ -229,7 +260,8 @@ fn a_relayed_link_with_its_own_options_answers_with_them() {
     )
     .unwrap();
     let db = lab.dir.join("leases.db");
-    lab.start(&["--config", cfg.to_str().unwrap(), "--lease-db", db.to_str().unwrap()]);
+    // dhcrelay's Relay-Forward is served only from a trusted relay (`server::trust`).
+    lab.start(&["--config", cfg.to_str().unwrap(), "--lease-db", db.to_str().unwrap(), "--trusted-relay", DHCRELAY]);
     let (env, out) = lab.dhclient_stateless();
     let log = lab.log();
     assert_eq!(env.get("new_dhcp6_name_servers").map(String::as_str), Some("2001:db8:2::53"), "{out}\n{log}");
@@ -244,4 +276,103 @@ fn a_relayed_link_with_its_own_options_answers_with_them() {
     let addr = env.get("new_ip6_address").unwrap_or_else(|| panic!("no address:\n{out}\n{}", lab.log()));
     assert!(addr.starts_with("2001:db8:2::1"), "{addr}");
     assert_eq!(env.get("new_dhcp6_name_servers").map(String::as_str), Some("2001:db8:2::53"), "{out}");
+}
+
+/// Finding 1: a host on the server's link sends its own Relay-Forward (made-up Interface-ID
+/// and Remote-ID): dropped unanswered and counted, and the first one logged naming the flag,
+/// while dhcrelay's traffic (trusted by `--trusted-relay`) is served.
+#[test]
+fn untrusted_relay_forward_is_dropped_while_dhcrelay_is_served() {
+    use common::{client_id, message, oro};
+    use dhcpv6::server::relay;
+    let mut lab = Lab::relayed("ut");
+    lab.start(&["--dns", "2001:db8::53", "--trusted-relay", DHCRELAY]);
+    let inner = message(11, &[client_id(14), oro(&[23])]);
+    let mut level = relay::RelayLevel::new(0, "2001:db8:2::1".parse().unwrap(), "fe80::1234".parse().unwrap());
+    level.interface_id = Some(b"someone-elses-port".to_vec());
+    level.remote_id = Some(vec![0, 0, 0, 9, 1, 2]);
+    let fwd = dhcpv6::wire::relay::emit_chain(&[level], dhcpv6::wire::RelayKind::Forward, &inner).unwrap();
+    let rel = lab.rel.as_ref().unwrap();
+    // From up0's link-local address (to ff02::1:2) and by unicast to the server: both
+    // untrusted (only 2001:db8:1::2 is). Port 0: dhcrelay holds 547 in that namespace.
+    let ll = lab.exchange_in(rel, "up0", ("::", 0), "ff02::1:2", &fwd, Duration::from_secs(2));
+    assert_eq!(ll, None, "no answer to a forged Relay-Forward\n{}", lab.log());
+    // Another prefix, and removed after: dhcrelay must keep sourcing from 2001:db8:1::2.
+    let spoof = ["2001:db8:66::1/128", "dev", "up0"];
+    rel.run(&[&["ip", "-6", "addr", "add"][..], &spoof, &["nodad"]].concat()).unwrap();
+    let global = lab.exchange_in(rel, "up0", ("2001:db8:66::1", 0), "2001:db8:1::1", &fwd, Duration::from_secs(2));
+    rel.run(&[&["ip", "-6", "addr", "del"][..], &spoof].concat()).unwrap();
+    assert_eq!(global, None, "no answer to a forged Relay-Forward from a global address");
+    testbed::wait_for(Duration::from_secs(3), || {
+        Ok(lab.stats().get("user_drop_untrusted_relay").copied().unwrap_or(0) >= 2)
+    })
+    .unwrap_or_else(|e| panic!("{e:#}: {:?}", lab.stats()));
+    let log = lab.log();
+    assert_eq!(log.matches("--trusted-relay").count(), 1, "logged once, naming the flag:\n{log}");
+    assert_eq!(lab.stats()["user_relayed"], 0, "nothing was taken apart");
+
+    let (env, out) = lab.dhclient_stateless();
+    assert_eq!(env.get("new_dhcp6_name_servers").map(String::as_str), Some("2001:db8::53"), "{out}\n{}", lab.log());
+    // Userspace counters reach their file once a second.
+    testbed::wait_for(Duration::from_secs(3), || Ok(lab.stats().get("user_replied").copied().unwrap_or(0) >= 1))
+        .unwrap();
+    let s = lab.stats();
+    assert!(s["user_relayed"] >= 1 && s["user_replied"] >= 1, "dhcrelay served: {s:?}");
+    assert_eq!(s["user_drop_untrusted_relay"], 2, "{s:?}");
+}
+
+/// Findings 1 and 4, relay-agent side: a Relay-Reply naming a peer across the Internet, one
+/// carrying an unknown type, and one from a host that is not the configured server are not
+/// sent on (no reflector from port 547); a client's own Relay-Forward is not passed up. Each
+/// is counted under its own name.
+#[test]
+fn relay_agent_trusts_only_its_server_and_its_link() {
+    use common::{client_id, message, oro};
+    use dhcpv6::{
+        server::relay::RelayLevel,
+        wire::{relay::emit_chain, RelayKind},
+    };
+    let mut lab = Lab::relay_agent("rt");
+    lab.start_relay_agent(&["--relay-upstream", "up0", "--relay-downstream", "dn0", "--relay-server", "2001:db8:1::1"]);
+    let relay_reply = |kind: RelayKind, peer: &str, inner: &[u8]| {
+        let mut l = RelayLevel::new(0, "2001:db8:2::1".parse().unwrap(), peer.parse().unwrap());
+        l.interface_id = Some(b"dn0".to_vec());
+        emit_chain(&[l], kind, inner).unwrap()
+    };
+    let reply = message(7, &[client_id(14)]);
+    // Binding the server's address needs it past DAD; a /128 of another prefix plays an
+    // impostor on the upstream link.
+    lab.srv.run(&["ip", "-6", "addr", "add", "2001:db8:66::1/128", "dev", "srv0", "nodad"]).unwrap();
+    testbed::wait_for(Duration::from_secs(10), || {
+        Ok(lab.srv.run(&["ip", "-6", "addr", "show", "dev", "srv0", "tentative"])?.trim().is_empty())
+    })
+    .unwrap();
+    let wait = Duration::from_secs(1);
+    let from_server = ("2001:db8:1::1", 0);
+    let victim = relay_reply(RelayKind::Reply, "2001:db8:99::1", &reply);
+    assert_eq!(lab.exchange_in(&lab.srv, "srv0", from_server, "2001:db8:1::2", &victim, wait), None);
+    let unknown = relay_reply(RelayKind::Reply, "fe80::9", &[200, 1, 2, 3, 0xff]);
+    assert_eq!(lab.exchange_in(&lab.srv, "srv0", from_server, "2001:db8:1::2", &unknown, wait), None);
+    let good = relay_reply(RelayKind::Reply, "fe80::9", &reply);
+    let impostor = ("2001:db8:66::1", 0);
+    assert_eq!(lab.exchange_in(&lab.srv, "srv0", impostor, "2001:db8:1::2", &good, wait), None);
+    let forged = relay_reply(RelayKind::Forward, "fe80::9", &message(11, &[client_id(14), oro(&[23])]));
+    assert_eq!(lab.exchange_in(&lab.cli, "cli0", ("::", 0), "ff02::1:2", &forged, wait), None);
+    let names = [
+        "user_drop_agent_peer_off_link",
+        "user_drop_agent_unknown_type",
+        "user_drop_agent_unexpected_server",
+        "user_drop_agent_untrusted_relay",
+    ];
+    testbed::wait_for(Duration::from_secs(3), || {
+        let s = lab.stats();
+        Ok(names.iter().all(|n| s.get(*n).copied().unwrap_or(0) >= 1))
+    })
+    .unwrap_or_else(|e| panic!("{e:#}: {:?}\n{}", lab.stats(), lab.log()));
+    let s = lab.stats();
+    for n in names {
+        assert_eq!(s[n], 1, "{n}: {s:?}");
+    }
+    assert_eq!((s["user_relayed_down"], s["user_relayed_up"]), (0, 0), "{s:?}");
+    assert_eq!(lab.log().matches("--trusted-relay").count(), 1, "the forged Relay-Forward logged once");
 }

@@ -47,6 +47,13 @@ fn leases(lab: &Lab) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Load tests (perfdhcp, the flood) take a core or two each: one at a time, so that one's
+/// flood does not turn into another's drops.
+fn heavy() -> std::sync::MutexGuard<'static, ()> {
+    static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    HEAVY.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn in_pool(a: &str) -> bool {
     let a: Ipv6Addr = a.parse().unwrap();
     let (s, e): (Ipv6Addr, Ipv6Addr) = ("2001:db8:1::100".parse().unwrap(), "2001:db8:1::1ff".parse().unwrap());
@@ -155,6 +162,10 @@ fn start_big(lab: &mut Lab) {
         // which would drop all but ten a second of it.
         "--flood-rate",
         "0",
+        // perfdhcp plays thousands of clients from one host: exactly what the per-MAC limit
+        // stops (its own tests are in dhcpv6-proto).
+        "--max-leases-per-mac",
+        "0",
     ]);
 }
 
@@ -186,6 +197,7 @@ fn sent(out: &str) -> Vec<u64> {
 
 #[test]
 fn perfdhcp_address_and_prefix_at_a_fixed_rate_without_drops() {
+    let _heavy = heavy();
     let mut lab = Lab::new("pf");
     start_big(&mut lab);
     let out = perfdhcp(&lab, 500, 2000);
@@ -205,6 +217,7 @@ fn perfdhcp_address_and_prefix_at_a_fixed_rate_without_drops() {
 
 #[test]
 fn kill_9_loses_no_lease_a_client_was_told_it_has() {
+    let _heavy = heavy();
     testbed::ensure_tools(&[("tshark", "tshark")]).unwrap();
     let mut lab = Lab::new("k9");
     start_big(&mut lab);
@@ -333,4 +346,197 @@ fn sighup_reloads_pools_and_keeps_leases() {
         (u128::from(moved.0)..=u128::from(moved.1)).contains(&u128::from(kept)),
         "{kept}: the new range still serves"
     );
+}
+
+/// The lease store's files, gone: the server forgets every lease.
+fn forget_leases(lab: &Lab) {
+    for f in ["leases.db", "leases.db-wal", "leases.db-shm"] {
+        let _ = std::fs::remove_file(lab.dir.join(f));
+    }
+}
+
+/// A CPE switched from addresses to prefix delegation keeps its lease file: `dhclient -P`
+/// then Rebinds with an empty IA_PD, which used to be dropped on every retransmission (no
+/// prefix until the old lease ran out). And the other way round: `-N` after `-P`.
+#[test]
+fn dhclient_n_then_p_and_p_then_n_with_one_lease_file() {
+    let mut lab = Lab::new("np");
+    start(&mut lab);
+    let (env, out) = lab.dhclient(&["-N"], "cli0");
+    let addr = env.get("new_ip6_address").cloned().unwrap_or_else(|| panic!("no address:\n{out}\n{}", lab.log()));
+    let (env, out) = lab.dhclient(&["-P"], "cli0");
+    let prefix = env
+        .get("new_ip6_prefix")
+        .cloned()
+        .unwrap_or_else(|| panic!("-P after -N got no prefix:\n{out}\n{}", lab.log()));
+    assert!(prefix.ends_with("/56") && prefix.starts_with("2001:db8:1"), "{prefix} from {PD}");
+    let l = leases(&lab);
+    assert!(l.contains(&addr) && l.contains(prefix.trim_end_matches("/56")), "both in the store:\n{l}");
+    drop(lab);
+
+    let mut lab = Lab::new("pn");
+    start(&mut lab);
+    let (env, out) = lab.dhclient(&["-P"], "cli0");
+    let prefix = env.get("new_ip6_prefix").cloned().unwrap_or_else(|| panic!("no prefix:\n{out}\n{}", lab.log()));
+    let (env, out) = lab.dhclient(&["-N"], "cli0");
+    let addr = env
+        .get("new_ip6_address")
+        .cloned()
+        .unwrap_or_else(|| panic!("-N after -P got no address:\n{out}\n{}", lab.log()));
+    assert!(in_pool(&addr), "{addr} in {NA}");
+    let l = leases(&lab);
+    assert!(l.contains(&addr) && l.contains(prefix.trim_end_matches("/56")), "both in the store:\n{l}");
+}
+
+/// The server lost its lease database (deleted between runs, daemon restarted). A client
+/// that Rebinds for its prefix, and one that Renews its address at T1, are bound again at
+/// once, with what they had, instead of after their leases run out.
+#[test]
+fn a_client_whose_lease_the_server_forgot_is_bound_again_at_its_renew_or_rebind() {
+    let mut lab = Lab::new("fgt");
+    let cfg = lab.dir.join("dhcpv6d.toml");
+    let db = lab.dir.join("leases.db");
+    // Short lifetimes, so the client renews within the test: T1 8 s, T2 13 s.
+    std::fs::write(
+        &cfg,
+        format!(
+            "[[interface]]\nname = \"srv0\"\nna_pools = [\"{NA}\"]\npd_pools = [\"{PD}\"]\n\
+             preferred_lifetime = 16\nvalid_lifetime = 600\n"
+        ),
+    )
+    .unwrap();
+    let args = ["--config", cfg.to_str().unwrap(), "--lease-db", db.to_str().unwrap(), "--no-routes"];
+    lab.start(&args);
+
+    // Prefix: dhclient -P with a lease file Rebinds at start.
+    let (env, out) = lab.dhclient(&["-P"], "cli0");
+    let prefix = env.get("new_ip6_prefix").cloned().unwrap_or_else(|| panic!("no prefix:\n{out}\n{}", lab.log()));
+    assert!(lab.stop(false).unwrap().success());
+    forget_leases(&lab);
+    lab.start(&args);
+    assert!(!leases(&lab).contains(prefix.trim_end_matches("/56")), "forgotten");
+    let (env, out) = lab.dhclient(&["-P"], "cli0");
+    assert_eq!(env.get("new_ip6_prefix"), Some(&prefix), "the same prefix back\n{out}\n{}", lab.log());
+    assert!(leases(&lab).contains(prefix.trim_end_matches("/56")), "{}", leases(&lab));
+
+    // Address: dhclient -N Confirms at start (the server keeps no binding for a Confirm), then
+    // Renews at T1 for a binding the server does not have.
+    let lease_file = lab.dir.join("dhclient-na.leases");
+    let script = lab.dir.join("noop.sh");
+    std::fs::write(&script, "#!/bin/sh\nexit 0\n").unwrap();
+    std::process::Command::new("chmod").arg("+x").arg(&script).status().unwrap();
+    let dhclient = |lab: &Lab, n: u32| {
+        let (lf, pf, sf) = (lease_file.clone(), lab.dir.join(format!("dhclient-na-{n}.pid")), script.clone());
+        let args = ["timeout", "40", "dhclient", "-6", "-N", "-d", "-v", "-lf", common::lab::path_str(&lf)];
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["-pf", common::lab::path_str(&pf), "-sf", common::lab::path_str(&sf), "cli0"]);
+        lab.cli.spawn(&all, Some(&lab.dir.join(format!("dhclient-na-{n}.log")))).unwrap()
+    };
+    let first = dhclient(&lab, 1);
+    let mut addr = String::new();
+    testbed::wait_for(Duration::from_secs(20), || {
+        let l = leases(&lab);
+        let found = l.lines().find(|x| x.starts_with("na ")).and_then(|x| x.split_whitespace().nth(1));
+        addr = found.unwrap_or_default().to_owned();
+        Ok(!addr.is_empty())
+    })
+    .unwrap_or_else(|e| panic!("{e}: no address\n{}", lab.log()));
+    first.terminate();
+    assert!(lab.stop(false).unwrap().success());
+    forget_leases(&lab);
+    lab.start(&args);
+    let again = dhclient(&lab, 2);
+    // Confirm at once, the Renew at T1 (8 s): well before the lease's valid lifetime (600 s).
+    let bound = testbed::wait_for(Duration::from_secs(25), || Ok(leases(&lab).contains(&format!(" {addr}"))));
+    let log = std::fs::read_to_string(lab.dir.join("dhclient-na-2.log")).unwrap_or_default();
+    again.terminate();
+    bound.unwrap_or_else(|e| panic!("{e}: {addr} not bound again\n{log}\n{}\n{}", leases(&lab), lab.log()));
+    // By the Renew itself: without a binding made from it, the Reply says NoBinding and the
+    // client starts over with a Solicit.
+    assert!(log.contains("Forming Renew") || log.contains("Forming Rebind"), "it renewed:\n{log}");
+    assert!(!log.contains("Forming Solicit"), "bound by its Renew, not by starting over:\n{log}");
+}
+
+/// Solicits and Requests with 10,000 DUIDs from one source address, as fast as one process
+/// sends them, for at most `secs` seconds and `max` datagrams; prints how many it sent.
+const FLOOD: &str = r#"
+import socket, struct, sys, time
+sid, iface, src, secs, most = bytes.fromhex(sys.argv[1]), sys.argv[2], sys.argv[3], float(sys.argv[4]), int(sys.argv[5])
+ifindex = socket.if_nametoindex(iface)
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+s.bind((src, 0, 0, ifindex))
+dst = ("ff02::1:2", 547, 0, ifindex)
+def opt(code, data):
+    return struct.pack("!HH", code, len(data)) + data
+n, start = 0, time.time()
+while n < most and (n % 1000 or time.time() - start < secs):
+    duid = bytes.fromhex("00030001aa") + (n // 2 % 10000).to_bytes(5, "big")
+    request = n % 2 == 1
+    m = bytes([3 if request else 1]) + (n % 0xffffff).to_bytes(3, "big") + opt(1, duid)
+    if request:
+        m += opt(2, sid)
+    m += opt(3, struct.pack("!III", 1, 0, 0))
+    try:
+        s.sendto(m, dst)
+    except BlockingIOError:
+        pass
+    n += 1
+print(n)
+"#;
+
+/// The issue's flood: another host on the link sends Solicits and Requests with 10,000
+/// DUIDs as fast as it can. A well-behaved dhclient is still bound, and the flooding host
+/// holds no more than the per-MAC limit (it used to hold 954 leases, and dhclient was not
+/// bound after 12 s).
+#[test]
+fn a_flood_of_duids_from_one_host_does_not_starve_the_link() {
+    let _heavy = heavy();
+    let mut lab = Lab::new("fld");
+    start(&mut lab);
+    // Our DUID-LL, from srv0's MAC (`ip -br link`: name, state, MAC).
+    let link = lab.srv.run(&["ip", "-br", "link", "show", "srv0"]).unwrap();
+    let mac = link.split_whitespace().nth(2).unwrap_or_else(|| panic!("no MAC in {link:?}"));
+    let server_duid = format!("00030001{}", mac.replace(':', ""));
+    // Two hosts on the client's link: dhclient on a bridge over cli0, and the flooder in a
+    // namespace of its own behind another port of that bridge.
+    for cmd in [
+        &["ip", "link", "add", "br0", "type", "bridge"][..],
+        &["ip", "link", "set", "cli0", "master", "br0"],
+        &["ip", "link", "set", "br0", "up"],
+    ] {
+        lab.cli.run(cmd).unwrap();
+    }
+    let host = testbed::Netns::new("fldh").unwrap();
+    testbed::veth_pair(&lab.cli, "fla", &host, "flb").unwrap();
+    lab.cli.run(&["ip", "link", "set", "fla", "master", "br0"]).unwrap();
+    lab.cli.wait_link_local("br0", Duration::from_secs(10)).unwrap();
+    let src = host.wait_link_local("flb", Duration::from_secs(10)).unwrap().to_string();
+    let script = lab.dir.join("flood.py");
+    std::fs::write(&script, FLOOD).unwrap();
+    let flood_log = lab.dir.join("flood.log");
+    let flood = host
+        .spawn(
+            &["/usr/bin/python3", common::lab::path_str(&script), &server_duid, "flb", &src, "15", "3000000"],
+            Some(&flood_log),
+        )
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let t = std::time::Instant::now();
+    let (env, out) = lab.dhclient(&["-N"], "br0");
+    let took = t.elapsed();
+    let flooding = flood.is_running();
+    flood.terminate();
+    let stats = lab.stats();
+    let shown = ["xdp_dhcp", "user_received", "user_replied", "user_shed_oldest", "user_limit_leases_per_mac"]
+        .map(|k| format!("{k} {}", stats.get(k).copied().unwrap_or(0)));
+    eprintln!("dhclient bound in {took:?} under the flood; {shown:?}");
+    let addr =
+        env.get("new_ip6_address").unwrap_or_else(|| panic!("dhclient not bound under the flood:\n{out}\n{shown:?}"));
+    assert!(in_pool(addr));
+    assert!(flooding, "the flood lasted while dhclient was being served");
+    let l = leases(&lab);
+    let flooder =
+        l.lines().filter(|x| x.split_whitespace().nth(2).is_some_and(|d| d.starts_with("00030001aa"))).count();
+    assert!(flooder <= 8, "the flooding host holds {flooder} leases:\n{l}");
+    assert!(stats.get("user_limit_leases_per_mac").copied().unwrap_or(0) > 0, "{shown:?}");
 }

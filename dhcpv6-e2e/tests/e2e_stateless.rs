@@ -299,3 +299,41 @@ fn with_no_fast_path_the_raw_option_and_the_user_class_filter_are_the_same() {
     .unwrap();
     assert_eq!(lab.stats()["xdp_answered"], 0);
 }
+
+/// Finding 6 and RFC 9915 section 16: a request from a global source that is not on the link
+/// (spoofed, or routed from afar) gets no answer, nor does a client message sent by unicast;
+/// both are counted. An Information-Request to our link-local address is still answered, as
+/// the fast path does.
+#[test]
+fn off_link_sources_and_unicast_get_no_answer() {
+    let mut lab = Lab::new("ol");
+    lab.start(ARGS);
+    let ir = message(11, &[client_id(14), oro(&[23])]);
+    lab.cli.run(&["ip", "-6", "addr", "add", "2001:db8:99::9/64", "dev", "cli0", "nodad"]).unwrap();
+    let spoofed = lab.exchange_in(&lab.cli, "cli0", ("2001:db8:99::9", 546), "ff02::1:2", &ir, Duration::from_secs(2));
+    assert_eq!(spoofed, None, "no answer to an off-link source\n{}", lab.log());
+
+    let text = lab.srv.run(&["ip", "-6", "-o", "addr", "show", "dev", "srv0", "scope", "link"]).unwrap();
+    let ll = text
+        .split_whitespace()
+        .skip_while(|w| *w != "inet6")
+        .nth(1)
+        .and_then(|a| a.split('/').next())
+        .unwrap_or_else(|| panic!("no link-local address on srv0: {text}"))
+        .to_owned();
+    let solicit = message(1, &[client_id(14), opt(3, &[0; 12]), opt(8, &[0, 0])]);
+    let unicast = lab.exchange_in(&lab.cli, "cli0", ("::", 546), &ll, &solicit, Duration::from_secs(2));
+    assert_eq!(unicast, None, "no answer to a unicast Solicit");
+    let answered = lab.exchange_in(&lab.cli, "cli0", ("::", 546), &ll, &ir, Duration::from_secs(3));
+    let reply = answered.expect("an Information-Request to our link-local is answered, as by the fast path");
+    assert_eq!(Message::parse(&reply).unwrap().msg_type(), 7);
+    testbed::wait_for(Duration::from_secs(3), || {
+        let s = lab.stats();
+        Ok(s.get("user_drop_off_link_source").copied().unwrap_or(0) >= 1
+            && s.get("user_drop_unicast").copied().unwrap_or(0) >= 1)
+    })
+    .unwrap_or_else(|e| panic!("{e:#}: {:?}", lab.stats()));
+    let s = lab.stats();
+    assert_eq!(s["user_replied"], 0, "userspace answered nothing: {s:?}");
+    assert!(s["xdp_pass_addressing"] >= 1, "the fast path left the off-link source to userspace: {s:?}");
+}

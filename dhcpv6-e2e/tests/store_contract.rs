@@ -410,3 +410,104 @@ fn the_database_stopped_and_started_under_load() {
     assert_eq!(logs.count(&["lease database lost", "/outage?"]), 2);
     assert_eq!(logs.count(&["lease database back", "/outage?"]), 2);
 }
+
+fn server(url: &str, name: &str) -> PgStore {
+    PgStore::open_with(url, PgOptions { writer: Some(name.into()), ..PgOptions::default() }).unwrap()
+}
+
+/// Two daemons on one database: a claim of a binding the other holds for another client
+/// fails alone (typed, with the holder) while the rest of its group commit is stored; the
+/// same client's IA may be taken over (failover); a stale sweep or removal leaves the
+/// other's live binding alone; and each hears of the other's changes, not its own.
+#[test]
+fn two_servers_share_one_database_without_giving_a_binding_twice() {
+    let cluster = PgCluster::start().expect("PostgreSQL test cluster");
+    let url = cluster.create_database("multibox").unwrap();
+    let (a, b) = (server(&url, "box-a"), server(&url, "box-b"));
+    let mut feed_b = b.subscribe().expect("PostgreSQL reports other servers' changes");
+    let mut feed_a = a.subscribe().unwrap();
+    // Let both LISTENs start (the initial read of the table sends nothing yet: it is empty).
+    std::thread::sleep(Duration::from_millis(500));
+
+    a.commit(vec![LeaseOp::Upsert(address(1)), LeaseOp::Upsert(prefix(1))]).wait_blocking().unwrap();
+
+    // B, not knowing, gives the same address to client 2 and, in the same batch, an
+    // unrelated address to client 3.
+    let mut stolen = address(2);
+    stolen.addr = address(1).addr;
+    let taken = b.commit(vec![LeaseOp::Upsert(stolen), LeaseOp::Upsert(prefix(2))]);
+    let fine = b.commit(vec![LeaseOp::Upsert(address(3))]);
+    match taken.wait_blocking() {
+        Err(StoreError::Conflict { key, holder: Some(holder), .. }) => {
+            assert_eq!(key, address(1).key());
+            assert_eq!(*holder, address(1), "the holder is reported as stored");
+        }
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    fine.wait_blocking().expect("the other commit of the batch is stored");
+    let stored = std::collections::HashSet::from_iter(a.load_all().unwrap());
+    assert_eq!(
+        stored,
+        std::collections::HashSet::from([address(1), prefix(1), address(3)]),
+        "nothing of the lost claim is stored"
+    );
+
+    // Failover: B extends client 1's own bindings (its Rebind), taking them over.
+    let mut renewed = prefix(1);
+    renewed.valid_until += 600;
+    renewed.next_hop = Some(Box::new(leases::NextHop { via: "fe80::1".parse().unwrap(), dev: "eth7".into() }));
+    b.commit(vec![LeaseOp::Upsert(renewed.clone())]).wait_blocking().unwrap();
+
+    // A's sweep did not hear of that: its removal of the prefix leaves B's binding, and a
+    // removal of B's live address 3 does nothing either.
+    a.commit(vec![LeaseOp::remove(prefix(1).key()), LeaseOp::remove(address(3).key())]).wait_blocking().unwrap();
+    let stored = std::collections::HashSet::from_iter(b.load_all().unwrap());
+    assert_eq!(stored, std::collections::HashSet::from([address(1), renewed.clone(), address(3)]));
+    // B may release what it wrote.
+    b.commit(vec![LeaseOp::remove(address(3).key())]).wait_blocking().unwrap();
+
+    // What each heard: the other's changes, in commit order, never its own.
+    fn heard(mut next: impl FnMut() -> Option<leases::ForeignChange>, n: usize) -> Vec<leases::ForeignChange> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut got = Vec::new();
+        while got.len() < n && Instant::now() < deadline {
+            match next() {
+                Some(c) => got.push(c),
+                None => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        got.extend(std::iter::from_fn(next));
+        got
+    }
+    use leases::ForeignChange::{Remove, Upsert};
+    let got_b = heard(|| feed_b.try_recv().ok(), 2);
+    assert_eq!(got_b.len(), 2, "{got_b:?}");
+    assert!(got_b.contains(&Upsert(address(1))) && got_b.contains(&Upsert(prefix(1))), "{got_b:?}");
+    let got_a = heard(|| feed_a.try_recv().ok(), 3);
+    assert_eq!(
+        got_a,
+        vec![
+            Upsert(address(3)),
+            Upsert(renewed),
+            Remove { key: address(3).key(), valid_until: address(3).valid_until }
+        ]
+    );
+
+    // The feed's session is cut (a DBA, a database restart): it comes back, reads the table
+    // again (what the other server wrote meanwhile is not lost), and follows new changes.
+    let cut = cluster
+        .psql(
+            "multibox",
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE query LIKE '%, written_by FROM leases'",
+        )
+        .unwrap();
+    assert_eq!(cut.trim(), "2", "both feeds' sessions");
+    a.commit(vec![LeaseOp::Upsert(address(4))]).wait_blocking().unwrap();
+    let got_b = heard(|| feed_b.try_recv().ok(), 3);
+    assert!(got_b.contains(&Upsert(address(4))), "{got_b:?}");
+    assert!(got_b.contains(&Upsert(address(1))), "the table read again: {got_b:?}");
+    a.commit(vec![LeaseOp::Upsert(address(5))]).wait_blocking().unwrap();
+    let got_b = heard(|| feed_b.try_recv().ok(), 1);
+    assert!(got_b.contains(&Upsert(address(5))), "followed after the reconnection: {got_b:?}");
+}

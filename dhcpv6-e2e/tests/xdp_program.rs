@@ -84,6 +84,7 @@ fn check_reply_checksum(f: &[u8]) {
     let dst: [u8; 16] = f[l3 + 24..l3 + 40].try_into().unwrap();
     let plen = u16::from_be_bytes([f[l3 + 4], f[l3 + 5]]) as usize;
     assert_eq!(f.len(), l3 + 40 + plen, "IPv6 payload length matches the frame");
+    assert_eq!(usize::from(u16::from_be_bytes([f[l3 + 44], f[l3 + 45]])), plen, "UDP length matches the IPv6 payload");
     assert_eq!(udp_sum(&src.into(), &dst.into(), &f[l3 + 40..]), 0xffff, "UDP checksum verifies");
 }
 

@@ -7,6 +7,7 @@
 use std::{
     path::{Path, PathBuf},
     sync::atomic::{AtomicU64, Ordering},
+    time::Duration,
 };
 
 macro_rules! counters {
@@ -55,10 +56,26 @@ counters! {
     DropNoStatefulService => "drop_no_stateful_service",
     DropNoReply => "drop_no_reply",
     DropCommitFailed => "drop_commit_failed",
+    /// The lease store cannot write: a Renew, Rebind, Release or Decline that would change
+    /// a lease is dropped without trying (the client keeps its stored lease and retransmits).
+    DropStoreDown => "drop_store_down",
+    /// The lease store cannot write: a Solicit or Request answered with NoAddrsAvail /
+    /// NoPrefixAvail instead of a grant.
+    RefusedStoreDown => "refused_store_down",
+    /// Lease store outages begun, by reason (see `leases::Outage`), and ended.
+    StoreOutageFull => "store_outage_full",
+    StoreOutageIo => "store_outage_io",
+    StoreOutageStopped => "store_outage_stopped",
+    StoreOutageLost => "store_outage_lost",
+    StoreOutageUnreachable => "store_outage_unreachable",
+    StoreOutageOther => "store_outage_other",
+    StoreRecovered => "store_recovered",
     DropUnknownLink => "drop_unknown_link",
     DropNoClientId => "drop_no_client_id",
     DropUnexpectedServerId => "drop_unexpected_server_id",
     DropMissingServerId => "drop_missing_server_id",
+    /// A client message sent, not relayed, to a unicast address (RFC 9915 section 16: we
+    /// never send Server Unicast).
     DropUnicast => "drop_unicast",
     DropRebindNothingToSay => "drop_rebind_nothing_to_say",
     DropConfirmUndecidable => "drop_confirm_undecidable",
@@ -67,6 +84,16 @@ counters! {
     DropReplyTooLong => "drop_reply_too_long",
     /// A client whose User Class is one of `ignore_user_classes` (any message type).
     DropUserClass => "drop_user_class",
+    /// A new lease refused because the client's DUID holds as many as its link allows.
+    LimitLeasesPerClient => "limit_leases_per_client",
+    /// A new lease refused because the client's MAC (or relay identity) holds as many as its
+    /// link allows.
+    LimitLeasesPerMac => "limit_leases_per_mac",
+    /// A Decline past the client's or the link's cap: the address was freed, not held.
+    LimitDeclined => "limit_declined",
+    /// A queued message dropped unanswered because newer ones filled the userspace queue
+    /// (the oldest go first: their clients have retransmitted by now).
+    ShedOldest => "shed_oldest",
     DropRelayEmpty => "drop_relay_empty",
     DropRelayNotRelayMsg => "drop_relay_not_relay_msg",
     DropRelayShortHeader => "drop_relay_short_header",
@@ -93,7 +120,22 @@ counters! {
     DropAgentNotRelayReply => "drop_agent_not_relay_reply",
     DropAgentBadPeerAddress => "drop_agent_bad_peer_address",
     DropAgentHopLimit => "drop_agent_hop_limit",
+    /// Relay-agent mode: a Relay-Reply from a source that is not a configured server (or,
+    /// with ff05::1:3, not link-local on the upstream).
     DropAgentUnexpectedServer => "drop_agent_unexpected_server",
+    /// A Relay-Forward from a source no `--trusted-relay` / `trusted_relays` names.
+    DropUntrustedRelay => "drop_untrusted_relay",
+    /// A message straight from a client whose source is neither link-local nor on-link.
+    DropOffLinkSource => "drop_off_link_source",
+    /// Relay-agent mode: a Relay-Forward from below, from a relay nobody trusted.
+    DropAgentUntrustedRelay => "drop_agent_untrusted_relay",
+    /// Relay-agent mode: a client message from below whose source is off the link.
+    DropAgentOffLinkSource => "drop_agent_off_link_source",
+    /// Relay-agent mode: a Relay-Reply whose peer-address is neither link-local nor on the
+    /// downstream link it names.
+    DropAgentPeerOffLink => "drop_agent_peer_off_link",
+    /// Relay-agent mode: a Relay-Reply carrying a message type we do not know.
+    DropAgentUnknownType => "drop_agent_unknown_type",
 }
 
 impl std::fmt::Display for Counter {
@@ -102,14 +144,166 @@ impl std::fmt::Display for Counter {
     }
 }
 
+/// What became of one client message the userspace path took in (the reason of a drop is
+/// its [`Counter`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MessageOutcome {
+    /// Answered (for a stateful decision: once its leases were durable).
+    Replied,
+    /// No answer by decision (malformed, not for us, nothing to say, ...).
+    Dropped,
+    /// An answer was due but could not go out: the send or the lease commit failed.
+    Failed,
+}
+
+impl MessageOutcome {
+    pub const ALL: [MessageOutcome; 3] = [MessageOutcome::Replied, MessageOutcome::Dropped, MessageOutcome::Failed];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            MessageOutcome::Replied => "replied",
+            MessageOutcome::Dropped => "dropped",
+            MessageOutcome::Failed => "failed",
+        }
+    }
+}
+
+/// Message type names (RFC 9915 section 7.3) by type code; index 0 stands for every code
+/// not listed (unassigned or not a client message we know).
+const MESSAGE_TYPES: [&str; 14] = [
+    "other",
+    "solicit",
+    "advertise",
+    "request",
+    "confirm",
+    "renew",
+    "rebind",
+    "reply",
+    "release",
+    "decline",
+    "reconfigure",
+    "information_request",
+    "relay_forw",
+    "relay_repl",
+];
+
+/// The label of message type `t` (`other` for codes without a name here).
+pub fn message_type_name(t: u8) -> &'static str {
+    MESSAGE_TYPES.get(usize::from(t)).copied().unwrap_or(MESSAGE_TYPES[0])
+}
+
+/// Every message type label, `other` last.
+pub fn message_type_names() -> impl Iterator<Item = &'static str> {
+    MESSAGE_TYPES[1..].iter().chain(&MESSAGE_TYPES[..1]).copied()
+}
+
+/// A change in the lease population, counted when it is durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LeaseEvent {
+    /// A binding that did not exist before.
+    Granted,
+    /// An existing binding extended or changed (Renew, Rebind, a repeated Request).
+    Renewed,
+    /// Ended by the client (Release) or by the server (no longer valid for the link).
+    Released,
+    /// The client found the address in use (Decline).
+    Declined,
+    /// Its valid lifetime ran out.
+    Expired,
+    /// Ended by an operator (`dhcpv6d ctl release`).
+    OperatorReleased,
+}
+
+impl LeaseEvent {
+    pub const ALL: [LeaseEvent; 6] = [
+        LeaseEvent::Granted,
+        LeaseEvent::Renewed,
+        LeaseEvent::Released,
+        LeaseEvent::Declined,
+        LeaseEvent::Expired,
+        LeaseEvent::OperatorReleased,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            LeaseEvent::Granted => "granted",
+            LeaseEvent::Renewed => "renewed",
+            LeaseEvent::Released => "released",
+            LeaseEvent::Declined => "declined",
+            LeaseEvent::Expired => "expired",
+            LeaseEvent::OperatorReleased => "operator_released",
+        }
+    }
+}
+
+/// Upper bounds (seconds) of the lease-commit latency buckets: an fsync on an SSD takes
+/// well under a millisecond, a loaded spinning disk tens of milliseconds, and a commit
+/// queued behind others waits for theirs.
+pub const COMMIT_BUCKETS: [f64; 12] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
+
+/// A latency histogram with fixed buckets, lock-free like the counters.
+pub struct Histogram {
+    /// Per bucket (not cumulative); the last slot counts what is above every bound.
+    buckets: [AtomicU64; COMMIT_BUCKETS.len() + 1],
+    sum_micros: AtomicU64,
+}
+
+/// A histogram as read at one instant: cumulative counts per bound, as Prometheus has them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistogramSnapshot {
+    /// (upper bound in seconds, observations at or below it); `+Inf` is `count`.
+    pub cumulative: Vec<(f64, u64)>,
+    pub count: u64,
+    pub sum_seconds: f64,
+}
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Self { buckets: std::array::from_fn(|_| AtomicU64::new(0)), sum_micros: AtomicU64::new(0) }
+    }
+}
+
+impl Histogram {
+    pub fn observe(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        let i = COMMIT_BUCKETS.iter().position(|b| secs <= *b).unwrap_or(COMMIT_BUCKETS.len());
+        self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        let micros = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        self.sum_micros.fetch_add(micros, Ordering::Relaxed);
+    }
+
+    pub fn snapshot(&self) -> HistogramSnapshot {
+        let mut running = 0;
+        let mut cumulative = Vec::with_capacity(COMMIT_BUCKETS.len());
+        for (bound, n) in COMMIT_BUCKETS.iter().zip(&self.buckets) {
+            running += n.load(Ordering::Relaxed);
+            cumulative.push((*bound, running));
+        }
+        let count = running + self.buckets[COMMIT_BUCKETS.len()].load(Ordering::Relaxed);
+        // Micros to seconds for display only: precision far beyond what a dashboard shows.
+        let sum_seconds = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        HistogramSnapshot { cumulative, count, sum_seconds }
+    }
+}
+
 /// The daemon's counters: one atomic per [`Counter`], so any task or thread bumps without a lock.
 pub struct UserStats {
     counts: Box<[AtomicU64]>,
+    /// Per message type code (`MESSAGE_TYPES`) and [`MessageOutcome`].
+    messages: [[AtomicU64; 3]; MESSAGE_TYPES.len()],
+    lease_events: [AtomicU64; LeaseEvent::ALL.len()],
+    /// How long lease commits took to be durable.
+    pub commit_latency: Histogram,
 }
 
 impl Default for UserStats {
     fn default() -> Self {
-        Self { counts: Counter::ALL.iter().map(|_| AtomicU64::new(0)).collect() }
+        Self {
+            counts: Counter::ALL.iter().map(|_| AtomicU64::new(0)).collect(),
+            messages: std::array::from_fn(|_| std::array::from_fn(|_| AtomicU64::new(0))),
+            lease_events: std::array::from_fn(|_| AtomicU64::new(0)),
+            commit_latency: Histogram::default(),
+        }
     }
 }
 
@@ -128,9 +322,45 @@ impl UserStats {
         Counter::ALL.iter().map(|&c| (c.as_str(), self.get(c))).collect()
     }
 
+    /// Counts one client message of type `msg_type` by what became of it.
+    pub fn message(&self, msg_type: u8, outcome: MessageOutcome) {
+        let t = if usize::from(msg_type) < MESSAGE_TYPES.len() { usize::from(msg_type) } else { 0 };
+        self.messages[t][outcome as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// (type, outcome, count) for every message type and outcome, zeros included.
+    pub fn messages(&self) -> Vec<(&'static str, &'static str, u64)> {
+        let order = (1..MESSAGE_TYPES.len()).chain([0]);
+        order
+            .flat_map(|t| {
+                MessageOutcome::ALL
+                    .iter()
+                    .map(move |o| (MESSAGE_TYPES[t], o.as_str(), self.messages[t][*o as usize].load(Ordering::Relaxed)))
+            })
+            .collect()
+    }
+
+    pub fn lease_event(&self, e: LeaseEvent, n: u64) {
+        self.lease_events[e as usize].fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Every lease event with its count, zeros included.
+    pub fn lease_events(&self) -> Vec<(&'static str, u64)> {
+        LeaseEvent::ALL.iter().map(|e| (e.as_str(), self.lease_events[*e as usize].load(Ordering::Relaxed))).collect()
+    }
+
+    /// Every line of the stats file: the counters by name, then `msg_TYPE_OUTCOME` and
+    /// `lease_EVENT` (so `dhcpv6d stats` shows them too).
+    pub fn lines(&self) -> Vec<(String, u64)> {
+        let mut out: Vec<(String, u64)> = self.snapshot().into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+        out.extend(self.messages().into_iter().map(|(t, o, v)| (format!("msg_{t}_{o}"), v)));
+        out.extend(self.lease_events().into_iter().map(|(e, v)| (format!("lease_{e}"), v)));
+        out
+    }
+
     /// Rewrites `path` atomically (write then rename), `name value` per line.
     pub fn write(&self, path: &Path) -> std::io::Result<()> {
-        let text: String = self.snapshot().iter().map(|(k, v)| format!("{k} {v}\n")).collect();
+        let text: String = self.lines().iter().map(|(k, v)| format!("{k} {v}\n")).collect();
         let tmp = path.with_extension("tmp");
         std::fs::write(&tmp, text)?;
         std::fs::rename(tmp, path)
@@ -154,6 +384,50 @@ mod tests {
         for (i, c) in Counter::ALL.iter().enumerate() {
             assert_eq!(*c as usize, i);
         }
+    }
+
+    #[test]
+    fn messages_are_counted_by_type_and_outcome() {
+        let s = UserStats::default();
+        s.message(1, MessageOutcome::Replied);
+        s.message(1, MessageOutcome::Replied);
+        s.message(3, MessageOutcome::Failed);
+        s.message(200, MessageOutcome::Dropped);
+        let m = s.messages();
+        assert_eq!(m.len(), MESSAGE_TYPES.len() * 3);
+        let get = |t, o| m.iter().find(|(a, b, _)| *a == t && *b == o).map(|x| x.2);
+        assert_eq!(get("solicit", "replied"), Some(2));
+        assert_eq!(get("request", "failed"), Some(1));
+        assert_eq!(get("other", "dropped"), Some(1));
+        assert_eq!(m.iter().map(|x| x.2).sum::<u64>(), 4);
+        assert_eq!(message_type_name(11), "information_request");
+        assert_eq!(message_type_name(99), "other");
+        assert_eq!(message_type_names().count(), MESSAGE_TYPES.len());
+        assert!(s.lines().iter().any(|(k, v)| k == "msg_solicit_replied" && *v == 2));
+    }
+
+    #[test]
+    fn histogram_buckets_are_cumulative() {
+        let h = Histogram::default();
+        h.observe(Duration::from_micros(300));
+        h.observe(Duration::from_millis(3));
+        h.observe(Duration::from_secs(10));
+        let s = h.snapshot();
+        assert_eq!(s.count, 3);
+        assert_eq!(s.cumulative[0], (0.0005, 1));
+        assert_eq!(s.cumulative.iter().find(|(b, _)| *b == 0.005).map(|x| x.1), Some(2));
+        assert_eq!(s.cumulative.last().map(|x| x.1), Some(2), "10 s is only in +Inf");
+        assert!((s.sum_seconds - 10.0033).abs() < 1e-9, "{}", s.sum_seconds);
+    }
+
+    #[test]
+    fn lease_events_add_up() {
+        let s = UserStats::default();
+        s.lease_event(LeaseEvent::Granted, 3);
+        s.lease_event(LeaseEvent::Expired, 1);
+        let e = s.lease_events();
+        assert_eq!(e.len(), LeaseEvent::ALL.len());
+        assert!(e.contains(&("granted", 3)) && e.contains(&("expired", 1)) && e.contains(&("renewed", 0)));
     }
 
     #[test]

@@ -4,6 +4,8 @@
 //! send. `fastpath` turns the same decisions into the XDP program's map data, and models the
 //! program frame by frame so tests can hold the two to the same answers.
 
+pub mod control_proto;
+pub mod ctl;
 pub mod daemon;
 pub mod dataplane;
 pub mod fastpath;

@@ -1,6 +1,6 @@
 //! dhcpv6d: XDP-accelerated DHCPv6 server.
 
-use std::{net::Ipv6Addr, path::PathBuf};
+use std::{net::Ipv6Addr, path::PathBuf, process::ExitCode};
 
 use anyhow::{anyhow, Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -13,6 +13,8 @@ use dhcpv6::{
 };
 
 const DEFAULT_STATE_DIR: &str = "/run/dhcpv6d";
+/// `--control-socket`'s default, in the default state folder.
+const DEFAULT_CONTROL_SOCKET: &str = "/run/dhcpv6d/control.sock";
 
 #[derive(Parser)]
 #[command(
@@ -53,6 +55,11 @@ struct RunArgs {
     /// Relay-agent mode: replace the DNS servers in relayed replies (not in authenticated ones).
     #[arg(long, value_name = "ADDR")]
     relay_rewrite_dns: Vec<Ipv6Addr>,
+    /// Serve (or, in relay-agent mode, pass on) Relay-Forward from this relay: an address or
+    /// PREFIX/LEN (repeatable; fe80::/10 for lightweight relays on the link, ::/0 for
+    /// everyone). None: relayed messages are dropped. Adds to the file's trusted_relays.
+    #[arg(long, value_name = "PREFIX")]
+    trusted_relay: Vec<String>,
     /// Stateful: an address range for IA_NA, START-END (repeatable). Serves every --iface and
     /// relayed clients whose relay link-address lies in the range's /64.
     #[arg(long, value_name = "START-END")]
@@ -74,6 +81,19 @@ struct RunArgs {
     /// Give no answer to clients whose User Class option carries TEXT; repeatable.
     #[arg(long = "ignore-user-class", value_name = "TEXT")]
     ignore_user_class: Vec<String>,
+    /// Stateful: at most N addresses and prefixes per client DUID on each link (0: no
+    /// limit; default 8, or the file's max_leases_per_client). Over every link's own.
+    #[arg(long, value_name = "N")]
+    max_leases_per_client: Option<u32>,
+    /// Stateful: at most N addresses and prefixes per client MAC (or relay identity) on each
+    /// link, whatever DUIDs it uses (0: no limit; default 8). Over every link's own.
+    #[arg(long, value_name = "N")]
+    max_leases_per_mac: Option<u32>,
+    /// The Server Identifier for every interface, in hex (e.g. 00:02:00:00:ab:11:...): for
+    /// boxes sharing a lease database that should look like one server. Default: each
+    /// interface's own DUID-LL from its MAC
+    #[arg(long, value_name = "HEX")]
+    server_duid: Option<String>,
     /// The lease database: every lease is durable before its Reply is sent. A path is an
     /// SQLite file (WAL, locked against a second daemon); a postgresql:// or postgres:// URL
     /// (libpq's form, e.g. postgresql:///dhcpv6?host=/run/postgresql&user=dhcp) is a
@@ -95,9 +115,12 @@ struct RunArgs {
     /// bpffs folder for the pinned maps and links.
     #[arg(long, value_name = "DIR", default_value = DEFAULT_PIN_DIR)]
     pin_dir: PathBuf,
-    /// Folder for the daemon's state (userspace counters).
+    /// Folder for the daemon's state (userspace counters, the control socket).
     #[arg(long, value_name = "DIR", default_value = DEFAULT_STATE_DIR)]
     state_dir: PathBuf,
+    /// The control socket for `dhcpv6d ctl` (mode 0600, root only) [default: STATE_DIR/control.sock].
+    #[arg(long, value_name = "PATH")]
+    control_socket: Option<PathBuf>,
     /// Let the XDP program log (aya-log) into the daemon's log.
     #[arg(long)]
     bpf_log: bool,
@@ -143,6 +166,13 @@ enum Cmd {
         #[arg(long, value_name = "PATH|URL", default_value = "/var/lib/dhcpv6d/leases.db")]
         lease_db: PathBuf,
     },
+    /// Ask the running daemon over its control socket.
+    Ctl {
+        #[arg(long, value_name = "PATH", default_value = DEFAULT_CONTROL_SOCKET)]
+        socket: PathBuf,
+        #[command(subcommand)]
+        cmd: CtlCmd,
+    },
     /// Attach a plain XDP_PASS program to IF and pin its link at PATH (for test set-ups:
     /// veth delivers XDP_TX frames only to a peer with an XDP program).
     #[command(hide = true)]
@@ -157,7 +187,48 @@ enum Cmd {
     },
 }
 
-fn main() -> Result<()> {
+#[derive(Subcommand)]
+enum CtlCmd {
+    /// Version, uptime, served interfaces, whether XDP is attached, lease count.
+    Status,
+    /// The leases in the daemon's lease store, optionally filtered (all filters hold).
+    Leases {
+        /// Only this client's (DUID in hex, colons allowed).
+        #[arg(long, value_name = "HEX")]
+        duid: Option<dhcpv6::control_proto::HexBytes>,
+        /// Only on this link (interface name, `[[link]]` name, or `default`).
+        #[arg(long, value_name = "LINK")]
+        link: Option<String>,
+        /// Only the lease of this address, or the delegated prefix that holds it.
+        #[arg(long, value_name = "ADDR")]
+        address: Option<Ipv6Addr>,
+        /// A JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Free an address or a delegated prefix (and remove its route); its client is not told.
+    Release {
+        /// ADDRESS, or PREFIX/LEN.
+        #[arg(value_name = "ADDRESS|PREFIX")]
+        target: dhcpv6::control_proto::ReleaseTarget,
+    },
+    /// Re-read the configuration file, as SIGHUP does. A refused file exits non-zero with
+    /// file, line and reason, and the configuration in force stays.
+    Reload,
+    /// Parse and validate FILE without applying it (by the daemon, with its command line,
+    /// when one runs; else the file alone).
+    ConfigCheck {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// The XDP and userspace counters, messages by type and outcome, lease events, commit latency.
+    Stats {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> Result<ExitCode> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -168,11 +239,12 @@ fn main() -> Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
-    match cli.cmd {
+    let done = match cli.cmd {
         Some(Cmd::Stats { pin_dir, state_dir }) => stats(&pin_dir, &state_dir),
         Some(Cmd::AttachAux { iface, pin, .. }) => attach_aux(&iface, &pin),
         Some(Cmd::Leases { lease_db }) => leases(&lease_db),
         Some(Cmd::Detach { pin_dir }) => detach(&pin_dir),
+        Some(Cmd::Ctl { socket, cmd }) => return dhcpv6::ctl::run(&socket, ctl_command(cmd)),
         None => {
             let r = cli.run;
             let opts = Options {
@@ -188,13 +260,18 @@ fn main() -> Result<()> {
                     na_pools: r.na_pool,
                     pd_pools: r.pd_pool,
                     rapid_commit: r.rapid_commit,
+                    trusted_relays: r.trusted_relay,
                     sol_max_rt: r.sol_max_rt,
                     raw_options: r.raw_option,
                     ignore_user_classes: r.ignore_user_class,
+                    max_leases_per_client: r.max_leases_per_client,
+                    max_leases_per_mac: r.max_leases_per_mac,
+                    server_duid: r.server_duid,
                 },
                 lease_db: r.lease_db,
                 routes: !r.no_routes,
                 metrics: r.metrics,
+                control_socket: r.control_socket.unwrap_or_else(|| r.state_dir.join("control.sock")),
                 fast_path: !r.no_fast_path,
                 xdp_mode: r.xdp_mode,
                 pin_dir: r.pin_dir,
@@ -212,6 +289,21 @@ fn main() -> Result<()> {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             rt.block_on(daemon::run(opts))
         }
+    };
+    done.map(|()| ExitCode::SUCCESS)
+}
+
+fn ctl_command(c: CtlCmd) -> dhcpv6::ctl::Command {
+    use dhcpv6::{control_proto::LeaseFilter, ctl::Command};
+    match c {
+        CtlCmd::Status => Command::Status,
+        CtlCmd::Leases { duid, link, address, json } => {
+            Command::Leases { filter: LeaseFilter { duid, link, address }, json }
+        }
+        CtlCmd::Release { target } => Command::Release { target },
+        CtlCmd::Reload => Command::Reload,
+        CtlCmd::ConfigCheck { file } => Command::ConfigCheck { file },
+        CtlCmd::Stats { json } => Command::Stats { json },
     }
 }
 

@@ -1,6 +1,9 @@
 //! Prometheus text exposition on `--metrics ADDR`: the XDP counters (read from the pinned map,
-//! summed over CPUs), the userspace counters and the lease count. A minimal HTTP/1.0 responder:
-//! every request gets the metrics, whatever its path.
+//! summed over CPUs), the userspace counters (events, messages by type and outcome, lease
+//! events, lease-commit latency), the lease count and pool usage. A minimal HTTP/1.0
+//! responder: every request gets the metrics, whatever its path.
+//!
+//! `dist/grafana/dhcpv6d.json` graphs these; a test below holds it to what is rendered here.
 
 use std::{
     fmt::Write as _,
@@ -20,6 +23,8 @@ use tokio::{
 };
 use tracing::{info, warn};
 
+use dhcpv6_common::Counters;
+
 use crate::{dataplane, stats::UserStats};
 
 /// What the exposition reads from.
@@ -30,27 +35,68 @@ pub struct Sources {
     pub leases: Arc<AtomicU64>,
     /// Pool usage as of the last tick: (link, pool, used, size).
     pub pools: Arc<std::sync::Mutex<Vec<(String, String, u64, u128)>>>,
+    /// Whether the lease store writes; `None` without pools (no store).
+    pub store_up: Option<Arc<std::sync::atomic::AtomicBool>>,
+    /// Messages waiting in the userspace receive queue.
+    pub queue: Arc<AtomicU64>,
 }
 
 pub fn render(s: &Sources) -> String {
+    let xdp = dataplane::pinned_counters(&s.pin_dir);
+    if let Err(e) = &xdp {
+        warn!(error = %format!("{e:#}"), "metrics: XDP counters unavailable");
+    }
+    render_with(xdp.ok().as_ref(), s)
+}
+
+/// The exposition with the XDP counters given (`None`: unreadable, the family stays empty).
+pub fn render_with(xdp: Option<&Counters>, s: &Sources) -> String {
     let mut out = String::new();
     out.push_str("# HELP dhcpv6_xdp_frames_total Frames the XDP program handled, by outcome.\n");
     out.push_str("# TYPE dhcpv6_xdp_frames_total counter\n");
-    match dataplane::pinned_counters(&s.pin_dir) {
-        Ok(c) => {
-            for (name, v) in c.fields() {
-                let _ = writeln!(out, "dhcpv6_xdp_frames_total{{outcome=\"{name}\"}} {v}");
-            }
-        }
-        Err(e) => warn!(error = %format!("{e:#}"), "metrics: XDP counters unavailable"),
+    for (name, v) in xdp.map(Counters::fields).into_iter().flatten() {
+        let _ = writeln!(out, "dhcpv6_xdp_frames_total{{outcome=\"{name}\"}} {v}");
     }
     out.push_str("# HELP dhcpv6_userspace_total Userspace events (received, replied, drops by reason, ...).\n");
     out.push_str("# TYPE dhcpv6_userspace_total counter\n");
     for (name, v) in s.user.snapshot() {
         let _ = writeln!(out, "dhcpv6_userspace_total{{event=\"{name}\"}} {v}");
     }
+    out.push_str(
+        "# HELP dhcpv6_messages_total Client messages the userspace path took in, by type and outcome \
+         (replied, dropped, failed: the send or the lease commit failed).\n",
+    );
+    out.push_str("# TYPE dhcpv6_messages_total counter\n");
+    for (t, o, v) in s.user.messages() {
+        let _ = writeln!(out, "dhcpv6_messages_total{{type=\"{t}\",outcome=\"{o}\"}} {v}");
+    }
+    out.push_str("# HELP dhcpv6_lease_events_total Lease changes made durable, by event.\n");
+    out.push_str("# TYPE dhcpv6_lease_events_total counter\n");
+    for (e, v) in s.user.lease_events() {
+        let _ = writeln!(out, "dhcpv6_lease_events_total{{event=\"{e}\"}} {v}");
+    }
+    let h = s.user.commit_latency.snapshot();
+    out.push_str("# HELP dhcpv6_store_commit_seconds Time from a lease commit to its being durable.\n");
+    out.push_str("# TYPE dhcpv6_store_commit_seconds histogram\n");
+    for (le, n) in &h.cumulative {
+        let _ = writeln!(out, "dhcpv6_store_commit_seconds_bucket{{le=\"{le}\"}} {n}");
+    }
+    let _ = writeln!(out, "dhcpv6_store_commit_seconds_bucket{{le=\"+Inf\"}} {}", h.count);
+    let _ = writeln!(out, "dhcpv6_store_commit_seconds_sum {}", h.sum_seconds);
+    let _ = writeln!(out, "dhcpv6_store_commit_seconds_count {}", h.count);
     out.push_str("# HELP dhcpv6_leases Leases held (addresses and prefixes).\n# TYPE dhcpv6_leases gauge\n");
     let _ = writeln!(out, "dhcpv6_leases {}", s.leases.load(Ordering::Relaxed));
+    if let Some(up) = &s.store_up {
+        out.push_str(
+            "# HELP dhcpv6_store_healthy 1 while the lease store writes, 0 during an outage (no new leases).\n",
+        );
+        out.push_str("# TYPE dhcpv6_store_healthy gauge\n");
+        let _ = writeln!(out, "dhcpv6_store_healthy {}", u8::from(up.load(Ordering::Relaxed)));
+    }
+    out.push_str(
+        "# HELP dhcpv6_userspace_queue Messages waiting for userspace.\n# TYPE dhcpv6_userspace_queue gauge\n",
+    );
+    let _ = writeln!(out, "dhcpv6_userspace_queue {}", s.queue.load(Ordering::Relaxed));
     out.push_str("# HELP dhcpv6_pool_used Addresses or prefixes in use per pool.\n# TYPE dhcpv6_pool_used gauge\n");
     out.push_str("# HELP dhcpv6_pool_size Addresses or prefixes per pool.\n# TYPE dhcpv6_pool_size gauge\n");
     if let Ok(pools) = s.pools.lock() {
@@ -85,5 +131,317 @@ pub async fn serve(listener: TcpListener, sources: Sources) {
             let _ = conn.write_all(head.as_bytes()).await;
             let _ = conn.write_all(body.as_bytes()).await;
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The store gauge, and the Grafana dashboard (`dist/grafana/dhcpv6d.json`) against
+    //! what `render` exports.
+
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::sync::atomic::AtomicBool;
+
+    use super::*;
+    use crate::stats::{Counter, MessageOutcome};
+
+    const DASHBOARD: &str = include_str!("../../dist/grafana/dhcpv6d.json");
+
+    /// Labels Prometheus adds to every series it scrapes: not the daemon's to export.
+    const TARGET_LABELS: [&str; 2] = ["instance", "job"];
+
+    /// A metric selector in an expression: name and `(label, op, value)` matchers.
+    #[derive(Debug)]
+    struct Selector {
+        name: String,
+        matchers: Vec<(String, String, String)>,
+    }
+
+    /// Sources with something counted in every family the dashboard reads.
+    fn busy_sources() -> Sources {
+        let user = Arc::new(UserStats::default());
+        user.bump(Counter::Replied);
+        user.message(1, MessageOutcome::Replied);
+        user.commit_latency.observe(Duration::from_millis(3));
+        Sources {
+            pin_dir: PathBuf::from("/nonexistent"),
+            user,
+            leases: Arc::new(AtomicU64::new(1)),
+            pools: Arc::new(std::sync::Mutex::new(vec![(
+                "default".into(),
+                "2001:db8:1::100-2001:db8:1::1ff".into(),
+                1,
+                256,
+            )])),
+            store_up: Some(Arc::new(AtomicBool::new(true))),
+            queue: Arc::new(AtomicU64::new(2)),
+        }
+    }
+
+    /// Series by metric name, each as its labels.
+    fn exported() -> BTreeMap<String, Vec<BTreeMap<String, String>>> {
+        let text = render_with(Some(&Counters::default()), &busy_sources());
+        let mut out: BTreeMap<String, Vec<BTreeMap<String, String>>> = BTreeMap::new();
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let (series, value) = line.rsplit_once(' ').expect("name value");
+            assert!(value.parse::<f64>().is_ok(), "{line}");
+            let (name, labels) = match series.split_once('{') {
+                Some((n, rest)) => (n, rest.strip_suffix('}').expect("closing brace")),
+                None => (series, ""),
+            };
+            let labels = labels
+                .split(',')
+                .filter(|p| !p.is_empty())
+                .map(|p| {
+                    let (k, v) = p.split_once('=').expect("label=value");
+                    (k.to_owned(), v.trim_matches('"').to_owned())
+                })
+                .collect();
+            out.entry(name.to_owned()).or_default().push(labels);
+        }
+        out
+    }
+
+    const KEYWORDS: [&str; 12] = [
+        "by",
+        "without",
+        "on",
+        "ignoring",
+        "group_left",
+        "group_right",
+        "and",
+        "or",
+        "unless",
+        "bool",
+        "offset",
+        "inf",
+    ];
+    /// Aggregation operators: their grouping may come between the name and the parenthesis.
+    const AGGREGATIONS: [&str; 12] = [
+        "sum",
+        "min",
+        "max",
+        "avg",
+        "group",
+        "stddev",
+        "stdvar",
+        "count",
+        "count_values",
+        "bottomk",
+        "topk",
+        "quantile",
+    ];
+
+    /// The metric selectors of a PromQL expression: identifiers that are not functions,
+    /// keywords, grouping labels, numbers, durations or strings.
+    fn selectors(expr: &str) -> Vec<Selector> {
+        let b = expr.as_bytes();
+        let mut out = Vec::new();
+        let mut i = 0;
+        let ident = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || c == b':';
+        let skip_ws = |mut j: usize| {
+            while j < b.len() && b[j].is_ascii_whitespace() {
+                j += 1;
+            }
+            j
+        };
+        while i < b.len() {
+            let c = b[i];
+            if c == b'"' {
+                i += 1 + expr[i + 1..].find('"').expect("closed string") + 1;
+            } else if c == b'[' {
+                i += expr[i..].find(']').expect("closed range") + 1;
+            } else if c.is_ascii_digit() || c == b'.' {
+                while i < b.len() && (ident(b[i]) || b[i] == b'.') {
+                    i += 1;
+                }
+            } else if ident(c) {
+                let start = i;
+                while i < b.len() && ident(b[i]) {
+                    i += 1;
+                }
+                let word = &expr[start..i];
+                let j = skip_ws(i);
+                let next = b.get(j).copied();
+                if KEYWORDS.contains(&word.to_ascii_lowercase().as_str()) {
+                    if matches!(word, "by" | "without" | "on" | "ignoring" | "group_left" | "group_right")
+                        && next == Some(b'(')
+                    {
+                        i = j + expr[j..].find(')').expect("closed label list") + 1;
+                    }
+                } else if next == Some(b'(') || AGGREGATIONS.contains(&word) {
+                    // A function or an aggregation.
+                } else {
+                    let mut matchers = Vec::new();
+                    if next == Some(b'{') {
+                        let end = j + expr[j..].find('}').expect("closed selector");
+                        matchers = parse_matchers(&expr[j + 1..end]);
+                        i = end + 1;
+                    }
+                    out.push(Selector { name: word.to_owned(), matchers });
+                }
+            } else {
+                i += 1;
+            }
+        }
+        out
+    }
+
+    fn parse_matchers(s: &str) -> Vec<(String, String, String)> {
+        let mut out = Vec::new();
+        let mut rest = s.trim();
+        while !rest.is_empty() {
+            let op_at = rest.find(['=', '!']).expect("a matcher operator");
+            let label = rest[..op_at].trim().to_owned();
+            let op_len = if rest[op_at..].starts_with("=~")
+                || rest[op_at..].starts_with("!=")
+                || rest[op_at..].starts_with("!~")
+            {
+                2
+            } else {
+                1
+            };
+            let op = rest[op_at..op_at + op_len].to_owned();
+            let after = rest[op_at + op_len..].trim_start();
+            let after = after.strip_prefix('"').expect("a quoted value");
+            let close = after.find('"').expect("closed value");
+            out.push((label, op, after[..close].to_owned()));
+            rest = after[close + 1..].trim_start().trim_start_matches(',').trim_start();
+        }
+        out
+    }
+
+    /// Every PromQL text in the dashboard with what it is for: panel targets (with their
+    /// legend), and template variable queries.
+    fn queries(d: &serde_json::Value) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for p in d["panels"].as_array().expect("panels") {
+            for t in p["targets"].as_array().expect("targets") {
+                let expr = t["expr"].as_str().expect("expr").to_owned();
+                out.push((expr, t["legendFormat"].as_str().unwrap_or("").to_owned()));
+            }
+        }
+        for v in d["templating"]["list"].as_array().expect("templating") {
+            if let Some(q) = v["query"]["query"].as_str() {
+                // label_values(SELECTOR, LABEL): the selector is PromQL, the label must be one.
+                let inner = q.strip_prefix("label_values(").and_then(|r| r.strip_suffix(')')).expect("label_values");
+                let (sel, label) = inner.rsplit_once(',').expect("two arguments");
+                out.push((sel.trim().to_owned(), format!("{{{{{}}}}}", label.trim())));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn promql_selectors_are_found() {
+        let s = selectors(
+            "histogram_quantile(0.99, sum by (le) (rate(a_bucket{x=\"1\", y=~\"b.*\"}[$__rate_interval]))) / on (z) b + 2e3",
+        );
+        let names: Vec<_> = s.iter().map(|x| x.name.as_str()).collect();
+        assert_eq!(names, ["a_bucket", "b"]);
+        assert_eq!(s[0].matchers, [("x".into(), "=".into(), "1".into()), ("y".into(), "=~".into(), "b.*".into())]);
+    }
+
+    #[test]
+    fn the_dashboard_uses_only_metrics_and_labels_the_daemon_exports() {
+        let d: serde_json::Value = serde_json::from_str(DASHBOARD).expect("the dashboard is JSON");
+        let exported = exported();
+        let mut used = BTreeSet::new();
+        for (expr, legend) in queries(&d) {
+            let sels = selectors(&expr);
+            assert!(!sels.is_empty(), "no metric in {expr:?}");
+            let mut labels: BTreeSet<String> = TARGET_LABELS.iter().map(|l| (*l).to_owned()).collect();
+            for sel in sels {
+                let series = exported.get(&sel.name).unwrap_or_else(|| {
+                    panic!("{expr:?} uses {}, which dhcpv6d does not export: {:?}", sel.name, exported.keys())
+                });
+                used.insert(sel.name.clone());
+                labels.extend(series.iter().flat_map(|s| s.keys().cloned()));
+                for (label, op, value) in &sel.matchers {
+                    if TARGET_LABELS.contains(&label.as_str()) {
+                        continue;
+                    }
+                    assert!(
+                        series.iter().any(|s| s.contains_key(label)),
+                        "{expr:?}: {} has no label {label}",
+                        sel.name
+                    );
+                    if op == "=" {
+                        assert!(
+                            series.iter().any(|s| s.get(label) == Some(value)),
+                            "{expr:?}: no {}{{{label}=\"{value}\"}} is exported",
+                            sel.name
+                        );
+                    }
+                }
+            }
+            for l in legend.split("{{").skip(1).filter_map(|x| x.split_once("}}")).map(|x| x.0.trim()) {
+                assert!(labels.contains(l), "legend {legend:?} of {expr:?} names {l}, a label none of its metrics has");
+            }
+        }
+        // The panels the dashboard is for: answers by path, drops, pool usage, commit latency.
+        for m in [
+            "dhcpv6_xdp_frames_total",
+            "dhcpv6_userspace_total",
+            "dhcpv6_messages_total",
+            "dhcpv6_pool_used",
+            "dhcpv6_pool_size",
+            "dhcpv6_store_commit_seconds_bucket",
+            "dhcpv6_lease_events_total",
+        ] {
+            assert!(used.contains(m), "the dashboard does not graph {m}");
+        }
+        let titles: Vec<&str> = d["panels"].as_array().unwrap().iter().filter_map(|p| p["title"].as_str()).collect();
+        for t in [
+            "Answers per second by path",
+            "XDP drops by reason",
+            "Userspace drops by reason",
+            "Pool usage",
+            "Lease commit latency",
+        ] {
+            assert!(titles.contains(&t), "no panel {t:?}: {titles:?}");
+        }
+    }
+
+    /// Nothing counted; the store gauge as given (`None`: no stateful service).
+    fn sources(store_up: Option<bool>) -> Sources {
+        Sources {
+            pin_dir: PathBuf::from("/nonexistent/dhcpv6-metrics-test"),
+            user: Arc::default(),
+            leases: Arc::default(),
+            pools: Arc::default(),
+            store_up: store_up.map(|up| Arc::new(AtomicBool::new(up))),
+            queue: Arc::default(),
+        }
+    }
+
+    #[test]
+    fn render_exports_every_family_with_its_series() {
+        let e = exported();
+        assert_eq!(e["dhcpv6_xdp_frames_total"].len(), 20);
+        for outcome in ["drop_flood", "pass_user_class"] {
+            assert!(e["dhcpv6_xdp_frames_total"].iter().any(|l| l.get("outcome").map(String::as_str) == Some(outcome)));
+        }
+        assert_eq!(e["dhcpv6_userspace_total"].len(), Counter::ALL.len());
+        assert_eq!(e["dhcpv6_messages_total"].len(), 14 * MessageOutcome::ALL.len());
+        assert_eq!(e["dhcpv6_store_commit_seconds_bucket"].len(), crate::stats::COMMIT_BUCKETS.len() + 1);
+        let text = render_with(None, &busy_sources());
+        assert!(text.contains("dhcpv6_messages_total{type=\"solicit\",outcome=\"replied\"} 1\n"), "{text}");
+        assert!(text.contains("dhcpv6_store_commit_seconds_bucket{le=\"0.005\"} 1\n"), "{text}");
+        assert!(text.contains("dhcpv6_store_commit_seconds_bucket{le=\"0.0025\"} 0\n"), "{text}");
+        assert!(text.contains("dhcpv6_store_commit_seconds_count 1\n"), "{text}");
+        assert!(text.contains("dhcpv6_lease_events_total{event=\"granted\"} 0\n"), "{text}");
+        assert!(text.contains("# TYPE dhcpv6_store_commit_seconds histogram\n"));
+        assert!(!text.contains("dhcpv6_xdp_frames_total{"), "no XDP series without the map");
+        assert!(text.contains("dhcpv6_pool_used{link=\"default\",pool=\"2001:db8:1::100-2001:db8:1::1ff\"} 1\n"));
+    }
+
+    #[test]
+    fn the_store_gauge_follows_the_flag_and_is_absent_without_a_store() {
+        assert!(render(&sources(Some(true))).contains("\ndhcpv6_store_healthy 1\n"));
+        let down = render(&sources(Some(false)));
+        assert!(down.contains("# TYPE dhcpv6_store_healthy gauge\n"), "{down}");
+        assert!(down.contains("\ndhcpv6_store_healthy 0\n"), "{down}");
+        assert!(!render(&sources(None)).contains("dhcpv6_store_healthy"));
     }
 }

@@ -17,6 +17,8 @@ use rtnetlink::{Handle, MulticastGroup};
 use tokio::sync::mpsc;
 use tracing::warn;
 
+use crate::server::trust::Prefix;
+
 /// What the fast path needs of one interface.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LinkState {
@@ -26,6 +28,8 @@ pub struct LinkState {
     pub link_local: Option<Ipv6Addr>,
     /// The first global address: a relay's link-address.
     pub global: Option<Ipv6Addr>,
+    /// That address's prefix: where clients on the link may have global sources.
+    pub global_prefix: Option<Prefix>,
     pub up: bool,
 }
 
@@ -62,6 +66,7 @@ impl Netlink {
         }
         let mut link_local = None;
         let mut global = None;
+        let mut global_prefix = None;
         let mut addrs = self.handle.address().get().set_link_index_filter(ifindex).execute();
         while let Some(a) = addrs.try_next().await.with_context(|| format!("reading addresses of {name}"))? {
             if a.header.flags.contains(AddressHeaderFlags::Tentative) {
@@ -74,11 +79,12 @@ impl Netlink {
                     }
                     if a.header.scope == AddressScope::Universe && global.is_none() {
                         global = Some(*v6);
+                        global_prefix = Prefix::new(*v6, a.header.prefix_len);
                     }
                 }
             }
         }
-        Ok(Some(LinkState { ifindex, mac, link_local, global, up }))
+        Ok(Some(LinkState { ifindex, mac, link_local, global, global_prefix, up }))
     }
 }
 

@@ -11,7 +11,9 @@ use std::{
 
 use anyhow::{Context, Result};
 use dhcpv6_common::wire::{ALL_DHCP_RELAY_AGENTS_AND_SERVERS, ALL_DHCP_SERVERS, SERVER_PORT};
-use nix::sys::socket::{recvmsg, setsockopt, sockopt, ControlMessageOwned, MsgFlags, SockaddrIn6};
+use nix::sys::socket::{
+    recvmsg, sendmsg, setsockopt, sockopt, ControlMessage, ControlMessageOwned, MsgFlags, SockaddrIn6,
+};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::{unix::AsyncFd, Interest};
 
@@ -86,9 +88,30 @@ impl ServerSocket {
         self.fd.async_io(Interest::READABLE, |s| recv_pktinfo(s.as_raw_fd(), buf)).await
     }
 
+    /// One datagram if one is waiting, else `WouldBlock` (the socket is non-blocking; the next
+    /// `recv` finds out itself that it must wait).
+    pub fn try_recv(&self, buf: &mut [u8]) -> std::io::Result<Received> {
+        recv_pktinfo(self.fd.get_ref().as_raw_fd(), buf)
+    }
+
     pub async fn send_to(&self, buf: &[u8], to: SocketAddrV6) -> std::io::Result<usize> {
         self.fd.async_io(Interest::WRITABLE, |s| s.send_to(buf, &to.into())).await
     }
+
+    /// As `send_to`, out of interface `ifindex` (IPV6_PKTINFO), even for a global `to` that
+    /// the routing table would send elsewhere.
+    pub async fn send_via(&self, buf: &[u8], to: SocketAddrV6, ifindex: u32) -> std::io::Result<usize> {
+        self.fd.async_io(Interest::WRITABLE, |s| send_pktinfo(s.as_raw_fd(), buf, to, ifindex)).await
+    }
+}
+
+fn send_pktinfo(fd: i32, buf: &[u8], to: SocketAddrV6, ifindex: u32) -> std::io::Result<usize> {
+    // Source address left to the kernel (unspecified): only the interface is pinned.
+    let pi = libc::in6_pktinfo { ipi6_addr: libc::in6_addr { s6_addr: [0; 16] }, ipi6_ifindex: ifindex };
+    let cmsg = [ControlMessage::Ipv6PacketInfo(&pi)];
+    let iov = [std::io::IoSlice::new(buf)];
+    let dst = SockaddrIn6::from(to);
+    sendmsg(fd, &iov, &cmsg, MsgFlags::empty(), Some(&dst)).map_err(std::io::Error::from)
 }
 
 fn recv_pktinfo(fd: i32, buf: &mut [u8]) -> std::io::Result<Received> {

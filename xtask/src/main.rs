@@ -1,7 +1,8 @@
-//! `cargo xtask`: build, run, lab, test and bench for dhcpv6d.
+//! `cargo xtask`: build, run, lab, test, fuzz and bench for dhcpv6d.
 
 mod bench;
 mod build;
+mod fuzz;
 mod interrupt;
 mod lab;
 mod run;
@@ -79,6 +80,20 @@ enum Cmd {
         #[arg(long, value_name = "GROUPS", value_delimiter = ',')]
         only: Vec<String>,
     },
+    /// Fuzz: every cargo-fuzz target in fuzz/ for --secs each (nightly; installs cargo-fuzz
+    /// into target/tools), or `--target xdp`: the XDP program against its userspace twin on
+    /// --frames random and mutated frames (needs root). See docs/fuzzing.md.
+    Fuzz {
+        /// One of codec_roundtrip, relay, engine, config, or xdp (default: all but xdp).
+        #[arg(long, value_name = "T")]
+        target: Option<String>,
+        /// Seconds per target.
+        #[arg(long, value_name = "N", default_value_t = 300)]
+        secs: u64,
+        /// Frames for `--target xdp` (the second layout's test runs half as many more).
+        #[arg(long, value_name = "N", default_value_t = fuzz::XDP_FRAMES)]
+        frames: u64,
+    },
     /// The whole test suite, as CI runs it (needs root; installs the Debian packages it needs).
     Test {
         /// Skip the final lab run.
@@ -120,6 +135,10 @@ fn dispatch(cli: Cli) -> Result<()> {
         }
         Cmd::Bench { quick, runs, no_stateful, out, only } => {
             bench::bench(&root, &bench::BenchOptions { quick, runs, no_stateful, out, only })?;
+        }
+        Cmd::Fuzz { target, secs, frames } => {
+            interrupt::install()?;
+            fuzz::fuzz(&root, &fuzz::FuzzOptions { target, secs, frames })?;
         }
         Cmd::Test { quick, timeout_mins } => {
             let timeout = Duration::from_secs(timeout_mins.saturating_mul(60));

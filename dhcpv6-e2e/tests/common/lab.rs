@@ -287,21 +287,36 @@ impl Lab {
 
     /// As `exchange`, from UDP port `port` (547 for a relay).
     pub fn exchange_from(&self, port: u16, payload: &[u8], wait: Duration) -> Option<Vec<u8>> {
+        self.exchange_in(&self.cli, "cli0", ("::", port), "ff02::1:2", payload, wait)
+    }
+
+    /// One payload from namespace `ns`, out of `ifname`, from `src` (address, UDP port) to
+    /// `dst` port 547; the first reply's bytes, if any comes within `wait`.
+    pub fn exchange_in(
+        &self,
+        ns: &Netns,
+        ifname: &str,
+        src: (&str, u16),
+        dst: &str,
+        payload: &[u8],
+        wait: Duration,
+    ) -> Option<Vec<u8>> {
         let hex: String = payload.iter().map(|b| format!("{b:02x}")).collect();
+        let (src, port) = src;
         let script = format!(
             "import socket,sys\n\
              s=socket.socket(socket.AF_INET6,socket.SOCK_DGRAM)\n\
              s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n\
-             s.setsockopt(socket.SOL_SOCKET,25,b'cli0')\n\
-             s.bind(('::',{port}))\n\
-             idx=socket.if_nametoindex('cli0')\n\
-             s.sendto(bytes.fromhex('{hex}'),('ff02::1:2',547,0,idx))\n\
+             s.setsockopt(socket.SOL_SOCKET,25,b'{ifname}')\n\
+             s.bind(('{src}',{port}))\n\
+             idx=socket.if_nametoindex('{ifname}')\n\
+             s.sendto(bytes.fromhex('{hex}'),('{dst}',547,0,idx))\n\
              s.settimeout({})\n\
              try:\n  d,a=s.recvfrom(65535); print(d.hex())\n\
              except socket.timeout:\n  print('none')\n",
             wait.as_secs_f64()
         );
-        let out = self.cli.cmd("python3").arg("-c").arg(script).output().unwrap();
+        let out = ns.cmd("python3").arg("-c").arg(script).output().unwrap();
         assert!(out.status.success(), "python: {}", String::from_utf8_lossy(&out.stderr));
         let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
         if text == "none" {

@@ -26,20 +26,28 @@ pub(crate) struct Document {
     #[serde(default)]
     pub link: Vec<Link>,
     pub relay: Option<Relay>,
+    /// One Server Identifier for every interface (several boxes answering as one server).
+    pub server_duid: Option<Spanned<String>>,
 }
 
 /// `[defaults]`: what every interface hands out unless it says otherwise.
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Options {
-    pub dns: Option<Vec<Ipv6Addr>>,
+    pub dns: Option<Spanned<Vec<Ipv6Addr>>>,
     pub domains: Option<Vec<Spanned<String>>>,
-    pub ntp: Option<Vec<Ipv6Addr>>,
-    pub sntp: Option<Vec<Ipv6Addr>>,
+    pub ntp: Option<Spanned<Vec<Ipv6Addr>>>,
+    pub sntp: Option<Spanned<Vec<Ipv6Addr>>>,
     pub information_refresh_time: Option<u32>,
     pub inf_max_rt: Option<u32>,
     /// SOL_MAX_RT (option 82) for Advertise and Reply, seconds (RFC 9915 section 21.24).
     pub sol_max_rt: Option<Spanned<u32>>,
+    /// The per-client limits and `create_on_renew` of every link that does not set its own.
+    pub max_leases_per_client: Option<u32>,
+    pub max_leases_per_mac: Option<u32>,
+    pub max_declined_per_client: Option<u32>,
+    pub max_declined_per_link: Option<u32>,
+    pub create_on_renew: Option<bool>,
     // Options beyond the basics (typed forms, raw options) and the User Class filter.
     pub ntp_fqdn: Option<Vec<Spanned<String>>>,
     pub captive_portal: Option<Spanned<String>>,
@@ -90,10 +98,10 @@ pub(crate) struct Raw {
 #[serde(deny_unknown_fields)]
 pub(crate) struct Interface {
     pub name: Spanned<String>,
-    pub dns: Option<Vec<Ipv6Addr>>,
+    pub dns: Option<Spanned<Vec<Ipv6Addr>>>,
     pub domains: Option<Vec<Spanned<String>>>,
-    pub ntp: Option<Vec<Ipv6Addr>>,
-    pub sntp: Option<Vec<Ipv6Addr>>,
+    pub ntp: Option<Spanned<Vec<Ipv6Addr>>>,
+    pub sntp: Option<Spanned<Vec<Ipv6Addr>>>,
     pub information_refresh_time: Option<u32>,
     pub inf_max_rt: Option<u32>,
     pub sol_max_rt: Option<Spanned<u32>>,
@@ -113,8 +121,16 @@ pub(crate) struct Interface {
     pub t1: Option<Spanned<u32>>,
     pub t2: Option<Spanned<u32>>,
     pub rapid_commit: Option<bool>,
+    pub max_leases_per_client: Option<u32>,
+    pub max_leases_per_mac: Option<u32>,
+    pub max_declined_per_client: Option<u32>,
+    pub max_declined_per_link: Option<u32>,
+    pub create_on_renew: Option<bool>,
     #[serde(default)]
     pub reservation: Vec<Reservation>,
+    /// Relays whose Relay-Forward this interface serves: addresses or `PREFIX/LEN`.
+    #[serde(default)]
+    pub trusted_relays: Vec<Spanned<String>>,
 }
 
 /// `[[link]]`: a link behind relays, with the keys of `Interface`: its pools, and options
@@ -123,10 +139,10 @@ pub(crate) struct Interface {
 #[serde(deny_unknown_fields)]
 pub(crate) struct Link {
     pub name: Spanned<String>,
-    pub dns: Option<Vec<Ipv6Addr>>,
+    pub dns: Option<Spanned<Vec<Ipv6Addr>>>,
     pub domains: Option<Vec<Spanned<String>>>,
-    pub ntp: Option<Vec<Ipv6Addr>>,
-    pub sntp: Option<Vec<Ipv6Addr>>,
+    pub ntp: Option<Spanned<Vec<Ipv6Addr>>>,
+    pub sntp: Option<Spanned<Vec<Ipv6Addr>>>,
     pub information_refresh_time: Option<u32>,
     pub inf_max_rt: Option<u32>,
     pub sol_max_rt: Option<Spanned<u32>>,
@@ -146,6 +162,11 @@ pub(crate) struct Link {
     pub t1: Option<Spanned<u32>>,
     pub t2: Option<Spanned<u32>>,
     pub rapid_commit: Option<bool>,
+    pub max_leases_per_client: Option<u32>,
+    pub max_leases_per_mac: Option<u32>,
+    pub max_declined_per_client: Option<u32>,
+    pub max_declined_per_link: Option<u32>,
+    pub create_on_renew: Option<bool>,
     #[serde(default)]
     pub reservation: Vec<Reservation>,
 }
@@ -172,7 +193,10 @@ pub(crate) struct Relay {
     pub downstream: Vec<String>,
     #[serde(default)]
     pub servers: Vec<Ipv6Addr>,
-    pub rewrite_dns: Option<Vec<Ipv6Addr>>,
+    pub rewrite_dns: Option<Spanned<Vec<Ipv6Addr>>>,
+    /// Relays below the downstream interfaces whose Relay-Forward is passed on.
+    #[serde(default)]
+    pub trusted_relays: Vec<Spanned<String>>,
 }
 
 /// The stateful keys of an interface or a link, borrowed.
@@ -185,6 +209,11 @@ pub(crate) struct Pools<'a> {
     pub t1: Option<&'a Spanned<u32>>,
     pub t2: Option<&'a Spanned<u32>>,
     pub rapid_commit: Option<bool>,
+    pub max_leases_per_client: Option<u32>,
+    pub max_leases_per_mac: Option<u32>,
+    pub max_declined_per_client: Option<u32>,
+    pub max_declined_per_link: Option<u32>,
+    pub create_on_renew: Option<bool>,
     pub reservation: &'a [Reservation],
 }
 
@@ -214,6 +243,8 @@ macro_rules! options_view {
                     vendor: self.vendor.clone(),
                     option: self.option.clone(),
                     ignore_user_classes: self.ignore_user_classes.clone(),
+                    // The stateful keys are read through `pools()`.
+                    ..Options::default()
                 }
             }
         }
@@ -235,6 +266,11 @@ macro_rules! pools_view {
                     t1: self.t1.as_ref(),
                     t2: self.t2.as_ref(),
                     rapid_commit: self.rapid_commit,
+                    max_leases_per_client: self.max_leases_per_client,
+                    max_leases_per_mac: self.max_leases_per_mac,
+                    max_declined_per_client: self.max_declined_per_client,
+                    max_declined_per_link: self.max_declined_per_link,
+                    create_on_renew: self.create_on_renew,
                     reservation: &self.reservation,
                 }
             }

@@ -8,13 +8,15 @@ use crate::{
     resolv::HostResolver,
     server::{
         stateful::{check_links, AddrRange, LinkPools, PoolError, PrefixPool},
+        trust::{Prefix, TrustedRelays},
         LinkService,
     },
+    wire::{domain, Duid},
 };
 
 use super::{
-    options::{check_domain, check_sol_max_rt, user_class, OptionLayer},
-    validate::ConfigFile,
+    options::{check_lists, check_sol_max_rt, fits_one_option, user_class, OptionLayer},
+    validate::{hex_bytes, server_duid, ConfigFile},
     Config, ConfigError, IfaceConfig, Reason, RelaySettings, DEFAULT_LINK,
 };
 
@@ -32,8 +34,17 @@ pub struct Overrides {
     pub na_pools: Vec<String>,
     pub pd_pools: Vec<String>,
     pub rapid_commit: bool,
+    /// `--trusted-relay`: trusted on every served interface and, in relay-agent mode, below
+    /// every downstream one, on top of the file's `trusted_relays`.
+    pub trusted_relays: Vec<String>,
     /// `--sol-max-rt`: SOL_MAX_RT for every interface, over the file's.
     pub sol_max_rt: Option<u32>,
+    /// `--max-leases-per-client`, `--max-leases-per-mac`: over every link's own (file or
+    /// flags), 0 for no limit.
+    pub max_leases_per_client: Option<u32>,
+    pub max_leases_per_mac: Option<u32>,
+    /// `--server-duid HEX`: one Server Identifier for every interface, over the file's.
+    pub server_duid: Option<String>,
     /// `--option CODE:HEX`: raw options sent always, on every interface and link, over the
     /// file's of the same code.
     pub raw_options: Vec<String>,
@@ -48,18 +59,28 @@ struct Flags {
     /// `--na-pool`, `--pd-pool`, `--rapid-commit`.
     link: Option<LinkPools>,
     relay: Option<RelaySettings>,
+    server_duid: Option<Duid>,
+    trusted_relays: Vec<Prefix>,
 }
 
 impl TryFrom<&Overrides> for Flags {
     type Error = ConfigError;
 
     fn try_from(o: &Overrides) -> Result<Self, ConfigError> {
+        // Each name checked, then the list as one option.
+        let mut encoded = Vec::new();
         for d in &o.domains {
-            check_domain(d).map_err(|error| ConfigError::Flag {
+            domain::encode(d, &mut encoded).map_err(|error| ConfigError::Flag {
                 flag: "--domain".into(),
                 reason: Reason::Domain { name: d.clone(), error },
             })?;
         }
+        fits_one_option("domains", encoded.len(), 1)
+            .map_err(|reason| ConfigError::Flag { flag: "--domain".into(), reason })?;
+        check_lists(Some(&o.dns), None, None)
+            .map_err(|(_, reason)| ConfigError::Flag { flag: "--dns".into(), reason })?;
+        check_lists(Some(&o.relay_rewrite_dns), None, None)
+            .map_err(|(_, reason)| ConfigError::Flag { flag: "--relay-rewrite-dns".into(), reason })?;
         let options = OptionLayer {
             dns: (!o.dns.is_empty()).then(|| o.dns.clone()),
             domains: (!o.domains.is_empty()).then(|| o.domains.clone()),
@@ -98,8 +119,7 @@ impl TryFrom<&Overrides> for Flags {
         } else {
             let mut l = LinkPools::new(DEFAULT_LINK);
             // Clients unicast nothing to a server that never sent them a Server Unicast option:
-            // what arrives by unicast gets UseMulticast (Request, Renew, Release, Decline) or is
-            // dropped (Solicit, Rebind, Confirm).
+            // what arrives by unicast is discarded (RFC 9915 section 16).
             l.reject_unicast = true;
             for p in &o.na_pools {
                 l.na.push(p.parse::<AddrRange>().map_err(|e| pool_flag("--na-pool", p, e))?);
@@ -115,9 +135,37 @@ impl TryFrom<&Overrides> for Flags {
             downstream: o.relay_downstream.clone(),
             servers: o.relay_servers.clone(),
             rewrite_dns: (!o.relay_rewrite_dns.is_empty()).then(|| o.relay_rewrite_dns.clone()),
+            trusted_relays: TrustedRelays::default(),
         });
-        Ok(Self { options, link, relay })
+        let server_duid = match &o.server_duid {
+            None => None,
+            Some(h) => {
+                let flag = || format!("--server-duid {h}");
+                let bytes = hex_bytes(h).ok_or_else(|| ConfigError::Flag {
+                    flag: flag(),
+                    reason: Reason::Hex { what: "--server-duid", value: h.clone() },
+                })?;
+                Some(server_duid(&bytes).map_err(|reason| ConfigError::Flag { flag: flag(), reason })?)
+            }
+        };
+        let trusted_relays = o
+            .trusted_relays
+            .iter()
+            .map(|t| {
+                t.parse::<Prefix>().map_err(|error| ConfigError::Flag {
+                    flag: "--trusted-relay".into(),
+                    reason: Reason::TrustedRelay { value: t.clone(), error },
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self { options, link, relay, server_duid, trusted_relays })
     }
+}
+
+/// The limit flags over one link's limits.
+fn over_limits(l: &mut LinkPools, o: &Overrides) {
+    l.limits.per_client = o.max_leases_per_client.unwrap_or(l.limits.per_client);
+    l.limits.per_mac = o.max_leases_per_mac.unwrap_or(l.limits.per_mac);
 }
 
 fn pool_flag(name: &str, value: &str, e: PoolError) -> ConfigError {
@@ -128,19 +176,34 @@ fn pool_flag(name: &str, value: &str, e: PoolError) -> ConfigError {
 /// DNS servers and domains nobody configured taken from the host.
 pub(crate) fn merge(file: ConfigFile, overrides: &Overrides, host: &HostResolver) -> Result<Config, ConfigError> {
     let flags = Flags::try_from(overrides)?;
+    let server_duid = flags.server_duid.clone().or_else(|| file.server_duid.clone());
     let mut ifaces: Vec<IfaceConfig> = file
         .interfaces
         .iter()
-        .map(|i| IfaceConfig { name: i.name.clone(), service: flags.options.over(&i.options).resolve(host) })
+        .map(|i| {
+            let mut trusted_relays = i.trusted_relays.clone();
+            trusted_relays.extend(flags.trusted_relays.iter().copied());
+            IfaceConfig {
+                name: i.name.clone(),
+                service: flags.options.over(&i.options).resolve(host),
+                server_duid: server_duid.clone(),
+                trusted_relays,
+            }
+        })
         .collect();
     for name in &overrides.ifaces {
         if !ifaces.iter().any(|i| &i.name == name) {
             let service = flags.options.over(&file.defaults).resolve(host);
-            ifaces.push(IfaceConfig { name: name.clone(), service });
+            let trusted_relays = TrustedRelays::new(flags.trusted_relays.iter().copied());
+            ifaces.push(IfaceConfig { name: name.clone(), service, server_duid: server_duid.clone(), trusted_relays });
         }
     }
     let mut links = file.links.clone();
-    if let Some(l) = flags.link {
+    for l in &mut links {
+        over_limits(l, overrides);
+    }
+    if let Some(mut l) = flags.link {
+        over_limits(&mut l, overrides);
         links.push(l);
         // The file's links passed on their own: what fails now involves the flags' link.
         check_links(&links).map_err(|r| match r.at.iter().any(|at| at.link == file.links.len()) {
@@ -148,7 +211,10 @@ pub(crate) fn merge(file: ConfigFile, overrides: &Overrides, host: &HostResolver
             false => file.refused(r),
         })?;
     }
-    let relay = flags.relay.or(file.relay);
+    let mut relay = flags.relay.or(file.relay);
+    if let Some(r) = relay.as_mut() {
+        r.trusted_relays.extend(flags.trusted_relays.iter().copied());
+    }
     if let Some(r) = &relay {
         if r.downstream.is_empty() {
             return Err(ConfigError::NoDownstream);

@@ -15,6 +15,7 @@
 //! [[interface]]
 //! name = "eth1"
 //! dns = ["2001:db8:1::53"]   # overrides the default for this interface
+//! trusted_relays = ["2001:db8:1::2", "fe80::/10"]  # whose Relay-Forward is served here
 //! ```
 //!
 //! A new key is a field in `file.rs` (spanned if a later check refuses it), its check in
@@ -24,8 +25,6 @@
 //!   `file::Link` (and in `options_view!`), and of `OptionLayer` (`options.rs`); a
 //!   `[[link]]` with option keys is a layer over `[defaults]` whose encoded options travel on
 //!   its `LinkPools::service`;
-//! - `trusted_relays`, `server_duid`: top-level keys of `file::Document`, checked like a
-//!   reservation's addresses and DUID (`validate::duid`);
 //! - `[store] url`: a `file::Store` section, with `--lease-db` over it in `flags.rs`.
 
 mod file;
@@ -49,9 +48,10 @@ use crate::{
     resolv,
     server::{
         stateful::{self, LinkPools, PoolError},
+        trust::{PrefixError, TrustedRelays},
         ServiceOptions,
     },
-    wire::WireError,
+    wire::{Duid, WireError},
 };
 
 pub use flags::Overrides;
@@ -108,14 +108,21 @@ pub enum Reason {
     Hex { what: &'static str, value: String },
     #[error("{0}")]
     Duid(WireError),
+    #[error("server DUID: {0}")]
+    ServerDuid(String),
     #[error("prefix needs /LEN")]
     PrefixWithoutLength,
     #[error("bad prefix {0:?}")]
     BadPrefix(String),
     #[error("bad prefix length in {0:?}")]
     BadPrefixLength(String),
+    #[error("trusted relay {value:?}: {error} (give an address or PREFIX/LEN)")]
+    TrustedRelay { value: String, error: PrefixError },
     #[error("{what} {value} is outside {min}..={max}")]
     Range { what: &'static str, value: u64, min: u64, max: u64 },
+    /// A list whose option would not fit the 16-bit length of a DHCPv6 option.
+    #[error("{option} take {bytes} bytes: more than one option holds (65,535)")]
+    OptionTooLong { option: &'static str, bytes: usize },
     /// A typed or raw option, or a user class, that cannot be sent as configured.
     #[error("{0}")]
     Option(#[from] crate::server::typed_options::OptionProblem),
@@ -160,6 +167,9 @@ impl Config {
 pub struct IfaceConfig {
     name: String,
     service: ServiceOptions,
+    /// `--server-duid` or `server_duid`; `None`: the interface's own (DUID-LL of its MAC).
+    server_duid: Option<Duid>,
+    trusted_relays: TrustedRelays,
 }
 
 impl IfaceConfig {
@@ -167,8 +177,19 @@ impl IfaceConfig {
         &self.name
     }
 
+    /// The Server Identifier configured for every interface, if any.
+    pub fn server_duid(&self) -> Option<&Duid> {
+        self.server_duid.as_ref()
+    }
+
     pub fn service(&self) -> &ServiceOptions {
         &self.service
+    }
+
+    /// Whose Relay-Forward is served on this interface: its `trusted_relays` and every
+    /// `--trusted-relay`. Empty: relayed messages are dropped.
+    pub fn trusted_relays(&self) -> &TrustedRelays {
+        &self.trusted_relays
     }
 }
 
@@ -181,6 +202,7 @@ pub struct RelaySettings {
     downstream: Vec<String>,
     servers: Vec<Ipv6Addr>,
     rewrite_dns: Option<Vec<Ipv6Addr>>,
+    trusted_relays: TrustedRelays,
 }
 
 impl RelaySettings {
@@ -200,6 +222,12 @@ impl RelaySettings {
     /// DNS servers to put into relayed replies instead of the server's.
     pub fn rewrite_dns(&self) -> Option<&[Ipv6Addr]> {
         self.rewrite_dns.as_deref()
+    }
+
+    /// Relays below the downstream interfaces whose Relay-Forward is passed on: `[relay]
+    /// trusted_relays` and every `--trusted-relay`.
+    pub fn trusted_relays(&self) -> &TrustedRelays {
+        &self.trusted_relays
     }
 }
 

@@ -15,7 +15,7 @@ use crate::{
         typed_options::{self, CustomOption, DnrInstance, OptionProblem, VendorOption},
         ServiceOptions,
     },
-    wire::{domain, WireError},
+    wire::domain,
 };
 
 use super::{file, file::Source, ConfigError, Reason};
@@ -73,26 +73,59 @@ pub(crate) fn check_sol_max_rt(v: u32) -> Result<u32, Reason> {
     }
 }
 
-/// A name the Domain Search List option can carry.
-pub(crate) fn check_domain(name: &str) -> Result<(), WireError> {
-    domain::encode(name, &mut Vec::new())
+/// Largest data of one option: its length field has 16 bits.
+const MAX_OPTION_DATA: usize = u16::MAX as usize;
+/// An NTP server suboption: its own 4-byte header and the address (RFC 5908).
+const NTP_SUBOPTION_LEN: usize = 4 + 16;
+
+/// The option data a list of `count` entries of `each` bytes makes, if one option holds it.
+pub(crate) fn fits_one_option(option: &'static str, count: usize, each: usize) -> Result<(), Reason> {
+    let bytes = count.saturating_mul(each);
+    if bytes > MAX_OPTION_DATA {
+        return Err(Reason::OptionTooLong { option, bytes });
+    }
+    Ok(())
+}
+
+/// The address lists of a layer, each within one option: DNS (RFC 3646), NTP (RFC 5908),
+/// SNTP (RFC 4075). `line` names where a refused list is.
+pub(crate) fn check_lists(
+    dns: Option<&[Ipv6Addr]>,
+    ntp: Option<&[Ipv6Addr]>,
+    sntp: Option<&[Ipv6Addr]>,
+) -> Result<(), (usize, Reason)> {
+    let lists = [("dns servers", dns, 16), ("ntp servers", ntp, NTP_SUBOPTION_LEN), ("sntp servers", sntp, 16)];
+    for (i, (option, list, each)) in lists.into_iter().enumerate() {
+        fits_one_option(option, list.map_or(0, <[Ipv6Addr]>::len), each).map_err(|r| (i, r))?;
+    }
+    Ok(())
 }
 
 impl OptionLayer {
-    /// A table of the file, its domains checked on their lines.
+    /// A table of the file, its domains checked on their lines, every list within one
+    /// option (a longer one would be truncated on the wire).
     pub fn from_file(o: &file::Options, src: &Source<'_>) -> Result<Self, ConfigError> {
         let domains = match &o.domains {
             None => None,
-            Some(list) => Some(
-                list.iter()
-                    .map(|d| {
-                        check_domain(d.get_ref()).map(|()| d.get_ref().clone()).map_err(|error| {
-                            src.invalid(d.span().start, Reason::Domain { name: d.get_ref().clone(), error })
-                        })
-                    })
-                    .collect::<Result<Vec<_>, _>>()?,
-            ),
+            Some(list) => {
+                let mut encoded = Vec::new();
+                for d in list {
+                    domain::encode(d.get_ref(), &mut encoded).map_err(|error| {
+                        src.invalid(d.span().start, Reason::Domain { name: d.get_ref().clone(), error })
+                    })?;
+                    // Refused at the name that makes the list too long.
+                    fits_one_option("domains", encoded.len(), 1).map_err(|r| src.invalid(d.span().start, r))?;
+                }
+                Some(list.iter().map(|d| d.get_ref().clone()).collect())
+            }
         };
+        let lists = [&o.dns, &o.ntp, &o.sntp];
+        let [dns, ntp, sntp] = lists.map(|l| l.as_ref().map(|s| s.get_ref().as_slice()));
+        check_lists(dns, ntp, sntp).map_err(|(i, r)| {
+            let at = lists[i].as_ref().map_or(0, |s| s.span().start);
+            src.invalid(at, r)
+        })?;
+        let owned = |l: &Option<toml::Spanned<Vec<Ipv6Addr>>>| l.as_ref().map(|s| s.get_ref().clone());
         let at = |offset: usize| move |p: OptionProblem| src.invalid(offset, Reason::Option(p));
         let ntp_fqdn = o
             .ntp_fqdn
@@ -100,7 +133,7 @@ impl OptionLayer {
             .map(|list| {
                 list.iter()
                     .map(|d| {
-                        check_domain(d.get_ref()).map(|()| d.get_ref().clone()).map_err(|error| {
+                        domain::encode(d.get_ref(), &mut Vec::new()).map(|()| d.get_ref().clone()).map_err(|error| {
                             src.invalid(d.span().start, Reason::Domain { name: d.get_ref().clone(), error })
                         })
                     })
@@ -179,10 +212,10 @@ impl OptionLayer {
             vendor,
             raw,
             ignore_user_classes,
-            dns: o.dns.clone(),
+            dns: owned(&o.dns),
             domains,
-            ntp: o.ntp.clone(),
-            sntp: o.sntp.clone(),
+            ntp: owned(&o.ntp),
+            sntp: owned(&o.sntp),
             information_refresh_time: o.information_refresh_time,
             inf_max_rt: o.inf_max_rt,
             sol_max_rt: match &o.sol_max_rt {

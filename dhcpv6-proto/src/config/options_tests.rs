@@ -169,6 +169,17 @@ fn a_link_whose_options_cannot_be_sent_is_refused_at_load() {
     let dns: Vec<String> = (0..4096u32).map(|n| format!("\"2001:db8::{:x}:{:x}\"", n >> 16, n & 0xffff)).collect();
     let text = format!("{ETH9}[[link]]\nname = \"olt-7\"\ndns = [{}]\n", dns.join(", "));
     let e = load_text(&text, &Overrides::default()).unwrap_err();
+    // A list too long for its option is refused on its own line (`check_lists`), before any
+    // encoding.
+    assert!(
+        matches!(&e, ConfigError::Invalid { line: 5, reason: Reason::OptionTooLong { option: "dns servers", .. }, .. }),
+        "{e:?}"
+    );
+    // What only the encoding shows (NTP addresses that fit, an FQDN sub-option that tips
+    // option 56 past 65,535 bytes) is refused at load too, naming the link.
+    let ntp: Vec<String> = (0..3276u32).map(|n| format!("\"2001:db8::{:x}:{:x}\"", n >> 16, n & 0xffff)).collect();
+    let text = format!("{ETH9}[[link]]\nname = \"olt-7\"\nntp = [{}]\nntp_fqdn = [\"ntp.example\"]\n", ntp.join(", "));
+    let e = load_text(&text, &Overrides::default()).unwrap_err();
     assert!(matches!(&e, ConfigError::LinkOptions { link, .. } if link == "olt-7"), "{e:?}");
 }
 

@@ -250,6 +250,46 @@ fn no_interface_is_an_error() {
     assert!(matches!(load(None, &Overrides::default(), Path::new("/nonexistent")), Err(ConfigError::NothingToServe)));
 }
 
+#[test]
+fn trusted_relays_from_the_file_and_the_flags() {
+    let text = "[[interface]]\nname = \"eth1\"\ntrusted_relays = [\"2001:db8:1::2\", \"2001:db8:7::/48\"]\n[[interface]]\nname = \"eth2\"\n";
+    let c = load_text(text, &Overrides::default()).unwrap();
+    let (eth1, eth2) = (c.ifaces()[0].trusted_relays(), c.ifaces()[1].trusted_relays());
+    assert!(eth1.admits(&a("2001:db8:1::2")) && eth1.admits(&a("2001:db8:7:ff::1")));
+    assert!(!eth1.admits(&a("2001:db8:1::3")) && !eth1.admits(&a("fe80::2")));
+    assert!(eth2.is_empty(), "nothing named, nobody trusted");
+    // --trusted-relay: on every interface, the file's and the flags' own, and below a relay.
+    let flags = Overrides {
+        ifaces: vec!["eth3".into()],
+        trusted_relays: vec!["fe80::/10".into(), "2001:db8:9::9".into()],
+        ..Default::default()
+    };
+    let c = load_text(&format!("{text}[relay]\nupstream = \"up0\"\ndownstream = [\"dn0\"]\n"), &flags).unwrap();
+    for i in c.ifaces() {
+        assert!(i.trusted_relays().admits(&a("fe80::1")) && i.trusted_relays().admits(&a("2001:db8:9::9")), "{i:?}");
+    }
+    assert!(c.ifaces()[0].trusted_relays().admits(&a("2001:db8:1::2")), "the file's are kept");
+    assert_eq!(c.ifaces()[2].name(), "eth3");
+    assert!(c.relay().unwrap().trusted_relays().admits(&a("fe80::1")));
+    // Refused: in the file on its line, on the command line by flag.
+    let e = load_text(
+        "[[interface]]\nname = \"eth1\"\ntrusted_relays = [\n  \"2001:db8::1\",\n  \"2001:db8::/129\",\n]\n",
+        &Overrides::default(),
+    )
+    .unwrap_err();
+    assert!(matches!(e, ConfigError::Invalid { line: 5, reason: Reason::TrustedRelay { .. }, .. }), "{e:?}");
+    assert!(e.to_string().starts_with("dhcpv6d.toml:5: trusted relay \"2001:db8::/129\""), "{e}");
+    let e = load_text(
+        "[relay]\nupstream = \"up0\"\ndownstream = [\"dn0\"]\ntrusted_relays = [\"eth0\"]\n",
+        &Overrides::default(),
+    )
+    .unwrap_err();
+    assert!(matches!(e, ConfigError::Invalid { line: 4, reason: Reason::TrustedRelay { .. }, .. }), "{e:?}");
+    let flags = Overrides { ifaces: vec!["eth1".into()], trusted_relays: vec!["nope".into()], ..Default::default() };
+    let e = load_text("", &flags).unwrap_err();
+    assert!(e.to_string().starts_with("--trusted-relay: trusted relay \"nope\""), "{e}");
+}
+
 /// The one test that goes through the file system: the example with every documented key.
 #[test]
 fn reads_the_example_file() {
@@ -261,26 +301,16 @@ fn reads_the_example_file() {
     assert_eq!((s.ntp.clone(), s.sntp.clone()), (vec![a("2001:db8::123")], vec![a("2001:db8::124")]));
     assert_eq!(c.links().iter().map(|l| l.link.as_str()).collect::<Vec<_>>(), ["eth1", "olt-7"]);
     assert_eq!(c.links()[1].reservations[0].remote_id.as_deref(), Some(&[0, 0, 0, 9, 1, 2][..]));
+    assert_eq!((c.links()[0].limits.per_client, c.links()[0].limits.declined_per_link), (8, 64));
+    assert!(c.links()[0].create_on_renew);
+    assert_eq!((c.links()[1].limits.per_client, c.links()[1].limits.per_mac), (8, 16));
     assert_eq!(c.relay().map(|r| r.downstream().len()), Some(2));
+    assert_eq!(c.ifaces()[0].server_duid().map(|d| d.to_hex()).as_deref(), Some("0002000004d2646863707636"));
+    let t = c.ifaces()[0].trusted_relays();
+    assert!(t.admits(&a("2001:db8:1::2")) && t.admits(&a("fe80::7")) && !t.admits(&a("2001:db8:1::3")));
+    assert!(c.relay().unwrap().trusted_relays().admits(&a("fe80::7")));
     let e = load(Some(Path::new("/nonexistent/dhcpv6d.toml")), &Overrides::default(), Path::new("/nonexistent"));
     assert!(matches!(e, Err(ConfigError::Read { .. })), "{e:?}");
-}
-
-#[test]
-fn options_too_long_to_send_are_refused_at_load() {
-    // 4,096 DNS servers are 65,536 bytes: one more than an option's 16-bit length carries.
-    let dns: Vec<String> = (0..4096u32).map(|n| format!("\"2001:db8::{:x}:{:x}\"", n >> 16, n & 0xffff)).collect();
-    let text = format!("[[interface]]\nname = \"eth9\"\ndns = [{}]\n", dns.join(", "));
-    match load_text(&text, &Overrides::default()) {
-        Err(ConfigError::Options { iface, source }) => {
-            assert_eq!(iface, "eth9");
-            assert!(source.to_string().contains("65536"), "{source}");
-        }
-        other => panic!("expected the options to be refused, got {other:?}"),
-    }
-    let fits: Vec<String> = dns[..4095].to_vec();
-    let text = format!("[[interface]]\nname = \"eth9\"\ndns = [{}]\n", fits.join(", "));
-    assert!(load_text(&text, &Overrides::default()).is_ok());
 }
 
 #[test]
@@ -295,4 +325,127 @@ fn sol_max_rt_is_checked_on_its_line_and_flag() {
     let flags = Overrides { sol_max_rt: Some(120), ..serve_eth9() };
     let c = load_text("[defaults]\nsol_max_rt = 600\n", &flags).unwrap();
     assert_eq!(c.ifaces()[0].service().sol_max_rt, Some(120), "the flag wins over the file");
+}
+
+#[test]
+fn limits_and_create_on_renew_per_link_over_defaults_and_flags_over_both() {
+    use crate::server::stateful::ClientLimits;
+    let text = "[defaults]\nmax_leases_per_client = 4\nmax_declined_per_link = 16\ncreate_on_renew = false\n\
+                [[interface]]\nname = \"eth1\"\nna_pools = [\"2001:db8:1::100-2001:db8:1::1ff\"]\n\
+                max_leases_per_mac = 32\nmax_declined_per_client = 1\n\
+                [[link]]\nname = \"olt-1\"\nna_pools = [\"2001:db8:7::100-2001:db8:7::1ff\"]\n\
+                max_leases_per_client = 2\ncreate_on_renew = true\n\
+                [[link]]\nname = \"olt-2\"\nna_pools = [\"2001:db8:8::100-2001:db8:8::1ff\"]\n";
+    let c = load_text(text, &Overrides::default()).unwrap();
+    let d = ClientLimits::default();
+    let [eth1, olt1, olt2] = c.links() else { panic!("three links") };
+    assert_eq!(eth1.limits, ClientLimits { per_client: 4, per_mac: 32, declined_per_client: 1, declined_per_link: 16 });
+    assert!(!eth1.create_on_renew);
+    assert_eq!(olt1.limits, ClientLimits { per_client: 2, declined_per_link: 16, ..d });
+    assert!(olt1.create_on_renew);
+    assert_eq!(olt2.limits, ClientLimits { per_client: 4, declined_per_link: 16, ..d });
+    // Without a file: the built-in defaults, which fit a CPE.
+    let flags = Overrides {
+        ifaces: vec!["eth1".into()],
+        na_pools: vec!["2001:db8:1::10-2001:db8:1::20".into()],
+        ..Default::default()
+    };
+    let c = load(None, &flags, Path::new("/nonexistent")).unwrap();
+    assert_eq!(
+        c.links()[0].limits,
+        ClientLimits { per_client: 8, per_mac: 8, declined_per_client: 2, declined_per_link: 64 }
+    );
+    assert!(c.links()[0].create_on_renew);
+    // The flags over every link, the file's and their own.
+    let flags = Overrides {
+        max_leases_per_mac: Some(0),
+        max_leases_per_client: Some(3),
+        na_pools: vec!["2001:db8:9::10-2001:db8:9::20".into()],
+        ..flags
+    };
+    let c = load_text(text, &flags).unwrap();
+    assert_eq!(c.links().len(), 4);
+    assert!(c.links().iter().all(|l| l.limits.per_mac == 0 && l.limits.per_client == 3), "{:?}", c.links());
+    assert_eq!(c.links()[0].limits.declined_per_client, 1, "what the flags do not name stays");
+    // A typo is an error on its line.
+    let e = load_text("[[link]]\nname = \"x\"\nmax_leases_per_clinet = 3\n", &Overrides::default()).unwrap_err();
+    assert!(e.to_string().contains(":3:"), "{e}");
+}
+
+/// Found by the `config` fuzz target's invariant (every accepted option says its own length):
+/// 4,096 DNS servers were accepted and encoded with a length field of 0.
+#[test]
+fn lists_longer_than_one_option_are_refused_on_their_line() {
+    let list = |n: u32| (0..n).map(|i| format!("\"2001:db8::{i:x}\"")).collect::<Vec<_>>().join(", ");
+    for (key, fits) in [("dns", 4095), ("sntp", 4095), ("ntp", 3276)] {
+        let text = |n| format!("[[interface]]\nname = \"eth1\"\n\n{key} = [{}]\n", list(n));
+        let c = load_text(&text(fits), &Overrides::default()).unwrap_or_else(|e| panic!("{key} x {fits}: {e}"));
+        for o in c.ifaces()[0].service().encode().unwrap() {
+            assert_eq!(o.encoded.len() - 4, usize::from(u16::from_be_bytes([o.encoded[2], o.encoded[3]])), "{key}");
+        }
+        let e = load_text(&text(fits + 1), &Overrides::default()).unwrap_err();
+        assert!(
+            matches!(e, ConfigError::Invalid { line: 4, reason: Reason::OptionTooLong { .. }, .. }),
+            "{key} x {}: {e:?}",
+            fits + 1
+        );
+    }
+    // 1,000 names of 66 bytes: refused at the name that makes the list too long.
+    let names: Vec<String> = (0..1000).map(|i| format!("{}{i:04}.example", "a".repeat(53))).collect();
+    let text =
+        format!("[defaults]\ndomains = [\n{}\n]\n", names.iter().map(|n| format!("\"{n}\",\n")).collect::<String>());
+    let e = load_text(&text, &serve_eth9()).unwrap_err();
+    let want = 3 + 65_535 / (names[0].len() + 2);
+    assert!(
+        matches!(e, ConfigError::Invalid { line, reason: Reason::OptionTooLong { .. }, .. } if line == want),
+        "{e:?}"
+    );
+    let flags = Overrides { dns: (0..4096u128).map(Ipv6Addr::from).collect(), ..serve_eth9() };
+    assert!(matches!(load_text("", &flags), Err(ConfigError::Flag { reason: Reason::OptionTooLong { .. }, .. })));
+    let text = format!("[relay]\nupstream = \"eth0\"\ndownstream = [\"eth2\"]\n\nrewrite_dns = [{}]\n", list(4096));
+    let e = load_text(&text, &Overrides::default()).unwrap_err();
+    assert!(matches!(e, ConfigError::Invalid { line: 5, reason: Reason::OptionTooLong { .. }, .. }), "{e:?}");
+    let flags = Overrides {
+        relay_upstream: Some("eth0".into()),
+        relay_downstream: vec!["eth2".into()],
+        relay_rewrite_dns: (0..4096u128).map(Ipv6Addr::from).collect(),
+        ..Overrides::default()
+    };
+    assert!(matches!(load_text("", &flags), Err(ConfigError::Flag { reason: Reason::OptionTooLong { .. }, .. })));
+    let flags = Overrides { domains: names.clone(), ..serve_eth9() };
+    assert!(matches!(load_text("", &flags), Err(ConfigError::Flag { reason: Reason::OptionTooLong { .. }, .. })));
+}
+
+#[test]
+fn server_duid_replaces_every_interface_duid_and_the_flag_wins() {
+    let text = "server_duid = \"00:02:00:00:ab:11:01:02\"\n[[interface]]\nname = \"eth9\"\n";
+    let c = load_text(text, &Overrides { ifaces: vec!["eth8".into()], ..Overrides::default() }).unwrap();
+    let want = crate::wire::Duid::new(&[0, 2, 0, 0, 0xab, 0x11, 1, 2]).unwrap();
+    assert_eq!(c.ifaces().len(), 2);
+    assert!(c.ifaces().iter().all(|i| i.server_duid() == Some(&want)), "{:?}", c.ifaces());
+
+    let flags = Overrides { server_duid: Some("000300010200000000aa".into()), ..serve_eth9() };
+    let c = load_text(text, &flags).unwrap();
+    assert_eq!(c.ifaces()[0].server_duid().map(|d| d.to_hex()), Some("000300010200000000aa".into()));
+    // None configured: each interface keeps its own.
+    assert_eq!(load_text("", &serve_eth9()).unwrap().ifaces()[0].server_duid(), None);
+}
+
+#[test]
+fn server_duid_must_be_a_known_type_of_fitting_length() {
+    for (duid, why) in [
+        ("00:03:00:01", "too short for a DUID-LL"),
+        ("00:09:00:01:02:03", "DUID type 9"),
+        ("00:04:01:02:03:04", "too short for a DUID-UUID"),
+        ("0g", "not hex"),
+    ] {
+        let e = refused(&format!("\n\nserver_duid = \"{duid}\"\n[[interface]]\nname = \"eth9\"\n"));
+        assert!(e.starts_with("dhcpv6d.toml:3:") && e.contains(why), "{duid}: {e}");
+        let flags = Overrides { server_duid: Some(duid.into()), ..serve_eth9() };
+        let e = load_text("", &flags).unwrap_err().to_string();
+        assert!(e.starts_with(&format!("--server-duid {duid}:")) && e.contains(why), "{duid}: {e}");
+    }
+    let long = format!("0002{}", "ab".repeat(129));
+    let e = load_text("", &Overrides { server_duid: Some(long), ..serve_eth9() }).unwrap_err().to_string();
+    assert!(e.contains("131"), "{e}");
 }

@@ -10,15 +10,16 @@ use toml::Spanned;
 
 use crate::{
     server::stateful::{
-        check_links, AddrRange, ConfigError as LinksError, Item, LifetimeField, Lifetimes, LinkPools, PrefixPool,
-        Refusal, Reservation, ReservationPart,
+        check_links, AddrRange, ClientLimits, ConfigError as LinksError, Item, LifetimeField, Lifetimes, LinkPools,
+        PrefixPool, Refusal, Reservation, ReservationPart,
     },
+    server::trust::{Prefix, TrustedRelays},
     wire::Duid,
 };
 
 use super::{
     file::{self, Source},
-    options::OptionLayer,
+    options::{check_lists, OptionLayer},
     ConfigError, Reason, RelaySettings,
 };
 
@@ -28,6 +29,8 @@ use super::{
 pub(crate) struct InterfaceSection {
     pub name: String,
     pub options: OptionLayer,
+    /// `trusted_relays`: whose Relay-Forward is served on this interface.
+    pub trusted_relays: TrustedRelays,
 }
 
 /// What a file says, validated on its own. The command line comes on top in `flags.rs`.
@@ -45,6 +48,8 @@ pub struct ConfigFile {
     /// The option layers of `[[link]]`s that set any option key (already over `[defaults]`),
     /// by link name: their relayed clients get these instead of the arrival interface's.
     pub(crate) link_options: Vec<(String, OptionLayer)>,
+    /// `server_duid`: replaces every interface's own DUID.
+    pub(crate) server_duid: Option<Duid>,
 }
 
 impl TryFrom<Source<'_>> for ConfigFile {
@@ -64,7 +69,8 @@ impl TryFrom<Source<'_>> for ConfigFile {
                 return Err(src.invalid(at, Reason::DuplicateInterface(name.clone())));
             }
             let options = OptionLayer::from_file(&fi.options(), &src)?.over(&defaults);
-            interfaces.push(InterfaceSection { name: name.clone(), options });
+            let trusted_relays = trusted_relays(&fi.trusted_relays, &src)?;
+            interfaces.push(InterfaceSection { name: name.clone(), options, trusted_relays });
         }
         let mut link_options = Vec::new();
         for l in &doc.link {
@@ -76,20 +82,21 @@ impl TryFrom<Source<'_>> for ConfigFile {
         let tables = doc.interface.iter().map(file::Interface::pools).filter(|p| !p.is_empty());
         let (links, lines): (Vec<_>, Vec<_>) = tables
             .chain(doc.link.iter().map(file::Link::pools))
-            .map(|p| link_pools(&p, &src))
+            .map(|p| link_pools(&p, &doc.defaults, &src))
             .collect::<Result<_, _>>()?;
+        let relay = doc.relay.map(|r| relay_settings(r, &src)).transpose()?;
         let file = Self {
             path: src.path.to_path_buf(),
             defaults,
             interfaces,
             links,
             lines,
-            relay: doc.relay.map(|r| RelaySettings {
-                upstream: r.upstream,
-                downstream: r.downstream,
-                servers: r.servers,
-                rewrite_dns: r.rewrite_dns,
-            }),
+            relay,
+            server_duid: doc
+                .server_duid
+                .as_ref()
+                .map(|s| server_duid(&hex(s, "server_duid", &src)?).map_err(|r| src.invalid(s.span().start, r)))
+                .transpose()?,
             link_options,
         };
         check_links(&file.links).map_err(|r| file.refused(r))?;
@@ -154,8 +161,27 @@ fn lifetime_index(f: LifetimeField) -> usize {
     }
 }
 
-/// One table's pools, lifetimes and reservations, each value checked on its own line.
-fn link_pools(p: &file::Pools<'_>, src: &Source<'_>) -> Result<(LinkPools, LinkLines), ConfigError> {
+/// `[relay]`, its DNS rewrite within one option: a longer list could not be put in a reply.
+fn relay_settings(r: file::Relay, src: &Source<'_>) -> Result<RelaySettings, ConfigError> {
+    if let Some(list) = &r.rewrite_dns {
+        check_lists(Some(list.get_ref()), None, None).map_err(|(_, reason)| src.invalid(list.span().start, reason))?;
+    }
+    Ok(RelaySettings {
+        trusted_relays: trusted_relays(&r.trusted_relays, src)?,
+        upstream: r.upstream,
+        downstream: r.downstream,
+        servers: r.servers,
+        rewrite_dns: r.rewrite_dns.map(Spanned::into_inner),
+    })
+}
+
+/// One table's pools, lifetimes, limits and reservations, each value checked on its own
+/// line; limits and `create_on_renew` it leaves out come from `[defaults]`.
+fn link_pools(
+    p: &file::Pools<'_>,
+    file_defaults: &file::Options,
+    src: &Source<'_>,
+) -> Result<(LinkPools, LinkLines), ConfigError> {
     let name = p.name.get_ref();
     let mut l = LinkPools::new(name.as_str());
     let mut lines = LinkLines { name: src.line_of(p.name), ..Default::default() };
@@ -179,6 +205,20 @@ fn link_pools(p: &file::Pools<'_>, src: &Source<'_>) -> Result<(LinkPools, LinkL
             src.invalid_at_line(lines.line(Item::Lifetimes(reason)), refused.into())
         })?;
     l.rapid_commit = p.rapid_commit.unwrap_or(false);
+    let d = ClientLimits::default();
+    l.limits = ClientLimits {
+        per_client: p.max_leases_per_client.or(file_defaults.max_leases_per_client).unwrap_or(d.per_client),
+        per_mac: p.max_leases_per_mac.or(file_defaults.max_leases_per_mac).unwrap_or(d.per_mac),
+        declined_per_client: p
+            .max_declined_per_client
+            .or(file_defaults.max_declined_per_client)
+            .unwrap_or(d.declined_per_client),
+        declined_per_link: p
+            .max_declined_per_link
+            .or(file_defaults.max_declined_per_link)
+            .unwrap_or(d.declined_per_link),
+    };
+    l.create_on_renew = p.create_on_renew.or(file_defaults.create_on_renew).unwrap_or(l.create_on_renew);
     for r in p.reservation {
         let (reservation, at) = reservation(r, src)?;
         l.reservations.push(reservation);
@@ -223,6 +263,16 @@ fn reservation(r: &file::Reservation, src: &Source<'_>) -> Result<(Reservation, 
     Ok((reservation, lines))
 }
 
+/// `trusted_relays = ["2001:db8::2", "fe80::/10"]`, each refused on its own line.
+fn trusted_relays(list: &[Spanned<String>], src: &Source<'_>) -> Result<TrustedRelays, ConfigError> {
+    let prefixes = list.iter().map(|s| {
+        s.get_ref()
+            .parse::<Prefix>()
+            .map_err(|error| src.invalid(s.span().start, Reason::TrustedRelay { value: s.get_ref().clone(), error }))
+    });
+    Ok(TrustedRelays::new(prefixes.collect::<Result<Vec<_>, _>>()?))
+}
+
 /// A DUID in hex (a reservation's; a `server_duid` would be read the same way).
 fn duid(s: &Spanned<String>, src: &Source<'_>) -> Result<Duid, ConfigError> {
     Duid::new(&hex(s, "duid", src)?).map_err(|e| src.invalid(s.span().start, Reason::Duid(e)))
@@ -239,12 +289,37 @@ fn prefix(s: &Spanned<String>, src: &Source<'_>) -> Result<(Ipv6Addr, u8), Confi
 }
 
 /// Hex bytes, with `:`, `-` or spaces between them or not.
+/// A DUID we may put in our Server Identifier: a known type (RFC 9915 section 11) at least
+/// as long as that type's fixed fields, at most 130 bytes. Shared by `server_duid` and
+/// `--server-duid`.
+pub(crate) fn server_duid(bytes: &[u8]) -> Result<Duid, Reason> {
+    let duid = Duid::new(bytes).map_err(Reason::Duid)?;
+    let kind = u16::from_be_bytes([bytes[0], bytes[1]]);
+    // Type code, then the fixed fields: LLT hardware type and time, EN enterprise
+    // number, LL hardware type; a UUID is exactly 16 bytes.
+    let (name, fits) = match kind {
+        1 => ("DUID-LLT", bytes.len() > 8),
+        2 => ("DUID-EN", bytes.len() > 6),
+        3 => ("DUID-LL", bytes.len() > 4),
+        4 => ("DUID-UUID", bytes.len() == 18),
+        _ => {
+            return Err(Reason::ServerDuid(format!("DUID type {kind} is not one of 1 (LLT), 2 (EN), 3 (LL), 4 (UUID)")))
+        }
+    };
+    if !fits {
+        return Err(Reason::ServerDuid(format!("{} bytes are too short for a {name}", bytes.len())));
+    }
+    Ok(duid)
+}
+
 fn hex(s: &Spanned<String>, what: &'static str, src: &Source<'_>) -> Result<Vec<u8>, ConfigError> {
-    let t: String = s.get_ref().chars().filter(|c| !matches!(c, ':' | '-' | ' ')).collect();
+    hex_bytes(s.get_ref()).ok_or_else(|| src.invalid(s.span().start, Reason::Hex { what, value: s.get_ref().clone() }))
+}
+
+/// Hex bytes, optionally separated by `:`, `-` or spaces; `None` if not that or empty.
+pub(crate) fn hex_bytes(s: &str) -> Option<Vec<u8>> {
+    let t: String = s.chars().filter(|c| !matches!(c, ':' | '-' | ' ')).collect();
     let bytes: Option<Vec<u8>> =
         (0..t.len()).step_by(2).map(|i| t.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok())).collect();
-    match bytes {
-        Some(b) if !b.is_empty() && t.len().is_multiple_of(2) => Ok(b),
-        _ => Err(src.invalid(s.span().start, Reason::Hex { what, value: s.get_ref().clone() })),
-    }
+    bytes.filter(|b| !b.is_empty() && t.len().is_multiple_of(2))
 }

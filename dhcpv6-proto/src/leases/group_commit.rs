@@ -17,15 +17,19 @@ use std::thread::JoinHandle;
 
 use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::oneshot;
-use tracing::error;
+use tracing::{debug, error};
 
-use super::rows::{delete_expired, remove, sql_error, upsert};
+use super::rows::{delete_expired, probe, remove, sql_error, upsert};
 use super::{CommitTicket, Lease, LeaseOp, Location, StoreError};
 
 /// Work for the writer. Everything drained together runs in one transaction.
 enum Job {
     Commit {
         ops: Vec<LeaseOp>,
+        done: oneshot::Sender<Result<(), StoreError>>,
+    },
+    /// A write that leaves nothing (`rows::probe`): can the store write again?
+    Probe {
         done: oneshot::Sender<Result<(), StoreError>>,
     },
     Reclaim {
@@ -56,9 +60,11 @@ impl GroupCommitter {
         let transactions = Arc::new(AtomicU64::new(0));
         let thread = {
             let (path, transactions) = (Arc::clone(&path), Arc::clone(&transactions));
+            // Taken before the writer starts: the file the connection opened.
+            let opened = file_id(&path);
             std::thread::Builder::new()
                 .name("lease-writer".into())
-                .spawn(move || run(conn, &jobs, &path, &transactions, capacity))
+                .spawn(move || run(conn, &jobs, &path, opened, &transactions, capacity))
         }
         .map_err(|e| StoreError::SpawnWriter { store: Location::File(path.to_path_buf()), source: Arc::new(e) })?;
         let location = Arc::new(Location::File(path.to_path_buf()));
@@ -69,6 +75,19 @@ impl GroupCommitter {
     pub(super) fn commit(&self, ops: Vec<LeaseOp>) -> CommitTicket {
         let (done, rx) = oneshot::channel();
         match self.sender().try_send(Job::Commit { ops, done }) {
+            Ok(()) => CommitTicket::pending(rx, Arc::clone(&self.location)),
+            Err(TrySendError::Full(_)) => CommitTicket::resolved(Err(StoreError::QueueFull {
+                store: Location::clone(&self.location),
+                capacity: self.capacity,
+            })),
+            Err(TrySendError::Disconnected(_)) => CommitTicket::resolved(Err(self.stopped())),
+        }
+    }
+
+    /// Queues a probe without blocking, like a commit.
+    pub(super) fn probe(&self) -> CommitTicket {
+        let (done, rx) = oneshot::channel();
+        match self.sender().try_send(Job::Probe { done }) {
             Ok(()) => CommitTicket::pending(rx, Arc::clone(&self.location)),
             Err(TrySendError::Full(_)) => CommitTicket::resolved(Err(StoreError::QueueFull {
                 store: Location::clone(&self.location),
@@ -112,14 +131,34 @@ impl Drop for GroupCommitter {
     }
 }
 
+/// (device, inode) of the file at `path`, following links as SQLite's open did.
+fn file_id(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
 /// The writer loop; returns once the queue is closed and drained.
-fn run(mut conn: Connection, jobs: &Receiver<Job>, path: &Path, transactions: &AtomicU64, max_batch: usize) {
+fn run(
+    mut conn: Connection,
+    jobs: &Receiver<Job>,
+    path: &Path,
+    opened: Option<(u64, u64)>,
+    transactions: &AtomicU64,
+    max_batch: usize,
+) {
     while let Ok(first) = jobs.recv() {
         // Everything that queued up while the previous transaction was being
         // written shares this one. The cap only guards against producers that
         // refill the queue faster than we can drain it.
         let batch: Vec<Job> = std::iter::once(first).chain(jobs.try_iter().take(max_batch)).collect();
-        match write_batch(&mut conn, &batch, path) {
+        // A database deleted (or swapped) under us still takes writes, into a file nobody
+        // will open again: every lease written then would be gone at the next start. One
+        // stat per transaction is nothing next to its fsync.
+        let result = match opened {
+            Some(id) if file_id(path) != Some(id) => Err(StoreError::Lost { path: path.to_path_buf() }),
+            _ => write_batch(&mut conn, &batch, path),
+        };
+        match result {
             Ok(mut reclaimed) => {
                 // Count before resolving, so a caller that saw its ticket resolve
                 // also sees its transaction counted.
@@ -127,7 +166,7 @@ fn run(mut conn: Connection, jobs: &Receiver<Job>, path: &Path, transactions: &A
                 for job in batch {
                     // A send fails only if the caller stopped waiting; nothing to do.
                     match job {
-                        Job::Commit { done, .. } => {
+                        Job::Commit { done, .. } | Job::Probe { done } => {
                             let _ = done.send(Ok(()));
                         }
                         Job::Reclaim { done, .. } => {
@@ -137,10 +176,12 @@ fn run(mut conn: Connection, jobs: &Receiver<Job>, path: &Path, transactions: &A
                 }
             }
             Err(e) => {
-                error!(path = %path.display(), jobs = batch.len(), error = %e, "lease transaction failed");
+                // Every waiter gets the error; whoever waits decides what to say. A daemon
+                // with a full disk would otherwise log this once per batch, for hours.
+                debug!(path = %path.display(), jobs = batch.len(), error = %e, "lease transaction failed");
                 for job in batch {
                     match job {
-                        Job::Commit { done, .. } => {
+                        Job::Commit { done, .. } | Job::Probe { done } => {
                             let _ = done.send(Err(e.clone()));
                         }
                         Job::Reclaim { done, .. } => {
@@ -154,8 +195,10 @@ fn run(mut conn: Connection, jobs: &Receiver<Job>, path: &Path, transactions: &A
 }
 
 /// Applies a batch in one durable transaction. Returns what each reclaim deleted, in
-/// batch order. On error nothing of the batch is kept (the transaction rolls back
-/// when dropped).
+/// batch order. On error nothing of the batch is kept: the transaction rolls back when
+/// dropped, also when COMMIT itself failed (a full disk while writing the WAL leaves the
+/// transaction open; rusqlite's drop sees that and rolls back), so the connection is
+/// ready for the next batch.
 fn write_batch(conn: &mut Connection, batch: &[Job], path: &Path) -> Result<VecDeque<Vec<Lease>>, StoreError> {
     let err = |action| sql_error(path, action);
     // IMMEDIATE takes the write lock up front (waiting out an operator's sqlite3
@@ -172,6 +215,7 @@ fn write_batch(conn: &mut Connection, batch: &[Job], path: &Path) -> Result<VecD
                     }
                 }
             }
+            Job::Probe { .. } => probe(&tx).map_err(err("probe"))?,
             Job::Reclaim { now, .. } => {
                 reclaimed.push_back(delete_expired(&tx, *now, path).map_err(err("reclaim expired leases"))?);
             }

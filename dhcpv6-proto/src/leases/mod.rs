@@ -338,6 +338,18 @@ pub enum StoreError {
     /// was in flight: it may or may not be stored, so the Reply must not be sent.
     #[error("lease store {store}: {reason}; the commit's outcome is unknown")]
     OutcomeUnknown { store: Location, reason: String },
+    /// The disk (or the file system's quota) has no room for the write. Nothing of the
+    /// failed transaction is kept; commits work again once room is made. The source is the
+    /// backend's own error (SQLite's SQLITE_FULL, an ENOSPC).
+    #[error("lease store {path}: {action}: disk full: {source}")]
+    Full { path: PathBuf, action: &'static str, source: Arc<dyn std::error::Error + Send + Sync> },
+    /// The file at the store's path is no longer the one it opened (deleted, or replaced by
+    /// another file): a lease written now would not be there for the next start.
+    #[error(
+        "lease store {path}: the database file was deleted or replaced while open; \
+         not writing to it (restart dhcpv6d to use the file now at that path)"
+    )]
+    Lost { path: PathBuf },
     #[error(
         "lease store {store}: schema version {found} is not one this dhcpv6d knows \
          (newest: {supported}); refusing to use it"
@@ -357,6 +369,89 @@ pub enum StoreError {
     WriterStopped { store: Location },
     #[error("invalid lease {key}: {reason}")]
     InvalidLease { key: LeaseKey, reason: String },
+    /// Another server sharing the database holds `key` for another client. Nothing of the
+    /// commit is stored and its Reply must not be sent; `holder` is the binding found (if
+    /// it could be read), for the engine to learn so that it offers something else.
+    #[error("lease store {store}: {key} is held by another client (granted by another server)")]
+    Conflict { store: Location, key: LeaseKey, holder: Option<Box<Lease>> },
+}
+
+/// A change another server sharing the store made (see [`LeaseStore::subscribe`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ForeignChange {
+    /// The binding as it now stands in the store.
+    Upsert(Lease),
+    /// The row for `key` was deleted; it ended at `valid_until`. A copy that ends later
+    /// was extended since and stays.
+    Remove { key: LeaseKey, valid_until: u64 },
+}
+
+/// Why the store as a whole cannot record leases now, as opposed to one commit's own
+/// problem (an invalid lease, a queue momentarily full under load).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outage {
+    /// No room on the disk (ENOSPC, quota).
+    Full,
+    /// The disk or file system reports I/O errors.
+    Io,
+    /// The writer is gone: nothing more will be written by this process.
+    Stopped,
+    /// The database file was deleted or replaced under the running store.
+    Lost,
+    /// A database server cannot be reached (PostgreSQL: connection lost, reconnecting), or
+    /// stopped answering in the middle of a commit.
+    Unreachable,
+    /// Anything else the database refuses with: read-only file system, a lock held for
+    /// longer than the busy timeout, corruption.
+    Other,
+}
+
+impl Outage {
+    /// Short name for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outage::Full => "full",
+            Outage::Io => "io",
+            Outage::Stopped => "stopped",
+            Outage::Lost => "lost",
+            Outage::Unreachable => "unreachable",
+            Outage::Other => "other",
+        }
+    }
+}
+
+impl fmt::Display for Outage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl StoreError {
+    /// The outage this failed commit reveals, or `None` when the fault lies with the
+    /// commit (invalid lease) or with the moment (queue full), not with the store.
+    pub fn outage(&self) -> Option<Outage> {
+        match self {
+            StoreError::Full { .. } => Some(Outage::Full),
+            StoreError::Lost { .. } => Some(Outage::Lost),
+            StoreError::Sqlite { source, .. } => Some(match source.sqlite_error_code() {
+                Some(rusqlite::ErrorCode::DiskFull) => Outage::Full,
+                Some(rusqlite::ErrorCode::SystemIoFailure) => Outage::Io,
+                _ => Outage::Other,
+            }),
+            StoreError::WriterStopped { .. } | StoreError::SpawnWriter { .. } => Some(Outage::Stopped),
+            StoreError::CreateDir { .. } => Some(Outage::Io),
+            StoreError::UnsupportedSchema { .. } | StoreError::NotWal { .. } => Some(Outage::Other),
+            StoreError::Unavailable { .. } | StoreError::OutcomeUnknown { .. } => Some(Outage::Unreachable),
+            StoreError::Postgres { .. } => Some(Outage::Other),
+            // Refused at open, before the daemon serves: never the outcome of a commit.
+            StoreError::UnsupportedSpec { .. } | StoreError::Locked { .. } | StoreError::Lock { .. } => {
+                Some(Outage::Other)
+            }
+            // Another server holds the binding: the store works, the claim lost.
+            StoreError::Conflict { .. } => None,
+            StoreError::QueueFull { .. } | StoreError::InvalidLease { .. } => None,
+        }
+    }
 }
 
 /// Resolves once the commit it stands for is durable, or has failed.
@@ -427,6 +522,13 @@ pub trait LeaseStore: Send + Sync {
     /// is expired too.
     fn reclaim_expired(&self, now: u64) -> Result<Vec<Lease>, StoreError>;
 
+    /// A write that changes no lease, to learn whether the store can write again after an
+    /// outage. The default commits nothing; a store whose empty commit does not touch the
+    /// disk should write something real (and leave no trace of it).
+    fn probe(&self) -> CommitTicket {
+        self.commit(Vec::new())
+    }
+
     /// Number of transactions written since the store was opened (for metrics: with
     /// group commit this grows much slower than the number of commits).
     fn transactions(&self) -> u64;
@@ -435,6 +537,13 @@ pub trait LeaseStore: Send + Sync {
     /// Stores that keep nothing outside the process (test doubles) may leave this.
     fn location(&self) -> Location {
         Location::Memory
+    }
+
+    /// Changes other servers make to a shared store, as they commit (and, after the
+    /// store lost and regained its database, every binding they hold). `None` for stores
+    /// one daemon owns. Call once; the feed ends when the receiver is dropped.
+    fn subscribe(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<ForeignChange>> {
+        None
     }
 }
 

@@ -11,7 +11,31 @@ use tracing::warn;
 use super::{Lease, LeaseKey, LeaseKind, LeaseState, NextHop, StoreError};
 
 pub(super) fn sql_error<'a>(path: &'a Path, action: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError + 'a {
-    move |e| StoreError::Sqlite { path: path.to_path_buf(), action, source: Arc::new(e) }
+    move |e| {
+        let (path, source) = (path.to_path_buf(), Arc::new(e));
+        // A full disk is the one failure an operator can fix without a restart, and the
+        // one a caller must tell apart: name it.
+        match source.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DiskFull) => StoreError::Full { path, action, source },
+            _ => StoreError::Sqlite { path, action, source },
+        }
+    }
+}
+
+/// Room a probe asks of the store: more than a typical batch of leases needs, so that a
+/// disk with only the scraps a failed transaction left behind does not pass for working.
+const PROBE_BYTES: i64 = 64 * 1024;
+
+/// Writes a row that no lease can be (kind `probe`) and deletes it again, in `tx`: the
+/// commit writes real pages (WAL frames) and fails where a lease would, yet leaves nothing.
+pub(super) fn probe(tx: &Transaction<'_>) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT INTO leases (duid, iaid, kind, address, prefix_len, iface, valid_until, preferred_until, state)
+         VALUES (zeroblob(?1), 0, 'probe', '::', 0, '', 0, 0, 'probe')",
+        [PROBE_BYTES],
+    )?;
+    tx.execute("DELETE FROM leases WHERE kind = 'probe'", [])?;
+    Ok(())
 }
 
 /// Column list matching [`decode_row`].

@@ -96,6 +96,16 @@ impl SqliteStore {
     }
 
     pub fn open_with(path: impl AsRef<Path>, options: SqliteOptions) -> Result<Self, StoreError> {
+        Self::open_tuned(path, options, |_| Ok(()))
+    }
+
+    /// As `open_with`, with `tune` applied to the write connection before the writer
+    /// starts (tests cap the file's size with it to play a full disk).
+    fn open_tuned(
+        path: impl AsRef<Path>,
+        options: SqliteOptions,
+        tune: impl FnOnce(&Connection) -> rusqlite::Result<()>,
+    ) -> Result<Self, StoreError> {
         let path: Arc<Path> = Arc::from(path.as_ref());
         // A URL handed here by mistake would become a folder named `postgresql:` and a
         // file that a second daemon then silently shares.
@@ -111,6 +121,7 @@ impl SqliteStore {
 
         let mut write_conn = connect(&path, &options)?;
         migrate(&mut write_conn, &path)?;
+        tune(&write_conn).map_err(sql_error(&path, "open"))?;
 
         let reader = connect(&path, &options)?;
         // The reader must never take the write lock away from the writer thread.
@@ -148,6 +159,11 @@ impl LeaseStore for SqliteStore {
 
     fn reclaim_expired(&self, now: u64) -> Result<Vec<Lease>, StoreError> {
         self.writer.reclaim(now)
+    }
+
+    fn probe(&self) -> CommitTicket {
+        // An empty transaction writes nothing and succeeds on a full disk.
+        self.writer.probe()
     }
 
     fn transactions(&self) -> u64 {
@@ -480,6 +496,135 @@ mod tests {
         drop(first);
         let again = SqliteStore::open(db(&dir)).expect("the file is free once its daemon is gone");
         assert_eq!(again.load_all().unwrap(), vec![address(1)]);
+    }
+}
+
+/// A store that cannot write (full disk): typed errors, nothing half-kept, and a store
+/// that is sound when opened again.
+#[cfg(test)]
+mod full_disk_tests {
+    use super::super::testutil::*;
+    use super::super::{Lease, LeaseOp, LeaseStore, Outage, StoreError};
+    use super::{SqliteOptions, SqliteStore};
+    use rusqlite::Connection;
+
+    /// A store whose file may not grow past `pages` pages: SQLite then fails writes with
+    /// SQLITE_FULL, as it does on a full disk.
+    fn capped(path: &std::path::Path, pages: u32) -> SqliteStore {
+        SqliteStore::open_tuned(path, SqliteOptions::default(), |c| c.pragma_update(None, "max_page_count", pages))
+            .unwrap()
+    }
+
+    /// Lease `n` with a long interface name, so that a few of them fill a page.
+    fn bulky(n: u32) -> Lease {
+        Lease { iface: format!("relay:{}", "x".repeat(400)), ..address(n) }
+    }
+
+    #[test]
+    fn a_full_store_says_so_and_keeps_exactly_what_it_confirmed() {
+        let dir = TempDir::new("full-disk");
+        let path = dir.path().join("leases.db");
+        drop(SqliteStore::open(&path).unwrap());
+        let pages: u32 = Connection::open(&path).unwrap().query_row("PRAGMA page_count", [], |r| r.get(0)).unwrap();
+        let store = capped(&path, pages + 4);
+
+        let mut confirmed = Vec::new();
+        let mut failure = None;
+        for n in 0..200 {
+            match store.commit(vec![LeaseOp::Upsert(bulky(n))]).wait_blocking() {
+                Ok(()) => confirmed.push(bulky(n)),
+                Err(e) => {
+                    failure = Some((n, e));
+                    break;
+                }
+            }
+        }
+        let (refused, e) = failure.expect("the capped store filled up");
+        assert!(!confirmed.is_empty(), "some leases fitted before it filled");
+        assert!(matches!(e, StoreError::Full { .. }), "{e}");
+        assert_eq!(e.outage(), Some(Outage::Full));
+        assert!(e.to_string().contains("disk full"), "{e}");
+        // Still full: the probe cannot write either, and says why.
+        let probe = store.probe().wait_blocking().unwrap_err();
+        assert_eq!(probe.outage(), Some(Outage::Full), "{probe}");
+        // The failed transaction was rolled back: the connection still serves reads and
+        // holds exactly what was confirmed.
+        assert_eq!(store.load_all().unwrap().len(), confirmed.len());
+        drop(store);
+
+        // Opened again (room made): what was confirmed is there, the refused lease is not,
+        // and writing works.
+        let store = SqliteStore::open(&path).unwrap();
+        let mut back = store.load_all().unwrap();
+        back.sort_by_key(Lease::key);
+        assert_eq!(back, confirmed);
+        let integrity: String =
+            Connection::open(&path).unwrap().query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+        assert_eq!(integrity, "ok");
+        store.probe().wait_blocking().unwrap();
+        store.commit(vec![LeaseOp::Upsert(bulky(refused))]).wait_blocking().unwrap();
+        assert_eq!(store.load_all().unwrap().len(), confirmed.len() + 1);
+    }
+
+    #[test]
+    fn a_database_deleted_or_replaced_under_the_store_takes_no_more_leases() {
+        let dir = TempDir::new("lost");
+        let path = dir.path().join("leases.db");
+        let store = SqliteStore::open(&path).unwrap();
+        store.commit(vec![LeaseOp::Upsert(address(1))]).wait_blocking().unwrap();
+        // As `rm leases.db*` would.
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+        let e = store.commit(vec![LeaseOp::Upsert(address(2))]).wait_blocking().unwrap_err();
+        assert!(matches!(e, StoreError::Lost { .. }), "{e}");
+        assert_eq!(e.outage(), Some(Outage::Lost));
+        assert_eq!(store.probe().wait_blocking().unwrap_err().outage(), Some(Outage::Lost));
+        // Another file put in its place is not ours either. (Opened without the lock, which
+        // the first store still holds: the point is the file, not a second daemon.)
+        let unlocked = || crate::leases::SqliteOptions { exclusive: false, ..Default::default() };
+        drop(SqliteStore::open_with(&path, unlocked()).unwrap());
+        assert_eq!(store.probe().wait_blocking().unwrap_err().outage(), Some(Outage::Lost));
+        let fresh = SqliteStore::open_with(&path, unlocked()).unwrap();
+        assert!(fresh.load_all().unwrap().is_empty(), "nothing was written into the new file");
+    }
+
+    #[test]
+    fn a_probe_writes_and_leaves_nothing() {
+        let dir = TempDir::new("probe");
+        let path = dir.path().join("leases.db");
+        let store = SqliteStore::open(&path).unwrap();
+        let before = store.transactions();
+        store.probe().wait_blocking().unwrap();
+        assert_eq!(store.transactions(), before + 1, "a real transaction");
+        assert!(store.load_all().unwrap().is_empty());
+        let rows: i64 =
+            Connection::open(&path).unwrap().query_row("SELECT count(*) FROM leases", [], |r| r.get(0)).unwrap();
+        assert_eq!(rows, 0);
+    }
+
+    #[test]
+    fn outages_are_told_apart_from_one_commit_s_problems() {
+        let path = std::path::PathBuf::from("/x/leases.db");
+        let sqlite = |code| StoreError::Sqlite {
+            path: path.clone(),
+            action: "commit",
+            source: std::sync::Arc::new(rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), None)),
+        };
+        assert_eq!(sqlite(rusqlite::ffi::SQLITE_IOERR).outage(), Some(Outage::Io));
+        assert_eq!(sqlite(rusqlite::ffi::SQLITE_FULL).outage(), Some(Outage::Full));
+        assert_eq!(sqlite(rusqlite::ffi::SQLITE_READONLY).outage(), Some(Outage::Other));
+        assert_eq!(
+            StoreError::WriterStopped { store: crate::leases::Location::File(path.clone()) }.outage(),
+            Some(Outage::Stopped)
+        );
+        assert_eq!(
+            StoreError::QueueFull { store: crate::leases::Location::File(path.clone()), capacity: 1 }.outage(),
+            None
+        );
+        let mut bad = address(1);
+        bad.prefix_len = 64;
+        assert_eq!(bad.validate().unwrap_err().outage(), None);
     }
 }
 

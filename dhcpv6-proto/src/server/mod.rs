@@ -6,6 +6,7 @@ pub mod relay;
 pub mod relay_agent;
 pub mod stateful;
 pub mod stateless;
+pub mod trust;
 pub mod typed_options;
 pub mod user_class;
 

@@ -5,6 +5,13 @@
 //! gets back what to send where, or a counter to bump. Client messages from a downstream
 //! interface go upstream in a Relay-Forward; a Relay-Reply from upstream is opened one level
 //! and its content goes down to the client (or to the next relay down).
+//!
+//! Trust: a Relay-Forward from below is relayed only from a trusted relay (a forged one would
+//! reach the servers with its made-up inner level intact), a client message only from a
+//! source on the downstream link. A Relay-Reply is taken only from a configured server (with
+//! ff05::1:3, from a link-local source on the upstream), its peer-address must be on the
+//! downstream link it names, and it carries only message types we know: otherwise anyone
+//! could make us send what they like, from port 547, to any address (a reflector).
 
 use crate::stats::Counter;
 use std::net::{Ipv6Addr, SocketAddrV6};
@@ -12,6 +19,7 @@ use std::net::{Ipv6Addr, SocketAddrV6};
 use dhcpv6_common::wire::{msg, opt, ALL_DHCP_SERVERS, CLIENT_PORT, HOP_COUNT_LIMIT, SERVER_PORT};
 
 use super::relay::{is_client_message, is_server_message};
+use super::trust::{admit_client_source, Prefix, TrustedRelays};
 use crate::wire::{relay::ClientLinkLayer, Message, RelayKind, RelayLevel, RelayMessage, Writer};
 
 /// Hop limit for Relay-Forward sent to a multicast group (RFC 9915 section 19: 8, was 32 in
@@ -29,6 +37,9 @@ pub struct DownstreamIface {
     /// Sent in every Relay-Forward and matched in Relay-Reply; empty means "send none" (then
     /// replies are routed by link-address alone, so that must be set and unique).
     pub interface_id: Vec<u8>,
+    /// Prefixes on the interface's link: where a client's global source, and a Relay-Reply's
+    /// peer-address, may be (link-local ones always may).
+    pub on_link: Vec<Prefix>,
 }
 
 impl DownstreamIface {
@@ -37,7 +48,7 @@ impl DownstreamIface {
     pub fn new(name: impl Into<String>, ifindex: u32, link_address: Ipv6Addr) -> Self {
         let name = name.into();
         let interface_id = name.as_bytes().to_vec();
-        Self { name, ifindex, link_address, interface_id }
+        Self { name, ifindex, link_address, interface_id, on_link: Vec::new() }
     }
 }
 
@@ -45,7 +56,8 @@ impl DownstreamIface {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamTarget {
     /// Unicast server addresses; empty means All_DHCP_Servers (ff05::1:3), the RFC 9915
-    /// section 19 default.
+    /// section 19 default. Relay-Reply is accepted only from these (with none, only from
+    /// link-local sources on the upstream interface).
     pub servers: Vec<Ipv6Addr>,
     pub ifname: String,
     pub ifindex: u32,
@@ -60,6 +72,8 @@ pub struct RelayAgentConfig {
     /// rebuilt to the new length, and that a message with an Authentication option is sent
     /// unchanged rather than dropped). `None` or empty: no rewrite.
     pub rewrite_dns: Option<Vec<Ipv6Addr>>,
+    /// Relays below us (e.g. lightweight relays, RFC 6221) whose Relay-Forward we pass on.
+    pub trusted_relays: TrustedRelays,
 }
 
 /// What the daemon does with a datagram.
@@ -94,6 +108,11 @@ impl RelayAgentConfig {
         }
         let level = match payload.first() {
             None => return AgentAction::Drop(Counter::DropAgentMalformed),
+            // Finding 1 of the relay agent: a host below forging a relay would have its made-up
+            // inner level (Interface-ID, Remote-ID...) believed by the servers.
+            Some(&msg::RELAY_FORW) if !self.trusted_relays.admits(src.ip()) => {
+                return AgentAction::Drop(Counter::DropAgentUntrustedRelay)
+            }
             Some(&msg::RELAY_FORW) => match forward_level_for_relay(iface, src, payload) {
                 Ok(level) => level,
                 Err(counter) => return AgentAction::Drop(counter),
@@ -102,6 +121,10 @@ impl RelayAgentConfig {
             // would let a rogue box on a subscriber link talk to the servers as one.
             Some(&t) if t == msg::RELAY_REPL || is_server_message(t) => {
                 return AgentAction::Drop(Counter::DropAgentServerMsgFromClient)
+            }
+            // The peer-address is where the answer goes down: it must be on this link.
+            Some(_) if admit_client_source(src.ip(), &iface.on_link).is_err() => {
+                return AgentAction::Drop(Counter::DropAgentOffLinkSource)
             }
             Some(&t) => match forward_level_for_client(iface, src, payload, t, client_mac) {
                 Ok(level) => level,
@@ -150,6 +173,12 @@ impl RelayAgentConfig {
         let Some(iface) = self.downstream_for(&level) else {
             return AgentAction::Drop(Counter::DropAgentUnknownIface);
         };
+        // Where a server, or whoever forged its reply, says the message goes: only to a
+        // node on the link the Interface-ID names, never across the Internet from port 547.
+        let peer = level.peer_address;
+        if !(peer.is_unicast_link_local() || iface.on_link.iter().any(|p| p.contains(&peer))) {
+            return AgentAction::Drop(Counter::DropAgentPeerOffLink);
+        }
         let port = match inner_kind(inner) {
             Inner::RelayReply => SERVER_PORT,
             Inner::ToClient => CLIENT_PORT,
@@ -160,14 +189,28 @@ impl RelayAgentConfig {
         AgentAction::SendDown { ifindex: iface.ifindex, to, payload }
     }
 
+    /// A datagram received on `iface_index` from `src`, for the servers' side: checked by
+    /// [`Self::accepts_server_source`], then [`Self::from_server`].
+    pub fn from_upstream(&self, iface_index: u32, src: SocketAddrV6, payload: &[u8]) -> AgentAction {
+        if !self.accepts_server_source(iface_index, src) {
+            return AgentAction::Drop(Counter::DropAgentUnexpectedServer);
+        }
+        self.from_server(payload)
+    }
+
     /// Whether a datagram from `src`, received on `iface_index`, may be a server's Relay-Reply:
-    /// it must arrive on the upstream interface and, when servers are configured by address,
-    /// come from one of them (with multicast, any server on the upstream side may answer).
-    /// The daemon checks this before [`Self::from_server`], so that a client cannot inject
-    /// Relay-Reply messages from downstream.
+    /// it must arrive on the upstream interface and come from a configured server. With
+    /// ff05::1:3 there is no list: a link-local source (a server on the upstream link, which
+    /// no remote host can spoof past a router) is accepted; servers farther away must be
+    /// named (`servers`). So a client cannot inject Relay-Reply messages from downstream,
+    /// nor a host on the Internet from upstream.
     pub fn accepts_server_source(&self, iface_index: u32, src: SocketAddrV6) -> bool {
         iface_index == self.upstream.ifindex
-            && (self.upstream.servers.is_empty() || self.upstream.servers.contains(src.ip()))
+            && if self.upstream.servers.is_empty() {
+                src.ip().is_unicast_link_local()
+            } else {
+                self.upstream.servers.contains(src.ip())
+            }
     }
 
     /// The Interface-ID we sent, or failing that the link-address (a server that drops the
@@ -252,7 +295,9 @@ enum Inner {
 }
 
 /// What a Relay-Reply carries. A server message must be well formed (we may rewrite it);
-/// unknown types pass (RFC 7283); client messages and Relay-Forward never travel down.
+/// client messages and Relay-Forward never travel down, and neither do types we do not know:
+/// RFC 7283 has relays pass them on, but downwards that lets whoever reaches our upstream
+/// send any payload to a client from port 547.
 fn inner_kind(inner: &[u8]) -> Inner {
     let Some(&t) = inner.first() else {
         return Inner::Invalid(Counter::DropAgentMalformed);
@@ -266,9 +311,10 @@ fn inner_kind(inner: &[u8]) -> Inner {
     if t == msg::RELAY_FORW || is_client_message(t) {
         return Inner::Invalid(Counter::DropAgentClientMsgFromServer);
     }
-    let well_formed =
-        if is_server_message(t) { Message::parse(inner).is_ok() } else { inner.len() >= Message::HEADER_LEN };
-    if well_formed {
+    if !is_server_message(t) {
+        return Inner::Invalid(Counter::DropAgentUnknownType);
+    }
+    if Message::parse(inner).is_ok() {
         Inner::ToClient
     } else {
         Inner::Invalid(Counter::DropAgentMalformed)
@@ -310,11 +356,15 @@ mod tests {
     const SOLICIT: &[u8] = &[msg::SOLICIT, 1, 2, 3, 0, 1, 0, 10, 0, 3, 0, 1, 2, 0, 0, 0, 0, 9];
     const MAC: [u8; 6] = [2, 0, 0, 0, 0, 9];
 
+    fn on_link(name: &str, ifindex: u32, addr: &str, prefix: &str) -> DownstreamIface {
+        DownstreamIface { on_link: vec![prefix.parse().unwrap()], ..DownstreamIface::new(name, ifindex, ip(addr)) }
+    }
+
     fn cfg() -> RelayAgentConfig {
         RelayAgentConfig {
             downstream: vec![
-                DownstreamIface::new("eth1", 11, ip("2001:db8:1::1")),
-                DownstreamIface::new("eth2", 12, ip("2001:db8:2::1")),
+                on_link("eth1", 11, "2001:db8:1::1", "2001:db8:1::/64"),
+                on_link("eth2", 12, "2001:db8:2::1", "2001:db8:2::/64"),
             ],
             upstream: UpstreamTarget {
                 servers: vec![ip("2001:db8:ff::547"), ip("fe80::5")],
@@ -322,6 +372,7 @@ mod tests {
                 ifindex: 2,
             },
             rewrite_dns: None,
+            trusted_relays: TrustedRelays::new(["fe80::/10".parse().unwrap(), "2001:db8:1::77".parse().unwrap()]),
         }
     }
 
@@ -448,8 +499,97 @@ mod tests {
         assert!(c.accepts_server_source(2, SocketAddrV6::new(ip("2001:db8:ff::547"), 547, 0, 0)));
         assert!(!c.accepts_server_source(11, SocketAddrV6::new(ip("2001:db8:ff::547"), 547, 0, 0)));
         assert!(!c.accepts_server_source(2, SocketAddrV6::new(ip("2001:db8:ff::666"), 547, 0, 0)));
+        assert!(!c.accepts_server_source(2, SocketAddrV6::new(ip("fe80::666"), 547, 0, 2)));
+    }
+
+    /// Finding 4: with ff05::1:3 (no server configured) a Relay-Reply from any upstream
+    /// source was accepted, and its message sent wherever its peer-address said, from port
+    /// 547. Now only a link-local source on the upstream is a server, the peer-address must
+    /// be on the downstream link, and unknown types do not go down.
+    #[test]
+    fn multicast_mode_is_no_reflector() {
         let multicast = RelayAgentConfig { upstream: UpstreamTarget { servers: vec![], ..cfg().upstream }, ..cfg() };
-        assert!(multicast.accepts_server_source(2, SocketAddrV6::new(ip("2001:db8:ff::666"), 547, 0, 0)));
+        let level = RelayLevel::new(0, ip("2001:db8:1::1"), ip("fe80::9"));
+        let good = relay_reply(&level, &reply_with(&[]));
+        let far = SocketAddrV6::new(ip("2001:db8:ff::666"), 547, 0, 0);
+        assert!(!multicast.accepts_server_source(2, far));
+        assert_eq!(multicast.from_upstream(2, far, &good), AgentAction::Drop(Counter::DropAgentUnexpectedServer));
+        let on_upstream = SocketAddrV6::new(ip("fe80::5"), 547, 0, 2);
+        assert!(multicast.accepts_server_source(2, on_upstream));
+        assert!(!multicast.accepts_server_source(11, on_upstream), "not from downstream");
+        let (ifindex, to, _) = sent_down(multicast.from_upstream(2, on_upstream, &good));
+        assert_eq!((ifindex, to), (11, SocketAddrV6::new(ip("fe80::9"), 546, 0, 11)));
+        // Configured servers: only those.
+        let server = SocketAddrV6::new(ip("2001:db8:ff::547"), 547, 0, 0);
+        assert!(matches!(cfg().from_upstream(2, server, &good), AgentAction::SendDown { .. }));
+        assert_eq!(cfg().from_upstream(2, far, &good), AgentAction::Drop(Counter::DropAgentUnexpectedServer));
+        assert_eq!(cfg().from_upstream(11, server, &good), AgentAction::Drop(Counter::DropAgentUnexpectedServer));
+    }
+
+    #[test]
+    fn relay_reply_peer_address_must_be_on_the_downstream_link() {
+        // The reflector: a victim across the Internet named as the peer.
+        let victim = RelayLevel::new(0, ip("2001:db8:1::1"), ip("2001:db8:99::1"));
+        assert_eq!(
+            cfg().from_server(&relay_reply(&victim, &reply_with(&[]))),
+            AgentAction::Drop(Counter::DropAgentPeerOffLink)
+        );
+        // On eth2's prefix but eth1 named by the link-address: not on that link either.
+        let other_link = RelayLevel::new(0, ip("2001:db8:1::1"), ip("2001:db8:2::9"));
+        assert_eq!(
+            cfg().from_server(&relay_reply(&other_link, &reply_with(&[]))),
+            AgentAction::Drop(Counter::DropAgentPeerOffLink)
+        );
+        // A global client address on the link named is fine, and leaves that interface.
+        let on_link = RelayLevel::new(0, ip("2001:db8:1::1"), ip("2001:db8:1::9"));
+        let (ifindex, to, _) = sent_down(cfg().from_server(&relay_reply(&on_link, &reply_with(&[]))));
+        assert_eq!((ifindex, to), (11, SocketAddrV6::new(ip("2001:db8:1::9"), 546, 0, 11)));
+        // An interface with no known prefix: link-local peers only.
+        let bare =
+            RelayAgentConfig { downstream: vec![DownstreamIface::new("eth1", 11, ip("2001:db8:1::1"))], ..cfg() };
+        assert_eq!(
+            bare.from_server(&relay_reply(&on_link, &reply_with(&[]))),
+            AgentAction::Drop(Counter::DropAgentPeerOffLink)
+        );
+    }
+
+    #[test]
+    fn unknown_types_do_not_go_down() {
+        let level = RelayLevel::new(0, ip("2001:db8:1::1"), ip("fe80::9"));
+        for inner in [&[200u8, 1, 2, 3, 0xff][..], &[0, 1, 2, 3], &[99, 0, 0, 0]] {
+            assert_eq!(
+                cfg().from_server(&relay_reply(&level, inner)),
+                AgentAction::Drop(Counter::DropAgentUnknownType),
+                "type {}",
+                inner[0]
+            );
+        }
+    }
+
+    /// Finding 1, relay-agent side: a downstream host's own Relay-Forward is not passed on
+    /// unless it comes from a trusted relay.
+    #[test]
+    fn relay_forward_from_below_only_from_trusted_relays() {
+        let fwd = forward_with_hop(0);
+        let host = SocketAddrV6::new(ip("2001:db8:1::66"), 547, 0, 0);
+        assert_eq!(cfg().from_client(11, host, &fwd, None), AgentAction::Drop(Counter::DropAgentUntrustedRelay));
+        let nobody = RelayAgentConfig { trusted_relays: TrustedRelays::default(), ..cfg() };
+        assert_eq!(nobody.from_client(11, client(), &fwd, None), AgentAction::Drop(Counter::DropAgentUntrustedRelay));
+        // ...while the same host's client messages are relayed (it is on the link).
+        assert!(matches!(nobody.from_client(11, host, SOLICIT, None), AgentAction::Send { .. }));
+        let trusted = SocketAddrV6::new(ip("2001:db8:1::77"), 547, 0, 0);
+        assert!(matches!(cfg().from_client(11, trusted, &fwd, None), AgentAction::Send { .. }));
+    }
+
+    #[test]
+    fn client_messages_from_below_only_from_the_link() {
+        let far = SocketAddrV6::new(ip("2001:db8:99::1"), 546, 0, 0);
+        assert_eq!(cfg().from_client(11, far, SOLICIT, None), AgentAction::Drop(Counter::DropAgentOffLinkSource));
+        // eth2's prefix arriving on eth1.
+        let other = SocketAddrV6::new(ip("2001:db8:2::9"), 546, 0, 0);
+        assert_eq!(cfg().from_client(11, other, SOLICIT, None), AgentAction::Drop(Counter::DropAgentOffLinkSource));
+        let on = SocketAddrV6::new(ip("2001:db8:1::9"), 546, 0, 0);
+        assert!(matches!(cfg().from_client(11, on, SOLICIT, None), AgentAction::Send { .. }));
     }
 
     #[test]

@@ -13,7 +13,7 @@ use super::transmit::send_reply;
 use super::Server;
 use crate::{
     server::{information_request_with, relay, stateful::ClientContext},
-    stats::Counter,
+    stats::{Counter, MessageOutcome},
     wire::Message,
 };
 
@@ -33,12 +33,19 @@ impl Server {
             return;
         };
         self.stats.bump(Counter::Received);
+        if let Err(c) = super::trust::admit(pkt, iface, &from, dst) {
+            self.stats.bump(c);
+            return;
+        }
+        // Relayed: the client's message inside, once unwrapped.
+        let mut msg_type = pkt.first().copied().unwrap_or(0);
         let unicast = !dst.is_multicast();
         let result = if pkt.first() == Some(&msg::RELAY_FORW) {
             self.stats.bump(Counter::Relayed);
             match relay::unwrap(pkt) {
                 Err(e) => Err(e.counter()),
                 Ok(r) => {
+                    msg_type = r.message().msg_type();
                     let sel = r.link_selector();
                     debug!(
                         %from,
@@ -65,10 +72,13 @@ impl Server {
         };
         if let Err(counter) = result {
             self.stats.bump(counter);
+            self.stats.message(msg_type, MessageOutcome::Dropped);
         }
     }
 
-    /// Answers a client message; `Err` names the counter of the reason nothing is sent.
+    /// Answers a client message; `Err` names the counter of the reason nothing is sent (the
+    /// caller counts it, and the message as dropped). What is sent is counted by type here
+    /// or, for a stateful message, by the stateful service.
     async fn answer(
         &self,
         m: &Message<'_>,
@@ -89,7 +99,8 @@ impl Server {
                     debug!(%from, reason = %d, "Information-Request discarded");
                     d.counter()
                 })?;
-                send_reply(&*self.sock, &self.stats, &wrap(reply)?, to.addr).await;
+                let sent = send_reply(&*self.sock, &self.stats, &wrap(reply)?, to.addr).await;
+                self.stats.message(msg::INFORMATION_REQUEST, sent);
                 Ok(())
             }
             msg::SOLICIT | msg::REQUEST | msg::CONFIRM | msg::RENEW | msg::REBIND | msg::RELEASE | msg::DECLINE => {

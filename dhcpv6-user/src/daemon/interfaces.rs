@@ -16,7 +16,7 @@ use crate::{
     dataplane::{AttachMode, Dataplane},
     fastpath::build_reply_data,
     netlink::{LinkState, Netlink},
-    server::IfaceService,
+    server::{trust::Arrival, IfaceService},
     socket::ServerSocket,
     wire::Duid,
 };
@@ -43,6 +43,27 @@ impl ServedIface {
     pub fn service(&self) -> Option<&IfaceService> {
         self.svc.as_ref()
     }
+
+    /// Its ifindex as of the last sync; `None` while the kernel has no such interface.
+    pub fn ifindex(&self) -> Option<u32> {
+        self.link.map(|l| l.ifindex)
+    }
+
+    /// Whether the fast path has its reply data (it answers Information-Requests in XDP).
+    pub fn has_reply_data(&self) -> bool {
+        self.written.is_some()
+    }
+
+    /// What `server::trust` weighs a datagram that arrived here against: the relays
+    /// trusted on it, the prefix of its first global address, its link-local address.
+    pub fn arrival(&self) -> Arrival<'_> {
+        let on_link = self.link.as_ref().and_then(|l| l.global_prefix.as_ref());
+        Arrival {
+            trusted: self.cfg.trusted_relays(),
+            on_link: on_link.map_or(&[][..], std::slice::from_ref),
+            link_local: self.link.and_then(|l| l.link_local),
+        }
+    }
 }
 
 pub struct ServedIfaces {
@@ -66,6 +87,11 @@ impl ServedIfaces {
 
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.ifaces.iter().map(|i| i.cfg.name())
+    }
+
+    /// Every configured interface, present or not (for `ctl status`).
+    pub fn iter(&self) -> impl Iterator<Item = &ServedIface> {
+        self.ifaces.iter()
     }
 
     /// The ifindexes served as of the last sync.
@@ -135,8 +161,11 @@ impl ServedIfaces {
             service.dns.extend(link.link_local);
         }
         let options = service.encode().with_context(|| format!("{}: configured options", served.cfg.name()))?;
+        // A configured DUID (several boxes as one server) replaces the interface's own, in
+        // userspace and in the fast path's reply data alike.
+        let duid = served.cfg.server_duid().cloned().unwrap_or_else(|| Duid::from_mac(link.mac));
         let ignore_user_classes = service.ignore_user_classes.clone();
-        let svc = IfaceService { duid: Duid::from_mac(link.mac), options, ignore_user_classes };
+        let svc = IfaceService { duid, options, ignore_user_classes };
         let name = served.cfg.name().to_owned();
         let Some(ll) = link.link_local else {
             // No link-local address yet (DAD): the program cannot source replies; userspace will.

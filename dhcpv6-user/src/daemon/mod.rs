@@ -4,13 +4,18 @@
 //! The server is a select loop over its components, each owning its own state:
 //! `interfaces` (the served-interface table, kept in step with the kernel in the maps),
 //! `relay_agent` (relay-agent mode and MAC learning), `stateful` (a stateful message from
-//! decision to durable reply). `dispatch` routes one datagram to them; `transmit` sends.
+//! decision to durable reply), `control` (the socket `dhcpv6d ctl` talks to). `dispatch`
+//! routes one datagram to them, once `trust` has admitted it; `transmit` sends.
 
+mod control;
 mod dispatch;
 mod interfaces;
+mod queue;
 mod relay_agent;
 mod stateful;
+mod store_health;
 mod transmit;
+mod trust;
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
@@ -46,6 +51,8 @@ pub struct Options {
     pub metrics: Option<std::net::SocketAddr>,
     /// Token buckets for frames the XDP program passes up (`--flood-*`).
     pub flood: FloodOptions,
+    /// The control socket (`--control-socket`) `dhcpv6d ctl` talks to.
+    pub control_socket: PathBuf,
 }
 
 /// The components and what they share. The dataplane and netlink are lent to the
@@ -64,6 +71,9 @@ struct Server {
     /// Lease count and pool usage for the metrics.
     lease_gauge: Arc<std::sync::atomic::AtomicU64>,
     pool_gauge: Arc<std::sync::Mutex<Vec<(String, String, u64, u128)>>>,
+    control: control::Control,
+    /// Datagrams read off the socket, waiting to be answered (`queue.rs`).
+    rx: queue::RxQueue,
 }
 
 pub async fn run(opts: Options) -> Result<()> {
@@ -76,6 +86,7 @@ pub async fn run(opts: Options) -> Result<()> {
     let stateful = StatefulService::open(&opts.lease_db, opts.routes, links, sock.clone(), stats.clone()).await?;
     let ifaces = ServedIfaces::new(ifaces, opts.fast_path, opts.xdp_mode);
     let agent = RelayAgent::new(relay, opts.xdp_mode);
+    let control = control::Control::start(&opts.control_socket)?;
     let mut s = Server {
         opts,
         dp,
@@ -88,6 +99,8 @@ pub async fn run(opts: Options) -> Result<()> {
         flood_dropped: 0,
         lease_gauge: Arc::default(),
         pool_gauge: Arc::default(),
+        control,
+        rx: queue::RxQueue::new(queue::QUEUE_LIMIT),
     };
     if let Some(addr) = s.opts.metrics {
         let listener = crate::metrics::bind(addr).await?;
@@ -96,6 +109,8 @@ pub async fn run(opts: Options) -> Result<()> {
             user: s.stats.clone(),
             leases: s.lease_gauge.clone(),
             pools: s.pool_gauge.clone(),
+            store_up: s.stateful.as_ref().map(StatefulService::store_gauge),
+            queue: s.rx.depth(),
         };
         tokio::spawn(crate::metrics::serve(listener, sources));
     }
@@ -129,6 +144,7 @@ impl Server {
         let mut changes = netlink::watch(Duration::from_secs(30));
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let mut sweep = tokio::time::interval(Duration::from_secs(10));
+        let mut control_rx = self.control.rx.take();
         let names: Vec<&str> = self.ifaces.names().collect();
         info!(ifaces = ?names, fast_path = self.opts.fast_path, pin_dir = %self.opts.pin_dir.display(), "serving");
         let mut buf = vec![0u8; 65536];
@@ -136,16 +152,18 @@ impl Server {
             tokio::select! {
                 _ = term.recv() => { info!("SIGTERM: stopping; XDP stays attached (dhcpv6d detach removes it)"); break; }
                 _ = int.recv() => { info!("SIGINT: stopping; XDP stays attached (dhcpv6d detach removes it)"); break; }
-                _ = hup.recv() => self.reload().await,
+                _ = hup.recv() => { let _ = self.reload().await; }
+                Some(call) = control::next(&mut control_rx) => self.control(call).await,
                 Some(()) = changes.recv() => {
                     if let Err(e) = self.sync().await {
                         warn!(error = %format!("{e:#}"), "re-reading interfaces failed; will retry on the next event");
                     }
                 }
                 r = self.sock.recv(&mut buf) => match r {
-                    Ok(rx) => self.handle(&buf[..rx.len], rx.from, rx.ifindex, rx.dst).await,
+                    Ok(rx) => self.enqueue(rx, &mut buf),
                     Err(e) => warn!(error = %e, "receive failed"),
                 },
+                () = std::future::ready(()), if !self.rx.is_empty() => self.serve_queued(&mut buf).await,
                 _ = sweep.tick() => self.sweep().await,
                 _ = tick.tick() => self.tick(),
             }
@@ -190,32 +208,41 @@ impl Server {
         self.flood_dropped = dropped;
     }
 
-    /// SIGHUP: a bad file is refused (with file, line and reason) and the old one kept.
-    async fn reload(&mut self) {
-        match config::load(self.opts.config.as_deref(), &self.opts.overrides, &self.opts.resolv_conf) {
-            Ok(cfg) => {
-                let (ifaces, relay, links) = cfg.into_parts();
-                self.agent.reconfigure(relay);
-                match self.stateful.as_ref() {
-                    Some(st) => match st.reconfigure(links) {
-                        Ok(()) => info!("pools and reservations reloaded"),
-                        Err(e) => warn!(error = %format!("{e:#}"), "pools refused; keeping the previous ones"),
-                    },
-                    None if !links.is_empty() => {
-                        warn!("pools added to a daemon started without any: restart dhcpv6d to serve them")
-                    }
-                    None => {}
-                }
-                if self.ifaces.reconfigure(ifaces) {
-                    info!("new interfaces in the configuration");
-                }
-                info!("configuration reloaded");
-                if let Err(e) = self.sync().await {
-                    warn!(error = %format!("{e:#}"), "applying the reloaded configuration failed");
-                }
+    /// SIGHUP and `ctl reload`: a bad file is refused (`Err` says file, line and reason) and
+    /// the configuration in force kept whole.
+    async fn reload(&mut self) -> Result<(), String> {
+        let cfg = match config::load(self.opts.config.as_deref(), &self.opts.overrides, &self.opts.resolv_conf) {
+            Ok(cfg) => cfg,
+            Err(e) => {
+                warn!(error = %e, "configuration refused; keeping the previous one");
+                return Err(e.to_string());
             }
-            Err(e) => warn!(error = %e, "configuration refused; keeping the previous one"),
+        };
+        let (ifaces, relay, links) = cfg.into_parts();
+        // Pools first: refused, nothing of the new file is applied.
+        match self.stateful.as_ref() {
+            Some(st) => match st.reconfigure(links) {
+                Ok(()) => info!("pools and reservations reloaded"),
+                Err(e) => {
+                    let e = format!("pools refused: {e:#}");
+                    warn!(error = %e, "configuration refused; keeping the previous one");
+                    return Err(e);
+                }
+            },
+            None if !links.is_empty() => {
+                warn!("pools added to a daemon started without any: restart dhcpv6d to serve them")
+            }
+            None => {}
         }
+        self.agent.reconfigure(relay);
+        if self.ifaces.reconfigure(ifaces) {
+            info!("new interfaces in the configuration");
+        }
+        info!("configuration reloaded");
+        if let Err(e) = self.sync().await {
+            warn!(error = %format!("{e:#}"), "applying the reloaded configuration failed");
+        }
+        Ok(())
     }
 
     /// Re-reads the kernel's interfaces into the served table and the relay agent.

@@ -55,6 +55,11 @@ impl RelayAgent {
         self.relay = relay;
     }
 
+    /// The upstream interface, when relaying is configured (for `ctl status`).
+    pub fn upstream(&self) -> Option<&str> {
+        self.relay.as_ref().map(|r| r.upstream())
+    }
+
     /// The interfaces the settings name, upstream first.
     pub fn names(&self) -> Vec<String> {
         let Some(r) = &self.relay else { return Vec::new() };
@@ -76,15 +81,16 @@ impl RelayAgent {
         macs: &impl ClientMacs,
     ) -> Option<AgentAction> {
         let agent = self.agent.as_ref()?;
-        if agent.downstream.iter().any(|d| d.ifindex == ifindex) {
+        if let Some(d) = agent.downstream.iter().find(|d| d.ifindex == ifindex) {
             let mac = macs.client_mac(ifindex, *from.ip());
-            return Some(agent.from_client(ifindex, from, pkt, mac));
+            let action = agent.from_client(ifindex, from, pkt, mac);
+            if action == AgentAction::Drop(Counter::DropAgentUntrustedRelay) {
+                super::trust::untrusted_relay(&d.name, &from);
+            }
+            return Some(action);
         }
         if agent.upstream.ifindex == ifindex {
-            if !agent.accepts_server_source(ifindex, from) {
-                return Some(AgentAction::Drop(Counter::DropAgentUnexpectedServer));
-            }
-            return Some(agent.from_server(pkt));
+            return Some(agent.from_upstream(ifindex, from, pkt));
         }
         None
     }
@@ -104,7 +110,8 @@ impl RelayAgent {
                     }
                 }
             }
-            AgentAction::SendDown { to, payload, .. } => match sock.send_to(&payload, to).await {
+            // Out of the interface the Interface-ID named, whatever the routing table says.
+            AgentAction::SendDown { ifindex, to, payload } => match sock.send_via(&payload, to, ifindex).await {
                 Ok(_) => stats.bump(Counter::RelayedDown),
                 Err(e) => {
                     warn!(%to, error = %e, "relaying downstream failed");
@@ -135,7 +142,9 @@ impl RelayAgent {
             sock.join(link.ifindex)?;
             self.learn_macs(name, &link, dp)?;
             let link_address = link.global.unwrap_or(Ipv6Addr::UNSPECIFIED);
-            downstream.push(DownstreamIface::new(name.clone(), link.ifindex, link_address));
+            let on_link = link.global_prefix.into_iter().collect();
+            downstream
+                .push(DownstreamIface { on_link, ..DownstreamIface::new(name.clone(), link.ifindex, link_address) });
         }
         if r.servers().is_empty() {
             sock.set_multicast_upstream(up.ifindex, UPSTREAM_MULTICAST_HOPS)?;
@@ -148,6 +157,7 @@ impl RelayAgent {
                 ifindex: up.ifindex,
             },
             rewrite_dns: r.rewrite_dns().map(<[_]>::to_vec),
+            trusted_relays: r.trusted_relays().clone(),
         };
         if self.agent.as_ref() != Some(&agent) {
             info!(upstream = %r.upstream(), downstream = ?r.downstream(), "relaying");
@@ -207,6 +217,7 @@ mod tests {
             downstream: vec![DownstreamIface::new("eth1", 11, ip("2001:db8:1::1"))],
             upstream: UpstreamTarget { servers: vec![ip(SERVER)], ifname: "wan".into(), ifindex: 2 },
             rewrite_dns: None,
+            trusted_relays: Default::default(),
         });
         a
     }
@@ -259,6 +270,22 @@ mod tests {
             synced().classify(&relay_reply, rogue, 2, &Learned),
             Some(AgentAction::Drop(Counter::DropAgentUnexpectedServer))
         );
+    }
+
+    #[test]
+    fn a_relay_forward_from_below_needs_a_trusted_relay() {
+        let mut w = crate::wire::Writer::relay(msg::RELAY_FORW, 0, Ipv6Addr::UNSPECIFIED, ip("fe80::9"));
+        w.option(dhcpv6_common::wire::opt::RELAY_MSG, SOLICIT);
+        let fwd = w.finish().unwrap();
+        assert_eq!(
+            synced().classify(&fwd, client(), 11, &Learned),
+            Some(AgentAction::Drop(Counter::DropAgentUntrustedRelay))
+        );
+        let mut trusting = synced();
+        if let Some(a) = trusting.agent.as_mut() {
+            a.trusted_relays = crate::server::trust::TrustedRelays::new(["fe80::/10".parse().unwrap()]);
+        }
+        assert!(matches!(trusting.classify(&fwd, client(), 11, &Learned), Some(AgentAction::Send { .. })));
     }
 
     #[test]

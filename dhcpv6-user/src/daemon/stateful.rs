@@ -6,7 +6,19 @@
 //! durable send the reply and apply the routes to delegated prefixes. What cannot go on
 //! is undone in the same place: a reply that cannot be wrapped commits nothing and rolls
 //! the engine back; a failed commit sends nothing, rolls back and counts
-//! `drop_commit_failed` (the client retransmits and gets a fresh decision).
+//! `drop_commit_failed` (the client retransmits and gets a fresh decision). A commit that lost
+//! its claim to another server sharing the store (`StoreError::Conflict`) is one of those; the
+//! engine also learns the winner's binding, as it learns every other server's changes from
+//! `LeaseStore::subscribe`, so the retransmission is given something else.
+//!
+//! A failed commit that shows the store itself failing (full disk, I/O errors) begins an
+//! outage (`store_health`): until a probe writes again, messages are decided with
+//! `Engine::handle_store_down` and nothing is committed. Solicit and Request are answered
+//! with NoAddrsAvail (`refused_store_down`); a Renew, Rebind, Release or Decline that would
+//! change a lease is dropped (`drop_store_down`). A Renew is dropped rather than answered with
+//! the lifetimes the store still has: the client loses nothing by it (its lease runs to the
+//! stored valid lifetime either way, it retransmits and Rebinds at T2), and no Reply can name
+//! a lifetime the store does not cover. Expiry sweeps wait for the store as well.
 //!
 //! The engine sits behind a mutex so that the task waiting for a commit can roll back
 //! itself; the lock is only ever held for synchronous work, never across an await.
@@ -15,18 +27,21 @@ use std::{
     net::{Ipv6Addr, SocketAddrV6},
     path::Path,
     sync::{Arc, Mutex, MutexGuard, PoisonError},
+    time::Instant,
 };
 
 use anyhow::{Context, Result};
+use dhcpv6_common::wire::msg;
 use tracing::{debug, info, warn};
 
+use super::store_health::StoreHealth;
 use super::transmit::{send_reply, Transmit};
 use crate::{
-    leases::{unix_now, CommitTicket, Lease, LeaseStore},
+    leases::{unix_now, CommitTicket, ForeignChange, Lease, LeaseStore, StoreError},
     routes::Routes,
     server::stateful::{unconfigured, ClientContext, Engine, LinkPools, RouteChange, Undo},
     socket::ServerSocket,
-    stats::{Counter, UserStats},
+    stats::{Counter, LeaseEvent, MessageOutcome, UserStats},
     wire::Message,
 };
 
@@ -44,6 +59,7 @@ pub struct StatefulService<S = ServerSocket> {
     routes: Option<Routes>,
     sock: Arc<S>,
     stats: Arc<UserStats>,
+    health: Arc<StoreHealth>,
 }
 
 /// What one decided and wrapped message leads to.
@@ -79,6 +95,7 @@ impl StatefulService {
         .await??;
         let routes = if routes { Some(Routes::connect()?) } else { None };
         let s = Self::new(links, store, leases, routes, sock, stats)?;
+        s.follow_other_servers();
         s.reconcile_routes().await;
         Ok(Some(s))
     }
@@ -96,7 +113,8 @@ impl<S: Transmit> StatefulService<S> {
     ) -> Result<Self> {
         links.push(unconfigured());
         let engine = Engine::new(links, leases, unix_now()).context("stateful configuration")?;
-        Ok(Self { engine: Arc::new(Mutex::new(engine)), store, routes, sock, stats })
+        let health = Arc::new(StoreHealth::new(Arc::clone(&stats)));
+        Ok(Self { engine: Arc::new(Mutex::new(engine)), store, routes, sock, stats, health })
     }
 
     /// Answers one client message (Solicit, Request, Renew, Rebind, Release, Decline,
@@ -110,23 +128,46 @@ impl<S: Transmit> StatefulService<S> {
         to: ReplyTo,
         wrap: impl FnOnce(Vec<u8>) -> Result<Vec<u8>, Counter>,
     ) -> Result<(), Counter> {
+        let msg_type = m.msg_type();
         match self.decide(m, ctx, wrap)? {
-            Action::Send(reply) => send_reply(&*self.sock, &self.stats, &reply, to.addr).await,
+            Action::Send(reply) => {
+                let sent = send_reply(&*self.sock, &self.stats, &reply, to.addr).await;
+                self.stats.message(msg_type, sent);
+            }
             Action::Commit { ticket, reply, undo, routes } => {
                 let engine = Arc::clone(&self.engine);
                 let (sock, stats, routing) = (Arc::clone(&self.sock), Arc::clone(&self.stats), self.routes.clone());
+                let (health, store) = (Arc::clone(&self.health), Arc::clone(&self.store));
                 // The wait must not hold up the next message: commits that queue up
                 // meanwhile share one fsync (group commit).
                 tokio::spawn(async move {
-                    if let Err(e) = ticket.wait().await {
-                        warn!(error = %e, "lease commit failed; no reply sent");
+                    let events: Vec<LeaseEvent> = undo.lease_events().collect();
+                    if let Err(e) = timed_wait(ticket, &stats).await {
                         stats.bump(Counter::DropCommitFailed);
-                        lock(&engine).rollback(undo);
+                        stats.message(msg_type, MessageOutcome::Failed);
+                        let mut engine = lock(&engine);
+                        engine.rollback(undo);
+                        if let StoreError::Conflict { holder, key, .. } = &e {
+                            // Another server won the race for this binding: learn its lease,
+                            // so that the client's retransmission gets something else.
+                            debug!(%key, "binding taken by another server; no reply sent");
+                            if let Some(holder) = holder {
+                                engine.learn(ForeignChange::Upsert(Lease::clone(holder)), unix_now());
+                            }
+                        } else {
+                            if e.outage().is_none() {
+                                warn!(error = %e, "lease commit failed; no reply sent");
+                            }
+                            health.commit_failed(&e, &store);
+                        }
                         return;
                     }
-                    if let Some(reply) = reply {
-                        send_reply(&*sock, &stats, &reply, to.addr).await;
-                    }
+                    events.into_iter().for_each(|e| stats.lease_event(e, 1));
+                    let outcome = match reply {
+                        Some(reply) => send_reply(&*sock, &stats, &reply, to.addr).await,
+                        None => MessageOutcome::Dropped,
+                    };
+                    stats.message(msg_type, outcome);
                     if let Some(r) = routing {
                         apply_routes(&r, &routes, to.ifindex, &stats).await;
                     }
@@ -145,7 +186,19 @@ impl<S: Transmit> StatefulService<S> {
         wrap: impl FnOnce(Vec<u8>) -> Result<Vec<u8>, Counter>,
     ) -> Result<Action, Counter> {
         let mut engine = lock(&self.engine);
-        let out = engine.handle(m, ctx, unix_now());
+        let out = if self.health.is_up() {
+            engine.handle(m, ctx, unix_now())
+        } else {
+            let out = engine.handle_store_down(m, ctx, unix_now());
+            if out.reply.is_some() && matches!(m.msg_type(), msg::SOLICIT | msg::REQUEST) {
+                self.stats.bump(Counter::RefusedStoreDown);
+            }
+            out
+        };
+        // Limits are counted when they refuse, whether or not the reply goes out.
+        for c in &out.events {
+            self.stats.bump(*c);
+        }
         if let Some(c) = out.discard {
             debug!(peer = %ctx.peer, msg_type = m.msg_type(), reason = c.as_str(), "stateful message discarded");
             engine.rollback(out.undo);
@@ -168,15 +221,26 @@ impl<S: Transmit> StatefulService<S> {
         Ok(Action::Commit { ticket, reply, undo: out.undo, routes: out.routes })
     }
 
+    /// Keeps the engine told of what other servers sharing the store grant and release,
+    /// for as long as the store reports it (PostgreSQL; nothing for SQLite).
+    fn follow_other_servers(&self) {
+        let Some(mut changes) = self.store.subscribe() else { return };
+        let engine = Arc::downgrade(&self.engine);
+        tokio::spawn(async move {
+            while let Some(change) = changes.recv().await {
+                let Some(engine) = engine.upgrade() else { return };
+                lock(&engine).learn(change, unix_now());
+            }
+        });
+    }
+
     /// New pools, lifetimes and reservations (SIGHUP). The engine is rebuilt around the leases
     /// it holds, committed or not: nothing a client was told is forgotten. A lease that no
     /// pool covers any more stays until it expires; its client is not given it again
     /// (a Renew gets it back with lifetimes 0, RFC 9915 section 18.3.4).
     pub fn reconfigure(&self, mut links: Vec<LinkPools>) -> Result<()> {
         links.push(unconfigured());
-        let mut engine = lock(&self.engine);
-        let leases: Vec<Lease> = engine.leases().cloned().collect();
-        *engine = Engine::new(links, leases, unix_now()).context("stateful configuration")?;
+        lock(&self.engine).reconfigure(links, unix_now()).context("stateful configuration")?;
         Ok(())
     }
 
@@ -214,15 +278,28 @@ impl<S: Transmit> StatefulService<S> {
         }
     }
 
-    /// Reclaims expired leases: durable first, then their routes go.
+    /// Reclaims expired leases: durable first, then their routes go. Not while the store is
+    /// down: the leases stay in memory (nothing is granted meanwhile anyway) and go at the
+    /// first sweep after it recovers, so memory and disk are told the same.
     pub async fn expire(&self) {
+        if !self.health.is_up() {
+            return;
+        }
         let expired = lock(&self.engine).expire(unix_now());
         if expired.ops.is_empty() {
             return;
         }
         info!(leases = expired.leases.len(), "leases expired");
-        if let Err(e) = self.store.commit(expired.ops).wait().await {
-            warn!(error = %e, "recording expired leases failed; retrying at the next sweep");
+        match timed_wait(self.store.commit(expired.ops), &self.stats).await {
+            Ok(()) => self.stats.lease_event(LeaseEvent::Expired, expired.leases.len() as u64),
+            Err(e) => {
+                // The removals are lost; the rows go at the next start (`reclaim_expired`),
+                // and a stored row of an expired lease blocks nothing the engine would hand out.
+                if e.outage().is_none() {
+                    warn!(error = %e, "recording expired leases failed");
+                }
+                self.health.commit_failed(&e, &self.store);
+            }
         }
         if let Some(r) = &self.routes {
             apply_routes(r, &expired.routes, 0, &self.stats).await;
@@ -238,6 +315,11 @@ impl<S: Transmit> StatefulService<S> {
         lock(&self.engine).link_service(arrival, relay)
     }
 
+    /// True while the lease store writes (for the `dhcpv6_store_healthy` gauge).
+    pub fn store_gauge(&self) -> Arc<std::sync::atomic::AtomicBool> {
+        self.health.gauge()
+    }
+
     pub fn lease_count(&self) -> usize {
         lock(&self.engine).lease_count()
     }
@@ -246,6 +328,51 @@ impl<S: Transmit> StatefulService<S> {
     pub fn pool_usage(&self) -> Vec<(String, String, u64, u128)> {
         lock(&self.engine).pool_usage().into_iter().map(|p| (p.link, p.pool, p.used, p.size)).collect()
     }
+}
+
+// For `dhcpv6d ctl` (daemon/control.rs): the store to list leases from, and an operator's
+// release.
+impl<S: Transmit> StatefulService<S> {
+    /// The lease store, for reading what is durable (`ctl leases`) off the server loop.
+    pub fn lease_store(&self) -> Arc<dyn LeaseStore> {
+        Arc::clone(&self.store)
+    }
+
+    /// Ends the first lease `names` picks, as its client's Release would: the engine forgets
+    /// it, the store's commit removes it (on failure the engine takes it back), and its route
+    /// goes. The client is not told; its next Renew gets NoBinding. `Ok(None)`: no lease.
+    pub async fn release(&self, names: impl Fn(&Lease) -> bool) -> Result<Option<Lease>> {
+        let (lease, out, ticket) = {
+            let mut engine = lock(&self.engine);
+            let Some(key) = engine.leases().find(|l| names(l)).map(Lease::key) else {
+                return Ok(None);
+            };
+            let Some((lease, mut out)) = engine.release_lease(&key) else {
+                return Ok(None);
+            };
+            // Queued under the lock, as `decide` does: the store sees commits in order.
+            let ticket = self.store.commit(std::mem::take(&mut out.ops));
+            (lease, out, ticket)
+        };
+        if let Err(e) = timed_wait(ticket, &self.stats).await {
+            self.health.commit_failed(&e, &self.store);
+            lock(&self.engine).rollback(out.undo);
+            return Err(e).context("removing the lease from the store");
+        }
+        self.stats.lease_event(LeaseEvent::OperatorReleased, 1);
+        if let Some(r) = &self.routes {
+            apply_routes(r, &out.routes, 0, &self.stats).await;
+        }
+        Ok(Some(lease))
+    }
+}
+
+/// Waits for a commit to be durable, and puts how long it took into the histogram.
+async fn timed_wait(ticket: CommitTicket, stats: &UserStats) -> Result<(), crate::leases::StoreError> {
+    let started = Instant::now();
+    let committed = ticket.wait().await;
+    stats.commit_latency.observe(started.elapsed());
+    committed
 }
 
 /// The engine, even if its lock is poisoned: a panic while deciding is a bug, and the
@@ -278,10 +405,10 @@ fn is_link_local(a: &Ipv6Addr) -> bool {
 mod tests {
     use std::time::Duration;
 
-    use dhcpv6_common::wire::{msg, opt};
+    use dhcpv6_common::wire::{msg, opt, status};
 
     use super::*;
-    use crate::leases::{LeaseOp, MemoryStore, StoreError};
+    use crate::leases::{LeaseOp, MemoryStore};
     use crate::wire::{writer, Duid};
 
     /// Records what would have gone out.
@@ -310,6 +437,61 @@ mod tests {
         }
         fn transactions(&self) -> u64 {
             0
+        }
+    }
+
+    /// A store whose disk fills up and is emptied again, on the test's word: while full, every
+    /// commit and probe fails with `StoreError::Full` and stores nothing.
+    #[derive(Default)]
+    struct FillingStore {
+        inner: MemoryStore,
+        full: std::sync::atomic::AtomicBool,
+        /// Commits and probes that reached the store (failed ones included).
+        commits: std::sync::atomic::AtomicU64,
+        probes: std::sync::atomic::AtomicU64,
+    }
+
+    impl FillingStore {
+        fn fill(&self, full: bool) {
+            self.full.store(full, std::sync::atomic::Ordering::SeqCst);
+        }
+
+        fn commits(&self) -> u64 {
+            self.commits.load(std::sync::atomic::Ordering::SeqCst)
+        }
+
+        fn probes(&self) -> u64 {
+            self.probes.load(std::sync::atomic::Ordering::SeqCst)
+        }
+
+        fn outcome(&self) -> Option<CommitTicket> {
+            self.full.load(std::sync::atomic::Ordering::SeqCst).then(|| {
+                CommitTicket::resolved(Err(StoreError::Full {
+                    path: std::path::PathBuf::from("/full/leases.db"),
+                    action: "commit",
+                    source: Arc::new(std::io::Error::from_raw_os_error(28)),
+                }))
+            })
+        }
+    }
+
+    impl LeaseStore for FillingStore {
+        fn load_all(&self) -> Result<Vec<Lease>, StoreError> {
+            self.inner.load_all()
+        }
+        fn commit(&self, ops: Vec<LeaseOp>) -> CommitTicket {
+            self.commits.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.outcome().unwrap_or_else(|| self.inner.commit(ops))
+        }
+        fn probe(&self) -> CommitTicket {
+            self.probes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.outcome().unwrap_or_else(|| CommitTicket::resolved(Ok(())))
+        }
+        fn reclaim_expired(&self, now: u64) -> Result<Vec<Lease>, StoreError> {
+            self.inner.reclaim_expired(now)
+        }
+        fn transactions(&self) -> u64 {
+            self.inner.transactions()
         }
     }
 
@@ -346,8 +528,13 @@ mod tests {
 
         /// A Request for one address and one prefix.
         fn request(&self) -> Vec<u8> {
+            self.request_from(7)
+        }
+
+        /// A Request for one address and one prefix from client `n`.
+        fn request_from(&self, n: u8) -> Vec<u8> {
             let mut m = vec![msg::REQUEST, 1, 2, 3];
-            m.extend(option(opt::CLIENTID, &[0, 3, 0, 1, 2, 0, 0, 0, 0, 7]));
+            m.extend(option(opt::CLIENTID, &[0, 3, 0, 1, 2, 0, 0, 0, 0, n]));
             m.extend(option(opt::SERVERID, self.duid.as_bytes()));
             m.extend(option(opt::IA_NA, &[0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0]));
             m.extend(option(opt::IA_PD, &[0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0]));
@@ -433,6 +620,198 @@ mod tests {
         assert_eq!(f.stats.get(Counter::Replied), 0);
     }
 
+    /// One IA of a reply: its status and its leases (address, valid lifetime).
+    type IaSeen = (Option<u16>, Vec<(Ipv6Addr, u32)>);
+
+    /// The IAs of a reply, decoded.
+    fn ias(reply: &[u8]) -> Vec<IaSeen> {
+        let m = Message::parse(reply).unwrap();
+        m.options()
+            .filter(|o| o.code == opt::IA_NA || o.code == opt::IA_PD)
+            .map(|o| {
+                let mut status = None;
+                let mut leases = Vec::new();
+                for s in crate::wire::OptionIter::new(&o.data[12..]).map(Result::unwrap) {
+                    let at = |i: usize| u32::from_be_bytes(s.data[i..i + 4].try_into().unwrap());
+                    match s.code {
+                        opt::STATUS_CODE => status = Some(u16::from_be_bytes([s.data[0], s.data[1]])),
+                        opt::IAADDR => {
+                            leases.push((Ipv6Addr::from(<[u8; 16]>::try_from(&s.data[..16]).unwrap()), at(20)))
+                        }
+                        opt::IAPREFIX => {
+                            leases.push((Ipv6Addr::from(<[u8; 16]>::try_from(&s.data[9..25]).unwrap()), at(4)))
+                        }
+                        _ => {}
+                    }
+                }
+                (status, leases)
+            })
+            .collect()
+    }
+
+    /// Every address and prefix a Reply in `sent` names with a valid lifetime.
+    fn granted(sent: &[(Vec<u8>, SocketAddrV6)]) -> Vec<Ipv6Addr> {
+        sent.iter()
+            .filter(|(r, _)| r[0] == msg::REPLY)
+            .flat_map(|(r, _)| ias(r))
+            .flat_map(|(_, leases)| leases)
+            .filter(|(_, valid)| *valid > 0)
+            .map(|(a, _)| a)
+            .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_disk_stops_grants_without_commits_and_they_resume_when_it_empties() {
+        let store = Arc::new(FillingStore::default());
+        let f = fixture(store.clone());
+        assert!(f.svc.store_gauge().load(std::sync::atomic::Ordering::SeqCst));
+
+        // The disk fills: the first Request that needs a write fails and begins the outage.
+        store.fill(true);
+        f.serve(&f.request_from(1), Ok).await.unwrap();
+        f.settle(|f| f.stats.get(Counter::DropCommitFailed) == 1).await;
+        assert_eq!(f.stats.get(Counter::DropCommitFailed), 1);
+        assert_eq!(f.stats.get(Counter::StoreOutageFull), 1, "the outage is counted by its reason");
+        assert!(!f.svc.store_gauge().load(std::sync::atomic::Ordering::SeqCst), "unhealthy");
+        assert!(f.sent().is_empty(), "no Reply for a lease the store does not have");
+        assert_eq!(f.svc.lease_count(), 0, "rolled back");
+
+        // While down: a new Request gets NoAddrsAvail / NoPrefixAvail, and the store is not
+        // even asked.
+        let commits = store.commits();
+        f.serve(&f.request_from(2), Ok).await.unwrap();
+        assert_eq!(store.commits(), commits, "no commit tried while the store is down");
+        let sent = f.sent();
+        assert_eq!(sent.len(), 1, "answered at once");
+        assert_eq!(sent[0].0[0], msg::REPLY);
+        assert_eq!(
+            ias(&sent[0].0).iter().map(|(s, l)| (*s, l.len())).collect::<Vec<_>>(),
+            [(Some(status::NO_ADDRS_AVAIL), 0), (Some(status::NO_PREFIX_AVAIL), 0)]
+        );
+        assert_eq!(f.stats.get(Counter::RefusedStoreDown), 1);
+        assert_eq!(f.stats.get(Counter::StoreOutageFull), 1, "one outage, counted once");
+        assert_eq!(f.svc.lease_count(), 0);
+
+        // The probe keeps trying, with backoff, while the disk stays full.
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let probes = store.probes();
+        assert!((2..=6).contains(&probes), "{probes} probes in 10 s");
+        assert!(!f.svc.store_gauge().load(std::sync::atomic::Ordering::SeqCst));
+
+        // Room again: within one probe interval grants resume by themselves.
+        store.fill(false);
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert!(f.svc.store_gauge().load(std::sync::atomic::Ordering::SeqCst), "healthy again");
+        assert_eq!(f.stats.get(Counter::StoreRecovered), 1);
+        f.serve(&f.request_from(3), Ok).await.unwrap();
+        f.settle(|f| f.sent().len() == 2).await;
+        let sent = f.sent();
+        assert_eq!(granted(&sent).len(), 2, "address and prefix granted: {:?}", ias(&sent[1].0));
+
+        // Every lease any Reply named is stored.
+        let stored: Vec<Ipv6Addr> = store.load_all().unwrap().iter().map(|l| l.addr).collect();
+        for a in granted(&sent) {
+            assert!(stored.contains(&a), "{a} was told but is not stored");
+        }
+        assert_eq!(stored.len(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn with_the_disk_full_a_renew_is_dropped_not_extended_and_the_stored_lease_stays() {
+        let store = Arc::new(FillingStore::default());
+        let f = fixture(store.clone());
+        f.serve(&f.request_from(1), Ok).await.unwrap();
+        f.settle(|f| f.sent().len() == 1).await;
+        let stored = store.load_all().unwrap();
+        assert_eq!(stored.len(), 2);
+
+        // The disk fills; an expiry sweep or another client's Request finds out.
+        store.fill(true);
+        f.serve(&f.request_from(2), Ok).await.unwrap();
+        f.settle(|f| f.stats.get(Counter::DropCommitFailed) == 1).await;
+        assert!(!f.svc.store_gauge().load(std::sync::atomic::Ordering::SeqCst));
+
+        // Client 1 renews: the extension cannot be stored, so no Reply (no lifetime the
+        // store does not cover) and the engine keeps the stored lease unchanged.
+        let commits = store.commits();
+        let mut renew = f.request_from(1);
+        renew[0] = msg::RENEW;
+        assert_eq!(f.serve(&renew, Ok).await, Err(Counter::DropStoreDown));
+        assert_eq!(store.commits(), commits, "no commit tried");
+        assert_eq!(f.sent().len(), 1, "nothing more sent");
+        let mut held: Vec<Lease> = f.svc.engine.lock().unwrap().leases().cloned().collect();
+        held.sort_by_key(Lease::key);
+        assert_eq!(held, stored, "memory holds what the store holds");
+        // Expiry waits for the store too: no removal is tried while it is down.
+        f.svc.expire().await;
+        assert_eq!(store.commits(), commits);
+
+        // Room again: the same Renew is extended and answered.
+        store.fill(false);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        f.serve(&renew, Ok).await.unwrap();
+        f.settle(|f| f.sent().len() == 2).await;
+        assert_eq!(granted(&f.sent()[1..]).len(), 2);
+        let renewed = store.load_all().unwrap();
+        assert!(renewed.iter().zip(&stored).all(|(n, o)| n.valid_until >= o.valid_until));
+    }
+
+    /// A store shared with another server that already gave the first address claimed to
+    /// someone else: that commit fails with the holder, the others are stored.
+    struct SharedStore {
+        inner: MemoryStore,
+        lost: Mutex<bool>,
+    }
+
+    impl LeaseStore for SharedStore {
+        fn load_all(&self) -> Result<Vec<Lease>, StoreError> {
+            self.inner.load_all()
+        }
+        fn commit(&self, ops: Vec<LeaseOp>) -> CommitTicket {
+            let mut lost = self.lost.lock().unwrap();
+            if !*lost {
+                *lost = true;
+                let Some(LeaseOp::Upsert(mine)) = ops.first() else { panic!("a grant upserts") };
+                let holder = Lease { duid: vec![0, 3, 0, 1, 9, 9, 9, 9, 9, 9], iaid: 5, ..mine.clone() };
+                self.inner.commit(vec![LeaseOp::Upsert(holder.clone())]).wait_blocking().unwrap();
+                return CommitTicket::resolved(Err(StoreError::Conflict {
+                    store: dhcpv6_proto::leases::Location::Memory,
+                    key: mine.key(),
+                    holder: Some(Box::new(holder)),
+                }));
+            }
+            self.inner.commit(ops)
+        }
+        fn reclaim_expired(&self, now: u64) -> Result<Vec<Lease>, StoreError> {
+            self.inner.reclaim_expired(now)
+        }
+        fn transactions(&self) -> u64 {
+            self.inner.transactions()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_claim_lost_to_another_server_sends_nothing_and_the_retransmission_gets_another_binding() {
+        let store = Arc::new(SharedStore { inner: MemoryStore::new(), lost: Mutex::new(false) });
+        let f = fixture(store.clone());
+        let m = f.request();
+        f.serve(&m, Ok).await.unwrap();
+        f.settle(|f| f.stats.get(Counter::DropCommitFailed) > 0).await;
+        f.settle(|f| f.svc.lease_count() == 1).await;
+        assert!(f.sent().is_empty(), "no Reply for a lost claim");
+        let taken = store.inner.load_all().unwrap();
+        assert_eq!(taken.len(), 1);
+        assert_eq!(f.svc.lease_count(), 1, "rolled back, and the other server's binding learned");
+
+        f.serve(&m, Ok).await.unwrap();
+        f.settle(|f| !f.sent().is_empty()).await;
+        assert_eq!(f.sent().len(), 1);
+        let stored = store.inner.load_all().unwrap();
+        assert_eq!(stored.len(), 3, "the holder's, and our client's address and prefix");
+        let ours: Vec<&Lease> = stored.iter().filter(|l| l.duid != taken[0].duid).collect();
+        assert!(ours.iter().all(|l| l.key() != taken[0].key()), "another address: {ours:?}");
+    }
+
     #[tokio::test]
     async fn an_advertise_commits_nothing_and_goes_out_at_once() {
         let f = fixture(Arc::new(BrokenStore));
@@ -444,6 +823,99 @@ mod tests {
         assert_eq!(sent.len(), 1, "sent before serve returned");
         assert_eq!(sent[0].0[0], msg::ADVERTISE);
         assert_eq!(f.stats.get(Counter::DropCommitFailed), 0);
+    }
+
+    /// `messages` as (type, outcome) -> count, only what is not zero.
+    fn messages(stats: &UserStats) -> Vec<(&'static str, &'static str, u64)> {
+        stats.messages().into_iter().filter(|m| m.2 > 0).collect()
+    }
+
+    fn lease_event(stats: &UserStats, name: &str) -> u64 {
+        stats.lease_events().into_iter().find(|e| e.0 == name).map_or(0, |e| e.1)
+    }
+
+    #[tokio::test]
+    async fn a_durable_reply_counts_its_message_its_lease_events_and_the_commit_latency() {
+        let f = fixture(Arc::new(MemoryStore::new()));
+        let m = f.request();
+        f.serve(&m, Ok).await.unwrap();
+        f.settle(|f| !messages(&f.stats).is_empty()).await;
+        assert_eq!(messages(&f.stats), [("request", "replied", 1)]);
+        assert_eq!(lease_event(&f.stats, "granted"), 2, "an address and a prefix");
+        assert_eq!(f.stats.commit_latency.snapshot().count, 1);
+
+        // The same Request again extends both: renewed, not granted.
+        f.serve(&m, Ok).await.unwrap();
+        f.settle(|f| messages(&f.stats).iter().any(|m| m.2 == 2)).await;
+        assert_eq!(messages(&f.stats), [("request", "replied", 2)]);
+        assert_eq!((lease_event(&f.stats, "granted"), lease_event(&f.stats, "renewed")), (2, 2));
+        assert_eq!(f.stats.commit_latency.snapshot().count, 2);
+    }
+
+    #[tokio::test]
+    async fn a_failed_commit_counts_its_message_as_failed_and_no_lease_event() {
+        let f = fixture(Arc::new(BrokenStore));
+        f.serve(&f.request(), Ok).await.unwrap();
+        f.settle(|f| !messages(&f.stats).is_empty()).await;
+        assert_eq!(messages(&f.stats), [("request", "failed", 1)]);
+        assert!(f.stats.lease_events().iter().all(|e| e.1 == 0), "{:?}", f.stats.lease_events());
+        assert_eq!(f.stats.commit_latency.snapshot().count, 1, "a failed commit took time too");
+    }
+
+    #[tokio::test]
+    async fn an_advertise_is_counted_by_type_when_sent() {
+        let f = fixture(Arc::new(MemoryStore::new()));
+        let mut m = vec![msg::SOLICIT, 1, 2, 3];
+        m.extend(option(opt::CLIENTID, &[0, 3, 0, 1, 2, 0, 0, 0, 0, 7]));
+        m.extend(option(opt::IA_NA, &[0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0]));
+        f.serve(&m, Ok).await.unwrap();
+        assert_eq!(messages(&f.stats), [("solicit", "replied", 1)]);
+        assert_eq!(f.stats.commit_latency.snapshot().count, 0, "nothing committed");
+    }
+
+    #[tokio::test]
+    async fn an_operator_release_removes_the_lease_from_engine_and_store() {
+        let store = Arc::new(MemoryStore::new());
+        let f = fixture(store.clone());
+        f.serve(&f.request(), Ok).await.unwrap();
+        f.settle(|f| f.svc.lease_count() == 2 && store.load_all().unwrap().len() == 2).await;
+        let stored = store.load_all().unwrap();
+        let prefix = stored.iter().find(|l| l.kind == crate::leases::LeaseKind::Prefix).unwrap().clone();
+
+        let released = f.svc.release(|l| l.key() == prefix.key()).await.unwrap();
+        assert_eq!(released.map(|l| l.key()), Some(prefix.key()));
+        assert_eq!(f.svc.lease_count(), 1);
+        let left = f.svc.lease_store().load_all().unwrap();
+        assert_eq!(left.len(), 1, "{left:?}");
+        assert!(left.iter().all(|l| l.key() != prefix.key()));
+        assert_eq!(lease_event(&f.stats, "operator_released"), 1);
+        assert!(f.svc.release(|l| l.key() == prefix.key()).await.unwrap().is_none(), "nothing holds it any more");
+    }
+
+    #[tokio::test]
+    async fn an_operator_release_whose_commit_fails_puts_the_lease_back() {
+        let f = fixture(Arc::new(BrokenStore));
+        let lease = Lease {
+            kind: crate::leases::LeaseKind::Address,
+            addr: "2001:db8:1::100".parse().unwrap(),
+            prefix_len: 128,
+            duid: vec![0, 3, 0, 1, 2, 0, 0, 0, 0, 7],
+            iaid: 1,
+            iface: "eth1".into(),
+            valid_until: unix_now() + 3600,
+            preferred_until: unix_now() + 1800,
+            state: crate::leases::LeaseState::Bound,
+            next_hop: None,
+        };
+        let links =
+            vec![LinkPools { na: vec!["2001:db8:1::100-2001:db8:1::1ff".parse().unwrap()], ..LinkPools::new("eth1") }];
+        let svc =
+            StatefulService::new(links, Arc::new(BrokenStore), vec![lease], None, f.sock.clone(), f.stats.clone())
+                .unwrap();
+        assert_eq!(svc.lease_count(), 1);
+        assert!(svc.release(|_| true).await.is_err());
+        assert_eq!(svc.lease_count(), 1, "the engine took it back");
+        assert_eq!(lease_event(&f.stats, "operator_released"), 0);
     }
 
     #[tokio::test]

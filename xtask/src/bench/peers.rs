@@ -198,6 +198,10 @@ fn dhcpv6d(topo: &Topo, run: &mut Running, paths: &Paths, dir: &Path, peer: Peer
             "--lease-db".into(),
             path_str(&db)?.into(),
             "--no-routes".into(),
+            // The load generator plays many clients from one host, which the per-MAC limit
+            // (default 8) exists to stop.
+            "--max-leases-per-mac".into(),
+            "0".into(),
         ]);
     }
     let bin = path_str(&paths.daemon)?;

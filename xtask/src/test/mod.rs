@@ -1,9 +1,10 @@
 //! `cargo xtask test`: the whole suite, as CI runs it (`.ci/run`).
 //!
 //! Steps, each named when it fails: root check, Debian packages (PostgreSQL's server among
-//! them, for the lease-store tests), bpffs, build (XDP object and
-//! release daemon), the protocol crate's tests as user `nobody`, `cargo test --workspace`, then the lab as a last end-to-end smoke test,
-//! then `bench --quick` (every benchmark row once; it proves the harness, not speed).
+//! them, for the lease-store tests), bpffs, build (XDP object and release daemon), the protocol
+//! crate's tests as user `nobody`, `cargo test --workspace`, a short run of every fuzz target
+//! (`fuzz::QUICK_SECS` each), then the lab as a last end-to-end smoke test, then `bench
+//! --quick` (every benchmark row once; it proves the harness, not speed).
 
 mod group;
 mod sweep;
@@ -15,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use crate::{bench, build, interrupt, lab};
+use crate::{bench, build, fuzz, interrupt, lab};
 
 /// Programs the tests use, with the Debian packages that ship them (scapy is optional).
 const TOOLS: &[(&str, &str)] = &[
@@ -64,6 +65,12 @@ pub fn test(root: &Path, opts: &TestOptions) -> Result<()> {
         interrupt::check()?;
         eprintln!("error: {e:#}");
         failed.push(tests);
+    }
+    let fuzzing = &format!("fuzz targets, {} s each (cargo xtask fuzz --secs {0})", fuzz::QUICK_SECS);
+    if let Err(e) = step(fuzzing, || fuzz::run_targets(root, fuzz::TARGETS, fuzz::QUICK_SECS)) {
+        interrupt::check()?;
+        eprintln!("error: {e:#}");
+        failed.push(fuzzing);
     }
     let smoke = "lab (end-to-end smoke: dhclient against dhcpv6d)";
     if opts.quick {

@@ -25,6 +25,7 @@
 //! sockets keep being served (a dropped connection is noticed at once) whatever the
 //! caller's runtime is doing.
 
+mod listen;
 mod rows;
 mod schema;
 mod writer;
@@ -41,7 +42,7 @@ use tokio_postgres::{Client, Config, NoTls};
 use tracing::{debug, error, warn};
 
 use super::spec::redacted;
-use super::{CommitTicket, Lease, LeaseOp, LeaseStore, Location, StoreError};
+use super::{CommitTicket, ForeignChange, Lease, LeaseOp, LeaseStore, Location, StoreError};
 use writer::{Job, Writer};
 
 /// Tuning knobs of [`PgStore`].
@@ -58,6 +59,10 @@ pub struct PgOptions {
     /// First wait between reconnection attempts; it doubles up to `retry_max`.
     pub retry_min: Duration,
     pub retry_max: Duration,
+    /// This daemon's name in the `written_by` column. Daemons sharing a database must
+    /// have distinct names: a claim replaces another client's unexpired binding only if
+    /// this name wrote it. `None`: host name and process id.
+    pub writer: Option<String>,
 }
 
 impl Default for PgOptions {
@@ -68,6 +73,7 @@ impl Default for PgOptions {
             connect_timeout: Duration::from_secs(5),
             retry_min: Duration::from_millis(100),
             retry_max: Duration::from_secs(5),
+            writer: None,
         }
     }
 }
@@ -75,6 +81,8 @@ impl Default for PgOptions {
 /// State the writer and the store's callers share.
 #[derive(Debug, Default)]
 struct Shared {
+    /// Our `written_by` name.
+    writer: String,
     /// False while the writer has no connection: commits are refused at once.
     up: AtomicBool,
     transactions: AtomicU64,
@@ -113,7 +121,8 @@ impl PgStore {
     pub fn open_with(url: &str, options: PgOptions) -> Result<Self, StoreError> {
         let config = Arc::new(config(url, &options)?);
         let location = Arc::new(Location::Database(redacted(url)));
-        let shared = Arc::new(Shared { up: AtomicBool::new(true), ..Shared::default() });
+        let writer = options.writer.clone().unwrap_or_else(default_writer);
+        let shared = Arc::new(Shared { up: AtomicBool::new(true), writer, ..Shared::default() });
         let (queue, jobs) = mpsc::channel(options.queue_capacity.max(1));
         let (ready_tx, ready_rx) = std_mpsc::channel();
         let writer = Writer::new(Arc::clone(&config), Arc::clone(&location), Arc::clone(&shared), &options, jobs);
@@ -258,6 +267,14 @@ impl LeaseStore for PgStore {
     fn location(&self) -> Location {
         Location::clone(&self.location)
     }
+
+    fn subscribe(&self) -> Option<mpsc::UnboundedReceiver<ForeignChange>> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (config, location) = (Arc::clone(&self.config), Arc::clone(&self.location));
+        let retry = (self.options.retry_min, self.options.retry_max.max(self.options.retry_min));
+        self.runtime.spawn(listen::run(config, location, self.shared.writer.clone(), tx, retry));
+        Some(rx)
+    }
 }
 
 impl Drop for PgStore {
@@ -270,6 +287,12 @@ impl Drop for PgStore {
             }
         }
     }
+}
+
+/// `host:pid`: distinct for every daemon, on one machine or several.
+fn default_writer() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    format!("{}:{}", host.trim(), std::process::id())
 }
 
 /// The connection settings of a libpq URL, with our defaults where it sets none.

@@ -10,33 +10,64 @@ use super::{connect, is_connection_loss, pg_error, ConnectionTask, Location, Sto
 use crate::leases::{Lease, LeaseKey, LeaseKind, LeaseState, NextHop};
 
 /// Column list matching [`decode_row`].
-const COLUMNS: &str =
+pub(super) const COLUMNS: &str =
     "kind, address, prefix_len, duid, iaid, iface, valid_until, preferred_until, state, next_hop, next_hop_dev";
 
 /// The writer's statements, prepared once per connection so that sending one costs no
 /// round trip (a pipeline of unprepared statements would wait for each parse).
+///
+/// Several daemons may share the table, so `upsert` is a claim: it replaces a row only if
+/// this daemon wrote it, or it is the same client's IA, or it has expired (by the
+/// database's clock, the one all daemons share); otherwise it raises SQLSTATE
+/// [`TAKEN`], which aborts the transaction. `remove` likewise leaves a row another daemon
+/// wrote alone until it expires: a sweep that did not hear of another box's renewal
+/// must not delete it.
 #[derive(Debug)]
 pub(super) struct Statements {
     pub upsert: Statement,
     pub remove: Statement,
     pub reclaim: Statement,
+    /// One row by key: the holder a failed claim ran into.
+    pub get: Statement,
 }
+
+/// SQLSTATE of a claim that ran into another client's binding (`dhcpv6_lease_taken`).
+pub(super) const TAKEN: &str = "DH001";
+
+/// The database's clock in unix seconds.
+const DB_NOW: &str = "extract(epoch FROM clock_timestamp())";
 
 impl Statements {
     pub(super) async fn prepare(client: &Client) -> Result<Self, tokio_postgres::Error> {
         Ok(Statements {
             upsert: client
                 .prepare(&format!(
-                    "INSERT INTO leases ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-                     ON CONFLICT (kind, address, prefix_len) DO UPDATE SET
-                        duid = EXCLUDED.duid, iaid = EXCLUDED.iaid, iface = EXCLUDED.iface,
-                        valid_until = EXCLUDED.valid_until, preferred_until = EXCLUDED.preferred_until,
-                        state = EXCLUDED.state, next_hop = EXCLUDED.next_hop,
-                        next_hop_dev = EXCLUDED.next_hop_dev, updated_at = now()"
+                    "WITH claimed AS (
+                        INSERT INTO leases ({COLUMNS}, written_by)
+                        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+                        ON CONFLICT (kind, address, prefix_len) DO UPDATE SET
+                            duid = EXCLUDED.duid, iaid = EXCLUDED.iaid, iface = EXCLUDED.iface,
+                            valid_until = EXCLUDED.valid_until, preferred_until = EXCLUDED.preferred_until,
+                            state = EXCLUDED.state, next_hop = EXCLUDED.next_hop,
+                            next_hop_dev = EXCLUDED.next_hop_dev, written_by = EXCLUDED.written_by,
+                            updated_at = now()
+                        WHERE leases.written_by = EXCLUDED.written_by
+                           OR (leases.duid = EXCLUDED.duid AND leases.iaid = EXCLUDED.iaid)
+                           OR leases.valid_until <= {DB_NOW}
+                        RETURNING 1)
+                     SELECT dhcpv6_lease_taken($1, $2, $3) WHERE NOT EXISTS (SELECT 1 FROM claimed)"
                 ))
                 .await?,
-            remove: client.prepare("DELETE FROM leases WHERE kind = $1 AND address = $2 AND prefix_len = $3").await?,
+            remove: client
+                .prepare(&format!(
+                    "DELETE FROM leases WHERE kind = $1 AND address = $2 AND prefix_len = $3
+                        AND (written_by = $4 OR valid_until <= {DB_NOW})"
+                ))
+                .await?,
             reclaim: client.prepare(&format!("DELETE FROM leases WHERE valid_until <= $1 RETURNING {COLUMNS}")).await?,
+            get: client
+                .prepare(&format!("SELECT {COLUMNS} FROM leases WHERE kind = $1 AND address = $2 AND prefix_len = $3"))
+                .await?,
         })
     }
 }
@@ -55,11 +86,12 @@ pub(super) struct UpsertArgs<'a> {
     state: &'static str,
     next_hop: Option<IpAddr>,
     next_hop_dev: Option<&'a str>,
+    writer: &'a str,
 }
 
 impl<'a> UpsertArgs<'a> {
     /// `None` for a lease validation should have refused (a time past i64).
-    pub(super) fn new(lease: &'a Lease) -> Option<Self> {
+    pub(super) fn new(lease: &'a Lease, writer: &'a str) -> Option<Self> {
         Some(UpsertArgs {
             kind: lease.kind.as_str(),
             address: IpAddr::V6(lease.addr),
@@ -72,11 +104,12 @@ impl<'a> UpsertArgs<'a> {
             state: lease.state.as_str(),
             next_hop: lease.next_hop.as_ref().map(|h| IpAddr::V6(h.via)),
             next_hop_dev: lease.next_hop.as_ref().map(|h| h.dev.as_str()),
+            writer,
         })
     }
 
-    /// In [`COLUMNS`] order.
-    pub(super) fn params(&self) -> [&(dyn ToSql + Sync); 11] {
+    /// In [`COLUMNS`] order, then the writer.
+    pub(super) fn params(&self) -> [&(dyn ToSql + Sync); 12] {
         [
             &self.kind,
             &self.address,
@@ -89,6 +122,7 @@ impl<'a> UpsertArgs<'a> {
             &self.state,
             &self.next_hop,
             &self.next_hop_dev,
+            &self.writer,
         ]
     }
 }
@@ -107,6 +141,11 @@ impl KeyArgs {
 
     pub(super) fn params(&self) -> [&(dyn ToSql + Sync); 3] {
         [&self.kind, &self.address, &self.prefix_len]
+    }
+
+    /// The key, then the writer (for `remove`).
+    pub(super) fn params_by<'a>(&'a self, writer: &'a String) -> [&'a (dyn ToSql + Sync); 4] {
+        [&self.kind, &self.address, &self.prefix_len, writer]
     }
 }
 
@@ -147,6 +186,13 @@ pub(super) fn decode_rows(rows: &[Row], location: &Location) -> Vec<Lease> {
             }
         })
         .collect()
+}
+
+/// Rows of `SELECT {COLUMNS}, written_by`: the leases another writer than `me` wrote.
+pub(super) fn decode_rows_by(rows: &[Row], location: &Location, me: &str) -> Vec<Lease> {
+    let theirs: Vec<Row> =
+        rows.iter().filter(|r| r.try_get::<_, String>(11).map_or(true, |by| by != me)).cloned().collect();
+    decode_rows(&theirs, location)
 }
 
 fn decode_row(row: &Row) -> Result<Lease, String> {

@@ -11,9 +11,10 @@ use super::{pg_error, Location, StoreError};
 
 /// Migration `i` moves the schema from version i to i+1. Append, never edit: deployed
 /// databases already ran the old ones.
-const MIGRATIONS: &[(&str, &str)] = &[(
-    "leases: addresses as inet, prefixes as cidr, DUIDs as bytea",
-    "CREATE TABLE leases (
+const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "leases: addresses as inet, prefixes as cidr, DUIDs as bytea",
+        "CREATE TABLE leases (
         kind            text        NOT NULL CHECK (kind IN ('na', 'pd')),
         -- The address, or the first address of the prefix; always a /128 inet.
         address         inet        NOT NULL CHECK (family(address) = 6 AND masklen(address) = 128),
@@ -43,7 +44,38 @@ const MIGRATIONS: &[(&str, &str)] = &[(
                to_timestamp(valid_until) AS valid_until, to_timestamp(preferred_until) AS preferred_until,
                next_hop, next_hop_dev, updated_at
         FROM leases;",
-)];
+    ),
+    (
+        "several daemons on one database: claims that fail on another box's binding, change notifications",
+        "-- Which daemon wrote the row last (host:pid, or what PgOptions::writer names).
+     ALTER TABLE leases ADD COLUMN written_by text NOT NULL DEFAULT '';
+     -- Raised by a claim that finds the binding held by another client and written by
+     -- another daemon: the transaction aborts and that daemon's writer drops the claim.
+     CREATE FUNCTION dhcpv6_lease_taken(k text, a inet, n smallint) RETURNS integer
+        LANGUAGE plpgsql AS $$
+        BEGIN
+            RAISE EXCEPTION 'lease % %/% is held by another client', k, host(a), n USING ERRCODE = 'DH001';
+        END $$;
+     -- Every change, for the other daemons (LISTEN dhcpv6_leases). One line per row:
+     -- U kind address len duid-hex iaid valid preferred state next_hop|- dev|- writer iface
+     -- D kind address len valid_until writer
+     CREATE FUNCTION dhcpv6_lease_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF TG_OP = 'DELETE' THEN
+                PERFORM pg_notify('dhcpv6_leases', concat_ws(' ', 'D', OLD.kind, host(OLD.address),
+                    OLD.prefix_len, OLD.valid_until, OLD.written_by));
+            ELSE
+                PERFORM pg_notify('dhcpv6_leases', concat_ws(' ', 'U', NEW.kind, host(NEW.address),
+                    NEW.prefix_len, encode(NEW.duid, 'hex'), NEW.iaid, NEW.valid_until, NEW.preferred_until,
+                    NEW.state, coalesce(host(NEW.next_hop), '-'), coalesce(NEW.next_hop_dev, '-'),
+                    NEW.written_by, NEW.iface));
+            END IF;
+            RETURN NULL;
+        END $$;
+     CREATE TRIGGER leases_notify AFTER INSERT OR UPDATE OR DELETE ON leases
+        FOR EACH ROW EXECUTE FUNCTION dhcpv6_lease_notify();",
+    ),
+];
 
 /// The version this build writes.
 pub(super) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -29,10 +29,10 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::{Client, Config, Row};
 use tracing::{debug, error, info};
 
-use super::rows::{decode_rows, KeyArgs, Statements, UpsertArgs};
+use super::rows::{decode_rows, KeyArgs, Statements, UpsertArgs, TAKEN};
 use super::schema::migrate;
 use super::{connect, is_connection_loss, message, pg_error, ConnectionTask, PgOptions, Shared};
-use crate::leases::{Lease, LeaseOp, Location, StoreError};
+use crate::leases::{Lease, LeaseKey, LeaseOp, Location, StoreError};
 
 /// Work for the writer. Everything drained together runs in one transaction.
 #[derive(Debug)]
@@ -157,32 +157,46 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            let result = tokio::time::timeout(self.commit_timeout, write_batch(c, &batch, &self.location)).await;
-            match result {
-                Ok(Ok(mut reclaimed)) => {
-                    // Count before resolving, so a caller that saw its ticket resolve
-                    // also sees its transaction counted.
-                    self.shared.transactions.fetch_add(1, Ordering::Relaxed);
-                    for job in batch {
-                        match job {
-                            Job::Commit { done, .. } => {
-                                let _ = done.send(Ok(()));
-                            }
-                            Job::Reclaim { done, .. } => {
-                                let _ = done.send(Ok(reclaimed.pop_front().unwrap_or_default()));
+            // A claim that ran into another server's binding aborts the transaction:
+            // its commit is failed alone and the rest of the batch is written again.
+            while !batch.is_empty() {
+                let result = tokio::time::timeout(
+                    self.commit_timeout,
+                    write_batch(c, &batch, &self.location, &self.shared.writer),
+                )
+                .await;
+                match result {
+                    Ok(Ok(mut reclaimed)) => {
+                        // Count before resolving, so a caller that saw its ticket resolve
+                        // also sees its transaction counted.
+                        self.shared.transactions.fetch_add(1, Ordering::Relaxed);
+                        for job in batch.drain(..) {
+                            match job {
+                                Job::Commit { done, .. } => {
+                                    let _ = done.send(Ok(()));
+                                }
+                                Job::Reclaim { done, .. } => {
+                                    let _ = done.send(Ok(reclaimed.pop_front().unwrap_or_default()));
+                                }
                             }
                         }
                     }
-                }
-                Ok(Err(e)) if !is_connection_loss(&e, &c.client) => {
-                    let e = pg_error(&self.location, "commit")(e);
-                    error!(store = %self.location, jobs = batch.len(), error = %e, "lease transaction rolled back");
-                    batch.into_iter().for_each(|job| job.fail(e.clone()));
-                }
-                Ok(Err(e)) => return Err(self.unknown(batch, message(&e))),
-                Err(_elapsed) => {
-                    let reason = format!("no answer within {:?}", self.commit_timeout);
-                    return Err(self.unknown(batch, reason));
+                    Ok(Err(BatchError::Taken { job, key })) => {
+                        let holder = holder(c, &key, &self.location).await;
+                        debug!(store = %self.location, %key, holder = ?holder.as_ref().map(|l| &l.duid), "claim lost to another server");
+                        let e = StoreError::Conflict { store: Location::clone(&self.location), key, holder };
+                        batch.remove(job).fail(e);
+                    }
+                    Ok(Err(BatchError::Pg(e))) if !is_connection_loss(&e, &c.client) => {
+                        let e = pg_error(&self.location, "commit")(e);
+                        error!(store = %self.location, jobs = batch.len(), error = %e, "lease transaction rolled back");
+                        batch.drain(..).for_each(|job| job.fail(e.clone()));
+                    }
+                    Ok(Err(BatchError::Pg(e))) => return Err(self.unknown(batch, message(&e))),
+                    Err(_elapsed) => {
+                        let reason = format!("no answer within {:?}", self.commit_timeout);
+                        return Err(self.unknown(batch, reason));
+                    }
                 }
             }
         }
@@ -264,6 +278,30 @@ impl Writer {
 /// One pipelined step of a batch and what it answered.
 type Step<'a> = Pin<Box<dyn Future<Output = Result<Option<Vec<Row>>, tokio_postgres::Error>> + 'a>>;
 
+/// Why a batch was not written.
+#[derive(Debug)]
+enum BatchError {
+    /// The claim of `key` by the commit at `job` in the batch found another server's
+    /// binding; the transaction rolled back.
+    Taken {
+        job: usize,
+        key: LeaseKey,
+    },
+    Pg(tokio_postgres::Error),
+}
+
+/// The binding a lost claim ran into, if it can be read.
+async fn holder(c: &Conn, key: &LeaseKey, location: &Location) -> Option<Box<Lease>> {
+    let args = KeyArgs::new(key);
+    match c.client.query(&c.statements.get, &args.params()).await {
+        Ok(rows) => decode_rows(&rows, location).into_iter().next().map(Box::new),
+        Err(e) => {
+            debug!(store = %location, %key, error = %message(&e), "cannot read the holder of a lost claim");
+            None
+        }
+    }
+}
+
 /// Applies a batch in one transaction. Returns what each reclaim deleted, in batch
 /// order. On error nothing of the batch is kept: the first error is returned (later
 /// ones only say the transaction was aborted).
@@ -271,42 +309,47 @@ async fn write_batch(
     c: &Conn,
     batch: &[Job],
     location: &Location,
-) -> Result<VecDeque<Vec<Lease>>, tokio_postgres::Error> {
+    writer: &String,
+) -> Result<VecDeque<Vec<Lease>>, BatchError> {
     enum Args<'a> {
         Upsert(UpsertArgs<'a>),
         Remove(KeyArgs),
         Reclaim(i64),
     }
+    // Which commit each statement belongs to, for a claim that fails.
     let mut args = Vec::new();
-    for job in batch {
+    for (j, job) in batch.iter().enumerate() {
         match job {
             Job::Commit { ops, .. } => {
                 for op in ops {
-                    args.push(match op {
-                        // Validation refused times past i64 before queueing.
-                        LeaseOp::Upsert(lease) => match UpsertArgs::new(lease) {
-                            Some(a) => Args::Upsert(a),
-                            None => continue,
+                    args.push((
+                        Some((j, op.key())),
+                        match op {
+                            // Validation refused times past i64 before queueing.
+                            LeaseOp::Upsert(lease) => match UpsertArgs::new(lease, writer) {
+                                Some(a) => Args::Upsert(a),
+                                None => continue,
+                            },
+                            LeaseOp::Remove { .. } => Args::Remove(KeyArgs::new(&op.key())),
                         },
-                        LeaseOp::Remove { .. } => Args::Remove(KeyArgs::new(&op.key())),
-                    });
+                    ));
                 }
             }
             // Clamp rather than fail: "now" past i64::MAX means everything has expired.
-            Job::Reclaim { now, .. } => args.push(Args::Reclaim(i64::try_from(*now).unwrap_or(i64::MAX))),
+            Job::Reclaim { now, .. } => args.push((None, Args::Reclaim(i64::try_from(*now).unwrap_or(i64::MAX)))),
         }
     }
 
     let (client, statements) = (&c.client, &c.statements);
     let mut steps: Vec<Step<'_>> = Vec::with_capacity(args.len() + 2);
     steps.push(Box::pin(async move { client.batch_execute("BEGIN").await.map(|()| None) }));
-    for a in &args {
+    for (_, a) in &args {
         steps.push(match a {
             Args::Upsert(u) => {
                 Box::pin(async move { client.execute(&statements.upsert, &u.params()).await.map(|_| None) })
             }
             Args::Remove(k) => {
-                Box::pin(async move { client.execute(&statements.remove, &k.params()).await.map(|_| None) })
+                Box::pin(async move { client.execute(&statements.remove, &k.params_by(writer)).await.map(|_| None) })
             }
             Args::Reclaim(now) => Box::pin(async move { client.query(&statements.reclaim, &[now]).await.map(Some) }),
         });
@@ -331,7 +374,7 @@ async fn write_batch(
 
     let mut first_error = None;
     let mut reclaimed = VecDeque::new();
-    for (step, out) in steps.into_iter().zip(early) {
+    for (i, (step, out)) in steps.into_iter().zip(early).enumerate() {
         let result = match out {
             Some(r) => r,
             None => step.await,
@@ -340,12 +383,19 @@ async fn write_batch(
             Ok(Some(rows)) => reclaimed.push_back(decode_rows(&rows, location)),
             Ok(None) => {}
             Err(e) => {
-                first_error.get_or_insert(e);
+                first_error.get_or_insert((i, e));
             }
         }
     }
     match first_error {
         None => Ok(reclaimed),
-        Some(e) => Err(e),
+        Some((i, e)) => {
+            // Step 0 is BEGIN: statement i - 1 of `args`.
+            let owner = i.checked_sub(1).and_then(|a| args.get(a)).and_then(|(owner, _)| *owner);
+            match owner {
+                Some((job, key)) if e.code().is_some_and(|c| c.code() == TAKEN) => Err(BatchError::Taken { job, key }),
+                _ => Err(BatchError::Pg(e)),
+            }
+        }
     }
 }

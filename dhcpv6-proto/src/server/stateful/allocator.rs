@@ -12,6 +12,7 @@ use std::collections::HashSet;
 use dhcpv6_common::wire::status;
 
 use crate::leases::{Lease, LeaseKey, LeaseKind, LeaseOp, LeaseState, NextHop};
+use crate::stats::Counter;
 
 use super::config::LinkPools;
 use super::context::{Client, RouteChange};
@@ -146,6 +147,25 @@ impl Allocator {
             .find_map(|group| self.state.alloc(group, s, skip))
     }
 
+    /// The limit that keeps this client from one more lease on its link, if one does.
+    /// Offers of the message being answered count too: a Solicit records nothing, so they
+    /// are only in `skip` (keys the client already holds are not new).
+    fn over_limit(&self, c: &Client<'_>, skip: &HashSet<LeaseKey>) -> Option<Counter> {
+        let link = &self.links[c.link];
+        let held_here =
+            |k: &&LeaseKey| self.state.leases.get(k).is_some_and(|l| l.duid == c.duid && l.state == LeaseState::Bound);
+        let pending = u32::try_from(skip.iter().filter(|k| !held_here(k)).count()).unwrap_or(u32::MAX);
+        let full = |cap: u32, bound: u32| cap != 0 && bound.saturating_add(pending) >= cap;
+        if full(link.limits.per_client, self.state.leases.held_by_duid(&link.link, c.duid).bound) {
+            return Some(Counter::LimitLeasesPerClient);
+        }
+        let by_ident = c.ident.as_ref().map(|id| self.state.leases.held_by_ident(&link.link, id));
+        if by_ident.is_some_and(|h| full(link.limits.per_mac, h.bound)) {
+            return Some(Counter::LimitLeasesPerMac);
+        }
+        None
+    }
+
     /// Binds (or re-binds with fresh lifetimes) `k` to the IA.
     fn grant(
         &mut self,
@@ -180,13 +200,13 @@ impl Allocator {
                     link: link.link.clone(),
                 });
             }
-            self.state.apply(txn, LeaseOp::Upsert(lease));
+            self.state.apply(txn, LeaseOp::Upsert(lease), c.ident.clone());
         }
         Granted { addr: k.addr, len: k.prefix_len, preferred: lt.preferred, valid: lt.valid }
     }
 
     /// Ends a binding. Returns the zero-lifetime entry that tells the client, when committing.
-    fn revoke(&mut self, lease: &Lease, txn: Option<&mut Txn>) -> Option<Granted> {
+    pub(crate) fn revoke(&mut self, lease: &Lease, txn: Option<&mut Txn>) -> Option<Granted> {
         let txn = txn?;
         if lease.kind == LeaseKind::Prefix {
             txn.routes.push(RouteChange::Remove {
@@ -195,12 +215,13 @@ impl Allocator {
                 link: lease.iface.clone(),
             });
         }
-        self.state.apply(txn, LeaseOp::remove(lease.key()));
+        self.state.apply(txn, LeaseOp::remove(lease.key()), None);
         Some(zero(lease.key()))
     }
 
     /// Solicit, Request: keep what the IA has if it still may, else find something
-    /// (reservation, then hint, then the pool).
+    /// (reservation, then hint, then the pool), within the client's limits (a reservation
+    /// is not limited).
     pub(crate) fn assign(
         &mut self,
         c: &Client<'_>,
@@ -225,10 +246,16 @@ impl Allocator {
             }
         }
         if keep.is_empty() {
-            match reserved.or_else(|| self.hinted(c, ia, skip)).or_else(|| self.dynamic(c, ia, skip)) {
+            let limit = if reserved.is_none() { self.over_limit(c, skip) } else { None };
+            let found = match limit {
+                Some(_) => None,
+                None => reserved.or_else(|| self.hinted(c, ia, skip)).or_else(|| self.dynamic(c, ia, skip)),
+            };
+            match found {
                 Some(k) => keep.push(k),
                 None => {
                     out.status = IaAnswer::unavailable(ia).status;
+                    out.limit = limit;
                     return out;
                 }
             }
@@ -252,19 +279,28 @@ impl Allocator {
     ) -> Option<IaAnswer> {
         let named: Vec<LeaseKey> =
             ia.hints.iter().filter(|h| h.is_specified()).filter_map(|h| hint_key(ia.kind, h)).collect();
+        let mut limit = None;
         if self.state.bound(c.duid, ia.iaid, ia.kind).is_empty() {
-            if !rebind {
-                return Some(IaAnswer::with_status(ia, status::NO_BINDING, "no binding for this IA"));
+            // We lost the binding, or the client never had it here: bind it as a Request
+            // would (the named address or prefix first, if free and on the link).
+            if self.links[c.link].create_on_renew && c.can_bind {
+                let mut out = self.assign(c, ia, Some(&mut *txn), skip);
+                if out.has_valid() {
+                    zero_the_rest(&mut out, &named);
+                    return Some(out);
+                }
+                limit = out.limit;
             }
-            return self.rebind_unknown(c, ia, &named, txn, skip);
+            let mut out = if rebind {
+                self.rebind_unknown(c, ia, &named, txn, skip)?
+            } else {
+                IaAnswer::with_status(ia, status::NO_BINDING, "no binding for this IA")
+            };
+            out.limit = out.limit.or(limit);
+            return Some(out);
         }
         let mut out = self.assign(c, ia, Some(txn), skip);
-        // What the client holds but we did not give this IA: tell it to stop using it.
-        for k in named {
-            if !out.leases.iter().any(|g| g.addr == k.addr && g.len == k.prefix_len) {
-                out.leases.push(zero(k));
-            }
-        }
+        zero_the_rest(&mut out, &named);
         Some(out)
     }
 
@@ -283,8 +319,10 @@ impl Allocator {
         }
         let reserved = self.reserved_for(c, ia, skip);
         let mut out = IaAnswer::new(ia);
+        let limit = if reserved.is_none() { self.over_limit(c, skip) } else { None };
         for &k in named {
             let usable = !out.has_valid()
+                && limit.is_none()
                 && match reserved {
                     Some(r) => r == k,
                     None => self.state.locate(&k).is_some_and(|(id, slot)| {
@@ -298,6 +336,7 @@ impl Allocator {
                 out.leases.push(zero(k));
             }
         }
+        out.limit = limit;
         Some(out)
     }
 
@@ -317,7 +356,10 @@ impl Allocator {
     }
 
     /// Decline (RFC 9915 section 18.3.8): the client found the address in use; keep it out
-    /// of allocation for `decline_hold`. Addresses only: IA_PD has no Decline.
+    /// of allocation for `decline_hold`. Addresses only: IA_PD has no Decline. Past the
+    /// client's or the link's cap of held declines the address is freed instead (counted
+    /// in `txn.events`): a Request/Decline loop must not take a pool out of service for a
+    /// day, and a real conflict past the cap is the operator's to find.
     pub(crate) fn decline_ia(&mut self, c: &Client<'_>, ia: &IaRequest, txn: &mut Txn) -> Option<IaAnswer> {
         if ia.kind != LeaseKind::Address {
             return None;
@@ -326,18 +368,37 @@ impl Allocator {
         if bound.is_empty() {
             return Some(IaAnswer::with_status(ia, status::NO_BINDING, "no binding for this IA"));
         }
-        let hold = u64::from(self.links[c.link].decline_hold);
+        let link = &self.links[c.link];
+        let (hold, limits, name) = (u64::from(link.decline_hold), link.limits, link.link.clone());
+        let full = |cap: u32, held: u32| cap != 0 && held >= cap;
         for h in ia.hints.iter().filter(|h| h.is_specified()) {
             if let Some(lease) = bound.iter().find(|l| l.addr == h.addr) {
+                let by_client = self.state.leases.held_by_duid(&name, c.duid).declined;
+                let on_link = self.state.leases.declined_on(&name);
+                if full(limits.declined_per_client, by_client) || full(limits.declined_per_link, on_link) {
+                    self.state.apply(txn, LeaseOp::remove(lease.key()), None);
+                    txn.events.push(Counter::LimitDeclined);
+                    continue;
+                }
                 let declined = Lease {
                     state: LeaseState::Declined,
                     valid_until: c.now + hold,
                     preferred_until: c.now,
                     ..lease.clone()
                 };
-                self.state.apply(txn, LeaseOp::Upsert(declined));
+                self.state.apply(txn, LeaseOp::Upsert(declined), c.ident.clone());
             }
         }
         None
+    }
+}
+
+/// What the client named in an IA but does not get: returned with zero lifetimes, so that
+/// it stops using it (RFC 9915 sections 18.3.4, 18.3.5).
+fn zero_the_rest(out: &mut IaAnswer, named: &[LeaseKey]) {
+    for k in named {
+        if !out.leases.iter().any(|g| g.addr == k.addr && g.len == k.prefix_len) {
+            out.leases.push(zero(*k));
+        }
     }
 }

@@ -142,13 +142,50 @@ pub struct LinkPools {
     pub reservations: Vec<Reservation>,
     /// How long a declined address is kept out of allocation, in seconds.
     pub decline_hold: u32,
-    /// RFC 8415 compatibility: answer messages a client unicast to us with UseMulticast
-    /// instead of serving them. RFC 9915 removed the Server Unicast option and the
-    /// UseMulticast status, so the default is to serve unicast messages like any other.
+    /// Discard messages a client unicast to us (RFC 9915 section 16: we never send Server
+    /// Unicast). The configuration always sets it; `false` serves them like any other.
     pub reject_unicast: bool,
     /// A relayed link's own options (`[[link]]` with option keys); `None`: clients get the
     /// options of the interface the message arrived on.
     pub service: Option<std::sync::Arc<crate::server::LinkService>>,
+    /// What one client may hold on this link (finding: one MAC with 10,000 DUIDs took 954
+    /// leases and starved the link).
+    pub limits: ClientLimits,
+    /// Renew and Rebind for an IA we have no binding for create one when the pools allow
+    /// (RFC 9915 sections 18.3.4 and 18.3.5 let a server do so): a client whose lease we
+    /// lost, or a CPE that switched from IA_NA to IA_PD with an old lease file, is bound at
+    /// once instead of after its old lease's valid lifetime. Off: NoBinding for Renew, and
+    /// a Rebind that names nothing usable is dropped.
+    pub create_on_renew: bool,
+}
+
+/// Caps on what one client may hold on a link; 0 is no cap. Past a cap new leases are
+/// refused (NoAddrsAvail/NoPrefixAvail in the IA, and a counter); what a client already
+/// holds stays renewable. Reserved addresses and prefixes are not capped: the operator gave
+/// them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientLimits {
+    /// Addresses plus prefixes bound to one DUID on the link.
+    pub per_client: u32,
+    /// Addresses plus prefixes bound to one client identity beyond the DUID: the MAC from
+    /// the relay's Client Link-Layer Address, else the relay's Remote-ID; for a client on
+    /// the link, the MAC in an EUI-64 source address, else its link-local source address.
+    pub per_mac: u32,
+    /// Declined addresses held back for one DUID; a Decline past it frees the address
+    /// instead of holding it.
+    pub declined_per_client: u32,
+    /// Declined addresses held back on the link, all clients together.
+    pub declined_per_link: u32,
+}
+
+impl Default for ClientLimits {
+    /// A CPE asks for one IA_NA and one IA_PD (RFC 7084), some for an IA_PD per LAN port:
+    /// eight covers that with room for a reflashed CPE whose old DUID's leases still run.
+    /// Two declines per client cover a real address conflict and its retry; 64 per link
+    /// keep a Decline loop from emptying a pool while still recording real conflicts.
+    fn default() -> Self {
+        Self { per_client: 8, per_mac: 8, declined_per_client: 2, declined_per_link: 64 }
+    }
 }
 
 impl LinkPools {
@@ -165,6 +202,8 @@ impl LinkPools {
             decline_hold: 86_400,
             reject_unicast: false,
             service: None,
+            limits: ClientLimits::default(),
+            create_on_renew: true,
         }
     }
 

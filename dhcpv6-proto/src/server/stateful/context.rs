@@ -3,9 +3,10 @@
 use crate::stats::Counter;
 use std::net::Ipv6Addr;
 
-use crate::leases::{LeaseKey, LeaseOp};
+use crate::leases::{LeaseKey, LeaseOp, LeaseState};
 use crate::server::options::ConfiguredOption;
 use crate::server::relay::LinkSelector;
+use crate::stats::LeaseEvent;
 use crate::wire::Duid;
 
 /// Where a message came from and what to answer with. Borrowed: the daemon builds one per
@@ -53,6 +54,18 @@ impl Undo {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    /// What the decision did to the lease population, one event per lease it changed (for
+    /// the metrics, once its commit is durable).
+    pub fn lease_events(&self) -> impl Iterator<Item = LeaseEvent> + '_ {
+        self.0.iter().filter_map(|e| match (&e.before, &e.after) {
+            (_, Some(a)) if a.state == LeaseState::Declined => Some(LeaseEvent::Declined),
+            (None, Some(_)) => Some(LeaseEvent::Granted),
+            (Some(_), Some(_)) => Some(LeaseEvent::Renewed),
+            (Some(_), None) => Some(LeaseEvent::Released),
+            (None, None) => None,
+        })
+    }
 }
 
 /// One lease-level change as the engine applied it.
@@ -60,6 +73,8 @@ impl Undo {
 pub(crate) struct UndoEntry {
     pub key: LeaseKey,
     pub before: Option<crate::leases::Lease>,
+    /// The identity `before` was given to (`index::Ident`).
+    pub before_ident: Option<Vec<u8>>,
     pub after: Option<crate::leases::Lease>,
 }
 
@@ -78,6 +93,9 @@ pub struct Outcome {
     pub routes: Vec<RouteChange>,
     /// The counter to bump when there is no reply.
     pub discard: Option<Counter>,
+    /// Counters to bump whatever happens to the reply: a limit that refused an IA
+    /// (`Counter::LimitLeasesPerClient`, ...), once per IA.
+    pub events: Vec<Counter>,
     pub undo: Undo,
 }
 
@@ -106,4 +124,9 @@ pub(crate) struct Client<'a> {
     pub peer: Ipv6Addr,
     pub arrival: &'a str,
     pub now: u64,
+    /// Who the client is beyond its DUID (`identity.rs`), for the per-MAC limit.
+    pub ident: Option<super::index::Ident>,
+    /// Whether a new binding could be stored now: false while the store is down, when a
+    /// Renew or Rebind for an unknown IA gets what it would get without `create_on_renew`.
+    pub can_bind: bool,
 }

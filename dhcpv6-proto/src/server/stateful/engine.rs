@@ -7,7 +7,7 @@ use std::net::Ipv6Addr;
 
 use dhcpv6_common::wire::{msg, opt, status};
 
-use crate::leases::{Lease, LeaseKind, LeaseOp, LeaseState};
+use crate::leases::{ForeignChange, Lease, LeaseKey, LeaseKind, LeaseOp, LeaseState};
 use crate::wire::{Message, WireError, Writer};
 
 use super::allocator::Allocator;
@@ -39,6 +39,13 @@ pub struct Engine {
     relay_index: BTreeMap<u128, (u128, usize)>,
 }
 
+/// Whether the lease store can record what is decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Store {
+    Up,
+    Down,
+}
+
 /// Where the Server Identifier must (not) be, RFC 9915 section 16.
 #[derive(PartialEq)]
 enum ServerIdRule {
@@ -67,6 +74,18 @@ impl Engine {
             alloc.state.load(lease);
         }
         Ok(Self { alloc, by_name, relay_index })
+    }
+
+    /// New configuration (SIGHUP) over every lease held, committed or not, and what the engine
+    /// knows of their clients (their identities, which the store does not keep). On error
+    /// nothing changes.
+    pub fn reconfigure(&mut self, links: Vec<LinkPools>, now: u64) -> Result<(), ConfigError> {
+        let mut next = Engine::new(links, self.leases().cloned(), now)?;
+        for (key, ident) in self.alloc.state.leases.idents() {
+            next.alloc.state.leases.adopt_ident(key, ident.clone());
+        }
+        *self = next;
+        Ok(())
     }
 
     pub fn link(&self, name: &str) -> Option<&LinkPools> {
@@ -141,6 +160,38 @@ impl Engine {
         self.alloc.state.rollback(undo);
     }
 
+    /// Ends the binding of `key` on an operator's word, as if its client had released it:
+    /// memory forgets it at once, and the `Outcome` carries the `Remove` to commit, the
+    /// route to take away for a prefix and the undo for a failed commit (no reply: the
+    /// client is not told, and learns at its next Renew). `None` when nothing holds `key`.
+    pub fn release_lease(&mut self, key: &LeaseKey) -> Option<(Lease, Outcome)> {
+        let lease = self.alloc.state.leases.get(key)?.clone();
+        let mut txn = Txn::default();
+        if lease.state == LeaseState::Declined {
+            // A declined address has no route and no client to revoke it from.
+            self.alloc.state.apply(&mut txn, LeaseOp::remove(*key), None);
+        } else {
+            let _ = self.alloc.revoke(&lease, Some(&mut txn));
+        }
+        let outcome = Outcome { ops: txn.ops, routes: txn.routes, undo: Undo(txn.undo), ..Outcome::default() };
+        Some((lease, outcome))
+    }
+
+    /// Takes in what another server sharing the lease store did (`LeaseStore::subscribe`,
+    /// or the holder of a lost claim): its bindings are then neither offered to anyone
+    /// else nor unknown to a Renew or Rebind of their client (failover). Nothing is
+    /// recorded: the change is already in the store.
+    pub fn learn(&mut self, change: ForeignChange, now: u64) {
+        match change {
+            ForeignChange::Upsert(lease) => {
+                if !lease.is_expired(now) && lease.validate().is_ok() {
+                    self.alloc.state.load(lease);
+                }
+            }
+            ForeignChange::Remove { key, valid_until } => self.alloc.state.forget(&key, valid_until),
+        }
+    }
+
     /// Drops leases whose valid lifetime ended (bound ones and declined ones whose hold is
     /// over), freeing their addresses and prefixes. Call every few seconds.
     pub fn expire(&mut self, now: u64) -> Expired {
@@ -157,6 +208,26 @@ impl Engine {
     /// Decides the answer to one client message (not Information-Request, which the
     /// stateless path answers; not relay messages, which the daemon unwraps first).
     pub fn handle(&mut self, req: &Message<'_>, ctx: &ClientContext, now: u64) -> Outcome {
+        self.decide(req, ctx, now, Store::Up)
+    }
+
+    /// As `handle`, for while the lease store cannot write: nothing that needs a write is
+    /// decided. Solicit and Request get NoAddrsAvail / NoPrefixAvail in every IA (and at the
+    /// top of the Advertise), which is true: nothing can be granted now. A Renew, Rebind,
+    /// Release or Decline that would change a lease is dropped (`DropStoreDown`) and leaves
+    /// the engine as it was: the client keeps its stored lease until its stored valid
+    /// lifetime and retransmits; one that changes nothing (NoBinding) is answered.
+    /// `outcome.ops` is always empty.
+    pub fn handle_store_down(&mut self, req: &Message<'_>, ctx: &ClientContext, now: u64) -> Outcome {
+        let out = self.decide(req, ctx, now, Store::Down);
+        if out.ops.is_empty() {
+            return out;
+        }
+        self.rollback(out.undo);
+        Outcome::dropped(Counter::DropStoreDown)
+    }
+
+    fn decide(&mut self, req: &Message<'_>, ctx: &ClientContext, now: u64, store: Store) -> Outcome {
         let Some(link) = self.link_index(ctx.arrival, ctx.relay.as_ref()) else {
             return Outcome::dropped(Counter::DropUnknownLink);
         };
@@ -195,24 +266,27 @@ impl Engine {
             }
             _ => {}
         }
+        // RFC 9915 section 16: we never send Server Unicast, so what a client unicasts is
+        // discarded (no UseMulticast, which RFC 9915 removed). The daemon drops it before
+        // (`trust::admit_client_destination`); this keeps the engine right on its own.
         if ctx.unicast && self.alloc.links[link].reject_unicast {
-            return match t {
-                msg::REQUEST | msg::RENEW | msg::RELEASE | msg::DECLINE => {
-                    let mut w = head(msg::REPLY, req, cid, ctx);
-                    w.status(status::USE_MULTICAST, "use multicast");
-                    match w.finish() {
-                        Ok(reply) => Outcome { reply: Some(reply), ..Outcome::default() },
-                        Err(_) => Outcome::dropped(Counter::DropReplyTooLong),
-                    }
-                }
-                _ => Outcome::dropped(Counter::DropUnicast),
-            };
+            return Outcome::dropped(Counter::DropUnicast);
         }
-        let c = Client { duid: cid, link, relay: ctx.relay.as_ref(), peer: ctx.peer, arrival: ctx.arrival, now };
+        let ident = super::identity::of(ctx.relay.as_ref(), ctx.peer);
+        let c = Client {
+            duid: cid,
+            link,
+            relay: ctx.relay.as_ref(),
+            peer: ctx.peer,
+            arrival: ctx.arrival,
+            now,
+            ident,
+            can_bind: store == Store::Up,
+        };
         let mut txn = Txn::default();
         let reply = match t {
-            msg::SOLICIT => self.solicit(req, &c, ctx, &ias, &requested, &mut txn),
-            msg::REQUEST => self.request(req, &c, ctx, &ias, &requested, &mut txn).map(Some),
+            msg::SOLICIT => self.solicit(req, &c, ctx, &ias, &requested, &mut txn, store),
+            msg::REQUEST => self.request(req, &c, ctx, &ias, &requested, &mut txn, store).map(Some),
             msg::RENEW | msg::REBIND => self.renew(req, &c, ctx, &ias, &requested, &mut txn, t == msg::REBIND),
             msg::RELEASE | msg::DECLINE => self.release(req, &c, ctx, &ias, &mut txn, t == msg::DECLINE).map(Some),
             _ => self.confirm(req, &c, ctx, &ias),
@@ -227,10 +301,13 @@ impl Engine {
             (None, msg::REBIND) => Some(Counter::DropRebindNothingToSay),
             (None, _) => Some(Counter::DropConfirmUndecidable),
         };
-        Outcome { reply, ops: txn.ops, routes: txn.routes, discard, undo: Undo(txn.undo) }
+        Outcome { reply, ops: txn.ops, routes: txn.routes, discard, events: txn.events, undo: Undo(txn.undo) }
     }
 
-    /// RFC 9915 sections 18.3.1 and 18.3.9.
+    /// RFC 9915 sections 18.3.1 and 18.3.9. With the store down, an Advertise that offers
+    /// nothing (section 18.3.9: the server will not assign anything to a Request now), and
+    /// never a Rapid Commit Reply.
+    #[allow(clippy::too_many_arguments)]
     fn solicit(
         &mut self,
         req: &Message<'_>,
@@ -239,13 +316,19 @@ impl Engine {
         ias: &[IaRequest],
         requested: &[u16],
         txn: &mut Txn,
+        store: Store,
     ) -> Result<Option<Vec<u8>>, WireError> {
-        let rapid = self.alloc.links[c.link].rapid_commit && req.find(opt::RAPID_COMMIT).is_some();
+        let rapid =
+            store == Store::Up && self.alloc.links[c.link].rapid_commit && req.find(opt::RAPID_COMMIT).is_some();
         let mut skip = HashSet::new();
         let answers: Vec<IaAnswer> = ias
             .iter()
-            .map(|ia| self.alloc.assign(c, ia, if rapid { Some(&mut *txn) } else { None }, &mut skip))
+            .map(|ia| match store {
+                Store::Down => IaAnswer::unavailable(ia),
+                Store::Up => self.alloc.assign(c, ia, if rapid { Some(&mut *txn) } else { None }, &mut skip),
+            })
             .collect();
+        note_limits(txn, &answers);
         let mut w = head(if rapid { msg::REPLY } else { msg::ADVERTISE }, req, c.duid, ctx);
         if rapid {
             w.option(opt::RAPID_COMMIT, &[]);
@@ -268,7 +351,10 @@ impl Engine {
         w.finish().map(Some)
     }
 
-    /// RFC 9915 section 18.3.2.
+    /// RFC 9915 section 18.3.2. With the store down every IA gets NoAddrsAvail or
+    /// NoPrefixAvail, also one the client already holds: a binding that cannot be recorded
+    /// anew is not confirmed.
+    #[allow(clippy::too_many_arguments)]
     fn request(
         &mut self,
         req: &Message<'_>,
@@ -277,6 +363,7 @@ impl Engine {
         ias: &[IaRequest],
         requested: &[u16],
         txn: &mut Txn,
+        store: Store,
     ) -> Result<Vec<u8>, WireError> {
         let mut skip = HashSet::new();
         let link = &self.alloc.links[c.link];
@@ -292,11 +379,14 @@ impl Engine {
                 // a Solicit rather than get something it did not ask for.
                 if off {
                     IaAnswer::with_status(ia, status::NOT_ON_LINK, "address not on this link")
+                } else if store == Store::Down {
+                    IaAnswer::unavailable(ia)
                 } else {
                     self.alloc.assign(c, ia, Some(&mut *txn), &mut skip)
                 }
             })
             .collect();
+        note_limits(txn, &answers);
         let mut w = head(msg::REPLY, req, c.duid, ctx);
         self.write_ias(&mut w, c, &answers);
         write_options(&mut w, ctx, requested);
@@ -318,6 +408,7 @@ impl Engine {
         let mut skip = HashSet::new();
         let answers: Vec<IaAnswer> =
             ias.iter().filter_map(|ia| self.alloc.extend(c, ia, txn, &mut skip, rebind)).collect();
+        note_limits(txn, &answers);
         if rebind && answers.is_empty() {
             return Ok(None);
         }
@@ -383,6 +474,11 @@ impl Engine {
             ia::write(w, a, lt.t1, lt.t2);
         }
     }
+}
+
+/// The limits that refused IAs, for `Outcome::events`.
+fn note_limits(txn: &mut Txn, answers: &[IaAnswer]) {
+    txn.events.extend(answers.iter().filter_map(|a| a.limit));
 }
 
 /// Link prefixes as disjoint spans. Prefixes of different links never overlap (validated);

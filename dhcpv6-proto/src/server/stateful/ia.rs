@@ -10,6 +10,7 @@ use std::net::Ipv6Addr;
 use dhcpv6_common::wire::{opt, status};
 
 use crate::leases::LeaseKind;
+use crate::stats::Counter;
 use crate::wire::{IaAddress, IaNa, IaPd, IaPrefix, Message, StatusCode, WireError, Writer};
 
 use super::pools::mask;
@@ -103,11 +104,13 @@ pub(crate) struct IaAnswer {
     pub iaid: u32,
     pub leases: Vec<Granted>,
     pub status: Option<(u16, &'static str)>,
+    /// The limit that kept this IA from a new lease, to be counted.
+    pub limit: Option<Counter>,
 }
 
 impl IaAnswer {
     pub fn new(ia: &IaRequest) -> Self {
-        Self { kind: ia.kind, iaid: ia.iaid, leases: Vec::new(), status: None }
+        Self { kind: ia.kind, iaid: ia.iaid, leases: Vec::new(), status: None, limit: None }
     }
 
     pub fn with_status(ia: &IaRequest, code: u16, msg: &'static str) -> Self {

@@ -22,7 +22,9 @@
 //! 4. if the commit fails: sends nothing, applies no route, and calls
 //!    `engine.rollback(outcome.undo)`. The client retransmits and gets a fresh decision.
 //!
-//! The daemon does all of this in one place, `StatefulService::serve`.
+//! The daemon does all of this in one place, `StatefulService::serve`. While the lease store
+//! cannot write, it calls `Engine::handle_store_down` instead of `handle`: the same checks,
+//! no grants (NoAddrsAvail / NoPrefixAvail), and never any ops, so there is nothing to commit.
 //!
 //! Rollback reverts only keys that still hold what this outcome wrote; a key a later
 //! message changed again keeps the later value, whose own commit decides. Lease keys are
@@ -40,14 +42,23 @@
 //! * One address per IA_NA and one prefix per IA_PD. A client wanting more sends more IAs.
 //! * NoAddrsAvail/NoPrefixAvail go inside each IA that gets nothing; an Advertise in which
 //!   no IA gets anything also carries NoAddrsAvail at the top level for RFC 3315 clients.
-//! * Unicast: RFC 9915 removed the Server Unicast option and the UseMulticast status, so
-//!   messages a client unicasts to us are served like multicast ones. `LinkPools::
-//!   reject_unicast` restores RFC 8415 behaviour (UseMulticast for Request, Renew, Release,
-//!   Decline; Solicit, Rebind, Confirm dropped) for networks that need it.
-//! * Renew for an unknown IA: NoBinding in the IA. Rebind for an unknown IA: addresses or
-//!   prefixes that are free and belong to the link are bound to the client (it lost us, not
-//!   its lease); others are returned with zero lifetimes; an IA naming nothing is skipped,
-//!   and a Rebind with nothing to say is dropped (section 18.3.5).
+//! * Unicast: RFC 9915 removed the Server Unicast option and the UseMulticast status; a
+//!   server that never sent Server Unicast discards what a client unicasts (section 16).
+//!   With `LinkPools::reject_unicast` (what the configuration always sets) the engine does
+//!   so; without it, unicast messages are served like multicast ones.
+//! * Renew or Rebind for an IA we have no binding for (we lost it, or the client's lease
+//!   file is from another IA type): with `LinkPools::create_on_renew` (the default) the IA
+//!   is bound like a Request would bind it, the address or prefix it names first if that is
+//!   free and belongs to the link; what it names and does not get is returned with zero
+//!   lifetimes (sections 18.3.4, 18.3.5). When nothing can be bound, or with
+//!   `create_on_renew` off: NoBinding for Renew; for Rebind, named addresses that are free
+//!   and appropriate are bound, others zeroed, an IA naming nothing is skipped, and a Rebind
+//!   with nothing to say is dropped.
+//! * Per-client limits (`ClientLimits`): a new lease past what the client's DUID or its
+//!   identity (`identity.rs`) may hold on the link gets NoAddrsAvail/NoPrefixAvail in its IA
+//!   and a `Limit*` counter in `Outcome::events`; leases held are always renewed. A Decline
+//!   past the client's or the link's cap of held declines frees the address instead of
+//!   holding it (a Request/Decline loop cannot empty a pool).
 //! * A reservation made while a client holds a dynamic lease moves the client at its next
 //!   Request/Renew: the old lease is returned with zero lifetimes.
 //! * Request with an IA_NA naming an address that is not on the link: NotOnLink in that IA
@@ -56,7 +67,7 @@
 //! Modules: `link` (which link a client is on), `pools` (ranges and prefix pools, parsing), `config` (per-link configuration,
 //! validation, `link_for_relay`), `occupancy` (hierarchical bitmap of taken slots),
 //! `state` (leases + bitmaps + expiry, undo), `reservations` (lookup), `index` (leases by
-//! binding and by client IA), `ia` (IA option codec), `allocator` (per-IA decisions over
+//! binding and by client IA, with the per-client counts), `identity` (who a client is beyond its DUID), `ia` (IA option codec), `allocator` (per-IA decisions over
 //! pools, reservations and state), `engine` (messages).
 
 mod allocator;
@@ -64,6 +75,7 @@ mod config;
 mod context;
 mod engine;
 mod ia;
+mod identity;
 mod index;
 mod link;
 mod occupancy;
@@ -75,8 +87,8 @@ mod state;
 mod tests;
 
 pub use config::{
-    check_links, link_for_relay, ConfigError, Item, LifetimeField, LifetimeProblem, Lifetimes, LinkPools, Location,
-    Refusal, Reservation, ReservationPart,
+    check_links, link_for_relay, ClientLimits, ConfigError, Item, LifetimeField, LifetimeProblem, Lifetimes, LinkPools,
+    Location, Refusal, Reservation, ReservationPart,
 };
 pub use context::{ClientContext, Expired, Outcome, RouteChange, Undo};
 pub use engine::{Engine, PoolUsage};

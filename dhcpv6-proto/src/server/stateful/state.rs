@@ -14,7 +14,7 @@ use std::net::Ipv6Addr;
 use crate::leases::{Lease, LeaseKey, LeaseKind, LeaseOp, LeaseState};
 
 use super::context::{RouteChange, Undo, UndoEntry};
-use super::index::LeaseIndex;
+use super::index::{Ident, LeaseIndex};
 use super::occupancy::Occupancy;
 use super::pools::{mask, AddrRange, PrefixPool};
 
@@ -103,6 +103,8 @@ pub(crate) struct Txn {
     pub ops: Vec<LeaseOp>,
     pub undo: Vec<UndoEntry>,
     pub routes: Vec<RouteChange>,
+    /// Counters for `Outcome::events`.
+    pub events: Vec<crate::stats::Counter>,
 }
 
 #[derive(Debug)]
@@ -186,13 +188,14 @@ impl State {
         self.leases.for_client(duid, iaid, kind).filter(|l| l.state == LeaseState::Bound).cloned().collect()
     }
 
-    /// Sets or removes the lease for `key`, keeping bits, pins and expiry in step.
-    fn put(&mut self, key: LeaseKey, lease: Option<Lease>) -> Option<Lease> {
+    /// Sets or removes the lease for `key` (given to `ident`), keeping bits, pins, expiry
+    /// and the per-client counts in step.
+    fn put(&mut self, key: LeaseKey, lease: Option<Lease>, ident: Option<Ident>) -> Option<Lease> {
         let old = match lease {
             Some(lease) => {
                 debug_assert_eq!(lease.key(), key);
                 self.expiry.push(Reverse((lease.valid_until, key)));
-                self.leases.upsert(lease)
+                self.leases.upsert(lease, ident)
             }
             None => self.leases.remove(&key),
         };
@@ -241,15 +244,16 @@ impl State {
         }
     }
 
-    /// Applies one op and records how to undo it.
-    pub fn apply(&mut self, txn: &mut Txn, op: LeaseOp) {
+    /// Applies one op, an upsert for the client `ident`, and records how to undo it.
+    pub fn apply(&mut self, txn: &mut Txn, op: LeaseOp, ident: Option<Ident>) {
         let key = op.key();
         let after = match &op {
             LeaseOp::Upsert(l) => Some(l.clone()),
             LeaseOp::Remove { .. } => None,
         };
-        let before = self.put(key, after.clone());
-        txn.undo.push(UndoEntry { key, before, after });
+        let before_ident = self.leases.ident(&key).cloned();
+        let before = self.put(key, after.clone(), ident);
+        txn.undo.push(UndoEntry { key, before, before_ident, after });
         txn.ops.push(op);
     }
 
@@ -259,14 +263,22 @@ impl State {
     pub fn rollback(&mut self, undo: Undo) {
         for e in undo.0.into_iter().rev() {
             if self.leases.get(&e.key) == e.after.as_ref() {
-                self.put(e.key, e.before);
+                self.put(e.key, e.before, e.before_ident);
             }
         }
     }
 
     /// Loads a stored lease without recording anything.
     pub fn load(&mut self, lease: Lease) {
-        self.put(lease.key(), Some(lease));
+        self.put(lease.key(), Some(lease), None);
+    }
+
+    /// Drops the lease for `key` that another server deleted, unless our copy ends later
+    /// than the deleted row did (it was extended since, here).
+    pub fn forget(&mut self, key: &LeaseKey, valid_until: u64) {
+        if self.leases.get(key).is_some_and(|l| l.valid_until <= valid_until) {
+            self.put(*key, None, None);
+        }
     }
 
     /// Removes and returns every lease with `valid_until <= now`.
@@ -279,7 +291,7 @@ impl State {
             self.expiry.pop();
             // Skip entries left behind by extensions: the lease now ends later.
             if self.leases.get(&key).is_some_and(|l| l.valid_until == t) {
-                out.extend(self.put(key, None));
+                out.extend(self.put(key, None, None));
             }
         }
         out
@@ -370,11 +382,11 @@ mod tests {
         let l = lease(LeaseKind::Address, "2001:db8::11", 128, 100);
         let k = l.key();
         let mut txn = Txn::default();
-        s.apply(&mut txn, LeaseOp::Upsert(l));
+        s.apply(&mut txn, LeaseOp::Upsert(l), None);
         assert_eq!(s.locate(&k), Some((0, 1)));
         assert!(!s.is_free(0, 1));
         s.reserve(k);
-        s.apply(&mut txn, LeaseOp::remove(k));
+        s.apply(&mut txn, LeaseOp::remove(k), None);
         assert!(!s.is_free(0, 1), "still reserved");
         s.reserved.remove(&k);
         s.sync(&k);
@@ -403,11 +415,11 @@ mod tests {
         let mut txn = Txn::default();
         // A /48 left over from an older configuration covers slots 0..=255 of the /56 pool.
         let old = lease(LeaseKind::Prefix, "2001:db8:100::", 48, 100);
-        s.apply(&mut txn, LeaseOp::Upsert(old.clone()));
+        s.apply(&mut txn, LeaseOp::Upsert(old.clone()), None);
         assert!(!s.is_free(1, 0) && !s.is_free(1, 255) && s.is_free(1, 256));
         let k = s.find_from(1, 3, &HashSet::new()).unwrap();
         assert_eq!(k.addr, "2001:db8:101::".parse::<Ipv6Addr>().unwrap());
-        s.apply(&mut txn, LeaseOp::remove(old.key()));
+        s.apply(&mut txn, LeaseOp::remove(old.key()), None);
         assert!(s.is_free(1, 0));
     }
 
@@ -416,12 +428,12 @@ mod tests {
         let mut s = state();
         let mut txn = Txn::default();
         let l = lease(LeaseKind::Address, "2001:db8::10", 128, 100);
-        s.apply(&mut txn, LeaseOp::Upsert(l.clone()));
+        s.apply(&mut txn, LeaseOp::Upsert(l.clone()), None);
         let mut longer = l.clone();
         longer.valid_until = 300;
         longer.preferred_until = 300;
         let mut txn2 = Txn::default();
-        s.apply(&mut txn2, LeaseOp::Upsert(longer.clone()));
+        s.apply(&mut txn2, LeaseOp::Upsert(longer.clone()), None);
         assert!(s.pop_expired(200).is_empty());
         // Undo the extension: back to the shorter lease, which then expires.
         s.rollback(Undo(txn2.undo));
@@ -438,11 +450,11 @@ mod tests {
         let mut s = state();
         let l = lease(LeaseKind::Address, "2001:db8::10", 128, 100);
         let mut t1 = Txn::default();
-        s.apply(&mut t1, LeaseOp::Upsert(l.clone()));
+        s.apply(&mut t1, LeaseOp::Upsert(l.clone()), None);
         let mut t2 = Txn::default();
         let mut other = l.clone();
         other.iaid = 9;
-        s.apply(&mut t2, LeaseOp::Upsert(other.clone()));
+        s.apply(&mut t2, LeaseOp::Upsert(other.clone()), None);
         s.rollback(Undo(t1.undo));
         assert_eq!(s.leases.get(&l.key()), Some(&other));
     }

@@ -137,10 +137,13 @@ fn decode(b: &[u8]) -> Decoded {
     d
 }
 
+/// The test link. Every test client sends from `ctx()`'s fe80::2, as if all were one host:
+/// the per-MAC limit is off here and has tests of its own.
 fn link() -> LinkPools {
     LinkPools {
         na: vec!["2001:db8:1::100-2001:db8:1::1ff".parse().unwrap()],
         pd: vec!["2001:db8:100::/40:56".parse().unwrap()],
+        limits: ClientLimits { per_mac: 0, ..ClientLimits::default() },
         ..LinkPools::new("eth1")
     }
 }
@@ -413,7 +416,7 @@ fn a_new_reservation_moves_the_client_at_its_next_renew() {
 
 #[test]
 fn renew_extends_and_reports_unknown_bindings() {
-    let mut e = engine(vec![link()]);
+    let mut e = engine(vec![LinkPools { create_on_renew: false, ..link() }]);
     let store = MemoryStore::new();
     let got = addr_of(&reply(&mut e, &store, &request(1).na(1, &[])));
     let later = NOW + 1800;
@@ -429,7 +432,7 @@ fn renew_extends_and_reports_unknown_bindings() {
 
 #[test]
 fn rebind_extends_unknown_but_appropriate_bindings_and_drops_when_silent() {
-    let mut e = engine(vec![link()]);
+    let mut e = engine(vec![LinkPools { create_on_renew: false, ..link() }]);
     let store = MemoryStore::new();
     // State lost: the client rebinds with an address from our pool that is free.
     let rebind =
@@ -557,6 +560,8 @@ fn server_and_client_identifier_rules() {
     assert_eq!(e.lease_count(), 0);
 }
 
+/// RFC 9915 section 16: a server that never sent Server Unicast discards what a client
+/// unicasts, every type alike (RFC 8415's UseMulticast answer is gone).
 #[test]
 fn unicast_is_served_unless_the_link_rejects_it() {
     let store = MemoryStore::new();
@@ -567,14 +572,13 @@ fn unicast_is_served_unless_the_link_rejects_it() {
     assert_eq!(r.unwrap().ias[0].status, None);
 
     let mut e = engine(vec![LinkPools { reject_unicast: true, ..link() }]);
-    let (r, out) = run(&mut e, &store, &request(1).na(1, &[]), &c, NOW);
-    let r = r.unwrap();
-    assert_eq!(r.status, Some(status::USE_MULTICAST));
-    assert_eq!(r.codes, vec![opt::CLIENTID, opt::SERVERID, opt::STATUS_CODE]);
-    assert!(out.ops.is_empty());
-    let (r, out) = run(&mut e, &store, &solicit(1).na(1, &[]), &c, NOW);
-    assert!(r.is_none());
-    assert_eq!(out.discard, Some(Counter::DropUnicast));
+    for m in [request(1).na(1, &[]), solicit(1).na(1, &[])] {
+        let (r, out) = run(&mut e, &store, &m, &c, NOW);
+        assert!(r.is_none(), "no UseMulticast reply");
+        assert_eq!(out.discard, Some(Counter::DropUnicast));
+        assert!(out.ops.is_empty());
+    }
+    assert_eq!(e.lease_count(), 0);
 }
 
 #[test]
@@ -677,6 +681,7 @@ fn hundred_thousand_allocations() {
         )
         .unwrap()],
         pd: vec!["2001:db8:1000::/36:56".parse().unwrap()],
+        limits: link().limits,
         ..LinkPools::new("eth1")
     };
     let mut e = engine(vec![big]);
@@ -775,6 +780,39 @@ fn a_reply_too_long_for_a_datagram_is_dropped_and_its_lease_undone() {
     assert_eq!(addr_of(&reply(&mut e, &store, &request(2).na(1, &[]))), a("2001:db8:1::100"));
 }
 
+#[test]
+fn an_operator_release_frees_the_lease_and_its_route_and_rolls_back() {
+    let mut e = engine(vec![link()]);
+    let store = MemoryStore::new();
+    let (_, out) = run(&mut e, &store, &request(1).na(1, &[]).pd(2, &[]), &ctx(), NOW);
+    let events: Vec<_> = out.undo.lease_events().collect();
+    assert_eq!(events, vec![crate::stats::LeaseEvent::Granted; 2]);
+    let leases: Vec<Lease> = e.leases().cloned().collect();
+    let na = leases.iter().find(|l| l.kind == LeaseKind::Address).unwrap().clone();
+    let pd = leases.iter().find(|l| l.kind == LeaseKind::Prefix).unwrap().clone();
+
+    // A failed commit puts it back.
+    let (released, out) = e.release_lease(&na.key()).unwrap();
+    assert_eq!(released, na);
+    assert_eq!(out.ops, vec![LeaseOp::remove(na.key())]);
+    assert!(out.routes.is_empty() && out.reply.is_none() && out.discard.is_none());
+    assert_eq!(e.lease_count(), 1);
+    e.rollback(out.undo);
+    assert_eq!(e.lease_count(), 2);
+
+    let (_, out) = e.release_lease(&pd.key()).unwrap();
+    assert_eq!(out.ops, vec![LeaseOp::remove(pd.key())]);
+    assert_eq!(out.routes, vec![RouteChange::Remove { prefix: pd.addr, len: pd.prefix_len, link: pd.iface.clone() }]);
+    assert_eq!(out.undo.lease_events().collect::<Vec<_>>(), vec![crate::stats::LeaseEvent::Released]);
+    assert!(e.release_lease(&pd.key()).is_none(), "nothing holds it any more");
+
+    // Freed: another client's Request can be given the prefix again.
+    store.commit(out.ops).wait_blocking().unwrap();
+    let rep = reply(&mut e, &store, &request(2).pd(7, &[(&pd.addr.to_string(), pd.prefix_len)]));
+    let got = rep.ias.iter().find(|i| i.code == opt::IA_PD).unwrap();
+    assert_eq!(got.leases[0].0, pd.addr, "{rep:?}");
+}
+
 /// SOL_MAX_RT goes into every Advertise and Reply (to damp Solicit retries after an
 /// outage); the Information Refresh Time never does (RFC 9915 section 21.23).
 #[test]
@@ -858,4 +896,386 @@ fn a_relayed_link_with_its_own_options_answers_with_them() {
 
 fn reply_of(e: &mut Engine, store: &MemoryStore, m: &Msg, c: &ClientContext) -> Decoded {
     run(e, store, m, c, NOW).0.expect("a reply")
+}
+
+/// Handles a message as while the store cannot write.
+fn run_store_down(e: &mut Engine, m: &Msg, now: u64) -> (Option<Decoded>, Outcome) {
+    let mut out = e.handle_store_down(&Message::parse(&m.0).unwrap(), &ctx(), now);
+    assert!(out.ops.is_empty(), "nothing to write while the store is down");
+    (out.reply.take().map(|r| decode(&r)), out)
+}
+
+#[test]
+fn with_the_store_down_solicit_and_request_are_refused_and_nothing_is_bound() {
+    let rapid = LinkPools { rapid_commit: true, ..link() };
+    let mut e = engine(vec![rapid]);
+    let (adv, _) = run_store_down(&mut e, &solicit(1).na(1, &[]).pd(2, &[]).opt(opt::RAPID_COMMIT, &[]), NOW);
+    let adv = adv.expect("an Advertise");
+    assert_eq!(adv.msg_type, msg::ADVERTISE, "no Rapid Commit Reply while nothing can be stored");
+    assert_eq!(adv.status, Some(status::NO_ADDRS_AVAIL));
+    assert!(adv.ias.iter().all(|ia| ia.leases.is_empty()), "nothing offered: {:?}", adv.ias);
+    assert_eq!(
+        adv.ias.iter().map(|ia| ia.status).collect::<Vec<_>>(),
+        [Some(status::NO_ADDRS_AVAIL), Some(status::NO_PREFIX_AVAIL)]
+    );
+
+    let (rep, _) = run_store_down(&mut e, &request(1).na(1, &[]).pd(2, &[]), NOW);
+    let rep = rep.expect("a Reply");
+    assert_eq!(rep.msg_type, msg::REPLY);
+    assert!(rep.ias.iter().all(|ia| ia.leases.is_empty()), "{:?}", rep.ias);
+    assert_eq!(
+        rep.ias.iter().map(|ia| ia.status).collect::<Vec<_>>(),
+        [Some(status::NO_ADDRS_AVAIL), Some(status::NO_PREFIX_AVAIL)]
+    );
+    assert_eq!(e.lease_count(), 0);
+    // Prefix-only clients (RFC 3633) find NoPrefixAvail at the top.
+    let (adv, _) = run_store_down(&mut e, &solicit(2).pd(2, &[]), NOW);
+    assert_eq!(adv.unwrap().status, Some(status::NO_PREFIX_AVAIL));
+    // The identifier rules still hold.
+    let (r, out) = run_store_down(&mut e, &Msg::new(msg::REQUEST).cid(&client(1)).na(1, &[]), NOW);
+    assert!(r.is_none());
+    assert_eq!(out.discard, Some(Counter::DropMissingServerId));
+}
+
+#[test]
+fn with_the_store_down_a_renew_or_release_that_needs_a_write_is_dropped_and_changes_nothing() {
+    let mut e = engine(vec![link()]);
+    let store = MemoryStore::new();
+    let got = addr_of(&reply(&mut e, &store, &request(1).na(1, &[])));
+    let stored = store.load_all().unwrap();
+    let later = NOW + 1800;
+    for m in [
+        Msg::new(msg::RENEW).cid(&client(1)).sid().na(1, &[&got.to_string()]),
+        Msg::new(msg::REBIND).cid(&client(1)).na(1, &[&got.to_string()]),
+        Msg::new(msg::RELEASE).cid(&client(1)).sid().na(1, &[&got.to_string()]),
+        Msg::new(msg::DECLINE).cid(&client(1)).sid().na(1, &[&got.to_string()]),
+        // A Rebind naming a free address of ours would bind it: not now.
+        Msg::new(msg::REBIND).cid(&client(2)).na(1, &["2001:db8:1::1ab"]),
+    ] {
+        let (r, out) = run_store_down(&mut e, &m, later);
+        assert!(r.is_none(), "no reply naming a lifetime the store does not have");
+        assert_eq!(out.discard, Some(Counter::DropStoreDown));
+    }
+    // The engine holds what the store holds, unchanged.
+    assert_eq!(e.leases().cloned().collect::<Vec<_>>(), stored);
+    // Nothing to write (an IA we know nothing of): answered.
+    let (r, _) = run_store_down(&mut e, &Msg::new(msg::RENEW).cid(&client(3)).sid().na(7, &[]), later);
+    assert_eq!(r.unwrap().ias[0].status, Some(status::NO_BINDING));
+    // Back up: the same Renew extends as usual.
+    let r = reply(&mut e, &store, &Msg::new(msg::RENEW).cid(&client(1)).sid().na(1, &[&got.to_string()]));
+    assert_eq!(r.ias[0].leases, vec![(got, 128, 3600, 7200)]);
+}
+
+/// Leases `duid` holds on the engine's links, bound or declined.
+fn held(e: &Engine, duid: &[u8], state: LeaseState) -> usize {
+    e.leases().filter(|l| l.duid == duid && l.state == state).count()
+}
+
+/// A Request with IA_NAs `first..first + 16`, each asking for a new address.
+fn sixteen_new_ias(n: u32, first: u32) -> Msg {
+    (first..first + 16).fold(request(n), |m, iaid| m.na(iaid, &[]))
+}
+
+/// Finding 2: one DUID sending Requests of 16 new IAIDs, again and again, bound without end
+/// (954 leases for one flooding MAC). It stops at the link's limit; what it holds stays
+/// renewable, and other clients are served.
+#[test]
+fn new_iaids_from_one_duid_stop_at_the_limit() {
+    let mut e = engine(vec![link()]);
+    let store = MemoryStore::new();
+    let limit = link().limits.per_client as usize;
+    let mut refused = 0;
+    for round in 0..10 {
+        let (r, out) = run(&mut e, &store, &sixteen_new_ias(1, round * 16), &ctx(), NOW);
+        let r = r.unwrap();
+        for ia in &r.ias {
+            match ia.status {
+                None => assert_eq!(ia.leases.len(), 1),
+                Some(s) => {
+                    assert_eq!(s, status::NO_ADDRS_AVAIL, "past the limit, inside the IA");
+                    assert!(ia.leases.is_empty());
+                    refused += 1;
+                }
+            }
+        }
+        assert_eq!(out.events.iter().filter(|c| **c == Counter::LimitLeasesPerClient).count(), out.events.len());
+        assert_eq!(out.events.len(), r.ias.iter().filter(|i| i.status.is_some()).count(), "one counter per refused IA");
+    }
+    assert_eq!(held(&e, &client(1), LeaseState::Bound), limit, "the DUID holds its limit, no more");
+    assert_eq!(refused, 160 - limit);
+    assert_eq!(store.load_all().unwrap().len(), limit);
+
+    // A Solicit counts its own offers: of 16 new IAs of a fresh DUID, `limit` are offered.
+    let mut solicit = solicit(2);
+    for iaid in 0..16 {
+        solicit = solicit.na(iaid, &[]);
+    }
+    let (r, out) = run(&mut e, &store, &solicit, &ctx(), NOW);
+    let offered = r.unwrap().ias.iter().filter(|i| !i.leases.is_empty()).count();
+    assert_eq!((offered, out.events.len()), (limit, 16 - limit));
+
+    // Held leases are renewed. A Renew adding a new IA past the limit gets NoBinding (what
+    // a Renew for a binding we cannot make gets: the client then Requests it and is told
+    // NoAddrsAvail), and the limit is counted.
+    let mine: Vec<Lease> = e.leases().filter(|l| l.duid == client(1)).cloned().collect();
+    let renew = mine
+        .iter()
+        .fold(Msg::new(msg::RENEW).cid(&client(1)).sid(), |m, l| m.na(l.iaid, &[&l.addr.to_string()]))
+        .na(999, &[]);
+    let (r, out) = run(&mut e, &store, &renew, &ctx(), NOW + 100);
+    let r = r.unwrap();
+    for (ia, l) in r.ias.iter().zip(&mine) {
+        assert_eq!(ia.leases, vec![(l.addr, 128, 3600, 7200)], "IA {} renewed", l.iaid);
+    }
+    assert_eq!(r.ias.last().unwrap().status, Some(status::NO_BINDING));
+    assert_eq!(out.events, vec![Counter::LimitLeasesPerClient]);
+    // Another client on the link is not affected.
+    assert!(reply(&mut e, &store, &request(3).na(1, &[]).pd(2, &[])).ias.iter().all(|i| i.status.is_none()));
+
+    // Once its leases expire, the counts follow: the DUID may bind again.
+    e.expire(NOW + 100 + 7200);
+    assert_eq!(held(&e, &client(1), LeaseState::Bound), 0);
+    let r = reply(&mut e, &store, &sixteen_new_ias(1, 5000));
+    assert_eq!(r.ias.iter().filter(|i| i.status.is_none()).count(), limit);
+}
+
+/// The per-MAC limit: many DUIDs from one host (the flood of the issue: 10,000 DUIDs from
+/// one MAC) bind at most `per_mac` leases; another host on the link is still served, and so
+/// are relayed clients told apart by their Client Link-Layer Address.
+#[test]
+fn many_duids_from_one_mac_stop_at_the_limit() {
+    let mut e = engine(vec![LinkPools { limits: ClientLimits::default(), ..link() }]);
+    let store = MemoryStore::new();
+    let flooder = ClientContext { peer: a("fe80::200:ff:fe00:1"), ..ctx() };
+    let mut granted = 0;
+    let mut limited = 0;
+    for n in 0..100 {
+        let (r, out) = run(&mut e, &store, &request(n).na(1, &[]), &flooder, NOW);
+        match r.unwrap().ias[0].status {
+            None => granted += 1,
+            Some(s) => {
+                assert_eq!(s, status::NO_ADDRS_AVAIL);
+                assert_eq!(out.events, vec![Counter::LimitLeasesPerMac]);
+                limited += 1;
+            }
+        }
+    }
+    assert_eq!((granted, limited), (8, 92));
+    // The same MAC behind a global EUI-64 address is the same host.
+    let global = ClientContext { peer: a("2001:db8:1::200:ff:fe00:1"), ..ctx() };
+    assert_eq!(
+        run(&mut e, &store, &request(500).na(1, &[]), &global, NOW).0.unwrap().ias[0].status,
+        Some(status::NO_ADDRS_AVAIL)
+    );
+    let neighbour = ClientContext { peer: a("fe80::200:ff:fe00:2"), ..ctx() };
+    let (r, _) = run(&mut e, &store, &request(1000).na(1, &[]).pd(2, &[]), &neighbour, NOW);
+    assert!(r.unwrap().ias.iter().all(|i| i.status.is_none() && i.leases.len() == 1));
+
+    // Relayed: by the relay's Client Link-Layer Address, not by the relay's address.
+    let mac = |m: u8| vec![0, 1, 2, 0, 0, 0, 1, m];
+    let (one, two) = (mac(1), mac(2));
+    let relayed = |cll: &'static [u8]| ClientContext {
+        peer: a("2001:db8:1::1"),
+        relay: Some(LinkSelector { interface_id: Some(b"eth1"), client_linklayer: Some(cll), ..Default::default() }),
+        ..ctx()
+    };
+    let (one, two): (&'static [u8], &'static [u8]) = (one.leak(), two.leak());
+    let mut got = [0, 0];
+    for n in 0..20 {
+        for (i, cll) in [one, two].into_iter().enumerate() {
+            let (r, _) = run(&mut e, &store, &request(2000 + 2 * n + i as u32).na(1, &[]), &relayed(cll), NOW);
+            got[i] += usize::from(r.unwrap().ias[0].status.is_none());
+        }
+    }
+    assert_eq!(got, [8, 8], "each relayed MAC up to the limit");
+}
+
+/// Finding 3: Request then Decline, repeated, emptied a pool (each declined address held a
+/// day). Declines held per client and per link are capped; past the cap the address is
+/// freed, so the pool keeps addresses for everybody else.
+#[test]
+fn request_and_decline_repeated_does_not_empty_the_pool() {
+    let eight = LinkPools { na: vec!["2001:db8:1::100-2001:db8:1::107".parse().unwrap()], ..link() };
+    let mut e = engine(vec![eight.clone()]);
+    let store = MemoryStore::new();
+    let mut limited = 0;
+    for iaid in 0..50 {
+        let r = reply(&mut e, &store, &request(1).na(iaid, &[]));
+        let Some(&(got, ..)) = r.ias[0].leases.first() else { panic!("round {iaid}: no address: {r:?}") };
+        let decline = Msg::new(msg::DECLINE).cid(&client(1)).sid().na(iaid, &[&got.to_string()]);
+        let (r, out) = run(&mut e, &store, &decline, &ctx(), NOW);
+        assert_eq!(r.unwrap().status, Some(status::SUCCESS));
+        limited += out.events.iter().filter(|c| **c == Counter::LimitDeclined).count();
+    }
+    let cap = eight.limits.declined_per_client as usize;
+    assert_eq!(held(&e, &client(1), LeaseState::Declined), cap);
+    assert_eq!(limited, 50 - cap);
+    let stored = store.load_all().unwrap();
+    assert_eq!(stored.iter().filter(|l| l.state == LeaseState::Declined).count(), cap, "the store agrees");
+    // Another client still gets an address.
+    assert_eq!(reply(&mut e, &store, &request(2).na(1, &[])).ias[0].status, None);
+
+    // Many DUIDs declining once each: the link holds at most its cap.
+    let capped = LinkPools { limits: ClientLimits { declined_per_link: 3, ..eight.limits }, ..eight };
+    let mut e = engine(vec![capped]);
+    for n in 10..30 {
+        let r = reply(&mut e, &store, &request(n).na(1, &[]));
+        let got = addr_of(&r);
+        reply(&mut e, &store, &Msg::new(msg::DECLINE).cid(&client(n)).sid().na(1, &[&got.to_string()]));
+    }
+    assert_eq!(e.leases().filter(|l| l.state == LeaseState::Declined).count(), 3);
+    assert_eq!(reply(&mut e, &store, &request(99).na(1, &[])).ias[0].status, None, "five addresses left");
+}
+
+/// The stuck `dhclient -P`: a lease file with an IA_NA lease (a CPE switched to prefix
+/// delegation) makes it Rebind with an empty IA_PD, which was dropped on every
+/// retransmission. The IA_PD is bound; the old address, from another link, is zeroed.
+#[test]
+fn rebind_with_an_empty_ia_pd_gets_a_prefix() {
+    let mut e = engine(vec![link()]);
+    let store = MemoryStore::new();
+    let rebind = Msg::new(msg::REBIND).cid(&client(1)).pd(7, &[]);
+    let (r, out) = run(&mut e, &store, &rebind, &ctx(), NOW);
+    let r = r.expect("a Reply, not silence");
+    assert_eq!(r.ias.len(), 1);
+    let (p, len, preferred, valid) = r.ias[0].leases[0];
+    assert_eq!((len, preferred, valid), (56, 3600, 7200));
+    assert!(matches!(&out.routes[..], [RouteChange::Add { prefix, len: 56, .. }] if *prefix == p));
+    assert_eq!(held(&e, &client(1), LeaseState::Bound), 1);
+
+    let rebind = Msg::new(msg::REBIND).cid(&client(2)).na(1, &["2001:db8:99::5"]).pd(7, &[]);
+    let r = reply(&mut e, &store, &rebind);
+    assert_eq!(r.ias[0].leases.len(), 2, "a new address, and the old one zeroed: {:?}", r.ias[0]);
+    assert!(link().na[0].contains(r.ias[0].leases[0].0) && r.ias[0].leases[0].3 == 7200);
+    assert_eq!(r.ias[0].leases[1], (a("2001:db8:99::5"), 128, 0, 0));
+    assert_eq!(r.ias[1].leases[0].3, 7200);
+}
+
+/// A client whose lease we forgot (the lease database is gone) renews: it gets the same
+/// address if it is free, another one if not, and the one it named is zeroed.
+#[test]
+fn renew_for_a_forgotten_ia_na_gets_the_same_address_if_free() {
+    let store = MemoryStore::new();
+    let mut e = engine(vec![link()]);
+    let got = addr_of(&reply(&mut e, &store, &request(1).na(1, &[]).pd(2, &[])));
+    let mut forgetful = engine(vec![link()]);
+    let renew = Msg::new(msg::RENEW).cid(&client(1)).sid().na(1, &[&got.to_string()]).pd(2, &[]);
+    let (r, out) = run(&mut forgetful, &store, &renew, &ctx(), NOW + 1800);
+    let r = r.unwrap();
+    assert_eq!(r.ias[0].leases, vec![(got, 128, 3600, 7200)]);
+    assert_eq!(r.ias[1].leases.len(), 1);
+    assert_eq!(out.ops.len(), 2, "both bound and stored");
+
+    // Forgotten again, and meanwhile someone else took the address: another one.
+    let mut forgetful = engine(vec![link()]);
+    reply(&mut forgetful, &store, &request(2).na(1, &[&got.to_string()]));
+    let renew = Msg::new(msg::RENEW).cid(&client(1)).sid().na(1, &[&got.to_string()]);
+    let r = reply(&mut forgetful, &store, &renew);
+    let leases = &r.ias[0].leases;
+    assert_eq!(leases.len(), 2);
+    assert!(leases[0].0 != got && leases[0].3 == 7200 && link().na[0].contains(leases[0].0));
+    assert_eq!(leases[1], (got, 128, 0, 0));
+
+    // With the link set not to create bindings: NoBinding, as before.
+    let mut strict = engine(vec![LinkPools { create_on_renew: false, ..link() }]);
+    let r = reply(&mut strict, &store, &renew);
+    assert_eq!(r.ias[0].status, Some(status::NO_BINDING));
+}
+
+/// What the limits count follows rollbacks: an undone Request gives its place back.
+#[test]
+fn limits_count_what_a_rollback_left() {
+    let one = LinkPools { limits: ClientLimits { per_client: 1, ..link().limits }, ..link() };
+    let mut e = engine(vec![one]);
+    let out = e.handle(&Message::parse(&request(1).na(1, &[]).0).unwrap(), &ctx(), NOW);
+    assert_eq!(out.ops.len(), 1);
+    e.rollback(out.undo);
+    let store = MemoryStore::new();
+    let r = reply(&mut e, &store, &request(1).na(2, &[]));
+    assert_eq!(r.ias[0].status, None, "the rolled-back lease does not count");
+    let r = reply(&mut e, &store, &request(1).na(3, &[]));
+    assert_eq!(r.ias[0].status, Some(status::NO_ADDRS_AVAIL));
+}
+
+/// A reload (SIGHUP) keeps what the engine knows of its clients: the per-MAC count survives,
+/// although the store has no column for it.
+#[test]
+fn a_reload_keeps_the_per_mac_counts() {
+    let links = vec![LinkPools { limits: ClientLimits::default(), ..link() }];
+    let mut e = engine(links.clone());
+    let store = MemoryStore::new();
+    let host = ClientContext { peer: a("fe80::200:ff:fe00:1"), ..ctx() };
+    for n in 0..8 {
+        assert_eq!(run(&mut e, &store, &request(n).na(1, &[]), &host, NOW).0.unwrap().ias[0].status, None);
+    }
+    e.reconfigure(links, NOW).unwrap();
+    assert_eq!(e.lease_count(), 8);
+    let (r, out) = run(&mut e, &store, &request(100).na(1, &[]), &host, NOW);
+    assert_eq!(r.unwrap().ias[0].status, Some(status::NO_ADDRS_AVAIL));
+    assert_eq!(out.events, vec![Counter::LimitLeasesPerMac]);
+    // A refused configuration changes nothing.
+    let bad = vec![link(), link()];
+    assert!(e.reconfigure(bad, NOW).is_err());
+    assert_eq!(e.lease_count(), 8);
+    assert_eq!(run(&mut e, &store, &request(101).na(1, &[]), &host, NOW).1.events, vec![Counter::LimitLeasesPerMac]);
+}
+
+/// Two servers sharing a store: what one grants, the other learns (`Engine::learn`), so it
+/// offers it to nobody else and answers the client's Rebind with the same bindings (and a
+/// route to the prefix through itself) when the first one is gone.
+#[test]
+fn a_learned_binding_is_not_offered_and_its_rebind_is_answered_with_it() {
+    use crate::leases::ForeignChange;
+    let small = || LinkPools {
+        na: vec!["2001:db8:1::100-2001:db8:1::101".parse().unwrap()],
+        pd: vec!["2001:db8:100::/55:56".parse().unwrap()],
+        ..LinkPools::new("eth1")
+    };
+    let (mut box_a, mut box_b) = (engine(vec![small()]), engine(vec![small()]));
+    let store = MemoryStore::new();
+    let (r, out) = run(&mut box_a, &store, &request(1).na(1, &[]).pd(2, &[]), &ctx(), NOW);
+    let r = r.unwrap();
+    let (addr, pfx) = (r.ias[0].leases[0].0, r.ias[1].leases[0].0);
+    for op in out.ops {
+        let LeaseOp::Upsert(lease) = op else { panic!("a grant upserts") };
+        box_b.learn(ForeignChange::Upsert(lease), NOW);
+    }
+    assert_eq!(box_b.lease_count(), 2);
+
+    // Client 2 at box B gets the other address and prefix, whatever its seed picks first.
+    let r = reply(&mut box_b, &store, &request(2).na(1, &[]).pd(2, &[]));
+    assert_ne!(r.ias[0].leases[0].0, addr);
+    assert_ne!(r.ias[1].leases[0].0, pfx);
+    // The pools are full now: client 3 gets NoAddrsAvail rather than a binding of client 1.
+    let r = reply(&mut box_b, &store, &request(3).na(1, &[]));
+    assert_eq!(r.ias[0].status, Some(status::NO_ADDRS_AVAIL));
+
+    // Box A is gone; client 1 rebinds (no Server ID) and box B extends the same bindings,
+    // routing the prefix through itself.
+    let rebind = Msg::new(msg::REBIND).cid(&client(1)).na(1, &[]).pd(2, &[]);
+    let (r, out) = run(&mut box_b, &store, &rebind, &ctx(), NOW + 100);
+    let r = r.unwrap();
+    assert_eq!(r.ias[0].leases, vec![(addr, 128, 3600, 7200)]);
+    assert_eq!(r.ias[1].leases, vec![(pfx, 56, 3600, 7200)]);
+    assert!(
+        out.routes.iter().any(
+            |c| matches!(c, RouteChange::Add { prefix, len: 56, via, .. } if *prefix == pfx && *via == a("fe80::2"))
+        ),
+        "{:?}",
+        out.routes
+    );
+
+    // A deletion box A made of the old row does not take away what box B extended since;
+    // one of the current row does.
+    let key = crate::leases::LeaseKey { kind: LeaseKind::Address, addr, prefix_len: 128 };
+    box_b.learn(ForeignChange::Remove { key, valid_until: NOW + 7200 }, NOW + 100);
+    assert!(box_b.leases().any(|l| l.addr == addr), "extended here since");
+    box_b.learn(ForeignChange::Remove { key, valid_until: NOW + 100 + 7200 }, NOW + 100);
+    assert!(!box_b.leases().any(|l| l.addr == addr));
+    // An expired binding is not learned.
+    let mut old = store.load_all().unwrap().into_iter().find(|l| l.addr == addr).unwrap();
+    old.valid_until = NOW;
+    old.preferred_until = NOW;
+    box_b.learn(ForeignChange::Upsert(old), NOW + 100);
+    assert!(!box_b.leases().any(|l| l.addr == addr));
 }

@@ -1,0 +1,191 @@
+//! The userspace receive queue. Under overload the kernel's socket buffer fills and drops the
+//! newest datagrams, so the daemon ends up answering requests whose clients have long since
+//! retransmitted (or given up) while their fresh copies are lost. Instead the daemon empties the
+//! socket into this bounded queue whenever it gets the chance and serves it oldest first; when
+//! the queue is full the oldest entry goes (`Counter::ShedOldest`): its client has retransmitted
+//! by now, and the newer copy is the one worth an answer (Kea's congestion handling does the
+//! same). The depth is a gauge in the metrics.
+
+use std::{
+    collections::VecDeque,
+    io,
+    net::{Ipv6Addr, SocketAddrV6},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+};
+
+use super::Server;
+use crate::{
+    socket::Received,
+    stats::{Counter, UserStats},
+};
+
+/// Messages waiting for userspace. At a few tens of microseconds per message, a full queue is
+/// served in well under a client's first retransmission timeout (SOL_TIMEOUT and REQ_TIMEOUT are
+/// 1 s, RFC 9915 section 7.6), so what it holds is still worth answering.
+pub(super) const QUEUE_LIMIT: usize = 2048;
+
+/// Messages handled per turn of the daemon's loop before signals, timers and the socket get
+/// their turn again.
+const SERVE_BATCH: usize = 64;
+
+/// One datagram as it came off the socket.
+pub(super) struct Queued {
+    pub data: Box<[u8]>,
+    pub from: SocketAddrV6,
+    pub ifindex: u32,
+    pub dst: Ipv6Addr,
+}
+
+/// Datagrams in arrival order, at most `limit` of them.
+pub(super) struct RxQueue {
+    q: VecDeque<Queued>,
+    limit: usize,
+    depth: Arc<AtomicU64>,
+}
+
+impl RxQueue {
+    pub fn new(limit: usize) -> Self {
+        Self { q: VecDeque::with_capacity(limit.min(4096)), limit: limit.max(1), depth: Arc::default() }
+    }
+
+    /// The queue depth, for the metrics.
+    pub fn depth(&self) -> Arc<AtomicU64> {
+        self.depth.clone()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.q.is_empty()
+    }
+
+    /// Appends `d`, shedding the oldest entries to stay within the limit; returns how many.
+    pub fn push(&mut self, d: Queued) -> usize {
+        let mut shed = 0;
+        while self.q.len() >= self.limit {
+            self.q.pop_front();
+            shed += 1;
+        }
+        self.q.push_back(d);
+        self.publish();
+        shed
+    }
+
+    pub fn pop(&mut self) -> Option<Queued> {
+        let d = self.q.pop_front();
+        self.publish();
+        d
+    }
+
+    fn publish(&self) {
+        self.depth.store(self.q.len() as u64, Ordering::Relaxed);
+    }
+}
+
+/// Moves what `read` has ready into `q` (at most twice the limit per call, so a flood cannot
+/// keep the loop here), counting what is shed. `read` returns `WouldBlock` when empty.
+pub(super) fn drain(
+    q: &mut RxQueue,
+    buf: &mut [u8],
+    stats: &UserStats,
+    mut read: impl FnMut(&mut [u8]) -> io::Result<Received>,
+) {
+    for _ in 0..2 * q.limit {
+        match read(buf) {
+            Ok(rx) => {
+                let data = buf.get(..rx.len).unwrap_or(buf).into();
+                let shed = q.push(Queued { data, from: rx.from, ifindex: rx.ifindex, dst: rx.dst });
+                for _ in 0..shed {
+                    stats.bump(Counter::ShedOldest);
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "receive failed");
+                return;
+            }
+        }
+    }
+}
+
+impl Server {
+    /// Queues one datagram the loop received, and whatever else the socket holds.
+    pub(super) fn enqueue(&mut self, rx: Received, buf: &mut [u8]) {
+        let data = buf.get(..rx.len).unwrap_or(buf).into();
+        for _ in 0..self.rx.push(Queued { data, from: rx.from, ifindex: rx.ifindex, dst: rx.dst }) {
+            self.stats.bump(Counter::ShedOldest);
+        }
+        let sock = self.sock.clone();
+        drain(&mut self.rx, buf, &self.stats, |b| sock.try_recv(b));
+    }
+
+    /// Answers up to a batch of queued messages, oldest first, taking in what arrived
+    /// meanwhile after each (so that what is shed is the oldest, not the newest).
+    pub(super) async fn serve_queued(&mut self, buf: &mut [u8]) {
+        for _ in 0..SERVE_BATCH {
+            let Some(d) = self.rx.pop() else { return };
+            self.handle(&d.data, d.from, d.ifindex, d.dst).await;
+            let sock = self.sock.clone();
+            drain(&mut self.rx, buf, &self.stats, |b| sock.try_recv(b));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn datagram(n: u8) -> Received {
+        Received {
+            len: 1,
+            from: SocketAddrV6::new(Ipv6Addr::LOCALHOST, 546, 0, 0),
+            ifindex: u32::from(n),
+            dst: Ipv6Addr::LOCALHOST,
+        }
+    }
+
+    /// A source of `n` datagrams whose payload is their number, then WouldBlock.
+    fn source(n: u8) -> impl FnMut(&mut [u8]) -> io::Result<Received> {
+        let mut next = 0u8;
+        move |buf| {
+            if next == n {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            buf[0] = next;
+            next += 1;
+            Ok(datagram(next - 1))
+        }
+    }
+
+    #[test]
+    fn overload_sheds_the_oldest_and_serves_in_arrival_order() {
+        let stats = UserStats::default();
+        let mut q = RxQueue::new(4);
+        let depth = q.depth();
+        let mut buf = [0u8; 16];
+        drain(&mut q, &mut buf, &stats, source(7));
+        assert_eq!(stats.get(Counter::ShedOldest), 3, "three over the limit, counted");
+        assert_eq!(depth.load(Ordering::Relaxed), 4);
+        let kept: Vec<u8> = std::iter::from_fn(|| q.pop()).map(|d| d.data[0]).collect();
+        assert_eq!(kept, [3, 4, 5, 6], "the newest four, oldest of them first");
+        assert_eq!(depth.load(Ordering::Relaxed), 0);
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn a_flood_does_not_keep_the_drain_going() {
+        let stats = UserStats::default();
+        let mut q = RxQueue::new(8);
+        let mut buf = [0u8; 16];
+        let mut reads = 0;
+        drain(&mut q, &mut buf, &stats, |b| {
+            reads += 1;
+            b[0] = 1;
+            Ok(datagram(1))
+        });
+        assert_eq!(reads, 16, "bounded at twice the limit");
+        assert_eq!(stats.get(Counter::ShedOldest), 8);
+    }
+}
