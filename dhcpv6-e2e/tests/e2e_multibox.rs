@@ -190,7 +190,11 @@ impl Boxes {
         cmd.args(["--iface", "srv0", "--pin-dir"]).arg(&self.pin_dirs[i]);
         cmd.arg("--state-dir").arg(self.dir.join(format!("state-{i}")));
         cmd.args(["--resolv-conf", "/nonexistent", "--dns", "2001:db8::53", "--na-pool", NA, "--pd-pool", PD]);
-        cmd.args(["--lease-db", &self.url, "--flood-rate", "0"]).args(extra).env("RUST_LOG", "info,dhcpv6=debug");
+        // The test's clients (crafted, perfdhcp) are many CPEs played from one host: no
+        // per-MAC bucket in XDP and no per-MAC lease limit, which would stop them by design.
+        cmd.args(["--lease-db", &self.url, "--flood-rate", "0", "--max-leases-per-mac", "0"])
+            .args(extra)
+            .env("RUST_LOG", "info,dhcpv6=debug");
         let log = self.log_path(i);
         self.daemons[i] = Some(ns.spawn_command(cmd, Some(&log)).unwrap());
         let r = testbed::wait_for(Duration::from_secs(20), || {

@@ -313,8 +313,10 @@ fn must_discard(step: &Step, ctx: &ClientContext) -> Option<&'static str> {
     if needs_sid && step.server_id == Identifier::Other {
         return Some("another server's Server Identifier");
     }
-    if ctx.unicast && forbids_sid {
-        return Some("unicast Solicit, Rebind or Confirm on a link that refuses unicast");
+    if ctx.unicast {
+        // RFC 9915 section 16: we never send Server Unicast, so a client message sent to a
+        // unicast address is discarded, whatever its type.
+        return Some("a client message sent to a unicast address");
     }
     None
 }
@@ -488,7 +490,7 @@ pub fn check(script: &Script) {
         let t = step.kind.code();
         let rapid = t == msg::SOLICIT && step.rapid_commit;
         if matches!(t, msg::CONFIRM) || (t == msg::SOLICIT && !rapid) || ctx.unicast {
-            assert!(out.ops.is_empty(), "offers, Confirm and UseMulticast commit nothing");
+            assert!(out.ops.is_empty(), "offers, Confirm and discarded unicast commit nothing");
         }
         let cid = client_duid(n);
         for op in &out.ops {
