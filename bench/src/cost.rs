@@ -77,6 +77,7 @@ pub fn cost(obj: &Path, a: &CostArgs) -> Result<()> {
         options: ServiceOptions { dns: vec![a.dns], domains: vec![a.domain.clone()], ..Default::default() }
             .encode()
             .context("encoding the options")?,
+        ignore_user_classes: Vec::new(),
     };
     let data = build_reply_data(a.mac, a.ll, &svc, true, 1).context("building reply data")?;
     dp.set_iface(ifindex, &data)?;

@@ -68,6 +68,11 @@ pub const IFACE_FAST_PATH: u16 = 1;
 /// validation are learned from (see docs/fast-path.md, "Client MACs").
 pub const IFACE_LEARN_MACS: u16 = 2;
 
+/// [`IfaceReply::flags`]: the interface ignores some User Classes (`ignore_user_classes`):
+/// an Information-Request carrying a User Class option goes up to userspace, which drops
+/// the ones that match and answers the rest (`pass_user_class`).
+pub const IFACE_USER_CLASS_FILTER: u16 = 4;
+
 /// Key of `DHCPV6_IFACES`: the ingress interface and the frame's VLAN IDs (outermost first,
 /// 0 where there is no tag; the 12-bit VID only: priority and DEI bits, and the TPID, are not
 /// part of it). An untagged frame, or one tagged with VID 0 (priority only, which the kernel
@@ -294,7 +299,8 @@ pub struct WalkFound {
     /// loop's exits do not narrow the range of the caller's length in the verifier's eyes
     /// (one state per exit instead of one per exit and caller state).
     pub loop_len: u32,
-    pub _pad: u32,
+    /// A User Class option (15) was seen.
+    pub user_class: u32,
 }
 
 /// Staging for option bytes on their way into the frame: the copy helper is fast only when

@@ -122,6 +122,9 @@ outcomes! {
     DropFlood => drop_flood, DROP;
     /// Would have been passed up, but the bucket of its configured relay source is empty.
     DropFloodRelay => drop_flood_relay, DROP;
+    /// An Information-Request with a User Class option on an interface that ignores some
+    /// classes: userspace matches them (and counts its drops as `drop_user_class`).
+    PassUserClass => pass_user_class, PASS;
 }
 
 impl Verdict {

@@ -243,6 +243,41 @@ fn interface_id_selects_the_link() {
     assert!(server.terminate().success());
 }
 
+/// A `[[link]]` with options of its own: a stateless client behind the relay on that link
+/// (chosen by the relay's link-address) gets the link's DNS and domains, not the served
+/// interface's.
+#[test]
+fn a_relayed_link_with_its_own_options_answers_with_them() {
+    let mut lab = Lab::relayed("lo");
+    let cfg = lab.dir.join("server.toml");
+    std::fs::write(
+        &cfg,
+        "[defaults]\ndns = [\"2001:db8::53\"]\ndomains = [\"defaults.example\"]\n\
+         [[interface]]\nname = \"srv0\"\ndns = [\"2001:db8:1::53\"]\ndomains = [\"srv0.example\"]\n\
+         [[link]]\nname = \"client-link\"\nna_pools = [\"2001:db8:2::100-2001:db8:2::1ff\"]\n\
+         dns = [\"2001:db8:2::53\"]\n\
+         [[link.option]]\ncode = 100\nhex = \"0a0b0c\"\n",
+    )
+    .unwrap();
+    let db = lab.dir.join("leases.db");
+    // dhcrelay's Relay-Forward is served only from a trusted relay (`server::trust`).
+    lab.start(&["--config", cfg.to_str().unwrap(), "--lease-db", db.to_str().unwrap(), "--trusted-relay", DHCRELAY]);
+    let (env, out) = lab.dhclient_stateless();
+    let log = lab.log();
+    assert_eq!(env.get("new_dhcp6_name_servers").map(String::as_str), Some("2001:db8:2::53"), "{out}\n{log}");
+    assert_eq!(
+        env.get("new_dhcp6_domain_search").map(String::as_str),
+        Some("defaults.example."),
+        "the link is over [defaults], not over srv0: {out}"
+    );
+    // A stateful client on the same link: its address from the link's pool, its options the
+    // link's.
+    let (env, out) = lab.dhclient(&["-N"], "cli0");
+    let addr = env.get("new_ip6_address").unwrap_or_else(|| panic!("no address:\n{out}\n{}", lab.log()));
+    assert!(addr.starts_with("2001:db8:2::1"), "{addr}");
+    assert_eq!(env.get("new_dhcp6_name_servers").map(String::as_str), Some("2001:db8:2::53"), "{out}");
+}
+
 /// Finding 1: a host on the server's link sends its own Relay-Forward (made-up Interface-ID
 /// and Remote-ID): dropped unanswered and counted, and the first one logged naming the flag,
 /// while dhcrelay's traffic (trusted by `--trusted-relay`) is served.

@@ -230,6 +230,76 @@ fn driver_without_native_xdp_falls_back_to_generic_mode() {
     assert!(lab.srv.run(&["ip", "-d", "link", "show", "srv0"]).unwrap().contains("xdp "), "driver mode on veth");
 }
 
+/// The options probe: a raw option (`--option`) is in the XDP answer and in userspace's
+/// byte for byte (userspace answers the request that carries a User Class not ignored,
+/// which the program passes up); an ignored User Class gets no answer, to an
+/// Information-Request (passed up by XDP, dropped by userspace) or a Solicit, and each drop
+/// is counted.
+#[test]
+fn a_raw_option_is_byte_equal_from_both_paths_and_an_ignored_user_class_gets_nothing() {
+    let mut lab = Lab::new("uc");
+    let db = lab.dir.join("leases.db");
+    let mut args = ARGS.to_vec();
+    args.extend([
+        "--option",
+        "100:0a0b0c",
+        "--ignore-user-class",
+        "iptv",
+        "--na-pool",
+        "2001:db8:1::100-2001:db8:1::1ff",
+    ]);
+    args.extend(["--lease-db", db.to_str().unwrap()]);
+    lab.start(&args);
+    let iptv = opt(15, &[0, 4, b'i', b'p', b't', b'v']);
+    let vod = opt(15, &[0, 3, b'v', b'o', b'd']);
+    let xdp =
+        lab.exchange(&message(11, &[client_id(14), oro(&[23, 24])]), Duration::from_secs(3)).expect("XDP answers");
+    let s = lab.stats();
+    assert!(s["xdp_answered"] >= 1, "{s:?}");
+    let m = Message::parse(&xdp).unwrap();
+    assert_eq!(m.find(100), Some(&[0x0a, 0x0b, 0x0c][..]), "the raw option in the XDP answer");
+    let user = lab.exchange(&message(11, &[client_id(14), oro(&[23, 24]), vod]), Duration::from_secs(3));
+    let user = user.expect("userspace answers a User Class that is not ignored");
+    assert_eq!(user, xdp, "userspace's answer is the fast path's, byte for byte");
+    let after = lab.stats();
+    assert_eq!(after["xdp_pass_user_class"], s["xdp_pass_user_class"] + 1, "{after:?}");
+    assert_eq!(after["xdp_answered"], s["xdp_answered"], "{after:?}");
+    // Ignored: no answer to an Information-Request nor to a Solicit.
+    assert_eq!(lab.exchange(&message(11, &[client_id(14), iptv.clone()]), Duration::from_secs(2)), None);
+    let ia_na = opt(3, &[0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0]);
+    assert_eq!(lab.exchange(&message(1, &[client_id(14), ia_na.clone(), iptv]), Duration::from_secs(2)), None);
+    let advertise = lab.exchange(&message(1, &[client_id(14), ia_na]), Duration::from_secs(3)).expect("an Advertise");
+    assert_eq!(Message::parse(&advertise).unwrap().msg_type(), 2);
+    testbed::wait_for(
+        Duration::from_secs(3),
+        || Ok(lab.stats().get("user_drop_user_class").copied().unwrap_or(0) >= 2),
+    )
+    .unwrap();
+    let s = lab.stats();
+    assert_eq!(s["user_drop_user_class"], 2, "{s:?}");
+    assert_eq!(s["xdp_pass_user_class"], after["xdp_pass_user_class"] + 1, "the IR went up: {s:?}");
+}
+
+/// With the fast path off, userspace alone: the raw option the same, the ignored class
+/// dropped and counted.
+#[test]
+fn with_no_fast_path_the_raw_option_and_the_user_class_filter_are_the_same() {
+    let mut lab = Lab::new("un");
+    let mut args = ARGS.to_vec();
+    args.extend(["--option", "100:0a0b0c", "--ignore-user-class", "iptv", "--no-fast-path"]);
+    lab.start(&args);
+    let r = lab.exchange(&message(11, &[client_id(14), oro(&[23, 24])]), Duration::from_secs(3)).expect("an answer");
+    assert_eq!(Message::parse(&r).unwrap().find(100), Some(&[0x0a, 0x0b, 0x0c][..]));
+    let iptv = opt(15, &[0, 4, b'i', b'p', b't', b'v']);
+    assert_eq!(lab.exchange(&message(11, &[client_id(14), iptv]), Duration::from_secs(2)), None);
+    testbed::wait_for(
+        Duration::from_secs(3),
+        || Ok(lab.stats().get("user_drop_user_class").copied().unwrap_or(0) >= 1),
+    )
+    .unwrap();
+    assert_eq!(lab.stats()["xdp_answered"], 0);
+}
+
 /// Finding 6 and RFC 9915 section 16: a request from a global source that is not on the link
 /// (spoofed, or routed from afar) gets no answer, nor does a client message sent by unicast;
 /// both are counted. An Information-Request to our link-local address is still answered, as

@@ -478,7 +478,7 @@ fn random_request(rng: &mut StdRng) -> Vec<u8> {
     }
     if rng.random_bool(0.7) {
         let codes: Vec<u16> = (0..rng.random_range(0..8))
-            .map(|_| *[23, 24, 31, 56, 32, 83, 82, 64, 100, 200].get(rng.random_range(0..10)).unwrap())
+            .map(|_| *[23, 24, 31, 56, 32, 83, 82, 64, 100, 200, 17, 103].get(rng.random_range(0..12)).unwrap())
             .collect();
         opts.push(oro(&codes));
     }
@@ -554,7 +554,7 @@ fn configured(code: u16, policy: SendPolicy, data: &[u8]) -> ConfiguredOption {
 
 /// `iface` untagged, and the VLANs of `vlan_maps` with their own reply data; no flood limits
 /// (the buckets' clock is not the model's to replay; `a_flood_from_one_mac...` covers them).
-fn differential(iface: &ModelIface, count: usize) {
+fn differential(iface: &ModelIface, count: usize) -> std::collections::BTreeMap<String, usize> {
     let seed: u64 = std::env::var("DHCPV6_FUZZ_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x5eed_d6);
     let mut rng = StdRng::seed_from_u64(seed);
     let mut maps = vlan_maps();
@@ -586,4 +586,69 @@ fn differential(iface: &ModelIface, count: usize) {
     for k in ["tx", "tx_vlan", "pass_vlan", "drop_malformed", "pass_checksum", "pass_other_msg", "drop_ia_present"] {
         assert!(tally.get(k).copied().unwrap_or(0) > 100, "too few {k} outcomes: {tally:?}");
     }
+    tally
+}
+
+/// The options an operator adds: raw ones (sent always, and on request with a code above
+/// 64), vendor-specific, captive portal, NTP by name, as `ServiceOptions` encodes them.
+fn operator_options() -> Vec<ConfiguredOption> {
+    use dhcpv6::server::typed_options::{CustomOption, VendorOption};
+    dhcpv6::server::ServiceOptions {
+        dns: vec!["2001:db8::53".parse().unwrap()],
+        ntp_fqdn: vec!["ntp.example".into()],
+        captive_portal: Some("https://portal.example/api".into()),
+        vendor: vec![VendorOption { enterprise: 4491, suboptions: vec![(1, vec![0xaa, 0xbb, 0xcc])], always: false }],
+        raw: vec![
+            CustomOption { code: 100, data: vec![1, 2, 3], always: false },
+            CustomOption { code: 250, data: vec![9; 7], always: true },
+        ],
+        ..Default::default()
+    }
+    .encode()
+    .unwrap()
+}
+
+#[test]
+fn differential_with_raw_and_typed_options() {
+    let mut iface = model_iface(true);
+    iface.svc.options = operator_options();
+    let count: usize = std::env::var("DHCPV6_FUZZ_FRAMES").ok().and_then(|s| s.parse().ok()).unwrap_or(100_000);
+    differential(&iface, count / 2);
+    // The raw option sent always is in every answer, those on request only when asked.
+    let mut p = Program::load(Some(&iface));
+    let plain = expect_same(&mut p, &iface, "raw, no ORO", &spec().build(&info_req(&[client_id(14)])));
+    let asked =
+        expect_same(&mut p, &iface, "raw, ORO", &spec().build(&info_req(&[client_id(14), oro(&[100, 17, 103])])));
+    let codes = |o: &Outcome| match o {
+        Outcome::Tx(f) => Message::parse(&f[62..]).unwrap().options().map(|o| o.code).collect::<Vec<_>>(),
+        o => panic!("no answer: {o:?}"),
+    };
+    assert_eq!(codes(&plain), vec![1, 2, 23, 250]);
+    assert_eq!(codes(&asked), vec![1, 2, 23, 103, 17, 100, 250]);
+}
+
+/// With a User Class filter every Information-Request carrying a User Class goes up
+/// (`pass_user_class`), whatever its class; without one it is answered as before.
+#[test]
+fn differential_with_the_user_class_filter() {
+    let mut iface = model_iface(true);
+    iface.svc.ignore_user_classes = vec![b"iptv".to_vec()];
+    let count: usize = std::env::var("DHCPV6_FUZZ_FRAMES").ok().and_then(|s| s.parse().ok()).unwrap_or(100_000);
+    let tally = differential(&iface, count / 2);
+    assert!(tally.get("pass_user_class").copied().unwrap_or(0) > 100, "{tally:?}");
+    let mut p = Program::load(Some(&iface));
+    let iptv = spec().build(&info_req(&[client_id(14), opt(15, &[0, 4, b'i', b'p', b't', b'v'])]));
+    assert_eq!(expect_same(&mut p, &iface, "iptv", &iptv), Outcome::Pass(Verdict::PassUserClass));
+    let vod = spec().build(&info_req(&[opt(15, &[0, 3, b'v', b'o', b'd']), client_id(14)]));
+    assert_eq!(expect_same(&mut p, &iface, "vod", &vod), Outcome::Pass(Verdict::PassUserClass));
+    let none = spec().build(&info_req(&[client_id(14)]));
+    assert!(matches!(expect_same(&mut p, &iface, "no class", &none), Outcome::Tx(_)));
+    // Malformed after the User Class: still dropped in XDP.
+    let mut broken = info_req(&[opt(15, &[0, 4, b'i', b'p', b't', b'v']), client_id(14)]);
+    broken.extend_from_slice(&[0, 8, 0]);
+    let broken = spec().build(&broken);
+    assert_eq!(expect_same(&mut p, &iface, "broken", &broken), Outcome::Drop(Verdict::DropMalformed));
+    let unfiltered = model_iface(true);
+    let mut p = Program::load(Some(&unfiltered));
+    assert!(matches!(expect_same(&mut p, &unfiltered, "iptv, no filter", &iptv), Outcome::Tx(_)));
 }

@@ -4,7 +4,7 @@
 use dhcpv6_common::{
     limits::{MAX_OPTIONS, MAX_ORO_CODES},
     wire::{opt, DUID_MAX_LEN, DUID_MIN_LEN},
-    IfaceReply, Scratch, REQ_BUF, REQ_MASK,
+    IfaceReply, Scratch, IFACE_USER_CLASS_FILTER, REQ_BUF, REQ_MASK,
 };
 
 use crate::{
@@ -38,7 +38,7 @@ pub fn walk(scratch: &mut Scratch, udp_len: usize, iface: &IfaceReply) -> Result
     // Only what the walk reads before writing it is reset (a whole-struct reset is a memset
     // call per frame); the offsets are read only when their length or count says so.
     let f = &mut scratch.found;
-    for field in [&mut f.cid_len, &mut f.sid_len, &mut f.ia, &mut f.malformed, &mut f.oro_count] {
+    for field in [&mut f.cid_len, &mut f.sid_len, &mut f.ia, &mut f.malformed, &mut f.oro_count, &mut f.user_class] {
         set(field, 0);
     }
     // SAFETY: plain fields of per-CPU scratch (volatile for the reason in `scratch`; word by
@@ -77,6 +77,7 @@ pub fn walk(scratch: &mut Scratch, udp_len: usize, iface: &IfaceReply) -> Result
                 set(&mut f.sid_len, len as u32);
             }
             opt::IA_NA | opt::IA_TA | opt::IA_PD => set(&mut f.ia, 1),
+            opt::USER_CLASS => set(&mut f.user_class, 1),
             opt::ORO => {
                 if len % 2 != 0 {
                     set(&mut f.malformed, 1);
@@ -96,6 +97,10 @@ pub fn walk(scratch: &mut Scratch, udp_len: usize, iface: &IfaceReply) -> Result
     let f = &scratch.found;
     if off < end || get(&f.oro_count) > 1 {
         return Err(Verdict::PassLimits);
+    }
+    // Matching classes is userspace's job: the program only knows a filter exists.
+    if get(&f.user_class) != 0 && iface.flags & IFACE_USER_CLASS_FILTER != 0 {
+        return Err(Verdict::PassUserClass);
     }
     if get(&f.ia) != 0 {
         return Err(Verdict::DropIaPresent);

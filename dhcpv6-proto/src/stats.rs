@@ -82,6 +82,8 @@ counters! {
     /// A reply that would not fit a datagram, or with an option too long for its 16-bit
     /// length (never sent truncated).
     DropReplyTooLong => "drop_reply_too_long",
+    /// A client whose User Class is one of `ignore_user_classes` (any message type).
+    DropUserClass => "drop_user_class",
     /// A new lease refused because the client's DUID holds as many as its link allows.
     LimitLeasesPerClient => "limit_leases_per_client",
     /// A new lease refused because the client's MAC (or relay identity) holds as many as its

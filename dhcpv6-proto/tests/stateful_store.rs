@@ -48,6 +48,7 @@ fn ctx() -> ClientContext<'static> {
         peer: "fe80::2".parse().unwrap(),
         arrival: "eth1",
         options: &[],
+        ignore_user_classes: &[],
     }
 }
 

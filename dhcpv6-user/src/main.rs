@@ -74,6 +74,13 @@ struct RunArgs {
     /// CPEs that keep retrying Solicits back off to at most this interval (RFC 9915 21.24)
     #[arg(long, value_name = "SECS")]
     sol_max_rt: Option<u32>,
+    /// A raw option sent in every reply, as CODE:HEX (e.g. 100:0a0b); repeatable. Over the
+    /// file's raw option of the same code.
+    #[arg(long = "option", value_name = "CODE:HEX")]
+    raw_option: Vec<String>,
+    /// Give no answer to clients whose User Class option carries TEXT; repeatable.
+    #[arg(long = "ignore-user-class", value_name = "TEXT")]
+    ignore_user_class: Vec<String>,
     /// Stateful: at most N addresses and prefixes per client DUID on each link (0: no
     /// limit; default 8, or the file's max_leases_per_client). Over every link's own.
     #[arg(long, value_name = "N")]
@@ -255,6 +262,8 @@ fn main() -> Result<ExitCode> {
                     rapid_commit: r.rapid_commit,
                     trusted_relays: r.trusted_relay,
                     sol_max_rt: r.sol_max_rt,
+                    raw_options: r.raw_option,
+                    ignore_user_classes: r.ignore_user_class,
                     max_leases_per_client: r.max_leases_per_client,
                     max_leases_per_mac: r.max_leases_per_mac,
                     server_duid: r.server_duid,

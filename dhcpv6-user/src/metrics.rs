@@ -418,10 +418,10 @@ mod tests {
     #[test]
     fn render_exports_every_family_with_its_series() {
         let e = exported();
-        assert_eq!(e["dhcpv6_xdp_frames_total"].len(), 19);
-        assert!(e["dhcpv6_xdp_frames_total"]
-            .iter()
-            .any(|l| l.get("outcome").map(String::as_str) == Some("drop_flood")));
+        assert_eq!(e["dhcpv6_xdp_frames_total"].len(), 20);
+        for outcome in ["drop_flood", "pass_user_class"] {
+            assert!(e["dhcpv6_xdp_frames_total"].iter().any(|l| l.get("outcome").map(String::as_str) == Some(outcome)));
+        }
         assert_eq!(e["dhcpv6_userspace_total"].len(), Counter::ALL.len());
         assert_eq!(e["dhcpv6_messages_total"].len(), 14 * MessageOutcome::ALL.len());
         assert_eq!(e["dhcpv6_store_commit_seconds_bucket"].len(), crate::stats::COMMIT_BUCKETS.len() + 1);

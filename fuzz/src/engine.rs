@@ -190,6 +190,7 @@ fn context(step: &Step) -> ClientContext<'static> {
         relay,
         arrival: LINK,
         options: &OPTIONS,
+        ignore_user_classes: &[],
     }
 }
 

@@ -41,10 +41,11 @@ pub fn service() -> IfaceService {
         inf_max_rt: Some(900),
         // Never in a Reply to Information-Request: both paths must leave it out.
         sol_max_rt: Some(600),
+        ..Default::default()
     }
     .encode()
     .unwrap();
-    IfaceService { duid: Duid::from_mac(SERVER_MAC), options }
+    IfaceService { duid: Duid::from_mac(SERVER_MAC), options, ignore_user_classes: Vec::new() }
 }
 
 pub fn model_iface(fast_path: bool) -> ModelIface {

@@ -48,6 +48,49 @@ pub(crate) struct Options {
     pub max_declined_per_client: Option<u32>,
     pub max_declined_per_link: Option<u32>,
     pub create_on_renew: Option<bool>,
+    // Options beyond the basics (typed forms, raw options) and the User Class filter.
+    pub ntp_fqdn: Option<Vec<Spanned<String>>>,
+    pub captive_portal: Option<Spanned<String>>,
+    pub dnr: Option<Vec<Dnr>>,
+    pub vendor: Option<Vec<Vendor>>,
+    pub option: Option<Vec<Raw>>,
+    pub ignore_user_classes: Option<Vec<Spanned<String>>>,
+}
+
+/// `[[defaults.dnr]]`, `[[interface.dnr]]`, `[[link.dnr]]`: one encrypted DNS resolver.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Dnr {
+    /// Refusals of the instance name this line.
+    pub adn: Spanned<String>,
+    pub priority: Option<u16>,
+    #[serde(default)]
+    pub addresses: Vec<Ipv6Addr>,
+    #[serde(default)]
+    pub alpn: Vec<String>,
+    pub port: Option<u16>,
+    pub dohpath: Option<String>,
+}
+
+/// `[[*.vendor]]`: Vendor-specific Information for one enterprise number.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Vendor {
+    pub enterprise: Spanned<u32>,
+    /// `"CODE:HEX"` each.
+    #[serde(default)]
+    pub suboptions: Vec<Spanned<String>>,
+    pub always: Option<bool>,
+}
+
+/// `[[*.option]]`: a raw option.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Raw {
+    pub code: Spanned<u16>,
+    pub hex: Spanned<String>,
+    /// Default true; false: only when the client's Option Request names it.
+    pub always: Option<bool>,
 }
 
 /// `[[interface]]`: the keys of `[defaults]` and of the pools, for one served interface.
@@ -62,6 +105,13 @@ pub(crate) struct Interface {
     pub information_refresh_time: Option<u32>,
     pub inf_max_rt: Option<u32>,
     pub sol_max_rt: Option<Spanned<u32>>,
+    // Options beyond the basics (typed forms, raw options) and the User Class filter.
+    pub ntp_fqdn: Option<Vec<Spanned<String>>>,
+    pub captive_portal: Option<Spanned<String>>,
+    pub dnr: Option<Vec<Dnr>>,
+    pub vendor: Option<Vec<Vendor>>,
+    pub option: Option<Vec<Raw>>,
+    pub ignore_user_classes: Option<Vec<Spanned<String>>>,
     #[serde(default)]
     pub na_pools: Vec<Spanned<String>>,
     #[serde(default)]
@@ -83,12 +133,26 @@ pub(crate) struct Interface {
     pub trusted_relays: Vec<Spanned<String>>,
 }
 
-/// `[[link]]`: the pools of a link behind relays. The same keys as `Interface` but the
-/// options: once links take options (DNS, domains, ...) the two are one struct.
+/// `[[link]]`: a link behind relays, with the keys of `Interface`: its pools, and options
+/// that relayed clients on it get instead of the arrival interface's.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Link {
     pub name: Spanned<String>,
+    pub dns: Option<Spanned<Vec<Ipv6Addr>>>,
+    pub domains: Option<Vec<Spanned<String>>>,
+    pub ntp: Option<Spanned<Vec<Ipv6Addr>>>,
+    pub sntp: Option<Spanned<Vec<Ipv6Addr>>>,
+    pub information_refresh_time: Option<u32>,
+    pub inf_max_rt: Option<u32>,
+    pub sol_max_rt: Option<Spanned<u32>>,
+    // Options beyond the basics (typed forms, raw options) and the User Class filter.
+    pub ntp_fqdn: Option<Vec<Spanned<String>>>,
+    pub captive_portal: Option<Spanned<String>>,
+    pub dnr: Option<Vec<Dnr>>,
+    pub vendor: Option<Vec<Vendor>>,
+    pub option: Option<Vec<Raw>>,
+    pub ignore_user_classes: Option<Vec<Spanned<String>>>,
     #[serde(default)]
     pub na_pools: Vec<Spanned<String>>,
     #[serde(default)]
@@ -160,21 +224,33 @@ impl Pools<'_> {
     }
 }
 
-impl Interface {
-    pub fn options(&self) -> Options {
-        Options {
-            dns: self.dns.clone(),
-            domains: self.domains.clone(),
-            ntp: self.ntp.clone(),
-            sntp: self.sntp.clone(),
-            information_refresh_time: self.information_refresh_time,
-            inf_max_rt: self.inf_max_rt,
-            sol_max_rt: self.sol_max_rt.clone(),
-            // The stateful keys are read through `pools()`.
-            ..Options::default()
+/// `options()` for the tables that carry the keys of `[defaults]`.
+macro_rules! options_view {
+    ($($table:ty),*) => {$(
+        impl $table {
+            pub fn options(&self) -> Options {
+                Options {
+                    dns: self.dns.clone(),
+                    domains: self.domains.clone(),
+                    ntp: self.ntp.clone(),
+                    sntp: self.sntp.clone(),
+                    information_refresh_time: self.information_refresh_time,
+                    inf_max_rt: self.inf_max_rt,
+                    sol_max_rt: self.sol_max_rt.clone(),
+                    ntp_fqdn: self.ntp_fqdn.clone(),
+                    captive_portal: self.captive_portal.clone(),
+                    dnr: self.dnr.clone(),
+                    vendor: self.vendor.clone(),
+                    option: self.option.clone(),
+                    ignore_user_classes: self.ignore_user_classes.clone(),
+                    // The stateful keys are read through `pools()`.
+                    ..Options::default()
+                }
+            }
         }
-    }
+    )*};
 }
+options_view!(Interface, Link);
 
 /// `pools()` for the tables that carry the stateful keys.
 macro_rules! pools_view {

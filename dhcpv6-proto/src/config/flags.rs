@@ -2,19 +2,20 @@
 //! `merge` lays it over a `ConfigFile` and checks what only the whole can show (an interface
 //! both served and relayed, pools of the flags overlapping the file's, nothing to serve).
 
-use std::net::Ipv6Addr;
+use std::{net::Ipv6Addr, sync::Arc};
 
 use crate::{
     resolv::HostResolver,
     server::{
         stateful::{check_links, AddrRange, LinkPools, PoolError, PrefixPool},
         trust::{Prefix, TrustedRelays},
+        LinkService,
     },
     wire::{domain, Duid},
 };
 
 use super::{
-    options::{check_lists, check_sol_max_rt, fits_one_option, OptionLayer},
+    options::{check_lists, check_sol_max_rt, fits_one_option, user_class, OptionLayer},
     validate::{hex_bytes, server_duid, ConfigFile},
     Config, ConfigError, IfaceConfig, Reason, RelaySettings, DEFAULT_LINK,
 };
@@ -44,6 +45,11 @@ pub struct Overrides {
     pub max_leases_per_mac: Option<u32>,
     /// `--server-duid HEX`: one Server Identifier for every interface, over the file's.
     pub server_duid: Option<String>,
+    /// `--option CODE:HEX`: raw options sent always, on every interface and link, over the
+    /// file's of the same code.
+    pub raw_options: Vec<String>,
+    /// `--ignore-user-class TEXT`: over every interface's and link's `ignore_user_classes`.
+    pub ignore_user_classes: Vec<String>,
 }
 
 /// The flags, each value checked.
@@ -82,6 +88,28 @@ impl TryFrom<&Overrides> for Flags {
                 None => None,
                 Some(v) => Some(
                     check_sol_max_rt(v).map_err(|reason| ConfigError::Flag { flag: "--sol-max-rt".into(), reason })?,
+                ),
+            },
+            raw: o
+                .raw_options
+                .iter()
+                .map(|s| {
+                    s.parse()
+                        .map_err(|p| ConfigError::Flag { flag: format!("--option {s}"), reason: Reason::Option(p) })
+                })
+                .collect::<Result<_, _>>()?,
+            ignore_user_classes: match o.ignore_user_classes.is_empty() {
+                true => None,
+                false => Some(
+                    o.ignore_user_classes
+                        .iter()
+                        .map(|c| {
+                            user_class(c).map_err(|p| ConfigError::Flag {
+                                flag: "--ignore-user-class".into(),
+                                reason: Reason::Option(p),
+                            })
+                        })
+                        .collect::<Result<_, _>>()?,
                 ),
             },
             ..Default::default()
@@ -200,6 +228,14 @@ pub(crate) fn merge(file: ConfigFile, overrides: &Overrides, host: &HostResolver
     }
     for i in &ifaces {
         i.service.encode().map_err(|source| ConfigError::Options { iface: i.name.clone(), source })?;
+    }
+    for (name, layer) in &file.link_options {
+        let service = flags.options.over(layer).resolve(host);
+        let options = service.encode().map_err(|source| ConfigError::LinkOptions { link: name.clone(), source })?;
+        let own = LinkService { options, ignore_user_classes: service.ignore_user_classes };
+        if let Some(l) = links.iter_mut().find(|l| &l.link == name) {
+            l.service = Some(Arc::new(own));
+        }
     }
     Ok(Config { ifaces, relay, links })
 }

@@ -21,9 +21,10 @@
 //! A new key is a field in `file.rs` (spanned if a later check refuses it), its check in
 //! `validate.rs` into a field of `ConfigFile`, and, when a flag can override it, a line in
 //! `flags.rs`; `Config` carries it to the daemon through an accessor. For the keys planned:
-//! - options per interface or per `[[link]]` (DNS, domains, NTP, raw options): a field of
-//!   `OptionLayer` (`options.rs`), the keys on `file::Link` too (it then becomes the same
-//!   struct as `file::Interface`), and a layer per link kept next to its `LinkPools`;
+//! - an option key: a field of `file::Options`, repeated on `file::Interface` and
+//!   `file::Link` (and in `options_view!`), and of `OptionLayer` (`options.rs`); a
+//!   `[[link]]` with option keys is a layer over `[defaults]` whose encoded options travel on
+//!   its `LinkPools::service`;
 //! - `[store] url`: a `file::Store` section, with `--lease-db` over it in `flags.rs`.
 
 mod file;
@@ -31,6 +32,8 @@ mod flags;
 mod options;
 mod validate;
 
+#[cfg(test)]
+mod options_tests;
 #[cfg(test)]
 mod tests;
 
@@ -78,6 +81,9 @@ pub enum ConfigError {
     /// first Information-Request.
     #[error("interface {iface}: its options cannot be sent: {source}")]
     Options { iface: String, source: crate::wire::WireError },
+    /// The same, for a `[[link]]`'s own options.
+    #[error("link {link}: its options cannot be sent: {source}")]
+    LinkOptions { link: String, source: crate::wire::WireError },
 }
 
 /// What is wrong with one value of the file or the command line.
@@ -117,6 +123,9 @@ pub enum Reason {
     /// A list whose option would not fit the 16-bit length of a DHCPv6 option.
     #[error("{option} take {bytes} bytes: more than one option holds (65,535)")]
     OptionTooLong { option: &'static str, bytes: usize },
+    /// A typed or raw option, or a user class, that cannot be sent as configured.
+    #[error("{0}")]
+    Option(#[from] crate::server::typed_options::OptionProblem),
 }
 
 /// The link of `--na-pool`/`--pd-pool`: every served interface, and relayed clients whose

@@ -2,12 +2,21 @@
 //! interface's table over `[defaults]`, then the host's resolv.conf for DNS and domains and
 //! the RFC defaults for the timers. A layer says only what it sets; `resolve` fills the rest.
 //!
-//! Per-`[[link]]` options and raw options are one more field here and one more layer in
-//! `flags.rs`'s merge; `ServiceOptions` is what the server encodes.
+//! A `[[link]]` that sets any of these keys is a layer of its own over `[defaults]` (a link
+//! is under no interface), for the relayed clients on it; `ServiceOptions` is what the
+//! server encodes. Every list replaces the one below it, except raw options, which are
+//! merged by code (a layer's option replaces the one of the same code below it).
 
 use std::net::Ipv6Addr;
 
-use crate::{resolv::HostResolver, server::ServiceOptions, wire::domain};
+use crate::{
+    resolv::HostResolver,
+    server::{
+        typed_options::{self, CustomOption, DnrInstance, OptionProblem, VendorOption},
+        ServiceOptions,
+    },
+    wire::domain,
+};
 
 use super::{file, file::Source, ConfigError, Reason};
 
@@ -27,6 +36,28 @@ pub(crate) struct OptionLayer {
     pub inf_max_rt: Option<u32>,
     /// Checked to lie in 60..=86400 when the layer is built.
     pub sol_max_rt: Option<u32>,
+    pub ntp_fqdn: Option<Vec<String>>,
+    pub captive_portal: Option<String>,
+    pub dnr: Option<Vec<DnrInstance>>,
+    pub vendor: Option<Vec<VendorOption>>,
+    /// Merged by code with the layer below (see the module doc).
+    pub raw: Vec<CustomOption>,
+    pub ignore_user_classes: Option<Vec<Vec<u8>>>,
+}
+
+/// A User Class to ignore, as bytes: any non-empty text.
+pub(crate) fn user_class(text: &str) -> Result<Vec<u8>, OptionProblem> {
+    if text.is_empty() || text.len() > usize::from(u16::MAX) {
+        return Err(OptionProblem::UserClass(text.to_owned()));
+    }
+    Ok(text.as_bytes().to_vec())
+}
+
+/// A vendor sub-option, `CODE:HEX`.
+fn suboption(s: &str) -> Result<(u16, Vec<u8>), OptionProblem> {
+    let bad = || OptionProblem::NotCodeHex(s.to_owned());
+    let (code, hex) = s.split_once(':').ok_or_else(bad)?;
+    Ok((code.trim().parse().map_err(|_| bad())?, typed_options::parse_hex(hex).ok_or_else(bad)?))
 }
 
 /// RFC 9915 section 21.24: a client ignores SOL_MAX_RT outside 60..=86400 seconds, so such a
@@ -95,7 +126,92 @@ impl OptionLayer {
             src.invalid(at, r)
         })?;
         let owned = |l: &Option<toml::Spanned<Vec<Ipv6Addr>>>| l.as_ref().map(|s| s.get_ref().clone());
+        let at = |offset: usize| move |p: OptionProblem| src.invalid(offset, Reason::Option(p));
+        let ntp_fqdn = o
+            .ntp_fqdn
+            .as_ref()
+            .map(|list| {
+                list.iter()
+                    .map(|d| {
+                        domain::encode(d.get_ref(), &mut Vec::new()).map(|()| d.get_ref().clone()).map_err(|error| {
+                            src.invalid(d.span().start, Reason::Domain { name: d.get_ref().clone(), error })
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()?;
+        let captive_portal = o
+            .captive_portal
+            .as_ref()
+            .map(|u| {
+                typed_options::check_captive_portal(u.get_ref())
+                    .map(|()| u.get_ref().clone())
+                    .map_err(at(u.span().start))
+            })
+            .transpose()?;
+        let dnr = o
+            .dnr
+            .as_ref()
+            .map(|list| {
+                list.iter()
+                    .map(|d| {
+                        let i = DnrInstance {
+                            priority: d.priority.unwrap_or(1),
+                            adn: d.adn.get_ref().clone(),
+                            addresses: d.addresses.clone(),
+                            alpn: d.alpn.clone(),
+                            port: d.port,
+                            dohpath: d.dohpath.clone(),
+                        };
+                        i.check().map(|()| i).map_err(at(d.adn.span().start))
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()?;
+        let vendor = o
+            .vendor
+            .as_ref()
+            .map(|list| {
+                list.iter()
+                    .map(|v| {
+                        let suboptions = v
+                            .suboptions
+                            .iter()
+                            .map(|s| suboption(s.get_ref()).map_err(at(s.span().start)))
+                            .collect::<Result<Vec<_>, _>>()?;
+                        let vo = VendorOption {
+                            enterprise: *v.enterprise.get_ref(),
+                            suboptions,
+                            always: v.always.unwrap_or(false),
+                        };
+                        vo.check().map(|()| vo).map_err(at(v.enterprise.span().start))
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()?;
+        let mut raw: Vec<CustomOption> = Vec::new();
+        for r in o.option.iter().flatten() {
+            let bad_hex = || OptionProblem::NotCodeHex(format!("{}:{}", r.code.get_ref(), r.hex.get_ref()));
+            let data = typed_options::parse_hex(r.hex.get_ref()).ok_or_else(bad_hex).map_err(at(r.hex.span().start))?;
+            let c = CustomOption { code: *r.code.get_ref(), data, always: r.always.unwrap_or(true) };
+            c.check().map_err(at(r.code.span().start))?;
+            if raw.iter().any(|x| x.code == c.code) {
+                return Err(src.invalid(r.code.span().start, Reason::Option(OptionProblem::DuplicateRaw(c.code))));
+            }
+            raw.push(c);
+        }
+        let ignore_user_classes = o
+            .ignore_user_classes
+            .as_ref()
+            .map(|list| list.iter().map(|c| user_class(c.get_ref()).map_err(at(c.span().start))).collect())
+            .transpose()?;
         Ok(Self {
+            ntp_fqdn,
+            captive_portal,
+            dnr,
+            vendor,
+            raw,
+            ignore_user_classes,
             dns: owned(&o.dns),
             domains,
             ntp: owned(&o.ntp),
@@ -122,6 +238,18 @@ impl OptionLayer {
             information_refresh_time: pick(&self.information_refresh_time, &under.information_refresh_time),
             inf_max_rt: pick(&self.inf_max_rt, &under.inf_max_rt),
             sol_max_rt: pick(&self.sol_max_rt, &under.sol_max_rt),
+            ntp_fqdn: pick(&self.ntp_fqdn, &under.ntp_fqdn),
+            captive_portal: pick(&self.captive_portal, &under.captive_portal),
+            dnr: pick(&self.dnr, &under.dnr),
+            vendor: pick(&self.vendor, &under.vendor),
+            raw: under
+                .raw
+                .iter()
+                .filter(|u| !self.raw.iter().any(|t| t.code == u.code))
+                .chain(&self.raw)
+                .cloned()
+                .collect(),
+            ignore_user_classes: pick(&self.ignore_user_classes, &under.ignore_user_classes),
         }
     }
 
@@ -136,6 +264,12 @@ impl OptionLayer {
             information_refresh_time: Some(self.information_refresh_time.unwrap_or(DEFAULT_IRT)),
             inf_max_rt: Some(self.inf_max_rt.unwrap_or(DEFAULT_INF_MAX_RT)),
             sol_max_rt: self.sol_max_rt,
+            ntp_fqdn: self.ntp_fqdn.clone().unwrap_or_default(),
+            captive_portal: self.captive_portal.clone(),
+            dnr: self.dnr.clone().unwrap_or_default(),
+            vendor: self.vendor.clone().unwrap_or_default(),
+            raw: self.raw.clone(),
+            ignore_user_classes: self.ignore_user_classes.clone().unwrap_or_default(),
         }
     }
 }

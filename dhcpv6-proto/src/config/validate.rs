@@ -45,6 +45,9 @@ pub struct ConfigFile {
     pub(crate) lines: Vec<LinkLines>,
     /// As written; checked against the served interfaces once the flags are in.
     pub(crate) relay: Option<RelaySettings>,
+    /// The option layers of `[[link]]`s that set any option key (already over `[defaults]`),
+    /// by link name: their relayed clients get these instead of the arrival interface's.
+    pub(crate) link_options: Vec<(String, OptionLayer)>,
     /// `server_duid`: replaces every interface's own DUID.
     pub(crate) server_duid: Option<Duid>,
 }
@@ -69,6 +72,13 @@ impl TryFrom<Source<'_>> for ConfigFile {
             let trusted_relays = trusted_relays(&fi.trusted_relays, &src)?;
             interfaces.push(InterfaceSection { name: name.clone(), options, trusted_relays });
         }
+        let mut link_options = Vec::new();
+        for l in &doc.link {
+            let own = OptionLayer::from_file(&l.options(), &src)?;
+            if own != OptionLayer::default() {
+                link_options.push((l.name.get_ref().clone(), own.over(&defaults)));
+            }
+        }
         let tables = doc.interface.iter().map(file::Interface::pools).filter(|p| !p.is_empty());
         let (links, lines): (Vec<_>, Vec<_>) = tables
             .chain(doc.link.iter().map(file::Link::pools))
@@ -87,6 +97,7 @@ impl TryFrom<Source<'_>> for ConfigFile {
                 .as_ref()
                 .map(|s| server_duid(&hex(s, "server_duid", &src)?).map_err(|r| src.invalid(s.span().start, r)))
                 .transpose()?,
+            link_options,
         };
         check_links(&file.links).map_err(|r| file.refused(r))?;
         Ok(file)

@@ -7,6 +7,8 @@ pub mod relay_agent;
 pub mod stateful;
 pub mod stateless;
 pub mod trust;
+pub mod typed_options;
+pub mod user_class;
 
 pub use options::{ConfiguredOption, SendPolicy, ServiceOptions};
-pub use stateless::{information_request, Discard, IfaceService};
+pub use stateless::{information_request, information_request_with, Discard, IfaceService, LinkService};

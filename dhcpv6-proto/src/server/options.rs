@@ -5,6 +5,7 @@ use std::net::Ipv6Addr;
 
 use dhcpv6_common::wire::opt;
 
+use super::typed_options::{self, CustomOption, DnrInstance, VendorOption};
 use crate::wire::{domain, writer::encode_option, WireError};
 
 /// When an option goes into a Reply.
@@ -58,6 +59,27 @@ pub struct ServiceOptions {
     /// message, so that CPEs retrying Solicits after an outage back off to it (odhcpd does
     /// the same); never in a Reply to Information-Request, where it means nothing.
     pub sol_max_rt: Option<u32>,
+    /// NTP servers by name: FQDN sub-options (RFC 5908) in the NTP option, after the
+    /// addresses.
+    pub ntp_fqdn: Vec<String>,
+    /// Captive-Portal URI (option 103, RFC 8910), sent when requested.
+    pub captive_portal: Option<String>,
+    /// Encrypted DNS resolvers (option 144, RFC 9463), one option each, sent when requested.
+    pub dnr: Vec<DnrInstance>,
+    /// Vendor-specific Information (option 17), one option per enterprise number.
+    pub vendor: Vec<VendorOption>,
+    /// Raw options, last on the wire, in configuration order.
+    pub raw: Vec<CustomOption>,
+    /// User Class data (option 15 items) whose clients get no answer; not an option.
+    pub ignore_user_classes: Vec<Vec<u8>>,
+}
+
+fn policy(always: bool) -> SendPolicy {
+    if always {
+        SendPolicy::Always
+    } else {
+        SendPolicy::WhenRequested
+    }
 }
 
 /// RFC 5908 NTP suboption: server address.
@@ -92,15 +114,35 @@ impl ServiceOptions {
         if let Some(rt) = self.sol_max_rt {
             push(opt::SOL_MAX_RT, SendPolicy::Always, rt.to_be_bytes().to_vec())?;
         }
-        if !self.ntp.is_empty() {
+        if !self.ntp.is_empty() || !self.ntp_fqdn.is_empty() {
             let mut data = Vec::new();
             for a in &self.ntp {
                 data.extend_from_slice(&encode_option(NTP_SUBOPTION_SRV_ADDR, &a.octets())?);
+            }
+            for name in &self.ntp_fqdn {
+                data.extend_from_slice(&typed_options::ntp_fqdn_suboption(name)?);
             }
             push(opt::NTP_SERVER, SendPolicy::WhenRequested, data)?;
         }
         if !self.sntp.is_empty() {
             push(opt::SNTP_SERVERS, SendPolicy::WhenRequested, self.sntp.iter().flat_map(|a| a.octets()).collect())?;
+        }
+        if let Some(uri) = &self.captive_portal {
+            push(typed_options::CAPTIVE_PORTAL, SendPolicy::WhenRequested, uri.as_bytes().to_vec())?;
+        }
+        for d in &self.dnr {
+            // Checked when configured: what is left to fail here is the wire's own limits.
+            let data = d.data().map_err(|p| match p {
+                typed_options::OptionProblem::Wire(e) => e,
+                _ => WireError::BadLength { code: typed_options::V6_DNR, len: 0 },
+            })?;
+            push(typed_options::V6_DNR, SendPolicy::WhenRequested, data)?;
+        }
+        for v in &self.vendor {
+            push(opt::VENDOR_OPTS, policy(v.always), v.data()?)?;
+        }
+        for r in &self.raw {
+            push(r.code, policy(r.always), r.data.clone())?;
         }
         Ok(out)
     }

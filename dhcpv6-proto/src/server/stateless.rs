@@ -13,6 +13,16 @@ use crate::wire::{Duid, Message, WireError, Writer};
 pub struct IfaceService {
     pub duid: Duid,
     pub options: Vec<ConfiguredOption>,
+    /// Clients whose User Class carries one of these get no answer (`user_class`).
+    pub ignore_user_classes: Vec<Vec<u8>>,
+}
+
+/// What a relayed link (`[[link]]` with options of its own) serves in place of the arrival
+/// interface's options: the same two things, without an identity (ours is the interface's).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LinkService {
+    pub options: Vec<ConfiguredOption>,
+    pub ignore_user_classes: Vec<Vec<u8>>,
 }
 
 impl IfaceService {
@@ -35,6 +45,8 @@ pub enum Discard {
     Unsupported(u8),
     #[error("reply not sent: {0}")]
     ReplyTooLong(WireError),
+    #[error("User Class is one of ignore_user_classes")]
+    IgnoredUserClass,
 }
 
 impl Discard {
@@ -45,28 +57,43 @@ impl Discard {
             Discard::ForeignServerId => Counter::DropForeignServerId,
             Discard::Unsupported(_) => Counter::DropUnsupported,
             Discard::ReplyTooLong(_) => Counter::DropReplyTooLong,
+            Discard::IgnoredUserClass => Counter::DropUserClass,
         }
     }
 }
 
 /// Validates an Information-Request and builds its Reply.
 pub fn information_request(m: &Message<'_>, svc: &IfaceService) -> Result<Vec<u8>, Discard> {
+    information_request_with(m, &svc.duid, &svc.options, &svc.ignore_user_classes)
+}
+
+/// [`information_request`] with the options of the client's link (a relayed link's own,
+/// else the interface's) and our identity.
+pub fn information_request_with(
+    m: &Message<'_>,
+    duid: &Duid,
+    options: &[ConfiguredOption],
+    ignore_user_classes: &[Vec<u8>],
+) -> Result<Vec<u8>, Discard> {
     debug_assert_eq!(m.msg_type(), msg::INFORMATION_REQUEST);
     let client_id = m.client_id()?;
     let server_id = m.server_id()?;
     let requested = m.requested_options()?;
+    if super::user_class::ignored(m, ignore_user_classes) {
+        return Err(Discard::IgnoredUserClass);
+    }
     if m.has_ia() {
         return Err(Discard::IaPresent);
     }
-    if server_id.is_some_and(|s| s != svc.duid.as_bytes()) {
+    if server_id.is_some_and(|s| s != duid.as_bytes()) {
         return Err(Discard::ForeignServerId);
     }
     let mut w = Writer::message(msg::REPLY, m.xid());
     if let Some(cid) = client_id {
         w.option(opt::CLIENTID, cid);
     }
-    w.option(opt::SERVERID, svc.duid.as_bytes());
-    for o in svc.options.iter().filter(|o| o.in_information_reply() && o.selected(&requested)) {
+    w.option(opt::SERVERID, duid.as_bytes());
+    for o in options.iter().filter(|o| o.in_information_reply() && o.selected(&requested)) {
         w.raw(&o.encoded);
     }
     w.finish().map_err(Discard::ReplyTooLong)
@@ -78,7 +105,7 @@ mod tests {
 
     fn svc() -> IfaceService {
         let options = crate::server::options::tests::sample().encode().unwrap();
-        IfaceService { duid: Duid::from_mac([2, 0, 0, 0, 0, 1]), options }
+        IfaceService { duid: Duid::from_mac([2, 0, 0, 0, 0, 1]), options, ignore_user_classes: vec![] }
     }
 
     fn req(opts: &[&[u8]]) -> Vec<u8> {
@@ -161,6 +188,18 @@ mod tests {
     }
 
     #[test]
+    fn an_ignored_user_class_gets_no_answer_and_others_do() {
+        let filtered = IfaceService { ignore_user_classes: vec![b"iptv".to_vec()], ..svc() };
+        let iptv = &[0, 15, 0, 6, 0, 4, b'i', b'p', b't', b'v'][..];
+        let vod = &[0, 15, 0, 5, 0, 3, b'v', b'o', b'd'][..];
+        let ask = |b: &[u8], s: &IfaceService| information_request(&Message::parse(b).unwrap(), s);
+        let e = ask(&req(&[CID, iptv]), &filtered).unwrap_err();
+        assert_eq!((e.clone(), e.counter()), (Discard::IgnoredUserClass, Counter::DropUserClass));
+        assert!(ask(&req(&[CID, vod]), &filtered).is_ok());
+        assert!(ask(&req(&[CID, iptv]), &svc()).is_ok(), "no filter configured");
+    }
+
+    #[test]
     fn a_reply_too_long_for_a_datagram_is_discarded() {
         let big = ConfiguredOption {
             code: opt::VENDOR_OPTS,
@@ -191,7 +230,7 @@ mod timer_tests {
         }
         .encode()
         .unwrap();
-        let svc = IfaceService { duid: Duid::from_mac([2, 0, 0, 0, 0, 1]), options };
+        let svc = IfaceService { duid: Duid::from_mac([2, 0, 0, 0, 0, 1]), options, ignore_user_classes: vec![] };
         let req = [msg::INFORMATION_REQUEST, 1, 2, 3];
         let reply = information_request(&Message::parse(&req).unwrap(), &svc).unwrap();
         let codes: Vec<u16> = Message::parse(&reply).unwrap().options().map(|o| o.code).collect();

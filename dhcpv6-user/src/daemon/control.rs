@@ -394,8 +394,9 @@ mod tests {
         u.message(1, MessageOutcome::Replied);
         u.commit_latency.observe(Duration::from_millis(2));
         let s = stats_view(Ok(dhcpv6_common::Counters::default()), &u);
-        assert_eq!(s.xdp.as_ref().map(|x| x.len()), Some(19));
+        assert_eq!(s.xdp.as_ref().map(|x| x.len()), Some(20));
         assert!(s.xdp.as_ref().is_some_and(|x| x.contains_key("drop_flood") && x.contains_key("drop_flood_relay")));
+        assert!(s.xdp.as_ref().is_some_and(|x| x.contains_key("pass_user_class")));
         assert_eq!(s.userspace.len(), Counter::ALL.len());
         assert_eq!(s.userspace["replied"], 1);
         assert_eq!(s.messages["solicit"]["replied"], 1);

@@ -12,7 +12,7 @@ use super::stateful::ReplyTo;
 use super::transmit::send_reply;
 use super::Server;
 use crate::{
-    server::{information_request, relay, stateful::ClientContext},
+    server::{information_request_with, relay, stateful::ClientContext},
     stats::{Counter, MessageOutcome},
     wire::Message,
 };
@@ -89,7 +89,13 @@ impl Server {
         let svc = iface.service().ok_or(Counter::IgnoredIfaceNotReady)?;
         match m.msg_type() {
             msg::INFORMATION_REQUEST => {
-                let reply = information_request(m, svc).map_err(|d| {
+                // A relayed client on a `[[link]]` with options of its own gets those.
+                let own = relayed.and_then(|sel| self.stateful.as_ref()?.link_service(iface.name(), Some(sel)));
+                let (options, classes) = match own.as_deref() {
+                    Some(l) => (&l.options[..], &l.ignore_user_classes[..]),
+                    None => (&svc.options[..], &svc.ignore_user_classes[..]),
+                };
+                let reply = information_request_with(m, &svc.duid, options, classes).map_err(|d| {
                     debug!(%from, reason = %d, "Information-Request discarded");
                     d.counter()
                 })?;
@@ -110,6 +116,7 @@ impl Server {
                     peer: *from.ip(),
                     arrival: iface.name(),
                     options: &svc.options,
+                    ignore_user_classes: &svc.ignore_user_classes,
                 };
                 st.serve(m, &ctx, to, wrap).await
             }

@@ -164,7 +164,8 @@ impl ServedIfaces {
         // A configured DUID (several boxes as one server) replaces the interface's own, in
         // userspace and in the fast path's reply data alike.
         let duid = served.cfg.server_duid().cloned().unwrap_or_else(|| Duid::from_mac(link.mac));
-        let svc = IfaceService { duid, options };
+        let ignore_user_classes = service.ignore_user_classes.clone();
+        let svc = IfaceService { duid, options, ignore_user_classes };
         let name = served.cfg.name().to_owned();
         let Some(ll) = link.link_local else {
             // No link-local address yet (DAD): the program cannot source replies; userspace will.

@@ -306,6 +306,15 @@ impl<S: Transmit> StatefulService<S> {
         }
     }
 
+    /// The own options of a relayed client's link, if it has some (`Engine::link_service`).
+    pub fn link_service(
+        &self,
+        arrival: &str,
+        relay: Option<&crate::server::relay::LinkSelector<'_>>,
+    ) -> Option<Arc<crate::server::LinkService>> {
+        lock(&self.engine).link_service(arrival, relay)
+    }
+
     /// True while the lease store writes (for the `dhcpv6_store_healthy` gauge).
     pub fn store_gauge(&self) -> Arc<std::sync::atomic::AtomicBool> {
         self.health.gauge()
@@ -513,6 +522,7 @@ mod tests {
                 peer: "fe80::2".parse().unwrap(),
                 arrival: "eth1",
                 options: &[],
+                ignore_user_classes: &[],
             }
         }
 

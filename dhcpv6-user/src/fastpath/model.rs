@@ -223,9 +223,10 @@ fn check_lengths(f: &[u8], Offsets { l3, l4 }: Offsets) -> Result<usize, Verdict
 
 /// The fast path's own limits, checked over the first `MAX_OPTIONS` options as the program
 /// walks them. `Ok`: within limits, or malformed (the server's decision then drops it).
-fn walk_limits(opts: &[u8]) -> Result<(), Outcome> {
+fn walk_limits(opts: &[u8], user_class_filter: bool) -> Result<(), Outcome> {
     let mut off = 0usize;
     let mut oros = 0;
+    let mut user_class = false;
     let (mut cid, mut sid) = (false, false);
     for _ in 0..MAX_OPTIONS {
         if off >= opts.len() {
@@ -246,12 +247,16 @@ fn walk_limits(opts: &[u8]) -> Result<(), Outcome> {
             opt::SERVERID => sid = true,
             opt::ORO if len % 2 != 0 => return Ok(()),
             opt::ORO => oros += 1,
+            opt::USER_CLASS => user_class = true,
             _ => {}
         }
         off += 4 + len;
     }
     if off < opts.len() || oros > 1 {
         return Err(Outcome::Pass(Verdict::PassLimits));
+    }
+    if user_class && user_class_filter {
+        return Err(Outcome::Pass(Verdict::PassUserClass));
     }
     Ok(())
 }
@@ -273,6 +278,8 @@ fn discard_verdict(d: &Discard) -> Verdict {
         // A reply over 65,535 bytes: never in the map (the daemon cannot build its reply
         // data), and past the program's reply-size limit anyway.
         Discard::ReplyTooLong(_) => Verdict::PassLimits,
+        // Not reached: with classes configured every request carrying one goes up first.
+        Discard::IgnoredUserClass => Verdict::PassUserClass,
     }
 }
 
@@ -306,7 +313,7 @@ fn serve(f: &[u8], off: Offsets, iface: &ModelIface) -> Result<Outcome, Outcome>
         return Err(Outcome::Pass(Verdict::PassChecksum));
     }
     let dhcp = &udp[8..];
-    walk_limits(&dhcp[4..])?;
+    walk_limits(&dhcp[4..], !iface.svc.ignore_user_classes.is_empty())?;
     let reply = Message::parse(dhcp).map_err(Discard::Malformed).and_then(|m| {
         let r = information_request(&m, &iface.svc)?;
         Ok((r, m.requested_options().map(|c| c.len()).unwrap_or(0)))

@@ -5,7 +5,7 @@ use std::net::Ipv6Addr;
 use dhcpv6_common::{
     csum_add_bytes,
     limits::{BLOCK_CAP, MAX_SEGMENTS, ORO_MASK_CODES},
-    IfaceReply, Segment, IFACE_FAST_PATH, SEG_REQUESTED_ONLY,
+    IfaceReply, Segment, IFACE_FAST_PATH, IFACE_USER_CLASS_FILTER, SEG_REQUESTED_ONLY,
 };
 
 use crate::server::{IfaceService, SendPolicy};
@@ -17,6 +17,9 @@ pub enum ReplyDataError {
     TooManyOptions(usize),
     #[error("{0} bytes of options do not fit the fast path's {BLOCK_CAP}-byte block")]
     TooLarge(usize),
+    /// The daemon then leaves the interface out of the map: userspace answers all of its
+    /// Information-Requests (a raw option with `always = false` and a code of 128 or more,
+    /// or DNR, which is sent only on request and has code 144).
     #[error("option {0} is sent only on request but its code is too high for the fast path")]
     RequestedCodeTooHigh(u16),
 }
@@ -34,6 +37,9 @@ pub fn build(
     r.mac = mac;
     r.link_local = link_local.octets();
     r.flags = if fast_path { IFACE_FAST_PATH } else { 0 };
+    if !svc.ignore_user_classes.is_empty() {
+        r.flags |= IFACE_USER_CLASS_FILTER;
+    }
     r.generation = generation;
     let duid = svc.duid.as_bytes();
     r.duid[..duid.len()].copy_from_slice(duid);
@@ -106,7 +112,7 @@ mod tests {
     }
 
     fn service(options: Vec<ConfiguredOption>) -> IfaceService {
-        IfaceService { duid: Duid::from_mac([2, 0, 0, 0, 0, 1]), options }
+        IfaceService { duid: Duid::from_mac([2, 0, 0, 0, 0, 1]), options, ignore_user_classes: vec![] }
     }
 
     #[test]
@@ -136,5 +142,36 @@ mod tests {
         let r = build([2, 0, 0, 0, 0, 1], "fe80::1".parse().unwrap(), &svc, true, 1).unwrap();
         assert_eq!(r.base_len, 0, "the program must select segment by segment");
         assert_eq!(r.requested_only, [1 << 56, 0]);
+    }
+
+    #[test]
+    fn a_user_class_filter_sets_the_flag() {
+        let ll = "fe80::1".parse().unwrap();
+        let plain = service(vec![option(23, SendPolicy::Always, 16)]);
+        assert_eq!(build([2, 0, 0, 0, 0, 1], ll, &plain, true, 1).unwrap().flags, IFACE_FAST_PATH);
+        let filtered = IfaceService { ignore_user_classes: vec![b"iptv".to_vec()], ..plain };
+        let r = build([2, 0, 0, 0, 0, 1], ll, &filtered, true, 1).unwrap();
+        assert_eq!(r.flags, IFACE_FAST_PATH | IFACE_USER_CLASS_FILTER);
+    }
+
+    /// DNR (144) goes only on request and its code is past the Option Request mask: no
+    /// reply data, so the daemon leaves userspace to answer the interface.
+    #[test]
+    fn dnr_and_high_requested_raw_options_keep_the_interface_out_of_the_fast_path() {
+        use crate::server::typed_options::{CustomOption, DnrInstance};
+        let ll = "fe80::1".parse().unwrap();
+        let dnr = crate::server::ServiceOptions {
+            dnr: vec![DnrInstance { priority: 1, adn: "dns.example".into(), ..Default::default() }],
+            ..Default::default()
+        };
+        let e = build([2, 0, 0, 0, 0, 1], ll, &service(dnr.encode().unwrap()), true, 1).unwrap_err();
+        assert_eq!(e, ReplyDataError::RequestedCodeTooHigh(144));
+        let raw = |always| crate::server::ServiceOptions {
+            raw: vec![CustomOption { code: 300, data: vec![1], always }],
+            ..Default::default()
+        };
+        assert!(build([2, 0, 0, 0, 0, 1], ll, &service(raw(true).encode().unwrap()), true, 1).is_ok());
+        let e = build([2, 0, 0, 0, 0, 1], ll, &service(raw(false).encode().unwrap()), true, 1).unwrap_err();
+        assert_eq!(e, ReplyDataError::RequestedCodeTooHigh(300));
     }
 }

@@ -145,6 +145,9 @@ pub struct LinkPools {
     /// Discard messages a client unicast to us (RFC 9915 section 16: we never send Server
     /// Unicast). The configuration always sets it; `false` serves them like any other.
     pub reject_unicast: bool,
+    /// A relayed link's own options (`[[link]]` with option keys); `None`: clients get the
+    /// options of the interface the message arrived on.
+    pub service: Option<std::sync::Arc<crate::server::LinkService>>,
     /// What one client may hold on this link (finding: one MAC with 10,000 DUIDs took 954
     /// leases and starved the link).
     pub limits: ClientLimits,
@@ -198,6 +201,7 @@ impl LinkPools {
             // find the host that squats on the address.
             decline_hold: 86_400,
             reject_unicast: false,
+            service: None,
             limits: ClientLimits::default(),
             create_on_renew: true,
         }

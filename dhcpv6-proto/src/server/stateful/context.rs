@@ -27,9 +27,12 @@ pub struct ClientContext<'a> {
     /// The interface the message arrived on: its link for a client on it, and where routes
     /// to its delegations go out.
     pub arrival: &'a str,
-    /// The link's configured options, placed in replies as the Option Request asks
+    /// The arrival interface's configured options, placed in replies as the Option Request asks
     /// (`ConfiguredOption::selected`), as for Information-Request.
     pub options: &'a [ConfiguredOption],
+    /// The interface's `ignore_user_classes`: a client carrying one gets no answer. A
+    /// relayed link with options of its own (`LinkPools::service`) replaces both.
+    pub ignore_user_classes: &'a [Vec<u8>],
 }
 
 /// A change to the routing table that follows a delegated prefix.

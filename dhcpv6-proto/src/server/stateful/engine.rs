@@ -17,6 +17,7 @@ use super::ia::{self, IaAnswer, IaRequest};
 use super::link;
 use super::state::Txn;
 use crate::server::relay::LinkSelector;
+use crate::server::user_class;
 
 /// How full one pool is, for metrics.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,6 +109,16 @@ impl Engine {
         let a = u128::from(link_address);
         let (_, &(end, link)) = self.relay_index.range(..=a).next_back()?;
         (a <= end).then_some(link)
+    }
+
+    /// The own options of the link a client is on, when that link has some (a relayed
+    /// `[[link]]` with option keys): what a relayed Information-Request is answered with.
+    pub fn link_service(
+        &self,
+        arrival: &str,
+        relay: Option<&LinkSelector<'_>>,
+    ) -> Option<std::sync::Arc<crate::server::LinkService>> {
+        self.link_index(arrival, relay).and_then(|i| self.alloc.links[i].service.clone())
     }
 
     /// The link a client is on (see `link.rs`).
@@ -220,6 +231,17 @@ impl Engine {
         let Some(link) = self.link_index(ctx.arrival, ctx.relay.as_ref()) else {
             return Outcome::dropped(Counter::DropUnknownLink);
         };
+        // A relayed link with options of its own answers with those, not the arrival
+        // interface's (and filters by its own User Classes).
+        let own = self.alloc.links[link].service.clone();
+        let (options, ignore_user_classes) = match own.as_deref() {
+            Some(s) => (&s.options[..], &s.ignore_user_classes[..]),
+            None => (ctx.options, ctx.ignore_user_classes),
+        };
+        if user_class::ignored(req, ignore_user_classes) {
+            return Outcome::dropped(Counter::DropUserClass);
+        }
+        let ctx = &ClientContext { options, ignore_user_classes, ..*ctx };
         let t = req.msg_type();
         let rule = match t {
             msg::SOLICIT | msg::REBIND | msg::CONFIRM => ServerIdRule::Forbidden,

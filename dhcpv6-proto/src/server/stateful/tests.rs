@@ -166,6 +166,7 @@ fn ctx() -> ClientContext<'static> {
         peer: a("fe80::2"),
         arrival: "eth1",
         options: &OPTIONS,
+        ignore_user_classes: &[],
     }
 }
 
@@ -844,6 +845,57 @@ fn advertise_and_reply_carry_sol_max_rt_and_never_the_refresh_time() {
         let sol = m.options().find(|o| o.code == opt::SOL_MAX_RT).unwrap();
         assert_eq!(sol.data, &1200u32.to_be_bytes()[..]);
     }
+}
+
+/// A relayed client on a link with options of its own gets those (and its User Class
+/// filter); a direct client gets its interface's, filtered by the interface's classes.
+#[test]
+fn a_relayed_link_with_its_own_options_answers_with_them() {
+    use crate::server::LinkService;
+    let own = ServiceOptions {
+        dns: vec![a("2001:db8:7::53")],
+        raw: vec![crate::server::typed_options::CustomOption { code: 100, data: vec![7], always: true }],
+        ..Default::default()
+    };
+    let service = LinkService { options: own.encode().unwrap(), ignore_user_classes: vec![b"iptv".to_vec()] };
+    let olt = LinkPools {
+        na: vec!["2001:db8:7::100-2001:db8:7::1ff".parse().unwrap()],
+        service: Some(std::sync::Arc::new(service)),
+        ..LinkPools::new("olt-7")
+    };
+    let mut e = engine(vec![link(), olt]);
+    let store = MemoryStore::new();
+    let relayed = ClientContext {
+        relay: Some(LinkSelector { interface_id: Some(b"olt-7"), ..Default::default() }),
+        peer: a("2001:db8:7::1"),
+        ..ctx()
+    };
+    let m = request(1).na(1, &[]);
+    let out = e.handle(&Message::parse(&m.0).unwrap(), &relayed, NOW);
+    store.commit(out.ops.clone()).wait_blocking().unwrap();
+    let r = Message::parse(out.reply.as_deref().unwrap()).unwrap().find(opt::DNS_SERVERS).map(<[u8]>::to_vec);
+    assert_eq!(r, Some(a("2001:db8:7::53").octets().to_vec()), "the link's DNS, not eth1's");
+    let reply = reply_of(&mut e, &store, &request(2).na(1, &[]), &relayed);
+    assert!(reply.codes.contains(&100), "{:?}", reply.codes);
+    assert!(e.link_service("eth1", relayed.relay.as_ref()).is_some());
+    assert!(e.link_service("eth1", None).is_none());
+    // eth1 (direct): its own options, no raw 100.
+    let direct = reply_of(&mut e, &store, &request(3).na(1, &[]), &ctx());
+    assert!(direct.codes.contains(&opt::DNS_SERVERS) && !direct.codes.contains(&100));
+    // The User Class filter of the link drops the relayed client; eth1 has none.
+    let iptv = [0, 4, b'i', b'p', b't', b'v'];
+    let out = run(&mut e, &store, &request(4).na(1, &[]).opt(opt::USER_CLASS, &iptv), &relayed, NOW).1;
+    assert_eq!((out.reply.is_none(), out.discard), (true, Some(Counter::DropUserClass)));
+    assert!(out.ops.is_empty());
+    assert!(run(&mut e, &store, &request(4).na(1, &[]).opt(opt::USER_CLASS, &iptv), &ctx(), NOW).0.is_some());
+    let classes = [b"iptv".to_vec()];
+    let filtered = ClientContext { ignore_user_classes: &classes, ..ctx() };
+    let out = run(&mut e, &store, &solicit(5).na(1, &[]).opt(opt::USER_CLASS, &iptv), &filtered, NOW).1;
+    assert_eq!(out.discard, Some(Counter::DropUserClass));
+}
+
+fn reply_of(e: &mut Engine, store: &MemoryStore, m: &Msg, c: &ClientContext) -> Decoded {
+    run(e, store, m, c, NOW).0.expect("a reply")
 }
 
 /// Handles a message as while the store cannot write.
