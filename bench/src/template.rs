@@ -41,9 +41,9 @@ pub fn information_request(src_mac: [u8; 6], src: Ipv6Addr, vlans: &[u16], tag: 
     let mut dhcp = vec![11, tag, 0, 0];
     // Client Identifier: DUID-LLT (type 1, hardware 1, time, link-layer address); the
     // address's last four bytes are the per-request tail.
-    let duid = [0, 1, 0, 1, 0x2f, 0x00, 0xbe, 0x6c, 0x02, 0xbe, 0, 0, 0, 0];
+    let duid: [u8; 14] = [0, 1, 0, 1, 0x2f, 0x00, 0xbe, 0x6c, 0x02, 0xbe, 0, 0, 0, 0];
     dhcp.extend_from_slice(&1u16.to_be_bytes());
-    dhcp.extend_from_slice(&(duid.len() as u16).to_be_bytes());
+    dhcp.extend_from_slice(&u16::try_from(duid.len()).expect("a 14-byte DUID").to_be_bytes());
     let tail_in_dhcp = dhcp.len() + duid.len() - 4;
     dhcp.extend_from_slice(&duid);
     dhcp.extend_from_slice(&[0, 6, 0, 4, 0, 23, 0, 24]);

@@ -57,16 +57,6 @@ fn store_leases(lab: &Lab) -> String {
     text(&out.stdout)
 }
 
-fn metrics(lab: &Lab) -> String {
-    lab.srv
-        .run(&[
-            "python3",
-            "-c",
-            "import urllib.request;print(urllib.request.urlopen('http://[::1]:9547/',timeout=5).read().decode())",
-        ])
-        .unwrap()
-}
-
 fn routes(lab: &Lab) -> String {
     lab.srv.run(&["ip", "-6", "route", "show", "proto", "dhcp"]).unwrap()
 }
@@ -187,7 +177,7 @@ fn ctl_lists_releases_and_refuses_a_bad_reload_while_the_daemon_serves() {
     assert!(n(&stats["lease_events"]["granted"]) >= 3, "{stats}");
     assert!(n(&stats["commit_latency"]["count"]) >= 5, "3 grants and 2 releases: {stats}");
     assert!(n(&stats["xdp"]["frames"]) > 0, "{stats}");
-    let m = metrics(&lab);
+    let m = lab.metrics();
     assert!(m.contains("dhcpv6_messages_total{type=\"request\",outcome=\"replied\"}"), "{m}");
     assert!(m.contains("dhcpv6_lease_events_total{event=\"operator_released\"} 2"), "{m}");
     let count: u64 = m

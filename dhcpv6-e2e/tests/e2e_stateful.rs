@@ -26,16 +26,6 @@ fn start(lab: &mut Lab) {
     ]);
 }
 
-fn metrics(lab: &Lab) -> String {
-    lab.srv
-        .run(&[
-            "python3",
-            "-c",
-            "import urllib.request;print(urllib.request.urlopen('http://[::1]:9547/',timeout=5).read().decode())",
-        ])
-        .unwrap()
-}
-
 fn leases(lab: &Lab) -> String {
     let out = std::process::Command::new(common::lab::daemon_bin())
         .arg("leases")
@@ -69,8 +59,8 @@ fn dhclient_gets_an_address_keeps_it_across_renew_and_restart_and_releases_it() 
     assert!(in_pool(&addr), "{addr} in {NA}");
     assert_eq!(env.get("new_dhcp6_name_servers").map(String::as_str), Some("2001:db8::53"));
     assert!(leases(&lab).contains(&addr), "the lease is in the store:\n{}", leases(&lab));
-    testbed::wait_for(Duration::from_secs(3), || Ok(metrics(&lab).contains("dhcpv6_leases 1"))).unwrap();
-    let m = metrics(&lab);
+    testbed::wait_for(Duration::from_secs(3), || Ok(lab.metrics().contains("dhcpv6_leases 1"))).unwrap();
+    let m = lab.metrics();
     assert!(m.contains("dhcpv6_pool_used{link=\"default\",pool=\"2001:db8:1::100-2001:db8:1::1ff\"} 1"), "{m}");
     assert!(m.contains("dhcpv6_pool_size{link=\"default\",pool=\"2001:db8:1::100-2001:db8:1::1ff\"} 256"), "{m}");
 

@@ -142,16 +142,6 @@ fn renew(lab: &Lab, n: u16, server_id: &[u8], addr: Ipv6Addr) -> Option<Answer> 
     lab.exchange(&m, Duration::from_secs(2)).map(|b| answer(&b))
 }
 
-fn metrics(lab: &Lab) -> String {
-    lab.srv
-        .run(&[
-            "python3",
-            "-c",
-            "import urllib.request;print(urllib.request.urlopen('http://[::1]:9547/',timeout=5).read().decode())",
-        ])
-        .unwrap()
-}
-
 /// Addresses in the database, read as an operator would (`dhcpv6d leases`).
 fn stored(db: &Path) -> BTreeSet<Ipv6Addr> {
     let out =
@@ -191,7 +181,7 @@ fn a_full_disk_stops_grants_truthfully_and_they_resume_when_room_is_made() {
         told.push((next, reply.addrs[0]));
         next += 1;
     }
-    assert!(metrics(&lab).contains("dhcpv6_store_healthy 1"));
+    assert!(lab.metrics().contains("dhcpv6_store_healthy 1"));
 
     // The disk fills up.
     let filler = fs.fill();
@@ -213,7 +203,7 @@ fn a_full_disk_stops_grants_truthfully_and_they_resume_when_room_is_made() {
     assert_eq!(outage_lines(&log), 1, "the outage is logged once\n{log}");
     let line = log.lines().find(|l| l.contains("lease store cannot write")).unwrap();
     assert!(line.contains("reason=full") && line.contains("disk full"), "the log says why: {line}");
-    let m = metrics(&lab);
+    let m = lab.metrics();
     assert!(m.contains("dhcpv6_store_healthy 0"), "{m}");
     assert!(m.contains("dhcpv6_userspace_total{event=\"store_outage_full\"} 1"), "{m}");
 
@@ -238,7 +228,7 @@ fn a_full_disk_stops_grants_truthfully_and_they_resume_when_room_is_made() {
     let t = Instant::now();
     lab.wait_log("lease store writes again", Duration::from_secs(20));
     eprintln!("grants resumed {:?} after the filler went", t.elapsed());
-    assert!(metrics(&lab).contains("dhcpv6_store_healthy 1"));
+    assert!(lab.metrics().contains("dhcpv6_store_healthy 1"));
     let (_, reply) = bind(&lab, next, &server_id);
     let reply = reply.unwrap_or_else(|| panic!("no Reply after recovery\n{}", lab.log()));
     assert_eq!(reply.addrs.len(), 1, "a new client is bound again: {reply:?}");

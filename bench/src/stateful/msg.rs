@@ -137,7 +137,9 @@ impl W<'_> {
     }
     fn opt(&mut self, code: u16, data: &[u8]) {
         self.bytes(&code.to_be_bytes());
-        self.bytes(&(data.len() as u16).to_be_bytes());
+        // The generator's own options (DUIDs, IAs, an ORO): a few dozen bytes, never near 64 KiB.
+        let len = u16::try_from(data.len()).expect("a generated option fits a 16-bit length");
+        self.bytes(&len.to_be_bytes());
         self.bytes(data);
     }
 }
@@ -375,7 +377,7 @@ mod tests {
 
     fn opt(code: u16, body: &[u8]) -> Vec<u8> {
         let mut v = code.to_be_bytes().to_vec();
-        v.extend((body.len() as u16).to_be_bytes());
+        v.extend(u16::try_from(body.len()).expect("test option fits").to_be_bytes());
         v.extend(body);
         v
     }

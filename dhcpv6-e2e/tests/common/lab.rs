@@ -259,6 +259,18 @@ impl Lab {
     }
 
     /// Counters from `dhcpv6d stats`, XDP ones prefixed `xdp_`, userspace ones `user_`.
+    /// The daemon's Prometheus text, scraped from inside the server namespace (the tests
+    /// start it with `--metrics [::1]:9547`).
+    pub fn metrics(&self) -> String {
+        self.srv
+            .run(&[
+                "python3",
+                "-c",
+                "import urllib.request;print(urllib.request.urlopen('http://[::1]:9547/',timeout=5).read().decode())",
+            ])
+            .unwrap()
+    }
+
     pub fn stats(&self) -> HashMap<String, u64> {
         let out = std::process::Command::new(daemon_bin())
             .arg("stats")

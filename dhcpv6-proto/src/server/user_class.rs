@@ -32,7 +32,7 @@ mod tests {
 
     fn ir(user_class: &[u8]) -> Vec<u8> {
         let mut v = vec![dhcpv6_common::wire::msg::INFORMATION_REQUEST, 1, 2, 3, 0, 15];
-        v.extend_from_slice(&(user_class.len() as u16).to_be_bytes());
+        v.extend_from_slice(&u16::try_from(user_class.len()).expect("test option fits").to_be_bytes());
         v.extend_from_slice(user_class);
         v
     }

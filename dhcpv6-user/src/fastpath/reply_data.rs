@@ -43,7 +43,8 @@ pub fn build(
     r.generation = generation;
     let duid = svc.duid.as_bytes();
     r.duid[..duid.len()].copy_from_slice(duid);
-    r.duid_len = duid.len() as u16;
+    // A DUID is at most 130 bytes (wire::Duid checks); the map's field says so too.
+    r.duid_len = u16::try_from(duid.len()).map_err(|_| ReplyDataError::TooLarge(duid.len()))?;
 
     let server_id = svc.server_id_option();
     // The program answers Information-Requests only: what the userspace twin leaves out of
@@ -69,8 +70,9 @@ pub fn build(
         r.segs[i] = Segment {
             code,
             flags: if requested_only { SEG_REQUESTED_ONLY } else { 0 },
-            off: off as u16,
-            len: bytes.len() as u16,
+            // Both inside the block, whose size was checked above: they fit.
+            off: u16::try_from(off).map_err(|_| ReplyDataError::TooLarge(off))?,
+            len: u16::try_from(bytes.len()).map_err(|_| ReplyDataError::TooLarge(bytes.len()))?,
             csum: csum_add_bytes(0, bytes) as u16,
             _pad: 0,
         };
