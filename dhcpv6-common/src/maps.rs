@@ -17,6 +17,13 @@ pub const MAP_CLIENT_MACS: &str = "DHCPV6_CLIENT_MACS";
 pub const MAP_FLOOD_CONFIG: &str = "DHCPV6_FLOOD_CFG";
 pub const MAP_FLOOD_BUCKETS: &str = "DHCPV6_FLOOD";
 pub const MAP_FLOOD_RELAYS: &str = "DHCPV6_RELAYS";
+pub const MAP_RELAY_LINKS: &str = "DHCPV6_RELAY_LINKS";
+/// Entries of `DHCPV6_RELAY_LINKS`: (interface, Interface-ID) pairs that name a `[[link]]`
+/// with options of its own.
+pub const MAX_RELAY_LINKS: u32 = 4096;
+/// `IfaceKey::outer_vlan` of a link's reply data in `DHCPV6_IFACES` starts here: VLAN IDs
+/// are 12 bits, so no frame's key reaches these (the daemon numbers links from it).
+pub const RELAY_LINK_KEY_BASE: u16 = 0x1000;
 /// Token buckets kept at once (an LRU: the least recently seen sender's goes first, and
 /// comes back full).
 pub const MAX_FLOOD_BUCKETS: u32 = 65536;
@@ -31,7 +38,7 @@ pub const PROGRAM_NAME: &str = "dhcpv6_xdp";
 /// `DHCPV6_*` map's type, key size, value size, capacity and flags are the same; otherwise it
 /// creates fresh maps and swaps the program over to them. Sizes are checked by themselves:
 /// bump this when a field changes meaning, order or type without changing a size.
-pub const MAPS_LAYOUT_VERSION: u32 = 1;
+pub const MAPS_LAYOUT_VERSION: u32 = 2;
 
 /// Interfaces the fast path can serve at once.
 pub const MAX_IFACES: u32 = 4096;
@@ -56,6 +63,11 @@ pub mod limits {
     /// Requestable-only segments must have codes below this (the program keeps the
     /// Option Request as a 128-bit mask).
     pub const ORO_MASK_CODES: u16 = 128;
+    /// Options walked in a lightweight relay's Relay-Forward level (Interface-ID, Remote-ID,
+    /// Subscriber-ID, Client Link-Layer Address and Relay Message make five).
+    pub const MAX_RELAY_OPTIONS: usize = 8;
+    /// Longest Interface-ID the program echoes and looks links up by.
+    pub const MAX_INTERFACE_ID: usize = 64;
 }
 
 /// [`IfaceReply::flags`]: answer Information-Requests in XDP on this interface. Without it the
@@ -73,6 +85,16 @@ pub const IFACE_LEARN_MACS: u16 = 2;
 /// the ones that match and answers the rest (`pass_user_class`).
 pub const IFACE_USER_CLASS_FILTER: u16 = 4;
 
+/// [`IfaceReply::flags`]: answer lightweight relays' relayed Information-Requests in XDP on
+/// this interface. The daemon sets it only when it trusts every relay on the link
+/// (`fe80::/10` among the interface's trusted relays) and the program can tell every
+/// `[[link]]` with options of its own from the Interface-ID (`DHCPV6_RELAY_LINKS`).
+pub const IFACE_RELAYED_IR: u16 = 8;
+
+/// [`IfaceReply::flags`]: some Interface-IDs name a `[[link]]` with options of its own:
+/// look them up in `DHCPV6_RELAY_LINKS` (without it the program skips the lookup).
+pub const IFACE_RELAY_LINKS: u16 = 16;
+
 /// Key of `DHCPV6_IFACES`: the ingress interface and the frame's VLAN IDs (outermost first,
 /// 0 where there is no tag; the 12-bit VID only: priority and DEI bits, and the TPID, are not
 /// part of it). An untagged frame, or one tagged with VID 0 (priority only, which the kernel
@@ -88,6 +110,33 @@ pub struct IfaceKey {
 impl IfaceKey {
     pub const fn untagged(ifindex: u32) -> Self {
         IfaceKey { ifindex, outer_vlan: 0, inner_vlan: 0 }
+    }
+}
+
+/// Key of `DHCPV6_RELAY_LINKS`: an Interface-ID as a lightweight relay on `iface` sends it
+/// (zero-padded past `iid_len`). The value is the `DHCPV6_IFACES` key of that link's reply
+/// data (`outer_vlan` from [`RELAY_LINK_KEY_BASE`]); an entry whose reply data is missing
+/// sends the request up (`pass_relay_link`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Pod, Zeroable)]
+pub struct RelayLinkKey {
+    pub iface: IfaceKey,
+    pub iid_len: u32,
+    pub iid: [u8; limits::MAX_INTERFACE_ID],
+    pub _pad: u32,
+}
+
+impl RelayLinkKey {
+    /// `None` when the Interface-ID is longer than the program looks up.
+    pub fn new(iface: IfaceKey, interface_id: &[u8]) -> Option<Self> {
+        if interface_id.len() > limits::MAX_INTERFACE_ID {
+            return None;
+        }
+        let mut k: Self = Zeroable::zeroed();
+        k.iface = iface;
+        k.iid_len = interface_id.len() as u32;
+        k.iid[..interface_id.len()].copy_from_slice(interface_id);
+        Some(k)
     }
 }
 
@@ -270,6 +319,9 @@ pub struct Scratch {
     pub found: WalkFound,
     /// The bytes of the next store into the frame, placed at the frame's alignment.
     pub out: [u8; OUT_BUF],
+    /// The `DHCPV6_RELAY_LINKS` key of a relayed request, built here (a lookup key may live in
+    /// map memory, and the stack is short).
+    pub link_key: RelayLinkKey,
 }
 
 #[repr(C)]
@@ -301,6 +353,18 @@ pub struct WalkFound {
     pub loop_len: u32,
     /// A User Class option (15) was seen.
     pub user_class: u32,
+    /// The client message walked: from its header (`msg_off`) to `msg_end`, in `req`.
+    pub msg_off: u32,
+    pub msg_end: u32,
+    /// 1 when the message came inside a lightweight relay's Relay-Forward.
+    pub relayed: u32,
+    /// The Relay-Forward's Interface-ID option (header included) and relay options seen
+    /// (bit per option kind, to find repeats).
+    pub iid_off: u32,
+    pub iid_len: u32,
+    pub relay_seen: u32,
+    pub rmsg_off: u32,
+    pub rmsg_len: u32,
 }
 
 /// Staging for option bytes on their way into the frame: the copy helper is fast only when
@@ -321,6 +385,7 @@ mod user {
     unsafe impl aya::Pod for super::FloodKey {}
     unsafe impl aya::Pod for super::FloodBucket {}
     unsafe impl aya::Pod for super::RelaySource {}
+    unsafe impl aya::Pod for super::RelayLinkKey {}
     unsafe impl aya::Pod for super::Segment {}
     unsafe impl aya::Pod for super::MacKey {}
     unsafe impl aya::Pod for super::ClientMac {}

@@ -125,6 +125,24 @@ outcomes! {
     /// An Information-Request with a User Class option on an interface that ignores some
     /// classes: userspace matches them (and counts its drops as `drop_user_class`).
     PassUserClass => pass_user_class, PASS;
+    /// A lightweight relay's Relay-Forward carrying an Information-Request, answered with
+    /// XDP_TX (the Relay-Reply, to the relay's address and port 547).
+    TxRelayedIr => tx_relayed_ir, TX;
+    /// A Relay-Forward on an interface whose reply data does not say the daemon trusts every
+    /// lightweight relay on the link (`--trusted-relay fe80::/10`): userspace decides.
+    PassRelayUntrusted => pass_relay_untrusted, PASS;
+    /// A Relay-Forward not shaped as one lightweight relay's level (hop-count not 0,
+    /// link-address set, peer-address not link-local, no Interface-ID, a nested relay).
+    PassRelayShape => pass_relay_shape, PASS;
+    /// A Relay-Forward carrying a client message other than Information-Request.
+    PassRelayInner => pass_relay_inner, PASS;
+    /// The Interface-ID names a `[[link]]` with options of its own that the program has no
+    /// reply data for.
+    PassRelayLink => pass_relay_link, PASS;
+    /// A Relay-Forward whose relay level is malformed as RFC 9915 section 9 reads it (an
+    /// option past the end, a repeated or badly sized relay option, no Relay Message, a
+    /// relayed message shorter than its header): discarded, as userspace discards it.
+    DropRelayMalformed => drop_relay_malformed, DROP;
 }
 
 impl Verdict {

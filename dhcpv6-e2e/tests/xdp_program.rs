@@ -30,7 +30,7 @@ fn run_both(p: &mut Program, m: &mut ModelMaps, name: &str, frame: &[u8]) -> Out
     let want = m.run(frame, ktime_ns());
     let (got, _) = p.run(frame);
     assert_eq!(got, want, "{name}: program and model disagree\nframe: {frame:02x?}");
-    if let Outcome::Tx(reply) = &got {
+    if let Outcome::Tx(reply) | Outcome::TxRelayed(reply) = &got {
         check_reply_checksum(reply);
     }
     got
@@ -48,18 +48,13 @@ fn vlan_iface(n: u8) -> ModelIface {
     }
     .encode()
     .unwrap();
-    ModelIface {
-        mac,
-        link_local: Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, u16::from(n)),
-        svc,
-        fast_path: true,
-        learn_macs: false,
-    }
+    ModelIface::new(mac, Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, u16::from(n)), svc, true)
 }
 
 fn kind(o: &Outcome) -> &'static str {
     match o {
         Outcome::Tx(_) => "tx",
+        Outcome::TxRelayed(_) => "tx_relayed",
         o => o.counter(),
     }
 }
@@ -68,7 +63,7 @@ fn expect_same(p: &mut Program, iface: &dhcpv6::fastpath::model::ModelIface, nam
     let want = model(frame, Some(iface));
     let (got, _) = p.run(frame);
     assert_eq!(got, want, "{name}: program and model disagree\nframe: {frame:02x?}");
-    if let Outcome::Tx(reply) = &got {
+    if let Outcome::Tx(reply) | Outcome::TxRelayed(reply) = &got {
         check_reply_checksum(reply);
     }
     got
@@ -154,7 +149,8 @@ fn crafted_frames() {
     let mut relay = vec![12, 0];
     relay.extend_from_slice(&[0; 32]);
     relay.extend_from_slice(&opt(9, &info_req(&base())));
-    cases.push(("relay-forward", s.build(&relay), "pass_other_msg"));
+    // The interface does not trust lightweight relays (`relayed_ir` off): userspace decides.
+    cases.push(("relay-forward", s.build(&relay), "pass_relay_untrusted"));
     cases.push(("short DHCPv6 header", s.build(&[11, 0]), "drop_malformed"));
     cases.push(("empty UDP payload", s.build(&[]), "drop_malformed"));
     let mut not_ll = spec();
@@ -517,7 +513,292 @@ fn random_request(rng: &mut StdRng) -> Vec<u8> {
     s.src_port = if rng.random_bool(0.9) { 546 } else { rng.random() };
     let mut m = message(11, &opts);
     m[1] = rng.random();
+    if rng.random_bool(0.3) {
+        if rng.random_bool(0.1) {
+            m[0] = *[1, 12, 5].get(rng.random_range(0..3)).unwrap();
+        }
+        s.src_port = 547;
+        return s.build(&random_relay_forward(rng, &m));
+    }
     s.build(&m)
+}
+
+/// A lightweight relay's Relay-Forward around `inner`, mostly well shaped: the relay options
+/// in any order, Interface-IDs that name links (with and without reply data) or not, of
+/// lengths around the program's limit; now and then a hop-count, link-address or
+/// peer-address that is not an LDRA's.
+fn random_relay_forward(rng: &mut StdRng, inner: &[u8]) -> Vec<u8> {
+    let hop = if rng.random_bool(0.95) { 0 } else { rng.random_range(1..10) };
+    let link = if rng.random_bool(0.95) { Ipv6Addr::UNSPECIFIED } else { "2001:db8:7::1".parse().unwrap() };
+    let peer = if rng.random_bool(0.95) { client_ll() } else { "2001:db8::9".parse().unwrap() };
+    let mut opts = Vec::new();
+    if rng.random_bool(0.95) {
+        let iid: Vec<u8> = match rng.random_range(0..6) {
+            0 => LINK_WITH_OPTIONS.to_vec(),
+            1 => LINK_WITHOUT_DATA.to_vec(),
+            2 => (0..rng.random_range(60..70)).map(|_| rng.random()).collect(),
+            _ => format!("port{}", rng.random_range(0..1000)).into_bytes(),
+        };
+        opts.push(opt(18, &iid));
+    }
+    if rng.random_bool(0.5) {
+        opts.push(opt(37, &[0, 0, 0x0d, 0xe9, b'o', b'n', b't', rng.random()]));
+    }
+    if rng.random_bool(0.3) {
+        opts.push(opt(38, &vec![b's'; rng.random_range(1..20)]));
+    }
+    if rng.random_bool(0.3) {
+        opts.push(opt(79, &[0, 1, 2, 0xc1, 0, 0, 0, 2]));
+    }
+    opts.push(opt(9, inner));
+    if rng.random_bool(0.3) {
+        let n = opts.len();
+        for i in (1..n).rev() {
+            opts.swap(i, rng.random_range(0..=i));
+        }
+    }
+    relay_forward(hop, link, peer, &opts)
+}
+
+/// Interface-IDs of the relayed tests' `[[link]]`s: one with options of its own, one whose
+/// reply data the program lacks.
+const LINK_WITH_OPTIONS: &[u8] = b"vlan7";
+const LINK_WITHOUT_DATA: &[u8] = b"vlan8";
+
+fn link_service() -> dhcpv6::server::LinkService {
+    let options = dhcpv6::server::ServiceOptions {
+        dns: vec!["2001:db8:7::53".parse().unwrap()],
+        domains: vec!["vlan7.example".into()],
+        ..Default::default()
+    }
+    .encode()
+    .unwrap();
+    dhcpv6::server::LinkService { options, ignore_user_classes: Vec::new() }
+}
+
+/// `iface` trusting lightweight relays, with the two links.
+fn relaying(mut iface: ModelIface) -> ModelIface {
+    iface.relayed_ir = true;
+    iface.links = vec![(LINK_WITH_OPTIONS.to_vec(), Some(link_service())), (LINK_WITHOUT_DATA.to_vec(), None)];
+    iface
+}
+
+/// A Relay-Forward: the header, then `opts` as given (the Relay Message among them).
+fn relay_forward(hop: u8, link: Ipv6Addr, peer: Ipv6Addr, opts: &[Vec<u8>]) -> Vec<u8> {
+    let mut m = vec![12, hop];
+    m.extend_from_slice(&link.octets());
+    m.extend_from_slice(&peer.octets());
+    for o in opts {
+        m.extend_from_slice(o);
+    }
+    m
+}
+
+/// An LDRA's Relay-Forward: Interface-ID `iid`, the `extra` relay options, the Relay Message.
+fn ldra(iid: &[u8], extra: &[Vec<u8>], inner: &[u8]) -> Vec<u8> {
+    let mut opts = vec![opt(18, iid)];
+    opts.extend_from_slice(extra);
+    opts.push(opt(9, inner));
+    relay_forward(0, Ipv6Addr::UNSPECIFIED, client_ll(), &opts)
+}
+
+/// From the LDRA: it keeps the client's addresses and sends from port 547.
+fn ldra_spec() -> dhcpv6::fastpath::frame::FrameSpec {
+    let mut s = spec();
+    s.src_port = 547;
+    s
+}
+
+#[test]
+fn crafted_relayed_frames() {
+    let iface = relaying(model_iface(true));
+    let mut p = Program::load(Some(&iface));
+    let ir = || info_req(&[client_id(14), oro(&[23, 24]), opt(8, &[0, 0])]);
+    let remote = opt(37, &[0, 0, 0x0d, 0xe9, b'o', b'n', b't']);
+    let sub = opt(38, b"sub-42");
+    let cll = opt(79, &[0, 1, 2, 0xc1, 0, 0, 0, 2]);
+    let s = ldra_spec();
+    let ll = client_ll();
+    let un = Ipv6Addr::UNSPECIFIED;
+    let mut cases: Vec<(&str, Vec<u8>, &str)> = Vec::new();
+    cases.push(("LDRA", s.build(&ldra(b"port7", &[], &ir())), "tx_relayed"));
+    cases.push((
+        "LDRA with Remote-ID, Subscriber-ID, link-layer address",
+        s.build(&ldra(b"port7", &[remote.clone(), sub.clone(), cll.clone()], &ir())),
+        "tx_relayed",
+    ));
+    cases.push((
+        "Interface-ID after the Relay Message",
+        s.build(&relay_forward(0, un, ll, &[remote.clone(), opt(9, &ir()), opt(18, b"port7")])),
+        "tx_relayed",
+    ));
+    cases.push(("odd-length Interface-ID", s.build(&ldra(b"port17", &[], &ir())), "tx_relayed"));
+    cases.push(("empty Interface-ID", s.build(&ldra(b"", &[], &ir())), "tx_relayed"));
+    cases.push(("64-byte Interface-ID", s.build(&ldra(&[b'x'; 64], &[], &ir())), "tx_relayed"));
+    cases.push(("65-byte Interface-ID", s.build(&ldra(&[b'x'; 65], &[], &ir())), "pass_limits"));
+    cases.push(("no client id", s.build(&ldra(b"port7", &[], &info_req(&[oro(&[23])]))), "tx_relayed"));
+    cases.push(("130-byte DUID", s.build(&ldra(b"port7", &[], &info_req(&[client_id(130)]))), "tx_relayed"));
+    cases.push(("ORO asks NTP", s.build(&ldra(b"port7", &[], &info_req(&[client_id(14), oro(&[56])]))), "tx_relayed"));
+    cases.push(("Interface-ID names a link with options", s.build(&ldra(LINK_WITH_OPTIONS, &[], &ir())), "tx_relayed"));
+    cases.push((
+        "Interface-ID names a link without reply data",
+        s.build(&ldra(LINK_WITHOUT_DATA, &[], &ir())),
+        "pass_relay_link",
+    ));
+    let ours = opt(2, service().duid.as_bytes());
+    cases.push(("our server id", s.build(&ldra(b"port7", &[], &info_req(&[client_id(14), ours]))), "tx_relayed"));
+    cases.push((
+        "foreign server id",
+        s.build(&ldra(b"port7", &[], &info_req(&[client_id(14), opt(2, &[0, 3, 0, 1, 1, 2, 3, 4, 5, 6])]))),
+        "drop_foreign_server_id",
+    ));
+    cases.push((
+        "inner IR with IA_NA",
+        s.build(&ldra(b"port7", &[], &info_req(&[client_id(14), opt(3, &[0; 12])]))),
+        "drop_ia_present",
+    ));
+    cases.push(("inner Solicit", s.build(&ldra(b"port7", &[], &message(1, &[client_id(14)]))), "pass_relay_inner"));
+    cases.push(("inner Reply", s.build(&ldra(b"port7", &[], &message(7, &[client_id(14)]))), "pass_relay_inner"));
+    cases.push((
+        "nested Relay-Forward",
+        s.build(&ldra(b"port7", &[], &ldra(b"port8", &[], &ir()))),
+        "pass_relay_shape",
+    ));
+    let mut trunc = ir();
+    trunc.extend_from_slice(&[0, 8, 0]);
+    cases.push(("inner truncated option header", s.build(&ldra(b"port7", &[], &trunc)), "drop_malformed"));
+    let mut past = info_req(&[client_id(14)]);
+    past.extend_from_slice(&[0, 16, 0, 40, 1, 2]);
+    cases.push(("inner option length past its end", s.build(&ldra(b"port7", &[], &past)), "drop_malformed"));
+    cases.push(("inner shorter than a header", s.build(&ldra(b"port7", &[], &[11, 1, 2])), "drop_relay_malformed"));
+    cases.push(("empty Relay Message", s.build(&ldra(b"port7", &[], &[])), "drop_relay_malformed"));
+    cases.push((
+        "hop-count 1",
+        s.build(&relay_forward(1, un, ll, &[opt(18, b"port7"), opt(9, &ir())])),
+        "pass_relay_shape",
+    ));
+    cases.push((
+        "link-address set",
+        s.build(&relay_forward(0, "2001:db8:7::1".parse().unwrap(), ll, &[opt(18, b"port7"), opt(9, &ir())])),
+        "pass_relay_shape",
+    ));
+    cases.push((
+        "global peer-address",
+        s.build(&relay_forward(0, un, "2001:db8::9".parse().unwrap(), &[opt(18, b"port7"), opt(9, &ir())])),
+        "pass_relay_shape",
+    ));
+    cases.push((
+        "no Interface-ID",
+        s.build(&relay_forward(0, un, ll, &[remote.clone(), opt(9, &ir())])),
+        "pass_relay_shape",
+    ));
+    cases.push((
+        "two Interface-IDs",
+        s.build(&relay_forward(0, un, ll, &[opt(18, b"a"), opt(18, b"b"), opt(9, &ir())])),
+        "drop_relay_malformed",
+    ));
+    cases.push((
+        "two Relay Messages",
+        s.build(&relay_forward(0, un, ll, &[opt(18, b"a"), opt(9, &ir()), opt(9, &ir())])),
+        "drop_relay_malformed",
+    ));
+    cases.push((
+        "two Remote-IDs",
+        s.build(&ldra(b"port7", &[remote.clone(), remote.clone()], &ir())),
+        "drop_relay_malformed",
+    ));
+    cases.push(("short Remote-ID", s.build(&ldra(b"port7", &[opt(37, &[0, 0, 0, 9])], &ir())), "drop_relay_malformed"));
+    cases.push(("empty Subscriber-ID", s.build(&ldra(b"port7", &[opt(38, &[])], &ir())), "drop_relay_malformed"));
+    cases.push((
+        "short link-layer address",
+        s.build(&ldra(b"port7", &[opt(79, &[0, 1])], &ir())),
+        "drop_relay_malformed",
+    ));
+    cases.push((
+        "no Relay Message",
+        s.build(&relay_forward(0, un, ll, &[opt(18, b"port7"), remote.clone()])),
+        "drop_relay_malformed",
+    ));
+    let full = ldra(b"port7", &[], &ir());
+    cases.push(("relay header cut short", s.build(&full[..20]), "drop_relay_malformed"));
+    cases.push(("relay header only", s.build(&full[..34]), "drop_relay_malformed"));
+    cases.push(("Relay Message past the end", s.build(&full[..full.len() - 3]), "drop_relay_malformed"));
+    let mut tail = full.clone();
+    tail.extend_from_slice(&[0, 37]);
+    cases.push(("truncated relay option header", s.build(&tail), "drop_relay_malformed"));
+    let mut over = full.clone();
+    over.extend_from_slice(&[0, 38, 0, 200, b'x']);
+    cases.push(("relay option length past the end", s.build(&over), "drop_relay_malformed"));
+    cases.push(("9 relay options", s.build(&ldra(b"port7", &vec![opt(99, &[1]); 7], &ir())), "pass_limits"));
+    cases.push(("8 relay options", s.build(&ldra(b"port7", &vec![opt(99, &[1]); 6], &ir())), "tx_relayed"));
+    let mut global = ldra_spec();
+    global.src = "2001:db8:ffff::1".parse().unwrap();
+    global.dst = "2001:db8::547".parse().unwrap();
+    cases.push(("from a global relay", global.build(&ldra(b"port7", &[], &ir())), "pass_addressing"));
+    let mut bad_sum = s.build(&ldra(b"port7", &[], &ir()));
+    let n = bad_sum.len();
+    bad_sum[n - 1] ^= 0xff;
+    cases.push(("bad checksum", bad_sum, "pass_checksum"));
+    let big: Vec<Vec<u8>> = (0..9).map(|_| opt(16, &[0; 48])).collect();
+    cases.push(("over 512 bytes", s.build(&ldra(b"port7", &[], &info_req(&big))), "pass_limits"));
+    for (name, frame, expect) in &cases {
+        let got = expect_same(&mut p, &iface, name, frame);
+        assert_eq!(kind(&got), *expect, "{name}");
+    }
+
+    // One answer, field by field: to the relay (the client's addresses kept by the LDRA) on
+    // port 547, the Relay-Forward's header and Interface-ID echoed, the Reply inside.
+    let frame = s.build(&ldra(b"port17", &[remote.clone(), sub.clone()], &ir()));
+    let (Outcome::TxRelayed(r), _) = p.run(&frame) else { panic!("no answer") };
+    assert_eq!(&r[0..6], &CLIENT_MAC);
+    assert_eq!(&r[6..12], &SERVER_MAC);
+    assert_eq!(&r[22..38], &server_ll().octets());
+    assert_eq!(&r[38..54], &client_ll().octets());
+    assert_eq!(&r[54..58], &[2, 35, 2, 35], "ports 547 -> 547");
+    let relay = dhcpv6::wire::RelayMessage::parse(&r[62..]).unwrap();
+    assert_eq!(relay.msg_type(), 13);
+    assert_eq!((relay.hop_count(), relay.link_address(), relay.peer_address()), (0, un, client_ll()));
+    assert_eq!(relay.find(18), Some(&b"port17"[..]), "Interface-ID echoed");
+    assert_eq!(relay.find(37), None, "Remote-ID not echoed");
+    let m = Message::parse(relay.relay_message().unwrap()).unwrap();
+    assert_eq!((m.msg_type(), m.xid()), (7, [0x12, 0x34, 0x56]));
+    let codes: Vec<u16> = m.options().map(|o| o.code).collect();
+    assert_eq!(codes, vec![1, 2, 23, 24, 32, 83]);
+    // The link's own options when the Interface-ID names it.
+    let (Outcome::TxRelayed(r), _) = p.run(&s.build(&ldra(LINK_WITH_OPTIONS, &[], &ir()))) else { panic!() };
+    let relay = dhcpv6::wire::RelayMessage::parse(&r[62..]).unwrap();
+    let m = Message::parse(relay.relay_message().unwrap()).unwrap();
+    let dns = m.options().find(|o| o.code == 23).map(|o| o.data.to_vec());
+    assert_eq!(dns, Some("2001:db8:7::53".parse::<Ipv6Addr>().unwrap().octets().to_vec()));
+
+    // Without `relayed_ir` (the daemon does not trust every relay on the link): up.
+    let plain = model_iface(true);
+    let mut p = Program::load(Some(&plain));
+    let o = expect_same(&mut p, &plain, "untrusted", &s.build(&ldra(b"port7", &[], &ir())));
+    assert_eq!(o, Outcome::Pass(Verdict::PassRelayUntrusted));
+}
+
+/// A VLAN with reply data of its own that trusts lightweight relays answers tagged
+/// Relay-Forwards from its data, tags kept; one that does not passes them.
+#[test]
+fn relayed_vlan_frames() {
+    let mut m = vlan_maps();
+    let v100 = relaying(vlan_iface(100));
+    m.ifaces.insert((100, 0), v100.clone());
+    let mut p = Program::load_maps(&m);
+    let inner = info_req(&[client_id(14), oro(&[23])]);
+    let mut s = ldra_spec();
+    s.vlans = vec![(ETH_P_8021Q, 100)];
+    let Outcome::TxRelayed(r) = run_both(&mut p, &mut m, "VLAN 100", &s.build(&ldra(b"port7", &[], &inner))) else {
+        panic!("VLAN 100 relayed not answered")
+    };
+    assert_eq!(&r[6..12], &v100.mac);
+    assert_eq!(&r[12..18], &[0x81, 0x00, 0, 100, 0x86, 0xdd]);
+    let o = run_both(&mut p, &mut m, "VLAN 100 link", &s.build(&ldra(LINK_WITH_OPTIONS, &[], &inner)));
+    assert_eq!(kind(&o), "tx_relayed");
+    s.vlans = vec![(ETH_P_8021AD, 10), (ETH_P_8021Q, 200)];
+    let o = run_both(&mut p, &mut m, "QinQ 10/200", &s.build(&ldra(b"port7", &[], &inner)));
+    assert_eq!(o, Outcome::Pass(Verdict::PassRelayUntrusted));
 }
 
 #[test]
@@ -558,7 +839,10 @@ fn differential(iface: &ModelIface, count: usize) -> std::collections::BTreeMap<
     let seed: u64 = std::env::var("DHCPV6_FUZZ_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x5eed_d6);
     let mut rng = StdRng::seed_from_u64(seed);
     let mut maps = vlan_maps();
-    maps.ifaces.insert((0, 0), iface.clone());
+    maps.ifaces.insert((0, 0), relaying(iface.clone()));
+    // VLAN 100 trusts lightweight relays too (its tagged Relay-Forwards are answered), 10/200 not.
+    let v100 = maps.ifaces[&(100, 0)].clone();
+    maps.ifaces.insert((100, 0), relaying(v100));
     let mut p = Program::load_maps(&maps);
     let mut tally = std::collections::BTreeMap::<String, usize>::new();
     for i in 0..count {
@@ -568,6 +852,14 @@ fn differential(iface: &ModelIface, count: usize) -> std::collections::BTreeMap<
         let (got, _) = p.run(&frame);
         assert_eq!(got, want, "frame {i} (seed {seed}): program and model disagree\nframe: {frame:02x?}");
         let key = match &got {
+            Outcome::TxRelayed(r) => {
+                check_reply_checksum(r);
+                if matches!(u16::from_be_bytes([r[12], r[13]]), ETH_P_8021Q | ETH_P_8021AD) {
+                    "tx_relayed_vlan"
+                } else {
+                    "tx_relayed"
+                }
+            }
             Outcome::Tx(r) => {
                 check_reply_checksum(r);
                 // Answers to tagged frames (from their VLAN's data) tallied apart.
@@ -585,6 +877,11 @@ fn differential(iface: &ModelIface, count: usize) -> std::collections::BTreeMap<
     // The run must exercise answers, drops and passes, or it proves little.
     for k in ["tx", "tx_vlan", "pass_vlan", "drop_malformed", "pass_checksum", "pass_other_msg", "drop_ia_present"] {
         assert!(tally.get(k).copied().unwrap_or(0) > 100, "too few {k} outcomes: {tally:?}");
+    }
+    // Relayed frames too: answered (tagged and not), passed for their shape, dropped.
+    let want = count / 1000;
+    for k in ["tx_relayed", "tx_relayed_vlan", "pass_relay_shape", "drop_relay_malformed", "pass_relay_link"] {
+        assert!(tally.get(k).copied().unwrap_or(0) > want, "too few {k} outcomes: {tally:?}");
     }
     tally
 }

@@ -34,6 +34,28 @@ pub fn sum_bytes<const WORDS: usize>(scratch: &mut Scratch, off: usize, len: usi
     fold_native(s)
 }
 
+/// As [`sum_bytes`], over the staging buffer from `off` (below 8).
+#[inline(always)]
+pub fn sum_staged<const WORDS: usize>(scratch: &mut Scratch, off: usize, len: usize) -> u32 {
+    let off = off & 7;
+    set(&mut scratch.found.loop_len, len as u32);
+    let len = get(&scratch.found.loop_len) as usize;
+    let buf = &scratch.out;
+    let mut s = 0u64;
+    for k in 0..WORDS {
+        let i = k * 8;
+        if i >= len {
+            break;
+        }
+        // SAFETY: off < 8 and i + 8 <= 8 * WORDS, well inside the 1040-byte buffer.
+        let w: u64 = unsafe { core::ptr::read_unaligned(buf.as_ptr().add(off + i).cast()) };
+        let n = len - i;
+        let w = if n >= 8 { w } else { w & ((1u64 << (n * 8)) - 1) };
+        s += (w & 0xffff_ffff) + (w >> 32);
+    }
+    fold_native(s)
+}
+
 /// Folds a sum of native-endian (little-endian) 32-bit halves into the big-endian 16-bit sum:
 /// one's-complement sums commute with byte order up to one final swap.
 #[inline(always)]

@@ -21,6 +21,7 @@ mod csum;
 mod flood;
 mod frame;
 mod learn;
+mod relay;
 mod reply;
 mod request;
 mod scratch;
@@ -34,8 +35,9 @@ use aya_ebpf::{
 };
 pub use dhcpv6_common::Verdict;
 use dhcpv6_common::{
-    limits, ClientMac, Counters, FloodBucket, FloodConfig, FloodKey, IfaceKey, IfaceReply, MacKey, RelaySource,
-    Scratch, IFACE_FAST_PATH, IFACE_LEARN_MACS, MAX_CLIENT_MACS, MAX_FLOOD_BUCKETS, MAX_FLOOD_RELAYS, MAX_IFACES,
+    limits, wire::msg, ClientMac, Counters, FloodBucket, FloodConfig, FloodKey, IfaceKey, IfaceReply, MacKey,
+    RelayLinkKey, RelaySource, Scratch, IFACE_FAST_PATH, IFACE_LEARN_MACS, IFACE_RELAYED_IR, MAX_CLIENT_MACS,
+    MAX_FLOOD_BUCKETS, MAX_FLOOD_RELAYS, MAX_IFACES, MAX_RELAY_LINKS,
 };
 
 use crate::{frame::Hdr, request::Request};
@@ -64,6 +66,9 @@ static DHCPV6_FLOOD: LruHashMap<FloodKey, FloodBucket, { MAX_FLOOD_BUCKETS as us
 
 #[btf_map]
 static DHCPV6_RELAYS: HashMap<RelaySource, u32, { MAX_FLOOD_RELAYS as usize }> = HashMap::new();
+
+#[btf_map]
+static DHCPV6_RELAY_LINKS: HashMap<RelayLinkKey, IfaceKey, { MAX_RELAY_LINKS as usize }, NO_PREALLOC> = HashMap::new();
 
 #[xdp]
 pub fn dhcpv6_xdp(ctx: XdpContext) -> u32 {
@@ -100,7 +105,7 @@ fn handle(ctx: &XdpContext, counters: &mut Counters) -> Verdict {
     // SAFETY: map values are valid for the program's run (RCU); the daemon replaces whole
     // entries, never writes into one in place.
     let iface = unsafe { &*iface };
-    let v = serve(ctx, &hdr, iface);
+    let v = serve(ctx, &hdr, hdr.key(ifindex), iface);
     if !v.passes_up() {
         return v;
     }
@@ -111,10 +116,11 @@ fn handle(ctx: &XdpContext, counters: &mut Counters) -> Verdict {
     v
 }
 
-/// The fast path proper: answers an Information-Request within its contract, drops what
-/// RFC 9915 discards, and says why it passes anything else.
+/// The fast path proper: answers an Information-Request within its contract, sent directly
+/// or by a trusted lightweight relay, drops what RFC 9915 discards, and says why it passes
+/// anything else.
 #[inline(always)]
-fn serve(ctx: &XdpContext, hdr: &Hdr, iface: &IfaceReply) -> Verdict {
+fn serve(ctx: &XdpContext, hdr: &Hdr, key: IfaceKey, iface: &IfaceReply) -> Verdict {
     if iface.flags & IFACE_FAST_PATH == 0 {
         return Verdict::PassFastPathOff;
     }
@@ -129,9 +135,12 @@ fn serve(ctx: &XdpContext, hdr: &Hdr, iface: &IfaceReply) -> Verdict {
     if udp_len < 12 {
         return Verdict::DropMalformed;
     }
-    if frame::msg_type(ctx, hdr) != Some(dhcpv6_common::wire::msg::INFORMATION_REQUEST) {
-        return Verdict::PassOtherMsg;
-    }
+    let relayed = match frame::msg_type(ctx, hdr) {
+        Some(msg::INFORMATION_REQUEST) => false,
+        Some(msg::RELAY_FORW) if iface.flags & IFACE_RELAYED_IR == 0 => return Verdict::PassRelayUntrusted,
+        Some(msg::RELAY_FORW) => true,
+        _ => return Verdict::PassOtherMsg,
+    };
     if udp_len > limits::MAX_REQUEST_UDP_LEN {
         return Verdict::PassLimits;
     }
@@ -149,7 +158,21 @@ fn serve(ctx: &XdpContext, hdr: &Hdr, iface: &IfaceReply) -> Verdict {
     if !csum::udp_valid(&src, &dst, scratch, udp_len) {
         return Verdict::PassChecksum;
     }
-    let req: Request = match request::walk(scratch, udp_len, iface) {
+    let iface = if relayed {
+        if let Err(v) = relay::walk(scratch, udp_len) {
+            return v;
+        }
+        match relay::link(scratch, key, iface) {
+            Ok(i) => i,
+            Err(v) => return v,
+        }
+    } else {
+        scratch::set(&mut scratch.found.msg_off, 8);
+        scratch::set(&mut scratch.found.msg_end, udp_len as u32);
+        iface
+    };
+    scratch::set(&mut scratch.found.relayed, u32::from(relayed));
+    let req: Request = match request::walk(scratch, iface) {
         Ok(r) => r,
         Err(v) => return v,
     };

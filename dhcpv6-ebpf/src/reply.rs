@@ -1,7 +1,9 @@
 //! Turns the request frame into the Reply in place and writes its checksum.
 //!
 //! Layout after the headers: Client Identifier (echoed, when sent), then the interface's
-//! prebuilt segments (Server Identifier first) that the Option Request selects.
+//! prebuilt segments (Server Identifier first) that the Option Request selects. A relayed
+//! request's Reply goes inside a Relay-Reply (RFC 9915 section 19.3): the Relay-Forward's
+//! header with the type turned, its Interface-ID echoed, then the Relay Message option.
 
 use aya_ebpf::{
     helpers::generated::{bpf_xdp_adjust_head, bpf_xdp_adjust_tail, bpf_xdp_store_bytes},
@@ -9,8 +11,9 @@ use aya_ebpf::{
 };
 use dhcpv6_common::{
     fold,
+    limits::MAX_INTERFACE_ID,
     limits::{BLOCK_CAP, BLOCK_MASK, MAX_SEGMENTS},
-    wire::{msg, IPPROTO_UDP, REPLY_HOP_LIMIT, SERVER_PORT},
+    wire::{msg, opt, IPPROTO_UDP, REPLY_HOP_LIMIT, SERVER_PORT},
     IfaceReply, Scratch, REQ_MASK, SEG_REQUESTED_ONLY,
 };
 
@@ -46,7 +49,15 @@ pub fn write(
     if cid_len > CID_MAX {
         return Verdict::PassLimits;
     }
-    let udp_len = 8 + 4 + cid_len + opts_len;
+    let relayed = get(&scratch.found.relayed) != 0;
+    // Left over from an earlier frame unless this one is relayed.
+    let iid_len = if relayed { get(&scratch.found.iid_len) as usize & 127 } else { 0 };
+    if iid_len > MAX_INTERFACE_ID {
+        return Verdict::PassLimits;
+    }
+    // The Relay-Reply's header, Interface-ID option and Relay Message option header.
+    let relay_len = if relayed { 34 + 4 + iid_len + 4 } else { 0 };
+    let udp_len = 8 + relay_len + 4 + cid_len + opts_len;
     let new_len = hdr.l4 + udp_len;
     // Through black_box for the reason in `frame::check_lengths`: with no resize (delta 0)
     // the compiler could otherwise tie the frame length to `new_len` and drop the bounds
@@ -65,7 +76,21 @@ pub fn write(
         let (eth, udp) = (eth as *const u8, udp as *const u8);
         (load::<u64>(eth, 6), load::<u64>(eth, 12), load::<u16>(eth, 20), load::<u16>(udp, 0), load::<u32>(udp, 8))
     };
-    let client_port = u16::from_be(client_port);
+    // A relay gets its Relay-Reply on port 547 (RFC 9915 section 19.3, RFC 6221), with the
+    // client's message header as the Relay Message carried it.
+    let (client_port, msg_hdr) = if relayed {
+        let at = get(&scratch.found.msg_off) as usize & REQ_MASK;
+        // SAFETY: at < 512 keeps the 4-byte load inside the 656-byte buffer.
+        (SERVER_PORT, unsafe { load::<u32>(scratch.req.as_ptr(), at) })
+    } else {
+        (u16::from_be(client_port), msg_hdr)
+    };
+    // Where the Relay-Reply's first bytes are staged: at the frame offset's alignment.
+    let relay_at = (hdr.l4 + 8) % 8;
+    let msg_hdr = (msg_hdr & !0xff) | u32::from(msg::REPLY);
+    if relayed {
+        stage_relay_reply(scratch, relay_at, iid_len, 4 + cid_len + opts_len, msg_hdr);
+    }
 
     // Tailroom first; a frame handed over from the stack (veth) often has none, while XDP
     // keeps 256 bytes of headroom. Grown at the tail, the request's bytes stay where they were.
@@ -89,8 +114,6 @@ pub fn write(
     let ll = addr_words(&iface.link_local);
     let ulen = (udp_len as u16).to_be_bytes();
     let (sport, cport) = (SERVER_PORT.to_be_bytes(), client_port.to_be_bytes());
-    // The message header as it was, with the type turned into Reply (native order: byte 0 low).
-    let msg_hdr = (msg_hdr & !0xff) | u32::from(msg::REPLY);
     // SAFETY: bounds checked by ptr_at. The Ethernet range may overlap the IPv6 header when
     // there are fewer than two VLAN tags; it is written first and the IPv6 header after.
     unsafe {
@@ -116,12 +139,28 @@ pub fn write(
     let mut acc = csum::sum_addrs(&ll, client);
     acc += 2 * udp_len as u32 + u32::from(IPPROTO_UDP);
     acc += u32::from(SERVER_PORT) + u32::from(client_port);
-    let m = msg_hdr.to_ne_bytes();
-    acc += u32::from(u16::from_be_bytes([m[0], m[1]])) + u32::from(u16::from_be_bytes([m[2], m[3]]));
 
-    let mut pos = hdr.l4 + 12;
+    let mut pos = hdr.l4 + 8;
+    if relayed {
+        // The staged Relay-Reply header, Interface-ID, Relay Message header and the Reply's
+        // header: one store, summed from an even offset (the datagram's 8th byte).
+        let n = (relay_len + 4) & 255;
+        acc += csum::sum_staged::<{ (34 + 4 + MAX_INTERFACE_ID + 8).div_ceil(8) + 1 }>(scratch, relay_at, n);
+        let src = scratch.out[relay_at..].as_mut_ptr().cast();
+        // SAFETY: the helper checks the frame range; relay_at + n <= 262 lies inside the staging buffer.
+        if unsafe { bpf_xdp_store_bytes(ctx.ctx, pos as u32, src, n as u32) } != 0 {
+            return Verdict::DropWriteFailed;
+        }
+        pos += n;
+    } else {
+        let m = msg_hdr.to_ne_bytes();
+        acc += u32::from(u16::from_be_bytes([m[0], m[1]])) + u32::from(u16::from_be_bytes([m[2], m[3]]));
+        pos += 4;
+    }
     if cid_len > 0 {
-        acc += csum::sum_bytes::<{ CID_MAX.div_ceil(8) }>(scratch, req.cid_off, cid_len);
+        let sum = csum::sum_bytes::<{ CID_MAX.div_ceil(8) }>(scratch, req.cid_off, cid_len);
+        // Behind an Interface-ID of odd length the identifier lands at an odd offset.
+        acc += csum::at_parity(sum as u16, (pos - hdr.l4) % 2 == 1);
         // Most clients send the Client Identifier first: unless the frame grew at the head,
         // it already sits where the reply echoes it.
         if !(in_place && req.cid_off == 12) {
@@ -156,7 +195,43 @@ pub fn write(
         (*udp)[6] = sum[0];
         (*udp)[7] = sum[1];
     }
-    Verdict::Answered
+    if relayed {
+        Verdict::TxRelayedIr
+    } else {
+        Verdict::Answered
+    }
+}
+
+/// Stages the Relay-Reply's first bytes in `scratch.out` from `a` (below 8): the
+/// Relay-Forward's header with the type turned (hop-count, link-address, peer-address
+/// copied), the Interface-ID option as it came, the Relay Message option's header for a
+/// `reply_len`-byte Reply, and the Reply's header `msg_hdr`.
+#[inline(always)]
+fn stage_relay_reply(scratch: &mut Scratch, a: usize, iid_len: usize, reply_len: usize, msg_hdr: u32) {
+    let a = a & 7;
+    let iid_len = iid_len & 127;
+    let iid_src = (get(&scratch.found.iid_off) as usize + 4) & REQ_MASK;
+    let (p, o) = (scratch.req.as_ptr(), scratch.out.as_mut_ptr());
+    let ilen = (iid_len as u16).to_be_bytes();
+    let rlen = (reply_len as u16).to_be_bytes();
+    let iid = opt::INTERFACE_ID.to_be_bytes();
+    let rmsg = opt::RELAY_MSG.to_be_bytes();
+    // SAFETY: the loads stay inside the 656-byte request buffer (from below 512, at most 64
+    // bytes on); the stores inside the 1040-byte staging buffer (a < 8, at most 180 bytes on).
+    // Bytes stored past each part are overwritten by the next one or never sent.
+    unsafe {
+        for k in 0..5 {
+            store::<u64>(o, a + k * 8, load::<u64>(p, 8 + k * 8));
+        }
+        store::<u8>(o, a, msg::RELAY_REPL);
+        store::<u32>(o, a + 34, u32::from_ne_bytes([iid[0], iid[1], ilen[0], ilen[1]]));
+        for k in 0..MAX_INTERFACE_ID / 8 {
+            store::<u64>(o, a + 38 + k * 8, load::<u64>(p, iid_src + k * 8));
+        }
+        let at = a + 38 + iid_len;
+        store::<u32>(o, at, u32::from_ne_bytes([rmsg[0], rmsg[1], rlen[0], rlen[1]]));
+        store::<u32>(o, at + 4, msg_hdr);
+    }
 }
 
 /// The segments a request selects (bit per segment) and their total length, tallied in

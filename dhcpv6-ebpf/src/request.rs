@@ -1,4 +1,5 @@
-//! The option walk of an Information-Request (over the datagram copied into scratch):
+//! The option walk of an Information-Request (over the datagram copied into scratch, sent
+//! directly or inside a Relay-Forward):
 //! structure, identifiers, IAs, Option Request.
 
 use dhcpv6_common::{
@@ -32,9 +33,11 @@ fn be16(req: &[u8; REQ_BUF], off: usize) -> u16 {
 }
 
 #[inline(always)]
-pub fn walk(scratch: &mut Scratch, udp_len: usize, iface: &IfaceReply) -> Result<Request, Verdict> {
-    let end = udp_len;
-    let mut off = 12usize;
+pub fn walk(scratch: &mut Scratch, iface: &IfaceReply) -> Result<Request, Verdict> {
+    // The message's range in scratch: the datagram's after the UDP header, or the Relay
+    // Message's; read from memory so that both paths meet here in one verifier state.
+    let end = get(&scratch.found.msg_end) as usize;
+    let mut off = get(&scratch.found.msg_off) as usize + 4;
     // Only what the walk reads before writing it is reset (a whole-struct reset is a memset
     // call per frame); the offsets are read only when their length or count says so.
     let f = &mut scratch.found;

@@ -24,8 +24,9 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use dhcpv6_common::{
-    Counters, FloodConfig, IfaceKey, IfaceReply, RelaySource, MAP_COUNTERS, MAP_FLOOD_CONFIG, MAP_FLOOD_RELAYS,
-    MAP_IFACE_REPLY, MAX_FLOOD_RELAYS, PROGRAM_NAME,
+    Counters, FloodConfig, IfaceKey, IfaceReply, RelayLinkKey, RelaySource, MAP_COUNTERS, MAP_FLOOD_CONFIG,
+    MAP_FLOOD_RELAYS, MAP_IFACE_REPLY, MAP_RELAY_LINKS, MAX_FLOOD_RELAYS, MAX_RELAY_LINKS, PROGRAM_NAME,
+    RELAY_LINK_KEY_BASE,
 };
 use tracing::{info, warn};
 
@@ -289,7 +290,66 @@ impl Dataplane {
     }
 
     pub fn remove_iface(&mut self, ifindex: u32) -> Result<()> {
-        self.remove_reply_data(IfaceKey::untagged(ifindex))
+        self.remove_reply_data(IfaceKey::untagged(ifindex))?;
+        self.set_relay_links(IfaceKey::untagged(ifindex), &[])
+    }
+
+    /// Writes the `[[link]]`s with options of their own that a lightweight relay's
+    /// Interface-ID on `key` may name (`DHCPV6_RELAY_LINKS`): each link's reply data goes
+    /// into `DHCPV6_IFACES` under a key no frame has (`outer_vlan` from
+    /// `RELAY_LINK_KEY_BASE`, `inner_vlan` the arrival's VLAN), or is removed when it could
+    /// not be built (`None`: the program then passes such requests up); entries of `key` no
+    /// longer listed go. Call before the arrival's reply data with `IFACE_RELAY_LINKS`.
+    pub fn set_relay_links(&mut self, key: IfaceKey, links: &[(Vec<u8>, Option<IfaceReply>)]) -> Result<()> {
+        if key.inner_vlan != 0 {
+            bail!("relay links are kept for untagged and single-tagged frames only, not {key:?}");
+        }
+        if links.len() > usize::from(u16::MAX - RELAY_LINK_KEY_BASE) || links.len() > MAX_RELAY_LINKS as usize {
+            bail!("{} relay links; the program holds at most {MAX_RELAY_LINKS}", links.len());
+        }
+        let target = |n: usize| IfaceKey {
+            ifindex: key.ifindex,
+            // Bounded above: n < u16::MAX - RELAY_LINK_KEY_BASE.
+            outer_vlan: RELAY_LINK_KEY_BASE + n as u16,
+            inner_vlan: key.outer_vlan,
+        };
+        let mut wanted = Vec::with_capacity(links.len());
+        for (n, (iid, data)) in links.iter().enumerate() {
+            let k = RelayLinkKey::new(key, iid)
+                .ok_or_else(|| anyhow!("an Interface-ID of {} bytes is longer than the program looks up", iid.len()))?;
+            match data {
+                Some(d) => self.set_reply_data(target(n), d)?,
+                None => self.remove_reply_data(target(n))?,
+            }
+            wanted.push((k, target(n)));
+        }
+        let stale_data: Vec<IfaceKey> = self
+            .ifaces()?
+            .keys()
+            .filter_map(|k| k.ok())
+            .filter(|k| {
+                k.ifindex == key.ifindex
+                    && k.inner_vlan == key.outer_vlan
+                    && k.outer_vlan >= RELAY_LINK_KEY_BASE + links.len() as u16
+            })
+            .collect();
+        let map = self.ebpf.map_mut(MAP_RELAY_LINKS).ok_or_else(|| anyhow!("no relay-link map"))?;
+        let mut map = BpfHashMap::<_, RelayLinkKey, IfaceKey>::try_from(map)?;
+        let stale: Vec<RelayLinkKey> = map
+            .keys()
+            .filter_map(|k| k.ok())
+            .filter(|k| k.iface == key && !wanted.iter().any(|(w, _)| w == k))
+            .collect();
+        for k in stale {
+            let _ = map.remove(&k);
+        }
+        for (k, t) in &wanted {
+            map.insert(k, t, 0).context("writing a relay link")?;
+        }
+        for k in stale_data {
+            self.remove_reply_data(k)?;
+        }
+        Ok(())
     }
 
     pub fn remove_reply_data(&mut self, key: IfaceKey) -> Result<()> {

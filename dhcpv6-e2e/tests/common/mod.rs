@@ -12,12 +12,13 @@ use std::{
 use aya::programs::{TestRun, TestRunOptions};
 use dhcpv6::{
     dataplane::Dataplane,
-    fastpath::{build_reply_data, frame::FrameSpec, model::ModelIface, ModelMaps, Outcome},
+    fastpath::{build_link_reply_data, build_reply_data, frame::FrameSpec, model::ModelIface, ModelMaps, Outcome},
     server::{IfaceService, ServiceOptions},
     wire::Duid,
 };
 use dhcpv6_common::{
     outcomes::xdp_action, wire::ALL_DHCP_RELAY_AGENTS_AND_SERVERS, Counters, IfaceKey, Verdict, IFACE_LEARN_MACS,
+    IFACE_RELAYED_IR, IFACE_RELAY_LINKS,
 };
 
 pub const SERVER_MAC: [u8; 6] = [0x02, 0xd6, 0, 0, 0, 0x01];
@@ -49,7 +50,7 @@ pub fn service() -> IfaceService {
 }
 
 pub fn model_iface(fast_path: bool) -> ModelIface {
-    ModelIface { mac: SERVER_MAC, link_local: server_ll(), svc: service(), fast_path, learn_macs: false }
+    ModelIface::new(SERVER_MAC, server_ll(), service(), fast_path)
 }
 
 pub fn spec() -> FrameSpec {
@@ -113,7 +114,25 @@ impl Program {
             if i.learn_macs {
                 data.flags |= IFACE_LEARN_MACS;
             }
-            dp.set_reply_data(IfaceKey { ifindex: 1, outer_vlan, inner_vlan }, &data).unwrap();
+            if i.relayed_ir {
+                data.flags |= IFACE_RELAYED_IR;
+            }
+            let key = IfaceKey { ifindex: 1, outer_vlan, inner_vlan };
+            if !i.links.is_empty() {
+                // As the daemon writes them: the links first, then the interface that names them.
+                let links: Vec<_> =
+                    i.links.iter().filter_map(|(id, l)| l.clone().map(|l| (id.clone(), l))).collect::<Vec<_>>();
+                let mut built = build_link_reply_data(i.mac, i.link_local, &i.svc.duid, &links, i.fast_path, 1);
+                // The links the model has without reply data: named, but nothing to answer with.
+                for (id, l) in &i.links {
+                    if l.is_none() {
+                        built.push((id.clone(), None));
+                    }
+                }
+                dp.set_relay_links(key, &built).unwrap();
+                data.flags |= IFACE_RELAY_LINKS;
+            }
+            dp.set_reply_data(key, &data).unwrap();
         }
         let relays: Vec<Ipv6Addr> = maps.relays.iter().copied().collect();
         dp.set_flood(&maps.flood, &relays).unwrap();
@@ -155,6 +174,7 @@ impl Program {
         assert_eq!(moved.len(), expected, "nothing else moved: {moved:?}");
         assert_eq!(r.return_value, verdict.action(), "{}: the action matches the counter", verdict.name());
         let outcome = match r.return_value {
+            xdp_action::TX if verdict == Verdict::TxRelayedIr => Outcome::TxRelayed(out),
             xdp_action::TX => Outcome::Tx(out),
             xdp_action::PASS if verdict == Verdict::NotDhcp => Outcome::NotDhcp,
             xdp_action::PASS => Outcome::Pass(verdict),

@@ -4,7 +4,9 @@
 //! (`server::information_request`); this module adds only what is particular to the fast path:
 //! which frames it classifies, which reply data a frame finds (by interface and VLAN), the
 //! limits past which it hands a request to userspace, the headers of the frame it sends back,
-//! the flood buckets on the way up and the client MACs it learns. Tests run the real program
+//! the flood buckets on the way up and the client MACs it learns. Relayed Information-Requests
+//! (one lightweight relay's level) are the server's too: `relay::unwrap`, the link's options
+//! as `daemon::dispatch` picks them, `relay::wrap`. Tests run the real program
 //! and this model ([`ModelMaps`]) on the same frames and require the same outcome (the same
 //! [`Verdict`]) and, for answers, the same bytes.
 
@@ -14,7 +16,7 @@ use std::{
 };
 
 use dhcpv6_common::{
-    limits::{MAX_OPTIONS, MAX_ORO_CODES, MAX_REQUEST_UDP_LEN},
+    limits::{MAX_INTERFACE_ID, MAX_OPTIONS, MAX_ORO_CODES, MAX_RELAY_OPTIONS, MAX_REQUEST_UDP_LEN},
     wire::{
         is_ipv6_ext_header,
         msg::{self, is_client_message},
@@ -26,8 +28,8 @@ use dhcpv6_common::{
 
 use super::frame::{addr, be16, udp_checksum, udp_sum, Offsets};
 use crate::{
-    server::{information_request, Discard, IfaceService},
-    wire::Message,
+    server::{information_request, information_request_with, relay, Discard, IfaceService, LinkService},
+    wire::{Message, RelayLevel, RelayMessage},
 };
 
 /// The fast path's view of one interface (or VLAN): its reply data.
@@ -39,6 +41,19 @@ pub struct ModelIface {
     pub fast_path: bool,
     /// `IFACE_LEARN_MACS`: client MACs are learned from frames passed up.
     pub learn_macs: bool,
+    /// `IFACE_RELAYED_IR`: lightweight relays on the link are trusted; their relayed
+    /// Information-Requests are answered here.
+    pub relayed_ir: bool,
+    /// `[[link]]`s with options of their own, by the Interface-ID that names them; `None`:
+    /// the link's reply data is missing (`pass_relay_link`).
+    pub links: Vec<(Vec<u8>, Option<LinkService>)>,
+}
+
+impl ModelIface {
+    /// An interface answering direct Information-Requests (when `fast_path`), no relays.
+    pub fn new(mac: [u8; 6], link_local: Ipv6Addr, svc: IfaceService, fast_path: bool) -> Self {
+        ModelIface { mac, link_local, svc, fast_path, learn_macs: false, relayed_ir: false, links: Vec::new() }
+    }
 }
 
 /// The program's action and the counter it bumps.
@@ -47,6 +62,8 @@ pub enum Outcome {
     /// Not IPv6 UDP/547: passed, counted only as a frame.
     NotDhcp,
     Tx(Vec<u8>),
+    /// A Relay-Reply sent back to a lightweight relay (`tx_relayed_ir`).
+    TxRelayed(Vec<u8>),
     Pass(Verdict),
     Drop(Verdict),
 }
@@ -66,6 +83,7 @@ impl Outcome {
         match self {
             Outcome::NotDhcp => Verdict::NotDhcp.name(),
             Outcome::Tx(_) => Verdict::Answered.name(),
+            Outcome::TxRelayed(_) => Verdict::TxRelayedIr.name(),
             Outcome::Pass(v) | Outcome::Drop(v) => v.name(),
         }
     }
@@ -302,9 +320,12 @@ fn serve(f: &[u8], off: Offsets, iface: &ModelIface) -> Result<Outcome, Outcome>
     if udp_len < 12 {
         return Err(Outcome::Drop(Verdict::DropMalformed));
     }
-    if f[l4 + 8] != msg::INFORMATION_REQUEST {
-        return Err(Outcome::Pass(Verdict::PassOtherMsg));
-    }
+    let relayed = match f[l4 + 8] {
+        msg::INFORMATION_REQUEST => false,
+        msg::RELAY_FORW if !iface.relayed_ir => return Err(Outcome::Pass(Verdict::PassRelayUntrusted)),
+        msg::RELAY_FORW => true,
+        _ => return Err(Outcome::Pass(Verdict::PassOtherMsg)),
+    };
     if udp_len > MAX_REQUEST_UDP_LEN {
         return Err(Outcome::Pass(Verdict::PassLimits));
     }
@@ -313,6 +334,9 @@ fn serve(f: &[u8], off: Offsets, iface: &ModelIface) -> Result<Outcome, Outcome>
         return Err(Outcome::Pass(Verdict::PassChecksum));
     }
     let dhcp = &udp[8..];
+    if relayed {
+        return serve_relayed(f, off, src, dhcp, iface);
+    }
     walk_limits(&dhcp[4..], !iface.svc.ignore_user_classes.is_empty())?;
     let reply = Message::parse(dhcp).map_err(Discard::Malformed).and_then(|m| {
         let r = information_request(&m, &iface.svc)?;
@@ -325,12 +349,100 @@ fn serve(f: &[u8], off: Offsets, iface: &ModelIface) -> Result<Outcome, Outcome>
     if oro_codes > MAX_ORO_CODES {
         return Err(Outcome::Pass(Verdict::PassLimits));
     }
-    Ok(Outcome::Tx(reply_frame(f, l3, l4, src, iface, &reply)))
+    let client_port = be16(f, l4).ok_or(Outcome::Pass(Verdict::PassLength))?;
+    Ok(Outcome::Tx(reply_frame(f, l3, l4, src, client_port, iface, &reply)))
+}
+
+/// The fast path's shape of a lightweight relay's level, checked before the server's parser:
+/// hop-count 0, link-address unspecified, peer-address link-local.
+fn ldra_header(dhcp: &[u8]) -> Result<(), Outcome> {
+    if dhcp.len() < RelayMessage::HEADER_LEN {
+        // RFC 9915 section 9: userspace's parser refuses it (`drop_relay_short_header`).
+        return Err(Outcome::Drop(Verdict::DropRelayMalformed));
+    }
+    let peer = &dhcp[18..34];
+    if dhcp[1] != 0 || dhcp[2..18].iter().any(|&b| b != 0) || peer[0] != 0xfe || peer[1] & 0xc0 != 0x80 {
+        return Err(Outcome::Pass(Verdict::PassRelayShape));
+    }
+    Ok(())
+}
+
+/// The program's limit on the relay level's options (`MAX_RELAY_OPTIONS`), as it walks them.
+/// `Ok`: within it, or malformed within it (the server's parser then drops it).
+fn relay_walk_limits(opts: &[u8]) -> Result<(), Outcome> {
+    let mut off = 0usize;
+    for _ in 0..MAX_RELAY_OPTIONS {
+        if off >= opts.len() {
+            return Ok(());
+        }
+        let Some(len) = be16(opts, off + 2) else { return Ok(()) };
+        off += 4 + usize::from(len);
+    }
+    if off < opts.len() {
+        return Err(Outcome::Pass(Verdict::PassLimits));
+    }
+    Ok(())
+}
+
+/// A Relay-Forward on an interface that trusts lightweight relays: the program's shape and
+/// limits, then the server's own parsing, link choice, answer and Relay-Reply.
+fn serve_relayed(f: &[u8], off: Offsets, src: Ipv6Addr, dhcp: &[u8], iface: &ModelIface) -> Result<Outcome, Outcome> {
+    ldra_header(dhcp)?;
+    relay_walk_limits(&dhcp[RelayMessage::HEADER_LEN..])?;
+    let (level, carried) = RelayLevel::parse(dhcp).map_err(|_| Outcome::Drop(Verdict::DropRelayMalformed))?;
+    let Some(iid) = level.interface_id.as_deref() else {
+        return Err(Outcome::Pass(Verdict::PassRelayShape));
+    };
+    if iid.len() > MAX_INTERFACE_ID {
+        return Err(Outcome::Pass(Verdict::PassLimits));
+    }
+    match carried.first() {
+        _ if carried.len() < Message::HEADER_LEN => {
+            debug_assert!(relay::unwrap(dhcp).is_err(), "userspace drops a relayed message shorter than a header");
+            return Err(Outcome::Drop(Verdict::DropRelayMalformed));
+        }
+        Some(&msg::INFORMATION_REQUEST) => {}
+        Some(&msg::RELAY_FORW) => return Err(Outcome::Pass(Verdict::PassRelayShape)),
+        _ => return Err(Outcome::Pass(Verdict::PassRelayInner)),
+    }
+    // `daemon::dispatch`: a `[[link]]` the Interface-ID names, with options of its own,
+    // answers with those; any other, with the arrival interface's.
+    let (options, classes) = match iface.links.iter().find(|(id, _)| id == iid) {
+        Some((_, None)) => return Err(Outcome::Pass(Verdict::PassRelayLink)),
+        Some((_, Some(l))) => (&l.options[..], &l.ignore_user_classes[..]),
+        None => (&iface.svc.options[..], &iface.svc.ignore_user_classes[..]),
+    };
+    walk_limits(&carried[Message::HEADER_LEN..], !classes.is_empty())?;
+    let reply =
+        relay::unwrap(dhcp).map_err(|_| Discard::Malformed(crate::wire::WireError::ShortHeader(0))).and_then(|r| {
+            let m = r.message();
+            let reply = information_request_with(&m, &iface.svc.duid, options, classes)?;
+            let wrapped = relay::wrap(&r.levels, &reply)
+                .map_err(|_| Discard::ReplyTooLong(crate::wire::WireError::MessageTooLong { len: reply.len() }))?;
+            Ok((wrapped, m.requested_options().map(|c| c.len()).unwrap_or(0)))
+        });
+    let (reply, oro_codes) = match reply {
+        Ok(r) => r,
+        Err(d) => return Err(Outcome::of(discard_verdict(&d))),
+    };
+    if oro_codes > MAX_ORO_CODES {
+        return Err(Outcome::Pass(Verdict::PassLimits));
+    }
+    // `relay::reply_destination`: the relay's address, port 547.
+    Ok(Outcome::TxRelayed(reply_frame(f, off.l3, off.l4, src, SERVER_PORT, iface, &reply)))
 }
 
 /// The frame the program sends: the request's Ethernet header and VLAN tags turned around,
 /// fresh IPv6 and UDP headers, and the server's reply as payload.
-fn reply_frame(f: &[u8], l3: usize, l4: usize, client: Ipv6Addr, iface: &ModelIface, reply: &[u8]) -> Vec<u8> {
+fn reply_frame(
+    f: &[u8],
+    l3: usize,
+    l4: usize,
+    client: Ipv6Addr,
+    client_port: u16,
+    iface: &ModelIface,
+    reply: &[u8],
+) -> Vec<u8> {
     let udp_len = 8 + reply.len();
     let mut out = Vec::with_capacity(l4 + udp_len);
     out.extend_from_slice(&f[6..12]);
@@ -344,7 +456,7 @@ fn reply_frame(f: &[u8], l3: usize, l4: usize, client: Ipv6Addr, iface: &ModelIf
     out.extend_from_slice(&iface.link_local.octets());
     out.extend_from_slice(&client.octets());
     out.extend_from_slice(&SERVER_PORT.to_be_bytes());
-    out.extend_from_slice(&f[l4..l4 + 2]);
+    out.extend_from_slice(&client_port.to_be_bytes());
     out.extend_from_slice(&(udp_len as u16).to_be_bytes());
     out.extend_from_slice(&[0, 0]);
     out.extend_from_slice(reply);

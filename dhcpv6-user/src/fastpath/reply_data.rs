@@ -8,7 +8,7 @@ use dhcpv6_common::{
     IfaceReply, Segment, IFACE_FAST_PATH, IFACE_USER_CLASS_FILTER, SEG_REQUESTED_ONLY,
 };
 
-use crate::server::{IfaceService, SendPolicy};
+use crate::server::{IfaceService, LinkService, SendPolicy};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[non_exhaustive]
@@ -81,6 +81,31 @@ pub fn build(
     r.nsegs = count as u16;
     set_base(&mut r);
     Ok(r)
+}
+
+/// The reply data of each `[[link]]` with options of its own, for relayed Information-Requests
+/// whose Interface-ID names it (`Dataplane::set_relay_links`): the arrival interface's MAC,
+/// address and DUID with the link's options. `None` where they do not fit the fast path
+/// (the program then passes such requests up, `pass_relay_link`).
+pub fn build_links(
+    mac: [u8; 6],
+    link_local: Ipv6Addr,
+    duid: &crate::wire::Duid,
+    links: &[(Vec<u8>, LinkService)],
+    fast_path: bool,
+    generation: u32,
+) -> Vec<(Vec<u8>, Option<IfaceReply>)> {
+    links
+        .iter()
+        .map(|(iid, l)| {
+            let svc = IfaceService {
+                duid: duid.clone(),
+                options: l.options.clone(),
+                ignore_user_classes: l.ignore_user_classes.clone(),
+            };
+            (iid.clone(), build(mac, link_local, &svc, fast_path, generation).ok())
+        })
+        .collect()
 }
 
 /// The shortcut for the usual request (none of the requested-only options asked for): when
