@@ -116,6 +116,13 @@ impl TrustedRelays {
         self.0.is_empty()
     }
 
+    /// Whether every link-local source is believed (a listed prefix covers `fe80::/10`): the
+    /// lightweight relays on the link (RFC 6221) are trusted, whatever their address, and the
+    /// XDP fast path may answer their relayed Information-Requests.
+    pub fn admits_every_link_local(&self) -> bool {
+        self.0.iter().any(|p| p.prefix_len() <= 10 && p.contains(&Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0)))
+    }
+
     pub fn prefixes(&self) -> &[Prefix] {
         &self.0
     }
@@ -257,6 +264,17 @@ mod tests {
         assert!(t.admits(&ip("fe80::1234")));
         assert!(!t.admits(&ip("2001:db8:1::3")));
         assert!(TrustedRelays::new([p("::/0")]).admits(&ip("2001:db8:ffff::1")));
+    }
+
+    #[test]
+    fn every_link_local_source_only_with_a_prefix_covering_fe80_10() {
+        assert!(TrustedRelays::new([p("fe80::/10")]).admits_every_link_local());
+        assert!(TrustedRelays::new([p("2001:db8::1"), p("::/0")]).admits_every_link_local());
+        assert!(TrustedRelays::new([p("fe80::/8")]).admits_every_link_local());
+        for narrower in ["fe80::/64", "fe80::1", "fe80::/11", "2001:db8::/32"] {
+            assert!(!TrustedRelays::new([p(narrower)]).admits_every_link_local(), "{narrower}");
+        }
+        assert!(!TrustedRelays::default().admits_every_link_local());
     }
 
     /// Finding 1: a Relay-Forward from a host nobody named is not served (its Interface-ID,

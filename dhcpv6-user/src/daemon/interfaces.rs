@@ -14,9 +14,9 @@ use tracing::{info, warn};
 use crate::{
     config::IfaceConfig,
     dataplane::{AttachMode, Dataplane},
-    fastpath::build_reply_data,
+    fastpath::{build_link_reply_data, build_reply_data},
     netlink::{LinkState, Netlink},
-    server::{trust::Arrival, IfaceService},
+    server::{trust::Arrival, IfaceService, LinkService},
     socket::ServerSocket,
     wire::Duid,
 };
@@ -68,6 +68,9 @@ impl ServedIface {
 
 pub struct ServedIfaces {
     ifaces: Vec<ServedIface>,
+    /// The `[[link]]`s with options of their own, by the Interface-ID naming them, for the
+    /// fast path's relayed Information-Requests; `None`: it cannot tell them all apart.
+    relay_links: Option<Vec<(Vec<u8>, LinkService)>>,
     by_index: HashMap<u32, usize>,
     generation: u32,
     fast_path: bool,
@@ -77,7 +80,13 @@ pub struct ServedIfaces {
 impl ServedIfaces {
     pub fn new(cfgs: Vec<IfaceConfig>, fast_path: bool, xdp_mode: AttachMode) -> Self {
         let ifaces = cfgs.into_iter().map(ServedIface::new).collect();
-        Self { ifaces, by_index: HashMap::new(), generation: 0, fast_path, xdp_mode }
+        Self { ifaces, relay_links: Some(Vec::new()), by_index: HashMap::new(), generation: 0, fast_path, xdp_mode }
+    }
+
+    /// The links a relayed Information-Request may name (`fastpath::relay_links`); the next
+    /// `sync` writes them.
+    pub fn set_relay_links(&mut self, links: Option<Vec<(Vec<u8>, LinkService)>>) {
+        self.relay_links = links;
     }
 
     /// The interface a datagram arrived on, when it is served and present.
@@ -174,14 +183,42 @@ impl ServedIfaces {
             self.ifaces[idx].written = None;
             return Ok(());
         };
-        match build_reply_data(link.mac, ll, &svc, self.fast_path, self.generation.wrapping_add(1)) {
-            Ok(data) => {
-                let mut key = bytemuck::bytes_of(&data).to_vec();
-                key[dhcpv6_common::maps::GENERATION_OFFSET..dhcpv6_common::maps::GENERATION_OFFSET + 4].fill(0);
+        let generation = self.generation.wrapping_add(1);
+        // Relayed Information-Requests in XDP: only from relays the interface trusts all of
+        // on the link (lightweight relays), and only when every link an Interface-ID may
+        // name with options of its own is in the map.
+        let relay_links = match &self.relay_links {
+            Some(l) if self.fast_path && served.cfg.trusted_relays().admits_every_link_local() => Some(l),
+            _ => None,
+        };
+        let links = relay_links
+            .map_or_else(Vec::new, |l| build_link_reply_data(link.mac, ll, &svc.duid, l, self.fast_path, generation));
+        match build_reply_data(link.mac, ll, &svc, self.fast_path, generation) {
+            Ok(mut data) => {
+                if relay_links.is_some() {
+                    data.flags |= dhcpv6_common::IFACE_RELAYED_IR;
+                }
+                if !links.is_empty() {
+                    data.flags |= dhcpv6_common::IFACE_RELAY_LINKS;
+                }
+                let mut key = written_key(&data);
+                for (iid, d) in &links {
+                    key.extend_from_slice(iid);
+                    key.extend(d.as_ref().map_or_else(Vec::new, written_key));
+                }
                 if self.ifaces[idx].written.as_ref() != Some(&key) {
-                    self.generation = self.generation.wrapping_add(1);
+                    self.generation = generation;
+                    // The links first: the interface's entry is what tells the program to look.
+                    dp.set_relay_links(dhcpv6_common::IfaceKey::untagged(link.ifindex), &links)?;
                     dp.set_iface(link.ifindex, &data)?;
-                    info!(iface = %name, link_local = %ll, generation = self.generation, "fast-path reply data written");
+                    info!(
+                        iface = %name,
+                        link_local = %ll,
+                        generation = self.generation,
+                        relayed = relay_links.is_some(),
+                        links = links.len(),
+                        "fast-path reply data written"
+                    );
                     self.ifaces[idx].written = Some(key);
                 }
             }
@@ -194,6 +231,13 @@ impl ServedIfaces {
         self.ifaces[idx].svc = Some(svc);
         Ok(())
     }
+}
+
+/// A map entry's bytes as compared to skip rewrites (the generation changes every time).
+fn written_key(data: &dhcpv6_common::IfaceReply) -> Vec<u8> {
+    let mut key = bytemuck::bytes_of(data).to_vec();
+    key[dhcpv6_common::maps::GENERATION_OFFSET..dhcpv6_common::maps::GENERATION_OFFSET + 4].fill(0);
+    key
 }
 
 #[cfg(test)]

@@ -247,6 +247,14 @@ impl Server {
 
     /// Re-reads the kernel's interfaces into the served table and the relay agent.
     async fn sync(&mut self) -> Result<()> {
+        let links = self.stateful.as_ref().map_or_else(Vec::new, StatefulService::link_services);
+        let relay_links = crate::fastpath::relay_links(&links);
+        if relay_links.is_none() {
+            tracing::debug!(
+                "a [[link]] with options cannot be told from an Interface-ID in XDP: relayed requests go to userspace"
+            );
+        }
+        self.ifaces.set_relay_links(relay_links);
         self.ifaces.sync(&self.nl, &mut self.dp, &self.sock).await?;
         self.agent.sync(&self.nl, &mut self.dp, &self.sock).await
     }

@@ -315,6 +315,12 @@ impl<S: Transmit> StatefulService<S> {
         lock(&self.engine).link_service(arrival, relay)
     }
 
+    /// Every link by name, with its own options when it has some (for the fast path's
+    /// relayed Information-Requests).
+    pub fn link_services(&self) -> Vec<(String, Option<Arc<crate::server::LinkService>>)> {
+        lock(&self.engine).link_services()
+    }
+
     /// True while the lease store writes (for the `dhcpv6_store_healthy` gauge).
     pub fn store_gauge(&self) -> Arc<std::sync::atomic::AtomicBool> {
         self.health.gauge()

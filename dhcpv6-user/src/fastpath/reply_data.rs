@@ -108,6 +108,24 @@ pub fn build_links(
         .collect()
 }
 
+/// The `[[link]]`s with options of their own as the fast path looks them up, by the
+/// Interface-ID that names them (`link::choose`: a relayed client whose Interface-ID is a
+/// link's name is on that link). `None` when the program could not tell every such link from
+/// an Interface-ID: a name longer than it looks up, or options on the link where a client
+/// whose Interface-ID names no link ends up (`UNCONFIGURED_LINK`): relayed requests then all
+/// go up.
+pub fn relay_links(links: &[(String, Option<std::sync::Arc<LinkService>>)]) -> Option<Vec<(Vec<u8>, LinkService)>> {
+    let mut out = Vec::new();
+    for (name, svc) in links {
+        let Some(svc) = svc else { continue };
+        if name == crate::server::stateful::UNCONFIGURED_LINK || name.len() > dhcpv6_common::limits::MAX_INTERFACE_ID {
+            return None;
+        }
+        out.push((name.as_bytes().to_vec(), LinkService::clone(svc)));
+    }
+    Some(out)
+}
+
 /// The shortcut for the usual request (none of the requested-only options asked for): when
 /// the always-sent segments form the block's first bytes, their length and checksum.
 fn set_base(r: &mut IfaceReply) {
@@ -169,6 +187,22 @@ mod tests {
         let r = build([2, 0, 0, 0, 0, 1], "fe80::1".parse().unwrap(), &svc, true, 1).unwrap();
         assert_eq!(r.base_len, 0, "the program must select segment by segment");
         assert_eq!(r.requested_only, [1 << 56, 0]);
+    }
+
+    #[test]
+    fn relay_links_are_the_links_with_options_unless_one_cannot_be_told_apart() {
+        use std::sync::Arc;
+        let own =
+            Arc::new(LinkService { options: vec![option(23, SendPolicy::Always, 16)], ignore_user_classes: vec![] });
+        let links = vec![("vlan7".to_owned(), Some(own.clone())), ("vlan8".to_owned(), None)];
+        let got = relay_links(&links).unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!((got[0].0.as_slice(), &got[0].1.options), (&b"vlan7"[..], &own.options));
+        let long = vec![("x".repeat(65), Some(own.clone()))];
+        assert!(relay_links(&long).is_none(), "a name past the program's key");
+        assert!(relay_links(&[("x".repeat(65), None)]).unwrap().is_empty(), "no options: not looked up");
+        let unconfigured = vec![(crate::server::stateful::UNCONFIGURED_LINK.to_owned(), Some(own))];
+        assert!(relay_links(&unconfigured).is_none());
     }
 
     #[test]

@@ -121,6 +121,12 @@ impl Engine {
         self.link_index(arrival, relay).and_then(|i| self.alloc.links[i].service.clone())
     }
 
+    /// Every link by name, with its own options when it has some: what a relayed
+    /// Information-Request's Interface-ID may select (`link_service`).
+    pub fn link_services(&self) -> Vec<(String, Option<std::sync::Arc<crate::server::LinkService>>)> {
+        self.alloc.links.iter().map(|l| (l.link.clone(), l.service.clone())).collect()
+    }
+
     /// The link a client is on (see `link.rs`).
     fn link_index(&self, arrival: &str, relay: Option<&LinkSelector<'_>>) -> Option<usize> {
         link::choose(arrival, relay, |n| self.by_name.get(n).copied(), |a| self.relay_link(a))
