@@ -85,12 +85,14 @@ pub struct GenState {
     pub left: u64,
 }
 
-/// What the sink accepts as this run's: the transaction id's first byte.
+/// What the sink accepts as this run's: the transaction id's first byte; with `relayed`,
+/// Relay-Replies (UDP 547->547) whose Relay Message carries the Reply (a lightweight relay's
+/// traffic, `dhcpv6-bench gen --relayed`).
 #[repr(C)]
 #[derive(Clone, Copy, Default)]
 pub struct SinkConfig {
     pub tag: u32,
-    pub _pad: u32,
+    pub relayed: u32,
 }
 
 /// The sink's per-CPU counters. Every UDP 547->546 frame lands in exactly one of `valid`,

@@ -5,7 +5,8 @@
 //!   distinct request (transaction id, DUID tail) with a correct UDP checksum and sends it
 //!   with XDP_TX towards the server's end.
 //! - `bench_sink`: on the generator's end, counts and drops what comes back (replies
-//!   validated: UDP 547->546, Reply, this run's tag, checksum, options 23 and 24), so the
+//!   validated: UDP 547->546, Reply, this run's tag, checksum, options 23 and 24; with the
+//!   relayed configuration UDP 547->547, a Relay-Reply whose Relay Message is that Reply), so the
 //!   generator's kernel never spends time on them. Everything else goes up (neighbour
 //!   discovery).
 //! - `bench_macswap`: the physical limit of the set-up: swaps the MACs and sends every frame
@@ -264,8 +265,18 @@ fn sink(ctx: &XdpContext) -> Seen {
     let (Some(sport), Some(dport), Some(udp_len)) = (be16(ctx, l4), be16(ctx, l4 + 2), be16(ctx, l4 + 4)) else {
         return Seen::Other;
     };
-    let reply = sport == SERVER_PORT && dport == CLIENT_PORT;
-    let echo = sport == CLIENT_PORT && dport == SERVER_PORT;
+    let (tag, relayed) = match BENCH_SINK_CFG.get_ptr(0) {
+        // SAFETY: a map value, valid for the run.
+        Some(cfg) => unsafe { ((*cfg).tag as u8, (*cfg).relayed != 0) },
+        None => (0, false),
+    };
+    // A lightweight relay's traffic runs 547 -> 547 both ways: the type tells them apart.
+    let (reply, echo) = if relayed {
+        let both = sport == SERVER_PORT && dport == SERVER_PORT;
+        (both, both)
+    } else {
+        (sport == SERVER_PORT && dport == CLIENT_PORT, sport == CLIENT_PORT && dport == SERVER_PORT)
+    };
     if !reply && !echo {
         return Seen::Other;
     }
@@ -294,26 +305,30 @@ fn sink(ctx: &XdpContext) -> Seen {
         return Seen::BadChecksum;
     }
 
-    let tag = match BENCH_SINK_CFG.get_ptr(0) {
-        // SAFETY: a map value, valid for the run.
-        Some(cfg) => unsafe { (*cfg).tag as u8 },
-        None => 0,
+    // The client's message: the datagram's, or the one the relay message carries.
+    let (m, end, echo) = if relayed {
+        let Some((m, end)) = relay_message(buf, udp_len) else { return Seen::BadOptions };
+        (m, end, buf[8] == msg::RELAY_FORW)
+    } else {
+        (8, udp_len, echo)
     };
-    let ours = buf[9] == tag;
+    let m = m & SINK_MASK;
+    let ours = buf[m + 1] == tag;
     if echo {
-        if buf[8] != msg::INFORMATION_REQUEST {
+        if buf[m] != msg::INFORMATION_REQUEST {
             return Seen::BadType;
         }
         return if ours { Seen::EchoValid } else { Seen::EchoStale };
     }
-    if buf[8] != msg::REPLY {
+    if buf[m] != msg::REPLY || (relayed && buf[8] != msg::RELAY_REPL) {
         return Seen::BadType;
     }
     if !ours {
         return Seen::Stale;
     }
     // Options 23 (DNS servers) and 24 (domain search list) present.
-    let mut off = 12usize;
+    let udp_len = end;
+    let mut off = m + 4;
     let mut found = 0u32;
     for _ in 0..32 {
         if off >= udp_len {
@@ -339,6 +354,29 @@ fn sink(ctx: &XdpContext) -> Seen {
         return Seen::NoDnsDomain;
     }
     Seen::Valid
+}
+
+/// Where a relay message's (from offset 8 of the datagram) Relay Message option carries its
+/// message: (start, end), within the first 8 options.
+#[inline(always)]
+fn relay_message(buf: &[u8; SINK_BUF], udp_len: usize) -> Option<(usize, usize)> {
+    let mut off = 8 + 34;
+    for _ in 0..8 {
+        if off + 4 > udp_len {
+            return None;
+        }
+        let i = off & SINK_MASK;
+        let code = u16::from_be_bytes([buf[i], buf[i + 1]]);
+        let len = u16::from_be_bytes([buf[i + 2], buf[i + 3]]) as usize;
+        if off + 4 + len > udp_len {
+            return None;
+        }
+        if code == opt::RELAY_MSG && len >= 4 {
+            return Some((off + 4, off + 4 + len));
+        }
+        off += 4 + len;
+    }
+    None
 }
 
 #[inline(always)]

@@ -16,7 +16,13 @@ use crate::object::{self, ethtool_stats, stat};
 use crate::procstat;
 use crate::search::{self, Bounds, Outcome};
 use crate::signal;
-use crate::template::{information_request, Template};
+use crate::template::{information_request, relayed_information_request, Template};
+
+/// The request of `setup`'s kind with run tag `tag`.
+fn template(setup: &GenSetup, tag: u8) -> Template {
+    let make = if setup.relayed { relayed_information_request } else { information_request };
+    make(setup.src_mac, setup.src_ip, &setup.vlans, tag)
+}
 use dhcpv6_bench_common::{
     lines::{Flat, GenStep, Search},
     maps::SinkCounters,
@@ -49,6 +55,9 @@ pub struct GenSetup {
     /// Attach the sink (else another process holds one on the interface; answers are not
     /// counted here).
     pub sink: bool,
+    /// Send the requests as a lightweight relay would (`relayed_information_request`) and
+    /// count Relay-Replies.
+    pub relayed: bool,
 }
 
 pub struct Gen {
@@ -86,7 +95,7 @@ impl Gen {
         object::program(&mut ebpf, "bench_gen")?;
         let sink = if setup.sink { Some(object::attach(&mut ebpf, "bench_sink", &setup.iface)?) } else { None };
         let ifindex = object::ifindex(&setup.iface)?;
-        let template = information_request(setup.src_mac, setup.src_ip, &setup.vlans, 0);
+        let template = template(&setup, 0);
         let md = object::xdp_md(template.bytes.len(), ifindex);
         if setup.batch == 0 || setup.batch > 256 {
             bail!("--batch must be 1..=256");
@@ -102,8 +111,8 @@ impl Gen {
     fn next_tag(&mut self) -> Result<()> {
         self.tag = if self.tag == 255 { 1 } else { self.tag + 1 };
         let s = &self.setup;
-        self.template = information_request(s.src_mac, s.src_ip, &s.vlans, self.tag);
-        object::set_sink_tag(&mut self.ebpf, self.tag)?;
+        self.template = template(s, self.tag);
+        object::set_sink_tag(&mut self.ebpf, self.tag, s.relayed)?;
         Ok(())
     }
 

@@ -33,7 +33,7 @@ impl HeldProgram {
 pub fn hold(obj: &Path, iface: &str, prog: HeldProgram, tag: u8, max_secs: u64) -> Result<()> {
     let mut ebpf = object::load(obj)?;
     if prog == HeldProgram::Sink {
-        object::set_sink_tag(&mut ebpf, tag)?;
+        object::set_sink_tag(&mut ebpf, tag, false)?;
     }
     let link = object::attach(&mut ebpf, prog.name(), iface)?;
     let ifindex = object::ifindex(iface)?;

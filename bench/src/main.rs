@@ -144,6 +144,10 @@ struct GenArgs {
     /// Wait for late answers after each step.
     #[arg(long, default_value_t = 300)]
     drain_ms: u64,
+    /// Send each Information-Request inside a lightweight relay's Relay-Forward (RFC 6221:
+    /// from port 547, Interface-ID "bench-port") and count the Relay-Replies.
+    #[arg(long)]
+    relayed: bool,
 }
 
 fn parse_mac(s: &str) -> Result<[u8; 6]> {
@@ -198,6 +202,7 @@ fn generate(obj: &std::path::Path, a: &GenArgs) -> Result<()> {
         sink: !a.no_sink,
         coalesce_us: a.coalesce_us,
         napi_pid: a.napi_pid,
+        relayed: a.relayed,
     };
     let mut g = gen::Gen::new(obj, setup)?;
     let drain = Duration::from_millis(a.drain_ms);

@@ -91,9 +91,10 @@ pub fn set_gen_config(ebpf: &mut Ebpf, cfg: &GenConfig) -> Result<()> {
     Ok(())
 }
 
-pub fn set_sink_tag(ebpf: &mut Ebpf, tag: u8) -> Result<()> {
+pub fn set_sink_tag(ebpf: &mut Ebpf, tag: u8, relayed: bool) -> Result<()> {
     let map = ebpf.map_mut("BENCH_SINK_CFG").context("no BENCH_SINK_CFG map")?;
-    Array::<_, SinkConfig>::try_from(map)?.set(0, SinkConfig { tag: u32::from(tag), _pad: 0 }, 0)?;
+    let cfg = SinkConfig { tag: u32::from(tag), relayed: u32::from(relayed) };
+    Array::<_, SinkConfig>::try_from(map)?.set(0, cfg, 0)?;
     Ok(())
 }
 

@@ -28,6 +28,21 @@ pub struct Template {
 /// outermost first): Client Identifier (DUID-LLT whose last four bytes vary), Option
 /// Request 23 and 24, Elapsed Time. Transaction id `[tag, 0, 0]`, DUID tail zero.
 pub fn information_request(src_mac: [u8; 6], src: Ipv6Addr, vlans: &[u16], tag: u8) -> Template {
+    build(src_mac, src, vlans, tag, false)
+}
+
+/// Interface-ID of the relayed template (even length: the client's message stays at an even
+/// offset, as the generator's checksum update needs).
+pub const RELAYED_INTERFACE_ID: &[u8] = b"bench-port";
+
+/// The same Information-Request as a lightweight relay (RFC 6221) sends it: from `src`
+/// (the relay keeps the client's addresses) port 547, in a Relay-Forward with hop-count 0,
+/// link-address ::, peer-address `src`, Interface-ID [`RELAYED_INTERFACE_ID`].
+pub fn relayed_information_request(src_mac: [u8; 6], src: Ipv6Addr, vlans: &[u16], tag: u8) -> Template {
+    build(src_mac, src, vlans, tag, true)
+}
+
+fn build(src_mac: [u8; 6], src: Ipv6Addr, vlans: &[u16], tag: u8, relayed: bool) -> Template {
     let mut f = Vec::with_capacity(128);
     f.extend_from_slice(&ALL_SERVERS_MAC);
     f.extend_from_slice(&src_mac);
@@ -48,6 +63,21 @@ pub fn information_request(src_mac: [u8; 6], src: Ipv6Addr, vlans: &[u16], tag: 
     dhcp.extend_from_slice(&duid);
     dhcp.extend_from_slice(&[0, 6, 0, 4, 0, 23, 0, 24]);
     dhcp.extend_from_slice(&[0, 8, 0, 2, 0, 0]);
+    // Where the client's message starts in the UDP payload.
+    let mut at = 0;
+    if relayed {
+        let mut relay = vec![12, 0];
+        relay.extend_from_slice(&[0; 16]);
+        relay.extend_from_slice(&src.octets());
+        for (code, data) in [(18u16, RELAYED_INTERFACE_ID), (9, &dhcp[..])] {
+            relay.extend_from_slice(&code.to_be_bytes());
+            relay.extend_from_slice(&u16::try_from(data.len()).expect("a short option").to_be_bytes());
+            relay.extend_from_slice(data);
+        }
+        at = relay.len() - dhcp.len();
+        dhcp = relay;
+    }
+    let tail_in_dhcp = at + tail_in_dhcp;
 
     let udp_len = 8 + dhcp.len();
     let mut ip = vec![0x60, 0, 0, 0];
@@ -57,7 +87,7 @@ pub fn information_request(src_mac: [u8; 6], src: Ipv6Addr, vlans: &[u16], tag: 
     ip.extend_from_slice(&ALL_SERVERS.octets());
     f.extend_from_slice(&ip);
     let udp_off = f.len();
-    f.extend_from_slice(&546u16.to_be_bytes());
+    f.extend_from_slice(&(if relayed { 547u16 } else { 546 }).to_be_bytes());
     f.extend_from_slice(&547u16.to_be_bytes());
     f.extend_from_slice(&(udp_len as u16).to_be_bytes());
     f.extend_from_slice(&[0, 0]);
@@ -65,7 +95,13 @@ pub fn information_request(src_mac: [u8; 6], src: Ipv6Addr, vlans: &[u16], tag: 
     let sum = udp_checksum(&src, &ALL_SERVERS, &f[udp_off..]);
     f[udp_off + 6..udp_off + 8].copy_from_slice(&sum.to_be_bytes());
     debug_assert_eq!(l3 + 40, udp_off);
-    Template { udp_off, xid_off: udp_off + 10, tail_off: udp_off + 8 + tail_in_dhcp, csum_off: udp_off + 6, bytes: f }
+    Template {
+        udp_off,
+        xid_off: udp_off + 8 + at + 2,
+        tail_off: udp_off + 8 + tail_in_dhcp,
+        csum_off: udp_off + 6,
+        bytes: f,
+    }
 }
 
 impl Template {
@@ -133,6 +169,31 @@ mod tests {
         for seq in seqs {
             for cpu in [0, 1, 15] {
                 verify(&t, &t.apply(seq, cpu));
+            }
+        }
+    }
+
+    #[test]
+    fn the_relayed_template_wraps_the_same_request_for_a_lightweight_relay() {
+        for vlans in [&[][..], &[100][..]] {
+            let t = relayed_information_request([2, 0xbe, 0, 0, 0, 1], ll(), vlans, 7);
+            let plain = information_request([2, 0xbe, 0, 0, 0, 1], ll(), vlans, 7);
+            verify(&t, &t.bytes);
+            let udp = &t.bytes[t.udp_off..];
+            assert_eq!(&udp[0..4], &[2, 35, 2, 35], "547 -> 547");
+            let relay = dhcpv6::wire::RelayMessage::parse(&udp[8..]).unwrap();
+            assert_eq!((relay.msg_type(), relay.hop_count(), relay.peer_address()), (12, 0, ll()));
+            assert!(relay.link_address().is_unspecified());
+            assert_eq!(relay.find(18), Some(RELAYED_INTERFACE_ID));
+            assert_eq!(relay.relay_message().unwrap(), &plain.bytes[plain.udp_off + 8..], "the same request inside");
+            assert_eq!((t.xid_off - t.udp_off) % 2, 0);
+            assert_eq!((t.tail_off - t.udp_off) % 2, 0);
+            assert_eq!(t.tail_off - t.xid_off, plain.tail_off - plain.xid_off);
+            for seq in [1u64, 0xffff, 0x1234_5678] {
+                let f = t.apply(seq, 1);
+                verify(&t, &f);
+                let inner = dhcpv6::wire::RelayMessage::parse(&f[t.udp_off + 8..]).unwrap().relay_message().unwrap();
+                assert_eq!(inner, &plain.apply(seq, 1)[plain.udp_off + 8..]);
             }
         }
     }

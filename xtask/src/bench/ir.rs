@@ -54,12 +54,31 @@ pub struct IrRow {
 /// it stays in softirq on the generator's CPU, which then also does the server's kernel
 /// receive work (the supplementary rows for userspace servers).
 pub fn row(paths: &Paths, plan: &Plan, peer: Peer, threaded: bool) -> Result<IrRow> {
+    row_of(paths, plan, peer, threaded, false)
+}
+
+/// As [`row`], the requests sent by a lightweight relay on the link (RFC 6221): each in a
+/// Relay-Forward from port 547 with an Interface-ID (`dhcpv6-bench gen --relayed`).
+pub fn relayed_row(paths: &Paths, plan: &Plan, peer: Peer) -> Result<IrRow> {
+    row_of(paths, plan, peer, true, true)
+}
+
+fn row_of(paths: &Paths, plan: &Plan, peer: Peer, threaded: bool, relayed: bool) -> Result<IrRow> {
     let started = Instant::now();
-    let dir = paths.dir.join(format!("ir-{}{}", slug(peer), if threaded { "" } else { "-unthreaded" }));
+    let dir = paths.dir.join(format!(
+        "ir-{}{}{}",
+        if relayed { "relayed-" } else { "" },
+        slug(peer),
+        if threaded { "" } else { "-unthreaded" }
+    ));
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir)?;
     let topo = Topo::new()?;
-    let server: Running = peers::start(&topo, peer, paths, &dir, Stateful::default())?;
+    let server: Running = if relayed {
+        peers::start_relayed(&topo, peer, paths, &dir)?
+    } else {
+        peers::start(&topo, peer, paths, &dir, Stateful::default())?
+    };
     let (napi, napi_pid) = if threaded {
         topo.thread_napi(true)?
     } else {
@@ -71,7 +90,11 @@ pub fn row(paths: &Paths, plan: &Plan, peer: Peer, threaded: bool) -> Result<IrR
     for i in 0..plan.runs {
         interrupt::check()?;
         server.check_running()?;
-        let (args, shown) = gen_args(&topo, plan, peer, hint, napi_pid);
+        let (mut args, mut shown) = gen_args(&topo, plan, peer, hint, napi_pid);
+        if relayed {
+            args.push("--relayed".into());
+            shown += " --relayed";
+        }
         if row.gen_command.is_empty() {
             row.gen_command = shown;
         }

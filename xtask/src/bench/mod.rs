@@ -55,6 +55,7 @@ pub struct BenchOptions {
 pub const GROUPS: &[(&str, &str)] = &[
     ("ir", "Information-Request rows (and the generator ceiling)"),
     ("cost", "test_run cost per answered frame"),
+    ("relayed", "relayed Information-Request rows (a lightweight relay's Relay-Forwards): XDP, userspace, Kea"),
     ("sarr", "SARR with the bench's stateful generator"),
     ("check", "SARR with perfdhcp (the check of the stateful generator)"),
     ("renew", "renewals of a lease population"),
@@ -149,7 +150,7 @@ impl Plan {
 
     /// Whether the group of rows `g` (see `GROUPS`) runs.
     fn runs_group(&self, g: &str) -> bool {
-        let stateful = !matches!(g, "ir" | "cost");
+        let stateful = !matches!(g, "ir" | "cost" | "relayed");
         (self.only.is_empty() || self.only.iter().any(|o| o == g)) && (self.stateful || !stateful)
     }
 
@@ -226,6 +227,14 @@ fn measure(paths: &Paths, plan: &Plan) -> Result<report::Results> {
             say(&format!("Information-Request, srv0 NAPI not threaded: {}", peer.label()));
             let r = checked(ir::row(paths, plan, peer, false), peer.label())?;
             res.ir_unthreaded.push((peer, r));
+        }
+    }
+    if plan.runs_group("relayed") {
+        for peer in [Peer::FastPath, Peer::Userspace, Peer::Kea] {
+            interrupt::check()?;
+            say(&format!("relayed Information-Request (lightweight relay): {}", peer.label()));
+            let r = checked(ir::relayed_row(paths, plan, peer), peer.label())?;
+            res.ir_relayed.push((peer, r));
         }
     }
     if plan.runs_group("cost") {

@@ -14,6 +14,8 @@ use super::Paths;
 use crate::{build, interrupt};
 
 pub const DNS: &str = "2001:db8::53";
+/// The Interface-ID of `dhcpv6-bench gen --relayed`'s Relay-Forwards (`template::RELAYED_INTERFACE_ID`).
+pub const RELAYED_INTERFACE_ID: &str = "bench-port";
 pub const DOMAIN: &str = "bench.example";
 /// Stateful pools, the same for dhcpv6d and Kea.
 pub const NA_POOL: (&str, &str) = ("2001:db8:1::1:0", "2001:db8:1::ffff:ffff");
@@ -111,6 +113,23 @@ pub struct Stateful {
 }
 
 pub fn start(topo: &Topo, peer: Peer, paths: &Paths, dir: &Path, stateful: Stateful) -> Result<Running> {
+    start_with(topo, peer, paths, dir, stateful, false)
+}
+
+/// A stateless peer for load from a lightweight relay on the link (`dhcpv6-bench gen
+/// --relayed`): dhcpv6d trusts `fe80::/10`, Kea selects a subnet by the relay's Interface-ID.
+pub fn start_relayed(topo: &Topo, peer: Peer, paths: &Paths, dir: &Path) -> Result<Running> {
+    start_with(topo, peer, paths, dir, Stateful::default(), true)
+}
+
+fn start_with(
+    topo: &Topo,
+    peer: Peer,
+    paths: &Paths,
+    dir: &Path,
+    stateful: Stateful,
+    relayed: bool,
+) -> Result<Running> {
     fs::create_dir_all(dir)?;
     let mut run = Running {
         server_pid: None,
@@ -122,10 +141,12 @@ pub fn start(topo: &Topo, peer: Peer, paths: &Paths, dir: &Path, stateful: State
     match peer {
         Peer::Drop => hold(topo, &mut run, paths, dir, "drop")?,
         Peer::MacSwap => hold(topo, &mut run, paths, dir, "macswap")?,
-        Peer::FastPath | Peer::Userspace | Peer::Stateful => dhcpv6d(topo, &mut run, paths, dir, peer, stateful)?,
+        Peer::FastPath | Peer::Userspace | Peer::Stateful => {
+            dhcpv6d(topo, &mut run, paths, dir, peer, stateful, relayed)?
+        }
         Peer::Kea => {
             hold(topo, &mut run, paths, dir, "pass")?;
-            kea(topo, &mut run, dir, stateful)?;
+            kea(topo, &mut run, dir, stateful, relayed)?;
         }
         Peer::Dnsmasq => {
             hold(topo, &mut run, paths, dir, "pass")?;
@@ -165,7 +186,15 @@ fn pinned(ns: &Netns, program: &str, args: &[String]) -> Command {
     c
 }
 
-fn dhcpv6d(topo: &Topo, run: &mut Running, paths: &Paths, dir: &Path, peer: Peer, st: Stateful) -> Result<()> {
+fn dhcpv6d(
+    topo: &Topo,
+    run: &mut Running,
+    paths: &Paths,
+    dir: &Path,
+    peer: Peer,
+    st: Stateful,
+    relayed: bool,
+) -> Result<()> {
     let pins = PathBuf::from(format!("/sys/fs/bpf/dhcpv6-bench-{}-{}", std::process::id(), unique()));
     run.pins = Some(pins.clone());
     let mut args: Vec<String> = ["--iface", SRV_IF, "--dns", DNS, "--domain", DOMAIN, "--resolv-conf", "/nonexistent"]
@@ -184,6 +213,9 @@ fn dhcpv6d(topo: &Topo, run: &mut Running, paths: &Paths, dir: &Path, peer: Peer
     ]);
     if peer == Peer::Userspace {
         args.push("--no-fast-path".into());
+    }
+    if relayed {
+        args.extend(["--trusted-relay".into(), "fe80::/10".into()]);
     }
     if peer == Peer::Stateful || st.on {
         let db = dir.join("leases.db");
@@ -215,7 +247,7 @@ fn dhcpv6d(topo: &Topo, run: &mut Running, paths: &Paths, dir: &Path, peer: Peer
     Ok(())
 }
 
-fn kea(topo: &Topo, run: &mut Running, dir: &Path, st: Stateful) -> Result<()> {
+fn kea(topo: &Topo, run: &mut Running, dir: &Path, st: Stateful, relayed: bool) -> Result<()> {
     let conf = dir.join("kea-dhcp6.json");
     let leases = dir.join("kea-leases6.csv");
     for f in fs::read_dir(dir)?.flatten() {
@@ -231,6 +263,13 @@ fn kea(topo: &Topo, run: &mut Running, dir: &Path, st: Stateful) -> Result<()> {
     } else {
         String::new()
     };
+    // A lightweight relay's Relay-Forward has link-address ::, so Kea finds the subnet by
+    // the relay's Interface-ID (the bench generator's template).
+    let relayed = if relayed {
+        format!(r#", {{"subnet": "2001:db8:2::/64", "interface-id": "{RELAYED_INTERFACE_ID}"}}"#)
+    } else {
+        String::new()
+    };
     fs::write(
         &conf,
         format!(
@@ -239,7 +278,7 @@ fn kea(topo: &Topo, run: &mut Running, dir: &Path, st: Stateful) -> Result<()> {
   "multi-threading": {{"enable-multi-threading": false}},
   "lease-database": {{"type": "memfile", "persist": true, "name": "{}", "lfc-interval": 0}},
   "option-data": [{{"name": "dns-servers", "data": "{DNS}"}}, {{"name": "domain-search", "data": "{DOMAIN}"}}],
-  "subnet6": [{{"subnet": "2001:db8:1::/64", "interface": "{SRV_IF}"{pools}}}],
+  "subnet6": [{{"subnet": "2001:db8:1::/64", "interface": "{SRV_IF}"{pools}}}{relayed}],
   "server-id": {{"type": "LL", "persist": false}},
   "loggers": [{{"name": "kea-dhcp6", "output_options": [{{"output": "stdout"}}], "severity": "WARN"}}]
 }}}}

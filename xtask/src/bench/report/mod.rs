@@ -33,6 +33,9 @@ pub struct Results {
     pub ir: Vec<(Peer, Result<IrRow, String>)>,
     /// Userspace servers with srv0's NAPI left in softirq on the generator's CPU.
     pub ir_unthreaded: Vec<(Peer, Result<IrRow, String>)>,
+    /// The same rows (srv0 NAPI threaded) with the requests in a lightweight relay's
+    /// Relay-Forwards.
+    pub ir_relayed: Vec<(Peer, Result<IrRow, String>)>,
     pub cost: Option<Result<CostRow, String>>,
     pub sarr: Vec<SarrEntry>,
     /// Kea's SARR (address) by `dhcpv6-bench dhcp`, searched in turn with perfdhcp's (that
@@ -112,6 +115,16 @@ impl Results {
 
     fn best_u(&self, p: Peer) -> Result<Fig, String> {
         Self::best_of(Self::find(&self.ir_unthreaded, p)?)
+    }
+
+    fn best_r(&self, p: Peer) -> Result<Fig, String> {
+        Self::best_of(Self::find(&self.ir_relayed, p)?)
+    }
+
+    fn flat_r(&self, p: Peer) -> Result<Fig, String> {
+        let r = Self::find(&self.ir_relayed, p)?;
+        Fig::of(&r.runs.iter().filter_map(|x| x.flat_replies()).collect::<Vec<_>>())
+            .ok_or_else(|| "no flat-out result".into())
     }
 
     fn flat_u(&self, p: Peer) -> Result<Fig, String> {
@@ -195,7 +208,7 @@ impl Results {
     /// `cost_expected`: the test_run cost row was to run.
     pub fn failures(&self, cost_expected: bool) -> Vec<String> {
         let mut v = Vec::new();
-        for (p, r) in self.ir.iter().chain(&self.ir_unthreaded) {
+        for (p, r) in self.ir.iter().chain(&self.ir_unthreaded).chain(&self.ir_relayed) {
             match r {
                 Err(e) => v.push(format!("{}: {}", p.label(), first_line(e))),
                 Ok(row) => {

@@ -33,6 +33,10 @@ pub enum Source {
     Flat(Peer),
     FlatUnthreaded(Peer),
     FlatOfBoth(Peer),
+    /// Relayed Information-Request (a lightweight relay's Relay-Forwards), highest rate
+    /// with <= 0.1 % loss and flat-out replies/s.
+    BestRelayed(Peer),
+    FlatRelayed(Peer),
     /// test_run ns per frame of a program of `dhcpv6-bench cost`.
     Cost(&'static str),
     /// A stateful search: server, perfdhcp mode, srv0 NAPI threaded, generator.
@@ -229,6 +233,30 @@ pub const ROWS: &[RowSpec] = &[
         Target::None,
         Note::None,
     ),
+    row(
+        "Relayed Information-Request /s at <= 0.1 % loss (lightweight relay): XDP fast path vs Kea",
+        Source::BestRelayed(FastPath),
+        Source::BestRelayed(Kea),
+        Target::AtLeast(10.0),
+    ),
+    row(
+        "Relayed Information-Request /s at <= 0.1 % loss (lightweight relay): XDP fast path vs dhcpv6d userspace",
+        Source::BestRelayed(FastPath),
+        Source::BestRelayed(Userspace),
+        Target::None,
+    ),
+    row(
+        "Relayed Information-Request /s at <= 0.1 % loss (lightweight relay): dhcpv6d userspace vs Kea",
+        Source::BestRelayed(Userspace),
+        Source::BestRelayed(Kea),
+        Target::None,
+    ),
+    row(
+        "Relayed Information-Request flat-out replies/s (lightweight relay): XDP fast path vs Kea",
+        Source::FlatRelayed(FastPath),
+        Source::FlatRelayed(Kea),
+        Target::None,
+    ),
     mb(
         "RSS (MB) holding 100,000 leases: dhcpv6d vs Kea",
         Source::Rss(Stateful, 100_000),
@@ -288,6 +316,8 @@ fn read(res: &Results, s: &Source) -> Value {
         Source::Flat(p) => Value::of(res.flat(p)),
         Source::FlatUnthreaded(p) => Value::of(res.flat_u(p)),
         Source::FlatOfBoth(p) => better(res.flat_u(p), res.flat(p)),
+        Source::BestRelayed(p) => Value::of(res.best_r(p)),
+        Source::FlatRelayed(p) => Value::of(res.flat_r(p)),
         Source::Cost(program) => Value::of(res.cost(program)),
         Source::Sarr(p, mode, threaded, l) => search(res.sarr(p, mode, threaded, l)),
         Source::CheckOurs => search(res.check_ours.as_ref().map_or(Err("not run".into()), Results::search_fig)),

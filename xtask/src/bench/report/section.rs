@@ -244,6 +244,7 @@ pub fn section(m: &Machine, plan: &Plan, res: &Results, table: &str, took: Durat
         .iter()
         .map(|(p, r)| (p.label().to_string(), r))
         .chain(res.ir_unthreaded.iter().map(|(p, r)| (format!("{} — srv0 NAPI not threaded", p.label()), r)))
+        .chain(res.ir_relayed.iter().map(|(p, r)| (format!("{} — relayed (lightweight relay)", p.label()), r)))
         .map(|(title, r)| ir_row(&t, &title, r))
         .collect();
     let vars: Vars = vec![
