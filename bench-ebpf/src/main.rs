@@ -254,6 +254,15 @@ pub fn bench_sink(ctx: XdpContext) -> u32 {
 
 #[inline(always)]
 fn sink(ctx: &XdpContext) -> Seen {
+    // Read first: loaded between the header reads, LLVM made code the verifier refused (a
+    // register read on a path that never set it).
+    let (tag, relayed) = match BENCH_SINK_CFG.get_ptr(0) {
+        // SAFETY: a map value, valid for the run.
+        Some(cfg) => unsafe {
+            (core::ptr::read_volatile(&(*cfg).tag) as u8, core::ptr::read_volatile(&(*cfg).relayed) != 0)
+        },
+        None => (0, false),
+    };
     let Ok(L3 { ethertype: ETH_P_IPV6, off: l3 }) = l3(ctx) else { return Seen::Other };
     let Some(ip) = ptr_at::<[u8; 40]>(ctx, l3) else { return Seen::Other };
     // SAFETY: bounds checked by ptr_at.
@@ -265,21 +274,16 @@ fn sink(ctx: &XdpContext) -> Seen {
     let (Some(sport), Some(dport), Some(udp_len)) = (be16(ctx, l4), be16(ctx, l4 + 2), be16(ctx, l4 + 4)) else {
         return Seen::Other;
     };
-    let (tag, relayed) = match BENCH_SINK_CFG.get_ptr(0) {
-        // SAFETY: a map value, valid for the run.
-        Some(cfg) => unsafe { ((*cfg).tag as u8, (*cfg).relayed != 0) },
-        None => (0, false),
-    };
     // A lightweight relay's traffic runs 547 -> 547 both ways: the type tells them apart.
-    let (reply, echo) = if relayed {
-        let both = sport == SERVER_PORT && dport == SERVER_PORT;
-        (both, both)
+    let ports_ok = if relayed {
+        sport == SERVER_PORT && dport == SERVER_PORT
     } else {
-        (sport == SERVER_PORT && dport == CLIENT_PORT, sport == CLIENT_PORT && dport == SERVER_PORT)
+        (sport == SERVER_PORT && dport == CLIENT_PORT) || (sport == CLIENT_PORT && dport == SERVER_PORT)
     };
-    if !reply && !echo {
+    if !ports_ok {
         return Seen::Other;
     }
+    let echo = core::hint::black_box(sport == CLIENT_PORT);
     let udp_len = udp_len as usize;
     if udp_len > SINK_MAX_UDP {
         return Seen::TooLong;
@@ -306,12 +310,17 @@ fn sink(ctx: &XdpContext) -> Seen {
     }
 
     // The client's message: the datagram's, or the one the relay message carries.
-    let (m, end, echo) = if relayed {
-        let Some((m, end)) = relay_message(buf, udp_len) else { return Seen::BadOptions };
-        (m, end, buf[8] == msg::RELAY_FORW)
-    } else {
-        (8, udp_len, echo)
-    };
+    let (mut m, mut end, mut echo) = (8usize, udp_len, echo);
+    if relayed {
+        match relay_message(buf, udp_len) {
+            Some((at, to)) => {
+                m = at;
+                end = to;
+            }
+            None => return Seen::BadOptions,
+        }
+        echo = buf[8] == msg::RELAY_FORW;
+    }
     let m = m & SINK_MASK;
     let ours = buf[m + 1] == tag;
     if echo {

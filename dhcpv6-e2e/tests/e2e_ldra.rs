@@ -191,3 +191,39 @@ fn an_untrusted_lightweight_relay_gets_no_answer() {
     assert_eq!(s["xdp_pass_relay_untrusted"], 1, "{s:?}");
     assert_eq!(s["xdp_tx_relayed_ir"], 0, "{s:?}");
 }
+
+/// SIGHUP rewrites the links in the map: a link's new options, a new link, and a link whose
+/// options went away (its Interface-ID then gets the interface's), all answered in XDP.
+#[test]
+fn sighup_rewrites_the_links_the_fast_path_answers_relayed_requests_with() {
+    let mut lab = Lab::new("lh");
+    let cfg = lab.dir.join("server.toml");
+    std::fs::write(&cfg, CONFIG).unwrap();
+    let db = lab.dir.join("leases.db");
+    lab.start(&["--config", path_str(&cfg), "--lease-db", path_str(&db)]);
+    let client = link_local(&lab.cli, "cli0");
+    let ir = message(11, &[client_id(14), oro(&[23])]);
+    let dns = |lab: &Lab, iid: &[u8]| {
+        let (r, _) = exchange(lab, &ldra(client, iid, &ir)).unwrap_or_else(|| panic!("no answer\n{}", lab.log()));
+        std::net::Ipv6Addr::from(<[u8; 16]>::try_from(&inner_dns(&r)[..16]).unwrap())
+    };
+    let a = |s: &str| s.parse::<std::net::Ipv6Addr>().unwrap();
+    assert_eq!(dns(&lab, b"olt-7"), a("2001:db8:7::53"));
+    assert_eq!(dns(&lab, b"olt-8"), a("2001:db8::53"), "no such link: the interface's");
+    let next = CONFIG.replace("2001:db8:7::53", "2001:db8:7::54")
+        + "[[link]]\nname = \"olt-8\"\nna_pools = [\"2001:db8:8::100-2001:db8:8::1ff\"]\ndns = [\"2001:db8:8::53\"]\n";
+    std::fs::write(&cfg, next).unwrap();
+    lab.signal(testbed::signal::SIGHUP);
+    lab.wait_log("configuration reloaded", Duration::from_secs(5));
+    testbed::wait_for(Duration::from_secs(5), || Ok(dns(&lab, b"olt-8") == a("2001:db8:8::53"))).unwrap();
+    assert_eq!(dns(&lab, b"olt-7"), a("2001:db8:7::54"));
+    // olt-7 keeps its pool but loses its options.
+    let fewer = CONFIG.replace("dns = [\"2001:db8:7::53\"]\n", "");
+    std::fs::write(&cfg, fewer).unwrap();
+    lab.signal(testbed::signal::SIGHUP);
+    testbed::wait_for(Duration::from_secs(5), || Ok(dns(&lab, b"olt-7") == a("2001:db8::53"))).unwrap();
+    assert_eq!(dns(&lab, b"olt-8"), a("2001:db8::53"));
+    let s = lab.stats();
+    assert_eq!(s.get("user_received").copied().unwrap_or(0), 0, "all answered in XDP: {s:?}");
+    assert!(s["xdp_tx_relayed_ir"] >= 6, "{s:?}");
+}
