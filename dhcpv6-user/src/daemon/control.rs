@@ -394,9 +394,12 @@ mod tests {
         u.message(1, MessageOutcome::Replied);
         u.commit_latency.observe(Duration::from_millis(2));
         let s = stats_view(Ok(dhcpv6_common::Counters::default()), &u);
-        assert_eq!(s.xdp.as_ref().map(|x| x.len()), Some(20));
+        assert_eq!(s.xdp.as_ref().map(|x| x.len()), Some(26));
         assert!(s.xdp.as_ref().is_some_and(|x| x.contains_key("drop_flood") && x.contains_key("drop_flood_relay")));
         assert!(s.xdp.as_ref().is_some_and(|x| x.contains_key("pass_user_class")));
+        for k in ["tx_relayed_ir", "pass_relay_untrusted", "pass_relay_shape", "drop_relay_malformed"] {
+            assert!(s.xdp.as_ref().is_some_and(|x| x.contains_key(k)), "{k}");
+        }
         assert_eq!(s.userspace.len(), Counter::ALL.len());
         assert_eq!(s.userspace["replied"], 1);
         assert_eq!(s.messages["solicit"]["replied"], 1);
