@@ -304,17 +304,15 @@ impl Dataplane {
         if key.inner_vlan != 0 {
             bail!("relay links are kept for untagged and single-tagged frames only, not {key:?}");
         }
-        if links.len() > usize::from(u16::MAX - RELAY_LINK_KEY_BASE) || links.len() > MAX_RELAY_LINKS as usize {
-            bail!("{} relay links; the program holds at most {MAX_RELAY_LINKS}", links.len());
-        }
-        let target = |n: usize| IfaceKey {
-            ifindex: key.ifindex,
-            // Bounded above: n < u16::MAX - RELAY_LINK_KEY_BASE.
-            outer_vlan: RELAY_LINK_KEY_BASE + n as u16,
-            inner_vlan: key.outer_vlan,
-        };
+        let count = u16::try_from(links.len())
+            .ok()
+            .filter(|&n| n <= u16::MAX - RELAY_LINK_KEY_BASE && u32::from(n) <= MAX_RELAY_LINKS)
+            .ok_or_else(|| anyhow!("{} relay links; the program holds at most {MAX_RELAY_LINKS}", links.len()))?;
+        // Below RELAY_LINK_KEY_BASE + count, which fits (checked above).
+        let target =
+            |n: u16| IfaceKey { ifindex: key.ifindex, outer_vlan: RELAY_LINK_KEY_BASE + n, inner_vlan: key.outer_vlan };
         let mut wanted = Vec::with_capacity(links.len());
-        for (n, (iid, data)) in links.iter().enumerate() {
+        for (n, (iid, data)) in (0..count).zip(links) {
             let k = RelayLinkKey::new(key, iid)
                 .ok_or_else(|| anyhow!("an Interface-ID of {} bytes is longer than the program looks up", iid.len()))?;
             match data {
@@ -330,7 +328,7 @@ impl Dataplane {
             .filter(|k| {
                 k.ifindex == key.ifindex
                     && k.inner_vlan == key.outer_vlan
-                    && k.outer_vlan >= RELAY_LINK_KEY_BASE + links.len() as u16
+                    && k.outer_vlan >= RELAY_LINK_KEY_BASE + count
             })
             .collect();
         let map = self.ebpf.map_mut(MAP_RELAY_LINKS).ok_or_else(|| anyhow!("no relay-link map"))?;
