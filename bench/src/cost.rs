@@ -25,7 +25,7 @@ use crate::signal;
 use dhcpv6_bench_common::lines::{self, Line};
 use dhcpv6_common::csum::udp_sum;
 
-use crate::template::information_request;
+use crate::template::{information_request, relayed_information_request};
 
 #[derive(Clone)]
 pub struct CostArgs {
@@ -62,6 +62,10 @@ pub fn cost(obj: &Path, a: &CostArgs) -> Result<()> {
     let template = information_request(a.client_mac, a.client_ip, &[], 0x42);
     let frame = template.bytes.clone();
     let md = object::xdp_md(frame.len(), ifindex);
+    // The same request from a lightweight relay on the link (the interface trusts them).
+    let relayed_template = relayed_information_request(a.client_mac, a.client_ip, &[], 0x42);
+    let relayed_frame = relayed_template.bytes.clone();
+    let relayed_md = object::xdp_md(relayed_frame.len(), ifindex);
 
     // The wrapper that restores the request before each repetition (see bench_restore).
     let mut ebpf = object::load(obj)?;
@@ -79,9 +83,11 @@ pub fn cost(obj: &Path, a: &CostArgs) -> Result<()> {
             .context("encoding the options")?,
         ignore_user_classes: Vec::new(),
     };
-    let data = build_reply_data(a.mac, a.ll, &svc, true, 1).context("building reply data")?;
+    let mut data = build_reply_data(a.mac, a.ll, &svc, true, 1).context("building reply data")?;
+    data.flags |= dhcpv6_common::IFACE_RELAYED_IR;
     dp.set_iface(ifindex, &data)?;
     check_answer(dp.program()?, &frame, &md, a.ll, a.client_ip)?;
+    check_relayed_answer(dp.program()?, &relayed_frame, &relayed_md, a.ll, a.client_ip)?;
     let dhcpv6_fd = dp.program()?.fd()?.try_clone()?;
 
     let macswap_fd = object::program(&mut ebpf, "bench_macswap")?.fd()?.try_clone()?;
@@ -92,21 +98,31 @@ pub fn cost(obj: &Path, a: &CostArgs) -> Result<()> {
     // absolute figures wander.
     let one = CostArgs { runs: 1, ..a.clone() };
     let (mut ns_dhcpv6, mut ns_swap, mut ns_drop) = (Vec::new(), Vec::new(), Vec::new());
-    let answered0 = dp.counters()?.answered;
+    let mut ns_relayed = Vec::new();
+    let c0 = dp.counters()?;
     let dropped0 = object::drop_count(&ebpf)?;
     for _ in 0..a.runs {
         for (fd, out) in [(&dhcpv6_fd, &mut ns_dhcpv6), (&macswap_fd, &mut ns_swap), (&drop_fd, &mut ns_drop)] {
             set_tail(&mut ebpf, fd)?;
             out.extend(measure(object::program(&mut ebpf, "bench_restore")?, &frame, &md, &one)?);
         }
+        // The relayed request: bench_restore copies its template back instead.
+        set_tail(&mut ebpf, &dhcpv6_fd)?;
+        object::set_gen_config(&mut ebpf, &relayed_template.config())?;
+        let r = measure(object::program(&mut ebpf, "bench_restore")?, &relayed_frame, &relayed_md, &one);
+        object::set_gen_config(&mut ebpf, &template.config())?;
+        ns_relayed.extend(r?);
     }
-    let answered = dp.counters()?.answered - answered0;
+    let c = dp.counters()?;
+    let (answered, relayed) = (c.answered - c0.answered, c.tx_relayed_ir - c0.tx_relayed_ir);
     let dropped = object::drop_count(&ebpf)? - dropped0;
     let want = u64::from(a.repeat) * a.runs as u64;
     report("dhcpv6d", &ns_dhcpv6, a, answered);
     report("macswap", &ns_swap, a, 0);
     report("drop", &ns_drop, a, dropped);
+    report("dhcpv6d-relayed", &ns_relayed, a, relayed);
     ensure!(answered == want, "dhcpv6d answered {answered} of {want} frames under test_run");
+    ensure!(relayed == want, "dhcpv6d answered {relayed} of {want} relayed frames under test_run");
     ensure!(dropped == want, "the drop program saw {dropped} of {want} frames: the tail call did not happen");
     drop(dhcpv6_fd);
     dp.shutdown()?;
@@ -137,6 +153,29 @@ fn check_answer(prog: &mut Xdp, frame: &[u8], md: &[u8], ll: Ipv6Addr, client: I
     out.truncate(r.data_size_out as usize);
     ensure!(out.len() > 62 && out[62] == 7, "the answer is not a Reply");
     ensure!(udp_sum(&ll, &client, &out[54..]) == 0xffff, "the Reply's UDP checksum is wrong");
+    Ok(())
+}
+
+/// One plain run of the relayed request: a Relay-Reply to port 547 carrying a Reply.
+fn check_relayed_answer(prog: &mut Xdp, frame: &[u8], md: &[u8], ll: Ipv6Addr, client: Ipv6Addr) -> Result<()> {
+    let mut out = vec![0u8; 4096];
+    let r = prog
+        .test_run(TestRunOptions {
+            data_in: Some(frame),
+            data_out: Some(&mut out),
+            ctx_in: Some(md),
+            ..Default::default()
+        })
+        .context("test_run of one relayed frame")?;
+    if r.return_value != 3 {
+        bail!(
+            "dhcpv6d's program returned XDP action {} for the relayed Information-Request, not XDP_TX",
+            r.return_value
+        );
+    }
+    out.truncate(r.data_size_out as usize);
+    ensure!(out.len() > 62 && out[62] == 13 && out[56..58] == [2, 35], "the answer is not a Relay-Reply to 547");
+    ensure!(udp_sum(&ll, &client, &out[54..]) == 0xffff, "the Relay-Reply's UDP checksum is wrong");
     Ok(())
 }
 

@@ -20,7 +20,7 @@ use crate::{build, interrupt};
 pub struct CostRow {
     pub command: String,
     pub napi: String,
-    /// By program: dhcpv6d, macswap, drop.
+    /// By program: dhcpv6d, macswap, drop, dhcpv6d-relayed (a lightweight relay's request).
     pub programs: Vec<Cost>,
     pub secs: f64,
 }
@@ -87,8 +87,8 @@ pub fn row(paths: &Paths, plan: &Plan) -> Result<CostRow> {
         .into_iter()
         .filter_map(|l| if let Line::Cost(c) = l { Some(c) } else { None })
         .collect();
-    if programs.len() != 3 {
-        bail!("dhcpv6-bench cost printed {} results, not 3; see {}", programs.len(), log.display());
+    if programs.len() != 4 {
+        bail!("dhcpv6-bench cost printed {} results, not 4; see {}", programs.len(), log.display());
     }
     for k in &programs {
         say(&format!(

@@ -170,6 +170,14 @@ pub const ROWS: &[RowSpec] = &[
         target: Target::AtMost(4.0),
         note: Note::None,
     },
+    RowSpec {
+        figure: "test_run (live frames) ns per answered frame: relayed (lightweight relay) vs direct Information-Request",
+        ours: Source::Cost("dhcpv6d-relayed"),
+        peer: Source::Cost("dhcpv6d"),
+        unit: " ns",
+        target: Target::None,
+        note: Note::None,
+    },
     noted(
         "SARR exchanges/s at <= 0.1 % loss (address): dhcpv6d (durable) vs Kea memfile",
         Source::Sarr(Stateful, A, false, Ours),
