@@ -81,8 +81,8 @@ fn log(ev: &LeaseEvent) {
     let prefix = (l.kind == LeaseKind::Prefix).then(|| display(format!("{}/{}", l.addr, l.prefix_len)));
     info!(
         target: TARGET,
-        event = ev.kind.as_str(),
-        origin = ev.origin.as_str(),
+        event = %ev.kind.as_str(),
+        origin = %ev.origin.as_str(),
         duid = %hex(&l.duid),
         iaid = l.iaid,
         address,

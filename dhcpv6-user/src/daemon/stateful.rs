@@ -342,7 +342,8 @@ impl<S: Transmit> StatefulService<S> {
         lock(&self.engine).link_service(arrival, relay)
     }
 
-    /// Where lease events go (the lease script is set through it).
+    /// Where lease events go (the daemon passes its own to `open`; tests set a script here).
+    #[cfg(test)]
     pub fn events(&self) -> &Arc<EventSink> {
         &self.events
     }
