@@ -109,3 +109,29 @@ pub fn hex(b: &[u8]) -> String {
 pub fn mac(m: &[u8; 6]) -> String {
     m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wanted_under(filter: &str) -> bool {
+        let subscriber = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::sink).finish();
+        let sink = EventSink::new(Arc::default());
+        tracing::subscriber::with_default(subscriber, || sink.wanted())
+    }
+
+    #[test]
+    fn events_are_built_only_when_logged_or_scripted() {
+        assert!(wanted_under("info"), "the default level logs them");
+        assert!(wanted_under("warn,dhcpv6d::lease=info"));
+        // The benchmark's filter (xtask/src/bench/peers.rs): not logged, so not built.
+        assert!(!wanted_under("warn,dhcpv6::daemon=info"));
+        assert!(!wanted_under("info,dhcpv6d::lease=off"));
+    }
+
+    #[test]
+    fn hex_and_mac_as_operators_read_them() {
+        assert_eq!(hex(&[0, 1, 0xab]), "0001ab");
+        assert_eq!(mac(&[2, 0, 0, 0xde, 0xad, 1]), "02:00:00:de:ad:01");
+    }
+}
