@@ -109,17 +109,20 @@ fn metric(m: &str, name: &str) -> Option<u64> {
     m.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
+/// The file: a lease script (a top-level key, so before the first table) and srv0's pool.
+fn config_with(script: &Path) -> String {
+    format!(
+        "lease_script = {:?}\n[[interface]]\nname = \"srv0\"\nna_pools = [\"{NA}\"]\n",
+        script.display().to_string()
+    )
+}
+
 #[test]
 fn the_lease_script_and_the_log_see_the_grant_and_the_release_of_dhclient() {
     let mut lab = Lab::new("lev");
     let script = recording_script(&lab.dir);
     let cfg = lab.dir.join("dhcpv6d.toml");
-    // A top-level key: before the first table.
-    let text = format!(
-        "lease_script = {:?}\n[[interface]]\nname = \"srv0\"\nna_pools = [\"{NA}\"]\n",
-        script.display().to_string()
-    );
-    std::fs::write(&cfg, text).unwrap();
+    std::fs::write(&cfg, config_with(&script)).unwrap();
     let db = lab.dir.join("leases.db");
     lab.start(&["--config", cfg.to_str().unwrap(), "--lease-db", db.to_str().unwrap(), "--metrics", "[::1]:9547"]);
 
@@ -174,6 +177,33 @@ fn the_lease_script_and_the_log_see_the_grant_and_the_release_of_dhclient() {
 
     let m = lab.metrics();
     assert!(metric(&m, "dhcpv6_lease_script_runs_total").is_some_and(|n| n >= 2), "{m}");
+
+    // A reload to a script that cannot run is refused on its line; one to another script
+    // sends the next event there.
+    let plain = lab.dir.join("plain.sh");
+    std::fs::write(&plain, "#!/bin/sh\n").unwrap();
+    std::fs::write(&cfg, config_with(&plain)).unwrap();
+    let out = std::process::Command::new(daemon_bin())
+        .args(["ctl", "--socket"])
+        .arg(lab.state_dir().join("control.sock"))
+        .arg("reload")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success() && said.contains("dhcpv6d.toml:1") && said.contains("not executable"), "{said}");
+    let other = lab.dir.join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(&cfg, config_with(&recording_script(&other))).unwrap();
+    lab.signal(libc::SIGHUP);
+    lab.wait_log("configuration reloaded", Duration::from_secs(10));
+    let (env, out) = lab.dhclient(&["-N"], "cli0");
+    let again = env.get("new_ip6_address").cloned().unwrap_or_else(|| panic!("no address:\n{out}\n{}", lab.log()));
+    testbed::wait_for(Duration::from_secs(10), || {
+        Ok(recorded(&other)
+            .iter()
+            .any(|e| e.get("EVENT").map(String::as_str) == Some("grant") && e.get("ADDRESS") == Some(&again)))
+    })
+    .unwrap_or_else(|e| panic!("{e}: the reloaded script saw no grant of {again}: {:?}", recorded(&other)));
     for reason in ["spawn", "exit", "timeout"] {
         assert_eq!(metric(&m, &format!("dhcpv6_lease_script_failures_total{{reason=\"{reason}\"}}")), Some(0), "{m}");
     }
@@ -252,4 +282,49 @@ fn a_lease_script_that_cannot_run_is_refused_at_start() {
             assert!(said.contains("dhcpv6d.toml:2"), "file and line: {said}");
         }
     }
+}
+
+/// Through dhcpv6d as relay agent (which adds the Interface-ID and the client's MAC, RFC
+/// 6939) to dhcpv6d as server: the grant's script environment names what the relay said.
+#[test]
+fn a_relayed_grant_carries_the_relay_identities_to_the_script() {
+    let mut lab = Lab::relay_agent("lrl");
+    let script = recording_script(&lab.dir);
+    let cfg = lab.dir.join("server.toml");
+    std::fs::write(&cfg, "[[link]]\nname = \"dn0\"\nna_pools = [\"2001:db8:77::100-2001:db8:77::1ff\"]\n").unwrap();
+    let db = lab.dir.join("leases.db");
+    let (server, server_log) = lab.start_upstream_server(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "--lease-db",
+        db.to_str().unwrap(),
+        "--trusted-relay",
+        "2001:db8:1::2",
+        "--lease-script",
+        script.to_str().unwrap(),
+    ]);
+    lab.start_relay_agent(&["--relay-upstream", "up0", "--relay-downstream", "dn0", "--relay-server", "2001:db8:1::1"]);
+    let (env, out) = lab.dhclient(&["-N"], "cli0");
+    let server_log = || std::fs::read_to_string(&server_log).unwrap_or_default();
+    let addr = env.get("new_ip6_address").cloned().unwrap_or_else(|| panic!("no address:\n{out}\n{}", server_log()));
+    let grant = testbed::wait_for(Duration::from_secs(10), || {
+        Ok(recorded(&lab.dir).iter().any(|e| e.get("ADDRESS") == Some(&addr)))
+    })
+    .map(|()| recorded(&lab.dir).into_iter().find(|e| e.get("ADDRESS") == Some(&addr)).unwrap())
+    .unwrap_or_else(|e| panic!("{e}: no event of {addr}: {:?}\n{}", recorded(&lab.dir), server_log()));
+    let mac = lab.cli.mac("cli0").unwrap();
+    let mac = mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
+    assert_eq!(grant.get("EVENT").map(String::as_str), Some("grant"), "{grant:?}");
+    assert_eq!(grant.get("LINK").map(String::as_str), Some("dn0"), "{grant:?}");
+    assert_eq!(grant.get("INTERFACE_ID").map(String::as_str), Some("646e30"), "\"dn0\" in hex: {grant:?}");
+    assert_eq!(grant.get("CLIENT_MAC"), Some(&mac), "{grant:?}");
+    assert_eq!(grant.get("RELAY_LINK_ADDRESS").map(String::as_str), Some("2001:db8:2::1"), "{grant:?}");
+    assert_eq!(grant.get("PEER").map(String::as_str), Some("2001:db8:1::2"), "the relay: {grant:?}");
+    let log = server_log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("lease grant") && l.contains(&format!("address={addr}")))
+        .unwrap_or_else(|| panic!("no log line of the grant:\n{log}"));
+    assert!(line.contains(&format!("client_mac={mac}")) && line.contains("interface_id=646e30"), "{line}");
+    assert!(server.terminate().success());
 }
