@@ -129,6 +129,89 @@ mod tests {
         assert!(!wanted_under("info,dhcpv6d::lease=off"));
     }
 
+    /// What the log got, shared with the subscriber's writer.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn logged(events: Vec<LeaseEvent>) -> String {
+        let out = Captured::default();
+        let w = out.clone();
+        let subscriber =
+            tracing_subscriber::fmt().with_env_filter("info").with_ansi(false).with_writer(move || w.clone()).finish();
+        tracing::subscriber::with_default(subscriber, || EventSink::new(Arc::default()).emit(events));
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        text
+    }
+
+    fn lease(kind: LeaseKind, addr: &str, len: u8) -> crate::leases::Lease {
+        crate::leases::Lease {
+            duid: vec![0, 3, 0, 1, 2, 0, 0, 0, 0, 7],
+            iaid: 9,
+            kind,
+            addr: addr.parse().unwrap(),
+            prefix_len: len,
+            iface: "eth1".into(),
+            valid_until: 1_000 + 7200,
+            preferred_until: 1_000 + 3600,
+            state: crate::leases::LeaseState::Bound,
+            next_hop: None,
+        }
+    }
+
+    #[test]
+    fn one_line_per_event_under_its_target_with_the_relay_identities_when_relayed() {
+        use crate::server::stateful::{EventKind, Origin, RelayIds, Requester};
+        let relayed = LeaseEvent {
+            kind: EventKind::Grant,
+            origin: Origin::Client,
+            lease: lease(LeaseKind::Address, "2001:db8:1::100", 128),
+            at: 1_000,
+            requester: Requester {
+                peer: Some("2001:db8:1::2".parse().unwrap()),
+                relay: Some(RelayIds {
+                    link_address: Some("2001:db8:1::1".parse().unwrap()),
+                    interface_id: Some(b"p7".to_vec()),
+                    remote_id: Some(vec![0, 0, 0, 9, 0xab]),
+                    subscriber_id: None,
+                    client_mac: Some([2, 0, 0, 0, 0, 0x42]),
+                }),
+            },
+        };
+        let expired = LeaseEvent::ended(lease(LeaseKind::Prefix, "2001:db8:100::", 56), 9_000);
+        let text = logged(vec![relayed, expired]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        for want in ["INFO dhcpv6d::lease: lease grant event=grant origin=client duid=00030001020000000007 iaid=9 \
+             address=2001:db8:1::100 link=eth1 preferred_lifetime=3600 valid_lifetime=7200 peer=2001:db8:1::2 \
+             relay_link_address=2001:db8:1::1 interface_id=7037 remote_id=00000009ab client_mac=02:00:00:00:00:42"]
+        {
+            assert!(lines[0].ends_with(want), "{}\n{want}", lines[0]);
+        }
+        assert!(
+            !lines[0].contains("subscriber_id") && !lines[0].contains("prefix="),
+            "unknown: left out: {}",
+            lines[0]
+        );
+        assert!(
+            lines[1].ends_with(
+                "lease expire event=expire origin=server duid=00030001020000000007 iaid=9 \
+                 prefix=2001:db8:100::/56 link=eth1 preferred_lifetime=0 valid_lifetime=0"
+            ),
+            "{}",
+            lines[1]
+        );
+    }
+
     #[test]
     fn hex_and_mac_as_operators_read_them() {
         assert_eq!(hex(&[0, 1, 0xab]), "0001ab");
