@@ -164,16 +164,20 @@ async fn run_once(script: &LeaseScript, ev: &LeaseEvent) -> Result<(), Failed> {
         .kill_on_drop(true);
     let mut child = cmd.spawn().map_err(Failed::Spawn)?;
     let pid = child.id();
-    let stderr = tokio::spawn(keep_head(child.stderr.take()));
+    let mut stderr = tokio::spawn(keep_head(child.stderr.take()));
     match tokio::time::timeout(script.timeout, child.wait()).await {
         Ok(Ok(status)) if status.success() => {
             stderr.abort();
             Ok(())
         }
         Ok(Ok(status)) => {
-            let stderr = match tokio::time::timeout(STDERR_GRACE, stderr).await {
+            // A child it left behind may hold the pipe open: read no longer than the grace.
+            let stderr = match tokio::time::timeout(STDERR_GRACE, &mut stderr).await {
                 Ok(Ok(head)) => head,
-                _ => String::new(),
+                _ => {
+                    stderr.abort();
+                    String::new()
+                }
             };
             Err(Failed::Exit { status, stderr })
         }
@@ -428,6 +432,36 @@ mod tests {
             Err(_) => true,
             Ok(stat) => stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
         }
+    }
+
+    #[test]
+    fn a_failed_script_whose_child_holds_its_stderr_is_an_exit_not_a_timeout() {
+        let d = Scratch::new("held");
+        let pid_file = d.path("pid");
+        let script =
+            d.script(&format!("sleep 600 & echo $! > {}; exit 3", pid_file.display()), Duration::from_secs(10));
+        let stats = Arc::new(UserStats::default());
+        let q = ScriptQueue::start(script, stats.clone()).unwrap();
+        let started = Instant::now();
+        q.push(grant());
+        until("the failed run", || failures(&stats, "exit") == 1);
+        assert!(started.elapsed() < Duration::from_secs(8), "not held until the timeout: {:?}", started.elapsed());
+        assert_eq!(failures(&stats, "timeout"), 0);
+        let pid: i32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+        // The test's own child's child: ended here, by its PID.
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+    }
+
+    #[tokio::test]
+    async fn a_failure_says_the_exit_status_and_the_head_of_stderr_only() {
+        let d = Scratch::new("stderr");
+        // 100,000 bytes of stderr: read to the end (no blocked script), 256 of them kept.
+        let script =
+            d.script("echo oops >&2; head -c 100000 /dev/zero | tr '\\0' x >&2; exit 3", Duration::from_secs(10));
+        let Err(Failed::Exit { status, stderr }) = run_once(&script, &grant()).await else { panic!("an exit failure") };
+        assert_eq!(status.code(), Some(3));
+        assert!(stderr.starts_with("oops\nxxx") && stderr.len() == STDERR_KEPT, "{} bytes: {stderr:?}", stderr.len());
+        assert!(Failed::Exit { status, stderr }.to_string().starts_with("exit status: 3; stderr: \"oops"));
     }
 
     #[test]
