@@ -245,6 +245,15 @@ fn a_lease_script_that_never_ends_keeps_no_client_from_being_bound_and_its_timeo
     })
     .unwrap_or_else(|e| panic!("{e}: {}", lab.metrics()));
     assert!(lab.log().contains("lease script failed"), "{}", lab.log());
+    let out = std::process::Command::new(daemon_bin())
+        .args(["ctl", "--socket"])
+        .arg(lab.state_dir().join("control.sock"))
+        .args(["stats", "--json"])
+        .output()
+        .unwrap();
+    let stats: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out:?}"));
+    assert!(stats["lease_script"]["failed_timeout"].as_u64().is_some_and(|n| n >= 2), "{stats}");
+    assert_eq!(stats["lease_script"]["dropped"].as_u64(), Some(0), "{stats}");
     assert!(lab.daemon.as_ref().unwrap().is_running());
     // The killed runs left no sleep behind (its process group went with it).
     testbed::wait_for(Duration::from_secs(5), || Ok(running(&["sleep", &secs]).is_empty()))
