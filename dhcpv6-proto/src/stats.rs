@@ -236,6 +236,65 @@ impl LeaseEvent {
     }
 }
 
+/// Why a run of the lease script failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ScriptFailure {
+    /// It could not be started (gone, not executable any more, no processes left).
+    Spawn,
+    /// It exited non-zero or was killed by a signal.
+    Exit,
+    /// It ran past its timeout and was killed.
+    Timeout,
+}
+
+impl ScriptFailure {
+    pub const ALL: [ScriptFailure; 3] = [ScriptFailure::Spawn, ScriptFailure::Exit, ScriptFailure::Timeout];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ScriptFailure::Spawn => "spawn",
+            ScriptFailure::Exit => "exit",
+            ScriptFailure::Timeout => "timeout",
+        }
+    }
+}
+
+/// What became of the lease events handed to the lease script.
+#[derive(Default)]
+pub struct ScriptStats {
+    runs: AtomicU64,
+    dropped: AtomicU64,
+    failures: [AtomicU64; ScriptFailure::ALL.len()],
+}
+
+impl ScriptStats {
+    /// A run that ended, however it ended.
+    pub fn ran(&self, failure: Option<ScriptFailure>) {
+        self.runs.fetch_add(1, Ordering::Relaxed);
+        if let Some(f) = failure {
+            self.failures[f as usize].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// An event not run because the queue was full.
+    pub fn drop_one(&self) {
+        self.dropped.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn runs(&self) -> u64 {
+        self.runs.load(Ordering::Relaxed)
+    }
+
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Failed runs by reason, zeros included.
+    pub fn failures(&self) -> Vec<(&'static str, u64)> {
+        ScriptFailure::ALL.iter().map(|f| (f.as_str(), self.failures[*f as usize].load(Ordering::Relaxed))).collect()
+    }
+}
+
 /// Upper bounds (seconds) of the lease-commit latency buckets: an fsync on an SSD takes
 /// well under a millisecond, a loaded spinning disk tens of milliseconds, and a commit
 /// queued behind others waits for theirs.
@@ -294,6 +353,8 @@ pub struct UserStats {
     lease_events: [AtomicU64; LeaseEvent::ALL.len()],
     /// How long lease commits took to be durable.
     pub commit_latency: Histogram,
+    /// The lease script's runs, failures and dropped events.
+    pub lease_script: ScriptStats,
 }
 
 impl Default for UserStats {
@@ -303,6 +364,7 @@ impl Default for UserStats {
             messages: std::array::from_fn(|_| std::array::from_fn(|_| AtomicU64::new(0))),
             lease_events: std::array::from_fn(|_| AtomicU64::new(0)),
             commit_latency: Histogram::default(),
+            lease_script: ScriptStats::default(),
         }
     }
 }
@@ -349,12 +411,16 @@ impl UserStats {
         LeaseEvent::ALL.iter().map(|e| (e.as_str(), self.lease_events[*e as usize].load(Ordering::Relaxed))).collect()
     }
 
-    /// Every line of the stats file: the counters by name, then `msg_TYPE_OUTCOME` and
-    /// `lease_EVENT` (so `dhcpv6d stats` shows them too).
+    /// Every line of the stats file: the counters by name, then `msg_TYPE_OUTCOME`,
+    /// `lease_EVENT` and the lease script's (so `dhcpv6d stats` shows them too).
     pub fn lines(&self) -> Vec<(String, u64)> {
         let mut out: Vec<(String, u64)> = self.snapshot().into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
         out.extend(self.messages().into_iter().map(|(t, o, v)| (format!("msg_{t}_{o}"), v)));
         out.extend(self.lease_events().into_iter().map(|(e, v)| (format!("lease_{e}"), v)));
+        let script = &self.lease_script;
+        out.push(("lease_script_runs".to_owned(), script.runs()));
+        out.push(("lease_script_dropped".to_owned(), script.dropped()));
+        out.extend(script.failures().into_iter().map(|(f, v)| (format!("lease_script_failed_{f}"), v)));
         out
     }
 

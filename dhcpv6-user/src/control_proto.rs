@@ -272,6 +272,9 @@ pub struct Stats {
     /// Message type -> outcome -> count.
     pub messages: BTreeMap<String, BTreeMap<String, u64>>,
     pub lease_events: BTreeMap<String, u64>,
+    /// The lease script's `runs`, `dropped` and `failed_REASON` (absent from older daemons).
+    #[serde(default)]
+    pub lease_script: BTreeMap<String, u64>,
     pub commit_latency: Latency,
 }
 
@@ -434,6 +437,7 @@ mod tests {
                 userspace: [("received".to_owned(), 3)].into(),
                 messages: [("solicit".to_owned(), [("replied".to_owned(), 2)].into())].into(),
                 lease_events: [("granted".to_owned(), 1)].into(),
+                lease_script: [("runs".to_owned(), 4), ("failed_timeout".to_owned(), 1)].into(),
                 commit_latency: Latency { count: 1, sum_seconds: 0.002, buckets: vec![(0.001, 0), (0.0025, 1)] },
             }),
         ];

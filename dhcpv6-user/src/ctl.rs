@@ -214,6 +214,7 @@ fn print_stats(s: &Stats, json: bool) {
         outcomes.iter().for_each(|(o, v)| println!("msg_{t}_{o} {v}"));
     }
     s.lease_events.iter().for_each(|(k, v)| println!("lease_{k} {v}"));
+    s.lease_script.iter().for_each(|(k, v)| println!("lease_script_{k} {v}"));
     let c = &s.commit_latency;
     println!("commit_count {}", c.count);
     println!("commit_seconds_sum {}", c.sum_seconds);

@@ -94,6 +94,17 @@ struct RunArgs {
     /// interface's own DUID-LL from its MAC
     #[arg(long, value_name = "HEX")]
     server_duid: Option<String>,
+    /// Run PATH once per lease event (grant, renew, rebind, release, decline, expire,
+    /// reclaim), with the event in its environment (EVENT, DUID, IAID, ADDRESS or PREFIX,
+    /// LINK, lifetimes, relay identities; see docs/operations.md). Runs after the Reply, off
+    /// the serving thread, a few at a time; events beyond a queue of 4096 are dropped and
+    /// counted. Over the file's lease_script. Refused at start if not an executable file.
+    #[arg(long, value_name = "PATH")]
+    lease_script: Option<PathBuf>,
+    /// Kill a run of the lease script after SECS (1..3600) [default: 10, or the file's
+    /// lease_script_timeout].
+    #[arg(long, value_name = "SECS")]
+    lease_script_timeout: Option<u32>,
     /// The lease database: every lease is durable before its Reply is sent. A path is an
     /// SQLite file (WAL, locked against a second daemon); a postgresql:// or postgres:// URL
     /// (libpq's form, e.g. postgresql:///dhcpv6?host=/run/postgresql&user=dhcp) is a
@@ -267,6 +278,8 @@ fn main() -> Result<ExitCode> {
                     max_leases_per_client: r.max_leases_per_client,
                     max_leases_per_mac: r.max_leases_per_mac,
                     server_duid: r.server_duid,
+                    lease_script: r.lease_script,
+                    lease_script_timeout: r.lease_script_timeout,
                 },
                 lease_db: r.lease_db,
                 routes: !r.no_routes,

@@ -1,6 +1,7 @@
 //! Prometheus text exposition on `--metrics ADDR`: the XDP counters (read from the pinned map,
 //! summed over CPUs), the userspace counters (events, messages by type and outcome, lease
-//! events, lease-commit latency), the lease count and pool usage. A minimal HTTP/1.0
+//! events, the lease script's runs, failures and drops, lease-commit latency), the lease count
+//! and pool usage. A minimal HTTP/1.0
 //! responder: every request gets the metrics, whatever its path.
 //!
 //! `dist/grafana/dhcpv6d.json` graphs these; a test below holds it to what is rendered here.
@@ -75,6 +76,23 @@ pub fn render_with(xdp: Option<&Counters>, s: &Sources) -> String {
     for (e, v) in s.user.lease_events() {
         let _ = writeln!(out, "dhcpv6_lease_events_total{{event=\"{e}\"}} {v}");
     }
+    let script = &s.user.lease_script;
+    out.push_str("# HELP dhcpv6_lease_script_runs_total Runs of the lease script that ended, however they ended.\n");
+    out.push_str("# TYPE dhcpv6_lease_script_runs_total counter\n");
+    let _ = writeln!(out, "dhcpv6_lease_script_runs_total {}", script.runs());
+    out.push_str(
+        "# HELP dhcpv6_lease_script_failures_total Runs of the lease script that failed, by reason \
+         (spawn: could not start, exit: non-zero exit or signal, timeout: killed).\n",
+    );
+    out.push_str("# TYPE dhcpv6_lease_script_failures_total counter\n");
+    for (reason, v) in script.failures() {
+        let _ = writeln!(out, "dhcpv6_lease_script_failures_total{{reason=\"{reason}\"}} {v}");
+    }
+    out.push_str(
+        "# HELP dhcpv6_lease_script_dropped_total Lease events not given to the lease script: its queue was full.\n",
+    );
+    out.push_str("# TYPE dhcpv6_lease_script_dropped_total counter\n");
+    let _ = writeln!(out, "dhcpv6_lease_script_dropped_total {}", script.dropped());
     let h = s.user.commit_latency.snapshot();
     out.push_str("# HELP dhcpv6_store_commit_seconds Time from a lease commit to its being durable.\n");
     out.push_str("# TYPE dhcpv6_store_commit_seconds histogram\n");
@@ -434,6 +452,25 @@ mod tests {
         assert!(text.contains("# TYPE dhcpv6_store_commit_seconds histogram\n"));
         assert!(!text.contains("dhcpv6_xdp_frames_total{"), "no XDP series without the map");
         assert!(text.contains("dhcpv6_pool_used{link=\"default\",pool=\"2001:db8:1::100-2001:db8:1::1ff\"} 1\n"));
+    }
+
+    #[test]
+    fn the_lease_script_families_count_runs_failures_by_reason_and_drops() {
+        let s = sources(None);
+        s.user.lease_script.ran(None);
+        s.user.lease_script.ran(Some(crate::stats::ScriptFailure::Timeout));
+        s.user.lease_script.drop_one();
+        let text = render_with(None, &s);
+        for line in [
+            "# TYPE dhcpv6_lease_script_runs_total counter\n",
+            "\ndhcpv6_lease_script_runs_total 2\n",
+            "\ndhcpv6_lease_script_failures_total{reason=\"timeout\"} 1\n",
+            "\ndhcpv6_lease_script_failures_total{reason=\"exit\"} 0\n",
+            "\ndhcpv6_lease_script_failures_total{reason=\"spawn\"} 0\n",
+            "\ndhcpv6_lease_script_dropped_total 1\n",
+        ] {
+            assert!(text.contains(line), "{line:?} in {text}");
+        }
     }
 
     #[test]

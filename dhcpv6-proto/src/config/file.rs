@@ -28,6 +28,10 @@ pub(crate) struct Document {
     pub relay: Option<Relay>,
     /// One Server Identifier for every interface (several boxes answering as one server).
     pub server_duid: Option<Spanned<String>>,
+    /// Run once per lease event; checked executable at load.
+    pub lease_script: Option<Spanned<String>>,
+    /// Seconds one run of the lease script may take before it is killed.
+    pub lease_script_timeout: Option<Spanned<u32>>,
 }
 
 /// `[defaults]`: what every interface hands out unless it says otherwise.

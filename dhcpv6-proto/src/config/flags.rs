@@ -16,8 +16,9 @@ use crate::{
 
 use super::{
     options::{check_lists, check_sol_max_rt, fits_one_option, user_class, OptionLayer},
+    script::{check_executable, check_timeout},
     validate::{hex_bytes, server_duid, ConfigFile},
-    Config, ConfigError, IfaceConfig, Reason, RelaySettings, DEFAULT_LINK,
+    Config, ConfigError, IfaceConfig, LeaseScript, Reason, RelaySettings, DEFAULT_LINK,
 };
 
 /// Flags that shape the service, from the command line.
@@ -50,6 +51,9 @@ pub struct Overrides {
     pub raw_options: Vec<String>,
     /// `--ignore-user-class TEXT`: over every interface's and link's `ignore_user_classes`.
     pub ignore_user_classes: Vec<String>,
+    /// `--lease-script PATH`, `--lease-script-timeout SECS`: over the file's.
+    pub lease_script: Option<std::path::PathBuf>,
+    pub lease_script_timeout: Option<u32>,
 }
 
 /// The flags, each value checked.
@@ -211,6 +215,7 @@ pub(crate) fn merge(file: ConfigFile, overrides: &Overrides, host: &HostResolver
             false => file.refused(r),
         })?;
     }
+    let lease_script = lease_script(&file, overrides)?;
     let mut relay = flags.relay.or(file.relay);
     if let Some(r) = relay.as_mut() {
         r.trusted_relays.extend(flags.trusted_relays.iter().copied());
@@ -237,5 +242,23 @@ pub(crate) fn merge(file: ConfigFile, overrides: &Overrides, host: &HostResolver
             l.service = Some(Arc::new(own));
         }
     }
-    Ok(Config { ifaces, relay, links })
+    Ok(Config { ifaces, relay, links, lease_script })
+}
+
+/// The flags' script and timeout over the file's, the flags' checked here (the file's were
+/// checked with the file).
+fn lease_script(file: &ConfigFile, o: &Overrides) -> Result<Option<LeaseScript>, ConfigError> {
+    let flag = |flag: &str, reason| ConfigError::Flag { flag: flag.into(), reason };
+    if let Some(p) = &o.lease_script {
+        check_executable(p).map_err(|r| flag("--lease-script", r))?;
+    }
+    let timeout = match o.lease_script_timeout {
+        Some(secs) => Some(check_timeout(secs).map_err(|r| flag("--lease-script-timeout", r))?),
+        None => file.lease_script_timeout,
+    };
+    let default = std::time::Duration::from_secs(u64::from(super::DEFAULT_LEASE_SCRIPT_TIMEOUT));
+    Ok(o.lease_script
+        .clone()
+        .or_else(|| file.lease_script.clone())
+        .map(|path| LeaseScript { path, timeout: timeout.unwrap_or(default) }))
 }

@@ -30,6 +30,7 @@
 mod file;
 mod flags;
 mod options;
+mod script;
 mod validate;
 
 #[cfg(test)]
@@ -56,6 +57,7 @@ use crate::{
 
 pub use flags::Overrides;
 pub use options::{DEFAULT_INF_MAX_RT, DEFAULT_IRT};
+pub use script::{LeaseScript, DEFAULT_LEASE_SCRIPT_TIMEOUT, MAX_LEASE_SCRIPT_TIMEOUT};
 pub use validate::ConfigFile;
 
 /// Why a configuration was refused.
@@ -126,6 +128,8 @@ pub enum Reason {
     /// A typed or raw option, or a user class, that cannot be sent as configured.
     #[error("{0}")]
     Option(#[from] crate::server::typed_options::OptionProblem),
+    #[error("lease script {}: {problem}", path.display())]
+    LeaseScript { path: PathBuf, problem: String },
 }
 
 /// The link of `--na-pool`/`--pd-pool`: every served interface, and relayed clients whose
@@ -138,6 +142,7 @@ pub struct Config {
     ifaces: Vec<IfaceConfig>,
     relay: Option<RelaySettings>,
     links: Vec<LinkPools>,
+    lease_script: Option<LeaseScript>,
 }
 
 impl Config {
@@ -154,6 +159,11 @@ impl Config {
     /// by `[[link]]` name, and `DEFAULT_LINK` for the command line's pools.
     pub fn links(&self) -> &[LinkPools] {
         &self.links
+    }
+
+    /// `--lease-script` or the file's `lease_script`, checked executable, with its timeout.
+    pub fn lease_script(&self) -> Option<&LeaseScript> {
+        self.lease_script.as_ref()
     }
 
     pub fn into_parts(self) -> (Vec<IfaceConfig>, Option<RelaySettings>, Vec<LinkPools>) {

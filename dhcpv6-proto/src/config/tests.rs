@@ -306,6 +306,8 @@ fn reads_the_example_file() {
     assert_eq!((c.links()[1].limits.per_client, c.links()[1].limits.per_mac), (8, 16));
     assert_eq!(c.relay().map(|r| r.downstream().len()), Some(2));
     assert_eq!(c.ifaces()[0].server_duid().map(|d| d.to_hex()).as_deref(), Some("0002000004d2646863707636"));
+    let script = c.lease_script().unwrap();
+    assert_eq!((script.path.as_path(), script.timeout), (Path::new("/bin/true"), std::time::Duration::from_secs(10)));
     let t = c.ifaces()[0].trusted_relays();
     assert!(t.admits(&a("2001:db8:1::2")) && t.admits(&a("fe80::7")) && !t.admits(&a("2001:db8:1::3")));
     assert!(c.relay().unwrap().trusted_relays().admits(&a("fe80::7")));
@@ -448,4 +450,63 @@ fn server_duid_must_be_a_known_type_of_fitting_length() {
     let long = format!("0002{}", "ab".repeat(129));
     let e = load_text("", &Overrides { server_duid: Some(long), ..serve_eth9() }).unwrap_err().to_string();
     assert!(e.contains("131"), "{e}");
+}
+
+/// A scratch folder of this test's own (removed at the end).
+fn scratch(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("dhcpv6-config-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn write_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, "#!/bin/sh\n").unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+#[test]
+fn lease_script_must_be_an_executable_file_and_the_flag_wins() {
+    let d = scratch("lease-script");
+    let (run, plain) = (d.join("run.sh"), d.join("plain.sh"));
+    write_mode(&run, 0o755);
+    write_mode(&plain, 0o644);
+    let file = |p: &Path| format!("[[interface]]\nname = \"eth9\"\n\nlease_script = {:?}\n", p.display().to_string());
+    // Top-level keys after a table belong to it in TOML: put them first.
+    let top = |p: &Path, extra: &str| {
+        format!("{extra}lease_script = {:?}\n[[interface]]\nname = \"eth9\"\n", p.display().to_string())
+    };
+
+    let c = load_text(&top(&run, ""), &Overrides::default()).unwrap();
+    let want = LeaseScript { path: run.clone(), timeout: std::time::Duration::from_secs(10) };
+    assert_eq!(c.lease_script(), Some(&want));
+    let c = load_text(&top(&run, "lease_script_timeout = 3\n"), &Overrides::default()).unwrap();
+    assert_eq!(c.lease_script().map(|s| s.timeout), Some(std::time::Duration::from_secs(3)));
+    assert_eq!(load_text("", &serve_eth9()).unwrap().lease_script(), None);
+
+    // Refused with file, line and reason: not executable, missing, a folder.
+    for (p, why) in [(&plain, "not executable"), (&d.join("missing"), "No such file"), (&d, "not a regular file")] {
+        let e = refused(&top(p, "\n"));
+        assert!(e.starts_with("dhcpv6d.toml:2:") && e.contains("lease script") && e.contains(why), "{e}");
+        let flags = Overrides { lease_script: Some(p.clone()), ..serve_eth9() };
+        let e = load_text("", &flags).unwrap_err().to_string();
+        assert!(e.starts_with("--lease-script:") && e.contains(why), "{e}");
+    }
+    // Inside [[interface]] the key is unknown there: refused too, not ignored.
+    assert!(refused(&file(&run)).contains("unknown field"), "{}", refused(&file(&run)));
+    let e = refused(&top(&run, "lease_script_timeout = 0\n"));
+    assert!(e.starts_with("dhcpv6d.toml:1:") && e.contains("outside 1..=3600"), "{e}");
+
+    // The flags over the file.
+    let flags = Overrides { lease_script: Some(run.clone()), lease_script_timeout: Some(60), ..Overrides::default() };
+    let other = d.join("other.sh");
+    write_mode(&other, 0o700);
+    let c = load_text(&top(&other, "lease_script_timeout = 3\n"), &flags).unwrap();
+    assert_eq!(c.lease_script(), Some(&LeaseScript { path: run, timeout: std::time::Duration::from_secs(60) }));
+    let bad = Overrides { lease_script_timeout: Some(4000), ..flags };
+    assert!(load_text("", &Overrides { ifaces: vec!["eth9".into()], ..bad })
+        .unwrap_err()
+        .to_string()
+        .starts_with("--lease-script-timeout:"));
+    std::fs::remove_dir_all(&d).unwrap();
 }

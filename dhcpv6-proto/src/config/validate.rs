@@ -50,6 +50,9 @@ pub struct ConfigFile {
     pub(crate) link_options: Vec<(String, OptionLayer)>,
     /// `server_duid`: replaces every interface's own DUID.
     pub(crate) server_duid: Option<Duid>,
+    /// `lease_script`, checked executable.
+    pub(crate) lease_script: Option<PathBuf>,
+    pub(crate) lease_script_timeout: Option<std::time::Duration>,
 }
 
 impl TryFrom<Source<'_>> for ConfigFile {
@@ -98,6 +101,19 @@ impl TryFrom<Source<'_>> for ConfigFile {
                 .map(|s| server_duid(&hex(s, "server_duid", &src)?).map_err(|r| src.invalid(s.span().start, r)))
                 .transpose()?,
             link_options,
+            lease_script: doc
+                .lease_script
+                .as_ref()
+                .map(|s| {
+                    let path = PathBuf::from(s.get_ref());
+                    super::script::check_executable(&path).map(|()| path).map_err(|r| src.invalid(s.span().start, r))
+                })
+                .transpose()?,
+            lease_script_timeout: doc
+                .lease_script_timeout
+                .as_ref()
+                .map(|s| super::script::check_timeout(*s.get_ref()).map_err(|r| src.invalid(s.span().start, r)))
+                .transpose()?,
         };
         check_links(&file.links).map_err(|r| file.refused(r))?;
         Ok(file)

@@ -287,6 +287,11 @@ fn stats_view(xdp: Result<dhcpv6_common::Counters>, user: &UserStats) -> Stats {
         userspace: user.snapshot().into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
         messages,
         lease_events: user.lease_events().into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+        lease_script: {
+            let s = &user.lease_script;
+            let failed = s.failures().into_iter().map(|(r, v)| (format!("failed_{r}"), v));
+            [("runs".to_owned(), s.runs()), ("dropped".to_owned(), s.dropped())].into_iter().chain(failed).collect()
+        },
         commit_latency: Latency { count: h.count, sum_seconds: h.sum_seconds, buckets: h.cumulative },
     }
 }
@@ -393,6 +398,8 @@ mod tests {
         u.bump(Counter::Replied);
         u.message(1, MessageOutcome::Replied);
         u.commit_latency.observe(Duration::from_millis(2));
+        u.lease_script.ran(Some(crate::stats::ScriptFailure::Exit));
+        u.lease_script.drop_one();
         let s = stats_view(Ok(dhcpv6_common::Counters::default()), &u);
         assert_eq!(s.xdp.as_ref().map(|x| x.len()), Some(26));
         assert!(s.xdp.as_ref().is_some_and(|x| x.contains_key("drop_flood") && x.contains_key("drop_flood_relay")));
@@ -405,6 +412,11 @@ mod tests {
         assert_eq!(s.messages["solicit"]["replied"], 1);
         assert_eq!(s.messages["renew"]["dropped"], 0);
         assert_eq!(s.commit_latency.count, 1);
+        let script: Vec<(&str, u64)> = s.lease_script.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        assert_eq!(
+            script,
+            [("dropped", 1), ("failed_exit", 1), ("failed_spawn", 0), ("failed_timeout", 0), ("runs", 1)]
+        );
         let s = stats_view(Err(anyhow::anyhow!("no pinned map")), &u);
         assert_eq!((s.xdp, s.xdp_error.as_deref()), (None, Some("no pinned map")));
     }

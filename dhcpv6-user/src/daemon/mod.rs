@@ -4,16 +4,20 @@
 //! The server is a select loop over its components, each owning its own state:
 //! `interfaces` (the served-interface table, kept in step with the kernel in the maps),
 //! `relay_agent` (relay-agent mode and MAC learning), `stateful` (a stateful message from
-//! decision to durable reply), `control` (the socket `dhcpv6d ctl` talks to). `dispatch`
+//! decision to durable reply; its lease events go to `lease_events`, the log and the
+//! `lease_script`), `control` (the socket `dhcpv6d ctl` talks to). `dispatch`
 //! routes one datagram to them, once `trust` has admitted it; `transmit` sends.
 
 mod control;
 mod dispatch;
 mod interfaces;
+mod lease_events;
+mod lease_script;
 mod queue;
 mod relay_agent;
 mod stateful;
 mod store_health;
+mod throttle;
 mod transmit;
 mod trust;
 
@@ -74,16 +78,22 @@ struct Server {
     control: control::Control,
     /// Datagrams read off the socket, waiting to be answered (`queue.rs`).
     rx: queue::RxQueue,
+    /// Lease events' log and script (the script follows reloads).
+    events: Arc<lease_events::EventSink>,
 }
 
 pub async fn run(opts: Options) -> Result<()> {
-    let (ifaces, relay, links) = config::load(opts.config.as_deref(), &opts.overrides, &opts.resolv_conf)?.into_parts();
+    let cfg = config::load(opts.config.as_deref(), &opts.overrides, &opts.resolv_conf)?;
+    let stats = Arc::<UserStats>::default();
+    let events = Arc::new(lease_events::EventSink::new(stats.clone()));
+    events.set_script(cfg.lease_script());
+    let (ifaces, relay, links) = cfg.into_parts();
     std::fs::create_dir_all(&opts.state_dir).with_context(|| format!("creating {}", opts.state_dir.display()))?;
     let dp = Dataplane::load(&opts.pin_dir, opts.bpf_log)?;
     let nl = Netlink::connect()?;
     let sock = Arc::new(ServerSocket::bind()?);
-    let stats = Arc::<UserStats>::default();
-    let stateful = StatefulService::open(&opts.lease_db, opts.routes, links, sock.clone(), stats.clone()).await?;
+    let stateful =
+        StatefulService::open(&opts.lease_db, opts.routes, links, sock.clone(), stats.clone(), events.clone()).await?;
     let ifaces = ServedIfaces::new(ifaces, opts.fast_path, opts.xdp_mode);
     let agent = RelayAgent::new(relay, opts.xdp_mode);
     let control = control::Control::start(&opts.control_socket)?;
@@ -101,6 +111,7 @@ pub async fn run(opts: Options) -> Result<()> {
         pool_gauge: Arc::default(),
         control,
         rx: queue::RxQueue::new(queue::QUEUE_LIMIT),
+        events,
     };
     if let Some(addr) = s.opts.metrics {
         let listener = crate::metrics::bind(addr).await?;
@@ -218,6 +229,7 @@ impl Server {
                 return Err(e.to_string());
             }
         };
+        let script = cfg.lease_script().cloned();
         let (ifaces, relay, links) = cfg.into_parts();
         // Pools first: refused, nothing of the new file is applied.
         match self.stateful.as_ref() {
@@ -234,6 +246,7 @@ impl Server {
             }
             None => {}
         }
+        self.events.set_script(script.as_ref());
         self.agent.reconfigure(relay);
         if self.ifaces.reconfigure(ifaces) {
             info!("new interfaces in the configuration");

@@ -20,6 +20,9 @@
 //! stored valid lifetime either way, it retransmits and Rebinds at T2), and no Reply can name
 //! a lifetime the store does not cover. Expiry sweeps wait for the store as well.
 //!
+//! Lease events (`lease_events.rs`: the log line, the lease script) are emitted here too, from
+//! what the engine reports it changed, once the change is durable and after the Reply went out.
+//!
 //! The engine sits behind a mutex so that the task waiting for a commit can roll back
 //! itself; the lock is only ever held for synchronous work, never across an await.
 
@@ -34,12 +37,15 @@ use anyhow::{Context, Result};
 use dhcpv6_common::wire::msg;
 use tracing::{debug, info, warn};
 
+use super::lease_events::EventSink;
 use super::store_health::StoreHealth;
 use super::transmit::{send_reply, Transmit};
 use crate::{
     leases::{unix_now, CommitTicket, ForeignChange, Lease, LeaseStore, StoreError},
     routes::Routes,
-    server::stateful::{unconfigured, ClientContext, Engine, LinkPools, RouteChange, Undo},
+    server::stateful::{
+        unconfigured, ClientContext, Engine, LeaseEvent as Event, LinkPools, Requester, RouteChange, Undo,
+    },
     socket::ServerSocket,
     stats::{Counter, LeaseEvent, MessageOutcome, UserStats},
     wire::Message,
@@ -60,6 +66,7 @@ pub struct StatefulService<S = ServerSocket> {
     sock: Arc<S>,
     stats: Arc<UserStats>,
     health: Arc<StoreHealth>,
+    events: Arc<EventSink>,
 }
 
 /// What one decided and wrapped message leads to.
@@ -71,30 +78,36 @@ enum Action {
 }
 
 impl StatefulService {
-    /// Opens the lease store, drops what expired while we were away, and rebuilds the engine
-    /// from what is left. `None` when no link has pools.
+    /// Opens the lease store, drops what expired while we were away (their `expire` and
+    /// `reclaim` events go to `events`), and rebuilds the engine from what is left. `None`
+    /// when no link has pools.
     pub async fn open(
         lease_db: &Path,
         routes: bool,
         links: Vec<LinkPools>,
         sock: Arc<ServerSocket>,
         stats: Arc<UserStats>,
+        events: Arc<EventSink>,
     ) -> Result<Option<Self>> {
         if links.is_empty() {
             return Ok(None);
         }
         let path = lease_db.to_path_buf();
-        let (store, leases) = tokio::task::spawn_blocking(move || -> Result<(Arc<dyn LeaseStore>, Vec<Lease>)> {
+        type Opened = (Arc<dyn LeaseStore>, Vec<Lease>, Vec<Lease>, u64);
+        let (store, leases, reclaimed, at) = tokio::task::spawn_blocking(move || -> Result<Opened> {
             // A path is SQLite, a postgresql:// URL PostgreSQL; anything else is refused.
             let store = crate::leases::open(&path)?;
-            let reclaimed = store.reclaim_expired(unix_now())?;
+            let at = unix_now();
+            let reclaimed = store.reclaim_expired(at)?;
             let leases = store.load_all()?;
             info!(db = %store.location(), leases = leases.len(), reclaimed = reclaimed.len(), "lease store open");
-            Ok((store, leases))
+            Ok((store, leases, reclaimed, at))
         })
         .await??;
+        events.emit(reclaimed.into_iter().map(|l| Event::ended(l, at)).collect());
         let routes = if routes { Some(Routes::connect()?) } else { None };
-        let s = Self::new(links, store, leases, routes, sock, stats)?;
+        let mut s = Self::new(links, store, leases, routes, sock, stats)?;
+        s.events = events;
         s.follow_other_servers();
         s.reconcile_routes().await;
         Ok(Some(s))
@@ -114,7 +127,8 @@ impl<S: Transmit> StatefulService<S> {
         links.push(unconfigured());
         let engine = Engine::new(links, leases, unix_now()).context("stateful configuration")?;
         let health = Arc::new(StoreHealth::new(Arc::clone(&stats)));
-        Ok(Self { engine: Arc::new(Mutex::new(engine)), store, routes, sock, stats, health })
+        let events = Arc::new(EventSink::new(Arc::clone(&stats)));
+        Ok(Self { engine: Arc::new(Mutex::new(engine)), store, routes, sock, stats, health, events })
     }
 
     /// Answers one client message (Solicit, Request, Renew, Rebind, Release, Decline,
@@ -129,7 +143,8 @@ impl<S: Transmit> StatefulService<S> {
         wrap: impl FnOnce(Vec<u8>) -> Result<Vec<u8>, Counter>,
     ) -> Result<(), Counter> {
         let msg_type = m.msg_type();
-        match self.decide(m, ctx, wrap)? {
+        let now = unix_now();
+        match self.decide(m, ctx, now, wrap)? {
             Action::Send(reply) => {
                 let sent = send_reply(&*self.sock, &self.stats, &reply, to.addr).await;
                 self.stats.message(msg_type, sent);
@@ -138,10 +153,13 @@ impl<S: Transmit> StatefulService<S> {
                 let engine = Arc::clone(&self.engine);
                 let (sock, stats, routing) = (Arc::clone(&self.sock), Arc::clone(&self.stats), self.routes.clone());
                 let (health, store) = (Arc::clone(&self.health), Arc::clone(&self.store));
+                let events = Arc::clone(&self.events);
+                // Copied only when something takes events (a log at info, a script).
+                let requester = events.wanted().then(|| Requester::new(ctx.peer, ctx.relay.as_ref()));
                 // The wait must not hold up the next message: commits that queue up
                 // meanwhile share one fsync (group commit).
                 tokio::spawn(async move {
-                    let events: Vec<LeaseEvent> = undo.lease_events().collect();
+                    let counted: Vec<LeaseEvent> = undo.lease_events().collect();
                     if let Err(e) = timed_wait(ticket, &stats).await {
                         stats.bump(Counter::DropCommitFailed);
                         stats.message(msg_type, MessageOutcome::Failed);
@@ -162,12 +180,16 @@ impl<S: Transmit> StatefulService<S> {
                         }
                         return;
                     }
-                    events.into_iter().for_each(|e| stats.lease_event(e, 1));
+                    counted.into_iter().for_each(|e| stats.lease_event(e, 1));
                     let outcome = match reply {
                         Some(reply) => send_reply(&*sock, &stats, &reply, to.addr).await,
                         None => MessageOutcome::Dropped,
                     };
                     stats.message(msg_type, outcome);
+                    // Durable, and the Reply is out: now the log line and the script.
+                    if let Some(requester) = requester {
+                        events.emit(undo.into_events(msg_type, &requester, now));
+                    }
                     if let Some(r) = routing {
                         apply_routes(&r, &routes, to.ifindex, &stats).await;
                     }
@@ -183,13 +205,14 @@ impl<S: Transmit> StatefulService<S> {
         &self,
         m: &Message<'_>,
         ctx: &ClientContext<'_>,
+        now: u64,
         wrap: impl FnOnce(Vec<u8>) -> Result<Vec<u8>, Counter>,
     ) -> Result<Action, Counter> {
         let mut engine = lock(&self.engine);
         let out = if self.health.is_up() {
-            engine.handle(m, ctx, unix_now())
+            engine.handle(m, ctx, now)
         } else {
-            let out = engine.handle_store_down(m, ctx, unix_now());
+            let out = engine.handle_store_down(m, ctx, now);
             if out.reply.is_some() && matches!(m.msg_type(), msg::SOLICIT | msg::REQUEST) {
                 self.stats.bump(Counter::RefusedStoreDown);
             }
@@ -285,13 +308,17 @@ impl<S: Transmit> StatefulService<S> {
         if !self.health.is_up() {
             return;
         }
-        let expired = lock(&self.engine).expire(unix_now());
+        let now = unix_now();
+        let mut expired = lock(&self.engine).expire(now);
         if expired.ops.is_empty() {
             return;
         }
         info!(leases = expired.leases.len(), "leases expired");
-        match timed_wait(self.store.commit(expired.ops), &self.stats).await {
-            Ok(()) => self.stats.lease_event(LeaseEvent::Expired, expired.leases.len() as u64),
+        match timed_wait(self.store.commit(std::mem::take(&mut expired.ops)), &self.stats).await {
+            Ok(()) => {
+                self.stats.lease_event(LeaseEvent::Expired, expired.leases.len() as u64);
+                self.events.emit(expired.events(now));
+            }
             Err(e) => {
                 // The removals are lost; the rows go at the next start (`reclaim_expired`),
                 // and a stored row of an expired lease blocks nothing the engine would hand out.
@@ -319,6 +346,12 @@ impl<S: Transmit> StatefulService<S> {
     /// relayed Information-Requests).
     pub fn link_services(&self) -> Vec<(String, Option<Arc<crate::server::LinkService>>)> {
         lock(&self.engine).link_services()
+    }
+
+    /// Where lease events go (the daemon passes its own to `open`; tests set a script here).
+    #[cfg(test)]
+    pub fn events(&self) -> &Arc<EventSink> {
+        &self.events
     }
 
     /// True while the lease store writes (for the `dhcpv6_store_healthy` gauge).
@@ -366,6 +399,7 @@ impl<S: Transmit> StatefulService<S> {
             return Err(e).context("removing the lease from the store");
         }
         self.stats.lease_event(LeaseEvent::OperatorReleased, 1);
+        self.events.emit(vec![Event::operator_release(lease.clone(), unix_now())]);
         if let Some(r) = &self.routes {
             apply_routes(r, &out.routes, 0, &self.stats).await;
         }
@@ -922,6 +956,87 @@ mod tests {
         assert!(svc.release(|_| true).await.is_err());
         assert_eq!(svc.lease_count(), 1, "the engine took it back");
         assert_eq!(lease_event(&f.stats, "operator_released"), 0);
+    }
+
+    /// A lease script that records each event as a file `EVENT-IAID` holding its
+    /// `ADDRESS`/`PREFIX`, in a folder of the test's own.
+    fn recording_script(name: &str) -> (std::path::PathBuf, crate::config::LeaseScript) {
+        use std::os::unix::fs::PermissionsExt;
+        let d = std::env::temp_dir().join(format!("dhcpv6-stateful-events-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        let path = d.join("script.sh");
+        let body = format!("#!/bin/sh\necho \"$ADDRESS$PREFIX $DUID\" > {}/$EVENT-$IAID\n", d.display());
+        std::fs::write(&path, body).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        (d, crate::config::LeaseScript { path, timeout: Duration::from_secs(10) })
+    }
+
+    /// The files `recording_script` wrote: (name, content).
+    fn recorded(d: &Path) -> Vec<(String, String)> {
+        let mut v: Vec<(String, String)> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap())
+            .filter(|e| e.file_name() != "script.sh")
+            .map(|e| (e.file_name().into_string().unwrap(), std::fs::read_to_string(e.path()).unwrap()))
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[tokio::test]
+    async fn durable_grants_and_releases_reach_the_lease_script_after_their_reply() {
+        let store = Arc::new(MemoryStore::new());
+        let f = fixture(store.clone());
+        let (dir, script) = recording_script("durable");
+        f.svc.events().set_script(Some(&script));
+        f.serve(&f.request(), Ok).await.unwrap();
+        f.settle(|f| !f.sent().is_empty()).await;
+        let stored = store.load_all().unwrap();
+        let runs = || f.stats.lease_script.runs();
+        for _ in 0..400 {
+            if runs() == 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let duid = "00030001020000000007";
+        let got = recorded(&dir);
+        let na = stored.iter().find(|l| l.kind == crate::leases::LeaseKind::Address).unwrap();
+        let pd = stored.iter().find(|l| l.kind == crate::leases::LeaseKind::Prefix).unwrap();
+        assert_eq!(
+            got,
+            [
+                ("grant-1".to_owned(), format!("{} {duid}\n", na.addr)),
+                ("grant-2".to_owned(), format!("{}/{} {duid}\n", pd.addr, pd.prefix_len)),
+            ]
+        );
+
+        // An operator's release is an event too, once removed from the store.
+        f.svc.release(|l| l.key() == na.key()).await.unwrap().unwrap();
+        for _ in 0..400 {
+            if runs() == 3 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(recorded(&dir).len(), 3, "{:?}", recorded(&dir));
+        assert_eq!(recorded(&dir)[2], ("release-1".to_owned(), format!("{} {duid}\n", na.addr)));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_failed_commit_emits_no_lease_event() {
+        let f = fixture(Arc::new(BrokenStore));
+        let (dir, script) = recording_script("failed");
+        f.svc.events().set_script(Some(&script));
+        f.serve(&f.request(), Ok).await.unwrap();
+        f.settle(|f| f.stats.get(Counter::DropCommitFailed) > 0).await;
+        // Give a wrongly queued run the time to show.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(f.stats.lease_script.runs(), 0);
+        assert!(recorded(&dir).is_empty(), "{:?}", recorded(&dir));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[tokio::test]

@@ -68,12 +68,14 @@
 //! validation, `link_for_relay`), `occupancy` (hierarchical bitmap of taken slots),
 //! `state` (leases + bitmaps + expiry, undo), `reservations` (lookup), `index` (leases by
 //! binding and by client IA, with the per-client counts), `identity` (who a client is beyond its DUID), `ia` (IA option codec), `allocator` (per-IA decisions over
-//! pools, reservations and state), `engine` (messages).
+//! pools, reservations and state), `engine` (messages), `events` (lease events for the log
+//! and the lease script, from what a message, a sweep or an operator changed).
 
 mod allocator;
 mod config;
 mod context;
 mod engine;
+mod events;
 mod ia;
 mod identity;
 mod index;
@@ -92,5 +94,6 @@ pub use config::{
 };
 pub use context::{ClientContext, Expired, Outcome, RouteChange, Undo};
 pub use engine::{Engine, PoolUsage};
+pub use events::{EventKind, LeaseEvent, Origin, RelayIds, Requester};
 pub use link::{unconfigured, UNCONFIGURED_LINK};
 pub use pools::{AddrRange, PoolError, PrefixPool};

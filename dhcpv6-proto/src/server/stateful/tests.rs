@@ -1279,3 +1279,140 @@ fn a_learned_binding_is_not_offered_and_its_rebind_is_answered_with_it() {
     box_b.learn(ForeignChange::Upsert(old), NOW + 100);
     assert!(!box_b.leases().any(|l| l.addr == addr));
 }
+
+/// The lease events of one message, handled and committed at `now` (as the daemon derives
+/// them once the commit is durable).
+fn events_of(e: &mut Engine, store: &MemoryStore, m: &Msg, c: &ClientContext, now: u64) -> Vec<LeaseEvent> {
+    let (_, out) = run(e, store, m, c, now);
+    let t = Message::parse(&m.0).unwrap().msg_type();
+    out.undo.into_events(t, &Requester::new(c.peer, c.relay.as_ref()), now)
+}
+
+/// (kind, address, (preferred, valid)) of each event.
+fn kinds(ev: &[LeaseEvent]) -> Vec<(EventKind, Ipv6Addr, (u64, u64))> {
+    ev.iter().map(|e| (e.kind, e.lease.addr, e.lifetimes())).collect()
+}
+
+#[test]
+fn lease_events_say_grant_renew_rebind_release_decline_expire_and_reclaim() {
+    let mut e = engine(vec![LinkPools { decline_hold: 600, ..link() }]);
+    let store = MemoryStore::new();
+    let granted = events_of(&mut e, &store, &request(1).na(1, &[]).pd(2, &[]), &ctx(), NOW);
+    assert_eq!(granted.len(), 2);
+    let (na, pd) = (granted[0].lease.clone(), granted[1].lease.clone());
+    assert_eq!((na.kind, pd.kind), (LeaseKind::Address, LeaseKind::Prefix));
+    assert_eq!(kinds(&granted), [(EventKind::Grant, na.addr, (3600, 7200)), (EventKind::Grant, pd.addr, (3600, 7200))]);
+    for ev in &granted {
+        assert_eq!(
+            (ev.origin, ev.at, &ev.lease.duid[..], ev.lease.iface.as_str()),
+            (Origin::Client, NOW, &client(1)[..], "eth1")
+        );
+        assert_eq!(ev.requester, Requester { peer: Some(a("fe80::2")), relay: None });
+    }
+    assert_eq!((granted[0].lease.iaid, granted[1].lease.iaid), (1, 2));
+
+    // The same Request again: a renew of both.
+    let again = events_of(&mut e, &store, &request(1).na(1, &[]).pd(2, &[]), &ctx(), NOW);
+    assert_eq!(kinds(&again).iter().map(|k| k.0).collect::<Vec<_>>(), [EventKind::Renew; 2]);
+
+    // Renew later: renew, with the lifetimes the Reply gives from then on.
+    let later = NOW + 1800;
+    let renew = Msg::new(msg::RENEW).cid(&client(1)).sid().na(1, &[&na.addr.to_string()]);
+    assert_eq!(kinds(&events_of(&mut e, &store, &renew, &ctx(), later)), [(EventKind::Renew, na.addr, (3600, 7200))]);
+    let rebind = Msg::new(msg::REBIND).cid(&client(1)).na(1, &[&na.addr.to_string()]);
+    let ev = events_of(&mut e, &store, &rebind, &ctx(), later + 10);
+    assert_eq!(kinds(&ev), [(EventKind::Rebind, na.addr, (3600, 7200))]);
+    assert_eq!(ev[0].lease.valid_until, later + 10 + 7200);
+
+    // Release of the prefix: the lease as it was, no lifetimes left.
+    let release = Msg::new(msg::RELEASE).cid(&client(1)).sid().pd(2, &[(&pd.addr.to_string(), pd.prefix_len)]);
+    let ev = events_of(&mut e, &store, &release, &ctx(), later);
+    assert_eq!(kinds(&ev), [(EventKind::Release, pd.addr, (0, 0))]);
+    assert_eq!((ev[0].lease.iaid, ev[0].lease.prefix_len), (2, pd.prefix_len));
+
+    // Decline of the address: held back; the sweep reclaims it once the hold is over.
+    let decline = Msg::new(msg::DECLINE).cid(&client(1)).sid().na(1, &[&na.addr.to_string()]);
+    let ev = events_of(&mut e, &store, &decline, &ctx(), later);
+    assert_eq!(kinds(&ev), [(EventKind::Decline, na.addr, (0, 0))]);
+    assert_eq!(ev[0].lease.state, LeaseState::Declined);
+    let swept = e.expire(later + 600);
+    let ev = swept.events(later + 600);
+    assert_eq!(kinds(&ev), [(EventKind::Reclaim, na.addr, (0, 0))]);
+    assert_eq!((ev[0].origin, &ev[0].requester), (Origin::Server, &Requester::default()));
+
+    // A bound lease whose valid lifetime ran out: expire.
+    let g = events_of(&mut e, &store, &request(2).na(1, &[]), &ctx(), NOW);
+    let ev = e.expire(NOW + 7200).events(NOW + 7200);
+    assert_eq!(kinds(&ev), [(EventKind::Expire, g[0].lease.addr, (0, 0))]);
+    assert_eq!(ev[0].lease.duid, client(2));
+}
+
+#[test]
+fn lease_events_of_a_renew_that_binds_anew_or_moves_the_client() {
+    // create_on_renew: a Renew for an IA the server lost is a grant.
+    let mut e = engine(vec![link()]);
+    let store = MemoryStore::new();
+    let renew = Msg::new(msg::RENEW).cid(&client(1)).sid().na(1, &["2001:db8:1::123"]);
+    assert_eq!(
+        kinds(&events_of(&mut e, &store, &renew, &ctx(), NOW)),
+        [(EventKind::Grant, a("2001:db8:1::123"), (3600, 7200))]
+    );
+
+    // A reservation added since: the old lease is reclaimed, the reserved one granted.
+    let res = Reservation {
+        duid: Some(Duid::new(&client(1)).unwrap()),
+        address: Some(a("2001:db8:1::1ee")),
+        ..Default::default()
+    };
+    let mut e =
+        Engine::new(vec![LinkPools { reservations: vec![res], ..link() }], store.load_all().unwrap(), NOW).unwrap();
+    let mut ev = kinds(&events_of(&mut e, &store, &renew, &ctx(), NOW));
+    ev.sort_by_key(|k| k.1);
+    assert_eq!(
+        ev,
+        [(EventKind::Reclaim, a("2001:db8:1::123"), (0, 0)), (EventKind::Grant, a("2001:db8:1::1ee"), (3600, 7200))]
+    );
+}
+
+#[test]
+fn lease_events_of_a_relayed_client_carry_the_relay_identities() {
+    let mut e = engine(vec![link()]);
+    let store = MemoryStore::new();
+    let cll = [0, 1, 0x02, 0, 0, 0, 0, 0x42];
+    let mut c = ctx();
+    c.peer = a("2001:db8:1::2");
+    c.relay = Some(LinkSelector {
+        link_address: Some(a("2001:db8:1::1")),
+        interface_id: Some(b"port7"),
+        remote_id: Some(&[0, 0, 0, 9, b'r']),
+        subscriber_id: Some(b"sub-1"),
+        client_linklayer: Some(&cll),
+    });
+    let ev = events_of(&mut e, &store, &request(1).na(1, &[]), &c, NOW);
+    assert_eq!(ev.len(), 1);
+    let want = RelayIds {
+        link_address: Some(a("2001:db8:1::1")),
+        interface_id: Some(b"port7".to_vec()),
+        remote_id: Some(vec![0, 0, 0, 9, b'r']),
+        subscriber_id: Some(b"sub-1".to_vec()),
+        client_mac: Some([0x02, 0, 0, 0, 0, 0x42]),
+    };
+    assert_eq!(ev[0].requester, Requester { peer: Some(a("2001:db8:1::2")), relay: Some(want) });
+
+    // Nothing changed (an Advertise), nothing to tell; a failed decision has no events either.
+    let (_, out) = run(&mut e, &store, &solicit(3).na(1, &[]), &c, NOW);
+    assert!(out.undo.into_events(msg::SOLICIT, &Requester::default(), NOW).is_empty());
+}
+
+#[test]
+fn an_operator_release_is_a_release_by_the_operator() {
+    let mut e = engine(vec![link()]);
+    let store = MemoryStore::new();
+    let g = events_of(&mut e, &store, &request(1).na(1, &[]), &ctx(), NOW);
+    let (lease, _) = e.release_lease(&g[0].lease.key()).unwrap();
+    let ev = LeaseEvent::operator_release(lease, NOW + 5);
+    assert_eq!(
+        (ev.kind, ev.origin, ev.lifetimes(), ev.lease.addr),
+        (EventKind::Release, Origin::Operator, (0, 0), g[0].lease.addr)
+    );
+}
