@@ -80,6 +80,10 @@ impl<'a> Relayed<'a> {
             remote_id: field(|l| &l.remote_id),
             subscriber_id: field(|l| &l.subscriber_id),
             client_linklayer: field(|l| &l.client_linklayer),
+            peer_address: inner.map(|l| l.peer_address),
+            // The relay next to the client if it sent one, else the nearest above that did:
+            // bulk leasequery asks "what went through this relay".
+            relay_id: self.levels.iter().rev().find_map(|l| l.relay_id.as_deref()),
         }
     }
 }
@@ -97,6 +101,10 @@ pub struct LinkSelector<'r> {
     pub remote_id: Option<&'r [u8]>,
     pub subscriber_id: Option<&'r [u8]>,
     pub client_linklayer: Option<&'r [u8]>,
+    /// Peer-address of the innermost level: the client's address as its relay saw it.
+    pub peer_address: Option<Ipv6Addr>,
+    /// Relay-ID (RFC 5460) of the innermost level that carried one.
+    pub relay_id: Option<&'r [u8]>,
 }
 
 impl<'r> LinkSelector<'r> {

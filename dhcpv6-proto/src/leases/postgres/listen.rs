@@ -169,8 +169,22 @@ pub(super) fn parse(payload: &str, me: &str) -> Result<Option<ForeignChange>, St
             if by == me {
                 return Ok(None);
             }
-            let lease =
-                Lease { duid, iaid, kind, addr, prefix_len, iface, valid_until, preferred_until, state, next_hop };
+            // The notification does not carry the relay record or the transaction time: the
+            // engine needs neither to avoid the binding, and leasequery reads the table.
+            let lease = Lease {
+                duid,
+                iaid,
+                kind,
+                addr,
+                prefix_len,
+                iface,
+                valid_until,
+                preferred_until,
+                state,
+                next_hop,
+                last_transaction: 0,
+                relay: None,
+            };
             lease.validate().map_err(|e| e.to_string())?;
             Ok(Some(ForeignChange::Upsert(lease)))
         }

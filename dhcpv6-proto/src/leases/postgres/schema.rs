@@ -75,6 +75,27 @@ const MIGRATIONS: &[(&str, &str)] = &[
      CREATE TRIGGER leases_notify AFTER INSERT OR UPDATE OR DELETE ON leases
         FOR EACH ROW EXECUTE FUNCTION dhcpv6_lease_notify();",
     ),
+    (
+        "leasequery: the client's last transaction time and its relays' identities",
+        "ALTER TABLE leases ADD COLUMN last_transaction bigint NOT NULL DEFAULT 0;  -- unix seconds, 0: unknown
+     -- What the relays said when the lease was last written; the three addresses are set
+     -- together (relayed) or not at all (a client on the link).
+     ALTER TABLE leases ADD COLUMN relay_link_address inet CHECK (relay_link_address IS NULL OR family(relay_link_address) = 6);
+     ALTER TABLE leases ADD COLUMN relay_peer_address inet CHECK (relay_peer_address IS NULL OR family(relay_peer_address) = 6);
+     ALTER TABLE leases ADD COLUMN relay_source inet CHECK (relay_source IS NULL OR family(relay_source) = 6);
+     ALTER TABLE leases ADD COLUMN relay_interface_id bytea;
+     ALTER TABLE leases ADD COLUMN relay_remote_id bytea;       -- enterprise number then id
+     ALTER TABLE leases ADD COLUMN relay_subscriber_id bytea;
+     ALTER TABLE leases ADD COLUMN relay_id bytea;              -- a DUID (RFC 5460)
+     ALTER TABLE leases ADD COLUMN relay_client_linklayer bytea; -- hardware type then address
+     ALTER TABLE leases ADD CONSTRAINT leases_relay_addresses CHECK (
+        (relay_link_address IS NULL) = (relay_peer_address IS NULL)
+        AND (relay_link_address IS NULL) = (relay_source IS NULL));
+     CREATE INDEX leases_by_duid ON leases (duid);
+     CREATE INDEX leases_by_relay_id ON leases (relay_id) WHERE relay_id IS NOT NULL;
+     CREATE INDEX leases_by_relay_link ON leases (relay_link_address) WHERE relay_link_address IS NOT NULL;
+     CREATE INDEX leases_by_remote_id ON leases (relay_remote_id) WHERE relay_remote_id IS NOT NULL;",
+    ),
 ];
 
 /// The version this build writes.

@@ -746,6 +746,8 @@ fn a_renew_looks_only_at_the_ia_it_names() {
         preferred_until: NOW + 3600,
         state: LeaseState::Bound,
         next_hop: None,
+        last_transaction: 0,
+        relay: None,
     });
     let mut e = Engine::new(vec![big], leases, NOW).unwrap();
     assert_eq!(e.lease_count(), IAS as usize);
