@@ -112,6 +112,13 @@ impl PgStore {
     /// The schema version this build writes (`SELECT max(version) FROM schema_version`).
     pub const SCHEMA_VERSION: i64 = schema::SCHEMA_VERSION;
 
+    /// The SQL of schema versions 1..=`version` (description, statements), for tests that
+    /// build a database as an older dhcpv6d left it.
+    #[cfg(feature = "testing")]
+    pub fn schema_until(version: usize) -> Vec<(&'static str, &'static str)> {
+        schema::MIGRATIONS.iter().take(version).copied().collect()
+    }
+
     /// Connects to the database a libpq URL names, creating or migrating the schema.
     /// Fails if the database cannot be reached now: a daemon needs its leases to start.
     pub fn open(url: &str) -> Result<Self, StoreError> {

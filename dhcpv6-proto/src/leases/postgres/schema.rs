@@ -11,7 +11,7 @@ use super::{pg_error, Location, StoreError};
 
 /// Migration `i` moves the schema from version i to i+1. Append, never edit: deployed
 /// databases already ran the old ones.
-const MIGRATIONS: &[(&str, &str)] = &[
+pub(super) const MIGRATIONS: &[(&str, &str)] = &[
     (
         "leases: addresses as inet, prefixes as cidr, DUIDs as bytea",
         "CREATE TABLE leases (
