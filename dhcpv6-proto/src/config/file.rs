@@ -28,6 +28,9 @@ pub(crate) struct Document {
     pub relay: Option<Relay>,
     /// One Server Identifier for every interface (several boxes answering as one server).
     pub server_duid: Option<Spanned<String>>,
+    /// Who may send leasequeries (RFC 5007 over UDP, RFC 5460 over TCP): addresses or prefixes.
+    #[serde(default)]
+    pub leasequery_from: Vec<Spanned<String>>,
 }
 
 /// `[defaults]`: what every interface hands out unless it says otherwise.

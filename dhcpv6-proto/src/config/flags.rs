@@ -50,6 +50,8 @@ pub struct Overrides {
     pub raw_options: Vec<String>,
     /// `--ignore-user-class TEXT`: over every interface's and link's `ignore_user_classes`.
     pub ignore_user_classes: Vec<String>,
+    /// `--leasequery-from PREFIX`: leasequery requestors, on top of the file's `leasequery_from`.
+    pub leasequery_from: Vec<String>,
 }
 
 /// The flags, each value checked.
@@ -61,6 +63,7 @@ struct Flags {
     relay: Option<RelaySettings>,
     server_duid: Option<Duid>,
     trusted_relays: Vec<Prefix>,
+    leasequery_from: Vec<Prefix>,
 }
 
 impl TryFrom<&Overrides> for Flags {
@@ -158,7 +161,17 @@ impl TryFrom<&Overrides> for Flags {
                 })
             })
             .collect::<Result<_, _>>()?;
-        Ok(Self { options, link, relay, server_duid, trusted_relays })
+        let leasequery_from = o
+            .leasequery_from
+            .iter()
+            .map(|t| {
+                t.parse::<Prefix>().map_err(|error| ConfigError::Flag {
+                    flag: "--leasequery-from".into(),
+                    reason: Reason::LeasequeryFrom { value: t.clone(), error },
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self { options, link, relay, server_duid, trusted_relays, leasequery_from })
     }
 }
 
@@ -237,5 +250,7 @@ pub(crate) fn merge(file: ConfigFile, overrides: &Overrides, host: &HostResolver
             l.service = Some(Arc::new(own));
         }
     }
-    Ok(Config { ifaces, relay, links })
+    let mut leasequery_from = file.leasequery_from.clone();
+    leasequery_from.extend(flags.leasequery_from.iter().copied());
+    Ok(Config { ifaces, relay, links, leasequery_from })
 }

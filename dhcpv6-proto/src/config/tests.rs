@@ -449,3 +449,24 @@ fn server_duid_must_be_a_known_type_of_fitting_length() {
     let e = load_text("", &Overrides { server_duid: Some(long), ..serve_eth9() }).unwrap_err().to_string();
     assert!(e.contains("131"), "{e}");
 }
+
+#[test]
+fn leasequery_requestors_from_the_file_and_the_flags() {
+    let text = "leasequery_from = [\"2001:db8:f::/48\"]\n[[interface]]\nname = \"eth1\"\n";
+    let c = load_text(text, &Overrides::default()).unwrap();
+    assert!(c.leasequery_from().admits(&a("2001:db8:f:1::9")));
+    assert!(!c.leasequery_from().admits(&a("2001:db8:e::9")));
+    let o = Overrides { leasequery_from: vec!["2001:db8:e::9".into()], ..Overrides::default() };
+    let c = load_text(text, &o).unwrap();
+    assert!(c.leasequery_from().admits(&a("2001:db8:e::9")) && c.leasequery_from().admits(&a("2001:db8:f::1")));
+    let none = load_text("[[interface]]\nname = \"eth1\"\n", &Overrides::default()).unwrap();
+    assert!(none.leasequery_from().is_empty(), "nobody by default");
+    let e = load_text(
+        "leasequery_from = [\n  \"2001:db8::/200\",\n]\n[[interface]]\nname = \"eth1\"\n",
+        &Overrides::default(),
+    )
+    .unwrap_err();
+    assert!(e.to_string().starts_with("dhcpv6d.toml:2: leasequery requestor \"2001:db8::/200\""), "{e}");
+    let o = Overrides { leasequery_from: vec!["nope".into()], ..Overrides::default() };
+    assert!(load_text(text, &o).unwrap_err().to_string().starts_with("--leasequery-from: "));
+}

@@ -4,12 +4,14 @@
 //! The server is a select loop over its components, each owning its own state:
 //! `interfaces` (the served-interface table, kept in step with the kernel in the maps),
 //! `relay_agent` (relay-agent mode and MAC learning), `stateful` (a stateful message from
-//! decision to durable reply), `control` (the socket `dhcpv6d ctl` talks to). `dispatch`
+//! decision to durable reply), `control` (the socket `dhcpv6d ctl` talks to), `leasequery`
+//! (RFC 5007 / RFC 5460 queries from the lease store, UDP and TCP). `dispatch`
 //! routes one datagram to them, once `trust` has admitted it; `transmit` sends.
 
 mod control;
 mod dispatch;
 mod interfaces;
+mod leasequery;
 mod queue;
 mod relay_agent;
 mod stateful;
@@ -74,10 +76,13 @@ struct Server {
     control: control::Control,
     /// Datagrams read off the socket, waiting to be answered (`queue.rs`).
     rx: queue::RxQueue,
+    lq: Arc<leasequery::Leasequery>,
 }
 
 pub async fn run(opts: Options) -> Result<()> {
-    let (ifaces, relay, links) = config::load(opts.config.as_deref(), &opts.overrides, &opts.resolv_conf)?.into_parts();
+    let cfg = config::load(opts.config.as_deref(), &opts.overrides, &opts.resolv_conf)?;
+    let leasequery_from = cfg.leasequery_from().clone();
+    let (ifaces, relay, links) = cfg.into_parts();
     std::fs::create_dir_all(&opts.state_dir).with_context(|| format!("creating {}", opts.state_dir.display()))?;
     let dp = Dataplane::load(&opts.pin_dir, opts.bpf_log)?;
     let nl = Netlink::connect()?;
@@ -87,6 +92,14 @@ pub async fn run(opts: Options) -> Result<()> {
     let ifaces = ServedIfaces::new(ifaces, opts.fast_path, opts.xdp_mode);
     let agent = RelayAgent::new(relay, opts.xdp_mode);
     let control = control::Control::start(&opts.control_socket)?;
+    let lq = leasequery::Leasequery::new(
+        leasequery_from,
+        stateful.as_ref().map(StatefulService::lease_store),
+        stats.clone(),
+    );
+    if stateful.is_some() {
+        lq.listen_tcp()?;
+    }
     let mut s = Server {
         opts,
         dp,
@@ -101,6 +114,7 @@ pub async fn run(opts: Options) -> Result<()> {
         pool_gauge: Arc::default(),
         control,
         rx: queue::RxQueue::new(queue::QUEUE_LIMIT),
+        lq,
     };
     if let Some(addr) = s.opts.metrics {
         let listener = crate::metrics::bind(addr).await?;
@@ -218,6 +232,7 @@ impl Server {
                 return Err(e.to_string());
             }
         };
+        let leasequery_from = cfg.leasequery_from().clone();
         let (ifaces, relay, links) = cfg.into_parts();
         // Pools first: refused, nothing of the new file is applied.
         match self.stateful.as_ref() {
@@ -235,6 +250,7 @@ impl Server {
             None => {}
         }
         self.agent.reconfigure(relay);
+        self.lq.set_allowed(leasequery_from);
         if self.ifaces.reconfigure(ifaces) {
             info!("new interfaces in the configuration");
         }
@@ -248,6 +264,7 @@ impl Server {
     /// Re-reads the kernel's interfaces into the served table and the relay agent.
     async fn sync(&mut self) -> Result<()> {
         self.ifaces.sync(&self.nl, &mut self.dp, &self.sock).await?;
+        self.lq.set_duid(self.ifaces.iter().find_map(|i| i.service().map(|s| s.duid.clone())));
         self.agent.sync(&self.nl, &mut self.dp, &self.sock).await
     }
 

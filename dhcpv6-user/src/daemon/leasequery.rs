@@ -1,0 +1,261 @@
+//! Leasequery on UDP/547 (RFC 5007) and TCP/547 (bulk, RFC 5460), answered from the lease
+//! store (`server::leasequery` decides; the store is asked off the server loop).
+//!
+//! Only requestors `--leasequery-from` / `leasequery_from` name are answered (none by
+//! default). Over UDP anyone else is dropped and counted (`drop_leasequery_not_allowed`):
+//! a NotAllowed reply to a spoofed source would make us a reflector. Over TCP the handshake
+//! proves the source, so the first query gets a LEASEQUERY-REPLY with NotAllowed and the
+//! connection is closed. TCP connections are bounded ([`MAX_CONNECTIONS`], more are closed at
+//! once), idle ones closed after [`IDLE_TIMEOUT`], and a frame longer than [`MAX_QUERY_LEN`]
+//! ends its connection: a query is a few hundred bytes.
+
+use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use dhcpv6_common::wire::SERVER_PORT;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::Semaphore;
+use tracing::{debug, info, warn};
+
+use crate::{
+    leases::{unix_now, LeaseStore},
+    server::{
+        leasequery::{self, Query, Refusal, Transport},
+        trust::TrustedRelays,
+    },
+    socket::ServerSocket,
+    stats::{Counter, UserStats},
+    wire::{leasequery::frame, Duid},
+};
+
+/// TCP connections served at once; one more is closed as soon as it is accepted.
+pub const MAX_CONNECTIONS: usize = 16;
+/// A TCP connection that sends no whole query for this long is closed.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// The longest query frame taken over TCP.
+pub const MAX_QUERY_LEN: usize = 4096;
+
+/// What both transports share: who may ask, as whom we answer, where the leases are.
+pub(super) struct Leasequery {
+    allowed: RwLock<TrustedRelays>,
+    /// The Server Identifier of the served interfaces (the first one's, when they differ).
+    duid: RwLock<Option<Duid>>,
+    store: Option<Arc<dyn LeaseStore>>,
+    stats: Arc<UserStats>,
+    connections: Arc<Semaphore>,
+}
+
+impl Leasequery {
+    pub fn new(allowed: TrustedRelays, store: Option<Arc<dyn LeaseStore>>, stats: Arc<UserStats>) -> Arc<Self> {
+        if !allowed.is_empty() {
+            info!(from = ?allowed.prefixes().iter().map(ToString::to_string).collect::<Vec<_>>(), "leasequery answered");
+        }
+        Arc::new(Self {
+            allowed: RwLock::new(allowed),
+            duid: RwLock::new(None),
+            store,
+            stats,
+            connections: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
+        })
+    }
+
+    /// On reload: the new `leasequery_from`.
+    pub fn set_allowed(&self, allowed: TrustedRelays) {
+        if let Ok(mut a) = self.allowed.write() {
+            *a = allowed;
+        }
+    }
+
+    /// After an interface sync: the Server Identifier replies carry.
+    pub fn set_duid(&self, duid: Option<Duid>) {
+        if let Ok(mut d) = self.duid.write() {
+            *d = duid;
+        }
+    }
+
+    fn admits(&self, src: &Ipv6Addr) -> bool {
+        self.allowed.read().is_ok_and(|a| a.admits(src))
+    }
+
+    fn duid(&self) -> Option<Duid> {
+        self.duid.read().ok().and_then(|d| d.clone())
+    }
+
+    /// One UDP datagram whose first byte is LEASEQUERY: checked here, answered by a task (the
+    /// store is asked off the server loop).
+    pub fn udp(self: &Arc<Self>, pkt: &[u8], from: SocketAddrV6, sock: &Arc<ServerSocket>) {
+        if !self.admits(from.ip()) {
+            debug!(%from, "leasequery from a requestor not in leasequery_from: dropped");
+            self.stats.bump(Counter::DropLeasequeryNotAllowed);
+            return;
+        }
+        let (Some(store), Some(duid)) = (self.store.clone(), self.duid()) else {
+            self.stats.bump(Counter::DropNoStatefulService);
+            return;
+        };
+        let q = match leasequery::parse(pkt, &duid, Transport::Udp) {
+            Ok(q) => q,
+            Err(r) => {
+                let (me, sock) = (Arc::clone(self), Arc::clone(sock));
+                tokio::spawn(async move { me.udp_refusal(r, from, &sock).await });
+                return;
+            }
+        };
+        let (me, sock) = (Arc::clone(self), Arc::clone(sock));
+        tokio::spawn(async move {
+            let Some(replies) = me.ask(store, q, &duid).await else { return };
+            for r in replies {
+                if let Err(e) = sock.send_to(&r, from).await {
+                    warn!(%from, error = %e, "leasequery reply not sent");
+                    me.stats.bump(Counter::SendFailed);
+                    return;
+                }
+            }
+            me.stats.bump(Counter::LeasequeryAnswered);
+        });
+    }
+
+    async fn udp_refusal(&self, r: Refusal, from: SocketAddrV6, sock: &ServerSocket) {
+        match r {
+            Refusal::Discard(c) => self.stats.bump(c),
+            Refusal::Reply(reply) => {
+                self.stats.bump(Counter::LeasequeryRefused);
+                if sock.send_to(&reply, from).await.is_err() {
+                    self.stats.bump(Counter::SendFailed);
+                }
+            }
+        }
+    }
+
+    /// The store's answer to `q`, off the async threads; `None` (counted) when it has none.
+    async fn ask(&self, store: Arc<dyn LeaseStore>, q: Query, duid: &Duid) -> Option<Vec<Vec<u8>>> {
+        let filter = q.filter.clone();
+        match tokio::task::spawn_blocking(move || store.query(&filter)).await {
+            Ok(Ok(leases)) => Some(leasequery::answer(&q, leases, unix_now(), duid)),
+            Ok(Err(e)) => {
+                warn!(error = %e, "leasequery: the lease store cannot answer");
+                self.stats.bump(Counter::DropLeasequeryStore);
+                None
+            }
+            Err(_) => {
+                self.stats.bump(Counter::DropLeasequeryStore);
+                None
+            }
+        }
+    }
+
+    /// Binds TCP/547 (every address: who is answered is `leasequery_from`'s business) and
+    /// serves bulk leasequery connections until the daemon stops.
+    pub fn listen_tcp(self: &Arc<Self>) -> Result<()> {
+        let addr = SocketAddr::V6(SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, SERVER_PORT, 0, 0));
+        let socket = TcpSocket::new_v6().context("creating the leasequery TCP socket")?;
+        socket.set_reuseaddr(true)?;
+        // As the UDP socket: a new daemon binds while the old one still runs.
+        socket.set_reuseport(true)?;
+        socket.bind(addr).context("binding TCP [::]:547 for bulk leasequery")?;
+        let listener = socket.listen(64).context("listening on TCP/547")?;
+        let me = Arc::clone(self);
+        tokio::spawn(async move { me.accept_loop(listener).await });
+        Ok(())
+    }
+
+    async fn accept_loop(self: Arc<Self>, listener: TcpListener) {
+        loop {
+            let (stream, peer) = match listener.accept().await {
+                Ok(c) => c,
+                Err(e) => {
+                    warn!(error = %e, "leasequery: accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let Ok(permit) = Arc::clone(&self.connections).try_acquire_owned() else {
+                debug!(%peer, "leasequery: too many connections, closing");
+                self.stats.bump(Counter::DropLeasequeryConnections);
+                continue;
+            };
+            let me = Arc::clone(&self);
+            tokio::spawn(async move {
+                let _permit = permit;
+                if let Err(e) = me.connection(stream, peer).await {
+                    debug!(%peer, error = %e, "leasequery connection ended");
+                }
+            });
+        }
+    }
+
+    /// One requestor's connection: queries one after the other, each answered in full
+    /// (REPLY, DATA..., DONE) before the next is read.
+    async fn connection(&self, mut stream: TcpStream, peer: SocketAddr) -> std::io::Result<()> {
+        let ip = match peer {
+            SocketAddr::V6(a) => a.ip().to_canonical(),
+            SocketAddr::V4(a) => std::net::IpAddr::V4(*a.ip()),
+        };
+        let allowed = match ip {
+            std::net::IpAddr::V6(a) => self.admits(&a),
+            // An IPv4-mapped peer is not an IPv6 requestor.
+            std::net::IpAddr::V4(_) => false,
+        };
+        let Some(duid) = self.duid() else { return Ok(()) };
+        loop {
+            let Some(query) = read_frame(&mut stream).await? else { return Ok(()) };
+            if !allowed {
+                self.stats.bump(Counter::LeasequeryRefused);
+                if let Some(reply) = leasequery::not_allowed(&query, &duid) {
+                    write_frames(&mut stream, &[reply]).await?;
+                }
+                return stream.shutdown().await;
+            }
+            let Some(store) = self.store.clone() else {
+                self.stats.bump(Counter::DropNoStatefulService);
+                return Ok(());
+            };
+            match leasequery::parse(&query, &duid, Transport::Tcp) {
+                Err(Refusal::Discard(c)) => self.stats.bump(c),
+                Err(Refusal::Reply(reply)) => {
+                    self.stats.bump(Counter::LeasequeryRefused);
+                    write_frames(&mut stream, &[reply]).await?;
+                }
+                Ok(q) => {
+                    // A store that cannot answer ends the connection: the requestor retries.
+                    let Some(replies) = self.ask(store, q, &duid).await else { return stream.shutdown().await };
+                    write_frames(&mut stream, &replies).await?;
+                    self.stats.bump(Counter::LeasequeryAnswered);
+                }
+            }
+        }
+    }
+}
+
+/// One length-framed message (RFC 5460 section 5.1); `None` when the requestor closed the
+/// connection between messages. Idle past [`IDLE_TIMEOUT`], or a frame over [`MAX_QUERY_LEN`],
+/// is an error that ends the connection.
+async fn read_frame(stream: &mut TcpStream) -> std::io::Result<Option<Vec<u8>>> {
+    let timed_out = || std::io::Error::new(std::io::ErrorKind::TimedOut, "leasequery connection idle");
+    let mut len = [0u8; 2];
+    match tokio::time::timeout(IDLE_TIMEOUT, stream.read_exact(&mut len)).await {
+        Err(_) => return Err(timed_out()),
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Ok(r) => r?,
+    };
+    let len = usize::from(u16::from_be_bytes(len));
+    if len > MAX_QUERY_LEN {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, format!("leasequery frame of {len} bytes")));
+    }
+    let mut buf = vec![0; len];
+    tokio::time::timeout(IDLE_TIMEOUT, stream.read_exact(&mut buf)).await.map_err(|_| timed_out())??;
+    Ok(Some(buf))
+}
+
+async fn write_frames(stream: &mut TcpStream, messages: &[Vec<u8>]) -> std::io::Result<()> {
+    for m in messages {
+        let framed = frame(m).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+        tokio::time::timeout(IDLE_TIMEOUT, stream.write_all(&framed))
+            .await
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "leasequery requestor not reading"))??;
+    }
+    stream.flush().await
+}
