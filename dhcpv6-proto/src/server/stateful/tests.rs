@@ -1281,3 +1281,40 @@ fn a_learned_binding_is_not_offered_and_its_rebind_is_answered_with_it() {
     box_b.learn(ForeignChange::Upsert(old), NOW + 100);
     assert!(!box_b.leases().any(|l| l.addr == addr));
 }
+
+/// What leasequery answers from: a relayed grant keeps what the relays said and when, a
+/// renewal on the link drops the record, and a lease on the link never had one.
+#[test]
+fn leases_keep_their_relay_identities_and_last_transaction() {
+    let store = MemoryStore::new();
+    let mut e = engine(vec![link()]);
+    let mut c = ctx();
+    c.peer = a("2001:db8:1::2");
+    c.relay = Some(LinkSelector {
+        link_address: Some(a("2001:db8:1::1")),
+        interface_id: Some(b"port-1"),
+        remote_id: Some(&[0, 0, 0x0d, 0xe9, b'l']),
+        subscriber_id: Some(b"sub"),
+        client_linklayer: Some(&[0, 1, 2, 0, 0, 0, 0, 7]),
+        peer_address: Some(a("fe80::7")),
+        relay_id: Some(&[0, 2, 0, 0, 0x0d, 0xe9, b'r']),
+    });
+    run(&mut e, &store, &request(1).na(1, &[]).pd(2, &[]), &c, NOW).0.unwrap();
+    let stored = store.load_all().unwrap();
+    assert_eq!(stored.len(), 2);
+    for l in &stored {
+        assert_eq!(l.last_transaction, NOW);
+        let r = l.relay.as_deref().expect("relayed");
+        assert_eq!((r.link_address, r.peer_address, r.source), (a("2001:db8:1::1"), a("fe80::7"), a("2001:db8:1::2")));
+        assert_eq!(r.interface_id.as_deref(), Some(&b"port-1"[..]));
+        assert_eq!(r.remote_id.as_deref(), Some(&[0, 0, 0x0d, 0xe9, b'l'][..]));
+        assert_eq!(r.subscriber_id.as_deref(), Some(&b"sub"[..]));
+        assert_eq!(r.relay_id.as_deref(), Some(&[0, 2, 0, 0, 0x0d, 0xe9, b'r'][..]));
+        assert_eq!(r.client_linklayer.as_deref(), Some(&[0, 1, 2, 0, 0, 0, 0, 7][..]));
+    }
+    let addr = stored.iter().find(|l| l.kind == LeaseKind::Address).unwrap().addr;
+    let renew = Msg::new(msg::RENEW).cid(&client(1)).sid().na(1, &[&addr.to_string()]);
+    run(&mut e, &store, &renew, &ctx(), NOW + 100).0.unwrap();
+    let renewed = store.load_all().unwrap().into_iter().find(|l| l.addr == addr).unwrap();
+    assert_eq!((renewed.last_transaction, renewed.relay), (NOW + 100, None));
+}
