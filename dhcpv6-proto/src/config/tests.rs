@@ -308,6 +308,7 @@ fn reads_the_example_file() {
     assert_eq!(c.ifaces()[0].server_duid().map(|d| d.to_hex()).as_deref(), Some("0002000004d2646863707636"));
     let t = c.ifaces()[0].trusted_relays();
     assert!(t.admits(&a("2001:db8:1::2")) && t.admits(&a("fe80::7")) && !t.admits(&a("2001:db8:1::3")));
+    assert!(c.leasequery_from().admits(&a("2001:db8:ff::9")) && !c.leasequery_from().admits(&a("2001:db8:fe::9")));
     assert!(c.relay().unwrap().trusted_relays().admits(&a("fe80::7")));
     let e = load(Some(Path::new("/nonexistent/dhcpv6d.toml")), &Overrides::default(), Path::new("/nonexistent"));
     assert!(matches!(e, Err(ConfigError::Read { .. })), "{e:?}");
