@@ -524,6 +524,23 @@ mod tests {
         assert_eq!(s.client_mac(), None, "not Ethernet");
     }
 
+    /// What a lease keeps for leasequery: the client's address as the innermost relay saw it,
+    /// and the Relay-ID of the innermost level that sent one (an LDRA usually has none; the
+    /// layer-3 relay above it does).
+    #[test]
+    fn link_selector_carries_peer_address_and_nearest_relay_id() {
+        let mut levels = ldra_and_l3();
+        levels[0].relay_id = Some(vec![0, 2, 0, 0, 0x0d, 0xe9, b'b']);
+        let buf = forward(&levels, SOLICIT);
+        let r = unwrap(&buf).unwrap();
+        let s = r.link_selector();
+        assert_eq!(s.peer_address, Some(ip("fe80::c")));
+        assert_eq!(s.relay_id, Some(&[0, 2, 0, 0, 0x0d, 0xe9, b'b'][..]));
+        levels[1].relay_id = Some(vec![0, 2, 0, 0, 0x0d, 0xe9, b'l']);
+        let buf = forward(&levels, SOLICIT);
+        assert_eq!(unwrap(&buf).unwrap().link_selector().relay_id, Some(&[0, 2, 0, 0, 0x0d, 0xe9, b'l'][..]));
+    }
+
     #[test]
     fn wrap_copies_headers_and_echoes_interface_id_at_each_level() {
         let mut levels = chain(3);

@@ -347,6 +347,28 @@ mod tests {
         assert_eq!(codes, [18, 9]);
     }
 
+    /// Relay-ID (RFC 5460 section 5.4.1): option 53, a DUID; sent towards servers only, at most
+    /// once per level, at least a DUID's three bytes.
+    #[test]
+    fn relay_id_literal_bytes_and_limits() {
+        let mut fwd = FORWARD.to_vec();
+        fwd.extend_from_slice(&[0, 53, 0, 7, 0, 2, 0, 0, 0x0d, 0xe9, b'r']);
+        let (level, _) = RelayLevel::parse(&fwd).unwrap();
+        assert_eq!(level.relay_id.as_deref(), Some(&[0, 2, 0, 0, 0x0d, 0xe9, b'r'][..]));
+        let again = level.emit(RelayKind::Forward, &[11, 1, 2, 3]).unwrap();
+        let codes: Vec<u16> = RelayMessage::parse(&again).unwrap().options().map(|o| o.code).collect();
+        assert_eq!(codes, [18, 53, 9]);
+        assert_eq!(RelayLevel::parse(&again).unwrap().0, level);
+        let rep = level.emit(RelayKind::Reply, &[7, 1, 2, 3]).unwrap();
+        assert!(RelayMessage::parse(&rep).unwrap().find(opt::RELAY_ID).is_none(), "not echoed");
+        let mut short = FORWARD.to_vec();
+        short.extend_from_slice(&[0, 53, 0, 2, 0, 2]);
+        assert_eq!(RelayLevel::parse(&short).unwrap_err(), WireError::BadLength { code: opt::RELAY_ID, len: 2 });
+        let mut twice = fwd.clone();
+        twice.extend_from_slice(&[0, 53, 0, 3, 0, 2, 9]);
+        assert_eq!(RelayLevel::parse(&twice).unwrap_err(), WireError::Duplicate(opt::RELAY_ID));
+    }
+
     #[test]
     fn level_errors() {
         let mut over = FORWARD.to_vec();
