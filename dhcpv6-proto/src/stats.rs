@@ -146,7 +146,8 @@ counters! {
     DropLeasequeryNotAllowed => "drop_leasequery_not_allowed",
     /// A leasequery naming another server's Server Identifier, or not even a message.
     DropLeasequeryMalformed => "drop_leasequery_malformed",
-    /// A leasequery the lease store could not answer (it is down): dropped, the requestor retries.
+    /// A leasequery the lease store could not answer (it is down, or 64 UDP queries are already
+    /// waiting for it): dropped, the requestor retries.
     DropLeasequeryStore => "drop_leasequery_store",
     /// A TCP leasequery connection refused: as many as allowed are open.
     DropLeasequeryConnections => "drop_leasequery_connections",

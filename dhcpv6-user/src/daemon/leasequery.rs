@@ -37,6 +37,9 @@ pub const MAX_CONNECTIONS: usize = 16;
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// The longest query frame taken over TCP.
 pub const MAX_QUERY_LEN: usize = 4096;
+/// UDP queries being answered at once (each asks the store); more are dropped and counted
+/// (`drop_leasequery_store`) until one is done: a requestor in a loop cannot pile up tasks.
+pub const MAX_UDP_IN_FLIGHT: usize = 64;
 
 /// What both transports share: who may ask, as whom we answer, where the leases are.
 pub(super) struct Leasequery {
@@ -46,6 +49,7 @@ pub(super) struct Leasequery {
     store: Option<Arc<dyn LeaseStore>>,
     stats: Arc<UserStats>,
     connections: Arc<Semaphore>,
+    udp_in_flight: Arc<Semaphore>,
 }
 
 impl Leasequery {
@@ -59,6 +63,7 @@ impl Leasequery {
             store,
             stats,
             connections: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
+            udp_in_flight: Arc::new(Semaphore::new(MAX_UDP_IN_FLIGHT)),
         })
     }
 
@@ -104,8 +109,13 @@ impl Leasequery {
                 return;
             }
         };
+        let Ok(permit) = Arc::clone(&self.udp_in_flight).try_acquire_owned() else {
+            self.stats.bump(Counter::DropLeasequeryStore);
+            return;
+        };
         let (me, sock) = (Arc::clone(self), Arc::clone(sock));
         tokio::spawn(async move {
+            let _permit = permit;
             let Some(replies) = me.ask(store, q, &duid).await else { return };
             for r in replies {
                 if let Err(e) = sock.send_to(&r, from).await {
