@@ -91,7 +91,7 @@ pub(super) const MIGRATIONS: &[(&str, &str)] = &[
      ALTER TABLE leases ADD CONSTRAINT leases_relay_addresses CHECK (
         (relay_link_address IS NULL) = (relay_peer_address IS NULL)
         AND (relay_link_address IS NULL) = (relay_source IS NULL));
-     CREATE INDEX leases_by_duid ON leases (duid);
+     -- By DUID: leases_by_client (duid, iaid, kind) of version 1 serves it.
      CREATE INDEX leases_by_relay_id ON leases (relay_id) WHERE relay_id IS NOT NULL;
      CREATE INDEX leases_by_relay_link ON leases (relay_link_address) WHERE relay_link_address IS NOT NULL;
      CREATE INDEX leases_by_remote_id ON leases (relay_remote_id) WHERE relay_remote_id IS NOT NULL;",
