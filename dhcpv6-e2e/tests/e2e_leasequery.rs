@@ -70,23 +70,28 @@ fn udp(lab: &Lab, query: &[u8]) -> Option<Vec<u8>> {
     lab.exchange_in(&lab.cli, "cli0", ("::", 40547), &to, query, Duration::from_secs(2))
 }
 
+fn tcp(lab: &Lab, queries: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    tcp_in(&lab.cli, "cli0", &format!("{}%cli0", server_address(&lab.srv)), queries)
+}
+
 /// Connects from cli0 to TCP port 547, sends each query framed (RFC 5460 section 5.1), and
 /// reads framed messages until the server closes the connection (the requestor closes its
 /// sending half once the queries are out: the server answers each, then sees the end).
-fn tcp(lab: &Lab, queries: &[Vec<u8>]) -> Vec<Vec<u8>> {
-    let to = server_address(&lab.srv);
+fn tcp_in(ns: &Netns, ifname: &str, to: &str, queries: &[Vec<u8>]) -> Vec<Vec<u8>> {
     let hex: Vec<String> = queries.iter().map(|q| q.iter().map(|b| format!("{b:02x}")).collect()).collect();
     let script = format!(
         "import socket,struct\n\
-         idx=socket.if_nametoindex('cli0')\n\
-         s=socket.create_connection(('{to}%cli0',547),timeout=5)\n\
+         s=socket.socket(socket.AF_INET6,socket.SOCK_STREAM)\n\
+         s.setsockopt(socket.SOL_SOCKET,25,b'{ifname}')\n\
+         s.settimeout(5)\n\
+         s.connect(('{to}',547))\n\
          qs={hex:?}\n\
          for q in qs:\n  b=bytes.fromhex(q); s.sendall(struct.pack('!H',len(b))+b)\n\
          s.shutdown(socket.SHUT_WR)\n\
          def exact(n):\n  d=b''\n  while len(d)<n:\n    c=s.recv(n-len(d))\n    if not c: return None\n    d+=c\n  return d\n\
          while True:\n  h=exact(2)\n  if h is None: break\n  m=exact(struct.unpack('!H',h)[0])\n  if m is None: break\n  print(m.hex(), flush=True)\n"
     );
-    let out = lab.cli.cmd("timeout").arg("20").arg("python3").arg("-c").arg(&script).output().unwrap();
+    let out = ns.cmd("timeout").arg("20").arg("python3").arg("-c").arg(&script).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     text.lines()
         .map(|l| (0..l.len()).step_by(2).map(|i| u8::from_str_radix(&l[i..i + 2], 16).unwrap()).collect())
@@ -248,5 +253,63 @@ fn a_requestor_outside_leasequery_from_is_refused() {
     assert_eq!(msgs.len(), 1, "{msgs:?}");
     let m = Message::parse(&msgs[0]).unwrap();
     assert_eq!((m.msg_type(), status(&m)), (LEASEQUERY_REPLY, Some(STATUS_NOT_ALLOWED)));
+    assert!(client_data(&msgs[0]).is_empty());
+}
+
+/// The set-up of an access network: clients behind ISC dhcrelay, the relay (2001:db8:1::2) as
+/// the requestor, asking the server's global address (2001:db8:1::1) after its clients got
+/// leases: by address over UDP (answered from the address it asked), and in bulk over TCP by
+/// the link-address dhcrelay puts in its Relay-Forwards (its downstream address).
+#[test]
+fn the_relay_asks_about_its_clients_by_address_and_by_link() {
+    let mut lab = Lab::relayed("lqr");
+    let db = lab.dir.join("leases.db");
+    lab.start(&[
+        "--trusted-relay",
+        "2001:db8:1::2",
+        "--leasequery-from",
+        "2001:db8:1::2",
+        "--na-pool",
+        "2001:db8:2::100-2001:db8:2::1ff",
+        "--pd-pool",
+        "2001:db8:200::/40:56",
+        "--lease-db",
+        db.to_str().unwrap(),
+    ]);
+    let (env, out) = lab.dhclient(&["-N", "-P"], "cli0");
+    let addr = env.get("new_ip6_address").cloned().unwrap_or_else(|| panic!("no address:\n{out}\n{}", lab.log()));
+    let prefix = env.get("new_ip6_prefix").cloned().unwrap_or_else(|| panic!("no prefix:\n{out}"));
+    let a: Ipv6Addr = addr.parse().unwrap();
+    let duid = stored_duid(&lab, &addr);
+    let rel = lab.rel.as_ref().unwrap();
+
+    let reply = lab
+        .exchange_in(rel, "up0", ("2001:db8:1::2", 40547), "2001:db8:1::1", &by_address(1, a), Duration::from_secs(2))
+        .unwrap_or_else(|| panic!("no LEASEQUERY-REPLY\n{}", lab.log()));
+    let data = client_data(&reply);
+    assert_eq!(data.len(), 1, "{reply:02x?}");
+    assert_eq!((data[0].client_id.as_slice(), data[0].addresses[0].addr), (duid.as_slice(), a));
+    assert_eq!(data[0].prefixes.len(), 0, "by address: the binding holding it");
+
+    // By link address: the client's address and prefix, one OPTION_CLIENT_DATA; the relay data
+    // it asked for names its downstream link and the client's link-local address.
+    let oro = opt(6, &47u16.to_be_bytes());
+    let msgs = tcp_in(rel, "up0", "2001:db8:1::1", &[leasequery(2, 4, "2001:db8:2::1".parse().unwrap(), &oro)]);
+    let types: Vec<u8> = msgs.iter().map(|m| m[0]).collect();
+    assert_eq!(types, vec![LEASEQUERY_REPLY, LEASEQUERY_DONE], "{msgs:02x?}\n{}", lab.log());
+    let data = client_data(&msgs[0]);
+    assert_eq!(data.len(), 1);
+    assert_eq!(data[0].client_id, duid);
+    assert_eq!(data[0].addresses.iter().map(|i| i.addr).collect::<Vec<_>>(), vec![a]);
+    let p = &data[0].prefixes;
+    assert_eq!(p.len(), 1);
+    assert_eq!(format!("{}/{}", p[0].prefix, p[0].prefix_len), prefix);
+    let relay_data = data[0].relay_data.as_ref().expect("asked for in the ORO");
+    assert!(relay_data.peer_address.is_unicast_link_local(), "{relay_data:?}");
+    let (level, _) = relay::RelayLevel::parse(&relay_data.relay_message).unwrap();
+    assert_eq!(level.link_address, "2001:db8:2::1".parse::<Ipv6Addr>().unwrap());
+    // Another link: nothing, and DONE.
+    let msgs = tcp_in(rel, "up0", "2001:db8:1::1", &[leasequery(3, 4, "2001:db8:9::1".parse().unwrap(), &[])]);
+    assert_eq!(msgs.iter().map(|m| m[0]).collect::<Vec<_>>(), vec![LEASEQUERY_REPLY, LEASEQUERY_DONE]);
     assert!(client_data(&msgs[0]).is_empty());
 }

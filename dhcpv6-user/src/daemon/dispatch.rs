@@ -33,7 +33,7 @@ impl Server {
         // decides who is answered.
         if pkt.first() == Some(&msg::LEASEQUERY) {
             self.stats.bump(Counter::Received);
-            self.lq.udp(pkt, from, &self.sock);
+            self.lq.udp(pkt, from, (ifindex, dst), &self.sock);
             return;
         }
         let Some(iface) = self.ifaces.get(ifindex) else {

@@ -89,9 +89,10 @@ impl Leasequery {
         self.duid.read().ok().and_then(|d| d.clone())
     }
 
-    /// One UDP datagram whose first byte is LEASEQUERY: checked here, answered by a task (the
-    /// store is asked off the server loop).
-    pub fn udp(self: &Arc<Self>, pkt: &[u8], from: SocketAddrV6, sock: &Arc<ServerSocket>) {
+    /// One UDP datagram whose first byte is LEASEQUERY, which came in on `arrival` (interface,
+    /// destination address): checked here, answered by a task (the store is asked off the
+    /// server loop), from the address it was sent to.
+    pub fn udp(self: &Arc<Self>, pkt: &[u8], from: SocketAddrV6, arrival: (u32, Ipv6Addr), sock: &Arc<ServerSocket>) {
         if !self.admits(from.ip()) {
             debug!(%from, "leasequery from a requestor not in leasequery_from: dropped");
             self.stats.bump(Counter::DropLeasequeryNotAllowed);
@@ -105,7 +106,7 @@ impl Leasequery {
             Ok(q) => q,
             Err(r) => {
                 let (me, sock) = (Arc::clone(self), Arc::clone(sock));
-                tokio::spawn(async move { me.udp_refusal(r, from, &sock).await });
+                tokio::spawn(async move { me.udp_refusal(r, from, arrival, &sock).await });
                 return;
             }
         };
@@ -118,7 +119,7 @@ impl Leasequery {
             let _permit = permit;
             let Some(replies) = me.ask(store, q, &duid).await else { return };
             for r in replies {
-                if let Err(e) = sock.send_to(&r, from).await {
+                if let Err(e) = send(&sock, &r, from, arrival).await {
                     warn!(%from, error = %e, "leasequery reply not sent");
                     me.stats.bump(Counter::SendFailed);
                     return;
@@ -128,12 +129,12 @@ impl Leasequery {
         });
     }
 
-    async fn udp_refusal(&self, r: Refusal, from: SocketAddrV6, sock: &ServerSocket) {
+    async fn udp_refusal(&self, r: Refusal, from: SocketAddrV6, arrival: (u32, Ipv6Addr), sock: &ServerSocket) {
         match r {
             Refusal::Discard(c) => self.stats.bump(c),
             Refusal::Reply(reply) => {
                 self.stats.bump(Counter::LeasequeryRefused);
-                if sock.send_to(&reply, from).await.is_err() {
+                if send(sock, &reply, from, arrival).await.is_err() {
                     self.stats.bump(Counter::SendFailed);
                 }
             }
@@ -238,6 +239,16 @@ impl Leasequery {
             }
         }
     }
+}
+
+/// A UDP answer to `to`, from the unicast address the query came to (a query to a multicast
+/// group is answered from an address the kernel picks). Out of the interface it came in on
+/// for a link-local requestor; a routed one is reached wherever the routing table says.
+async fn send(sock: &ServerSocket, reply: &[u8], to: SocketAddrV6, arrival: (u32, Ipv6Addr)) -> std::io::Result<usize> {
+    let (ifindex, dst) = arrival;
+    let src = if dst.is_multicast() { Ipv6Addr::UNSPECIFIED } else { dst };
+    let ifindex = if to.ip().is_unicast_link_local() || src.is_unicast_link_local() { ifindex } else { 0 };
+    sock.send_from(reply, to, ifindex, src).await
 }
 
 /// One length-framed message (RFC 5460 section 5.1); `None` when the requestor closed the
