@@ -92,6 +92,36 @@ pub(super) const MIGRATIONS: &[(&str, &str)] = &[
         (relay_link_address IS NULL) = (relay_peer_address IS NULL)
         AND (relay_link_address IS NULL) = (relay_source IS NULL));
      -- By DUID: leases_by_client (duid, iaid, kind) of version 1 serves it.
+     -- Upserts are announced as R lines: U's fields, then last_transaction and the relay
+     -- columns ('-' for NULL, identifiers in hex), then the interface (the rest of the line).
+     -- A line pg_notify could not take (8000 bytes) is sent as U, without them.
+     CREATE OR REPLACE FUNCTION dhcpv6_lease_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+        DECLARE
+            line text;
+        BEGIN
+            IF TG_OP = 'DELETE' THEN
+                PERFORM pg_notify('dhcpv6_leases', concat_ws(' ', 'D', OLD.kind, host(OLD.address),
+                    OLD.prefix_len, OLD.valid_until, OLD.written_by));
+                RETURN NULL;
+            END IF;
+            line := concat_ws(' ', 'R', NEW.kind, host(NEW.address),
+                NEW.prefix_len, encode(NEW.duid, 'hex'), NEW.iaid, NEW.valid_until, NEW.preferred_until,
+                NEW.state, coalesce(host(NEW.next_hop), '-'), coalesce(NEW.next_hop_dev, '-'),
+                NEW.written_by, NEW.last_transaction,
+                coalesce(host(NEW.relay_link_address), '-'), coalesce(host(NEW.relay_peer_address), '-'),
+                coalesce(host(NEW.relay_source), '-'), coalesce(encode(NEW.relay_interface_id, 'hex'), '-'),
+                coalesce(encode(NEW.relay_remote_id, 'hex'), '-'), coalesce(encode(NEW.relay_subscriber_id, 'hex'), '-'),
+                coalesce(encode(NEW.relay_id, 'hex'), '-'), coalesce(encode(NEW.relay_client_linklayer, 'hex'), '-'),
+                NEW.iface);
+            IF octet_length(line) >= 8000 THEN
+                line := concat_ws(' ', 'U', NEW.kind, host(NEW.address),
+                    NEW.prefix_len, encode(NEW.duid, 'hex'), NEW.iaid, NEW.valid_until, NEW.preferred_until,
+                    NEW.state, coalesce(host(NEW.next_hop), '-'), coalesce(NEW.next_hop_dev, '-'),
+                    NEW.written_by, NEW.iface);
+            END IF;
+            PERFORM pg_notify('dhcpv6_leases', line);
+            RETURN NULL;
+        END $$;
      CREATE INDEX leases_by_relay_id ON leases (relay_id) WHERE relay_id IS NOT NULL;
      CREATE INDEX leases_by_relay_link ON leases (relay_link_address) WHERE relay_link_address IS NOT NULL;
      CREATE INDEX leases_by_remote_id ON leases (relay_remote_id) WHERE relay_remote_id IS NOT NULL;",
