@@ -218,7 +218,7 @@ impl Leasequery {
                 if let Some(reply) = leasequery::not_allowed(&query, &duid) {
                     write_frames(&mut stream, &[reply]).await?;
                 }
-                return stream.shutdown().await;
+                return close_gently(stream).await;
             }
             let Some(store) = self.store.clone() else {
                 self.stats.bump(Counter::DropNoStatefulService);
@@ -232,7 +232,7 @@ impl Leasequery {
                 }
                 Ok(q) => {
                     // A store that cannot answer ends the connection: the requestor retries.
-                    let Some(replies) = self.ask(store, q, &duid).await else { return stream.shutdown().await };
+                    let Some(replies) = self.ask(store, q, &duid).await else { return close_gently(stream).await };
                     write_frames(&mut stream, &replies).await?;
                     self.stats.bump(Counter::LeasequeryAnswered);
                 }
@@ -249,6 +249,26 @@ async fn send(sock: &ServerSocket, reply: &[u8], to: SocketAddrV6, arrival: (u32
     let src = if dst.is_multicast() { Ipv6Addr::UNSPECIFIED } else { dst };
     let ifindex = if to.ip().is_unicast_link_local() || src.is_unicast_link_local() { ifindex } else { 0 };
     sock.send_from(reply, to, ifindex, src).await
+}
+
+/// Ends a connection the requestor may still be writing to: our side is shut first, then what
+/// it sends is read and dropped until it closes (at most a second, 64 KiB). Closing with
+/// unread data would send a reset, and a reset makes the requestor's kernel throw away the
+/// answer it has not read yet.
+async fn close_gently(mut stream: TcpStream) -> std::io::Result<()> {
+    stream.shutdown().await?;
+    let mut sink = [0u8; 4096];
+    let drain = async {
+        let mut total = 0usize;
+        while total < 64 * 1024 {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => total += n,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
+    Ok(())
 }
 
 /// One length-framed message (RFC 5460 section 5.1); `None` when the requestor closed the
