@@ -97,8 +97,11 @@ pub async fn run(opts: Options) -> Result<()> {
         stateful.as_ref().map(StatefulService::lease_store),
         stats.clone(),
     );
+    // Bulk leasequery is an extra: a TCP/547 another program holds must not stop the DHCP service.
     if stateful.is_some() {
-        lq.listen_tcp()?;
+        if let Err(e) = lq.listen_tcp() {
+            warn!(error = %format!("{e:#}"), "bulk leasequery (TCP/547) not served");
+        }
     }
     let mut s = Server {
         opts,
