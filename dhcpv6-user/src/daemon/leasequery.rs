@@ -300,3 +300,120 @@ async fn write_frames(stream: &mut TcpStream, messages: &[Vec<u8>]) -> std::io::
     }
     stream.flush().await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::leases::{Lease, LeaseKind, LeaseOp, LeaseState, MemoryStore};
+
+    const REQUESTOR: [u8; 10] = [0, 3, 0, 1, 2, 0, 0, 0, 0, 0x99];
+
+    fn service(allowed: &str) -> (Arc<Leasequery>, Arc<UserStats>) {
+        let store = Arc::new(MemoryStore::new());
+        let lease = Lease {
+            duid: vec![0, 3, 0, 1, 2, 0, 0, 0, 0, 7],
+            iaid: 1,
+            kind: LeaseKind::Address,
+            addr: "2001:db8:1::100".parse().unwrap(),
+            prefix_len: 128,
+            iface: "eth1".into(),
+            valid_until: unix_now() + 3600,
+            preferred_until: unix_now() + 1800,
+            state: LeaseState::Bound,
+            next_hop: None,
+            last_transaction: unix_now(),
+            relay: None,
+        };
+        store.commit(vec![LeaseOp::Upsert(lease)]).wait_blocking().unwrap();
+        let stats = Arc::<UserStats>::default();
+        let lq = Leasequery::new(TrustedRelays::new([allowed.parse().unwrap()]), Some(store), stats.clone());
+        lq.set_duid(Some(Duid::new(&[0, 3, 0, 1, 2, 0, 0, 0, 0, 1]).unwrap()));
+        (lq, stats)
+    }
+
+    fn by_address(xid: u8) -> Vec<u8> {
+        let ia = [&[0, 5, 0, 24][..], &"2001:db8:1::100".parse::<Ipv6Addr>().unwrap().octets(), &[0; 8]].concat();
+        let lq = [&[1u8][..], &[0; 16], &ia].concat();
+        let len = u8::try_from(lq.len()).unwrap();
+        [&[14, 0, 0, xid, 0, 1, 0, 10][..], &REQUESTOR, &[0, 44, 0, len], &lq].concat()
+    }
+
+    async fn listen(lq: &Arc<Leasequery>) -> SocketAddr {
+        let listener = TcpListener::bind("[::1]:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(Arc::clone(lq).accept_loop(listener));
+        addr
+    }
+
+    async fn read_all(s: &mut TcpStream) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        while let Ok(Some(m)) = read_frame(s).await {
+            out.push(m);
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn an_allowed_requestor_gets_reply_and_done_over_tcp() {
+        let (lq, stats) = service("::1");
+        let addr = listen(&lq).await;
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        write_frames(&mut s, &[by_address(1), by_address(2)]).await.unwrap();
+        s.shutdown().await.unwrap();
+        let msgs = read_all(&mut s).await;
+        let types: Vec<(u8, u8)> = msgs.iter().map(|m| (m[0], m[3])).collect();
+        assert_eq!(types, [(15, 1), (16, 1), (15, 2), (16, 2)]);
+        assert_eq!(stats.get(Counter::LeasequeryAnswered), 2);
+    }
+
+    #[tokio::test]
+    async fn others_get_not_allowed_and_the_connection_ends() {
+        let (lq, stats) = service("2001:db8:ff::/48");
+        let addr = listen(&lq).await;
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        write_frames(&mut s, &[by_address(1), by_address(2)]).await.unwrap();
+        let msgs = read_all(&mut s).await;
+        assert_eq!(msgs.len(), 1);
+        let m = crate::wire::Message::parse(&msgs[0]).unwrap();
+        let status = m.find(dhcpv6_common::wire::opt::STATUS_CODE).expect("a status");
+        assert_eq!(&status[..2], &[0, 10], "NotAllowed");
+        assert_eq!(stats.get(Counter::LeasequeryRefused), 1);
+    }
+
+    #[tokio::test]
+    async fn connections_past_the_limit_and_oversized_frames_are_closed() {
+        let (lq, stats) = service("::1");
+        let addr = listen(&lq).await;
+        let mut held = Vec::new();
+        for _ in 0..MAX_CONNECTIONS {
+            held.push(TcpStream::connect(addr).await.unwrap());
+        }
+        // Each held connection is served (a query answered) before the next one counts.
+        for s in &mut held {
+            write_frames(s, &[by_address(1)]).await.unwrap();
+            let mut len = [0u8; 2];
+            s.read_exact(&mut len).await.unwrap();
+        }
+        let mut extra = TcpStream::connect(addr).await.unwrap();
+        let mut byte = [0u8; 1];
+        let closed = tokio::time::timeout(Duration::from_secs(5), extra.read(&mut byte)).await.unwrap();
+        assert!(matches!(closed, Ok(0) | Err(_)), "the 17th connection is closed");
+        assert_eq!(stats.get(Counter::DropLeasequeryConnections), 1);
+        drop(held);
+        // Their tasks see the ends and give their places back.
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while lq.connections.available_permits() < MAX_CONNECTIONS {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .unwrap();
+
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        let len = u16::try_from(MAX_QUERY_LEN + 1).unwrap();
+        s.write_all(&len.to_be_bytes()).await.unwrap();
+        let closed = tokio::time::timeout(Duration::from_secs(5), s.read(&mut byte)).await.unwrap();
+        assert!(matches!(closed, Ok(0) | Err(_)), "an oversized frame ends the connection");
+        assert_eq!(stats.get(Counter::DropLeasequeryConnections), 1, "closed for its frame, not the limit");
+    }
+}
