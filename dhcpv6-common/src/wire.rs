@@ -25,8 +25,10 @@ pub mod msg {
     pub const INFORMATION_REQUEST: u8 = 11;
     pub const RELAY_FORW: u8 = 12;
     pub const RELAY_REPL: u8 = 13;
-    /// RFC 5007 Leasequery replies.
+    /// RFC 5007 Leasequery (a requestor's query, unicast to a server) and its reply.
+    pub const LEASEQUERY: u8 = 14;
     pub const LEASEQUERY_REPLY: u8 = 15;
+    /// RFC 5460 bulk leasequery (TCP only): the end of the replies, and one more binding.
     pub const LEASEQUERY_DONE: u8 = 16;
     pub const LEASEQUERY_DATA: u8 = 17;
     /// RFC 7341 DHCPv4-over-DHCPv6.
@@ -106,6 +108,15 @@ pub mod opt {
     pub const REMOTE_ID: u16 = 37;
     /// RFC 4580.
     pub const SUBSCRIBER_ID: u16 = 38;
+    /// RFC 5007 Leasequery: the query, the client data answering it, the client's last
+    /// transaction time, the relay data of its last relayed message, the links it is on.
+    pub const LQ_QUERY: u16 = 44;
+    pub const CLIENT_DATA: u16 = 45;
+    pub const CLT_TIME: u16 = 46;
+    pub const LQ_RELAY_DATA: u16 = 47;
+    pub const LQ_CLIENT_LINK: u16 = 48;
+    /// RFC 5460: the relay's DUID, which a relay adds to its Relay-Forwards.
+    pub const RELAY_ID: u16 = 53;
     /// RFC 5908.
     pub const NTP_SERVER: u16 = 56;
     /// RFC 6939.
@@ -123,6 +134,12 @@ pub mod status {
     pub const NOT_ON_LINK: u16 = 4;
     pub const USE_MULTICAST: u16 = 5;
     pub const NO_PREFIX_AVAIL: u16 = 6;
+    /// RFC 5007 leasequery replies (RFC 5460 reuses them and adds QueryTerminated).
+    pub const UNKNOWN_QUERY_TYPE: u16 = 7;
+    pub const MALFORMED_QUERY: u16 = 8;
+    pub const NOT_CONFIGURED: u16 = 9;
+    pub const NOT_ALLOWED: u16 = 10;
+    pub const QUERY_TERMINATED: u16 = 11;
 }
 
 /// A DUID is a 2-octet type plus 1 to 128 octets (RFC 9915 section 11.1).

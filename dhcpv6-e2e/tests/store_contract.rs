@@ -81,6 +81,49 @@ fn the_schema_is_versioned_typed_and_readable_with_psql() {
     assert!(matches!(err, StoreError::UnsupportedSchema { found: 99, .. }), "{err}");
 }
 
+/// A database of schema v2 (before leasequery) is migrated on open: its leases load with no
+/// relay record, relayed ones are stored and found by the leasequery filters.
+#[test]
+fn a_schema_v2_database_is_migrated() {
+    let cluster = PgCluster::start().expect("PostgreSQL test cluster");
+    let url = cluster.create_database("v2").unwrap();
+    let psql = |sql: &str| cluster.psql("v2", sql).unwrap().trim().to_string();
+    psql(
+        "CREATE TABLE schema_version (version bigint PRIMARY KEY, description text NOT NULL,
+            applied_at timestamptz NOT NULL DEFAULT now())",
+    );
+    for (version, (description, sql)) in (1..).zip(PgStore::schema_until(2)) {
+        psql(sql);
+        psql(&format!(
+            "INSERT INTO schema_version (version, description) VALUES ({version}, '{}')",
+            description.replace('\'', "''")
+        ));
+    }
+    psql(
+        "INSERT INTO leases (kind, address, prefix_len, duid, iaid, iface, valid_until, preferred_until, state)
+         VALUES ('na', '2001:db8::7', 128, '\\x000300010200000000aa', 5, 'eth1', 2000000000, 1999999000, 'bound')",
+    );
+    let store = PgStore::open(&url).unwrap();
+    let old = store.load_all().unwrap();
+    assert_eq!(old.len(), 1);
+    assert_eq!((old[0].iaid, old[0].last_transaction, old[0].relay.as_ref()), (5, 0, None));
+    // Every later version applied (3 is leasequery's; others may follow it).
+    assert_eq!(psql("SELECT max(version) FROM schema_version"), PgStore::SCHEMA_VERSION.to_string());
+    assert!(PgStore::SCHEMA_VERSION >= 3);
+    let relayed = prefix(3);
+    store.commit(vec![LeaseOp::Upsert(relayed.clone())]).wait_blocking().unwrap();
+    let rec = relayed.relay.as_deref().unwrap();
+    for filter in [
+        leases::LeaseFilter::RelayId(rec.relay_id.clone().unwrap()),
+        leases::LeaseFilter::RemoteId(rec.remote_id.clone().unwrap()),
+        leases::LeaseFilter::LinkAddress(rec.link_address),
+        leases::LeaseFilter::Address(std::net::Ipv6Addr::from(u128::from(relayed.addr) | 1)),
+    ] {
+        assert_eq!(store.query(&filter).unwrap(), vec![relayed.clone()], "{filter:?}");
+    }
+    assert_eq!(store.query(&leases::LeaseFilter::Address("2001:db8::7".parse().unwrap())).unwrap(), old);
+}
+
 #[test]
 fn unreachable_and_unsupported_urls_fail_clearly() {
     let cluster = PgCluster::start().expect("PostgreSQL test cluster");

@@ -163,6 +163,14 @@ fn crafted_frames() {
     let mut other_dst = spec();
     other_dst.dst = "ff05::1:3".parse().unwrap();
     cases.push(("to ff05::1:3", other_dst.build(&info_req(&base())), "pass_addressing"));
+    // A leasequery (RFC 5007) comes unicast from a requestor anywhere: up to userspace, whose
+    // leasequery_from decides; sent to the multicast group from the link, up as another type.
+    let lq = message(14, &[client_id(14), opt(44, &[&[1u8][..], &[0; 16]].concat())]);
+    let mut lq_uni = spec();
+    lq_uni.src = "2001:db8:ff::9".parse().unwrap();
+    lq_uni.dst = server_ll();
+    cases.push(("leasequery unicast", lq_uni.build(&lq), "pass_addressing"));
+    cases.push(("leasequery to ff02::1:2", s.build(&lq), "pass_other_msg"));
     let mut bad_sum = s.build(&info_req(&base()));
     let n = bad_sum.len();
     bad_sum[n - 1] ^= 0xff;

@@ -136,6 +136,21 @@ counters! {
     DropAgentPeerOffLink => "drop_agent_peer_off_link",
     /// Relay-agent mode: a Relay-Reply carrying a message type we do not know.
     DropAgentUnknownType => "drop_agent_unknown_type",
+    /// A leasequery (UDP or TCP) answered with the client data it asked for (or with none,
+    /// when there is no such binding).
+    LeasequeryAnswered => "leasequery_answered",
+    /// A leasequery answered with an error status (MalformedQuery, UnknownQueryType,
+    /// NotAllowed over TCP).
+    LeasequeryRefused => "leasequery_refused",
+    /// A UDP leasequery from a source no `--leasequery-from` names: dropped unanswered.
+    DropLeasequeryNotAllowed => "drop_leasequery_not_allowed",
+    /// A leasequery naming another server's Server Identifier, or not even a message.
+    DropLeasequeryMalformed => "drop_leasequery_malformed",
+    /// A leasequery the lease store could not answer (it is down, or 64 UDP queries are already
+    /// waiting for it): dropped, the requestor retries.
+    DropLeasequeryStore => "drop_leasequery_store",
+    /// A TCP leasequery connection refused: as many as allowed are open.
+    DropLeasequeryConnections => "drop_leasequery_connections",
 }
 
 impl std::fmt::Display for Counter {

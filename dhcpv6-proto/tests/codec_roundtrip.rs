@@ -89,6 +89,7 @@ fn level() -> impl Strategy<Value = RelayLevel> {
                 remote_id,
                 subscriber_id,
                 client_linklayer,
+                // Relay-ID: proptest's tuple is full; the unit tests cover it.
                 ..RelayLevel::new(hop_count, link, peer)
             }
         })

@@ -349,6 +349,8 @@ mod tests {
             state: LeaseState::Bound,
             next_hop: (kind == LeaseKind::Prefix)
                 .then(|| Box::new(NextHop { via: "fe80::2".parse().unwrap(), dev: "eth1".into() })),
+            last_transaction: 0,
+            relay: None,
         }
     }
 

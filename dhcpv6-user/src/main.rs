@@ -60,6 +60,11 @@ struct RunArgs {
     /// everyone). None: relayed messages are dropped. Adds to the file's trusted_relays.
     #[arg(long, value_name = "PREFIX")]
     trusted_relay: Vec<String>,
+    /// Answer leasequeries (RFC 5007 on UDP/547, bulk RFC 5460 on TCP/547) from this
+    /// requestor: an address or PREFIX/LEN (repeatable). None (the default): UDP queries are
+    /// dropped and counted, TCP ones refused with NotAllowed. Adds to the file's leasequery_from.
+    #[arg(long, value_name = "PREFIX")]
+    leasequery_from: Vec<String>,
     /// Stateful: an address range for IA_NA, START-END (repeatable). Serves every --iface and
     /// relayed clients whose relay link-address lies in the range's /64.
     #[arg(long, value_name = "START-END")]
@@ -280,6 +285,7 @@ fn main() -> Result<ExitCode> {
                     server_duid: r.server_duid,
                     lease_script: r.lease_script,
                     lease_script_timeout: r.lease_script_timeout,
+                    leasequery_from: r.leasequery_from,
                 },
                 lease_db: r.lease_db,
                 routes: !r.no_routes,

@@ -101,13 +101,20 @@ impl ServerSocket {
     /// As `send_to`, out of interface `ifindex` (IPV6_PKTINFO), even for a global `to` that
     /// the routing table would send elsewhere.
     pub async fn send_via(&self, buf: &[u8], to: SocketAddrV6, ifindex: u32) -> std::io::Result<usize> {
-        self.fd.async_io(Interest::WRITABLE, |s| send_pktinfo(s.as_raw_fd(), buf, to, ifindex)).await
+        let unspecified = Ipv6Addr::UNSPECIFIED;
+        self.fd.async_io(Interest::WRITABLE, |s| send_pktinfo(s.as_raw_fd(), buf, to, ifindex, unspecified)).await
+    }
+
+    /// As `send_via`, from source address `src` (the address a unicast query was sent to, so
+    /// that the answer comes from where the requestor asked).
+    pub async fn send_from(&self, buf: &[u8], to: SocketAddrV6, ifindex: u32, src: Ipv6Addr) -> std::io::Result<usize> {
+        self.fd.async_io(Interest::WRITABLE, |s| send_pktinfo(s.as_raw_fd(), buf, to, ifindex, src)).await
     }
 }
 
-fn send_pktinfo(fd: i32, buf: &[u8], to: SocketAddrV6, ifindex: u32) -> std::io::Result<usize> {
-    // Source address left to the kernel (unspecified): only the interface is pinned.
-    let pi = libc::in6_pktinfo { ipi6_addr: libc::in6_addr { s6_addr: [0; 16] }, ipi6_ifindex: ifindex };
+fn send_pktinfo(fd: i32, buf: &[u8], to: SocketAddrV6, ifindex: u32, src: Ipv6Addr) -> std::io::Result<usize> {
+    // An unspecified source is left to the kernel: then only the interface is pinned.
+    let pi = libc::in6_pktinfo { ipi6_addr: libc::in6_addr { s6_addr: src.octets() }, ipi6_ifindex: ifindex };
     let cmsg = [ControlMessage::Ipv6PacketInfo(&pi)];
     let iov = [std::io::IoSlice::new(buf)];
     let dst = SockaddrIn6::from(to);

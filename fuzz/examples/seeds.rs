@@ -112,11 +112,33 @@ fn engine() -> Vec<(&'static str, Vec<u8>)> {
     vec![("ramp", ramp), ("steps", steps), ("zeros", vec![0; 64])]
 }
 
+fn leasequery() -> Vec<(&'static str, Vec<u8>)> {
+    let query = |t: u8, link: [u8; 16], opts: &[Vec<u8>]| {
+        let lq = [&[t][..], &link, &opts.concat()].concat();
+        message(14, &[option(opt::CLIENTID, &DUID), option(44, &lq)])
+    };
+    let iaaddr = option(opt::IAADDR, &[&ADDR[..], &[0; 8]].concat());
+    let client = option(opt::CLIENTID, &[0, 3, 0, 1, 2, 0, 0, 0, 0, 1]);
+    let oro = option(opt::ORO, &[0, 47]);
+    vec![
+        ("by-address", query(1, [0; 16], &[iaaddr])),
+        ("by-client-id", query(2, [0; 16], &[client, oro])),
+        ("by-relay-id", query(3, [0; 16], &[option(53, &[0, 2, 0, 0, 0x0d, 0xe9, 1])])),
+        ("by-link-address", query(4, LINK, &[])),
+        ("by-remote-id", query(5, [0; 16], &[option(opt::REMOTE_ID, &[0, 0, 0x0d, 0xe9, 3])])),
+        ("our-server-id", [query(1, [0; 16], &[]), option(opt::SERVERID, &SERVER)].concat()),
+    ]
+}
+
 fn main() {
     let root = Path::new("fuzz/corpus");
-    for (target, seeds) in
-        [("codec_roundtrip", codec()), ("relay", relay()), ("config", config()), ("engine", engine())]
-    {
+    for (target, seeds) in [
+        ("codec_roundtrip", codec()),
+        ("relay", relay()),
+        ("config", config()),
+        ("engine", engine()),
+        ("leasequery", leasequery()),
+    ] {
         let dir = root.join(target);
         fs::create_dir_all(&dir).expect("creating the corpus folder");
         for (name, bytes) in seeds {

@@ -6,4 +6,5 @@
 pub mod codec;
 pub mod config;
 pub mod engine;
+pub mod leasequery;
 pub mod relay;

@@ -49,6 +49,14 @@ fn config_corpus() {
 }
 
 #[test]
+fn leasequery_corpus() {
+    for (path, data) in inputs("leasequery") {
+        eprintln!("{}", path.display());
+        dhcpv6_fuzz::leasequery::check(&data);
+    }
+}
+
+#[test]
 fn engine_corpus() {
     for (path, data) in inputs("engine") {
         eprintln!("{}", path.display());

@@ -32,6 +32,9 @@ pub(crate) struct Document {
     pub lease_script: Option<Spanned<String>>,
     /// Seconds one run of the lease script may take before it is killed.
     pub lease_script_timeout: Option<Spanned<u32>>,
+    /// Who may send leasequeries (RFC 5007 over UDP, RFC 5460 over TCP): addresses or prefixes.
+    #[serde(default)]
+    pub leasequery_from: Vec<Spanned<String>>,
 }
 
 /// `[defaults]`: what every interface hands out unless it says otherwise.

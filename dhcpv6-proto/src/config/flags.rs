@@ -54,6 +54,8 @@ pub struct Overrides {
     /// `--lease-script PATH`, `--lease-script-timeout SECS`: over the file's.
     pub lease_script: Option<std::path::PathBuf>,
     pub lease_script_timeout: Option<u32>,
+    /// `--leasequery-from PREFIX`: leasequery requestors, on top of the file's `leasequery_from`.
+    pub leasequery_from: Vec<String>,
 }
 
 /// The flags, each value checked.
@@ -65,6 +67,7 @@ struct Flags {
     relay: Option<RelaySettings>,
     server_duid: Option<Duid>,
     trusted_relays: Vec<Prefix>,
+    leasequery_from: Vec<Prefix>,
 }
 
 impl TryFrom<&Overrides> for Flags {
@@ -162,7 +165,17 @@ impl TryFrom<&Overrides> for Flags {
                 })
             })
             .collect::<Result<_, _>>()?;
-        Ok(Self { options, link, relay, server_duid, trusted_relays })
+        let leasequery_from = o
+            .leasequery_from
+            .iter()
+            .map(|t| {
+                t.parse::<Prefix>().map_err(|error| ConfigError::Flag {
+                    flag: "--leasequery-from".into(),
+                    reason: Reason::LeasequeryFrom { value: t.clone(), error },
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self { options, link, relay, server_duid, trusted_relays, leasequery_from })
     }
 }
 
@@ -242,7 +255,9 @@ pub(crate) fn merge(file: ConfigFile, overrides: &Overrides, host: &HostResolver
             l.service = Some(Arc::new(own));
         }
     }
-    Ok(Config { ifaces, relay, links, lease_script })
+    let mut leasequery_from = file.leasequery_from.clone();
+    leasequery_from.extend(flags.leasequery_from.iter().copied());
+    Ok(Config { ifaces, relay, links, lease_script, leasequery_from })
 }
 
 /// The flags' script and timeout over the file's, the flags' checked here (the file's were

@@ -18,6 +18,8 @@
 //! trusted_relays = ["2001:db8:1::2", "fe80::/10"]  # whose Relay-Forward is served here
 //! ```
 //!
+//! Top-level keys (before any table): `server_duid = "HEX"`, `leasequery_from = ["PREFIX"]`.
+//!
 //! A new key is a field in `file.rs` (spanned if a later check refuses it), its check in
 //! `validate.rs` into a field of `ConfigFile`, and, when a flag can override it, a line in
 //! `flags.rs`; `Config` carries it to the daemon through an accessor. For the keys planned:
@@ -120,6 +122,8 @@ pub enum Reason {
     BadPrefixLength(String),
     #[error("trusted relay {value:?}: {error} (give an address or PREFIX/LEN)")]
     TrustedRelay { value: String, error: PrefixError },
+    #[error("leasequery requestor {value:?}: {error} (give an address or PREFIX/LEN)")]
+    LeasequeryFrom { value: String, error: PrefixError },
     #[error("{what} {value} is outside {min}..={max}")]
     Range { what: &'static str, value: u64, min: u64, max: u64 },
     /// A list whose option would not fit the 16-bit length of a DHCPv6 option.
@@ -143,6 +147,7 @@ pub struct Config {
     relay: Option<RelaySettings>,
     links: Vec<LinkPools>,
     lease_script: Option<LeaseScript>,
+    leasequery_from: TrustedRelays,
 }
 
 impl Config {
@@ -164,6 +169,12 @@ impl Config {
     /// `--lease-script` or the file's `lease_script`, checked executable, with its timeout.
     pub fn lease_script(&self) -> Option<&LeaseScript> {
         self.lease_script.as_ref()
+    }
+
+    /// Whose leasequeries are answered: the file's `leasequery_from` and every
+    /// `--leasequery-from`. Empty (the default): none, over UDP or TCP.
+    pub fn leasequery_from(&self) -> &TrustedRelays {
+        &self.leasequery_from
     }
 
     pub fn into_parts(self) -> (Vec<IfaceConfig>, Option<RelaySettings>, Vec<LinkPools>) {

@@ -310,6 +310,7 @@ fn reads_the_example_file() {
     assert_eq!((script.path.as_path(), script.timeout), (Path::new("/bin/true"), std::time::Duration::from_secs(10)));
     let t = c.ifaces()[0].trusted_relays();
     assert!(t.admits(&a("2001:db8:1::2")) && t.admits(&a("fe80::7")) && !t.admits(&a("2001:db8:1::3")));
+    assert!(c.leasequery_from().admits(&a("2001:db8:ff::9")) && !c.leasequery_from().admits(&a("2001:db8:fe::9")));
     assert!(c.relay().unwrap().trusted_relays().admits(&a("fe80::7")));
     let e = load(Some(Path::new("/nonexistent/dhcpv6d.toml")), &Overrides::default(), Path::new("/nonexistent"));
     assert!(matches!(e, Err(ConfigError::Read { .. })), "{e:?}");
@@ -509,4 +510,25 @@ fn lease_script_must_be_an_executable_file_and_the_flag_wins() {
         .to_string()
         .starts_with("--lease-script-timeout:"));
     std::fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn leasequery_requestors_from_the_file_and_the_flags() {
+    let text = "leasequery_from = [\"2001:db8:f::/48\"]\n[[interface]]\nname = \"eth1\"\n";
+    let c = load_text(text, &Overrides::default()).unwrap();
+    assert!(c.leasequery_from().admits(&a("2001:db8:f:1::9")));
+    assert!(!c.leasequery_from().admits(&a("2001:db8:e::9")));
+    let o = Overrides { leasequery_from: vec!["2001:db8:e::9".into()], ..Overrides::default() };
+    let c = load_text(text, &o).unwrap();
+    assert!(c.leasequery_from().admits(&a("2001:db8:e::9")) && c.leasequery_from().admits(&a("2001:db8:f::1")));
+    let none = load_text("[[interface]]\nname = \"eth1\"\n", &Overrides::default()).unwrap();
+    assert!(none.leasequery_from().is_empty(), "nobody by default");
+    let e = load_text(
+        "leasequery_from = [\n  \"2001:db8::/200\",\n]\n[[interface]]\nname = \"eth1\"\n",
+        &Overrides::default(),
+    )
+    .unwrap_err();
+    assert!(e.to_string().starts_with("dhcpv6d.toml:2: leasequery requestor \"2001:db8::/200\""), "{e}");
+    let o = Overrides { leasequery_from: vec!["nope".into()], ..Overrides::default() };
+    assert!(load_text(text, &o).unwrap_err().to_string().starts_with("--leasequery-from: "));
 }

@@ -53,6 +53,8 @@ pub struct ConfigFile {
     /// `lease_script`, checked executable.
     pub(crate) lease_script: Option<PathBuf>,
     pub(crate) lease_script_timeout: Option<std::time::Duration>,
+    /// `leasequery_from`: the requestors leasequeries are answered for.
+    pub(crate) leasequery_from: TrustedRelays,
 }
 
 impl TryFrom<Source<'_>> for ConfigFile {
@@ -114,6 +116,10 @@ impl TryFrom<Source<'_>> for ConfigFile {
                 .as_ref()
                 .map(|s| super::script::check_timeout(*s.get_ref()).map_err(|r| src.invalid(s.span().start, r)))
                 .transpose()?,
+            leasequery_from: prefixes(&doc.leasequery_from, &src, |value, error| Reason::LeasequeryFrom {
+                value,
+                error,
+            })?,
         };
         check_links(&file.links).map_err(|r| file.refused(r))?;
         Ok(file)
@@ -281,10 +287,17 @@ fn reservation(r: &file::Reservation, src: &Source<'_>) -> Result<(Reservation, 
 
 /// `trusted_relays = ["2001:db8::2", "fe80::/10"]`, each refused on its own line.
 fn trusted_relays(list: &[Spanned<String>], src: &Source<'_>) -> Result<TrustedRelays, ConfigError> {
+    prefixes(list, src, |value, error| Reason::TrustedRelay { value, error })
+}
+
+/// A list of addresses or prefixes, each refusal on its own line as `reason` says.
+fn prefixes(
+    list: &[Spanned<String>],
+    src: &Source<'_>,
+    reason: impl Fn(String, crate::server::trust::PrefixError) -> Reason,
+) -> Result<TrustedRelays, ConfigError> {
     let prefixes = list.iter().map(|s| {
-        s.get_ref()
-            .parse::<Prefix>()
-            .map_err(|error| src.invalid(s.span().start, Reason::TrustedRelay { value: s.get_ref().clone(), error }))
+        s.get_ref().parse::<Prefix>().map_err(|error| src.invalid(s.span().start, reason(s.get_ref().clone(), error)))
     });
     Ok(TrustedRelays::new(prefixes.collect::<Result<Vec<_>, _>>()?))
 }

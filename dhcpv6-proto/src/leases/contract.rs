@@ -9,7 +9,9 @@
 use std::net::Ipv6Addr;
 use std::sync::Arc;
 
-use super::{CommitTicket, Lease, LeaseKind, LeaseOp, LeaseState, LeaseStore, NextHop, StoreError};
+use super::{
+    CommitTicket, Lease, LeaseFilter, LeaseKind, LeaseOp, LeaseState, LeaseStore, NextHop, RelayRecord, StoreError,
+};
 
 /// Stores over one storage place.
 pub trait Backend {
@@ -41,6 +43,8 @@ pub const CASES: &[(&str, Case)] = &[
     ("resolved_ticket_is_visible_to_load_all", resolved_ticket_is_visible_to_load_all),
     ("concurrent_commits_share_transactions", concurrent_commits_share_transactions),
     ("async_waiters_share_transactions", async_waiters_share_transactions),
+    ("relay_records_round_trip", relay_records_round_trip),
+    ("query_finds_by_each_filter", query_finds_by_each_filter),
 ];
 
 /// Runs every case, each on a fresh backend from `fresh` (given the case's name).
@@ -65,6 +69,24 @@ pub fn address(n: u32) -> Lease {
         preferred_until: 1_999_999_000,
         state: LeaseState::Bound,
         next_hop: None,
+        last_transaction: 1_999_990_000,
+        relay: None,
+    }
+}
+
+/// The relay record of relayed lease number `n`: relay `n % 4` (its Relay-ID and the
+/// link-address it fills in), subscriber line `n` (Remote-ID, enterprise 3561).
+pub fn relay_record(n: u32) -> RelayRecord {
+    let relay = n % 4;
+    RelayRecord {
+        link_address: Ipv6Addr::from(0x2001_0db8_00aa_0000_0000_0000_0000_0001u128 | (u128::from(relay) << 64)),
+        peer_address: Ipv6Addr::from(0xfe80_0000_0000_0000_0000_0000_0000_0000u128 | u128::from(n)),
+        source: Ipv6Addr::from(0x2001_0db8_00ff_0000_0000_0000_0000_0000u128 | u128::from(relay)),
+        interface_id: Some(format!("ge-0/0/{relay}").into_bytes()),
+        remote_id: Some([&3561u32.to_be_bytes()[..], format!("line-{n}").as_bytes()].concat()),
+        subscriber_id: Some(format!("sub-{n}").into_bytes()),
+        relay_id: Some(vec![0, 2, 0, 0, 0x0d, 0xe9, b'r', relay as u8]),
+        client_linklayer: Some(vec![0, 1, 2, 0, 0, 0, (n >> 8) as u8, n as u8]),
     }
 }
 
@@ -79,6 +101,7 @@ pub fn prefix(n: u32) -> Lease {
             via: Ipv6Addr::from(0x2001_0db8_ffff_0000_0000_0000_0000_0000u128 | u128::from(n)),
             dev: "eth1".to_string(),
         })),
+        relay: Some(Box::new(relay_record(n))),
         ..address(n)
     }
 }
@@ -286,4 +309,74 @@ pub fn async_waiters_share_transactions(backend: &dyn Backend) {
         assert!(store.transactions() < 2_000, "{} transactions", store.transactions());
     }
     assert_eq!(store.load_all().unwrap().len(), 2_000);
+}
+
+/// Every field of the relay record survives, each optional one alone and absent, and an
+/// upsert replaces the record (or drops it) with the lease.
+pub fn relay_records_round_trip(backend: &dyn Backend) {
+    let store = backend.open();
+    let full = Lease { relay: Some(Box::new(relay_record(7))), ..address(1) };
+    let bare = Lease {
+        relay: Some(Box::new(RelayRecord {
+            link_address: Ipv6Addr::UNSPECIFIED,
+            peer_address: "fe80::1".parse().unwrap(),
+            source: "fe80::2".parse().unwrap(),
+            ..RelayRecord::default()
+        })),
+        ..address(2)
+    };
+    let empty_ids = Lease {
+        relay: Some(Box::new(RelayRecord { interface_id: Some(Vec::new()), ..relay_record(3) })),
+        ..address(3)
+    };
+    let unknown_time = Lease { last_transaction: 0, ..prefix(4) };
+    let leases = vec![full.clone(), bare, empty_ids, unknown_time, prefix(5)];
+    commit(store.as_ref(), leases.iter().cloned().map(LeaseOp::Upsert).collect());
+    assert_eq!(load(store.as_ref()), sorted(leases.clone()));
+
+    // Moved behind another relay, then onto the link.
+    let moved = Lease { relay: Some(Box::new(relay_record(8))), last_transaction: 2_000_000, ..full.clone() };
+    commit(store.as_ref(), vec![LeaseOp::Upsert(moved.clone())]);
+    assert!(load(store.as_ref()).contains(&moved));
+    let direct = Lease { relay: None, ..moved };
+    commit(store.as_ref(), vec![LeaseOp::Upsert(direct.clone())]);
+    assert!(load(store.as_ref()).contains(&direct));
+    drop(store);
+    let reopened = backend.open();
+    assert!(load(reopened.as_ref()).contains(&direct));
+}
+
+/// `query` answers each leasequery filter with exactly the matching stored leases.
+pub fn query_finds_by_each_filter(backend: &dyn Backend) {
+    let store = backend.open();
+    // Relayed addresses 10..18 (relays 10 % 4 ..), prefixes 0..4, direct addresses 20..22.
+    let relayed: Vec<Lease> =
+        (10..18).map(|n| Lease { relay: Some(Box::new(relay_record(n))), ..address(n) }).collect();
+    let prefixes: Vec<Lease> = (0..4).map(prefix).collect();
+    let direct: Vec<Lease> = (20..22).map(address).collect();
+    let all: Vec<Lease> = relayed.iter().chain(&prefixes).chain(&direct).cloned().collect();
+    commit(store.as_ref(), all.iter().cloned().map(LeaseOp::Upsert).collect());
+    let query = |f: LeaseFilter| sorted(store.query(&f).expect("query"));
+    let expect = |f: LeaseFilter| sorted(all.iter().filter(|l| f.matches(l)).cloned().collect());
+
+    assert_eq!(query(LeaseFilter::Address(address(11).addr)), vec![relayed[1].clone()]);
+    let inside = Ipv6Addr::from(u128::from(prefix(2).addr) | 0xabcd);
+    assert_eq!(query(LeaseFilter::Address(inside)), vec![prefixes[2].clone()]);
+    assert_eq!(query(LeaseFilter::Address("2001:db8:ffff::99".parse().unwrap())), vec![]);
+    // address(n) and prefix(n) share a DUID.
+    assert_eq!(query(LeaseFilter::Client(address(2).duid)), sorted(vec![prefixes[2].clone()]));
+    assert_eq!(query(LeaseFilter::Client(address(20).duid)), vec![direct[0].clone()]);
+    for relay in 0..4 {
+        let rec = relay_record(relay);
+        let by_id = LeaseFilter::RelayId(rec.relay_id.clone().unwrap());
+        assert_eq!(query(by_id.clone()).len(), 3, "relay {relay}: two relayed addresses and one prefix");
+        assert_eq!(query(by_id.clone()), expect(by_id));
+        let by_link = LeaseFilter::LinkAddress(rec.link_address);
+        assert_eq!(query(by_link.clone()), expect(by_link));
+        assert_eq!(query(LeaseFilter::LinkAddress(rec.link_address)).len(), 3);
+    }
+    let line = relay_record(13).remote_id.unwrap();
+    assert_eq!(query(LeaseFilter::RemoteId(line)), vec![relayed[3].clone()]);
+    assert_eq!(query(LeaseFilter::RemoteId(vec![0, 0, 0, 9, 9])), vec![]);
+    assert_eq!(query(LeaseFilter::RelayId(vec![9, 9, 9])), vec![]);
 }

@@ -192,6 +192,88 @@ pub struct Lease {
     /// after the machine restarts (the kernel keeps it only across a daemon restart).
     /// Boxed: most leases are addresses, and a lease population is held in memory.
     pub next_hop: Option<Box<NextHop>>,
+    /// Unix seconds of the client transaction that last wrote this lease (a grant, renewal or
+    /// rebind): leasequery's client last transaction time (RFC 5007 OPTION_CLT_TIME). 0 when
+    /// unknown (rows stored before schema v3 of either backend).
+    pub last_transaction: u64,
+    /// What the relays said about the client when the lease was last written; `None` for a
+    /// client on the link. Boxed for the same reason as `next_hop`.
+    pub relay: Option<Box<RelayRecord>>,
+}
+
+/// The relay identities of a relayed client's lease, as the Relay-Forward that last wrote it
+/// carried them (RFC 9915 section 9; Interface-ID 21.18, Remote-ID RFC 4649, Subscriber-ID RFC
+/// 4580, Relay-ID RFC 5460, client link-layer address RFC 6939). What leasequery answers by
+/// (relay id, link address, remote id) and returns (OPTION_LQ_RELAY_DATA's peer-address).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RelayRecord {
+    /// The link-address that selected the client's link (innermost level that set one), or
+    /// `::` when every level left it unspecified.
+    pub link_address: Ipv6Addr,
+    /// Peer-address of the innermost level: the client's address as the relay next to it saw it.
+    pub peer_address: Ipv6Addr,
+    /// Source address of the Relay-Forward datagram (the outermost relay).
+    pub source: Ipv6Addr,
+    pub interface_id: Option<Vec<u8>>,
+    /// Remote-ID option data, whole: 4-byte enterprise number then the id.
+    pub remote_id: Option<Vec<u8>>,
+    pub subscriber_id: Option<Vec<u8>>,
+    /// Relay-ID option data (a DUID, RFC 5460 section 5.4.1).
+    pub relay_id: Option<Vec<u8>>,
+    /// Client link-layer address option data, whole: 2-byte hardware type then the address.
+    pub client_linklayer: Option<Vec<u8>>,
+}
+
+impl Default for RelayRecord {
+    /// Every address unspecified, no identifier.
+    fn default() -> Self {
+        RelayRecord {
+            link_address: Ipv6Addr::UNSPECIFIED,
+            peer_address: Ipv6Addr::UNSPECIFIED,
+            source: Ipv6Addr::UNSPECIFIED,
+            interface_id: None,
+            remote_id: None,
+            subscriber_id: None,
+            relay_id: None,
+            client_linklayer: None,
+        }
+    }
+}
+
+/// What a leasequery (RFC 5007, RFC 5460) asks the store for. Answers hold every stored lease
+/// that matches, expired and declined ones included: the caller decides what a binding is.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum LeaseFilter {
+    /// The address lease of this address, and every prefix lease containing it.
+    Address(Ipv6Addr),
+    /// Every lease of this DUID.
+    Client(Vec<u8>),
+    /// Every lease written through a relay that sent this Relay-ID.
+    RelayId(Vec<u8>),
+    /// Every lease whose relay record's link-address is this one.
+    LinkAddress(Ipv6Addr),
+    /// Every lease whose relay record's Remote-ID (whole option data) is this one.
+    RemoteId(Vec<u8>),
+}
+
+impl LeaseFilter {
+    /// Whether `lease` is one this filter asks for.
+    pub fn matches(&self, lease: &Lease) -> bool {
+        let relay = lease.relay.as_deref();
+        match self {
+            LeaseFilter::Address(a) => match lease.kind {
+                LeaseKind::Address => lease.addr == *a,
+                LeaseKind::Prefix => {
+                    let mask = u128::MAX.checked_shl(128 - u32::from(lease.prefix_len)).unwrap_or(0);
+                    u128::from(*a) & mask == u128::from(lease.addr)
+                }
+            },
+            LeaseFilter::Client(duid) => lease.duid == *duid,
+            LeaseFilter::RelayId(id) => relay.and_then(|r| r.relay_id.as_ref()) == Some(id),
+            LeaseFilter::LinkAddress(a) => relay.is_some_and(|r| r.link_address == *a),
+            LeaseFilter::RemoteId(id) => relay.and_then(|r| r.remote_id.as_ref()) == Some(id),
+        }
+    }
 }
 
 /// The route to a delegated prefix: via the client (or its relay) out of the interface
@@ -227,6 +309,9 @@ impl Lease {
         // SQLite integers are signed 64-bit.
         if i64::try_from(self.valid_until).is_err() {
             return Some("valid_until does not fit a signed 64-bit integer".to_string());
+        }
+        if i64::try_from(self.last_transaction).is_err() {
+            return Some("last_transaction does not fit a signed 64-bit integer".to_string());
         }
         None
     }
@@ -521,6 +606,12 @@ pub trait LeaseStore: Send + Sync {
     /// caller should still drop a returned lease from its own index only if its copy
     /// is expired too.
     fn reclaim_expired(&self, now: u64) -> Result<Vec<Lease>, StoreError>;
+
+    /// The stored leases `filter` asks for (leasequery), in unspecified order. May block. The
+    /// default reads every lease; stores with indexes answer from those.
+    fn query(&self, filter: &LeaseFilter) -> Result<Vec<Lease>, StoreError> {
+        Ok(self.load_all()?.into_iter().filter(|l| filter.matches(l)).collect())
+    }
 
     /// A write that changes no lease, to learn whether the store can write again after an
     /// outage. The default commits nothing; a store whose empty commit does not touch the

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use rusqlite::{params, Row, Transaction};
 use tracing::warn;
 
-use super::{Lease, LeaseKey, LeaseKind, LeaseState, NextHop, StoreError};
+use super::{Lease, LeaseFilter, LeaseKey, LeaseKind, LeaseState, NextHop, RelayRecord, StoreError};
 
 pub(super) fn sql_error<'a>(path: &'a Path, action: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError + 'a {
     move |e| {
@@ -40,19 +40,30 @@ pub(super) fn probe(tx: &Transaction<'_>) -> rusqlite::Result<()> {
 
 /// Column list matching [`decode_row`].
 pub(super) const ROW_COLUMNS: &str =
-    "rowid, duid, iaid, kind, address, prefix_len, iface, valid_until, preferred_until, state, next_hop, next_hop_dev";
+    "rowid, duid, iaid, kind, address, prefix_len, iface, valid_until, preferred_until, \
+     state, next_hop, next_hop_dev, last_transaction, relay_link_address, relay_peer_address, relay_source, \
+     relay_interface_id, relay_remote_id, relay_subscriber_id, relay_id, relay_client_linklayer";
 
 pub(super) fn upsert(tx: &Transaction<'_>, lease: &Lease) -> rusqlite::Result<()> {
     let mut stmt = tx.prepare_cached(
         "INSERT INTO leases
             (duid, iaid, kind, address, prefix_len, iface, valid_until, preferred_until, state,
-             next_hop, next_hop_dev)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+             next_hop, next_hop_dev, last_transaction, relay_link_address, relay_peer_address,
+             relay_source, relay_interface_id, relay_remote_id, relay_subscriber_id, relay_id,
+             relay_client_linklayer)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)
          ON CONFLICT (kind, address, prefix_len) DO UPDATE SET
             duid = excluded.duid, iaid = excluded.iaid, iface = excluded.iface,
             valid_until = excluded.valid_until, preferred_until = excluded.preferred_until,
-            state = excluded.state, next_hop = excluded.next_hop, next_hop_dev = excluded.next_hop_dev",
+            state = excluded.state, next_hop = excluded.next_hop, next_hop_dev = excluded.next_hop_dev,
+            last_transaction = excluded.last_transaction,
+            relay_link_address = excluded.relay_link_address, relay_peer_address = excluded.relay_peer_address,
+            relay_source = excluded.relay_source, relay_interface_id = excluded.relay_interface_id,
+            relay_remote_id = excluded.relay_remote_id, relay_subscriber_id = excluded.relay_subscriber_id,
+            relay_id = excluded.relay_id, relay_client_linklayer = excluded.relay_client_linklayer",
     )?;
+    let relay = lease.relay.as_deref();
+    let hex = |f: fn(&RelayRecord) -> &Option<Vec<u8>>| relay.and_then(|r| f(r).as_deref()).map(hex_encode);
     stmt.execute(params![
         hex_encode(&lease.duid),
         lease.iaid,
@@ -65,8 +76,42 @@ pub(super) fn upsert(tx: &Transaction<'_>, lease: &Lease) -> rusqlite::Result<()
         lease.state.as_str(),
         lease.next_hop.as_ref().map(|h| h.via.to_string()),
         lease.next_hop.as_ref().map(|h| h.dev.as_str()),
+        sql_int(lease.last_transaction)?,
+        relay.map(|r| r.link_address.to_string()),
+        relay.map(|r| r.peer_address.to_string()),
+        relay.map(|r| r.source.to_string()),
+        hex(|r| &r.interface_id),
+        hex(|r| &r.remote_id),
+        hex(|r| &r.subscriber_id),
+        hex(|r| &r.relay_id),
+        hex(|r| &r.client_linklayer),
     ])?;
     Ok(())
+}
+
+/// The rows `filter` asks for, each lookup on an index: `leases_by_client` for a DUID, the
+/// `UNIQUE (kind, address, prefix_len)` index for an address (once as an address, then once
+/// per prefix length for the prefixes that could contain it), the v3 relay indexes for the rest.
+pub(super) fn query(conn: &rusqlite::Connection, filter: &LeaseFilter, path: &Path) -> rusqlite::Result<Vec<Lease>> {
+    match filter {
+        LeaseFilter::Address(a) => {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {ROW_COLUMNS} FROM leases WHERE kind = ?1 AND address = ?2 AND prefix_len = ?3"
+            ))?;
+            let mut out = decode_rows(stmt.query(params![LeaseKind::Address.as_str(), a.to_string(), 128])?, path)?;
+            for len in 1..=128u8 {
+                let mask = u128::MAX << (128 - u32::from(len));
+                let net = std::net::Ipv6Addr::from(u128::from(*a) & mask);
+                let rows = stmt.query(params![LeaseKind::Prefix.as_str(), net.to_string(), len])?;
+                out.extend(decode_rows(rows, path)?);
+            }
+            Ok(out)
+        }
+        LeaseFilter::Client(duid) => by_column(conn, "duid", hex_encode(duid), path),
+        LeaseFilter::RelayId(id) => by_column(conn, "relay_id", hex_encode(id), path),
+        LeaseFilter::LinkAddress(a) => by_column(conn, "relay_link_address", a.to_string(), path),
+        LeaseFilter::RemoteId(id) => by_column(conn, "relay_remote_id", hex_encode(id), path),
+    }
 }
 
 /// SQLite integers are signed. Validation already rejected times that do not fit;
@@ -129,6 +174,8 @@ fn decode_row(row: &Row<'_>) -> Result<Lease, String> {
             LeaseState::parse(s).ok_or_else(|| format!("unknown state {s:?}"))?
         },
         next_hop: next_hop(row)?,
+        last_transaction: int(row, 12, "last_transaction")?,
+        relay: relay(row)?,
     };
     match lease.problem() {
         None => Ok(lease),
@@ -152,6 +199,50 @@ fn next_hop(row: &Row<'_>) -> Result<Option<Box<NextHop>>, String> {
             Ok(Some(Box::new(NextHop { via, dev: dev.to_string() })))
         }
         _ => Err("next_hop and next_hop_dev must be set together".to_string()),
+    }
+}
+
+/// Every row whose `column` (one with an index) holds `value`.
+fn by_column(conn: &rusqlite::Connection, column: &str, value: String, path: &Path) -> rusqlite::Result<Vec<Lease>> {
+    let mut stmt =
+        conn.prepare_cached(&format!("SELECT {ROW_COLUMNS} FROM leases WHERE {column} = ?1 ORDER BY rowid"))?;
+    let rows = stmt.query([value])?;
+    decode_rows(rows, path)
+}
+
+/// Columns 13 to 20: the three addresses are set for a relayed lease and NULL otherwise; the
+/// identifiers are each optional.
+fn relay(row: &Row<'_>) -> Result<Option<Box<RelayRecord>>, String> {
+    let addr = |idx: usize, name: &str| -> Result<Option<std::net::Ipv6Addr>, String> {
+        optional_text(row, idx, name)?.map(|s| s.parse().map_err(|_| format!("{name} {s:?} is not IPv6"))).transpose()
+    };
+    let bytes = |idx: usize, name: &str| -> Result<Option<Vec<u8>>, String> {
+        optional_text(row, idx, name)?
+            .map(|s| hex_decode(s).ok_or_else(|| format!("{name} {s:?} is not hex")))
+            .transpose()
+    };
+    let addrs = (addr(13, "relay_link_address")?, addr(14, "relay_peer_address")?, addr(15, "relay_source")?);
+    let (link_address, peer_address, source) = match addrs {
+        (None, None, None) => return Ok(None),
+        (Some(l), Some(p), Some(s)) => (l, p, s),
+        _ => return Err("relay_link_address, relay_peer_address and relay_source must be set together".into()),
+    };
+    Ok(Some(Box::new(RelayRecord {
+        link_address,
+        peer_address,
+        source,
+        interface_id: bytes(16, "relay_interface_id")?,
+        remote_id: bytes(17, "relay_remote_id")?,
+        subscriber_id: bytes(18, "relay_subscriber_id")?,
+        relay_id: bytes(19, "relay_id")?,
+        client_linklayer: bytes(20, "relay_client_linklayer")?,
+    })))
+}
+
+fn optional_text<'r>(row: &'r Row<'_>, idx: usize, name: &str) -> Result<Option<&'r str>, String> {
+    match row.get_ref(idx).map_err(|e| format!("{name}: {e}"))? {
+        rusqlite::types::ValueRef::Null => Ok(None),
+        v => v.as_str().map(Some).map_err(|_| format!("{name} is not text")),
     }
 }
 

@@ -17,9 +17,9 @@ use rusqlite::{Connection, TransactionBehavior};
 
 use super::group_commit::GroupCommitter;
 use super::lock::{self, StoreLock};
-use super::rows::{decode_rows, sql_error, ROW_COLUMNS};
+use super::rows::{self, decode_rows, sql_error, ROW_COLUMNS};
 use super::spec;
-use super::{CommitTicket, Lease, LeaseOp, LeaseStore, Location, StoreError};
+use super::{CommitTicket, Lease, LeaseFilter, LeaseOp, LeaseStore, Location, StoreError};
 
 /// Tuning knobs of [`SqliteStore`].
 #[derive(Debug, Clone)]
@@ -70,6 +70,21 @@ const MIGRATIONS: &[&str] = &[
     // v2: the route of a delegated prefix, put back when the machine restarts.
     "ALTER TABLE leases ADD COLUMN next_hop TEXT;      -- canonical IPv6 text, or NULL
      ALTER TABLE leases ADD COLUMN next_hop_dev TEXT;  -- interface name, or NULL",
+    // v3: when the client last wrote the lease, and what its relays said (leasequery,
+    // RFC 5007 / RFC 5460). Relay columns are NULL for a client on the link; binary
+    // identifiers are lowercase hex, like duid.
+    "ALTER TABLE leases ADD COLUMN last_transaction INTEGER NOT NULL DEFAULT 0;  -- unix seconds, 0: unknown
+     ALTER TABLE leases ADD COLUMN relay_link_address TEXT;   -- IPv6 text; '::' when unspecified
+     ALTER TABLE leases ADD COLUMN relay_peer_address TEXT;   -- IPv6 text
+     ALTER TABLE leases ADD COLUMN relay_source TEXT;         -- IPv6 text of the Relay-Forward's source
+     ALTER TABLE leases ADD COLUMN relay_interface_id TEXT;   -- hex
+     ALTER TABLE leases ADD COLUMN relay_remote_id TEXT;      -- hex: enterprise number then id
+     ALTER TABLE leases ADD COLUMN relay_subscriber_id TEXT;  -- hex
+     ALTER TABLE leases ADD COLUMN relay_id TEXT;             -- hex (a DUID, RFC 5460)
+     ALTER TABLE leases ADD COLUMN relay_client_linklayer TEXT; -- hex: hardware type then address
+     CREATE INDEX leases_by_relay_id ON leases (relay_id) WHERE relay_id IS NOT NULL;
+     CREATE INDEX leases_by_relay_link ON leases (relay_link_address) WHERE relay_link_address IS NOT NULL;
+     CREATE INDEX leases_by_remote_id ON leases (relay_remote_id) WHERE relay_remote_id IS NOT NULL;",
 ];
 
 /// Leases in an SQLite file; see the module docs.
@@ -155,6 +170,11 @@ impl LeaseStore for SqliteStore {
             return CommitTicket::resolved(Err(e));
         }
         self.writer.commit(ops)
+    }
+
+    fn query(&self, filter: &LeaseFilter) -> Result<Vec<Lease>, StoreError> {
+        let conn = self.reader.lock().unwrap_or_else(PoisonError::into_inner);
+        rows::query(&conn, filter, &self.path).map_err(sql_error(&self.path, "query leases"))
     }
 
     fn reclaim_expired(&self, now: u64) -> Result<Vec<Lease>, StoreError> {
@@ -278,6 +298,46 @@ mod tests {
         assert_eq!(mode, "wal");
         let readable: String = conn.query_row("SELECT valid_until_utc FROM leases_readable", [], |r| r.get(0)).unwrap();
         assert_eq!(readable, "2033-05-18 03:33:20");
+    }
+
+    /// A database of the previous version (v2, before leasequery) opens, is migrated, keeps its
+    /// leases (with no transaction time and no relay record) and takes relayed ones.
+    #[test]
+    fn a_v2_database_is_migrated() {
+        let dir = TempDir::new("migrate-v2");
+        {
+            let conn = Connection::open(db(&dir)).unwrap();
+            for sql in &MIGRATIONS[..2] {
+                conn.execute_batch(sql).unwrap();
+            }
+            conn.pragma_update(None, "user_version", 2).unwrap();
+            conn.execute(
+                "INSERT INTO leases (duid, iaid, kind, address, prefix_len, iface, valid_until, preferred_until, \
+                 state, next_hop, next_hop_dev) VALUES ('000300010200000000aa', 5, 'pd', '2001:db8:100::', 56, \
+                 'eth1', 2000000000, 1999999000, 'bound', 'fe80::2', 'eth1')",
+                [],
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(db(&dir)).unwrap();
+        let old = store.load_all().unwrap();
+        assert_eq!(old.len(), 1);
+        assert_eq!((old[0].iaid, old[0].last_transaction, old[0].relay.as_ref()), (5, 0, None));
+        assert_eq!(old[0].next_hop.as_ref().unwrap().via, "fe80::2".parse::<std::net::Ipv6Addr>().unwrap());
+        let relayed = prefix(1);
+        assert!(relayed.relay.is_some());
+        commit(&store, vec![LeaseOp::Upsert(relayed.clone())]);
+        let filter = crate::leases::LeaseFilter::RelayId(relayed.relay.as_ref().unwrap().relay_id.clone().unwrap());
+        assert_eq!(store.query(&filter).unwrap(), vec![relayed]);
+        drop(store);
+        let conn = Connection::open(db(&dir)).unwrap();
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(version, SqliteStore::SCHEMA_VERSION);
+        assert_eq!(version, 3);
+        let plan: String = conn
+            .query_row("EXPLAIN QUERY PLAN SELECT * FROM leases WHERE relay_remote_id = 'ab'", [], |r| r.get(3))
+            .unwrap();
+        assert!(plan.contains("leases_by_remote_id"), "{plan}");
     }
 
     #[test]

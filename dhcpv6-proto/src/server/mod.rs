@@ -1,6 +1,7 @@
 //! Message handling: decide what to answer. Pure functions over parsed messages; sockets
 //! and stores are the daemon's business.
 
+pub mod leasequery;
 pub mod options;
 pub mod relay;
 pub mod relay_agent;

@@ -80,6 +80,10 @@ impl<'a> Relayed<'a> {
             remote_id: field(|l| &l.remote_id),
             subscriber_id: field(|l| &l.subscriber_id),
             client_linklayer: field(|l| &l.client_linklayer),
+            peer_address: inner.map(|l| l.peer_address),
+            // The relay next to the client if it sent one, else the nearest above that did:
+            // bulk leasequery asks "what went through this relay".
+            relay_id: self.levels.iter().rev().find_map(|l| l.relay_id.as_deref()),
         }
     }
 }
@@ -97,6 +101,10 @@ pub struct LinkSelector<'r> {
     pub remote_id: Option<&'r [u8]>,
     pub subscriber_id: Option<&'r [u8]>,
     pub client_linklayer: Option<&'r [u8]>,
+    /// Peer-address of the innermost level: the client's address as its relay saw it.
+    pub peer_address: Option<Ipv6Addr>,
+    /// Relay-ID (RFC 5460) of the innermost level that carried one.
+    pub relay_id: Option<&'r [u8]>,
 }
 
 impl<'r> LinkSelector<'r> {
@@ -514,6 +522,23 @@ mod tests {
         let s = r.link_selector();
         assert_eq!(s.link_address, None);
         assert_eq!(s.client_mac(), None, "not Ethernet");
+    }
+
+    /// What a lease keeps for leasequery: the client's address as the innermost relay saw it,
+    /// and the Relay-ID of the innermost level that sent one (an LDRA usually has none; the
+    /// layer-3 relay above it does).
+    #[test]
+    fn link_selector_carries_peer_address_and_nearest_relay_id() {
+        let mut levels = ldra_and_l3();
+        levels[0].relay_id = Some(vec![0, 2, 0, 0, 0x0d, 0xe9, b'b']);
+        let buf = forward(&levels, SOLICIT);
+        let r = unwrap(&buf).unwrap();
+        let s = r.link_selector();
+        assert_eq!(s.peer_address, Some(ip("fe80::c")));
+        assert_eq!(s.relay_id, Some(&[0, 2, 0, 0, 0x0d, 0xe9, b'b'][..]));
+        levels[1].relay_id = Some(vec![0, 2, 0, 0, 0x0d, 0xe9, b'l']);
+        let buf = forward(&levels, SOLICIT);
+        assert_eq!(unwrap(&buf).unwrap().link_selector().relay_id, Some(&[0, 2, 0, 0, 0x0d, 0xe9, b'l'][..]));
     }
 
     #[test]

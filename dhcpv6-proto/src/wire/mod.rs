@@ -7,6 +7,7 @@
 pub mod domain;
 pub mod duid;
 pub mod ia;
+pub mod leasequery;
 pub mod message;
 pub mod options;
 pub mod relay;

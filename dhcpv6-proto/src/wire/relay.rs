@@ -1,6 +1,6 @@
 //! Relay messages (RFC 9915 section 9) and the options relays add: Interface-ID (section
 //! 21.18), Remote-ID (RFC 4649), Subscriber-ID (RFC 4580), Client Link-Layer Address (RFC
-//! 6939), Relay Message (section 21.10).
+//! 6939), Relay-ID (RFC 5460 section 5.4.1), Relay Message (section 21.10).
 //!
 //! [`RelayMessage`] is the checked view of one relay message; [`RelayLevel`] is one relay's
 //! layer taken apart ([`RelayLevel::parse`]) or to be written ([`RelayLevel::emit`], the one
@@ -52,6 +52,8 @@ const REMOTE_ID_MIN_LEN: usize = remote_id_field::ID.start + 1;
 const SUBSCRIBER_ID_MIN_LEN: usize = 1;
 /// Client link-layer address: 2-byte hardware type and at least one byte (RFC 6939 section 4).
 const CLIENT_LINKLAYER_MIN_LEN: usize = linklayer_field::ADDR.start + 1;
+/// Relay-ID: a DUID, a 2-byte type and at least one byte (RFC 5460 section 5.4.1).
+const RELAY_ID_MIN_LEN: usize = dhcpv6_common::wire::DUID_MIN_LEN;
 
 /// A Relay-Forward or Relay-Reply message.
 #[derive(Debug, Clone, Copy)]
@@ -188,6 +190,8 @@ pub struct RelayLevel {
     /// Client link-layer address option data, whole: 2-byte hardware type then the address
     /// (RFC 6939).
     pub client_linklayer: Option<Vec<u8>>,
+    /// Relay-ID option data: the relay's DUID (RFC 5460), what bulk leasequery asks by.
+    pub relay_id: Option<Vec<u8>>,
 }
 
 impl RelayLevel {
@@ -201,6 +205,7 @@ impl RelayLevel {
             remote_id: None,
             subscriber_id: None,
             client_linklayer: None,
+            relay_id: None,
         }
     }
 
@@ -230,6 +235,7 @@ impl RelayLevel {
                 opt::REMOTE_ID => (&mut level.remote_id, REMOTE_ID_MIN_LEN),
                 opt::SUBSCRIBER_ID => (&mut level.subscriber_id, SUBSCRIBER_ID_MIN_LEN),
                 opt::CLIENT_LINKLAYER_ADDR => (&mut level.client_linklayer, CLIENT_LINKLAYER_MIN_LEN),
+                opt::RELAY_ID => (&mut level.relay_id, RELAY_ID_MIN_LEN),
                 _ => continue,
             };
             if o.data.len() < min_len {
@@ -245,7 +251,7 @@ impl RelayLevel {
 
     /// This level as a relay message of `kind` around `carried`: the header, the options
     /// `kind` carries (in the order Interface-ID, Remote-ID, Subscriber-ID, Client Link-Layer
-    /// Address), then the Relay Message option. Errors when a length does not fit its field
+    /// Address, Relay-ID), then the Relay Message option. Errors when a length does not fit its field
     /// or the result does not fit a datagram.
     pub fn emit(&self, kind: RelayKind, carried: &[u8]) -> Result<Vec<u8>, WireError> {
         let mut w = Writer::relay(kind.msg_type(), self.hop_count, self.link_address, self.peer_address);
@@ -254,6 +260,7 @@ impl RelayLevel {
             (opt::REMOTE_ID, &self.remote_id),
             (opt::SUBSCRIBER_ID, &self.subscriber_id),
             (opt::CLIENT_LINKLAYER_ADDR, &self.client_linklayer),
+            (opt::RELAY_ID, &self.relay_id),
         ];
         let sent = match kind {
             RelayKind::Forward => &all[..],
@@ -338,6 +345,28 @@ mod tests {
         let rep = level.emit(RelayKind::Reply, &[7, 0, 0, 1]).unwrap();
         let codes: Vec<u16> = RelayMessage::parse(&rep).unwrap().options().map(|o| o.code).collect();
         assert_eq!(codes, [18, 9]);
+    }
+
+    /// Relay-ID (RFC 5460 section 5.4.1): option 53, a DUID; sent towards servers only, at most
+    /// once per level, at least a DUID's three bytes.
+    #[test]
+    fn relay_id_literal_bytes_and_limits() {
+        let mut fwd = FORWARD.to_vec();
+        fwd.extend_from_slice(&[0, 53, 0, 7, 0, 2, 0, 0, 0x0d, 0xe9, b'r']);
+        let (level, _) = RelayLevel::parse(&fwd).unwrap();
+        assert_eq!(level.relay_id.as_deref(), Some(&[0, 2, 0, 0, 0x0d, 0xe9, b'r'][..]));
+        let again = level.emit(RelayKind::Forward, &[11, 1, 2, 3]).unwrap();
+        let codes: Vec<u16> = RelayMessage::parse(&again).unwrap().options().map(|o| o.code).collect();
+        assert_eq!(codes, [18, 53, 9]);
+        assert_eq!(RelayLevel::parse(&again).unwrap().0, level);
+        let rep = level.emit(RelayKind::Reply, &[7, 1, 2, 3]).unwrap();
+        assert!(RelayMessage::parse(&rep).unwrap().find(opt::RELAY_ID).is_none(), "not echoed");
+        let mut short = FORWARD.to_vec();
+        short.extend_from_slice(&[0, 53, 0, 2, 0, 2]);
+        assert_eq!(RelayLevel::parse(&short).unwrap_err(), WireError::BadLength { code: opt::RELAY_ID, len: 2 });
+        let mut twice = fwd.clone();
+        twice.extend_from_slice(&[0, 53, 0, 3, 0, 2, 9]);
+        assert_eq!(RelayLevel::parse(&twice).unwrap_err(), WireError::Duplicate(opt::RELAY_ID));
     }
 
     #[test]

@@ -28,6 +28,14 @@ impl Server {
             RelayAgent::forward(action, &*self.sock, &self.stats).await;
             return;
         }
+        // A leasequery comes unicast from a requestor anywhere (a BNG, a relay): not a client
+        // message, so neither the on-link nor the multicast rule applies; `leasequery_from`
+        // decides who is answered.
+        if pkt.first() == Some(&msg::LEASEQUERY) {
+            self.stats.bump(Counter::Received);
+            self.lq.udp(pkt, from, (ifindex, dst), &self.sock);
+            return;
+        }
         let Some(iface) = self.ifaces.get(ifindex) else {
             self.stats.bump(Counter::IgnoredOtherIface);
             return;

@@ -165,6 +165,8 @@ mod tests {
             preferred_until: 1_000 + 3600,
             state: crate::leases::LeaseState::Bound,
             next_hop: None,
+            last_transaction: 0,
+            relay: None,
         }
     }
 

@@ -266,6 +266,8 @@ mod tests {
             preferred_until: AT + 3600,
             state: LeaseState::Bound,
             next_hop: None,
+            last_transaction: 0,
+            relay: None,
         }
     }
 

@@ -5,7 +5,8 @@
 //! `interfaces` (the served-interface table, kept in step with the kernel in the maps),
 //! `relay_agent` (relay-agent mode and MAC learning), `stateful` (a stateful message from
 //! decision to durable reply; its lease events go to `lease_events`, the log and the
-//! `lease_script`), `control` (the socket `dhcpv6d ctl` talks to). `dispatch`
+//! `lease_script`), `control` (the socket `dhcpv6d ctl` talks to), `leasequery`
+//! (RFC 5007 / RFC 5460 queries from the lease store, UDP and TCP). `dispatch`
 //! routes one datagram to them, once `trust` has admitted it; `transmit` sends.
 
 mod control;
@@ -13,6 +14,7 @@ mod dispatch;
 mod interfaces;
 mod lease_events;
 mod lease_script;
+mod leasequery;
 mod queue;
 mod relay_agent;
 mod stateful;
@@ -80,6 +82,7 @@ struct Server {
     rx: queue::RxQueue,
     /// Lease events' log and script (the script follows reloads).
     events: Arc<lease_events::EventSink>,
+    lq: Arc<leasequery::Leasequery>,
 }
 
 pub async fn run(opts: Options) -> Result<()> {
@@ -87,6 +90,7 @@ pub async fn run(opts: Options) -> Result<()> {
     let stats = Arc::<UserStats>::default();
     let events = Arc::new(lease_events::EventSink::new(stats.clone()));
     events.set_script(cfg.lease_script());
+    let leasequery_from = cfg.leasequery_from().clone();
     let (ifaces, relay, links) = cfg.into_parts();
     std::fs::create_dir_all(&opts.state_dir).with_context(|| format!("creating {}", opts.state_dir.display()))?;
     let dp = Dataplane::load(&opts.pin_dir, opts.bpf_log)?;
@@ -97,6 +101,17 @@ pub async fn run(opts: Options) -> Result<()> {
     let ifaces = ServedIfaces::new(ifaces, opts.fast_path, opts.xdp_mode);
     let agent = RelayAgent::new(relay, opts.xdp_mode);
     let control = control::Control::start(&opts.control_socket)?;
+    let lq = leasequery::Leasequery::new(
+        leasequery_from,
+        stateful.as_ref().map(StatefulService::lease_store),
+        stats.clone(),
+    );
+    // Bulk leasequery is an extra: a TCP/547 another program holds must not stop the DHCP service.
+    if stateful.is_some() {
+        if let Err(e) = lq.listen_tcp() {
+            warn!(error = %format!("{e:#}"), "bulk leasequery (TCP/547) not served");
+        }
+    }
     let mut s = Server {
         opts,
         dp,
@@ -112,6 +127,7 @@ pub async fn run(opts: Options) -> Result<()> {
         control,
         rx: queue::RxQueue::new(queue::QUEUE_LIMIT),
         events,
+        lq,
     };
     if let Some(addr) = s.opts.metrics {
         let listener = crate::metrics::bind(addr).await?;
@@ -230,6 +246,7 @@ impl Server {
             }
         };
         let script = cfg.lease_script().cloned();
+        let leasequery_from = cfg.leasequery_from().clone();
         let (ifaces, relay, links) = cfg.into_parts();
         // Pools first: refused, nothing of the new file is applied.
         match self.stateful.as_ref() {
@@ -248,6 +265,7 @@ impl Server {
         }
         self.events.set_script(script.as_ref());
         self.agent.reconfigure(relay);
+        self.lq.set_allowed(leasequery_from);
         if self.ifaces.reconfigure(ifaces) {
             info!("new interfaces in the configuration");
         }
@@ -269,6 +287,7 @@ impl Server {
         }
         self.ifaces.set_relay_links(relay_links);
         self.ifaces.sync(&self.nl, &mut self.dp, &self.sock).await?;
+        self.lq.set_duid(self.ifaces.iter().find_map(|i| i.service().map(|s| s.duid.clone())));
         self.agent.sync(&self.nl, &mut self.dp, &self.sock).await
     }
 

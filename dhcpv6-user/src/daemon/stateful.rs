@@ -946,6 +946,8 @@ mod tests {
             preferred_until: unix_now() + 1800,
             state: crate::leases::LeaseState::Bound,
             next_hop: None,
+            last_transaction: 0,
+            relay: None,
         };
         let links =
             vec![LinkPools { na: vec!["2001:db8:1::100-2001:db8:1::1ff".parse().unwrap()], ..LinkPools::new("eth1") }];

@@ -19,7 +19,7 @@ use tracing::{debug, info, warn};
 
 use super::rows::decode_rows_by;
 use super::{message, pg_error, Location, StoreError};
-use crate::leases::{ForeignChange, Lease, LeaseKey, LeaseKind, LeaseState, NextHop};
+use crate::leases::{ForeignChange, Lease, LeaseKey, LeaseKind, LeaseState, NextHop, RelayRecord};
 
 /// The channel the trigger notifies.
 const CHANNEL: &str = "dhcpv6_leases";
@@ -131,9 +131,11 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// One notification line (see the trigger in `schema.rs`); `None` for our own changes.
+/// One notification line (see the triggers in `schema.rs`); `None` for our own changes. `R`
+/// (schema v3) is `U` with the transaction time and the relay record before the interface.
 pub(super) fn parse(payload: &str, me: &str) -> Result<Option<ForeignChange>, String> {
-    let mut f = payload.splitn(13, ' ');
+    let fields = if payload.starts_with("R ") { 22 } else { 13 };
+    let mut f = payload.splitn(fields, ' ');
     let mut next = |name: &str| f.next().ok_or_else(|| format!("no {name}"));
     let op = next("op")?;
     let kind = next("kind")?;
@@ -147,7 +149,7 @@ pub(super) fn parse(payload: &str, me: &str) -> Result<Option<ForeignChange>, St
             let by = next("writer").unwrap_or("");
             Ok((by != me).then_some(ForeignChange::Remove { key, valid_until }))
         }
-        "U" => {
+        "U" | "R" => {
             let duid = hex(next("duid")?)?;
             let iaid: u32 = next("iaid")?.parse().map_err(|e| format!("iaid: {e}"))?;
             let valid_until = number(next("valid_until")?, "valid_until")?;
@@ -157,6 +159,17 @@ pub(super) fn parse(payload: &str, me: &str) -> Result<Option<ForeignChange>, St
             let via = next("next_hop")?;
             let dev = next("next_hop_dev")?;
             let by = next("writer")?;
+            let (last_transaction, relay) = match op {
+                "R" => {
+                    let last = number(next("last_transaction")?, "last_transaction")?;
+                    let mut parts = [""; 8];
+                    for (i, name) in RELAY_FIELDS.iter().enumerate() {
+                        parts[i] = next(name)?;
+                    }
+                    (last, relay_record(&parts)?)
+                }
+                _ => (0, None),
+            };
             let iface = next("iface")?.to_owned();
             let next_hop = match (via, dev) {
                 ("-", "-") => None,
@@ -169,12 +182,58 @@ pub(super) fn parse(payload: &str, me: &str) -> Result<Option<ForeignChange>, St
             if by == me {
                 return Ok(None);
             }
-            let lease =
-                Lease { duid, iaid, kind, addr, prefix_len, iface, valid_until, preferred_until, state, next_hop };
+            // A `U` line (a payload too long for pg_notify with the relay record, or written
+            // by a daemon of schema v2) carries neither: the engine needs neither to avoid the
+            // binding, and leasequery reads the table.
+            let lease = Lease {
+                duid,
+                iaid,
+                kind,
+                addr,
+                prefix_len,
+                iface,
+                valid_until,
+                preferred_until,
+                state,
+                next_hop,
+                last_transaction,
+                relay,
+            };
             lease.validate().map_err(|e| e.to_string())?;
             Ok(Some(ForeignChange::Upsert(lease)))
         }
         other => Err(format!("unknown op {other:?}")),
+    }
+}
+
+/// The relay columns of an `R` line, in order: '-' for NULL, identifiers in hex.
+const RELAY_FIELDS: [&str; 8] = [
+    "relay_link_address",
+    "relay_peer_address",
+    "relay_source",
+    "relay_interface_id",
+    "relay_remote_id",
+    "relay_subscriber_id",
+    "relay_id",
+    "relay_client_linklayer",
+];
+
+fn relay_record(f: &[&str; 8]) -> Result<Option<Box<RelayRecord>>, String> {
+    let addr = |s: &str, name: &str| s.parse::<Ipv6Addr>().map_err(|e| format!("{name}: {e}"));
+    let bytes = |s: &str| if s == "-" { Ok(None) } else { hex(s).map(Some) };
+    match (f[0], f[1], f[2]) {
+        ("-", "-", "-") => Ok(None),
+        ("-", _, _) | (_, "-", _) | (_, _, "-") => Err("the relay addresses must be set together".into()),
+        (link, peer, source) => Ok(Some(Box::new(RelayRecord {
+            link_address: addr(link, RELAY_FIELDS[0])?,
+            peer_address: addr(peer, RELAY_FIELDS[1])?,
+            source: addr(source, RELAY_FIELDS[2])?,
+            interface_id: bytes(f[3])?,
+            remote_id: bytes(f[4])?,
+            subscriber_id: bytes(f[5])?,
+            relay_id: bytes(f[6])?,
+            client_linklayer: bytes(f[7])?,
+        }))),
     }
 }
 
@@ -219,6 +278,33 @@ mod tests {
         };
         assert_eq!((key.addr, valid_until), ("2001:db8::5".parse().unwrap(), 99));
         assert_eq!(parse("D na 2001:db8::5 128 99 me", "me"), Ok(None));
+    }
+
+    #[test]
+    fn relay_lines_carry_the_transaction_time_and_the_relay_record() {
+        let line = "R na 2001:db8::5 128 0a0b 1 10 5 bound - - boxa:12 9 2001:db8:1::1 fe80::7 2001:db8:1::2 \
+                    706f7274 00000de96c - 0002 0001020000000007 olt 1";
+        let Ok(Some(ForeignChange::Upsert(l))) = parse(line, "me") else { panic!("{line}") };
+        assert_eq!((l.last_transaction, l.iface.as_str()), (9, "olt 1"));
+        let r = l.relay.as_deref().unwrap();
+        assert_eq!(r.link_address, "2001:db8:1::1".parse::<Ipv6Addr>().unwrap());
+        assert_eq!((r.interface_id.as_deref(), r.subscriber_id.as_deref()), (Some(&b"port"[..]), None));
+        assert_eq!(r.relay_id.as_deref(), Some(&[0, 2][..]));
+        // Empty identifiers are empty fields; a lease on the link has '-' everywhere.
+        let line = "R na 2001:db8::5 128 0a0b 1 10 5 bound - - boxa:12 9 :: fe80::7 fe80::2  - - - - eth1";
+        let Ok(Some(ForeignChange::Upsert(l))) = parse(line, "me") else { panic!("{line}") };
+        assert_eq!(l.relay.unwrap().interface_id, Some(Vec::new()));
+        let line = "R na 2001:db8::5 128 0a0b 1 10 5 bound - - boxa:12 9 - - - - - - - - eth1";
+        let Ok(Some(ForeignChange::Upsert(l))) = parse(line, "me") else { panic!("{line}") };
+        assert_eq!((l.relay, l.iface.as_str()), (None, "eth1"));
+        for bad in [
+            "R na 2001:db8::5 128 0a0b 1 10 5 bound - - boxa:12 9 - fe80::7 - - - - - - eth1",
+            "R na 2001:db8::5 128 0a0b 1 10 5 bound - - boxa:12 x - - - - - - - - eth1",
+            "R na 2001:db8::5 128 0a0b 1 10 5 bound - - boxa:12 9 :: ::1 ::2 zz - - - - eth1",
+            "R na 2001:db8::5 128 0a0b 1 10 5 bound - - boxa:12 9 - - -",
+        ] {
+            assert!(parse(bad, "me").is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -42,7 +42,7 @@ use tokio_postgres::{Client, Config, NoTls};
 use tracing::{debug, error, warn};
 
 use super::spec::redacted;
-use super::{CommitTicket, ForeignChange, Lease, LeaseOp, LeaseStore, Location, StoreError};
+use super::{CommitTicket, ForeignChange, Lease, LeaseFilter, LeaseOp, LeaseStore, Location, StoreError};
 use writer::{Job, Writer};
 
 /// Tuning knobs of [`PgStore`].
@@ -111,6 +111,13 @@ pub struct PgStore {
 impl PgStore {
     /// The schema version this build writes (`SELECT max(version) FROM schema_version`).
     pub const SCHEMA_VERSION: i64 = schema::SCHEMA_VERSION;
+
+    /// The SQL of schema versions 1..=`version` (description, statements), for tests that
+    /// build a database as an older dhcpv6d left it.
+    #[cfg(feature = "testing")]
+    pub fn schema_until(version: usize) -> Vec<(&'static str, &'static str)> {
+        schema::MIGRATIONS.iter().take(version).copied().collect()
+    }
 
     /// Connects to the database a libpq URL names, creating or migrating the schema.
     /// Fails if the database cannot be reached now: a daemon needs its leases to start.
@@ -206,6 +213,17 @@ impl LeaseStore for PgStore {
             (Arc::clone(&self.reader), Arc::clone(&self.config), Arc::clone(&self.location));
         self.runtime.spawn(async move {
             let _ = done.send(rows::load_all(&reader, &config, &location).await);
+        });
+        rx.recv().unwrap_or_else(|_| Err(self.stopped()))
+    }
+
+    fn query(&self, filter: &LeaseFilter) -> Result<Vec<Lease>, StoreError> {
+        let (done, rx) = std_mpsc::channel();
+        let (reader, config, location) =
+            (Arc::clone(&self.reader), Arc::clone(&self.config), Arc::clone(&self.location));
+        let filter = filter.clone();
+        self.runtime.spawn(async move {
+            let _ = done.send(rows::query(&reader, &config, &location, &filter).await);
         });
         rx.recv().unwrap_or_else(|_| Err(self.stopped()))
     }

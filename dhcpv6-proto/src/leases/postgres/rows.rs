@@ -7,11 +7,15 @@ use tokio_postgres::{Client, Config, Row, Statement};
 use tracing::warn;
 
 use super::{connect, is_connection_loss, pg_error, ConnectionTask, Location, StoreError};
-use crate::leases::{Lease, LeaseKey, LeaseKind, LeaseState, NextHop};
+use crate::leases::{Lease, LeaseFilter, LeaseKey, LeaseKind, LeaseState, NextHop, RelayRecord};
 
 /// Column list matching [`decode_row`].
-pub(super) const COLUMNS: &str =
-    "kind, address, prefix_len, duid, iaid, iface, valid_until, preferred_until, state, next_hop, next_hop_dev";
+pub(super) const COLUMNS: &str = "kind, address, prefix_len, duid, iaid, iface, valid_until, preferred_until, state, \
+     next_hop, next_hop_dev, last_transaction, relay_link_address, relay_peer_address, relay_source, \
+     relay_interface_id, relay_remote_id, relay_subscriber_id, relay_id, relay_client_linklayer";
+
+/// How many columns [`COLUMNS`] names: `written_by` follows them in queries that want it.
+const COLUMN_COUNT: usize = 20;
 
 /// The writer's statements, prepared once per connection so that sending one costs no
 /// round trip (a pipeline of unprepared statements would wait for each parse).
@@ -44,12 +48,20 @@ impl Statements {
                 .prepare(&format!(
                     "WITH claimed AS (
                         INSERT INTO leases ({COLUMNS}, written_by)
-                        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+                        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
+                                $18, $19, $20, $21)
                         ON CONFLICT (kind, address, prefix_len) DO UPDATE SET
                             duid = EXCLUDED.duid, iaid = EXCLUDED.iaid, iface = EXCLUDED.iface,
                             valid_until = EXCLUDED.valid_until, preferred_until = EXCLUDED.preferred_until,
                             state = EXCLUDED.state, next_hop = EXCLUDED.next_hop,
                             next_hop_dev = EXCLUDED.next_hop_dev, written_by = EXCLUDED.written_by,
+                            last_transaction = EXCLUDED.last_transaction,
+                            relay_link_address = EXCLUDED.relay_link_address,
+                            relay_peer_address = EXCLUDED.relay_peer_address, relay_source = EXCLUDED.relay_source,
+                            relay_interface_id = EXCLUDED.relay_interface_id,
+                            relay_remote_id = EXCLUDED.relay_remote_id,
+                            relay_subscriber_id = EXCLUDED.relay_subscriber_id, relay_id = EXCLUDED.relay_id,
+                            relay_client_linklayer = EXCLUDED.relay_client_linklayer,
                             updated_at = now()
                         WHERE leases.written_by = EXCLUDED.written_by
                            OR (leases.duid = EXCLUDED.duid AND leases.iaid = EXCLUDED.iaid)
@@ -86,12 +98,23 @@ pub(super) struct UpsertArgs<'a> {
     state: &'static str,
     next_hop: Option<IpAddr>,
     next_hop_dev: Option<&'a str>,
+    last_transaction: i64,
+    relay_link_address: Option<IpAddr>,
+    relay_peer_address: Option<IpAddr>,
+    relay_source: Option<IpAddr>,
+    relay_interface_id: Option<&'a [u8]>,
+    relay_remote_id: Option<&'a [u8]>,
+    relay_subscriber_id: Option<&'a [u8]>,
+    relay_id: Option<&'a [u8]>,
+    relay_client_linklayer: Option<&'a [u8]>,
     writer: &'a str,
 }
 
 impl<'a> UpsertArgs<'a> {
     /// `None` for a lease validation should have refused (a time past i64).
     pub(super) fn new(lease: &'a Lease, writer: &'a str) -> Option<Self> {
+        let relay = lease.relay.as_deref();
+        let bytes = |f: fn(&RelayRecord) -> &Option<Vec<u8>>| relay.and_then(|r| f(r).as_deref());
         Some(UpsertArgs {
             kind: lease.kind.as_str(),
             address: IpAddr::V6(lease.addr),
@@ -104,12 +127,21 @@ impl<'a> UpsertArgs<'a> {
             state: lease.state.as_str(),
             next_hop: lease.next_hop.as_ref().map(|h| IpAddr::V6(h.via)),
             next_hop_dev: lease.next_hop.as_ref().map(|h| h.dev.as_str()),
+            last_transaction: i64::try_from(lease.last_transaction).ok()?,
+            relay_link_address: relay.map(|r| IpAddr::V6(r.link_address)),
+            relay_peer_address: relay.map(|r| IpAddr::V6(r.peer_address)),
+            relay_source: relay.map(|r| IpAddr::V6(r.source)),
+            relay_interface_id: bytes(|r| &r.interface_id),
+            relay_remote_id: bytes(|r| &r.remote_id),
+            relay_subscriber_id: bytes(|r| &r.subscriber_id),
+            relay_id: bytes(|r| &r.relay_id),
+            relay_client_linklayer: bytes(|r| &r.client_linklayer),
             writer,
         })
     }
 
     /// In [`COLUMNS`] order, then the writer.
-    pub(super) fn params(&self) -> [&(dyn ToSql + Sync); 12] {
+    pub(super) fn params(&self) -> [&(dyn ToSql + Sync); COLUMN_COUNT + 1] {
         [
             &self.kind,
             &self.address,
@@ -122,6 +154,15 @@ impl<'a> UpsertArgs<'a> {
             &self.state,
             &self.next_hop,
             &self.next_hop_dev,
+            &self.last_transaction,
+            &self.relay_link_address,
+            &self.relay_peer_address,
+            &self.relay_source,
+            &self.relay_interface_id,
+            &self.relay_remote_id,
+            &self.relay_subscriber_id,
+            &self.relay_id,
+            &self.relay_client_linklayer,
             &self.writer,
         ]
     }
@@ -191,7 +232,7 @@ pub(super) fn decode_rows(rows: &[Row], location: &Location) -> Vec<Lease> {
 /// Rows of `SELECT {COLUMNS}, written_by`: the leases another writer than `me` wrote.
 pub(super) fn decode_rows_by(rows: &[Row], location: &Location, me: &str) -> Vec<Lease> {
     let theirs: Vec<Row> =
-        rows.iter().filter(|r| r.try_get::<_, String>(11).map_or(true, |by| by != me)).cloned().collect();
+        rows.iter().filter(|r| r.try_get::<_, String>(COLUMN_COUNT).map_or(true, |by| by != me)).cloned().collect();
     decode_rows(&theirs, location)
 }
 
@@ -217,10 +258,76 @@ fn decode_row(row: &Row) -> Result<Lease, String> {
             (Some(via), Some(dev)) => Some(Box::new(NextHop { via: ipv6(via, "next_hop")?, dev })),
             _ => return Err("next_hop and next_hop_dev must be set together".into()),
         },
+        last_transaction: int(get::<i64>(row, 11, "last_transaction")?, "last_transaction")?,
+        relay: relay(row)?,
     };
     match lease.problem() {
         None => Ok(lease),
         Some(reason) => Err(reason),
+    }
+}
+
+/// Columns 12 to 19 (the table's CHECK keeps the three addresses together).
+fn relay(row: &Row) -> Result<Option<Box<RelayRecord>>, String> {
+    let addr = |idx: usize, name: &str| -> Result<Option<Ipv6Addr>, String> {
+        get::<Option<IpAddr>>(row, idx, name)?.map(|a| ipv6(a, name)).transpose()
+    };
+    let addrs = (addr(12, "relay_link_address")?, addr(13, "relay_peer_address")?, addr(14, "relay_source")?);
+    let (link_address, peer_address, source) = match addrs {
+        (None, None, None) => return Ok(None),
+        (Some(l), Some(p), Some(s)) => (l, p, s),
+        _ => return Err("relay_link_address, relay_peer_address and relay_source must be set together".into()),
+    };
+    Ok(Some(Box::new(RelayRecord {
+        link_address,
+        peer_address,
+        source,
+        interface_id: get(row, 15, "relay_interface_id")?,
+        remote_id: get(row, 16, "relay_remote_id")?,
+        subscriber_id: get(row, 17, "relay_subscriber_id")?,
+        relay_id: get(row, 18, "relay_id")?,
+        client_linklayer: get(row, 19, "relay_client_linklayer")?,
+    })))
+}
+
+/// The leases `filter` asks for, over the reader connection, each on an index of schema v3
+/// (or the primary key, for addresses and the prefixes containing one).
+pub(super) async fn query(
+    reader: &tokio::sync::Mutex<Option<(Client, ConnectionTask)>>,
+    config: &Config,
+    location: &Location,
+    filter: &LeaseFilter,
+) -> Result<Vec<Lease>, StoreError> {
+    let mut slot = reader.lock().await;
+    let (client, task) = match slot.take() {
+        Some((client, task)) if !client.is_closed() && !task.is_finished() => (client, task),
+        _ => connect(config, location).await?,
+    };
+    let select = |cond: &str| format!("SELECT {COLUMNS} FROM leases WHERE {cond}");
+    let result = match filter {
+        LeaseFilter::Address(a) => {
+            let a = IpAddr::V6(*a);
+            client
+                .query(
+                    &select(
+                        "(kind = 'na' AND address = $1) OR (kind = 'pd' AND prefix >>= set_masklen($1::cidr, 128))",
+                    ),
+                    &[&a],
+                )
+                .await
+        }
+        LeaseFilter::Client(duid) => client.query(&select("duid = $1"), &[duid]).await,
+        LeaseFilter::RelayId(id) => client.query(&select("relay_id = $1"), &[id]).await,
+        LeaseFilter::LinkAddress(a) => client.query(&select("relay_link_address = $1"), &[&IpAddr::V6(*a)]).await,
+        LeaseFilter::RemoteId(id) => client.query(&select("relay_remote_id = $1"), &[id]).await,
+    };
+    let lost = result.as_ref().err().is_some_and(|e| is_connection_loss(e, &client));
+    if !lost {
+        *slot = Some((client, task));
+    }
+    match result {
+        Ok(rows) => Ok(decode_rows(&rows, location)),
+        Err(e) => Err(pg_error(location, "query leases")(e)),
     }
 }
 

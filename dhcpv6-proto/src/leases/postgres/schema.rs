@@ -11,7 +11,7 @@ use super::{pg_error, Location, StoreError};
 
 /// Migration `i` moves the schema from version i to i+1. Append, never edit: deployed
 /// databases already ran the old ones.
-const MIGRATIONS: &[(&str, &str)] = &[
+pub(super) const MIGRATIONS: &[(&str, &str)] = &[
     (
         "leases: addresses as inet, prefixes as cidr, DUIDs as bytea",
         "CREATE TABLE leases (
@@ -74,6 +74,57 @@ const MIGRATIONS: &[(&str, &str)] = &[
         END $$;
      CREATE TRIGGER leases_notify AFTER INSERT OR UPDATE OR DELETE ON leases
         FOR EACH ROW EXECUTE FUNCTION dhcpv6_lease_notify();",
+    ),
+    (
+        "leasequery: the client's last transaction time and its relays' identities",
+        "ALTER TABLE leases ADD COLUMN last_transaction bigint NOT NULL DEFAULT 0;  -- unix seconds, 0: unknown
+     -- What the relays said when the lease was last written; the three addresses are set
+     -- together (relayed) or not at all (a client on the link).
+     ALTER TABLE leases ADD COLUMN relay_link_address inet CHECK (relay_link_address IS NULL OR family(relay_link_address) = 6);
+     ALTER TABLE leases ADD COLUMN relay_peer_address inet CHECK (relay_peer_address IS NULL OR family(relay_peer_address) = 6);
+     ALTER TABLE leases ADD COLUMN relay_source inet CHECK (relay_source IS NULL OR family(relay_source) = 6);
+     ALTER TABLE leases ADD COLUMN relay_interface_id bytea;
+     ALTER TABLE leases ADD COLUMN relay_remote_id bytea;       -- enterprise number then id
+     ALTER TABLE leases ADD COLUMN relay_subscriber_id bytea;
+     ALTER TABLE leases ADD COLUMN relay_id bytea;              -- a DUID (RFC 5460)
+     ALTER TABLE leases ADD COLUMN relay_client_linklayer bytea; -- hardware type then address
+     ALTER TABLE leases ADD CONSTRAINT leases_relay_addresses CHECK (
+        (relay_link_address IS NULL) = (relay_peer_address IS NULL)
+        AND (relay_link_address IS NULL) = (relay_source IS NULL));
+     -- By DUID: leases_by_client (duid, iaid, kind) of version 1 serves it.
+     -- Upserts are announced as R lines: U's fields, then last_transaction and the relay
+     -- columns ('-' for NULL, identifiers in hex), then the interface (the rest of the line).
+     -- A line pg_notify could not take (8000 bytes) is sent as U, without them.
+     CREATE OR REPLACE FUNCTION dhcpv6_lease_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+        DECLARE
+            line text;
+        BEGIN
+            IF TG_OP = 'DELETE' THEN
+                PERFORM pg_notify('dhcpv6_leases', concat_ws(' ', 'D', OLD.kind, host(OLD.address),
+                    OLD.prefix_len, OLD.valid_until, OLD.written_by));
+                RETURN NULL;
+            END IF;
+            line := concat_ws(' ', 'R', NEW.kind, host(NEW.address),
+                NEW.prefix_len, encode(NEW.duid, 'hex'), NEW.iaid, NEW.valid_until, NEW.preferred_until,
+                NEW.state, coalesce(host(NEW.next_hop), '-'), coalesce(NEW.next_hop_dev, '-'),
+                NEW.written_by, NEW.last_transaction,
+                coalesce(host(NEW.relay_link_address), '-'), coalesce(host(NEW.relay_peer_address), '-'),
+                coalesce(host(NEW.relay_source), '-'), coalesce(encode(NEW.relay_interface_id, 'hex'), '-'),
+                coalesce(encode(NEW.relay_remote_id, 'hex'), '-'), coalesce(encode(NEW.relay_subscriber_id, 'hex'), '-'),
+                coalesce(encode(NEW.relay_id, 'hex'), '-'), coalesce(encode(NEW.relay_client_linklayer, 'hex'), '-'),
+                NEW.iface);
+            IF octet_length(line) >= 8000 THEN
+                line := concat_ws(' ', 'U', NEW.kind, host(NEW.address),
+                    NEW.prefix_len, encode(NEW.duid, 'hex'), NEW.iaid, NEW.valid_until, NEW.preferred_until,
+                    NEW.state, coalesce(host(NEW.next_hop), '-'), coalesce(NEW.next_hop_dev, '-'),
+                    NEW.written_by, NEW.iface);
+            END IF;
+            PERFORM pg_notify('dhcpv6_leases', line);
+            RETURN NULL;
+        END $$;
+     CREATE INDEX leases_by_relay_id ON leases (relay_id) WHERE relay_id IS NOT NULL;
+     CREATE INDEX leases_by_relay_link ON leases (relay_link_address) WHERE relay_link_address IS NOT NULL;
+     CREATE INDEX leases_by_remote_id ON leases (relay_remote_id) WHERE relay_remote_id IS NOT NULL;",
     ),
 ];
 

@@ -311,6 +311,8 @@ async fn write_batch(
     location: &Location,
     writer: &String,
 ) -> Result<VecDeque<Vec<Lease>>, BatchError> {
+    // Unboxed: the arguments live for one transaction, and boxing would allocate once per op.
+    #[allow(clippy::large_enum_variant)]
     enum Args<'a> {
         Upsert(UpsertArgs<'a>),
         Remove(KeyArgs),

@@ -11,7 +11,8 @@ use std::collections::HashSet;
 
 use dhcpv6_common::wire::status;
 
-use crate::leases::{Lease, LeaseKey, LeaseKind, LeaseOp, LeaseState, NextHop};
+use crate::leases::{Lease, LeaseKey, LeaseKind, LeaseOp, LeaseState, NextHop, RelayRecord};
+use crate::server::relay::LinkSelector;
 use crate::stats::Counter;
 
 use super::config::LinkPools;
@@ -191,6 +192,8 @@ impl Allocator {
                 state: LeaseState::Bound,
                 next_hop: (ia.kind == LeaseKind::Prefix)
                     .then(|| Box::new(NextHop { via: c.peer, dev: c.arrival.to_owned() })),
+                last_transaction: c.now,
+                relay: c.relay.map(|sel| Box::new(relay_record(sel, c.peer))),
             };
             if ia.kind == LeaseKind::Prefix {
                 txn.routes.push(RouteChange::Add {
@@ -390,6 +393,22 @@ impl Allocator {
             }
         }
         None
+    }
+}
+
+/// What the relays said about the client, as the lease keeps it; `source` is the address the
+/// Relay-Forward came from.
+fn relay_record(sel: &LinkSelector<'_>, source: std::net::Ipv6Addr) -> RelayRecord {
+    let owned = |b: Option<&[u8]>| b.map(<[u8]>::to_vec);
+    RelayRecord {
+        link_address: sel.link_address.unwrap_or(std::net::Ipv6Addr::UNSPECIFIED),
+        peer_address: sel.peer_address.unwrap_or(std::net::Ipv6Addr::UNSPECIFIED),
+        source,
+        interface_id: owned(sel.interface_id),
+        remote_id: owned(sel.remote_id),
+        subscriber_id: owned(sel.subscriber_id),
+        relay_id: owned(sel.relay_id),
+        client_linklayer: owned(sel.client_linklayer),
     }
 }
 

@@ -127,6 +127,24 @@ impl Requester {
     pub fn new(peer: Ipv6Addr, relay: Option<&LinkSelector<'_>>) -> Self {
         Self { peer: Some(peer), relay: relay.map(RelayIds::from) }
     }
+
+    /// For an event no message caused (expiry, reclaim, an operator's release): what the
+    /// store kept of the relays of the lease's last relayed transaction, if any.
+    pub fn stored(lease: &Lease) -> Self {
+        let Some(r) = lease.relay.as_deref() else { return Self::default() };
+        let client_mac = r.client_linklayer.as_deref().and_then(|ll| match ll {
+            [0, 1, mac @ ..] => <[u8; 6]>::try_from(mac).ok(),
+            _ => None,
+        });
+        let relay = RelayIds {
+            link_address: (!r.link_address.is_unspecified()).then_some(r.link_address),
+            interface_id: r.interface_id.clone(),
+            remote_id: r.remote_id.clone(),
+            subscriber_id: r.subscriber_id.clone(),
+            client_mac,
+        };
+        Self { peer: (!r.peer_address.is_unspecified()).then_some(r.peer_address), relay: Some(relay) }
+    }
 }
 
 /// One lease event. `lease` is the lease as it stands after the event, or as it was when the
@@ -138,7 +156,7 @@ pub struct LeaseEvent {
     pub lease: Lease,
     /// Unix seconds when it was decided.
     pub at: u64,
-    /// Empty for the server's and operator's events.
+    /// For the server's and operator's events, what the store kept of the lease's relays.
     pub requester: Requester,
 }
 
@@ -154,7 +172,8 @@ impl LeaseEvent {
 
     /// `ctl release`: the operator ended `lease`.
     pub fn operator_release(lease: Lease, at: u64) -> Self {
-        Self { kind: EventKind::Release, origin: Origin::Operator, lease, at, requester: Requester::default() }
+        let requester = Requester::stored(&lease);
+        Self { kind: EventKind::Release, origin: Origin::Operator, lease, at, requester }
     }
 
     /// A lease the server dropped because its time was up: a bound one expired, a declined
@@ -164,7 +183,8 @@ impl LeaseEvent {
             LeaseState::Bound => EventKind::Expire,
             LeaseState::Declined => EventKind::Reclaim,
         };
-        Self { kind, origin: Origin::Server, lease, at, requester: Requester::default() }
+        let requester = Requester::stored(&lease);
+        Self { kind, origin: Origin::Server, lease, at, requester }
     }
 }
 

@@ -72,6 +72,7 @@ mod tests {
             remote_id: Some(&rid),
             subscriber_id: None,
             client_linklayer: Some(&cll),
+            ..LinkSelector::default()
         };
         assert_eq!(of(Some(&sel), a("2001:db8::1")), Some(vec![MAC, 2, 0, 0, 0, 0, 9]));
         sel.client_linklayer = None;

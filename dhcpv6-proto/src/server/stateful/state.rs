@@ -366,6 +366,8 @@ mod tests {
             preferred_until: valid_until,
             state: LeaseState::Bound,
             next_hop: None,
+            last_transaction: 0,
+            relay: None,
         }
     }
 

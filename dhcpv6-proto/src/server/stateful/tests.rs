@@ -746,6 +746,8 @@ fn a_renew_looks_only_at_the_ia_it_names() {
         preferred_until: NOW + 3600,
         state: LeaseState::Bound,
         next_hop: None,
+        last_transaction: 0,
+        relay: None,
     });
     let mut e = Engine::new(vec![big], leases, NOW).unwrap();
     assert_eq!(e.lease_count(), IAS as usize);
@@ -1387,6 +1389,8 @@ fn lease_events_of_a_relayed_client_carry_the_relay_identities() {
         remote_id: Some(&[0, 0, 0, 9, b'r']),
         subscriber_id: Some(b"sub-1"),
         client_linklayer: Some(&cll),
+        peer_address: None,
+        relay_id: None,
     });
     let ev = events_of(&mut e, &store, &request(1).na(1, &[]), &c, NOW);
     assert_eq!(ev.len(), 1);
@@ -1415,4 +1419,74 @@ fn an_operator_release_is_a_release_by_the_operator() {
         (ev.kind, ev.origin, ev.lifetimes(), ev.lease.addr),
         (EventKind::Release, Origin::Operator, (0, 0), g[0].lease.addr)
     );
+}
+
+/// What leasequery answers from: a relayed grant keeps what the relays said and when, a
+/// renewal on the link drops the record, and a lease on the link never had one.
+#[test]
+fn leases_keep_their_relay_identities_and_last_transaction() {
+    let store = MemoryStore::new();
+    let mut e = engine(vec![link()]);
+    let mut c = ctx();
+    c.peer = a("2001:db8:1::2");
+    c.relay = Some(LinkSelector {
+        link_address: Some(a("2001:db8:1::1")),
+        interface_id: Some(b"port-1"),
+        remote_id: Some(&[0, 0, 0x0d, 0xe9, b'l']),
+        subscriber_id: Some(b"sub"),
+        client_linklayer: Some(&[0, 1, 2, 0, 0, 0, 0, 7]),
+        peer_address: Some(a("fe80::7")),
+        relay_id: Some(&[0, 2, 0, 0, 0x0d, 0xe9, b'r']),
+    });
+    run(&mut e, &store, &request(1).na(1, &[]).pd(2, &[]), &c, NOW).0.unwrap();
+    let stored = store.load_all().unwrap();
+    assert_eq!(stored.len(), 2);
+    for l in &stored {
+        assert_eq!(l.last_transaction, NOW);
+        let r = l.relay.as_deref().expect("relayed");
+        assert_eq!((r.link_address, r.peer_address, r.source), (a("2001:db8:1::1"), a("fe80::7"), a("2001:db8:1::2")));
+        assert_eq!(r.interface_id.as_deref(), Some(&b"port-1"[..]));
+        assert_eq!(r.remote_id.as_deref(), Some(&[0, 0, 0x0d, 0xe9, b'l'][..]));
+        assert_eq!(r.subscriber_id.as_deref(), Some(&b"sub"[..]));
+        assert_eq!(r.relay_id.as_deref(), Some(&[0, 2, 0, 0, 0x0d, 0xe9, b'r'][..]));
+        assert_eq!(r.client_linklayer.as_deref(), Some(&[0, 1, 2, 0, 0, 0, 0, 7][..]));
+    }
+    let addr = stored.iter().find(|l| l.kind == LeaseKind::Address).unwrap().addr;
+    let renew = Msg::new(msg::RENEW).cid(&client(1)).sid().na(1, &[&addr.to_string()]);
+    run(&mut e, &store, &renew, &ctx(), NOW + 100).0.unwrap();
+    let renewed = store.load_all().unwrap().into_iter().find(|l| l.addr == addr).unwrap();
+    assert_eq!((renewed.last_transaction, renewed.relay), (NOW + 100, None));
+}
+
+/// Events no message caused (an operator's release, expiry) carry what the store kept of the
+/// lease's relays, so an expire line names the same Interface-ID and Remote-ID as the grant.
+#[test]
+fn server_and_operator_events_carry_the_stored_relay_identities() {
+    let store = MemoryStore::new();
+    let mut e = engine(vec![link()]);
+    let mut c = ctx();
+    c.peer = a("2001:db8:1::2");
+    c.relay = Some(LinkSelector {
+        link_address: Some(a("2001:db8:1::1")),
+        interface_id: Some(b"port-9"),
+        remote_id: Some(&[0, 0, 0x0d, 0xe9, b'x']),
+        subscriber_id: None,
+        client_linklayer: Some(&[0, 1, 2, 0, 0, 0, 0, 9]),
+        peer_address: Some(a("fe80::9")),
+        relay_id: None,
+    });
+    let g = events_of(&mut e, &store, &request(1).na(1, &[]), &c, NOW);
+    let stored = store.load_all().unwrap().into_iter().find(|l| l.addr == g[0].lease.addr).unwrap();
+    let want = Requester {
+        peer: Some(a("fe80::9")),
+        relay: Some(RelayIds {
+            link_address: Some(a("2001:db8:1::1")),
+            interface_id: Some(b"port-9".to_vec()),
+            remote_id: Some(vec![0, 0, 0x0d, 0xe9, b'x']),
+            subscriber_id: None,
+            client_mac: Some([2, 0, 0, 0, 0, 9]),
+        }),
+    };
+    assert_eq!(LeaseEvent::ended(stored.clone(), NOW + 9000).requester, want);
+    assert_eq!(LeaseEvent::operator_release(stored, NOW + 5).requester, want);
 }
