@@ -97,9 +97,10 @@ struct RunArgs {
     /// The lease database: every lease is durable before its Reply is sent. A path is an
     /// SQLite file (WAL, locked against a second daemon); a postgresql:// or postgres:// URL
     /// (libpq's form, e.g. postgresql:///dhcpv6?host=/run/postgresql&user=dhcp) is a
-    /// PostgreSQL database several boxes can share.
-    #[arg(long, value_name = "PATH|URL", default_value = "/var/lib/dhcpv6d/leases.db")]
-    lease_db: PathBuf,
+    /// PostgreSQL database several boxes can share. Over the file's [store]; default
+    /// /var/lib/dhcpv6d/leases.db
+    #[arg(long, value_name = "PATH|URL")]
+    lease_db: Option<PathBuf>,
     /// Serve Prometheus metrics (text format) on this address, e.g. [::1]:9547.
     #[arg(long, value_name = "ADDR:PORT")]
     metrics: Option<std::net::SocketAddr>,
@@ -267,8 +268,8 @@ fn main() -> Result<ExitCode> {
                     max_leases_per_client: r.max_leases_per_client,
                     max_leases_per_mac: r.max_leases_per_mac,
                     server_duid: r.server_duid,
+                    lease_db: r.lease_db.map(PathBuf::into_os_string),
                 },
-                lease_db: r.lease_db,
                 routes: !r.no_routes,
                 metrics: r.metrics,
                 control_socket: r.control_socket.unwrap_or_else(|| r.state_dir.join("control.sock")),

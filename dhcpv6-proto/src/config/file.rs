@@ -28,6 +28,16 @@ pub(crate) struct Document {
     pub relay: Option<Relay>,
     /// One Server Identifier for every interface (several boxes answering as one server).
     pub server_duid: Option<Spanned<String>>,
+    /// `[store]`: where the leases are kept.
+    pub store: Option<Store>,
+}
+
+/// `[store]`: `url` (a PostgreSQL database) or `path` (an SQLite file), as `--lease-db`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Store {
+    pub url: Option<Spanned<String>>,
+    pub path: Option<Spanned<String>>,
 }
 
 /// `[defaults]`: what every interface hands out unless it says otherwise.

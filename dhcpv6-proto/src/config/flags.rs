@@ -5,6 +5,7 @@
 use std::{net::Ipv6Addr, sync::Arc};
 
 use crate::{
+    leases::StoreSpec,
     resolv::HostResolver,
     server::{
         stateful::{check_links, AddrRange, LinkPools, PoolError, PrefixPool},
@@ -50,6 +51,8 @@ pub struct Overrides {
     pub raw_options: Vec<String>,
     /// `--ignore-user-class TEXT`: over every interface's and link's `ignore_user_classes`.
     pub ignore_user_classes: Vec<String>,
+    /// `--lease-db PATH|URL`: over the file's `[store]`.
+    pub lease_db: Option<std::ffi::OsString>,
 }
 
 /// The flags, each value checked.
@@ -61,6 +64,7 @@ struct Flags {
     relay: Option<RelaySettings>,
     server_duid: Option<Duid>,
     trusted_relays: Vec<Prefix>,
+    store: Option<StoreSpec>,
 }
 
 impl TryFrom<&Overrides> for Flags {
@@ -158,7 +162,15 @@ impl TryFrom<&Overrides> for Flags {
                 })
             })
             .collect::<Result<_, _>>()?;
-        Ok(Self { options, link, relay, server_duid, trusted_relays })
+        let store =
+            match &o.lease_db {
+                None => None,
+                Some(v) => Some(StoreSpec::parse(v).map_err(|e| ConfigError::Flag {
+                    flag: "--lease-db".into(),
+                    reason: Reason::Store(e.to_string()),
+                })?),
+            };
+        Ok(Self { options, link, relay, server_duid, trusted_relays, store })
     }
 }
 
@@ -237,5 +249,9 @@ pub(crate) fn merge(file: ConfigFile, overrides: &Overrides, host: &HostResolver
             l.service = Some(Arc::new(own));
         }
     }
-    Ok(Config { ifaces, relay, links })
+    let store = flags
+        .store
+        .or(file.store)
+        .unwrap_or_else(|| StoreSpec::Sqlite(std::path::PathBuf::from(super::DEFAULT_LEASE_DB)));
+    Ok(Config { ifaces, relay, links, store })
 }

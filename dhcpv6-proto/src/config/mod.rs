@@ -25,7 +25,8 @@
 //!   `file::Link` (and in `options_view!`), and of `OptionLayer` (`options.rs`); a
 //!   `[[link]]` with option keys is a layer over `[defaults]` whose encoded options travel on
 //!   its `LinkPools::service`;
-//! - `[store] url`: a `file::Store` section, with `--lease-db` over it in `flags.rs`.
+//!
+//! `[store]` (`url` or `path`) says where the leases are, with `--lease-db` over it.
 
 mod file;
 mod flags;
@@ -45,6 +46,7 @@ use std::{
 use thiserror::Error;
 
 use crate::{
+    leases::StoreSpec,
     resolv,
     server::{
         stateful::{self, LinkPools, PoolError},
@@ -126,11 +128,19 @@ pub enum Reason {
     /// A typed or raw option, or a user class, that cannot be sent as configured.
     #[error("{0}")]
     Option(#[from] crate::server::typed_options::OptionProblem),
+    /// A lease store the daemon cannot open as written (`StoreSpec::parse`'s reason).
+    #[error("{0}")]
+    Store(String),
+    #[error("[store] takes url or path, not both")]
+    StoreTwice,
 }
 
 /// The link of `--na-pool`/`--pd-pool`: every served interface, and relayed clients whose
 /// relay link-address lies in the pools' prefixes.
 pub const DEFAULT_LINK: &str = "default";
+
+/// Where the leases are when neither `--lease-db` nor `[store]` says.
+pub const DEFAULT_LEASE_DB: &str = "/var/lib/dhcpv6d/leases.db";
 
 /// Everything the daemon runs with.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,9 +148,15 @@ pub struct Config {
     ifaces: Vec<IfaceConfig>,
     relay: Option<RelaySettings>,
     links: Vec<LinkPools>,
+    store: StoreSpec,
 }
 
 impl Config {
+    /// The lease store: `--lease-db`, else `[store]`, else [`DEFAULT_LEASE_DB`].
+    pub fn store(&self) -> &StoreSpec {
+        &self.store
+    }
+
     /// Served interfaces: the file's in its order, then those only named by `--iface`.
     pub fn ifaces(&self) -> &[IfaceConfig] {
         &self.ifaces

@@ -309,6 +309,10 @@ fn reads_the_example_file() {
     let t = c.ifaces()[0].trusted_relays();
     assert!(t.admits(&a("2001:db8:1::2")) && t.admits(&a("fe80::7")) && !t.admits(&a("2001:db8:1::3")));
     assert!(c.relay().unwrap().trusted_relays().admits(&a("fe80::7")));
+    assert_eq!(
+        c.store(),
+        &crate::leases::StoreSpec::Postgres("postgresql:///dhcpv6?host=/run/postgresql&port=5432&user=dhcp".into())
+    );
     let e = load(Some(Path::new("/nonexistent/dhcpv6d.toml")), &Overrides::default(), Path::new("/nonexistent"));
     assert!(matches!(e, Err(ConfigError::Read { .. })), "{e:?}");
 }
@@ -448,4 +452,51 @@ fn server_duid_must_be_a_known_type_of_fitting_length() {
     let long = format!("0002{}", "ab".repeat(129));
     let e = load_text("", &Overrides { server_duid: Some(long), ..serve_eth9() }).unwrap_err().to_string();
     assert!(e.contains("131"), "{e}");
+}
+
+#[test]
+fn store_url_or_path_from_the_file_and_the_flag_over_it() {
+    let url = "postgresql:///dhcpv6?host=/run/postgresql&port=5432&user=dhcp";
+    let c = load_text(&format!("[store]\nurl = \"{url}\"\n"), &serve_eth9()).unwrap();
+    assert_eq!(c.store(), &crate::leases::StoreSpec::Postgres(url.into()));
+    let c = load_text("[store]\npath = \"/srv/leases.db\"\n", &serve_eth9()).unwrap();
+    assert_eq!(c.store(), &crate::leases::StoreSpec::Sqlite("/srv/leases.db".into()));
+    // Neither: the default file.
+    let c = load_text("", &serve_eth9()).unwrap();
+    assert_eq!(c.store(), &crate::leases::StoreSpec::Sqlite(DEFAULT_LEASE_DB.into()));
+    // The command line wins, whichever form either has.
+    let flags = Overrides { lease_db: Some("/tmp/other.db".into()), ..serve_eth9() };
+    let c = load_text(&format!("[store]\nurl = \"{url}\"\n"), &flags).unwrap();
+    assert_eq!(c.store(), &crate::leases::StoreSpec::Sqlite("/tmp/other.db".into()));
+    let flags = Overrides { lease_db: Some("postgres://db.example/leases".into()), ..serve_eth9() };
+    let c = load_text("[store]\npath = \"/srv/leases.db\"\n", &flags).unwrap();
+    assert_eq!(c.store(), &crate::leases::StoreSpec::Postgres("postgres://db.example/leases".into()));
+}
+
+#[test]
+fn store_refusals_name_file_line_and_reason_as_the_flag_does() {
+    let serve = "[[interface]]\nname = \"eth9\"\n";
+    for (store, why) in [
+        ("url = \"mysql://db/leases\"", "the scheme mysql:// is not supported"),
+        ("url = \"POSTGRESQL:///dhcpv6\"", "lower case"),
+        ("url = \"host=/run/postgresql dbname=dhcpv6\"", "key=value connection strings are not supported"),
+        ("url = \"/var/lib/dhcpv6d/leases.db\"", "an SQLite file is `path`"),
+        ("path = \"postgresql:///dhcpv6?host=/run/postgresql\"", "a PostgreSQL database is `url`"),
+        ("path = \"sqlite:///var/lib/leases.db\"", "without sqlite://"),
+        ("path = \"\"", "empty"),
+        ("url = \"postgresql:///a\"\npath = \"/b.db\"", "not both"),
+        ("uri = \"postgresql:///a\"", "unknown field `uri`"),
+    ] {
+        let e = refused(&format!("{serve}\n[store]\n{store}\n"));
+        assert!(e.starts_with("dhcpv6d.toml:") && e.contains(why), "{store}: {e}");
+        // The key's own line (the second of `not both`: the one that made it two).
+        let line = if why == "not both" { 6 } else { 5 };
+        assert!(e.starts_with(&format!("dhcpv6d.toml:{line}: ")), "{store}: {e}");
+    }
+    // The flag refuses the same values, naming itself.
+    for (v, why) in [("mysql://db/leases", "mysql:// is not supported"), ("postgres:x", "starts with postgres://")] {
+        let flags = Overrides { lease_db: Some(v.into()), ..serve_eth9() };
+        let e = load_text("", &flags).unwrap_err().to_string();
+        assert!(e.starts_with("--lease-db: ") && e.contains(why), "{v}: {e}");
+    }
 }

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use toml::Spanned;
 
 use crate::{
+    leases::StoreSpec,
     server::stateful::{
         check_links, AddrRange, ClientLimits, ConfigError as LinksError, Item, LifetimeField, Lifetimes, LinkPools,
         PrefixPool, Refusal, Reservation, ReservationPart,
@@ -50,6 +51,8 @@ pub struct ConfigFile {
     pub(crate) link_options: Vec<(String, OptionLayer)>,
     /// `server_duid`: replaces every interface's own DUID.
     pub(crate) server_duid: Option<Duid>,
+    /// `[store] url` or `path`.
+    pub(crate) store: Option<StoreSpec>,
 }
 
 impl TryFrom<Source<'_>> for ConfigFile {
@@ -98,9 +101,46 @@ impl TryFrom<Source<'_>> for ConfigFile {
                 .map(|s| server_duid(&hex(s, "server_duid", &src)?).map_err(|r| src.invalid(s.span().start, r)))
                 .transpose()?,
             link_options,
+            store: doc.store.as_ref().map(|s| store(s, &src)).transpose()?.flatten(),
         };
         check_links(&file.links).map_err(|r| file.refused(r))?;
         Ok(file)
+    }
+}
+
+/// `[store]`: the same forms as `--lease-db`, `url` a PostgreSQL database only and `path` a
+/// file only, so that a URL typed as a path (or the reverse) is refused, not guessed.
+fn store(s: &file::Store, src: &Source<'_>) -> Result<Option<StoreSpec>, ConfigError> {
+    match (&s.url, &s.path) {
+        (Some(_), Some(p)) => Err(src.invalid(p.span().start, Reason::StoreTwice)),
+        (None, None) => Ok(None),
+        (Some(u), None) => match StoreSpec::parse(u.get_ref()) {
+            Ok(spec @ StoreSpec::Postgres(_)) => Ok(Some(spec)),
+            Ok(StoreSpec::Sqlite(_)) => Err(src.invalid(
+                u.span().start,
+                Reason::Store(format!(
+                    "url {:?} is not a postgresql:// or postgres:// URL (an SQLite file is `path`)",
+                    u.get_ref()
+                )),
+            )),
+            Err(e) => Err(src.invalid(u.span().start, store_reason(e))),
+        },
+        (None, Some(p)) => match StoreSpec::parse(p.get_ref()) {
+            Ok(spec @ StoreSpec::Sqlite(_)) => Ok(Some(spec)),
+            Ok(StoreSpec::Postgres(_)) => Err(src.invalid(
+                p.span().start,
+                Reason::Store("path is an SQLite file; a PostgreSQL database is `url`".into()),
+            )),
+            Err(e) => Err(src.invalid(p.span().start, store_reason(e))),
+        },
+    }
+}
+
+/// `StoreSpec::parse`'s refusal without its `--lease-db` hint (the file has its own keys).
+pub(crate) fn store_reason(e: crate::leases::StoreError) -> Reason {
+    match e {
+        crate::leases::StoreError::UnsupportedSpec { spec, reason } => Reason::Store(format!("{spec:?}: {reason}")),
+        other => Reason::Store(other.to_string()),
     }
 }
 

@@ -45,7 +45,6 @@ pub struct Options {
     pub state_dir: PathBuf,
     pub bpf_log: bool,
     pub resolv_conf: PathBuf,
-    pub lease_db: PathBuf,
     pub routes: bool,
     /// Prometheus text on this address (`--metrics`).
     pub metrics: Option<std::net::SocketAddr>,
@@ -77,13 +76,15 @@ struct Server {
 }
 
 pub async fn run(opts: Options) -> Result<()> {
-    let (ifaces, relay, links) = config::load(opts.config.as_deref(), &opts.overrides, &opts.resolv_conf)?.into_parts();
+    let cfg = config::load(opts.config.as_deref(), &opts.overrides, &opts.resolv_conf)?;
+    let store = cfg.store().clone();
+    let (ifaces, relay, links) = cfg.into_parts();
     std::fs::create_dir_all(&opts.state_dir).with_context(|| format!("creating {}", opts.state_dir.display()))?;
     let dp = Dataplane::load(&opts.pin_dir, opts.bpf_log)?;
     let nl = Netlink::connect()?;
     let sock = Arc::new(ServerSocket::bind()?);
     let stats = Arc::<UserStats>::default();
-    let stateful = StatefulService::open(&opts.lease_db, opts.routes, links, sock.clone(), stats.clone()).await?;
+    let stateful = StatefulService::open(&store, opts.routes, links, sock.clone(), stats.clone()).await?;
     let ifaces = ServedIfaces::new(ifaces, opts.fast_path, opts.xdp_mode);
     let agent = RelayAgent::new(relay, opts.xdp_mode);
     let control = control::Control::start(&opts.control_socket)?;

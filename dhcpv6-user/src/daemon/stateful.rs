@@ -25,7 +25,6 @@
 
 use std::{
     net::{Ipv6Addr, SocketAddrV6},
-    path::Path,
     sync::{Arc, Mutex, MutexGuard, PoisonError},
     time::Instant,
 };
@@ -37,7 +36,7 @@ use tracing::{debug, info, warn};
 use super::store_health::StoreHealth;
 use super::transmit::{send_reply, Transmit};
 use crate::{
-    leases::{unix_now, CommitTicket, ForeignChange, Lease, LeaseStore, StoreError},
+    leases::{unix_now, CommitTicket, ForeignChange, Lease, LeaseStore, StoreError, StoreSpec},
     routes::Routes,
     server::stateful::{unconfigured, ClientContext, Engine, LinkPools, RouteChange, Undo},
     socket::ServerSocket,
@@ -74,7 +73,7 @@ impl StatefulService {
     /// Opens the lease store, drops what expired while we were away, and rebuilds the engine
     /// from what is left. `None` when no link has pools.
     pub async fn open(
-        lease_db: &Path,
+        lease_db: &StoreSpec,
         routes: bool,
         links: Vec<LinkPools>,
         sock: Arc<ServerSocket>,
@@ -83,10 +82,10 @@ impl StatefulService {
         if links.is_empty() {
             return Ok(None);
         }
-        let path = lease_db.to_path_buf();
+        let spec = lease_db.clone();
         let (store, leases) = tokio::task::spawn_blocking(move || -> Result<(Arc<dyn LeaseStore>, Vec<Lease>)> {
-            // A path is SQLite, a postgresql:// URL PostgreSQL; anything else is refused.
-            let store = crate::leases::open(&path)?;
+            // SQLite files are locked against a second daemon; PostgreSQL is shared.
+            let store = spec.open()?;
             let reclaimed = store.reclaim_expired(unix_now())?;
             let leases = store.load_all()?;
             info!(db = %store.location(), leases = leases.len(), reclaimed = reclaimed.len(), "lease store open");
