@@ -230,6 +230,23 @@ impl LeaseStore for PgStore {
         }
     }
 
+    /// A round trip through the writer that proves the database takes writes again (see
+    /// `Job::Probe`), in order with commits; refused at once while the session is down.
+    fn probe(&self) -> CommitTicket {
+        if !self.is_up() {
+            return CommitTicket::resolved(Err(self.refuse()));
+        }
+        let (done, rx) = oneshot::channel();
+        match self.sender().try_send(Job::Probe { done }) {
+            Ok(()) => CommitTicket::pending(rx, Arc::clone(&self.location)),
+            Err(TrySendError::Full(_)) => CommitTicket::resolved(Err(StoreError::QueueFull {
+                store: Location::clone(&self.location),
+                capacity: self.options.queue_capacity,
+            })),
+            Err(TrySendError::Closed(_)) => CommitTicket::resolved(Err(self.stopped())),
+        }
+    }
+
     /// Runs in the writer, in order with commits. Waits (bounded) while the queue is
     /// full: reclaiming is housekeeping and should wait its turn, not be shed.
     fn reclaim_expired(&self, now: u64) -> Result<Vec<Lease>, StoreError> {
