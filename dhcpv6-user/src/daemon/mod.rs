@@ -58,6 +58,8 @@ pub struct Options {
 /// components that write the kernel's state (`ifaces`, `agent`) one at a time, from the loop.
 struct Server {
     opts: Options,
+    /// The lease store opened at start (`--lease-db`, `[store]`): a reload does not move it.
+    store: crate::leases::StoreSpec,
     dp: Dataplane,
     nl: Netlink,
     sock: Arc<ServerSocket>,
@@ -90,6 +92,7 @@ pub async fn run(opts: Options) -> Result<()> {
     let control = control::Control::start(&opts.control_socket)?;
     let mut s = Server {
         opts,
+        store,
         dp,
         nl,
         sock,
@@ -219,6 +222,10 @@ impl Server {
                 return Err(e.to_string());
             }
         };
+        if cfg.store() != &self.store {
+            // Leases live in one store per run: moving them is a restart (and a migration).
+            warn!(in_force = %self.store, configured = %cfg.store(), "[store] changed: the lease store changes only with a restart");
+        }
         let (ifaces, relay, links) = cfg.into_parts();
         // Pools first: refused, nothing of the new file is applied.
         match self.stateful.as_ref() {
