@@ -65,6 +65,8 @@ pub struct PgRow {
     pub row: SarrRow,
     /// Leases in the database once the row ended (each box's server counts them its way).
     pub db_leases: Option<u64>,
+    /// Replies each box's generator got over the whole row: the work each box did.
+    pub replies_per_box: Vec<u64>,
     /// Population per box (renew rows).
     pub population: Option<u64>,
 }
@@ -285,9 +287,10 @@ fn row(
     // Let the last grouped commits land before counting.
     interrupt::sleep(Duration::from_millis(500))?;
     let db_leases = server.leases(paths, peer, &db).map_err(|e| say(&format!("  counting leases: {e:#}"))).ok();
+    let replies_per_box = gens.iter().map(|g| g.steps.iter().map(|s| s.replies).sum()).collect();
     drop(gens);
     drop(sides);
-    Ok(PgRow { row, db_leases, population })
+    Ok(PgRow { row, db_leases, population, replies_per_box })
 }
 
 /// Leases of a renew row's population, over all its boxes: the SQLite rows' population, at
@@ -704,9 +707,15 @@ pub fn table(res: &[PgEntry]) -> String {
                     .collect();
                 let _ = writeln!(
                     s,
-                    "- {title}: runs {}; leases in the database after the row: {}{}.\n  Server: `{}`. Load: `{}`.",
+                    "- {title}: runs {}; leases in the database after the row: {}{}{}.\n  Server: `{}`. Load: `{}`.",
                     runs.join("; "),
                     r.db_leases.map_or("?".into(), |n| num(n as f64)),
+                    if r.replies_per_box.len() > 1 {
+                        let each: Vec<String> = r.replies_per_box.iter().map(|n| num(*n as f64)).collect();
+                        format!("; replies per box over the row: {}", each.join(" / "))
+                    } else {
+                        String::new()
+                    },
                     r.row.population.as_ref().map_or(String::new(), |p| format!(
                         "; population per box {} of {} bound in {:.0} s",
                         num(p.bound as f64),
@@ -731,6 +740,9 @@ pub fn failures(res: &[PgEntry]) -> Vec<String> {
             Err(e) => v.push(format!("{what}: {}", e.lines().next().unwrap_or(""))),
             Ok(r) if r.row.runs.iter().all(|x| x.steps.iter().all(|s| s.rr.1 == 0)) => {
                 v.push(format!("{what}: no exchange completed"))
+            }
+            Ok(r) if r.replies_per_box.contains(&0) => {
+                v.push(format!("{what}: a box answered nothing ({:?} replies per box)", r.replies_per_box))
             }
             _ => {}
         }
