@@ -553,6 +553,61 @@ fn the_database_stopped_and_started_under_load() {
     }
 }
 
+/// `--load-split`: each box answers the Solicits of its share of DUIDs only (the split
+/// function over the boxes whose heartbeat is fresh), and once a box is killed the other
+/// answers every Solicit within the stale time.
+#[test]
+fn load_split_each_box_answers_its_share_and_takes_over_a_silent_ones() {
+    let mut b = Boxes::new("ms");
+    for i in 0..2 {
+        b.start_with(i, &["--load-split", "--heartbeat-stale", "3"]);
+    }
+    let fresh = || b.psql("SELECT count(*) FROM heartbeats WHERE beat_at > now() - interval '3 s'");
+    testbed::wait_for(Duration::from_secs(10), || Ok(fresh() == "2"))
+        .unwrap_or_else(|e| panic!("both boxes beat: {e:#}\n{}", b.logs()));
+    // A box learns of the other at its next heartbeat (every second here).
+    std::thread::sleep(Duration::from_millis(2_500));
+    let names: Vec<String> = b.psql("SELECT box FROM heartbeats ORDER BY box").lines().map(str::to_owned).collect();
+    let pids = [0, 1].map(|i| b.daemons[i].as_ref().unwrap().pid());
+    let duids = [b.duid(0), b.duid(1)];
+    let box_of = |name: &str| pids.iter().position(|p| name.ends_with(&format!(":{p}"))).unwrap();
+    assert_eq!(names.len(), 2, "{names:?}");
+    let hex =
+        |h: &str| (0..h.len()).step_by(2).map(|i| u8::from_str_radix(&h[i..i + 2], 16).unwrap()).collect::<Vec<u8>>();
+
+    let servers = format!("{},{}", duids[0], duids[1]);
+    let bound = b.client(&["bind", "200", "16", &servers]);
+    let mut by_box = [0, 0];
+    for c in &bound {
+        let duid = hex(&text(c, "duid").unwrap());
+        let owner = box_of(dhcpv6_proto::server::split::owner(&duid, &names).unwrap());
+        assert_eq!(text(c, "advertised_by").as_deref(), Some("1"), "one box answers: {c:?}\n{}", b.logs());
+        assert_eq!(text(c, "server").as_deref(), Some(&*duids[owner]), "the DUID's share: {c:?}");
+        assert!(text(c, "addr").is_some(), "bound: {c:?}");
+        by_box[owner] += 1;
+    }
+    assert!(by_box[0] > 0 && by_box[1] > 0, "both boxes have a share: {by_box:?}");
+    for i in 0..2 {
+        // The counters file is written every few seconds.
+        let left = || b.stats(i).get("user_drop_other_share").copied().unwrap_or(0);
+        let r = testbed::wait_for(Duration::from_secs(10), || Ok(left() == by_box[1 - i]));
+        assert!(r.is_ok(), "box {i} left the other's {} Solicits alone: counted {}", by_box[1 - i], left());
+    }
+
+    // Box A dies: within the stale time (3 s) and a heartbeat, box B answers every Solicit.
+    let a = b.daemons[0].take().unwrap();
+    a.signal(testbed::signal::SIGKILL).unwrap();
+    assert!(a.wait_timeout(Duration::from_secs(5)).is_some(), "box A is gone");
+    std::thread::sleep(Duration::from_secs(5));
+    let after = b.client(&["bind", "300", "8", &servers]);
+    for c in &after {
+        assert_eq!(text(c, "advertised_by").as_deref(), Some("1"), "{c:?}\n{}", b.logs());
+        assert_eq!(text(c, "server").as_deref(), Some(&*duids[1]), "box B took box A's share: {c:?}\n{}", b.logs());
+        assert!(text(c, "addr").is_some(), "bound: {c:?}");
+    }
+    assert!(b.log(1).contains("load split: the boxes alive changed"), "{}", b.logs());
+}
+
 /// `--server-duid`: both boxes answer as one server, in the stateful path (Advertise, Reply)
 /// and in the XDP fast path's Information-Request replies alike.
 #[test]

@@ -587,3 +587,29 @@ fn the_probe_proves_the_database_takes_writes() {
     store.probe().wait_blocking().expect("the probe passes once the database is back");
     assert!(store.load_all().unwrap().contains(&address(1)));
 }
+
+/// The load split's heartbeats: each box's row by its writer name, the boxes alive by the
+/// database's clock, a silent one left out once its row is older than the stale time.
+#[test]
+fn heartbeats_list_the_boxes_alive() {
+    let cluster = PgCluster::start().expect("PostgreSQL test cluster");
+    let url = cluster.create_database("heartbeats").unwrap();
+    let (a, b) = (server(&url, "box-a"), server(&url, "box-b"));
+    let long = Duration::from_secs(30);
+    let h = a.heartbeat(long).unwrap().expect("a shared store has heartbeats");
+    assert_eq!((h.me.as_str(), h.live.clone()), ("box-a", vec!["box-a".to_string()]));
+    let h = b.heartbeat(long).unwrap().unwrap();
+    assert_eq!(h.live, ["box-a", "box-b"]);
+    std::thread::sleep(Duration::from_millis(1_500));
+    // Only b beats again: with a 1 s stale time, a is gone; with 30 s, both are alive.
+    assert_eq!(b.heartbeat(Duration::from_secs(1)).unwrap().unwrap().live, ["box-b"]);
+    assert_eq!(b.heartbeat(long).unwrap().unwrap().live, ["box-a", "box-b"]);
+    assert_eq!(cluster.psql("heartbeats", "SELECT count(*) FROM heartbeats").unwrap().trim(), "2");
+    // A store one daemon owns has none.
+    let dir = std::env::temp_dir().join(format!("dhcpv6-hb-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sqlite = leases::open(dir.join("leases.db")).unwrap();
+    assert_eq!(sqlite.heartbeat(long).unwrap(), None);
+    drop(sqlite);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -101,6 +101,14 @@ struct RunArgs {
     /// /var/lib/dhcpv6d/leases.db
     #[arg(long, value_name = "PATH|URL")]
     lease_db: Option<PathBuf>,
+    /// Boxes on one PostgreSQL database and one link: answer Solicits only for this box's
+    /// share of client DUIDs (RFC 3074 style, over the boxes whose heartbeat is fresh), and
+    /// for a silent box's share once its heartbeat is stale. Over the file's [store] load_split
+    #[arg(long)]
+    load_split: bool,
+    /// Seconds after which a box's heartbeat is stale (default 10)
+    #[arg(long, value_name = "SECS")]
+    heartbeat_stale: Option<u32>,
     /// Serve Prometheus metrics (text format) on this address, e.g. [::1]:9547.
     #[arg(long, value_name = "ADDR:PORT")]
     metrics: Option<std::net::SocketAddr>,
@@ -269,6 +277,8 @@ fn main() -> Result<ExitCode> {
                     max_leases_per_mac: r.max_leases_per_mac,
                     server_duid: r.server_duid,
                     lease_db: r.lease_db.map(PathBuf::into_os_string),
+                    load_split: r.load_split,
+                    heartbeat_stale: r.heartbeat_stale,
                 },
                 routes: !r.no_routes,
                 metrics: r.metrics,

@@ -38,6 +38,10 @@ pub(crate) struct Document {
 pub(crate) struct Store {
     pub url: Option<Spanned<String>>,
     pub path: Option<Spanned<String>>,
+    /// Answer Solicits only for this box's share of DUIDs (boxes on one database).
+    pub load_split: Option<Spanned<bool>>,
+    /// Seconds after which a box's heartbeat is stale and the others take its share.
+    pub heartbeat_stale: Option<Spanned<u32>>,
 }
 
 /// `[defaults]`: what every interface hands out unless it says otherwise.

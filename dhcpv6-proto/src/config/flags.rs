@@ -53,6 +53,10 @@ pub struct Overrides {
     pub ignore_user_classes: Vec<String>,
     /// `--lease-db PATH|URL`: over the file's `[store]`.
     pub lease_db: Option<std::ffi::OsString>,
+    /// `--load-split`: on, whatever the file's `[store] load_split` says.
+    pub load_split: bool,
+    /// `--heartbeat-stale SECS`: over the file's `heartbeat_stale`.
+    pub heartbeat_stale: Option<u32>,
 }
 
 /// The flags, each value checked.
@@ -253,5 +257,21 @@ pub(crate) fn merge(file: ConfigFile, overrides: &Overrides, host: &HostResolver
         .store
         .or(file.store)
         .unwrap_or_else(|| StoreSpec::Sqlite(std::path::PathBuf::from(super::DEFAULT_LEASE_DB)));
-    Ok(Config { ifaces, relay, links, store })
+    let stale_secs = match overrides.heartbeat_stale {
+        Some(v) => super::validate::heartbeat_stale(v)
+            .map_err(|reason| ConfigError::Flag { flag: "--heartbeat-stale".into(), reason })?,
+        None => file.heartbeat_stale.unwrap_or(super::DEFAULT_HEARTBEAT_STALE),
+    };
+    let split_line = file.load_split.filter(|(on, _)| *on).map(|(_, line)| line);
+    let load_split = (overrides.load_split || split_line.is_some()).then_some(super::LoadSplit { stale_secs });
+    if load_split.is_some() && !matches!(store, StoreSpec::Postgres(_)) {
+        // Alone on its store, a box would answer half its clients and nobody the rest.
+        return Err(match (overrides.load_split, split_line) {
+            (false, Some(line)) => {
+                ConfigError::Invalid { path: file.path.clone(), line, reason: Reason::SplitWithoutSharedStore }
+            }
+            _ => ConfigError::Flag { flag: "--load-split".into(), reason: Reason::SplitWithoutSharedStore },
+        });
+    }
+    Ok(Config { ifaces, relay, links, store, load_split })
 }

@@ -500,3 +500,31 @@ fn store_refusals_name_file_line_and_reason_as_the_flag_does() {
         assert!(e.starts_with("--lease-db: ") && e.contains(why), "{v}: {e}");
     }
 }
+
+#[test]
+fn load_split_from_the_file_or_the_flag_needs_a_shared_store() {
+    let url = "[store]\nurl = \"postgresql:///dhcpv6?host=/run/postgresql\"\n";
+    assert_eq!(load_text(url, &serve_eth9()).unwrap().load_split(), None);
+    let c = load_text(&format!("{url}load_split = true\n"), &serve_eth9()).unwrap();
+    assert_eq!(c.load_split(), Some(LoadSplit { stale_secs: DEFAULT_HEARTBEAT_STALE }));
+    let c = load_text(&format!("{url}load_split = true\nheartbeat_stale = 4\n"), &serve_eth9()).unwrap();
+    assert_eq!(c.load_split().map(|s| s.stale_secs), Some(4));
+    assert!(c.load_split().unwrap().interval() < c.load_split().unwrap().stale());
+    let flags = Overrides { load_split: true, heartbeat_stale: Some(30), ..serve_eth9() };
+    assert_eq!(load_text(url, &flags).unwrap().load_split(), Some(LoadSplit { stale_secs: 30 }));
+    // `load_split = false` in the file and no flag: off.
+    assert_eq!(load_text(&format!("{url}load_split = false\n"), &serve_eth9()).unwrap().load_split(), None);
+
+    // On an SQLite file a box would answer half its clients and nobody the rest.
+    let e = load_text("[store]\npath = \"/srv/l.db\"\n\nload_split = true\n", &serve_eth9()).unwrap_err().to_string();
+    assert!(e.starts_with("dhcpv6d.toml:4: the load split needs a PostgreSQL store"), "{e}");
+    let e = load_text("", &Overrides { load_split: true, ..serve_eth9() }).unwrap_err().to_string();
+    assert!(e.starts_with("--load-split: the load split needs a PostgreSQL store"), "{e}");
+    for v in [0, 1, 3601] {
+        let e = refused(&format!("[[interface]]\nname = \"eth9\"\n{url}heartbeat_stale = {v}\n"));
+        assert!(e.starts_with("dhcpv6d.toml:5: heartbeat_stale") && e.contains("2..=3600"), "{v}: {e}");
+        let flags = Overrides { load_split: true, heartbeat_stale: Some(v), ..serve_eth9() };
+        let e = load_text(url, &flags).unwrap_err().to_string();
+        assert!(e.starts_with("--heartbeat-stale: heartbeat_stale"), "{v}: {e}");
+    }
+}

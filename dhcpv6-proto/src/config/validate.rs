@@ -53,6 +53,9 @@ pub struct ConfigFile {
     pub(crate) server_duid: Option<Duid>,
     /// `[store] url` or `path`.
     pub(crate) store: Option<StoreSpec>,
+    /// `[store] load_split` (with its line) and `heartbeat_stale`.
+    pub(crate) load_split: Option<(bool, usize)>,
+    pub(crate) heartbeat_stale: Option<u32>,
 }
 
 impl TryFrom<Source<'_>> for ConfigFile {
@@ -102,6 +105,11 @@ impl TryFrom<Source<'_>> for ConfigFile {
                 .transpose()?,
             link_options,
             store: doc.store.as_ref().map(|s| store(s, &src)).transpose()?.flatten(),
+            load_split: doc.store.as_ref().and_then(|s| s.load_split.as_ref()).map(|b| (*b.get_ref(), src.line_of(b))),
+            heartbeat_stale: match doc.store.as_ref().and_then(|s| s.heartbeat_stale.as_ref()) {
+                None => None,
+                Some(v) => Some(heartbeat_stale(*v.get_ref()).map_err(|r| src.invalid(v.span().start, r))?),
+            },
         };
         check_links(&file.links).map_err(|r| file.refused(r))?;
         Ok(file)
@@ -133,6 +141,14 @@ fn store(s: &file::Store, src: &Source<'_>) -> Result<Option<StoreSpec>, ConfigE
             )),
             Err(e) => Err(src.invalid(p.span().start, store_reason(e))),
         },
+    }
+}
+
+/// A heartbeat stale time: long enough for a few heartbeats, short enough to matter.
+pub(crate) fn heartbeat_stale(v: u32) -> Result<u32, Reason> {
+    match v {
+        2..=3600 => Ok(v),
+        _ => Err(Reason::Range { what: "heartbeat_stale", value: u64::from(v), min: 2, max: 3600 }),
     }
 }
 

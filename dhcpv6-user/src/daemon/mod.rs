@@ -80,13 +80,14 @@ struct Server {
 pub async fn run(opts: Options) -> Result<()> {
     let cfg = config::load(opts.config.as_deref(), &opts.overrides, &opts.resolv_conf)?;
     let store = cfg.store().clone();
+    let split = cfg.load_split();
     let (ifaces, relay, links) = cfg.into_parts();
     std::fs::create_dir_all(&opts.state_dir).with_context(|| format!("creating {}", opts.state_dir.display()))?;
     let dp = Dataplane::load(&opts.pin_dir, opts.bpf_log)?;
     let nl = Netlink::connect()?;
     let sock = Arc::new(ServerSocket::bind()?);
     let stats = Arc::<UserStats>::default();
-    let stateful = StatefulService::open(&store, opts.routes, links, sock.clone(), stats.clone()).await?;
+    let stateful = StatefulService::open(&store, split, opts.routes, links, sock.clone(), stats.clone()).await?;
     let ifaces = ServedIfaces::new(ifaces, opts.fast_path, opts.xdp_mode);
     let agent = RelayAgent::new(relay, opts.xdp_mode);
     let control = control::Control::start(&opts.control_socket)?;

@@ -36,8 +36,10 @@ use tracing::{debug, info, warn};
 use super::store_health::StoreHealth;
 use super::transmit::{send_reply, Transmit};
 use crate::{
+    config::LoadSplit,
     leases::{unix_now, CommitTicket, ForeignChange, Lease, LeaseStore, StoreError, StoreSpec},
     routes::Routes,
+    server::split::Split,
     server::stateful::{unconfigured, ClientContext, Engine, LinkPools, RouteChange, Undo},
     socket::ServerSocket,
     stats::{Counter, LeaseEvent, MessageOutcome, UserStats},
@@ -59,6 +61,8 @@ pub struct StatefulService<S = ServerSocket> {
     sock: Arc<S>,
     stats: Arc<UserStats>,
     health: Arc<StoreHealth>,
+    /// `--load-split`: whose Solicits this box answers, kept current by the heartbeat task.
+    split: Option<Arc<Mutex<Split>>>,
 }
 
 /// What one decided and wrapped message leads to.
@@ -74,6 +78,7 @@ impl StatefulService {
     /// from what is left. `None` when no link has pools.
     pub async fn open(
         lease_db: &StoreSpec,
+        split: Option<LoadSplit>,
         routes: bool,
         links: Vec<LinkPools>,
         sock: Arc<ServerSocket>,
@@ -93,7 +98,10 @@ impl StatefulService {
         })
         .await??;
         let routes = if routes { Some(Routes::connect()?) } else { None };
-        let s = Self::new(links, store, leases, routes, sock, stats)?;
+        let mut s = Self::new(links, store, leases, routes, sock, stats)?;
+        if let Some(ls) = split {
+            s.start_load_split(ls).await?;
+        }
         s.follow_other_servers();
         s.reconcile_routes().await;
         Ok(Some(s))
@@ -113,7 +121,52 @@ impl<S: Transmit> StatefulService<S> {
         links.push(unconfigured());
         let engine = Engine::new(links, leases, unix_now()).context("stateful configuration")?;
         let health = Arc::new(StoreHealth::new(Arc::clone(&stats)));
-        Ok(Self { engine: Arc::new(Mutex::new(engine)), store, routes, sock, stats, health })
+        Ok(Self { engine: Arc::new(Mutex::new(engine)), store, routes, sock, stats, health, split: None })
+    }
+
+    /// Writes the first heartbeat (so that the other boxes count this one before it answers
+    /// anything), then one every `ls.interval()`, each time taking the boxes alive as the
+    /// split. A heartbeat that fails keeps the last view: while the database is away nothing
+    /// is granted anyway, and the boxes come back to the same view with it.
+    async fn start_load_split(&mut self, ls: LoadSplit) -> Result<()> {
+        let beat = move |store: Arc<dyn LeaseStore>| tokio::task::spawn_blocking(move || store.heartbeat(ls.stale()));
+        let first =
+            beat(Arc::clone(&self.store)).await??.context("the load split needs a store several boxes share")?;
+        let mut view = Split::new(first.me.clone());
+        view.set_live(first.live);
+        info!(me = %view.me(), live = ?view.live(), stale_after = ?ls.stale(), "load split: answering Solicits for this box's share");
+        let split = Arc::new(Mutex::new(view));
+        self.split = Some(Arc::clone(&split));
+        let store = Arc::clone(&self.store);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(ls.interval());
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut failing = false;
+            loop {
+                tick.tick().await;
+                match beat(Arc::clone(&store)).await {
+                    Ok(Ok(Some(h))) => {
+                        failing = false;
+                        let mut s = lock(&split);
+                        let before = s.live().to_vec();
+                        s.set_live(h.live);
+                        if s.live() != before {
+                            info!(live = ?s.live(), was = ?before, "load split: the boxes alive changed");
+                        }
+                    }
+                    Ok(Ok(None)) => return,
+                    Ok(Err(e)) if !failing => {
+                        failing = true;
+                        warn!(error = %e, "load split: heartbeat failed; keeping the last view of the boxes");
+                    }
+                    Ok(Err(_)) => {}
+                    Err(e) => {
+                        warn!(error = %e, "load split: heartbeat task failed");
+                    }
+                }
+            }
+        });
+        Ok(())
     }
 
     /// Answers one client message (Solicit, Request, Renew, Rebind, Release, Decline,
@@ -184,6 +237,13 @@ impl<S: Transmit> StatefulService<S> {
         ctx: &ClientContext<'_>,
         wrap: impl FnOnce(Vec<u8>) -> Result<Vec<u8>, Counter>,
     ) -> Result<Action, Counter> {
+        if m.msg_type() == msg::SOLICIT {
+            if let (Some(split), Ok(Some(duid))) = (&self.split, m.client_id()) {
+                if !lock(split).serves(duid) {
+                    return Err(Counter::DropOtherShare);
+                }
+            }
+        }
         let mut engine = lock(&self.engine);
         let out = if self.health.is_up() {
             engine.handle(m, ctx, unix_now())
@@ -374,10 +434,10 @@ async fn timed_wait(ticket: CommitTicket, stats: &UserStats) -> Result<(), crate
     committed
 }
 
-/// The engine, even if its lock is poisoned: a panic while deciding is a bug, and the
+/// The engine (or the split), even if its lock is poisoned: a panic while deciding is a bug, and the
 /// clients of every other message should not pay for it with a daemon that stops serving.
-fn lock(engine: &Mutex<Engine>) -> MutexGuard<'_, Engine> {
-    engine.lock().unwrap_or_else(PoisonError::into_inner)
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 async fn apply_routes(r: &Routes, changes: &[RouteChange], ifindex: u32, stats: &UserStats) {

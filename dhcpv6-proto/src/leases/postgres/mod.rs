@@ -42,7 +42,7 @@ use tokio_postgres::{Client, Config, NoTls};
 use tracing::{debug, error, warn};
 
 use super::spec::redacted;
-use super::{CommitTicket, ForeignChange, Lease, LeaseOp, LeaseStore, Location, StoreError};
+use super::{CommitTicket, ForeignChange, Heartbeat, Lease, LeaseOp, LeaseStore, Location, StoreError};
 use writer::{Job, Writer};
 
 /// Tuning knobs of [`PgStore`].
@@ -283,6 +283,18 @@ impl LeaseStore for PgStore {
 
     fn location(&self) -> Location {
         Location::clone(&self.location)
+    }
+
+    fn heartbeat(&self, stale: Duration) -> Result<Option<Heartbeat>, StoreError> {
+        let (done, rx) = std_mpsc::channel();
+        let (reader, config, location) =
+            (Arc::clone(&self.reader), Arc::clone(&self.config), Arc::clone(&self.location));
+        let me = self.shared.writer.clone();
+        self.runtime.spawn(async move {
+            let _ = done.send(rows::heartbeat(&reader, &config, &location, &me, stale).await);
+        });
+        let live = rx.recv().unwrap_or_else(|_| Err(self.stopped()))?;
+        Ok(Some(Heartbeat { me: self.shared.writer.clone(), live }))
     }
 
     fn subscribe(&self) -> Option<mpsc::UnboundedReceiver<ForeignChange>> {

@@ -75,6 +75,14 @@ const MIGRATIONS: &[(&str, &str)] = &[
      CREATE TRIGGER leases_notify AFTER INSERT OR UPDATE OR DELETE ON leases
         FOR EACH ROW EXECUTE FUNCTION dhcpv6_lease_notify();",
     ),
+    (
+        "heartbeats: which boxes are alive, for the load split of a pair on one link",
+        "-- One row per daemon (its written_by name), beat_at by the database's clock.
+     CREATE TABLE heartbeats (
+        box     text        PRIMARY KEY,
+        beat_at timestamptz NOT NULL DEFAULT clock_timestamp()
+     );",
+    ),
 ];
 
 /// The version this build writes.
