@@ -49,11 +49,14 @@ def bindings(opts):
     r = {}
     for ia in opts.get(3, []):
         for a in sub(ia).get(5, []):
-            if struct.unpack('!I', a[20:24])[0] > 0: r['addr'] = socket.inet_ntop(socket.AF_INET6, a[:16])
+            pref, valid = struct.unpack('!II', a[16:24])
+            if valid > 0: r['addr'] = socket.inet_ntop(socket.AF_INET6, a[:16]); r['addr_preferred'] = pref; r['addr_valid'] = valid
     for ia in opts.get(25, []):
         for p in sub(ia).get(26, []):
-            if struct.unpack('!I', p[4:8])[0] > 0:
+            pref, valid = struct.unpack('!II', p[0:8])
+            if valid > 0:
                 r['prefix'] = socket.inet_ntop(socket.AF_INET6, p[9:25]); r['len'] = p[8]
+                r['prefix_preferred'] = pref; r['prefix_valid'] = valid
     return r
 s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -61,6 +64,7 @@ s.setsockopt(socket.SOL_SOCKET, 25, b'cli0')
 s.bind(('::', 546))
 idx = socket.if_nametoindex('cli0')
 def send(m): s.sendto(m, ('ff02::1:2', 547, 0, idx))
+arrived = {}
 def recv(xid, until):
     got = []
     while True:
@@ -70,7 +74,7 @@ def recv(xid, until):
         try: d, a = s.recvfrom(65535)
         except socket.timeout: return got
         t, x, o = parse(d)
-        if x == xid: got.append((t, o))
+        if x == xid: got.append((t, o)); arrived.setdefault(xid, time.time())
 ia_na = lambda body=b'': opt(3, struct.pack('!III', 1, 0, 0) + body)
 ia_pd = lambda body=b'': opt(25, struct.pack('!III', 2, 0, 0) + body)
 if sys.argv[1] == 'bind':
@@ -108,7 +112,7 @@ else:
         send(m)
         got = [o for t, o in recv(xid, time.time() + 1.5) if t == 7]
         if got: break
-    line = {'replies': len(got)}
+    line = {'replies': len(got), 'at': f'{arrived.get(xid, 0):.3f}'}
     if got: line.update(bindings(got[0])); line['server'] = got[0][2][0].hex()
     show(line)
 "#;
@@ -422,12 +426,186 @@ fn two_boxes_share_the_pools_and_one_answers_the_rebind_of_the_other_ones_client
     assert_eq!(text(r, "prefix").as_deref(), Some(&*prefix), "{r:?}");
     let rows = b.psql(&format!("SELECT count(*) FROM leases WHERE duid = '\\x{duid}'"));
     assert_eq!(rows, "2", "still one address and one prefix for the client");
+    // Box B took the bindings over by a committed claim (its name is on the rows), and the
+    // rows hold them at least as long as its Reply told the client, counted from when the
+    // client got it: no box can hand either out again while the client may still use it.
+    // Lease times are whole seconds (the decision's second, rounded down), and the Reply
+    // leaves after the commit's round trip: hence the 1.5 s.
+    let pid_b = b.daemons[1].as_ref().unwrap().pid();
+    let at: f64 = text(r, "at").unwrap().parse().unwrap();
+    for (kind, what) in [("na", "addr"), ("pd", "prefix")] {
+        let row = b.psql(&format!(
+            "SELECT written_by || ' ' || valid_until || ' ' || preferred_until FROM leases WHERE duid = '\\x{duid}' AND kind = '{kind}'"
+        ));
+        let f: Vec<&str> = row.split(' ').collect();
+        assert!(f[0].ends_with(&format!(":{pid_b}")), "{kind} taken over by box B (pid {pid_b}): {row}\n{}", b.logs());
+        let (valid_until, preferred_until): (f64, f64) = (f[1].parse().unwrap(), f[2].parse().unwrap());
+        let valid: f64 = text(r, &format!("{what}_valid")).unwrap().parse().unwrap();
+        let preferred: f64 = text(r, &format!("{what}_preferred")).unwrap().parse().unwrap();
+        assert!(valid > 0.0 && preferred > 0.0 && preferred <= valid, "{r:?}");
+        assert!(at > 0.0, "{r:?}");
+        assert!(
+            at + valid <= valid_until + 1.5,
+            "{kind}: Reply's valid {valid} s at {at} beyond the row's {valid_until}"
+        );
+        assert!(at + preferred <= preferred_until + 1.5, "{kind}: preferred {preferred} s beyond {preferred_until}");
+        // And not cut short: the extension is the link's valid lifetime (7200 s by default).
+        assert!(valid_until - at > 7190.0 && valid == 7200.0, "{kind}: {row} / {r:?}");
+    }
     let routes = b.boxes[1].run(&["ip", "-6", "route", "show", "proto", "dhcp"]).unwrap();
     assert!(
         routes.contains(&format!("{prefix}/56")) && routes.contains("dev srv0"),
         "box B routes {prefix}/56: {routes:?}\n{}",
         b.logs()
     );
+}
+
+/// The database stopped (as a crash: `pg_ctl -m immediate`) and started again while clients
+/// bind through both boxes: neither box crashes, no binding a Reply gave is lost (each is in
+/// the database afterwards, for its client, and none was given twice), and grants resume
+/// once the database is back.
+#[test]
+fn the_database_stopped_and_started_under_load() {
+    let mut b = Boxes::new("mr");
+    b.start(0);
+    b.start(1);
+    let servers = format!("{},{}", b.duid(0), b.duid(1));
+    let script = b.dir.join("client.py");
+    std::fs::write(&script, CLIENT).unwrap();
+    // 40 clients one after the other (about 1.5 s each), bounded by timeout(1).
+    let mut child = b
+        .cli
+        .cmd("timeout")
+        .arg("150")
+        .arg("python3")
+        .arg(&script)
+        .args(["bind", "100", "40", &servers])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let reader = {
+        let lines = lines.clone();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for l in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                lines.lock().unwrap().push(l);
+            }
+        })
+    };
+    let seen = |lines: &std::sync::Mutex<Vec<String>>| lines.lock().unwrap().len();
+    let wait_lines = |n: usize| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while seen(&lines) < n {
+            assert!(std::time::Instant::now() < deadline, "only {} clients done", seen(&lines));
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    wait_lines(8);
+    b.cluster.stop().unwrap();
+    let stopped_at = seen(&lines);
+    std::thread::sleep(Duration::from_secs(8));
+    b.cluster.start_again().unwrap();
+    let restarted_at = seen(&lines);
+    let status = child.wait().unwrap();
+    reader.join().unwrap();
+    assert!(status.success(), "the clients ran to the end: {status}");
+    let lines = lines.lock().unwrap().clone();
+    assert_eq!(lines.len(), 40, "{lines:?}");
+    for i in 0..2 {
+        assert!(b.daemons[i].as_ref().is_some_and(|p| p.is_running()), "box {i} is still running\n{}", b.logs());
+    }
+
+    let parsed: Vec<HashMap<String, String>> = lines
+        .iter()
+        .map(|l| l.split_whitespace().filter_map(|kv| kv.split_once('=')).map(|(k, v)| (k.into(), v.into())).collect())
+        .collect();
+    let mut addrs = HashSet::new();
+    for c in &parsed {
+        let (Some(addr), Some(prefix)) = (text(c, "addr"), text(c, "prefix")) else { continue };
+        assert!(addrs.insert(addr.clone()), "{addr} given twice");
+        let duid = text(c, "duid").unwrap();
+        let rows = b.psql(&format!(
+            "SELECT kind || ' ' || host(address) || '/' || prefix_len FROM leases WHERE duid = '\\x{duid}' ORDER BY kind"
+        ));
+        assert_eq!(
+            rows,
+            format!("na {addr}/128\npd {prefix}/56"),
+            "client {duid}: a Reply's binding is stored\n{}",
+            b.logs()
+        );
+    }
+    let bound = |range: &[HashMap<String, String>]| range.iter().filter(|c| text(c, "addr").is_some()).count();
+    assert_eq!(bound(&parsed[..stopped_at]), stopped_at, "every client before the stop was bound: {lines:?}");
+    assert!(bound(&parsed[restarted_at..]) > 0, "grants resumed after the restart: {lines:?}\n{}", b.logs());
+    // A box that found the database gone says so once, and once that it writes again.
+    let logs = [b.log(0), b.log(1)];
+    let lost = logs.iter().filter(|l| l.contains("lease store cannot write")).count();
+    assert!(lost > 0, "the outage was noticed\n{}", b.logs());
+    for (i, l) in logs.iter().enumerate() {
+        assert_eq!(
+            l.matches("lease store cannot write").count(),
+            l.matches("lease store writes again").count(),
+            "box {i}: every outage ended\n{}",
+            b.logs()
+        );
+    }
+}
+
+/// `--load-split`: each box answers the Solicits of its share of DUIDs only (the split
+/// function over the boxes whose heartbeat is fresh), and once a box is killed the other
+/// answers every Solicit within the stale time.
+#[test]
+fn load_split_each_box_answers_its_share_and_takes_over_a_silent_ones() {
+    let mut b = Boxes::new("ms");
+    for i in 0..2 {
+        b.start_with(i, &["--load-split", "--heartbeat-stale", "3"]);
+    }
+    let fresh = || b.psql("SELECT count(*) FROM heartbeats WHERE beat_at > now() - interval '3 s'");
+    testbed::wait_for(Duration::from_secs(10), || Ok(fresh() == "2"))
+        .unwrap_or_else(|e| panic!("both boxes beat: {e:#}\n{}", b.logs()));
+    // A box learns of the other at its next heartbeat (every second here).
+    std::thread::sleep(Duration::from_millis(2_500));
+    let names: Vec<String> = b.psql("SELECT box FROM heartbeats ORDER BY box").lines().map(str::to_owned).collect();
+    let pids = [0, 1].map(|i| b.daemons[i].as_ref().unwrap().pid());
+    let duids = [b.duid(0), b.duid(1)];
+    let box_of = |name: &str| pids.iter().position(|p| name.ends_with(&format!(":{p}"))).unwrap();
+    assert_eq!(names.len(), 2, "{names:?}");
+    let hex =
+        |h: &str| (0..h.len()).step_by(2).map(|i| u8::from_str_radix(&h[i..i + 2], 16).unwrap()).collect::<Vec<u8>>();
+
+    let servers = format!("{},{}", duids[0], duids[1]);
+    let bound = b.client(&["bind", "200", "16", &servers]);
+    let mut by_box = [0, 0];
+    for c in &bound {
+        let duid = hex(&text(c, "duid").unwrap());
+        let owner = box_of(dhcpv6_proto::server::split::owner(&duid, &names).unwrap());
+        assert_eq!(text(c, "advertised_by").as_deref(), Some("1"), "one box answers: {c:?}\n{}", b.logs());
+        assert_eq!(text(c, "server").as_deref(), Some(&*duids[owner]), "the DUID's share: {c:?}");
+        assert!(text(c, "addr").is_some(), "bound: {c:?}");
+        by_box[owner] += 1;
+    }
+    assert!(by_box[0] > 0 && by_box[1] > 0, "both boxes have a share: {by_box:?}");
+    for i in 0..2 {
+        // The counters file is written every few seconds.
+        let left = || b.stats(i).get("user_drop_other_share").copied().unwrap_or(0);
+        let r = testbed::wait_for(Duration::from_secs(10), || Ok(left() == by_box[1 - i]));
+        assert!(r.is_ok(), "box {i} left the other's {} Solicits alone: counted {}", by_box[1 - i], left());
+    }
+
+    // Box A dies: within the stale time (3 s) and a heartbeat, box B answers every Solicit.
+    let a = b.daemons[0].take().unwrap();
+    a.signal(testbed::signal::SIGKILL).unwrap();
+    assert!(a.wait_timeout(Duration::from_secs(5)).is_some(), "box A is gone");
+    std::thread::sleep(Duration::from_secs(5));
+    let after = b.client(&["bind", "300", "8", &servers]);
+    for c in &after {
+        assert_eq!(text(c, "advertised_by").as_deref(), Some("1"), "{c:?}\n{}", b.logs());
+        assert_eq!(text(c, "server").as_deref(), Some(&*duids[1]), "box B took box A's share: {c:?}\n{}", b.logs());
+        assert!(text(c, "addr").is_some(), "bound: {c:?}");
+    }
+    assert!(b.log(1).contains("load split: the boxes alive changed"), "{}", b.logs());
 }
 
 /// `--server-duid`: both boxes answer as one server, in the stateful path (Advertise, Reply)

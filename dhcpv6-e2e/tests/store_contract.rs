@@ -554,3 +554,105 @@ fn two_servers_share_one_database_without_giving_a_binding_twice() {
     let got_b = heard(|| feed_b.try_recv().ok(), 1);
     assert!(got_b.contains(&Upsert(address(5))), "followed after the reconnection: {got_b:?}");
 }
+
+/// The probe that ends a store outage (`LeaseStore::probe`) is a real write: on a database
+/// that takes no writes (here read-only, as a standby promoted wrongly or a DBA's switch
+/// would be) it fails where an empty commit passes; while the server is down it is refused
+/// at once; once writes are possible again it passes.
+#[test]
+fn the_probe_proves_the_database_takes_writes() {
+    let mut cluster = PgCluster::start().expect("PostgreSQL test cluster");
+    let url = cluster.create_database("probe").unwrap();
+    let store = PgStore::open(&url).unwrap();
+    store.probe().wait_blocking().expect("a probe on a healthy database");
+    let wait_up = |store: &PgStore| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !store.is_up() {
+            assert!(Instant::now() < deadline, "the store did not reconnect");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    // New sessions of the database are read-only; the store's own are cut, and it reconnects.
+    let cut = |cluster: &PgCluster| {
+        cluster
+            .psql(
+                "postgres",
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = 'probe' AND pid <> pg_backend_pid()",
+            )
+            .unwrap();
+    };
+    cluster.psql("postgres", "ALTER DATABASE probe SET default_transaction_read_only = on").unwrap();
+    cut(&cluster);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let refused = loop {
+        wait_up(&store);
+        match store.probe().wait_blocking() {
+            // Still the old session, or refused while reconnecting: try again.
+            Ok(()) | Err(StoreError::Unavailable { .. } | StoreError::OutcomeUnknown { .. }) => {
+                assert!(Instant::now() < deadline, "the probe kept passing on a read-only database");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => break e,
+        }
+    };
+    assert!(refused.to_string().contains("read-only"), "{refused}");
+    assert!(refused.outage().is_some(), "a refused probe keeps the outage going: {refused}");
+    store.commit(Vec::new()).wait_blocking().expect("an empty commit writes nothing, so it passes even here");
+    let write = store.commit(vec![LeaseOp::Upsert(address(1))]).wait_blocking();
+    assert!(write.is_err(), "a lease cannot be written either: {write:?}");
+
+    cluster.psql("postgres", "ALTER DATABASE probe RESET default_transaction_read_only").unwrap();
+    cut(&cluster);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        wait_up(&store);
+        match store.probe().wait_blocking() {
+            Ok(()) => break,
+            Err(e) => assert!(Instant::now() < deadline, "the probe did not pass again: {e}"),
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    store.commit(vec![LeaseOp::Upsert(address(1))]).wait_blocking().expect("writes again");
+
+    // The server stopped: refused at once once noticed; started again: passes.
+    cluster.stop().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while store.is_up() {
+        assert!(Instant::now() < deadline, "the store did not notice the database go");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let at = Instant::now();
+    let down = store.probe().wait_blocking();
+    assert!(matches!(down, Err(StoreError::Unavailable { .. })), "{down:?}");
+    assert!(at.elapsed() < Duration::from_millis(100), "refused in {:?}", at.elapsed());
+    cluster.start_again().unwrap();
+    wait_up(&store);
+    store.probe().wait_blocking().expect("the probe passes once the database is back");
+    assert!(store.load_all().unwrap().contains(&address(1)));
+}
+
+/// The load split's heartbeats: each box's row by its writer name, the boxes alive by the
+/// database's clock, a silent one left out once its row is older than the stale time.
+#[test]
+fn heartbeats_list_the_boxes_alive() {
+    let cluster = PgCluster::start().expect("PostgreSQL test cluster");
+    let url = cluster.create_database("heartbeats").unwrap();
+    let (a, b) = (server(&url, "box-a"), server(&url, "box-b"));
+    let long = Duration::from_secs(30);
+    let h = a.heartbeat(long).unwrap().expect("a shared store has heartbeats");
+    assert_eq!((h.me.as_str(), h.live.clone()), ("box-a", vec!["box-a".to_string()]));
+    let h = b.heartbeat(long).unwrap().unwrap();
+    assert_eq!(h.live, ["box-a", "box-b"]);
+    std::thread::sleep(Duration::from_millis(1_500));
+    // Only b beats again: with a 1 s stale time, a is gone; with 30 s, both are alive.
+    assert_eq!(b.heartbeat(Duration::from_secs(1)).unwrap().unwrap().live, ["box-b"]);
+    assert_eq!(b.heartbeat(long).unwrap().unwrap().live, ["box-a", "box-b"]);
+    assert_eq!(cluster.psql("heartbeats", "SELECT count(*) FROM heartbeats").unwrap().trim(), "2");
+    // A store one daemon owns has none.
+    let dir = std::env::temp_dir().join(format!("dhcpv6-hb-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sqlite = leases::open(dir.join("leases.db")).unwrap();
+    assert_eq!(sqlite.heartbeat(long).unwrap(), None);
+    drop(sqlite);
+    let _ = std::fs::remove_dir_all(&dir);
+}

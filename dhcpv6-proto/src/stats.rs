@@ -84,6 +84,8 @@ counters! {
     DropReplyTooLong => "drop_reply_too_long",
     /// A client whose User Class is one of `ignore_user_classes` (any message type).
     DropUserClass => "drop_user_class",
+    /// A Solicit left to another box: its DUID is in that box's share (`--load-split`).
+    DropOtherShare => "drop_other_share",
     /// A new lease refused because the client's DUID holds as many as its link allows.
     LimitLeasesPerClient => "limit_leases_per_client",
     /// A new lease refused because the client's MAC (or relay identity) holds as many as its

@@ -113,9 +113,18 @@ struct RunArgs {
     /// The lease database: every lease is durable before its Reply is sent. A path is an
     /// SQLite file (WAL, locked against a second daemon); a postgresql:// or postgres:// URL
     /// (libpq's form, e.g. postgresql:///dhcpv6?host=/run/postgresql&user=dhcp) is a
-    /// PostgreSQL database several boxes can share.
-    #[arg(long, value_name = "PATH|URL", default_value = "/var/lib/dhcpv6d/leases.db")]
-    lease_db: PathBuf,
+    /// PostgreSQL database several boxes can share. Over the file's [store]; default
+    /// /var/lib/dhcpv6d/leases.db
+    #[arg(long, value_name = "PATH|URL")]
+    lease_db: Option<PathBuf>,
+    /// Boxes on one PostgreSQL database and one link: answer Solicits only for this box's
+    /// share of client DUIDs (RFC 3074 style, over the boxes whose heartbeat is fresh), and
+    /// for a silent box's share once its heartbeat is stale. Over the file's [store] load_split
+    #[arg(long)]
+    load_split: bool,
+    /// Seconds after which a box's heartbeat is stale (default 10)
+    #[arg(long, value_name = "SECS")]
+    heartbeat_stale: Option<u32>,
     /// Serve Prometheus metrics (text format) on this address, e.g. [::1]:9547.
     #[arg(long, value_name = "ADDR:PORT")]
     metrics: Option<std::net::SocketAddr>,
@@ -286,8 +295,10 @@ fn main() -> Result<ExitCode> {
                     lease_script: r.lease_script,
                     lease_script_timeout: r.lease_script_timeout,
                     leasequery_from: r.leasequery_from,
+                    lease_db: r.lease_db.map(PathBuf::into_os_string),
+                    load_split: r.load_split,
+                    heartbeat_stale: r.heartbeat_stale,
                 },
-                lease_db: r.lease_db,
                 routes: !r.no_routes,
                 metrics: r.metrics,
                 control_socket: r.control_socket.unwrap_or_else(|| r.state_dir.join("control.sock")),

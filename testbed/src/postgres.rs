@@ -125,6 +125,17 @@ impl PgCluster {
         self.port
     }
 
+    /// The server's main process (the first line of `postmaster.pid`); its children are
+    /// the sessions and background workers.
+    pub fn postmaster_pid(&self) -> Result<u32> {
+        let f = self.data().join("postmaster.pid");
+        let text = std::fs::read_to_string(&f).with_context(|| format!("reading {}", f.display()))?;
+        text.lines()
+            .next()
+            .and_then(|l| l.trim().parse().ok())
+            .with_context(|| format!("{}: no PID on its first line", f.display()))
+    }
+
     /// Creates an empty database and returns its URL.
     pub fn create_database(&self, name: &str) -> Result<String> {
         run_command(self.client("createdb").arg(name), Duration::from_secs(60))

@@ -15,7 +15,7 @@ mod sock;
 
 use std::time::Duration;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use dhcpv6_bench_common::lines::{self, Line};
 
 pub use msg::Mode;
@@ -87,6 +87,11 @@ pub struct DhcpArgs {
     /// The socket's receive buffer (bytes).
     #[arg(long, default_value_t = 16 << 20)]
     pub rcvbuf: usize,
+    /// Fixed-rate steps at the rates read from this file (a FIFO), one a line, until its
+    /// end: a driver running several generators side by side (one per server) picks each
+    /// step's rate from all of their results.
+    #[arg(long, value_name = "PATH", conflicts_with = "rate")]
+    pub rates_from: Option<std::path::PathBuf>,
 }
 
 /// One fixed-rate step's figures.
@@ -280,6 +285,18 @@ pub fn dhcp(args: DhcpArgs) -> Result<()> {
     };
     if let Some(rate) = g.args.rate {
         for _ in 0..g.args.rate_runs.max(1) {
+            step(&mut g, rate)?;
+        }
+    } else if let Some(path) = g.args.rates_from.clone() {
+        use std::io::BufRead;
+        let f = std::fs::File::open(&path).with_context(|| format!("opening {}", path.display()))?;
+        // Bounded by the driver's input: the FIFO ends when the driver closes it (or dies).
+        for line in std::io::BufReader::new(f).lines() {
+            let line = line?;
+            let rate: f64 = match line.trim().parse() {
+                Ok(r) if r > 0.0 && r <= g.args.cap_pps => r,
+                _ => bail!("{}: {line:?} is not a rate in (0, {}]", path.display(), g.args.cap_pps),
+            };
             step(&mut g, rate)?;
         }
     } else {

@@ -35,6 +35,20 @@ pub(crate) struct Document {
     /// Who may send leasequeries (RFC 5007 over UDP, RFC 5460 over TCP): addresses or prefixes.
     #[serde(default)]
     pub leasequery_from: Vec<Spanned<String>>,
+    /// `[store]`: where the leases are kept.
+    pub store: Option<Store>,
+}
+
+/// `[store]`: `url` (a PostgreSQL database) or `path` (an SQLite file), as `--lease-db`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Store {
+    pub url: Option<Spanned<String>>,
+    pub path: Option<Spanned<String>>,
+    /// Answer Solicits only for this box's share of DUIDs (boxes on one database).
+    pub load_split: Option<Spanned<bool>>,
+    /// Seconds after which a box's heartbeat is stale and the others take its share.
+    pub heartbeat_stale: Option<Spanned<u32>>,
 }
 
 /// `[defaults]`: what every interface hands out unless it says otherwise.

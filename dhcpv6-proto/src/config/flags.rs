@@ -5,6 +5,7 @@
 use std::{net::Ipv6Addr, sync::Arc};
 
 use crate::{
+    leases::StoreSpec,
     resolv::HostResolver,
     server::{
         stateful::{check_links, AddrRange, LinkPools, PoolError, PrefixPool},
@@ -56,6 +57,12 @@ pub struct Overrides {
     pub lease_script_timeout: Option<u32>,
     /// `--leasequery-from PREFIX`: leasequery requestors, on top of the file's `leasequery_from`.
     pub leasequery_from: Vec<String>,
+    /// `--lease-db PATH|URL`: over the file's `[store]`.
+    pub lease_db: Option<std::ffi::OsString>,
+    /// `--load-split`: on, whatever the file's `[store] load_split` says.
+    pub load_split: bool,
+    /// `--heartbeat-stale SECS`: over the file's `heartbeat_stale`.
+    pub heartbeat_stale: Option<u32>,
 }
 
 /// The flags, each value checked.
@@ -68,6 +75,7 @@ struct Flags {
     server_duid: Option<Duid>,
     trusted_relays: Vec<Prefix>,
     leasequery_from: Vec<Prefix>,
+    store: Option<StoreSpec>,
 }
 
 impl TryFrom<&Overrides> for Flags {
@@ -175,7 +183,15 @@ impl TryFrom<&Overrides> for Flags {
                 })
             })
             .collect::<Result<_, _>>()?;
-        Ok(Self { options, link, relay, server_duid, trusted_relays, leasequery_from })
+        let store =
+            match &o.lease_db {
+                None => None,
+                Some(v) => Some(StoreSpec::parse(v).map_err(|e| ConfigError::Flag {
+                    flag: "--lease-db".into(),
+                    reason: Reason::Store(e.to_string()),
+                })?),
+            };
+        Ok(Self { options, link, relay, server_duid, trusted_relays, leasequery_from, store })
     }
 }
 
@@ -257,7 +273,27 @@ pub(crate) fn merge(file: ConfigFile, overrides: &Overrides, host: &HostResolver
     }
     let mut leasequery_from = file.leasequery_from.clone();
     leasequery_from.extend(flags.leasequery_from.iter().copied());
-    Ok(Config { ifaces, relay, links, lease_script, leasequery_from })
+    let store = flags
+        .store
+        .or(file.store)
+        .unwrap_or_else(|| StoreSpec::Sqlite(std::path::PathBuf::from(super::DEFAULT_LEASE_DB)));
+    let stale_secs = match overrides.heartbeat_stale {
+        Some(v) => super::validate::heartbeat_stale(v)
+            .map_err(|reason| ConfigError::Flag { flag: "--heartbeat-stale".into(), reason })?,
+        None => file.heartbeat_stale.unwrap_or(super::DEFAULT_HEARTBEAT_STALE),
+    };
+    let split_line = file.load_split.filter(|(on, _)| *on).map(|(_, line)| line);
+    let load_split = (overrides.load_split || split_line.is_some()).then_some(super::LoadSplit { stale_secs });
+    if load_split.is_some() && !matches!(store, StoreSpec::Postgres(_)) {
+        // Alone on its store, a box would answer half its clients and nobody the rest.
+        return Err(match (overrides.load_split, split_line) {
+            (false, Some(line)) => {
+                ConfigError::Invalid { path: file.path.clone(), line, reason: Reason::SplitWithoutSharedStore }
+            }
+            _ => ConfigError::Flag { flag: "--load-split".into(), reason: Reason::SplitWithoutSharedStore },
+        });
+    }
+    Ok(Config { ifaces, relay, links, lease_script, leasequery_from, store, load_split })
 }
 
 /// The flags' script and timeout over the file's, the flags' checked here (the file's were

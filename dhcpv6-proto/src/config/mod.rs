@@ -27,7 +27,8 @@
 //!   `file::Link` (and in `options_view!`), and of `OptionLayer` (`options.rs`); a
 //!   `[[link]]` with option keys is a layer over `[defaults]` whose encoded options travel on
 //!   its `LinkPools::service`;
-//! - `[store] url`: a `file::Store` section, with `--lease-db` over it in `flags.rs`.
+//!
+//! `[store]` (`url` or `path`) says where the leases are, with `--lease-db` over it.
 
 mod file;
 mod flags;
@@ -48,6 +49,7 @@ use std::{
 use thiserror::Error;
 
 use crate::{
+    leases::StoreSpec,
     resolv,
     server::{
         stateful::{self, LinkPools, PoolError},
@@ -134,11 +136,45 @@ pub enum Reason {
     Option(#[from] crate::server::typed_options::OptionProblem),
     #[error("lease script {}: {problem}", path.display())]
     LeaseScript { path: PathBuf, problem: String },
+    /// A lease store the daemon cannot open as written (`StoreSpec::parse`'s reason).
+    #[error("{0}")]
+    Store(String),
+    #[error("[store] takes url or path, not both")]
+    StoreTwice,
+    #[error(
+        "the load split needs a PostgreSQL store shared by the boxes (--lease-db postgresql://... or [store] url)"
+    )]
+    SplitWithoutSharedStore,
 }
 
 /// The link of `--na-pool`/`--pd-pool`: every served interface, and relayed clients whose
 /// relay link-address lies in the pools' prefixes.
 pub const DEFAULT_LINK: &str = "default";
+
+/// Where the leases are when neither `--lease-db` nor `[store]` says.
+pub const DEFAULT_LEASE_DB: &str = "/var/lib/dhcpv6d/leases.db";
+
+/// Seconds after which a silent box's share is taken over, unless configured.
+pub const DEFAULT_HEARTBEAT_STALE: u32 = 10;
+
+/// The load split of boxes on one database (`--load-split`, `[store] load_split`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoadSplit {
+    /// A box whose heartbeat is older than this is dead for the split (seconds).
+    pub stale_secs: u32,
+}
+
+impl LoadSplit {
+    /// How often a box writes its heartbeat: three times per stale period, at most every
+    /// 5 s, so that one lost write does not make it look dead.
+    pub fn interval(&self) -> std::time::Duration {
+        std::time::Duration::from_secs_f64((f64::from(self.stale_secs) / 3.0).clamp(0.5, 5.0))
+    }
+
+    pub fn stale(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(u64::from(self.stale_secs))
+    }
+}
 
 /// Everything the daemon runs with.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,9 +184,21 @@ pub struct Config {
     links: Vec<LinkPools>,
     lease_script: Option<LeaseScript>,
     leasequery_from: TrustedRelays,
+    store: StoreSpec,
+    load_split: Option<LoadSplit>,
 }
 
 impl Config {
+    /// `--load-split` or `[store] load_split`, with its stale time.
+    pub fn load_split(&self) -> Option<LoadSplit> {
+        self.load_split
+    }
+
+    /// The lease store: `--lease-db`, else `[store]`, else [`DEFAULT_LEASE_DB`].
+    pub fn store(&self) -> &StoreSpec {
+        &self.store
+    }
+
     /// Served interfaces: the file's in its order, then those only named by `--iface`.
     pub fn ifaces(&self) -> &[IfaceConfig] {
         &self.ifaces

@@ -312,6 +312,10 @@ fn reads_the_example_file() {
     assert!(t.admits(&a("2001:db8:1::2")) && t.admits(&a("fe80::7")) && !t.admits(&a("2001:db8:1::3")));
     assert!(c.leasequery_from().admits(&a("2001:db8:ff::9")) && !c.leasequery_from().admits(&a("2001:db8:fe::9")));
     assert!(c.relay().unwrap().trusted_relays().admits(&a("fe80::7")));
+    assert_eq!(
+        c.store(),
+        &crate::leases::StoreSpec::Postgres("postgresql:///dhcpv6?host=/run/postgresql&port=5432&user=dhcp".into())
+    );
     let e = load(Some(Path::new("/nonexistent/dhcpv6d.toml")), &Overrides::default(), Path::new("/nonexistent"));
     assert!(matches!(e, Err(ConfigError::Read { .. })), "{e:?}");
 }
@@ -531,4 +535,79 @@ fn leasequery_requestors_from_the_file_and_the_flags() {
     assert!(e.to_string().starts_with("dhcpv6d.toml:2: leasequery requestor \"2001:db8::/200\""), "{e}");
     let o = Overrides { leasequery_from: vec!["nope".into()], ..Overrides::default() };
     assert!(load_text(text, &o).unwrap_err().to_string().starts_with("--leasequery-from: "));
+}
+
+#[test]
+fn store_url_or_path_from_the_file_and_the_flag_over_it() {
+    let url = "postgresql:///dhcpv6?host=/run/postgresql&port=5432&user=dhcp";
+    let c = load_text(&format!("[store]\nurl = \"{url}\"\n"), &serve_eth9()).unwrap();
+    assert_eq!(c.store(), &crate::leases::StoreSpec::Postgres(url.into()));
+    let c = load_text("[store]\npath = \"/srv/leases.db\"\n", &serve_eth9()).unwrap();
+    assert_eq!(c.store(), &crate::leases::StoreSpec::Sqlite("/srv/leases.db".into()));
+    // Neither: the default file.
+    let c = load_text("", &serve_eth9()).unwrap();
+    assert_eq!(c.store(), &crate::leases::StoreSpec::Sqlite(DEFAULT_LEASE_DB.into()));
+    // The command line wins, whichever form either has.
+    let flags = Overrides { lease_db: Some("/tmp/other.db".into()), ..serve_eth9() };
+    let c = load_text(&format!("[store]\nurl = \"{url}\"\n"), &flags).unwrap();
+    assert_eq!(c.store(), &crate::leases::StoreSpec::Sqlite("/tmp/other.db".into()));
+    let flags = Overrides { lease_db: Some("postgres://db.example/leases".into()), ..serve_eth9() };
+    let c = load_text("[store]\npath = \"/srv/leases.db\"\n", &flags).unwrap();
+    assert_eq!(c.store(), &crate::leases::StoreSpec::Postgres("postgres://db.example/leases".into()));
+}
+
+#[test]
+fn store_refusals_name_file_line_and_reason_as_the_flag_does() {
+    let serve = "[[interface]]\nname = \"eth9\"\n";
+    for (store, why) in [
+        ("url = \"mysql://db/leases\"", "the scheme mysql:// is not supported"),
+        ("url = \"POSTGRESQL:///dhcpv6\"", "lower case"),
+        ("url = \"host=/run/postgresql dbname=dhcpv6\"", "key=value connection strings are not supported"),
+        ("url = \"/var/lib/dhcpv6d/leases.db\"", "an SQLite file is `path`"),
+        ("path = \"postgresql:///dhcpv6?host=/run/postgresql\"", "a PostgreSQL database is `url`"),
+        ("path = \"sqlite:///var/lib/leases.db\"", "without sqlite://"),
+        ("path = \"\"", "empty"),
+        ("url = \"postgresql:///a\"\npath = \"/b.db\"", "not both"),
+        ("uri = \"postgresql:///a\"", "unknown field `uri`"),
+    ] {
+        let e = refused(&format!("{serve}\n[store]\n{store}\n"));
+        assert!(e.starts_with("dhcpv6d.toml:") && e.contains(why), "{store}: {e}");
+        // The key's own line (the second of `not both`: the one that made it two).
+        let line = if why == "not both" { 6 } else { 5 };
+        assert!(e.starts_with(&format!("dhcpv6d.toml:{line}: ")), "{store}: {e}");
+    }
+    // The flag refuses the same values, naming itself.
+    for (v, why) in [("mysql://db/leases", "mysql:// is not supported"), ("postgres:x", "starts with postgres://")] {
+        let flags = Overrides { lease_db: Some(v.into()), ..serve_eth9() };
+        let e = load_text("", &flags).unwrap_err().to_string();
+        assert!(e.starts_with("--lease-db: ") && e.contains(why), "{v}: {e}");
+    }
+}
+
+#[test]
+fn load_split_from_the_file_or_the_flag_needs_a_shared_store() {
+    let url = "[store]\nurl = \"postgresql:///dhcpv6?host=/run/postgresql\"\n";
+    assert_eq!(load_text(url, &serve_eth9()).unwrap().load_split(), None);
+    let c = load_text(&format!("{url}load_split = true\n"), &serve_eth9()).unwrap();
+    assert_eq!(c.load_split(), Some(LoadSplit { stale_secs: DEFAULT_HEARTBEAT_STALE }));
+    let c = load_text(&format!("{url}load_split = true\nheartbeat_stale = 4\n"), &serve_eth9()).unwrap();
+    assert_eq!(c.load_split().map(|s| s.stale_secs), Some(4));
+    assert!(c.load_split().unwrap().interval() < c.load_split().unwrap().stale());
+    let flags = Overrides { load_split: true, heartbeat_stale: Some(30), ..serve_eth9() };
+    assert_eq!(load_text(url, &flags).unwrap().load_split(), Some(LoadSplit { stale_secs: 30 }));
+    // `load_split = false` in the file and no flag: off.
+    assert_eq!(load_text(&format!("{url}load_split = false\n"), &serve_eth9()).unwrap().load_split(), None);
+
+    // On an SQLite file a box would answer half its clients and nobody the rest.
+    let e = load_text("[store]\npath = \"/srv/l.db\"\n\nload_split = true\n", &serve_eth9()).unwrap_err().to_string();
+    assert!(e.starts_with("dhcpv6d.toml:4: the load split needs a PostgreSQL store"), "{e}");
+    let e = load_text("", &Overrides { load_split: true, ..serve_eth9() }).unwrap_err().to_string();
+    assert!(e.starts_with("--load-split: the load split needs a PostgreSQL store"), "{e}");
+    for v in [0, 1, 3601] {
+        let e = refused(&format!("[[interface]]\nname = \"eth9\"\n{url}heartbeat_stale = {v}\n"));
+        assert!(e.starts_with("dhcpv6d.toml:5: heartbeat_stale") && e.contains("2..=3600"), "{v}: {e}");
+        let flags = Overrides { load_split: true, heartbeat_stale: Some(v), ..serve_eth9() };
+        let e = load_text(url, &flags).unwrap_err().to_string();
+        assert!(e.starts_with("--heartbeat-stale: heartbeat_stale"), "{v}: {e}");
+    }
 }

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use toml::Spanned;
 
 use crate::{
+    leases::StoreSpec,
     server::stateful::{
         check_links, AddrRange, ClientLimits, ConfigError as LinksError, Item, LifetimeField, Lifetimes, LinkPools,
         PrefixPool, Refusal, Reservation, ReservationPart,
@@ -55,6 +56,11 @@ pub struct ConfigFile {
     pub(crate) lease_script_timeout: Option<std::time::Duration>,
     /// `leasequery_from`: the requestors leasequeries are answered for.
     pub(crate) leasequery_from: TrustedRelays,
+    /// `[store] url` or `path`.
+    pub(crate) store: Option<StoreSpec>,
+    /// `[store] load_split` (with its line) and `heartbeat_stale`.
+    pub(crate) load_split: Option<(bool, usize)>,
+    pub(crate) heartbeat_stale: Option<u32>,
 }
 
 impl TryFrom<Source<'_>> for ConfigFile {
@@ -120,9 +126,59 @@ impl TryFrom<Source<'_>> for ConfigFile {
                 value,
                 error,
             })?,
+            store: doc.store.as_ref().map(|s| store(s, &src)).transpose()?.flatten(),
+            load_split: doc.store.as_ref().and_then(|s| s.load_split.as_ref()).map(|b| (*b.get_ref(), src.line_of(b))),
+            heartbeat_stale: match doc.store.as_ref().and_then(|s| s.heartbeat_stale.as_ref()) {
+                None => None,
+                Some(v) => Some(heartbeat_stale(*v.get_ref()).map_err(|r| src.invalid(v.span().start, r))?),
+            },
         };
         check_links(&file.links).map_err(|r| file.refused(r))?;
         Ok(file)
+    }
+}
+
+/// `[store]`: the same forms as `--lease-db`, `url` a PostgreSQL database only and `path` a
+/// file only, so that a URL typed as a path (or the reverse) is refused, not guessed.
+fn store(s: &file::Store, src: &Source<'_>) -> Result<Option<StoreSpec>, ConfigError> {
+    match (&s.url, &s.path) {
+        (Some(_), Some(p)) => Err(src.invalid(p.span().start, Reason::StoreTwice)),
+        (None, None) => Ok(None),
+        (Some(u), None) => match StoreSpec::parse(u.get_ref()) {
+            Ok(spec @ StoreSpec::Postgres(_)) => Ok(Some(spec)),
+            Ok(StoreSpec::Sqlite(_)) => Err(src.invalid(
+                u.span().start,
+                Reason::Store(format!(
+                    "url {:?} is not a postgresql:// or postgres:// URL (an SQLite file is `path`)",
+                    u.get_ref()
+                )),
+            )),
+            Err(e) => Err(src.invalid(u.span().start, store_reason(e))),
+        },
+        (None, Some(p)) => match StoreSpec::parse(p.get_ref()) {
+            Ok(spec @ StoreSpec::Sqlite(_)) => Ok(Some(spec)),
+            Ok(StoreSpec::Postgres(_)) => Err(src.invalid(
+                p.span().start,
+                Reason::Store("path is an SQLite file; a PostgreSQL database is `url`".into()),
+            )),
+            Err(e) => Err(src.invalid(p.span().start, store_reason(e))),
+        },
+    }
+}
+
+/// A heartbeat stale time: long enough for a few heartbeats, short enough to matter.
+pub(crate) fn heartbeat_stale(v: u32) -> Result<u32, Reason> {
+    match v {
+        2..=3600 => Ok(v),
+        _ => Err(Reason::Range { what: "heartbeat_stale", value: u64::from(v), min: 2, max: 3600 }),
+    }
+}
+
+/// `StoreSpec::parse`'s refusal without its `--lease-db` hint (the file has its own keys).
+pub(crate) fn store_reason(e: crate::leases::StoreError) -> Reason {
+    match e {
+        crate::leases::StoreError::UnsupportedSpec { spec, reason } => Reason::Store(format!("{spec:?}: {reason}")),
+        other => Reason::Store(other.to_string()),
     }
 }
 

@@ -636,6 +636,23 @@ pub trait LeaseStore: Send + Sync {
     fn subscribe(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<ForeignChange>> {
         None
     }
+
+    /// Several boxes on one store (the load split): records that this box is alive now and
+    /// returns the boxes whose last heartbeat is at most `stale` old, by the store's clock.
+    /// `None` for stores one daemon owns. Does I/O: call from a blocking task.
+    fn heartbeat(&self, stale: std::time::Duration) -> Result<Option<Heartbeat>, StoreError> {
+        let _ = stale;
+        Ok(None)
+    }
+}
+
+/// What [`LeaseStore::heartbeat`] saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Heartbeat {
+    /// This box's name (its `written_by`).
+    pub me: String,
+    /// The boxes alive, sorted by name (this one included once its heartbeat is stored).
+    pub live: Vec<String>,
 }
 
 /// Current time in unix seconds, the unit of `valid_until` and `preferred_until`.

@@ -5,6 +5,7 @@ pub mod leasequery;
 pub mod options;
 pub mod relay;
 pub mod relay_agent;
+pub mod split;
 pub mod stateful;
 pub mod stateless;
 pub mod trust;

@@ -51,7 +51,6 @@ pub struct Options {
     pub state_dir: PathBuf,
     pub bpf_log: bool,
     pub resolv_conf: PathBuf,
-    pub lease_db: PathBuf,
     pub routes: bool,
     /// Prometheus text on this address (`--metrics`).
     pub metrics: Option<std::net::SocketAddr>,
@@ -65,6 +64,8 @@ pub struct Options {
 /// components that write the kernel's state (`ifaces`, `agent`) one at a time, from the loop.
 struct Server {
     opts: Options,
+    /// The lease store opened at start (`--lease-db`, `[store]`): a reload does not move it.
+    store: crate::leases::StoreSpec,
     dp: Dataplane,
     nl: Netlink,
     sock: Arc<ServerSocket>,
@@ -91,13 +92,15 @@ pub async fn run(opts: Options) -> Result<()> {
     let events = Arc::new(lease_events::EventSink::new(stats.clone()));
     events.set_script(cfg.lease_script());
     let leasequery_from = cfg.leasequery_from().clone();
+    let store = cfg.store().clone();
+    let split = cfg.load_split();
     let (ifaces, relay, links) = cfg.into_parts();
     std::fs::create_dir_all(&opts.state_dir).with_context(|| format!("creating {}", opts.state_dir.display()))?;
     let dp = Dataplane::load(&opts.pin_dir, opts.bpf_log)?;
     let nl = Netlink::connect()?;
     let sock = Arc::new(ServerSocket::bind()?);
     let stateful =
-        StatefulService::open(&opts.lease_db, opts.routes, links, sock.clone(), stats.clone(), events.clone()).await?;
+        StatefulService::open(&store, split, opts.routes, links, sock.clone(), stats.clone(), events.clone()).await?;
     let ifaces = ServedIfaces::new(ifaces, opts.fast_path, opts.xdp_mode);
     let agent = RelayAgent::new(relay, opts.xdp_mode);
     let control = control::Control::start(&opts.control_socket)?;
@@ -114,6 +117,7 @@ pub async fn run(opts: Options) -> Result<()> {
     }
     let mut s = Server {
         opts,
+        store,
         dp,
         nl,
         sock,
@@ -247,6 +251,10 @@ impl Server {
         };
         let script = cfg.lease_script().cloned();
         let leasequery_from = cfg.leasequery_from().clone();
+        if cfg.store() != &self.store {
+            // Leases live in one store per run: moving them is a restart (and a migration).
+            warn!(in_force = %self.store, configured = %cfg.store(), "[store] changed: the lease store changes only with a restart");
+        }
         let (ifaces, relay, links) = cfg.into_parts();
         // Pools first: refused, nothing of the new file is applied.
         match self.stateful.as_ref() {

@@ -28,7 +28,6 @@
 
 use std::{
     net::{Ipv6Addr, SocketAddrV6},
-    path::Path,
     sync::{Arc, Mutex, MutexGuard, PoisonError},
     time::Instant,
 };
@@ -41,8 +40,10 @@ use super::lease_events::EventSink;
 use super::store_health::StoreHealth;
 use super::transmit::{send_reply, Transmit};
 use crate::{
-    leases::{unix_now, CommitTicket, ForeignChange, Lease, LeaseStore, StoreError},
+    config::LoadSplit,
+    leases::{unix_now, CommitTicket, ForeignChange, Lease, LeaseStore, StoreError, StoreSpec},
     routes::Routes,
+    server::split::Split,
     server::stateful::{
         unconfigured, ClientContext, Engine, LeaseEvent as Event, LinkPools, Requester, RouteChange, Undo,
     },
@@ -67,6 +68,8 @@ pub struct StatefulService<S = ServerSocket> {
     stats: Arc<UserStats>,
     health: Arc<StoreHealth>,
     events: Arc<EventSink>,
+    /// `--load-split`: whose Solicits this box answers, kept current by the heartbeat task.
+    split: Option<Arc<Mutex<Split>>>,
 }
 
 /// What one decided and wrapped message leads to.
@@ -82,7 +85,8 @@ impl StatefulService {
     /// `reclaim` events go to `events`), and rebuilds the engine from what is left. `None`
     /// when no link has pools.
     pub async fn open(
-        lease_db: &Path,
+        lease_db: &StoreSpec,
+        split: Option<LoadSplit>,
         routes: bool,
         links: Vec<LinkPools>,
         sock: Arc<ServerSocket>,
@@ -92,11 +96,11 @@ impl StatefulService {
         if links.is_empty() {
             return Ok(None);
         }
-        let path = lease_db.to_path_buf();
+        let spec = lease_db.clone();
         type Opened = (Arc<dyn LeaseStore>, Vec<Lease>, Vec<Lease>, u64);
         let (store, leases, reclaimed, at) = tokio::task::spawn_blocking(move || -> Result<Opened> {
-            // A path is SQLite, a postgresql:// URL PostgreSQL; anything else is refused.
-            let store = crate::leases::open(&path)?;
+            // SQLite files are locked against a second daemon; PostgreSQL is shared.
+            let store = spec.open()?;
             let at = unix_now();
             let reclaimed = store.reclaim_expired(at)?;
             let leases = store.load_all()?;
@@ -108,6 +112,9 @@ impl StatefulService {
         let routes = if routes { Some(Routes::connect()?) } else { None };
         let mut s = Self::new(links, store, leases, routes, sock, stats)?;
         s.events = events;
+        if let Some(ls) = split {
+            s.start_load_split(ls).await?;
+        }
         s.follow_other_servers();
         s.reconcile_routes().await;
         Ok(Some(s))
@@ -128,7 +135,52 @@ impl<S: Transmit> StatefulService<S> {
         let engine = Engine::new(links, leases, unix_now()).context("stateful configuration")?;
         let health = Arc::new(StoreHealth::new(Arc::clone(&stats)));
         let events = Arc::new(EventSink::new(Arc::clone(&stats)));
-        Ok(Self { engine: Arc::new(Mutex::new(engine)), store, routes, sock, stats, health, events })
+        Ok(Self { engine: Arc::new(Mutex::new(engine)), store, routes, sock, stats, health, events, split: None })
+    }
+
+    /// Writes the first heartbeat (so that the other boxes count this one before it answers
+    /// anything), then one every `ls.interval()`, each time taking the boxes alive as the
+    /// split. A heartbeat that fails keeps the last view: while the database is away nothing
+    /// is granted anyway, and the boxes come back to the same view with it.
+    async fn start_load_split(&mut self, ls: LoadSplit) -> Result<()> {
+        let beat = move |store: Arc<dyn LeaseStore>| tokio::task::spawn_blocking(move || store.heartbeat(ls.stale()));
+        let first =
+            beat(Arc::clone(&self.store)).await??.context("the load split needs a store several boxes share")?;
+        let mut view = Split::new(first.me.clone());
+        view.set_live(first.live);
+        info!(me = %view.me(), live = ?view.live(), stale_after = ?ls.stale(), "load split: answering Solicits for this box's share");
+        let split = Arc::new(Mutex::new(view));
+        self.split = Some(Arc::clone(&split));
+        let store = Arc::clone(&self.store);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(ls.interval());
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut failing = false;
+            loop {
+                tick.tick().await;
+                match beat(Arc::clone(&store)).await {
+                    Ok(Ok(Some(h))) => {
+                        failing = false;
+                        let mut s = lock(&split);
+                        let before = s.live().to_vec();
+                        s.set_live(h.live);
+                        if s.live() != before {
+                            info!(live = ?s.live(), was = ?before, "load split: the boxes alive changed");
+                        }
+                    }
+                    Ok(Ok(None)) => return,
+                    Ok(Err(e)) if !failing => {
+                        failing = true;
+                        warn!(error = %e, "load split: heartbeat failed; keeping the last view of the boxes");
+                    }
+                    Ok(Err(_)) => {}
+                    Err(e) => {
+                        warn!(error = %e, "load split: heartbeat task failed");
+                    }
+                }
+            }
+        });
+        Ok(())
     }
 
     /// Answers one client message (Solicit, Request, Renew, Rebind, Release, Decline,
@@ -208,6 +260,13 @@ impl<S: Transmit> StatefulService<S> {
         now: u64,
         wrap: impl FnOnce(Vec<u8>) -> Result<Vec<u8>, Counter>,
     ) -> Result<Action, Counter> {
+        if m.msg_type() == msg::SOLICIT {
+            if let (Some(split), Ok(Some(duid))) = (&self.split, m.client_id()) {
+                if !lock(split).serves(duid) {
+                    return Err(Counter::DropOtherShare);
+                }
+            }
+        }
         let mut engine = lock(&self.engine);
         let out = if self.health.is_up() {
             engine.handle(m, ctx, now)
@@ -415,10 +474,10 @@ async fn timed_wait(ticket: CommitTicket, stats: &UserStats) -> Result<(), crate
     committed
 }
 
-/// The engine, even if its lock is poisoned: a panic while deciding is a bug, and the
+/// The engine (or the split), even if its lock is poisoned: a panic while deciding is a bug, and the
 /// clients of every other message should not pay for it with a daemon that stops serving.
-fn lock(engine: &Mutex<Engine>) -> MutexGuard<'_, Engine> {
-    engine.lock().unwrap_or_else(PoisonError::into_inner)
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 async fn apply_routes(r: &Routes, changes: &[RouteChange], ifindex: u32, stats: &UserStats) {
@@ -975,7 +1034,7 @@ mod tests {
     }
 
     /// The files `recording_script` wrote: (name, content).
-    fn recorded(d: &Path) -> Vec<(String, String)> {
+    fn recorded(d: &std::path::Path) -> Vec<(String, String)> {
         let mut v: Vec<(String, String)> = std::fs::read_dir(d)
             .unwrap()
             .map(|e| e.unwrap())

@@ -10,6 +10,7 @@
 mod cost;
 mod ir;
 mod peers;
+mod pg;
 mod report;
 mod stateful;
 mod topo;
@@ -60,6 +61,7 @@ pub const GROUPS: &[(&str, &str)] = &[
     ("check", "SARR with perfdhcp (the check of the stateful generator)"),
     ("renew", "renewals of a lease population"),
     ("rss", "memory with a lease population"),
+    ("pg", "SARR and renewals with the leases in PostgreSQL (dhcpv6d, two dhcpv6d, Kea)"),
 ];
 
 pub struct Paths {
@@ -191,7 +193,8 @@ pub fn bench(root: &Path, opts: &BenchOptions) -> Result<()> {
     let elapsed = started.elapsed();
     let machine = machine.finish();
 
-    let table = report::table(&res);
+    let mut table = report::table(&res);
+    table.push_str(&pg::table(&res.pg));
     println!("\n{table}");
     let out = opts.out.clone().unwrap_or_else(|| {
         if !plan.only.is_empty() {
@@ -206,7 +209,8 @@ pub fn bench(root: &Path, opts: &BenchOptions) -> Result<()> {
     let section = report::section(&machine, &plan, &res, &table, elapsed);
     report::write(&out, &section)?;
     say(&format!("measured in {:.0} s; report written to {}", elapsed.as_secs_f64(), out.display()));
-    let failed = res.failures(plan.runs_group("cost"));
+    let mut failed = res.failures(plan.runs_group("cost"));
+    failed.extend(pg::failures(&res.pg));
     if !failed.is_empty() {
         bail!("rows that produced no figure: {}", failed.join("; "));
     }
@@ -283,6 +287,9 @@ fn measure(paths: &Paths, plan: &Plan) -> Result<report::Results> {
                 checked(stateful::gen_row(paths, plan, server, stateful::MODES[0].0, false, Some(n)), server.label())?;
             res.renew.push((server, n, r));
         }
+    }
+    if plan.runs_group("pg") {
+        pg::rows(paths, plan, &mut res.pg)?;
     }
     if plan.runs_group("rss") {
         for &(server, n) in &plan.rss {

@@ -112,14 +112,43 @@ pub struct Stateful {
     pub on: bool,
 }
 
+/// A database on the bench's PostgreSQL server (a Unix socket, reachable from every
+/// namespace) that a stateful dhcpv6d or Kea keeps its leases in.
+#[derive(Debug, Clone)]
+pub struct PgDb {
+    pub socket_dir: PathBuf,
+    pub port: u16,
+    pub name: String,
+}
+
+impl PgDb {
+    /// libpq's URL form, as `--lease-db` takes it.
+    pub fn url(&self) -> String {
+        format!("postgresql:///{}?host={}&port={}&user=postgres", self.name, self.socket_dir.display(), self.port)
+    }
+}
+
 pub fn start(topo: &Topo, peer: Peer, paths: &Paths, dir: &Path, stateful: Stateful) -> Result<Running> {
-    start_with(topo, peer, paths, dir, stateful, false)
+    start_on(topo, peer, paths, dir, stateful, None)
+}
+
+/// As [`start`]; a stateful dhcpv6d or Kea keeps its leases in `db` when given (dhcpv6d:
+/// `--lease-db URL`; Kea: lease-database type postgresql), else in a file of `dir`.
+pub fn start_on(
+    topo: &Topo,
+    peer: Peer,
+    paths: &Paths,
+    dir: &Path,
+    stateful: Stateful,
+    db: Option<&PgDb>,
+) -> Result<Running> {
+    start_with(topo, peer, paths, dir, stateful, db, false)
 }
 
 /// A stateless peer for load from a lightweight relay on the link (`dhcpv6-bench gen
 /// --relayed`): dhcpv6d trusts `fe80::/10`, Kea selects a subnet by the relay's Interface-ID.
 pub fn start_relayed(topo: &Topo, peer: Peer, paths: &Paths, dir: &Path) -> Result<Running> {
-    start_with(topo, peer, paths, dir, Stateful::default(), true)
+    start_with(topo, peer, paths, dir, Stateful::default(), None, true)
 }
 
 fn start_with(
@@ -128,6 +157,7 @@ fn start_with(
     paths: &Paths,
     dir: &Path,
     stateful: Stateful,
+    db: Option<&PgDb>,
     relayed: bool,
 ) -> Result<Running> {
     fs::create_dir_all(dir)?;
@@ -142,11 +172,11 @@ fn start_with(
         Peer::Drop => hold(topo, &mut run, paths, dir, "drop")?,
         Peer::MacSwap => hold(topo, &mut run, paths, dir, "macswap")?,
         Peer::FastPath | Peer::Userspace | Peer::Stateful => {
-            dhcpv6d(topo, &mut run, paths, dir, peer, stateful, relayed)?
+            dhcpv6d(topo, &mut run, paths, dir, peer, stateful, db, relayed)?
         }
         Peer::Kea => {
             hold(topo, &mut run, paths, dir, "pass")?;
-            kea(topo, &mut run, dir, stateful, relayed)?;
+            kea(topo, &mut run, dir, stateful, db, relayed)?;
         }
         Peer::Dnsmasq => {
             hold(topo, &mut run, paths, dir, "pass")?;
@@ -193,6 +223,7 @@ fn dhcpv6d(
     dir: &Path,
     peer: Peer,
     st: Stateful,
+    db: Option<&PgDb>,
     relayed: bool,
 ) -> Result<()> {
     let pins = PathBuf::from(format!("/sys/fs/bpf/dhcpv6-bench-{}-{}", std::process::id(), unique()));
@@ -218,17 +249,22 @@ fn dhcpv6d(
         args.extend(["--trusted-relay".into(), "fe80::/10".into()]);
     }
     if peer == Peer::Stateful || st.on {
-        let db = dir.join("leases.db");
-        for f in ["leases.db", "leases.db-wal", "leases.db-shm"] {
-            let _ = fs::remove_file(dir.join(f));
-        }
+        let lease_db = match db {
+            Some(db) => db.url(),
+            None => {
+                for f in ["leases.db", "leases.db-wal", "leases.db-shm"] {
+                    let _ = fs::remove_file(dir.join(f));
+                }
+                path_str(&dir.join("leases.db"))?.to_string()
+            }
+        };
         args.extend([
             "--na-pool".into(),
             format!("{}-{}", NA_POOL.0, NA_POOL.1),
             "--pd-pool".into(),
             format!("{}/{}:{}", PD_POOL.0, PD_POOL.1, PD_POOL.2),
             "--lease-db".into(),
-            path_str(&db)?.into(),
+            lease_db,
             "--no-routes".into(),
             // The load generator plays many clients from one host, which the per-MAC limit
             // (default 8) exists to stop.
@@ -247,7 +283,7 @@ fn dhcpv6d(
     Ok(())
 }
 
-fn kea(topo: &Topo, run: &mut Running, dir: &Path, st: Stateful, relayed: bool) -> Result<()> {
+fn kea(topo: &Topo, run: &mut Running, dir: &Path, st: Stateful, db: Option<&PgDb>, relayed: bool) -> Result<()> {
     let conf = dir.join("kea-dhcp6.json");
     let leases = dir.join("kea-leases6.csv");
     for f in fs::read_dir(dir)?.flatten() {
@@ -270,27 +306,41 @@ fn kea(topo: &Topo, run: &mut Running, dir: &Path, st: Stateful, relayed: bool) 
     } else {
         String::new()
     };
+    // PostgreSQL: Kea writes each lease in its own statement, committed before the answer.
+    let (lease_database, what) = match db {
+        Some(db) => (
+            format!(
+                r#"{{"type": "postgresql", "name": "{}", "host": "{}", "port": {}, "user": "postgres", "password": ""}}"#,
+                db.name,
+                db.socket_dir.display(),
+                db.port
+            ),
+            format!("PostgreSQL database {}", db.name),
+        ),
+        None => (
+            format!(r#"{{"type": "memfile", "persist": true, "name": "{}", "lfc-interval": 0}}"#, leases.display()),
+            "memfile, persist".to_string(),
+        ),
+    };
     fs::write(
         &conf,
         format!(
             r#"{{"Dhcp6": {{
   "interfaces-config": {{"interfaces": ["{SRV_IF}"]}},
   "multi-threading": {{"enable-multi-threading": false}},
-  "lease-database": {{"type": "memfile", "persist": true, "name": "{}", "lfc-interval": 0}},
+  "lease-database": {lease_database},
   "option-data": [{{"name": "dns-servers", "data": "{DNS}"}}, {{"name": "domain-search", "data": "{DOMAIN}"}}],
   "subnet6": [{{"subnet": "2001:db8:1::/64", "interface": "{SRV_IF}"{pools}}}{relayed}],
   "server-id": {{"type": "LL", "persist": false}},
   "loggers": [{{"name": "kea-dhcp6", "output_options": [{{"output": "stdout"}}], "severity": "WARN"}}]
 }}}}
-"#,
-            leases.display()
+"#
         ),
     )?;
     let args = vec!["-c".to_string(), path_str(&conf)?.to_string()];
     let mut cmd = pinned(&topo.srv, "kea-dhcp6", &args);
     cmd.env("KEA_PIDFILE_DIR", dir).env("KEA_LOCKFILE_DIR", dir);
-    run.command =
-        format!("taskset -c {SRV_CPU} kea-dhcp6 -c {} (memfile, persist, 1 thread, log WARN)", conf.display());
+    run.command = format!("taskset -c {SRV_CPU} kea-dhcp6 -c {} ({what}, 1 thread, log WARN)", conf.display());
     let p = topo.srv.spawn_command(cmd, Some(&run.log))?;
     run.server_pid = Some(p.pid());
     wait_udp_547(&topo.srv, &p, &run.log)?;

@@ -42,7 +42,7 @@ use tokio_postgres::{Client, Config, NoTls};
 use tracing::{debug, error, warn};
 
 use super::spec::redacted;
-use super::{CommitTicket, ForeignChange, Lease, LeaseFilter, LeaseOp, LeaseStore, Location, StoreError};
+use super::{CommitTicket, ForeignChange, Heartbeat, Lease, LeaseFilter, LeaseOp, LeaseStore, Location, StoreError};
 use writer::{Job, Writer};
 
 /// Tuning knobs of [`PgStore`].
@@ -248,6 +248,23 @@ impl LeaseStore for PgStore {
         }
     }
 
+    /// A round trip through the writer that proves the database takes writes again (see
+    /// `Job::Probe`), in order with commits; refused at once while the session is down.
+    fn probe(&self) -> CommitTicket {
+        if !self.is_up() {
+            return CommitTicket::resolved(Err(self.refuse()));
+        }
+        let (done, rx) = oneshot::channel();
+        match self.sender().try_send(Job::Probe { done }) {
+            Ok(()) => CommitTicket::pending(rx, Arc::clone(&self.location)),
+            Err(TrySendError::Full(_)) => CommitTicket::resolved(Err(StoreError::QueueFull {
+                store: Location::clone(&self.location),
+                capacity: self.options.queue_capacity,
+            })),
+            Err(TrySendError::Closed(_)) => CommitTicket::resolved(Err(self.stopped())),
+        }
+    }
+
     /// Runs in the writer, in order with commits. Waits (bounded) while the queue is
     /// full: reclaiming is housekeeping and should wait its turn, not be shed.
     fn reclaim_expired(&self, now: u64) -> Result<Vec<Lease>, StoreError> {
@@ -284,6 +301,18 @@ impl LeaseStore for PgStore {
 
     fn location(&self) -> Location {
         Location::clone(&self.location)
+    }
+
+    fn heartbeat(&self, stale: Duration) -> Result<Option<Heartbeat>, StoreError> {
+        let (done, rx) = std_mpsc::channel();
+        let (reader, config, location) =
+            (Arc::clone(&self.reader), Arc::clone(&self.config), Arc::clone(&self.location));
+        let me = self.shared.writer.clone();
+        self.runtime.spawn(async move {
+            let _ = done.send(rows::heartbeat(&reader, &config, &location, &me, stale).await);
+        });
+        let live = rx.recv().unwrap_or_else(|_| Err(self.stopped()))?;
+        Ok(Some(Heartbeat { me: self.shared.writer.clone(), live }))
     }
 
     fn subscribe(&self) -> Option<mpsc::UnboundedReceiver<ForeignChange>> {

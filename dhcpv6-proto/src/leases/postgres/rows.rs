@@ -214,6 +214,48 @@ pub(super) async fn load_all(
     }
 }
 
+/// Writes this box's heartbeat and reads which boxes beat within `stale`, on the reader's
+/// session (the writer's stays for leases). Rows a day old go: daemons that are gone.
+pub(super) async fn heartbeat(
+    reader: &tokio::sync::Mutex<Option<(Client, ConnectionTask)>>,
+    config: &Config,
+    location: &Location,
+    me: &str,
+    stale: std::time::Duration,
+) -> Result<Vec<String>, StoreError> {
+    let mut slot = reader.lock().await;
+    let (client, task) = match slot.take() {
+        Some((client, task)) if !client.is_closed() && !task.is_finished() => (client, task),
+        _ => connect(config, location).await?,
+    };
+    let result = async {
+        client
+            .execute(
+                "INSERT INTO heartbeats (box, beat_at) VALUES ($1, clock_timestamp())
+                 ON CONFLICT (box) DO UPDATE SET beat_at = EXCLUDED.beat_at",
+                &[&me],
+            )
+            .await?;
+        client.execute("DELETE FROM heartbeats WHERE beat_at < clock_timestamp() - interval '1 day'", &[]).await?;
+        client
+            .query(
+                "SELECT box FROM heartbeats WHERE beat_at >= clock_timestamp() - make_interval(secs => $1) ORDER BY box",
+                &[&stale.as_secs_f64()],
+            )
+            .await
+    }
+    .await;
+    let lost = result.as_ref().err().is_some_and(|e| is_connection_loss(e, &client));
+    if !lost {
+        *slot = Some((client, task));
+    }
+    match result {
+        Ok(rows) => rows.iter().map(|r| r.try_get::<_, String>(0)).collect::<Result<_, _>>(),
+        Err(e) => Err(e),
+    }
+    .map_err(pg_error(location, "heartbeat"))
+}
+
 /// Decodes rows, skipping (and logging) the ones that are not valid leases: the table
 /// may have been edited by hand, so nothing here trusts it.
 pub(super) fn decode_rows(rows: &[Row], location: &Location) -> Vec<Lease> {

@@ -126,6 +126,14 @@ pub(super) const MIGRATIONS: &[(&str, &str)] = &[
      CREATE INDEX leases_by_relay_link ON leases (relay_link_address) WHERE relay_link_address IS NOT NULL;
      CREATE INDEX leases_by_remote_id ON leases (relay_remote_id) WHERE relay_remote_id IS NOT NULL;",
     ),
+    (
+        "heartbeats: which boxes are alive, for the load split of a pair on one link",
+        "-- One row per daemon (its written_by name), beat_at by the database's clock.
+     CREATE TABLE heartbeats (
+        box     text        PRIMARY KEY,
+        beat_at timestamptz NOT NULL DEFAULT clock_timestamp()
+     );",
+    ),
 ];
 
 /// The version this build writes.

@@ -37,16 +37,26 @@ use crate::leases::{Lease, LeaseKey, LeaseOp, Location, StoreError};
 /// Work for the writer. Everything drained together runs in one transaction.
 #[derive(Debug)]
 pub(super) enum Job {
-    Commit { ops: Vec<LeaseOp>, done: oneshot::Sender<Result<(), StoreError>> },
+    Commit {
+        ops: Vec<LeaseOp>,
+        done: oneshot::Sender<Result<(), StoreError>>,
+    },
+    /// `LeaseStore::probe`: a transaction that must write WAL and flush it to commit.
+    Probe {
+        done: oneshot::Sender<Result<(), StoreError>>,
+    },
     // A std channel: the caller blocks on it, possibly on a runtime's thread.
-    Reclaim { now: u64, done: std_mpsc::Sender<Result<Vec<Lease>, StoreError>> },
+    Reclaim {
+        now: u64,
+        done: std_mpsc::Sender<Result<Vec<Lease>, StoreError>>,
+    },
 }
 
 impl Job {
     fn fail(self, e: StoreError) {
         // A send fails only if the caller stopped waiting; nothing to do then.
         match self {
-            Job::Commit { done, .. } => {
+            Job::Commit { done, .. } | Job::Probe { done } => {
                 let _ = done.send(Err(e));
             }
             Job::Reclaim { done, .. } => {
@@ -172,7 +182,7 @@ impl Writer {
                         self.shared.transactions.fetch_add(1, Ordering::Relaxed);
                         for job in batch.drain(..) {
                             match job {
-                                Job::Commit { done, .. } => {
+                                Job::Commit { done, .. } | Job::Probe { done } => {
                                     let _ = done.send(Ok(()));
                                 }
                                 Job::Reclaim { done, .. } => {
@@ -317,6 +327,7 @@ async fn write_batch(
         Upsert(UpsertArgs<'a>),
         Remove(KeyArgs),
         Reclaim(i64),
+        Probe,
     }
     // Which commit each statement belongs to, for a claim that fails.
     let mut args = Vec::new();
@@ -337,6 +348,7 @@ async fn write_batch(
                     ));
                 }
             }
+            Job::Probe { .. } => args.push((None, Args::Probe)),
             // Clamp rather than fail: "now" past i64::MAX means everything has expired.
             Job::Reclaim { now, .. } => args.push((None, Args::Reclaim(i64::try_from(*now).unwrap_or(i64::MAX)))),
         }
@@ -354,6 +366,14 @@ async fn write_batch(
                 Box::pin(async move { client.execute(&statements.remove, &k.params_by(writer)).await.map(|_| None) })
             }
             Args::Reclaim(now) => Box::pin(async move { client.query(&statements.reclaim, &[now]).await.map(Some) }),
+            // An empty transaction writes nothing, so it commits even where nothing can be
+            // written (a read-only database or session, a standby). A DELETE that matches
+            // no row is refused there like any write to the table, and changes nothing;
+            // taking a transaction ID makes COMMIT write its record to the WAL and wait for
+            // the flush, as a commit of leases does.
+            Args::Probe => Box::pin(async move {
+                client.batch_execute("DELETE FROM leases WHERE false; SELECT txid_current()").await.map(|()| None)
+            }),
         });
     }
     // With synchronous_commit on (checked at connect), COMMIT answers once the WAL is

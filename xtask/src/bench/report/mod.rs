@@ -44,6 +44,8 @@ pub struct Results {
     /// (server, leases in the population, row): renewals, by `dhcpv6-bench dhcp`.
     pub renew: Vec<(Peer, u64, Result<SarrRow, String>)>,
     pub rss: Vec<(Peer, u64, Result<RssRow, String>)>,
+    /// The PostgreSQL rows (`pg`).
+    pub pg: Vec<super::pg::PgEntry>,
 }
 
 /// A median with its spread over runs.
