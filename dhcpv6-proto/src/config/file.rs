@@ -28,6 +28,8 @@ pub(crate) struct Document {
     pub relay: Option<Relay>,
     /// One Server Identifier for every interface (several boxes answering as one server).
     pub server_duid: Option<Spanned<String>>,
+    /// Userspace receive workers (`--workers`); read at start only.
+    pub workers: Option<Spanned<u32>>,
 }
 
 /// `[defaults]`: what every interface hands out unless it says otherwise.

@@ -50,6 +50,8 @@ pub struct Overrides {
     pub raw_options: Vec<String>,
     /// `--ignore-user-class TEXT`: over every interface's and link's `ignore_user_classes`.
     pub ignore_user_classes: Vec<String>,
+    /// `--workers N`: userspace receive workers, over the file's `workers`.
+    pub workers: Option<u32>,
 }
 
 /// The flags, each value checked.
@@ -237,5 +239,11 @@ pub(crate) fn merge(file: ConfigFile, overrides: &Overrides, host: &HostResolver
             l.service = Some(Arc::new(own));
         }
     }
-    Ok(Config { ifaces, relay, links })
+    let workers = match overrides.workers {
+        Some(w) => {
+            Some(super::check_workers(w).map_err(|reason| ConfigError::Flag { flag: "--workers".into(), reason })?)
+        }
+        None => file.workers,
+    };
+    Ok(Config { ifaces, relay, links, workers })
 }

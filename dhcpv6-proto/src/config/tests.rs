@@ -449,3 +449,18 @@ fn server_duid_must_be_a_known_type_of_fitting_length() {
     let e = load_text("", &Overrides { server_duid: Some(long), ..serve_eth9() }).unwrap_err().to_string();
     assert!(e.contains("131"), "{e}");
 }
+
+#[test]
+fn workers_come_from_the_flag_over_the_file_and_are_checked() {
+    let c = load_text("workers = 3\n[[interface]]\nname = \"eth9\"\n", &Overrides::default()).unwrap();
+    assert_eq!(c.workers(), Some(3));
+    let flag = Overrides { workers: Some(2), ..Default::default() };
+    assert_eq!(load_text("workers = 3\n[[interface]]\nname = \"eth9\"\n", &flag).unwrap().workers(), Some(2));
+    assert_eq!(load_text("[[interface]]\nname = \"eth9\"\n", &Overrides::default()).unwrap().workers(), None);
+    let e = refused("\nworkers = 0\n[[interface]]\nname = \"eth9\"\n");
+    assert!(e.starts_with("dhcpv6d.toml:2:") && e.contains("workers 0 is outside 1..=256"), "{e}");
+    let e = load_text("[[interface]]\nname = \"eth9\"\n", &Overrides { workers: Some(999), ..Default::default() })
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("--workers") && e.contains("workers 999 is outside 1..=256"), "{e}");
+}

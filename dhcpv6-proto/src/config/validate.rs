@@ -50,6 +50,8 @@ pub struct ConfigFile {
     pub(crate) link_options: Vec<(String, OptionLayer)>,
     /// `server_duid`: replaces every interface's own DUID.
     pub(crate) server_duid: Option<Duid>,
+    /// `workers`: userspace receive workers.
+    pub(crate) workers: Option<u32>,
 }
 
 impl TryFrom<Source<'_>> for ConfigFile {
@@ -98,6 +100,11 @@ impl TryFrom<Source<'_>> for ConfigFile {
                 .map(|s| server_duid(&hex(s, "server_duid", &src)?).map_err(|r| src.invalid(s.span().start, r)))
                 .transpose()?,
             link_options,
+            workers: doc
+                .workers
+                .as_ref()
+                .map(|w| super::check_workers(*w.get_ref()).map_err(|r| src.invalid(w.span().start, r)))
+                .transpose()?,
         };
         check_links(&file.links).map_err(|r| file.refused(r))?;
         Ok(file)
