@@ -100,6 +100,11 @@ struct RunArgs {
     /// PostgreSQL database several boxes can share.
     #[arg(long, value_name = "PATH|URL", default_value = "/var/lib/dhcpv6d/leases.db")]
     lease_db: PathBuf,
+    /// Userspace receive workers, each with its own UDP/547 socket and thread (1..=256; 1:
+    /// one thread, as before). Over the file's `workers`. Default: one per CPU the daemon
+    /// may run on (its affinity, e.g. from taskset or systemd's CPUAffinity=).
+    #[arg(long, value_name = "N")]
+    workers: Option<u32>,
     /// Serve Prometheus metrics (text format) on this address, e.g. [::1]:9547.
     #[arg(long, value_name = "ADDR:PORT")]
     metrics: Option<std::net::SocketAddr>,
@@ -267,6 +272,7 @@ fn main() -> Result<ExitCode> {
                     max_leases_per_client: r.max_leases_per_client,
                     max_leases_per_mac: r.max_leases_per_mac,
                     server_duid: r.server_duid,
+                    workers: r.workers,
                 },
                 lease_db: r.lease_db,
                 routes: !r.no_routes,
