@@ -104,6 +104,8 @@ pub fn slug(p: Peer) -> &'static str {
         Peer::FastPath => "xdp",
         Peer::Userspace => "userspace",
         Peer::Stateful => "stateful",
+        Peer::UserspaceCores => "userspace-cores",
+        Peer::StatefulCores => "stateful-cores",
         Peer::Kea => "kea",
         Peer::Dnsmasq => "dnsmasq",
     }
