@@ -306,6 +306,7 @@ fn reads_the_example_file() {
     assert_eq!((c.links()[1].limits.per_client, c.links()[1].limits.per_mac), (8, 16));
     assert_eq!(c.relay().map(|r| r.downstream().len()), Some(2));
     assert_eq!(c.ifaces()[0].server_duid().map(|d| d.to_hex()).as_deref(), Some("0002000004d2646863707636"));
+    assert_eq!(c.workers(), Some(2));
     let t = c.ifaces()[0].trusted_relays();
     assert!(t.admits(&a("2001:db8:1::2")) && t.admits(&a("fe80::7")) && !t.admits(&a("2001:db8:1::3")));
     assert!(c.relay().unwrap().trusted_relays().admits(&a("fe80::7")));
