@@ -96,6 +96,17 @@ struct Server {
     workers: Vec<Arc<WorkerStats>>,
     /// The relay agent's datagrams, from the workers.
     agent_rx: mpsc::Receiver<Queued>,
+    /// Workers whose thread ended (a panic), and worker 0's task.
+    died: (mpsc::UnboundedSender<usize>, mpsc::UnboundedReceiver<usize>),
+    worker0: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// Worker 0's end (never, before it is started).
+async fn worker0_done(h: &mut Option<tokio::task::JoinHandle<()>>) -> Result<(), tokio::task::JoinError> {
+    match h.as_mut() {
+        Some(h) => h.await,
+        None => std::future::pending().await,
+    }
 }
 
 /// The workers asked for (`--workers`, `workers`), or one per CPU this process may run on
@@ -147,6 +158,8 @@ pub async fn run(opts: Options) -> Result<()> {
         shared,
         workers,
         agent_rx,
+        died: mpsc::unbounded_channel(),
+        worker0: None,
     };
     if let Some(addr) = s.opts.metrics {
         let listener = crate::metrics::bind(addr).await?;
@@ -207,6 +220,10 @@ impl Server {
                     }
                 }
                 Some(d) = self.agent_rx.recv() => self.relay(d).await,
+                // A worker that ends leaves its socket's share of the traffic unanswered:
+                // better a restart (systemd's Restart=) than a daemon that serves 1/N less.
+                Some(i) = self.died.1.recv() => bail!("worker {i} stopped (a panic; see above)"),
+                r = worker0_done(&mut self.worker0) => bail!("worker 0 stopped: {r:?}"),
                 _ = sweep.tick() => self.sweep().await,
                 _ = tick.tick() => self.tick(),
             }
@@ -221,9 +238,9 @@ impl Server {
         let Some((worker0, socks)) = self.starting.take() else { return Ok(()) };
         for (i, sock) in socks.into_iter().enumerate() {
             let index = i + 1;
-            worker::spawn(index, sock, self.shared.clone(), self.workers[index].clone())?;
+            worker::spawn(index, sock, self.shared.clone(), self.workers[index].clone(), self.died.0.clone())?;
         }
-        tokio::spawn(worker0.run());
+        self.worker0 = Some(tokio::spawn(worker0.run()));
         Ok(())
     }
 

@@ -69,8 +69,16 @@ impl Worker {
 }
 
 /// Starts worker `index` on a thread of its own, with `sock` (from `ServerSocket::bind_group`)
-/// registered with the thread's runtime. The thread lives as long as the process.
-pub(super) fn spawn(index: usize, sock: Socket, shared: Arc<Shared>, counters: Arc<WorkerStats>) -> Result<()> {
+/// registered with the thread's runtime. The thread lives as long as the process; if it ends
+/// (a panic), `died` is told, and the server loop stops the daemon: the dead worker's socket
+/// would otherwise keep its share of the traffic unanswered.
+pub(super) fn spawn(
+    index: usize,
+    sock: Socket,
+    shared: Arc<Shared>,
+    counters: Arc<WorkerStats>,
+    died: mpsc::UnboundedSender<usize>,
+) -> Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("worker runtime")?;
     let sock = {
         let _in = rt.enter();
@@ -79,7 +87,12 @@ pub(super) fn spawn(index: usize, sock: Socket, shared: Arc<Shared>, counters: A
     let worker = Worker::new(sock, shared, counters);
     std::thread::Builder::new()
         .name(format!("dhcpv6d-w{index}"))
-        .spawn(move || rt.block_on(worker.run()))
+        .spawn(move || {
+            let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rt.block_on(worker.run())));
+            if ran.is_err() {
+                let _ = died.send(index);
+            }
+        })
         .with_context(|| format!("starting worker {index}"))?;
     Ok(())
 }
