@@ -297,7 +297,13 @@ fn two_workers_share_the_load_and_give_nothing_twice_or_unstored() {
         granted.len(),
         &missing[..missing.len().min(10)]
     );
-    eprintln!("workers received {per_worker:?}; {} leases in Replies, all stored, none twice", granted.len());
+    let decisions =
+        ["free", "contended"].map(|l| metric(&m, &format!("dhcpv6_engine_decisions_total{{lock=\"{l}\"}}")));
+    assert!(decisions.iter().sum::<u64>() >= s[0], "every Solicit was decided: {decisions:?}");
+    eprintln!(
+        "workers received {per_worker:?}; {} leases in Replies, all stored, none twice; engine lock free/contended {decisions:?}",
+        granted.len()
+    );
 }
 
 #[test]

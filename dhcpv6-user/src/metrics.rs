@@ -41,6 +41,8 @@ pub struct Sources {
     pub workers: Vec<Arc<WorkerStats>>,
     /// Lease commits queued and not yet durable; `None` without a store.
     pub commits_in_flight: Option<Arc<std::sync::atomic::AtomicUsize>>,
+    /// Stateful decisions, and those that waited for another worker's; `None` without pools.
+    pub engine_lock: Option<Arc<crate::daemon::LockStats>>,
 }
 
 /// One receive worker's share of the traffic, for the metrics.
@@ -138,6 +140,15 @@ pub fn render_with(xdp: Option<&Counters>, s: &Sources) -> String {
         );
         let _ = writeln!(out, "dhcpv6_store_commits_in_flight {}", c.load(Ordering::Relaxed));
     }
+    if let Some(l) = &s.engine_lock {
+        out.push_str(
+            "# HELP dhcpv6_engine_decisions_total Stateful decisions, by whether the engine's lock was free \
+             (contended: another worker held it).\n# TYPE dhcpv6_engine_decisions_total counter\n",
+        );
+        let (all, waited) = (l.decisions.load(Ordering::Relaxed), l.contended.load(Ordering::Relaxed));
+        let _ = writeln!(out, "dhcpv6_engine_decisions_total{{lock=\"free\"}} {}", all.saturating_sub(waited));
+        let _ = writeln!(out, "dhcpv6_engine_decisions_total{{lock=\"contended\"}} {waited}");
+    }
     out.push_str("# HELP dhcpv6_pool_used Addresses or prefixes in use per pool.\n# TYPE dhcpv6_pool_used gauge\n");
     out.push_str("# HELP dhcpv6_pool_size Addresses or prefixes per pool.\n# TYPE dhcpv6_pool_size gauge\n");
     if let Ok(pools) = s.pools.lock() {
@@ -228,6 +239,10 @@ mod tests {
                 }),
             ],
             commits_in_flight: Some(Arc::new(std::sync::atomic::AtomicUsize::new(4))),
+            engine_lock: Some(Arc::new(crate::daemon::LockStats {
+                decisions: AtomicU64::new(10),
+                contended: AtomicU64::new(3),
+            })),
         }
     }
 
@@ -466,6 +481,7 @@ mod tests {
             store_up: store_up.map(|up| Arc::new(AtomicBool::new(up))),
             workers: vec![Arc::default()],
             commits_in_flight: None,
+            engine_lock: None,
         }
     }
 
@@ -494,6 +510,8 @@ mod tests {
         assert!(text.contains("dhcpv6_worker_received_total{worker=\"1\"} 3\n"), "{text}");
         assert!(text.contains("dhcpv6_worker_shed_total{worker=\"1\"} 0\n"), "{text}");
         assert!(text.contains("\ndhcpv6_store_commits_in_flight 4\n"), "{text}");
+        assert!(text.contains("dhcpv6_engine_decisions_total{lock=\"free\"} 7\n"), "{text}");
+        assert!(text.contains("dhcpv6_engine_decisions_total{lock=\"contended\"} 3\n"), "{text}");
     }
 
     #[test]

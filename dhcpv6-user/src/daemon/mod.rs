@@ -49,6 +49,8 @@ use stateful::StatefulService;
 use table::{Table, TableCell};
 use worker::{Shared, Worker};
 
+pub use stateful::LockStats;
+
 #[derive(Debug, Clone)]
 pub struct Options {
     pub config: Option<PathBuf>,
@@ -171,6 +173,7 @@ pub async fn run(opts: Options) -> Result<()> {
             store_up: s.stateful.as_deref().map(StatefulService::store_gauge),
             workers: s.workers.clone(),
             commits_in_flight: s.stateful.as_deref().map(StatefulService::commits_in_flight),
+            engine_lock: s.stateful.as_deref().map(StatefulService::lock_stats),
         };
         tokio::spawn(crate::metrics::serve(listener, sources));
     }
@@ -229,6 +232,16 @@ impl Server {
             }
         }
         let _ = self.stats.write(&stats_file(&self.opts.state_dir));
+        if let Some(st) = &self.stateful {
+            let l = st.lock_stats();
+            let ord = std::sync::atomic::Ordering::Relaxed;
+            info!(
+                workers = self.workers.len(),
+                decisions = l.decisions.load(ord),
+                contended = l.contended.load(ord),
+                "stateful decisions, and those that found the engine locked by another worker"
+            );
+        }
         Ok(())
     }
 

@@ -71,6 +71,16 @@ pub struct StatefulService {
     /// Commits queued and not yet durable (or failed), and how many may be.
     in_flight: Arc<AtomicUsize>,
     commit_limit: usize,
+    /// Decisions made, and of those how many found the engine locked by another worker:
+    /// the measure of whether one engine is enough for the workers (docs/design.md).
+    lock_stats: Arc<LockStats>,
+}
+
+/// How often the workers meet at the engine's lock.
+#[derive(Debug, Default)]
+pub struct LockStats {
+    pub decisions: std::sync::atomic::AtomicU64,
+    pub contended: std::sync::atomic::AtomicU64,
 }
 
 /// Commits on their way to the store, at most. The group-commit writer takes them in
@@ -146,6 +156,7 @@ impl StatefulService {
             health,
             in_flight: Arc::default(),
             commit_limit: COMMIT_LIMIT,
+            lock_stats: Arc::default(),
         })
     }
 
@@ -154,6 +165,11 @@ impl StatefulService {
     pub fn with_commit_limit(mut self, limit: usize) -> Self {
         self.commit_limit = limit;
         self
+    }
+
+    /// Decisions and how many waited for the engine's lock, for the metrics.
+    pub fn lock_stats(&self) -> Arc<LockStats> {
+        Arc::clone(&self.lock_stats)
     }
 
     /// Commits queued and not yet resolved, for the metrics.
@@ -232,7 +248,15 @@ impl StatefulService {
         ctx: &ClientContext<'_>,
         wrap: impl FnOnce(Vec<u8>) -> Result<Vec<u8>, Counter>,
     ) -> Result<Action, Counter> {
-        let mut engine = lock(&self.engine);
+        let mut engine = match self.engine.try_lock() {
+            Ok(e) => e,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => {
+                self.lock_stats.contended.fetch_add(1, Ordering::Relaxed);
+                lock(&self.engine)
+            }
+        };
+        self.lock_stats.decisions.fetch_add(1, Ordering::Relaxed);
         let out = if self.health.is_up() {
             engine.handle(m, ctx, unix_now())
         } else {
