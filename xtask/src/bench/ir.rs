@@ -106,6 +106,7 @@ pub fn slug(p: Peer) -> &'static str {
         Peer::Stateful => "stateful",
         Peer::UserspaceCores => "userspace-cores",
         Peer::StatefulCores => "stateful-cores",
+        Peer::StatefulCoresOneWorker => "stateful-cores-1w",
         Peer::Kea => "kea",
         Peer::Dnsmasq => "dnsmasq",
     }

@@ -280,7 +280,7 @@ fn measure(paths: &Paths, plan: &Plan) -> Result<report::Results> {
         // Each all-CPU row beside its one-CPU row, run here unless another group did.
         let (mode, name) = stateful::MODES[0];
         if plan.stateful {
-            for server in [Peer::Stateful, Peer::StatefulCores] {
+            for server in [Peer::Stateful, Peer::StatefulCoresOneWorker, Peer::StatefulCores] {
                 if res.sarr.iter().any(|(p, m, t, l, _)| *p == server && *m == mode && !*t && *l == Loader::Ours) {
                     continue;
                 }

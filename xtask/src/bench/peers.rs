@@ -35,6 +35,9 @@ pub enum Peer {
     /// the one-CPU, one-worker rows above, what the workers add.
     UserspaceCores,
     StatefulCores,
+    /// `StatefulCores` with one worker: the same CPUs, so against it what the second worker
+    /// adds apart from the second CPU's share of the generator's time.
+    StatefulCoresOneWorker,
     Kea,
     Dnsmasq,
 }
@@ -49,6 +52,7 @@ impl Peer {
             Peer::Stateful => "dhcpv6d stateful",
             Peer::UserspaceCores => "dhcpv6d userspace (--no-fast-path), --workers 2 on CPUs 0-1",
             Peer::StatefulCores => "dhcpv6d stateful, --workers 2 on CPUs 0-1",
+            Peer::StatefulCoresOneWorker => "dhcpv6d stateful, --workers 1 on CPUs 0-1",
             Peer::Kea => "Kea (kea-dhcp6, 1 thread)",
             Peer::Dnsmasq => "dnsmasq",
         }
@@ -57,18 +61,34 @@ impl Peer {
     pub fn userspace(self) -> bool {
         matches!(
             self,
-            Peer::Userspace | Peer::Stateful | Peer::UserspaceCores | Peer::StatefulCores | Peer::Kea | Peer::Dnsmasq
+            Peer::Userspace
+                | Peer::Stateful
+                | Peer::UserspaceCores
+                | Peer::StatefulCores
+                | Peer::StatefulCoresOneWorker
+                | Peer::Kea
+                | Peer::Dnsmasq
         )
     }
 
     /// dhcpv6d with pools.
     pub fn stateful(self) -> bool {
-        matches!(self, Peer::Stateful | Peer::StatefulCores)
+        matches!(self, Peer::Stateful | Peer::StatefulCores | Peer::StatefulCoresOneWorker)
     }
 
     /// dhcpv6d on every CPU, a worker on each.
     pub fn all_cores(self) -> bool {
-        matches!(self, Peer::UserspaceCores | Peer::StatefulCores)
+        matches!(self, Peer::UserspaceCores | Peer::StatefulCores | Peer::StatefulCoresOneWorker)
+    }
+
+    /// The `--workers` of a dhcpv6d row: one per CPU it is given, but for the one-worker
+    /// control row.
+    fn workers(self) -> &'static str {
+        if self.all_cores() && self != Peer::StatefulCoresOneWorker {
+            ALL_CPUS_WORKERS
+        } else {
+            "1"
+        }
     }
 }
 
@@ -141,9 +161,12 @@ pub fn start(topo: &Topo, peer: Peer, paths: &Paths, dir: &Path, stateful: State
     match peer {
         Peer::Drop => hold(topo, &mut run, paths, dir, "drop")?,
         Peer::MacSwap => hold(topo, &mut run, paths, dir, "macswap")?,
-        Peer::FastPath | Peer::Userspace | Peer::Stateful | Peer::UserspaceCores | Peer::StatefulCores => {
-            dhcpv6d(topo, &mut run, paths, dir, peer, stateful)?
-        }
+        Peer::FastPath
+        | Peer::Userspace
+        | Peer::Stateful
+        | Peer::UserspaceCores
+        | Peer::StatefulCores
+        | Peer::StatefulCoresOneWorker => dhcpv6d(topo, &mut run, paths, dir, peer, stateful)?,
         Peer::Kea => {
             hold(topo, &mut run, paths, dir, "pass")?;
             kea(topo, &mut run, dir, stateful)?;
@@ -213,8 +236,7 @@ fn dhcpv6d(topo: &Topo, run: &mut Running, paths: &Paths, dir: &Path, peer: Peer
     // One worker where the server has one CPU (as the default would pick from the affinity),
     // one per CPU where it has them all.
     let cpus = if peer.all_cores() { ALL_CPUS } else { SRV_CPU };
-    let workers = if peer.all_cores() { ALL_CPUS_WORKERS } else { "1" };
-    args.extend(["--workers".into(), workers.into()]);
+    args.extend(["--workers".into(), peer.workers().into()]);
     if peer.stateful() || st.on {
         let db = dir.join("leases.db");
         for f in ["leases.db", "leases.db-wal", "leases.db-shm"] {

@@ -189,6 +189,13 @@ pub const ROWS: &[RowSpec] = &[
         Note::Text("the load generator runs on one of the two CPUs"),
     ),
     noted(
+        "SARR exchanges/s at <= 0.1 % loss (address): dhcpv6d on both CPUs, --workers 2 vs --workers 1",
+        Source::Sarr(StatefulCores, A, false, Ours),
+        Source::Sarr(StatefulCoresOneWorker, A, false, Ours),
+        Target::None,
+        Note::Text("the same CPUs on both sides: what the second worker adds"),
+    ),
+    noted(
         "SARR exchanges/s at <= 0.1 % loss (address + prefix): dhcpv6d (durable) vs Kea memfile",
         Source::Sarr(Stateful, AP, false, Ours),
         Source::Sarr(Kea, AP, false, Ours),
