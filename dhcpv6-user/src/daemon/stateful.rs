@@ -86,9 +86,10 @@ pub struct LockStats {
 /// Commits on their way to the store, at most. Each holds its reply, its undo record and its
 /// waiting task (about 2 KB), so the bound is some 32 MB. It is set by memory, not by
 /// patience: a retransmission keeps its transaction ID, so a Reply that comes late is still
-/// taken, and a bench search at 20,000 exchanges/s rides out 800 ms of commit latency under
-/// it (4,096 shed already at 300 ms stalls of a loaded machine's fsync). Reached only when the
-/// store stalls for longer; then answering more would only queue more.
+/// taken, and 20,000 exchanges/s ride out 800 ms of commit latency under it (with 4,096, a
+/// loaded bench machine shed thousands of Requests at the upper steps of a search, where
+/// exchanges took 0.2 to 0.6 s). Reached only when the store stalls for longer; then
+/// answering more would only queue more.
 pub const COMMIT_LIMIT: usize = 16_384;
 
 /// Gives its slot in the commit pipeline back when the commit's outcome is known.
