@@ -339,10 +339,12 @@ impl Server {
         if self.ifaces.reconfigure(ifaces) {
             info!("new interfaces in the configuration");
         }
-        info!("configuration reloaded");
+        // Said once the workers have the new table (`sync` publishes it): what a client is
+        // answered after this line is the new configuration.
         if let Err(e) = self.sync().await {
             warn!(error = %format!("{e:#}"), "applying the reloaded configuration failed");
         }
+        info!("configuration reloaded");
         Ok(())
     }
 
