@@ -151,6 +151,40 @@ fn crafted_relay_forward_is_answered_and_bombs_are_dropped() {
     .unwrap();
 }
 
+/// One relay (one source address and port) sending unicast, as dhcrelay does: the kernel's
+/// SO_REUSEPORT hash of the 4-tuple would put all of it on one worker; the daemon's group
+/// program spreads it by the relayed client's peer-address, exactly as `steer::worker_of`
+/// says, and every Relay-Forward is answered once.
+#[test]
+fn one_relay_unicasting_is_spread_over_the_workers_by_peer_address() {
+    use common::{client_id, message, oro};
+    use dhcpv6::server::relay;
+    let mut lab = Lab::new("rw2");
+    lab.start(&["--dns", "2001:db8::53", "--trusted-relay", "fe80::/10", "--workers", "2", "--metrics", "[::1]:9547"]);
+    let server = lab.srv.wait_link_local("srv0", Duration::from_secs(10)).unwrap();
+    let to = format!("{server}%cli0");
+    let inner = message(11, &[client_id(14), oro(&[23])]);
+    let mut expected = [0u64; 2];
+    for i in 1u16..=16 {
+        let peer = std::net::Ipv6Addr::new(0xfe80, 0, 0, 0, 0x200, 0xff, 0xfe00, i);
+        let level = relay::RelayLevel::new(0, std::net::Ipv6Addr::UNSPECIFIED, peer);
+        let fwd = dhcpv6::wire::relay::emit_chain(&[level], dhcpv6::wire::RelayKind::Forward, &inner).unwrap();
+        expected[dhcpv6::steer::worker_of(&fwd, 2) as usize] += 1;
+        let reply = lab.exchange_in(&lab.cli, "cli0", ("::", 547), &to, &fwd, Duration::from_secs(3));
+        let reply = reply.unwrap_or_else(|| panic!("no Relay-Reply for peer {peer}\n{}", lab.log()));
+        assert_eq!(relay::unwrap_reply(&reply).unwrap().levels[0].peer_address, peer);
+    }
+    assert!(expected.iter().all(|n| *n > 0), "the peers fall on both workers: {expected:?}");
+    let m = lab.metrics();
+    let got: Vec<u64> = (0..2)
+        .map(|i| {
+            let series = format!("dhcpv6_worker_received_total{{worker=\"{i}\"}} ");
+            m.lines().find_map(|l| l.strip_prefix(&series)?.trim().parse().ok()).unwrap_or_else(|| panic!("{m}"))
+        })
+        .collect();
+    assert_eq!(got, expected, "each worker got the Relay-Forwards its key names");
+}
+
 /// Our relay agent to our server: the Relay-Forward carries the client's MAC (RFC 6939),
 /// learnt by the XDP program on the downstream interface, and the Interface-ID.
 #[test]

@@ -139,8 +139,12 @@ fn dhcpcd_gets_an_address_and_a_prefix() {
 }
 
 fn start_big(lab: &mut Lab) {
+    start_big_with(lab, &[]);
+}
+
+fn start_big_with(lab: &mut Lab, extra: &[&str]) {
     let db = lab.dir.join("leases.db");
-    lab.start(&[
+    let mut args = vec![
         "--na-pool",
         "2001:db8:1::1:0-2001:db8:1::ffff:ffff",
         "--pd-pool",
@@ -156,7 +160,16 @@ fn start_big(lab: &mut Lab) {
         // stops (its own tests are in dhcpv6-proto).
         "--max-leases-per-mac",
         "0",
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    lab.start(&args);
+}
+
+/// One sample of the daemon's metrics, by its full series text (`name{labels}`).
+fn metric(text: &str, series: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in:\n{text}"))
 }
 
 /// Runs perfdhcp -6 in the client namespace; returns its output.
@@ -203,6 +216,94 @@ fn perfdhcp_address_and_prefix_at_a_fixed_rate_without_drops() {
     );
     let l = leases(&lab);
     assert!(l.lines().filter(|x| x.starts_with("na ")).count() >= 2000, "{} leases", l.lines().count());
+}
+
+/// Two workers under load from thousands of clients (perfdhcp, address and prefix): both
+/// workers get traffic, each multicast message is handled once (not once per worker), no
+/// address or prefix goes to two clients, and every one a Reply names is in the store.
+#[test]
+fn two_workers_share_the_load_and_give_nothing_twice_or_unstored() {
+    let _heavy = heavy();
+    testbed::ensure_tools(&[("tshark", "tshark")]).unwrap();
+    let mut lab = Lab::new("w2");
+    start_big_with(&mut lab, &["--workers", "2", "--metrics", "[::1]:9547"]);
+    assert!(lab.log().contains("workers=2"), "{}", lab.log());
+    let pcap = lab.dir.join("replies.pcap");
+    let cap = lab
+        .cli
+        .spawn(
+            &["tshark", "-q", "-i", "cli0", "-f", "udp dst port 546", "-w", pcap.to_str().unwrap()],
+            Some(&lab.dir.join("tshark.log")),
+        )
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let out = perfdhcp(&lab, 500, 2000);
+    std::thread::sleep(Duration::from_millis(500));
+    cap.terminate();
+    let s = sent(&out);
+    assert_eq!(s.len(), 2, "perfdhcp reported both exchanges:\n{out}");
+
+    let m = lab.metrics();
+    let per_worker: Vec<u64> =
+        (0..2).map(|i| metric(&m, &format!("dhcpv6_worker_received_total{{worker=\"{i}\"}}"))).collect();
+    assert!(per_worker.iter().all(|n| *n > 0), "both workers received: {per_worker:?}");
+    let received = metric(&m, "dhcpv6_userspace_total{event=\"received\"}")
+        + metric(&m, "dhcpv6_userspace_total{event=\"ignored_other_iface\"}");
+    assert_eq!(per_worker.iter().sum::<u64>(), received, "each datagram reached one worker");
+    let advertised = metric(&m, "dhcpv6_messages_total{type=\"solicit\",outcome=\"replied\"}");
+    assert!(advertised <= s[0], "{advertised} Advertises for {} Solicits: a multicast answered twice", s[0]);
+    assert_eq!(metric(&m, "dhcpv6_userspace_total{event=\"shed_commit_backlog\"}"), 0);
+
+    // (client MAC, address or prefix) of every Reply.
+    let fields = lab
+        .cli
+        .run(&[
+            "tshark",
+            "-r",
+            pcap.to_str().unwrap(),
+            "-Y",
+            "dhcpv6.msgtype == 7",
+            "-T",
+            "fields",
+            "-E",
+            "separator=;",
+            "-e",
+            "dhcpv6.duidllt.link_layer_addr",
+            "-e",
+            "dhcpv6.iaaddr.ip",
+            "-e",
+            "dhcpv6.iaprefix.pref_addr",
+        ])
+        .unwrap();
+    let mut holder: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+    let mut granted = Vec::new();
+    for line in fields.lines().filter(|l| !l.trim().is_empty()) {
+        let mut f = line.split(';');
+        let client = f.next().unwrap_or_default().split(',').next().unwrap_or_default().to_owned();
+        assert!(!client.is_empty(), "a Reply without a client DUID-LLT: {line}");
+        for lease in f.flat_map(|x| x.split(',')).filter(|x| !x.is_empty()) {
+            let first = holder.entry(lease.to_owned()).or_insert_with(|| client.clone());
+            assert_eq!(first, &client, "{lease} given to two clients");
+            granted.push(lease.to_owned());
+        }
+    }
+    assert!(granted.len() >= 2000, "Replies seen: {} leases\n{out}", granted.len());
+    let l = leases(&lab);
+    let missing: Vec<&String> = granted.iter().filter(|g| !l.contains(&format!(" {g}"))).collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} told but not stored: {:?}",
+        missing.len(),
+        granted.len(),
+        &missing[..missing.len().min(10)]
+    );
+    let decisions =
+        ["free", "contended"].map(|l| metric(&m, &format!("dhcpv6_engine_decisions_total{{lock=\"{l}\"}}")));
+    assert!(decisions.iter().sum::<u64>() >= s[0], "every Solicit was decided: {decisions:?}");
+    eprintln!(
+        "workers received {per_worker:?}; {} leases in Replies, all stored, none twice; engine lock free/contended {decisions:?}",
+        granted.len()
+    );
 }
 
 #[test]

@@ -124,6 +124,38 @@ fn sighup_changes_the_next_answer() {
     assert_eq!(env.get("new_dhcp6_name_servers").map(String::as_str), Some("2001:db8::2"));
 }
 
+/// The userspace path with two workers: a reload reaches both (each reads the table the
+/// server loop publishes), so every answer after it, whichever worker gives it, is the new one.
+#[test]
+fn with_two_workers_a_reload_reaches_every_worker() {
+    let mut lab = Lab::new("hw2");
+    let cfg = lab.dir.join("dhcpv6d.toml");
+    std::fs::write(&cfg, "[defaults]\ndns = [\"2001:db8::1\"]\n").unwrap();
+    lab.start(&["--config", cfg.to_str().unwrap(), "--no-fast-path", "--workers", "2"]);
+    let dns_of = |xid: u32| {
+        let reply = lab
+            .exchange(&common::load::information_request(xid), Duration::from_secs(3))
+            .unwrap_or_else(|| panic!("no Reply to xid {xid}\n{}", lab.log()));
+        let m = Message::parse(&reply).unwrap();
+        m.find(23).map(<[u8]>::to_vec)
+    };
+    let one = "2001:db8::1".parse::<std::net::Ipv6Addr>().unwrap().octets().to_vec();
+    let two = "2001:db8::2".parse::<std::net::Ipv6Addr>().unwrap().octets().to_vec();
+    // Transaction IDs 1..=8 fall on both workers (steer::worker_of: by xid).
+    let workers: std::collections::HashSet<u32> =
+        (1..=8).map(|x| dhcpv6::steer::worker_of(&common::load::information_request(x), 2)).collect();
+    assert_eq!(workers.len(), 2);
+    for xid in 1..=8 {
+        assert_eq!(dns_of(xid), Some(one.clone()), "xid {xid} before the reload");
+    }
+    std::fs::write(&cfg, "[defaults]\ndns = [\"2001:db8::2\"]\n").unwrap();
+    lab.signal(testbed::signal::SIGHUP);
+    lab.wait_log("configuration reloaded", Duration::from_secs(5));
+    for xid in 11..=18 {
+        assert_eq!(dns_of(xid), Some(two.clone()), "xid {xid} after the reload");
+    }
+}
+
 #[test]
 fn link_local_change_is_followed_within_a_second() {
     let mut lab = Lab::new("ll");

@@ -96,6 +96,12 @@ counters! {
     /// A queued message dropped unanswered because newer ones filled the userspace queue
     /// (the oldest go first: their clients have retransmitted by now).
     ShedOldest => "shed_oldest",
+    /// A stateful message whose lease change was decided while as many commits as the
+    /// daemon allows were still on their way to the store: rolled back, not answered, not
+    /// queued (its client retransmits; memory stays bounded under a storm).
+    ShedCommitBacklog => "shed_commit_backlog",
+    /// Relay-agent mode: a datagram for the relay agent while its queue was full.
+    ShedRelayAgentBusy => "shed_relay_agent_busy",
     DropRelayEmpty => "drop_relay_empty",
     DropRelayNotRelayMsg => "drop_relay_not_relay_msg",
     DropRelayShortHeader => "drop_relay_short_header",

@@ -276,6 +276,18 @@ pub struct Stats {
     #[serde(default)]
     pub lease_script: BTreeMap<String, u64>,
     pub commit_latency: Latency,
+    /// Each receive worker's share (`--workers`), in worker order; empty from a daemon that
+    /// predates them.
+    #[serde(default)]
+    pub workers: Vec<WorkerView>,
+}
+
+/// One receive worker's counters and queue depth.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerView {
+    pub received: u64,
+    pub shed: u64,
+    pub queue: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -441,6 +453,7 @@ mod tests {
                 lease_events: [("granted".to_owned(), 1)].into(),
                 lease_script: [("runs".to_owned(), 4), ("failed_timeout".to_owned(), 1)].into(),
                 commit_latency: Latency { count: 1, sum_seconds: 0.002, buckets: vec![(0.001, 0), (0.0025, 1)] },
+                workers: vec![WorkerView { received: 5, shed: 1, queue: 0 }],
             }),
         ];
         for r in all {

@@ -219,4 +219,9 @@ fn print_stats(s: &Stats, json: bool) {
     println!("commit_count {}", c.count);
     println!("commit_seconds_sum {}", c.sum_seconds);
     c.buckets.iter().for_each(|(le, n)| println!("commit_seconds_le_{le} {n}"));
+    for (i, w) in s.workers.iter().enumerate() {
+        println!("worker_{i}_received {}", w.received);
+        println!("worker_{i}_shed {}", w.shed);
+        println!("worker_{i}_queue {}", w.queue);
+    }
 }

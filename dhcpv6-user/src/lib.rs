@@ -14,6 +14,7 @@ pub mod netlink;
 pub mod pins;
 pub mod routes;
 pub mod socket;
+pub mod steer;
 
 // The protocol crate's modules, under the names the daemon and its tests have always used.
 pub use dhcpv6_proto::{config, leases, resolv, server, stats, wire};

@@ -125,6 +125,11 @@ struct RunArgs {
     /// Seconds after which a box's heartbeat is stale (default 10)
     #[arg(long, value_name = "SECS")]
     heartbeat_stale: Option<u32>,
+    /// Userspace receive workers, each with its own UDP/547 socket and thread (1..=256; 1:
+    /// one thread, as before). Over the file's `workers`. Default: one per CPU the daemon
+    /// may run on (its affinity, e.g. from taskset or systemd's CPUAffinity=).
+    #[arg(long, value_name = "N")]
+    workers: Option<u32>,
     /// Serve Prometheus metrics (text format) on this address, e.g. [::1]:9547.
     #[arg(long, value_name = "ADDR:PORT")]
     metrics: Option<std::net::SocketAddr>,
@@ -298,6 +303,7 @@ fn main() -> Result<ExitCode> {
                     lease_db: r.lease_db.map(PathBuf::into_os_string),
                     load_split: r.load_split,
                     heartbeat_stale: r.heartbeat_stale,
+                    workers: r.workers,
                 },
                 routes: !r.no_routes,
                 metrics: r.metrics,

@@ -38,7 +38,22 @@ pub struct Sources {
     pub pools: Arc<std::sync::Mutex<Vec<(String, String, u64, u128)>>>,
     /// Whether the lease store writes; `None` without pools (no store).
     pub store_up: Option<Arc<std::sync::atomic::AtomicBool>>,
-    /// Messages waiting in the userspace receive queue.
+    /// Each receive worker's counters and queue depth (`--workers`).
+    pub workers: Vec<Arc<WorkerStats>>,
+    /// Lease commits queued and not yet durable; `None` without a store.
+    pub commits_in_flight: Option<Arc<std::sync::atomic::AtomicUsize>>,
+    /// Stateful decisions, and those that waited for another worker's; `None` without pools.
+    pub engine_lock: Option<Arc<crate::daemon::LockStats>>,
+}
+
+/// One receive worker's share of the traffic, for the metrics.
+#[derive(Debug, Default)]
+pub struct WorkerStats {
+    /// Datagrams its socket gave it.
+    pub received: AtomicU64,
+    /// Of those, shed from its full queue unanswered (oldest first).
+    pub shed: AtomicU64,
+    /// Datagrams in its queue now.
     pub queue: Arc<AtomicU64>,
 }
 
@@ -112,9 +127,46 @@ pub fn render_with(xdp: Option<&Counters>, s: &Sources) -> String {
         let _ = writeln!(out, "dhcpv6_store_healthy {}", u8::from(up.load(Ordering::Relaxed)));
     }
     out.push_str(
-        "# HELP dhcpv6_userspace_queue Messages waiting for userspace.\n# TYPE dhcpv6_userspace_queue gauge\n",
+        "# HELP dhcpv6_userspace_queue Messages waiting for userspace, all workers.\n# TYPE dhcpv6_userspace_queue gauge\n",
     );
-    let _ = writeln!(out, "dhcpv6_userspace_queue {}", s.queue.load(Ordering::Relaxed));
+    let depth: u64 = s.workers.iter().map(|w| w.queue.load(Ordering::Relaxed)).sum();
+    let _ = writeln!(out, "dhcpv6_userspace_queue {depth}");
+    out.push_str(
+        "# HELP dhcpv6_worker_queue Messages waiting in one worker's queue.\n# TYPE dhcpv6_worker_queue gauge\n",
+    );
+    for (i, w) in s.workers.iter().enumerate() {
+        let _ = writeln!(out, "dhcpv6_worker_queue{{worker=\"{i}\"}} {}", w.queue.load(Ordering::Relaxed));
+    }
+    out.push_str(
+        "# HELP dhcpv6_worker_received_total Datagrams each receive worker's socket gave it.\n\
+         # TYPE dhcpv6_worker_received_total counter\n",
+    );
+    for (i, w) in s.workers.iter().enumerate() {
+        let _ = writeln!(out, "dhcpv6_worker_received_total{{worker=\"{i}\"}} {}", w.received.load(Ordering::Relaxed));
+    }
+    out.push_str(
+        "# HELP dhcpv6_worker_shed_total Datagrams shed unanswered from a worker's full queue (oldest first).\n\
+         # TYPE dhcpv6_worker_shed_total counter\n",
+    );
+    for (i, w) in s.workers.iter().enumerate() {
+        let _ = writeln!(out, "dhcpv6_worker_shed_total{{worker=\"{i}\"}} {}", w.shed.load(Ordering::Relaxed));
+    }
+    if let Some(c) = &s.commits_in_flight {
+        out.push_str(
+            "# HELP dhcpv6_store_commits_in_flight Lease commits queued and not yet durable (bounded: past the \
+             bound new lease changes are shed, shed_commit_backlog).\n# TYPE dhcpv6_store_commits_in_flight gauge\n",
+        );
+        let _ = writeln!(out, "dhcpv6_store_commits_in_flight {}", c.load(Ordering::Relaxed));
+    }
+    if let Some(l) = &s.engine_lock {
+        out.push_str(
+            "# HELP dhcpv6_engine_decisions_total Stateful decisions, by whether the engine's lock was free \
+             (contended: another worker held it).\n# TYPE dhcpv6_engine_decisions_total counter\n",
+        );
+        let (all, waited) = (l.decisions.load(Ordering::Relaxed), l.contended.load(Ordering::Relaxed));
+        let _ = writeln!(out, "dhcpv6_engine_decisions_total{{lock=\"free\"}} {}", all.saturating_sub(waited));
+        let _ = writeln!(out, "dhcpv6_engine_decisions_total{{lock=\"contended\"}} {waited}");
+    }
     out.push_str("# HELP dhcpv6_pool_used Addresses or prefixes in use per pool.\n# TYPE dhcpv6_pool_used gauge\n");
     out.push_str("# HELP dhcpv6_pool_size Addresses or prefixes per pool.\n# TYPE dhcpv6_pool_size gauge\n");
     if let Ok(pools) = s.pools.lock() {
@@ -192,7 +244,23 @@ mod tests {
                 256,
             )])),
             store_up: Some(Arc::new(AtomicBool::new(true))),
-            queue: Arc::new(AtomicU64::new(2)),
+            workers: vec![
+                Arc::new(WorkerStats {
+                    received: AtomicU64::new(5),
+                    queue: Arc::new(AtomicU64::new(2)),
+                    ..Default::default()
+                }),
+                Arc::new(WorkerStats {
+                    received: AtomicU64::new(3),
+                    queue: Arc::new(AtomicU64::new(1)),
+                    ..Default::default()
+                }),
+            ],
+            commits_in_flight: Some(Arc::new(std::sync::atomic::AtomicUsize::new(4))),
+            engine_lock: Some(Arc::new(crate::daemon::LockStats {
+                decisions: AtomicU64::new(10),
+                contended: AtomicU64::new(3),
+            })),
         }
     }
 
@@ -429,7 +497,9 @@ mod tests {
             leases: Arc::default(),
             pools: Arc::default(),
             store_up: store_up.map(|up| Arc::new(AtomicBool::new(up))),
-            queue: Arc::default(),
+            workers: vec![Arc::default()],
+            commits_in_flight: None,
+            engine_lock: None,
         }
     }
 
@@ -452,6 +522,14 @@ mod tests {
         assert!(text.contains("# TYPE dhcpv6_store_commit_seconds histogram\n"));
         assert!(!text.contains("dhcpv6_xdp_frames_total{"), "no XDP series without the map");
         assert!(text.contains("dhcpv6_pool_used{link=\"default\",pool=\"2001:db8:1::100-2001:db8:1::1ff\"} 1\n"));
+        assert!(text.contains("\ndhcpv6_userspace_queue 3\n"), "the sum of the workers': {text}");
+        assert!(text.contains("dhcpv6_worker_queue{worker=\"1\"} 1\n"), "{text}");
+        assert!(text.contains("dhcpv6_worker_received_total{worker=\"0\"} 5\n"), "{text}");
+        assert!(text.contains("dhcpv6_worker_received_total{worker=\"1\"} 3\n"), "{text}");
+        assert!(text.contains("dhcpv6_worker_shed_total{worker=\"1\"} 0\n"), "{text}");
+        assert!(text.contains("\ndhcpv6_store_commits_in_flight 4\n"), "{text}");
+        assert!(text.contains("dhcpv6_engine_decisions_total{lock=\"free\"} 7\n"), "{text}");
+        assert!(text.contains("dhcpv6_engine_decisions_total{lock=\"contended\"} 3\n"), "{text}");
     }
 
     #[test]

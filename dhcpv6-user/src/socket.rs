@@ -1,6 +1,7 @@
-//! The server's UDP socket on port 547: one socket for every interface, with the arrival
-//! interface and destination from IPV6_PKTINFO, and ff02::1:2 (plus ff05::1:3 on served
-//! interfaces) joined per interface.
+//! The server's UDP sockets on port 547: one per receive worker, each for every interface,
+//! with the arrival interface and destination from IPV6_PKTINFO. ff02::1:2 (plus ff05::1:3
+//! on served interfaces) is joined per interface on the first; the others hear multicast
+//! too (IPV6_MULTICAST_ALL), and `steer` decides which of them keeps each datagram.
 
 use std::{
     collections::HashSet,
@@ -31,20 +32,27 @@ pub struct ServerSocket {
 }
 
 impl ServerSocket {
+    /// One socket, for one worker (today's daemon with `--workers 1`).
     pub fn bind() -> Result<Self> {
-        let s = Socket::new(Domain::IPV6, Type::DGRAM, Some(Protocol::UDP)).context("creating the UDP socket")?;
-        s.set_only_v6(true)?;
-        s.set_reuse_address(true)?;
-        // A new daemon binds while the old one still runs (restart, upgrade): both receive
-        // until the old one exits, so no window without a listener.
-        s.set_reuse_port(true).context("SO_REUSEPORT")?;
-        s.set_nonblocking(true)?;
-        // Room for a boot storm's burst while the loop is busy.
-        let _ = s.set_recv_buffer_size(8 << 20);
-        setsockopt(&s, sockopt::Ipv6RecvPacketInfo, &true).context("IPV6_RECVPKTINFO")?;
-        s.set_multicast_loop_v6(false)?;
-        let addr = SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, SERVER_PORT, 0, 0);
-        s.bind(&addr.into()).context("binding [::]:547 (is another DHCPv6 server running, without SO_REUSEPORT?)")?;
+        Self::register(bind_one()?)
+    }
+
+    /// `workers` sockets in one SO_REUSEPORT group, with `steer`'s programs spreading the
+    /// traffic over them when there are several. Not yet registered with a runtime: each
+    /// goes to its worker's (`register`).
+    pub fn bind_group(workers: u32) -> Result<Vec<Socket>> {
+        let socks: Vec<Socket> = (0..workers.max(1)).map(|_| bind_one()).collect::<Result<_>>()?;
+        if socks.len() > 1 {
+            for (i, s) in (0u32..).zip(&socks) {
+                crate::steer::attach_socket_filter(s, i, workers)?;
+            }
+            crate::steer::attach_group_program(&socks[0], workers)?;
+        }
+        Ok(socks)
+    }
+
+    /// `s` (from `bind_group`) with the runtime this is called in.
+    pub fn register(s: Socket) -> Result<Self> {
         // SAFETY: the Socket owns its descriptor and lives inside the AsyncFd until both drop.
         let fd = unsafe { AsyncFd::register(s)? };
         Ok(Self { fd, joined: std::sync::Mutex::new(HashSet::new()) })
@@ -112,6 +120,28 @@ impl ServerSocket {
     }
 }
 
+/// One socket on [::]:547, in the port's SO_REUSEPORT group.
+fn bind_one() -> Result<Socket> {
+    bind_on(SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, SERVER_PORT, 0, 0))
+}
+
+fn bind_on(addr: SocketAddrV6) -> Result<Socket> {
+    let s = Socket::new(Domain::IPV6, Type::DGRAM, Some(Protocol::UDP)).context("creating the UDP socket")?;
+    s.set_only_v6(true)?;
+    s.set_reuse_address(true)?;
+    // A new daemon binds while the old one still runs (restart, upgrade): both receive
+    // until the old one exits, so no window without a listener.
+    s.set_reuse_port(true).context("SO_REUSEPORT")?;
+    s.set_nonblocking(true)?;
+    // Room for a boot storm's burst while the loop is busy.
+    let _ = s.set_recv_buffer_size(8 << 20);
+    setsockopt(&s, sockopt::Ipv6RecvPacketInfo, &true).context("IPV6_RECVPKTINFO")?;
+    s.set_multicast_loop_v6(false)?;
+    s.bind(&addr.into())
+        .with_context(|| format!("binding {addr} (is another DHCPv6 server running, without SO_REUSEPORT?)"))?;
+    Ok(s)
+}
+
 fn send_pktinfo(fd: i32, buf: &[u8], to: SocketAddrV6, ifindex: u32, src: Ipv6Addr) -> std::io::Result<usize> {
     // An unspecified source is left to the kernel: then only the interface is pinned.
     let pi = libc::in6_pktinfo { ipi6_addr: libc::in6_addr { s6_addr: src.octets() }, ipi6_ifindex: ifindex };
@@ -136,4 +166,36 @@ fn recv_pktinfo(fd: i32, buf: &mut [u8]) -> std::io::Result<Received> {
         }
     }
     Ok(Received { len: msg.bytes, from, ifindex, dst })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The kernel runs the group program as `steer` models it: unicast from one source
+    /// (one relay, one generator) reaches the socket its key names, on every worker.
+    #[test]
+    fn the_group_program_spreads_one_source_over_the_sockets_by_key() {
+        let first = bind_on(SocketAddrV6::new(Ipv6Addr::LOCALHOST, 0, 0, 0)).unwrap();
+        let port = first.local_addr().unwrap().as_socket_ipv6().unwrap().port();
+        let second = bind_on(SocketAddrV6::new(Ipv6Addr::LOCALHOST, port, 0, 0)).unwrap();
+        crate::steer::attach_group_program(&first, 2).unwrap();
+        let client = std::net::UdpSocket::bind("[::1]:0").unwrap();
+        let mut sent = [Vec::new(), Vec::new()];
+        for xid in 0u8..20 {
+            let payload = [dhcpv6_common::wire::msg::SOLICIT, 0, xid / 3, xid];
+            client.send_to(&payload, ("::1", port)).unwrap();
+            sent[crate::steer::worker_of(&payload, 2) as usize].push(payload.to_vec());
+        }
+        for (sock, want) in [first, second].iter().zip(&sent) {
+            assert!(!want.is_empty());
+            let mut got = Vec::new();
+            let mut buf = [0u8; 64];
+            // Loopback delivers before send_to returns; non-blocking reads see it all.
+            while let Ok(r) = recv_pktinfo(sock.as_raw_fd(), &mut buf) {
+                got.push(buf[..r.len].to_vec());
+            }
+            assert_eq!(&got, want);
+        }
+    }
 }

@@ -35,6 +35,8 @@ pub(crate) struct Document {
     /// Who may send leasequeries (RFC 5007 over UDP, RFC 5460 over TCP): addresses or prefixes.
     #[serde(default)]
     pub leasequery_from: Vec<Spanned<String>>,
+    /// Userspace receive workers (`--workers`); read at start only.
+    pub workers: Option<Spanned<u32>>,
     /// `[store]`: where the leases are kept.
     pub store: Option<Store>,
 }

@@ -63,6 +63,8 @@ pub struct Overrides {
     pub load_split: bool,
     /// `--heartbeat-stale SECS`: over the file's `heartbeat_stale`.
     pub heartbeat_stale: Option<u32>,
+    /// `--workers N`: userspace receive workers, over the file's `workers`.
+    pub workers: Option<u32>,
 }
 
 /// The flags, each value checked.
@@ -293,7 +295,13 @@ pub(crate) fn merge(file: ConfigFile, overrides: &Overrides, host: &HostResolver
             _ => ConfigError::Flag { flag: "--load-split".into(), reason: Reason::SplitWithoutSharedStore },
         });
     }
-    Ok(Config { ifaces, relay, links, lease_script, leasequery_from, store, load_split })
+    let workers = match overrides.workers {
+        Some(w) => {
+            Some(super::check_workers(w).map_err(|reason| ConfigError::Flag { flag: "--workers".into(), reason })?)
+        }
+        None => file.workers,
+    };
+    Ok(Config { ifaces, relay, links, lease_script, leasequery_from, store, load_split, workers })
 }
 
 /// The flags' script and timeout over the file's, the flags' checked here (the file's were

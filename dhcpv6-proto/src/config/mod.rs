@@ -186,6 +186,19 @@ pub struct Config {
     leasequery_from: TrustedRelays,
     store: StoreSpec,
     load_split: Option<LoadSplit>,
+    workers: Option<u32>,
+}
+
+/// Most userspace receive workers one daemon runs (`workers`, `--workers`).
+pub const MAX_WORKERS: u32 = 256;
+
+/// `workers` (file) and `--workers` (flag): 1..=`MAX_WORKERS`.
+pub(crate) fn check_workers(v: u32) -> Result<u32, Reason> {
+    if (1..=MAX_WORKERS).contains(&v) {
+        Ok(v)
+    } else {
+        Err(Reason::Range { what: "workers", value: u64::from(v), min: 1, max: u64::from(MAX_WORKERS) })
+    }
 }
 
 impl Config {
@@ -197,6 +210,12 @@ impl Config {
     /// The lease store: `--lease-db`, else `[store]`, else [`DEFAULT_LEASE_DB`].
     pub fn store(&self) -> &StoreSpec {
         &self.store
+    }
+
+    /// Userspace receive workers asked for (`--workers` over the file's `workers`); `None`:
+    /// the daemon's default, one per core it may run on.
+    pub fn workers(&self) -> Option<u32> {
+        self.workers
     }
 
     /// Served interfaces: the file's in its order, then those only named by `--iface`.

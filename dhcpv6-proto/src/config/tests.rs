@@ -308,6 +308,7 @@ fn reads_the_example_file() {
     assert_eq!(c.ifaces()[0].server_duid().map(|d| d.to_hex()).as_deref(), Some("0002000004d2646863707636"));
     let script = c.lease_script().unwrap();
     assert_eq!((script.path.as_path(), script.timeout), (Path::new("/bin/true"), std::time::Duration::from_secs(10)));
+    assert_eq!(c.workers(), Some(2));
     let t = c.ifaces()[0].trusted_relays();
     assert!(t.admits(&a("2001:db8:1::2")) && t.admits(&a("fe80::7")) && !t.admits(&a("2001:db8:1::3")));
     assert!(c.leasequery_from().admits(&a("2001:db8:ff::9")) && !c.leasequery_from().admits(&a("2001:db8:fe::9")));
@@ -610,4 +611,19 @@ fn load_split_from_the_file_or_the_flag_needs_a_shared_store() {
         let e = load_text(url, &flags).unwrap_err().to_string();
         assert!(e.starts_with("--heartbeat-stale: heartbeat_stale"), "{v}: {e}");
     }
+}
+
+#[test]
+fn workers_come_from_the_flag_over_the_file_and_are_checked() {
+    let c = load_text("workers = 3\n[[interface]]\nname = \"eth9\"\n", &Overrides::default()).unwrap();
+    assert_eq!(c.workers(), Some(3));
+    let flag = Overrides { workers: Some(2), ..Default::default() };
+    assert_eq!(load_text("workers = 3\n[[interface]]\nname = \"eth9\"\n", &flag).unwrap().workers(), Some(2));
+    assert_eq!(load_text("[[interface]]\nname = \"eth9\"\n", &Overrides::default()).unwrap().workers(), None);
+    let e = refused("\nworkers = 0\n[[interface]]\nname = \"eth9\"\n");
+    assert!(e.starts_with("dhcpv6d.toml:2:") && e.contains("workers 0 is outside 1..=256"), "{e}");
+    let e = load_text("[[interface]]\nname = \"eth9\"\n", &Overrides { workers: Some(999), ..Default::default() })
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("--workers") && e.contains("workers 999 is outside 1..=256"), "{e}");
 }

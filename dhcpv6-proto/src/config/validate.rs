@@ -61,6 +61,8 @@ pub struct ConfigFile {
     /// `[store] load_split` (with its line) and `heartbeat_stale`.
     pub(crate) load_split: Option<(bool, usize)>,
     pub(crate) heartbeat_stale: Option<u32>,
+    /// `workers`: userspace receive workers.
+    pub(crate) workers: Option<u32>,
 }
 
 impl TryFrom<Source<'_>> for ConfigFile {
@@ -132,6 +134,11 @@ impl TryFrom<Source<'_>> for ConfigFile {
                 None => None,
                 Some(v) => Some(heartbeat_stale(*v.get_ref()).map_err(|r| src.invalid(v.span().start, r))?),
             },
+            workers: doc
+                .workers
+                .as_ref()
+                .map(|w| super::check_workers(*w.get_ref()).map_err(|r| src.invalid(w.span().start, r)))
+                .transpose()?,
         };
         check_links(&file.links).map_err(|r| file.refused(r))?;
         Ok(file)

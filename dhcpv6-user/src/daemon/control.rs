@@ -25,8 +25,10 @@ use crate::{
     config,
     control_proto::{
         self as proto, IfaceStatus, Latency, LeaseFilter, LeaseView, ReleaseTarget, Request, Response, Stats, Status,
+        WorkerView,
     },
     leases::unix_now,
+    metrics::WorkerStats,
     stats::UserStats,
 };
 
@@ -267,11 +269,11 @@ impl Server {
     }
 
     fn stats_view(&self) -> Stats {
-        stats_view(self.dp.counters(), &self.stats)
+        stats_view(self.dp.counters(), &self.stats, &self.workers)
     }
 }
 
-fn stats_view(xdp: Result<dhcpv6_common::Counters>, user: &UserStats) -> Stats {
+fn stats_view(xdp: Result<dhcpv6_common::Counters>, user: &UserStats, workers: &[Arc<WorkerStats>]) -> Stats {
     let (xdp, xdp_error) = match xdp {
         Ok(c) => (Some(c.fields().iter().map(|(k, v)| ((*k).to_owned(), *v)).collect()), None),
         Err(e) => (None, Some(format!("{e:#}"))),
@@ -293,6 +295,13 @@ fn stats_view(xdp: Result<dhcpv6_common::Counters>, user: &UserStats) -> Stats {
             [("runs".to_owned(), s.runs()), ("dropped".to_owned(), s.dropped())].into_iter().chain(failed).collect()
         },
         commit_latency: Latency { count: h.count, sum_seconds: h.sum_seconds, buckets: h.cumulative },
+        workers: workers
+            .iter()
+            .map(|w| {
+                let ord = std::sync::atomic::Ordering::Relaxed;
+                WorkerView { received: w.received.load(ord), shed: w.shed.load(ord), queue: w.queue.load(ord) }
+            })
+            .collect(),
     }
 }
 
@@ -400,7 +409,9 @@ mod tests {
         u.commit_latency.observe(Duration::from_millis(2));
         u.lease_script.ran(Some(crate::stats::ScriptFailure::Exit));
         u.lease_script.drop_one();
-        let s = stats_view(Ok(dhcpv6_common::Counters::default()), &u);
+        let w = Arc::new(WorkerStats::default());
+        w.received.store(4, std::sync::atomic::Ordering::Relaxed);
+        let s = stats_view(Ok(dhcpv6_common::Counters::default()), &u, &[w, Arc::default()]);
         assert_eq!(s.xdp.as_ref().map(|x| x.len()), Some(26));
         assert!(s.xdp.as_ref().is_some_and(|x| x.contains_key("drop_flood") && x.contains_key("drop_flood_relay")));
         assert!(s.xdp.as_ref().is_some_and(|x| x.contains_key("pass_user_class")));
@@ -417,7 +428,8 @@ mod tests {
             script,
             [("dropped", 1), ("failed_exit", 1), ("failed_spawn", 0), ("failed_timeout", 0), ("runs", 1)]
         );
-        let s = stats_view(Err(anyhow::anyhow!("no pinned map")), &u);
+        assert_eq!(s.workers.iter().map(|w| w.received).collect::<Vec<_>>(), [4, 0], "per worker, in order");
+        let s = stats_view(Err(anyhow::anyhow!("no pinned map")), &u, &[]);
         assert_eq!((s.xdp, s.xdp_error.as_deref()), (None, Some("no pinned map")));
     }
 }

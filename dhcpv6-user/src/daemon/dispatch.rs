@@ -1,5 +1,6 @@
-//! One datagram on UDP/547: parse, unwrap relays, and hand the message to the stateless
-//! answer or to the stateful service, with the way back (address, relay levels) it needs.
+//! One datagram on UDP/547, in the worker that received it: parse, unwrap relays, and hand
+//! the message to the stateless answer or to the stateful service, with the way back
+//! (address, relay levels) it needs. The relay agent's datagrams go to the server loop.
 
 use std::net::SocketAddrV6;
 
@@ -7,49 +8,60 @@ use dhcpv6_common::wire::msg;
 use tracing::debug;
 
 use super::interfaces::ServedIface;
-use super::relay_agent::RelayAgent;
+use super::queue::Queued;
 use super::stateful::ReplyTo;
+use super::table::Table;
 use super::transmit::send_reply;
-use super::Server;
+use super::worker::Handler;
 use crate::{
     server::{information_request_with, relay, stateful::ClientContext},
     stats::{Counter, MessageOutcome},
     wire::Message,
 };
 
-impl Server {
-    pub(super) async fn handle(&mut self, pkt: &[u8], from: SocketAddrV6, ifindex: u32, dst: std::net::Ipv6Addr) {
+impl Handler {
+    pub(super) async fn handle(
+        &self,
+        table: &Table,
+        pkt: &[u8],
+        from: SocketAddrV6,
+        ifindex: u32,
+        dst: std::net::Ipv6Addr,
+    ) {
+        let stats = &*self.shared.stats;
         let mut from = from;
         if from.scope_id() == 0 && from.ip().is_unicast_link_local() {
             from.set_scope_id(ifindex);
         }
-        if let Some(action) = self.agent.classify(pkt, from, ifindex, &self.dp) {
-            self.stats.bump(Counter::Received);
-            RelayAgent::forward(action, &*self.sock, &self.stats).await;
+        if table.agent.contains(&ifindex) {
+            let d = Queued { data: pkt.into(), from, ifindex, dst };
+            if let Err(tokio::sync::mpsc::error::TrySendError::Full(_)) = self.shared.agent.try_send(d) {
+                stats.bump(Counter::ShedRelayAgentBusy);
+            }
             return;
         }
         // A leasequery comes unicast from a requestor anywhere (a BNG, a relay): not a client
         // message, so neither the on-link nor the multicast rule applies; `leasequery_from`
         // decides who is answered.
         if pkt.first() == Some(&msg::LEASEQUERY) {
-            self.stats.bump(Counter::Received);
-            self.lq.udp(pkt, from, (ifindex, dst), &self.sock);
+            stats.bump(Counter::Received);
+            self.shared.lq.udp(pkt, from, (ifindex, dst), &self.sock);
             return;
         }
-        let Some(iface) = self.ifaces.get(ifindex) else {
-            self.stats.bump(Counter::IgnoredOtherIface);
+        let Some(iface) = table.ifaces.get(&ifindex) else {
+            stats.bump(Counter::IgnoredOtherIface);
             return;
         };
-        self.stats.bump(Counter::Received);
+        stats.bump(Counter::Received);
         if let Err(c) = super::trust::admit(pkt, iface, &from, dst) {
-            self.stats.bump(c);
+            stats.bump(c);
             return;
         }
         // Relayed: the client's message inside, once unwrapped.
         let mut msg_type = pkt.first().copied().unwrap_or(0);
         let unicast = !dst.is_multicast();
         let result = if pkt.first() == Some(&msg::RELAY_FORW) {
-            self.stats.bump(Counter::Relayed);
+            stats.bump(Counter::Relayed);
             match relay::unwrap(pkt) {
                 Err(e) => Err(e.counter()),
                 Ok(r) => {
@@ -79,8 +91,8 @@ impl Server {
             }
         };
         if let Err(counter) = result {
-            self.stats.bump(counter);
-            self.stats.message(msg_type, MessageOutcome::Dropped);
+            stats.bump(counter);
+            stats.message(msg_type, MessageOutcome::Dropped);
         }
     }
 
@@ -95,10 +107,11 @@ impl Server {
     ) -> Result<(), Counter> {
         let Arrival { iface, ref from, relayed, unicast, to } = *arrival;
         let svc = iface.service().ok_or(Counter::IgnoredIfaceNotReady)?;
+        let stats = &*self.shared.stats;
         match m.msg_type() {
             msg::INFORMATION_REQUEST => {
                 // A relayed client on a `[[link]]` with options of its own gets those.
-                let own = relayed.and_then(|sel| self.stateful.as_ref()?.link_service(iface.name(), Some(sel)));
+                let own = relayed.and_then(|sel| self.shared.stateful.as_ref()?.link_service(iface.name(), Some(sel)));
                 let (options, classes) = match own.as_deref() {
                     Some(l) => (&l.options[..], &l.ignore_user_classes[..]),
                     None => (&svc.options[..], &svc.ignore_user_classes[..]),
@@ -107,12 +120,12 @@ impl Server {
                     debug!(%from, reason = %d, "Information-Request discarded");
                     d.counter()
                 })?;
-                let sent = send_reply(&*self.sock, &self.stats, &wrap(reply)?, to.addr).await;
-                self.stats.message(msg::INFORMATION_REQUEST, sent);
+                let sent = send_reply(&*self.sock, stats, &wrap(reply)?, to.addr).await;
+                stats.message(msg::INFORMATION_REQUEST, sent);
                 Ok(())
             }
             msg::SOLICIT | msg::REQUEST | msg::CONFIRM | msg::RENEW | msg::REBIND | msg::RELEASE | msg::DECLINE => {
-                let Some(st) = self.stateful.as_ref() else {
+                let Some(st) = self.shared.stateful.as_ref() else {
                     debug!(%from, msg_type = m.msg_type(), "no stateful service configured");
                     return Err(Counter::DropNoStatefulService);
                 };
@@ -126,7 +139,7 @@ impl Server {
                     options: &svc.options,
                     ignore_user_classes: &svc.ignore_user_classes,
                 };
-                st.serve(m, &ctx, to, wrap).await
+                st.serve_on(&self.sock, m, &ctx, to, wrap).await
             }
             t => {
                 debug!(%from, msg_type = t, "message type not served");

@@ -22,6 +22,7 @@ use crate::{
 };
 
 /// One served interface as it stands now.
+#[derive(Clone)]
 pub struct ServedIface {
     cfg: IfaceConfig,
     link: Option<LinkState>,
@@ -89,11 +90,6 @@ impl ServedIfaces {
         self.relay_links = links;
     }
 
-    /// The interface a datagram arrived on, when it is served and present.
-    pub fn get(&self, ifindex: u32) -> Option<&ServedIface> {
-        self.by_index.get(&ifindex).map(|&idx| &self.ifaces[idx])
-    }
-
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.ifaces.iter().map(|i| i.cfg.name())
     }
@@ -101,6 +97,11 @@ impl ServedIfaces {
     /// Every configured interface, present or not (for `ctl status`).
     pub fn iter(&self) -> impl Iterator<Item = &ServedIface> {
         self.ifaces.iter()
+    }
+
+    /// The present interfaces by ifindex, for the workers' table.
+    pub fn by_index(&self) -> std::collections::HashMap<u32, ServedIface> {
+        self.by_index.iter().map(|(&i, &idx)| (i, self.ifaces[idx].clone())).collect()
     }
 
     /// The ifindexes served as of the last sync.
@@ -270,6 +271,6 @@ mod tests {
     fn nothing_is_served_before_the_kernel_has_been_read() {
         let t = ServedIfaces::new(cfgs(&["eth1"], "2001:db8::53"), true, AttachMode::Generic);
         assert_eq!(t.indexes().count(), 0);
-        assert!(t.get(1).is_none());
+        assert!(t.by_index().is_empty());
     }
 }

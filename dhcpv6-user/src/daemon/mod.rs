@@ -6,8 +6,13 @@
 //! `relay_agent` (relay-agent mode and MAC learning), `stateful` (a stateful message from
 //! decision to durable reply; its lease events go to `lease_events`, the log and the
 //! `lease_script`), `control` (the socket `dhcpv6d ctl` talks to), `leasequery`
-//! (RFC 5007 / RFC 5460 queries from the lease store, UDP and TCP). `dispatch`
-//! routes one datagram to them, once `trust` has admitted it; `transmit` sends.
+//! (RFC 5007 / RFC 5460 queries from the lease store, UDP and TCP).
+//!
+//! Datagrams are not the loop's: `worker`s receive them, each on its own socket and thread
+//! (`--workers`, one per core by default), and `dispatch` routes one to the stateless answer
+//! or the shared stateful service once `trust` has admitted it; `transmit` sends. The loop
+//! publishes the served-interface table to them (`table`) after every change, and takes the
+//! relay agent's datagrams from them, since the agent reads the dataplane the loop owns.
 
 mod control;
 mod dispatch;
@@ -19,27 +24,38 @@ mod queue;
 mod relay_agent;
 mod stateful;
 mod store_health;
+mod table;
 mod throttle;
 mod transmit;
 mod trust;
+mod worker;
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::{bail, Context, Result};
-use tokio::signal::unix::{signal, SignalKind};
+use tokio::{
+    signal::unix::{signal, SignalKind},
+    sync::mpsc,
+};
 use tracing::{info, warn};
 
 use crate::{
     config::{self, Overrides},
     dataplane::{AttachMode, Dataplane},
     fastpath::FloodOptions,
+    metrics::WorkerStats,
     netlink::{self, Netlink},
     socket::ServerSocket,
-    stats::{stats_file, UserStats},
+    stats::{stats_file, Counter, UserStats},
 };
 use interfaces::ServedIfaces;
+use queue::Queued;
 use relay_agent::RelayAgent;
 use stateful::StatefulService;
+use table::{Table, TableCell};
+use worker::{Shared, Worker};
+
+pub use stateful::LockStats;
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -68,10 +84,11 @@ struct Server {
     store: crate::leases::StoreSpec,
     dp: Dataplane,
     nl: Netlink,
+    /// Worker 0's socket: the one that joins the multicast groups, and the relay agent's.
     sock: Arc<ServerSocket>,
     ifaces: ServedIfaces,
     agent: RelayAgent,
-    stateful: Option<StatefulService>,
+    stateful: Option<Arc<StatefulService>>,
     stats: Arc<UserStats>,
     /// Frames the flood buckets had dropped at the last look (`report_floods`).
     flood_dropped: u64,
@@ -79,11 +96,38 @@ struct Server {
     lease_gauge: Arc<std::sync::atomic::AtomicU64>,
     pool_gauge: Arc<std::sync::Mutex<Vec<(String, String, u64, u128)>>>,
     control: control::Control,
-    /// Datagrams read off the socket, waiting to be answered (`queue.rs`).
-    rx: queue::RxQueue,
     /// Lease events' log and script (the script follows reloads).
     events: Arc<lease_events::EventSink>,
     lq: Arc<leasequery::Leasequery>,
+    /// What the workers read: the served-interface table.
+    table: Arc<TableCell>,
+    /// The workers, until the first sync has given them a table to work with: worker 0 and
+    /// the sockets of the others.
+    starting: Option<(Worker, Vec<socket2::Socket>)>,
+    shared: Arc<Shared>,
+    workers: Vec<Arc<WorkerStats>>,
+    /// The relay agent's datagrams, from the workers.
+    agent_rx: mpsc::Receiver<Queued>,
+    /// Workers whose thread ended (a panic), and worker 0's task.
+    died: (mpsc::UnboundedSender<usize>, mpsc::UnboundedReceiver<usize>),
+    worker0: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// Worker 0's end (never, before it is started).
+async fn worker0_done(h: &mut Option<tokio::task::JoinHandle<()>>) -> Result<(), tokio::task::JoinError> {
+    match h.as_mut() {
+        Some(h) => h.await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The workers asked for (`--workers`, `workers`), or one per CPU this process may run on
+/// (its affinity mask, as `taskset` sets it).
+fn worker_count(asked: Option<u32>) -> u32 {
+    asked.unwrap_or_else(|| {
+        let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        u32::try_from(cpus).unwrap_or(config::MAX_WORKERS).min(config::MAX_WORKERS)
+    })
 }
 
 pub async fn run(opts: Options) -> Result<()> {
@@ -94,27 +138,38 @@ pub async fn run(opts: Options) -> Result<()> {
     let leasequery_from = cfg.leasequery_from().clone();
     let store = cfg.store().clone();
     let split = cfg.load_split();
+    let n = worker_count(cfg.workers());
     let (ifaces, relay, links) = cfg.into_parts();
     std::fs::create_dir_all(&opts.state_dir).with_context(|| format!("creating {}", opts.state_dir.display()))?;
     let dp = Dataplane::load(&opts.pin_dir, opts.bpf_log)?;
     let nl = Netlink::connect()?;
-    let sock = Arc::new(ServerSocket::bind()?);
+    let mut socks = ServerSocket::bind_group(n)?.into_iter();
+    let first = socks.next().context("no socket bound")?;
+    let sock = Arc::new(ServerSocket::register(first)?);
     let stateful =
-        StatefulService::open(&store, split, opts.routes, links, sock.clone(), stats.clone(), events.clone()).await?;
-    let ifaces = ServedIfaces::new(ifaces, opts.fast_path, opts.xdp_mode);
-    let agent = RelayAgent::new(relay, opts.xdp_mode);
-    let control = control::Control::start(&opts.control_socket)?;
-    let lq = leasequery::Leasequery::new(
-        leasequery_from,
-        stateful.as_ref().map(StatefulService::lease_store),
-        stats.clone(),
-    );
+        StatefulService::open(&store, split, opts.routes, links, stats.clone(), events.clone()).await?.map(Arc::new);
+    let lq = leasequery::Leasequery::new(leasequery_from, stateful.as_ref().map(|s| s.lease_store()), stats.clone());
     // Bulk leasequery is an extra: a TCP/547 another program holds must not stop the DHCP service.
     if stateful.is_some() {
         if let Err(e) = lq.listen_tcp() {
             warn!(error = %format!("{e:#}"), "bulk leasequery (TCP/547) not served");
         }
     }
+    let ifaces = ServedIfaces::new(ifaces, opts.fast_path, opts.xdp_mode);
+    let agent = RelayAgent::new(relay, opts.xdp_mode);
+    let control = control::Control::start(&opts.control_socket)?;
+    let table = Arc::<TableCell>::default();
+    let (agent_tx, agent_rx) = mpsc::channel(queue::QUEUE_LIMIT);
+    let shared = Arc::new(Shared {
+        stats: stats.clone(),
+        stateful: stateful.clone(),
+        table: table.clone(),
+        agent: agent_tx,
+        lq: lq.clone(),
+    });
+    let workers: Vec<Arc<WorkerStats>> = (0..n).map(|_| Arc::default()).collect();
+    let worker0 = Worker::new(sock.clone(), shared.clone(), workers[0].clone());
+    info!(workers = n, "userspace workers");
     let mut s = Server {
         opts,
         store,
@@ -129,9 +184,15 @@ pub async fn run(opts: Options) -> Result<()> {
         lease_gauge: Arc::default(),
         pool_gauge: Arc::default(),
         control,
-        rx: queue::RxQueue::new(queue::QUEUE_LIMIT),
         events,
         lq,
+        table,
+        starting: Some((worker0, socks.collect())),
+        shared,
+        workers,
+        agent_rx,
+        died: mpsc::unbounded_channel(),
+        worker0: None,
     };
     if let Some(addr) = s.opts.metrics {
         let listener = crate::metrics::bind(addr).await?;
@@ -140,8 +201,10 @@ pub async fn run(opts: Options) -> Result<()> {
             user: s.stats.clone(),
             leases: s.lease_gauge.clone(),
             pools: s.pool_gauge.clone(),
-            store_up: s.stateful.as_ref().map(StatefulService::store_gauge),
-            queue: s.rx.depth(),
+            store_up: s.stateful.as_deref().map(StatefulService::store_gauge),
+            workers: s.workers.clone(),
+            commits_in_flight: s.stateful.as_deref().map(StatefulService::commits_in_flight),
+            engine_lock: s.stateful.as_deref().map(StatefulService::lock_stats),
         };
         tokio::spawn(crate::metrics::serve(listener, sources));
     }
@@ -169,6 +232,7 @@ impl Server {
     async fn serve(&mut self) -> Result<()> {
         self.sync().await?;
         self.remove_stale()?;
+        self.start_workers()?;
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
         let mut hup = signal(SignalKind::hangup())?;
@@ -178,7 +242,6 @@ impl Server {
         let mut control_rx = self.control.rx.take();
         let names: Vec<&str> = self.ifaces.names().collect();
         info!(ifaces = ?names, fast_path = self.opts.fast_path, pin_dir = %self.opts.pin_dir.display(), "serving");
-        let mut buf = vec![0u8; 65536];
         loop {
             tokio::select! {
                 _ = term.recv() => { info!("SIGTERM: stopping; XDP stays attached (dhcpv6d detach removes it)"); break; }
@@ -190,17 +253,51 @@ impl Server {
                         warn!(error = %format!("{e:#}"), "re-reading interfaces failed; will retry on the next event");
                     }
                 }
-                r = self.sock.recv(&mut buf) => match r {
-                    Ok(rx) => self.enqueue(rx, &mut buf),
-                    Err(e) => warn!(error = %e, "receive failed"),
-                },
-                () = std::future::ready(()), if !self.rx.is_empty() => self.serve_queued(&mut buf).await,
+                Some(d) = self.agent_rx.recv() => self.relay(d).await,
+                // A worker that ends leaves its socket's share of the traffic unanswered:
+                // better a restart (systemd's Restart=) than a daemon that serves 1/N less.
+                Some(i) = self.died.1.recv() => bail!("worker {i} stopped (a panic; see above)"),
+                r = worker0_done(&mut self.worker0) => bail!("worker 0 stopped: {r:?}"),
                 _ = sweep.tick() => self.sweep().await,
                 _ = tick.tick() => self.tick(),
             }
         }
         let _ = self.stats.write(&stats_file(&self.opts.state_dir));
+        if let Some(st) = &self.stateful {
+            let l = st.lock_stats();
+            let ord = std::sync::atomic::Ordering::Relaxed;
+            info!(
+                workers = self.workers.len(),
+                decisions = l.decisions.load(ord),
+                contended = l.contended.load(ord),
+                "stateful decisions, and those that found the engine locked by another worker"
+            );
+        }
         Ok(())
+    }
+
+    /// Worker 0 on this runtime, the others on threads of their own, once the table has
+    /// been published (until then the kernel holds what arrives).
+    fn start_workers(&mut self) -> Result<()> {
+        let Some((worker0, socks)) = self.starting.take() else { return Ok(()) };
+        for (i, sock) in socks.into_iter().enumerate() {
+            let index = i + 1;
+            worker::spawn(index, sock, self.shared.clone(), self.workers[index].clone(), self.died.0.clone())?;
+        }
+        self.worker0 = Some(tokio::spawn(worker0.run()));
+        Ok(())
+    }
+
+    /// A datagram a worker received on one of the relay agent's interfaces.
+    async fn relay(&mut self, d: Queued) {
+        match self.agent.classify(&d.data, d.from, d.ifindex, &self.dp) {
+            Some(action) => {
+                self.stats.bump(Counter::Received);
+                RelayAgent::forward(action, &*self.sock, &self.stats).await;
+            }
+            // The agent's interfaces changed since the worker's table was published.
+            None => self.stats.bump(Counter::IgnoredOtherIface),
+        }
     }
 
     /// Every 10 s: leases that ran out go, and flood drops are reported.
@@ -255,6 +352,10 @@ impl Server {
             // Leases live in one store per run: moving them is a restart (and a migration).
             warn!(in_force = %self.store, configured = %cfg.store(), "[store] changed: the lease store changes only with a restart");
         }
+        let asked = worker_count(cfg.workers());
+        if asked != self.worker_total() {
+            warn!(running = self.worker_total(), asked, "the worker count changes at the next start, not on reload");
+        }
         let (ifaces, relay, links) = cfg.into_parts();
         // Pools first: refused, nothing of the new file is applied.
         match self.stateful.as_ref() {
@@ -277,16 +378,25 @@ impl Server {
         if self.ifaces.reconfigure(ifaces) {
             info!("new interfaces in the configuration");
         }
-        info!("configuration reloaded");
+        // Said once the workers have the new table (`sync` publishes it): what a client is
+        // answered after this line is the new configuration.
         if let Err(e) = self.sync().await {
             warn!(error = %format!("{e:#}"), "applying the reloaded configuration failed");
         }
+        info!("configuration reloaded");
         Ok(())
     }
 
-    /// Re-reads the kernel's interfaces into the served table and the relay agent.
+    /// Re-reads the kernel's interfaces into the served table and the relay agent, and
+    /// gives the workers the result (also what a failed sync got to).
     async fn sync(&mut self) -> Result<()> {
-        let links = self.stateful.as_ref().map_or_else(Vec::new, StatefulService::link_services);
+        let synced = self.sync_kernel().await;
+        self.table.publish(Table { ifaces: self.ifaces.by_index(), agent: self.agent.ifindexes() });
+        synced
+    }
+
+    async fn sync_kernel(&mut self) -> Result<()> {
+        let links = self.stateful.as_ref().map_or_else(Vec::new, |s| s.link_services());
         let relay_links = crate::fastpath::relay_links(&links);
         if relay_links.is_none() {
             tracing::debug!(
@@ -297,6 +407,10 @@ impl Server {
         self.ifaces.sync(&self.nl, &mut self.dp, &self.sock).await?;
         self.lq.set_duid(self.ifaces.iter().find_map(|i| i.service().map(|s| s.duid.clone())));
         self.agent.sync(&self.nl, &mut self.dp, &self.sock).await
+    }
+
+    fn worker_total(&self) -> u32 {
+        u32::try_from(self.workers.len()).unwrap_or(u32::MAX)
     }
 
     /// Once, after the first sync: what a previous daemon attached or wrote for interfaces

@@ -16,7 +16,7 @@ use std::{
     },
 };
 
-use super::Server;
+use super::worker::Worker;
 use crate::{
     socket::Received,
     stats::{Counter, UserStats},
@@ -25,6 +25,7 @@ use crate::{
 /// Messages waiting for userspace. At a few tens of microseconds per message, a full queue is
 /// served in well under a client's first retransmission timeout (SOL_TIMEOUT and REQ_TIMEOUT are
 /// 1 s, RFC 9915 section 7.6), so what it holds is still worth answering.
+/// Per worker: with N workers, N queues of this size.
 pub(super) const QUEUE_LIMIT: usize = 2048;
 
 /// Messages handled per turn of the daemon's loop before signals, timers and the socket get
@@ -47,11 +48,18 @@ pub(super) struct RxQueue {
 }
 
 impl RxQueue {
+    #[cfg(test)]
     pub fn new(limit: usize) -> Self {
-        Self { q: VecDeque::with_capacity(limit.min(4096)), limit: limit.max(1), depth: Arc::default() }
+        Self::with_depth(limit, Arc::default())
+    }
+
+    /// As `new`, publishing the depth into `depth` (a worker's gauge).
+    pub fn with_depth(limit: usize, depth: Arc<AtomicU64>) -> Self {
+        Self { q: VecDeque::with_capacity(limit.min(4096)), limit: limit.max(1), depth }
     }
 
     /// The queue depth, for the metrics.
+    #[cfg(test)]
     pub fn depth(&self) -> Arc<AtomicU64> {
         self.depth.clone()
     }
@@ -84,13 +92,15 @@ impl RxQueue {
 }
 
 /// Moves what `read` has ready into `q` (at most twice the limit per call, so a flood cannot
-/// keep the loop here), counting what is shed. `read` returns `WouldBlock` when empty.
+/// keep the loop here), counting what is shed; returns how many were. `read` returns
+/// `WouldBlock` when empty.
 pub(super) fn drain(
     q: &mut RxQueue,
     buf: &mut [u8],
     stats: &UserStats,
     mut read: impl FnMut(&mut [u8]) -> io::Result<Received>,
-) {
+) -> u64 {
+    let mut total = 0;
     for _ in 0..2 * q.limit {
         match read(buf) {
             Ok(rx) => {
@@ -99,26 +109,30 @@ pub(super) fn drain(
                 for _ in 0..shed {
                     stats.bump(Counter::ShedOldest);
                 }
+                total += shed as u64;
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return total,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => {
                 tracing::warn!(error = %e, "receive failed");
-                return;
+                return total;
             }
         }
     }
+    total
 }
 
-impl Server {
-    /// Queues one datagram the loop received, and whatever else the socket holds.
+impl Worker {
+    /// Queues one datagram the worker received, and whatever else its socket holds.
     pub(super) fn enqueue(&mut self, rx: Received, buf: &mut [u8]) {
+        self.count_received();
         let data = buf.get(..rx.len).unwrap_or(buf).into();
-        for _ in 0..self.rx.push(Queued { data, from: rx.from, ifindex: rx.ifindex, dst: rx.dst }) {
-            self.stats.bump(Counter::ShedOldest);
+        let shed = self.rx.push(Queued { data, from: rx.from, ifindex: rx.ifindex, dst: rx.dst });
+        for _ in 0..shed {
+            self.handler.shared.stats.bump(Counter::ShedOldest);
         }
-        let sock = self.sock.clone();
-        drain(&mut self.rx, buf, &self.stats, |b| sock.try_recv(b));
+        self.handler.counters.shed.fetch_add(shed as u64, Ordering::Relaxed);
+        self.drain(buf);
     }
 
     /// Answers up to a batch of queued messages, oldest first, taking in what arrived
@@ -126,10 +140,21 @@ impl Server {
     pub(super) async fn serve_queued(&mut self, buf: &mut [u8]) {
         for _ in 0..SERVE_BATCH {
             let Some(d) = self.rx.pop() else { return };
-            self.handle(&d.data, d.from, d.ifindex, d.dst).await;
-            let sock = self.sock.clone();
-            drain(&mut self.rx, buf, &self.stats, |b| sock.try_recv(b));
+            self.handler.handle(self.table.current(), &d.data, d.from, d.ifindex, d.dst).await;
+            self.drain(buf);
         }
+    }
+
+    fn drain(&mut self, buf: &mut [u8]) {
+        let h = &self.handler;
+        let shed = drain(&mut self.rx, buf, &h.shared.stats, |b| {
+            let r = h.sock.try_recv(b);
+            if r.is_ok() {
+                h.counters.received.fetch_add(1, Ordering::Relaxed);
+            }
+            r
+        });
+        h.counters.shed.fetch_add(shed, Ordering::Relaxed);
     }
 }
 

@@ -66,6 +66,13 @@ impl RelayAgent {
         std::iter::once(r.upstream().to_owned()).chain(r.downstream().iter().cloned()).collect()
     }
 
+    /// The ifindexes `classify` takes datagrams from (downstream and upstream), as of the
+    /// last sync.
+    pub fn ifindexes(&self) -> std::collections::HashSet<u32> {
+        let Some(a) = &self.agent else { return Default::default() };
+        a.downstream.iter().map(|d| d.ifindex).chain(std::iter::once(a.upstream.ifindex)).collect()
+    }
+
     /// The ifindexes where the program learns client MACs.
     pub fn learning_indexes(&self) -> impl Iterator<Item = u32> + '_ {
         self.learning.values().copied()

@@ -1,7 +1,7 @@
 //! Stateful service in the daemon: one owner for a client message's whole way from the
 //! engine's decision to the wire.
 //!
-//! `StatefulService::serve` does, in this order and nowhere else: decide (the engine,
+//! `StatefulService::serve_on` does, in this order and nowhere else: decide (the engine,
 //! pure), wrap the reply for the relays, commit the lease changes, and once they are
 //! durable send the reply and apply the routes to delegated prefixes. What cannot go on
 //! is undone in the same place: a reply that cannot be wrapped commits nothing and rolls
@@ -24,11 +24,21 @@
 //! what the engine reports it changed, once the change is durable and after the Reply went out.
 //!
 //! The engine sits behind a mutex so that the task waiting for a commit can roll back
-//! itself; the lock is only ever held for synchronous work, never across an await.
+//! itself; the lock is only ever held for synchronous work, never across an await. Every
+//! receive worker shares this one service (one engine, one store and its one group-commit
+//! writer), each sending on its own socket (`serve_on`): a critical section is a decision
+//! (microseconds), so the workers spend their time in parsing, encoding and I/O, in parallel.
+//!
+//! Commits on their way to the store are bounded (`commit_limit`): a lease change decided
+//! while that many are still waiting is rolled back and its message shed
+//! (`shed_commit_backlog`), so a store slower than a storm cannot make memory grow.
 
 use std::{
     net::{Ipv6Addr, SocketAddrV6},
-    sync::{Arc, Mutex, MutexGuard, PoisonError},
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc, Mutex, MutexGuard, PoisonError,
+    },
     time::Instant,
 };
 
@@ -47,7 +57,6 @@ use crate::{
     server::stateful::{
         unconfigured, ClientContext, Engine, LeaseEvent as Event, LinkPools, Requester, RouteChange, Undo,
     },
-    socket::ServerSocket,
     stats::{Counter, LeaseEvent, MessageOutcome, UserStats},
     wire::Message,
 };
@@ -60,16 +69,46 @@ pub struct ReplyTo {
     pub ifindex: u32,
 }
 
-pub struct StatefulService<S = ServerSocket> {
+pub struct StatefulService {
     engine: Arc<Mutex<Engine>>,
     store: Arc<dyn LeaseStore>,
     routes: Option<Routes>,
-    sock: Arc<S>,
     stats: Arc<UserStats>,
     health: Arc<StoreHealth>,
     events: Arc<EventSink>,
     /// `--load-split`: whose Solicits this box answers, kept current by the heartbeat task.
     split: Option<Arc<Mutex<Split>>>,
+    /// Commits queued and not yet durable (or failed), and how many may be.
+    in_flight: Arc<AtomicUsize>,
+    commit_limit: usize,
+    /// Decisions made, and of those how many found the engine locked by another worker:
+    /// the measure of whether one engine is enough for the workers (docs/design.md).
+    lock_stats: Arc<LockStats>,
+}
+
+/// How often the workers meet at the engine's lock.
+#[derive(Debug, Default)]
+pub struct LockStats {
+    pub decisions: std::sync::atomic::AtomicU64,
+    pub contended: std::sync::atomic::AtomicU64,
+}
+
+/// Commits on their way to the store, at most. Each holds its reply, its undo record and its
+/// waiting task (about 2 KB), so the bound is some 32 MB. It is set by memory, not by
+/// patience: a retransmission keeps its transaction ID, so a Reply that comes late is still
+/// taken, and 20,000 exchanges/s ride out 800 ms of commit latency under it (with 4,096, a
+/// loaded bench machine shed thousands of Requests at the upper steps of a search, where
+/// exchanges took 0.2 to 0.6 s). Reached only when the store stalls for longer; then
+/// answering more would only queue more.
+pub const COMMIT_LIMIT: usize = 16_384;
+
+/// Gives its slot in the commit pipeline back when the commit's outcome is known.
+struct InFlight(Arc<AtomicUsize>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// What one decided and wrapped message leads to.
@@ -77,7 +116,7 @@ enum Action {
     /// Nothing to make durable (Advertise, Confirm, errors): send at once.
     Send(Vec<u8>),
     /// Leases on their way to disk: the reply and the routes wait for them.
-    Commit { ticket: CommitTicket, reply: Option<Vec<u8>>, undo: Undo, routes: Vec<RouteChange> },
+    Commit { ticket: CommitTicket, slot: InFlight, reply: Option<Vec<u8>>, undo: Undo, routes: Vec<RouteChange> },
 }
 
 impl StatefulService {
@@ -89,7 +128,6 @@ impl StatefulService {
         split: Option<LoadSplit>,
         routes: bool,
         links: Vec<LinkPools>,
-        sock: Arc<ServerSocket>,
         stats: Arc<UserStats>,
         events: Arc<EventSink>,
     ) -> Result<Option<Self>> {
@@ -110,7 +148,7 @@ impl StatefulService {
         .await??;
         events.emit(reclaimed.into_iter().map(|l| Event::ended(l, at)).collect());
         let routes = if routes { Some(Routes::connect()?) } else { None };
-        let mut s = Self::new(links, store, leases, routes, sock, stats)?;
+        let mut s = Self::new(links, store, leases, routes, stats)?;
         s.events = events;
         if let Some(ls) = split {
             s.start_load_split(ls).await?;
@@ -121,21 +159,31 @@ impl StatefulService {
     }
 }
 
-impl<S: Transmit> StatefulService<S> {
+impl StatefulService {
     /// The service over `store`, whose `leases` the engine starts from.
     pub fn new(
         mut links: Vec<LinkPools>,
         store: Arc<dyn LeaseStore>,
         leases: Vec<Lease>,
         routes: Option<Routes>,
-        sock: Arc<S>,
         stats: Arc<UserStats>,
     ) -> Result<Self> {
         links.push(unconfigured());
         let engine = Engine::new(links, leases, unix_now()).context("stateful configuration")?;
         let health = Arc::new(StoreHealth::new(Arc::clone(&stats)));
-        let events = Arc::new(EventSink::new(Arc::clone(&stats)));
-        Ok(Self { engine: Arc::new(Mutex::new(engine)), store, routes, sock, stats, health, events, split: None })
+        let stats_for_events = Arc::clone(&stats);
+        Ok(Self {
+            engine: Arc::new(Mutex::new(engine)),
+            store,
+            routes,
+            stats,
+            health,
+            in_flight: Arc::default(),
+            commit_limit: COMMIT_LIMIT,
+            lock_stats: Arc::default(),
+            events: Arc::new(EventSink::new(stats_for_events)),
+            split: None,
+        })
     }
 
     /// Writes the first heartbeat (so that the other boxes count this one before it answers
@@ -183,12 +231,31 @@ impl<S: Transmit> StatefulService<S> {
         Ok(())
     }
 
+    /// At most `limit` commits on their way to the store (`COMMIT_LIMIT` by default).
+    #[cfg(test)]
+    pub fn with_commit_limit(mut self, limit: usize) -> Self {
+        self.commit_limit = limit;
+        self
+    }
+
+    /// Decisions and how many waited for the engine's lock, for the metrics.
+    pub fn lock_stats(&self) -> Arc<LockStats> {
+        Arc::clone(&self.lock_stats)
+    }
+
+    /// Commits queued and not yet resolved, for the metrics.
+    pub fn commits_in_flight(&self) -> Arc<AtomicUsize> {
+        Arc::clone(&self.in_flight)
+    }
+
     /// Answers one client message (Solicit, Request, Renew, Rebind, Release, Decline,
     /// Confirm): decide, `wrap` the reply (Relay-Reply levels, or nothing), commit, then
-    /// send and route once durable, or roll back. `Err` names the counter of the reason
+    /// send on `sock` (the receiving worker's socket) and route once durable, or roll back; the
+    /// wait for the commit is spawned on the caller's runtime. `Err` names the counter of the reason
     /// nothing will be sent; what happens after the commit is counted here.
-    pub async fn serve(
+    pub async fn serve_on<S: Transmit>(
         &self,
+        sock: &Arc<S>,
         m: &Message<'_>,
         ctx: &ClientContext<'_>,
         to: ReplyTo,
@@ -198,12 +265,12 @@ impl<S: Transmit> StatefulService<S> {
         let now = unix_now();
         match self.decide(m, ctx, now, wrap)? {
             Action::Send(reply) => {
-                let sent = send_reply(&*self.sock, &self.stats, &reply, to.addr).await;
+                let sent = send_reply(&**sock, &self.stats, &reply, to.addr).await;
                 self.stats.message(msg_type, sent);
             }
-            Action::Commit { ticket, reply, undo, routes } => {
+            Action::Commit { ticket, slot, reply, undo, routes } => {
                 let engine = Arc::clone(&self.engine);
-                let (sock, stats, routing) = (Arc::clone(&self.sock), Arc::clone(&self.stats), self.routes.clone());
+                let (sock, stats, routing) = (Arc::clone(sock), Arc::clone(&self.stats), self.routes.clone());
                 let (health, store) = (Arc::clone(&self.health), Arc::clone(&self.store));
                 let events = Arc::clone(&self.events);
                 // Copied only when something takes events (a log at info, a script).
@@ -211,6 +278,7 @@ impl<S: Transmit> StatefulService<S> {
                 // The wait must not hold up the next message: commits that queue up
                 // meanwhile share one fsync (group commit).
                 tokio::spawn(async move {
+                    let _slot = slot;
                     let counted: Vec<LeaseEvent> = undo.lease_events().collect();
                     if let Err(e) = timed_wait(ticket, &stats).await {
                         stats.bump(Counter::DropCommitFailed);
@@ -267,7 +335,15 @@ impl<S: Transmit> StatefulService<S> {
                 }
             }
         }
-        let mut engine = lock(&self.engine);
+        let mut engine = match self.engine.try_lock() {
+            Ok(e) => e,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => {
+                self.lock_stats.contended.fetch_add(1, Ordering::Relaxed);
+                lock(&self.engine)
+            }
+        };
+        self.lock_stats.decisions.fetch_add(1, Ordering::Relaxed);
         let out = if self.health.is_up() {
             engine.handle(m, ctx, now)
         } else {
@@ -298,9 +374,18 @@ impl<S: Transmit> StatefulService<S> {
         if out.ops.is_empty() {
             return reply.map(Action::Send).ok_or(Counter::DropNoReply);
         }
+        // Counted under the lock, so that workers deciding at once cannot both take the last
+        // slot; given back (outside it) when the commit's outcome is known.
+        if self.in_flight.load(Ordering::Acquire) >= self.commit_limit {
+            debug!(peer = %ctx.peer, msg_type = m.msg_type(), "commit pipeline full: message shed");
+            engine.rollback(out.undo);
+            return Err(Counter::ShedCommitBacklog);
+        }
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        let slot = InFlight(Arc::clone(&self.in_flight));
         // Queued under the lock, so the store sees commits in the order they were decided.
         let ticket = self.store.commit(out.ops);
-        Ok(Action::Commit { ticket, reply, undo: out.undo, routes: out.routes })
+        Ok(Action::Commit { ticket, slot, reply, undo: out.undo, routes: out.routes })
     }
 
     /// Keeps the engine told of what other servers sharing the store grant and release,
@@ -430,7 +515,7 @@ impl<S: Transmit> StatefulService<S> {
 
 // For `dhcpv6d ctl` (daemon/control.rs): the store to list leases from, and an operator's
 // release.
-impl<S: Transmit> StatefulService<S> {
+impl StatefulService {
     /// The lease store, for reading what is durable (`ctl leases`) off the server loop.
     pub fn lease_store(&self) -> Arc<dyn LeaseStore> {
         Arc::clone(&self.store)
@@ -595,7 +680,7 @@ mod tests {
     }
 
     struct Fixture {
-        svc: StatefulService<Sent>,
+        svc: StatefulService,
         sock: Arc<Sent>,
         stats: Arc<UserStats>,
         duid: Duid,
@@ -608,7 +693,7 @@ mod tests {
             ..LinkPools::new("eth1")
         }];
         let (sock, stats) = (Arc::new(Sent::default()), Arc::new(UserStats::default()));
-        let svc = StatefulService::new(links, store, Vec::new(), None, sock.clone(), stats.clone()).unwrap();
+        let svc = StatefulService::new(links, store, Vec::new(), None, stats.clone()).unwrap();
         Fixture { svc, sock, stats, duid: Duid::from_mac([2, 0, 0, 0, 0, 1]) }
     }
 
@@ -641,7 +726,7 @@ mod tests {
         }
 
         async fn serve(&self, m: &[u8], wrap: impl FnOnce(Vec<u8>) -> Result<Vec<u8>, Counter>) -> Result<(), Counter> {
-            self.svc.serve(&Message::parse(m).unwrap(), &self.ctx(), to(), wrap).await
+            self.svc.serve_on(&self.sock, &Message::parse(m).unwrap(), &self.ctx(), to(), wrap).await
         }
 
         fn sent(&self) -> Vec<(Vec<u8>, SocketAddrV6)> {
@@ -1010,9 +1095,7 @@ mod tests {
         };
         let links =
             vec![LinkPools { na: vec!["2001:db8:1::100-2001:db8:1::1ff".parse().unwrap()], ..LinkPools::new("eth1") }];
-        let svc =
-            StatefulService::new(links, Arc::new(BrokenStore), vec![lease], None, f.sock.clone(), f.stats.clone())
-                .unwrap();
+        let svc = StatefulService::new(links, Arc::new(BrokenStore), vec![lease], None, f.stats.clone()).unwrap();
         assert_eq!(svc.lease_count(), 1);
         assert!(svc.release(|_| true).await.is_err());
         assert_eq!(svc.lease_count(), 1, "the engine took it back");
@@ -1098,6 +1181,33 @@ mod tests {
         assert_eq!(f.stats.lease_script.runs(), 0);
         assert!(recorded(&dir).is_empty(), "{:?}", recorded(&dir));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn with_the_commit_pipeline_full_new_stateful_work_is_shed_and_rolled_back() {
+        let store = Arc::new(MemoryStore::new());
+        let mut f = fixture(store.clone());
+        f.svc = f.svc.with_commit_limit(1);
+        // The first Request's commit is queued; its waiting task has not run yet (this
+        // runtime runs it only when the test yields), so the pipeline is full.
+        f.serve(&f.request_from(1), Ok).await.unwrap();
+        assert_eq!(f.svc.commits_in_flight().load(Ordering::SeqCst), 1);
+        let held = f.svc.lease_count();
+        assert_eq!(f.serve(&f.request_from(2), Ok).await, Err(Counter::ShedCommitBacklog));
+        assert_eq!(f.svc.lease_count(), held, "the shed decision is rolled back");
+        f.settle(|f| f.sent().len() == 1 && f.svc.commits_in_flight().load(Ordering::SeqCst) == 0).await;
+        assert_eq!(f.svc.commits_in_flight().load(Ordering::SeqCst), 0, "the slot is given back");
+        assert_eq!(f.sent().len(), 1, "only the first was answered");
+        // Room again: the retransmission is served.
+        f.serve(&f.request_from(2), Ok).await.unwrap();
+        f.settle(|f| f.sent().len() == 2).await;
+        let stored: Vec<Ipv6Addr> = store.load_all().unwrap().iter().map(|l| l.addr).collect();
+        let told = granted(&f.sent());
+        assert_eq!(told.len(), 4, "address and prefix for both");
+        for a in told {
+            assert!(stored.contains(&a), "{a} was told but is not stored");
+        }
+        assert_eq!(stored.len(), 4);
     }
 
     #[tokio::test]

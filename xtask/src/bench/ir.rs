@@ -127,6 +127,9 @@ pub fn slug(p: Peer) -> &'static str {
         Peer::FastPath => "xdp",
         Peer::Userspace => "userspace",
         Peer::Stateful => "stateful",
+        Peer::UserspaceCores => "userspace-cores",
+        Peer::StatefulCores => "stateful-cores",
+        Peer::StatefulCoresOneWorker => "stateful-cores-1w",
         Peer::Kea => "kea",
         Peer::Dnsmasq => "dnsmasq",
     }

@@ -62,6 +62,7 @@ pub const GROUPS: &[(&str, &str)] = &[
     ("renew", "renewals of a lease population"),
     ("rss", "memory with a lease population"),
     ("pg", "SARR and renewals with the leases in PostgreSQL (dhcpv6d, two dhcpv6d, Kea)"),
+    ("cores", "userspace on both CPUs (--workers 2) against one worker on one: SARR and Information-Request"),
 ];
 
 pub struct Paths {
@@ -152,7 +153,7 @@ impl Plan {
 
     /// Whether the group of rows `g` (see `GROUPS`) runs.
     fn runs_group(&self, g: &str) -> bool {
-        let stateful = !matches!(g, "ir" | "cost" | "relayed");
+        let stateful = !matches!(g, "ir" | "cost" | "relayed" | "cores");
         (self.only.is_empty() || self.only.iter().any(|o| o == g)) && (self.stateful || !stateful)
     }
 
@@ -290,6 +291,30 @@ fn measure(paths: &Paths, plan: &Plan) -> Result<report::Results> {
     }
     if plan.runs_group("pg") {
         pg::rows(paths, plan, &mut res.pg)?;
+    }
+    if plan.runs_group("cores") {
+        // Each all-CPU row beside its one-CPU row, run here unless another group did.
+        let (mode, name) = stateful::MODES[0];
+        if plan.stateful {
+            for server in [Peer::Stateful, Peer::StatefulCoresOneWorker, Peer::StatefulCores] {
+                if res.sarr.iter().any(|(p, m, t, l, _)| *p == server && *m == mode && !*t && *l == Loader::Ours) {
+                    continue;
+                }
+                interrupt::check()?;
+                say(&format!("SARR ({name}), dhcpv6-bench dhcp: {}", server.label()));
+                let r = checked(stateful::gen_row(paths, plan, server, mode, false, None), server.label())?;
+                res.sarr.push((server, mode, false, Loader::Ours, r));
+            }
+        }
+        for peer in [Peer::Userspace, Peer::UserspaceCores] {
+            if res.ir_unthreaded.iter().any(|(p, _)| *p == peer) {
+                continue;
+            }
+            interrupt::check()?;
+            say(&format!("Information-Request, srv0 NAPI not threaded: {}", peer.label()));
+            let r = checked(ir::row(paths, plan, peer, false), peer.label())?;
+            res.ir_unthreaded.push((peer, r));
+        }
     }
     if plan.runs_group("rss") {
         for &(server, n) in &plan.rss {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use testbed::{Netns, Proc};
 
-use super::topo::{Topo, SRV_CPU, SRV_IF};
+use super::topo::{Topo, ALL_CPUS, ALL_CPUS_WORKERS, SRV_CPU, SRV_IF};
 use super::Paths;
 use crate::{build, interrupt};
 
@@ -33,6 +33,13 @@ pub enum Peer {
     Userspace,
     /// dhcpv6d with pools (stateful, every lease durable before its Reply).
     Stateful,
+    /// `Userspace` and `Stateful` with every CPU (`ALL_CPUS`) and a worker on each: against
+    /// the one-CPU, one-worker rows above, what the workers add.
+    UserspaceCores,
+    StatefulCores,
+    /// `StatefulCores` with one worker: the same CPUs, so against it what the second worker
+    /// adds apart from the second CPU's share of the generator's time.
+    StatefulCoresOneWorker,
     Kea,
     Dnsmasq,
 }
@@ -45,13 +52,45 @@ impl Peer {
             Peer::FastPath => "dhcpv6d XDP fast path",
             Peer::Userspace => "dhcpv6d userspace (--no-fast-path)",
             Peer::Stateful => "dhcpv6d stateful",
+            Peer::UserspaceCores => "dhcpv6d userspace (--no-fast-path), --workers 2 on CPUs 0-1",
+            Peer::StatefulCores => "dhcpv6d stateful, --workers 2 on CPUs 0-1",
+            Peer::StatefulCoresOneWorker => "dhcpv6d stateful, --workers 1 on CPUs 0-1",
             Peer::Kea => "Kea (kea-dhcp6, 1 thread)",
             Peer::Dnsmasq => "dnsmasq",
         }
     }
 
     pub fn userspace(self) -> bool {
-        matches!(self, Peer::Userspace | Peer::Stateful | Peer::Kea | Peer::Dnsmasq)
+        matches!(
+            self,
+            Peer::Userspace
+                | Peer::Stateful
+                | Peer::UserspaceCores
+                | Peer::StatefulCores
+                | Peer::StatefulCoresOneWorker
+                | Peer::Kea
+                | Peer::Dnsmasq
+        )
+    }
+
+    /// dhcpv6d with pools.
+    pub fn stateful(self) -> bool {
+        matches!(self, Peer::Stateful | Peer::StatefulCores | Peer::StatefulCoresOneWorker)
+    }
+
+    /// dhcpv6d on every CPU, a worker on each.
+    pub fn all_cores(self) -> bool {
+        matches!(self, Peer::UserspaceCores | Peer::StatefulCores | Peer::StatefulCoresOneWorker)
+    }
+
+    /// The `--workers` of a dhcpv6d row: one per CPU it is given, but for the one-worker
+    /// control row.
+    fn workers(self) -> &'static str {
+        if self.all_cores() && self != Peer::StatefulCoresOneWorker {
+            ALL_CPUS_WORKERS
+        } else {
+            "1"
+        }
     }
 }
 
@@ -171,9 +210,12 @@ fn start_with(
     match peer {
         Peer::Drop => hold(topo, &mut run, paths, dir, "drop")?,
         Peer::MacSwap => hold(topo, &mut run, paths, dir, "macswap")?,
-        Peer::FastPath | Peer::Userspace | Peer::Stateful => {
-            dhcpv6d(topo, &mut run, paths, dir, peer, stateful, db, relayed)?
-        }
+        Peer::FastPath
+        | Peer::Userspace
+        | Peer::Stateful
+        | Peer::UserspaceCores
+        | Peer::StatefulCores
+        | Peer::StatefulCoresOneWorker => dhcpv6d(topo, &mut run, paths, dir, peer, stateful, db, relayed)?,
         Peer::Kea => {
             hold(topo, &mut run, paths, dir, "pass")?;
             kea(topo, &mut run, dir, stateful, db, relayed)?;
@@ -211,8 +253,12 @@ pub fn empty(dir: &Path) -> Running {
 }
 
 fn pinned(ns: &Netns, program: &str, args: &[String]) -> Command {
+    pinned_to(ns, SRV_CPU, program, args)
+}
+
+fn pinned_to(ns: &Netns, cpus: &str, program: &str, args: &[String]) -> Command {
     let mut c = ns.cmd("taskset");
-    c.args(["-c", SRV_CPU, program]).args(args);
+    c.args(["-c", cpus, program]).args(args);
     c
 }
 
@@ -242,13 +288,17 @@ fn dhcpv6d(
         "--flood-rate".into(),
         "0".into(),
     ]);
-    if peer == Peer::Userspace {
+    if matches!(peer, Peer::Userspace | Peer::UserspaceCores) {
         args.push("--no-fast-path".into());
     }
     if relayed {
         args.extend(["--trusted-relay".into(), "fe80::/10".into()]);
     }
-    if peer == Peer::Stateful || st.on {
+    // One worker where the server has one CPU (as the default would pick from the affinity),
+    // one per CPU where it has them all.
+    let cpus = if peer.all_cores() { ALL_CPUS } else { SRV_CPU };
+    args.extend(["--workers".into(), peer.workers().into()]);
+    if peer.stateful() || st.on {
         let lease_db = match db {
             Some(db) => db.url(),
             None => {
@@ -273,9 +323,9 @@ fn dhcpv6d(
         ]);
     }
     let bin = path_str(&paths.daemon)?;
-    let mut cmd = pinned(&topo.srv, bin, &args);
+    let mut cmd = pinned_to(&topo.srv, cpus, bin, &args);
     cmd.env("NO_COLOR", "1").env("RUST_LOG", "warn,dhcpv6::daemon=info");
-    run.command = format!("taskset -c {SRV_CPU} dhcpv6d {}", args.join(" "));
+    run.command = format!("taskset -c {cpus} dhcpv6d {}", args.join(" "));
     let p = topo.srv.spawn_command(cmd, Some(&run.log))?;
     run.server_pid = Some(p.pid());
     wait_log(&p, &run.log, "serving", Duration::from_secs(30))?;

@@ -156,7 +156,7 @@ pub fn gen_row(
     let what = if renew.is_some() { "renew-gen" } else { "sarr-gen" };
     let (dir, topo, run) = start_row(paths, what, server, mode, threaded)?;
     let mut hint = if renew.is_some() { plan.renew_hint } else { plan.sarr_hint };
-    if server == Peer::Stateful && !plan.quick {
+    if server.stateful() && !plan.quick {
         // dhcpv6d answered 2-4x Kea's rates while this was built: start nearer, so that the
         // search's steps reach a failing rate.
         hint *= 3.0;

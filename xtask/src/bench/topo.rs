@@ -17,6 +17,11 @@ pub const SRV_ADDR: &str = "2001:db8:1::1/64";
 /// CPUs: the generator (and perfdhcp) on one, the server side on the other.
 pub const GEN_CPU: &str = "0";
 pub const SRV_CPU: &str = "1";
+/// The CPUs of the rows that give dhcpv6d every core (`--workers` one per CPU): on this
+/// 2-CPU machine the generator's CPU too, so those rows measure both sharing the box.
+pub const ALL_CPUS: &str = "0-1";
+/// The workers of those rows (one per CPU of `ALL_CPUS`).
+pub const ALL_CPUS_WORKERS: &str = "2";
 
 pub struct Topo {
     // Declared (and dropped) generator first: nothing in it outlives its namespace.

@@ -162,6 +162,14 @@ pub const ROWS: &[RowSpec] = &[
         Source::Flat(Dnsmasq),
         Target::None,
     ),
+    // Both CPUs against one: what the workers add (the generator shares the second CPU).
+    noted(
+        "Information-Request /s at <= 0.1 % loss, srv0 NAPI not threaded: userspace path, --workers 2 on both CPUs vs one worker on one",
+        Source::BestUnthreaded(UserspaceCores),
+        Source::BestUnthreaded(Userspace),
+        Target::None,
+        Note::Text("the load generator runs on one of the two CPUs"),
+    ),
     RowSpec {
         figure: "test_run (live frames) ns per answered frame: dhcpv6d program vs MAC swap",
         ours: Source::Cost("dhcpv6d"),
@@ -184,6 +192,20 @@ pub const ROWS: &[RowSpec] = &[
         Source::Sarr(Kea, A, false, Ours),
         Target::AtLeast(2.0),
         Note::Floors,
+    ),
+    noted(
+        "SARR exchanges/s at <= 0.1 % loss (address): dhcpv6d --workers 2 on both CPUs vs one worker on one",
+        Source::Sarr(StatefulCores, A, false, Ours),
+        Source::Sarr(Stateful, A, false, Ours),
+        Target::AtLeast(1.6),
+        Note::Text("the load generator runs on one of the two CPUs"),
+    ),
+    noted(
+        "SARR exchanges/s at <= 0.1 % loss (address): dhcpv6d on both CPUs, --workers 2 vs --workers 1",
+        Source::Sarr(StatefulCores, A, false, Ours),
+        Source::Sarr(StatefulCoresOneWorker, A, false, Ours),
+        Target::None,
+        Note::Text("the same CPUs on both sides: what the second worker adds"),
     ),
     noted(
         "SARR exchanges/s at <= 0.1 % loss (address + prefix): dhcpv6d (durable) vs Kea memfile",
