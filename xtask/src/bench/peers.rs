@@ -18,6 +18,13 @@ pub const DOMAIN: &str = "bench.example";
 /// Stateful pools, the same for dhcpv6d and Kea.
 pub const NA_POOL: (&str, &str) = ("2001:db8:1::1:0", "2001:db8:1::ffff:ffff");
 pub const PD_POOL: (&str, u8, u8) = ("2001:db8:8000::", 33, 56);
+/// The storm's relayed link: the relay's link-address, its Interface-ID (dhcpv6d's
+/// `[[link]]` name) and the link's pools (Kea selects its subnet by the link-address).
+pub const RELAY_LINK: &str = "2001:db8:2::1";
+pub const RELAY_SUBNET: &str = "2001:db8:2::/64";
+pub const RELAY_IFID: &str = "storm-relay";
+pub const RELAY_NA_POOL: (&str, &str) = ("2001:db8:2::1:0", "2001:db8:2::ffff:ffff");
+pub const RELAY_PD_POOL: (&str, u8, u8) = ("2001:db8:4000::", 34, 56);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Peer {
@@ -108,6 +115,8 @@ impl Drop for Running {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Stateful {
     pub on: bool,
+    /// Also serve the relayed link (`RELAY_*`) for Relay-Forwards from this relay address.
+    pub relay_from: Option<std::net::Ipv6Addr>,
 }
 
 pub fn start(topo: &Topo, peer: Peer, paths: &Paths, dir: &Path, stateful: Stateful) -> Result<Running> {
@@ -204,6 +213,17 @@ fn dhcpv6d(topo: &Topo, run: &mut Running, paths: &Paths, dir: &Path, peer: Peer
             "0".into(),
         ]);
     }
+    if let Some(relay) = st.relay_from {
+        let conf = dir.join("relayed-link.toml");
+        fs::write(
+            &conf,
+            format!(
+                "[[link]]\nname = \"{RELAY_IFID}\"\nna_pools = [\"{}-{}\"]\npd_pools = [\"{}/{}:{}\"]\n",
+                RELAY_NA_POOL.0, RELAY_NA_POOL.1, RELAY_PD_POOL.0, RELAY_PD_POOL.1, RELAY_PD_POOL.2
+            ),
+        )?;
+        args.extend(["--config".into(), path_str(&conf)?.into(), "--trusted-relay".into(), relay.to_string()]);
+    }
     let bin = path_str(&paths.daemon)?;
     let mut cmd = pinned(&topo.srv, bin, &args);
     cmd.env("NO_COLOR", "1").env("RUST_LOG", "warn,dhcpv6::daemon=info");
@@ -231,6 +251,15 @@ fn kea(topo: &Topo, run: &mut Running, dir: &Path, st: Stateful) -> Result<()> {
     } else {
         String::new()
     };
+    // The relayed link's subnet, no interface: Kea picks it by the relay's link-address.
+    let relayed = if st.relay_from.is_some() {
+        format!(
+            r#", {{"subnet": "{RELAY_SUBNET}", "pools": [{{"pool": "{}-{}"}}], "pd-pools": [{{"prefix": "{}", "prefix-len": {}, "delegated-len": {}}}]}}"#,
+            RELAY_NA_POOL.0, RELAY_NA_POOL.1, RELAY_PD_POOL.0, RELAY_PD_POOL.1, RELAY_PD_POOL.2
+        )
+    } else {
+        String::new()
+    };
     fs::write(
         &conf,
         format!(
@@ -239,7 +268,7 @@ fn kea(topo: &Topo, run: &mut Running, dir: &Path, st: Stateful) -> Result<()> {
   "multi-threading": {{"enable-multi-threading": false}},
   "lease-database": {{"type": "memfile", "persist": true, "name": "{}", "lfc-interval": 0}},
   "option-data": [{{"name": "dns-servers", "data": "{DNS}"}}, {{"name": "domain-search", "data": "{DOMAIN}"}}],
-  "subnet6": [{{"subnet": "2001:db8:1::/64", "interface": "{SRV_IF}"{pools}}}],
+  "subnet6": [{{"subnet": "2001:db8:1::/64", "interface": "{SRV_IF}"{pools}}}{relayed}],
   "server-id": {{"type": "LL", "persist": false}},
   "loggers": [{{"name": "kea-dhcp6", "output_options": [{{"output": "stdout"}}], "severity": "WARN"}}]
 }}}}
