@@ -204,7 +204,8 @@ pub fn storm(a: StormArgs) -> Result<()> {
         wheel.expire(t, FIRE_LIMIT, |id| pop.due(id), &mut fired);
         let busy = !fired.is_empty();
         for &id in &fired {
-            // An id armed twice for one slot fires once: the first firing moves its due.
+            // An id armed twice for one slot fires once: the first firing moved its due and
+            // armed it again.
             if pop.due(id) > t {
                 continue;
             }

@@ -25,13 +25,15 @@ impl Wheel {
         self.slots[(ms % SLOTS as u64) as usize].push(id);
     }
 
-    /// Ids whose timer is due by `now_ns`, oldest slot first, into `fired` (at most
+    /// Ids whose timer is due by `now_ns` (at most 1 ms late), oldest slot first, into `fired` (at most
     /// `limit`; the rest stay for the next call). `due(id)` is the owner's current due
     /// time (u64::MAX: none).
     pub fn expire(&mut self, now_ns: u64, limit: usize, due: impl Fn(u32) -> u64, fired: &mut Vec<u32>) {
-        let now_ms = now_ns / SLOT_NS;
+        // Only slots wholly in the past: a timer later in the current millisecond must not
+        // be taken out of the wheel before it is due.
+        let Some(last) = (now_ns / SLOT_NS).checked_sub(1) else { return };
         // Bounded: at most one turn of slots per call, and `limit` ids.
-        let last = now_ms.min(self.cursor_ms + SLOTS as u64 - 1);
+        let last = last.min(self.cursor_ms + SLOTS as u64 - 1);
         while self.cursor_ms <= last {
             let slot = &mut self.slots[(self.cursor_ms % SLOTS as u64) as usize];
             let mut i = 0;
@@ -97,6 +99,20 @@ mod tests {
             w.expire(t, 100, |i| due[i as usize], &mut fired);
         }
         assert_eq!(fired, vec![2]);
+    }
+
+    #[test]
+    fn a_timer_later_in_the_current_millisecond_waits_for_it() {
+        let due = [5_700_000u64];
+        let mut w = Wheel::new(0);
+        w.arm(0, due[0]);
+        let mut fired = Vec::new();
+        w.expire(5_300_000, 100, |i| due[i as usize], &mut fired);
+        assert!(fired.is_empty());
+        w.expire(5_800_000, 100, |i| due[i as usize], &mut fired);
+        assert!(fired.is_empty(), "its millisecond is not over yet");
+        w.expire(6_000_000, 100, |i| due[i as usize], &mut fired);
+        assert_eq!(fired, vec![0]);
     }
 
     #[test]

@@ -48,7 +48,11 @@ pub fn row(paths: &Paths, plan: &Plan, server: Peer) -> Result<StormRow> {
         fs::create_dir_all(&dir)?;
         let topo = Topo::new()?;
         let st = Stateful { on: true, relay_from: Some(topo.gen_ll) };
-        let run = peers::start(&topo, server, paths, &dir, st)?;
+        let mut run = peers::start(&topo, server, paths, &dir, st)?;
+        // dhcpv6d answers the direct LAN hosts' Information-Requests in XDP (XDP_TX), which
+        // a veth delivers only to a peer with an XDP program: a pass program on gen0, for
+        // every server alike.
+        peers::hold_on(&topo.gen, GEN_IF, &mut run, paths, &dir, "pass")?;
         row.command = run.command.clone();
         let bound_file = dir.join("bound.txt");
         let mut args: Vec<String> = vec![

@@ -87,8 +87,16 @@ pub fn storm_series(res: &Results) -> Vec<Series> {
         .filter_map(|(peer, r)| {
             let run = r.as_ref().ok()?.runs.first()?;
             let s = &run.storm;
-            let points =
-                s.series_bound.iter().enumerate().map(|(i, b)| (i as f64 * s.series_step_s, *b as f64)).collect();
+            // Up to the last CPE bound, and a tenth as long again (the storm may run on for
+            // its LAN hosts or to the time limit with nothing more to draw).
+            let top = s.series_bound.last().copied().unwrap_or(0);
+            let reached = s.series_bound.iter().position(|b| *b >= top).unwrap_or(0);
+            let keep = (reached + reached / 10 + 2).min(s.series_bound.len());
+            let points = s.series_bound[..keep]
+                .iter()
+                .enumerate()
+                .map(|(i, b)| (i as f64 * s.series_step_s, *b as f64))
+                .collect();
             Some(Series { label: peer.label().to_string(), points })
         })
         .collect()
