@@ -217,6 +217,9 @@ pub struct Storm {
     pub gen_cpu_share: f64,
     /// The generator was the limit (>= 95 % of its core, or it lost messages itself).
     pub generator_bound: bool,
+    /// Busy percentage of each CPU over the storm (host-wide: the server's and the
+    /// kernel's work included).
+    pub cpu_busy: Vec<f64>,
     pub server_cpu_s: Option<f64>,
     pub server_peak_rss_kb: Option<u64>,
     /// The server's SOL_MAX_RT, when it sent one.

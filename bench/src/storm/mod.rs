@@ -175,6 +175,7 @@ pub fn storm(a: StormArgs) -> Result<()> {
     let mut next_tick = start + NS;
     let rcv0 = Sock::rcvbuf_errors();
     let cpu0 = own_cpu_s();
+    let busy0 = procstat::sample();
     let srv0 = a.server_pid.and_then(procstat::proc_cpu_s);
     let mut fired = Vec::with_capacity(FIRE_LIMIT);
     let mut invalid = [0u64; Invalid::ALL.len()];
@@ -269,6 +270,7 @@ pub fn storm(a: StormArgs) -> Result<()> {
         }
     };
     let wall = end.saturating_sub(start).max(1) as f64 / 1e9;
+    let cpu_busy = procstat::busy(&busy0, &procstat::sample());
     let cpu_share = (own_cpu_s() - cpu0) / (now().saturating_sub(start).max(1) as f64 / 1e9);
     let server_cpu_s = a.server_pid.and_then(procstat::proc_cpu_s).zip(srv0).map(|(b, a)| b - a);
     let server_peak_rss_kb = a.server_pid.and_then(procstat::peak_rss_kb);
@@ -319,6 +321,7 @@ pub fn storm(a: StormArgs) -> Result<()> {
         gen_rcvbuf_errors: rcvbuf_errors,
         gen_cpu_share: cpu_share,
         generator_bound: cpu_share >= 0.95 || io.refused > 0 || rcvbuf_errors > 0,
+        cpu_busy,
         server_cpu_s,
         server_peak_rss_kb,
         sol_max_rt: k.sol_max_rt,

@@ -273,6 +273,15 @@ fn storm_row(t: &Snippets, title: &str, r: &Result<StormRow, String>) -> String 
                     ("cpu", s.server_cpu_s.map_or("?".into(), |x| format!("{x:.1}"))),
                     ("rss", s.server_peak_rss_kb.map_or("?".into(), |k| num(k as f64 / 1024.0))),
                     ("gen_cpu", format!("{:.0}", 100.0 * s.gen_cpu_share)),
+                    (
+                        "cpu_busy",
+                        s.cpu_busy
+                            .iter()
+                            .enumerate()
+                            .map(|(i, b)| format!("cpu{i} {b:.0} %"))
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    ),
                     ("gen_lost", n(s.refused + s.gen_rcvbuf_errors)),
                     ("sol_max_rt", s.sol_max_rt.map_or(String::new(), |x| format!("; the server's SOL_MAX_RT {x} s"))),
                 ],
