@@ -215,8 +215,13 @@ pub struct Storm {
     pub gen_rcvbuf_errors: u64,
     /// The generator's CPU time over the storm's wall time (1.0: one whole core).
     pub gen_cpu_share: f64,
-    /// The generator was the limit (>= 95 % of its core, or it lost messages itself).
+    /// The generator was the limit (>= 95 % of its core, timers 100 ms late at p99, or it
+    /// lost messages itself).
     pub generator_bound: bool,
+    /// How late the generator's timers fired (ms after their due time): its own ceiling
+    /// shows as lateness.
+    pub late_p99_ms: f64,
+    pub late_max_ms: f64,
     /// Busy percentage of each CPU over the storm (host-wide: the server's and the
     /// kernel's work included).
     pub cpu_busy: Vec<f64>,

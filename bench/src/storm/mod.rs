@@ -134,6 +134,40 @@ impl Io {
     }
 }
 
+/// How late timers fire: a histogram of 1 ms buckets up to 10 s (later ones in the last).
+struct Lateness {
+    buckets: Vec<u64>,
+    max_ns: u64,
+}
+
+impl Default for Lateness {
+    fn default() -> Self {
+        Lateness { buckets: vec![0; 10_001], max_ns: 0 }
+    }
+}
+
+impl Lateness {
+    fn note(&mut self, ns: u64) {
+        let b = ((ns / 1_000_000) as usize).min(self.buckets.len() - 1);
+        self.buckets[b] += 1;
+        self.max_ns = self.max_ns.max(ns);
+    }
+
+    /// The 99th percentile, to the bucket's upper edge (ms).
+    fn p99_ms(&self) -> f64 {
+        let n: u64 = self.buckets.iter().sum();
+        let want = n - n / 100;
+        let mut seen = 0;
+        for (i, c) in self.buckets.iter().enumerate() {
+            seen += c;
+            if seen >= want && n > 0 {
+                return (i + 1) as f64;
+            }
+        }
+        0.0
+    }
+}
+
 /// CPU seconds (user + system) this process used so far.
 fn own_cpu_s() -> f64 {
     // SAFETY: getrusage fills the struct it is given.
@@ -142,6 +176,27 @@ fn own_cpu_s() -> f64 {
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
     let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     tv(u.ru_utime) + tv(u.ru_stime)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Lateness;
+
+    #[test]
+    fn lateness_percentile_and_max() {
+        let mut l = Lateness::default();
+        assert_eq!(l.p99_ms(), 0.0);
+        for _ in 0..990 {
+            l.note(300_000);
+        }
+        for _ in 0..10 {
+            l.note(250_000_000);
+        }
+        assert_eq!(l.p99_ms(), 1.0);
+        l.note(20_000_000_000);
+        assert_eq!(l.p99_ms(), 251.0);
+        assert_eq!(l.max_ns, 20_000_000_000);
+    }
 }
 
 pub fn storm(a: StormArgs) -> Result<()> {
@@ -178,6 +233,7 @@ pub fn storm(a: StormArgs) -> Result<()> {
     let busy0 = procstat::sample();
     let srv0 = a.server_pid.and_then(procstat::proc_cpu_s);
     let mut fired = Vec::with_capacity(FIRE_LIMIT);
+    let mut late = Lateness::default();
     let mut invalid = [0u64; Invalid::ALL.len()];
     // Bounded by `deadline`: every round reads the clock.
     let end = loop {
@@ -207,9 +263,11 @@ pub fn storm(a: StormArgs) -> Result<()> {
         for &id in &fired {
             // An id armed twice for one slot fires once: the first firing moved its due and
             // armed it again.
-            if pop.due(id) > t {
+            let due = pop.due(id);
+            if due > t {
                 continue;
             }
+            late.note(t - due);
             if let Some(s) = pop.fire(id, t) {
                 io.queue(&mut pop, s, t, &servers)?;
             }
@@ -320,7 +378,9 @@ pub fn storm(a: StormArgs) -> Result<()> {
         refused: io.refused + k.unsendable,
         gen_rcvbuf_errors: rcvbuf_errors,
         gen_cpu_share: cpu_share,
-        generator_bound: cpu_share >= 0.95 || io.refused > 0 || rcvbuf_errors > 0,
+        generator_bound: cpu_share >= 0.95 || late.p99_ms() > 100.0 || io.refused > 0 || rcvbuf_errors > 0,
+        late_p99_ms: late.p99_ms(),
+        late_max_ms: late.max_ns as f64 / 1e6,
         cpu_busy,
         server_cpu_s,
         server_peak_rss_kb,

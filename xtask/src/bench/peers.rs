@@ -112,11 +112,23 @@ impl Drop for Running {
 }
 
 /// Stateful options for dhcpv6d and Kea rows.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Stateful {
     pub on: bool,
     /// Also serve the relayed link (`RELAY_*`) for Relay-Forwards from this relay address.
     pub relay_from: Option<std::net::Ipv6Addr>,
+    /// The leases on PostgreSQL instead (dhcpv6d's SQLite file, Kea's memfile).
+    pub postgres: Option<PgDb>,
+}
+
+/// A PostgreSQL database reached over a Unix socket (testbed::postgres::PgCluster), with
+/// Kea's schema already in it when Kea is to use it.
+#[derive(Debug, Clone)]
+pub struct PgDb {
+    pub url: String,
+    pub socket_dir: String,
+    pub port: u16,
+    pub name: String,
 }
 
 pub fn start(topo: &Topo, peer: Peer, paths: &Paths, dir: &Path, stateful: Stateful) -> Result<Running> {
@@ -199,13 +211,17 @@ fn dhcpv6d(topo: &Topo, run: &mut Running, paths: &Paths, dir: &Path, peer: Peer
         for f in ["leases.db", "leases.db-wal", "leases.db-shm"] {
             let _ = fs::remove_file(dir.join(f));
         }
+        let db = match &st.postgres {
+            Some(pg) => pg.url.clone(),
+            None => path_str(&db)?.to_string(),
+        };
         args.extend([
             "--na-pool".into(),
             format!("{}-{}", NA_POOL.0, NA_POOL.1),
             "--pd-pool".into(),
             format!("{}/{}:{}", PD_POOL.0, PD_POOL.1, PD_POOL.2),
             "--lease-db".into(),
-            path_str(&db)?.into(),
+            db,
             "--no-routes".into(),
             // The load generator plays many clients from one host, which the per-MAC limit
             // (default 8) exists to stop.
@@ -260,27 +276,38 @@ fn kea(topo: &Topo, run: &mut Running, dir: &Path, st: Stateful) -> Result<()> {
     } else {
         String::new()
     };
+    let (lease_db, store) = match &st.postgres {
+        Some(pg) => (
+            format!(
+                r#"{{"type": "postgresql", "name": "{}", "host": "{}", "port": {}, "user": "postgres"}}"#,
+                pg.name, pg.socket_dir, pg.port
+            ),
+            "PostgreSQL",
+        ),
+        None => (
+            format!(r#"{{"type": "memfile", "persist": true, "name": "{}", "lfc-interval": 0}}"#, leases.display()),
+            "memfile, persist",
+        ),
+    };
     fs::write(
         &conf,
         format!(
             r#"{{"Dhcp6": {{
   "interfaces-config": {{"interfaces": ["{SRV_IF}"]}},
   "multi-threading": {{"enable-multi-threading": false}},
-  "lease-database": {{"type": "memfile", "persist": true, "name": "{}", "lfc-interval": 0}},
+  "lease-database": {lease_db},
   "option-data": [{{"name": "dns-servers", "data": "{DNS}"}}, {{"name": "domain-search", "data": "{DOMAIN}"}}],
   "subnet6": [{{"subnet": "2001:db8:1::/64", "interface": "{SRV_IF}"{pools}}}{relayed}],
   "server-id": {{"type": "LL", "persist": false}},
   "loggers": [{{"name": "kea-dhcp6", "output_options": [{{"output": "stdout"}}], "severity": "WARN"}}]
 }}}}
-"#,
-            leases.display()
+"#
         ),
     )?;
     let args = vec!["-c".to_string(), path_str(&conf)?.to_string()];
     let mut cmd = pinned(&topo.srv, "kea-dhcp6", &args);
     cmd.env("KEA_PIDFILE_DIR", dir).env("KEA_LOCKFILE_DIR", dir);
-    run.command =
-        format!("taskset -c {SRV_CPU} kea-dhcp6 -c {} (memfile, persist, 1 thread, log WARN)", conf.display());
+    run.command = format!("taskset -c {SRV_CPU} kea-dhcp6 -c {} ({store}, 1 thread, log WARN)", conf.display());
     let p = topo.srv.spawn_command(cmd, Some(&run.log))?;
     run.server_pid = Some(p.pid());
     wait_udp_547(&topo.srv, &p, &run.log)?;

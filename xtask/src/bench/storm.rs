@@ -1,8 +1,9 @@
 //! The boot-storm rows: `dhcpv6-bench storm` (N CPEs after a power cut, half behind one
-//! relay, each with a LAN host's Information-Request) against Kea (memfile) and dhcpv6d
-//! (SQLite) in turn, each on a fresh server and namespaces; then every bound CPE's
-//! address and prefix looked up in the server's own store (dhcpv6d: `dhcpv6d leases`,
-//! Kea: its memfile CSV), so that a lease answered but not stored shows.
+//! relay, each with a LAN host's Information-Request) against Kea (memfile, PostgreSQL)
+//! and dhcpv6d (SQLite, PostgreSQL) in turn, each on a fresh server, namespaces and
+//! database; then every bound CPE's address and prefix looked up in the server's own store
+//! (dhcpv6d: `dhcpv6d leases`, Kea: its memfile CSV or its lease6 table), so that a lease
+//! answered but not stored shows.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -14,7 +15,7 @@ use anyhow::{bail, Context, Result};
 use dhcpv6_bench_common::lines::{Line, Storm};
 
 use super::ir::{run_gen, say, slug};
-use super::peers::{self, path_str, Peer, Stateful, RELAY_IFID, RELAY_LINK};
+use super::peers::{self, path_str, Peer, PgDb, Stateful, RELAY_IFID, RELAY_LINK};
 use super::topo::{Topo, GEN_CPU, GEN_IF};
 use super::{Paths, Plan};
 use crate::interrupt;
@@ -35,20 +36,74 @@ pub struct StormRow {
     pub runs: Vec<StormRun>,
 }
 
-/// The storm servers, in the order they run (and are drawn).
-pub const SERVERS: [Peer; 2] = [Peer::Kea, Peer::Stateful];
+/// A server and its lease store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StormServer {
+    KeaMemfile,
+    KeaPostgres,
+    Dhcpv6dSqlite,
+    Dhcpv6dPostgres,
+}
 
-pub fn row(paths: &Paths, plan: &Plan, server: Peer) -> Result<StormRow> {
+impl StormServer {
+    pub fn label(self) -> &'static str {
+        match self {
+            StormServer::KeaMemfile => "Kea memfile (1 thread)",
+            StormServer::KeaPostgres => "Kea PostgreSQL (1 thread)",
+            StormServer::Dhcpv6dSqlite => "dhcpv6d SQLite",
+            StormServer::Dhcpv6dPostgres => "dhcpv6d PostgreSQL",
+        }
+    }
+
+    fn peer(self) -> Peer {
+        match self {
+            StormServer::KeaMemfile | StormServer::KeaPostgres => Peer::Kea,
+            _ => Peer::Stateful,
+        }
+    }
+
+    fn postgres(self) -> bool {
+        matches!(self, StormServer::KeaPostgres | StormServer::Dhcpv6dPostgres)
+    }
+
+    fn slug(self) -> String {
+        format!("{}{}", slug(self.peer()), if self.postgres() { "-pg" } else { "" })
+    }
+}
+
+/// The storm servers, in the order they run (and are drawn).
+pub const SERVERS: [StormServer; 4] =
+    [StormServer::KeaMemfile, StormServer::Dhcpv6dSqlite, StormServer::KeaPostgres, StormServer::Dhcpv6dPostgres];
+
+/// A fresh cluster and database for one storm (Kea's schema in it for Kea).
+fn postgres(server: StormServer, dir: &Path) -> Result<(testbed::postgres::PgCluster, PgDb)> {
+    let pg = testbed::postgres::PgCluster::start().context("a PostgreSQL cluster for the storm")?;
+    let name = "storm";
+    let url = pg.create_database(name)?;
+    let db = PgDb { url, socket_dir: path_str(pg.socket_dir())?.to_string(), port: pg.port(), name: name.to_string() };
+    if server == StormServer::KeaPostgres {
+        let port = db.port.to_string();
+        let mut cmd = Command::new("kea-admin");
+        cmd.args(["db-init", "pgsql", "-u", "postgres", "-p", "", "-n", name, "-h", &db.socket_dir, "-P", &port]);
+        let out = testbed::run_command(&mut cmd, Duration::from_secs(120)).context("kea-admin db-init pgsql")?;
+        fs::write(dir.join("kea-admin.log"), out)?;
+    }
+    Ok((pg, db))
+}
+
+pub fn row(paths: &Paths, plan: &Plan, server: StormServer) -> Result<StormRow> {
     let mut row = StormRow { command: String::new(), gen_command: String::new(), runs: Vec::new() };
     // A storm is of new CPEs on a fresh server: every run starts one.
     for i in 0..plan.storm_runs {
         interrupt::check()?;
-        let dir = paths.dir.join(format!("storm-{}-{i}", slug(server)));
+        let dir = paths.dir.join(format!("storm-{}-{i}", server.slug()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir)?;
+        // Declared before the server: dropped (stopped) after it.
+        let pg = if server.postgres() { Some(postgres(server, &dir)?) } else { None };
         let topo = Topo::new()?;
-        let st = Stateful { on: true, relay_from: Some(topo.gen_ll) };
-        let mut run = peers::start(&topo, server, paths, &dir, st)?;
+        let st = Stateful { on: true, relay_from: Some(topo.gen_ll), postgres: pg.as_ref().map(|p| p.1.clone()) };
+        let mut run = peers::start(&topo, server.peer(), paths, &dir, st)?;
         // dhcpv6d answers the direct LAN hosts' Information-Requests in XDP (XDP_TX), which
         // a veth delivers only to a peer with an XDP program: a pass program on gen0, for
         // every server alike.
@@ -80,7 +135,7 @@ pub fn row(paths: &Paths, plan: &Plan, server: Peer) -> Result<StormRow> {
             bail!("dhcpv6-bench storm printed no result; see {}", dir.join("storm.log").display());
         };
         let bound = read_bound(&bound_file)?;
-        let stored = stored_leases(paths, server, &dir)?;
+        let stored = stored_leases(paths, server, &dir, pg.as_ref())?;
         let leases_stored = bound.iter().filter(|k| stored.contains(*k)).count() as u64;
         let r = StormRun { storm, leases_bound: bound.len() as u64, leases_stored };
         say(&format!("  run {}: {}", i + 1, summary(&r)));
@@ -114,9 +169,18 @@ fn read_bound(path: &Path) -> Result<BTreeSet<(String, String)>> {
 }
 
 /// The (DUID-hex, address or prefix/len) pairs the server's store holds.
-fn stored_leases(paths: &Paths, server: Peer, dir: &Path) -> Result<BTreeSet<(String, String)>> {
+fn stored_leases(
+    paths: &Paths,
+    server: StormServer,
+    dir: &Path,
+    pg: Option<&(testbed::postgres::PgCluster, PgDb)>,
+) -> Result<BTreeSet<(String, String)>> {
     let mut set = BTreeSet::new();
-    if server == Peer::Kea {
+    if let (StormServer::KeaPostgres, Some((cluster, db))) = (server, pg) {
+        let sql = "SELECT address, encode(duid, 'hex'), lease_type, prefix_len FROM lease6 WHERE valid_lifetime > 0";
+        return Ok(kea_rows(&cluster.psql(&db.name, sql)?).collect());
+    }
+    if server == StormServer::KeaMemfile {
         for e in fs::read_dir(dir)?.flatten() {
             if !e.file_name().to_string_lossy().starts_with("kea-leases6") {
                 continue;
@@ -125,13 +189,13 @@ fn stored_leases(paths: &Paths, server: Peer, dir: &Path) -> Result<BTreeSet<(St
         }
         return Ok(set);
     }
-    let db = dir.join("leases.db");
-    let out = Command::new(&paths.daemon)
-        .args(["leases", "--lease-db", path_str(&db)?])
-        .output()
-        .context("dhcpv6d leases")?;
+    let db = match pg {
+        Some((_, db)) => db.url.clone(),
+        None => path_str(&dir.join("leases.db"))?.to_string(),
+    };
+    let out = Command::new(&paths.daemon).args(["leases", "--lease-db", &db]).output().context("dhcpv6d leases")?;
     if !out.status.success() {
-        bail!("dhcpv6d leases --lease-db {} failed: {}", db.display(), String::from_utf8_lossy(&out.stderr).trim());
+        bail!("dhcpv6d leases --lease-db {db} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
     }
     Ok(dhcpv6d_table(&String::from_utf8_lossy(&out.stdout)))
 }
@@ -148,6 +212,16 @@ fn kea_csv(text: &str) -> impl Iterator<Item = (String, String)> + '_ {
         }
         let lease = if *kind == "2" { format!("{addr}/{plen}") } else { addr.to_string() };
         Some((duid.replace(':', "").to_lowercase(), lease))
+    })
+}
+
+/// Kea's lease6 table as psql prints it: address|duid-hex|lease_type|prefix_len.
+fn kea_rows(text: &str) -> impl Iterator<Item = (String, String)> + '_ {
+    text.lines().filter_map(|l| {
+        let f: Vec<&str> = l.split('|').collect();
+        let (addr, duid, kind, plen) = (f.first()?, f.get(1)?, f.get(2)?, f.get(3)?);
+        let lease = if *kind == "2" { format!("{addr}/{plen}") } else { addr.to_string() };
+        Some((duid.to_lowercase(), lease))
     })
 }
 
@@ -180,6 +254,11 @@ mod tests {
         let ours = "TYPE ADDRESS/PREFIX DUID IAID LINK EXPIRES STATE ROUTE\n\
                     NA   2001:db8:1::1:5 0003000102aabb000001 1 srv0 7199s bound -\n\
                     PD   2001:db8:4000:100::/56 0003000102aabb000002 1 storm-relay 7199s bound -\n";
+        let v: BTreeSet<_> =
+            kea_rows("2001:db8:2::1:9|0003000102aabb000003|0|128\n2001:db8:4000:200::|0003000102aabb000003|2|56\n")
+                .collect();
+        assert!(v.contains(&("0003000102aabb000003".into(), "2001:db8:4000:200::/56".into())));
+        assert!(v.contains(&("0003000102aabb000003".into(), "2001:db8:2::1:9".into())));
         let v = dhcpv6d_table(ours);
         assert!(v.contains(&("0003000102aabb000002".into(), "2001:db8:4000:100::/56".into())));
         assert_eq!(v.len(), 2);

@@ -84,7 +84,7 @@ pub fn write_all(dir: &Path, res: &Results) -> Result<Plots> {
 pub fn storm_series(res: &Results) -> Vec<Series> {
     res.storm
         .iter()
-        .filter_map(|(peer, r)| {
+        .filter_map(|(server, r)| {
             let run = r.as_ref().ok()?.runs.first()?;
             let s = &run.storm;
             // Up to the last CPE bound, and a tenth as long again (the storm may run on for
@@ -97,7 +97,7 @@ pub fn storm_series(res: &Results) -> Vec<Series> {
                 .enumerate()
                 .map(|(i, b)| (i as f64 * s.series_step_s, *b as f64))
                 .collect();
-            Some(Series { label: peer.label().to_string(), points })
+            Some(Series { label: server.label().to_string(), points })
         })
         .collect()
 }
@@ -136,6 +136,8 @@ fn sorted(v: impl Iterator<Item = (f64, f64)>) -> Vec<(f64, f64)> {
 }
 
 /// A line chart of `series`; `points`: mark each point too (the search steps).
+/// The legend goes where the lines are not: lower right for the storm (lines rise from the
+/// left), upper left for loss (it rises on the right).
 pub fn chart(path: &Path, title: &str, x_label: &str, y_label: &str, series: &[Series], points: bool) -> Result<()> {
     let e = |e: &dyn std::fmt::Display| anyhow!("drawing {}: {e}", path.display());
     let max = |f: fn(&(f64, f64)) -> f64| series.iter().flat_map(|s| s.points.iter().map(f)).fold(0.0, f64::max);
@@ -168,7 +170,7 @@ pub fn chart(path: &Path, title: &str, x_label: &str, y_label: &str, series: &[S
         }
     }
     c.configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
+        .position(if points { SeriesLabelPosition::UpperLeft } else { SeriesLabelPosition::LowerRight })
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .draw()
@@ -197,6 +199,63 @@ fn trim(v: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_plot_the_results_have_data_for_is_written_and_named() {
+        use crate::bench::ir::{IrRow, IrRun};
+        use crate::bench::peers::Peer;
+        use crate::bench::stateful::{PerfStep, SarrRow, SarrRun};
+        use crate::bench::storm::{StormRow, StormRun};
+        use dhcpv6_bench_common::lines::{GenStep, Storm};
+
+        let dir = std::env::temp_dir().join(format!("xtask-plots-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let none = write_all(&dir, &Results::default()).unwrap();
+        assert!(none.storm.is_none() && none.ir_loss.is_none() && none.sarr_loss.is_none());
+
+        let step = |r: f64, loss: f64| GenStep { target_pps: r, offered_pps: r, loss, ..GenStep::default() };
+        let ir = IrRow {
+            runs: vec![IrRun { steps: vec![step(2e6, 0.2), step(1e6, 0.0), step(1.5e6, 0.01)], ..IrRun::default() }],
+            ..IrRow::default()
+        };
+        let sarr = SarrRow {
+            command: String::new(),
+            perf_command: String::new(),
+            runs: vec![SarrRun {
+                steps: vec![PerfStep { target: 9000.0, achieved: 8990.0, loss: 0.02, ..PerfStep::default() }],
+                ..SarrRun::default()
+            }],
+            peak_rss_kb: None,
+            population: None,
+        };
+        let storm =
+            Storm { cpes: 4, series_step_s: 0.5, series_bound: vec![0, 1, 3, 4, 4, 4, 4, 4, 4, 4], ..Storm::default() };
+        let res = Results {
+            ir: vec![(Peer::FastPath, Ok(ir))],
+            sarr: vec![(Peer::Stateful, "address-only", false, Loader::Ours, Ok(sarr))],
+            storm: vec![(
+                crate::bench::storm::StormServer::KeaMemfile,
+                Ok(StormRow {
+                    command: String::new(),
+                    gen_command: String::new(),
+                    runs: vec![StormRun { storm, leases_bound: 8, leases_stored: 8 }],
+                }),
+            )],
+            ..Results::default()
+        };
+        let p = write_all(&dir, &res).unwrap();
+        assert_eq!(
+            (p.storm.as_deref(), p.ir_loss.as_deref(), p.sarr_loss.as_deref()),
+            (Some(STORM_SVG), Some(IR_SVG), Some(SARR_SVG))
+        );
+        for f in [STORM_SVG, IR_SVG, SARR_SVG] {
+            assert!(std::fs::read_to_string(dir.join(f)).unwrap().contains("<polyline"), "{f}");
+        }
+        // The steps in order of rate; the storm's line stops soon after the last CPE bound.
+        assert_eq!(ir_series(&res)[0].points, vec![(1e6, 0.0), (1.5e6, 1.0), (2e6, 20.0)]);
+        assert_eq!(storm_series(&res)[0].points.len(), 5);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn a_chart_is_an_svg_with_its_labels_and_lines() {

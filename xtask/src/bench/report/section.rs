@@ -273,6 +273,8 @@ fn storm_row(t: &Snippets, title: &str, r: &Result<StormRow, String>) -> String 
                     ("cpu", s.server_cpu_s.map_or("?".into(), |x| format!("{x:.1}"))),
                     ("rss", s.server_peak_rss_kb.map_or("?".into(), |k| num(k as f64 / 1024.0))),
                     ("gen_cpu", format!("{:.0}", 100.0 * s.gen_cpu_share)),
+                    ("late_p99", format!("{:.0}", s.late_p99_ms)),
+                    ("late_max", format!("{:.0}", s.late_max_ms)),
                     (
                         "cpu_busy",
                         s.cpu_busy
@@ -303,7 +305,7 @@ fn storm(t: &Snippets, res: &Results, plots: &Plots) -> String {
     if res.storm.is_empty() {
         return String::new();
     }
-    let rows: String = res.storm.iter().map(|(p, r)| storm_row(t, &format!("Boot storm: {}", p.label()), r)).collect();
+    let rows: String = res.storm.iter().map(|(s, r)| storm_row(t, &format!("Boot storm: {}", s.label()), r)).collect();
     t.fill("storm", &[("plot", plot(t, &plots.storm, "CPEs bound over time during the boot storm")), ("rows", rows)])
 }
 
