@@ -139,7 +139,13 @@ pub fn row(paths: &Paths, plan: &Plan, server: StormServer) -> Result<StormRow> 
         let leases_stored = bound.iter().filter(|k| stored.contains(*k)).count() as u64;
         let r = StormRun { storm, leases_bound: bound.len() as u64, leases_stored };
         say(&format!("  run {}: {}", i + 1, summary(&r)));
+        let timed_out = r.storm.timed_out;
         row.runs.push(r);
+        if timed_out {
+            // Another run would take the whole time limit again to say the same.
+            say("  the storm did not finish in its time limit: no further runs of this row");
+            break;
+        }
     }
     Ok(row)
 }
