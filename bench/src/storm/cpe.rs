@@ -334,11 +334,7 @@ impl Population {
         let c = &mut self.cpes[i];
         if c.phase != Phase::Soliciting {
             // A retransmission's second Advertise, or one after the Request went.
-            return if p.client_id == Some(&d[..]) {
-                Ok((None, None)).inspect(|_| self.counts.stale += 1)
-            } else {
-                Err(Invalid::WrongClient)
-            };
+            return self.stale(p, &d);
         }
         let g = msg::check(p, msg::ADVERTISE, &d, Mode::Both, None)?;
         let sid = p.server_id.and_then(|s| servers.intern(s)).ok_or(Invalid::NoServerId)?;
@@ -357,6 +353,15 @@ impl Population {
         Ok((Some(i as u32), Some(Send { kind: Kind::Request, index: i })))
     }
 
+    /// An answer for an exchange no longer under way: counted if it is this client's.
+    fn stale(&mut self, p: &Parsed, duid: &[u8]) -> Result<(Option<u32>, Option<Send>), Invalid> {
+        if p.client_id != Some(duid) {
+            return Err(Invalid::WrongClient);
+        }
+        self.counts.stale += 1;
+        Ok((None, None))
+    }
+
     fn replied(
         &mut self,
         p: &Parsed,
@@ -368,11 +373,7 @@ impl Population {
         let d = duid(mac(false, self.seed, i));
         let c = &mut self.cpes[i];
         if c.phase != Phase::Requesting {
-            return if p.client_id == Some(&d[..]) {
-                Ok((None, None)).inspect(|_| self.counts.stale += 1)
-            } else {
-                Err(Invalid::WrongClient)
-            };
+            return self.stale(p, &d);
         }
         let g = msg::check(p, msg::REPLY, &d, Mode::Both, None)?;
         if p.server_id.and_then(|s| servers.intern(s)) != Some(c.server) {

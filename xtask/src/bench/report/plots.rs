@@ -238,6 +238,7 @@ mod tests {
                 Ok(StormRow {
                     command: String::new(),
                     gen_command: String::new(),
+                    napi: String::new(),
                     runs: vec![StormRun { storm, leases_bound: 8, leases_stored: 8 }],
                 }),
             )],

@@ -296,6 +296,7 @@ fn storm_row(t: &Snippets, title: &str, r: &Result<StormRow, String>) -> String 
             ("title", title.into()),
             ("command", row.command.clone()),
             ("gen_command", row.gen_command.clone()),
+            ("napi", row.napi.clone()),
             ("runs", runs),
         ],
     )
