@@ -41,8 +41,8 @@ pub enum Line {
     Totals(Totals),
     /// `storm`: progress, about once a second (bound so far).
     StormTick(StormTick),
-    /// `storm`: the storm's result.
-    Storm(Storm),
+    /// `storm`: the storm's result (boxed: it carries the bound-over-time series).
+    Storm(Box<Storm>),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

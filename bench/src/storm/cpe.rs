@@ -408,7 +408,7 @@ impl Population {
         if p.client_id != Some(&d[..]) {
             return Err(Invalid::WrongClient);
         }
-        if !p.server_id.is_some_and(|s| !s.is_empty()) {
+        if p.server_id.is_none_or(|s| s.is_empty()) {
             return Err(Invalid::NoServerId);
         }
         if p.status.is_some_and(|s| s != 0) {

@@ -178,27 +178,6 @@ fn own_cpu_s() -> f64 {
     tv(u.ru_utime) + tv(u.ru_stime)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::Lateness;
-
-    #[test]
-    fn lateness_percentile_and_max() {
-        let mut l = Lateness::default();
-        assert_eq!(l.p99_ms(), 0.0);
-        for _ in 0..990 {
-            l.note(300_000);
-        }
-        for _ in 0..10 {
-            l.note(250_000_000);
-        }
-        assert_eq!(l.p99_ms(), 1.0);
-        l.note(20_000_000_000);
-        assert_eq!(l.p99_ms(), 251.0);
-        assert_eq!(l.max_ns, 20_000_000_000);
-    }
-}
-
 pub fn storm(a: StormArgs) -> Result<()> {
     let seed = a.seed.unwrap_or_else(|| (signal::monotonic_ns() / 1000) as u16);
     let mut io = Io {
@@ -351,7 +330,7 @@ pub fn storm(a: StormArgs) -> Result<()> {
     for r in Invalid::ALL {
         reasons.insert(r.name().to_string(), invalid[r.index()]);
     }
-    Line::Storm(lines::Storm {
+    Line::Storm(Box::new(lines::Storm {
         cpes: n as u64,
         relayed: (0..n).filter(|&i| cpe::relayed(i)).count() as u64,
         secs: wall,
@@ -388,7 +367,28 @@ pub fn storm(a: StormArgs) -> Result<()> {
         series_step_s: step_ns as f64 / 1e9,
         series_bound,
         series_informed: series_inf,
-    })
+    }))
     .print();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Lateness;
+
+    #[test]
+    fn lateness_percentile_and_max() {
+        let mut l = Lateness::default();
+        assert_eq!(l.p99_ms(), 0.0);
+        for _ in 0..990 {
+            l.note(300_000);
+        }
+        for _ in 0..10 {
+            l.note(250_000_000);
+        }
+        assert_eq!(l.p99_ms(), 1.0);
+        l.note(20_000_000_000);
+        assert_eq!(l.p99_ms(), 251.0);
+        assert_eq!(l.max_ns, 20_000_000_000);
+    }
 }

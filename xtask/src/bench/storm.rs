@@ -139,7 +139,7 @@ pub fn row(paths: &Paths, plan: &Plan, server: StormServer) -> Result<StormRow> 
         let limit = Duration::from_secs_f64(plan.storm_max_secs + 60.0);
         let lines = run_gen(&topo, paths, &args, &dir.join("storm.log"), limit)?;
         run.check_running()?;
-        let Some(storm) = lines.into_iter().find_map(|l| if let Line::Storm(s) = l { Some(s) } else { None }) else {
+        let Some(storm) = lines.into_iter().find_map(|l| if let Line::Storm(s) = l { Some(*s) } else { None }) else {
             bail!("dhcpv6-bench storm printed no result; see {}", dir.join("storm.log").display());
         };
         let bound = read_bound(&bound_file)?;
