@@ -39,6 +39,10 @@ pub enum Line {
     Invalid(Invalid),
     /// `dhcp`: totals over the run.
     Totals(Totals),
+    /// `storm`: progress, about once a second (bound so far).
+    StormTick(StormTick),
+    /// `storm`: the storm's result (boxed: it carries the bound-over-time series).
+    Storm(Box<Storm>),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -166,6 +170,69 @@ pub struct Totals {
     pub invalid: u64,
     pub refused: u64,
     pub seed: u16,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StormTick {
+    pub secs: f64,
+    pub bound: u64,
+    pub informed: u64,
+}
+
+/// A boot storm: `cpes` CPEs starting within SOL_MAX_DELAY, half behind one relay, each
+/// with one LAN host asking Information-Request once its CPE is bound.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Storm {
+    pub cpes: u64,
+    pub relayed: u64,
+    /// How long the storm ran (to the last Reply, or to the time limit).
+    pub secs: f64,
+    pub timed_out: bool,
+    pub bound: u64,
+    pub informed: u64,
+    /// Seconds from the storm's start until 50 %, 99 %, 100 % of the CPEs were bound.
+    pub t50_s: Option<f64>,
+    pub t99_s: Option<f64>,
+    pub t100_s: Option<f64>,
+    /// The same for the LAN hosts' Information-Requests.
+    pub inf_t100_s: Option<f64>,
+    pub solicits: u64,
+    pub requests: u64,
+    pub inf_requests: u64,
+    pub retransmissions: u64,
+    /// Messages (Solicit + Request, retransmissions included) per CPE: mean and most.
+    pub msgs_per_cpe: f64,
+    pub msgs_per_cpe_max: u64,
+    pub request_failures: u64,
+    pub never_bound: u64,
+    pub inf_unanswered: u64,
+    pub stale: u64,
+    pub invalid: u64,
+    pub reasons: BTreeMap<String, u64>,
+    pub bad_relay: u64,
+    /// The generator's own losses: messages its sockets refused, answers its buffers dropped.
+    pub refused: u64,
+    pub gen_rcvbuf_errors: u64,
+    /// The generator's CPU time over the storm's wall time (1.0: one whole core).
+    pub gen_cpu_share: f64,
+    /// The generator was the limit (>= 95 % of its core, timers 100 ms late at p99, or it
+    /// lost messages itself).
+    pub generator_bound: bool,
+    /// How late the generator's timers fired (ms after their due time): its own ceiling
+    /// shows as lateness.
+    pub late_p99_ms: f64,
+    pub late_max_ms: f64,
+    /// Busy percentage of each CPU over the storm (host-wide: the server's and the
+    /// kernel's work included).
+    pub cpu_busy: Vec<f64>,
+    pub server_cpu_s: Option<f64>,
+    pub server_peak_rss_kb: Option<u64>,
+    /// The server's SOL_MAX_RT, when it sent one.
+    pub sol_max_rt: Option<u32>,
+    /// Bound CPEs and answered LAN hosts every `series_step_s`, from the start.
+    pub series_step_s: f64,
+    pub series_bound: Vec<u64>,
+    pub series_informed: Vec<u64>,
 }
 
 impl Line {

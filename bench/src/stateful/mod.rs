@@ -8,10 +8,10 @@
 //! Output, one JSON line each (`dhcpv6_bench_common::lines`): `population` (renew),
 //! `dhcp_step` per fixed-rate step, `search`, `invalid` (reasons over the run), `totals`.
 
-mod client;
-mod msg;
+pub(crate) mod client;
+pub(crate) mod msg;
 mod run;
-mod sock;
+pub(crate) mod sock;
 
 use std::time::Duration;
 

@@ -12,6 +12,11 @@ pub const ADVERTISE: u8 = 2;
 pub const REQUEST: u8 = 3;
 pub const RENEW: u8 = 5;
 pub const REPLY: u8 = 7;
+pub const INFORMATION_REQUEST: u8 = 11;
+
+pub const OPT_PREFERENCE: u16 = 7;
+pub const OPT_SOL_MAX_RT: u16 = 82;
+pub const OPT_INF_MAX_RT: u16 = 83;
 
 const OPT_CLIENTID: u16 = 1;
 const OPT_SERVERID: u16 = 2;
@@ -26,8 +31,8 @@ const OPT_IAPREFIX: u16 = 26;
 /// Every client uses IAID 1 for its IA_NA and its IA_PD.
 pub const IAID: u32 = 1;
 /// Longest message the generator builds (two IAs with one lease each, a 130-byte server
-/// ID at most; see `Parsed`).
-pub const MAX_OUT: usize = 320;
+/// ID at most; see `Parsed`), with room for the storm's one level of Relay-Forward around it.
+pub const MAX_OUT: usize = 384;
 /// A server ID longer than this is refused (RFC 8415 caps DUIDs at 128 bytes + type).
 pub const MAX_SERVER_ID: usize = 130;
 
@@ -80,6 +85,14 @@ pub fn duid(seed: u16, n: u32) -> [u8; 10] {
 
 /// Writes `m` into `buf` and returns its length. `buf` must hold MAX_OUT bytes.
 pub fn encode(m: &Out, buf: &mut [u8; MAX_OUT]) -> usize {
+    // DNS servers and domain search, as perfdhcp and ordinary clients ask: the server's
+    // replies then carry them, as they do for perfdhcp's load.
+    encode_with(m, &[0, 23, 0, 24], 0, buf)
+}
+
+/// As `encode`, with the Option Request's body (`oro`, codes as big-endian pairs, at most
+/// 8 codes) and the Elapsed Time (centiseconds) given.
+pub fn encode_with(m: &Out, oro: &[u8], elapsed_cs: u16, buf: &mut [u8; MAX_OUT]) -> usize {
     let mut w = W { buf, n: 0 };
     w.bytes(&[m.kind]);
     w.bytes(&(m.xid & 0xff_ffff).to_be_bytes()[1..]);
@@ -87,10 +100,8 @@ pub fn encode(m: &Out, buf: &mut [u8; MAX_OUT]) -> usize {
     if let Some(s) = m.server_id {
         w.opt(OPT_SERVERID, &s[..s.len().min(MAX_SERVER_ID)]);
     }
-    // DNS servers and domain search, as perfdhcp and ordinary clients ask: the server's
-    // replies then carry them, as they do for perfdhcp's load.
-    w.opt(OPT_ORO, &[0, 23, 0, 24]);
-    w.opt(OPT_ELAPSED_TIME, &[0, 0]);
+    w.opt(OPT_ORO, &oro[..oro.len().min(16)]);
+    w.opt(OPT_ELAPSED_TIME, &elapsed_cs.to_be_bytes());
     if let Some(l) = m.na {
         let mut ia = [0u8; 12 + 4 + 24];
         ia[..4].copy_from_slice(&IAID.to_be_bytes());
@@ -230,7 +241,7 @@ fn be16(b: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_be_bytes(b.get(at..at + 2)?.try_into().ok()?))
 }
 
-fn be32(b: &[u8], at: usize) -> Option<u32> {
+pub fn be32(b: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_be_bytes(b.get(at..at + 4)?.try_into().ok()?))
 }
 
@@ -240,7 +251,7 @@ fn addr(b: &[u8], at: usize) -> Option<Ipv6Addr> {
 }
 
 /// (code, body) of each option in `b`; `None` for an option that overruns `b`.
-fn options(b: &[u8]) -> impl Iterator<Item = Option<(u16, &[u8])>> {
+pub fn options(b: &[u8]) -> impl Iterator<Item = Option<(u16, &[u8])>> {
     let mut at = 0;
     std::iter::from_fn(move || {
         if at >= b.len() {

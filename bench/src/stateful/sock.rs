@@ -35,6 +35,12 @@ impl Sock {
     /// `rcvbuf`: receive buffer in bytes, forced past rmem_max (we are root): answers
     /// arrive in bursts while the generator is busy sending.
     pub fn open(iface: &str, rcvbuf: usize) -> Result<Sock> {
+        Sock::open_port(iface, rcvbuf, 546)
+    }
+
+    /// As `open`, from UDP `port` (547: a relay agent's socket, whose Relay-Replies come
+    /// back to it).
+    pub fn open_port(iface: &str, rcvbuf: usize, port: u16) -> Result<Sock> {
         let name = CString::new(iface).context("interface name")?;
         // SAFETY: a NUL-terminated name.
         let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
@@ -73,7 +79,7 @@ impl Sock {
         // SAFETY: an all-zero sockaddr_in6 is valid; fields set below.
         let mut local: libc::sockaddr_in6 = unsafe { zeroed() };
         local.sin6_family = libc::AF_INET6 as libc::sa_family_t;
-        local.sin6_port = 546u16.to_be();
+        local.sin6_port = port.to_be();
         // SAFETY: a sockaddr_in6 of its size.
         let rc = unsafe {
             libc::bind(
@@ -83,7 +89,10 @@ impl Sock {
             )
         };
         if rc != 0 {
-            bail!("bind [::]:546: {} (another DHCPv6 client on this namespace?)", io::Error::last_os_error());
+            bail!(
+                "bind [::]:{port}: {} (another DHCPv6 client or relay in this namespace?)",
+                io::Error::last_os_error()
+            );
         }
         // SAFETY: as above.
         let mut dst: libc::sockaddr_in6 = unsafe { zeroed() };
@@ -175,6 +184,10 @@ impl Sock {
         }
         inbox.n = n;
         Ok(n)
+    }
+
+    pub fn raw_fd(&self) -> std::os::fd::RawFd {
+        self.fd.as_raw_fd()
     }
 
     /// Waits until an answer is readable or `timeout_ns` passed (or a signal arrives).

@@ -183,7 +183,9 @@ pub fn run_gen(topo: &Topo, paths: &Paths, args: &[String], log: &Path, limit: D
     cmd.args(["-c", GEN_CPU, path_str(&paths.bench)?]).args(args).env(build::BENCH_OBJ_ENV, &paths.obj);
     let p = topo.gen.spawn_command(cmd, Some(log))?;
     let started = Instant::now();
+    let mut seen = 0;
     loop {
+        seen = show_step(log, seen);
         if let Some(st) = p.wait_timeout(Duration::from_millis(100)) {
             let text = fs::read_to_string(log).unwrap_or_default();
             if !st.success() {
@@ -201,6 +203,33 @@ pub fn run_gen(topo: &Topo, paths: &Paths, args: &[String], log: &Path, limit: D
             bail!("dhcpv6-bench ran longer than {limit:?} and was stopped; see {}", log.display());
         }
     }
+}
+
+/// The progress line's step from the JSON lines `dhcpv6-bench` added to `log` past byte
+/// `seen`; returns how far it read (whole lines only).
+fn show_step(log: &Path, seen: usize) -> usize {
+    let Ok(text) = fs::read_to_string(log) else { return seen };
+    let Some(new) = text.get(seen..) else { return seen };
+    let Some(end) = new.rfind('\n') else { return seen };
+    let mut last = None;
+    for l in lines::parse(&new[..end]).unwrap_or_default() {
+        let s = match l {
+            Line::GenStep(s) => format!("step at {}/s: {:.2} % lost", super::report::num(s.target_pps), 100.0 * s.loss),
+            Line::DhcpStep(s) => {
+                format!("step at {}/s: {:.2} % lost", super::report::num(s.target_pps), 100.0 * s.loss)
+            }
+            Line::Flat(f) => format!("flat out: {}/s answered", super::report::num(f.replies_pps)),
+            Line::Population(p) => format!("population: {} of {} bound", p.bound, p.wanted),
+            Line::StormTick(t) => format!("{:.0} s: {} bound, {} LAN hosts answered", t.secs, t.bound, t.informed),
+            Line::Search(s) => format!("search done: {}/s", super::report::num(s.best_pps)),
+            _ => continue,
+        };
+        last = Some(s);
+    }
+    if let Some(s) = last {
+        super::progress::step(&s);
+    }
+    seen + end + 1
 }
 
 fn parse_run(lines: Vec<Line>) -> IrRun {
@@ -286,7 +315,7 @@ pub fn deltas(a: &[(String, u64)], b: &[(String, u64)]) -> Vec<(String, u64)> {
 }
 
 pub fn say(s: &str) {
-    eprintln!("bench: {s}");
+    super::progress::line(&format!("bench: {s}"));
 }
 
 pub fn checked<T>(r: Result<T>, what: &str) -> Result<Result<T, String>> {

@@ -11,8 +11,10 @@ mod cost;
 mod ir;
 mod peers;
 mod pg;
+mod progress;
 mod report;
 mod stateful;
+mod storm;
 mod topo;
 
 use std::fs;
@@ -63,6 +65,7 @@ pub const GROUPS: &[(&str, &str)] = &[
     ("rss", "memory with a lease population"),
     ("pg", "SARR and renewals with the leases in PostgreSQL (dhcpv6d, two dhcpv6d, Kea)"),
     ("cores", "userspace on both CPUs (--workers 2) against one worker on one: SARR and Information-Request"),
+    ("storm", "boot storm: N CPEs after a power cut, time until all are bound"),
 ];
 
 pub struct Paths {
@@ -98,6 +101,10 @@ pub struct Plan {
     /// (server, leases) populations whose memory is measured.
     pub rss: Vec<(Peer, u64)>,
     pub rss_rate: f64,
+    /// CPEs of a boot storm, its time limit, and storms per server.
+    pub storm_cpes: u64,
+    pub storm_max_secs: f64,
+    pub storm_runs: usize,
 }
 
 impl Plan {
@@ -124,6 +131,9 @@ impl Plan {
                 only: o.only.clone(),
                 rss: vec![(Peer::Kea, 1000), (Peer::Stateful, 1000)],
                 rss_rate: 1000.0,
+                storm_cpes: 3000,
+                storm_max_secs: 120.0,
+                storm_runs: o.runs.unwrap_or(1),
             }
         } else {
             Plan {
@@ -147,6 +157,10 @@ impl Plan {
                 only: o.only.clone(),
                 rss: vec![(Peer::Kea, 100_000), (Peer::Stateful, 100_000), (Peer::Stateful, 1_000_000)],
                 rss_rate: 5000.0,
+                storm_cpes: 100_000,
+                storm_max_secs: 600.0,
+                // A storm that does not finish runs 10 minutes: at most 3 per server.
+                storm_runs: o.runs.unwrap_or(3).min(3),
             }
         }
     }
@@ -190,7 +204,10 @@ pub fn bench(root: &Path, opts: &BenchOptions) -> Result<()> {
         paths.dir.display()
     ));
     let started = Instant::now();
-    let res = measure(&paths, &plan)?;
+    progress::start();
+    let res = measure(&paths, &plan);
+    progress::finish();
+    let res = res?;
     let elapsed = started.elapsed();
     let machine = machine.finish();
 
@@ -207,7 +224,9 @@ pub fn bench(root: &Path, opts: &BenchOptions) -> Result<()> {
             root.join("docs/benchmarks.md")
         }
     });
-    let section = report::section(&machine, &plan, &res, &table, elapsed);
+    let plot_dir = out.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    let plots = report::write_plots(&plot_dir, &res)?;
+    let section = report::section(&machine, &plan, &res, &table, elapsed, &plots);
     report::write(&out, &section)?;
     say(&format!("measured in {:.0} s; report written to {}", elapsed.as_secs_f64(), out.display()));
     let mut failed = res.failures(plan.runs_group("cost"));
@@ -218,18 +237,24 @@ pub fn bench(root: &Path, opts: &BenchOptions) -> Result<()> {
     Ok(())
 }
 
+/// A row begins: in the log and on the progress line.
+fn row_start(s: &str) {
+    progress::row(s);
+    say(s);
+}
+
 fn measure(paths: &Paths, plan: &Plan) -> Result<report::Results> {
     let mut res = report::Results::default();
     if plan.runs_group("ir") {
         for peer in [Peer::Drop, Peer::MacSwap, Peer::FastPath, Peer::Userspace, Peer::Kea, Peer::Dnsmasq] {
             interrupt::check()?;
-            say(&format!("Information-Request: {}", peer.label()));
+            row_start(&format!("Information-Request: {}", peer.label()));
             let r = checked(ir::row(paths, plan, peer, true), peer.label())?;
             res.ir.push((peer, r));
         }
         for peer in [Peer::Userspace, Peer::Kea, Peer::Dnsmasq] {
             interrupt::check()?;
-            say(&format!("Information-Request, srv0 NAPI not threaded: {}", peer.label()));
+            row_start(&format!("Information-Request, srv0 NAPI not threaded: {}", peer.label()));
             let r = checked(ir::row(paths, plan, peer, false), peer.label())?;
             res.ir_unthreaded.push((peer, r));
         }
@@ -244,7 +269,7 @@ fn measure(paths: &Paths, plan: &Plan) -> Result<report::Results> {
     }
     if plan.runs_group("cost") {
         interrupt::check()?;
-        say("test_run cost per answered frame");
+        row_start("test_run cost per answered frame");
         res.cost = Some(checked(cost::row(paths, plan), "test_run cost")?);
     }
     if plan.runs_group("sarr") {
@@ -253,7 +278,7 @@ fn measure(paths: &Paths, plan: &Plan) -> Result<report::Results> {
                 for server in [Peer::Kea, Peer::Stateful] {
                     interrupt::check()?;
                     let how = if threaded { ", srv0 NAPI threaded" } else { "" };
-                    say(&format!("SARR ({name}{how}), dhcpv6-bench dhcp: {}", server.label()));
+                    row_start(&format!("SARR ({name}{how}), dhcpv6-bench dhcp: {}", server.label()));
                     let r = checked(stateful::gen_row(paths, plan, server, mode, threaded, None), server.label())?;
                     res.sarr.push((server, mode, threaded, Loader::Ours, r));
                 }
@@ -263,7 +288,10 @@ fn measure(paths: &Paths, plan: &Plan) -> Result<report::Results> {
     if plan.runs_group("check") {
         let (mode, name) = stateful::MODES[0];
         interrupt::check()?;
-        say(&format!("generator check, SARR ({name}), dhcpv6-bench dhcp and perfdhcp in turn: {}", Peer::Kea.label()));
+        row_start(&format!(
+            "generator check, SARR ({name}), dhcpv6-bench dhcp and perfdhcp in turn: {}",
+            Peer::Kea.label()
+        ));
         match checked(stateful::check_row(paths, plan), "generator check")? {
             Ok((ours, perf)) => {
                 res.check_ours = Some(Ok(ours));
@@ -275,7 +303,7 @@ fn measure(paths: &Paths, plan: &Plan) -> Result<report::Results> {
             }
         }
         interrupt::check()?;
-        say(&format!("SARR ({name}), perfdhcp: {}", Peer::Stateful.label()));
+        row_start(&format!("SARR ({name}), perfdhcp: {}", Peer::Stateful.label()));
         let r = checked(stateful::sarr_row(paths, plan, Peer::Stateful, mode, false), Peer::Stateful.label())?;
         res.sarr.push((Peer::Stateful, mode, false, Loader::Perfdhcp, r));
     }
@@ -283,7 +311,7 @@ fn measure(paths: &Paths, plan: &Plan) -> Result<report::Results> {
         let n = plan.renew_population;
         for server in [Peer::Kea, Peer::Stateful] {
             interrupt::check()?;
-            say(&format!("Renew, population of {n} leases: {}", server.label()));
+            row_start(&format!("Renew, population of {n} leases: {}", server.label()));
             let r =
                 checked(stateful::gen_row(paths, plan, server, stateful::MODES[0].0, false, Some(n)), server.label())?;
             res.renew.push((server, n, r));
@@ -319,7 +347,7 @@ fn measure(paths: &Paths, plan: &Plan) -> Result<report::Results> {
     if plan.runs_group("rss") {
         for &(server, n) in &plan.rss {
             interrupt::check()?;
-            say(&format!("memory with {n} leases: {}", server.label()));
+            row_start(&format!("memory with {n} leases: {}", server.label()));
             // perfdhcp fills: at 70 % of what it managed, never above what it can offer.
             let best = res
                 .sarr_best(server, "address-only", false, Loader::Perfdhcp)
@@ -327,6 +355,14 @@ fn measure(paths: &Paths, plan: &Plan) -> Result<report::Results> {
             let rate = best.map_or(plan.rss_rate, |b| (b * 0.7).clamp(500.0, 8000.0));
             let r = checked(stateful::rss_row(paths, server, n, rate), server.label())?;
             res.rss.push((server, n, r));
+        }
+    }
+    if plan.runs_group("storm") {
+        for server in storm::SERVERS {
+            interrupt::check()?;
+            row_start(&format!("boot storm of {} CPEs: {}", plan.storm_cpes, server.label()));
+            let r = checked(storm::row(paths, plan, server), server.label())?;
+            res.storm.push((server, r));
         }
     }
     Ok(res)

@@ -20,6 +20,13 @@ pub const DOMAIN: &str = "bench.example";
 /// Stateful pools, the same for dhcpv6d and Kea.
 pub const NA_POOL: (&str, &str) = ("2001:db8:1::1:0", "2001:db8:1::ffff:ffff");
 pub const PD_POOL: (&str, u8, u8) = ("2001:db8:8000::", 33, 56);
+/// The storm's relayed link: the relay's link-address, its Interface-ID (dhcpv6d's
+/// `[[link]]` name) and the link's pools (Kea selects its subnet by the link-address).
+pub const RELAY_LINK: &str = "2001:db8:2::1";
+pub const RELAY_SUBNET: &str = "2001:db8:2::/64";
+pub const RELAY_IFID: &str = "storm-relay";
+pub const RELAY_NA_POOL: (&str, &str) = ("2001:db8:2::1:0", "2001:db8:2::ffff:ffff");
+pub const RELAY_PD_POOL: (&str, u8, u8) = ("2001:db8:4000::", 34, 56);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Peer {
@@ -146,9 +153,13 @@ impl Drop for Running {
 }
 
 /// Stateful options for dhcpv6d and Kea rows.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Stateful {
     pub on: bool,
+    /// Also serve the relayed link (`RELAY_*`) for Relay-Forwards from this relay address.
+    pub relay_from: Option<std::net::Ipv6Addr>,
+    /// The leases on PostgreSQL instead (dhcpv6d's SQLite file, Kea's memfile).
+    pub postgres: Option<PgDb>,
 }
 
 /// A database on the bench's PostgreSQL server (a Unix socket, reachable from every
@@ -298,8 +309,9 @@ fn dhcpv6d(
     // one per CPU where it has them all.
     let cpus = if peer.all_cores() { ALL_CPUS } else { SRV_CPU };
     args.extend(["--workers".into(), peer.workers().into()]);
+    let pgdb = db.or(st.postgres.as_ref());
     if peer.stateful() || st.on {
-        let lease_db = match db {
+        let lease_db = match pgdb {
             Some(db) => db.url(),
             None => {
                 for f in ["leases.db", "leases.db-wal", "leases.db-shm"] {
@@ -321,6 +333,17 @@ fn dhcpv6d(
             "--max-leases-per-mac".into(),
             "0".into(),
         ]);
+    }
+    if let Some(relay) = st.relay_from {
+        let conf = dir.join("relayed-link.toml");
+        fs::write(
+            &conf,
+            format!(
+                "[[link]]\nname = \"{RELAY_IFID}\"\nna_pools = [\"{}-{}\"]\npd_pools = [\"{}/{}:{}\"]\n",
+                RELAY_NA_POOL.0, RELAY_NA_POOL.1, RELAY_PD_POOL.0, RELAY_PD_POOL.1, RELAY_PD_POOL.2
+            ),
+        )?;
+        args.extend(["--config".into(), path_str(&conf)?.into(), "--trusted-relay".into(), relay.to_string()]);
     }
     let bin = path_str(&paths.daemon)?;
     let mut cmd = pinned_to(&topo.srv, cpus, bin, &args);
@@ -351,13 +374,20 @@ fn kea(topo: &Topo, run: &mut Running, dir: &Path, st: Stateful, db: Option<&PgD
     };
     // A lightweight relay's Relay-Forward has link-address ::, so Kea finds the subnet by
     // the relay's Interface-ID (the bench generator's template).
-    let relayed = if relayed {
+    let mut relayed = if relayed {
         format!(r#", {{"subnet": "2001:db8:2::/64", "interface-id": "{RELAYED_INTERFACE_ID}"}}"#)
     } else {
         String::new()
     };
+    // The storm's relayed link: its own subnet, no interface; Kea picks it by the relay's link-address.
+    if st.relay_from.is_some() {
+        relayed.push_str(&format!(
+            r#", {{"subnet": "{RELAY_SUBNET}", "pools": [{{"pool": "{}-{}"}}], "pd-pools": [{{"prefix": "{}", "prefix-len": {}, "delegated-len": {}}}]}}"#,
+            RELAY_NA_POOL.0, RELAY_NA_POOL.1, RELAY_PD_POOL.0, RELAY_PD_POOL.1, RELAY_PD_POOL.2
+        ));
+    }
     // PostgreSQL: Kea writes each lease in its own statement, committed before the answer.
-    let (lease_database, what) = match db {
+    let (lease_database, what) = match db.or(st.postgres.as_ref()) {
         Some(db) => (
             format!(
                 r#"{{"type": "postgresql", "name": "{}", "host": "{}", "port": {}, "user": "postgres", "password": ""}}"#,

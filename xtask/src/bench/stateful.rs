@@ -124,7 +124,7 @@ fn start_row(
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir)?;
     let topo = Topo::new()?;
-    let run = peers::start(&topo, server, paths, &dir, Stateful { on: true })?;
+    let run = peers::start(&topo, server, paths, &dir, Stateful { on: true, ..Stateful::default() })?;
     if threaded {
         let (_, napi) = topo.thread_napi(true)?;
         fifo(napi)?;
@@ -262,7 +262,7 @@ pub fn check_row(paths: &Paths, plan: &Plan) -> Result<(SarrRow, SarrRow)> {
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir)?;
     let topo = Topo::new()?;
-    let run = peers::start(&topo, Peer::Kea, paths, &dir, Stateful { on: true })?;
+    let run = peers::start(&topo, Peer::Kea, paths, &dir, Stateful { on: true, ..Stateful::default() })?;
     let empty = || SarrRow {
         command: run.command.clone(),
         perf_command: String::new(),
@@ -383,6 +383,7 @@ fn perfdhcp(topo: &Topo, rate: f64, secs: u64, mode: &str, log: &Path, shown: &m
         *shown =
             format!("taskset -c {GEN_CPU} perfdhcp {}", args.join(" ").replace(&format!("-r {rate:.0}"), "-r RATE"));
     }
+    super::progress::step(&format!("perfdhcp at {rate:.0}/s for {secs} s"));
     let mut cmd = topo.gen.cmd("taskset");
     cmd.args(["-c", GEN_CPU, "perfdhcp"]).args(&args);
     let text = run_perfdhcp(&mut cmd, Duration::from_secs(secs + 30))?;
@@ -487,7 +488,7 @@ pub fn rss_row(paths: &Paths, server: Peer, target: u64, rate: f64) -> Result<Rs
     fs::create_dir_all(&dir)?;
     let topo = Topo::new()?;
     // srv0's NAPI stays in softirq (memory does not depend on it; filling is quicker).
-    let run = peers::start(&topo, server, paths, &dir, Stateful { on: true })?;
+    let run = peers::start(&topo, server, paths, &dir, Stateful { on: true, ..Stateful::default() })?;
     // Distinct clients: perfdhcp draws DUIDs at random among -R; with 100 times more than
     // the leases wanted, repeats are rare, and the count below is what the server holds.
     let mut leases = 0;

@@ -3,9 +3,10 @@
 
 use std::fmt::Write as _;
 
-use super::{num, Fig, Results};
+use super::{num, Fig, Results, StormFig};
 use crate::bench::peers::Peer::{self, *};
 use crate::bench::stateful::Loader::{self, *};
+use crate::bench::storm::StormServer::{self, *};
 
 /// What a row claims of dhcpv6d / peer.
 pub enum Target {
@@ -48,6 +49,8 @@ pub enum Source {
     PeakRss(Peer),
     /// RSS (MB) holding this many leases.
     Rss(Peer, u64),
+    /// A boot storm's figure.
+    Storm(StormServer, StormFig),
 }
 
 /// What the row's note says.
@@ -60,11 +63,13 @@ pub enum Note {
     PerfdhcpBound,
     /// The leases each side held.
     LeasesHeld,
+    /// Which of the two storm figures the generator bounded.
+    StormBound(&'static str),
 }
 
 pub struct RowSpec {
     /// `{setup}`: the peer's set-up of a `*OfBoth` source; `{population}`: the renew rows'
-    /// population.
+    /// population; `{cpes}`: the storm's CPEs.
     pub figure: &'static str,
     pub ours: Source,
     pub peer: Source,
@@ -295,6 +300,70 @@ pub const ROWS: &[RowSpec] = &[
         Note::LeasesHeld,
     ),
     mb("RSS (MB) holding 1,000,000 leases: dhcpv6d", Source::Rss(Stateful, 1_000_000), Source::Nothing, Target::None, Note::LeasesHeld),
+    RowSpec {
+        figure: "Boot storm of {cpes} CPEs (address + prefix, half relayed, RFC 9915 timers): time until 100 % bound, dhcpv6d (SQLite, durable) vs Kea memfile",
+        ours: Source::Storm(Dhcpv6dSqlite, StormFig::T100),
+        peer: Source::Storm(KeaMemfile, StormFig::T100),
+        unit: " s",
+        // 4x shorter.
+        target: Target::AtMost(0.25),
+        note: Note::StormBound("lower is better; the target is 4x shorter"),
+    },
+    RowSpec {
+        figure: "Boot storm of {cpes} CPEs: time until 99 % bound, dhcpv6d vs Kea memfile",
+        ours: Source::Storm(Dhcpv6dSqlite, StormFig::T99),
+        peer: Source::Storm(KeaMemfile, StormFig::T99),
+        unit: " s",
+        target: Target::None,
+        note: Note::StormBound("dhcpv6d's target: within 15 s"),
+    },
+    RowSpec {
+        figure: "Boot storm of {cpes} CPEs: time until 100 % bound, dhcpv6d PostgreSQL vs Kea PostgreSQL",
+        ours: Source::Storm(Dhcpv6dPostgres, StormFig::T100),
+        peer: Source::Storm(KeaPostgres, StormFig::T100),
+        unit: " s",
+        // 6x shorter.
+        target: Target::AtMost(0.167),
+        note: Note::StormBound("lower is better; the target is 6x shorter"),
+    },
+    RowSpec {
+        figure: "Boot storm of {cpes} CPEs: time until 99 % bound, dhcpv6d PostgreSQL vs Kea PostgreSQL",
+        ours: Source::Storm(Dhcpv6dPostgres, StormFig::T99),
+        peer: Source::Storm(KeaPostgres, StormFig::T99),
+        unit: " s",
+        target: Target::None,
+        note: Note::StormBound(""),
+    },
+    RowSpec {
+        figure: "Boot storm of {cpes} CPEs: time until 50 % bound, dhcpv6d vs Kea memfile",
+        ours: Source::Storm(Dhcpv6dSqlite, StormFig::T50),
+        peer: Source::Storm(KeaMemfile, StormFig::T50),
+        unit: " s",
+        target: Target::None,
+        note: Note::StormBound(""),
+    },
+    noted(
+        "Boot storm of {cpes} CPEs: messages (Solicit + Request, retransmissions included) per CPE, dhcpv6d vs Kea memfile",
+        Source::Storm(Dhcpv6dSqlite, StormFig::Msgs),
+        Source::Storm(KeaMemfile, StormFig::Msgs),
+        Target::None,
+        Note::Text("1 Solicit + 1 Request is 2.0"),
+    ),
+    RowSpec {
+        figure: "Boot storm of {cpes} CPEs: server CPU seconds over the storm, dhcpv6d vs Kea memfile",
+        ours: Source::Storm(Dhcpv6dSqlite, StormFig::Cpu),
+        peer: Source::Storm(KeaMemfile, StormFig::Cpu),
+        unit: " s",
+        target: Target::None,
+        note: Note::None,
+    },
+    mb(
+        "Boot storm of {cpes} CPEs: server peak RSS (MB), dhcpv6d vs Kea memfile",
+        Source::Storm(Dhcpv6dSqlite, StormFig::Rss),
+        Source::Storm(KeaMemfile, StormFig::Rss),
+        Target::None,
+        Note::None,
+    ),
     noted(
         "Generator ceiling: requests/s offered into an XDP drop on srv0",
         Source::Flat(Drop),
@@ -353,6 +422,7 @@ fn read(res: &Results, s: &Source) -> Value {
         Source::CheckOurs => search(res.check_ours.as_ref().map_or(Err("not run".into()), Results::search_fig)),
         Source::Renew(p) => search(res.renew(p)),
         Source::PeakRss(p) => Value::of(res.peak_rss(p)),
+        Source::Storm(p, f) => search(res.storm(p, f)),
         Source::Rss(p, n) => match res.rss(p, n) {
             Ok((f, held)) => Value { leases: Some(held), ..Value::of(Ok(f)) },
             Err(e) => Value::of(Err(e)),
@@ -370,6 +440,13 @@ fn note(n: &Note, ours: &Value, peer: &Value) -> String {
             .map(|(_, who)| format!("{who} figure is a floor: generator-bound, or no step failed"))
             .collect::<Vec<_>>()
             .join("; "),
+        Note::StormBound(text) => {
+            let bound = [(ours, "dhcpv6d"), (peer, "Kea")]
+                .into_iter()
+                .filter(|(v, _)| v.fig.is_ok() && v.floor)
+                .map(|(_, who)| format!("{who} storm generator-bound"));
+            [text.to_string()].into_iter().filter(|t| !t.is_empty()).chain(bound).collect::<Vec<_>>().join("; ")
+        }
         Note::PerfdhcpBound if ours.fig.is_ok() && ours.floor => "dhcpv6d figure is perfdhcp-bound (a floor)".into(),
         Note::PerfdhcpBound => String::new(),
         Note::LeasesHeld => match (ours.leases, peer.leases, peer.fig.as_ref().map_err(String::as_str)) {
@@ -416,10 +493,19 @@ fn cell(f: &Result<Fig, String>, unit: &str) -> String {
 /// The main table, as Markdown.
 pub fn table(res: &Results) -> String {
     let population = res.renew.first().map_or(100_000, |(_, n, _)| *n);
+    let cpes = res
+        .storm
+        .iter()
+        .find_map(|(_, r)| r.as_ref().ok().and_then(|r| r.runs.first()).map(|x| x.storm.cpes))
+        .unwrap_or(100_000);
     let mut s = String::from("| figure | dhcpv6d | peer | dhcpv6d / peer | target |\n|---|---|---|---|---|\n");
     for spec in ROWS {
         let (ours, peer) = (read(res, &spec.ours), read(res, &spec.peer));
-        let figure = spec.figure.replace("{setup}", peer.setup).replace("{population}", &num(population as f64));
+        let figure = spec
+            .figure
+            .replace("{setup}", peer.setup)
+            .replace("{population}", &num(population as f64))
+            .replace("{cpes}", &num(cpes as f64));
         let (ratio, target) = ratio_cells(&spec.target, &ours.fig, &peer.fig);
         let note = note(&spec.note, &ours, &peer);
         let note = if note.is_empty() { String::new() } else { format!(" ({note})") };

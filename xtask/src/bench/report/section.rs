@@ -3,12 +3,14 @@
 
 use std::time::Duration;
 
+use super::plots::Plots;
 use super::template::Snippets;
 use super::{first_line, num, Machine, Results, BEGIN, END};
 use crate::bench::cost::CostRow;
 use crate::bench::ir::{cpu_busy, IrRow};
 use crate::bench::peers::Peer;
 use crate::bench::stateful::SarrRow;
+use crate::bench::storm::{summary, StormRow};
 use crate::bench::Plan;
 
 type Vars<'a> = Vec<(&'a str, String)>;
@@ -236,8 +238,80 @@ fn memory(t: &Snippets, res: &Results) -> String {
     t.fill("memory", &[("rows", rows)])
 }
 
+fn plot(t: &Snippets, file: &Option<String>, alt: &str) -> String {
+    file.as_ref().map_or(String::new(), |f| t.fill("plot", &[("alt", alt.into()), ("file", f.clone())]))
+}
+
+fn storm_row(t: &Snippets, title: &str, r: &Result<StormRow, String>) -> String {
+    let row = match r {
+        Err(e) => return t.fill("row_failed", &[("title", title.into()), ("error", first_line(e))]),
+        Ok(row) => row,
+    };
+    let runs: String = row
+        .runs
+        .iter()
+        .enumerate()
+        .map(|(i, run)| {
+            let s = &run.storm;
+            let n = |v: u64| num(v as f64);
+            t.fill(
+                "storm_run",
+                &[
+                    ("n", (i + 1).to_string()),
+                    ("summary", summary(run)),
+                    ("solicits", n(s.solicits)),
+                    ("requests", n(s.requests)),
+                    ("infs", n(s.inf_requests)),
+                    ("retrans", n(s.retransmissions)),
+                    ("req_failures", n(s.request_failures)),
+                    ("informed", n(s.informed)),
+                    ("cpes", n(s.cpes)),
+                    ("inf_t100", s.inf_t100_s.map_or(String::new(), |x| format!(", all within {x:.2} s"))),
+                    ("never_bound", n(s.never_bound)),
+                    ("stale", n(s.stale)),
+                    ("invalid", n(s.invalid)),
+                    ("cpu", s.server_cpu_s.map_or("?".into(), |x| format!("{x:.1}"))),
+                    ("rss", s.server_peak_rss_kb.map_or("?".into(), |k| num(k as f64 / 1024.0))),
+                    ("gen_cpu", format!("{:.0}", 100.0 * s.gen_cpu_share)),
+                    ("late_p99", format!("{:.0}", s.late_p99_ms)),
+                    ("late_max", format!("{:.0}", s.late_max_ms)),
+                    (
+                        "cpu_busy",
+                        s.cpu_busy
+                            .iter()
+                            .enumerate()
+                            .map(|(i, b)| format!("cpu{i} {b:.0} %"))
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    ),
+                    ("gen_lost", n(s.refused + s.gen_rcvbuf_errors)),
+                    ("sol_max_rt", s.sol_max_rt.map_or(String::new(), |x| format!("; the server's SOL_MAX_RT {x} s"))),
+                ],
+            )
+        })
+        .collect();
+    t.fill(
+        "storm_row",
+        &[
+            ("title", title.into()),
+            ("command", row.command.clone()),
+            ("gen_command", row.gen_command.clone()),
+            ("napi", row.napi.clone()),
+            ("runs", runs),
+        ],
+    )
+}
+
+fn storm(t: &Snippets, res: &Results, plots: &Plots) -> String {
+    if res.storm.is_empty() {
+        return String::new();
+    }
+    let rows: String = res.storm.iter().map(|(s, r)| storm_row(t, &format!("Boot storm: {}", s.label()), r)).collect();
+    t.fill("storm", &[("plot", plot(t, &plots.storm, "CPEs bound over time during the boot storm")), ("rows", rows)])
+}
+
 /// The generated section of docs/benchmarks.md, between its markers.
-pub fn section(m: &Machine, plan: &Plan, res: &Results, table: &str, took: Duration) -> String {
+pub fn section(m: &Machine, plan: &Plan, res: &Results, table: &str, took: Duration, plots: &Plots) -> String {
     let t = Snippets::load();
     let ir_rows: String = res
         .ir
@@ -262,7 +336,10 @@ pub fn section(m: &Machine, plan: &Plan, res: &Results, table: &str, took: Durat
         ("took", format!("{:.0}", took.as_secs_f64())),
         ("runs", plan.runs.to_string()),
         ("table", table.into()),
+        ("storm", storm(&t, res, plots)),
+        ("ir_plot", plot(&t, &plots.ir_loss, "Information-Request loss against offered rate, every search step")),
         ("ir_rows", ir_rows),
+        ("sarr_plot", plot(&t, &plots.sarr_loss, "SARR loss against offered rate, every search step")),
         ("cost", cost(&t, &res.cost)),
         ("stateful_rows", stateful_rows(&t, res)),
         ("memory", memory(&t, res)),
@@ -296,7 +373,7 @@ mod tests {
         let plan = Plan::new(&o);
         let res = Results { cost: Some(Err("boom\nmore".into())), ..Results::default() };
         let t = table(&res);
-        let s = section(&machine(), &plan, &res, &t, Duration::from_secs(3));
+        let s = section(&machine(), &plan, &res, &t, Duration::from_secs(3), &Plots::default());
         let expected = format!(
             "{BEGIN}\n\n## Results of `cargo xtask bench --quick` (2026-12-01 07:00 UTC)\n\n\
              **A --quick run: it proves the harness, its figures are not measurements.**\n\n\
