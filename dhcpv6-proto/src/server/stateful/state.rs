@@ -190,14 +190,15 @@ impl State {
 
     /// Sets or removes the lease for `key` (given to `ident`), keeping bits, pins, expiry
     /// and the per-client counts in step.
-    fn put(&mut self, key: LeaseKey, lease: Option<Lease>, ident: Option<Ident>) -> Option<Lease> {
+    /// Returns the lease it replaced, with the identity that one was given to.
+    fn put(&mut self, key: LeaseKey, lease: Option<Lease>, ident: Option<Ident>) -> Option<(Lease, Option<Ident>)> {
         let old = match lease {
             Some(lease) => {
                 debug_assert_eq!(lease.key(), key);
                 self.expiry.push(Reverse((lease.valid_until, key)));
-                self.leases.upsert(lease, ident)
+                self.leases.put(lease, ident)
             }
-            None => self.leases.remove(&key),
+            None => self.leases.take(&key),
         };
         if key.kind == LeaseKind::Prefix && self.locate(&key).is_none() {
             self.repin(&key);
@@ -251,8 +252,8 @@ impl State {
             LeaseOp::Upsert(l) => Some(l.clone()),
             LeaseOp::Remove { .. } => None,
         };
-        let before_ident = self.leases.ident(&key).cloned();
-        let before = self.put(key, after.clone(), ident);
+        let (before, before_ident) = self.put(key, after.clone(), ident).unzip();
+        let before_ident = before_ident.flatten();
         txn.undo.push(UndoEntry { key, before, before_ident, after });
         txn.ops.push(op);
     }
@@ -291,7 +292,7 @@ impl State {
             self.expiry.pop();
             // Skip entries left behind by extensions: the lease now ends later.
             if self.leases.get(&key).is_some_and(|l| l.valid_until == t) {
-                out.extend(self.put(key, None, None));
+                out.extend(self.put(key, None, None).map(|(l, _)| l));
             }
         }
         out
