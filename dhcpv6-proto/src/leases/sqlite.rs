@@ -19,7 +19,7 @@ use super::group_commit::GroupCommitter;
 use super::lock::{self, StoreLock};
 use super::rows::{decode_rows, sql_error, ROW_COLUMNS};
 use super::spec;
-use super::{CommitTicket, Lease, LeaseOp, LeaseStore, Location, StoreError};
+use super::{CommitTicket, Lease, LeaseOp, LeaseStore, Location, StoreError, StoreTimings};
 
 /// Tuning knobs of [`SqliteStore`].
 #[derive(Debug, Clone)]
@@ -127,7 +127,8 @@ impl SqliteStore {
         // The reader must never take the write lock away from the writer thread.
         reader.pragma_update(None, "query_only", true).map_err(sql_error(&path, "open"))?;
 
-        let writer = GroupCommitter::spawn(write_conn, Arc::clone(&path), options.queue_capacity)?;
+        let timings = Arc::new(StoreTimings::default());
+        let writer = GroupCommitter::spawn(write_conn, Arc::clone(&path), options.queue_capacity, timings, None)?;
         Ok(SqliteStore { path, reader: Mutex::new(reader), writer, _lock: lock })
     }
 
@@ -168,6 +169,10 @@ impl LeaseStore for SqliteStore {
 
     fn transactions(&self) -> u64 {
         self.writer.transactions()
+    }
+
+    fn timings(&self) -> Option<Arc<StoreTimings>> {
+        Some(self.writer.timings())
     }
 
     fn location(&self) -> Location {

@@ -111,6 +111,7 @@ pub async fn run(opts: Options) -> Result<()> {
             pools: s.pool_gauge.clone(),
             store_up: s.stateful.as_ref().map(StatefulService::store_gauge),
             queue: s.rx.depth(),
+            store_timings: s.stateful.as_ref().and_then(StatefulService::store_timings),
         };
         tokio::spawn(crate::metrics::serve(listener, sources));
     }

@@ -14,12 +14,13 @@ use std::{
         atomic::{AtomicU64, Ordering},
         Arc,
     },
+    time::Instant,
 };
 
 use super::Server;
 use crate::{
     socket::Received,
-    stats::{Counter, UserStats},
+    stats::{Counter, Phase, UserStats},
 };
 
 /// Messages waiting for userspace. At a few tens of microseconds per message, a full queue is
@@ -37,6 +38,8 @@ pub(super) struct Queued {
     pub from: SocketAddrV6,
     pub ifindex: u32,
     pub dst: Ipv6Addr,
+    /// When it was read off the socket (`Phase::QueueWait`).
+    pub at: Instant,
 }
 
 /// Datagrams in arrival order, at most `limit` of them.
@@ -95,7 +98,7 @@ pub(super) fn drain(
         match read(buf) {
             Ok(rx) => {
                 let data = buf.get(..rx.len).unwrap_or(buf).into();
-                let shed = q.push(Queued { data, from: rx.from, ifindex: rx.ifindex, dst: rx.dst });
+                let shed = q.push(Queued { data, from: rx.from, ifindex: rx.ifindex, dst: rx.dst, at: Instant::now() });
                 for _ in 0..shed {
                     stats.bump(Counter::ShedOldest);
                 }
@@ -114,7 +117,7 @@ impl Server {
     /// Queues one datagram the loop received, and whatever else the socket holds.
     pub(super) fn enqueue(&mut self, rx: Received, buf: &mut [u8]) {
         let data = buf.get(..rx.len).unwrap_or(buf).into();
-        for _ in 0..self.rx.push(Queued { data, from: rx.from, ifindex: rx.ifindex, dst: rx.dst }) {
+        for _ in 0..self.rx.push(Queued { data, from: rx.from, ifindex: rx.ifindex, dst: rx.dst, at: Instant::now() }) {
             self.stats.bump(Counter::ShedOldest);
         }
         let sock = self.sock.clone();
@@ -127,6 +130,7 @@ impl Server {
         let mut served = 0;
         while served < SERVE_BATCH {
             let Some(d) = self.rx.pop() else { break };
+            self.stats.phase(Phase::QueueWait).since(d.at);
             self.handle(&d.data, d.from, d.ifindex, d.dst).await;
             served += 1;
         }

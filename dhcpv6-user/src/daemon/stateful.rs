@@ -41,7 +41,7 @@ use crate::{
     routes::Routes,
     server::stateful::{unconfigured, ClientContext, Engine, LinkPools, RouteChange, Undo},
     socket::ServerSocket,
-    stats::{Counter, LeaseEvent, MessageOutcome, UserStats},
+    stats::{Counter, LeaseEvent, MessageOutcome, Phase, UserStats},
     wire::Message,
 };
 
@@ -129,7 +129,10 @@ impl<S: Transmit> StatefulService<S> {
         wrap: impl FnOnce(Vec<u8>) -> Result<Vec<u8>, Counter>,
     ) -> Result<(), Counter> {
         let msg_type = m.msg_type();
-        match self.decide(m, ctx, wrap)? {
+        let deciding = Instant::now();
+        let action = self.decide(m, ctx, wrap);
+        self.stats.phase(Phase::Decide).since(deciding);
+        match action? {
             Action::Send(reply) => {
                 let sent = send_reply(&*self.sock, &self.stats, &reply, to.addr).await;
                 self.stats.message(msg_type, sent);
@@ -164,7 +167,12 @@ impl<S: Transmit> StatefulService<S> {
                     }
                     events.into_iter().for_each(|e| stats.lease_event(e, 1));
                     let outcome = match reply {
-                        Some(reply) => send_reply(&*sock, &stats, &reply, to.addr).await,
+                        Some(reply) => {
+                            let sending = Instant::now();
+                            let sent = send_reply(&*sock, &stats, &reply, to.addr).await;
+                            stats.phase(Phase::ReplySend).since(sending);
+                            sent
+                        }
                         None => MessageOutcome::Dropped,
                     };
                     stats.message(msg_type, outcome);
@@ -313,6 +321,11 @@ impl<S: Transmit> StatefulService<S> {
         relay: Option<&crate::server::relay::LinkSelector<'_>>,
     ) -> Option<Arc<crate::server::LinkService>> {
         lock(&self.engine).link_service(arrival, relay)
+    }
+
+    /// The lease store's writer timings, for the metrics (`dhcpv6_store_step_seconds`).
+    pub fn store_timings(&self) -> Option<Arc<crate::leases::StoreTimings>> {
+        self.store.timings()
     }
 
     /// True while the lease store writes (for the `dhcpv6_store_healthy` gauge).
