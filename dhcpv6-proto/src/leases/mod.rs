@@ -24,6 +24,7 @@
 //! The engine's own in-memory index of leases lives with the engine
 //! (`server::stateful`), filled from [`LeaseStore::load_all`] at start.
 
+mod checkpoint;
 #[cfg(any(test, feature = "testing"))]
 pub mod contract;
 mod group_commit;

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, TransactionBehavior};
 
+use super::checkpoint::Checkpointer;
 use super::group_commit::GroupCommitter;
 use super::lock::{self, StoreLock};
 use super::rows::{decode_rows, sql_error, ROW_COLUMNS};
@@ -82,6 +83,8 @@ pub struct SqliteStore {
     path: Arc<Path>,
     reader: Mutex<Connection>,
     writer: GroupCommitter,
+    /// After the writer: it stops once the writer has.
+    _checkpointer: Checkpointer,
     /// Declared last so it is released only after the writer has flushed and stopped.
     _lock: Option<StoreLock>,
 }
@@ -128,8 +131,16 @@ impl SqliteStore {
         reader.pragma_update(None, "query_only", true).map_err(sql_error(&path, "open"))?;
 
         let timings = Arc::new(StoreTimings::default());
-        let writer = GroupCommitter::spawn(write_conn, Arc::clone(&path), options.queue_capacity, timings, None)?;
-        Ok(SqliteStore { path, reader: Mutex::new(reader), writer, _lock: lock })
+        let (nudge, committed) = std::sync::mpsc::sync_channel(1);
+        let checkpointer =
+            Checkpointer::spawn(connect(&path, &options)?, Arc::clone(&path), committed, Arc::clone(&timings))
+                .map_err(|e| StoreError::SpawnWriter {
+                    store: Location::File(path.to_path_buf()),
+                    source: Arc::new(e),
+                })?;
+        let writer =
+            GroupCommitter::spawn(write_conn, Arc::clone(&path), options.queue_capacity, timings, Some(nudge))?;
+        Ok(SqliteStore { path, reader: Mutex::new(reader), writer, _checkpointer: checkpointer, _lock: lock })
     }
 
     pub fn path(&self) -> &Path {
@@ -232,6 +243,31 @@ mod tests {
 
     fn db(dir: &TempDir) -> std::path::PathBuf {
         dir.path().join("leases.db")
+    }
+
+    /// The checkpointer copies the WAL into the database on its own thread, after the
+    /// writer's transactions, and every transaction's COMMIT and statements are timed.
+    #[test]
+    fn the_wal_is_checkpointed_beside_the_writer_and_the_writer_is_timed() {
+        let dir = TempDir::new("checkpoint");
+        let store = SqliteStore::open(db(&dir)).unwrap();
+        for n in 0..50 {
+            store.commit(vec![LeaseOp::Upsert(address(n))]).wait_blocking().unwrap();
+        }
+        let timings = store.timings().expect("SQLite times its writer");
+        assert_eq!(timings.sync.snapshot().count, store.transactions());
+        assert_eq!(timings.write.snapshot().count, store.transactions());
+        assert_eq!(timings.jobs.load(std::sync::atomic::Ordering::Relaxed), 50);
+        // Waiting for the thread to get its turn, not for a duration.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while timings.checkpoint.snapshot().count == 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(timings.checkpoint.snapshot().count > 0, "no checkpoint ran");
+        drop(store);
+        // Everything is there after the threads stopped (the checkpointer's connection too).
+        let again = SqliteStore::open(db(&dir)).unwrap();
+        assert_eq!(again.load_all().unwrap().len(), 50);
     }
 
     fn commit(store: &SqliteStore, ops: Vec<LeaseOp>) {

@@ -167,12 +167,6 @@ impl LeaseIndex {
         keys.into_iter().flatten().filter_map(|key| self.get(key)).map(visit)
     }
 
-    /// The identity the lease for `key` was given to.
-    #[cfg(test)]
-    pub fn ident(&self, key: &LeaseKey) -> Option<&Ident> {
-        self.by_key.get(key).and_then(|e| e.ident.as_ref())
-    }
-
     /// Every lease's identity, to carry over into a rebuilt engine (`adopt_ident`).
     pub fn idents(&self) -> impl Iterator<Item = (&LeaseKey, &Ident)> {
         self.by_key.iter().filter_map(|(k, e)| Some((k, e.ident.as_ref()?)))

@@ -1,0 +1,81 @@
+//! WAL checkpoints off the commit path.
+//!
+//! SQLite's auto-checkpoint runs inside the COMMIT that takes the WAL past 1000 pages: that
+//! commit, and every Reply waiting for its batch, then also waits while the WAL is copied
+//! into the database and the database is fsync'd, which under load happens several times a
+//! second and takes as long as several commits. This thread does that copying beforehand,
+//! from its own connection, in PASSIVE mode: it takes no lock the writer needs, so commits go
+//! on meanwhile. The writer keeps SQLite's auto-checkpoint, which then finds (nearly)
+//! everything copied already: it only wraps the WAL round to its start, which keeps the
+//! file's size bounded as before. Durability is untouched: a lease is durable when its
+//! COMMIT has fsync'd the WAL, checkpointed or not.
+
+use std::path::Path;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rusqlite::Connection;
+use tracing::debug;
+
+use super::StoreTimings;
+
+/// The least time between two checkpoints: each costs an fsync of the database, which
+/// shares the disk with the writer's own.
+const PAUSE: Duration = Duration::from_millis(20);
+
+/// The checkpointer thread; joined on drop (it ends once the writer is gone).
+#[derive(Debug)]
+pub(super) struct Checkpointer {
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Checkpointer {
+    /// Checkpoints over `conn` whenever `committed` says a transaction was written, at
+    /// most every `PAUSE`, until the writer drops its end.
+    pub(super) fn spawn(
+        conn: Connection,
+        path: Arc<Path>,
+        committed: Receiver<()>,
+        timings: Arc<StoreTimings>,
+    ) -> std::io::Result<Self> {
+        let thread = std::thread::Builder::new()
+            .name("lease-checkpoint".into())
+            .spawn(move || run(&conn, &path, &committed, &timings))?;
+        Ok(Self { thread: Some(thread) })
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn run(conn: &Connection, path: &Path, committed: &Receiver<()>, timings: &StoreTimings) {
+    while committed.recv().is_ok() {
+        let started = Instant::now();
+        match checkpoint(conn) {
+            Ok((wal, copied)) => {
+                timings.checkpoint.since(started);
+                debug!(path = %path.display(), wal, copied, "WAL checkpoint");
+            }
+            // A busy or failing database: the writer's own auto-checkpoint still runs, so
+            // nothing is lost by skipping one here.
+            Err(e) => debug!(path = %path.display(), error = %e, "WAL checkpoint failed"),
+        }
+        // Nudges during the pause collapse into the one pending (the channel holds one).
+        match committed.recv_timeout(PAUSE) {
+            Ok(()) | Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+    }
+}
+
+/// One PASSIVE checkpoint: (frames in the WAL, frames copied into the database so far).
+fn checkpoint(conn: &Connection) -> rusqlite::Result<(i64, i64)> {
+    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| Ok((r.get(1)?, r.get(2)?)))
+}
