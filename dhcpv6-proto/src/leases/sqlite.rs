@@ -251,13 +251,15 @@ mod tests {
     fn the_wal_is_checkpointed_beside_the_writer_and_the_writer_is_timed() {
         let dir = TempDir::new("checkpoint");
         let store = SqliteStore::open(db(&dir)).unwrap();
-        for n in 0..50 {
-            store.commit(vec![LeaseOp::Upsert(address(n))]).wait_blocking().unwrap();
+        // Bulky leases, one per transaction: a WAL past the checkpointer's threshold (1 MiB).
+        let bulky = |n: u32| Lease { iface: format!("relay:{n}:{}", "x".repeat(3000)), ..address(n) };
+        for n in 0..400 {
+            store.commit(vec![LeaseOp::Upsert(bulky(n))]).wait_blocking().unwrap();
         }
         let timings = store.timings().expect("SQLite times its writer");
         assert_eq!(timings.sync.snapshot().count, store.transactions());
         assert_eq!(timings.write.snapshot().count, store.transactions());
-        assert_eq!(timings.jobs.load(std::sync::atomic::Ordering::Relaxed), 50);
+        assert_eq!(timings.jobs.load(std::sync::atomic::Ordering::Relaxed), 400);
         // Waiting for the thread to get its turn, not for a duration.
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         while timings.checkpoint.snapshot().count == 0 && std::time::Instant::now() < deadline {
@@ -267,7 +269,7 @@ mod tests {
         drop(store);
         // Everything is there after the threads stopped (the checkpointer's connection too).
         let again = SqliteStore::open(db(&dir)).unwrap();
-        assert_eq!(again.load_all().unwrap().len(), 50);
+        assert_eq!(again.load_all().unwrap().len(), 400);
     }
 
     fn commit(store: &SqliteStore, ops: Vec<LeaseOp>) {
