@@ -13,7 +13,9 @@
 //! * [`SqliteStore`] (`sqlite.rs`): one SQLite file in WAL mode with `synchronous=FULL`,
 //!   readable with the stock `sqlite3` tool, held by one daemon at a time (`lock.rs`).
 //! * `group_commit.rs` holds its writer thread, which shares one fsync among all
-//!   commits that queued up while the previous one was in flight.
+//!   commits that queued up while the previous one was in flight, and times its steps
+//!   ([`StoreTimings`]); `checkpoint.rs` copies the WAL into the database beside it, so
+//!   that SQLite's auto-checkpoint inside a COMMIT finds little left to do.
 //! * `rows.rs` is the SQLite table's row codec, shared by the two.
 //! * [`PgStore`] (`postgres/`, cargo feature `postgres`): the same promise over a
 //!   PostgreSQL database, with the same group commit, surviving the database going away.
