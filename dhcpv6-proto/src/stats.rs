@@ -323,11 +323,20 @@ impl ScriptStats {
 /// queued behind others waits for theirs.
 pub const COMMIT_BUCKETS: [f64; 12] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
 
-/// A latency histogram with fixed buckets, lock-free like the counters.
+/// Upper bounds (seconds) of the buckets of the steps of a message's way (`Phase`) and of the
+/// store's writer (`leases::StoreTimings`): from the engine's microseconds to a stall of
+/// seconds.
+pub const PHASE_BUCKETS: [f64; 16] =
+    [0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0];
+
+/// A latency histogram with fixed buckets, lock-free like the counters, and the largest
+/// observation (a stall shows as the max long before it moves a percentile).
 pub struct Histogram {
+    bounds: &'static [f64],
     /// Per bucket (not cumulative); the last slot counts what is above every bound.
-    buckets: [AtomicU64; COMMIT_BUCKETS.len() + 1],
+    buckets: Box<[AtomicU64]>,
     sum_micros: AtomicU64,
+    max_micros: AtomicU64,
 }
 
 /// A histogram as read at one instant: cumulative counts per bound, as Prometheus has them.
@@ -337,34 +346,85 @@ pub struct HistogramSnapshot {
     pub cumulative: Vec<(f64, u64)>,
     pub count: u64,
     pub sum_seconds: f64,
+    pub max_seconds: f64,
+}
+
+impl HistogramSnapshot {
+    /// The bound of the bucket that holds quantile `q` (0..=1): an upper estimate, as fine
+    /// as the buckets; past the last bound, the max.
+    pub fn quantile(&self, q: f64) -> f64 {
+        let rank = (q * self.count as f64).ceil().max(1.0) as u64;
+        self.cumulative.iter().find(|(_, n)| *n >= rank).map_or(self.max_seconds, |(b, _)| b.min(self.max_seconds))
+    }
 }
 
 impl Default for Histogram {
     fn default() -> Self {
-        Self { buckets: std::array::from_fn(|_| AtomicU64::new(0)), sum_micros: AtomicU64::new(0) }
+        Self::new(&COMMIT_BUCKETS)
     }
 }
 
 impl Histogram {
+    /// A histogram over `bounds` (seconds, ascending).
+    pub fn new(bounds: &'static [f64]) -> Self {
+        Self {
+            bounds,
+            buckets: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+            sum_micros: AtomicU64::new(0),
+            max_micros: AtomicU64::new(0),
+        }
+    }
+
     pub fn observe(&self, d: Duration) {
         let secs = d.as_secs_f64();
-        let i = COMMIT_BUCKETS.iter().position(|b| secs <= *b).unwrap_or(COMMIT_BUCKETS.len());
+        let i = self.bounds.iter().position(|b| secs <= *b).unwrap_or(self.bounds.len());
         self.buckets[i].fetch_add(1, Ordering::Relaxed);
         let micros = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
         self.sum_micros.fetch_add(micros, Ordering::Relaxed);
+        self.max_micros.fetch_max(micros, Ordering::Relaxed);
+    }
+
+    /// Observes the time since `started`.
+    pub fn since(&self, started: std::time::Instant) {
+        self.observe(started.elapsed());
     }
 
     pub fn snapshot(&self) -> HistogramSnapshot {
         let mut running = 0;
-        let mut cumulative = Vec::with_capacity(COMMIT_BUCKETS.len());
-        for (bound, n) in COMMIT_BUCKETS.iter().zip(&self.buckets) {
+        let mut cumulative = Vec::with_capacity(self.bounds.len());
+        for (bound, n) in self.bounds.iter().zip(self.buckets.iter()) {
             running += n.load(Ordering::Relaxed);
             cumulative.push((*bound, running));
         }
-        let count = running + self.buckets[COMMIT_BUCKETS.len()].load(Ordering::Relaxed);
+        let count = running + self.buckets[self.bounds.len()].load(Ordering::Relaxed);
         // Micros to seconds for display only: precision far beyond what a dashboard shows.
         let sum_seconds = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
-        HistogramSnapshot { cumulative, count, sum_seconds }
+        let max_seconds = self.max_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        HistogramSnapshot { cumulative, count, sum_seconds, max_seconds }
+    }
+}
+
+/// The steps of a stateful message's way through the daemon, each timed (`UserStats::phase`):
+/// where a stall sits shows in which of them its time went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// From the datagram's receipt to the start of its handling (the receive queue).
+    QueueWait,
+    /// The engine's decision, the wait for its lock included.
+    Decide,
+    /// Sending a stateful reply once its leases are durable.
+    ReplySend,
+}
+
+impl Phase {
+    pub const ALL: [Phase; 3] = [Phase::QueueWait, Phase::Decide, Phase::ReplySend];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::QueueWait => "queue_wait",
+            Phase::Decide => "decide",
+            Phase::ReplySend => "reply_send",
+        }
     }
 }
 
@@ -378,6 +438,8 @@ pub struct UserStats {
     pub commit_latency: Histogram,
     /// The lease script's runs, failures and dropped events.
     pub lease_script: ScriptStats,
+    /// Per `Phase`.
+    phases: [Histogram; Phase::ALL.len()],
 }
 
 impl Default for UserStats {
@@ -388,11 +450,17 @@ impl Default for UserStats {
             lease_events: std::array::from_fn(|_| AtomicU64::new(0)),
             commit_latency: Histogram::default(),
             lease_script: ScriptStats::default(),
+            phases: std::array::from_fn(|_| Histogram::new(&PHASE_BUCKETS)),
         }
     }
 }
 
 impl UserStats {
+    /// The histogram of one step of a message's way.
+    pub fn phase(&self, p: Phase) -> &Histogram {
+        &self.phases[p as usize]
+    }
+
     pub fn bump(&self, c: Counter) {
         self.counts[c as usize].fetch_add(1, Ordering::Relaxed);
     }
@@ -463,6 +531,22 @@ pub fn stats_file(state_dir: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_histogram_keeps_its_max_and_tells_quantiles_by_bucket() {
+        let h = Histogram::new(&PHASE_BUCKETS);
+        for _ in 0..99 {
+            h.observe(Duration::from_micros(20));
+        }
+        h.observe(Duration::from_millis(300));
+        let s = h.snapshot();
+        assert_eq!(s.count, 100);
+        assert_eq!(s.quantile(0.5), 0.000025, "the bound of the bucket holding the median");
+        assert_eq!(s.quantile(0.99), 0.000025);
+        assert_eq!(s.quantile(1.0), 0.3, "the top bucket's bound, capped by the max");
+        assert_eq!(s.max_seconds, 0.3);
+        assert_eq!(Histogram::default().snapshot().cumulative.len(), COMMIT_BUCKETS.len());
+    }
 
     #[test]
     fn names_are_unique_and_indices_match() {

@@ -26,7 +26,10 @@ use tracing::{info, warn};
 
 use dhcpv6_common::Counters;
 
-use crate::{dataplane, stats::UserStats};
+use crate::{
+    dataplane,
+    stats::{HistogramSnapshot, Phase, UserStats},
+};
 
 /// What the exposition reads from.
 #[derive(Clone)]
@@ -44,6 +47,8 @@ pub struct Sources {
     pub commits_in_flight: Option<Arc<std::sync::atomic::AtomicUsize>>,
     /// Stateful decisions, and those that waited for another worker's; `None` without pools.
     pub engine_lock: Option<Arc<crate::daemon::LockStats>>,
+    /// The lease store's writer timings, if it measures them (SQLite).
+    pub store_timings: Option<Arc<crate::leases::StoreTimings>>,
 }
 
 /// One receive worker's share of the traffic, for the metrics.
@@ -55,6 +60,23 @@ pub struct WorkerStats {
     pub shed: AtomicU64,
     /// Datagrams in its queue now.
     pub queue: Arc<AtomicU64>,
+}
+
+/// Histogram families with one label, and beside each its largest observation
+/// (`NAME_max`, a gauge: a stall shows there before it moves a percentile).
+fn histograms(out: &mut String, name: &str, label: &str, hs: &[(&str, HistogramSnapshot)]) {
+    for (v, h) in hs {
+        for (le, n) in &h.cumulative {
+            let _ = writeln!(out, "{name}_bucket{{{label}=\"{v}\",le=\"{le}\"}} {n}");
+        }
+        let _ = writeln!(out, "{name}_bucket{{{label}=\"{v}\",le=\"+Inf\"}} {}", h.count);
+        let _ = writeln!(out, "{name}_sum{{{label}=\"{v}\"}} {}", h.sum_seconds);
+        let _ = writeln!(out, "{name}_count{{{label}=\"{v}\"}} {}", h.count);
+    }
+    let _ = writeln!(out, "# HELP {name}_max The largest observation since the start.\n# TYPE {name}_max gauge");
+    for (v, h) in hs {
+        let _ = writeln!(out, "{name}_max{{{label}=\"{v}\"}} {}", h.max_seconds);
+    }
 }
 
 pub fn render(s: &Sources) -> String {
@@ -117,6 +139,28 @@ pub fn render_with(xdp: Option<&Counters>, s: &Sources) -> String {
     let _ = writeln!(out, "dhcpv6_store_commit_seconds_bucket{{le=\"+Inf\"}} {}", h.count);
     let _ = writeln!(out, "dhcpv6_store_commit_seconds_sum {}", h.sum_seconds);
     let _ = writeln!(out, "dhcpv6_store_commit_seconds_count {}", h.count);
+    out.push_str(
+        "# HELP dhcpv6_phase_seconds Time of each step of a stateful message's way: queue_wait (receipt \
+         to handling), decide (the engine, its lock included), reply_send (once durable).\n",
+    );
+    out.push_str("# TYPE dhcpv6_phase_seconds histogram\n");
+    let phases: Vec<_> = Phase::ALL.iter().map(|p| (p.as_str(), s.user.phase(*p).snapshot())).collect();
+    histograms(&mut out, "dhcpv6_phase_seconds", "phase", &phases);
+    if let Some(t) = &s.store_timings {
+        out.push_str(
+            "# HELP dhcpv6_store_step_seconds The lease writer's time per transaction: write (the batch's \
+             statements), sync (COMMIT: WAL append and fsync), checkpoint (WAL checkpoints, off the commit path).\n",
+        );
+        out.push_str("# TYPE dhcpv6_store_step_seconds histogram\n");
+        let steps =
+            [("write", t.write.snapshot()), ("sync", t.sync.snapshot()), ("checkpoint", t.checkpoint.snapshot())];
+        histograms(&mut out, "dhcpv6_store_step_seconds", "step", &steps);
+        out.push_str(
+            "# HELP dhcpv6_store_jobs_total Commits (and probes, reclaims) the writer took, over all its \
+             transactions: per transaction, the group commit's batch.\n# TYPE dhcpv6_store_jobs_total counter\n",
+        );
+        let _ = writeln!(out, "dhcpv6_store_jobs_total {}", t.jobs.load(Ordering::Relaxed));
+    }
     out.push_str("# HELP dhcpv6_leases Leases held (addresses and prefixes).\n# TYPE dhcpv6_leases gauge\n");
     let _ = writeln!(out, "dhcpv6_leases {}", s.leases.load(Ordering::Relaxed));
     if let Some(up) = &s.store_up {
@@ -233,6 +277,9 @@ mod tests {
         user.bump(Counter::Replied);
         user.message(1, MessageOutcome::Replied);
         user.commit_latency.observe(Duration::from_millis(3));
+        user.phase(Phase::Decide).observe(Duration::from_micros(20));
+        let timings = Arc::new(crate::leases::StoreTimings::default());
+        timings.sync.observe(Duration::from_millis(40));
         Sources {
             pin_dir: PathBuf::from("/nonexistent"),
             user,
@@ -261,6 +308,7 @@ mod tests {
                 decisions: AtomicU64::new(10),
                 contended: AtomicU64::new(3),
             })),
+            store_timings: Some(timings),
         }
     }
 
@@ -500,6 +548,7 @@ mod tests {
             workers: vec![Arc::default()],
             commits_in_flight: None,
             engine_lock: None,
+            store_timings: None,
         }
     }
 
@@ -530,6 +579,14 @@ mod tests {
         assert!(text.contains("\ndhcpv6_store_commits_in_flight 4\n"), "{text}");
         assert!(text.contains("dhcpv6_engine_decisions_total{lock=\"free\"} 7\n"), "{text}");
         assert!(text.contains("dhcpv6_engine_decisions_total{lock=\"contended\"} 3\n"), "{text}");
+        // The steps of a message's way and of the writer, each with its largest observation.
+        assert_eq!(e["dhcpv6_phase_seconds_count"].len(), Phase::ALL.len());
+        assert!(text.contains("dhcpv6_phase_seconds_bucket{phase=\"decide\",le=\"0.000025\"} 1\n"), "{text}");
+        assert!(text.contains("dhcpv6_phase_seconds_max{phase=\"decide\"} 0.00002\n"), "{text}");
+        assert_eq!(e["dhcpv6_store_step_seconds_max"].len(), 3);
+        assert!(text.contains("dhcpv6_store_step_seconds_bucket{step=\"sync\",le=\"0.025\"} 0\n"), "{text}");
+        assert!(text.contains("dhcpv6_store_step_seconds_max{step=\"sync\"} 0.04\n"), "{text}");
+        assert!(!render_with(None, &sources(Some(true))).contains("dhcpv6_store_step_seconds"), "no store, no steps");
     }
 
     #[test]

@@ -102,6 +102,14 @@ impl ServerSocket {
         recv_pktinfo(self.fd.get_ref().as_raw_fd(), buf)
     }
 
+    /// As `try_recv`, through the runtime's readiness: the `WouldBlock` that ends a drain
+    /// then tells the runtime that the socket is empty, and the next `recv` waits for the
+    /// kernel's word instead of first trying and failing (a wasted syscall per wake-up).
+    /// Reads only while the runtime holds the socket readable, so right after `recv`.
+    pub fn try_recv_ready(&self, buf: &mut [u8]) -> std::io::Result<Received> {
+        self.fd.try_io(Interest::READABLE, |s| recv_pktinfo(s.as_raw_fd(), buf))
+    }
+
     pub async fn send_to(&self, buf: &[u8], to: SocketAddrV6) -> std::io::Result<usize> {
         self.fd.async_io(Interest::WRITABLE, |s| s.send_to(buf, &to.into())).await
     }

@@ -14,13 +14,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::oneshot;
 use tracing::{debug, error};
 
 use super::rows::{delete_expired, probe, remove, sql_error, upsert};
-use super::{CommitTicket, Lease, LeaseOp, Location, StoreError};
+use super::{CommitTicket, Lease, LeaseOp, Location, StoreError, StoreTimings};
 
 /// Work for the writer. Everything drained together runs in one transaction.
 enum Job {
@@ -51,24 +52,36 @@ pub(super) struct GroupCommitter {
     /// The same path, as tickets and errors name it.
     location: Arc<Location>,
     capacity: usize,
+    timings: Arc<StoreTimings>,
 }
 
 impl GroupCommitter {
-    pub(super) fn spawn(conn: Connection, path: Arc<Path>, capacity: usize) -> Result<Self, StoreError> {
+    /// The writer over `conn`. After every transaction it nudges `committed` (without
+    /// blocking: a nudge already pending is enough), for the checkpointer.
+    pub(super) fn spawn(
+        conn: Connection,
+        path: Arc<Path>,
+        capacity: usize,
+        timings: Arc<StoreTimings>,
+        committed: Option<SyncSender<()>>,
+    ) -> Result<Self, StoreError> {
         let capacity = capacity.max(1);
         let (queue, jobs) = mpsc::sync_channel(capacity);
         let transactions = Arc::new(AtomicU64::new(0));
         let thread = {
-            let (path, transactions) = (Arc::clone(&path), Arc::clone(&transactions));
+            let (path, transactions, timings) = (Arc::clone(&path), Arc::clone(&transactions), Arc::clone(&timings));
             // Taken before the writer starts: the file the connection opened.
             let opened = file_id(&path);
-            std::thread::Builder::new()
-                .name("lease-writer".into())
-                .spawn(move || run(conn, &jobs, &path, opened, &transactions, capacity))
+            let w = Writer { path, opened, transactions, timings, committed, max_batch: capacity };
+            std::thread::Builder::new().name("lease-writer".into()).spawn(move || run(conn, &jobs, &w))
         }
         .map_err(|e| StoreError::SpawnWriter { store: Location::File(path.to_path_buf()), source: Arc::new(e) })?;
         let location = Arc::new(Location::File(path.to_path_buf()));
-        Ok(GroupCommitter { queue: Some(queue), thread: Some(thread), transactions, path, location, capacity })
+        Ok(GroupCommitter { queue: Some(queue), thread: Some(thread), transactions, path, location, capacity, timings })
+    }
+
+    pub(super) fn timings(&self) -> Arc<StoreTimings> {
+        Arc::clone(&self.timings)
     }
 
     /// Queues `ops` without blocking; a full queue fails the ticket at once.
@@ -137,15 +150,20 @@ fn file_id(path: &Path) -> Option<(u64, u64)> {
     std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
 
-/// The writer loop; returns once the queue is closed and drained.
-fn run(
-    mut conn: Connection,
-    jobs: &Receiver<Job>,
-    path: &Path,
+/// What the writer thread keeps beside its connection.
+struct Writer {
+    path: Arc<Path>,
+    /// (device, inode) of the file the connection opened.
     opened: Option<(u64, u64)>,
-    transactions: &AtomicU64,
+    transactions: Arc<AtomicU64>,
+    timings: Arc<StoreTimings>,
+    committed: Option<SyncSender<()>>,
     max_batch: usize,
-) {
+}
+
+/// The writer loop; returns once the queue is closed and drained.
+fn run(mut conn: Connection, jobs: &Receiver<Job>, w: &Writer) {
+    let (path, opened, transactions, max_batch) = (&*w.path, w.opened, &*w.transactions, w.max_batch);
     while let Ok(first) = jobs.recv() {
         // Everything that queued up while the previous transaction was being
         // written shares this one. The cap only guards against producers that
@@ -156,13 +174,18 @@ fn run(
         // stat per transaction is nothing next to its fsync.
         let result = match opened {
             Some(id) if file_id(path) != Some(id) => Err(StoreError::Lost { path: path.to_path_buf() }),
-            _ => write_batch(&mut conn, &batch, path),
+            _ => write_batch(&mut conn, &batch, path, &w.timings),
         };
+        w.timings.jobs.fetch_add(batch.len() as u64, Ordering::Relaxed);
         match result {
             Ok(mut reclaimed) => {
                 // Count before resolving, so a caller that saw its ticket resolve
                 // also sees its transaction counted.
                 transactions.fetch_add(1, Ordering::Relaxed);
+                if let Some(c) = &w.committed {
+                    // Full: a nudge is pending already. Disconnected: no checkpointer.
+                    let _ = c.try_send(());
+                }
                 for job in batch {
                     // A send fails only if the caller stopped waiting; nothing to do.
                     match job {
@@ -199,8 +222,14 @@ fn run(
 /// dropped, also when COMMIT itself failed (a full disk while writing the WAL leaves the
 /// transaction open; rusqlite's drop sees that and rolls back), so the connection is
 /// ready for the next batch.
-fn write_batch(conn: &mut Connection, batch: &[Job], path: &Path) -> Result<VecDeque<Vec<Lease>>, StoreError> {
+fn write_batch(
+    conn: &mut Connection,
+    batch: &[Job],
+    path: &Path,
+    timings: &StoreTimings,
+) -> Result<VecDeque<Vec<Lease>>, StoreError> {
     let err = |action| sql_error(path, action);
+    let started = Instant::now();
     // IMMEDIATE takes the write lock up front (waiting out an operator's sqlite3
     // write via busy_timeout) instead of failing half-way through the batch.
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(err("begin transaction"))?;
@@ -221,8 +250,12 @@ fn write_batch(conn: &mut Connection, batch: &[Job], path: &Path) -> Result<VecD
             }
         }
     }
+    timings.write.since(started);
     // With journal_mode=WAL and synchronous=FULL, COMMIT returns after the WAL is
     // fsync'd: this is the moment the leases become durable.
-    tx.commit().map_err(err("commit"))?;
+    let syncing = Instant::now();
+    let committed = tx.commit().map_err(err("commit"));
+    timings.sync.since(syncing);
+    committed?;
     Ok(reclaimed)
 }

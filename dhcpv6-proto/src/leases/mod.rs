@@ -13,7 +13,9 @@
 //! * [`SqliteStore`] (`sqlite.rs`): one SQLite file in WAL mode with `synchronous=FULL`,
 //!   readable with the stock `sqlite3` tool, held by one daemon at a time (`lock.rs`).
 //! * `group_commit.rs` holds its writer thread, which shares one fsync among all
-//!   commits that queued up while the previous one was in flight.
+//!   commits that queued up while the previous one was in flight, and times its steps
+//!   ([`StoreTimings`]); `checkpoint.rs` copies the WAL into the database beside it, so
+//!   that SQLite's auto-checkpoint inside a COMMIT finds little left to do.
 //! * `rows.rs` is the SQLite table's row codec, shared by the two.
 //! * [`PgStore`] (`postgres/`, cargo feature `postgres`): the same promise over a
 //!   PostgreSQL database, with the same group commit, surviving the database going away.
@@ -24,6 +26,7 @@
 //! The engine's own in-memory index of leases lives with the engine
 //! (`server::stateful`), filled from [`LeaseStore::load_all`] at start.
 
+mod checkpoint;
 #[cfg(any(test, feature = "testing"))]
 pub mod contract;
 mod group_commit;
@@ -633,6 +636,11 @@ pub trait LeaseStore: Send + Sync {
     /// Changes other servers make to a shared store, as they commit (and, after the
     /// store lost and regained its database, every binding they hold). `None` for stores
     /// one daemon owns. Call once; the feed ends when the receiver is dropped.
+    /// How long the store's writer spends per transaction, by step, if it measures that.
+    fn timings(&self) -> Option<std::sync::Arc<StoreTimings>> {
+        None
+    }
+
     fn subscribe(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<ForeignChange>> {
         None
     }
@@ -656,6 +664,34 @@ pub struct Heartbeat {
 }
 
 /// Current time in unix seconds, the unit of `valid_until` and `preferred_until`.
+/// The writer's own view of a commit's way to disk (SQLite): where a stall on the commit path
+/// sits, told apart from the wait of the queue before it.
+pub struct StoreTimings {
+    /// BEGIN and the statements of one batch.
+    pub write: crate::stats::Histogram,
+    /// COMMIT: the WAL's append and fsync. A checkpoint that SQLite ran inside it (its
+    /// default auto-checkpoint) would show here.
+    pub sync: crate::stats::Histogram,
+    /// WAL checkpoints, run by their own thread off the commit path.
+    pub checkpoint: crate::stats::Histogram,
+    /// Jobs (commits, probes, reclaims) over every transaction: their mean batch with
+    /// `LeaseStore::transactions`.
+    pub jobs: std::sync::atomic::AtomicU64,
+}
+
+impl std::fmt::Debug for StoreTimings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreTimings").field("jobs", &self.jobs).finish_non_exhaustive()
+    }
+}
+
+impl Default for StoreTimings {
+    fn default() -> Self {
+        let h = || crate::stats::Histogram::new(&crate::stats::PHASE_BUCKETS);
+        Self { write: h(), sync: h(), checkpoint: h(), jobs: std::sync::atomic::AtomicU64::new(0) }
+    }
+}
+
 pub fn unix_now() -> u64 {
     // A clock before 1970 is a broken clock; treating it as 0 keeps leases alive
     // rather than reclaiming them all.

@@ -15,11 +15,12 @@ use std::time::Duration;
 
 use rusqlite::{Connection, TransactionBehavior};
 
+use super::checkpoint::Checkpointer;
 use super::group_commit::GroupCommitter;
 use super::lock::{self, StoreLock};
 use super::rows::{self, decode_rows, sql_error, ROW_COLUMNS};
 use super::spec;
-use super::{CommitTicket, Lease, LeaseFilter, LeaseOp, LeaseStore, Location, StoreError};
+use super::{CommitTicket, Lease, LeaseFilter, LeaseOp, LeaseStore, Location, StoreError, StoreTimings};
 
 /// Tuning knobs of [`SqliteStore`].
 #[derive(Debug, Clone)]
@@ -97,6 +98,8 @@ pub struct SqliteStore {
     path: Arc<Path>,
     reader: Mutex<Connection>,
     writer: GroupCommitter,
+    /// After the writer: it stops once the writer has.
+    _checkpointer: Checkpointer,
     /// Declared last so it is released only after the writer has flushed and stopped.
     _lock: Option<StoreLock>,
 }
@@ -142,8 +145,17 @@ impl SqliteStore {
         // The reader must never take the write lock away from the writer thread.
         reader.pragma_update(None, "query_only", true).map_err(sql_error(&path, "open"))?;
 
-        let writer = GroupCommitter::spawn(write_conn, Arc::clone(&path), options.queue_capacity)?;
-        Ok(SqliteStore { path, reader: Mutex::new(reader), writer, _lock: lock })
+        let timings = Arc::new(StoreTimings::default());
+        let (nudge, committed) = std::sync::mpsc::sync_channel(1);
+        let checkpointer =
+            Checkpointer::spawn(connect(&path, &options)?, Arc::clone(&path), committed, Arc::clone(&timings))
+                .map_err(|e| StoreError::SpawnWriter {
+                    store: Location::File(path.to_path_buf()),
+                    source: Arc::new(e),
+                })?;
+        let writer =
+            GroupCommitter::spawn(write_conn, Arc::clone(&path), options.queue_capacity, timings, Some(nudge))?;
+        Ok(SqliteStore { path, reader: Mutex::new(reader), writer, _checkpointer: checkpointer, _lock: lock })
     }
 
     pub fn path(&self) -> &Path {
@@ -188,6 +200,10 @@ impl LeaseStore for SqliteStore {
 
     fn transactions(&self) -> u64 {
         self.writer.transactions()
+    }
+
+    fn timings(&self) -> Option<Arc<StoreTimings>> {
+        Some(self.writer.timings())
     }
 
     fn location(&self) -> Location {
@@ -247,6 +263,33 @@ mod tests {
 
     fn db(dir: &TempDir) -> std::path::PathBuf {
         dir.path().join("leases.db")
+    }
+
+    /// The checkpointer copies the WAL into the database on its own thread, after the
+    /// writer's transactions, and every transaction's COMMIT and statements are timed.
+    #[test]
+    fn the_wal_is_checkpointed_beside_the_writer_and_the_writer_is_timed() {
+        let dir = TempDir::new("checkpoint");
+        let store = SqliteStore::open(db(&dir)).unwrap();
+        // Bulky leases, one per transaction: a WAL past the checkpointer's threshold (1 MiB).
+        let bulky = |n: u32| Lease { iface: format!("relay:{n}:{}", "x".repeat(3000)), ..address(n) };
+        for n in 0..400 {
+            store.commit(vec![LeaseOp::Upsert(bulky(n))]).wait_blocking().unwrap();
+        }
+        let timings = store.timings().expect("SQLite times its writer");
+        assert_eq!(timings.sync.snapshot().count, store.transactions());
+        assert_eq!(timings.write.snapshot().count, store.transactions());
+        assert_eq!(timings.jobs.load(std::sync::atomic::Ordering::Relaxed), 400);
+        // Waiting for the thread to get its turn, not for a duration.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while timings.checkpoint.snapshot().count == 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(timings.checkpoint.snapshot().count > 0, "no checkpoint ran");
+        drop(store);
+        // Everything is there after the threads stopped (the checkpointer's connection too).
+        let again = SqliteStore::open(db(&dir)).unwrap();
+        assert_eq!(again.load_all().unwrap().len(), 400);
     }
 
     fn commit(store: &SqliteStore, ops: Vec<LeaseOp>) {

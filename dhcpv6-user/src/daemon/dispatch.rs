@@ -34,7 +34,7 @@ impl Handler {
             from.set_scope_id(ifindex);
         }
         if table.agent.contains(&ifindex) {
-            let d = Queued { data: pkt.into(), from, ifindex, dst };
+            let d = Queued { data: pkt.into(), from, ifindex, dst, at: std::time::Instant::now() };
             if let Err(tokio::sync::mpsc::error::TrySendError::Full(_)) = self.shared.agent.try_send(d) {
                 stats.bump(Counter::ShedRelayAgentBusy);
             }

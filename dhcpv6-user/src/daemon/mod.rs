@@ -205,6 +205,7 @@ pub async fn run(opts: Options) -> Result<()> {
             workers: s.workers.clone(),
             commits_in_flight: s.stateful.as_deref().map(StatefulService::commits_in_flight),
             engine_lock: s.stateful.as_deref().map(StatefulService::lock_stats),
+            store_timings: s.stateful.as_deref().and_then(StatefulService::store_timings),
         };
         tokio::spawn(crate::metrics::serve(listener, sources));
     }

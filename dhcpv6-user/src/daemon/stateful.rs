@@ -57,7 +57,7 @@ use crate::{
     server::stateful::{
         unconfigured, ClientContext, Engine, LeaseEvent as Event, LinkPools, Requester, RouteChange, Undo,
     },
-    stats::{Counter, LeaseEvent, MessageOutcome, UserStats},
+    stats::{Counter, LeaseEvent, MessageOutcome, Phase, UserStats},
     wire::Message,
 };
 
@@ -263,7 +263,10 @@ impl StatefulService {
     ) -> Result<(), Counter> {
         let msg_type = m.msg_type();
         let now = unix_now();
-        match self.decide(m, ctx, now, wrap)? {
+        let deciding = Instant::now();
+        let action = self.decide(m, ctx, now, wrap);
+        self.stats.phase(Phase::Decide).since(deciding);
+        match action? {
             Action::Send(reply) => {
                 let sent = send_reply(&**sock, &self.stats, &reply, to.addr).await;
                 self.stats.message(msg_type, sent);
@@ -302,7 +305,12 @@ impl StatefulService {
                     }
                     counted.into_iter().for_each(|e| stats.lease_event(e, 1));
                     let outcome = match reply {
-                        Some(reply) => send_reply(&*sock, &stats, &reply, to.addr).await,
+                        Some(reply) => {
+                            let sending = Instant::now();
+                            let sent = send_reply(&*sock, &stats, &reply, to.addr).await;
+                            stats.phase(Phase::ReplySend).since(sending);
+                            sent
+                        }
                         None => MessageOutcome::Dropped,
                     };
                     stats.message(msg_type, outcome);
@@ -496,6 +504,11 @@ impl StatefulService {
     #[cfg(test)]
     pub fn events(&self) -> &Arc<EventSink> {
         &self.events
+    }
+
+    /// The lease store's writer timings, for the metrics (`dhcpv6_store_step_seconds`).
+    pub fn store_timings(&self) -> Option<Arc<crate::leases::StoreTimings>> {
+        self.store.timings()
     }
 
     /// True while the lease store writes (for the `dhcpv6_store_healthy` gauge).

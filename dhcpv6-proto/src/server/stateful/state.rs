@@ -7,8 +7,7 @@
 //! configuration) are "pinned" instead: they block the slots they overlap without owning a
 //! bit, and are rare enough to be checked with a short list.
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::net::Ipv6Addr;
 
 use crate::leases::{Lease, LeaseKey, LeaseKind, LeaseOp, LeaseState};
@@ -115,7 +114,11 @@ pub(crate) struct State {
     /// only one that can hold it.
     by_start: [BTreeMap<u128, usize>; 2],
     pub leases: LeaseIndex,
-    expiry: BinaryHeap<Reverse<(u64, LeaseKey)>>,
+    /// (valid_until, key) of every lease, exactly: an extension moves its lease's entry, so
+    /// nothing goes stale and nothing ever needs rebuilding (a rebuild walked every lease,
+    /// inside the message that tipped it over: a stall of milliseconds every few hundred
+    /// thousand renewals).
+    expiry: BTreeSet<(u64, LeaseKey)>,
     /// Reserved keys that lie in a pool; their bits stay set whoever holds them.
     pub reserved: HashSet<LeaseKey>,
 }
@@ -154,7 +157,7 @@ impl State {
             pools: Vec::new(),
             by_start: [BTreeMap::new(), BTreeMap::new()],
             leases: LeaseIndex::new(),
-            expiry: BinaryHeap::new(),
+            expiry: BTreeSet::new(),
             reserved: HashSet::new(),
         }
     }
@@ -190,24 +193,26 @@ impl State {
 
     /// Sets or removes the lease for `key` (given to `ident`), keeping bits, pins, expiry
     /// and the per-client counts in step.
-    fn put(&mut self, key: LeaseKey, lease: Option<Lease>, ident: Option<Ident>) -> Option<Lease> {
+    /// Returns the lease it replaced, with the identity that one was given to.
+    fn put(&mut self, key: LeaseKey, lease: Option<Lease>, ident: Option<Ident>) -> Option<(Lease, Option<Ident>)> {
+        let until = lease.as_ref().map(|l| l.valid_until);
         let old = match lease {
             Some(lease) => {
                 debug_assert_eq!(lease.key(), key);
-                self.expiry.push(Reverse((lease.valid_until, key)));
-                self.leases.upsert(lease, ident)
+                self.leases.put(lease, ident)
             }
-            None => self.leases.remove(&key),
+            None => self.leases.take(&key),
         };
+        if let Some((old, _)) = &old {
+            self.expiry.remove(&(old.valid_until, key));
+        }
+        if let Some(t) = until {
+            self.expiry.insert((t, key));
+        }
         if key.kind == LeaseKind::Prefix && self.locate(&key).is_none() {
             self.repin(&key);
         }
         self.sync(&key);
-        // Every extension pushes a new expiry entry and leaves the old one to be skipped
-        // when it comes up; rebuild before the stale ones outnumber the leases.
-        if self.expiry.len() > 2 * self.leases.len() + 1024 {
-            self.expiry = self.leases.iter().map(|l| Reverse((l.valid_until, l.key()))).collect();
-        }
         old
     }
 
@@ -251,8 +256,8 @@ impl State {
             LeaseOp::Upsert(l) => Some(l.clone()),
             LeaseOp::Remove { .. } => None,
         };
-        let before_ident = self.leases.ident(&key).cloned();
-        let before = self.put(key, after.clone(), ident);
+        let (before, before_ident) = self.put(key, after.clone(), ident).unzip();
+        let before_ident = before_ident.flatten();
         txn.undo.push(UndoEntry { key, before, before_ident, after });
         txn.ops.push(op);
     }
@@ -284,15 +289,12 @@ impl State {
     /// Removes and returns every lease with `valid_until <= now`.
     pub fn pop_expired(&mut self, now: u64) -> Vec<Lease> {
         let mut out = Vec::new();
-        while let Some(&Reverse((t, key))) = self.expiry.peek() {
+        while let Some(&(t, key)) = self.expiry.first() {
             if t > now {
                 break;
             }
-            self.expiry.pop();
-            // Skip entries left behind by extensions: the lease now ends later.
-            if self.leases.get(&key).is_some_and(|l| l.valid_until == t) {
-                out.extend(self.put(key, None, None));
-            }
+            self.expiry.pop_first();
+            out.extend(self.put(key, None, None).map(|(l, _)| l));
         }
         out
     }
@@ -423,6 +425,30 @@ mod tests {
         assert_eq!(k.addr, "2001:db8:101::".parse::<Ipv6Addr>().unwrap());
         s.apply(&mut txn, LeaseOp::remove(old.key()), None);
         assert!(s.is_free(1, 0));
+    }
+
+    /// Extensions keep one expiry entry per lease: however many renewals come, none of
+    /// them walks the leases (the index counts every lease it hands out).
+    #[test]
+    fn renewals_never_walk_the_leases() {
+        let mut s = state();
+        let addr = |n: u32| format!("2001:db8::{:x}", 0x10 + n);
+        for n in 0..200 {
+            s.apply(&mut Txn::default(), LeaseOp::Upsert(lease(LeaseKind::Address, &addr(n), 128, 100)), None);
+        }
+        let before = super::super::index::visited();
+        // Ten renewals of each: more than the old rebuild's threshold (2n + 1024).
+        for round in 1..=10u64 {
+            for n in 0..200 {
+                let l = lease(LeaseKind::Address, &addr(n), 128, 100 + round);
+                s.apply(&mut Txn::default(), LeaseOp::Upsert(l), None);
+            }
+        }
+        assert_eq!(super::super::index::visited() - before, 0, "a renewal looked at other leases");
+        assert_eq!(s.expiry.len(), 200, "one entry per lease");
+        assert!(s.pop_expired(109).is_empty());
+        assert_eq!(s.pop_expired(110).len(), 200);
+        assert!(s.expiry.is_empty());
     }
 
     #[test]
