@@ -75,8 +75,8 @@ enum Cmd {
         /// Write the report here instead.
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
-        /// Only these groups of rows, comma-separated: ir, cost, sarr, check (perfdhcp),
-        /// renew, rss. The table says "not run" for the others.
+        /// Only these groups of rows, comma-separated: ir, cost, relayed, sarr, check
+        /// (perfdhcp), renew, rss, pg, cores, storm. The table says "not run" for the others.
         #[arg(long, value_name = "GROUPS", value_delimiter = ',')]
         only: Vec<String>,
     },
