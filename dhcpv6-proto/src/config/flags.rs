@@ -165,26 +165,11 @@ impl TryFrom<&Overrides> for Flags {
                 Some(server_duid(&bytes).map_err(|reason| ConfigError::Flag { flag: flag(), reason })?)
             }
         };
-        let trusted_relays = o
-            .trusted_relays
-            .iter()
-            .map(|t| {
-                t.parse::<Prefix>().map_err(|error| ConfigError::Flag {
-                    flag: "--trusted-relay".into(),
-                    reason: Reason::TrustedRelay { value: t.clone(), error },
-                })
-            })
-            .collect::<Result<_, _>>()?;
-        let leasequery_from = o
-            .leasequery_from
-            .iter()
-            .map(|t| {
-                t.parse::<Prefix>().map_err(|error| ConfigError::Flag {
-                    flag: "--leasequery-from".into(),
-                    reason: Reason::LeasequeryFrom { value: t.clone(), error },
-                })
-            })
-            .collect::<Result<_, _>>()?;
+        let trusted_relays =
+            prefix_flags(&o.trusted_relays, "--trusted-relay", |value, error| Reason::TrustedRelay { value, error })?;
+        let leasequery_from = prefix_flags(&o.leasequery_from, "--leasequery-from", |value, error| {
+            Reason::LeasequeryFrom { value, error }
+        })?;
         let store =
             match &o.lease_db {
                 None => None,
@@ -320,4 +305,19 @@ fn lease_script(file: &ConfigFile, o: &Overrides) -> Result<Option<LeaseScript>,
         .clone()
         .or_else(|| file.lease_script.clone())
         .map(|path| LeaseScript { path, timeout: timeout.unwrap_or(default) }))
+}
+
+/// A repeatable address-or-prefix flag, each value checked; a refusal names the flag.
+fn prefix_flags(
+    values: &[String],
+    flag: &str,
+    reason: impl Fn(String, crate::server::trust::PrefixError) -> Reason,
+) -> Result<Vec<Prefix>, ConfigError> {
+    values
+        .iter()
+        .map(|t| {
+            t.parse::<Prefix>()
+                .map_err(|error| ConfigError::Flag { flag: flag.into(), reason: reason(t.clone(), error) })
+        })
+        .collect()
 }
