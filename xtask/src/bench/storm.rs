@@ -44,6 +44,8 @@ pub enum StormServer {
     KeaMemfile,
     KeaPostgres,
     Dhcpv6dSqlite,
+    /// SQLite, `--workers 2` on both CPUs (the generator shares CPU 0 with it).
+    Dhcpv6dSqliteCores,
     Dhcpv6dPostgres,
 }
 
@@ -53,6 +55,7 @@ impl StormServer {
             StormServer::KeaMemfile => "Kea memfile (1 thread)",
             StormServer::KeaPostgres => "Kea PostgreSQL (1 thread)",
             StormServer::Dhcpv6dSqlite => "dhcpv6d SQLite",
+            StormServer::Dhcpv6dSqliteCores => "dhcpv6d SQLite, --workers 2 on CPUs 0-1",
             StormServer::Dhcpv6dPostgres => "dhcpv6d PostgreSQL",
         }
     }
@@ -60,7 +63,8 @@ impl StormServer {
     fn peer(self) -> Peer {
         match self {
             StormServer::KeaMemfile | StormServer::KeaPostgres => Peer::Kea,
-            _ => Peer::Stateful,
+            StormServer::Dhcpv6dSqliteCores => Peer::StatefulCores,
+            StormServer::Dhcpv6dSqlite | StormServer::Dhcpv6dPostgres => Peer::Stateful,
         }
     }
 
@@ -74,8 +78,13 @@ impl StormServer {
 }
 
 /// The storm servers, in the order they run (and are drawn).
-pub const SERVERS: [StormServer; 4] =
-    [StormServer::KeaMemfile, StormServer::Dhcpv6dSqlite, StormServer::KeaPostgres, StormServer::Dhcpv6dPostgres];
+pub const SERVERS: [StormServer; 5] = [
+    StormServer::KeaMemfile,
+    StormServer::Dhcpv6dSqlite,
+    StormServer::Dhcpv6dSqliteCores,
+    StormServer::KeaPostgres,
+    StormServer::Dhcpv6dPostgres,
+];
 
 /// A fresh cluster and database for one storm (Kea's schema in it for Kea).
 fn postgres(server: StormServer, dir: &Path) -> Result<(testbed::postgres::PgCluster, PgDb)> {
