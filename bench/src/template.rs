@@ -79,9 +79,11 @@ fn build(src_mac: [u8; 6], src: Ipv6Addr, vlans: &[u16], tag: u8, relayed: bool)
     }
     let tail_in_dhcp = at + tail_in_dhcp;
 
-    let udp_len = 8 + dhcp.len();
+    // The template is built here from fixed parts (about 100 bytes): a length that did not
+    // fit would be this function's bug, not input.
+    let udp_len = u16::try_from(8 + dhcp.len()).expect("a template of fixed parts fits the UDP length");
     let mut ip = vec![0x60, 0, 0, 0];
-    ip.extend_from_slice(&(udp_len as u16).to_be_bytes());
+    ip.extend_from_slice(&udp_len.to_be_bytes());
     ip.extend_from_slice(&[17, 1]);
     ip.extend_from_slice(&src.octets());
     ip.extend_from_slice(&ALL_SERVERS.octets());
@@ -89,7 +91,7 @@ fn build(src_mac: [u8; 6], src: Ipv6Addr, vlans: &[u16], tag: u8, relayed: bool)
     let udp_off = f.len();
     f.extend_from_slice(&(if relayed { 547u16 } else { 546 }).to_be_bytes());
     f.extend_from_slice(&547u16.to_be_bytes());
-    f.extend_from_slice(&(udp_len as u16).to_be_bytes());
+    f.extend_from_slice(&udp_len.to_be_bytes());
     f.extend_from_slice(&[0, 0]);
     f.extend_from_slice(&dhcp);
     let sum = udp_checksum(&src, &ALL_SERVERS, &f[udp_off..]);

@@ -462,7 +462,7 @@ fn mutate(rng: &mut StdRng, base: &[u8]) -> Vec<u8> {
         }
     }
     if rng.random_bool(0.6) && f.len() >= l4 + 8 {
-        let len = (f.len() - l4) as u16;
+        let len = u16::try_from(f.len() - l4).unwrap_or(u16::MAX);
         f[l3 + 4..l3 + 6].copy_from_slice(&len.to_be_bytes());
         f[l4 + 4..l4 + 6].copy_from_slice(&len.to_be_bytes());
         f[l4 + 6] = 0;

@@ -350,7 +350,7 @@ fn serve(f: &[u8], off: Offsets, iface: &ModelIface) -> Result<Outcome, Outcome>
         return Err(Outcome::Pass(Verdict::PassLimits));
     }
     let client_port = be16(f, l4).ok_or(Outcome::Pass(Verdict::PassLength))?;
-    Ok(Outcome::Tx(reply_frame(f, l3, l4, src, client_port, iface, &reply)))
+    Ok(Outcome::Tx(reply_frame(f, l3, l4, src, client_port, iface, &reply)?))
 }
 
 /// The fast path's shape of a lightweight relay's level, checked before the server's parser:
@@ -429,11 +429,13 @@ fn serve_relayed(f: &[u8], off: Offsets, src: Ipv6Addr, dhcp: &[u8], iface: &Mod
         return Err(Outcome::Pass(Verdict::PassLimits));
     }
     // `relay::reply_destination`: the relay's address, port 547.
-    Ok(Outcome::TxRelayed(reply_frame(f, off.l3, off.l4, src, SERVER_PORT, iface, &reply)))
+    Ok(Outcome::TxRelayed(reply_frame(f, off.l3, off.l4, src, SERVER_PORT, iface, &reply)?))
 }
 
 /// The frame the program sends: the request's Ethernet header and VLAN tags turned around,
-/// fresh IPv6 and UDP headers, and the server's reply as payload.
+/// fresh IPv6 and UDP headers, and the server's reply as payload. A reply past the 16-bit UDP
+/// length (the reply data's bounds keep it far below) is not sent but passed, as the program
+/// would have to.
 fn reply_frame(
     f: &[u8],
     l3: usize,
@@ -442,25 +444,25 @@ fn reply_frame(
     client_port: u16,
     iface: &ModelIface,
     reply: &[u8],
-) -> Vec<u8> {
-    let udp_len = 8 + reply.len();
-    let mut out = Vec::with_capacity(l4 + udp_len);
+) -> Result<Vec<u8>, Outcome> {
+    let udp_len = u16::try_from(8 + reply.len()).map_err(|_| Outcome::Pass(Verdict::PassLimits))?;
+    let mut out = Vec::with_capacity(l4 + usize::from(udp_len));
     out.extend_from_slice(&f[6..12]);
     out.extend_from_slice(&iface.mac);
     out.extend_from_slice(&f[12..l3]);
     debug_assert_eq!(be16(&out, l3 - 2), Some(ETH_P_IPV6));
     out.extend_from_slice(&[0x60, 0, 0, 0]);
-    out.extend_from_slice(&(udp_len as u16).to_be_bytes());
+    out.extend_from_slice(&udp_len.to_be_bytes());
     out.push(IPPROTO_UDP);
     out.push(REPLY_HOP_LIMIT);
     out.extend_from_slice(&iface.link_local.octets());
     out.extend_from_slice(&client.octets());
     out.extend_from_slice(&SERVER_PORT.to_be_bytes());
     out.extend_from_slice(&client_port.to_be_bytes());
-    out.extend_from_slice(&(udp_len as u16).to_be_bytes());
+    out.extend_from_slice(&udp_len.to_be_bytes());
     out.extend_from_slice(&[0, 0]);
     out.extend_from_slice(reply);
     let c = udp_checksum(&iface.link_local, &client, &out[l4..]);
     out[l4 + 6..l4 + 8].copy_from_slice(&c.to_be_bytes());
-    out
+    Ok(out)
 }

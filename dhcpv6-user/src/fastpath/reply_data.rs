@@ -141,7 +141,9 @@ fn set_base(r: &mut IfaceReply) {
         }
         end += usize::from(s.len);
     }
-    r.base_len = end as u16;
+    // `end` sums segment lengths that fit the block, itself far under 64 KiB.
+    let Ok(base_len) = u16::try_from(end) else { return };
+    r.base_len = base_len;
     r.base_csum = csum_add_bytes(0, &r.block[..end]) as u16;
 }
 
