@@ -178,27 +178,16 @@ impl PgDb {
     }
 }
 
-pub fn start(topo: &Topo, peer: Peer, paths: &Paths, dir: &Path, stateful: Stateful) -> Result<Running> {
-    start_on(topo, peer, paths, dir, stateful, None)
-}
-
-/// As [`start`]; a stateful dhcpv6d or Kea keeps its leases in `db` when given (dhcpv6d:
+/// A stateful dhcpv6d or Kea keeps its leases in `stateful.postgres` when given (dhcpv6d:
 /// `--lease-db URL`; Kea: lease-database type postgresql), else in a file of `dir`.
-pub fn start_on(
-    topo: &Topo,
-    peer: Peer,
-    paths: &Paths,
-    dir: &Path,
-    stateful: Stateful,
-    db: Option<&PgDb>,
-) -> Result<Running> {
-    start_with(topo, peer, paths, dir, stateful, db, false)
+pub fn start(topo: &Topo, peer: Peer, paths: &Paths, dir: &Path, stateful: Stateful) -> Result<Running> {
+    start_with(topo, peer, paths, dir, stateful, false)
 }
 
 /// A stateless peer for load from a lightweight relay on the link (`dhcpv6-bench gen
 /// --relayed`): dhcpv6d trusts `fe80::/10`, Kea selects a subnet by the relay's Interface-ID.
 pub fn start_relayed(topo: &Topo, peer: Peer, paths: &Paths, dir: &Path) -> Result<Running> {
-    start_with(topo, peer, paths, dir, Stateful::default(), None, true)
+    start_with(topo, peer, paths, dir, Stateful::default(), true)
 }
 
 fn start_with(
@@ -207,7 +196,6 @@ fn start_with(
     paths: &Paths,
     dir: &Path,
     stateful: Stateful,
-    db: Option<&PgDb>,
     relayed: bool,
 ) -> Result<Running> {
     fs::create_dir_all(dir)?;
@@ -226,10 +214,10 @@ fn start_with(
         | Peer::Stateful
         | Peer::UserspaceCores
         | Peer::StatefulCores
-        | Peer::StatefulCoresOneWorker => dhcpv6d(topo, &mut run, paths, dir, peer, stateful, db, relayed)?,
+        | Peer::StatefulCoresOneWorker => dhcpv6d(topo, &mut run, paths, dir, peer, stateful, relayed)?,
         Peer::Kea => {
             hold(topo, &mut run, paths, dir, "pass")?;
-            kea(topo, &mut run, dir, stateful, db, relayed)?;
+            kea(topo, &mut run, dir, stateful, relayed)?;
         }
         Peer::Dnsmasq => {
             hold(topo, &mut run, paths, dir, "pass")?;
@@ -280,7 +268,6 @@ fn dhcpv6d(
     dir: &Path,
     peer: Peer,
     st: Stateful,
-    db: Option<&PgDb>,
     relayed: bool,
 ) -> Result<()> {
     let pins = PathBuf::from(format!("/sys/fs/bpf/dhcpv6-bench-{}-{}", std::process::id(), unique()));
@@ -309,9 +296,8 @@ fn dhcpv6d(
     // one per CPU where it has them all.
     let cpus = if peer.all_cores() { ALL_CPUS } else { SRV_CPU };
     args.extend(["--workers".into(), peer.workers().into()]);
-    let pgdb = db.or(st.postgres.as_ref());
     if peer.stateful() || st.on {
-        let lease_db = match pgdb {
+        let lease_db = match &st.postgres {
             Some(db) => db.url(),
             None => {
                 for f in ["leases.db", "leases.db-wal", "leases.db-shm"] {
@@ -356,7 +342,7 @@ fn dhcpv6d(
     Ok(())
 }
 
-fn kea(topo: &Topo, run: &mut Running, dir: &Path, st: Stateful, db: Option<&PgDb>, relayed: bool) -> Result<()> {
+fn kea(topo: &Topo, run: &mut Running, dir: &Path, st: Stateful, relayed: bool) -> Result<()> {
     let conf = dir.join("kea-dhcp6.json");
     let leases = dir.join("kea-leases6.csv");
     for f in fs::read_dir(dir)?.flatten() {
@@ -387,7 +373,7 @@ fn kea(topo: &Topo, run: &mut Running, dir: &Path, st: Stateful, db: Option<&PgD
         ));
     }
     // PostgreSQL: Kea writes each lease in its own statement, committed before the answer.
-    let (lease_database, what) = match db.or(st.postgres.as_ref()) {
+    let (lease_database, what) = match &st.postgres {
         Some(db) => (
             format!(
                 r#"{{"type": "postgresql", "name": "{}", "host": "{}", "port": {}, "user": "postgres", "password": ""}}"#,

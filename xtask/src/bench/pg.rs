@@ -216,14 +216,8 @@ fn row(
     let mut sides = Vec::new();
     for b in 0..boxes {
         let topo = Topo::new()?;
-        let run = peers::start_on(
-            &topo,
-            peer,
-            paths,
-            &dir.join(format!("box{b}")),
-            Stateful { on: true, ..Stateful::default() },
-            Some(&db),
-        )?;
+        let st = Stateful { on: true, postgres: Some(db.clone()), ..Stateful::default() };
+        let run = peers::start(&topo, peer, paths, &dir.join(format!("box{b}")), st)?;
         sides.push(Side { run, topo });
     }
     let population = (ex == Exchange::Renew).then(|| (pg_population(plan) / boxes as u64).max(1));
