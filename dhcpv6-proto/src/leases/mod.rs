@@ -227,6 +227,38 @@ pub struct RelayRecord {
     pub client_linklayer: Option<Vec<u8>>,
 }
 
+impl RelayRecord {
+    /// A stored record from the eight relay columns both backends keep, the first at index
+    /// `first`, each read by the backend's `addr` or `bytes`: the three addresses are set
+    /// together (relayed) or all NULL (a client on the link, `None`).
+    pub(crate) fn from_columns(
+        first: usize,
+        addr: impl Fn(usize, &str) -> Result<Option<Ipv6Addr>, String>,
+        bytes: impl Fn(usize, &str) -> Result<Option<Vec<u8>>, String>,
+    ) -> Result<Option<Box<Self>>, String> {
+        let addrs = (
+            addr(first, "relay_link_address")?,
+            addr(first + 1, "relay_peer_address")?,
+            addr(first + 2, "relay_source")?,
+        );
+        let (link_address, peer_address, source) = match addrs {
+            (None, None, None) => return Ok(None),
+            (Some(l), Some(p), Some(s)) => (l, p, s),
+            _ => return Err("relay_link_address, relay_peer_address and relay_source must be set together".into()),
+        };
+        Ok(Some(Box::new(RelayRecord {
+            link_address,
+            peer_address,
+            source,
+            interface_id: bytes(first + 3, "relay_interface_id")?,
+            remote_id: bytes(first + 4, "relay_remote_id")?,
+            subscriber_id: bytes(first + 5, "relay_subscriber_id")?,
+            relay_id: bytes(first + 6, "relay_id")?,
+            client_linklayer: bytes(first + 7, "relay_client_linklayer")?,
+        })))
+    }
+}
+
 impl Default for RelayRecord {
     /// Every address unspecified, no identifier.
     fn default() -> Self {

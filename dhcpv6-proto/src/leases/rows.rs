@@ -221,22 +221,7 @@ fn relay(row: &Row<'_>) -> Result<Option<Box<RelayRecord>>, String> {
             .map(|s| hex_decode(s).ok_or_else(|| format!("{name} {s:?} is not hex")))
             .transpose()
     };
-    let addrs = (addr(13, "relay_link_address")?, addr(14, "relay_peer_address")?, addr(15, "relay_source")?);
-    let (link_address, peer_address, source) = match addrs {
-        (None, None, None) => return Ok(None),
-        (Some(l), Some(p), Some(s)) => (l, p, s),
-        _ => return Err("relay_link_address, relay_peer_address and relay_source must be set together".into()),
-    };
-    Ok(Some(Box::new(RelayRecord {
-        link_address,
-        peer_address,
-        source,
-        interface_id: bytes(16, "relay_interface_id")?,
-        remote_id: bytes(17, "relay_remote_id")?,
-        subscriber_id: bytes(18, "relay_subscriber_id")?,
-        relay_id: bytes(19, "relay_id")?,
-        client_linklayer: bytes(20, "relay_client_linklayer")?,
-    })))
+    RelayRecord::from_columns(13, addr, bytes)
 }
 
 fn optional_text<'r>(row: &'r Row<'_>, idx: usize, name: &str) -> Result<Option<&'r str>, String> {

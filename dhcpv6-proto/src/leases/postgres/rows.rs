@@ -314,22 +314,7 @@ fn relay(row: &Row) -> Result<Option<Box<RelayRecord>>, String> {
     let addr = |idx: usize, name: &str| -> Result<Option<Ipv6Addr>, String> {
         get::<Option<IpAddr>>(row, idx, name)?.map(|a| ipv6(a, name)).transpose()
     };
-    let addrs = (addr(12, "relay_link_address")?, addr(13, "relay_peer_address")?, addr(14, "relay_source")?);
-    let (link_address, peer_address, source) = match addrs {
-        (None, None, None) => return Ok(None),
-        (Some(l), Some(p), Some(s)) => (l, p, s),
-        _ => return Err("relay_link_address, relay_peer_address and relay_source must be set together".into()),
-    };
-    Ok(Some(Box::new(RelayRecord {
-        link_address,
-        peer_address,
-        source,
-        interface_id: get(row, 15, "relay_interface_id")?,
-        remote_id: get(row, 16, "relay_remote_id")?,
-        subscriber_id: get(row, 17, "relay_subscriber_id")?,
-        relay_id: get(row, 18, "relay_id")?,
-        client_linklayer: get(row, 19, "relay_client_linklayer")?,
-    })))
+    RelayRecord::from_columns(12, addr, |idx, name| get(row, idx, name))
 }
 
 /// The leases `filter` asks for, over the reader connection, each on an index of schema v3
