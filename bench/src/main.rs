@@ -10,6 +10,8 @@
 //! - `hold`: keeps a bench XDP program (pass, drop, macswap, sink) attached until stopped.
 //! - `dhcp`: stateful load (Solicit-Advertise-Request-Reply, Renew of a population) from
 //!   an ordinary UDP socket, with per-client state; fixed rates or the same bounded search.
+//! - `responder`: a trivial stateful server (answers from the message alone) against which
+//!   `dhcp` shows its own ceiling.
 //! - `storm`: a boot storm of N CPEs (SARR with RFC 9915's timers, half relayed, a LAN
 //!   host's Information-Request each), time to 50/99/100 % bound.
 //! - `cost`: ns per answered frame of the dhcpv6d program, the MAC swap and a drop, from
@@ -63,6 +65,9 @@ enum Cmd {
     /// Stateful load from a UDP socket: Solicit-Advertise-Request-Reply or Renew of a
     /// population, at fixed rates or in a search for the highest rate with <= --max-loss.
     Dhcp(stateful::DhcpArgs),
+    /// A trivial stateful server for `dhcp`'s own ceiling: every Solicit, Request and Renew
+    /// answered at once from the message alone (no engine, no store).
+    Responder(stateful::responder::ResponderArgs),
     /// A boot storm: N CPEs (half behind one relay) binding address + prefix on RFC 9915's
     /// timers, each with a LAN host's Information-Request; bounded by --max-secs.
     Storm(storm::StormArgs),
@@ -188,9 +193,12 @@ fn run(cli: Cli) -> Result<()> {
     if let Cmd::Storm(a) = cli.cmd {
         return storm::storm(a);
     }
+    if let Cmd::Responder(a) = cli.cmd {
+        return stateful::responder::respond(a);
+    }
     let obj = object::locate(cli.object.as_deref())?;
     match cli.cmd {
-        Cmd::Dhcp(_) | Cmd::Storm(_) => unreachable!("handled above"),
+        Cmd::Dhcp(_) | Cmd::Storm(_) | Cmd::Responder(_) => unreachable!("handled above"),
         Cmd::Hold { iface, program, tag, max_secs } => hold::hold(&obj, &iface, program, tag, max_secs),
         Cmd::Cost { iface, mac, ll, client_mac, client_ip, dns, domain, repeat, runs, batch } => cost::cost(
             &obj,

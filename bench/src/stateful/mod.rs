@@ -10,6 +10,7 @@
 
 pub(crate) mod client;
 pub(crate) mod msg;
+pub(crate) mod responder;
 mod run;
 pub(crate) mod sock;
 
