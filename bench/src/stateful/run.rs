@@ -11,7 +11,7 @@ use anyhow::Result;
 
 use super::client::{Clients, Outcome, Phase, Servers};
 use super::msg::{self, Invalid};
-use super::sock::{Inbox, Outbox, Sock};
+use super::sock::{Inbox, Outbox, Sock, BATCH};
 use crate::signal;
 
 /// Longest sleep of the loop when nothing is due (the drain, the population's window).
@@ -129,6 +129,11 @@ impl Driver {
                         }
                         Err(e) => totals.invalid[e.index()] += 1,
                     }
+                }
+                if got < BATCH {
+                    // Less than a batch: the socket was empty, another read would only say
+                    // EAGAIN (a syscall per round saved).
+                    break;
                 }
             }
             totals.refused += sock.send(out)?.1 as u64;
