@@ -132,6 +132,7 @@ pub fn slug(p: Peer) -> &'static str {
         Peer::StatefulCoresOneWorker => "stateful-cores-1w",
         Peer::Kea => "kea",
         Peer::Dnsmasq => "dnsmasq",
+        Peer::Responder => "responder",
     }
 }
 

@@ -49,6 +49,9 @@ pub enum Peer {
     StatefulCoresOneWorker,
     Kea,
     Dnsmasq,
+    /// `dhcpv6-bench responder`: a stateful server with no reply cost (no engine, no store),
+    /// against which the SARR generator shows its own ceiling.
+    Responder,
 }
 
 impl Peer {
@@ -64,6 +67,7 @@ impl Peer {
             Peer::StatefulCoresOneWorker => "dhcpv6d stateful, --workers 1 on CPUs 0-1",
             Peer::Kea => "Kea (kea-dhcp6, 1 thread)",
             Peer::Dnsmasq => "dnsmasq",
+            Peer::Responder => "SARR generator ceiling (dhcpv6-bench responder: answers from the message alone)",
         }
     }
 
@@ -77,6 +81,7 @@ impl Peer {
                 | Peer::StatefulCoresOneWorker
                 | Peer::Kea
                 | Peer::Dnsmasq
+                | Peer::Responder
         )
     }
 
@@ -223,6 +228,11 @@ fn start_with(
             hold(topo, &mut run, paths, dir, "pass")?;
             dnsmasq(topo, &mut run, dir)?;
         }
+        Peer::Responder => {
+            // An XDP program on srv0 as dhcpv6d has (veth's receive path is then the same).
+            hold(topo, &mut run, paths, dir, "pass")?;
+            responder(topo, &mut run, paths)?;
+        }
     }
     Ok(run)
 }
@@ -338,6 +348,17 @@ fn dhcpv6d(
     let p = topo.srv.spawn_command(cmd, Some(&run.log))?;
     run.server_pid = Some(p.pid());
     wait_log(&p, &run.log, "serving", Duration::from_secs(30))?;
+    run.procs.push(p);
+    Ok(())
+}
+
+fn responder(topo: &Topo, run: &mut Running, paths: &Paths) -> Result<()> {
+    let args: Vec<String> = ["responder", "--iface", SRV_IF, "--max-secs", "3600"].map(String::from).to_vec();
+    let cmd = pinned(&topo.srv, path_str(&paths.bench)?, &args);
+    run.command = format!("taskset -c {SRV_CPU} dhcpv6-bench {}", args.join(" "));
+    let p = topo.srv.spawn_command(cmd, Some(&run.log))?;
+    run.server_pid = Some(p.pid());
+    wait_log(&p, &run.log, "listening", Duration::from_secs(20))?;
     run.procs.push(p);
     Ok(())
 }

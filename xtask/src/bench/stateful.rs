@@ -153,14 +153,29 @@ pub fn gen_row(
     threaded: bool,
     renew: Option<u64>,
 ) -> Result<SarrRow> {
-    let what = if renew.is_some() { "renew-gen" } else { "sarr-gen" };
-    let (dir, topo, run) = start_row(paths, what, server, mode, threaded)?;
     let mut hint = if renew.is_some() { plan.renew_hint } else { plan.sarr_hint };
     if server.stateful() && !plan.quick {
         // dhcpv6d answered 2-4x Kea's rates while this was built: start nearer, so that the
         // search's steps reach a failing rate.
         hint *= 3.0;
     }
+    gen_row_from(paths, plan, server, mode, threaded, renew, hint)
+}
+
+/// `gen_row` with the searches starting at `hint`: rows compared with one already
+/// measured start from its figure, so that their steps are spent near both edges rather
+/// than on the way up (from afar, rows a few per cent apart stop on the same step).
+pub fn gen_row_from(
+    paths: &Paths,
+    plan: &Plan,
+    server: Peer,
+    mode: &'static str,
+    threaded: bool,
+    renew: Option<u64>,
+    hint: f64,
+) -> Result<SarrRow> {
+    let what = if renew.is_some() { "renew-gen" } else { "sarr-gen" };
+    let (dir, topo, run) = start_row(paths, what, server, mode, threaded)?;
     let mut row = SarrRow {
         command: run.command.clone(),
         perf_command: String::new(),

@@ -65,7 +65,13 @@ pub enum Note {
     LeasesHeld,
     /// Which of the two storm figures the generator bounded.
     StormBound(&'static str),
+    /// The text, and whether dhcpv6d's SARR figure reaches the SARR generator's own ceiling
+    /// (`Peer::Responder`, the same mode, unthreaded): then it is the generator's figure.
+    Ceiling(&'static str),
 }
+
+/// A SARR figure at least this share of the generator's ceiling is marked generator-bound.
+pub const CEILING_SHARE: f64 = 0.9;
 
 pub struct RowSpec {
     /// `{setup}`: the peer's set-up of a `*OfBoth` source; `{population}`: the renew rows'
@@ -203,14 +209,28 @@ pub const ROWS: &[RowSpec] = &[
         Source::Sarr(StatefulCores, A, false, Ours),
         Source::Sarr(Stateful, A, false, Ours),
         Target::AtLeast(1.6),
-        Note::Text("the load generator runs on one of the two CPUs"),
+        Note::Ceiling("the load generator runs on one of the two CPUs"),
     ),
     noted(
         "SARR exchanges/s at <= 0.1 % loss (address): dhcpv6d on both CPUs, --workers 2 vs --workers 1",
         Source::Sarr(StatefulCores, A, false, Ours),
         Source::Sarr(StatefulCoresOneWorker, A, false, Ours),
         Target::None,
-        Note::Text("the same CPUs on both sides: what the second worker adds"),
+        Note::Ceiling("the same CPUs on both sides: what the second worker adds"),
+    ),
+    noted(
+        "SARR exchanges/s at <= 0.1 % loss (address): dhcpv6d --workers 2 on both CPUs vs the SARR generator's own ceiling (dhcpv6-bench responder on CPU 1, no reply cost)",
+        Source::Sarr(StatefulCores, A, false, Ours),
+        Source::Sarr(Responder, A, false, Ours),
+        Target::None,
+        Note::Ceiling("the generator on CPU 0 alone; in the dhcpv6d row it shares CPU 0 with a worker"),
+    ),
+    noted(
+        "SARR exchanges/s at <= 0.1 % loss (address): dhcpv6d one worker on CPU 1 vs the SARR generator's own ceiling",
+        Source::Sarr(Stateful, A, false, Ours),
+        Source::Sarr(Responder, A, false, Ours),
+        Target::None,
+        Note::Ceiling(""),
     ),
     noted(
         "SARR exchanges/s at <= 0.1 % loss (address + prefix): dhcpv6d (durable) vs Kea memfile",
@@ -446,8 +466,20 @@ fn read(res: &Results, s: &Source) -> Value {
     }
 }
 
-fn note(n: &Note, ours: &Value, peer: &Value) -> String {
+fn note(n: &Note, ours: &Value, peer: &Value, res: &Results) -> String {
     match n {
+        Note::Ceiling(text) => {
+            let ceiling = res.sarr_best(Responder, A, false, Ours);
+            let bound = match (&ours.fig, ceiling) {
+                (Ok(f), Some(c)) if f.med >= CEILING_SHARE * c => Some(format!(
+                    "dhcpv6d figure generator-bound: {:.0} % of the generator's own ceiling ({}/s)",
+                    100.0 * f.med / c,
+                    num(c)
+                )),
+                _ => None,
+            };
+            [text.to_string()].into_iter().filter(|t| !t.is_empty()).chain(bound).collect::<Vec<_>>().join("; ")
+        }
         Note::None => String::new(),
         Note::Text(t) => (*t).to_string(),
         Note::Floors => [(ours, "dhcpv6d"), (peer, "Kea")]
@@ -523,7 +555,7 @@ pub fn table(res: &Results) -> String {
             .replace("{population}", &num(population as f64))
             .replace("{cpes}", &num(cpes as f64));
         let (ratio, target) = ratio_cells(&spec.target, &ours.fig, &peer.fig);
-        let note = note(&spec.note, &ours, &peer);
+        let note = note(&spec.note, &ours, &peer, res);
         let note = if note.is_empty() { String::new() } else { format!(" ({note})") };
         let _ = writeln!(
             s,
