@@ -67,7 +67,7 @@ impl Peer {
             Peer::StatefulCoresOneWorker => "dhcpv6d stateful, --workers 1 on CPUs 0-1",
             Peer::Kea => "Kea (kea-dhcp6, 1 thread)",
             Peer::Dnsmasq => "dnsmasq",
-            Peer::Responder => "SARR generator ceiling (dhcpv6-bench responder: answers from the message alone)",
+            Peer::Responder => "SARR generator ceiling (dhcpv6-bench responder, no reply cost)",
         }
     }
 
