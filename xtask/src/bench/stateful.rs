@@ -50,6 +50,9 @@ pub enum Loader {
     Perfdhcp,
     /// `dhcpv6-bench dhcp`.
     Ours,
+    /// `dhcpv6-bench dhcp --coalesce-us 50` (`Plan::sarr_coalesce_us`): the `cores` rows,
+    /// where the generator shares its CPU with a dhcpv6d worker.
+    Coalesced,
 }
 
 impl Loader {
@@ -57,6 +60,7 @@ impl Loader {
         match self {
             Loader::Perfdhcp => "perfdhcp",
             Loader::Ours => "dhcpv6-bench dhcp",
+            Loader::Coalesced => "dhcpv6-bench dhcp --coalesce-us 50",
         }
     }
 }
@@ -224,6 +228,9 @@ fn gen_searches(
         "--max-loss".into(),
         "0.001".into(),
     ];
+    if plan.sarr_coalesce_us > 0.0 {
+        args.extend(["--coalesce-us".into(), plan.sarr_coalesce_us.to_string()]);
+    }
     let mut fill_secs = 0.0;
     if let Some(n) = renew {
         // The population is built at whatever rate the server sustains with 32 exchanges

@@ -120,11 +120,12 @@ pub fn ir_series(res: &Results) -> Vec<Series> {
 pub fn sarr_series(res: &Results) -> Vec<Series> {
     res.sarr
         .iter()
-        .filter(|(_, _, threaded, l, _)| !*threaded && *l == Loader::Ours)
-        .filter_map(|(peer, mode, _, _, r)| {
+        .filter(|(_, _, threaded, l, _)| !*threaded && matches!(l, Loader::Ours | Loader::Coalesced))
+        .filter_map(|(peer, mode, _, l, r)| {
             let row = r.as_ref().ok()?;
             let points = sorted(row.runs.iter().flat_map(|run| run.steps.iter().map(|s| (s.achieved, 100.0 * s.loss))));
-            (!points.is_empty()).then(|| Series { label: format!("{} ({mode})", peer.label()), points })
+            let how = if *l == Loader::Coalesced { ", cores rows" } else { "" };
+            (!points.is_empty()).then(|| Series { label: format!("{} ({mode}{how})", peer.label()), points })
         })
         .collect()
 }

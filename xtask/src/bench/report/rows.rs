@@ -66,7 +66,8 @@ pub enum Note {
     /// Which of the two storm figures the generator bounded.
     StormBound(&'static str),
     /// The text, and whether dhcpv6d's SARR figure reaches the SARR generator's own ceiling
-    /// (`Peer::Responder`, the same mode, unthreaded): then it is the generator's figure.
+    /// (`Peer::Responder`, address, unthreaded, the `cores` generator): then it is the
+    /// generator's figure.
     Ceiling(&'static str),
 }
 
@@ -206,29 +207,29 @@ pub const ROWS: &[RowSpec] = &[
     ),
     noted(
         "SARR exchanges/s at <= 0.1 % loss (address): dhcpv6d --workers 2 on both CPUs vs one worker on one",
-        Source::Sarr(StatefulCores, A, false, Ours),
-        Source::Sarr(Stateful, A, false, Ours),
+        Source::Sarr(StatefulCores, A, false, Coalesced),
+        Source::Sarr(Stateful, A, false, Coalesced),
         Target::AtLeast(1.6),
         Note::Ceiling("the load generator runs on one of the two CPUs"),
     ),
     noted(
         "SARR exchanges/s at <= 0.1 % loss (address): dhcpv6d on both CPUs, --workers 2 vs --workers 1",
-        Source::Sarr(StatefulCores, A, false, Ours),
-        Source::Sarr(StatefulCoresOneWorker, A, false, Ours),
+        Source::Sarr(StatefulCores, A, false, Coalesced),
+        Source::Sarr(StatefulCoresOneWorker, A, false, Coalesced),
         Target::None,
         Note::Ceiling("the same CPUs on both sides: what the second worker adds"),
     ),
     noted(
         "SARR exchanges/s at <= 0.1 % loss (address): dhcpv6d --workers 2 on both CPUs vs the SARR generator's own ceiling (dhcpv6-bench responder on CPU 1, no reply cost)",
-        Source::Sarr(StatefulCores, A, false, Ours),
-        Source::Sarr(Responder, A, false, Ours),
+        Source::Sarr(StatefulCores, A, false, Coalesced),
+        Source::Sarr(Responder, A, false, Coalesced),
         Target::None,
         Note::Ceiling("the generator on CPU 0 alone; in the dhcpv6d row it shares CPU 0 with a worker"),
     ),
     noted(
         "SARR exchanges/s at <= 0.1 % loss (address): dhcpv6d one worker on CPU 1 vs the SARR generator's own ceiling",
-        Source::Sarr(Stateful, A, false, Ours),
-        Source::Sarr(Responder, A, false, Ours),
+        Source::Sarr(Stateful, A, false, Coalesced),
+        Source::Sarr(Responder, A, false, Coalesced),
         Target::None,
         Note::Ceiling(""),
     ),
@@ -469,7 +470,7 @@ fn read(res: &Results, s: &Source) -> Value {
 fn note(n: &Note, ours: &Value, peer: &Value, res: &Results) -> String {
     match n {
         Note::Ceiling(text) => {
-            let ceiling = res.sarr_best(Responder, A, false, Ours);
+            let ceiling = res.sarr_best(Responder, A, false, Coalesced);
             let bound = match (&ours.fig, ceiling) {
                 (Ok(f), Some(c)) if f.med >= CEILING_SHARE * c => Some(format!(
                     "dhcpv6d figure generator-bound: {:.0} % of the generator's own ceiling ({}/s)",
