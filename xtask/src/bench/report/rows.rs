@@ -568,3 +568,49 @@ pub fn table(res: &Results) -> String {
     s.push_str("\nFigures: median of the runs, (min..max) over runs.\n");
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::stateful::{SarrRow, SarrRun};
+
+    fn searched(best: f64) -> Result<crate::bench::stateful::SarrRow, String> {
+        Ok(SarrRow {
+            command: String::new(),
+            perf_command: String::new(),
+            runs: vec![SarrRun { best, ..SarrRun::default() }],
+            peak_rss_kb: None,
+            population: None,
+        })
+    }
+
+    /// The cores rows read this group's own searches, and a figure within 10 % of the
+    /// generator's ceiling says it is the generator's.
+    #[test]
+    fn a_cores_figure_near_the_generator_ceiling_is_marked_generator_bound() {
+        let res = |ceiling: f64| Results {
+            sarr: vec![
+                // The sarr group's row (the old generator) must not be taken for the cores one.
+                (Stateful, A, false, Ours, searched(10_000.0)),
+                (Stateful, A, false, Coalesced, searched(30_000.0)),
+                (StatefulCores, A, false, Coalesced, searched(36_000.0)),
+                (Responder, A, false, Coalesced, searched(ceiling)),
+            ],
+            ..Results::default()
+        };
+        let line = |t: &str| -> String {
+            t.lines()
+                .find(|l| l.starts_with("| SARR") && l.contains("vs one worker on one"))
+                .expect("the cores row")
+                .to_string()
+        };
+        let near = table(&res(38_000.0));
+        let cores = line(&near);
+        assert!(cores.contains("generator-bound: 95 % of the generator's own ceiling (38,000/s)"), "{cores}");
+        assert!(cores.contains("| 36,000 | 30,000 | 1.20x | >= 1.6x: NOT met |"), "{cores}");
+        let far = table(&res(60_000.0));
+        assert!(!line(&far).contains("generator-bound"), "{far}");
+        let ceiling = far.lines().find(|l| l.contains("vs the SARR generator's own ceiling")).expect("ceiling row");
+        assert!(ceiling.contains("| 36,000 | 60,000 | 0.60x |"), "{ceiling}");
+    }
+}
