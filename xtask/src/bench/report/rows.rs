@@ -533,5 +533,6 @@ pub fn table(res: &Results) -> String {
         );
     }
     s.push_str("\nFigures: median of the runs, (min..max) over runs.\n");
+    s.push_str(&super::stateful_table::table(res));
     s
 }
