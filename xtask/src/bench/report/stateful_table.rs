@@ -37,8 +37,7 @@ fn line(s: &mut String, title: &str, peer: Peer, r: &Result<SarrRow, String>) {
             return;
         }
     };
-    let fig = Fig::of(&row.runs.iter().map(|r| r.best).collect::<Vec<_>>())
-        .map_or("-".into(), |f| format!("{} ({}..{})", num(f.med), num(f.min), num(f.max)));
+    let fig = Fig::of(&row.runs.iter().map(|r| r.best).collect::<Vec<_>>()).map_or("-".into(), |f| f.show(""));
     let drops = row.server.rcvbuf_errors.map_or("?".into(), |n| num(n as f64));
     let steps: Vec<String> = STORE_STEPS
         .iter()
