@@ -206,9 +206,10 @@ pub fn bench(root: &Path, opts: &BenchOptions) -> Result<()> {
     let plan = Plan::new(opts);
     let machine = report::Machine::describe();
     say(&format!(
-        "{} ({} runs per row); logs in {}",
+        "{} ({} runs per row, {} for the SARR rows with srv0's NAPI not threaded and the renew rows); logs in {}",
         if plan.quick { "quick run" } else { "full run" },
         plan.runs,
+        plan.stateful_runs,
         paths.dir.display()
     ));
     let started = Instant::now();

@@ -73,11 +73,12 @@ pub fn table(res: &Results) -> String {
     format!(
         "\nStateful rows, run by run: each row's searches (runs), the median and range of their results, \
          their spread (max/min; dhcpv6d's judged against {SPREAD_TARGET}x), the datagrams the server's \
-         namespace dropped for a full socket buffer (Udp6RcvbufErrors, over the whole row: a renew row's \
-         population included), and dhcpv6d's lease writer per transaction by step (write: the batch's \
-         statements; sync: COMMIT, the WAL's fsync; checkpoint: the checkpointer thread, off the commit path): \
-         p50 / p99 (bucket bounds) / max.\n\n\
-         | row | server | runs | per second, median (min..max) | spread | Udp6RcvbufErrors | store steps: p50 / p99 / max |\n\
+         namespace dropped for a full socket buffer (Udp6RcvbufErrors, over the whole row: the \
+         searches' failing steps and a renew row's population included), and dhcpv6d's lease writer \
+         per transaction by step (write: the batch's statements; sync: COMMIT, the WAL's fsync; \
+         checkpoint: the checkpointer thread, off the commit path): p50 / p99 (bucket bounds) / max.\n\n\
+         | row | server | runs | per second, median (min..max) | spread | Udp6RcvbufErrors | \
+         store steps: p50 / p99 / max |\n\
          |---|---|---|---|---|---|---|\n{s}"
     )
 }
