@@ -236,7 +236,7 @@ fn connect(path: &Path, options: &SqliteOptions) -> Result<Connection, StoreErro
 /// checkpointer thread copies the WAL beside the writer; what it has not copied yet, the
 /// auto-checkpoint copies inside a COMMIT, which every Reply of that batch then waits for.
 /// At 1,000 pages (4 MiB) an address + prefix SARR load passed it 20-25 times a second, and
-/// those COMMITs were the slow ones (mean 2.4-3.0 ms, max 45-92 ms at 8,000 exchanges/s
+/// those COMMITs were the slow ones (mean 2.4-4.6 ms, max 45-92 ms at 8,000 exchanges/s
 /// against 1.1-1.3 ms and 19-28 ms with 8,192). The WAL still wraps once the checkpointer
 /// has copied everything, so it stays near what a few checkpoint pauses write.
 const WRITER_AUTOCHECKPOINT_PAGES: i64 = 8_192;
