@@ -237,8 +237,10 @@ fn connect(path: &Path, options: &SqliteOptions) -> Result<Connection, StoreErro
 /// auto-checkpoint copies inside a COMMIT, which every Reply of that batch then waits for.
 /// At 1,000 pages (4 MiB) an address + prefix SARR load passed it 20-25 times a second, and
 /// those COMMITs were the slow ones (mean 2.4-4.6 ms, max 45-92 ms at 8,000 exchanges/s
-/// against 1.1-1.3 ms and 19-28 ms with 8,192). The WAL still wraps once the checkpointer
-/// has copied everything, so it stays near what a few checkpoint pauses write.
+/// against 1.1-1.3 ms and 19-28 ms with 8,192). The price is disk: the WAL wraps only once
+/// everything in it is copied, so under a sustained load its file grows to this size and past
+/// it by what commits add while a checkpoint runs (50-91 MB after the bench's SARR rows at
+/// 10,000-20,000 exchanges/s); SQLite keeps the file at that size and reuses it.
 const WRITER_AUTOCHECKPOINT_PAGES: i64 = 8_192;
 
 /// The writer's page cache (KiB; SQLite's default is 2 MiB). Each lease goes to a random leaf
