@@ -13,6 +13,7 @@ mod peers;
 mod pg;
 mod progress;
 mod report;
+mod server_view;
 mod stateful;
 mod storm;
 mod topo;
@@ -39,6 +40,8 @@ const TOOLS: &[(&str, &str)] = &[
     ("ethtool", "ethtool"),
     ("nsenter", "util-linux"),
     ("taskset", "util-linux"),
+    // The stateful rows read dhcpv6d's metrics inside its namespace.
+    ("curl", "curl"),
 ];
 
 pub struct BenchOptions {
@@ -94,6 +97,9 @@ pub struct Plan {
     pub sarr_coalesce_us: f64,
     pub sarr_secs: u64,
     pub sarr_hint: f64,
+    /// Searches of the rows whose targets are judged on medians and spread (SARR with srv0's
+    /// NAPI not threaded, renewals): 5 in a full run unless `--runs` says otherwise.
+    pub stateful_runs: usize,
     /// Step length of `dhcpv6-bench dhcp` (SARR and renew rows).
     pub gen_step_secs: f64,
     /// Leases of the renew rows' population.
@@ -129,6 +135,7 @@ impl Plan {
                 sarr_coalesce_us: 0.0,
                 sarr_secs: 1,
                 sarr_hint: 1000.0,
+                stateful_runs: o.runs.unwrap_or(1),
                 gen_step_secs: 0.5,
                 renew_population: 2000,
                 renew_hint: 1000.0,
@@ -156,6 +163,7 @@ impl Plan {
                 sarr_coalesce_us: 0.0,
                 sarr_secs: 3,
                 sarr_hint: 4000.0,
+                stateful_runs: o.runs.unwrap_or(5),
                 gen_step_secs: 3.0,
                 renew_population: 100_000,
                 renew_hint: 5000.0,
@@ -204,9 +212,10 @@ pub fn bench(root: &Path, opts: &BenchOptions) -> Result<()> {
     let plan = Plan::new(opts);
     let machine = report::Machine::describe();
     say(&format!(
-        "{} ({} runs per row); logs in {}",
+        "{} ({} runs per row, {} for the SARR rows with srv0's NAPI not threaded and the renew rows); logs in {}",
         if plan.quick { "quick run" } else { "full run" },
         plan.runs,
+        plan.stateful_runs,
         paths.dir.display()
     ));
     let started = Instant::now();

@@ -328,6 +328,10 @@ fn dhcpv6d(
             // (default 8) exists to stop.
             "--max-leases-per-mac".into(),
             "0".into(),
+            // Read by the stateful rows at their start and end (`server_view`): the lease
+            // writer's step timings. Nothing reads it meanwhile.
+            "--metrics".into(),
+            super::server_view::METRICS_ADDR.into(),
         ]);
     }
     if let Some(relay) = st.relay_from {

@@ -240,6 +240,7 @@ fn row(
         runs: Vec::new(),
         peak_rss_kb: None,
         population: None,
+        server: Default::default(),
     };
     if let Some(n) = population {
         let fill = fill_secs(n);

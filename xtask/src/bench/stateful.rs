@@ -20,6 +20,7 @@ use testbed::run_command;
 
 use super::ir::{run_gen, say};
 use super::peers::{self, path_str, Peer, Running, Stateful};
+use super::server_view::{self, ServerView};
 use super::topo::{Topo, GEN_CPU, GEN_IF};
 use super::{Paths, Plan};
 use crate::interrupt;
@@ -73,6 +74,8 @@ pub struct SarrRow {
     pub peak_rss_kb: Option<u64>,
     /// Renew rows: the generator's `population ...` line (how the leases were obtained).
     pub population: Option<Population>,
+    /// What the server saw over the row (socket drops, store step timings).
+    pub server: ServerView,
 }
 
 #[derive(Debug, Clone)]
@@ -95,6 +98,7 @@ pub fn sarr_row(paths: &Paths, plan: &Plan, server: Peer, mode: &'static str, th
         runs: Vec::new(),
         peak_rss_kb: None,
         population: None,
+        server: ServerView::default(),
     };
     let mut hint = plan.sarr_hint;
     for i in 0..plan.runs {
@@ -186,8 +190,13 @@ pub fn gen_row_from(
         runs: Vec::new(),
         peak_rss_kb: None,
         population: None,
+        server: ServerView::default(),
     };
-    gen_searches(&topo, &run, paths, plan, &dir.join("gen.log"), mode, renew, plan.runs, hint, &mut row)?;
+    // The rows whose targets are judged (medians and spread) get more searches.
+    let runs = if threaded { plan.runs } else { plan.stateful_runs };
+    let before = server_view::snapshot(&topo.srv, server.stateful());
+    gen_searches(&topo, &run, paths, plan, &dir.join("gen.log"), mode, renew, runs, hint, &mut row)?;
+    row.server = server_view::between(&before, &server_view::snapshot(&topo.srv, server.stateful()));
     row.peak_rss_kb = run.peak_rss_kb();
     Ok(row)
 }
@@ -291,6 +300,7 @@ pub fn check_row(paths: &Paths, plan: &Plan) -> Result<(SarrRow, SarrRow)> {
         runs: Vec::new(),
         peak_rss_kb: None,
         population: None,
+        server: ServerView::default(),
     };
     let (mut ours, mut perf) = (empty(), empty());
     let (mut hint_ours, mut hint_perf) = (plan.sarr_hint, plan.sarr_hint);

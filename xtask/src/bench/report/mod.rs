@@ -7,6 +7,7 @@
 mod plots;
 mod rows;
 mod section;
+mod stateful_table;
 mod template;
 
 pub use plots::write_all as write_plots;

@@ -228,6 +228,7 @@ mod tests {
             }],
             peak_rss_kb: None,
             population: None,
+            server: Default::default(),
         };
         let storm =
             Storm { cpes: 4, series_step_s: 0.5, series_bound: vec![0, 1, 3, 4, 4, 4, 4, 4, 4, 4], ..Storm::default() };

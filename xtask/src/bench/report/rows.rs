@@ -237,7 +237,8 @@ pub const ROWS: &[RowSpec] = &[
         "SARR exchanges/s at <= 0.1 % loss (address + prefix): dhcpv6d (durable) vs Kea memfile",
         Source::Sarr(Stateful, AP, false, Ours),
         Source::Sarr(Kea, AP, false, Ours),
-        Target::AtLeast(2.0),
+        // The Boot-storm issue (item 4) raised it from 2x.
+        Target::AtLeast(3.0),
         Note::Floors,
     ),
     noted(
@@ -272,7 +273,8 @@ pub const ROWS: &[RowSpec] = &[
         "Renewals/s at <= 0.1 % loss, population of {population} leases: dhcpv6d (durable) vs Kea memfile",
         Source::Renew(Stateful),
         Source::Renew(Kea),
-        Target::AtLeast(3.0),
+        // The Boot-storm issue (item 4) raised it from 3x.
+        Target::AtLeast(4.0),
         Note::Floors,
     ),
     mb(
@@ -566,6 +568,7 @@ pub fn table(res: &Results) -> String {
         );
     }
     s.push_str("\nFigures: median of the runs, (min..max) over runs.\n");
+    s.push_str(&super::stateful_table::table(res));
     s
 }
 

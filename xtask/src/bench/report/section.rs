@@ -334,7 +334,7 @@ pub fn section(m: &Machine, plan: &Plan, res: &Results, table: &str, took: Durat
         ("load_before", m.load_before.clone()),
         ("load_after", m.load_after.clone()),
         ("took", format!("{:.0}", took.as_secs_f64())),
-        ("runs", plan.runs.to_string()),
+        ("runs", runs_per_row(plan)),
         ("table", table.into()),
         ("storm", storm(&t, res, plots)),
         ("ir_plot", plot(&t, &plots.ir_loss, "Information-Request loss against offered rate, every search step")),
@@ -345,6 +345,18 @@ pub fn section(m: &Machine, plan: &Plan, res: &Results, table: &str, took: Durat
         ("memory", memory(&t, res)),
     ];
     format!("{BEGIN}\n\n{}\n{END}\n", t.fill("section", &vars))
+}
+
+/// "3", or "3 (5 for the SARR rows with srv0's NAPI not threaded and the renew rows)".
+fn runs_per_row(plan: &Plan) -> String {
+    if plan.stateful_runs == plan.runs {
+        plan.runs.to_string()
+    } else {
+        format!(
+            "{} ({} for the SARR rows with srv0's NAPI not threaded and the renew rows)",
+            plan.runs, plan.stateful_runs
+        )
+    }
 }
 
 #[cfg(test)]
