@@ -584,6 +584,7 @@ mod tests {
             runs: vec![SarrRun { best, ..SarrRun::default() }],
             peak_rss_kb: None,
             population: None,
+            server: Default::default(),
         })
     }
 
