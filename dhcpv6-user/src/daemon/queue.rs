@@ -5,6 +5,10 @@
 //! the queue is full the oldest entry goes (`Counter::ShedOldest`): its client has retransmitted
 //! by now, and the newer copy is the one worth an answer (Kea's congestion handling does the
 //! same). The depth is a gauge in the metrics.
+//!
+//! A Request, Renew or Rebind whose transaction is already on its way (queued, being decided
+//! or waiting for its commit) is not queued again (`pending`): the copy is a retransmission
+//! the Reply on its way answers.
 
 use std::{
     collections::VecDeque,
@@ -17,6 +21,7 @@ use std::{
     time::Instant,
 };
 
+use super::pending::{Admit, Claim, Pending};
 use super::worker::Worker;
 use crate::{
     socket::Received,
@@ -44,6 +49,9 @@ pub(super) struct Queued {
     pub dst: Ipv6Addr,
     /// When it was read off the socket (`Phase::QueueWait`).
     pub at: Instant,
+    /// Its transaction's hold on `Pending`, if tracked: goes with the message until its
+    /// outcome is known (dropped with it when it is shed).
+    pub claim: Option<Claim>,
 }
 
 /// Datagrams in arrival order, at most `limit` of them.
@@ -51,6 +59,8 @@ pub(super) struct RxQueue {
     q: VecDeque<Queued>,
     limit: usize,
     depth: Arc<AtomicU64>,
+    /// Transactions on their way, when the daemon answers stateful messages.
+    pending: Option<Arc<Pending>>,
 }
 
 impl RxQueue {
@@ -61,7 +71,13 @@ impl RxQueue {
 
     /// As `new`, publishing the depth into `depth` (a worker's gauge).
     pub fn with_depth(limit: usize, depth: Arc<AtomicU64>) -> Self {
-        Self { q: VecDeque::with_capacity(limit.min(4096)), limit: limit.max(1), depth }
+        Self { q: VecDeque::with_capacity(limit.min(4096)), limit: limit.max(1), depth, pending: None }
+    }
+
+    /// Drops copies of the Requests, Renews and Rebinds `pending` holds (see `push`).
+    pub fn tracking(mut self, pending: Option<Arc<Pending>>) -> Self {
+        self.pending = pending;
+        self
     }
 
     /// The queue depth, for the metrics.
@@ -74,11 +90,23 @@ impl RxQueue {
         self.q.is_empty()
     }
 
-    /// Appends `d`, shedding the oldest entries to stay within the limit; returns how many.
-    pub fn push(&mut self, d: Queued) -> usize {
+    /// Appends `d`, shedding the oldest entries to stay within the limit; returns how many
+    /// (counted in `stats`, as is a copy of a transaction on its way, which is not queued).
+    pub fn push(&mut self, mut d: Queued, stats: &UserStats) -> usize {
+        if let Some(p) = &self.pending {
+            match p.admit(&d.data) {
+                Admit::Duplicate(c) => {
+                    stats.bump(c);
+                    return 0;
+                }
+                Admit::Claimed(c) => d.claim = Some(c),
+                Admit::Untracked => {}
+            }
+        }
         let mut shed = 0;
         while self.q.len() >= self.limit {
             self.q.pop_front();
+            stats.bump(Counter::ShedOldest);
             shed += 1;
         }
         self.q.push_back(d);
@@ -111,11 +139,9 @@ pub(super) fn drain(
         match read(buf) {
             Ok(rx) => {
                 let data = buf.get(..rx.len).unwrap_or(buf).into();
-                let shed = q.push(Queued { data, from: rx.from, ifindex: rx.ifindex, dst: rx.dst, at: Instant::now() });
-                for _ in 0..shed {
-                    stats.bump(Counter::ShedOldest);
-                }
-                total += shed as u64;
+                let d =
+                    Queued { data, from: rx.from, ifindex: rx.ifindex, dst: rx.dst, at: Instant::now(), claim: None };
+                total += q.push(d, stats) as u64;
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return total,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -133,10 +159,8 @@ impl Worker {
     pub(super) fn enqueue(&mut self, rx: Received, buf: &mut [u8]) {
         self.count_received();
         let data = buf.get(..rx.len).unwrap_or(buf).into();
-        let shed = self.rx.push(Queued { data, from: rx.from, ifindex: rx.ifindex, dst: rx.dst, at: Instant::now() });
-        for _ in 0..shed {
-            self.handler.shared.stats.bump(Counter::ShedOldest);
-        }
+        let d = Queued { data, from: rx.from, ifindex: rx.ifindex, dst: rx.dst, at: Instant::now(), claim: None };
+        let shed = self.rx.push(d, &self.handler.shared.stats);
         self.handler.counters.shed.fetch_add(shed as u64, Ordering::Relaxed);
         // Right after `recv`: through the runtime's readiness (`try_recv_ready`).
         self.drain(buf, true);
@@ -149,7 +173,7 @@ impl Worker {
         while served < SERVE_BATCH {
             let Some(d) = self.rx.pop() else { break };
             self.handler.shared.stats.phase(Phase::QueueWait).since(d.at);
-            self.handler.handle(self.table.current(), &d.data, d.from, d.ifindex, d.dst).await;
+            self.handler.handle(self.table.current(), &d.data, d.from, d.ifindex, d.dst, d.claim).await;
             served += 1;
         }
         if backlogged(served) {
