@@ -52,6 +52,8 @@ pub struct BenchOptions {
     pub out: Option<PathBuf>,
     /// Only these groups of rows (`GROUPS`); empty: all.
     pub only: Vec<String>,
+    /// Only these storm servers (`StormServer::name`); empty: all.
+    pub storm_servers: Vec<String>,
 }
 
 /// Groups of rows `--only` can pick.
@@ -105,6 +107,8 @@ pub struct Plan {
     pub storm_cpes: u64,
     pub storm_max_secs: f64,
     pub storm_runs: usize,
+    /// The storm servers that run, in `storm::SERVERS` order.
+    pub storm_servers: Vec<storm::StormServer>,
 }
 
 impl Plan {
@@ -134,6 +138,7 @@ impl Plan {
                 storm_cpes: 3000,
                 storm_max_secs: 120.0,
                 storm_runs: o.runs.unwrap_or(1),
+                storm_servers: storm::chosen(&o.storm_servers),
             }
         } else {
             Plan {
@@ -161,6 +166,7 @@ impl Plan {
                 storm_max_secs: 600.0,
                 // A storm that does not finish runs 10 minutes: at most 3 per server.
                 storm_runs: o.runs.unwrap_or(3).min(3),
+                storm_servers: storm::chosen(&o.storm_servers),
             }
         }
     }
@@ -188,6 +194,7 @@ pub fn bench(root: &Path, opts: &BenchOptions) -> Result<()> {
             bail!("--only {g}: no such group of rows; groups: {}", known.join(", "));
         }
     }
+    storm::check_names(&opts.storm_servers)?;
     testbed::require_root().context("`cargo xtask bench` creates network namespaces and attaches XDP programs")?;
     testbed::ensure_tools(TOOLS)?;
     testbed::ensure_bpffs()?;
@@ -358,7 +365,7 @@ fn measure(paths: &Paths, plan: &Plan) -> Result<report::Results> {
         }
     }
     if plan.runs_group("storm") {
-        for server in storm::SERVERS {
+        for &server in &plan.storm_servers {
             interrupt::check()?;
             row_start(&format!("boot storm of {} CPEs: {}", plan.storm_cpes, server.label()));
             let r = checked(storm::row(paths, plan, server), server.label())?;
