@@ -41,6 +41,10 @@ pub(super) const QUEUE_LIMIT: usize = 8192;
 /// their turn again.
 const SERVE_BATCH: usize = 64;
 
+/// How long the queue waits for a commit slot before looking again: a group commit frees
+/// hundreds of slots at once, some milliseconds apart under a storm.
+const COMMIT_PAUSE: std::time::Duration = std::time::Duration::from_millis(1);
+
 /// One datagram as it came off the socket.
 pub(super) struct Queued {
     pub data: Box<[u8]>,
@@ -168,7 +172,16 @@ impl Worker {
 
     /// Answers up to a batch of queued messages, oldest first, then takes in what arrived
     /// meanwhile if the batch was full (so that what is shed is the oldest, not the newest).
+    /// While the commit pipeline is full the queue waits instead (`COMMIT_PAUSE`).
     pub(super) async fn serve_queued(&mut self, buf: &mut [u8]) {
+        if self.handler.shared.stateful.as_ref().is_some_and(|s| s.commits_full()) {
+            // A Request decided now would be shed for want of a commit slot (its decision
+            // wasted, its client left to retransmit); queued, it keeps its place, and its
+            // copies are dropped on arrival (`pending`). What arrived meanwhile joins it.
+            tokio::time::sleep(COMMIT_PAUSE).await;
+            self.drain(buf, false);
+            return;
+        }
         let mut served = 0;
         while served < SERVE_BATCH {
             let Some(d) = self.rx.pop() else { break };

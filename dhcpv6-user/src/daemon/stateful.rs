@@ -244,6 +244,12 @@ impl StatefulService {
         Arc::clone(&self.lock_stats)
     }
 
+    /// True while as many commits as allowed are on their way: a lease change decided now
+    /// would be shed (`shed_commit_backlog`).
+    pub fn commits_full(&self) -> bool {
+        self.in_flight.load(Ordering::Acquire) >= self.commit_limit
+    }
+
     /// Commits queued and not yet resolved, for the metrics.
     pub fn commits_in_flight(&self) -> Arc<AtomicUsize> {
         Arc::clone(&self.in_flight)
@@ -1212,11 +1218,13 @@ mod tests {
         // runtime runs it only when the test yields), so the pipeline is full.
         f.serve(&f.request_from(1), Ok).await.unwrap();
         assert_eq!(f.svc.commits_in_flight().load(Ordering::SeqCst), 1);
+        assert!(f.svc.commits_full(), "the receive queue waits while this holds");
         let held = f.svc.lease_count();
         assert_eq!(f.serve(&f.request_from(2), Ok).await, Err(Counter::ShedCommitBacklog));
         assert_eq!(f.svc.lease_count(), held, "the shed decision is rolled back");
         f.settle(|f| f.sent().len() == 1 && f.svc.commits_in_flight().load(Ordering::SeqCst) == 0).await;
         assert_eq!(f.svc.commits_in_flight().load(Ordering::SeqCst), 0, "the slot is given back");
+        assert!(!f.svc.commits_full());
         assert_eq!(f.sent().len(), 1, "only the first was answered");
         // Room again: the retransmission is served.
         f.serve(&f.request_from(2), Ok).await.unwrap();

@@ -198,7 +198,16 @@ pub fn bench(root: &Path, opts: &BenchOptions) -> Result<()> {
     testbed::require_root().context("`cargo xtask bench` creates network namespaces and attaches XDP programs")?;
     testbed::ensure_tools(TOOLS)?;
     testbed::ensure_bpffs()?;
-    let daemon = build::build_all(root, true)?;
+    // A daemon built elsewhere (an earlier commit, for a before/after comparison in one
+    // sitting); otherwise this tree's.
+    let daemon = match std::env::var_os("DHCPV6D_BENCH_BIN") {
+        Some(bin) => {
+            build::build_ebpf(root)?;
+            say(&format!("dhcpv6d: {} (DHCPV6D_BENCH_BIN)", Path::new(&bin).display()));
+            PathBuf::from(bin)
+        }
+        None => build::build_all(root, true)?,
+    };
     let bench = build::build_bench(root)?;
     let paths = Paths { dir: root.join("target/bench"), daemon, bench, obj: build::bench_ebpf_object(root) };
     fs::create_dir_all(&paths.dir)?;
