@@ -108,6 +108,9 @@ counters! {
     DuplicateInFlightRequest => "duplicate_in_flight_request",
     DuplicateInFlightRenew => "duplicate_in_flight_renew",
     DuplicateInFlightRebind => "duplicate_in_flight_rebind",
+    /// The same for a Solicit or an Information-Request still queued or being answered.
+    DuplicateInFlightSolicit => "duplicate_in_flight_solicit",
+    DuplicateInFlightInformationRequest => "duplicate_in_flight_information_request",
     DropRelayEmpty => "drop_relay_empty",
     DropRelayNotRelayMsg => "drop_relay_not_relay_msg",
     DropRelayShortHeader => "drop_relay_short_header",

@@ -109,15 +109,17 @@ pub fn render_with(xdp: Option<&Counters>, s: &Sources) -> String {
         let _ = writeln!(out, "dhcpv6_messages_total{{type=\"{t}\",outcome=\"{o}\"}} {v}");
     }
     out.push_str(
-        "# HELP dhcpv6_duplicates_in_flight_total Requests, Renews and Rebinds dropped on arrival: the same \
-         client DUID, transaction ID and type was already queued or waiting for its commit (a retransmission \
-         the Reply on its way answers).\n",
+        "# HELP dhcpv6_duplicates_in_flight_total Client messages dropped on arrival: the same client DUID, \
+         transaction ID and type was already queued or waiting for its commit (a retransmission the answer on \
+         its way answers).\n",
     );
     out.push_str("# TYPE dhcpv6_duplicates_in_flight_total counter\n");
     for (t, c) in [
         ("request", Counter::DuplicateInFlightRequest),
         ("renew", Counter::DuplicateInFlightRenew),
         ("rebind", Counter::DuplicateInFlightRebind),
+        ("solicit", Counter::DuplicateInFlightSolicit),
+        ("information_request", Counter::DuplicateInFlightInformationRequest),
     ] {
         let _ = writeln!(out, "dhcpv6_duplicates_in_flight_total{{type=\"{t}\"}} {}", s.user.get(c));
     }
@@ -575,7 +577,7 @@ mod tests {
         }
         assert_eq!(e["dhcpv6_userspace_total"].len(), Counter::ALL.len());
         assert_eq!(e["dhcpv6_messages_total"].len(), 14 * MessageOutcome::ALL.len());
-        assert_eq!(e["dhcpv6_duplicates_in_flight_total"].len(), 3);
+        assert_eq!(e["dhcpv6_duplicates_in_flight_total"].len(), 5);
         let busy = render_with(None, &busy_sources());
         assert!(busy.contains("dhcpv6_duplicates_in_flight_total{type=\"renew\"} 1\n"), "{busy}");
         assert!(busy.contains("dhcpv6_duplicates_in_flight_total{type=\"request\"} 0\n"), "{busy}");

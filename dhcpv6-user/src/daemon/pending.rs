@@ -1,4 +1,5 @@
-//! Requests, Renews and Rebinds already on their way to a Reply. Under a storm a Request can
+//! Requests, Renews and Rebinds already on their way to a Reply (and Solicits and
+//! Information-Requests still queued). Under a storm a Request can
 //! wait longer than REQ_TIMEOUT (1 s) in the receive queue and for its group commit, and its
 //! client retransmits it; decided again, the copy costs a second commit of the same binding
 //! exactly when commits are scarce. RFC 9915 section 15 keeps the transaction ID across
@@ -23,9 +24,10 @@ use dhcpv6_common::wire::{msg, opt};
 
 use crate::stats::Counter;
 
-/// Keys at most: the receive queues' and the commit pipeline's bounds (8,192 per worker and
-/// 16,384) with room to spare; each key is the DUID and 4 bytes, well under 200 bytes.
-pub(super) const PENDING_LIMIT: usize = 65_536;
+/// Keys at most: the receive queues' and the commit pipeline's bounds (65,536 per worker and
+/// 16,384) for up to three workers; each key is the DUID and 4 bytes, well under 200 bytes
+/// with the set's own, so some 40 MB when full.
+pub(super) const PENDING_LIMIT: usize = 4 * 65_536;
 
 /// Relay-Forward levels looked through, as the relay unwrapping allows (RFC 9915 section 7.6
 /// HOP_COUNT_LIMIT).
@@ -108,18 +110,24 @@ fn duplicate_counter(msg_type: u8) -> Counter {
     match msg_type {
         msg::RENEW => Counter::DuplicateInFlightRenew,
         msg::REBIND => Counter::DuplicateInFlightRebind,
+        msg::SOLICIT => Counter::DuplicateInFlightSolicit,
+        msg::INFORMATION_REQUEST => Counter::DuplicateInFlightInformationRequest,
         _ => Counter::DuplicateInFlightRequest,
     }
 }
 
-/// The (type, transaction ID, client DUID) of a Request, Renew or Rebind, direct or inside
-/// Relay-Forwards; `None` for anything else or anything that does not parse that far (the
-/// handling then decides about it as before).
+/// The (type, transaction ID, client DUID) of a Request, Renew, Rebind, Solicit or
+/// Information-Request, direct or inside Relay-Forwards; `None` for anything else, for an
+/// Information-Request without a Client Identifier, or for anything that does not parse that
+/// far (the handling then decides about it as before). Solicits and Information-Requests
+/// commit nothing (but for Rapid Commit), so their keys go as soon as they are answered; they
+/// are tracked because under a storm they wait in the queue behind Requests for longer than
+/// their clients' first RT, and each copy would be answered again.
 fn key_of(mut pkt: &[u8]) -> Option<Key> {
     for _ in 0..=MAX_RELAY_LEVELS {
         match *pkt.first()? {
             msg::RELAY_FORW => pkt = find(pkt.get(RELAY_HEADER..)?, opt::RELAY_MSG)?,
-            t @ (msg::REQUEST | msg::RENEW | msg::REBIND) => {
+            t @ (msg::REQUEST | msg::RENEW | msg::REBIND | msg::SOLICIT | msg::INFORMATION_REQUEST) => {
                 let xid = pkt.get(1..4)?.try_into().ok()?;
                 let duid = find(pkt.get(4..)?, opt::CLIENTID)?;
                 if duid.is_empty() {
@@ -217,16 +225,30 @@ mod tests {
     }
 
     #[test]
+    fn solicits_and_information_requests_waiting_in_the_queue_are_tracked_too() {
+        let p = Pending::new(16);
+        let sol = relayed(&message(msg::SOLICIT, [1, 2, 3], DUID));
+        let ir = message(msg::INFORMATION_REQUEST, [1, 2, 3], DUID);
+        let held = (p.admit(&sol), p.admit(&ir));
+        assert!(matches!(held, (Admit::Claimed(_), Admit::Claimed(_))));
+        assert!(matches!(p.admit(&sol), Admit::Duplicate(Counter::DuplicateInFlightSolicit)));
+        assert!(matches!(p.admit(&ir), Admit::Duplicate(Counter::DuplicateInFlightInformationRequest)));
+        drop(held);
+        assert_eq!(p.len(), 0);
+    }
+
+    #[test]
     fn other_messages_and_what_does_not_parse_are_not_tracked() {
         let p = Pending::new(16);
         for m in [
-            message(msg::SOLICIT, [1, 2, 3], DUID),
             message(msg::RELEASE, [1, 2, 3], DUID),
-            message(msg::INFORMATION_REQUEST, [1, 2, 3], DUID),
+            message(msg::DECLINE, [1, 2, 3], DUID),
+            message(msg::CONFIRM, [1, 2, 3], DUID),
+            message(msg::INFORMATION_REQUEST, [1, 2, 3], &[]),
             vec![msg::REQUEST, 1, 2],
             vec![msg::REQUEST, 1, 2, 3, 0, 1, 0, 9, 0],
             message(msg::REQUEST, [1, 2, 3], &[]),
-            relayed(&message(msg::SOLICIT, [1, 2, 3], DUID)),
+            relayed(&message(msg::RELEASE, [1, 2, 3], DUID)),
             vec![msg::RELAY_FORW; 20],
             Vec::new(),
         ] {

@@ -7,8 +7,8 @@
 //! same). The depth is a gauge in the metrics.
 //!
 //! A Request, Renew or Rebind whose transaction is already on its way (queued, being decided
-//! or waiting for its commit) is not queued again (`pending`): the copy is a retransmission
-//! the Reply on its way answers.
+//! or waiting for its commit), or a Solicit or Information-Request still queued, is not
+//! queued again (`pending`): the copy is a retransmission the answer on its way answers.
 
 use std::{
     collections::VecDeque,
@@ -34,8 +34,15 @@ use crate::{
 /// queue held 25 ms of a SARR load, so any pause of the loop longer than that (a slow fsync,
 /// the machine) was shed as loss where the socket buffer before it had only delayed the
 /// answers; 8192 holds about what the 8 MB socket buffer did, some 100 ms.
+/// Under a boot storm 8192 was not enough: the first Requests of 100,000 CPEs come within
+/// about a second, the store commits some 35,000 a second, and while the commit pipeline is
+/// full the queue waits (`serve_queued`); at 8192 it shed 144,000 of them, each costing its
+/// CPE a doubled REQ_TIMEOUT. Held longer than REQ_TIMEOUT a Request is still worth its
+/// Reply (the client keeps its transaction ID, and its copies are dropped on arrival,
+/// `pending`), so the queue holds the burst: 65,536 datagrams of a few hundred bytes each,
+/// some 25 MB.
 /// Per worker: with N workers, N queues of this size.
-pub(super) const QUEUE_LIMIT: usize = 8192;
+pub(super) const QUEUE_LIMIT: usize = 65_536;
 
 /// Messages handled per turn of the daemon's loop before signals, timers and the socket get
 /// their turn again.
