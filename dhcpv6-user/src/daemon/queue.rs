@@ -52,6 +52,13 @@ const SERVE_BATCH: usize = 64;
 /// hundreds of slots at once, some milliseconds apart under a storm.
 const COMMIT_PAUSE: std::time::Duration = std::time::Duration::from_millis(1);
 
+/// How long the queue waits for a commit slot at most, finding the pipeline full each time it
+/// looks: longer, the store is stalled rather than busy (a hung disk, an unreachable PostgreSQL),
+/// and the queue is served again as before the pause, so that Solicits, Information-Requests
+/// and leasequeries behind the Requests are answered (the Requests shed) instead of all
+/// waiting for the store.
+const MAX_COMMIT_PAUSE: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// One datagram as it came off the socket.
 pub(super) struct Queued {
     pub data: Box<[u8]>,
@@ -72,6 +79,8 @@ pub(super) struct RxQueue {
     depth: Arc<AtomicU64>,
     /// Transactions on their way, when the daemon answers stateful messages.
     pending: Option<Arc<Pending>>,
+    /// Since when the commit pipeline has been full without a break (`serve_queued`).
+    full_since: Option<Instant>,
 }
 
 impl RxQueue {
@@ -82,7 +91,13 @@ impl RxQueue {
 
     /// As `new`, publishing the depth into `depth` (a worker's gauge).
     pub fn with_depth(limit: usize, depth: Arc<AtomicU64>) -> Self {
-        Self { q: VecDeque::with_capacity(limit.min(4096)), limit: limit.max(1), depth, pending: None }
+        Self {
+            q: VecDeque::with_capacity(limit.min(4096)),
+            limit: limit.max(1),
+            depth,
+            pending: None,
+            full_since: None,
+        }
     }
 
     /// Drops copies of the Requests, Renews and Rebinds `pending` holds (see `push`).
@@ -129,6 +144,15 @@ impl RxQueue {
         let d = self.q.pop_front();
         self.publish();
         d
+    }
+
+    /// Whether to wait for a commit slot now, the commit pipeline being `full` at `now`.
+    fn waits_for_commits(&mut self, full: bool, now: Instant) -> bool {
+        if !full {
+            self.full_since = None;
+            return false;
+        }
+        now.duration_since(*self.full_since.get_or_insert(now)) < MAX_COMMIT_PAUSE
     }
 
     fn publish(&self) {
@@ -181,7 +205,8 @@ impl Worker {
     /// meanwhile if the batch was full (so that what is shed is the oldest, not the newest).
     /// While the commit pipeline is full the queue waits instead (`COMMIT_PAUSE`).
     pub(super) async fn serve_queued(&mut self, buf: &mut [u8]) {
-        if self.handler.shared.stateful.as_ref().is_some_and(|s| s.commits_full()) {
+        let full = self.handler.shared.stateful.as_ref().is_some_and(|s| s.commits_full());
+        if self.rx.waits_for_commits(full, Instant::now()) {
             // A Request decided now would be shed for want of a commit slot (its decision
             // wasted, its client left to retransmit); queued, it keeps its place, and its
             // copies are dropped on arrival (`pending`). What arrived meanwhile joins it.
@@ -263,6 +288,20 @@ mod tests {
         assert_eq!(kept, [3, 4, 5, 6], "the newest four, oldest of them first");
         assert_eq!(depth.load(Ordering::Relaxed), 0);
         assert!(q.is_empty());
+    }
+
+    #[test]
+    fn the_queue_waits_for_commit_slots_but_not_for_a_stalled_store() {
+        let mut q = RxQueue::new(4);
+        let t0 = Instant::now();
+        assert!(!q.waits_for_commits(false, t0), "room: served");
+        assert!(q.waits_for_commits(true, t0), "full: waits");
+        assert!(q.waits_for_commits(true, t0 + MAX_COMMIT_PAUSE / 2));
+        assert!(!q.waits_for_commits(true, t0 + MAX_COMMIT_PAUSE), "full for too long: stalled, served");
+        assert!(!q.waits_for_commits(true, t0 + MAX_COMMIT_PAUSE * 3), "and stays served while stalled");
+        // A commit resolves: the next time it is full, the wait starts over.
+        assert!(!q.waits_for_commits(false, t0 + MAX_COMMIT_PAUSE * 3));
+        assert!(q.waits_for_commits(true, t0 + MAX_COMMIT_PAUSE * 4));
     }
 
     #[test]
