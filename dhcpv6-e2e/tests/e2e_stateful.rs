@@ -631,3 +631,100 @@ fn a_flood_of_duids_from_one_host_does_not_starve_the_link() {
     assert!(flooder <= 8, "the flooding host holds {flooder} leases:\n{l}");
     assert!(stats.get("user_limit_leases_per_mac").copied().unwrap_or(0) > 0, "{shown:?}");
 }
+
+/// Sends `payload` from cli0's port 546 to ff02::1:2 at each of `at_secs` (from the first),
+/// then listens until `listen_secs`; returns every answer's bytes.
+fn send_at_and_collect(lab: &Lab, payload: &[u8], at_secs: &[f64], listen_secs: f64) -> Vec<Vec<u8>> {
+    let hex: String = payload.iter().map(|b| format!("{b:02x}")).collect();
+    let at: Vec<String> = at_secs.iter().map(f64::to_string).collect();
+    let script = format!(
+        "import socket,time\n\
+         s=socket.socket(socket.AF_INET6,socket.SOCK_DGRAM)\n\
+         s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n\
+         s.setsockopt(socket.SOL_SOCKET,25,b'cli0')\n\
+         s.bind(('::',546))\n\
+         idx=socket.if_nametoindex('cli0')\n\
+         p=bytes.fromhex('{hex}')\n\
+         t0=time.monotonic()\n\
+         sends=[{}]\n\
+         while time.monotonic()-t0<{listen_secs}:\n\
+         \x20 now=time.monotonic()-t0\n\
+         \x20 while sends and sends[0]<=now:\n\
+         \x20   s.sendto(p,('ff02::1:2',547,0,idx)); sends.pop(0)\n\
+         \x20 wait=min([x-now for x in sends]+[{listen_secs}-now])\n\
+         \x20 s.settimeout(max(wait,0.001))\n\
+         \x20 try:\n\
+         \x20   d,a=s.recvfrom(65535); print(d.hex())\n\
+         \x20 except socket.timeout:\n\
+         \x20   pass\n",
+        at.join(",")
+    );
+    let out = lab.cli.cmd("python3").arg("-c").arg(script).output().unwrap();
+    assert!(out.status.success(), "python: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| (0..l.len()).step_by(2).map(|i| u8::from_str_radix(&l[i..i + 2], 16).unwrap()).collect())
+        .collect()
+}
+
+/// A storm's Request waits longer than REQ_TIMEOUT for its commit and its client
+/// retransmits it (same transaction ID, RFC 9915 section 15). Here the commit is held up by
+/// an operator's sqlite3 holding the database's write lock for 3 s; the client sends its
+/// Request and two copies meanwhile. The copies are dropped on arrival (counted): one Reply,
+/// one commit (the lease granted once, never renewed by a second decision of the copy).
+#[test]
+fn a_request_retransmitted_during_a_slow_commit_gets_one_reply_and_one_commit() {
+    use dhcpv6_common::wire::{msg, opt as code};
+    use std::io::BufRead;
+    let mut lab = Lab::new("dup");
+    start(&mut lab);
+    let duid = [0u8, 3, 0, 1, 0x02, 0x5f, 0, 0, 0, 9];
+    let ia_na = common::opt(code::IA_NA, &[0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0]);
+    let mut solicit = vec![msg::SOLICIT, 0, 0, 1];
+    solicit.extend(common::opt(code::CLIENTID, &duid));
+    solicit.extend(&ia_na);
+    let adv = lab.exchange(&solicit, Duration::from_secs(3)).unwrap_or_else(|| panic!("no Advertise\n{}", lab.log()));
+    let adv = dhcpv6::wire::Message::parse(&adv).unwrap();
+    let server_id = adv.server_id().unwrap().unwrap().to_vec();
+    let mut request = vec![msg::REQUEST, 0x5f, 0x5f, 0x01];
+    request.extend(common::opt(code::CLIENTID, &duid));
+    request.extend(common::opt(code::SERVERID, &server_id));
+    request.extend(&ia_na);
+
+    let db = lab.dir.join("leases.db");
+    let mut holder = std::process::Command::new("sqlite3")
+        .arg(&db)
+        .args(["BEGIN IMMEDIATE;", ".shell echo locked", ".shell sleep 3", "ROLLBACK;"])
+        // sqlite3 buffers its own output into a pipe; the shell's echo is written at once.
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("sqlite3");
+    let mut line = String::new();
+    std::io::BufReader::new(holder.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "locked", "sqlite3 holds the write lock");
+    let answers = send_at_and_collect(&lab, &request, &[0.0, 1.0, 2.0], 6.0);
+    assert!(holder.wait().unwrap().success());
+
+    let replies: Vec<&Vec<u8>> = answers.iter().filter(|a| a.first() == Some(&msg::REPLY)).collect();
+    assert_eq!(replies.len(), 1, "one Reply for the Request and its two copies\n{}", lab.log());
+    let m = metrics_after(&lab);
+    assert_eq!(metric(&m, "dhcpv6_duplicates_in_flight_total{type=\"request\"}"), 2, "{m}");
+    assert_eq!(metric(&m, "dhcpv6_messages_total{type=\"request\",outcome=\"replied\"}"), 1);
+    assert_eq!(metric(&m, "dhcpv6_lease_events_total{event=\"granted\"}"), 1);
+    assert_eq!(metric(&m, "dhcpv6_lease_events_total{event=\"renewed\"}"), 0, "the copies were not committed again");
+    assert_eq!(lab.stats().get("user_duplicate_in_flight_request"), Some(&2), "dhcpv6d stats shows it too");
+    let told = dhcpv6::wire::Message::parse(replies[0]).unwrap();
+    let ia = dhcpv6::wire::IaNa::parse(told.find(code::IA_NA).unwrap()).unwrap();
+    let addr = ia.leases.first().expect("an address").addr;
+    assert!(leases(&lab).contains(&addr.to_string()), "{addr} stored:\n{}", leases(&lab));
+
+    // The Reply is out: the same transaction again (its Reply lost, say) is served again.
+    let again = send_at_and_collect(&lab, &request, &[0.0], 2.0);
+    assert_eq!(again.iter().filter(|a| a.first() == Some(&msg::REPLY)).count(), 1);
+}
+
+/// The metrics once the stats file (written every second) has caught up too.
+fn metrics_after(lab: &Lab) -> String {
+    std::thread::sleep(Duration::from_millis(1500));
+    lab.metrics()
+}

@@ -102,6 +102,15 @@ counters! {
     ShedCommitBacklog => "shed_commit_backlog",
     /// Relay-agent mode: a datagram for the relay agent while its queue was full.
     ShedRelayAgentBusy => "shed_relay_agent_busy",
+    /// A Request, Renew or Rebind dropped because the same (client DUID, transaction ID,
+    /// type) is already queued, being decided or waiting for its commit: a retransmission,
+    /// which the Reply on its way answers (RFC 9915 keeps the transaction ID).
+    DuplicateInFlightRequest => "duplicate_in_flight_request",
+    DuplicateInFlightRenew => "duplicate_in_flight_renew",
+    DuplicateInFlightRebind => "duplicate_in_flight_rebind",
+    /// The same for a Solicit or an Information-Request still queued or being answered.
+    DuplicateInFlightSolicit => "duplicate_in_flight_solicit",
+    DuplicateInFlightInformationRequest => "duplicate_in_flight_information_request",
     DropRelayEmpty => "drop_relay_empty",
     DropRelayNotRelayMsg => "drop_relay_not_relay_msg",
     DropRelayShortHeader => "drop_relay_short_header",

@@ -28,7 +28,7 @@ use dhcpv6_common::Counters;
 
 use crate::{
     dataplane,
-    stats::{HistogramSnapshot, Phase, UserStats},
+    stats::{Counter, HistogramSnapshot, Phase, UserStats},
 };
 
 /// What the exposition reads from.
@@ -107,6 +107,21 @@ pub fn render_with(xdp: Option<&Counters>, s: &Sources) -> String {
     out.push_str("# TYPE dhcpv6_messages_total counter\n");
     for (t, o, v) in s.user.messages() {
         let _ = writeln!(out, "dhcpv6_messages_total{{type=\"{t}\",outcome=\"{o}\"}} {v}");
+    }
+    out.push_str(
+        "# HELP dhcpv6_duplicates_in_flight_total Client messages dropped on arrival: the same client DUID, \
+         transaction ID and type was already queued or waiting for its commit (a retransmission the answer on \
+         its way answers).\n",
+    );
+    out.push_str("# TYPE dhcpv6_duplicates_in_flight_total counter\n");
+    for (t, c) in [
+        ("request", Counter::DuplicateInFlightRequest),
+        ("renew", Counter::DuplicateInFlightRenew),
+        ("rebind", Counter::DuplicateInFlightRebind),
+        ("solicit", Counter::DuplicateInFlightSolicit),
+        ("information_request", Counter::DuplicateInFlightInformationRequest),
+    ] {
+        let _ = writeln!(out, "dhcpv6_duplicates_in_flight_total{{type=\"{t}\"}} {}", s.user.get(c));
     }
     out.push_str("# HELP dhcpv6_lease_events_total Lease changes made durable, by event.\n");
     out.push_str("# TYPE dhcpv6_lease_events_total counter\n");
@@ -275,6 +290,7 @@ mod tests {
     fn busy_sources() -> Sources {
         let user = Arc::new(UserStats::default());
         user.bump(Counter::Replied);
+        user.bump(Counter::DuplicateInFlightRenew);
         user.message(1, MessageOutcome::Replied);
         user.commit_latency.observe(Duration::from_millis(3));
         user.phase(Phase::Decide).observe(Duration::from_micros(20));
@@ -561,6 +577,10 @@ mod tests {
         }
         assert_eq!(e["dhcpv6_userspace_total"].len(), Counter::ALL.len());
         assert_eq!(e["dhcpv6_messages_total"].len(), 14 * MessageOutcome::ALL.len());
+        assert_eq!(e["dhcpv6_duplicates_in_flight_total"].len(), 5);
+        let busy = render_with(None, &busy_sources());
+        assert!(busy.contains("dhcpv6_duplicates_in_flight_total{type=\"renew\"} 1\n"), "{busy}");
+        assert!(busy.contains("dhcpv6_duplicates_in_flight_total{type=\"request\"} 0\n"), "{busy}");
         assert_eq!(e["dhcpv6_store_commit_seconds_bucket"].len(), crate::stats::COMMIT_BUCKETS.len() + 1);
         let text = render_with(None, &busy_sources());
         assert!(text.contains("dhcpv6_messages_total{type=\"solicit\",outcome=\"replied\"} 1\n"), "{text}");

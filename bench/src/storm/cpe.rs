@@ -198,16 +198,6 @@ impl Population {
                 k.solicits += 1;
                 Some(Send { kind: Kind::Solicit, index: i })
             }
-            Phase::Soliciting => {
-                let mrt = u64::from(if c.sol_max_rt_s > 0 { c.sol_max_rt_s } else { timing::SOL_MAX_RT_S });
-                c.rt = timing::next_rt(c.rt, mrt * timing::NS, rng);
-                c.due = now + c.rt;
-                c.tx = c.tx.saturating_add(1);
-                c.sent += 1;
-                k.solicits += 1;
-                k.retransmissions += 1;
-                Some(Send { kind: Kind::Solicit, index: i })
-            }
             Phase::Collecting => {
                 start_request(c, now, rng);
                 k.requests += 1;
@@ -220,14 +210,21 @@ impl Population {
                 k.solicits += 1;
                 Some(Send { kind: Kind::Solicit, index: i })
             }
-            Phase::Requesting => {
-                c.rt = timing::next_rt(c.rt, timing::REQ_MAX_RT_NS, rng);
+            Phase::Soliciting | Phase::Requesting => {
+                // One retransmission, Solicit or Request: the RT doubles up to the message's MRT.
+                let (kind, mrt_ns, sent) = if c.phase == Phase::Soliciting {
+                    let mrt = u64::from(if c.sol_max_rt_s > 0 { c.sol_max_rt_s } else { timing::SOL_MAX_RT_S });
+                    (Kind::Solicit, mrt * timing::NS, &mut k.solicits)
+                } else {
+                    (Kind::Request, timing::REQ_MAX_RT_NS, &mut k.requests)
+                };
+                c.rt = timing::next_rt(c.rt, mrt_ns, rng);
                 c.due = now + c.rt;
-                c.tx += 1;
+                c.tx = c.tx.saturating_add(1);
                 c.sent += 1;
-                k.requests += 1;
+                *sent += 1;
                 k.retransmissions += 1;
-                Some(Send { kind: Kind::Request, index: i })
+                Some(Send { kind, index: i })
             }
             Phase::Bound => {
                 c.due = u64::MAX;

@@ -8,6 +8,7 @@ use dhcpv6_common::wire::msg;
 use tracing::debug;
 
 use super::interfaces::ServedIface;
+use super::pending::Claim;
 use super::queue::Queued;
 use super::stateful::ReplyTo;
 use super::table::Table;
@@ -27,6 +28,7 @@ impl Handler {
         from: SocketAddrV6,
         ifindex: u32,
         dst: std::net::Ipv6Addr,
+        claim: Option<Claim>,
     ) {
         let stats = &*self.shared.stats;
         let mut from = from;
@@ -34,7 +36,7 @@ impl Handler {
             from.set_scope_id(ifindex);
         }
         if table.agent.contains(&ifindex) {
-            let d = Queued { data: pkt.into(), from, ifindex, dst, at: std::time::Instant::now() };
+            let d = Queued { data: pkt.into(), from, ifindex, dst, at: std::time::Instant::now(), claim: None };
             if let Err(tokio::sync::mpsc::error::TrySendError::Full(_)) = self.shared.agent.try_send(d) {
                 stats.bump(Counter::ShedRelayAgentBusy);
             }
@@ -78,7 +80,7 @@ impl Handler {
                     let to = ReplyTo { addr: relay::reply_destination(from), ifindex };
                     let arrival = Arrival { iface, from, relayed: Some(&sel), unicast, to };
                     let wrap = |reply: Vec<u8>| relay::wrap(&r.levels, &reply).map_err(|e| e.counter());
-                    self.answer(&r.message(), &arrival, wrap).await
+                    self.answer(&r.message(), &arrival, wrap, claim).await
                 }
             }
         } else {
@@ -86,7 +88,7 @@ impl Handler {
                 Err(_) => Err(Counter::DropMalformed),
                 Ok(m) => {
                     let arrival = Arrival { iface, from, relayed: None, unicast, to: ReplyTo { addr: from, ifindex } };
-                    self.answer(&m, &arrival, Ok).await
+                    self.answer(&m, &arrival, Ok, claim).await
                 }
             }
         };
@@ -98,12 +100,14 @@ impl Handler {
 
     /// Answers a client message; `Err` names the counter of the reason nothing is sent (the
     /// caller counts it, and the message as dropped). What is sent is counted by type here
-    /// or, for a stateful message, by the stateful service.
+    /// or, for a stateful message, by the stateful service, which keeps `claim` until the
+    /// message's outcome is known.
     async fn answer(
         &self,
         m: &Message<'_>,
         arrival: &Arrival<'_>,
         wrap: impl FnOnce(Vec<u8>) -> Result<Vec<u8>, Counter>,
+        claim: Option<Claim>,
     ) -> Result<(), Counter> {
         let Arrival { iface, ref from, relayed, unicast, to } = *arrival;
         let svc = iface.service().ok_or(Counter::IgnoredIfaceNotReady)?;
@@ -139,7 +143,7 @@ impl Handler {
                     options: &svc.options,
                     ignore_user_classes: &svc.ignore_user_classes,
                 };
-                st.serve_on(&self.sock, m, &ctx, to, wrap).await
+                st.serve_on(&self.sock, m, &ctx, to, wrap, claim).await
             }
             t => {
                 debug!(%from, msg_type = t, "message type not served");

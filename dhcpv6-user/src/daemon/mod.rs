@@ -20,6 +20,7 @@ mod interfaces;
 mod lease_events;
 mod lease_script;
 mod leasequery;
+mod pending;
 mod queue;
 mod relay_agent;
 mod stateful;
@@ -166,6 +167,7 @@ pub async fn run(opts: Options) -> Result<()> {
         table: table.clone(),
         agent: agent_tx,
         lq: lq.clone(),
+        pending: stateful.is_some().then(|| pending::Pending::new(pending::PENDING_LIMIT)),
     });
     let workers: Vec<Arc<WorkerStats>> = (0..n).map(|_| Arc::default()).collect();
     let worker0 = Worker::new(sock.clone(), shared.clone(), workers[0].clone());

@@ -5,6 +5,10 @@
 //! the queue is full the oldest entry goes (`Counter::ShedOldest`): its client has retransmitted
 //! by now, and the newer copy is the one worth an answer (Kea's congestion handling does the
 //! same). The depth is a gauge in the metrics.
+//!
+//! A Request, Renew or Rebind whose transaction is already on its way (queued, being decided
+//! or waiting for its commit), or a Solicit or Information-Request still queued, is not
+//! queued again (`pending`): the copy is a retransmission the answer on its way answers.
 
 use std::{
     collections::VecDeque,
@@ -17,6 +21,7 @@ use std::{
     time::Instant,
 };
 
+use super::pending::{Admit, Claim, Pending};
 use super::worker::Worker;
 use crate::{
     socket::Received,
@@ -29,12 +34,30 @@ use crate::{
 /// queue held 25 ms of a SARR load, so any pause of the loop longer than that (a slow fsync,
 /// the machine) was shed as loss where the socket buffer before it had only delayed the
 /// answers; 8192 holds about what the 8 MB socket buffer did, some 100 ms.
+/// Under a boot storm 8192 was not enough: the first Requests of 100,000 CPEs come within
+/// about a second, the store commits some 35,000 a second, and while the commit pipeline is
+/// full the queue waits (`serve_queued`); at 8192 it shed 144,000 of them, each costing its
+/// CPE a doubled REQ_TIMEOUT. Held longer than REQ_TIMEOUT a Request is still worth its
+/// Reply (the client keeps its transaction ID, and its copies are dropped on arrival,
+/// `pending`), so the queue holds the burst: 65,536 datagrams of a few hundred bytes each,
+/// some 25 MB.
 /// Per worker: with N workers, N queues of this size.
-pub(super) const QUEUE_LIMIT: usize = 8192;
+pub(super) const QUEUE_LIMIT: usize = 65_536;
 
 /// Messages handled per turn of the daemon's loop before signals, timers and the socket get
 /// their turn again.
 const SERVE_BATCH: usize = 64;
+
+/// How long the queue waits for a commit slot before looking again: a group commit frees
+/// hundreds of slots at once, some milliseconds apart under a storm.
+const COMMIT_PAUSE: std::time::Duration = std::time::Duration::from_millis(1);
+
+/// How long the queue waits for a commit slot at most, finding the pipeline full each time it
+/// looks: longer, the store is stalled rather than busy (a hung disk, an unreachable PostgreSQL),
+/// and the queue is served again as before the pause, so that Solicits, Information-Requests
+/// and leasequeries behind the Requests are answered (the Requests shed) instead of all
+/// waiting for the store.
+const MAX_COMMIT_PAUSE: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// One datagram as it came off the socket.
 pub(super) struct Queued {
@@ -44,6 +67,9 @@ pub(super) struct Queued {
     pub dst: Ipv6Addr,
     /// When it was read off the socket (`Phase::QueueWait`).
     pub at: Instant,
+    /// Its transaction's hold on `Pending`, if tracked: goes with the message until its
+    /// outcome is known (dropped with it when it is shed).
+    pub claim: Option<Claim>,
 }
 
 /// Datagrams in arrival order, at most `limit` of them.
@@ -51,6 +77,10 @@ pub(super) struct RxQueue {
     q: VecDeque<Queued>,
     limit: usize,
     depth: Arc<AtomicU64>,
+    /// Transactions on their way, when the daemon answers stateful messages.
+    pending: Option<Arc<Pending>>,
+    /// Since when the commit pipeline has been full without a break (`serve_queued`).
+    full_since: Option<Instant>,
 }
 
 impl RxQueue {
@@ -61,7 +91,19 @@ impl RxQueue {
 
     /// As `new`, publishing the depth into `depth` (a worker's gauge).
     pub fn with_depth(limit: usize, depth: Arc<AtomicU64>) -> Self {
-        Self { q: VecDeque::with_capacity(limit.min(4096)), limit: limit.max(1), depth }
+        Self {
+            q: VecDeque::with_capacity(limit.min(4096)),
+            limit: limit.max(1),
+            depth,
+            pending: None,
+            full_since: None,
+        }
+    }
+
+    /// Drops copies of the Requests, Renews and Rebinds `pending` holds (see `push`).
+    pub fn tracking(mut self, pending: Option<Arc<Pending>>) -> Self {
+        self.pending = pending;
+        self
     }
 
     /// The queue depth, for the metrics.
@@ -74,11 +116,23 @@ impl RxQueue {
         self.q.is_empty()
     }
 
-    /// Appends `d`, shedding the oldest entries to stay within the limit; returns how many.
-    pub fn push(&mut self, d: Queued) -> usize {
+    /// Appends `d`, shedding the oldest entries to stay within the limit; returns how many
+    /// (counted in `stats`, as is a copy of a transaction on its way, which is not queued).
+    pub fn push(&mut self, mut d: Queued, stats: &UserStats) -> usize {
+        if let Some(p) = &self.pending {
+            match p.admit(&d.data) {
+                Admit::Duplicate(c) => {
+                    stats.bump(c);
+                    return 0;
+                }
+                Admit::Claimed(c) => d.claim = Some(c),
+                Admit::Untracked => {}
+            }
+        }
         let mut shed = 0;
         while self.q.len() >= self.limit {
             self.q.pop_front();
+            stats.bump(Counter::ShedOldest);
             shed += 1;
         }
         self.q.push_back(d);
@@ -90,6 +144,15 @@ impl RxQueue {
         let d = self.q.pop_front();
         self.publish();
         d
+    }
+
+    /// Whether to wait for a commit slot now, the commit pipeline being `full` at `now`.
+    fn waits_for_commits(&mut self, full: bool, now: Instant) -> bool {
+        if !full {
+            self.full_since = None;
+            return false;
+        }
+        now.duration_since(*self.full_since.get_or_insert(now)) < MAX_COMMIT_PAUSE
     }
 
     fn publish(&self) {
@@ -111,11 +174,9 @@ pub(super) fn drain(
         match read(buf) {
             Ok(rx) => {
                 let data = buf.get(..rx.len).unwrap_or(buf).into();
-                let shed = q.push(Queued { data, from: rx.from, ifindex: rx.ifindex, dst: rx.dst, at: Instant::now() });
-                for _ in 0..shed {
-                    stats.bump(Counter::ShedOldest);
-                }
-                total += shed as u64;
+                let d =
+                    Queued { data, from: rx.from, ifindex: rx.ifindex, dst: rx.dst, at: Instant::now(), claim: None };
+                total += q.push(d, stats) as u64;
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return total,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -133,10 +194,8 @@ impl Worker {
     pub(super) fn enqueue(&mut self, rx: Received, buf: &mut [u8]) {
         self.count_received();
         let data = buf.get(..rx.len).unwrap_or(buf).into();
-        let shed = self.rx.push(Queued { data, from: rx.from, ifindex: rx.ifindex, dst: rx.dst, at: Instant::now() });
-        for _ in 0..shed {
-            self.handler.shared.stats.bump(Counter::ShedOldest);
-        }
+        let d = Queued { data, from: rx.from, ifindex: rx.ifindex, dst: rx.dst, at: Instant::now(), claim: None };
+        let shed = self.rx.push(d, &self.handler.shared.stats);
         self.handler.counters.shed.fetch_add(shed as u64, Ordering::Relaxed);
         // Right after `recv`: through the runtime's readiness (`try_recv_ready`).
         self.drain(buf, true);
@@ -144,12 +203,22 @@ impl Worker {
 
     /// Answers up to a batch of queued messages, oldest first, then takes in what arrived
     /// meanwhile if the batch was full (so that what is shed is the oldest, not the newest).
+    /// While the commit pipeline is full the queue waits instead (`COMMIT_PAUSE`).
     pub(super) async fn serve_queued(&mut self, buf: &mut [u8]) {
+        let full = self.handler.shared.stateful.as_ref().is_some_and(|s| s.commits_full());
+        if self.rx.waits_for_commits(full, Instant::now()) {
+            // A Request decided now would be shed for want of a commit slot (its decision
+            // wasted, its client left to retransmit); queued, it keeps its place, and its
+            // copies are dropped on arrival (`pending`). What arrived meanwhile joins it.
+            tokio::time::sleep(COMMIT_PAUSE).await;
+            self.drain(buf, false);
+            return;
+        }
         let mut served = 0;
         while served < SERVE_BATCH {
             let Some(d) = self.rx.pop() else { break };
             self.handler.shared.stats.phase(Phase::QueueWait).since(d.at);
-            self.handler.handle(self.table.current(), &d.data, d.from, d.ifindex, d.dst).await;
+            self.handler.handle(self.table.current(), &d.data, d.from, d.ifindex, d.dst, d.claim).await;
             served += 1;
         }
         if backlogged(served) {
@@ -219,6 +288,20 @@ mod tests {
         assert_eq!(kept, [3, 4, 5, 6], "the newest four, oldest of them first");
         assert_eq!(depth.load(Ordering::Relaxed), 0);
         assert!(q.is_empty());
+    }
+
+    #[test]
+    fn the_queue_waits_for_commit_slots_but_not_for_a_stalled_store() {
+        let mut q = RxQueue::new(4);
+        let t0 = Instant::now();
+        assert!(!q.waits_for_commits(false, t0), "room: served");
+        assert!(q.waits_for_commits(true, t0), "full: waits");
+        assert!(q.waits_for_commits(true, t0 + MAX_COMMIT_PAUSE / 2));
+        assert!(!q.waits_for_commits(true, t0 + MAX_COMMIT_PAUSE), "full for too long: stalled, served");
+        assert!(!q.waits_for_commits(true, t0 + MAX_COMMIT_PAUSE * 3), "and stays served while stalled");
+        // A commit resolves: the next time it is full, the wait starts over.
+        assert!(!q.waits_for_commits(false, t0 + MAX_COMMIT_PAUSE * 3));
+        assert!(q.waits_for_commits(true, t0 + MAX_COMMIT_PAUSE * 4));
     }
 
     #[test]

@@ -47,6 +47,7 @@ use dhcpv6_common::wire::msg;
 use tracing::{debug, info, warn};
 
 use super::lease_events::EventSink;
+use super::pending::Claim;
 use super::store_health::StoreHealth;
 use super::transmit::{send_reply, Transmit};
 use crate::{
@@ -243,6 +244,12 @@ impl StatefulService {
         Arc::clone(&self.lock_stats)
     }
 
+    /// True while as many commits as allowed are on their way: a lease change decided now
+    /// would be shed (`shed_commit_backlog`).
+    pub fn commits_full(&self) -> bool {
+        self.in_flight.load(Ordering::Acquire) >= self.commit_limit
+    }
+
     /// Commits queued and not yet resolved, for the metrics.
     pub fn commits_in_flight(&self) -> Arc<AtomicUsize> {
         Arc::clone(&self.in_flight)
@@ -252,7 +259,9 @@ impl StatefulService {
     /// Confirm): decide, `wrap` the reply (Relay-Reply levels, or nothing), commit, then
     /// send on `sock` (the receiving worker's socket) and route once durable, or roll back; the
     /// wait for the commit is spawned on the caller's runtime. `Err` names the counter of the reason
-    /// nothing will be sent; what happens after the commit is counted here.
+    /// nothing will be sent; what happens after the commit is counted here. `claim` (the
+    /// message's transaction, `pending`) is held until the Reply is sent or nothing will be:
+    /// until then the client's retransmissions are dropped on arrival.
     pub async fn serve_on<S: Transmit>(
         &self,
         sock: &Arc<S>,
@@ -260,6 +269,7 @@ impl StatefulService {
         ctx: &ClientContext<'_>,
         to: ReplyTo,
         wrap: impl FnOnce(Vec<u8>) -> Result<Vec<u8>, Counter>,
+        claim: Option<Claim>,
     ) -> Result<(), Counter> {
         let msg_type = m.msg_type();
         let now = unix_now();
@@ -314,6 +324,9 @@ impl StatefulService {
                         None => MessageOutcome::Dropped,
                     };
                     stats.message(msg_type, outcome);
+                    // The Reply is out: a retransmission from now on is served again (its
+                    // Reply may have been lost).
+                    drop(claim);
                     // Durable, and the Reply is out: now the log line and the script.
                     if let Some(requester) = requester {
                         events.emit(undo.into_events(msg_type, &requester, now));
@@ -739,7 +752,7 @@ mod tests {
         }
 
         async fn serve(&self, m: &[u8], wrap: impl FnOnce(Vec<u8>) -> Result<Vec<u8>, Counter>) -> Result<(), Counter> {
-            self.svc.serve_on(&self.sock, &Message::parse(m).unwrap(), &self.ctx(), to(), wrap).await
+            self.svc.serve_on(&self.sock, &Message::parse(m).unwrap(), &self.ctx(), to(), wrap, None).await
         }
 
         fn sent(&self) -> Vec<(Vec<u8>, SocketAddrV6)> {
@@ -1205,11 +1218,13 @@ mod tests {
         // runtime runs it only when the test yields), so the pipeline is full.
         f.serve(&f.request_from(1), Ok).await.unwrap();
         assert_eq!(f.svc.commits_in_flight().load(Ordering::SeqCst), 1);
+        assert!(f.svc.commits_full(), "the receive queue waits while this holds");
         let held = f.svc.lease_count();
         assert_eq!(f.serve(&f.request_from(2), Ok).await, Err(Counter::ShedCommitBacklog));
         assert_eq!(f.svc.lease_count(), held, "the shed decision is rolled back");
         f.settle(|f| f.sent().len() == 1 && f.svc.commits_in_flight().load(Ordering::SeqCst) == 0).await;
         assert_eq!(f.svc.commits_in_flight().load(Ordering::SeqCst), 0, "the slot is given back");
+        assert!(!f.svc.commits_full());
         assert_eq!(f.sent().len(), 1, "only the first was answered");
         // Room again: the retransmission is served.
         f.serve(&f.request_from(2), Ok).await.unwrap();
@@ -1221,6 +1236,76 @@ mod tests {
             assert!(stored.contains(&a), "{a} was told but is not stored");
         }
         assert_eq!(stored.len(), 4);
+    }
+
+    /// A datagram as the worker's queue takes it in.
+    fn queued(m: &[u8]) -> super::super::queue::Queued {
+        super::super::queue::Queued {
+            data: m.into(),
+            from: to().addr,
+            ifindex: 3,
+            dst: "ff02::1:2".parse().unwrap(),
+            at: Instant::now(),
+            claim: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_retransmitted_request_during_its_commit_gets_one_reply_and_one_commit() {
+        use super::super::{pending::Pending, queue::RxQueue};
+        let store = Arc::new(MemoryStore::new());
+        let f = fixture(store.clone());
+        let mut rx = RxQueue::new(16).tracking(Some(Pending::new(64)));
+        let m = f.request();
+        rx.push(queued(&m), &f.stats);
+        // A copy while the first waits in the queue: not queued.
+        rx.push(queued(&m), &f.stats);
+        let first = rx.pop().unwrap();
+        assert!(rx.is_empty(), "the copy was not queued");
+        f.svc.serve_on(&f.sock, &Message::parse(&first.data).unwrap(), &f.ctx(), to(), Ok, first.claim).await.unwrap();
+        // Decided and committed, the Reply waits for its commit (this runtime runs the
+        // waiting task only when the test yields): the retransmission now is dropped too.
+        assert!(f.sent().is_empty());
+        rx.push(queued(&m), &f.stats);
+        assert!(rx.is_empty());
+        assert_eq!(f.stats.get(Counter::DuplicateInFlightRequest), 2);
+        f.settle(|f| f.sent().len() == 1).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(f.sent().len(), 1, "one Reply");
+        assert_eq!(store.transactions(), 1, "one commit");
+        assert_eq!(messages(&f.stats), [("request", "replied", 1)]);
+        assert_eq!((lease_event(&f.stats, "granted"), lease_event(&f.stats, "renewed")), (2, 0));
+
+        // Once the Reply is out, a retransmission (that Reply was lost) is served again.
+        rx.push(queued(&m), &f.stats);
+        let again = rx.pop().expect("queued: the first is done");
+        f.svc.serve_on(&f.sock, &Message::parse(&again.data).unwrap(), &f.ctx(), to(), Ok, again.claim).await.unwrap();
+        f.settle(|f| f.sent().len() == 2).await;
+        assert_eq!(f.sent().len(), 2);
+        assert_eq!(f.stats.get(Counter::DuplicateInFlightRequest), 2);
+    }
+
+    #[tokio::test]
+    async fn a_request_that_commits_nothing_or_is_shed_frees_its_transaction_at_once() {
+        use super::super::{pending::Pending, queue::RxQueue};
+        let f = fixture(Arc::new(MemoryStore::new()));
+        let pending = Pending::new(64);
+        let mut rx = RxQueue::new(1).tracking(Some(pending.clone()));
+        // Discarded by the engine (no Server Identifier): its claim goes with it.
+        let mut bad = vec![msg::REQUEST, 1, 2, 3];
+        bad.extend(option(opt::CLIENTID, &[0, 3, 0, 1, 2, 0, 0, 0, 0, 7]));
+        rx.push(queued(&bad), &f.stats);
+        let d = rx.pop().unwrap();
+        let r = f.svc.serve_on(&f.sock, &Message::parse(&d.data).unwrap(), &f.ctx(), to(), Ok, d.claim).await;
+        assert_eq!(r, Err(Counter::DropMissingServerId));
+        assert_eq!(pending.len(), 0);
+        // Shed from a full queue: freed with it.
+        rx.push(queued(&f.request_from(1)), &f.stats);
+        rx.push(queued(&f.request_from(2)), &f.stats);
+        assert_eq!(f.stats.get(Counter::ShedOldest), 1);
+        assert_eq!(pending.len(), 1, "only the queued one holds its transaction");
+        rx.push(queued(&f.request_from(1)), &f.stats);
+        assert_eq!(f.stats.get(Counter::DuplicateInFlightRequest), 0, "the shed one's copy is queued");
     }
 
     #[tokio::test]

@@ -29,6 +29,8 @@ pub(super) struct Shared {
     pub agent: mpsc::Sender<Queued>,
     /// Leasequeries (RFC 5007) arrive on any worker's socket.
     pub lq: Arc<super::leasequery::Leasequery>,
+    /// Stateful transactions on their way, whichever worker took them (`pending`).
+    pub pending: Option<Arc<super::pending::Pending>>,
 }
 
 /// What handling one datagram needs: the worker's socket, its counters, and `Shared`.
@@ -47,7 +49,7 @@ pub(super) struct Worker {
 impl Worker {
     pub fn new(sock: Arc<ServerSocket>, shared: Arc<Shared>, counters: Arc<WorkerStats>) -> Self {
         let table = shared.table.reader();
-        let rx = RxQueue::with_depth(QUEUE_LIMIT, Arc::clone(&counters.queue));
+        let rx = RxQueue::with_depth(QUEUE_LIMIT, Arc::clone(&counters.queue)).tracking(shared.pending.clone());
         Self { handler: Handler { sock, shared, counters }, table, rx }
     }
 

@@ -55,6 +55,8 @@ pub struct BenchOptions {
     pub out: Option<PathBuf>,
     /// Only these groups of rows (`GROUPS`); empty: all.
     pub only: Vec<String>,
+    /// Only these storm servers (`StormServer::name`); empty: all.
+    pub storm_servers: Vec<String>,
 }
 
 /// Groups of rows `--only` can pick.
@@ -115,6 +117,8 @@ pub struct Plan {
     pub storm_cpes: u64,
     pub storm_max_secs: f64,
     pub storm_runs: usize,
+    /// The storm servers that run, in `storm::SERVERS` order.
+    pub storm_servers: Vec<storm::StormServer>,
 }
 
 impl Plan {
@@ -146,6 +150,7 @@ impl Plan {
                 storm_cpes: 3000,
                 storm_max_secs: 120.0,
                 storm_runs: o.runs.unwrap_or(1),
+                storm_servers: storm::chosen(&o.storm_servers),
             }
         } else {
             Plan {
@@ -175,6 +180,7 @@ impl Plan {
                 storm_max_secs: 600.0,
                 // A storm that does not finish runs 10 minutes: at most 3 per server.
                 storm_runs: o.runs.unwrap_or(3).min(3),
+                storm_servers: storm::chosen(&o.storm_servers),
             }
         }
     }
@@ -202,10 +208,20 @@ pub fn bench(root: &Path, opts: &BenchOptions) -> Result<()> {
             bail!("--only {g}: no such group of rows; groups: {}", known.join(", "));
         }
     }
+    storm::check_names(&opts.storm_servers)?;
     testbed::require_root().context("`cargo xtask bench` creates network namespaces and attaches XDP programs")?;
     testbed::ensure_tools(TOOLS)?;
     testbed::ensure_bpffs()?;
-    let daemon = build::build_all(root, true)?;
+    // A daemon built elsewhere (an earlier commit, for a before/after comparison in one
+    // sitting); otherwise this tree's.
+    let daemon = match std::env::var_os("DHCPV6D_BENCH_BIN") {
+        Some(bin) => {
+            build::build_ebpf(root)?;
+            say(&format!("dhcpv6d: {} (DHCPV6D_BENCH_BIN)", Path::new(&bin).display()));
+            PathBuf::from(bin)
+        }
+        None => build::build_all(root, true)?,
+    };
     let bench = build::build_bench(root)?;
     let paths = Paths { dir: root.join("target/bench"), daemon, bench, obj: build::bench_ebpf_object(root) };
     fs::create_dir_all(&paths.dir)?;
@@ -392,7 +408,7 @@ fn measure(paths: &Paths, plan: &Plan) -> Result<report::Results> {
         }
     }
     if plan.runs_group("storm") {
-        for server in storm::SERVERS {
+        for &server in &plan.storm_servers {
             interrupt::check()?;
             row_start(&format!("boot storm of {} CPEs: {}", plan.storm_cpes, server.label()));
             let r = checked(storm::row(paths, plan, server), server.label())?;

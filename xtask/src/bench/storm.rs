@@ -60,6 +60,17 @@ impl StormServer {
         }
     }
 
+    /// Its name for `--storm-servers`.
+    pub fn name(self) -> &'static str {
+        match self {
+            StormServer::KeaMemfile => "kea-memfile",
+            StormServer::KeaPostgres => "kea-pg",
+            StormServer::Dhcpv6dSqlite => "dhcpv6d-sqlite",
+            StormServer::Dhcpv6dSqliteCores => "dhcpv6d-sqlite-2w",
+            StormServer::Dhcpv6dPostgres => "dhcpv6d-pg",
+        }
+    }
+
     fn peer(self) -> Peer {
         match self {
             StormServer::KeaMemfile | StormServer::KeaPostgres => Peer::Kea,
@@ -85,6 +96,22 @@ pub const SERVERS: [StormServer; 5] = [
     StormServer::KeaPostgres,
     StormServer::Dhcpv6dPostgres,
 ];
+
+/// Fails on a `--storm-servers` name no server has.
+pub fn check_names(names: &[String]) -> Result<()> {
+    for n in names {
+        if !SERVERS.iter().any(|s| s.name() == n) {
+            let known: Vec<&str> = SERVERS.iter().map(|s| s.name()).collect();
+            bail!("--storm-servers {n}: no such storm server; servers: {}", known.join(", "));
+        }
+    }
+    Ok(())
+}
+
+/// The servers `names` picks (all when empty), in the order of `SERVERS`.
+pub fn chosen(names: &[String]) -> Vec<StormServer> {
+    SERVERS.into_iter().filter(|s| names.is_empty() || names.iter().any(|n| n == s.name())).collect()
+}
 
 /// A fresh cluster and database for one storm (Kea's schema in it for Kea).
 fn postgres(server: StormServer, dir: &Path) -> Result<(testbed::postgres::PgCluster, PgDb)> {
@@ -264,6 +291,22 @@ fn dhcpv6d_table(text: &str) -> BTreeSet<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn storm_servers_are_picked_by_name_in_their_order() {
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(chosen(&[]), SERVERS.to_vec(), "none named: all");
+        assert_eq!(
+            chosen(&names(&["dhcpv6d-sqlite-2w", "kea-memfile", "dhcpv6d-sqlite"])),
+            [StormServer::KeaMemfile, StormServer::Dhcpv6dSqlite, StormServer::Dhcpv6dSqliteCores]
+        );
+        assert!(check_names(&names(&["kea-memfile", "dhcpv6d-pg", "kea-pg"])).is_ok());
+        let e = check_names(&names(&["kea"])).unwrap_err().to_string();
+        assert!(e.contains("no such storm server") && e.contains("dhcpv6d-sqlite-2w"), "{e}");
+        let mut all: Vec<&str> = SERVERS.iter().map(|s| s.name()).collect();
+        all.dedup();
+        assert_eq!(all.len(), SERVERS.len());
+    }
 
     #[test]
     fn both_stores_read_as_duid_and_lease() {

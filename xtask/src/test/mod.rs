@@ -86,7 +86,14 @@ pub fn test(root: &Path, opts: &TestOptions) -> Result<()> {
     } else if let Err(e) = step(bench_step, || {
         bench::bench(
             root,
-            &bench::BenchOptions { quick: true, runs: None, no_stateful: false, out: None, only: Vec::new() },
+            &bench::BenchOptions {
+                quick: true,
+                runs: None,
+                no_stateful: false,
+                out: None,
+                only: Vec::new(),
+                storm_servers: Vec::new(),
+            },
         )
     }) {
         interrupt::check()?;

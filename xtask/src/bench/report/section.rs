@@ -381,7 +381,14 @@ mod tests {
 
     #[test]
     fn a_run_of_nothing_still_has_every_heading_in_order() {
-        let o = BenchOptions { quick: true, runs: None, no_stateful: false, out: None, only: vec!["cost".into()] };
+        let o = BenchOptions {
+            quick: true,
+            runs: None,
+            no_stateful: false,
+            out: None,
+            only: vec!["cost".into()],
+            storm_servers: Vec::new(),
+        };
         let plan = Plan::new(&o);
         let res = Results { cost: Some(Err("boom\nmore".into())), ..Results::default() };
         let t = table(&res);
