@@ -159,6 +159,17 @@ counters! {
     DropLeasequeryStore => "drop_leasequery_store",
     /// A TCP leasequery connection refused: as many as allowed are open.
     DropLeasequeryConnections => "drop_leasequery_connections",
+    /// Pre-extension batches whose commit was durable (`xdp_renew`).
+    XdpRenewBatches => "xdp_renew_batches",
+    /// Pre-extension batches whose commit failed: no entry was put, memory rolled back.
+    XdpRenewBatchFailed => "xdp_renew_batch_failed",
+    /// Entries put into `DHCPV6_RENEWS`, and taken out (by a change, a deadline, a reload):
+    /// their difference is the entries in the map.
+    XdpRenewEntriesPut => "xdp_renew_entries_put",
+    XdpRenewEntriesDeleted => "xdp_renew_entries_deleted",
+    /// A put or delete the kernel refused (a delete that fails leaves an entry whose lease
+    /// changed: the daemon then stops committing nothing, see `fast_renew`).
+    XdpRenewMapErrors => "xdp_renew_map_errors",
 }
 
 impl std::fmt::Display for Counter {
@@ -235,16 +246,19 @@ pub enum LeaseEvent {
     Expired,
     /// Ended by an operator (`dhcpv6d ctl release`).
     OperatorReleased,
+    /// Stored expiry moved on by a pre-extension batch, for Renews XDP answers (`xdp_renew`).
+    PreExtended,
 }
 
 impl LeaseEvent {
-    pub const ALL: [LeaseEvent; 6] = [
+    pub const ALL: [LeaseEvent; 7] = [
         LeaseEvent::Granted,
         LeaseEvent::Renewed,
         LeaseEvent::Released,
         LeaseEvent::Declined,
         LeaseEvent::Expired,
         LeaseEvent::OperatorReleased,
+        LeaseEvent::PreExtended,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -255,6 +269,7 @@ impl LeaseEvent {
             LeaseEvent::Declined => "declined",
             LeaseEvent::Expired => "expired",
             LeaseEvent::OperatorReleased => "operator_released",
+            LeaseEvent::PreExtended => "pre_extended",
         }
     }
 }
