@@ -77,6 +77,7 @@ mod config;
 mod context;
 mod engine;
 mod events;
+pub mod fast_renew;
 mod ia;
 mod identity;
 mod index;
