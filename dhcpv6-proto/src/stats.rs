@@ -159,6 +159,9 @@ counters! {
     DropLeasequeryStore => "drop_leasequery_store",
     /// A TCP leasequery connection refused: as many as allowed are open.
     DropLeasequeryConnections => "drop_leasequery_connections",
+    /// A message whose commit would change a lease whose Renew entry cannot be deleted: not
+    /// committed, not answered (`xdp_renew`).
+    DropXdpRenewDelete => "drop_xdp_renew_delete",
     /// Pre-extension batches whose commit was durable (`xdp_renew`).
     XdpRenewBatches => "xdp_renew_batches",
     /// Pre-extension batches whose commit failed: no entry was put, memory rolled back.
@@ -478,6 +481,11 @@ impl UserStats {
 
     pub fn bump(&self, c: Counter) {
         self.counts[c as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts `n` events at once (a batch).
+    pub fn add(&self, c: Counter, n: u64) {
+        self.counts[c as usize].fetch_add(n, Ordering::Relaxed);
     }
 
     pub fn get(&self, c: Counter) -> u64 {

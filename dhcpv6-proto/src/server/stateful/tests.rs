@@ -1575,7 +1575,7 @@ mod pre_extension {
         let mut old = e.leases().find(|l| l.duid == client(1)).unwrap().clone();
         old.last_transaction = 0;
         let mut e =
-            Engine::new(vec![link()], e.leases().cloned().filter(|l| l.duid != client(1)).chain([old]), NOW).unwrap();
+            Engine::new(vec![link()], e.leases().filter(|&l| l.duid != client(1)).cloned().chain([old]), NOW).unwrap();
         assert_eq!(e.lease_count(), 2);
         assert_eq!(e.direct_bound_keys().len(), 1, "the relayed lease is no candidate at all");
         assert!(e.pre_extend(&all_keys(&e), &policy(&fast), NOW).renewable.is_empty());
