@@ -335,6 +335,11 @@ impl FastRenew {
         }
     }
 
+    /// Leases waiting for a batch.
+    pub fn backlog(&self) -> usize {
+        self.inner().queue.len()
+    }
+
     /// Entries in the map, as the daemon put them.
     pub fn entries(&self) -> usize {
         self.inner().by_lease.len()

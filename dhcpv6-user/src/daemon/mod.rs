@@ -157,7 +157,7 @@ pub async fn run(opts: Options) -> Result<()> {
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
-                st.pre_extend_batch().await;
+                st.pre_extend_all(64).await;
             }
         });
     }

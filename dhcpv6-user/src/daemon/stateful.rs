@@ -206,6 +206,19 @@ impl StatefulService {
         self.fast_renew = Some(Arc::new(fr));
     }
 
+    /// Batches until the queue is empty (at most `rounds`): at start, after a reload, or
+    /// after a storm of grants, every lease gets its entry within seconds, not one
+    /// `BATCH_MAX` a second. Stops early while the store is down.
+    pub async fn pre_extend_all(&self, rounds: usize) {
+        let Some(fr) = &self.fast_renew else { return };
+        for _ in 0..rounds {
+            self.pre_extend_batch().await;
+            if fr.backlog() == 0 || !self.health.is_up() {
+                break;
+            }
+        }
+    }
+
     /// Whether this service pre-extends leases for Renews answered in XDP.
     pub fn fast_renew(&self) -> Option<&Arc<FastRenew>> {
         self.fast_renew.as_ref()

@@ -215,6 +215,12 @@ fn gen_searches(
         // in flight; 200/s would be far below either server's.
         fill_secs = (n as f64 / 200.0).max(30.0);
         args.extend(["--population".into(), n.to_string(), "--fill-secs".into(), format!("{fill_secs:.0}")]);
+        if run.xdp_renew {
+            // The batches put entries for BATCH_MAX leases a second at least (more when the
+            // queue stays full): every lease has its entry before the first step.
+            let settle = (n as f64 / 4096.0).ceil() + 3.0;
+            args.extend(["--settle-secs".into(), format!("{settle:.0}")]);
+        }
     }
     if row.perf_command.is_empty() {
         row.perf_command = format!("taskset -c {GEN_CPU} dhcpv6-bench {} --hint-pps HINT", args.join(" "));
