@@ -35,7 +35,7 @@ use std::{
 use anyhow::{Context, Result};
 use aya::maps::{HashMap as BpfHashMap, MapData, MapError};
 use dhcpv6_common::{IfaceKey, RenewEntry, RenewKey, MAP_RENEWS};
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use crate::{
     leases::{LeaseKey, LeaseOp},
@@ -170,7 +170,7 @@ impl FastRenew {
     pub fn new(map: Box<dyn RenewMap>, window: u32, stats: Arc<UserStats>) -> Result<Self> {
         let left = map.clear().context("emptying DHCPV6_RENEWS")?;
         if left > 0 {
-            debug!(entries = left, "removed Renew entries a previous daemon left");
+            info!(entries = left, "removed Renew entries a previous daemon left");
         }
         Ok(Self { map, window, inner: Mutex::default(), stats })
     }
