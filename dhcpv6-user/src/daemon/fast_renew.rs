@@ -47,7 +47,7 @@ use crate::{
 pub const BATCH_INTERVAL: Duration = Duration::from_secs(1);
 /// Leases one batch considers at most (one transaction; its entries are put under the
 /// engine's lock in chunks of `PUT_CHUNK`).
-pub const BATCH_MAX: usize = 4096;
+pub const BATCH_MAX: usize = 1024;
 pub const PUT_CHUNK: usize = 256;
 /// Seconds between an entry's deadline and what the store covers, and between the deadline
 /// the daemon computes and the one it writes (clock conversion, a slow put).
