@@ -21,6 +21,13 @@ pub const MAP_RELAY_LINKS: &str = "DHCPV6_RELAY_LINKS";
 /// What a Renew may be answered with in XDP: [`RenewKey`] -> [`RenewEntry`] (see
 /// docs/fast-path.md, "Renew").
 pub const MAP_RENEWS: &str = "DHCPV6_RENEWS";
+/// Programs the XDP program tail-calls (a BPF_MAP_TYPE_PROG_ARRAY): the Renew path is a
+/// program of its own, [`RENEW_PROGRAM_NAME`] at [`PROG_RENEW`], so that the verifier checks
+/// it apart from the Information-Request paths (together they pass its 1,000,000-instruction
+/// budget).
+pub const MAP_PROGS: &str = "DHCPV6_PROGS";
+pub const PROG_RENEW: u32 = 0;
+pub const RENEW_PROGRAM_NAME: &str = "dhcpv6_renew";
 /// Entries of `DHCPV6_RENEWS` (one per bound IA the daemon pre-extended). The map is not
 /// preallocated: memory is taken per entry, so the cap costs nothing until used.
 pub const MAX_RENEWS: u32 = 262_144;
@@ -482,6 +489,11 @@ pub struct RenewFound {
     pub pass: u32,
     /// Length of the Reply staged in `Scratch::out` so far (header, identifiers, IAs).
     pub staged: u32,
+    /// The Reply's checksum sum before its segments (kept in memory for the verifier).
+    pub acc: u32,
+    /// The datagram's length, handed from the XDP program to the Renew program it
+    /// tail-calls (with the arrival's key in `Scratch::renew_key.iface`).
+    pub udp_len: u32,
 }
 
 #[repr(C)]

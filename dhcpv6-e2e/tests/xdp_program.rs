@@ -957,3 +957,13 @@ fn differential_with_the_user_class_filter() {
     let mut p = Program::load(Some(&unfiltered));
     assert!(matches!(expect_same(&mut p, &unfiltered, "iptv, no filter", &iptv), Outcome::Tx(_)));
 }
+
+/// How much of the verifier's budget (1,000,000 instructions processed) the program takes:
+/// printed, so that a change that brings it near the limit is seen before it is hit.
+#[test]
+fn verifier_budget() {
+    let mut p = Program::load(None);
+    let n = p.dp().program().unwrap().info().unwrap().verified_instruction_count();
+    println!("verified instructions: {n:?}");
+    assert!(n.is_some_and(|n| n < 1_000_000));
+}
