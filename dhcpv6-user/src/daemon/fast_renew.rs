@@ -114,10 +114,11 @@ impl RenewMap for PinnedRenews {
     }
 }
 
-/// One entry the daemon put.
-#[derive(Debug, Clone, Copy)]
+/// The entries the daemon put for one lease: one per interface its link is reached by (the
+/// command line's pools, `DEFAULT_LINK`, serve every interface without pools of its own).
+#[derive(Debug, Clone)]
 struct Put {
-    key: RenewKey,
+    keys: Vec<RenewKey>,
     /// Unix seconds: the deadline it was put with.
     answer_until: u64,
 }
@@ -129,8 +130,9 @@ struct Inner {
     deadlines: BTreeSet<(u64, LeaseKey)>,
     queue: VecDeque<LeaseKey>,
     queued: HashSet<LeaseKey>,
-    /// Interfaces whose reply data lets XDP answer Renews, by name: their ifindex.
-    ifaces: HashMap<String, u32>,
+    /// Links whose clients' Renews XDP answers, by name: the ifindexes of the interfaces
+    /// (reply data with `IFACE_RENEW`) their direct clients arrive on.
+    ifaces: HashMap<String, Vec<u32>>,
     /// Bumped by every flush: a batch decided before one puts nothing.
     generation: u64,
 }
@@ -144,7 +146,9 @@ impl Inner {
 
     fn drop_entry(&mut self, lease: &LeaseKey) -> Option<Put> {
         let put = self.by_lease.remove(lease)?;
-        self.by_entry.remove(&put.key);
+        for k in &put.keys {
+            self.by_entry.remove(k);
+        }
         self.deadlines.remove(&(put.answer_until, *lease));
         Some(put)
     }
@@ -188,14 +192,11 @@ impl FastRenew {
         }
         for op in ops {
             let key = op.key();
-            let Some(put) = inner.by_lease.get(&key).copied() else { continue };
-            if let Err(e) = self.map.delete(&put.key) {
-                self.stats.bump(Counter::XdpRenewMapErrors);
+            let Some(put) = inner.by_lease.get(&key).cloned() else { continue };
+            self.delete_all(&put.keys).inspect_err(|e| {
                 warn!(lease = %key, error = %format!("{e:#}"), "cannot delete a Renew entry; the change is not committed");
-                return Err(e);
-            }
+            })?;
             inner.drop_entry(&key);
-            self.stats.bump(Counter::XdpRenewEntriesDeleted);
         }
         Ok(())
     }
@@ -213,19 +214,15 @@ impl FastRenew {
     pub fn flush(&self, keys: impl IntoIterator<Item = LeaseKey>) {
         let mut inner = self.inner();
         inner.generation += 1;
-        let puts: Vec<(LeaseKey, Put)> = inner.by_lease.iter().map(|(l, p)| (*l, *p)).collect();
+        let puts: Vec<(LeaseKey, Put)> = inner.by_lease.iter().map(|(l, p)| (*l, p.clone())).collect();
         for (lease, put) in puts {
-            match self.map.delete(&put.key) {
+            match self.delete_all(&put.keys) {
                 Ok(()) => {
                     inner.drop_entry(&lease);
-                    self.stats.bump(Counter::XdpRenewEntriesDeleted);
                 }
-                Err(e) => {
-                    // Kept in the record: the lease's next change tries again, and fails
-                    // its commit if the entry still cannot go.
-                    self.stats.bump(Counter::XdpRenewMapErrors);
-                    warn!(lease = %lease, error = %format!("{e:#}"), "cannot delete a Renew entry");
-                }
+                // Kept in the record: the lease's next change tries again, and fails its
+                // commit if the entry still cannot go.
+                Err(e) => warn!(lease = %lease, error = %format!("{e:#}"), "cannot delete a Renew entry"),
             }
         }
         for k in keys {
@@ -233,10 +230,22 @@ impl FastRenew {
         }
     }
 
-    /// The interfaces XDP answers Renews on (name -> ifindex), after every sync of the
-    /// served interfaces. A change flushes (`keys`: every lease, queued again); returns
-    /// whether it did.
-    pub fn set_ifaces(&self, ifaces: HashMap<String, u32>, keys: impl FnOnce() -> Vec<LeaseKey>) -> bool {
+    /// Deletes `keys` from the map, counting; stops at the first the kernel refuses.
+    fn delete_all(&self, keys: &[RenewKey]) -> Result<()> {
+        for k in keys {
+            if let Err(e) = self.map.delete(k) {
+                self.stats.bump(Counter::XdpRenewMapErrors);
+                return Err(e);
+            }
+            self.stats.bump(Counter::XdpRenewEntriesDeleted);
+        }
+        Ok(())
+    }
+
+    /// The links whose Renews XDP answers, each with the interfaces (ifindexes) its direct
+    /// clients arrive on, after every sync of the served interfaces. A change flushes
+    /// (`keys`: every lease, queued again); returns whether it did.
+    pub fn set_ifaces(&self, ifaces: HashMap<String, Vec<u32>>, keys: impl FnOnce() -> Vec<LeaseKey>) -> bool {
         if self.inner().ifaces == ifaces {
             return false;
         }
@@ -283,36 +292,47 @@ impl FastRenew {
                 // Changed since (its own commit deleted nothing: the entry was not there yet).
                 continue;
             }
-            let Some(&ifindex) = inner.ifaces.get(&r.lease.iface) else { continue };
+            let Some(ifindexes) = inner.ifaces.get(&r.lease.iface).cloned() else { continue };
             let Some(until_ns) = clock.boot_ns(r.answer_until.saturating_sub(u64::from(MARGIN))) else { continue };
-            let (key, entry) = match fast_renew::entry(IfaceKey::untagged(ifindex), &r.lease, &r.lifetimes, until_ns) {
-                Ok(e) => e,
-                Err(e) => {
-                    debug!(lease = %r.lease.key(), error = %e, "no Renew entry: its Renews go up");
+            let lease = r.lease.key();
+            let mut keys = Vec::with_capacity(ifindexes.len());
+            for ifindex in ifindexes {
+                let (key, entry) =
+                    match fast_renew::entry(IfaceKey::untagged(ifindex), &r.lease, &r.lifetimes, until_ns) {
+                        Ok(e) => e,
+                        Err(e) => {
+                            debug!(lease = %lease, error = %e, "no Renew entry: its Renews go up");
+                            break;
+                        }
+                    };
+                // Another lease of the same IA had this entry: replaced below, so it is not
+                // that lease's any more (its other entries go with it).
+                if let Some(other) = inner.by_entry.get(&key).copied().filter(|o| *o != lease) {
+                    if let Some(old) = inner.drop_entry(&other) {
+                        let _ = self.delete_all(&old.keys);
+                    }
+                }
+                if let Err(e) = self.map.put(&key, &entry) {
+                    self.stats.bump(Counter::XdpRenewMapErrors);
+                    warn!(lease = %lease, error = %format!("{e:#}"), "cannot put a Renew entry; its Renews go up");
                     continue;
                 }
-            };
-            let lease = r.lease.key();
-            // Another lease of the same IA had this entry: it is replaced below, so it is not
-            // that lease's any more.
-            if let Some(other) = inner.by_entry.get(&key).copied().filter(|o| *o != lease) {
-                inner.drop_entry(&other);
-            }
-            if let Err(e) = self.map.put(&key, &entry) {
-                self.stats.bump(Counter::XdpRenewMapErrors);
-                warn!(lease = %lease, error = %format!("{e:#}"), "cannot put a Renew entry; its Renews go up");
-                continue;
+                keys.push(key);
             }
             if let Some(old) = inner.drop_entry(&lease) {
-                if old.key != key {
-                    // The same lease under another key (an interface re-created): the old one goes.
-                    let _ = self.map.delete(&old.key);
-                }
+                // The same lease under keys it has no more (an interface re-created).
+                let stale: Vec<RenewKey> = old.keys.into_iter().filter(|k| !keys.contains(k)).collect();
+                let _ = self.delete_all(&stale);
             }
-            inner.by_lease.insert(lease, Put { key, answer_until: r.answer_until });
-            inner.by_entry.insert(key, lease);
+            if keys.is_empty() {
+                continue;
+            }
+            put += keys.len();
+            for k in &keys {
+                inner.by_entry.insert(*k, lease);
+            }
+            inner.by_lease.insert(lease, Put { keys, answer_until: r.answer_until });
             inner.deadlines.insert((r.answer_until, lease));
-            put += 1;
         }
         self.stats.add(Counter::XdpRenewEntriesPut, put as u64);
         put
@@ -327,10 +347,7 @@ impl FastRenew {
                 break;
             }
             if let Some(put) = inner.drop_entry(&lease) {
-                match self.map.delete(&put.key) {
-                    Ok(()) => self.stats.bump(Counter::XdpRenewEntriesDeleted),
-                    Err(_) => self.stats.bump(Counter::XdpRenewMapErrors),
-                }
+                let _ = self.delete_all(&put.keys);
             }
         }
     }
@@ -342,7 +359,7 @@ impl FastRenew {
 
     /// Entries in the map, as the daemon put them.
     pub fn entries(&self) -> usize {
-        self.inner().by_lease.len()
+        self.inner().by_entry.len()
     }
 }
 

@@ -75,7 +75,8 @@ pub struct ServedIfaces {
     /// fast path's relayed Information-Requests; `None`: it cannot tell them all apart.
     relay_links: Option<Vec<(Vec<u8>, LinkService)>>,
     by_index: HashMap<u32, usize>,
-    /// Links whose Renews XDP may answer (`xdp_renew`), by name; `None`: the feature is off.
+    /// Interfaces whose Renews XDP may answer (`xdp_renew`: their clients' link has no
+    /// `[[link]]` options of its own), by name; `None`: the feature is off.
     renew_links: Option<std::collections::HashSet<String>>,
     generation: u32,
     fast_path: bool,
@@ -102,7 +103,7 @@ impl ServedIfaces {
         self.relay_links = links;
     }
 
-    /// The links whose Renews XDP may answer (`None`: none); the next `sync` writes them.
+    /// The interfaces whose Renews XDP may answer (`None`: none); the next `sync` writes them.
     pub fn set_renew_links(&mut self, links: Option<std::collections::HashSet<String>>) {
         self.renew_links = links;
     }

@@ -465,11 +465,17 @@ impl Server {
         self.ifaces.set_relay_links(relay_links);
         // Renews in XDP on interfaces whose clients the engine answers with the interface's
         // own options (no `[[link]]` of the same name with options of its own).
-        let renew_links = self
-            .stateful
-            .as_ref()
-            .filter(|s| s.fast_renew().is_some())
-            .map(|_| links.iter().filter(|(_, own)| own.is_none()).map(|(name, _)| name.clone()).collect());
+        let renew_links = self.stateful.as_ref().filter(|s| s.fast_renew().is_some()).map(|_| {
+            let link = |n: &str| links.iter().find(|(name, _)| name == n);
+            self.ifaces
+                .names()
+                .filter(|i| match link(i).or_else(|| link(config::DEFAULT_LINK)) {
+                    Some((_, own)) => own.is_none(),
+                    None => false,
+                })
+                .map(str::to_owned)
+                .collect()
+        });
         self.ifaces.set_renew_links(renew_links);
         let synced = self.ifaces.sync(&self.nl, &mut self.dp, &self.sock).await;
         if let Some(st) = &self.stateful {

@@ -225,11 +225,25 @@ impl StatefulService {
     }
 
     /// The interfaces XDP answers Renews on now (name -> ifindex), after a sync of the
-    /// served interfaces: a change deletes every entry and queues every lease again.
+    /// served interfaces: a change deletes every entry and queues every lease again. Each
+    /// counts for the link its direct clients are on: the one named after it, else the
+    /// command line's (`DEFAULT_LINK`), as the engine chooses.
     pub fn set_renew_ifaces(&self, ifaces: std::collections::HashMap<String, u32>) {
         let Some(fr) = &self.fast_renew else { return };
         let engine = lock(&self.engine);
-        if fr.set_ifaces(ifaces, || engine.direct_bound_keys()) {
+        let mut links: std::collections::HashMap<String, Vec<u32>> = std::collections::HashMap::new();
+        for (name, ifindex) in ifaces {
+            let link = match engine.link(&name) {
+                Some(_) => name,
+                None if engine.link(crate::config::DEFAULT_LINK).is_some() => crate::config::DEFAULT_LINK.to_owned(),
+                None => continue,
+            };
+            links.entry(link).or_default().push(ifindex);
+        }
+        for v in links.values_mut() {
+            v.sort_unstable();
+        }
+        if fr.set_ifaces(links, || engine.direct_bound_keys()) {
             info!("interfaces answering Renews in XDP changed: Renew entries rebuilt from the store");
         }
     }
@@ -1540,6 +1554,38 @@ mod tests {
             f.svc.set_renew_ifaces(Default::default());
             assert_eq!(f.svc.pre_extend_batch().await, 0);
             assert!(map.entries.lock().unwrap().is_empty());
+            assert_eq!(store.violations.load(SeqCst), 0);
+        }
+
+        /// The command line's pools serve every interface: a lease on them has an entry on
+        /// each interface that answers Renews, and a change deletes them all.
+        #[tokio::test]
+        async fn a_lease_of_the_default_link_has_an_entry_per_interface() {
+            let map = Arc::new(FakeMap::default());
+            let store = Arc::new(Watching {
+                inner: MemoryStore::new(),
+                map: map.clone(),
+                violations: AtomicU64::new(0),
+                fail: Default::default(),
+            });
+            let links = vec![LinkPools {
+                na: vec!["2001:db8:1::100-2001:db8:1::1ff".parse().unwrap()],
+                ..LinkPools::new(crate::config::DEFAULT_LINK)
+            }];
+            let stats = Arc::new(UserStats::default());
+            let mut svc = StatefulService::new(links, store.clone(), Vec::new(), None, stats.clone()).unwrap();
+            svc.enable_fast_renew(FastRenew::new(Box::new(map.clone()), WINDOW, stats.clone()).unwrap());
+            svc.set_renew_ifaces([("eth1".to_string(), 3), ("eth2".to_string(), 4)].into());
+            let f = Fixture { svc, sock: Arc::new(Sent::default()), stats, duid: Duid::from_mac([2, 0, 0, 0, 0, 1]) };
+            f.serve(&f.request(), Ok).await.unwrap();
+            f.settle(|f| !f.sent().is_empty()).await;
+            assert_eq!(f.svc.pre_extend_batch().await, 2, "one address, an entry on each interface");
+            let mut on: Vec<u32> = map.entries.lock().unwrap().keys().map(|k| k.iface.ifindex).collect();
+            on.sort_unstable();
+            assert_eq!(on, [3, 4]);
+            f.serve(&renew(&f), Ok).await.unwrap();
+            f.settle(|f| f.sent().len() == 2).await;
+            assert!(map.entries.lock().unwrap().is_empty(), "both went before the commit");
             assert_eq!(store.violations.load(SeqCst), 0);
         }
 
