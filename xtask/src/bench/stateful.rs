@@ -154,7 +154,13 @@ pub fn gen_row(
     renew: Option<u64>,
 ) -> Result<SarrRow> {
     let what = if renew.is_some() { "renew-gen" } else { "sarr-gen" };
-    let (dir, topo, run) = start_row(paths, what, server, mode, threaded)?;
+    let (dir, topo, mut run) = start_row(paths, what, server, mode, threaded)?;
+    if renew.is_some() {
+        // veth hands an XDP_TX frame (a Renew's Reply from the program) only to a peer with an
+        // XDP program of its own: a pass program on the generator's end, for every server of
+        // the row alike.
+        peers::hold_on(&topo.gen, GEN_IF, &mut run, paths, &dir, "pass")?;
+    }
     let mut hint = if renew.is_some() { plan.renew_hint } else { plan.sarr_hint };
     if server.stateful() && !plan.quick {
         // dhcpv6d answered 2-4x Kea's rates while this was built: start nearer, so that the
