@@ -224,7 +224,7 @@ fn dhclient_renewing_at_t1_is_answered_in_xdp() {
     client.terminate();
     got.unwrap_or_else(|e| panic!("{e}: dhclient did not renew\n{}\n{log}", events()));
     let (p, v, _, _) = LIFETIMES;
-    let last = events().lines().filter(|l| l.starts_with("RENEW6")).last().unwrap_or_default().to_owned();
+    let last = events().lines().rfind(|l| l.starts_with("RENEW6")).unwrap_or_default().to_owned();
     assert!(last.ends_with(&format!(" {v} {p}")), "renewed with the link's lifetimes: {last:?}");
     assert!(xdp(&lab, "tx_renew") >= before + 2, "answered in XDP: {:?}", lab.stats());
     assert!(!seen.contains(&5) && !seen.contains(&7), "the capture on srv0 saw {seen:?}\n{log}\n{}", lab.log());
