@@ -407,7 +407,8 @@ pub const RENEW_ENTRY_WORDS: usize = core::mem::size_of::<RenewEntry>() / 8;
 /// The word of a [`RenewEntry`] that holds `check` (left out of the seal).
 pub const RENEW_CHECK_WORD: usize = core::mem::offset_of!(RenewEntry, check) / 8;
 
-const _: () = assert!(core::mem::size_of::<RenewKey>() % 8 == 0 && core::mem::size_of::<RenewEntry>() % 8 == 0);
+const _: () =
+    assert!(core::mem::size_of::<RenewKey>().is_multiple_of(8) && core::mem::size_of::<RenewEntry>().is_multiple_of(8));
 
 /// One step of the seal: a multiply-rotate mix of the next word (native order, as both the
 /// daemon and the program read the same bytes on the same host).

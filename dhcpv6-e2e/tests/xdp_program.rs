@@ -3,6 +3,9 @@
 //! built on the userspace server. Needs root (loading BPF programs).
 
 mod common;
+// The Renew path (tests/xdp_program/ holds no test target of its own).
+#[path = "xdp_program/renew.rs"]
+mod renew;
 
 use std::net::Ipv6Addr;
 

@@ -408,6 +408,17 @@ impl Dataplane {
         self.renews()?.insert(key, entry, 0).context("writing a renew entry")
     }
 
+    /// As `put_renew` without the seal check: for tests of the program's torn-read guard.
+    #[doc(hidden)]
+    pub fn put_renew_unsealed(&mut self, key: &RenewKey, entry: &RenewEntry) -> Result<()> {
+        self.renews()?.insert(key, entry, 0).context("writing a renew entry")
+    }
+
+    /// Where the maps are pinned (another process, or a test's writer thread, opens them there).
+    pub fn pin_dir(&self) -> &Path {
+        &self.pin_dir
+    }
+
     /// Deletes `key`'s entry, before any commit that could shorten or end its lease. `false`
     /// when there was none.
     pub fn delete_renew(&mut self, key: &RenewKey) -> Result<bool> {
