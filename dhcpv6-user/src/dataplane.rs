@@ -165,6 +165,11 @@ impl Dataplane {
         Ok(self.ebpf.program_mut(PROGRAM_NAME).ok_or_else(|| anyhow!("no program"))?.try_into()?)
     }
 
+    /// For tests: the Renew program (`dhcpv6_renew`), loaded with the main one.
+    pub fn renew_program(&mut self) -> Result<&mut Xdp> {
+        Ok(self.ebpf.program_mut(RENEW_PROGRAM_NAME).ok_or_else(|| anyhow!("no renew program"))?.try_into()?)
+    }
+
     fn link_pin(&self, ifname: &str) -> PathBuf {
         self.pin_dir.join(format!("link_{ifname}"))
     }
