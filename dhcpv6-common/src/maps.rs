@@ -119,7 +119,8 @@ pub const IFACE_RELAY_LINKS: u16 = 16;
 /// [`IfaceReply::flags`]: answer Renews in XDP on this interface from `DHCPV6_RENEWS`. The
 /// daemon sets it only when the engine answers a client on this interface with exactly the
 /// reply data's options (no `[[link]]` options of its own, every stateful option in the
-/// block: `reply_data::allow_renew`). Without it a Renew goes up as before (`pass_other_msg`).
+/// block: `reply_data::allow_renew`). Without it a Renew goes up as before (`pass_other_msg`);
+/// with it but without `IFACE_FAST_PATH` everything goes up (`pass_fast_path_off`).
 pub const IFACE_RENEW: u16 = 32;
 
 /// Key of `DHCPV6_IFACES`: the ingress interface and the frame's VLAN IDs (outermost first,
@@ -407,7 +408,8 @@ pub const RENEW_ENTRY_WORDS: usize = core::mem::size_of::<RenewEntry>() / 8;
 /// The word of a [`RenewEntry`] that holds `check` (left out of the seal).
 pub const RENEW_CHECK_WORD: usize = core::mem::offset_of!(RenewEntry, check) / 8;
 
-const _: () = assert!(core::mem::size_of::<RenewKey>() % 8 == 0 && core::mem::size_of::<RenewEntry>() % 8 == 0);
+const _: () =
+    assert!(core::mem::size_of::<RenewKey>().is_multiple_of(8) && core::mem::size_of::<RenewEntry>().is_multiple_of(8));
 
 /// One step of the seal: a multiply-rotate mix of the next word (native order, as both the
 /// daemon and the program read the same bytes on the same host).

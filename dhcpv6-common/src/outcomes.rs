@@ -87,7 +87,8 @@ macro_rules! outcomes {
 outcomes! {
     /// Information-Requests answered with XDP_TX.
     Answered => answered, TX;
-    /// Not Information-Request (Solicit, Relay-Forward, ...): for userspace.
+    /// Not Information-Request (Solicit, Relay-Forward, ...), or a Renew on an interface
+    /// without `IFACE_RENEW` (or with no Renew program loaded): for userspace.
     PassOtherMsg => pass_other_msg, PASS;
     /// No reply data for the ingress interface (untagged frames).
     PassNoIface => pass_no_iface, PASS;

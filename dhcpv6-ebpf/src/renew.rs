@@ -240,6 +240,7 @@ fn snapshot(scratch: &mut Scratch, e: *const RenewEntry) -> bool {
     for i in 0..RENEW_ENTRY_WORDS {
         // SAFETY: i < the entry's word count; map values and scratch are 8-byte aligned.
         let w = unsafe { core::ptr::read_volatile(src.add(i)) };
+        // SAFETY: the same word of the entry's copy in scratch.
         unsafe { core::ptr::write_volatile(dst.add(i), w) };
         h = renew_mix(h, if i == RENEW_CHECK_WORD { 0 } else { w });
     }

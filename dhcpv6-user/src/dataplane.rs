@@ -165,6 +165,11 @@ impl Dataplane {
         Ok(self.ebpf.program_mut(PROGRAM_NAME).ok_or_else(|| anyhow!("no program"))?.try_into()?)
     }
 
+    /// For tests: the Renew program (`dhcpv6_renew`), loaded with the main one.
+    pub fn renew_program(&mut self) -> Result<&mut Xdp> {
+        Ok(self.ebpf.program_mut(RENEW_PROGRAM_NAME).ok_or_else(|| anyhow!("no renew program"))?.try_into()?)
+    }
+
     fn link_pin(&self, ifname: &str) -> PathBuf {
         self.pin_dir.join(format!("link_{ifname}"))
     }
@@ -406,6 +411,17 @@ impl Dataplane {
             bail!("renew entry for {key:?} is not sealed for its key");
         }
         self.renews()?.insert(key, entry, 0).context("writing a renew entry")
+    }
+
+    /// As `put_renew` without the seal check: for tests of the program's torn-read guard.
+    #[doc(hidden)]
+    pub fn put_renew_unsealed(&mut self, key: &RenewKey, entry: &RenewEntry) -> Result<()> {
+        self.renews()?.insert(key, entry, 0).context("writing a renew entry")
+    }
+
+    /// Where the maps are pinned (another process, or a test's writer thread, opens them there).
+    pub fn pin_dir(&self) -> &Path {
+        &self.pin_dir
     }
 
     /// Deletes `key`'s entry, before any commit that could shorten or end its lease. `false`

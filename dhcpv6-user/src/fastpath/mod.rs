@@ -4,6 +4,7 @@
 pub mod flood;
 pub mod frame;
 pub mod model;
+pub mod renew;
 pub mod reply_data;
 
 pub use flood::FloodOptions;

@@ -1602,3 +1602,40 @@ mod pre_extension {
         assert!(e.pre_extend(&all_keys(&e), &policy(&fast), NOW).renewable.is_empty());
     }
 }
+
+/// The XDP Renew path answers with `fast_renew::entry`'s IA bytes: they must be, byte for
+/// byte, the IAs of the engine's own Reply to a Renew of the leases the store holds, and in
+/// the Renew's order.
+#[test]
+fn fast_renew_entries_hold_the_engines_renew_ias() {
+    let lt = Lifetimes { preferred: 3000, valid: 6000, t1: 1500, t2: 2400 };
+    let mut e = engine(vec![LinkPools { lifetimes: lt, ..link() }]);
+    let store = MemoryStore::new();
+    reply(&mut e, &store, &request(1).na(1, &[]).pd(2, &[]));
+    let stored = store.load_all().unwrap();
+    assert_eq!(stored.len(), 2);
+    let na = stored.iter().find(|l| l.kind == LeaseKind::Address).unwrap();
+    let pd = stored.iter().find(|l| l.kind == LeaseKind::Prefix).unwrap();
+    // Prefix first: the Reply keeps the Renew's order.
+    let renew = Msg::new(msg::RENEW)
+        .cid(&client(1))
+        .sid()
+        .pd(2, &[(&pd.addr.to_string(), pd.prefix_len)])
+        .na(1, &[&na.addr.to_string()]);
+    let out = e.handle(&Message::parse(&renew.0).unwrap(), &ctx(), NOW + 1500);
+    let bytes = out.reply.unwrap();
+    let m = Message::parse(&bytes).unwrap();
+    let ias: Vec<Vec<u8>> = m
+        .options()
+        .filter(|o| o.code == opt::IA_NA || o.code == opt::IA_PD)
+        .map(|o| encode_option(o.code, o.data))
+        .collect();
+    assert_eq!(ias, vec![fast_renew::ia_option(pd, &lt), fast_renew::ia_option(na, &lt)]);
+    let iface = dhcpv6_common::IfaceKey::untagged(3);
+    for l in [na, pd] {
+        let (k, entry) = fast_renew::entry(iface, l, &lt, 1).unwrap();
+        assert_eq!(&entry.ia[..usize::from(entry.ia_len)], &fast_renew::ia_option(l, &lt)[..]);
+        assert_eq!((entry.lease, entry.prefix_len), (l.addr.octets(), l.prefix_len));
+        assert_eq!(k, fast_renew::key(iface, &client(1), l.iaid, l.kind).unwrap());
+    }
+}
