@@ -155,6 +155,8 @@ fn a_renew_is_answered_in_xdp_and_after_a_release_goes_up() {
     let db = lab.dir.join("leases.db");
     let (_, v, t1, t2) = LIFETIMES;
     assert!(stored(&db, addr).0 >= unix_now() + u64::from(WINDOW) + u64::from(v) - 5, "pre-extended in the store");
+    // The batch's lease event stands for the Renews the kernel will answer.
+    lab.wait_log("event=pre_extend origin=server", Duration::from_secs(5));
 
     let before = xdp(&lab, "tx_renew");
     let cap = Capture::start(&lab, "renew");
