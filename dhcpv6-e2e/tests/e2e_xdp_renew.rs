@@ -261,3 +261,37 @@ fn after_kill_9_the_store_covers_every_lifetime_told() {
     assert_eq!(ia_of(&reply).leases[0].addr, addr);
     assert!(stored(&db, addr).0 >= unix_now() + u64::from(ia_of(&reply).leases[0].valid));
 }
+
+#[test]
+fn a_reload_with_other_lifetimes_rebuilds_the_entries() {
+    let mut lab = Lab::new("xrh");
+    start(&mut lab);
+    let (sid, addr) = bind(&lab);
+    wait_entries(&lab, 1);
+    let renew = client_msg(5, 0x31, Some(&sid), Some(addr));
+    let before = xdp(&lab, "tx_renew");
+    let reply = lab.exchange(&renew, Duration::from_secs(3)).expect("a Reply");
+    assert_eq!(ia_of(&reply).leases[0].valid, LIFETIMES.1);
+    assert_eq!(xdp(&lab, "tx_renew"), before + 1);
+
+    // Longer lifetimes: the old entries go with the reload, the batch puts new ones, and the
+    // kernel's Reply tells the new lifetimes (an old entry would tell the old).
+    let cfg = lab.dir.join("dhcpv6d.toml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg,
+        text.replace("preferred_lifetime = 30", "preferred_lifetime = 45")
+            .replace("valid_lifetime = 60", "valid_lifetime = 90"),
+    )
+    .unwrap();
+    let put = lab.stats().get("user_xdp_renew_entries_put").copied().unwrap_or(0);
+    lab.signal(testbed::signal::SIGHUP);
+    lab.wait_log("configuration reloaded", Duration::from_secs(10));
+    wait_entries(&lab, put + 1);
+    assert!(lab.stats().get("user_xdp_renew_entries_deleted").copied() >= Some(1), "the reload deleted the old entry");
+    let reply = lab.exchange(&renew, Duration::from_secs(3)).expect("a Reply");
+    let ia = ia_of(&reply);
+    assert_eq!((ia.leases[0].preferred, ia.leases[0].valid), (45, 90));
+    assert_eq!(xdp(&lab, "tx_renew"), before + 2, "answered in XDP from the rebuilt entry");
+    assert!(stored(&lab.dir.join("leases.db"), addr).0 >= unix_now() + 90);
+}
