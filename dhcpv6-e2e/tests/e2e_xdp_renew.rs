@@ -2,7 +2,8 @@
 //! XDP"): a Renew for a pre-extended lease is answered by the program (a capture on the
 //! server's own interface sees neither it nor its Reply), by ISC dhclient renewing at a short
 //! T1 as by crafted Renews; a Release then a Renew goes up; and after `kill -9` the SQLite
-//! file covers every lifetime a client was told, also by the program still answering alone.
+//! file covers every lifetime a client was told, also by the program still answering alone;
+//! a reload with other lifetimes rebuilds the entries.
 
 mod common;
 
