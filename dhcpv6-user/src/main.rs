@@ -20,7 +20,7 @@ const DEFAULT_CONTROL_SOCKET: &str = "/run/dhcpv6d/control.sock";
 #[command(
     name = "dhcpv6d",
     version,
-    about = "XDP-accelerated DHCPv6 server: Information-Request answered in XDP, the rest in userspace"
+    about = "XDP-accelerated DHCPv6 server: Information-Request (and, with --xdp-renew, Renew) answered in XDP, the rest in userspace"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -136,7 +136,7 @@ struct RunArgs {
     /// and only then lets XDP answer them. Off by default: a Renew answered in the kernel
     /// updates no last-transaction time and has no lease event of its own (the batch's
     /// pre_extend event stands for it). SQLite only: refused with a PostgreSQL store. Over the
-    /// file's xdp_renew. See docs/fast-path.md.
+    /// file's xdp_renew. See docs/operations.md ("Renews answered in XDP").
     #[arg(long)]
     xdp_renew: bool,
     /// Serve Prometheus metrics (text format) on this address, e.g. [::1]:9547.
