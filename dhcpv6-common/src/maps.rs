@@ -18,6 +18,25 @@ pub const MAP_FLOOD_CONFIG: &str = "DHCPV6_FLOOD_CFG";
 pub const MAP_FLOOD_BUCKETS: &str = "DHCPV6_FLOOD";
 pub const MAP_FLOOD_RELAYS: &str = "DHCPV6_RELAYS";
 pub const MAP_RELAY_LINKS: &str = "DHCPV6_RELAY_LINKS";
+/// What a Renew may be answered with in XDP: [`RenewKey`] -> [`RenewEntry`] (see
+/// docs/fast-path.md, "Renew").
+pub const MAP_RENEWS: &str = "DHCPV6_RENEWS";
+/// Programs the XDP program tail-calls (a BPF_MAP_TYPE_PROG_ARRAY): the Renew path is a
+/// program of its own, [`RENEW_PROGRAM_NAME`] at [`PROG_RENEW`], so that the verifier checks
+/// it apart from the Information-Request paths (together they pass its 1,000,000-instruction
+/// budget).
+pub const MAP_PROGS: &str = "DHCPV6_PROGS";
+pub const PROG_RENEW: u32 = 0;
+pub const RENEW_PROGRAM_NAME: &str = "dhcpv6_renew";
+/// Entries of `DHCPV6_RENEWS` (one per bound IA the daemon pre-extended). The map is not
+/// preallocated: memory is taken per entry, so the cap costs nothing until used.
+pub const MAX_RENEWS: u32 = 262_144;
+/// Longest DUID a [`RenewKey`] holds: DUID-LLT, -LL, -UUID and the usual DUID-EN fit; a
+/// Renew from a longer one goes up (`pass_renew_duid`).
+pub const RENEW_DUID_CAP: usize = 32;
+/// Room for one IA option in a [`RenewEntry`]: an IA_NA with one IAADDR is 44 bytes, an IA_PD
+/// with one IAPREFIX 45.
+pub const RENEW_IA_CAP: usize = 48;
 /// Entries of `DHCPV6_RELAY_LINKS`: (interface, Interface-ID) pairs that name a `[[link]]`
 /// with options of its own.
 pub const MAX_RELAY_LINKS: u32 = 4096;
@@ -38,7 +57,7 @@ pub const PROGRAM_NAME: &str = "dhcpv6_xdp";
 /// `DHCPV6_*` map's type, key size, value size, capacity and flags are the same; otherwise it
 /// creates fresh maps and swaps the program over to them. Sizes are checked by themselves:
 /// bump this when a field changes meaning, order or type without changing a size.
-pub const MAPS_LAYOUT_VERSION: u32 = 2;
+pub const MAPS_LAYOUT_VERSION: u32 = 3;
 
 /// Interfaces the fast path can serve at once.
 pub const MAX_IFACES: u32 = 4096;
@@ -68,6 +87,8 @@ pub mod limits {
     pub const MAX_RELAY_OPTIONS: usize = 8;
     /// Longest Interface-ID the program echoes and looks links up by.
     pub const MAX_INTERFACE_ID: usize = 64;
+    /// IA_NA and IA_PD options answered in one Renew (a CPE sends one of each).
+    pub const MAX_RENEW_IAS: usize = 2;
 }
 
 /// [`IfaceReply::flags`]: answer Information-Requests in XDP on this interface. Without it the
@@ -94,6 +115,13 @@ pub const IFACE_RELAYED_IR: u16 = 8;
 /// [`IfaceReply::flags`]: some Interface-IDs name a `[[link]]` with options of its own:
 /// look them up in `DHCPV6_RELAY_LINKS` (without it the program skips the lookup).
 pub const IFACE_RELAY_LINKS: u16 = 16;
+
+/// [`IfaceReply::flags`]: answer Renews in XDP on this interface from `DHCPV6_RENEWS`. The
+/// daemon sets it only when the engine answers a client on this interface with exactly the
+/// reply data's options (no `[[link]]` options of its own, every stateful option in the
+/// block: `reply_data::allow_renew`). Without it a Renew goes up as before (`pass_other_msg`);
+/// with it but without `IFACE_FAST_PATH` everything goes up (`pass_fast_path_off`).
+pub const IFACE_RENEW: u16 = 32;
 
 /// Key of `DHCPV6_IFACES`: the ingress interface and the frame's VLAN IDs (outermost first,
 /// 0 where there is no tag; the 12-bit VID only: priority and DEI bits, and the TPID, are not
@@ -287,7 +315,11 @@ pub struct IfaceReply {
     /// do not (the program then selects segment by segment).
     pub base_len: u16,
     pub base_csum: u16,
-    pub _pad: u32,
+    /// Segments (bit per segment; never the Server Identifier's, bit 0) that belong in a
+    /// stateful Reply (`ConfiguredOption::in_stateful_reply`): a Renew's Reply selects from
+    /// these, by the same Option Request rule.
+    pub stateful_segs: u16,
+    pub _pad: u16,
     /// Codes (below 128) of the requested-only segments, as the program's Option Request mask.
     pub requested_only: [u64; 2],
     pub segs: [Segment; limits::MAX_SEGMENTS],
@@ -301,6 +333,116 @@ pub const GENERATION_OFFSET: usize = core::mem::offset_of!(IfaceReply, generatio
 impl Default for IfaceReply {
     fn default() -> Self {
         Zeroable::zeroed()
+    }
+}
+
+/// [`RenewKey::kind`] of an IA_NA's entry (the option code).
+pub const RENEW_KIND_ADDRESS: u8 = 3;
+/// [`RenewKey::kind`] of an IA_PD's entry (the option code).
+pub const RENEW_KIND_PREFIX: u8 = 25;
+
+/// Key of `DHCPV6_RENEWS`: one IA of one client on one interface (or VLAN), keyed by arrival
+/// as `DHCPV6_IFACES` is. The DUID is zero-padded past `duid_len`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Pod, Zeroable)]
+pub struct RenewKey {
+    pub iface: IfaceKey,
+    pub iaid: u32,
+    /// [`RENEW_KIND_ADDRESS`] or [`RENEW_KIND_PREFIX`].
+    pub kind: u8,
+    pub duid_len: u8,
+    pub _pad: [u8; 2],
+    pub duid: [u8; RENEW_DUID_CAP],
+}
+
+impl RenewKey {
+    /// `None` for a DUID the key cannot hold (longer than [`RENEW_DUID_CAP`], or shorter than
+    /// a DUID can be) or a kind that is neither.
+    pub fn new(iface: IfaceKey, duid: &[u8], iaid: u32, kind: u8) -> Option<Self> {
+        if !(crate::wire::DUID_MIN_LEN..=RENEW_DUID_CAP).contains(&duid.len())
+            || !matches!(kind, RENEW_KIND_ADDRESS | RENEW_KIND_PREFIX)
+        {
+            return None;
+        }
+        let mut k: Self = Zeroable::zeroed();
+        k.iface = iface;
+        k.iaid = iaid;
+        k.kind = kind;
+        k.duid_len = duid.len() as u8;
+        k.duid[..duid.len()].copy_from_slice(duid);
+        Some(k)
+    }
+}
+
+/// Value of `DHCPV6_RENEWS`: what a Renew for the key's IA is answered with, until when.
+///
+/// The daemon writes whole entries only (`bpf_map_update_elem`, `bpf_map_delete_elem`). A
+/// replaced element of a hash map may be reused by the kernel's allocator at once (kernels
+/// since 6.1 free non-preallocated elements into a per-CPU cache, not after an RCU grace
+/// period), so a program still reading it could see part of another value: `check` seals
+/// key and value together, and the program answers only from a copy whose seal holds.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Pod, Zeroable)]
+pub struct RenewEntry {
+    /// CLOCK_BOOTTIME (`bpf_ktime_get_boot_ns`): from then on the Renew goes up
+    /// (`pass_renew_expired`).
+    pub answer_until_ns: u64,
+    /// [`RenewEntry::seal`] of the key and the other fields.
+    pub check: u64,
+    /// The address, or the prefix, the Renew must name.
+    pub lease: [u8; 16],
+    /// 128 for an address.
+    pub prefix_len: u8,
+    pub _pad: u8,
+    /// Bytes of `ia` used.
+    pub ia_len: u16,
+    pub _pad2: u32,
+    /// The whole IA_NA or IA_PD option of the Reply (header, IAID, T1, T2, the IAADDR or
+    /// IAPREFIX with its lifetimes), as the engine encodes it; zero-padded.
+    pub ia: [u8; RENEW_IA_CAP],
+}
+
+/// 64-bit words of a [`RenewKey`] and of a [`RenewEntry`].
+pub const RENEW_KEY_WORDS: usize = core::mem::size_of::<RenewKey>() / 8;
+pub const RENEW_ENTRY_WORDS: usize = core::mem::size_of::<RenewEntry>() / 8;
+/// The word of a [`RenewEntry`] that holds `check` (left out of the seal).
+pub const RENEW_CHECK_WORD: usize = core::mem::offset_of!(RenewEntry, check) / 8;
+
+const _: () =
+    assert!(core::mem::size_of::<RenewKey>().is_multiple_of(8) && core::mem::size_of::<RenewEntry>().is_multiple_of(8));
+
+/// One step of the seal: a multiply-rotate mix of the next word (native order, as both the
+/// daemon and the program read the same bytes on the same host).
+#[inline(always)]
+pub const fn renew_mix(h: u64, w: u64) -> u64 {
+    (h ^ w).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(31)
+}
+
+/// Start of the seal.
+pub const RENEW_SEAL_INIT: u64 = 0x6468_6370_7636_7277;
+
+impl RenewEntry {
+    /// The seal of `key` and `self` (its `check` word left out): what `check` must hold.
+    pub fn seal_of(&self, key: &RenewKey) -> u64 {
+        let k: &[u64; RENEW_KEY_WORDS] = bytemuck::cast_ref(key);
+        let v: &[u64; RENEW_ENTRY_WORDS] = bytemuck::cast_ref(self);
+        let mut h = RENEW_SEAL_INIT;
+        for w in k {
+            h = renew_mix(h, *w);
+        }
+        for (i, w) in v.iter().enumerate() {
+            h = renew_mix(h, if i == RENEW_CHECK_WORD { 0 } else { *w });
+        }
+        h
+    }
+
+    /// Sets `check` for `key`; the daemon seals every entry before it writes it.
+    pub fn seal(&mut self, key: &RenewKey) {
+        self.check = self.seal_of(key);
+    }
+
+    pub fn is_sealed(&self, key: &RenewKey) -> bool {
+        self.check == self.seal_of(key)
     }
 }
 
@@ -322,6 +464,38 @@ pub struct Scratch {
     /// The `DHCPV6_RELAY_LINKS` key of a relayed request, built here (a lookup key may live in
     /// map memory, and the stack is short).
     pub link_key: RelayLinkKey,
+    /// A Renew's walk: kept apart from `found`, which the Information-Request path owns.
+    pub renew: RenewFound,
+    /// The `DHCPV6_RENEWS` key of the IA being looked up.
+    pub renew_key: RenewKey,
+    /// A copy of the entry found, read word by word once: the seal is checked on it and the
+    /// answer built from it, never from the map value again.
+    pub renew_entry: RenewEntry,
+}
+
+/// What a Renew's option walk found (offsets into `Scratch::req`).
+#[repr(C)]
+#[derive(Clone, Copy, Default, Pod, Zeroable)]
+pub struct RenewFound {
+    pub cid_off: u32,
+    pub cid_len: u32,
+    pub sid_off: u32,
+    pub sid_len: u32,
+    pub oro_off: u32,
+    pub oro_len: u32,
+    pub oro_count: u32,
+    /// IAs found, and each one's option offset (header included) in the datagram.
+    pub ias: u32,
+    pub ia_off: [u32; limits::MAX_RENEW_IAS],
+    /// Set when the walk met something that sends the Renew up; the counter is `pass`.
+    pub pass: u32,
+    /// Length of the Reply staged in `Scratch::out` so far (header, identifiers, IAs).
+    pub staged: u32,
+    /// The Reply's checksum sum before its segments (kept in memory for the verifier).
+    pub acc: u32,
+    /// The datagram's length, handed from the XDP program to the Renew program it
+    /// tail-calls (with the arrival's key in `Scratch::renew_key.iface`).
+    pub udp_len: u32,
 }
 
 #[repr(C)]
@@ -389,4 +563,6 @@ mod user {
     unsafe impl aya::Pod for super::Segment {}
     unsafe impl aya::Pod for super::MacKey {}
     unsafe impl aya::Pod for super::ClientMac {}
+    unsafe impl aya::Pod for super::RenewKey {}
+    unsafe impl aya::Pod for super::RenewEntry {}
 }

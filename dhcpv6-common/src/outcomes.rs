@@ -87,7 +87,8 @@ macro_rules! outcomes {
 outcomes! {
     /// Information-Requests answered with XDP_TX.
     Answered => answered, TX;
-    /// Not Information-Request (Solicit, Relay-Forward, ...): for userspace.
+    /// Not Information-Request (Solicit, Relay-Forward, ...), or a Renew on an interface
+    /// without `IFACE_RENEW` (or with no Renew program loaded): for userspace.
     PassOtherMsg => pass_other_msg, PASS;
     /// No reply data for the ingress interface (untagged frames).
     PassNoIface => pass_no_iface, PASS;
@@ -110,7 +111,8 @@ outcomes! {
     DropMalformed => drop_malformed, DROP;
     /// IA_NA, IA_TA or IA_PD in an Information-Request (RFC 9915 section 16.12).
     DropIaPresent => drop_ia_present, DROP;
-    /// A Server Identifier that is not ours (RFC 9915 section 16.12).
+    /// A Server Identifier that is not ours (RFC 9915 section 16.12), in an
+    /// Information-Request or a Renew (section 16.6, as userspace drops it).
     DropForeignServerId => drop_foreign_server_id, DROP;
     /// A helper failed after the headers were rewritten: the frame is neither the request
     /// nor a reply, so it is dropped (the client retransmits). Not seen in practice.
@@ -143,6 +145,26 @@ outcomes! {
     /// option past the end, a repeated or badly sized relay option, no Relay Message, a
     /// relayed message shorter than its header): discarded, as userspace discards it.
     DropRelayMalformed => drop_relay_malformed, DROP;
+    /// Renews answered with XDP_TX from `DHCPV6_RENEWS` (docs/fast-path.md, "Renew").
+    TxRenew => tx_renew, TX;
+    /// A Renew with an option the program does not answer (Rapid Commit, Reconfigure Accept,
+    /// User or Vendor Class, Vendor-specific Information, Authentication, any unknown one),
+    /// or without a Client or Server Identifier: userspace decides.
+    PassRenewOptions => pass_renew_options, PASS;
+    /// A Renew whose IAs the program does not answer: none, an IA_TA, more than
+    /// `MAX_RENEW_IAS`, an IA not holding exactly one IAADDR / IAPREFIX and nothing else,
+    /// an IAID repeated within its kind.
+    PassRenewIa => pass_renew_ia, PASS;
+    /// A Renew from a DUID longer than `RENEW_DUID_CAP` (the map key's).
+    PassRenewDuid => pass_renew_duid, PASS;
+    /// A Renew for an IA with no entry in `DHCPV6_RENEWS`.
+    PassRenewNoEntry => pass_renew_no_entry, PASS;
+    /// A Renew naming an address or prefix other than its IA's entry.
+    PassRenewChanged => pass_renew_changed, PASS;
+    /// A Renew for an IA whose entry is past its `answer_until_ns`.
+    PassRenewExpired => pass_renew_expired, PASS;
+    /// An entry read while the daemon replaced it (its seal did not hold): userspace answers.
+    PassRenewTorn => pass_renew_torn, PASS;
 }
 
 impl Verdict {

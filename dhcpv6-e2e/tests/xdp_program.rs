@@ -3,6 +3,9 @@
 //! built on the userspace server. Needs root (loading BPF programs).
 
 mod common;
+// The Renew path (tests/xdp_program/ holds no test target of its own).
+#[path = "xdp_program/renew.rs"]
+mod renew;
 
 use std::net::Ipv6Addr;
 
@@ -956,4 +959,15 @@ fn differential_with_the_user_class_filter() {
     let unfiltered = model_iface(true);
     let mut p = Program::load(Some(&unfiltered));
     assert!(matches!(expect_same(&mut p, &unfiltered, "iptv, no filter", &iptv), Outcome::Tx(_)));
+}
+
+/// How much of the verifier's budget (1,000,000 instructions processed) the program takes:
+/// printed, so that a change that brings it near the limit is seen before it is hit.
+#[test]
+fn verifier_budget() {
+    let mut p = Program::load(None);
+    let n = p.dp().program().unwrap().info().unwrap().verified_instruction_count();
+    let r = p.dp().renew_program().unwrap().info().unwrap().verified_instruction_count();
+    println!("verified instructions: {n:?} (dhcpv6_xdp), {r:?} (dhcpv6_renew)");
+    assert!(n.is_some_and(|n| n < 1_000_000) && r.is_some_and(|r| r < 1_000_000));
 }

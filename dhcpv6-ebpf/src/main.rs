@@ -1,4 +1,5 @@
-//! XDP fast path for DHCPv6 Information-Request.
+//! XDP fast path for DHCPv6 Information-Request (direct or from a lightweight relay) and
+//! Renew (from `DHCPV6_RENEWS`).
 //!
 //! One direction only: the daemon writes per-interface (and per-VLAN) reply data into
 //! `DHCPV6_IFACES` and the flood limits into `DHCPV6_FLOOD_CFG`; this program reads them,
@@ -22,13 +23,14 @@ mod flood;
 mod frame;
 mod learn;
 mod relay;
+mod renew;
 mod reply;
 mod request;
 mod scratch;
 
 use aya_ebpf::{
     bindings::xdp_action,
-    btf_maps::{Array, HashMap, LruHashMap, PerCpuArray},
+    btf_maps::{Array, HashMap, LruHashMap, PerCpuArray, ProgramArray},
     helpers::generated::bpf_xdp_load_bytes,
     macros::{btf_map, xdp},
     programs::XdpContext,
@@ -36,8 +38,8 @@ use aya_ebpf::{
 pub use dhcpv6_common::Verdict;
 use dhcpv6_common::{
     limits, wire::msg, ClientMac, Counters, FloodBucket, FloodConfig, FloodKey, IfaceKey, IfaceReply, MacKey,
-    RelayLinkKey, RelaySource, Scratch, IFACE_FAST_PATH, IFACE_LEARN_MACS, IFACE_RELAYED_IR, MAX_CLIENT_MACS,
-    MAX_FLOOD_BUCKETS, MAX_FLOOD_RELAYS, MAX_IFACES, MAX_RELAY_LINKS,
+    RelayLinkKey, RelaySource, RenewEntry, RenewKey, Scratch, IFACE_FAST_PATH, IFACE_LEARN_MACS, IFACE_RELAYED_IR,
+    IFACE_RENEW, MAX_CLIENT_MACS, MAX_FLOOD_BUCKETS, MAX_FLOOD_RELAYS, MAX_IFACES, MAX_RELAY_LINKS, MAX_RENEWS,
 };
 
 use crate::{frame::Hdr, request::Request};
@@ -69,6 +71,15 @@ static DHCPV6_RELAYS: HashMap<RelaySource, u32, { MAX_FLOOD_RELAYS as usize }> =
 
 #[btf_map]
 static DHCPV6_RELAY_LINKS: HashMap<RelayLinkKey, IfaceKey, { MAX_RELAY_LINKS as usize }, NO_PREALLOC> = HashMap::new();
+
+/// What a Renew may be answered with: written whole by the daemon (see `renew`; entries are
+/// sealed, as a replaced element may be reused at once).
+#[btf_map]
+static DHCPV6_RENEWS: HashMap<RenewKey, RenewEntry, { MAX_RENEWS as usize }, NO_PREALLOC> = HashMap::new();
+
+/// The Renew program (`dhcpv6_renew`), tail-called: verified apart from this one.
+#[btf_map]
+static DHCPV6_PROGS: ProgramArray<1> = ProgramArray::new();
 
 #[xdp]
 pub fn dhcpv6_xdp(ctx: XdpContext) -> u32 {
@@ -135,10 +146,11 @@ fn serve(ctx: &XdpContext, hdr: &Hdr, key: IfaceKey, iface: &IfaceReply) -> Verd
     if udp_len < 12 {
         return Verdict::DropMalformed;
     }
-    let relayed = match frame::msg_type(ctx, hdr) {
-        Some(msg::INFORMATION_REQUEST) => false,
+    let (relayed, renew) = match frame::msg_type(ctx, hdr) {
+        Some(msg::INFORMATION_REQUEST) => (false, false),
         Some(msg::RELAY_FORW) if iface.flags & IFACE_RELAYED_IR == 0 => return Verdict::PassRelayUntrusted,
-        Some(msg::RELAY_FORW) => true,
+        Some(msg::RELAY_FORW) => (true, false),
+        Some(msg::RENEW) if iface.flags & IFACE_RENEW != 0 => (false, true),
         _ => return Verdict::PassOtherMsg,
     };
     if udp_len > limits::MAX_REQUEST_UDP_LEN {
@@ -157,6 +169,15 @@ fn serve(ctx: &XdpContext, hdr: &Hdr, key: IfaceKey, iface: &IfaceReply) -> Verd
     }
     if !csum::udp_valid(&src, &dst, scratch, udp_len) {
         return Verdict::PassChecksum;
+    }
+    if renew {
+        // The Renew program carries on from the datagram in scratch and counts the outcome.
+        scratch.renew_key.iface = key;
+        scratch::set(&mut scratch.renew.udp_len, udp_len as u32);
+        // SAFETY: a tail call into a program of the same type; it does not return on success.
+        unsafe { DHCPV6_PROGS.tail_call(ctx, dhcpv6_common::PROG_RENEW) };
+        // No Renew program in the map (a loader that did not put it there): as without IFACE_RENEW.
+        return Verdict::PassOtherMsg;
     }
     let iface = if relayed {
         if let Err(v) = relay::walk(scratch, udp_len) {
@@ -177,6 +198,23 @@ fn serve(ctx: &XdpContext, hdr: &Hdr, key: IfaceKey, iface: &IfaceReply) -> Verd
         Err(v) => return v,
     };
     reply::write(ctx, hdr, &src, iface, &req, scratch)
+}
+
+/// The Renew path (`renew::serve`), tail-called by `dhcpv6_xdp` for a Renew on an interface
+/// with `IFACE_RENEW` whose datagram is in scratch, its checksum verified; `frames` and
+/// `dhcp` are counted already, the outcome is counted here.
+#[xdp]
+pub fn dhcpv6_renew(ctx: XdpContext) -> u32 {
+    let Some(counters) = DHCPV6_COUNTERS.get_ptr_mut(0) else {
+        return xdp_action::XDP_PASS;
+    };
+    // SAFETY: as in `dhcpv6_xdp`.
+    let counters = unsafe { &mut *counters };
+    let verdict = renew::serve(&ctx);
+    if let Some(field) = counters.slot(verdict) {
+        *field += 1;
+    }
+    verdict.action()
 }
 
 dhcpv6_ebpf_common::xdp_object!();

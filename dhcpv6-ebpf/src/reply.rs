@@ -261,7 +261,7 @@ fn select(iface: &IfaceReply, scratch: &mut Scratch) -> (u32, usize) {
 /// returns their checksum contribution. Segments that follow each other in the block go
 /// out in one store.
 #[inline(always)]
-fn write_selected(
+pub(crate) fn write_selected(
     ctx: &XdpContext,
     iface: &IfaceReply,
     scratch: &mut Scratch,

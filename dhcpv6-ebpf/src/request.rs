@@ -148,7 +148,7 @@ fn server_id_ours(req: &[u8; REQ_BUF], off: usize, len: usize, iface: &IfaceRepl
 }
 
 #[inline(always)]
-fn oro_mask(scratch: &mut Scratch, off: usize, len: usize) -> Result<(), Verdict> {
+pub(crate) fn oro_mask(scratch: &mut Scratch, off: usize, len: usize) -> Result<(), Verdict> {
     let n = len / 2;
     if n > MAX_ORO_CODES {
         return Err(Verdict::PassLimits);

@@ -168,6 +168,20 @@ counters! {
     DropLeasequeryStore => "drop_leasequery_store",
     /// A TCP leasequery connection refused: as many as allowed are open.
     DropLeasequeryConnections => "drop_leasequery_connections",
+    /// A message whose commit would change a lease whose Renew entry cannot be deleted: not
+    /// committed, not answered (`xdp_renew`).
+    DropXdpRenewDelete => "drop_xdp_renew_delete",
+    /// Pre-extension batches whose commit was durable (`xdp_renew`).
+    XdpRenewBatches => "xdp_renew_batches",
+    /// Pre-extension batches whose commit failed: no entry was put, memory rolled back.
+    XdpRenewBatchFailed => "xdp_renew_batch_failed",
+    /// Entries put into `DHCPV6_RENEWS`, and taken out (by a change, a deadline, a reload):
+    /// their difference is the entries in the map.
+    XdpRenewEntriesPut => "xdp_renew_entries_put",
+    XdpRenewEntriesDeleted => "xdp_renew_entries_deleted",
+    /// A put or delete the kernel refused (a delete that fails leaves an entry whose lease
+    /// changed: the daemon then stops committing nothing, see `fast_renew`).
+    XdpRenewMapErrors => "xdp_renew_map_errors",
 }
 
 impl std::fmt::Display for Counter {
@@ -244,16 +258,19 @@ pub enum LeaseEvent {
     Expired,
     /// Ended by an operator (`dhcpv6d ctl release`).
     OperatorReleased,
+    /// Stored expiry moved on by a pre-extension batch, for Renews XDP answers (`xdp_renew`).
+    PreExtended,
 }
 
 impl LeaseEvent {
-    pub const ALL: [LeaseEvent; 6] = [
+    pub const ALL: [LeaseEvent; 7] = [
         LeaseEvent::Granted,
         LeaseEvent::Renewed,
         LeaseEvent::Released,
         LeaseEvent::Declined,
         LeaseEvent::Expired,
         LeaseEvent::OperatorReleased,
+        LeaseEvent::PreExtended,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -264,6 +281,7 @@ impl LeaseEvent {
             LeaseEvent::Declined => "declined",
             LeaseEvent::Expired => "expired",
             LeaseEvent::OperatorReleased => "operator_released",
+            LeaseEvent::PreExtended => "pre_extended",
         }
     }
 }
@@ -472,6 +490,11 @@ impl UserStats {
 
     pub fn bump(&self, c: Counter) {
         self.counts[c as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts `n` events at once (a batch).
+    pub fn add(&self, c: Counter, n: u64) {
+        self.counts[c as usize].fetch_add(n, Ordering::Relaxed);
     }
 
     pub fn get(&self, c: Counter) -> u64 {

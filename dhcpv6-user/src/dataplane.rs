@@ -24,9 +24,9 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use dhcpv6_common::{
-    Counters, FloodConfig, IfaceKey, IfaceReply, RelayLinkKey, RelaySource, MAP_COUNTERS, MAP_FLOOD_CONFIG,
-    MAP_FLOOD_RELAYS, MAP_IFACE_REPLY, MAP_RELAY_LINKS, MAX_FLOOD_RELAYS, MAX_RELAY_LINKS, PROGRAM_NAME,
-    RELAY_LINK_KEY_BASE,
+    Counters, FloodConfig, IfaceKey, IfaceReply, RelayLinkKey, RelaySource, RenewEntry, RenewKey, MAP_COUNTERS,
+    MAP_FLOOD_CONFIG, MAP_FLOOD_RELAYS, MAP_IFACE_REPLY, MAP_PROGS, MAP_RELAY_LINKS, MAP_RENEWS, MAX_FLOOD_RELAYS,
+    MAX_RELAY_LINKS, PROGRAM_NAME, PROG_RENEW, RELAY_LINK_KEY_BASE, RENEW_PROGRAM_NAME,
 };
 use tracing::{info, warn};
 
@@ -135,6 +135,7 @@ impl Dataplane {
             .ok_or_else(|| anyhow!("program {PROGRAM_NAME} missing from the object"))?
             .try_into()?;
         prog.load().context("the kernel verifier rejected the XDP program")?;
+        load_renew(&mut ebpf)?;
         if adopt {
             info!(pin_dir = %pin_dir.display(), "adopted the pinned maps (same layout): counters and reply data carry on");
         } else {
@@ -162,6 +163,11 @@ impl Dataplane {
     /// For tests and benchmarks: the loaded program itself.
     pub fn program(&mut self) -> Result<&mut Xdp> {
         Ok(self.ebpf.program_mut(PROGRAM_NAME).ok_or_else(|| anyhow!("no program"))?.try_into()?)
+    }
+
+    /// For tests: the Renew program (`dhcpv6_renew`), loaded with the main one.
+    pub fn renew_program(&mut self) -> Result<&mut Xdp> {
+        Ok(self.ebpf.program_mut(RENEW_PROGRAM_NAME).ok_or_else(|| anyhow!("no renew program"))?.try_into()?)
     }
 
     fn link_pin(&self, ifname: &str) -> PathBuf {
@@ -391,6 +397,79 @@ impl Dataplane {
         Ok(())
     }
 
+    fn renews(&mut self) -> Result<BpfHashMap<&mut MapData, RenewKey, RenewEntry>> {
+        let map = self.ebpf.map_mut(MAP_RENEWS).ok_or_else(|| anyhow!("no renew map"))?;
+        Ok(BpfHashMap::try_from(map)?)
+    }
+
+    /// Puts (or replaces, whole: one `bpf_map_update_elem`) what a Renew for `key`'s IA is
+    /// answered with in XDP. Entries come from `server::stateful::fast_renew::entry`, sealed;
+    /// an unsealed one is refused (the program would never answer from it). Call only after
+    /// the store durably covers the entry (docs/fast-path.md, "Renew").
+    pub fn put_renew(&mut self, key: &RenewKey, entry: &RenewEntry) -> Result<()> {
+        if !entry.is_sealed(key) {
+            bail!("renew entry for {key:?} is not sealed for its key");
+        }
+        self.renews()?.insert(key, entry, 0).context("writing a renew entry")
+    }
+
+    /// As `put_renew` without the seal check: for tests of the program's torn-read guard.
+    #[doc(hidden)]
+    pub fn put_renew_unsealed(&mut self, key: &RenewKey, entry: &RenewEntry) -> Result<()> {
+        self.renews()?.insert(key, entry, 0).context("writing a renew entry")
+    }
+
+    /// Where the maps are pinned (another process, or a test's writer thread, opens them there).
+    pub fn pin_dir(&self) -> &Path {
+        &self.pin_dir
+    }
+
+    /// Deletes `key`'s entry, before any commit that could shorten or end its lease. `false`
+    /// when there was none.
+    pub fn delete_renew(&mut self, key: &RenewKey) -> Result<bool> {
+        match self.renews()?.remove(key) {
+            Ok(()) => Ok(true),
+            Err(aya::maps::MapError::KeyNotFound) => Ok(false),
+            Err(aya::maps::MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => Ok(false),
+            Err(e) => Err(e).context("deleting a renew entry"),
+        }
+    }
+
+    /// Deletes every renew entry (at start: a previous process's entries are not trusted).
+    /// Returns how many went.
+    pub fn clear_renews(&mut self) -> Result<usize> {
+        let mut map = self.renews()?;
+        let mut n = 0;
+        // Keys are collected first: deleting while iterating restarts the walk in the kernel.
+        // Bounded: the map holds at most MAX_RENEWS, and each pass removes what it saw.
+        for _ in 0..4 {
+            let keys: Vec<RenewKey> = map.keys().filter_map(|k| k.ok()).collect();
+            if keys.is_empty() {
+                break;
+            }
+            for k in &keys {
+                if map.remove(k).is_ok() {
+                    n += 1;
+                }
+            }
+        }
+        Ok(n)
+    }
+
+    /// Entries in the renew map now (a walk of its keys: for metrics, not per packet).
+    pub fn renew_count(&mut self) -> Result<usize> {
+        Ok(self.renews()?.keys().filter(|k| k.is_ok()).count())
+    }
+
+    /// The entry for `key`, if any (tests, `ctl`).
+    pub fn renew(&mut self, key: &RenewKey) -> Result<Option<RenewEntry>> {
+        match self.renews()?.get(key, 0) {
+            Ok(v) => Ok(Some(v)),
+            Err(aya::maps::MapError::KeyNotFound) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// The MAC the program saw on a DHCPv6 frame from `addr` on `ifindex` (interfaces with
     /// `IFACE_LEARN_MACS`).
     pub fn client_mac(&self, ifindex: u32, addr: std::net::Ipv6Addr) -> Option<[u8; 6]> {
@@ -416,6 +495,20 @@ impl Dataplane {
         pins::remove_all(&dir)?;
         Ok(())
     }
+}
+
+/// Loads the Renew program and puts it where `dhcpv6_xdp` tail-calls it (`DHCPV6_PROGS`).
+/// Without it a Renew goes up as it always did (`pass_other_msg`).
+fn load_renew(ebpf: &mut Ebpf) -> Result<()> {
+    let renew: &mut Xdp = ebpf
+        .program_mut(RENEW_PROGRAM_NAME)
+        .ok_or_else(|| anyhow!("program {RENEW_PROGRAM_NAME} missing from the object"))?
+        .try_into()?;
+    renew.load().context("the kernel verifier rejected the Renew program")?;
+    let fd = renew.fd()?.try_clone().context("duplicating the Renew program's descriptor")?;
+    let map = ebpf.map_mut(MAP_PROGS).ok_or_else(|| anyhow!("map {MAP_PROGS} missing from the object"))?;
+    aya::maps::ProgramArray::try_from(map)?.set(PROG_RENEW, &fd, 0).context("writing the Renew program's slot")?;
+    Ok(())
 }
 
 fn sum_counters<T: std::borrow::Borrow<MapData>>(arr: &PerCpuArray<T, Counters>) -> Result<Counters> {

@@ -20,7 +20,7 @@ const DEFAULT_CONTROL_SOCKET: &str = "/run/dhcpv6d/control.sock";
 #[command(
     name = "dhcpv6d",
     version,
-    about = "XDP-accelerated DHCPv6 server: Information-Request answered in XDP, the rest in userspace"
+    about = "XDP-accelerated DHCPv6 server: Information-Request (and, with --xdp-renew, Renew) answered in XDP, the rest in userspace"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -130,6 +130,15 @@ struct RunArgs {
     /// may run on (its affinity, e.g. from taskset or systemd's CPUAffinity=).
     #[arg(long, value_name = "N")]
     workers: Option<u32>,
+    /// Answer Renews in XDP, in the kernel, for leases the store already holds past what the
+    /// Reply tells: the daemon extends stored leases in batches ahead of their Renews
+    /// (xdp_renew_window, default 3600 s after the client's last transaction in userspace)
+    /// and only then lets XDP answer them. Off by default: a Renew answered in the kernel
+    /// updates no last-transaction time and has no lease event of its own (the batch's
+    /// pre_extend event stands for it). SQLite only: refused with a PostgreSQL store. Over the
+    /// file's xdp_renew. See docs/operations.md ("Renews answered in XDP").
+    #[arg(long)]
+    xdp_renew: bool,
     /// Serve Prometheus metrics (text format) on this address, e.g. [::1]:9547.
     #[arg(long, value_name = "ADDR:PORT")]
     metrics: Option<std::net::SocketAddr>,
@@ -304,6 +313,7 @@ fn main() -> Result<ExitCode> {
                     load_split: r.load_split,
                     heartbeat_stale: r.heartbeat_stale,
                     workers: r.workers,
+                    xdp_renew: r.xdp_renew,
                 },
                 routes: !r.no_routes,
                 metrics: r.metrics,

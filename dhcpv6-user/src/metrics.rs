@@ -571,8 +571,10 @@ mod tests {
     #[test]
     fn render_exports_every_family_with_its_series() {
         let e = exported();
-        assert_eq!(e["dhcpv6_xdp_frames_total"].len(), 26);
-        for outcome in ["drop_flood", "pass_user_class", "tx_relayed_ir", "pass_relay_link"] {
+        assert_eq!(e["dhcpv6_xdp_frames_total"].len(), 34);
+        for outcome in
+            ["drop_flood", "pass_user_class", "tx_relayed_ir", "pass_relay_link", "tx_renew", "pass_renew_torn"]
+        {
             assert!(e["dhcpv6_xdp_frames_total"].iter().any(|l| l.get("outcome").map(String::as_str) == Some(outcome)));
         }
         assert_eq!(e["dhcpv6_userspace_total"].len(), Counter::ALL.len());

@@ -81,6 +81,10 @@ pub struct DhcpArgs {
     /// Renew: the share of the population that must hold leases before renewals start.
     #[arg(long, default_value_t = 0.99)]
     pub fill_min: f64,
+    /// Renew: seconds to wait once the population is built, before renewals start (a server
+    /// that prepares answers in the background, dhcpv6d --xdp-renew, gets them in place).
+    #[arg(long, default_value_t = 0.0)]
+    pub settle_secs: f64,
     /// Part of every client's DUID, so that runs against one server use new clients
     /// (default: from the clock).
     #[arg(long)]
@@ -283,6 +287,10 @@ pub fn dhcp(args: DhcpArgs) -> Result<()> {
     let sock = sock::Sock::open(&args.iface, args.rcvbuf)?;
     let mut g = Gen { d: Driver::new(sock), args, seed, next_client: 0, steps: 0 };
     let mut pop = if g.args.exchange == Exchange::Renew { Some(g.populate()?) } else { None };
+    if pop.is_some() && g.args.settle_secs > 0.0 {
+        // Bounded by the argument; answers still arriving meanwhile are the population's.
+        std::thread::sleep(std::time::Duration::from_secs_f64(g.args.settle_secs.min(600.0)));
+    }
     let mut cursor = 0usize;
     let max_loss = g.args.max_loss;
     let mut step = |g: &mut Gen, rate: f64| -> Result<Step> {

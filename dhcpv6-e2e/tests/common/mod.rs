@@ -117,6 +117,9 @@ impl Program {
             if i.relayed_ir {
                 data.flags |= IFACE_RELAYED_IR;
             }
+            if i.renew {
+                dhcpv6::fastpath::allow_renew(&mut data, &i.svc).expect("a service the Renew path can answer");
+            }
             let key = IfaceKey { ifindex: 1, outer_vlan, inner_vlan };
             if !i.links.is_empty() {
                 // As the daemon writes them: the links first, then the interface that names them.
@@ -136,6 +139,9 @@ impl Program {
         }
         let relays: Vec<Ipv6Addr> = maps.relays.iter().copied().collect();
         dp.set_flood(&maps.flood, &relays).unwrap();
+        for (k, e) in &maps.renews {
+            dp.put_renew(k, e).unwrap();
+        }
         Program { dp: Some(dp), ifindex: 1 }
     }
 
@@ -175,6 +181,7 @@ impl Program {
         assert_eq!(r.return_value, verdict.action(), "{}: the action matches the counter", verdict.name());
         let outcome = match r.return_value {
             xdp_action::TX if verdict == Verdict::TxRelayedIr => Outcome::TxRelayed(out),
+            xdp_action::TX if verdict == Verdict::TxRenew => Outcome::TxRenew(out),
             xdp_action::TX => Outcome::Tx(out),
             xdp_action::PASS if verdict == Verdict::NotDhcp => Outcome::NotDhcp,
             xdp_action::PASS => Outcome::Pass(verdict),

@@ -39,6 +39,11 @@ pub(crate) struct Document {
     pub workers: Option<Spanned<u32>>,
     /// `[store]`: where the leases are kept.
     pub store: Option<Store>,
+    /// Renews answered in XDP for leases pre-extended in the store (`--xdp-renew`).
+    pub xdp_renew: Option<Spanned<bool>>,
+    /// Seconds after a client's last transaction in userspace during which XDP answers its
+    /// Renews (the stored expiry runs this much past the valid lifetime).
+    pub xdp_renew_window: Option<Spanned<u32>>,
 }
 
 /// `[store]`: `url` (a PostgreSQL database) or `path` (an SQLite file), as `--lease-db`.

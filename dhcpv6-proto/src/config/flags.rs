@@ -65,6 +65,8 @@ pub struct Overrides {
     pub heartbeat_stale: Option<u32>,
     /// `--workers N`: userspace receive workers, over the file's `workers`.
     pub workers: Option<u32>,
+    /// `--xdp-renew`: Renews answered in XDP, whatever the file's `xdp_renew` says.
+    pub xdp_renew: bool,
 }
 
 /// The flags, each value checked.
@@ -286,7 +288,18 @@ pub(crate) fn merge(file: ConfigFile, overrides: &Overrides, host: &HostResolver
         }
         None => file.workers,
     };
-    Ok(Config { ifaces, relay, links, lease_script, leasequery_from, store, load_split, workers })
+    let renew_line = file.xdp_renew.filter(|(on, _)| *on).map(|(_, line)| line);
+    let xdp_renew = (overrides.xdp_renew || renew_line.is_some())
+        .then(|| super::XdpRenew { window: file.xdp_renew_window.unwrap_or(super::DEFAULT_XDP_RENEW_WINDOW) });
+    if xdp_renew.is_some() && matches!(store, StoreSpec::Postgres(_)) {
+        return Err(match (overrides.xdp_renew, renew_line) {
+            (false, Some(line)) => {
+                ConfigError::Invalid { path: file.path.clone(), line, reason: Reason::XdpRenewSharedStore }
+            }
+            _ => ConfigError::Flag { flag: "--xdp-renew".into(), reason: Reason::XdpRenewSharedStore },
+        });
+    }
+    Ok(Config { ifaces, relay, links, lease_script, leasequery_from, store, load_split, workers, xdp_renew })
 }
 
 /// The flags' script and timeout over the file's, the flags' checked here (the file's were

@@ -145,6 +145,10 @@ pub enum Reason {
         "the load split needs a PostgreSQL store shared by the boxes (--lease-db postgresql://... or [store] url)"
     )]
     SplitWithoutSharedStore,
+    #[error(
+        "xdp_renew needs a store this daemon alone writes (SQLite): with PostgreSQL another server may shorten or end a lease that XDP would go on renewing"
+    )]
+    XdpRenewSharedStore,
 }
 
 /// The link of `--na-pool`/`--pd-pool`: every served interface, and relayed clients whose
@@ -187,6 +191,28 @@ pub struct Config {
     store: StoreSpec,
     load_split: Option<LoadSplit>,
     workers: Option<u32>,
+    xdp_renew: Option<XdpRenew>,
+}
+
+/// Renews answered in XDP (`xdp_renew`, `--xdp-renew`): off unless asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct XdpRenew {
+    /// Seconds after a lease's last client transaction in userspace during which the XDP
+    /// program answers its Renews (`xdp_renew_window`).
+    pub window: u32,
+}
+
+/// `xdp_renew_window` unless configured: an hour, two Renews a T1 of 30 minutes apart.
+pub const DEFAULT_XDP_RENEW_WINDOW: u32 = 3600;
+
+/// `xdp_renew_window`: from 10 s (tests) to a week.
+pub(crate) fn check_xdp_renew_window(v: u32) -> Result<u32, Reason> {
+    const MAX: u32 = 7 * 86_400;
+    if (10..=MAX).contains(&v) {
+        Ok(v)
+    } else {
+        Err(Reason::Range { what: "xdp_renew_window", value: u64::from(v), min: 10, max: u64::from(MAX) })
+    }
 }
 
 /// Most userspace receive workers one daemon runs (`workers`, `--workers`).
@@ -216,6 +242,12 @@ impl Config {
     /// the daemon's default, one per core it may run on.
     pub fn workers(&self) -> Option<u32> {
         self.workers
+    }
+
+    /// `--xdp-renew` or the file's `xdp_renew`, with its window; `None`: Renews go to
+    /// userspace (the default).
+    pub fn xdp_renew(&self) -> Option<XdpRenew> {
+        self.xdp_renew
     }
 
     /// Served interfaces: the file's in its order, then those only named by `--iface`.

@@ -627,3 +627,28 @@ fn workers_come_from_the_flag_over_the_file_and_are_checked() {
         .to_string();
     assert!(e.contains("--workers") && e.contains("workers 999 is outside 1..=256"), "{e}");
 }
+
+#[test]
+fn xdp_renew_is_off_by_default_and_refused_on_a_shared_store() {
+    assert_eq!(load_text("", &serve_eth9()).unwrap().xdp_renew(), None);
+    assert_eq!(load_text("xdp_renew = false\n", &serve_eth9()).unwrap().xdp_renew(), None);
+    let c = load_text("xdp_renew = true\n", &serve_eth9()).unwrap();
+    assert_eq!(c.xdp_renew(), Some(XdpRenew { window: DEFAULT_XDP_RENEW_WINDOW }));
+    let c = load_text("xdp_renew = true\nxdp_renew_window = 30\n", &serve_eth9()).unwrap();
+    assert_eq!(c.xdp_renew(), Some(XdpRenew { window: 30 }));
+    let flag = Overrides { xdp_renew: true, ..serve_eth9() };
+    assert_eq!(load_text("xdp_renew_window = 120\n", &flag).unwrap().xdp_renew(), Some(XdpRenew { window: 120 }));
+    // The window alone turns nothing on.
+    assert_eq!(load_text("xdp_renew_window = 120\n", &serve_eth9()).unwrap().xdp_renew(), None);
+    for v in [0, 9, 604_801] {
+        let e = refused(&format!("\n\nxdp_renew_window = {v}\n[[interface]]\nname = \"eth9\"\n"));
+        assert!(e.starts_with("dhcpv6d.toml:3: xdp_renew_window") && e.contains("10..=604800"), "{v}: {e}");
+    }
+
+    // Another box on a shared database may end a lease XDP would go on renewing.
+    let url = "[store]\nurl = \"postgresql:///dhcpv6?host=/run/postgresql\"\n";
+    let e = load_text(&format!("\nxdp_renew = true\n{url}"), &serve_eth9()).unwrap_err().to_string();
+    assert!(e.starts_with("dhcpv6d.toml:2: xdp_renew needs a store this daemon alone writes"), "{e}");
+    let e = load_text(url, &flag).unwrap_err().to_string();
+    assert!(e.starts_with("--xdp-renew: xdp_renew needs a store this daemon alone writes"), "{e}");
+}

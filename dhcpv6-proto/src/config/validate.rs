@@ -63,6 +63,9 @@ pub struct ConfigFile {
     pub(crate) heartbeat_stale: Option<u32>,
     /// `workers`: userspace receive workers.
     pub(crate) workers: Option<u32>,
+    /// `xdp_renew` (with its line) and `xdp_renew_window`.
+    pub(crate) xdp_renew: Option<(bool, usize)>,
+    pub(crate) xdp_renew_window: Option<u32>,
 }
 
 impl TryFrom<Source<'_>> for ConfigFile {
@@ -138,6 +141,12 @@ impl TryFrom<Source<'_>> for ConfigFile {
                 .workers
                 .as_ref()
                 .map(|w| super::check_workers(*w.get_ref()).map_err(|r| src.invalid(w.span().start, r)))
+                .transpose()?,
+            xdp_renew: doc.xdp_renew.as_ref().map(|b| (*b.get_ref(), src.line_of(b))),
+            xdp_renew_window: doc
+                .xdp_renew_window
+                .as_ref()
+                .map(|w| super::check_xdp_renew_window(*w.get_ref()).map_err(|r| src.invalid(w.span().start, r)))
                 .transpose()?,
         };
         check_links(&file.links).map_err(|r| file.refused(r))?;

@@ -45,6 +45,7 @@ pub const CASES: &[(&str, Case)] = &[
     ("async_waiters_share_transactions", async_waiters_share_transactions),
     ("relay_records_round_trip", relay_records_round_trip),
     ("query_finds_by_each_filter", query_finds_by_each_filter),
+    ("extension_batch_is_one_transaction", extension_batch_is_one_transaction),
 ];
 
 /// Runs every case, each on a fresh backend from `fresh` (given the case's name).
@@ -379,4 +380,32 @@ pub fn query_finds_by_each_filter(backend: &dyn Backend) {
     assert_eq!(query(LeaseFilter::RemoteId(line)), vec![relayed[3].clone()]);
     assert_eq!(query(LeaseFilter::RemoteId(vec![0, 0, 0, 9, 9])), vec![]);
     assert_eq!(query(LeaseFilter::RelayId(vec![9, 9, 9])), vec![]);
+}
+
+/// A pre-extension batch (`xdp_renew`): thousands of leases' later expiry in one commit are
+/// one transaction, all or nothing, and what a reopened store holds. The daemon puts the
+/// XDP entries only once this ticket resolved: each relies on its row's new expiry.
+pub fn extension_batch_is_one_transaction(backend: &dyn Backend) {
+    let leases: Vec<Lease> = (0..2000).map(address).collect();
+    let extended: Vec<Lease> = leases
+        .iter()
+        .map(|l| Lease { valid_until: l.valid_until + 3600, preferred_until: l.preferred_until + 3600, ..l.clone() })
+        .collect();
+    {
+        let store = backend.open();
+        commit(&*store, leases.iter().cloned().map(LeaseOp::Upsert).collect());
+        let before = store.transactions();
+        commit(&*store, extended.iter().cloned().map(LeaseOp::Upsert).collect());
+        assert_eq!(store.transactions(), before + 1, "one batch, one transaction");
+        // One invalid lease in a batch fails all of it: no row moves.
+        let mut bad: Vec<LeaseOp> =
+            extended.iter().map(|l| LeaseOp::Upsert(Lease { valid_until: l.valid_until + 60, ..l.clone() })).collect();
+        let mut broken = address(9999);
+        broken.prefix_len = 64;
+        bad.push(LeaseOp::Upsert(broken));
+        assert!(store.commit(bad).wait_blocking().is_err());
+        assert_eq!(load(&*store), sorted(extended.clone()));
+    }
+    let store = backend.open();
+    assert_eq!(load(&*store), sorted(extended));
 }

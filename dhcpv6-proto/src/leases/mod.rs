@@ -677,6 +677,14 @@ pub trait LeaseStore: Send + Sync {
         None
     }
 
+    /// Whether this daemon alone writes the leases (SQLite, memory): only then may it promise
+    /// that a row it extended stays extended, which Renews answered in XDP rely on
+    /// (`xdp_renew`). A store several servers share (PostgreSQL) says no: another box may
+    /// shorten or end a lease at any moment without this daemon hearing of it first.
+    fn single_writer(&self) -> bool {
+        true
+    }
+
     /// Several boxes on one store (the load split): records that this box is alive now and
     /// returns the boxes whose last heartbeat is at most `stale` old, by the store's clock.
     /// `None` for stores one daemon owns. Does I/O: call from a blocking task.

@@ -412,10 +412,18 @@ mod tests {
         let w = Arc::new(WorkerStats::default());
         w.received.store(4, std::sync::atomic::Ordering::Relaxed);
         let s = stats_view(Ok(dhcpv6_common::Counters::default()), &u, &[w, Arc::default()]);
-        assert_eq!(s.xdp.as_ref().map(|x| x.len()), Some(26));
+        assert_eq!(s.xdp.as_ref().map(|x| x.len()), Some(34));
         assert!(s.xdp.as_ref().is_some_and(|x| x.contains_key("drop_flood") && x.contains_key("drop_flood_relay")));
         assert!(s.xdp.as_ref().is_some_and(|x| x.contains_key("pass_user_class")));
-        for k in ["tx_relayed_ir", "pass_relay_untrusted", "pass_relay_shape", "drop_relay_malformed"] {
+        for k in [
+            "tx_relayed_ir",
+            "pass_relay_untrusted",
+            "pass_relay_shape",
+            "drop_relay_malformed",
+            "tx_renew",
+            "pass_renew_no_entry",
+            "pass_renew_torn",
+        ] {
             assert!(s.xdp.as_ref().is_some_and(|x| x.contains_key(k)), "{k}");
         }
         assert_eq!(s.userspace.len(), Counter::ALL.len());

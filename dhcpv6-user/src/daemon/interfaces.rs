@@ -29,11 +29,13 @@ pub struct ServedIface {
     svc: Option<IfaceService>,
     /// The map entry last written, to skip rewrites that change nothing.
     written: Option<Vec<u8>>,
+    /// Whether that entry lets XDP answer Renews (`IFACE_RENEW`).
+    renew: bool,
 }
 
 impl ServedIface {
     fn new(cfg: IfaceConfig) -> Self {
-        Self { cfg, link: None, svc: None, written: None }
+        Self { cfg, link: None, svc: None, written: None, renew: false }
     }
 
     pub fn name(&self) -> &str {
@@ -73,6 +75,9 @@ pub struct ServedIfaces {
     /// fast path's relayed Information-Requests; `None`: it cannot tell them all apart.
     relay_links: Option<Vec<(Vec<u8>, LinkService)>>,
     by_index: HashMap<u32, usize>,
+    /// Interfaces whose Renews XDP may answer (`xdp_renew`: their clients' link has no
+    /// `[[link]]` options of its own), by name; `None`: the feature is off.
+    renew_links: Option<std::collections::HashSet<String>>,
     generation: u32,
     fast_path: bool,
     xdp_mode: AttachMode,
@@ -81,13 +86,35 @@ pub struct ServedIfaces {
 impl ServedIfaces {
     pub fn new(cfgs: Vec<IfaceConfig>, fast_path: bool, xdp_mode: AttachMode) -> Self {
         let ifaces = cfgs.into_iter().map(ServedIface::new).collect();
-        Self { ifaces, relay_links: Some(Vec::new()), by_index: HashMap::new(), generation: 0, fast_path, xdp_mode }
+        Self {
+            ifaces,
+            relay_links: Some(Vec::new()),
+            by_index: HashMap::new(),
+            renew_links: None,
+            generation: 0,
+            fast_path,
+            xdp_mode,
+        }
     }
 
     /// The links a relayed Information-Request may name (`fastpath::relay_links`); the next
     /// `sync` writes them.
     pub fn set_relay_links(&mut self, links: Option<Vec<(Vec<u8>, LinkService)>>) {
         self.relay_links = links;
+    }
+
+    /// The interfaces whose Renews XDP may answer (`None`: none); the next `sync` writes them.
+    pub fn set_renew_links(&mut self, links: Option<std::collections::HashSet<String>>) {
+        self.renew_links = links;
+    }
+
+    /// The interfaces whose reply data lets XDP answer Renews, by name, with their ifindex.
+    pub fn renew_ifaces(&self) -> HashMap<String, u32> {
+        self.ifaces
+            .iter()
+            .filter(|i| i.renew && i.written.is_some())
+            .filter_map(|i| Some((i.cfg.name().to_owned(), i.link?.ifindex)))
+            .collect()
     }
 
     pub fn names(&self) -> impl Iterator<Item = &str> {
@@ -196,6 +223,18 @@ impl ServedIfaces {
             .map_or_else(Vec::new, |l| build_link_reply_data(link.mac, ll, &svc.duid, l, self.fast_path, generation));
         match build_reply_data(link.mac, ll, &svc, self.fast_path, generation) {
             Ok(mut data) => {
+                let renew = self.fast_path && self.renew_links.as_ref().is_some_and(|l| l.contains(&name));
+                self.ifaces[idx].renew = false;
+                if renew {
+                    match crate::fastpath::allow_renew(&mut data, &svc) {
+                        Ok(()) => self.ifaces[idx].renew = true,
+                        // Said once per change of what is written, not at every sync.
+                        Err(e) if self.ifaces[idx].written.is_none() => {
+                            warn!(iface = %name, error = %e, "Renews on this interface go to userspace")
+                        }
+                        Err(_) => {}
+                    }
+                }
                 if relay_links.is_some() {
                     data.flags |= dhcpv6_common::IFACE_RELAYED_IR;
                 }

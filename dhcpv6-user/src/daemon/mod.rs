@@ -16,6 +16,7 @@
 
 mod control;
 mod dispatch;
+mod fast_renew;
 mod interfaces;
 mod lease_events;
 mod lease_script;
@@ -139,6 +140,7 @@ pub async fn run(opts: Options) -> Result<()> {
     let leasequery_from = cfg.leasequery_from().clone();
     let store = cfg.store().clone();
     let split = cfg.load_split();
+    let xdp_renew = cfg.xdp_renew();
     let n = worker_count(cfg.workers());
     let (ifaces, relay, links) = cfg.into_parts();
     std::fs::create_dir_all(&opts.state_dir).with_context(|| format!("creating {}", opts.state_dir.display()))?;
@@ -147,8 +149,19 @@ pub async fn run(opts: Options) -> Result<()> {
     let mut socks = ServerSocket::bind_group(n)?.into_iter();
     let first = socks.next().context("no socket bound")?;
     let sock = Arc::new(ServerSocket::register(first)?);
-    let stateful =
-        StatefulService::open(&store, split, opts.routes, links, stats.clone(), events.clone()).await?.map(Arc::new);
+    let mut stateful = StatefulService::open(&store, split, opts.routes, links, stats.clone(), events.clone()).await?;
+    enable_xdp_renew(stateful.as_mut(), xdp_renew, &opts, &stats);
+    let stateful = stateful.map(Arc::new);
+    if let Some(st) = stateful.clone().filter(|s| s.fast_renew().is_some()) {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(fast_renew::BATCH_INTERVAL);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                st.pre_extend_all(64).await;
+            }
+        });
+    }
     let lq = leasequery::Leasequery::new(leasequery_from, stateful.as_ref().map(|s| s.lease_store()), stats.clone());
     // Bulk leasequery is an extra: a TCP/547 another program holds must not stop the DHCP service.
     if stateful.is_some() {
@@ -215,6 +228,48 @@ pub async fn run(opts: Options) -> Result<()> {
     // pinned links and answers from the last reply data; the next daemon adopts it, and only
     // `dhcpv6d detach` removes it.
     s.start_and_serve().await
+}
+
+/// Renews answered in XDP (`xdp_renew`), when asked for and possible. Whatever is asked, the
+/// map is emptied first: entries a previous daemon left are never trusted.
+fn enable_xdp_renew(
+    st: Option<&mut StatefulService>,
+    asked: Option<config::XdpRenew>,
+    opts: &Options,
+    stats: &Arc<UserStats>,
+) {
+    let map = match fast_renew::PinnedRenews::open(&opts.pin_dir) {
+        Ok(map) => map,
+        Err(e) => {
+            if asked.is_some() {
+                warn!(error = %format!("{e:#}"), "xdp_renew is off: the XDP program has no Renew map");
+            }
+            return;
+        }
+    };
+    let off = |why: &str| {
+        use fast_renew::RenewMap;
+        if let Err(e) = map.clear() {
+            warn!(error = %format!("{e:#}"), "cannot empty DHCPV6_RENEWS");
+        }
+        if asked.is_some() {
+            warn!("xdp_renew is off: {why}");
+        }
+    };
+    let (Some(st), Some(asked)) = (st, asked) else { return off("no stateful service (no pools)") };
+    if !opts.fast_path {
+        return off("--no-fast-path");
+    }
+    if !st.lease_store().single_writer() {
+        return off("the lease store is shared with other servers (PostgreSQL)");
+    }
+    match fast_renew::FastRenew::new(Box::new(map), asked.window, Arc::clone(stats)) {
+        Ok(fr) => {
+            st.enable_fast_renew(fr);
+            info!(window = asked.window, "Renews answered in XDP for leases pre-extended in the store");
+        }
+        Err(e) => warn!(error = %format!("{e:#}"), "xdp_renew is off"),
+    }
 }
 
 impl Server {
@@ -355,6 +410,9 @@ impl Server {
             // Leases live in one store per run: moving them is a restart (and a migration).
             warn!(in_force = %self.store, configured = %cfg.store(), "[store] changed: the lease store changes only with a restart");
         }
+        if cfg.xdp_renew().is_some() != self.stateful.as_ref().is_some_and(|s| s.fast_renew().is_some()) {
+            warn!("xdp_renew changes at the next start, not on reload");
+        }
         let asked = worker_count(cfg.workers());
         if asked != self.worker_total() {
             warn!(running = self.worker_total(), asked, "the worker count changes at the next start, not on reload");
@@ -407,7 +465,25 @@ impl Server {
             );
         }
         self.ifaces.set_relay_links(relay_links);
-        self.ifaces.sync(&self.nl, &mut self.dp, &self.sock).await?;
+        // Renews in XDP on interfaces whose clients the engine answers with the interface's
+        // own options (no `[[link]]` of the same name with options of its own).
+        let renew_links = self.stateful.as_ref().filter(|s| s.fast_renew().is_some()).map(|_| {
+            let link = |n: &str| links.iter().find(|(name, _)| name == n);
+            self.ifaces
+                .names()
+                .filter(|i| match link(i).or_else(|| link(config::DEFAULT_LINK)) {
+                    Some((_, own)) => own.is_none(),
+                    None => false,
+                })
+                .map(str::to_owned)
+                .collect()
+        });
+        self.ifaces.set_renew_links(renew_links);
+        let synced = self.ifaces.sync(&self.nl, &mut self.dp, &self.sock).await;
+        if let Some(st) = &self.stateful {
+            st.set_renew_ifaces(self.ifaces.renew_ifaces());
+        }
+        synced?;
         self.lq.set_duid(self.ifaces.iter().find_map(|i| i.service().map(|s| s.duid.clone())));
         self.agent.sync(&self.nl, &mut self.dp, &self.sock).await
     }

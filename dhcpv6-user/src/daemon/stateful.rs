@@ -46,13 +46,14 @@ use anyhow::{Context, Result};
 use dhcpv6_common::wire::msg;
 use tracing::{debug, info, warn};
 
+use super::fast_renew::{FastRenew, PUT_CHUNK};
 use super::lease_events::EventSink;
 use super::pending::Claim;
 use super::store_health::StoreHealth;
 use super::transmit::{send_reply, Transmit};
 use crate::{
     config::LoadSplit,
-    leases::{unix_now, CommitTicket, ForeignChange, Lease, LeaseStore, StoreError, StoreSpec},
+    leases::{unix_now, CommitTicket, ForeignChange, Lease, LeaseKey, LeaseOp, LeaseStore, StoreError, StoreSpec},
     routes::Routes,
     server::split::Split,
     server::stateful::{
@@ -85,6 +86,9 @@ pub struct StatefulService {
     /// Decisions made, and of those how many found the engine locked by another worker:
     /// the measure of whether one engine is enough for the workers (docs/design.md).
     lock_stats: Arc<LockStats>,
+    /// Renews answered in XDP (`xdp_renew`): the entries of `DHCPV6_RENEWS` and the queue of
+    /// leases to pre-extend. Every commit below deletes its leases' entries first.
+    fast_renew: Option<Arc<FastRenew>>,
 }
 
 /// How often the workers meet at the engine's lock.
@@ -117,7 +121,15 @@ enum Action {
     /// Nothing to make durable (Advertise, Confirm, errors): send at once.
     Send(Vec<u8>),
     /// Leases on their way to disk: the reply and the routes wait for them.
-    Commit { ticket: CommitTicket, slot: InFlight, reply: Option<Vec<u8>>, undo: Undo, routes: Vec<RouteChange> },
+    Commit {
+        ticket: CommitTicket,
+        slot: InFlight,
+        reply: Option<Vec<u8>>,
+        undo: Undo,
+        routes: Vec<RouteChange>,
+        /// The leases the commit touches, for the pre-extension queue once it resolved.
+        touched: Vec<LeaseKey>,
+    },
 }
 
 impl StatefulService {
@@ -184,7 +196,114 @@ impl StatefulService {
             lock_stats: Arc::default(),
             events: Arc::new(EventSink::new(stats_for_events)),
             split: None,
+            fast_renew: None,
         })
+    }
+
+    /// Lets XDP answer Renews (`xdp_renew`) through `fr`, whose map is empty: every bound
+    /// lease is queued for the first batches, which `set_renew_ifaces` lets put entries.
+    pub fn enable_fast_renew(&mut self, fr: FastRenew) {
+        fr.enqueue(lock(&self.engine).direct_bound_keys());
+        self.fast_renew = Some(Arc::new(fr));
+    }
+
+    /// Batches until the queue is empty (at most `rounds`): at start, after a reload, or
+    /// after a storm of grants, every lease gets its entry within seconds, not one
+    /// `BATCH_MAX` a second. Stops early while the store is down.
+    pub async fn pre_extend_all(&self, rounds: usize) {
+        let Some(fr) = &self.fast_renew else { return };
+        for _ in 0..rounds {
+            self.pre_extend_batch().await;
+            if fr.backlog() == 0 || !self.health.is_up() {
+                break;
+            }
+        }
+    }
+
+    /// Whether this service pre-extends leases for Renews answered in XDP.
+    pub fn fast_renew(&self) -> Option<&Arc<FastRenew>> {
+        self.fast_renew.as_ref()
+    }
+
+    /// The interfaces XDP answers Renews on now (name -> ifindex), after a sync of the
+    /// served interfaces: a change deletes every entry and queues every lease again. Each
+    /// counts for the link its direct clients are on: the one named after it, else the
+    /// command line's (`DEFAULT_LINK`), as the engine chooses.
+    pub fn set_renew_ifaces(&self, ifaces: std::collections::HashMap<String, u32>) {
+        let Some(fr) = &self.fast_renew else { return };
+        let engine = lock(&self.engine);
+        let mut links: std::collections::HashMap<String, Vec<u32>> = std::collections::HashMap::new();
+        for (name, ifindex) in ifaces {
+            let link = match engine.link(&name) {
+                Some(_) => name,
+                None if engine.link(crate::config::DEFAULT_LINK).is_some() => crate::config::DEFAULT_LINK.to_owned(),
+                None => continue,
+            };
+            links.entry(link).or_default().push(ifindex);
+        }
+        for v in links.values_mut() {
+            v.sort_unstable();
+        }
+        if fr.set_ifaces(links, || engine.direct_bound_keys()) {
+            info!("interfaces answering Renews in XDP changed: Renew entries rebuilt from the store");
+        }
+    }
+
+    /// One pre-extension batch (`fast_renew`): takes leases from the queue, stores the
+    /// longer expiry of those that qualify in one commit, and once it is durable puts their
+    /// entries. Entries past their deadline go first. Returns the entries put.
+    pub async fn pre_extend_batch(&self) -> usize {
+        let Some(fr) = &self.fast_renew else { return 0 };
+        fr.expire(unix_now());
+        if !self.health.is_up() {
+            return 0;
+        }
+        let now = unix_now();
+        let (batch, pre, ticket) = {
+            let mut engine = lock(&self.engine);
+            let batch = fr.take_batch();
+            if batch.keys.is_empty() {
+                return 0;
+            }
+            let mut pre = fr.pre_extend(&mut engine, &batch, now);
+            if pre.ops.is_empty() {
+                return 0;
+            }
+            // Queued under the lock, as `decide` does: the store sees commits in order. The
+            // upserts never shorten a lease, so no entry needs to go before them.
+            let ticket = self.store.commit(std::mem::take(&mut pre.ops));
+            (batch, pre, ticket)
+        };
+        if let Err(e) = timed_wait(ticket, &self.stats).await {
+            self.stats.bump(Counter::XdpRenewBatchFailed);
+            lock(&self.engine).rollback(pre.undo);
+            fr.enqueue(batch.keys.iter().copied());
+            if e.outage().is_none() {
+                warn!(error = %e, "pre-extension batch failed; no Renew entry put");
+            }
+            self.health.commit_failed(&e, &self.store);
+            return 0;
+        }
+        self.stats.bump(Counter::XdpRenewBatches);
+        let extended: Vec<Lease> = pre.renewable.iter().filter(|r| r.extended).map(|r| r.lease.clone()).collect();
+        self.stats.lease_event(LeaseEvent::PreExtended, extended.len() as u64);
+        let mut put = 0;
+        // In chunks: workers deciding messages wait for the engine at most one chunk's puts.
+        for chunk in pre.renewable.chunks(PUT_CHUNK) {
+            let engine = lock(&self.engine);
+            put += fr.put_durable(&engine, &batch, chunk);
+        }
+        debug!(
+            leases = pre.renewable.len(),
+            extended = extended.len(),
+            put,
+            entries = fr.entries(),
+            "pre-extension batch durable"
+        );
+        if self.events.wanted() {
+            self.events.emit(extended.into_iter().map(|l| Event::pre_extended(l, now)).collect());
+        }
+        put
     }
 
     /// Writes the first heartbeat (so that the other boxes count this one before it answers
@@ -281,8 +400,9 @@ impl StatefulService {
                 let sent = send_reply(&**sock, &self.stats, &reply, to.addr).await;
                 self.stats.message(msg_type, sent);
             }
-            Action::Commit { ticket, slot, reply, undo, routes } => {
+            Action::Commit { ticket, slot, reply, undo, routes, touched } => {
                 let engine = Arc::clone(&self.engine);
+                let fast_renew = self.fast_renew.clone();
                 let (sock, stats, routing) = (Arc::clone(sock), Arc::clone(&self.stats), self.routes.clone());
                 let (health, store) = (Arc::clone(&self.health), Arc::clone(&self.store));
                 let events = Arc::clone(&self.events);
@@ -293,7 +413,12 @@ impl StatefulService {
                 tokio::spawn(async move {
                     let _slot = slot;
                     let counted: Vec<LeaseEvent> = undo.lease_events().collect();
-                    if let Err(e) = timed_wait(ticket, &stats).await {
+                    let committed = timed_wait(ticket, &stats).await;
+                    // Durable or not, the leases it touched are candidates again.
+                    if let Some(fr) = &fast_renew {
+                        fr.enqueue(touched);
+                    }
+                    if let Err(e) = committed {
                         stats.bump(Counter::DropCommitFailed);
                         stats.message(msg_type, MessageOutcome::Failed);
                         let mut engine = lock(&engine);
@@ -402,11 +527,22 @@ impl StatefulService {
             engine.rollback(out.undo);
             return Err(Counter::ShedCommitBacklog);
         }
+        // Entries XDP answers from go before the commit that changes their leases.
+        let touched = match &self.fast_renew {
+            Some(fr) => {
+                if fr.forget(&out.ops).is_err() {
+                    engine.rollback(out.undo);
+                    return Err(Counter::DropXdpRenewDelete);
+                }
+                out.ops.iter().map(LeaseOp::key).collect()
+            }
+            None => Vec::new(),
+        };
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         let slot = InFlight(Arc::clone(&self.in_flight));
         // Queued under the lock, so the store sees commits in the order they were decided.
         let ticket = self.store.commit(out.ops);
-        Ok(Action::Commit { ticket, slot, reply, undo: out.undo, routes: out.routes })
+        Ok(Action::Commit { ticket, slot, reply, undo: out.undo, routes: out.routes, touched })
     }
 
     /// Keeps the engine told of what other servers sharing the store grant and release,
@@ -428,7 +564,12 @@ impl StatefulService {
     /// (a Renew gets it back with lifetimes 0, RFC 9915 section 18.3.4).
     pub fn reconfigure(&self, mut links: Vec<LinkPools>) -> Result<()> {
         links.push(unconfigured());
-        lock(&self.engine).reconfigure(links, unix_now()).context("stateful configuration")?;
+        let mut engine = lock(&self.engine);
+        engine.reconfigure(links, unix_now()).context("stateful configuration")?;
+        // Lifetimes, reservations or links may have changed: no entry stays.
+        if let Some(fr) = &self.fast_renew {
+            fr.flush(engine.direct_bound_keys());
+        }
         Ok(())
     }
 
@@ -474,7 +615,16 @@ impl StatefulService {
             return;
         }
         let now = unix_now();
-        let mut expired = lock(&self.engine).expire(now);
+        let mut expired = {
+            let mut engine = lock(&self.engine);
+            let expired = engine.expire(now);
+            // Their entries' deadlines passed long ago (a lease outlives its entry by the
+            // valid lifetime), so a delete that fails here cannot let XDP answer.
+            if let Some(fr) = &self.fast_renew {
+                let _ = fr.forget(&expired.ops);
+            }
+            expired
+        };
         if expired.ops.is_empty() {
             return;
         }
@@ -559,6 +709,12 @@ impl StatefulService {
             let Some((lease, mut out)) = engine.release_lease(&key) else {
                 return Ok(None);
             };
+            if let Some(fr) = &self.fast_renew {
+                if let Err(e) = fr.forget(&out.ops) {
+                    engine.rollback(out.undo);
+                    return Err(e).context("the lease's Renew entry cannot be deleted; nothing released");
+                }
+            }
             // Queued under the lock, as `decide` does: the store sees commits in order.
             let ticket = self.store.commit(std::mem::take(&mut out.ops));
             (lease, out, ticket)
@@ -1315,5 +1471,239 @@ mod tests {
         m.extend(option(opt::CLIENTID, &[0, 3, 0, 1, 2, 0, 0, 0, 0, 7]));
         assert_eq!(f.serve(&m, Ok).await, Err(Counter::DropMissingServerId));
         assert!(f.sent().is_empty());
+    }
+
+    /// Renews answered in XDP: entries only after a durable batch, gone before any commit
+    /// that changes their lease.
+    mod xdp_renew {
+        use super::*;
+        use crate::daemon::fast_renew::{testing::FakeMap, FastRenew, MARGIN};
+        use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+
+        /// A memory store that checks, at every commit, that no touched lease still has an
+        /// entry in the map (the program could answer from it while the commit lands).
+        struct Watching {
+            inner: MemoryStore,
+            map: Arc<FakeMap>,
+            violations: AtomicU64,
+            fail: std::sync::atomic::AtomicBool,
+        }
+
+        impl LeaseStore for Watching {
+            fn load_all(&self) -> Result<Vec<Lease>, StoreError> {
+                self.inner.load_all()
+            }
+            fn commit(&self, ops: Vec<LeaseOp>) -> CommitTicket {
+                let entries = self.map.entries.lock().unwrap();
+                for op in &ops {
+                    let k = op.key();
+                    if entries.values().any(|e| e.lease == k.addr.octets() && e.prefix_len == k.prefix_len) {
+                        self.violations.fetch_add(1, SeqCst);
+                    }
+                }
+                drop(entries);
+                if self.fail.load(SeqCst) {
+                    return CommitTicket::resolved(Err(StoreError::WriterStopped {
+                        store: dhcpv6_proto::leases::Location::Memory,
+                    }));
+                }
+                self.inner.commit(ops)
+            }
+            fn reclaim_expired(&self, now: u64) -> Result<Vec<Lease>, StoreError> {
+                self.inner.reclaim_expired(now)
+            }
+            fn transactions(&self) -> u64 {
+                self.inner.transactions()
+            }
+        }
+
+        const WINDOW: u32 = 600;
+
+        fn setup() -> (Fixture, Arc<Watching>, Arc<FakeMap>) {
+            let map = Arc::new(FakeMap::default());
+            // An entry a previous daemon left: emptied at start.
+            map.entries.lock().unwrap().insert(bytemuck::Zeroable::zeroed(), bytemuck::Zeroable::zeroed());
+            let store = Arc::new(Watching {
+                inner: MemoryStore::new(),
+                map: map.clone(),
+                violations: AtomicU64::new(0),
+                fail: Default::default(),
+            });
+            let mut f = fixture(store.clone());
+            let fr = FastRenew::new(Box::new(map.clone()), WINDOW, f.stats.clone()).unwrap();
+            assert!(map.entries.lock().unwrap().is_empty(), "a previous daemon's entries are not trusted");
+            f.svc.enable_fast_renew(fr);
+            f.svc.set_renew_ifaces([("eth1".to_string(), 3)].into());
+            (f, store, map)
+        }
+
+        fn boot_ns() -> u64 {
+            let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+            // SAFETY: one timespec written through a valid pointer.
+            assert_eq!(unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) }, 0);
+            ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+        }
+
+        /// Every entry's deadline plus the valid lifetime it tells ends before its stored lease.
+        fn assert_covered(store: &Watching, map: &FakeMap) {
+            let (boot, wall) = (boot_ns(), unix_now());
+            let leases = store.inner.load_all().unwrap();
+            let entries = map.entries.lock().unwrap();
+            for e in entries.values() {
+                let l = leases.iter().find(|l| l.addr.octets() == e.lease).expect("an entry has its stored lease");
+                let valid = u64::from(Lifetimes::default().valid);
+                let deadline_wall = wall + (e.answer_until_ns.saturating_sub(boot)) / 1_000_000_000 + 1;
+                assert!(deadline_wall + valid <= l.valid_until, "entry answers past what the store covers: {l:?}");
+            }
+        }
+
+        fn renew(f: &Fixture) -> Vec<u8> {
+            let mut m = f.request();
+            m[0] = msg::RENEW;
+            m
+        }
+
+        use crate::server::stateful::Lifetimes;
+
+        #[tokio::test]
+        async fn entries_come_after_a_durable_batch_and_go_before_every_change() {
+            let (f, store, map) = setup();
+            f.serve(&f.request(), Ok).await.unwrap();
+            f.settle(|f| !f.sent().is_empty()).await;
+            let before = store.transactions();
+            assert_eq!(f.svc.pre_extend_batch().await, 2, "address and prefix");
+            assert_eq!(store.transactions(), before + 1, "one batch, one transaction");
+            assert_eq!(map.entries.lock().unwrap().len(), 2);
+            let now = unix_now();
+            for l in store.inner.load_all().unwrap() {
+                assert!(l.valid_until >= now + u64::from(WINDOW) + u64::from(Lifetimes::default().valid) - 2, "{l:?}");
+            }
+            assert_covered(&store, &map);
+            assert_eq!(f.stats.get(Counter::XdpRenewBatches), 1);
+            assert_eq!(f.stats.get(Counter::XdpRenewEntriesPut), 2);
+            assert_eq!(f.svc.pre_extend_batch().await, 0, "nothing queued: no second write");
+
+            // A Renew that went up: its entries go before its commit, and come back after the
+            // next batch.
+            f.serve(&renew(&f), Ok).await.unwrap();
+            f.settle(|f| f.sent().len() == 2).await;
+            assert!(map.entries.lock().unwrap().is_empty());
+            assert_eq!(f.svc.pre_extend_batch().await, 2);
+            assert_covered(&store, &map);
+
+            // Release: gone before the commit, and nothing to put afterwards.
+            let leases = store.inner.load_all().unwrap();
+            let na = leases.iter().find(|l| l.prefix_len == 128).unwrap();
+            let pd = leases.iter().find(|l| l.prefix_len != 128).unwrap();
+            let mut rel = vec![msg::RELEASE, 1, 2, 4];
+            rel.extend(option(opt::CLIENTID, &[0, 3, 0, 1, 2, 0, 0, 0, 0, 7]));
+            rel.extend(option(opt::SERVERID, f.duid.as_bytes()));
+            let addr = option(opt::IAADDR, &[&na.addr.octets()[..], &[0; 8]].concat());
+            rel.extend(option(opt::IA_NA, &[&[0, 0, 0, 1][..], &[0; 8], &addr].concat()));
+            let pfx = option(opt::IAPREFIX, &[&[0; 8][..], &[pd.prefix_len], &pd.addr.octets()].concat());
+            rel.extend(option(opt::IA_PD, &[&[0, 0, 0, 2][..], &[0; 8], &pfx].concat()));
+            f.serve(&rel, Ok).await.unwrap();
+            f.settle(|f| f.sent().len() == 3).await;
+            assert!(map.entries.lock().unwrap().is_empty());
+            assert!(store.inner.load_all().unwrap().is_empty(), "released");
+            assert_eq!(f.svc.pre_extend_batch().await, 0);
+            assert_eq!(store.violations.load(SeqCst), 0, "a commit landed while its lease had an entry");
+        }
+
+        #[tokio::test]
+        async fn operator_release_reload_and_interface_changes_delete_entries() {
+            let (f, store, map) = setup();
+            f.serve(&f.request(), Ok).await.unwrap();
+            f.settle(|f| !f.sent().is_empty()).await;
+            assert_eq!(f.svc.pre_extend_batch().await, 2);
+            let na = store.inner.load_all().unwrap().into_iter().find(|l| l.prefix_len == 128).unwrap();
+            f.svc.release(|l| l.key() == na.key()).await.unwrap().unwrap();
+            assert_eq!(map.entries.lock().unwrap().len(), 1, "the prefix's entry stays");
+
+            // A reload may change lifetimes: every entry goes, every lease is queued again.
+            let links = vec![LinkPools {
+                na: vec!["2001:db8:1::100-2001:db8:1::1ff".parse().unwrap()],
+                pd: vec!["2001:db8:100::/40:56".parse().unwrap()],
+                ..LinkPools::new("eth1")
+            }];
+            f.svc.reconfigure(links).unwrap();
+            assert!(map.entries.lock().unwrap().is_empty());
+            assert_eq!(f.svc.pre_extend_batch().await, 1);
+
+            // The interface re-created under another ifindex: rebuilt under the new one.
+            f.svc.set_renew_ifaces([("eth1".to_string(), 9)].into());
+            assert!(map.entries.lock().unwrap().is_empty());
+            assert_eq!(f.svc.pre_extend_batch().await, 1);
+            assert!(map.entries.lock().unwrap().keys().all(|k| k.iface.ifindex == 9));
+            // No interface answers Renews any more: nothing is put.
+            f.svc.set_renew_ifaces(Default::default());
+            assert_eq!(f.svc.pre_extend_batch().await, 0);
+            assert!(map.entries.lock().unwrap().is_empty());
+            assert_eq!(store.violations.load(SeqCst), 0);
+        }
+
+        /// The command line's pools serve every interface: a lease on them has an entry on
+        /// each interface that answers Renews, and a change deletes them all.
+        #[tokio::test]
+        async fn a_lease_of_the_default_link_has_an_entry_per_interface() {
+            let map = Arc::new(FakeMap::default());
+            let store = Arc::new(Watching {
+                inner: MemoryStore::new(),
+                map: map.clone(),
+                violations: AtomicU64::new(0),
+                fail: Default::default(),
+            });
+            let links = vec![LinkPools {
+                na: vec!["2001:db8:1::100-2001:db8:1::1ff".parse().unwrap()],
+                ..LinkPools::new(crate::config::DEFAULT_LINK)
+            }];
+            let stats = Arc::new(UserStats::default());
+            let mut svc = StatefulService::new(links, store.clone(), Vec::new(), None, stats.clone()).unwrap();
+            svc.enable_fast_renew(FastRenew::new(Box::new(map.clone()), WINDOW, stats.clone()).unwrap());
+            svc.set_renew_ifaces([("eth1".to_string(), 3), ("eth2".to_string(), 4)].into());
+            let f = Fixture { svc, sock: Arc::new(Sent::default()), stats, duid: Duid::from_mac([2, 0, 0, 0, 0, 1]) };
+            f.serve(&f.request(), Ok).await.unwrap();
+            f.settle(|f| !f.sent().is_empty()).await;
+            assert_eq!(f.svc.pre_extend_batch().await, 2, "one address, an entry on each interface");
+            let mut on: Vec<u32> = map.entries.lock().unwrap().keys().map(|k| k.iface.ifindex).collect();
+            on.sort_unstable();
+            assert_eq!(on, [3, 4]);
+            f.serve(&renew(&f), Ok).await.unwrap();
+            f.settle(|f| f.sent().len() == 2).await;
+            assert!(map.entries.lock().unwrap().is_empty(), "both went before the commit");
+            assert_eq!(store.violations.load(SeqCst), 0);
+        }
+
+        #[tokio::test]
+        async fn an_entry_that_cannot_be_deleted_stops_the_commit_and_a_failed_batch_puts_nothing() {
+            let (f, store, map) = setup();
+            f.serve(&f.request(), Ok).await.unwrap();
+            f.settle(|f| !f.sent().is_empty()).await;
+            assert_eq!(f.svc.pre_extend_batch().await, 2);
+            let stored = store.inner.load_all().unwrap();
+            map.fail_deletes.store(true, SeqCst);
+            let t = store.transactions();
+            assert_eq!(f.serve(&renew(&f), Ok).await, Err(Counter::DropXdpRenewDelete));
+            assert_eq!(store.transactions(), t, "not committed");
+            assert_eq!(f.sent().len(), 1, "not answered");
+            assert_eq!(f.svc.lease_count(), 2);
+            map.fail_deletes.store(false, SeqCst);
+
+            // A Renew goes up and is answered; its batch then fails: no entry, memory as stored.
+            f.serve(&renew(&f), Ok).await.unwrap();
+            f.settle(|f| f.sent().len() == 2).await;
+            store.fail.store(true, SeqCst);
+            assert_eq!(f.svc.pre_extend_batch().await, 0);
+            assert!(map.entries.lock().unwrap().is_empty());
+            assert_eq!(f.stats.get(Counter::XdpRenewBatchFailed), 1);
+            let held: Vec<Lease> = lock(&f.svc.engine).leases().cloned().collect();
+            let mut now_stored = store.inner.load_all().unwrap();
+            now_stored.sort_by_key(Lease::key);
+            let mut held = held;
+            held.sort_by_key(Lease::key);
+            assert_eq!(held, now_stored, "the failed batch was rolled back");
+            assert_ne!(now_stored, stored);
+            let _ = MARGIN;
+        }
     }
 }

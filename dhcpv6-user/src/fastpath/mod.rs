@@ -4,8 +4,11 @@
 pub mod flood;
 pub mod frame;
 pub mod model;
+pub mod renew;
 pub mod reply_data;
 
 pub use flood::FloodOptions;
 pub use model::{model, ModelMaps, Outcome};
-pub use reply_data::{build as build_reply_data, build_links as build_link_reply_data, relay_links, ReplyDataError};
+pub use reply_data::{
+    allow_renew, build as build_reply_data, build_links as build_link_reply_data, relay_links, ReplyDataError,
+};

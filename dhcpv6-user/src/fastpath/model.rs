@@ -8,7 +8,8 @@
 //! (one lightweight relay's level) are the server's too: `relay::unwrap`, the link's options
 //! as `daemon::dispatch` picks them, `relay::wrap`. Tests run the real program
 //! and this model ([`ModelMaps`]) on the same frames and require the same outcome (the same
-//! [`Verdict`]) and, for answers, the same bytes.
+//! [`Verdict`]) and, for answers, the same bytes. Renews answered from the renew map are
+//! `fastpath::renew`'s.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -23,7 +24,8 @@ use dhcpv6_common::{
         opt, ALL_DHCP_RELAY_AGENTS_AND_SERVERS, DUID_MAX_LEN, DUID_MIN_LEN, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IPV6,
         IPPROTO_UDP, REPLY_HOP_LIMIT, SERVER_PORT,
     },
-    FloodConfig, FloodKey, FloodLimit, Verdict, FLOOD_KEY_MAC, FLOOD_KEY_RELAY, VLAN_VID_MASK,
+    FloodConfig, FloodKey, FloodLimit, IfaceKey, RenewEntry, RenewKey, Verdict, FLOOD_KEY_MAC, FLOOD_KEY_RELAY,
+    VLAN_VID_MASK,
 };
 
 use super::frame::{addr, be16, udp_checksum, udp_sum, Offsets};
@@ -47,12 +49,23 @@ pub struct ModelIface {
     /// `[[link]]`s with options of their own, by the Interface-ID that names them; `None`:
     /// the link's reply data is missing (`pass_relay_link`).
     pub links: Vec<(Vec<u8>, Option<LinkService>)>,
+    /// `IFACE_RENEW`: Renews are answered from `ModelMaps::renews` (`fastpath::renew`).
+    pub renew: bool,
 }
 
 impl ModelIface {
     /// An interface answering direct Information-Requests (when `fast_path`), no relays.
     pub fn new(mac: [u8; 6], link_local: Ipv6Addr, svc: IfaceService, fast_path: bool) -> Self {
-        ModelIface { mac, link_local, svc, fast_path, learn_macs: false, relayed_ir: false, links: Vec::new() }
+        ModelIface {
+            mac,
+            link_local,
+            svc,
+            fast_path,
+            learn_macs: false,
+            relayed_ir: false,
+            links: Vec::new(),
+            renew: false,
+        }
     }
 }
 
@@ -64,6 +77,8 @@ pub enum Outcome {
     Tx(Vec<u8>),
     /// A Relay-Reply sent back to a lightweight relay (`tx_relayed_ir`).
     TxRelayed(Vec<u8>),
+    /// A Reply to a Renew, from `DHCPV6_RENEWS` (`tx_renew`).
+    TxRenew(Vec<u8>),
     Pass(Verdict),
     Drop(Verdict),
 }
@@ -84,6 +99,7 @@ impl Outcome {
             Outcome::NotDhcp => Verdict::NotDhcp.name(),
             Outcome::Tx(_) => Verdict::Answered.name(),
             Outcome::TxRelayed(_) => Verdict::TxRelayedIr.name(),
+            Outcome::TxRenew(_) => Verdict::TxRenew.name(),
             Outcome::Pass(v) | Outcome::Drop(v) => v.name(),
         }
     }
@@ -101,6 +117,10 @@ pub struct ModelMaps {
     pub buckets: HashMap<FloodKey, u64>,
     /// `DHCPV6_CLIENT_MACS` for this interface.
     pub macs: HashMap<Ipv6Addr, [u8; 6]>,
+    /// `DHCPV6_RENEWS` (keys on ifindex 1, as the harness runs every frame there).
+    pub renews: HashMap<RenewKey, RenewEntry>,
+    /// The program's `bpf_ktime_get_boot_ns` for the renew entries' deadlines.
+    pub boot_ns: u64,
 }
 
 impl ModelMaps {
@@ -125,7 +145,8 @@ impl ModelMaps {
             return self.admit(frame, hdr.off.l3, v, now_ns);
         };
         let learn = iface.learn_macs;
-        match serve(frame, hdr.off, iface) {
+        let key = IfaceKey { ifindex: 1, outer_vlan: hdr.outer_vlan, inner_vlan: hdr.inner_vlan };
+        match serve(frame, hdr.off, iface, key, &self.renews, self.boot_ns) {
             Ok(o) | Err(o) => match o {
                 Outcome::Pass(v) => {
                     let o = self.admit(frame, hdr.off.l3, v, now_ns);
@@ -301,8 +322,16 @@ fn discard_verdict(d: &Discard) -> Verdict {
     }
 }
 
-/// What the program's `serve` does with a classified frame that found reply data.
-fn serve(f: &[u8], off: Offsets, iface: &ModelIface) -> Result<Outcome, Outcome> {
+/// What the program's `serve` does with a classified frame that found reply data (and the
+/// Renew program it tail-calls).
+fn serve(
+    f: &[u8],
+    off: Offsets,
+    iface: &ModelIface,
+    key: IfaceKey,
+    renews: &HashMap<RenewKey, RenewEntry>,
+    boot_ns: u64,
+) -> Result<Outcome, Outcome> {
     let Offsets { l3, l4 } = off;
     if !iface.fast_path {
         return Err(Outcome::Pass(Verdict::PassFastPathOff));
@@ -320,10 +349,11 @@ fn serve(f: &[u8], off: Offsets, iface: &ModelIface) -> Result<Outcome, Outcome>
     if udp_len < 12 {
         return Err(Outcome::Drop(Verdict::DropMalformed));
     }
-    let relayed = match f[l4 + 8] {
-        msg::INFORMATION_REQUEST => false,
+    let (relayed, renew) = match f[l4 + 8] {
+        msg::INFORMATION_REQUEST => (false, false),
         msg::RELAY_FORW if !iface.relayed_ir => return Err(Outcome::Pass(Verdict::PassRelayUntrusted)),
-        msg::RELAY_FORW => true,
+        msg::RELAY_FORW => (true, false),
+        msg::RENEW if iface.renew => (false, true),
         _ => return Err(Outcome::Pass(Verdict::PassOtherMsg)),
     };
     if udp_len > MAX_REQUEST_UDP_LEN {
@@ -334,6 +364,11 @@ fn serve(f: &[u8], off: Offsets, iface: &ModelIface) -> Result<Outcome, Outcome>
         return Err(Outcome::Pass(Verdict::PassChecksum));
     }
     let dhcp = &udp[8..];
+    if renew {
+        let reply = super::renew::serve(dhcp, key, iface, renews, boot_ns)?;
+        let client_port = be16(f, l4).ok_or(Outcome::Pass(Verdict::PassLength))?;
+        return Ok(Outcome::TxRenew(reply_frame(f, l3, l4, src, client_port, iface, &reply)?));
+    }
     if relayed {
         return serve_relayed(f, off, src, dhcp, iface);
     }

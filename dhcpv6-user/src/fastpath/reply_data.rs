@@ -5,7 +5,7 @@ use std::net::Ipv6Addr;
 use dhcpv6_common::{
     csum_add_bytes,
     limits::{BLOCK_CAP, MAX_SEGMENTS, ORO_MASK_CODES},
-    IfaceReply, Segment, IFACE_FAST_PATH, IFACE_USER_CLASS_FILTER, SEG_REQUESTED_ONLY,
+    IfaceReply, Segment, IFACE_FAST_PATH, IFACE_RENEW, IFACE_USER_CLASS_FILTER, SEG_REQUESTED_ONLY,
 };
 
 use crate::server::{IfaceService, LinkService, SendPolicy};
@@ -22,6 +22,10 @@ pub enum ReplyDataError {
     /// or DNR, which is sent only on request and has code 144).
     #[error("option {0} is sent only on request but its code is too high for the fast path")]
     RequestedCodeTooHigh(u16),
+    /// `allow_renew`: a stateful Reply carries an option the block leaves out (SOL_MAX_RT,
+    /// which Information-Request Replies do not carry): Renews go up.
+    #[error("option {0} belongs in stateful Replies but not in the fast path's block")]
+    StatefulOptionMissing(u16),
 }
 
 /// Lays out the Server Identifier and the configured options back to back, with each
@@ -76,11 +80,27 @@ pub fn build(
             csum: csum_add_bytes(0, bytes) as u16,
             _pad: 0,
         };
+        // Segment 0 is the Server Identifier, which a stateful Reply places itself.
+        if i > 0 && options[i - 1].in_stateful_reply() {
+            r.stateful_segs |= 1 << i;
+        }
         off += bytes.len();
     }
     r.nsegs = count as u16;
     set_base(&mut r);
     Ok(r)
+}
+
+/// Lets the program answer Renews on the interface `r` was built for from `svc` (sets
+/// `IFACE_RENEW`), when every option of a stateful Reply is in the block. The caller also
+/// checks that the engine answers a direct client there with `svc`'s options (no `[[link]]`
+/// of the same name with options of its own) and that the feature is on.
+pub fn allow_renew(r: &mut IfaceReply, svc: &IfaceService) -> Result<(), ReplyDataError> {
+    if let Some(o) = svc.options.iter().find(|o| o.in_stateful_reply() && !o.in_information_reply()) {
+        return Err(ReplyDataError::StatefulOptionMissing(o.code));
+    }
+    r.flags |= IFACE_RENEW;
+    Ok(())
 }
 
 /// The reply data of each `[[link]]` with options of its own, for relayed Information-Requests
@@ -205,6 +225,26 @@ mod tests {
         assert!(relay_links(&[("x".repeat(65), None)]).unwrap().is_empty(), "no options: not looked up");
         let unconfigured = vec![(crate::server::stateful::UNCONFIGURED_LINK.to_owned(), Some(own))];
         assert!(relay_links(&unconfigured).is_none());
+    }
+
+    #[test]
+    fn stateful_segments_leave_out_the_refresh_time_and_renew_needs_every_stateful_option() {
+        use dhcpv6_common::wire::opt;
+        let ll = "fe80::1".parse().unwrap();
+        let svc = service(vec![
+            option(23, SendPolicy::Always, 16),
+            option(opt::INFORMATION_REFRESH_TIME, SendPolicy::Always, 4),
+            option(56, SendPolicy::WhenRequested, 20),
+        ]);
+        let mut r = build([2, 0, 0, 0, 0, 1], ll, &svc, true, 1).unwrap();
+        assert_eq!(r.stateful_segs, 0b1010, "DNS and NTP, not the Server ID nor the refresh time");
+        allow_renew(&mut r, &svc).unwrap();
+        assert_eq!(r.flags & IFACE_RENEW, IFACE_RENEW);
+        let with_sol =
+            service(vec![option(23, SendPolicy::Always, 16), option(opt::SOL_MAX_RT, SendPolicy::Always, 4)]);
+        let mut r = build([2, 0, 0, 0, 0, 1], ll, &with_sol, true, 1).unwrap();
+        assert_eq!(allow_renew(&mut r, &with_sol), Err(ReplyDataError::StatefulOptionMissing(opt::SOL_MAX_RT)));
+        assert_eq!(r.flags & IFACE_RENEW, 0);
     }
 
     #[test]

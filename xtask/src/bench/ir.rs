@@ -130,6 +130,7 @@ pub fn slug(p: Peer) -> &'static str {
         Peer::UserspaceCores => "userspace-cores",
         Peer::StatefulCores => "stateful-cores",
         Peer::StatefulCoresOneWorker => "stateful-cores-1w",
+        Peer::StatefulXdpRenew => "stateful-xdp-renew",
         Peer::Kea => "kea",
         Peer::Dnsmasq => "dnsmasq",
         Peer::Responder => "responder",

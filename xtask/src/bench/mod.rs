@@ -340,7 +340,9 @@ fn measure(paths: &Paths, plan: &Plan) -> Result<report::Results> {
     }
     if plan.runs_group("renew") {
         let n = plan.renew_population;
-        for server in [Peer::Kea, Peer::Stateful] {
+        // One run, the same renew traffic: Kea, dhcpv6d answering in userspace, and dhcpv6d
+        // answering in XDP from the entries its pre-extension batches put.
+        for server in [Peer::Kea, Peer::Stateful, Peer::StatefulXdpRenew] {
             interrupt::check()?;
             row_start(&format!("Renew, population of {n} leases: {}", server.label()));
             let r =

@@ -47,6 +47,8 @@ pub enum Peer {
     /// `StatefulCores` with one worker: the same CPUs, so against it what the second worker
     /// adds apart from the second CPU's share of the generator's time.
     StatefulCoresOneWorker,
+    /// `Stateful` with `--xdp-renew`: Renews of pre-extended leases answered in XDP.
+    StatefulXdpRenew,
     Kea,
     Dnsmasq,
     /// `dhcpv6-bench responder`: a stateful server with no reply cost (no engine, no store),
@@ -65,6 +67,7 @@ impl Peer {
             Peer::UserspaceCores => "dhcpv6d userspace (--no-fast-path), --workers 2 on CPUs 0-1",
             Peer::StatefulCores => "dhcpv6d stateful, --workers 2 on CPUs 0-1",
             Peer::StatefulCoresOneWorker => "dhcpv6d stateful, --workers 1 on CPUs 0-1",
+            Peer::StatefulXdpRenew => "dhcpv6d stateful --xdp-renew (Renew in XDP)",
             Peer::Kea => "Kea (kea-dhcp6, 1 thread)",
             Peer::Dnsmasq => "dnsmasq",
             Peer::Responder => "SARR generator ceiling (dhcpv6-bench responder, no reply cost)",
@@ -79,6 +82,7 @@ impl Peer {
                 | Peer::UserspaceCores
                 | Peer::StatefulCores
                 | Peer::StatefulCoresOneWorker
+                | Peer::StatefulXdpRenew
                 | Peer::Kea
                 | Peer::Dnsmasq
                 | Peer::Responder
@@ -87,7 +91,7 @@ impl Peer {
 
     /// dhcpv6d with pools.
     pub fn stateful(self) -> bool {
-        matches!(self, Peer::Stateful | Peer::StatefulCores | Peer::StatefulCoresOneWorker)
+        matches!(self, Peer::Stateful | Peer::StatefulCores | Peer::StatefulCoresOneWorker | Peer::StatefulXdpRenew)
     }
 
     /// dhcpv6d on every CPU, a worker on each.
@@ -114,6 +118,8 @@ pub struct Running {
     pub log: PathBuf,
     procs: Vec<Proc>,
     pins: Option<PathBuf>,
+    /// dhcpv6d with `--xdp-renew`: a renew row waits for its entries before measuring.
+    pub xdp_renew: bool,
 }
 
 impl Running {
@@ -210,6 +216,7 @@ fn start_with(
         log: dir.join("server.log"),
         procs: Vec::new(),
         pins: None,
+        xdp_renew: peer == Peer::StatefulXdpRenew,
     };
     match peer {
         Peer::Drop => hold(topo, &mut run, paths, dir, "drop")?,
@@ -219,7 +226,8 @@ fn start_with(
         | Peer::Stateful
         | Peer::UserspaceCores
         | Peer::StatefulCores
-        | Peer::StatefulCoresOneWorker => dhcpv6d(topo, &mut run, paths, dir, peer, stateful, relayed)?,
+        | Peer::StatefulCoresOneWorker
+        | Peer::StatefulXdpRenew => dhcpv6d(topo, &mut run, paths, dir, peer, stateful, relayed)?,
         Peer::Kea => {
             hold(topo, &mut run, paths, dir, "pass")?;
             kea(topo, &mut run, dir, stateful, relayed)?;
@@ -258,7 +266,14 @@ pub fn hold_on(ns: &Netns, ifname: &str, run: &mut Running, paths: &Paths, dir: 
 
 /// Used by the cost row: a Running that holds only what is pushed into it.
 pub fn empty(dir: &Path) -> Running {
-    Running { server_pid: None, command: String::new(), log: dir.join("server.log"), procs: Vec::new(), pins: None }
+    Running {
+        server_pid: None,
+        command: String::new(),
+        log: dir.join("server.log"),
+        procs: Vec::new(),
+        pins: None,
+        xdp_renew: false,
+    }
 }
 
 fn pinned(ns: &Netns, program: &str, args: &[String]) -> Command {
@@ -301,6 +316,9 @@ fn dhcpv6d(
     }
     if relayed {
         args.extend(["--trusted-relay".into(), "fe80::/10".into()]);
+    }
+    if peer == Peer::StatefulXdpRenew {
+        args.push("--xdp-renew".into());
     }
     // One worker where the server has one CPU (as the default would pick from the affinity),
     // one per CPU where it has them all.

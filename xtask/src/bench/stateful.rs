@@ -183,7 +183,13 @@ pub fn gen_row_from(
     hint: f64,
 ) -> Result<SarrRow> {
     let what = if renew.is_some() { "renew-gen" } else { "sarr-gen" };
-    let (dir, topo, run) = start_row(paths, what, server, mode, threaded)?;
+    let (dir, topo, mut run) = start_row(paths, what, server, mode, threaded)?;
+    if renew.is_some() {
+        // veth hands an XDP_TX frame (a Renew's Reply from the program) only to a peer with an
+        // XDP program of its own: a pass program on the generator's end, for every server of
+        // the row alike.
+        peers::hold_on(&topo.gen, GEN_IF, &mut run, paths, &dir, "pass")?;
+    }
     let mut row = SarrRow {
         command: run.command.clone(),
         perf_command: String::new(),
@@ -246,6 +252,13 @@ fn gen_searches(
         // in flight; 200/s would be far below either server's.
         fill_secs = (n as f64 / 200.0).max(30.0);
         args.extend(["--population".into(), n.to_string(), "--fill-secs".into(), format!("{fill_secs:.0}")]);
+        if run.xdp_renew {
+            // The pre-extension batches (1,024 leases a transaction, back to back while the
+            // queue is full) write some tens of thousands of leases a second here: every
+            // lease has its entry before the first step, with room to spare.
+            let settle = (n as f64 / 10_000.0).ceil() + 3.0;
+            args.extend(["--settle-secs".into(), format!("{settle:.0}")]);
+        }
     }
     if row.perf_command.is_empty() {
         row.perf_command = format!("taskset -c {GEN_CPU} dhcpv6-bench {} --hint-pps HINT", args.join(" "));

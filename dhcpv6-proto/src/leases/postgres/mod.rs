@@ -207,6 +207,11 @@ impl PgStore {
 }
 
 impl LeaseStore for PgStore {
+    /// Other servers share the database: see `LeaseStore::single_writer`.
+    fn single_writer(&self) -> bool {
+        false
+    }
+
     fn load_all(&self) -> Result<Vec<Lease>, StoreError> {
         let (done, rx) = std_mpsc::channel();
         let (reader, config, location) =

@@ -98,6 +98,28 @@ impl Allocator {
         })
     }
 
+    /// Whether a Renew from `lease`'s client on `link` (not relayed) would keep the lease as
+    /// it is: what `assign` decides for a binding the IA holds (its reservation, if it has
+    /// one, else a slot of the link's pools not reserved for someone else).
+    pub(crate) fn keeps(&self, lease: &Lease, link: usize) -> bool {
+        let c = Client {
+            duid: &lease.duid,
+            link,
+            relay: None,
+            peer: std::net::Ipv6Addr::UNSPECIFIED,
+            arrival: &lease.iface,
+            now: 0,
+            ident: None,
+            can_bind: true,
+        };
+        let ia = IaRequest { kind: lease.kind, iaid: lease.iaid, hints: Vec::new() };
+        let k = lease.key();
+        match self.reserved_for(&c, &ia, &HashSet::new()) {
+            Some(r) => r == k,
+            None => self.servable(&c, &ia, k),
+        }
+    }
+
     /// True if `k` may stay with this client on this link: a slot of one of the link's pools
     /// that is not reserved for someone else, or one of the client's reservations.
     fn servable(&self, c: &Client<'_>, ia: &IaRequest, k: LeaseKey) -> bool {

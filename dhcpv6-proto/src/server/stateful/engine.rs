@@ -33,7 +33,7 @@ pub struct PoolUsage {
 /// commit/rollback contract.
 #[derive(Debug)]
 pub struct Engine {
-    alloc: Allocator,
+    pub(super) alloc: Allocator,
     by_name: HashMap<String, usize>,
     /// Link prefixes merged into disjoint spans: first address -> (last address, link).
     relay_index: BTreeMap<u128, (u128, usize)>,
@@ -125,6 +125,11 @@ impl Engine {
     /// Information-Request's Interface-ID may select (`link_service`).
     pub fn link_services(&self) -> Vec<(String, Option<std::sync::Arc<crate::server::LinkService>>)> {
         self.alloc.links.iter().map(|l| (l.link.clone(), l.service.clone())).collect()
+    }
+
+    /// The link called `name`, by index.
+    pub(super) fn link_index_by_name(&self, name: &str) -> Option<usize> {
+        self.by_name.get(name).copied()
     }
 
     /// The link a client is on (see `link.rs`).

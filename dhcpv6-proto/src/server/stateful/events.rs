@@ -14,6 +14,10 @@
 //! * `decline`: the client declined it (Decline): held back from allocation, or freed when
 //!   the client or link holds as many declined addresses as allowed;
 //! * `expire`: its valid lifetime ran out (the expiry sweep);
+//! * `pre_extend`: the server stored a later expiry ahead of Renews the XDP program is to
+//!   answer (`xdp_renew`): Renews answered in the kernel have no event of their own, so this
+//!   one, once per lease and window, is what the log and the script see of them; its
+//!   lifetimes are what the store now covers, not what a client was told;
 //! * `reclaim`: the server took it back without the client's word: a declined address whose
 //!   hold is over (the sweep), or a binding a Request, Renew or Rebind of its client found no
 //!   longer valid for the link (returned with zero lifetimes, e.g. a new reservation).
@@ -36,10 +40,11 @@ pub enum EventKind {
     Decline,
     Expire,
     Reclaim,
+    PreExtend,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 7] = [
+    pub const ALL: [EventKind; 8] = [
         EventKind::Grant,
         EventKind::Renew,
         EventKind::Rebind,
@@ -47,6 +52,7 @@ impl EventKind {
         EventKind::Decline,
         EventKind::Expire,
         EventKind::Reclaim,
+        EventKind::PreExtend,
     ];
 
     /// The name in the log line and in the script's `EVENT`.
@@ -59,12 +65,13 @@ impl EventKind {
             EventKind::Decline => "decline",
             EventKind::Expire => "expire",
             EventKind::Reclaim => "reclaim",
+            EventKind::PreExtend => "pre_extend",
         }
     }
 
     /// Whether the lease is the client's after the event (its lifetimes are then reported).
     pub const fn holds(self) -> bool {
-        matches!(self, EventKind::Grant | EventKind::Renew | EventKind::Rebind)
+        matches!(self, EventKind::Grant | EventKind::Renew | EventKind::Rebind | EventKind::PreExtend)
     }
 }
 
@@ -174,6 +181,12 @@ impl LeaseEvent {
     pub fn operator_release(lease: Lease, at: u64) -> Self {
         let requester = Requester::stored(&lease);
         Self { kind: EventKind::Release, origin: Origin::Operator, lease, at, requester }
+    }
+
+    /// A pre-extension batch (`Engine::pre_extend`) stored `lease`'s later expiry.
+    pub fn pre_extended(lease: Lease, at: u64) -> Self {
+        let requester = Requester::stored(&lease);
+        Self { kind: EventKind::PreExtend, origin: Origin::Server, lease, at, requester }
     }
 
     /// A lease the server dropped because its time was up: a bound one expired, a declined

@@ -136,6 +136,11 @@ impl LeaseIndex {
         self.by_key.is_empty()
     }
 
+    /// The identity the lease for `key` was given to, if any.
+    pub fn ident_of(&self, key: &LeaseKey) -> Option<&Ident> {
+        self.by_key.get(key).and_then(|e| e.ident.as_ref())
+    }
+
     pub fn get(&self, key: &LeaseKey) -> Option<&Lease> {
         self.by_key.get(key).map(|e| &e.lease)
     }

@@ -69,19 +69,22 @@
 //! `state` (leases + bitmaps + expiry, undo), `reservations` (lookup), `index` (leases by
 //! binding and by client IA, with the per-client counts), `identity` (who a client is beyond its DUID), `ia` (IA option codec), `allocator` (per-IA decisions over
 //! pools, reservations and state), `engine` (messages), `events` (lease events for the log
-//! and the lease script, from what a message, a sweep or an operator changed).
+//! and the lease script, from what a message, a sweep or an operator changed), `pre_extend`
+//! (the stored expiry written ahead of Renews that XDP answers).
 
 mod allocator;
 mod config;
 mod context;
 mod engine;
 mod events;
+pub mod fast_renew;
 mod ia;
 mod identity;
 mod index;
 mod link;
 mod occupancy;
 mod pools;
+mod pre_extend;
 mod reservations;
 mod state;
 
@@ -97,3 +100,4 @@ pub use engine::{Engine, PoolUsage};
 pub use events::{EventKind, LeaseEvent, Origin, RelayIds, Requester};
 pub use link::{unconfigured, UNCONFIGURED_LINK};
 pub use pools::{AddrRange, PoolError, PrefixPool};
+pub use pre_extend::{PreExtendPolicy, PreExtension, Renewable};

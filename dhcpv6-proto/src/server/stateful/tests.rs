@@ -1490,3 +1490,152 @@ fn server_and_operator_events_carry_the_stored_relay_identities() {
     assert_eq!(LeaseEvent::ended(stored.clone(), NOW + 9000).requester, want);
     assert_eq!(LeaseEvent::operator_release(stored, NOW + 5).requester, want);
 }
+
+mod pre_extension {
+    use super::*;
+
+    const WINDOW: u32 = 3600;
+    const MARGIN: u32 = 10;
+
+    fn policy(fast: &dyn Fn(&str) -> bool) -> PreExtendPolicy<'_> {
+        PreExtendPolicy { window: WINDOW, margin: MARGIN, fast_link: fast }
+    }
+
+    fn all_keys(e: &Engine) -> Vec<crate::leases::LeaseKey> {
+        let mut k = e.direct_bound_keys();
+        k.sort();
+        k
+    }
+
+    /// A batch extends every bound direct lease to cover a Reply sent at the window's end,
+    /// in one set of ops, and memory holds what it will commit.
+    #[test]
+    fn a_batch_covers_the_window_and_memory_holds_it() {
+        let mut e = engine(vec![link()]);
+        let store = MemoryStore::new();
+        reply(&mut e, &store, &request(1).na(1, &[]).pd(2, &[]));
+        let fast = |l: &str| l == "eth1";
+        let keys = all_keys(&e);
+        assert_eq!(keys.len(), 2);
+        let out = e.pre_extend(&keys, &policy(&fast), NOW + 5);
+        assert_eq!(out.ops.len(), 2, "one upsert per lease, in one commit");
+        let lt = Lifetimes::default();
+        for r in &out.renewable {
+            assert_eq!(r.answer_until, NOW + u64::from(WINDOW));
+            assert_eq!(r.lifetimes, lt);
+            assert_eq!(r.lease.valid_until, NOW + u64::from(WINDOW) + u64::from(lt.valid) + u64::from(MARGIN));
+            assert!(r.lease.preferred_until <= r.lease.valid_until);
+            assert!(r.extended);
+            assert!(e.holds(&r.lease));
+            assert_eq!(r.lease.last_transaction, NOW, "a batch is no client transaction");
+        }
+        store.commit(out.ops).wait_blocking().unwrap();
+        // A second batch finds them long enough: rewritten as they are, not moved.
+        let again = e.pre_extend(&keys, &policy(&fast), NOW + 6);
+        assert!(again.renewable.iter().all(|r| !r.extended));
+        assert_eq!(
+            again.renewable.iter().map(|r| &r.lease).collect::<Vec<_>>(),
+            out.renewable.iter().map(|r| &r.lease).collect::<Vec<_>>()
+        );
+    }
+
+    /// A failed batch commit leaves memory as it was.
+    #[test]
+    fn rollback_undoes_a_batch() {
+        let mut e = engine(vec![link()]);
+        let store = MemoryStore::new();
+        reply(&mut e, &store, &request(1).na(1, &[]));
+        let before: Vec<Lease> = e.leases().cloned().collect();
+        let fast = |_: &str| true;
+        let out = e.pre_extend(&all_keys(&e), &policy(&fast), NOW);
+        assert_eq!(out.renewable.len(), 1);
+        e.rollback(out.undo);
+        assert_eq!(e.leases().cloned().collect::<Vec<_>>(), before);
+        assert!(!e.holds(&out.renewable[0].lease));
+    }
+
+    /// What XDP must not answer is left out: links it does not serve, windows nearly over,
+    /// leases of no client transaction, declined leases, relayed clients.
+    #[test]
+    fn leases_xdp_cannot_answer_are_skipped() {
+        let mut e = engine(vec![link()]);
+        let store = MemoryStore::new();
+        reply(&mut e, &store, &request(1).na(1, &[]));
+        let keys = all_keys(&e);
+        let none = |_: &str| false;
+        assert!(e.pre_extend(&keys, &policy(&none), NOW).renewable.is_empty(), "not a fast-path link");
+        let fast = |_: &str| true;
+        let late = NOW + u64::from(WINDOW) - u64::from(MARGIN);
+        assert!(e.pre_extend(&keys, &policy(&fast), late).renewable.is_empty(), "window over");
+
+        // A relayed client's lease, and one without a known transaction.
+        let relayed = LinkSelector { interface_id: Some(b"eth1"), ..Default::default() };
+        let rctx = ClientContext { relay: Some(relayed), ..ctx() };
+        run(&mut e, &store, &request(2).na(1, &[]), &rctx, NOW);
+        let mut old = e.leases().find(|l| l.duid == client(1)).unwrap().clone();
+        old.last_transaction = 0;
+        let mut e =
+            Engine::new(vec![link()], e.leases().filter(|&l| l.duid != client(1)).cloned().chain([old]), NOW).unwrap();
+        assert_eq!(e.lease_count(), 2);
+        assert_eq!(e.direct_bound_keys().len(), 1, "the relayed lease is no candidate at all");
+        assert!(e.pre_extend(&all_keys(&e), &policy(&fast), NOW).renewable.is_empty());
+        let all: Vec<_> = e.leases().map(Lease::key).collect();
+        assert!(e.pre_extend(&all, &policy(&fast), NOW).renewable.is_empty());
+    }
+
+    /// A lease whose client has a reservation elsewhere would move at its next Renew: no entry.
+    #[test]
+    fn a_lease_the_next_renew_would_move_is_skipped() {
+        let mut e = engine(vec![link()]);
+        let store = MemoryStore::new();
+        reply(&mut e, &store, &request(1).na(1, &[]));
+        let held = e.leases().next().unwrap().addr;
+        let other = if held == a("2001:db8:1::1f0") { a("2001:db8:1::1f1") } else { a("2001:db8:1::1f0") };
+        let mut l = link();
+        l.reservations = vec![Reservation {
+            duid: Some(Duid::new(&client(1)).unwrap()),
+            address: Some(other),
+            ..Default::default()
+        }];
+        e.reconfigure(vec![l], NOW).unwrap();
+        let fast = |_: &str| true;
+        assert!(e.pre_extend(&all_keys(&e), &policy(&fast), NOW).renewable.is_empty());
+    }
+}
+
+/// The XDP Renew path answers with `fast_renew::entry`'s IA bytes: they must be, byte for
+/// byte, the IAs of the engine's own Reply to a Renew of the leases the store holds, and in
+/// the Renew's order.
+#[test]
+fn fast_renew_entries_hold_the_engines_renew_ias() {
+    let lt = Lifetimes { preferred: 3000, valid: 6000, t1: 1500, t2: 2400 };
+    let mut e = engine(vec![LinkPools { lifetimes: lt, ..link() }]);
+    let store = MemoryStore::new();
+    reply(&mut e, &store, &request(1).na(1, &[]).pd(2, &[]));
+    let stored = store.load_all().unwrap();
+    assert_eq!(stored.len(), 2);
+    let na = stored.iter().find(|l| l.kind == LeaseKind::Address).unwrap();
+    let pd = stored.iter().find(|l| l.kind == LeaseKind::Prefix).unwrap();
+    // Prefix first: the Reply keeps the Renew's order.
+    let renew = Msg::new(msg::RENEW)
+        .cid(&client(1))
+        .sid()
+        .pd(2, &[(&pd.addr.to_string(), pd.prefix_len)])
+        .na(1, &[&na.addr.to_string()]);
+    let out = e.handle(&Message::parse(&renew.0).unwrap(), &ctx(), NOW + 1500);
+    let bytes = out.reply.unwrap();
+    let m = Message::parse(&bytes).unwrap();
+    let ias: Vec<Vec<u8>> = m
+        .options()
+        .filter(|o| o.code == opt::IA_NA || o.code == opt::IA_PD)
+        .map(|o| encode_option(o.code, o.data))
+        .collect();
+    assert_eq!(ias, vec![fast_renew::ia_option(pd, &lt), fast_renew::ia_option(na, &lt)]);
+    let iface = dhcpv6_common::IfaceKey::untagged(3);
+    for l in [na, pd] {
+        let (k, entry) = fast_renew::entry(iface, l, &lt, 1).unwrap();
+        assert_eq!(&entry.ia[..usize::from(entry.ia_len)], &fast_renew::ia_option(l, &lt)[..]);
+        assert_eq!((entry.lease, entry.prefix_len), (l.addr.octets(), l.prefix_len));
+        assert_eq!(k, fast_renew::key(iface, &client(1), l.iaid, l.kind).unwrap());
+    }
+}

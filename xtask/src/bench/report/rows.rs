@@ -277,6 +277,20 @@ pub const ROWS: &[RowSpec] = &[
         Target::AtLeast(4.0),
         Note::Floors,
     ),
+    noted(
+        "Renewals/s at <= 0.1 % loss, population of {population} leases, the same traffic: dhcpv6d answering in XDP (--xdp-renew, pre-extended leases) vs dhcpv6d in userspace",
+        Source::Renew(StatefulXdpRenew),
+        Source::Renew(Stateful),
+        Target::AtLeast(5.0),
+        Note::Floors,
+    ),
+    noted(
+        "Renewals/s at <= 0.1 % loss, population of {population} leases, the same traffic: dhcpv6d answering in XDP (--xdp-renew) vs Kea memfile",
+        Source::Renew(StatefulXdpRenew),
+        Source::Renew(Kea),
+        Target::AtLeast(20.0),
+        Note::Floors,
+    ),
     mb(
         "Peak RSS (MB) under Information-Request load: dhcpv6d (fast-path row) vs Kea",
         Source::PeakRss(FastPath),
