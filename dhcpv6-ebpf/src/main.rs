@@ -1,7 +1,7 @@
 //! XDP fast path for DHCPv6 Information-Request.
 //!
-//! One direction only: the daemon writes per-interface (and per-VLAN) reply data into
-//! `DHCPV6_IFACES` and the flood limits into `DHCPV6_FLOOD_CFG`; this program reads them,
+//! One direction only: the daemon writes per-interface (and per-VLAN) reply data (found by
+//! `ifaces::reply_data`) and the flood limits into `DHCPV6_FLOOD_CFG`; this program reads them,
 //! answers what the fast-path contract allows with XDP_TX, drops what RFC 9915 says to
 //! discard, passes the rest up within each sender's token bucket, and counts every outcome
 //! per CPU (the outcomes are one list: `dhcpv6_common::outcomes`).
@@ -20,6 +20,7 @@ compile_error!("the XDP program assumes a little-endian target (bpfel-unknown-no
 mod csum;
 mod flood;
 mod frame;
+mod ifaces;
 mod learn;
 mod relay;
 mod reply;
@@ -37,17 +38,14 @@ pub use dhcpv6_common::Verdict;
 use dhcpv6_common::{
     limits, wire::msg, ClientMac, Counters, FloodBucket, FloodConfig, FloodKey, IfaceKey, IfaceReply, MacKey,
     RelayLinkKey, RelaySource, Scratch, IFACE_FAST_PATH, IFACE_LEARN_MACS, IFACE_RELAYED_IR, MAX_CLIENT_MACS,
-    MAX_FLOOD_BUCKETS, MAX_FLOOD_RELAYS, MAX_IFACES, MAX_RELAY_LINKS,
+    MAX_FLOOD_BUCKETS, MAX_FLOOD_RELAYS, MAX_RELAY_LINKS,
 };
 
 use crate::{frame::Hdr, request::Request};
 
-/// BPF_F_NO_PREALLOC: replaced entries are freed after an RCU grace period, so a program
-/// still reading the old reply data never sees it reused mid-read.
+/// BPF_F_NO_PREALLOC: a replaced entry is freed after an RCU grace period, so a program
+/// still reading it never sees it reused mid-read.
 const NO_PREALLOC: usize = 1;
-
-#[btf_map]
-static DHCPV6_IFACES: HashMap<IfaceKey, IfaceReply, { MAX_IFACES as usize }, NO_PREALLOC> = HashMap::new();
 
 #[btf_map]
 static DHCPV6_COUNTERS: PerCpuArray<Counters, 1> = PerCpuArray::new();
@@ -98,13 +96,10 @@ fn handle(ctx: &XdpContext, counters: &mut Counters) -> Verdict {
     let ifindex = ctx.ingress_ifindex() as u32;
     // A tagged frame is served only from reply data written for its VLAN: the parent's
     // options are not the VLAN interface's.
-    let Some(iface) = DHCPV6_IFACES.get_ptr(hdr.key(ifindex)) else {
+    let Some(iface) = ifaces::reply_data(hdr.key(ifindex)) else {
         let v = if hdr.tagged() { Verdict::PassVlan } else { Verdict::PassNoIface };
         return flood::admit(ctx, hdr.l3, v);
     };
-    // SAFETY: map values are valid for the program's run (RCU); the daemon replaces whole
-    // entries, never writes into one in place.
-    let iface = unsafe { &*iface };
     let v = serve(ctx, &hdr, hdr.key(ifindex), iface);
     if !v.passes_up() {
         return v;
