@@ -18,6 +18,7 @@
 compile_error!("the XDP program assumes a little-endian target (bpfel-unknown-none)");
 
 mod csum;
+mod fetch;
 mod flood;
 mod frame;
 mod ifaces;
@@ -30,7 +31,6 @@ mod scratch;
 use aya_ebpf::{
     bindings::xdp_action,
     btf_maps::{Array, HashMap, LruHashMap, PerCpuArray},
-    helpers::generated::bpf_xdp_load_bytes,
     macros::{btf_map, xdp},
     programs::XdpContext,
 };
@@ -144,10 +144,7 @@ fn serve(ctx: &XdpContext, hdr: &Hdr, key: IfaceKey, iface: &IfaceReply) -> Verd
     };
     // SAFETY: per-CPU scratch, used only within this run.
     let scratch = unsafe { &mut *scratch };
-    // SAFETY: the helper checks the frame range; udp_len <= 512 < the buffer's size.
-    let rc =
-        unsafe { bpf_xdp_load_bytes(ctx.ctx, hdr.l4 as u32, scratch.req.as_mut_ptr().cast(), (udp_len & 1023) as u32) };
-    if rc != 0 {
+    if !fetch::request(ctx, hdr.l4, udp_len, scratch) {
         return Verdict::PassLength;
     }
     if !csum::udp_valid(&src, &dst, scratch, udp_len) {
