@@ -119,7 +119,7 @@ fn reply_data_rewritten_while_the_program_answers_is_never_seen_torn() {
         let mut dp = Dataplane::load(&pin_dir, false).expect("adopting the pinned maps");
         while !stop.load(Ordering::Relaxed) {
             let n = flips.load(Ordering::Relaxed);
-            dp.set_iface(ifindex, if n % 2 == 0 { &data_b } else { &data_a }).expect("set_iface");
+            dp.set_iface(ifindex, if n.is_multiple_of(2) { &data_b } else { &data_a }).expect("set_iface");
             flips.store(n + 1, Ordering::Relaxed);
         }
     };
@@ -144,7 +144,7 @@ fn the_control_an_in_place_rewrite_of_the_live_slot_is_seen_torn() {
     let writer = move |stop: Arc<AtomicBool>, flips: Arc<AtomicU64>| {
         while !stop.load(Ordering::Relaxed) {
             let n = flips.load(Ordering::Relaxed);
-            slots.set(slot, if n % 2 == 0 { &data_b } else { &data_a }, 0).expect("in-place rewrite");
+            slots.set(slot, if n.is_multiple_of(2) { &data_b } else { &data_a }, 0).expect("in-place rewrite");
             flips.store(n + 1, Ordering::Relaxed);
         }
     };
