@@ -11,6 +11,8 @@ use bytemuck::{Pod, Zeroable};
 /// Directory under the bpffs mount where the daemon pins program, link and maps.
 pub const PIN_DIR: &str = "dhcpv6";
 pub const MAP_IFACE_REPLY: &str = "DHCPV6_IFACES";
+pub const MAP_IFACE_SLOT: &str = "DHCPV6_IFACE_SLOT";
+pub const MAP_REPLY_SLOTS: &str = "DHCPV6_REPLY_SLOTS";
 pub const MAP_COUNTERS: &str = "DHCPV6_COUNTERS";
 pub const MAP_SCRATCH: &str = "DHCPV6_SCRATCH";
 pub const MAP_CLIENT_MACS: &str = "DHCPV6_CLIENT_MACS";
@@ -57,10 +59,35 @@ pub const PROGRAM_NAME: &str = "dhcpv6_xdp";
 /// `DHCPV6_*` map's type, key size, value size, capacity and flags are the same; otherwise it
 /// creates fresh maps and swaps the program over to them. Sizes are checked by themselves:
 /// bump this when a field changes meaning, order or type without changing a size.
-pub const MAPS_LAYOUT_VERSION: u32 = 3;
+pub const MAPS_LAYOUT_VERSION: u32 = 4;
 
 /// Interfaces the fast path can serve at once.
 pub const MAX_IFACES: u32 = 4096;
+
+/// Entries of `DHCPV6_IFACE_SLOT`: an untagged frame on an interface with a lower ifindex
+/// finds its reply data through that array (inlined by the verifier) rather than the hash
+/// `DHCPV6_IFACES` (a helper call, through the return thunk on mitigated CPUs).
+pub const MAX_SLOT_IFINDEX: u32 = 4096;
+
+/// Slots of `DHCPV6_REPLY_SLOTS` the daemon writes. Slot 0 is never used ([`IfaceSlot::slot`]
+/// 0 means "in the hash"), so `REPLY_SLOTS - 1` interfaces' reply data fit at once, fewer
+/// while a rewrite waits for its grace period; the rest stay in the hash. At most 256: a slot
+/// number is one byte, so that a reader can never see half of a selector's rewrite (see
+/// [`IfaceSlot`]).
+pub const REPLY_SLOTS: u32 = 128;
+
+/// CPUs that get copy slots in `DHCPV6_REPLY_SLOTS`, past [`REPLY_SLOTS`]: the program copies
+/// reply data it finds in the hash into its CPU's (one for the interface, one for a relay
+/// link), so that every reply-data pointer the verifier follows points into one map (two maps
+/// are two verifier states for the rest of the program, past its instruction limit). On a
+/// CPU past these, hash-resident reply data is not used: such frames go up to userspace.
+pub const COPY_SLOT_CPUS: u32 = 64;
+
+/// The first copy slot: CPU `c`'s are `COPY_SLOTS_BASE + 2 * c` (interface) and `+ 1` (link).
+pub const COPY_SLOTS_BASE: u32 = REPLY_SLOTS;
+
+/// Entries of `DHCPV6_REPLY_SLOTS`: the daemon's slots, then the program's copy slots.
+pub const REPLY_SLOTS_ALL: u32 = REPLY_SLOTS + 2 * COPY_SLOT_CPUS;
 
 /// Limits of the fast path. A request outside them is passed to userspace, which answers it
 /// (the userspace twin applies the same limits when it models the fast path).
@@ -138,6 +165,41 @@ pub struct IfaceKey {
 impl IfaceKey {
     pub const fn untagged(ifindex: u32) -> Self {
         IfaceKey { ifindex, outer_vlan: 0, inner_vlan: 0 }
+    }
+}
+
+/// Value of `DHCPV6_IFACE_SLOT` (indexed by ifindex): where the reply data of the
+/// interface's untagged frames is. 0: not in the slots, look in `DHCPV6_IFACES`; else the
+/// index in `DHCPV6_REPLY_SLOTS`.
+///
+/// Array values are rewritten in place (the kernel's `bpf_map_update_elem` is a `memcpy`
+/// into the live value), so a program can read any mix of an old and a new value. The
+/// daemon therefore never rewrites reply data a program may be reading:
+/// - new reply data goes into a slot no selector points to and none has pointed to since
+///   the last RCU grace period (every program run that could have read the old selector has
+///   ended: XDP runs inside an RCU read-side section, and the daemon waits with
+///   `dataplane::grace`);
+/// - then the selector is rewritten. Slot numbers are below 256, so only its lowest byte
+///   ever changes: a reader sees the old or the new number, never a third;
+/// - the slot the selector pointed to before is reused only after a later grace period.
+///
+/// A program reads the selector once and then only the slot it names, which holds one
+/// complete version for as long as the program runs.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct IfaceSlot {
+    pub slot: u32,
+}
+
+impl IfaceSlot {
+    /// The key's index in `DHCPV6_IFACE_SLOT` when its reply data may live in a slot:
+    /// untagged (the relay links' and VLANs' keys stay in the hash) and a low ifindex.
+    pub const fn index(key: &IfaceKey) -> Option<u32> {
+        if key.outer_vlan == 0 && key.inner_vlan == 0 && key.ifindex < MAX_SLOT_IFINDEX {
+            Some(key.ifindex)
+        } else {
+            None
+        }
     }
 }
 
@@ -294,7 +356,8 @@ pub struct Segment {
     pub _pad: u16,
 }
 
-/// Per-interface reply data, keyed by [`IfaceKey`].
+/// Per-interface reply data: in a slot of `DHCPV6_REPLY_SLOTS` (see [`IfaceSlot`]), or in
+/// `DHCPV6_IFACES` by [`IfaceKey`].
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Pod, Zeroable)]
 pub struct IfaceReply {
@@ -554,6 +617,7 @@ mod user {
     // SAFETY: all are #[repr(C)] and Pod (no padding, any bit pattern valid).
     unsafe impl aya::Pod for super::IfaceReply {}
     unsafe impl aya::Pod for super::IfaceKey {}
+    unsafe impl aya::Pod for super::IfaceSlot {}
     unsafe impl aya::Pod for crate::Counters {}
     unsafe impl aya::Pod for super::FloodConfig {}
     unsafe impl aya::Pod for super::FloodKey {}

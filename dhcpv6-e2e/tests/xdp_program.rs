@@ -971,3 +971,36 @@ fn verifier_budget() {
     println!("verified instructions: {n:?} (dhcpv6_xdp), {r:?} (dhcpv6_renew)");
     assert!(n.is_some_and(|n| n < 1_000_000) && r.is_some_and(|r| r < 1_000_000));
 }
+
+/// Every datagram length around the request copy's size classes (8-byte chunks up to 16
+/// bytes, 16, 32, 64 up to 128, the helper past it), each with bytes that differ per
+/// position: program and model agree, and answers carry the request's bytes back.
+#[test]
+fn every_request_length_around_the_copy_classes_is_answered_as_the_model_says() {
+    let iface = model_iface(true);
+    let mut p = Program::load(Some(&iface));
+    let mut answered = 0;
+    for udp_len in 12..=200usize {
+        let mut opts = vec![];
+        // A Client Identifier whose bytes differ per position, then filler up to the length.
+        if udp_len >= 12 + 4 + 3 {
+            let n = (udp_len - 16).min(130);
+            let mut duid = vec![0, 4];
+            duid.extend((0..n - 2).map(|i| (i * 7 + udp_len) as u8));
+            opts.push(opt(1, &duid));
+        }
+        let used: usize = 12 + opts.iter().map(Vec::len).sum::<usize>();
+        if udp_len >= used + 4 {
+            opts.push(opt(99, &vec![0x5a; udp_len - used - 4]));
+        } else if udp_len > used {
+            // Too short for an option header: malformed, dropped by both.
+            opts.push(vec![0; udp_len - used]);
+        }
+        let frame = spec().build(&info_req(&opts));
+        assert_eq!(frame.len(), 14 + 40 + udp_len, "datagram of {udp_len} bytes");
+        if let Outcome::Tx(_) = expect_same(&mut p, &iface, &format!("UDP length {udp_len}"), &frame) {
+            answered += 1;
+        }
+    }
+    assert!(answered > 150, "only {answered} of the lengths answered");
+}

@@ -1,8 +1,8 @@
 //! XDP fast path for DHCPv6 Information-Request (direct or from a lightweight relay) and
 //! Renew (from `DHCPV6_RENEWS`).
 //!
-//! One direction only: the daemon writes per-interface (and per-VLAN) reply data into
-//! `DHCPV6_IFACES` and the flood limits into `DHCPV6_FLOOD_CFG`; this program reads them,
+//! One direction only: the daemon writes per-interface (and per-VLAN) reply data (found by
+//! `ifaces::reply_data`) and the flood limits into `DHCPV6_FLOOD_CFG`; this program reads them,
 //! answers what the fast-path contract allows with XDP_TX, drops what RFC 9915 says to
 //! discard, passes the rest up within each sender's token bucket, and counts every outcome
 //! per CPU (the outcomes are one list: `dhcpv6_common::outcomes`).
@@ -19,8 +19,10 @@
 compile_error!("the XDP program assumes a little-endian target (bpfel-unknown-none)");
 
 mod csum;
+mod fetch;
 mod flood;
 mod frame;
+mod ifaces;
 mod learn;
 mod relay;
 mod renew;
@@ -31,7 +33,6 @@ mod scratch;
 use aya_ebpf::{
     bindings::xdp_action,
     btf_maps::{Array, HashMap, LruHashMap, PerCpuArray, ProgramArray},
-    helpers::generated::bpf_xdp_load_bytes,
     macros::{btf_map, xdp},
     programs::XdpContext,
 };
@@ -39,17 +40,14 @@ pub use dhcpv6_common::Verdict;
 use dhcpv6_common::{
     limits, wire::msg, ClientMac, Counters, FloodBucket, FloodConfig, FloodKey, IfaceKey, IfaceReply, MacKey,
     RelayLinkKey, RelaySource, RenewEntry, RenewKey, Scratch, IFACE_FAST_PATH, IFACE_LEARN_MACS, IFACE_RELAYED_IR,
-    IFACE_RENEW, MAX_CLIENT_MACS, MAX_FLOOD_BUCKETS, MAX_FLOOD_RELAYS, MAX_IFACES, MAX_RELAY_LINKS, MAX_RENEWS,
+    IFACE_RENEW, MAX_CLIENT_MACS, MAX_FLOOD_BUCKETS, MAX_FLOOD_RELAYS, MAX_RELAY_LINKS, MAX_RENEWS,
 };
 
 use crate::{frame::Hdr, request::Request};
 
-/// BPF_F_NO_PREALLOC: replaced entries are freed after an RCU grace period, so a program
-/// still reading the old reply data never sees it reused mid-read.
+/// BPF_F_NO_PREALLOC: a replaced entry is freed after an RCU grace period, so a program
+/// still reading it never sees it reused mid-read.
 const NO_PREALLOC: usize = 1;
-
-#[btf_map]
-static DHCPV6_IFACES: HashMap<IfaceKey, IfaceReply, { MAX_IFACES as usize }, NO_PREALLOC> = HashMap::new();
 
 #[btf_map]
 static DHCPV6_COUNTERS: PerCpuArray<Counters, 1> = PerCpuArray::new();
@@ -109,13 +107,10 @@ fn handle(ctx: &XdpContext, counters: &mut Counters) -> Verdict {
     let ifindex = ctx.ingress_ifindex() as u32;
     // A tagged frame is served only from reply data written for its VLAN: the parent's
     // options are not the VLAN interface's.
-    let Some(iface) = DHCPV6_IFACES.get_ptr(hdr.key(ifindex)) else {
+    let Some(iface) = ifaces::reply_data(hdr.key(ifindex)) else {
         let v = if hdr.tagged() { Verdict::PassVlan } else { Verdict::PassNoIface };
         return flood::admit(ctx, hdr.l3, v);
     };
-    // SAFETY: map values are valid for the program's run (RCU); the daemon replaces whole
-    // entries, never writes into one in place.
-    let iface = unsafe { &*iface };
     let v = serve(ctx, &hdr, hdr.key(ifindex), iface);
     if !v.passes_up() {
         return v;
@@ -146,11 +141,11 @@ fn serve(ctx: &XdpContext, hdr: &Hdr, key: IfaceKey, iface: &IfaceReply) -> Verd
     if udp_len < 12 {
         return Verdict::DropMalformed;
     }
-    let (relayed, renew) = match frame::msg_type(ctx, hdr) {
-        Some(msg::INFORMATION_REQUEST) => (false, false),
+    let relayed = match frame::msg_type(ctx, hdr) {
+        Some(msg::INFORMATION_REQUEST) => false,
         Some(msg::RELAY_FORW) if iface.flags & IFACE_RELAYED_IR == 0 => return Verdict::PassRelayUntrusted,
-        Some(msg::RELAY_FORW) => (true, false),
-        Some(msg::RENEW) if iface.flags & IFACE_RENEW != 0 => (false, true),
+        Some(msg::RELAY_FORW) => true,
+        Some(msg::RENEW) if iface.flags & IFACE_RENEW != 0 => return renew_tail_call(ctx, key, udp_len),
         _ => return Verdict::PassOtherMsg,
     };
     if udp_len > limits::MAX_REQUEST_UDP_LEN {
@@ -161,23 +156,11 @@ fn serve(ctx: &XdpContext, hdr: &Hdr, key: IfaceKey, iface: &IfaceReply) -> Verd
     };
     // SAFETY: per-CPU scratch, used only within this run.
     let scratch = unsafe { &mut *scratch };
-    // SAFETY: the helper checks the frame range; udp_len <= 512 < the buffer's size.
-    let rc =
-        unsafe { bpf_xdp_load_bytes(ctx.ctx, hdr.l4 as u32, scratch.req.as_mut_ptr().cast(), (udp_len & 1023) as u32) };
-    if rc != 0 {
+    if !fetch::request(ctx, hdr.l4, udp_len, scratch) {
         return Verdict::PassLength;
     }
     if !csum::udp_valid(&src, &dst, scratch, udp_len) {
         return Verdict::PassChecksum;
-    }
-    if renew {
-        // The Renew program carries on from the datagram in scratch and counts the outcome.
-        scratch.renew_key.iface = key;
-        scratch::set(&mut scratch.renew.udp_len, udp_len as u32);
-        // SAFETY: a tail call into a program of the same type; it does not return on success.
-        unsafe { DHCPV6_PROGS.tail_call(ctx, dhcpv6_common::PROG_RENEW) };
-        // No Renew program in the map (a loader that did not put it there): as without IFACE_RENEW.
-        return Verdict::PassOtherMsg;
     }
     let iface = if relayed {
         if let Err(v) = relay::walk(scratch, udp_len) {
@@ -200,9 +183,31 @@ fn serve(ctx: &XdpContext, hdr: &Hdr, key: IfaceKey, iface: &IfaceReply) -> Verd
     reply::write(ctx, hdr, &src, iface, &req, scratch)
 }
 
+/// Hands a Renew to the Renew program before the datagram is fetched and its checksum
+/// checked: the Renew program does both (in the same order as here, so the outcomes are the
+/// same), which keeps a third kind of message from doubling the states the verifier walks
+/// through the fetch and checksum code of this program.
+#[inline(always)]
+fn renew_tail_call(ctx: &XdpContext, key: IfaceKey, udp_len: usize) -> Verdict {
+    if udp_len > limits::MAX_REQUEST_UDP_LEN {
+        return Verdict::PassLimits;
+    }
+    let Some(scratch) = DHCPV6_SCRATCH.get_ptr_mut(0) else {
+        return Verdict::PassLimits;
+    };
+    // SAFETY: per-CPU scratch, used only within this run and the tail call that follows.
+    let scratch = unsafe { &mut *scratch };
+    scratch.renew_key.iface = key;
+    // SAFETY: a tail call into a program of the same type; it does not return on success.
+    unsafe { DHCPV6_PROGS.tail_call(ctx, dhcpv6_common::PROG_RENEW) };
+    // No Renew program in the map (a loader that did not put it there): as without IFACE_RENEW.
+    Verdict::PassOtherMsg
+}
+
 /// The Renew path (`renew::serve`), tail-called by `dhcpv6_xdp` for a Renew on an interface
-/// with `IFACE_RENEW` whose datagram is in scratch, its checksum verified; `frames` and
-/// `dhcp` are counted already, the outcome is counted here.
+/// with `IFACE_RENEW` whose addressing and lengths it checked (the datagram is fetched and
+/// its checksum verified here); `frames` and `dhcp` are counted already, the outcome is
+/// counted here.
 #[xdp]
 pub fn dhcpv6_renew(ctx: XdpContext) -> u32 {
     let Some(counters) = DHCPV6_COUNTERS.get_ptr_mut(0) else {

@@ -17,7 +17,7 @@ use dhcpv6_common::{
 use crate::{
     frame::load,
     scratch::{get, set},
-    Verdict, DHCPV6_IFACES, DHCPV6_RELAY_LINKS,
+    ifaces, Verdict, DHCPV6_RELAY_LINKS,
 };
 
 /// Offsets in the datagram: the relay header after the UDP header, its options after it.
@@ -160,11 +160,9 @@ pub fn link<'a>(scratch: &mut Scratch, key: IfaceKey, iface: &'a IfaceReply) -> 
     };
     // SAFETY: a map value, valid for this run.
     let target = unsafe { *target };
-    let Some(link) = DHCPV6_IFACES.get_ptr(target) else {
+    let Some(link) = ifaces::link_reply_data(target) else {
         return Err(Verdict::PassRelayLink);
     };
-    // SAFETY: as for the interface's entry in `handle`.
-    let link = unsafe { &*link };
     if link.flags & IFACE_FAST_PATH == 0 {
         return Err(Verdict::PassRelayLink);
     }

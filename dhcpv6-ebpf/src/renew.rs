@@ -36,7 +36,7 @@ use crate::{
     reply::write_selected,
     request::{oro_mask, requested},
     scratch::{get, set},
-    Verdict, DHCPV6_IFACES, DHCPV6_RENEWS, DHCPV6_SCRATCH,
+    Verdict, DHCPV6_RENEWS, DHCPV6_SCRATCH,
 };
 
 /// Option lengths of the one shape answered: an IA_NA holding one IAADDR and nothing else
@@ -342,17 +342,33 @@ pub fn serve(ctx: &XdpContext) -> Verdict {
     // SAFETY: per-CPU scratch; the tail call runs on the caller's CPU right after it.
     let scratch = unsafe { &mut *scratch };
     let key = scratch.renew_key.iface;
-    let udp_len = get(&scratch.renew.udp_len) as usize;
-    if !(12..=MAX_REQUEST_UDP_LEN).contains(&udp_len) {
-        return Verdict::PassLimits;
-    }
-    let Some(iface) = DHCPV6_IFACES.get_ptr(key) else { return Verdict::PassNoIface };
-    // SAFETY: as for the interface's entry in `handle`.
-    let iface = unsafe { &*iface };
-    let (src, _) = match frame::check_addressing(ctx, &hdr) {
+    let Some(iface) = crate::ifaces::reply_data(key) else { return Verdict::PassNoIface };
+    let (src, dst) = match frame::check_addressing(ctx, &hdr) {
         Ok(a) => a,
         Err(v) => return v,
     };
+    // The length as the caller found it, found again from the frame: a value read back from
+    // scratch would carry no bounds the verifier can see into the fetch below.
+    let udp_len = match frame::check_lengths(ctx, &hdr) {
+        Ok(l) => l,
+        Err(v) => return v,
+    };
+    // Two comparisons, as the caller makes them: a range check compiles to one comparison
+    // of `udp_len - 12`, which bounds a copy but not the value the fetch is given.
+    if udp_len < 12 {
+        return Verdict::DropMalformed;
+    }
+    if udp_len > MAX_REQUEST_UDP_LEN {
+        return Verdict::PassLimits;
+    }
+    set(&mut scratch.renew.udp_len, udp_len as u32);
+    // The caller left these two to this program (see `renew_tail_call`).
+    if !crate::fetch::request(ctx, hdr.l4, udp_len, scratch) {
+        return Verdict::PassLength;
+    }
+    if !csum::udp_valid(&src, &dst, scratch, udp_len) {
+        return Verdict::PassChecksum;
+    }
     let v = answer(ctx, &hdr, key, &src, iface, scratch, udp_len);
     if !v.passes_up() {
         return v;
@@ -364,7 +380,7 @@ pub fn serve(ctx: &XdpContext) -> Verdict {
     v
 }
 
-/// Answers the Renew in scratch (`udp_len` bytes, checksum verified) from `client` on the
+/// Answers the Renew in scratch (`udp_len` bytes, checksum verified by `serve`) from `client` on the
 /// interface (or VLAN) `key` with reply data `iface`, or says why not.
 #[inline(always)]
 pub fn answer(

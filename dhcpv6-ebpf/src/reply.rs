@@ -320,6 +320,33 @@ pub(crate) fn write_selected(
     Some(acc)
 }
 
+/// Longest run stored into the frame with direct stores rather than the helper.
+const SHORT_STORE: usize = 128;
+
+/// Stores `n` (`8 * W <= n <= 16 * W`) bytes of the block from `off` into the frame at
+/// `pos`: `W` words at the start and `W` words ending at the end (the overlap gets the same
+/// bytes twice), each range behind one bounds check. No helper call, no staging: the CPU's
+/// unaligned stores do not care how the frame and the block line up.
+#[inline(always)]
+fn store_chunks<const W: usize>(ctx: &XdpContext, src: *const u8, off: usize, pos: usize, n: usize) -> bool {
+    // Through black_box, as in `fetch::chunks`.
+    let tail = core::hint::black_box(n - 8 * W) & (SHORT_STORE - 1);
+    let Some(head) = ptr_at::<[u64; W]>(ctx, pos) else { return false };
+    let Some(end) = ptr_at::<[u64; W]>(ctx, pos + tail) else { return false };
+    // SAFETY: both frame ranges bounds checked by ptr_at; off < 1024 and tail < 128 keep
+    // the loads inside the 2048-byte block.
+    unsafe {
+        let (head, end) = (head as *mut u8, end as *mut u8);
+        for k in 0..W {
+            store::<u64>(head, k * 8, load::<u64>(src, off + k * 8));
+        }
+        for k in 0..W {
+            store::<u64>(end, k * 8, load::<u64>(src, off + tail + k * 8));
+        }
+    }
+    true
+}
+
 /// Copies `len` bytes of the block from `off` into the frame at `pos`, through scratch: the
 /// helper's copy is several times slower when source and destination are not aligned alike
 /// (measured: ~80 ns of ~500 per answer here), and where the options land depends on the
@@ -336,6 +363,25 @@ fn store_block(
     let off = off & BLOCK_MASK;
     if len == 0 || len > BLOCK_CAP {
         return false;
+    }
+    // The size class on a copy read back from memory, as in `fetch::request`.
+    set(&mut scratch.found.loop_len, len as u32);
+    let n = get(&scratch.found.loop_len) as usize;
+    let src = iface.block.as_ptr();
+    // Frames here are far shorter than 4 KiB; the mask is the bound the verifier needs (a
+    // packet offset it cannot bound above 64 KiB gets no range from a bounds check).
+    let in_frame = pos < 4096;
+    let pos_m = pos & 4095;
+    if !in_frame {
+        // Never on a real frame; the helper path below handles it all the same.
+    } else if n > 64 && n <= SHORT_STORE {
+        return store_chunks::<8>(ctx, src, off, pos_m, n);
+    } else if n > 32 && n <= 64 {
+        return store_chunks::<4>(ctx, src, off, pos_m, n);
+    } else if n > 16 && n <= 32 {
+        return store_chunks::<2>(ctx, src, off, pos_m, n);
+    } else if n >= 8 && n <= 16 {
+        return store_chunks::<1>(ctx, src, off, pos_m, n);
     }
     // The frame's alignment as its offset's: drivers (and veth) start frames on an 8-byte
     // boundary, and the verifier allows no arithmetic on the pointer itself.

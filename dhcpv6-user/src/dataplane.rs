@@ -6,6 +6,15 @@
 //! them from another process. They outlive the daemon: the link keeps the program attached and
 //! answering from the last reply data while no daemon runs, and a starting daemon adopts them
 //! (see `pins`). Only `dhcpv6d detach` removes them.
+//!
+//! Reply data of an interface's untagged frames lives in a slot of `DHCPV6_REPLY_SLOTS`
+//! named by the interface's selector in `DHCPV6_IFACE_SLOT` (the program's lookup is then
+//! inlined); everything else, and what does not fit the slots, in the hash `DHCPV6_IFACES`.
+//! A rewrite goes into a slot no program run can be reading (`slots`, `grace`) and then moves
+//! the selector: a program never sees half of one version and half of another.
+
+mod grace;
+mod slots;
 
 use std::{
     collections::HashMap,
@@ -15,7 +24,7 @@ use std::{
 
 use anyhow::{anyhow, bail, Context, Result};
 use aya::{
-    maps::{HashMap as BpfHashMap, MapData, PerCpuArray},
+    maps::{Array as BpfArray, HashMap as BpfHashMap, MapData, PerCpuArray},
     programs::{
         links::{FdLink, PinnedLink},
         xdp::XdpLink,
@@ -24,13 +33,16 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use dhcpv6_common::{
-    Counters, FloodConfig, IfaceKey, IfaceReply, RelayLinkKey, RelaySource, RenewEntry, RenewKey, MAP_COUNTERS,
-    MAP_FLOOD_CONFIG, MAP_FLOOD_RELAYS, MAP_IFACE_REPLY, MAP_PROGS, MAP_RELAY_LINKS, MAP_RENEWS, MAX_FLOOD_RELAYS,
-    MAX_RELAY_LINKS, PROGRAM_NAME, PROG_RENEW, RELAY_LINK_KEY_BASE, RENEW_PROGRAM_NAME,
+    Counters, FloodConfig, IfaceKey, IfaceReply, IfaceSlot, RelayLinkKey, RelaySource, RenewEntry, RenewKey,
+    MAP_COUNTERS, MAP_FLOOD_CONFIG, MAP_FLOOD_RELAYS, MAP_IFACE_REPLY, MAP_IFACE_SLOT, MAP_PROGS, MAP_RELAY_LINKS,
+    MAP_RENEWS, MAP_REPLY_SLOTS, MAX_FLOOD_RELAYS, MAX_RELAY_LINKS, MAX_SLOT_IFINDEX, PROGRAM_NAME, PROG_RENEW,
+    RELAY_LINK_KEY_BASE, RENEW_PROGRAM_NAME,
 };
 use tracing::{info, warn};
 
 use crate::pins;
+pub use grace::{Grace, GraceError};
+use slots::SlotPool;
 
 /// The XDP object, built by `cargo xtask build` and embedded at compile time.
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(env!("DHCPV6_EBPF_OBJ"));
@@ -58,6 +70,9 @@ pub struct Dataplane {
     pin_dir: PathBuf,
     links: HashMap<String, Attached>,
     _logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
+    /// Read from the selectors at the first write (the maps may be adopted).
+    slots: Option<SlotPool>,
+    grace: Option<Grace>,
 }
 
 /// Mounts bpffs at /sys/fs/bpf when nothing is mounted there, as iproute2 and bpftool do.
@@ -150,7 +165,14 @@ impl Dataplane {
             // Last: a daemon that dies before this line leaves a layout that does not match.
             pins::write_layout(pin_dir, layout)?;
         }
-        Ok(Self { ebpf, pin_dir: pin_dir.to_path_buf(), links: HashMap::new(), _logger: logger })
+        Ok(Self {
+            ebpf,
+            pin_dir: pin_dir.to_path_buf(),
+            links: HashMap::new(),
+            _logger: logger,
+            slots: None,
+            grace: None,
+        })
     }
 
     /// Hands the program's log lines (when `--bpf-log` is on) to the daemon's logger.
@@ -267,8 +289,9 @@ impl Dataplane {
             }
         }
         // Every entry of an interface no longer served goes, its VLANs' included.
-        let stale: Vec<IfaceKey> =
+        let mut stale: Vec<IfaceKey> =
             self.ifaces()?.keys().filter_map(|k| k.ok()).filter(|k| !served.contains(&k.ifindex)).collect();
+        stale.extend(self.pool()?.live_ifindexes().filter(|i| !served.contains(i)).map(IfaceKey::untagged));
         for key in stale {
             self.remove_reply_data(key)?;
         }
@@ -291,8 +314,91 @@ impl Dataplane {
 
     /// Replaces the reply data of frames with `key`'s VLAN tags arriving on its interface
     /// (a VLAN interface whose parent runs the program). Without it such frames go up.
+    /// Untagged keys go into a slot when one is free (see the module's notes); a program
+    /// answers from the old data or the new, never from a mix.
     pub fn set_reply_data(&mut self, key: IfaceKey, data: &IfaceReply) -> Result<()> {
+        let Some(index) = IfaceSlot::index(&key) else {
+            return self.insert_hashed(key, data);
+        };
+        self.grace()?;
+        let (Some(pool), Some(grace)) = (self.slots.as_mut(), self.grace.as_ref()) else {
+            bail!("the reply-data slots were not set up");
+        };
+        let Some(slot) = pool.take(|| grace.wait())? else {
+            // Every slot live: this interface is answered from the hash, as all were before.
+            self.insert_hashed(key, data)?;
+            return self.unlink_slot(index);
+        };
+        if let Err(e) = self.reply_slots()?.set(slot, data, 0) {
+            self.pool()?.put_back(slot);
+            return Err(e).with_context(|| format!("writing reply data for {key:?} into slot {slot}"));
+        }
+        // The slot's bytes before the selector's, for a program on another CPU that follows
+        // the selector (the kernel's memcpys carry no ordering of their own; on x86 stores
+        // are ordered anyway).
+        std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+        self.selectors()?
+            .set(index, IfaceSlot { slot }, 0)
+            .with_context(|| format!("pointing {key:?} to slot {slot}"))?;
+        self.pool()?.link(index, slot);
+        // An entry left in the hash (the slots were full once) is no longer read.
+        self.remove_hashed(key)
+    }
+
+    fn insert_hashed(&mut self, key: IfaceKey, data: &IfaceReply) -> Result<()> {
         self.ifaces()?.insert(key, data, 0).with_context(|| format!("writing reply data for {key:?}"))
+    }
+
+    fn remove_hashed(&mut self, key: IfaceKey) -> Result<()> {
+        match self.ifaces()?.remove(&key) {
+            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+            Err(aya::maps::MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Points `index`'s selector back to the hash; its slot is retired.
+    fn unlink_slot(&mut self, index: u32) -> Result<()> {
+        if self.pool()?.live(index).is_some() {
+            self.selectors()?.set(index, IfaceSlot { slot: 0 }, 0).context("clearing a reply-data selector")?;
+            self.pool()?.unlink(index);
+        }
+        Ok(())
+    }
+
+    fn selectors(&mut self) -> Result<BpfArray<&mut MapData, IfaceSlot>> {
+        let map = self.ebpf.map_mut(MAP_IFACE_SLOT).ok_or_else(|| anyhow!("no reply-data selector map"))?;
+        Ok(BpfArray::try_from(map)?)
+    }
+
+    fn reply_slots(&mut self) -> Result<BpfArray<&mut MapData, IfaceReply>> {
+        let map = self.ebpf.map_mut(MAP_REPLY_SLOTS).ok_or_else(|| anyhow!("no reply-data slot map"))?;
+        Ok(BpfArray::try_from(map)?)
+    }
+
+    /// The slots' bookkeeping, read from the selectors the first time.
+    fn pool(&mut self) -> Result<&mut SlotPool> {
+        if self.slots.is_none() {
+            let sel = self.selectors()?;
+            let mut live = Vec::new();
+            for i in 0..MAX_SLOT_IFINDEX {
+                let s = sel.get(&i, 0).context("reading the reply-data selectors")?;
+                if s.slot != 0 {
+                    live.push((i, s.slot));
+                }
+            }
+            self.slots = Some(SlotPool::adopt(live));
+        }
+        Ok(self.slots.as_mut().expect("set above"))
+    }
+
+    /// The grace-period waiter, made at the first write (it creates two small maps).
+    fn grace(&mut self) -> Result<&Grace> {
+        self.pool()?;
+        if self.grace.is_none() {
+            self.grace = Some(Grace::new()?);
+        }
+        Ok(self.grace.as_ref().expect("set above"))
     }
 
     pub fn remove_iface(&mut self, ifindex: u32) -> Result<()> {
@@ -357,15 +463,19 @@ impl Dataplane {
     }
 
     pub fn remove_reply_data(&mut self, key: IfaceKey) -> Result<()> {
-        match self.ifaces()?.remove(&key) {
-            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
-            Err(aya::maps::MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => Ok(()),
-            Err(e) => Err(e.into()),
+        if let Some(index) = IfaceSlot::index(&key) {
+            self.unlink_slot(index)?;
         }
+        self.remove_hashed(key)
     }
 
+    /// The reply data the program answers an interface's untagged frames from.
     pub fn iface(&mut self, ifindex: u32) -> Result<Option<IfaceReply>> {
-        match self.ifaces()?.get(&IfaceKey::untagged(ifindex), 0) {
+        let key = IfaceKey::untagged(ifindex);
+        if let Some(slot) = IfaceSlot::index(&key).map(|i| self.pool().map(|p| p.live(i))).transpose()?.flatten() {
+            return Ok(Some(self.reply_slots()?.get(&slot, 0)?));
+        }
+        match self.ifaces()?.get(&key, 0) {
             Ok(v) => Ok(Some(v)),
             Err(aya::maps::MapError::KeyNotFound) => Ok(None),
             Err(e) => Err(e.into()),

@@ -179,7 +179,7 @@ fn remove_file(path: &Path) -> Result<()> {
 
 /// bpf(2) with `attr`: the kernel reads `size_of::<A>()` bytes and takes the rest of its
 /// attribute union as zero.
-fn bpf<A>(cmd: aya_obj::generated::bpf_cmd, attr: &A) -> std::io::Result<libc::c_long> {
+pub(crate) fn bpf<A>(cmd: aya_obj::generated::bpf_cmd, attr: &A) -> std::io::Result<libc::c_long> {
     // SAFETY: `attr` is a live, initialised #[repr(C)] prefix of `union bpf_attr` for `cmd`,
     // and the size passed is its own.
     let r = unsafe {

@@ -93,6 +93,8 @@ pub fn message(msg_type: u8, opts: &[Vec<u8>]) -> Vec<u8> {
 pub struct Program {
     pub dp: Option<Dataplane>,
     pub ifindex: u32,
+    /// Where its maps are pinned (another Dataplane can adopt them from there).
+    pub pin_dir: std::path::PathBuf,
 }
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
@@ -142,7 +144,7 @@ impl Program {
         for (k, e) in &maps.renews {
             dp.put_renew(k, e).unwrap();
         }
-        Program { dp: Some(dp), ifindex: 1 }
+        Program { dp: Some(dp), ifindex: 1, pin_dir: dir.into() }
     }
 
     pub fn dp(&mut self) -> &mut Dataplane {

@@ -64,60 +64,132 @@ pub fn relayed_row(paths: &Paths, plan: &Plan, peer: Peer) -> Result<IrRow> {
 }
 
 fn row_of(paths: &Paths, plan: &Plan, peer: Peer, threaded: bool, relayed: bool) -> Result<IrRow> {
-    let started = Instant::now();
-    let dir = paths.dir.join(format!(
-        "ir-{}{}{}",
-        if relayed { "relayed-" } else { "" },
-        slug(peer),
-        if threaded { "" } else { "-unthreaded" }
-    ));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir)?;
-    let topo = Topo::new()?;
-    let server: Running = if relayed {
-        peers::start_relayed(&topo, peer, paths, &dir)?
-    } else {
-        peers::start(&topo, peer, paths, &dir, Stateful::default())?
-    };
-    let (napi, napi_pid) = if threaded {
-        topo.thread_napi(true)?
-    } else {
-        ("srv0 NAPI not threaded: its receive work runs in softirq on the generator's CPU".into(), None)
-    };
-    let before = counters(&topo);
-    let mut row = IrRow { command: server.command.clone(), napi, ..IrRow::default() };
-    let mut hint: Option<f64> = None;
+    let mut s = Setup::new(paths, plan, peer, threaded, relayed)?;
     for i in 0..plan.runs {
-        interrupt::check()?;
-        server.check_running()?;
-        let (mut args, mut shown) = gen_args(&topo, plan, peer, hint, napi_pid);
-        if relayed {
+        s.run(paths, plan, i)?;
+    }
+    s.finish()
+}
+
+/// The rows of `peers` measured run by run in turn (a, b, a, b, ...) after one discarded
+/// flat-out warm-up each, `plan.paired_runs` runs per row: each peer has its own set-up, and
+/// the host's slow and fast phases (a shared VM) fall on all of them alike, so that their
+/// ratio settles where back-to-back rows drift apart (the MAC swap's figure moved 1.5x
+/// between rows of one recording).
+pub fn alternated(paths: &Paths, plan: &Plan, peers: &[Peer]) -> Result<Vec<IrRow>> {
+    let mut setups = Vec::with_capacity(peers.len());
+    for &peer in peers {
+        setups.push(Setup::new(paths, plan, peer, true, false)?);
+    }
+    for s in &mut setups {
+        s.warm_up(paths, plan)?;
+    }
+    for i in 0..plan.paired_runs {
+        for s in &mut setups {
+            say(&format!("  {}:", s.peer.label()));
+            s.run(paths, plan, i)?;
+        }
+    }
+    setups.into_iter().map(Setup::finish).collect()
+}
+
+/// One peer's set-up on its own topology, measured run by run.
+struct Setup {
+    peer: Peer,
+    relayed: bool,
+    dir: std::path::PathBuf,
+    // Declared before the topology: the server stops before its namespaces go.
+    server: Running,
+    topo: Topo,
+    napi_pid: Option<u32>,
+    before: Vec<(String, u64)>,
+    row: IrRow,
+    hint: Option<f64>,
+    started: Instant,
+}
+
+impl Setup {
+    fn new(paths: &Paths, _plan: &Plan, peer: Peer, threaded: bool, relayed: bool) -> Result<Setup> {
+        let started = Instant::now();
+        let dir = paths.dir.join(format!(
+            "ir-{}{}{}",
+            if relayed { "relayed-" } else { "" },
+            slug(peer),
+            if threaded { "" } else { "-unthreaded" }
+        ));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir)?;
+        let topo = Topo::new()?;
+        let server: Running = if relayed {
+            peers::start_relayed(&topo, peer, paths, &dir)?
+        } else {
+            peers::start(&topo, peer, paths, &dir, Stateful::default())?
+        };
+        let (napi, napi_pid) = if threaded {
+            topo.thread_napi(true)?
+        } else {
+            ("srv0 NAPI not threaded: its receive work runs in softirq on the generator's CPU".into(), None)
+        };
+        let before = counters(&topo);
+        let row = IrRow { command: server.command.clone(), napi, ..IrRow::default() };
+        Ok(Setup { peer, relayed, dir, server, topo, napi_pid, before, row, hint: None, started })
+    }
+
+    fn args(&self, plan: &Plan) -> (Vec<String>, String) {
+        let (mut args, mut shown) = gen_args(&self.topo, plan, self.peer, self.hint, self.napi_pid);
+        if self.relayed {
             args.push("--relayed".into());
             shown += " --relayed";
         }
-        if row.gen_command.is_empty() {
-            row.gen_command = shown;
+        (args, shown)
+    }
+
+    /// A short flat-out run whose figures are dropped: caches, page pools, the NAPI thread
+    /// and the sink's maps are warm before the first counted run.
+    fn warm_up(&mut self, paths: &Paths, plan: &Plan) -> Result<()> {
+        interrupt::check()?;
+        self.server.check_running()?;
+        let (mut args, _) = self.args(plan);
+        for (flag, value) in [("--search-steps", "0"), ("--flat-secs", "1")] {
+            if let Some(i) = args.iter().position(|a| a == flag) {
+                args[i + 1] = value.into();
+            }
         }
-        let log = dir.join(format!("gen-{i}.log"));
-        let limit = plan.gen_limit(peer);
-        let lines = run_gen(&topo, paths, &args, &log, limit)?;
+        let log = self.dir.join("gen-warmup.log");
+        run_gen(&self.topo, paths, &args, &log, plan.gen_limit(self.peer))?;
+        Ok(())
+    }
+
+    fn run(&mut self, paths: &Paths, plan: &Plan, i: usize) -> Result<()> {
+        interrupt::check()?;
+        self.server.check_running()?;
+        let (args, shown) = self.args(plan);
+        if self.row.gen_command.is_empty() {
+            self.row.gen_command = shown;
+        }
+        let log = self.dir.join(format!("gen-{i}.log"));
+        let lines = run_gen(&self.topo, paths, &args, &log, plan.gen_limit(self.peer))?;
         let run = parse_run(lines);
         if run.flat.is_none() {
             bail!("dhcpv6-bench gen printed no result; see {}", log.display());
         }
         if let Some(b) = run.best_pps().filter(|b| *b > 0.0) {
-            hint = Some(b);
+            self.hint = Some(b);
         }
         say(&format!("  run {}: {}", i + 1, summary(&run)));
-        row.runs.push(run);
+        self.row.runs.push(run);
+        Ok(())
     }
-    server.check_running()?;
-    row.peak_rss_kb = server.peak_rss_kb();
-    let after = counters(&topo);
-    row.drops = deltas(&before, &after);
-    drop(server);
-    row.secs = started.elapsed().as_secs_f64();
-    Ok(row)
+
+    fn finish(mut self) -> Result<IrRow> {
+        self.server.check_running()?;
+        self.row.peak_rss_kb = self.server.peak_rss_kb();
+        let after = counters(&self.topo);
+        self.row.drops = deltas(&self.before, &after);
+        drop(self.server);
+        self.row.secs = self.started.elapsed().as_secs_f64();
+        Ok(self.row)
+    }
 }
 
 pub fn slug(p: Peer) -> &'static str {

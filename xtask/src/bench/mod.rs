@@ -89,6 +89,8 @@ pub struct Plan {
     pub warmup_secs: f64,
     pub step_secs: f64,
     pub search_steps: usize,
+    /// Runs of each of the MAC swap and XDP rows, measured in turn (`ir::alternated`).
+    pub paired_runs: usize,
     pub drain_xdp_ms: u64,
     pub drain_user_ms: u64,
     pub cost_repeat: u32,
@@ -131,6 +133,7 @@ impl Plan {
                 warmup_secs: 0.1,
                 step_secs: 0.3,
                 search_steps: 2,
+                paired_runs: o.runs.unwrap_or(1),
                 drain_xdp_ms: 100,
                 drain_user_ms: 300,
                 cost_repeat: 100_000,
@@ -160,6 +163,7 @@ impl Plan {
                 warmup_secs: 0.3,
                 step_secs: 1.0,
                 search_steps: 10,
+                paired_runs: o.runs.unwrap_or(3).max(5),
                 drain_xdp_ms: 150,
                 drain_user_ms: 500,
                 cost_repeat: 1_000_000,
@@ -277,7 +281,17 @@ fn row_start(s: &str) {
 fn measure(paths: &Paths, plan: &Plan) -> Result<report::Results> {
     let mut res = report::Results::default();
     if plan.runs_group("ir") {
-        for peer in [Peer::Drop, Peer::MacSwap, Peer::FastPath, Peer::Userspace, Peer::Kea, Peer::Dnsmasq] {
+        interrupt::check()?;
+        row_start(&format!("Information-Request: {}", Peer::Drop.label()));
+        res.ir.push((Peer::Drop, checked(ir::row(paths, plan, Peer::Drop, true), Peer::Drop.label())?));
+        // The pair whose ratio is the fast path's target, run by run in turn.
+        let pair = [Peer::MacSwap, Peer::FastPath];
+        row_start(&format!("Information-Request, in turn: {} and {}", pair[0].label(), pair[1].label()));
+        match checked(ir::alternated(paths, plan, &pair), "MAC swap and XDP fast path in turn")? {
+            Ok(rows) => res.ir.extend(pair.into_iter().zip(rows.into_iter().map(Ok))),
+            Err(e) => res.ir.extend(pair.map(|p| (p, Err(e.clone())))),
+        }
+        for peer in [Peer::Userspace, Peer::Kea, Peer::Dnsmasq] {
             interrupt::check()?;
             row_start(&format!("Information-Request: {}", peer.label()));
             let r = checked(ir::row(paths, plan, peer, true), peer.label())?;
