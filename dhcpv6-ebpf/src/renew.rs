@@ -24,7 +24,7 @@ use dhcpv6_common::{
     limits::MAX_REQUEST_UDP_LEN,
     limits::{BLOCK_CAP, MAX_OPTIONS, MAX_RENEW_IAS, MAX_SEGMENTS},
     renew_mix,
-    wire::{msg, opt, DUID_MAX_LEN, DUID_MIN_LEN, IPPROTO_UDP, REPLY_HOP_LIMIT, SERVER_PORT},
+    wire::{msg, opt, DUID_MAX_LEN, DUID_MIN_LEN, IPPROTO_UDP, SERVER_PORT},
     IfaceKey, IfaceReply, RenewEntry, Scratch, IFACE_LEARN_MACS, RENEW_CHECK_WORD, RENEW_DUID_CAP, RENEW_ENTRY_WORDS,
     RENEW_IA_CAP, RENEW_KEY_WORDS, RENEW_SEAL_INIT, REQ_BUF, REQ_MASK, SEG_REQUESTED_ONLY,
 };
@@ -33,7 +33,7 @@ use crate::{
     csum, flood,
     frame::{self, addr_words, load, ptr_at, store, Addr, Hdr},
     learn,
-    reply::write_selected,
+    reply::{write_headers, write_selected, EthKept},
     request::{oro_mask, requested},
     scratch::{get, set},
     Verdict, DHCPV6_RENEWS, DHCPV6_SCRATCH,
@@ -481,30 +481,12 @@ pub fn answer(
         return Verdict::PassNoRoom;
     }
 
-    // The headers, as `reply::write` writes them.
-    let Some(out_eth) = ptr_at::<[u8; 22]>(ctx, 0) else { return Verdict::PassNoRoom };
-    let Some(ip) = ptr_at::<[u8; 40]>(ctx, hdr.l3) else { return Verdict::PassNoRoom };
-    let Some(out_udp) = ptr_at::<[u8; 8]>(ctx, hdr.l4) else { return Verdict::PassNoRoom };
-    let mac = iface.mac;
-    let ll = addr_words(&iface.link_local);
-    let ulen = (udp_len as u16).to_be_bytes();
-    let (sport, cport) = (SERVER_PORT.to_be_bytes(), client_port.to_be_bytes());
-    // SAFETY: bounds checked by ptr_at; the Ethernet range is written before the IPv6 header
-    // it may overlap.
-    unsafe {
-        let (o, ip, udp) = (out_eth as *mut u8, ip as *mut u8, out_udp as *mut u8);
-        let mac_lo = u64::from_ne_bytes([0, 0, 0, 0, 0, 0, mac[0], mac[1]]);
-        store::<u64>(o, 0, (client_mac & 0xffff_ffff_ffff) | mac_lo);
-        store::<u32>(o, 8, u32::from_ne_bytes([mac[2], mac[3], mac[4], mac[5]]));
-        store::<u64>(o, 12, tags);
-        store::<u16>(o, 20, tags_end);
-        store::<u64>(ip, 0, u64::from_ne_bytes([0x60, 0, 0, 0, ulen[0], ulen[1], IPPROTO_UDP, REPLY_HOP_LIMIT]));
-        store::<u64>(ip, 8, ll[0]);
-        store::<u64>(ip, 16, ll[1]);
-        store::<u64>(ip, 24, client[0]);
-        store::<u64>(ip, 32, client[1]);
-        store::<u64>(udp, 0, u64::from_ne_bytes([sport[0], sport[1], cport[0], cport[1], ulen[0], ulen[1], 0, 0]));
+    // The headers, as the Information-Request reply writes them.
+    let kept = EthKept { client_mac, tags, tags_end };
+    if let Err(v) = write_headers(ctx, hdr, iface, client, kept, client_port, udp_len) {
+        return v;
     }
+    let ll = addr_words(&iface.link_local);
 
     // From here on the frame holds the reply's headers: a failure can no longer pass it up.
     let mut acc = csum::sum_addrs(&ll, client);

@@ -25,6 +25,56 @@ use crate::{
     Verdict,
 };
 
+/// What a reply keeps of its request's Ethernet header, read before the frame is resized:
+/// the client's MAC (with the two bytes after it, as one word), the Ethertype and VLAN tags
+/// as they came (bytes 12..22).
+#[derive(Clone, Copy)]
+pub(crate) struct EthKept {
+    pub client_mac: u64,
+    pub tags: u64,
+    pub tags_end: u16,
+}
+
+/// Writes a reply's Ethernet header (to the client's MAC, from ours, tags as they came), its
+/// IPv6 header (from the interface's link-local address to `client`) and the first eight UDP
+/// bytes (ports, `udp_len`, checksum zero) into the frame, already resized to end `udp_len`
+/// bytes past `hdr.l4`. The Information-Request and Renew replies share it.
+#[inline(always)]
+pub(crate) fn write_headers(
+    ctx: &XdpContext,
+    hdr: &Hdr,
+    iface: &IfaceReply,
+    client: &Addr,
+    kept: EthKept,
+    client_port: u16,
+    udp_len: usize,
+) -> Result<(), Verdict> {
+    let Some(out_eth) = ptr_at::<[u8; 22]>(ctx, 0) else { return Err(Verdict::PassNoRoom) };
+    let Some(ip) = ptr_at::<[u8; 40]>(ctx, hdr.l3) else { return Err(Verdict::PassNoRoom) };
+    let Some(out_udp) = ptr_at::<[u8; 8]>(ctx, hdr.l4) else { return Err(Verdict::PassNoRoom) };
+    let mac = iface.mac;
+    let ll = addr_words(&iface.link_local);
+    let ulen = (udp_len as u16).to_be_bytes();
+    let (sport, cport) = (SERVER_PORT.to_be_bytes(), client_port.to_be_bytes());
+    // SAFETY: bounds checked by ptr_at. The Ethernet range may overlap the IPv6 header when
+    // there are fewer than two VLAN tags; it is written first and the IPv6 header after.
+    unsafe {
+        let (o, ip, udp) = (out_eth as *mut u8, ip as *mut u8, out_udp as *mut u8);
+        let mac_lo = u64::from_ne_bytes([0, 0, 0, 0, 0, 0, mac[0], mac[1]]);
+        store::<u64>(o, 0, (kept.client_mac & 0xffff_ffff_ffff) | mac_lo);
+        store::<u32>(o, 8, u32::from_ne_bytes([mac[2], mac[3], mac[4], mac[5]]));
+        store::<u64>(o, 12, kept.tags);
+        store::<u16>(o, 20, kept.tags_end);
+        store::<u64>(ip, 0, u64::from_ne_bytes([0x60, 0, 0, 0, ulen[0], ulen[1], IPPROTO_UDP, REPLY_HOP_LIMIT]));
+        store::<u64>(ip, 8, ll[0]);
+        store::<u64>(ip, 16, ll[1]);
+        store::<u64>(ip, 24, client[0]);
+        store::<u64>(ip, 32, client[1]);
+        store::<u64>(udp, 0, u64::from_ne_bytes([sport[0], sport[1], cport[0], cport[1], ulen[0], ulen[1], 0, 0]));
+    }
+    Ok(())
+}
+
 /// Largest Client Identifier option: 4 bytes of header and a 130-byte DUID.
 const CID_MAX: usize = 134;
 
@@ -107,31 +157,14 @@ pub fn write(
         return Verdict::PassNoRoom;
     }
 
-    let Some(out_eth) = ptr_at::<[u8; 22]>(ctx, 0) else { return Verdict::PassNoRoom };
-    let Some(ip) = ptr_at::<[u8; 40]>(ctx, hdr.l3) else { return Verdict::PassNoRoom };
-    let Some(out_udp) = ptr_at::<[u8; 12]>(ctx, hdr.l4) else { return Verdict::PassNoRoom };
-    let mac = iface.mac;
-    let ll = addr_words(&iface.link_local);
-    let ulen = (udp_len as u16).to_be_bytes();
-    let (sport, cport) = (SERVER_PORT.to_be_bytes(), client_port.to_be_bytes());
-    // SAFETY: bounds checked by ptr_at. The Ethernet range may overlap the IPv6 header when
-    // there are fewer than two VLAN tags; it is written first and the IPv6 header after.
-    unsafe {
-        let (o, ip, udp) = (out_eth as *mut u8, ip as *mut u8, out_udp as *mut u8);
-        // To the client's MAC (six bytes), from ours; then Ethertype and tags as they came.
-        let mac_lo = u64::from_ne_bytes([0, 0, 0, 0, 0, 0, mac[0], mac[1]]);
-        store::<u64>(o, 0, (client_mac & 0xffff_ffff_ffff) | mac_lo);
-        store::<u32>(o, 8, u32::from_ne_bytes([mac[2], mac[3], mac[4], mac[5]]));
-        store::<u64>(o, 12, tags);
-        store::<u16>(o, 20, tags_end);
-        store::<u64>(ip, 0, u64::from_ne_bytes([0x60, 0, 0, 0, ulen[0], ulen[1], IPPROTO_UDP, REPLY_HOP_LIMIT]));
-        store::<u64>(ip, 8, ll[0]);
-        store::<u64>(ip, 16, ll[1]);
-        store::<u64>(ip, 24, client[0]);
-        store::<u64>(ip, 32, client[1]);
-        store::<u64>(udp, 0, u64::from_ne_bytes([sport[0], sport[1], cport[0], cport[1], ulen[0], ulen[1], 0, 0]));
-        store::<u32>(udp, 8, msg_hdr);
+    let kept = EthKept { client_mac, tags, tags_end };
+    if let Err(v) = write_headers(ctx, hdr, iface, client, kept, client_port, udp_len) {
+        return v;
     }
+    let Some(out_udp) = ptr_at::<[u8; 12]>(ctx, hdr.l4) else { return Verdict::PassNoRoom };
+    // SAFETY: bounds checked by ptr_at.
+    unsafe { store::<u32>(out_udp as *mut u8, 8, msg_hdr) };
+    let ll = addr_words(&iface.link_local);
 
     // From here on the frame holds the reply's headers: a failure can no longer pass it up.
 
