@@ -75,17 +75,17 @@ pub fn entry(
         return Err(FastRenewError::PrefixLength(lease.prefix_len));
     }
     let ia = ia_option(lease, lt);
-    if ia.len() > RENEW_IA_CAP {
-        return Err(FastRenewError::IaTooLong(ia.len()));
-    }
+    let ia_len = match u16::try_from(ia.len()) {
+        Ok(n) if ia.len() <= RENEW_IA_CAP => n,
+        _ => return Err(FastRenewError::IaTooLong(ia.len())),
+    };
     let mut e = RenewEntry {
         answer_until_ns,
         check: 0,
         lease: lease.addr.octets(),
         prefix_len: lease.prefix_len,
         _pad: 0,
-        // At most RENEW_IA_CAP, checked above.
-        ia_len: ia.len() as u16,
+        ia_len,
         _pad2: 0,
         ia: [0; RENEW_IA_CAP],
     };
