@@ -5,8 +5,9 @@
 //! Values a later check may refuse are `Spanned`, so that the refusal names their line.
 //! Tables are never `Spanned` and nothing is `flatten`ed: both make serde buffer the table,
 //! and errors inside it would lose their own line. That is why `[[interface]]` repeats the
-//! keys of `[defaults]` and `[[link]]` those of the pools instead of sharing a struct; the
-//! `options()` and `pools()` views below gather them back.
+//! keys of `[defaults]` and `[[link]]` those of the pools instead of sharing a struct (the
+//! `served_table!` macro below writes those keys once); the `options()` and `pools()` views
+//! gather them back.
 
 use std::net::Ipv6Addr;
 
@@ -121,82 +122,110 @@ pub(crate) struct Raw {
     pub always: Option<bool>,
 }
 
-/// `[[interface]]`: the keys of `[defaults]` and of the pools, for one served interface.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct Interface {
-    pub name: Spanned<String>,
-    pub dns: Option<Spanned<Vec<Ipv6Addr>>>,
-    pub domains: Option<Vec<Spanned<String>>>,
-    pub ntp: Option<Spanned<Vec<Ipv6Addr>>>,
-    pub sntp: Option<Spanned<Vec<Ipv6Addr>>>,
-    pub information_refresh_time: Option<u32>,
-    pub inf_max_rt: Option<u32>,
-    pub sol_max_rt: Option<Spanned<u32>>,
-    // Options beyond the basics (typed forms, raw options) and the User Class filter.
-    pub ntp_fqdn: Option<Vec<Spanned<String>>>,
-    pub captive_portal: Option<Spanned<String>>,
-    pub dnr: Option<Vec<Dnr>>,
-    pub vendor: Option<Vec<Vendor>>,
-    pub option: Option<Vec<Raw>>,
-    pub ignore_user_classes: Option<Vec<Spanned<String>>>,
-    #[serde(default)]
-    pub na_pools: Vec<Spanned<String>>,
-    #[serde(default)]
-    pub pd_pools: Vec<Spanned<String>>,
-    pub preferred_lifetime: Option<Spanned<u32>>,
-    pub valid_lifetime: Option<Spanned<u32>>,
-    pub t1: Option<Spanned<u32>>,
-    pub t2: Option<Spanned<u32>>,
-    pub rapid_commit: Option<bool>,
-    pub max_leases_per_client: Option<u32>,
-    pub max_leases_per_mac: Option<u32>,
-    pub max_declined_per_client: Option<u32>,
-    pub max_declined_per_link: Option<u32>,
-    pub create_on_renew: Option<bool>,
-    #[serde(default)]
-    pub reservation: Vec<Reservation>,
-    /// Relays whose Relay-Forward this interface serves: addresses or `PREFIX/LEN`.
-    #[serde(default)]
-    pub trusted_relays: Vec<Spanned<String>>,
+/// A served table (`[[interface]]`, `[[link]]`): `name`, the keys of `[defaults]`, the
+/// stateful keys, then the table's own keys (`$own`), in this order (the order serde names
+/// the keys in when it refuses an unknown one). Written once here because the keys cannot
+/// be shared through a `flatten`ed struct (see the top of the file). Also gives the table
+/// its `options()` and `pools()` views.
+macro_rules! served_table {
+    (
+        $(#[$meta:meta])*
+        $table:ident { $($(#[$own_meta:meta])* $own:ident: $own_ty:ty,)* }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub(crate) struct $table {
+            pub name: Spanned<String>,
+            pub dns: Option<Spanned<Vec<Ipv6Addr>>>,
+            pub domains: Option<Vec<Spanned<String>>>,
+            pub ntp: Option<Spanned<Vec<Ipv6Addr>>>,
+            pub sntp: Option<Spanned<Vec<Ipv6Addr>>>,
+            pub information_refresh_time: Option<u32>,
+            pub inf_max_rt: Option<u32>,
+            pub sol_max_rt: Option<Spanned<u32>>,
+            // Options beyond the basics (typed forms, raw options) and the User Class filter.
+            pub ntp_fqdn: Option<Vec<Spanned<String>>>,
+            pub captive_portal: Option<Spanned<String>>,
+            pub dnr: Option<Vec<Dnr>>,
+            pub vendor: Option<Vec<Vendor>>,
+            pub option: Option<Vec<Raw>>,
+            pub ignore_user_classes: Option<Vec<Spanned<String>>>,
+            #[serde(default)]
+            pub na_pools: Vec<Spanned<String>>,
+            #[serde(default)]
+            pub pd_pools: Vec<Spanned<String>>,
+            pub preferred_lifetime: Option<Spanned<u32>>,
+            pub valid_lifetime: Option<Spanned<u32>>,
+            pub t1: Option<Spanned<u32>>,
+            pub t2: Option<Spanned<u32>>,
+            pub rapid_commit: Option<bool>,
+            pub max_leases_per_client: Option<u32>,
+            pub max_leases_per_mac: Option<u32>,
+            pub max_declined_per_client: Option<u32>,
+            pub max_declined_per_link: Option<u32>,
+            pub create_on_renew: Option<bool>,
+            #[serde(default)]
+            pub reservation: Vec<Reservation>,
+            $($(#[$own_meta])* pub $own: $own_ty,)*
+        }
+
+        impl $table {
+            pub fn options(&self) -> Options {
+                Options {
+                    dns: self.dns.clone(),
+                    domains: self.domains.clone(),
+                    ntp: self.ntp.clone(),
+                    sntp: self.sntp.clone(),
+                    information_refresh_time: self.information_refresh_time,
+                    inf_max_rt: self.inf_max_rt,
+                    sol_max_rt: self.sol_max_rt.clone(),
+                    ntp_fqdn: self.ntp_fqdn.clone(),
+                    captive_portal: self.captive_portal.clone(),
+                    dnr: self.dnr.clone(),
+                    vendor: self.vendor.clone(),
+                    option: self.option.clone(),
+                    ignore_user_classes: self.ignore_user_classes.clone(),
+                    // The stateful keys are read through `pools()`.
+                    ..Options::default()
+                }
+            }
+
+            pub fn pools(&self) -> Pools<'_> {
+                Pools {
+                    name: &self.name,
+                    na_pools: &self.na_pools,
+                    pd_pools: &self.pd_pools,
+                    preferred_lifetime: self.preferred_lifetime.as_ref(),
+                    valid_lifetime: self.valid_lifetime.as_ref(),
+                    t1: self.t1.as_ref(),
+                    t2: self.t2.as_ref(),
+                    rapid_commit: self.rapid_commit,
+                    max_leases_per_client: self.max_leases_per_client,
+                    max_leases_per_mac: self.max_leases_per_mac,
+                    max_declined_per_client: self.max_declined_per_client,
+                    max_declined_per_link: self.max_declined_per_link,
+                    create_on_renew: self.create_on_renew,
+                    reservation: &self.reservation,
+                }
+            }
+        }
+    };
 }
 
-/// `[[link]]`: a link behind relays, with the keys of `Interface`: its pools, and options
-/// that relayed clients on it get instead of the arrival interface's.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct Link {
-    pub name: Spanned<String>,
-    pub dns: Option<Spanned<Vec<Ipv6Addr>>>,
-    pub domains: Option<Vec<Spanned<String>>>,
-    pub ntp: Option<Spanned<Vec<Ipv6Addr>>>,
-    pub sntp: Option<Spanned<Vec<Ipv6Addr>>>,
-    pub information_refresh_time: Option<u32>,
-    pub inf_max_rt: Option<u32>,
-    pub sol_max_rt: Option<Spanned<u32>>,
-    // Options beyond the basics (typed forms, raw options) and the User Class filter.
-    pub ntp_fqdn: Option<Vec<Spanned<String>>>,
-    pub captive_portal: Option<Spanned<String>>,
-    pub dnr: Option<Vec<Dnr>>,
-    pub vendor: Option<Vec<Vendor>>,
-    pub option: Option<Vec<Raw>>,
-    pub ignore_user_classes: Option<Vec<Spanned<String>>>,
-    #[serde(default)]
-    pub na_pools: Vec<Spanned<String>>,
-    #[serde(default)]
-    pub pd_pools: Vec<Spanned<String>>,
-    pub preferred_lifetime: Option<Spanned<u32>>,
-    pub valid_lifetime: Option<Spanned<u32>>,
-    pub t1: Option<Spanned<u32>>,
-    pub t2: Option<Spanned<u32>>,
-    pub rapid_commit: Option<bool>,
-    pub max_leases_per_client: Option<u32>,
-    pub max_leases_per_mac: Option<u32>,
-    pub max_declined_per_client: Option<u32>,
-    pub max_declined_per_link: Option<u32>,
-    pub create_on_renew: Option<bool>,
-    #[serde(default)]
-    pub reservation: Vec<Reservation>,
+served_table! {
+    /// `[[interface]]`: the keys of `[defaults]` and of the pools, for one served interface.
+    Interface {
+        /// Relays whose Relay-Forward this interface serves: addresses or `PREFIX/LEN`.
+        #[serde(default)]
+        trusted_relays: Vec<Spanned<String>>,
+    }
+}
+
+served_table! {
+    /// `[[link]]`: a link behind relays, with the keys of `Interface`: its pools, and options
+    /// that relayed clients on it get instead of the arrival interface's.
+    Link {}
 }
 
 /// `[[interface.reservation]]`, `[[link.reservation]]`.
@@ -251,61 +280,6 @@ impl Pools<'_> {
         self.na_pools.is_empty() && self.pd_pools.is_empty() && self.reservation.is_empty()
     }
 }
-
-/// `options()` for the tables that carry the keys of `[defaults]`.
-macro_rules! options_view {
-    ($($table:ty),*) => {$(
-        impl $table {
-            pub fn options(&self) -> Options {
-                Options {
-                    dns: self.dns.clone(),
-                    domains: self.domains.clone(),
-                    ntp: self.ntp.clone(),
-                    sntp: self.sntp.clone(),
-                    information_refresh_time: self.information_refresh_time,
-                    inf_max_rt: self.inf_max_rt,
-                    sol_max_rt: self.sol_max_rt.clone(),
-                    ntp_fqdn: self.ntp_fqdn.clone(),
-                    captive_portal: self.captive_portal.clone(),
-                    dnr: self.dnr.clone(),
-                    vendor: self.vendor.clone(),
-                    option: self.option.clone(),
-                    ignore_user_classes: self.ignore_user_classes.clone(),
-                    // The stateful keys are read through `pools()`.
-                    ..Options::default()
-                }
-            }
-        }
-    )*};
-}
-options_view!(Interface, Link);
-
-/// `pools()` for the tables that carry the stateful keys.
-macro_rules! pools_view {
-    ($($table:ty),*) => {$(
-        impl $table {
-            pub fn pools(&self) -> Pools<'_> {
-                Pools {
-                    name: &self.name,
-                    na_pools: &self.na_pools,
-                    pd_pools: &self.pd_pools,
-                    preferred_lifetime: self.preferred_lifetime.as_ref(),
-                    valid_lifetime: self.valid_lifetime.as_ref(),
-                    t1: self.t1.as_ref(),
-                    t2: self.t2.as_ref(),
-                    rapid_commit: self.rapid_commit,
-                    max_leases_per_client: self.max_leases_per_client,
-                    max_leases_per_mac: self.max_leases_per_mac,
-                    max_declined_per_client: self.max_declined_per_client,
-                    max_declined_per_link: self.max_declined_per_link,
-                    create_on_renew: self.create_on_renew,
-                    reservation: &self.reservation,
-                }
-            }
-        }
-    )*};
-}
-pools_view!(Interface, Link);
 
 /// The text of a file and the name it goes by in messages, to turn byte offsets (serde
 /// spans) into lines.
