@@ -46,6 +46,17 @@ enum Store {
     Down,
 }
 
+/// One client message as the handlers of its type read it (`Engine::decide` builds it once).
+#[derive(Clone, Copy)]
+struct Ask<'a> {
+    req: &'a Message<'a>,
+    c: &'a Client<'a>,
+    ctx: &'a ClientContext<'a>,
+    ias: &'a [IaRequest],
+    /// The Option Request's codes.
+    requested: &'a [u16],
+}
+
 /// Where the Server Identifier must (not) be, RFC 9915 section 16.
 #[derive(PartialEq)]
 enum ServerIdRule {
@@ -295,12 +306,13 @@ impl Engine {
             can_bind: store == Store::Up,
         };
         let mut txn = Txn::default();
+        let a = Ask { req, c: &c, ctx, ias: &ias, requested: &requested };
         let reply = match t {
-            msg::SOLICIT => self.solicit(req, &c, ctx, &ias, &requested, &mut txn, store),
-            msg::REQUEST => self.request(req, &c, ctx, &ias, &requested, &mut txn, store).map(Some),
-            msg::RENEW | msg::REBIND => self.renew(req, &c, ctx, &ias, &requested, &mut txn, t == msg::REBIND),
-            msg::RELEASE | msg::DECLINE => self.release(req, &c, ctx, &ias, &mut txn, t == msg::DECLINE).map(Some),
-            _ => self.confirm(req, &c, ctx, &ias),
+            msg::SOLICIT => self.solicit(&a, &mut txn, store),
+            msg::REQUEST => self.request(&a, &mut txn, store).map(Some),
+            msg::RENEW | msg::REBIND => self.renew(&a, &mut txn, t == msg::REBIND),
+            msg::RELEASE | msg::DECLINE => self.release(&a, &mut txn, t == msg::DECLINE).map(Some),
+            _ => self.confirm(&a),
         };
         // Too long to send: as if never decided, so memory keeps what the disk has.
         let Ok(reply) = reply else {
@@ -318,17 +330,8 @@ impl Engine {
     /// RFC 9915 sections 18.3.1 and 18.3.9. With the store down, an Advertise that offers
     /// nothing (section 18.3.9: the server will not assign anything to a Request now), and
     /// never a Rapid Commit Reply.
-    #[allow(clippy::too_many_arguments)]
-    fn solicit(
-        &mut self,
-        req: &Message<'_>,
-        c: &Client<'_>,
-        ctx: &ClientContext,
-        ias: &[IaRequest],
-        requested: &[u16],
-        txn: &mut Txn,
-        store: Store,
-    ) -> Result<Option<Vec<u8>>, WireError> {
+    fn solicit(&mut self, a: &Ask<'_>, txn: &mut Txn, store: Store) -> Result<Option<Vec<u8>>, WireError> {
+        let Ask { req, c, ctx, ias, requested } = *a;
         let rapid =
             store == Store::Up && self.alloc.links[c.link].rapid_commit && req.find(opt::RAPID_COMMIT).is_some();
         let mut skip = HashSet::new();
@@ -365,17 +368,8 @@ impl Engine {
     /// RFC 9915 section 18.3.2. With the store down every IA gets NoAddrsAvail or
     /// NoPrefixAvail, also one the client already holds: a binding that cannot be recorded
     /// anew is not confirmed.
-    #[allow(clippy::too_many_arguments)]
-    fn request(
-        &mut self,
-        req: &Message<'_>,
-        c: &Client<'_>,
-        ctx: &ClientContext,
-        ias: &[IaRequest],
-        requested: &[u16],
-        txn: &mut Txn,
-        store: Store,
-    ) -> Result<Vec<u8>, WireError> {
+    fn request(&mut self, a: &Ask<'_>, txn: &mut Txn, store: Store) -> Result<Vec<u8>, WireError> {
+        let Ask { c, ias, .. } = *a;
         let mut skip = HashSet::new();
         let link = &self.alloc.links[c.link];
         let off_link = |ia: &IaRequest| {
@@ -398,48 +392,25 @@ impl Engine {
             })
             .collect();
         note_limits(txn, &answers);
-        let mut w = head(msg::REPLY, req, c.duid, ctx);
-        self.write_ias(&mut w, c, &answers);
-        write_options(&mut w, ctx, requested);
-        w.finish()
+        self.ia_reply(a, &answers)
     }
 
     /// RFC 9915 sections 18.3.4 and 18.3.5.
-    #[allow(clippy::too_many_arguments)]
-    fn renew(
-        &mut self,
-        req: &Message<'_>,
-        c: &Client<'_>,
-        ctx: &ClientContext,
-        ias: &[IaRequest],
-        requested: &[u16],
-        txn: &mut Txn,
-        rebind: bool,
-    ) -> Result<Option<Vec<u8>>, WireError> {
+    fn renew(&mut self, a: &Ask<'_>, txn: &mut Txn, rebind: bool) -> Result<Option<Vec<u8>>, WireError> {
         let mut skip = HashSet::new();
         let answers: Vec<IaAnswer> =
-            ias.iter().filter_map(|ia| self.alloc.extend(c, ia, txn, &mut skip, rebind)).collect();
+            a.ias.iter().filter_map(|ia| self.alloc.extend(a.c, ia, txn, &mut skip, rebind)).collect();
         note_limits(txn, &answers);
         if rebind && answers.is_empty() {
             return Ok(None);
         }
-        let mut w = head(msg::REPLY, req, c.duid, ctx);
-        self.write_ias(&mut w, c, &answers);
-        write_options(&mut w, ctx, requested);
-        w.finish().map(Some)
+        self.ia_reply(a, &answers).map(Some)
     }
 
     /// RFC 9915 sections 18.3.7 and 18.3.8: Success at the top, NoBinding in the IAs we
     /// know nothing of.
-    fn release(
-        &mut self,
-        req: &Message<'_>,
-        c: &Client<'_>,
-        ctx: &ClientContext,
-        ias: &[IaRequest],
-        txn: &mut Txn,
-        decline: bool,
-    ) -> Result<Vec<u8>, WireError> {
+    fn release(&mut self, a: &Ask<'_>, txn: &mut Txn, decline: bool) -> Result<Vec<u8>, WireError> {
+        let Ask { req, c, ctx, ias, .. } = *a;
         let answers: Vec<IaAnswer> = ias
             .iter()
             .filter_map(
@@ -454,13 +425,8 @@ impl Engine {
 
     /// RFC 9915 section 18.3.3: Success if every address is on the link, NotOnLink if one
     /// is not; no reply when there is no address to judge or nothing to judge it by.
-    fn confirm(
-        &self,
-        req: &Message<'_>,
-        c: &Client<'_>,
-        ctx: &ClientContext,
-        ias: &[IaRequest],
-    ) -> Result<Option<Vec<u8>>, WireError> {
+    fn confirm(&self, a: &Ask<'_>) -> Result<Option<Vec<u8>>, WireError> {
+        let Ask { req, c, ctx, ias, .. } = *a;
         let link = &self.alloc.links[c.link];
         let addrs: Vec<Ipv6Addr> = ias
             .iter()
@@ -477,6 +443,14 @@ impl Engine {
             w.status(status::NOT_ON_LINK, "address not on this link");
         }
         w.finish().map(Some)
+    }
+
+    /// The Reply of a Request, Renew or Rebind: the answers, then the options asked for.
+    fn ia_reply(&self, a: &Ask<'_>, answers: &[IaAnswer]) -> Result<Vec<u8>, WireError> {
+        let mut w = head(msg::REPLY, a.req, a.c.duid, a.ctx);
+        self.write_ias(&mut w, a.c, answers);
+        write_options(&mut w, a.ctx, a.requested);
+        w.finish()
     }
 
     fn write_ias(&self, w: &mut Writer, c: &Client<'_>, answers: &[IaAnswer]) {
