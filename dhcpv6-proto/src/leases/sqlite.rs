@@ -282,9 +282,11 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
 }
 
 #[cfg(test)]
+/// What only SQLite promises (its files, columns, migrations, tuning). What every store
+/// promises (round trips, upserts, removals, reopening, reclaiming, group commit) is the
+/// contract (`contract.rs`), which `leases::contract_tests` runs on `SqliteStore`.
 mod tests {
     use super::super::testutil::*;
-    use super::super::LeaseState;
     use super::*;
 
     fn db(dir: &TempDir) -> std::path::PathBuf {
@@ -331,22 +333,6 @@ mod tests {
 
     fn commit(store: &SqliteStore, ops: Vec<LeaseOp>) {
         store.commit(ops).wait_blocking().expect("commit");
-    }
-
-    fn sorted(mut leases: Vec<Lease>) -> Vec<Lease> {
-        leases.sort_by_key(Lease::key);
-        leases
-    }
-
-    #[test]
-    fn round_trip_each_kind() {
-        let dir = TempDir::new("roundtrip");
-        let store = SqliteStore::open(db(&dir)).unwrap();
-        let mut declined = address(2);
-        declined.state = LeaseState::Declined;
-        let leases = vec![address(1), declined, prefix(1)];
-        commit(&store, leases.iter().cloned().map(LeaseOp::Upsert).collect());
-        assert_eq!(sorted(store.load_all().unwrap()), sorted(leases));
     }
 
     #[test]
@@ -418,101 +404,6 @@ mod tests {
             .query_row("EXPLAIN QUERY PLAN SELECT * FROM leases WHERE relay_remote_id = 'ab'", [], |r| r.get(3))
             .unwrap();
         assert!(plan.contains("leases_by_remote_id"), "{plan}");
-    }
-
-    #[test]
-    fn upsert_replaces() {
-        let dir = TempDir::new("upsert");
-        let store = SqliteStore::open(db(&dir)).unwrap();
-        commit(&store, vec![LeaseOp::Upsert(address(1))]);
-        let mut renewed = address(1);
-        renewed.duid = vec![9, 9, 9];
-        renewed.iaid = 77;
-        renewed.valid_until += 3600;
-        renewed.iface = "eth2".into();
-        commit(&store, vec![LeaseOp::Upsert(renewed.clone())]);
-        assert_eq!(store.load_all().unwrap(), vec![renewed]);
-    }
-
-    #[test]
-    fn remove_deletes_and_is_idempotent() {
-        let dir = TempDir::new("remove");
-        let store = SqliteStore::open(db(&dir)).unwrap();
-        commit(&store, vec![LeaseOp::Upsert(address(1)), LeaseOp::Upsert(prefix(1))]);
-        commit(&store, vec![LeaseOp::remove(address(1).key())]);
-        commit(&store, vec![LeaseOp::remove(address(1).key())]);
-        assert_eq!(store.load_all().unwrap(), vec![prefix(1)]);
-    }
-
-    #[test]
-    fn ops_in_one_commit_apply_in_order() {
-        let dir = TempDir::new("order");
-        let store = SqliteStore::open(db(&dir)).unwrap();
-        commit(
-            &store,
-            vec![LeaseOp::Upsert(address(1)), LeaseOp::remove(address(1).key()), LeaseOp::Upsert(address(2))],
-        );
-        assert_eq!(store.load_all().unwrap(), vec![address(2)]);
-    }
-
-    #[test]
-    fn invalid_op_fails_whole_commit_without_writing() {
-        let dir = TempDir::new("invalid");
-        let store = SqliteStore::open(db(&dir)).unwrap();
-        let mut bad = address(2);
-        bad.prefix_len = 64;
-        let result = store.commit(vec![LeaseOp::Upsert(address(1)), LeaseOp::Upsert(bad)]).wait_blocking();
-        assert!(matches!(result, Err(StoreError::InvalidLease { .. })));
-        assert!(store.load_all().unwrap().is_empty());
-    }
-
-    #[test]
-    fn reload_after_reopen() {
-        let dir = TempDir::new("reopen");
-        let leases: Vec<Lease> = (0..50).map(address).chain((0..50).map(prefix)).collect();
-        {
-            let store = SqliteStore::open(db(&dir)).unwrap();
-            commit(&store, leases.iter().cloned().map(LeaseOp::Upsert).collect());
-        }
-        let store = SqliteStore::open(db(&dir)).unwrap();
-        assert_eq!(sorted(store.load_all().unwrap()), sorted(leases));
-    }
-
-    #[test]
-    fn drop_flushes_queued_commits() {
-        let dir = TempDir::new("dropflush");
-        let tickets: Vec<CommitTicket> = {
-            let store = SqliteStore::open(db(&dir)).unwrap();
-            (0..200).map(|n| store.commit(vec![LeaseOp::Upsert(address(n))])).collect()
-        };
-        for ticket in tickets {
-            ticket.wait_blocking().unwrap();
-        }
-        let store = SqliteStore::open(db(&dir)).unwrap();
-        assert_eq!(store.load_all().unwrap().len(), 200);
-    }
-
-    #[test]
-    fn reclaim_expired_deletes_only_expired() {
-        let dir = TempDir::new("reclaim");
-        let store = SqliteStore::open(db(&dir)).unwrap();
-        let now = 1_000_000;
-        let mut expired = address(1);
-        expired.valid_until = now;
-        expired.preferred_until = now - 10;
-        let mut declined = prefix(2);
-        declined.state = LeaseState::Declined;
-        declined.valid_until = now - 1;
-        declined.preferred_until = 0;
-        let mut alive = address(3);
-        alive.valid_until = now + 1;
-        alive.preferred_until = now;
-        commit(&store, [&expired, &declined, &alive].into_iter().cloned().map(LeaseOp::Upsert).collect());
-
-        let reclaimed = store.reclaim_expired(now).unwrap();
-        assert_eq!(sorted(reclaimed), sorted(vec![expired, declined]));
-        assert_eq!(store.load_all().unwrap(), vec![alive]);
-        assert!(store.reclaim_expired(now).unwrap().is_empty());
     }
 
     #[test]
@@ -768,70 +659,14 @@ mod full_disk_tests {
     }
 }
 
-/// Group commit (`group_commit.rs`) as the store's users see it: many commits, few
-/// transactions, and a full queue that sheds load instead of growing.
+/// Group commit (`group_commit.rs`) as the store's users see it: a full queue sheds load
+/// instead of growing (many commits in few transactions is a contract case).
 #[cfg(test)]
 mod group_commit_tests {
     use super::super::testutil::*;
     use super::super::{CommitTicket, LeaseOp, LeaseStore, StoreError};
     use super::{SqliteOptions, SqliteStore};
     use rusqlite::Connection;
-    use std::sync::Arc;
-
-    #[test]
-    fn concurrent_commits_share_transactions() {
-        const THREADS: u32 = 8;
-        const PER_THREAD: u32 = 250;
-        let dir = TempDir::new("group");
-        let store = SqliteStore::open(dir.path().join("leases.db")).unwrap();
-        let before = store.transactions();
-
-        std::thread::scope(|s| {
-            for t in 0..THREADS {
-                let store = &store;
-                s.spawn(move || {
-                    // Issue all commits first, like a server with many requests in
-                    // flight, then wait for each.
-                    let tickets: Vec<CommitTicket> = (0..PER_THREAD)
-                        .map(|i| {
-                            let n = t * PER_THREAD + i;
-                            store.commit(vec![LeaseOp::Upsert(address(n))])
-                        })
-                        .collect();
-                    for ticket in tickets {
-                        ticket.wait_blocking().expect("commit resolves Ok");
-                    }
-                });
-            }
-        });
-
-        let total = THREADS * PER_THREAD;
-        assert_eq!(store.load_all().unwrap().len(), total as usize);
-        let transactions = store.transactions() - before;
-        assert!(
-            transactions * 10 <= u64::from(total),
-            "{transactions} transactions for {total} commits: no group commit"
-        );
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn async_waiters_share_transactions() {
-        let dir = TempDir::new("group-async");
-        let store = Arc::new(SqliteStore::open(dir.path().join("leases.db")).unwrap());
-        let tasks: Vec<_> = (0..2_000)
-            .map(|n| {
-                let store = Arc::clone(&store);
-                tokio::spawn(async move { store.commit(vec![LeaseOp::Upsert(prefix(n))]).wait().await })
-            })
-            .collect();
-        for task in tasks {
-            task.await.unwrap().unwrap();
-        }
-        assert!(store.transactions() < 2_000);
-        let store = Arc::clone(&store);
-        let loaded = tokio::task::spawn_blocking(move || store.load_all()).await.unwrap().unwrap();
-        assert_eq!(loaded.len(), 2_000);
-    }
 
     #[test]
     fn full_queue_sheds_load() {
