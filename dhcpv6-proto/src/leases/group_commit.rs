@@ -20,26 +20,9 @@ use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::oneshot;
 use tracing::{debug, error};
 
+use super::job::Job;
 use super::rows::{delete_expired, probe, remove, sql_error, upsert};
 use super::{CommitTicket, Lease, LeaseOp, Location, StoreError, StoreTimings};
-
-/// Work for the writer. Everything drained together runs in one transaction.
-enum Job {
-    Commit {
-        ops: Vec<LeaseOp>,
-        done: oneshot::Sender<Result<(), StoreError>>,
-    },
-    /// A write that leaves nothing (`rows::probe`): can the store write again?
-    Probe {
-        done: oneshot::Sender<Result<(), StoreError>>,
-    },
-    Reclaim {
-        now: u64,
-        // A std channel: the caller blocks on it, possibly in a thread that
-        // belongs to a tokio runtime, where a oneshot's blocking_recv would panic.
-        done: mpsc::Sender<Result<Vec<Lease>, StoreError>>,
-    },
-}
 
 /// Handle to the writer thread. Dropping it flushes the queue and joins the thread.
 #[derive(Debug)]
@@ -87,20 +70,19 @@ impl GroupCommitter {
     /// Queues `ops` without blocking; a full queue fails the ticket at once.
     pub(super) fn commit(&self, ops: Vec<LeaseOp>) -> CommitTicket {
         let (done, rx) = oneshot::channel();
-        match self.sender().try_send(Job::Commit { ops, done }) {
-            Ok(()) => CommitTicket::pending(rx, Arc::clone(&self.location)),
-            Err(TrySendError::Full(_)) => CommitTicket::resolved(Err(StoreError::QueueFull {
-                store: Location::clone(&self.location),
-                capacity: self.capacity,
-            })),
-            Err(TrySendError::Disconnected(_)) => CommitTicket::resolved(Err(self.stopped())),
-        }
+        self.try_queue(Job::Commit { ops, done }, rx)
     }
 
     /// Queues a probe without blocking, like a commit.
     pub(super) fn probe(&self) -> CommitTicket {
         let (done, rx) = oneshot::channel();
-        match self.sender().try_send(Job::Probe { done }) {
+        self.try_queue(Job::Probe { done }, rx)
+    }
+
+    /// The ticket of a commit or probe, `rx` its answer: pending once queued, failed at
+    /// once when the queue is full or the writer gone.
+    fn try_queue(&self, job: Job, rx: oneshot::Receiver<Result<(), StoreError>>) -> CommitTicket {
+        match self.sender().try_send(job) {
             Ok(()) => CommitTicket::pending(rx, Arc::clone(&self.location)),
             Err(TrySendError::Full(_)) => CommitTicket::resolved(Err(StoreError::QueueFull {
                 store: Location::clone(&self.location),
@@ -186,32 +168,13 @@ fn run(mut conn: Connection, jobs: &Receiver<Job>, w: &Writer) {
                     // Full: a nudge is pending already. Disconnected: no checkpointer.
                     let _ = c.try_send(());
                 }
-                for job in batch {
-                    // A send fails only if the caller stopped waiting; nothing to do.
-                    match job {
-                        Job::Commit { done, .. } | Job::Probe { done } => {
-                            let _ = done.send(Ok(()));
-                        }
-                        Job::Reclaim { done, .. } => {
-                            let _ = done.send(Ok(reclaimed.pop_front().unwrap_or_default()));
-                        }
-                    }
-                }
+                batch.into_iter().for_each(|job| job.succeed(&mut reclaimed));
             }
             Err(e) => {
                 // Every waiter gets the error; whoever waits decides what to say. A daemon
                 // with a full disk would otherwise log this once per batch, for hours.
                 debug!(path = %path.display(), jobs = batch.len(), error = %e, "lease transaction failed");
-                for job in batch {
-                    match job {
-                        Job::Commit { done, .. } | Job::Probe { done } => {
-                            let _ = done.send(Err(e.clone()));
-                        }
-                        Job::Reclaim { done, .. } => {
-                            let _ = done.send(Err(e.clone()));
-                        }
-                    }
-                }
+                batch.into_iter().for_each(|job| job.fail(e.clone()));
             }
         }
     }

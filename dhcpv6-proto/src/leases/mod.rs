@@ -30,6 +30,7 @@ mod checkpoint;
 #[cfg(any(test, feature = "testing"))]
 pub mod contract;
 mod group_commit;
+mod job;
 mod lock;
 mod memory;
 #[cfg(feature = "postgres")]

@@ -41,9 +41,10 @@ use tokio_postgres::config::SslMode;
 use tokio_postgres::{Client, Config, NoTls};
 use tracing::{debug, error, warn};
 
+use super::job::Job;
 use super::spec::redacted;
 use super::{CommitTicket, ForeignChange, Heartbeat, Lease, LeaseFilter, LeaseOp, LeaseStore, Location, StoreError};
-use writer::{Job, Writer};
+use writer::Writer;
 
 /// Tuning knobs of [`PgStore`].
 #[derive(Debug, Clone)]

@@ -21,50 +21,19 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
-use std::sync::{mpsc as std_mpsc, Arc};
+use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio_postgres::{Client, Config, Row};
 use tracing::{debug, error, info};
 
 use super::rows::{decode_rows, KeyArgs, Statements, UpsertArgs, TAKEN};
 use super::schema::migrate;
 use super::{connect, is_connection_loss, message, pg_error, ConnectionTask, PgOptions, Shared};
+use crate::leases::job::Job;
 use crate::leases::{Lease, LeaseKey, LeaseOp, Location, StoreError};
-
-/// Work for the writer. Everything drained together runs in one transaction.
-#[derive(Debug)]
-pub(super) enum Job {
-    Commit {
-        ops: Vec<LeaseOp>,
-        done: oneshot::Sender<Result<(), StoreError>>,
-    },
-    /// `LeaseStore::probe`: a transaction that must write WAL and flush it to commit.
-    Probe {
-        done: oneshot::Sender<Result<(), StoreError>>,
-    },
-    // A std channel: the caller blocks on it, possibly on a runtime's thread.
-    Reclaim {
-        now: u64,
-        done: std_mpsc::Sender<Result<Vec<Lease>, StoreError>>,
-    },
-}
-
-impl Job {
-    fn fail(self, e: StoreError) {
-        // A send fails only if the caller stopped waiting; nothing to do then.
-        match self {
-            Job::Commit { done, .. } | Job::Probe { done } => {
-                let _ = done.send(Err(e));
-            }
-            Job::Reclaim { done, .. } => {
-                let _ = done.send(Err(e));
-            }
-        }
-    }
-}
 
 /// The writer's session.
 pub(super) struct Conn {
@@ -180,16 +149,7 @@ impl Writer {
                         // Count before resolving, so a caller that saw its ticket resolve
                         // also sees its transaction counted.
                         self.shared.transactions.fetch_add(1, Ordering::Relaxed);
-                        for job in batch.drain(..) {
-                            match job {
-                                Job::Commit { done, .. } | Job::Probe { done } => {
-                                    let _ = done.send(Ok(()));
-                                }
-                                Job::Reclaim { done, .. } => {
-                                    let _ = done.send(Ok(reclaimed.pop_front().unwrap_or_default()));
-                                }
-                            }
-                        }
+                        batch.drain(..).for_each(|job| job.succeed(&mut reclaimed));
                     }
                     Ok(Err(BatchError::Taken { job, key })) => {
                         let holder = holder(c, &key, &self.location).await;
