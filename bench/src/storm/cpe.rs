@@ -9,7 +9,7 @@
 use std::net::Ipv6Addr;
 
 use crate::stateful::client::Servers;
-use crate::stateful::msg::{self, be32, Invalid, Lease, Mode, Parsed};
+use crate::stateful::msg::{self, be32, Granted, Invalid, Lease, Mode, Parsed};
 
 use super::timing::{self, Rng};
 
@@ -194,19 +194,19 @@ impl Population {
         let k = &mut self.counts;
         match c.phase {
             Phase::Waiting => {
-                start_solicit(c, now, rng);
+                start(c, Phase::Soliciting, now, rng);
                 k.solicits += 1;
                 Some(Send { kind: Kind::Solicit, index: i })
             }
             Phase::Collecting => {
-                start_request(c, now, rng);
+                start(c, Phase::Requesting, now, rng);
                 k.requests += 1;
                 Some(Send { kind: Kind::Request, index: i })
             }
             Phase::Requesting if c.tx >= timing::REQ_MAX_RC => {
                 // Section 18.2.2 leaves the client's next step to it; ours discovers again.
                 k.request_failures += 1;
-                start_solicit(c, now, rng);
+                start(c, Phase::Soliciting, now, rng);
                 k.solicits += 1;
                 Some(Send { kind: Kind::Solicit, index: i })
             }
@@ -327,13 +327,11 @@ impl Population {
         now: u64,
         servers: &mut Servers,
     ) -> Result<(Option<u32>, Option<Send>), Invalid> {
-        let d = duid(mac(false, self.seed, i));
+        // None: a retransmission's second Advertise, or one after the Request went.
+        let Some(g) = self.current(p, i, Phase::Soliciting, msg::ADVERTISE)? else {
+            return Ok((None, None));
+        };
         let c = &mut self.cpes[i];
-        if c.phase != Phase::Soliciting {
-            // A retransmission's second Advertise, or one after the Request went.
-            return self.stale(p, &d);
-        }
-        let g = msg::check(p, msg::ADVERTISE, &d, Mode::Both, None)?;
         let sid = p.server_id.and_then(|s| servers.intern(s)).ok_or(Invalid::NoServerId)?;
         note_sol_max_rt(c, ext, &mut self.counts);
         self.counts.advertises += 1;
@@ -345,18 +343,24 @@ impl Population {
             c.phase = Phase::Collecting;
             return Ok((None, None));
         }
-        start_request(c, now, &mut self.rng);
+        start(c, Phase::Requesting, now, &mut self.rng);
         self.counts.requests += 1;
         Ok((Some(i as u32), Some(Send { kind: Kind::Request, index: i })))
     }
 
-    /// An answer for an exchange no longer under way: counted if it is this client's.
-    fn stale(&mut self, p: &Parsed, duid: &[u8]) -> Result<(Option<u32>, Option<Send>), Invalid> {
-        if p.client_id != Some(duid) {
-            return Err(Invalid::WrongClient);
+    /// What an answer of type `kind` to client `i`'s exchange in `phase` grants, checked;
+    /// `None` for an answer to an exchange no longer under way (counted stale if it is
+    /// this client's).
+    fn current(&mut self, p: &Parsed, i: usize, phase: Phase, kind: u8) -> Result<Option<Granted>, Invalid> {
+        let d = duid(mac(false, self.seed, i));
+        if self.cpes[i].phase != phase {
+            if p.client_id != Some(&d[..]) {
+                return Err(Invalid::WrongClient);
+            }
+            self.counts.stale += 1;
+            return Ok(None);
         }
-        self.counts.stale += 1;
-        Ok((None, None))
+        msg::check(p, kind, &d, Mode::Both, None).map(Some)
     }
 
     fn replied(
@@ -367,12 +371,10 @@ impl Population {
         now: u64,
         servers: &mut Servers,
     ) -> Result<(Option<u32>, Option<Send>), Invalid> {
-        let d = duid(mac(false, self.seed, i));
+        let Some(g) = self.current(p, i, Phase::Requesting, msg::REPLY)? else {
+            return Ok((None, None));
+        };
         let c = &mut self.cpes[i];
-        if c.phase != Phase::Requesting {
-            return self.stale(p, &d);
-        }
-        let g = msg::check(p, msg::REPLY, &d, Mode::Both, None)?;
         if p.server_id.and_then(|s| servers.intern(s)) != Some(c.server) {
             return Err(Invalid::NoServerId);
         }
@@ -444,19 +446,14 @@ impl Population {
     }
 }
 
-fn start_solicit(c: &mut Cpe, now: u64, rng: &mut Rng) {
-    c.phase = Phase::Soliciting;
+/// The first transmission of a Solicit (`Phase::Soliciting`) or a Request
+/// (`Phase::Requesting`), now.
+fn start(c: &mut Cpe, phase: Phase, now: u64, rng: &mut Rng) {
+    let solicit = phase == Phase::Soliciting;
+    let irt_ns = if solicit { timing::SOL_TIMEOUT_NS } else { timing::REQ_TIMEOUT_NS };
+    c.phase = phase;
     c.started = now;
-    c.rt = timing::first_rt(timing::SOL_TIMEOUT_NS, true, rng);
-    c.due = now + c.rt;
-    c.tx = 1;
-    c.sent += 1;
-}
-
-fn start_request(c: &mut Cpe, now: u64, rng: &mut Rng) {
-    c.phase = Phase::Requesting;
-    c.started = now;
-    c.rt = timing::first_rt(timing::REQ_TIMEOUT_NS, false, rng);
+    c.rt = timing::first_rt(irt_ns, solicit, rng);
     c.due = now + c.rt;
     c.tx = 1;
     c.sent += 1;
