@@ -138,19 +138,10 @@ fn set_tail(ebpf: &mut aya::Ebpf, fd: &aya::programs::ProgramFd) -> Result<()> {
 
 /// One plain run (repeat 1, output kept): the program must answer with a correct checksum.
 fn check_answer(prog: &mut Xdp, frame: &[u8], md: &[u8], ll: Ipv6Addr, client: Ipv6Addr) -> Result<()> {
-    let mut out = vec![0u8; 4096];
-    let r = prog
-        .test_run(TestRunOptions {
-            data_in: Some(frame),
-            data_out: Some(&mut out),
-            ctx_in: Some(md),
-            ..Default::default()
-        })
-        .context("test_run of one frame")?;
-    if r.return_value != 3 {
-        bail!("dhcpv6d's program returned XDP action {} for the Information-Request, not XDP_TX (3)", r.return_value);
+    let (action, out) = run_once(prog, frame, md).context("test_run of one frame")?;
+    if action != 3 {
+        bail!("dhcpv6d's program returned XDP action {action} for the Information-Request, not XDP_TX (3)");
     }
-    out.truncate(r.data_size_out as usize);
     ensure!(out.len() > 62 && out[62] == 7, "the answer is not a Reply");
     ensure!(udp_sum(&ll, &client, &out[54..]) == 0xffff, "the Reply's UDP checksum is wrong");
     Ok(())
@@ -158,25 +149,26 @@ fn check_answer(prog: &mut Xdp, frame: &[u8], md: &[u8], ll: Ipv6Addr, client: I
 
 /// One plain run of the relayed request: a Relay-Reply to port 547 carrying a Reply.
 fn check_relayed_answer(prog: &mut Xdp, frame: &[u8], md: &[u8], ll: Ipv6Addr, client: Ipv6Addr) -> Result<()> {
-    let mut out = vec![0u8; 4096];
-    let r = prog
-        .test_run(TestRunOptions {
-            data_in: Some(frame),
-            data_out: Some(&mut out),
-            ctx_in: Some(md),
-            ..Default::default()
-        })
-        .context("test_run of one relayed frame")?;
-    if r.return_value != 3 {
-        bail!(
-            "dhcpv6d's program returned XDP action {} for the relayed Information-Request, not XDP_TX",
-            r.return_value
-        );
+    let (action, out) = run_once(prog, frame, md).context("test_run of one relayed frame")?;
+    if action != 3 {
+        bail!("dhcpv6d's program returned XDP action {action} for the relayed Information-Request, not XDP_TX");
     }
-    out.truncate(r.data_size_out as usize);
     ensure!(out.len() > 62 && out[62] == 13 && out[56..58] == [2, 35], "the answer is not a Relay-Reply to 547");
     ensure!(udp_sum(&ll, &client, &out[54..]) == 0xffff, "the Relay-Reply's UDP checksum is wrong");
     Ok(())
+}
+
+/// One plain run of `frame` (repeat 1): the XDP action and the frame as the program left it.
+fn run_once(prog: &mut Xdp, frame: &[u8], md: &[u8]) -> Result<(u32, Vec<u8>)> {
+    let mut out = vec![0u8; 4096];
+    let r = prog.test_run(TestRunOptions {
+        data_in: Some(frame),
+        data_out: Some(&mut out),
+        ctx_in: Some(md),
+        ..Default::default()
+    })?;
+    out.truncate(r.data_size_out as usize);
+    Ok((r.return_value, out))
 }
 
 /// `runs` live-frames runs of `repeat` frames; the kernel's ns per frame of each.
