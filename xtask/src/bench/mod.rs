@@ -7,6 +7,7 @@
 //! terminal and into docs/benchmarks.md (`--quick`: target/bench/benchmarks-quick.md).
 //! Everything started is stopped and every namespace removed however the run ends.
 
+mod bracket;
 mod cost;
 mod ir;
 mod peers;

@@ -27,6 +27,7 @@ use dhcpv6_bench_common::lines::{self, DhcpStep, Line};
 use testbed::postgres::PgCluster;
 use testbed::{run_command, Proc};
 
+use super::bracket::{Bracket, Moves};
 use super::ir::{checked, say, slug};
 use super::peers::{self, path_str, Peer, PgDb, Running, Stateful};
 use super::report::{num, Fig};
@@ -535,8 +536,7 @@ fn step(gens: &mut [Gen], sides: &[Side], rate: f64) -> Result<(PerfStep, bool)>
 /// The highest total rate every box sustained with <= 0.1 % loss: up by half while steps
 /// pass, down by 40 % while they fail, then halving the interval to 4 %.
 fn search(gens: &mut [Gen], sides: &[Side], plan: &Plan, hint: f64) -> Result<SarrRun> {
-    let mut lo: Option<f64> = None;
-    let mut hi: Option<f64> = None;
+    let mut bracket = Bracket::default();
     let mut out = SarrRun::default();
     let mut r = hint.max(20.0);
     for _ in 0..plan.sarr_steps {
@@ -552,22 +552,13 @@ fn search(gens: &mut [Gen], sides: &[Side], plan: &Plan, hint: f64) -> Result<Sa
             interrupt::sleep(settle(plan))?;
         }
         out.steps.push(st);
-        if pass {
-            lo = Some(lo.map_or(r, |l: f64| l.max(r)));
-        } else {
-            hi = Some(hi.map_or(r, |h: f64| h.min(r)));
-        }
-        r = match (lo, hi) {
-            (Some(l), None) => l * 1.5,
-            (None, Some(h)) if h < 40.0 => break,
-            (None, Some(h)) => h * 0.6,
-            (Some(l), Some(h)) if h - l <= 0.04 * h => break,
-            (Some(l), Some(h)) => (l + h) / 2.0,
-            (None, None) => break,
+        let Some(next) = bracket.next(r, pass, &Moves { up: 1.5, down: 0.6, floor: 40.0 }) else {
+            break;
         };
+        r = next;
     }
-    out.best = lo.unwrap_or(0.0);
-    out.no_fail = lo.is_some() && hi.is_none();
+    out.best = bracket.best();
+    out.no_fail = bracket.no_fail();
     Ok(out)
 }
 

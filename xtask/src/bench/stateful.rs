@@ -362,8 +362,7 @@ fn search(
     shown: &mut String,
     n: usize,
 ) -> Result<SarrRun> {
-    let mut lo: Option<f64> = None;
-    let mut hi: Option<f64> = None;
+    let mut bracket = super::bracket::Bracket::default();
     let mut out = SarrRun::default();
     let mut r = hint;
     for s in 0..plan.sarr_steps {
@@ -376,25 +375,12 @@ fn search(
             out.bound = true;
         }
         out.steps.push(st);
-        if pass {
-            lo = Some(lo.map_or(r, |l: f64| l.max(r)));
-        } else {
-            hi = Some(hi.map_or(r, |h: f64| h.min(r)));
-        }
-        r = match (lo, hi) {
-            (Some(l), None) => l * 1.3,
-            (None, Some(h)) if h < 50.0 => break,
-            (None, Some(h)) => h * 0.7,
-            (Some(l), Some(h)) => {
-                if h - l <= 0.04 * h {
-                    break;
-                }
-                (l + h) / 2.0
-            }
-            (None, None) => unreachable!(),
+        let Some(next) = bracket.next(r, pass, &super::bracket::Moves { up: 1.3, down: 0.7, floor: 50.0 }) else {
+            break;
         };
+        r = next;
     }
-    out.best = lo.unwrap_or(0.0);
+    out.best = bracket.best();
     Ok(out)
 }
 
