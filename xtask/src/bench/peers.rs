@@ -518,6 +518,21 @@ pub fn tail(log: Option<&Path>, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
+/// How many leases the store at `lease_db` (a file or a URL) holds, as `dhcpv6d leases`
+/// counts them (its last line on stderr: `N leases`).
+pub fn dhcpv6d_leases(paths: &Paths, lease_db: &str) -> Result<u64> {
+    let out = Command::new(&paths.daemon)
+        .args(["leases", "--lease-db", lease_db])
+        .stdout(std::process::Stdio::null())
+        .output()
+        .context("dhcpv6d leases")?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    err.lines()
+        .rev()
+        .find_map(|l| l.strip_suffix(" leases").and_then(|n| n.trim().parse().ok()))
+        .with_context(|| format!("dhcpv6d leases said: {err}"))
+}
+
 pub fn path_str(p: &Path) -> Result<&str> {
     p.to_str().with_context(|| format!("path {} is not UTF-8", p.display()))
 }

@@ -166,16 +166,7 @@ impl Server {
             let n = self.cluster.psql(&db.name, "SELECT count(*) FROM lease6")?;
             return n.trim().parse().with_context(|| format!("count(*) said {n:?}"));
         }
-        let out = Command::new(&paths.daemon)
-            .args(["leases", "--lease-db", &db.url()])
-            .stdout(std::process::Stdio::null())
-            .output()
-            .context("dhcpv6d leases")?;
-        let err = String::from_utf8_lossy(&out.stderr);
-        err.lines()
-            .rev()
-            .find_map(|l| l.strip_suffix(" leases").and_then(|n| n.trim().parse().ok()))
-            .with_context(|| format!("dhcpv6d leases said: {err}"))
+        peers::dhcpv6d_leases(paths, &db.url())
     }
 }
 

@@ -583,19 +583,7 @@ fn count_leases(paths: &Paths, server: Peer, dir: &Path) -> Result<u64> {
             }
             Ok(addrs.len() as u64)
         }
-        _ => {
-            let db = dir.join("leases.db");
-            let out = Command::new(&paths.daemon)
-                .args(["leases", "--lease-db", path_str(&db)?])
-                .stdout(std::process::Stdio::null())
-                .output()
-                .context("dhcpv6d leases")?;
-            let err = String::from_utf8_lossy(&out.stderr);
-            err.lines()
-                .rev()
-                .find_map(|l| l.strip_suffix(" leases").and_then(|n| n.trim().parse().ok()))
-                .with_context(|| format!("dhcpv6d leases said: {err}"))
-        }
+        _ => super::peers::dhcpv6d_leases(paths, path_str(&dir.join("leases.db"))?),
     }
 }
 
