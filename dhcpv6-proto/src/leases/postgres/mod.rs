@@ -197,6 +197,19 @@ impl PgStore {
         self.queue.as_ref().expect("lease writer queue used after drop")
     }
 
+    /// The ticket of a commit or probe, `rx` its answer: pending once queued, failed at
+    /// once when the queue is full or the writer gone.
+    fn try_queue(&self, job: Job, rx: oneshot::Receiver<Result<(), StoreError>>) -> CommitTicket {
+        match self.sender().try_send(job) {
+            Ok(()) => CommitTicket::pending(rx, Arc::clone(&self.location)),
+            Err(TrySendError::Full(_)) => CommitTicket::resolved(Err(StoreError::QueueFull {
+                store: Location::clone(&self.location),
+                capacity: self.options.queue_capacity,
+            })),
+            Err(TrySendError::Closed(_)) => CommitTicket::resolved(Err(self.stopped())),
+        }
+    }
+
     fn refuse(&self) -> StoreError {
         self.shared.refused.fetch_add(1, Ordering::Relaxed);
         StoreError::Unavailable { store: Location::clone(&self.location) }
@@ -244,14 +257,7 @@ impl LeaseStore for PgStore {
             return CommitTicket::resolved(Err(self.refuse()));
         }
         let (done, rx) = oneshot::channel();
-        match self.sender().try_send(Job::Commit { ops, done }) {
-            Ok(()) => CommitTicket::pending(rx, Arc::clone(&self.location)),
-            Err(TrySendError::Full(_)) => CommitTicket::resolved(Err(StoreError::QueueFull {
-                store: Location::clone(&self.location),
-                capacity: self.options.queue_capacity,
-            })),
-            Err(TrySendError::Closed(_)) => CommitTicket::resolved(Err(self.stopped())),
-        }
+        self.try_queue(Job::Commit { ops, done }, rx)
     }
 
     /// A round trip through the writer that proves the database takes writes again (see
@@ -261,14 +267,7 @@ impl LeaseStore for PgStore {
             return CommitTicket::resolved(Err(self.refuse()));
         }
         let (done, rx) = oneshot::channel();
-        match self.sender().try_send(Job::Probe { done }) {
-            Ok(()) => CommitTicket::pending(rx, Arc::clone(&self.location)),
-            Err(TrySendError::Full(_)) => CommitTicket::resolved(Err(StoreError::QueueFull {
-                store: Location::clone(&self.location),
-                capacity: self.options.queue_capacity,
-            })),
-            Err(TrySendError::Closed(_)) => CommitTicket::resolved(Err(self.stopped())),
-        }
+        self.try_queue(Job::Probe { done }, rx)
     }
 
     /// Runs in the writer, in order with commits. Waits (bounded) while the queue is
