@@ -156,6 +156,13 @@ pub struct DhcpStep {
     pub short: bool,
     pub pass: bool,
     pub cpu_busy: Vec<f64>,
+    /// Datagrams that came after the step's drain, while the generator waited for the server
+    /// to go quiet before the next step (lost for this step, which counted them so).
+    pub late: u64,
+    /// How long that wait was.
+    pub quiet_wait_ms: f64,
+    /// False: the wait reached its bound with answers still coming.
+    pub quiet: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

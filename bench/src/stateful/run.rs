@@ -68,6 +68,8 @@ pub trait Load {
     fn coalesce_ns(&self) -> u64 {
         0
     }
+    /// `n` datagrams came in at `now`, whatever they were (valid, stale or invalid).
+    fn heard(&mut self, _now: u64, _n: u64) {}
 }
 
 pub struct Driver {
@@ -77,6 +79,8 @@ pub struct Driver {
     pub servers: Servers,
     epoch: Instant,
     pub totals: Totals,
+    /// When the last datagram came in (ns on `now`'s clock; 0: none yet).
+    pub last_rx: u64,
 }
 
 impl Driver {
@@ -88,6 +92,7 @@ impl Driver {
             servers: Servers::default(),
             epoch: Instant::now(),
             totals: Totals::default(),
+            last_rx: 0,
         }
     }
 
@@ -98,7 +103,7 @@ impl Driver {
 
     /// Runs `load` until it is over or `deadline` (ns, the hard bound) passes.
     pub fn run(&mut self, load: &mut impl Load, deadline: u64) -> Result<()> {
-        let Driver { sock, out, inbox, servers, totals, .. } = self;
+        let Driver { sock, out, inbox, servers, totals, last_rx, .. } = self;
         let epoch = self.epoch;
         let now = || epoch.elapsed().as_nanos() as u64;
         let coalesce = load.coalesce_ns();
@@ -125,6 +130,8 @@ impl Driver {
                 full = got == BATCH;
                 got_any = true;
                 totals.received += got as u64;
+                *last_rx = now();
+                load.heard(*last_rx, got as u64);
                 for i in 0..got {
                     let t = now();
                     let res = msg::parse(inbox.get(i)).and_then(|p| load.clients().answer(&p, t, servers));
@@ -301,6 +308,91 @@ impl Load for Paced<'_> {
     }
 }
 
+/// The wait between two steps until the server has gone quiet: no datagram for `quiet_ns`,
+/// counted from the last one the driver saw (during the step or the wait). A server pushed
+/// past what it sustains holds seconds of work in its queues and answers it after the step's
+/// drain; a step started meanwhile would be measured against that backlog too, and a
+/// search's result would then depend on its path (docs/benchmarks.md, "Why a search's
+/// result spreads"). Bounded by `max_ns`: a server that never goes quiet does not stop the
+/// run, the step says so.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct QuietWait {
+    start: u64,
+    last_heard: u64,
+    quiet_ns: u64,
+    max_ns: u64,
+    /// Datagrams that came in during the wait (after the step's drain: the step counted
+    /// them lost).
+    pub late: u64,
+}
+
+/// How a `QuietWait` ended.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Quieted {
+    pub waited_ns: u64,
+    pub late: u64,
+    /// False: `max_ns` passed with answers still coming.
+    pub quiet: bool,
+}
+
+impl QuietWait {
+    /// A wait starting at `start`, the last datagram having come at `last_heard`.
+    pub fn new(start: u64, last_heard: u64, quiet_ns: u64, max_ns: u64) -> QuietWait {
+        QuietWait { start, last_heard: last_heard.min(start), quiet_ns, max_ns, late: 0 }
+    }
+
+    pub fn heard(&mut self, now: u64, n: u64) {
+        self.last_heard = self.last_heard.max(now);
+        self.late += n;
+    }
+
+    pub fn quiet(&self, now: u64) -> bool {
+        now.saturating_sub(self.last_heard) >= self.quiet_ns
+    }
+
+    pub fn over(&self, now: u64) -> bool {
+        self.quiet(now) || now >= self.deadline()
+    }
+
+    /// The wait's bound (ns on the driver's clock).
+    pub fn deadline(&self) -> u64 {
+        self.start.saturating_add(self.max_ns)
+    }
+
+    pub fn result(&self, now: u64) -> Quieted {
+        Quieted { waited_ns: now.saturating_sub(self.start), late: self.late, quiet: self.quiet(now) }
+    }
+}
+
+/// A `QuietWait` run by the driver: reads and counts, sends nothing (a late Advertise gets
+/// no Request: that would only add to the backlog being waited out).
+pub struct Quiet<'c> {
+    pub clients: &'c mut Clients,
+    pub wait: QuietWait,
+}
+
+impl Load for Quiet<'_> {
+    fn clients(&mut self) -> &mut Clients {
+        self.clients
+    }
+
+    fn send_due(&mut self, _now: u64, _out: &mut Outbox, _servers: &Servers) {}
+
+    fn answered(&mut self, _o: Outcome, _now: u64, _out: &mut Outbox, _servers: &Servers) {}
+
+    fn next_due(&self, _now: u64) -> Option<u64> {
+        None
+    }
+
+    fn over(&self, now: u64) -> bool {
+        self.wait.over(now)
+    }
+
+    fn heard(&mut self, now: u64, n: u64) {
+        self.wait.heard(now, n);
+    }
+}
+
 /// Fills a population: every client in `todo` gets a Solicit, with at most `window`
 /// exchanges in flight; an exchange unanswered after `timeout` is given up (its client
 /// goes back to Idle, a later pass may try again).
@@ -401,4 +493,85 @@ pub fn percentiles(v: &mut [u32]) -> (u32, u32) {
     v.sort_unstable();
     let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
     (at(0.5), at(0.99))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stateful::client::xid;
+    use crate::stateful::msg::{self, Lease, Mode, Out, MAX_OUT};
+
+    const MS: u64 = 1_000_000;
+
+    #[test]
+    fn a_quiet_server_is_not_waited_for() {
+        // The last answer came 400 ms before the wait: nothing to wait for.
+        let w = QuietWait::new(1_000 * MS, 600 * MS, 250 * MS, 5_000 * MS);
+        assert!(w.over(1_000 * MS));
+        assert_eq!(w.result(1_000 * MS), Quieted { waited_ns: 0, late: 0, quiet: true });
+        // 100 ms before: the rest of the quiet period, no more.
+        let w = QuietWait::new(1_000 * MS, 900 * MS, 250 * MS, 5_000 * MS);
+        assert!(!w.over(1_149 * MS) && w.over(1_150 * MS));
+        assert_eq!(w.result(1_150 * MS), Quieted { waited_ns: 150 * MS, late: 0, quiet: true });
+    }
+
+    #[test]
+    fn every_late_answer_moves_the_end_and_is_counted() {
+        let mut w = QuietWait::new(0, 0, 250 * MS, 5_000 * MS);
+        // Answers every 200 ms for 2 s: never 250 ms of silence until they stop.
+        for k in 1..=10 {
+            let t = k * 200 * MS;
+            assert!(!w.over(t - MS), "over at {t}");
+            w.heard(t, 3);
+        }
+        assert!(!w.over(2_249 * MS));
+        assert!(w.over(2_250 * MS));
+        assert_eq!(w.result(2_250 * MS), Quieted { waited_ns: 2_250 * MS, late: 30, quiet: true });
+    }
+
+    #[test]
+    fn a_server_that_never_goes_quiet_is_waited_for_at_most_the_bound() {
+        let mut w = QuietWait::new(10 * MS, 10 * MS, 250 * MS, 5_000 * MS);
+        let mut t = 10 * MS;
+        // Bounded: the wait's own bound ends it (at most 5 s / 100 ms rounds).
+        while !w.over(t) {
+            w.heard(t, 1);
+            t += 100 * MS;
+        }
+        assert_eq!(t, 5_010 * MS);
+        let r = w.result(t);
+        assert!(!r.quiet && r.waited_ns == 5_000 * MS && r.late == 50, "{r:?}");
+    }
+
+    #[test]
+    fn a_late_advertise_gets_no_request() {
+        let mut cs = Clients::new(2, 1, 9, 100, Mode::Address);
+        let mut servers = Servers::default();
+        let mut buf = [0u8; MAX_OUT];
+        cs.message(0, Phase::Soliciting, 0, &servers, &mut buf);
+        let d = cs.duid(0);
+        let lease = Lease { addr: "2001:db8:1::1:7".parse().unwrap(), plen: 128, valid: 0 };
+        let adv = Out {
+            kind: msg::ADVERTISE,
+            xid: xid(1, 0),
+            duid: &d,
+            server_id: Some(b"srv"),
+            na: Some(Some(lease)),
+            pd: None,
+        };
+        let n = msg::encode(&adv, &mut buf);
+        // The encoder writes lifetimes 0; a server grants some (the valid lifetime ends it).
+        buf[n - 4..n].copy_from_slice(&3600u32.to_be_bytes());
+        let p = msg::parse(&buf[..n]).unwrap();
+        let mut q = Quiet { clients: &mut cs, wait: QuietWait::new(0, 0, 250 * MS, 5_000 * MS) };
+        let mut out = Outbox::default();
+        let o = q.clients().answer(&p, MS, &mut servers);
+        assert!(matches!(o, Ok(Outcome::Advertised(0))), "{o:?}");
+        q.answered(o.unwrap(), MS, &mut out, &servers);
+        q.send_due(MS, &mut out, &servers);
+        q.heard(MS, 1);
+        assert_eq!(out.len(), 0, "the wait sends nothing");
+        assert_eq!((q.wait.late, q.next_due(MS)), (1, None));
+        assert!(!q.over(200 * MS) && q.over(251 * MS));
+    }
 }

@@ -9,7 +9,7 @@ use super::{first_line, num, Machine, Results, BEGIN, END};
 use crate::bench::cost::CostRow;
 use crate::bench::ir::{cpu_busy, IrRow};
 use crate::bench::peers::Peer;
-use crate::bench::stateful::SarrRow;
+use crate::bench::stateful::{AfterStep, SarrRow};
 use crate::bench::storm::{summary, StormRow};
 use crate::bench::Plan;
 
@@ -121,6 +121,19 @@ fn cost(t: &Snippets, c: &Option<Result<CostRow, String>>) -> String {
     )
 }
 
+/// The answers that came after a step's drain, while the generator waited for the server to
+/// go quiet before the next step.
+fn after_step(a: AfterStep) -> String {
+    let late = num(a.late as f64);
+    if !a.quiet {
+        format!(", {late} late, not quiet after {:.1} s", a.wait_ms / 1000.0)
+    } else if a.late > 0 {
+        format!(", {late} late within {:.1} s", a.wait_ms / 1000.0)
+    } else {
+        ", 0 late".into()
+    }
+}
+
 fn stateful_row(t: &Snippets, title: &str, r: &Result<SarrRow, String>) -> String {
     let row = match r {
         Err(e) => return t.fill("row_failed", &[("title", title.into()), ("error", first_line(e))]),
@@ -150,7 +163,8 @@ fn stateful_row(t: &Snippets, title: &str, r: &Result<SarrRow, String>) -> Strin
                 .map(|st| {
                     let mark =
                         if st.pass { ", ✓".to_string() } else { format!(", ✗ {:.2} % lost", 100.0 * st.loss) };
-                    format!("{} (got {}/s{mark})", num(st.target), num(st.achieved))
+                    let after = st.after.map_or(String::new(), after_step);
+                    format!("{} (got {}/s{mark}{after})", num(st.target), num(st.achieved))
                 })
                 .collect();
             let floor = if run.bound {
@@ -377,6 +391,14 @@ mod tests {
             load_after: "0.2".into(),
             versions: vec!["Kea 2.2.0".into(), "dnsmasq 2.90".into()],
         }
+    }
+
+    #[test]
+    fn a_step_shows_the_answers_after_its_drain() {
+        let a = |late, wait_ms, quiet| after_step(AfterStep { late, wait_ms, quiet });
+        assert_eq!(a(0, 250.0, true), ", 0 late");
+        assert_eq!(a(12_345, 1_480.0, true), ", 12,345 late within 1.5 s");
+        assert_eq!(a(40_000, 5_000.0, false), ", 40,000 late, not quiet after 5.0 s");
     }
 
     #[test]
