@@ -312,6 +312,10 @@ fn storm_row(t: &Snippets, title: &str, r: &Result<StormRow, String>) -> String 
             ("gen_command", row.gen_command.clone()),
             ("napi", row.napi.clone()),
             ("runs", runs),
+            (
+                "cut_short",
+                row.cut_short.as_ref().map_or(String::new(), |w| t.fill("storm_cut_short", &[("why", w.clone())])),
+            ),
         ],
     )
 }
@@ -399,6 +403,30 @@ mod tests {
         assert_eq!(a(0, 250.0, true), ", 0 late");
         assert_eq!(a(12_345, 1_480.0, true), ", 12,345 late within 1.5 s");
         assert_eq!(a(40_000, 5_000.0, false), ", 40,000 late, not quiet after 5.0 s");
+    }
+
+    #[test]
+    fn a_storm_row_cut_short_says_why() {
+        use crate::bench::storm::StormRun;
+        use dhcpv6_bench_common::lines::Storm;
+        let t = Snippets::load();
+        let storm = Storm { cpes: 10, bound: 10, secs: 575.0, t100_s: Some(575.0), ..Storm::default() };
+        let mut row = StormRow {
+            command: "kea".into(),
+            gen_command: "gen".into(),
+            napi: "napi".into(),
+            runs: vec![StormRun { storm, leases_bound: 20, leases_stored: 20 }],
+            cut_short: None,
+        };
+        let plain = storm_row(&t, "Boot storm: Kea PostgreSQL", &Ok(row.clone()));
+        row.cut_short = Some("1 run: the first took 575 s (a storm longer than 300 s runs once)".into());
+        let cut = storm_row(&t, "Boot storm: Kea PostgreSQL", &Ok(row));
+        assert!(plain.contains("- run 1: 10 of 10 bound") && !plain.contains("1 run:"), "{plain}");
+        assert_eq!(
+            cut.replace("- 1 run: the first took 575 s (a storm longer than 300 s runs once)\n", ""),
+            plain,
+            "the reason, a line of its own after the runs"
+        );
     }
 
     #[test]
