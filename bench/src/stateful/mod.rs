@@ -23,7 +23,7 @@ pub use msg::Mode;
 
 use crate::procstat;
 use crate::search::{self, Bounds, Outcome};
-use client::{Clients, Phase, MAX_CLIENTS, TAGS};
+use client::{Client, Clients, Phase, MAX_CLIENTS, TAGS};
 use run::{Driver, Fill, Paced, Quiet, QuietWait, Quieted, Totals};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -169,6 +169,7 @@ impl Step {
             pass,
             cpu_busy: self.cpu.clone(),
             late: self.after.late,
+            probes: self.after.probes,
             quiet_wait_ms: self.after.waited_ns as f64 / 1e6,
             quiet: self.after.quiet,
         })
@@ -234,11 +235,26 @@ impl Gen {
     fn quiet(&mut self, clients: &mut Clients, rate: f64) -> Result<Quieted> {
         let ms = 1_000_000;
         let start = self.d.now();
-        let wait = QuietWait::new(start, self.d.last_rx, self.args.quiet_ms * ms, self.args.quiet_max_ms * ms);
-        let mut q = Quiet { clients, wait };
+        let mut wait = QuietWait::new(start, self.d.last_rx, self.args.quiet_ms * ms, self.args.quiet_max_ms * ms);
+        // The probe: a new client at the end of the step's list (its transaction ids are the
+        // step's tag and an index no other client has), removed afterwards.
+        let probe = if clients.list.len() < MAX_CLIENTS {
+            clients.list.push(Client { duid_no: self.next_client, ..Client::default() });
+            self.next_client = self.next_client.wrapping_add(1);
+            Some(clients.list.len() - 1)
+        } else {
+            wait = wait.without_probe();
+            None
+        };
+        let deadline = wait.deadline() + 1_000 * ms;
+        let mut q = Quiet { clients, probe, wait };
         // Bounded by the wait's own bound (and a second more for the loop's last round).
-        self.d.run(&mut q, wait.deadline() + 1_000 * ms)?;
+        let ran = self.d.run(&mut q, deadline);
         let r = q.wait.result(self.d.now());
+        if probe.is_some() {
+            q.clients.list.pop();
+        }
+        ran?;
         if !r.quiet {
             eprintln!(
                 "dhcp: the server was not quiet {:.1} s after the step at {rate:.0}/s ({} late answers): the next step starts anyway",

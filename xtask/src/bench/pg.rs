@@ -527,6 +527,7 @@ fn step(gens: &mut [Gen], sides: &[Side], rate: f64) -> Result<(PerfStep, bool)>
         let a = st.after.get_or_insert(AfterStep { quiet: true, ..AfterStep::default() });
         a.late += s.late;
         a.wait_ms = a.wait_ms.max(s.quiet_wait_ms);
+        a.probes += s.probes;
         a.quiet &= s.quiet;
         all_pass &= s.pass;
         worst = worst.max(s.loss);

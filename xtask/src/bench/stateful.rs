@@ -45,6 +45,8 @@ pub struct AfterStep {
     /// Answers that came after the step's drain (counted lost for the step).
     pub late: u64,
     pub wait_ms: f64,
+    /// Probes the wait sent (a Solicit of its own, re-sent while unanswered).
+    pub probes: u64,
     /// False: the server still answered when the wait reached its bound.
     pub quiet: bool,
 }
@@ -365,7 +367,7 @@ fn gen_step(s: &DhcpStep) -> PerfStep {
         loss: s.loss,
         pass: s.pass,
         short: s.short,
-        after: Some(AfterStep { late: s.late, wait_ms: s.quiet_wait_ms, quiet: s.quiet }),
+        after: Some(AfterStep { late: s.late, wait_ms: s.quiet_wait_ms, probes: s.probes, quiet: s.quiet }),
     }
 }
 

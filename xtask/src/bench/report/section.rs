@@ -125,10 +125,12 @@ fn cost(t: &Snippets, c: &Option<Result<CostRow, String>>) -> String {
 /// go quiet before the next step.
 fn after_step(a: AfterStep) -> String {
     let late = num(a.late as f64);
+    // One probe is the rule; more say the server dropped or shed the first ones.
+    let probes = if a.probes > 1 { format!(", {} probes", a.probes) } else { String::new() };
     if !a.quiet {
-        format!(", {late} late, not quiet after {:.1} s", a.wait_ms / 1000.0)
-    } else if a.late > 0 {
-        format!(", {late} late within {:.1} s", a.wait_ms / 1000.0)
+        format!(", {late} late, not quiet after {:.1} s{probes}", a.wait_ms / 1000.0)
+    } else if a.late > 0 || a.probes > 1 {
+        format!(", {late} late, quiet within {:.1} s{probes}", a.wait_ms / 1000.0)
     } else {
         ", 0 late".into()
     }
@@ -399,10 +401,11 @@ mod tests {
 
     #[test]
     fn a_step_shows_the_answers_after_its_drain() {
-        let a = |late, wait_ms, quiet| after_step(AfterStep { late, wait_ms, quiet });
-        assert_eq!(a(0, 250.0, true), ", 0 late");
-        assert_eq!(a(12_345, 1_480.0, true), ", 12,345 late within 1.5 s");
-        assert_eq!(a(40_000, 5_000.0, false), ", 40,000 late, not quiet after 5.0 s");
+        let a = |late, wait_ms, probes, quiet| after_step(AfterStep { late, wait_ms, probes, quiet });
+        assert_eq!(a(0, 250.0, 1, true), ", 0 late");
+        assert_eq!(a(12_345, 1_480.0, 1, true), ", 12,345 late, quiet within 1.5 s");
+        assert_eq!(a(0, 1_020.0, 4, true), ", 0 late, quiet within 1.0 s, 4 probes");
+        assert_eq!(a(40_000, 5_000.0, 20, false), ", 40,000 late, not quiet after 5.0 s, 20 probes");
     }
 
     #[test]
