@@ -156,6 +156,16 @@ pub struct DhcpStep {
     pub short: bool,
     pub pass: bool,
     pub cpu_busy: Vec<f64>,
+    /// Datagrams that came after the step's drain, while the generator waited for the server
+    /// to go quiet before the next step (lost for this step, which counted them so).
+    pub late: u64,
+    /// Probes (Solicits of a client of the wait's own) that wait sent: it ends only once one
+    /// is answered, behind whatever the server still had queued.
+    pub probes: u64,
+    /// How long that wait was.
+    pub quiet_wait_ms: f64,
+    /// False: the wait reached its bound with answers still coming.
+    pub quiet: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -23,8 +23,8 @@ pub use msg::Mode;
 
 use crate::procstat;
 use crate::search::{self, Bounds, Outcome};
-use client::{Clients, Phase, MAX_CLIENTS, TAGS};
-use run::{Driver, Fill, Paced, Totals};
+use client::{Client, Clients, Phase, MAX_CLIENTS, TAGS};
+use run::{Driver, Fill, Paced, Quiet, QuietWait, Quieted, Totals};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Exchange {
@@ -69,6 +69,15 @@ pub struct DhcpArgs {
     /// Wait for late answers after each step.
     #[arg(long, default_value_t = 500)]
     pub drain_ms: u64,
+    /// After each step's drain (its figures taken: what comes later is lost for it), wait
+    /// until no answer of any step came for this long before the next step starts, so that
+    /// a step is not measured against the previous one's backlog; 0: no wait.
+    #[arg(long, default_value_t = 250)]
+    pub quiet_ms: u64,
+    /// The longest that wait may be; the next step then starts anyway (and the step says
+    /// the server did not go quiet).
+    #[arg(long, default_value_t = 5000)]
+    pub quiet_max_ms: u64,
     /// Renew: clients in the population.
     #[arg(long, default_value_t = 10_000)]
     pub population: usize,
@@ -122,6 +131,8 @@ struct Step {
     rcvbuf_errors: u64,
     /// Busy percentage of each CPU during the step.
     cpu: Vec<f64>,
+    /// The wait after the step's drain until the server went quiet.
+    after: Quieted,
 }
 
 impl Step {
@@ -157,6 +168,10 @@ impl Step {
             short: self.short(),
             pass,
             cpu_busy: self.cpu.clone(),
+            late: self.after.late,
+            probes: self.after.probes,
+            quiet_wait_ms: self.after.waited_ns as f64 / 1e6,
+            quiet: self.after.quiet,
         })
     }
 }
@@ -192,7 +207,9 @@ impl Gen {
         let drain = Duration::from_millis(self.args.drain_ms).as_nanos() as u64;
         let start = self.d.now() + 1_000_000;
         let mut load = Paced::new(&mut clients, false, 0, rate, start, secs, drain).coalescing(self.coalesce_ns());
-        self.measure(&mut load, rate, secs)
+        let st = self.measure(&mut load, rate, secs)?;
+        let after = self.quiet(&mut clients, rate)?;
+        Ok(Step { after, ..st })
     }
 
     fn renew_step(&mut self, pop: &mut Clients, cursor: &mut usize, rate: f64) -> Result<Step> {
@@ -206,8 +223,46 @@ impl Gen {
         let st = self.measure(&mut load, rate, secs);
         load.settle();
         *cursor = (*cursor + load.started as usize) % n;
+        let st = st?;
+        let after = self.quiet(pop, rate)?;
         // A Renew is the request of a one-round exchange: print it as such.
-        st.map(|s| Step { requested: s.started, sa_loss: 0.0, rr_loss: s.loss, ..s })
+        Ok(Step { requested: st.started, sa_loss: 0.0, rr_loss: st.loss, after, ..st })
+    }
+
+    /// Waits until the server has gone quiet (`--quiet-ms`, at most `--quiet-max-ms`) after
+    /// a step at `rate` whose figures are taken: the next step starts on a server that is
+    /// no longer answering this one.
+    fn quiet(&mut self, clients: &mut Clients, rate: f64) -> Result<Quieted> {
+        let ms = 1_000_000;
+        let start = self.d.now();
+        let mut wait = QuietWait::new(start, self.d.last_rx, self.args.quiet_ms * ms, self.args.quiet_max_ms * ms);
+        // The probe: a new client at the end of the step's list (its transaction ids are the
+        // step's tag and an index no other client has), removed afterwards.
+        let probe = if clients.list.len() < MAX_CLIENTS {
+            clients.list.push(Client { duid_no: self.next_client, ..Client::default() });
+            self.next_client = self.next_client.wrapping_add(1);
+            Some(clients.list.len() - 1)
+        } else {
+            wait = wait.without_probe();
+            None
+        };
+        let deadline = wait.deadline() + 1_000 * ms;
+        let mut q = Quiet { clients, probe, wait };
+        // Bounded by the wait's own bound (and a second more for the loop's last round).
+        let ran = self.d.run(&mut q, deadline);
+        let r = q.wait.result(self.d.now());
+        if probe.is_some() {
+            q.clients.list.pop();
+        }
+        ran?;
+        if !r.quiet {
+            eprintln!(
+                "dhcp: the server was not quiet {:.1} s after the step at {rate:.0}/s ({} late answers): the next step starts anyway",
+                r.waited_ns as f64 / 1e9,
+                r.late
+            );
+        }
+        Ok(r)
     }
 
     fn measure(&mut self, load: &mut Paced, rate: f64, secs: f64) -> Result<Step> {
@@ -236,6 +291,7 @@ impl Gen {
             during: self.d.totals.since(&before),
             rcvbuf_errors: sock::Sock::rcvbuf_errors().saturating_sub(rcv),
             cpu,
+            after: Quieted::default(),
         })
     }
 

@@ -68,6 +68,8 @@ pub trait Load {
     fn coalesce_ns(&self) -> u64 {
         0
     }
+    /// `n` datagrams came in at `now`, whatever they were (valid, stale or invalid).
+    fn heard(&mut self, _now: u64, _n: u64) {}
 }
 
 pub struct Driver {
@@ -77,6 +79,8 @@ pub struct Driver {
     pub servers: Servers,
     epoch: Instant,
     pub totals: Totals,
+    /// When the last datagram came in (ns on `now`'s clock; 0: none yet).
+    pub last_rx: u64,
 }
 
 impl Driver {
@@ -88,6 +92,7 @@ impl Driver {
             servers: Servers::default(),
             epoch: Instant::now(),
             totals: Totals::default(),
+            last_rx: 0,
         }
     }
 
@@ -98,7 +103,7 @@ impl Driver {
 
     /// Runs `load` until it is over or `deadline` (ns, the hard bound) passes.
     pub fn run(&mut self, load: &mut impl Load, deadline: u64) -> Result<()> {
-        let Driver { sock, out, inbox, servers, totals, .. } = self;
+        let Driver { sock, out, inbox, servers, totals, last_rx, .. } = self;
         let epoch = self.epoch;
         let now = || epoch.elapsed().as_nanos() as u64;
         let coalesce = load.coalesce_ns();
@@ -125,6 +130,8 @@ impl Driver {
                 full = got == BATCH;
                 got_any = true;
                 totals.received += got as u64;
+                *last_rx = now();
+                load.heard(*last_rx, got as u64);
                 for i in 0..got {
                     let t = now();
                     let res = msg::parse(inbox.get(i)).and_then(|p| load.clients().answer(&p, t, servers));
@@ -301,6 +308,158 @@ impl Load for Paced<'_> {
     }
 }
 
+/// The wait between two steps until the server has gone quiet. A server pushed past what it
+/// sustains holds seconds of work in its queues and answers it after the step's drain; a step
+/// started meanwhile would be measured against that backlog too, and a search's result would
+/// then depend on its path (docs/benchmarks.md, "Why a search's result spreads"). Silence
+/// alone does not show an empty queue: dhcpv6d went silent for 250 ms at the end of a failed
+/// step's drain and still failed the next step at a rate it had passed fresh (its queue was
+/// being worked off or shed without answers). So the wait also sends a probe, one Solicit
+/// of a client of its own, which comes out of the server's receive queue only behind what
+/// is queued ahead of it; a probe unanswered for `quiet_ns` is sent again (the server may
+/// have dropped or shed it). The wait ends once a probe has been answered and no datagram
+/// came for `quiet_ns`, or at `max_ns` (a server that never goes quiet does not stop the
+/// run; the step says so).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct QuietWait {
+    start: u64,
+    last_heard: u64,
+    quiet_ns: u64,
+    max_ns: u64,
+    /// Datagrams that came in during the wait, the probes' answers included.
+    heard: u64,
+    probes: u64,
+    probe_answers: u64,
+    /// When the probe awaited went out; `None`: none is out, or the last was answered.
+    probe_out: Option<u64>,
+    answered: bool,
+}
+
+/// How a `QuietWait` ended.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Quieted {
+    pub waited_ns: u64,
+    /// Datagrams other than the probes' answers (after the step's drain: the step counted
+    /// them lost).
+    pub late: u64,
+    pub probes: u64,
+    /// False: `max_ns` passed before a probe was answered and answers stopped.
+    pub quiet: bool,
+}
+
+impl QuietWait {
+    /// A wait starting at `start`, the last datagram having come at `last_heard`; with
+    /// `quiet_ns` 0 there is none.
+    pub fn new(start: u64, last_heard: u64, quiet_ns: u64, max_ns: u64) -> QuietWait {
+        QuietWait {
+            start,
+            last_heard: last_heard.min(start),
+            quiet_ns,
+            max_ns,
+            heard: 0,
+            probes: 0,
+            probe_answers: 0,
+            probe_out: None,
+            answered: false,
+        }
+    }
+
+    /// No probe can be sent (no room for its client): silence is all there is to wait for.
+    pub fn without_probe(mut self) -> QuietWait {
+        self.answered = true;
+        self
+    }
+
+    pub fn heard(&mut self, now: u64, n: u64) {
+        self.last_heard = self.last_heard.max(now);
+        self.heard += n;
+    }
+
+    /// Whether a probe is to go out now: none yet, or the last one unanswered for `quiet_ns`.
+    pub fn probe_due(&self, now: u64) -> bool {
+        if self.answered || self.over(now) {
+            return false;
+        }
+        self.probe_out.is_none_or(|t| now.saturating_sub(t) >= self.quiet_ns)
+    }
+
+    pub fn probe_sent(&mut self, now: u64) {
+        self.probes += 1;
+        self.probe_out = Some(now);
+    }
+
+    /// A probe's answer (counted by `heard` too: it is not a late answer).
+    pub fn probe_answered(&mut self) {
+        self.probe_answers += 1;
+        self.probe_out = None;
+        self.answered = true;
+    }
+
+    fn quiet(&self, now: u64) -> bool {
+        self.quiet_ns == 0 || (self.answered && now.saturating_sub(self.last_heard) >= self.quiet_ns)
+    }
+
+    pub fn over(&self, now: u64) -> bool {
+        self.quiet(now) || now >= self.deadline()
+    }
+
+    /// The wait's bound (ns on the driver's clock).
+    pub fn deadline(&self) -> u64 {
+        self.start.saturating_add(self.max_ns)
+    }
+
+    pub fn result(&self, now: u64) -> Quieted {
+        Quieted {
+            waited_ns: now.saturating_sub(self.start),
+            late: self.heard.saturating_sub(self.probe_answers),
+            probes: self.probes,
+            quiet: self.quiet(now),
+        }
+    }
+}
+
+/// A `QuietWait` run by the driver: reads and counts; sends the probes, nothing else (a late
+/// Advertise gets no Request: that would only add to the backlog being waited out).
+pub struct Quiet<'c> {
+    pub clients: &'c mut Clients,
+    /// The probe client's index in `clients` (`None`: the wait is for silence only).
+    pub probe: Option<usize>,
+    pub wait: QuietWait,
+}
+
+impl Load for Quiet<'_> {
+    fn clients(&mut self) -> &mut Clients {
+        self.clients
+    }
+
+    fn send_due(&mut self, now: u64, out: &mut Outbox, servers: &Servers) {
+        let Some(i) = self.probe else { return };
+        if self.wait.probe_due(now) && !out.full() {
+            let clients = &mut *self.clients;
+            out.push(|b| clients.message(i, Phase::Soliciting, now, servers, b));
+            self.wait.probe_sent(now);
+        }
+    }
+
+    fn answered(&mut self, o: Outcome, _now: u64, _out: &mut Outbox, _servers: &Servers) {
+        if matches!(o, Outcome::Advertised(i) if Some(i) == self.probe) {
+            self.wait.probe_answered();
+        }
+    }
+
+    fn next_due(&self, _now: u64) -> Option<u64> {
+        None
+    }
+
+    fn over(&self, now: u64) -> bool {
+        self.wait.over(now)
+    }
+
+    fn heard(&mut self, now: u64, n: u64) {
+        self.wait.heard(now, n);
+    }
+}
+
 /// Fills a population: every client in `todo` gets a Solicit, with at most `window`
 /// exchanges in flight; an exchange unanswered after `timeout` is given up (its client
 /// goes back to Idle, a later pass may try again).
@@ -401,4 +560,150 @@ pub fn percentiles(v: &mut [u32]) -> (u32, u32) {
     v.sort_unstable();
     let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
     (at(0.5), at(0.99))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stateful::client::xid;
+    use crate::stateful::msg::{self, Lease, Mode, Out, MAX_OUT};
+
+    const MS: u64 = 1_000_000;
+
+    /// A wait whose probe went out at its start and was answered at `answer`.
+    fn probed(start: u64, last_heard: u64, answer: u64) -> QuietWait {
+        let mut w = QuietWait::new(start, last_heard, 250 * MS, 5_000 * MS);
+        assert!(w.probe_due(start));
+        w.probe_sent(start);
+        assert!(!w.probe_due(start + 249 * MS), "one probe at a time");
+        w.heard(answer, 1);
+        w.probe_answered();
+        w
+    }
+
+    #[test]
+    fn a_quiet_server_is_waited_for_its_probe_and_the_quiet_period() {
+        // Silent for 400 ms already: the probe's answer (5 ms) and 250 ms after it.
+        let w = probed(1_000 * MS, 600 * MS, 1_005 * MS);
+        assert!(!w.over(1_254 * MS) && w.over(1_255 * MS));
+        assert_eq!(w.result(1_255 * MS), Quieted { waited_ns: 255 * MS, late: 0, probes: 1, quiet: true });
+        assert!(!w.probe_due(1_100 * MS), "answered: no more probes");
+        // Silence alone does not end it: no probe answered, no end before the bound.
+        let mut w = QuietWait::new(1_000 * MS, 0, 250 * MS, 5_000 * MS);
+        w.probe_sent(1_000 * MS);
+        assert!(!w.over(3_000 * MS));
+        // quiet 0: no wait at all.
+        assert!(QuietWait::new(1_000 * MS, 999 * MS, 0, 5_000 * MS).over(1_000 * MS));
+        // Without a probe, silence is enough.
+        let w = QuietWait::new(1_000 * MS, 900 * MS, 250 * MS, 5_000 * MS).without_probe();
+        assert!(!w.over(1_149 * MS) && w.over(1_150 * MS));
+        assert_eq!(w.result(1_150 * MS).probes, 0);
+    }
+
+    #[test]
+    fn a_probe_behind_a_backlog_ends_the_wait_only_once_answered() {
+        let mut w = QuietWait::new(0, 0, 250 * MS, 5_000 * MS);
+        w.probe_sent(0);
+        // The server silent, the probe unanswered (shed or dropped): sent again every 250 ms.
+        let mut t = 0;
+        while t < 1_000 * MS {
+            t += 10 * MS;
+            if w.probe_due(t) {
+                w.probe_sent(t);
+            }
+        }
+        assert_eq!(w.result(t).probes, 5, "at 0, 250, 500, 750 and 1,000 ms");
+        assert!(!w.over(t));
+        // Late answers, then the probe's, then silence.
+        w.heard(1_100 * MS, 40);
+        w.heard(1_200 * MS, 1);
+        w.probe_answered();
+        assert!(!w.over(1_449 * MS) && w.over(1_450 * MS));
+        assert_eq!(w.result(1_450 * MS), Quieted { waited_ns: 1_450 * MS, late: 40, probes: 5, quiet: true });
+    }
+
+    #[test]
+    fn every_late_answer_moves_the_end_and_is_counted() {
+        let mut w = probed(0, 0, MS);
+        // Answers every 200 ms for 2 s: never 250 ms of silence until they stop.
+        for k in 1..=10 {
+            let t = k * 200 * MS;
+            assert!(!w.over(t - MS), "over at {t}");
+            w.heard(t, 3);
+        }
+        assert!(!w.over(2_249 * MS));
+        assert!(w.over(2_250 * MS));
+        assert_eq!(w.result(2_250 * MS), Quieted { waited_ns: 2_250 * MS, late: 30, probes: 1, quiet: true });
+    }
+
+    #[test]
+    fn a_server_that_never_goes_quiet_is_waited_for_at_most_the_bound() {
+        let mut w = probed(10 * MS, 10 * MS, 10 * MS);
+        let mut t = 10 * MS;
+        // Bounded: the wait's own bound ends it (at most 5 s / 100 ms rounds).
+        while !w.over(t) {
+            w.heard(t, 1);
+            t += 100 * MS;
+        }
+        assert_eq!(t, 5_010 * MS);
+        let r = w.result(t);
+        assert!(!r.quiet && r.waited_ns == 5_000 * MS && r.late == 50, "{r:?}");
+        assert!(!w.probe_due(t), "no probe after the bound");
+    }
+
+    #[test]
+    fn a_late_advertise_gets_no_request() {
+        let mut cs = Clients::new(2, 1, 9, 100, Mode::Address);
+        let mut servers = Servers::default();
+        let mut buf = [0u8; MAX_OUT];
+        cs.message(0, Phase::Soliciting, 0, &servers, &mut buf);
+        let d = cs.duid(0);
+        let lease = Lease { addr: "2001:db8:1::1:7".parse().unwrap(), plen: 128, valid: 0 };
+        let adv = Out {
+            kind: msg::ADVERTISE,
+            xid: xid(1, 0),
+            duid: &d,
+            server_id: Some(b"srv"),
+            na: Some(Some(lease)),
+            pd: None,
+        };
+        let n = msg::encode(&adv, &mut buf);
+        // The encoder writes lifetimes 0; a server grants some (the valid lifetime ends it).
+        buf[n - 4..n].copy_from_slice(&3600u32.to_be_bytes());
+        let p = msg::parse(&buf[..n]).unwrap();
+        // Client 1 is the probe.
+        let mut q = Quiet { clients: &mut cs, probe: Some(1), wait: QuietWait::new(0, 0, 250 * MS, 5_000 * MS) };
+        let mut out = Outbox::default();
+        q.send_due(0, &mut out, &servers);
+        assert_eq!(out.len(), 1, "the probe");
+        let probe = msg::parse(out.get(0)).unwrap();
+        assert_eq!((probe.kind, probe.xid), (msg::SOLICIT, xid(1, 1)));
+        let mut out = Outbox::default();
+        q.heard(MS, 1);
+        let o = q.clients().answer(&p, MS, &mut servers);
+        assert!(matches!(o, Ok(Outcome::Advertised(0))), "{o:?}");
+        q.answered(o.unwrap(), MS, &mut out, &servers);
+        q.send_due(MS, &mut out, &servers);
+        assert_eq!(out.len(), 0, "no Request, and no second probe yet");
+        assert!(!q.over(300 * MS), "the probe is not answered");
+        // The probe's Advertise.
+        let d = q.clients.duid(1);
+        let adv = Out {
+            kind: msg::ADVERTISE,
+            xid: xid(1, 1),
+            duid: &d,
+            server_id: Some(b"srv"),
+            na: Some(Some(lease)),
+            pd: None,
+        };
+        let n = msg::encode(&adv, &mut buf);
+        buf[n - 4..n].copy_from_slice(&3600u32.to_be_bytes());
+        q.heard(300 * MS, 1);
+        let o = q.clients().answer(&msg::parse(&buf[..n]).unwrap(), 300 * MS, &mut servers).unwrap();
+        q.answered(o, 300 * MS, &mut out, &servers);
+        assert_eq!(out.len(), 0);
+        assert!(!q.over(549 * MS) && q.over(550 * MS));
+        assert_eq!(q.wait.result(550 * MS), Quieted { waited_ns: 550 * MS, late: 1, probes: 1, quiet: true });
+        assert_eq!(q.next_due(MS), None);
+    }
 }

@@ -227,6 +227,10 @@ impl Outbox {
     pub fn len(&self) -> usize {
         self.n
     }
+    #[cfg(test)]
+    pub fn get(&self, i: usize) -> &[u8] {
+        &self.bufs[i][..self.lens[i]]
+    }
     /// Writes one message with `f` (which returns its length) into the next slot; false
     /// when the outbox is full (send first).
     pub fn push(&mut self, f: impl FnOnce(&mut [u8; MAX_OUT]) -> usize) -> bool {

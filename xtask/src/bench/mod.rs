@@ -94,6 +94,10 @@ pub struct Plan {
     pub paired_runs: usize,
     pub drain_xdp_ms: u64,
     pub drain_user_ms: u64,
+    /// `dhcpv6-bench dhcp --quiet-ms` and `--quiet-max-ms`: after a step's drain, the
+    /// silence awaited before the next step, and the longest that wait may be.
+    pub quiet_ms: u64,
+    pub quiet_max_ms: u64,
     pub cost_repeat: u32,
     pub cost_runs: usize,
     pub sarr_steps: usize,
@@ -137,6 +141,8 @@ impl Plan {
                 paired_runs: o.runs.unwrap_or(1),
                 drain_xdp_ms: 100,
                 drain_user_ms: 300,
+                quiet_ms: 100,
+                quiet_max_ms: 1000,
                 cost_repeat: 100_000,
                 cost_runs: 2,
                 sarr_steps: 1,
@@ -167,6 +173,8 @@ impl Plan {
                 paired_runs: o.runs.unwrap_or(3).max(5),
                 drain_xdp_ms: 150,
                 drain_user_ms: 500,
+                quiet_ms: 250,
+                quiet_max_ms: 5000,
                 cost_repeat: 1_000_000,
                 cost_runs: 5,
                 sarr_steps: 7,

@@ -31,7 +31,7 @@ use super::bracket::{Bracket, Moves};
 use super::ir::{checked, say, slug};
 use super::peers::{self, path_str, Peer, PgDb, Running, Stateful};
 use super::report::{num, Fig};
-use super::stateful::{PerfStep, SarrRow, SarrRun};
+use super::stateful::{AfterStep, PerfStep, SarrRow, SarrRun};
 use super::topo::{Topo, GEN_CPU, GEN_IF, SRV_CPU};
 use super::{Paths, Plan};
 use crate::{build, interrupt};
@@ -515,6 +515,12 @@ fn step(gens: &mut [Gen], sides: &[Side], rate: f64) -> Result<(PerfStep, bool)>
         st.rr.1 += s.replies;
         st.rr.2 += s.requested.saturating_sub(s.replies);
         st.short |= s.short;
+        // The boxes' late answers together; the longest wait; quiet only if every box was.
+        let a = st.after.get_or_insert(AfterStep { quiet: true, ..AfterStep::default() });
+        a.late += s.late;
+        a.wait_ms = a.wait_ms.max(s.quiet_wait_ms);
+        a.probes += s.probes;
+        a.quiet &= s.quiet;
         all_pass &= s.pass;
         worst = worst.max(s.loss);
     }

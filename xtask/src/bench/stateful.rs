@@ -34,6 +34,21 @@ pub struct PerfStep {
     pub loss: f64,
     pub pass: bool,
     pub short: bool,
+    /// `dhcpv6-bench dhcp`'s wait after the step's drain until the server went quiet
+    /// (none: perfdhcp, which does not wait).
+    pub after: Option<AfterStep>,
+}
+
+/// The wait between a step and the next (`dhcpv6-bench dhcp --quiet-ms`).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct AfterStep {
+    /// Answers that came after the step's drain (counted lost for the step).
+    pub late: u64,
+    pub wait_ms: f64,
+    /// Probes the wait sent (a Solicit of its own, re-sent while unanswered).
+    pub probes: u64,
+    /// False: the server still answered when the wait reached its bound.
+    pub quiet: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -240,6 +255,10 @@ fn gen_searches(
         searches.to_string(),
         "--drain-ms".into(),
         plan.drain_user_ms.to_string(),
+        "--quiet-ms".into(),
+        plan.quiet_ms.to_string(),
+        "--quiet-max-ms".into(),
+        plan.quiet_max_ms.to_string(),
         "--max-loss".into(),
         "0.001".into(),
     ];
@@ -264,7 +283,7 @@ fn gen_searches(
         row.perf_command = format!("taskset -c {GEN_CPU} dhcpv6-bench {} --hint-pps HINT", args.join(" "));
     }
     args.extend(["--hint-pps".into(), format!("{hint:.0}")]);
-    let per_step = secs + plan.drain_user_ms as f64 / 1000.0 + 0.2;
+    let per_step = secs + (plan.drain_user_ms + plan.quiet_max_ms) as f64 / 1000.0 + 0.2;
     let limit = Duration::from_secs_f64((searches * plan.sarr_steps) as f64 * per_step * 2.0 + fill_secs + 30.0);
     let lines = run_gen(topo, paths, &args, log, limit)?;
     run.check_running()?;
@@ -348,6 +367,7 @@ fn gen_step(s: &DhcpStep) -> PerfStep {
         loss: s.loss,
         pass: s.pass,
         short: s.short,
+        after: Some(AfterStep { late: s.late, wait_ms: s.quiet_wait_ms, probes: s.probes, quiet: s.quiet }),
     }
 }
 

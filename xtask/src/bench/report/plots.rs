@@ -242,6 +242,7 @@ mod tests {
                     gen_command: String::new(),
                     napi: String::new(),
                     runs: vec![StormRun { storm, leases_bound: 8, leases_stored: 8 }],
+                    cut_short: None,
                 }),
             )],
             ..Results::default()

@@ -9,7 +9,7 @@ use super::{first_line, num, Machine, Results, BEGIN, END};
 use crate::bench::cost::CostRow;
 use crate::bench::ir::{cpu_busy, IrRow};
 use crate::bench::peers::Peer;
-use crate::bench::stateful::SarrRow;
+use crate::bench::stateful::{AfterStep, SarrRow};
 use crate::bench::storm::{summary, StormRow};
 use crate::bench::Plan;
 
@@ -121,6 +121,21 @@ fn cost(t: &Snippets, c: &Option<Result<CostRow, String>>) -> String {
     )
 }
 
+/// The answers that came after a step's drain, while the generator waited for the server to
+/// go quiet before the next step.
+fn after_step(a: AfterStep) -> String {
+    let late = num(a.late as f64);
+    // One probe is the rule; more say the server dropped or shed the first ones.
+    let probes = if a.probes > 1 { format!(", {} probes", a.probes) } else { String::new() };
+    if !a.quiet {
+        format!(", {late} late, not quiet after {:.1} s{probes}", a.wait_ms / 1000.0)
+    } else if a.late > 0 || a.probes > 1 {
+        format!(", {late} late, quiet within {:.1} s{probes}", a.wait_ms / 1000.0)
+    } else {
+        ", 0 late".into()
+    }
+}
+
 fn stateful_row(t: &Snippets, title: &str, r: &Result<SarrRow, String>) -> String {
     let row = match r {
         Err(e) => return t.fill("row_failed", &[("title", title.into()), ("error", first_line(e))]),
@@ -150,7 +165,8 @@ fn stateful_row(t: &Snippets, title: &str, r: &Result<SarrRow, String>) -> Strin
                 .map(|st| {
                     let mark =
                         if st.pass { ", ✓".to_string() } else { format!(", ✗ {:.2} % lost", 100.0 * st.loss) };
-                    format!("{} (got {}/s{mark})", num(st.target), num(st.achieved))
+                    let after = st.after.map_or(String::new(), after_step);
+                    format!("{} (got {}/s{mark}{after})", num(st.target), num(st.achieved))
                 })
                 .collect();
             let floor = if run.bound {
@@ -298,6 +314,10 @@ fn storm_row(t: &Snippets, title: &str, r: &Result<StormRow, String>) -> String 
             ("gen_command", row.gen_command.clone()),
             ("napi", row.napi.clone()),
             ("runs", runs),
+            (
+                "cut_short",
+                row.cut_short.as_ref().map_or(String::new(), |w| t.fill("storm_cut_short", &[("why", w.clone())])),
+            ),
         ],
     )
 }
@@ -377,6 +397,39 @@ mod tests {
             load_after: "0.2".into(),
             versions: vec!["Kea 2.2.0".into(), "dnsmasq 2.90".into()],
         }
+    }
+
+    #[test]
+    fn a_step_shows_the_answers_after_its_drain() {
+        let a = |late, wait_ms, probes, quiet| after_step(AfterStep { late, wait_ms, probes, quiet });
+        assert_eq!(a(0, 250.0, 1, true), ", 0 late");
+        assert_eq!(a(12_345, 1_480.0, 1, true), ", 12,345 late, quiet within 1.5 s");
+        assert_eq!(a(0, 1_020.0, 4, true), ", 0 late, quiet within 1.0 s, 4 probes");
+        assert_eq!(a(40_000, 5_000.0, 20, false), ", 40,000 late, not quiet after 5.0 s, 20 probes");
+    }
+
+    #[test]
+    fn a_storm_row_cut_short_says_why() {
+        use crate::bench::storm::StormRun;
+        use dhcpv6_bench_common::lines::Storm;
+        let t = Snippets::load();
+        let storm = Storm { cpes: 10, bound: 10, secs: 575.0, t100_s: Some(575.0), ..Storm::default() };
+        let mut row = StormRow {
+            command: "kea".into(),
+            gen_command: "gen".into(),
+            napi: "napi".into(),
+            runs: vec![StormRun { storm, leases_bound: 20, leases_stored: 20 }],
+            cut_short: None,
+        };
+        let plain = storm_row(&t, "Boot storm: Kea PostgreSQL", &Ok(row.clone()));
+        row.cut_short = Some("1 run: the first took 575 s (a storm longer than 300 s runs once)".into());
+        let cut = storm_row(&t, "Boot storm: Kea PostgreSQL", &Ok(row));
+        assert!(plain.contains("- run 1: 10 of 10 bound") && !plain.contains("1 run:"), "{plain}");
+        assert_eq!(
+            cut.replace("- 1 run: the first took 575 s (a storm longer than 300 s runs once)\n", ""),
+            plain,
+            "the reason, a line of its own after the runs"
+        );
     }
 
     #[test]
