@@ -204,7 +204,7 @@ pub(super) fn drain(
 }
 
 /// Queues the datagrams `batch` holds, in arrival order.
-pub(super) fn take(q: &mut RxQueue, batch: &RecvBatch, stats: &UserStats) -> Drained {
+fn take(q: &mut RxQueue, batch: &RecvBatch, stats: &UserStats) -> Drained {
     let mut total = Drained::default();
     let at = Instant::now();
     for (r, data) in batch.messages() {
