@@ -5,19 +5,21 @@
 
 use std::{
     collections::HashSet,
-    io::IoSliceMut,
     net::{Ipv6Addr, SocketAddrV6},
     os::fd::AsRawFd,
 };
 
 use anyhow::{Context, Result};
 use dhcpv6_common::wire::{ALL_DHCP_RELAY_AGENTS_AND_SERVERS, ALL_DHCP_SERVERS, SERVER_PORT};
-use nix::sys::socket::{
-    recvmsg, sendmsg, setsockopt, sockopt, ControlMessage, ControlMessageOwned, MsgFlags, SockaddrIn6,
-};
+use nix::sys::socket::{sendmsg, setsockopt, sockopt, ControlMessage, MsgFlags, SockaddrIn6};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::{unix::AsyncFd, Interest};
 
+mod batch;
+
+pub use batch::{RecvBatch, Rejected, BATCH, SLOT};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Received {
     pub len: usize,
     pub from: SocketAddrV6,
@@ -92,22 +94,44 @@ impl ServerSocket {
         Ok(())
     }
 
-    pub async fn recv(&self, buf: &mut [u8]) -> std::io::Result<Received> {
-        self.fd.async_io(Interest::READABLE, |s| recv_pktinfo(s.as_raw_fd(), buf)).await
+    /// Waits for datagrams and reads what is there into `batch` (up to its capacity).
+    ///
+    /// A batch that comes back short of full emptied the socket (recvmmsg stops only when
+    /// the socket has no more, or on an error, which an unconnected UDP socket without
+    /// IPV6_RECVERR does not get from ICMP): the runtime is told so at once, and the next
+    /// call waits for the kernel's word instead of first trying and failing. The readiness
+    /// is cleared only if no new event came meanwhile (tokio compares its tick), and a
+    /// datagram that arrived after the read raises a new edge: nothing is left unread.
+    pub async fn recv_batch(&self, batch: &mut RecvBatch) -> std::io::Result<usize> {
+        loop {
+            let mut ready = self.fd.readable().await?;
+            match ready.try_io(|s| batch.recv(s.get_ref().as_raw_fd())) {
+                Ok(Ok(n)) => {
+                    if n < batch.capacity() {
+                        ready.clear_ready();
+                    }
+                    return Ok(n);
+                }
+                Ok(Err(e)) => return Err(e),
+                // WouldBlock: try_io cleared the readiness; wait for the next.
+                Err(_) => {}
+            }
+        }
     }
 
-    /// One datagram if one is waiting, else `WouldBlock` (the socket is non-blocking; the next
-    /// `recv` finds out itself that it must wait).
-    pub fn try_recv(&self, buf: &mut [u8]) -> std::io::Result<Received> {
-        recv_pktinfo(self.fd.get_ref().as_raw_fd(), buf)
+    /// As `recv_batch` if datagrams are waiting, else `WouldBlock` (the socket is non-blocking;
+    /// the next `recv_batch` finds out itself that it must wait).
+    pub fn try_recv_batch(&self, batch: &mut RecvBatch) -> std::io::Result<usize> {
+        batch.recv(self.fd.get_ref().as_raw_fd())
     }
 
-    /// As `try_recv`, through the runtime's readiness: the `WouldBlock` that ends a drain
-    /// then tells the runtime that the socket is empty, and the next `recv` waits for the
-    /// kernel's word instead of first trying and failing (a wasted syscall per wake-up).
-    /// Reads only while the runtime holds the socket readable, so right after `recv`.
-    pub fn try_recv_ready(&self, buf: &mut [u8]) -> std::io::Result<Received> {
-        self.fd.try_io(Interest::READABLE, |s| recv_pktinfo(s.as_raw_fd(), buf))
+    /// As `try_recv_batch`, through the runtime's readiness: the `WouldBlock` that ends a
+    /// drain then tells the runtime that the socket is empty, and the next `recv_batch` waits
+    /// for the kernel's word instead of first trying and failing (a wasted syscall per
+    /// wake-up). Reads only while the runtime holds the socket readable, so right after
+    /// `recv_batch`.
+    pub fn try_recv_batch_ready(&self, batch: &mut RecvBatch) -> std::io::Result<usize> {
+        self.fd.try_io(Interest::READABLE, |s| batch.recv(s.as_raw_fd()))
     }
 
     pub async fn send_to(&self, buf: &[u8], to: SocketAddrV6) -> std::io::Result<usize> {
@@ -159,26 +183,29 @@ fn send_pktinfo(fd: i32, buf: &[u8], to: SocketAddrV6, ifindex: u32, src: Ipv6Ad
     sendmsg(fd, &iov, &cmsg, MsgFlags::empty(), Some(&dst)).map_err(std::io::Error::from)
 }
 
-fn recv_pktinfo(fd: i32, buf: &mut [u8]) -> std::io::Result<Received> {
-    let mut cmsg = nix::cmsg_space!(libc::in6_pktinfo);
-    let mut iov = [IoSliceMut::new(buf)];
-    let msg =
-        recvmsg::<SockaddrIn6>(fd, &mut iov, Some(&mut cmsg), MsgFlags::MSG_DONTWAIT).map_err(std::io::Error::from)?;
-    let from = msg.address.map(SocketAddrV6::from).ok_or_else(|| std::io::Error::other("no source address"))?;
-    let mut ifindex = 0;
-    let mut dst = Ipv6Addr::UNSPECIFIED;
-    for c in msg.cmsgs().map_err(std::io::Error::from)? {
-        if let ControlMessageOwned::Ipv6PacketInfo(pi) = c {
-            ifindex = pi.ipi6_ifindex;
-            dst = Ipv6Addr::from(pi.ipi6_addr.s6_addr);
-        }
-    }
-    Ok(Received { len: msg.bytes, from, ifindex, dst })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use nix::sys::socket::{recvmsg, ControlMessageOwned};
+    use std::io::IoSliceMut;
+
+    /// One datagram with recvmsg: the reference `RecvBatch` must agree with (tests).
+    fn recv_pktinfo(fd: i32, buf: &mut [u8]) -> std::io::Result<Received> {
+        let mut cmsg = nix::cmsg_space!(libc::in6_pktinfo);
+        let mut iov = [IoSliceMut::new(buf)];
+        let msg = recvmsg::<SockaddrIn6>(fd, &mut iov, Some(&mut cmsg), MsgFlags::MSG_DONTWAIT)
+            .map_err(std::io::Error::from)?;
+        let from = msg.address.map(SocketAddrV6::from).ok_or_else(|| std::io::Error::other("no source address"))?;
+        let mut ifindex = 0;
+        let mut dst = Ipv6Addr::UNSPECIFIED;
+        for c in msg.cmsgs().map_err(std::io::Error::from)? {
+            if let ControlMessageOwned::Ipv6PacketInfo(pi) = c {
+                ifindex = pi.ipi6_ifindex;
+                dst = Ipv6Addr::from(pi.ipi6_addr.s6_addr);
+            }
+        }
+        Ok(Received { len: msg.bytes, from, ifindex, dst })
+    }
 
     /// The kernel runs the group program as `steer` models it: unicast from one source
     /// (one relay, one generator) reaches the socket its key names, on every worker.
@@ -205,5 +232,122 @@ mod tests {
             }
             assert_eq!(&got, want);
         }
+    }
+
+    /// A socket on [::1] as the daemon sets it up (IPV6_RECVPKTINFO), and its port.
+    fn loopback_server() -> (Socket, u16) {
+        let s = bind_on(SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, 0, 0, 0)).unwrap();
+        let port = s.local_addr().unwrap().as_socket_ipv6().unwrap().port();
+        (s, port)
+    }
+
+    /// Several datagrams from two sources in one read: each with its own length, bytes,
+    /// source and IPV6_PKTINFO, exactly as one recvmsg per datagram reads the same traffic.
+    #[test]
+    fn a_batch_reads_what_recvmsg_reads_datagram_by_datagram() {
+        let (server, port) = loopback_server();
+        let clients = [std::net::UdpSocket::bind("[::1]:0").unwrap(), std::net::UdpSocket::bind("[::1]:0").unwrap()];
+        let payloads: Vec<Vec<u8>> = (0u8..5).map(|i| vec![i; 10 + usize::from(i) * 100]).collect();
+        let send_all = || {
+            for (i, p) in payloads.iter().enumerate() {
+                clients[i % 2].send_to(p, ("::1", port)).unwrap();
+            }
+        };
+        send_all();
+        let mut buf = [0u8; 2048];
+        let mut want = Vec::new();
+        while let Ok(r) = recv_pktinfo(server.as_raw_fd(), &mut buf) {
+            want.push((r, buf[..r.len].to_vec()));
+        }
+        assert_eq!(want.len(), payloads.len());
+        let lo = nix::net::if_::if_nametoindex("lo").unwrap();
+        assert!(want.iter().all(|(r, _)| r.ifindex == lo && r.dst == Ipv6Addr::LOCALHOST));
+
+        send_all();
+        let mut batch = RecvBatch::new(8, SLOT);
+        assert_eq!(batch.recv(server.as_raw_fd()).unwrap(), payloads.len(), "one read takes them all");
+        let got: Vec<(Received, Vec<u8>)> = batch.messages().map(|(r, d)| (r.unwrap(), d.to_vec())).collect();
+        assert_eq!(got, want);
+        for (i, (r, data)) in got.iter().enumerate() {
+            assert_eq!(data, &payloads[i]);
+            assert_eq!(r.from, clients[i % 2].local_addr().unwrap().to_string().parse::<SocketAddrV6>().unwrap());
+        }
+        let empty = batch.recv(server.as_raw_fd()).unwrap_err();
+        assert_eq!(empty.kind(), std::io::ErrorKind::WouldBlock);
+        assert_eq!(batch.messages().count(), 0, "a failed read leaves nothing of the last one");
+    }
+
+    /// More than a batch waits: it comes in batches, in order; the rest stays for the next read.
+    #[test]
+    fn a_full_batch_leaves_the_rest_for_the_next_read() {
+        let (server, port) = loopback_server();
+        let client = std::net::UdpSocket::bind("[::1]:0").unwrap();
+        for i in 0u8..7 {
+            client.send_to(&[i], ("::1", port)).unwrap();
+        }
+        let mut batch = RecvBatch::new(3, 64);
+        let mut seen = Vec::new();
+        for want in [3, 3, 1] {
+            assert_eq!(batch.recv(server.as_raw_fd()).unwrap(), want);
+            seen.extend(batch.messages().map(|(r, d)| (r.unwrap().len, d[0])));
+        }
+        assert_eq!(seen, (0u8..7).map(|i| (1, i)).collect::<Vec<_>>());
+        assert_eq!(batch.recv(server.as_raw_fd()).unwrap_err().kind(), std::io::ErrorKind::WouldBlock);
+    }
+
+    /// A datagram longer than its slot is reported as truncated (MSG_TRUNC), not handed on
+    /// cut short; the datagrams around it in the same read are whole, with their pktinfo.
+    #[test]
+    fn an_over_long_datagram_is_rejected_and_its_neighbours_kept() {
+        let (server, port) = loopback_server();
+        let client = std::net::UdpSocket::bind("[::1]:0").unwrap();
+        client.send_to(&[1; 10], ("::1", port)).unwrap();
+        client.send_to(&[2; 65], ("::1", port)).unwrap();
+        client.send_to(&[3; 64], ("::1", port)).unwrap();
+        let mut batch = RecvBatch::new(4, 64);
+        assert_eq!(batch.recv(server.as_raw_fd()).unwrap(), 3);
+        let got: Vec<_> = batch.messages().map(|(r, d)| (r.map(|r| (r.len, r.dst)), d.to_vec())).collect();
+        assert_eq!(
+            got,
+            [
+                (Ok((10, Ipv6Addr::LOCALHOST)), vec![1; 10]),
+                (Err(Rejected::Truncated { slot: 64 }), vec![]),
+                (Ok((64, Ipv6Addr::LOCALHOST)), vec![3; 64]),
+            ]
+        );
+        // The slots are the daemon's: a UDP datagram's most fits.
+        const { assert!(SLOT >= 65_535 - 8) };
+    }
+
+    /// Through the runtime: a full batch leaves the socket readable for the rest, a short
+    /// one marks it empty, and a datagram arriving after that still wakes the next read.
+    #[test]
+    fn recv_batch_misses_no_datagram_after_a_short_batch() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let (server, port) = loopback_server();
+            let sock = ServerSocket::register(server).unwrap();
+            let client = std::net::UdpSocket::bind("[::1]:0").unwrap();
+            let mut batch = RecvBatch::new(4, 64);
+            let within = std::time::Duration::from_secs(5);
+            for i in 0u8..6 {
+                client.send_to(&[i], ("::1", port)).unwrap();
+            }
+            let mut seen = Vec::new();
+            for want in [4, 2] {
+                let n = tokio::time::timeout(within, sock.recv_batch(&mut batch)).await.unwrap().unwrap();
+                assert_eq!(n, want);
+                seen.extend(batch.messages().map(|(_, d)| d[0]));
+            }
+            for i in 6u8..8 {
+                client.send_to(&[i], ("::1", port)).unwrap();
+                let n = tokio::time::timeout(within, sock.recv_batch(&mut batch)).await.unwrap().unwrap();
+                assert_eq!(n, 1, "woken for the datagram after a short batch");
+                seen.extend(batch.messages().map(|(_, d)| d[0]));
+            }
+            assert_eq!(seen, (0u8..8).collect::<Vec<_>>());
+            let idle = tokio::time::timeout(std::time::Duration::from_millis(50), sock.recv_batch(&mut batch)).await;
+            assert!(idle.is_err(), "nothing more: the read waits");
+        });
     }
 }

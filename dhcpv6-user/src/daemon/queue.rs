@@ -24,7 +24,7 @@ use std::{
 use super::pending::{Admit, Claim, Pending};
 use super::worker::Worker;
 use crate::{
-    socket::Received,
+    socket::{RecvBatch, Rejected},
     stats::{Counter, Phase, UserStats},
 };
 
@@ -160,26 +160,40 @@ impl RxQueue {
     }
 }
 
-/// Moves what `read` has ready into `q` (at most twice the limit per call, so a flood cannot
-/// keep the loop here), counting what is shed; returns how many were. `read` returns
-/// `WouldBlock` when empty.
+/// What a drain took off the socket.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Drained {
+    /// Datagrams read (the worker's `received`).
+    pub received: u64,
+    /// Queued entries shed to make room for them.
+    pub shed: u64,
+}
+
+/// Moves what `read` has ready into `q`, a batch at a time (at most twice the limit per
+/// call, so a flood cannot keep the loop here), counting what is shed. `read` fills `batch`
+/// and returns how many datagrams it holds, `WouldBlock` when empty; a batch that comes back
+/// short of full leaves the socket as good as empty, and ends the drain without a failed read.
 pub(super) fn drain(
     q: &mut RxQueue,
-    buf: &mut [u8],
+    batch: &mut RecvBatch,
     stats: &UserStats,
-    mut read: impl FnMut(&mut [u8]) -> io::Result<Received>,
-) -> u64 {
-    let mut total = 0;
-    for _ in 0..2 * q.limit {
-        match read(buf) {
-            Ok(rx) => {
-                let data = buf.get(..rx.len).unwrap_or(buf).into();
-                let d =
-                    Queued { data, from: rx.from, ifindex: rx.ifindex, dst: rx.dst, at: Instant::now(), claim: None };
-                total += q.push(d, stats) as u64;
+    mut read: impl FnMut(&mut RecvBatch) -> io::Result<usize>,
+) -> Drained {
+    let mut total = Drained::default();
+    let mut left = 2 * q.limit;
+    while left > 0 {
+        match read(batch) {
+            Ok(n) => {
+                let taken = take(q, batch, stats);
+                total.received += taken.received;
+                total.shed += taken.shed;
+                if n < batch.capacity() {
+                    return total;
+                }
+                left = left.saturating_sub(n);
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return total,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => left -= 1,
             Err(e) => {
                 tracing::warn!(error = %e, "receive failed");
                 return total;
@@ -189,29 +203,52 @@ pub(super) fn drain(
     total
 }
 
+/// Queues the datagrams `batch` holds, in arrival order.
+fn take(q: &mut RxQueue, batch: &RecvBatch, stats: &UserStats) -> Drained {
+    let mut total = Drained::default();
+    let at = Instant::now();
+    for (r, data) in batch.messages() {
+        match r {
+            Ok(rx) => {
+                total.received += 1;
+                let d = Queued { data: data.into(), from: rx.from, ifindex: rx.ifindex, dst: rx.dst, at, claim: None };
+                total.shed += q.push(d, stats) as u64;
+            }
+            Err(e @ Rejected::Truncated { .. }) => {
+                // Received, but not whole: what is left of it is not the client's message.
+                total.received += 1;
+                tracing::debug!(error = %e, "datagram dropped");
+                stats.bump(Counter::DropMalformed);
+            }
+            // As recvmsg's error was for the datagram it read: lost, and said so.
+            Err(e) => tracing::warn!(error = %e, "receive failed"),
+        }
+    }
+    total
+}
+
 impl Worker {
-    /// Queues one datagram the worker received, and whatever else its socket holds.
-    pub(super) fn enqueue(&mut self, rx: Received, buf: &mut [u8]) {
-        self.count_received();
-        let data = buf.get(..rx.len).unwrap_or(buf).into();
-        let d = Queued { data, from: rx.from, ifindex: rx.ifindex, dst: rx.dst, at: Instant::now(), claim: None };
-        let shed = self.rx.push(d, &self.handler.shared.stats);
-        self.handler.counters.shed.fetch_add(shed as u64, Ordering::Relaxed);
-        // Right after `recv`: through the runtime's readiness (`try_recv_ready`).
-        self.drain(buf, true);
+    /// Queues the datagrams the worker received, and whatever else its socket holds.
+    pub(super) fn enqueue(&mut self, n: usize, batch: &mut RecvBatch) {
+        let taken = take(&mut self.rx, batch, &self.handler.shared.stats);
+        self.count(taken);
+        if n == batch.capacity() {
+            // Right after `recv_batch`: through the runtime's readiness (`try_recv_batch_ready`).
+            self.drain(batch, true);
+        }
     }
 
     /// Answers up to a batch of queued messages, oldest first, then takes in what arrived
     /// meanwhile if the batch was full (so that what is shed is the oldest, not the newest).
     /// While the commit pipeline is full the queue waits instead (`COMMIT_PAUSE`).
-    pub(super) async fn serve_queued(&mut self, buf: &mut [u8]) {
+    pub(super) async fn serve_queued(&mut self, batch: &mut RecvBatch) {
         let full = self.handler.shared.stateful.as_ref().is_some_and(|s| s.commits_full());
         if self.rx.waits_for_commits(full, Instant::now()) {
             // A Request decided now would be shed for want of a commit slot (its decision
             // wasted, its client left to retransmit); queued, it keeps its place, and its
             // copies are dropped on arrival (`pending`). What arrived meanwhile joins it.
             tokio::time::sleep(COMMIT_PAUSE).await;
-            self.drain(buf, false);
+            self.drain(batch, false);
             return;
         }
         let mut served = 0;
@@ -222,20 +259,25 @@ impl Worker {
             served += 1;
         }
         if backlogged(served) {
-            self.drain(buf, false);
+            self.drain(batch, false);
         }
     }
 
-    fn drain(&mut self, buf: &mut [u8], after_recv: bool) {
+    fn drain(&mut self, batch: &mut RecvBatch, after_recv: bool) {
         let h = &self.handler;
-        let shed = drain(&mut self.rx, buf, &h.shared.stats, |b| {
-            let r = if after_recv { h.sock.try_recv_ready(b) } else { h.sock.try_recv(b) };
-            if r.is_ok() {
-                h.counters.received.fetch_add(1, Ordering::Relaxed);
+        let drained = drain(&mut self.rx, batch, &h.shared.stats, |b| {
+            if after_recv {
+                h.sock.try_recv_batch_ready(b)
+            } else {
+                h.sock.try_recv_batch(b)
             }
-            r
         });
-        h.counters.shed.fetch_add(shed, Ordering::Relaxed);
+        self.count(drained);
+    }
+
+    fn count(&self, d: Drained) {
+        self.handler.counters.received.fetch_add(d.received, Ordering::Relaxed);
+        self.handler.counters.shed.fetch_add(d.shed, Ordering::Relaxed);
     }
 }
 
@@ -252,6 +294,7 @@ fn backlogged(served: usize) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::socket::Received;
 
     fn datagram(n: u8) -> Received {
         Received {
@@ -262,16 +305,19 @@ mod tests {
         }
     }
 
-    /// A source of `n` datagrams whose payload is their number, then WouldBlock.
-    fn source(n: u8) -> impl FnMut(&mut [u8]) -> io::Result<Received> {
+    /// A source of `n` datagrams whose payload is their number, as many per read as the
+    /// batch takes, then WouldBlock.
+    fn source(n: u8) -> impl FnMut(&mut RecvBatch) -> io::Result<usize> {
         let mut next = 0u8;
-        move |buf| {
+        move |batch| {
+            batch.clear();
             if next == n {
                 return Err(io::ErrorKind::WouldBlock.into());
             }
-            buf[0] = next;
-            next += 1;
-            Ok(datagram(next - 1))
+            while next < n && batch.push(Ok(datagram(next)), &[next]) {
+                next += 1;
+            }
+            Ok(batch.messages().count())
         }
     }
 
@@ -280,8 +326,8 @@ mod tests {
         let stats = UserStats::default();
         let mut q = RxQueue::new(4);
         let depth = q.depth();
-        let mut buf = [0u8; 16];
-        drain(&mut q, &mut buf, &stats, source(7));
+        let mut batch = RecvBatch::new(3, 16);
+        drain(&mut q, &mut batch, &stats, source(7));
         assert_eq!(stats.get(Counter::ShedOldest), 3, "three over the limit, counted");
         assert_eq!(depth.load(Ordering::Relaxed), 4);
         let kept: Vec<u8> = std::iter::from_fn(|| q.pop()).map(|d| d.data[0]).collect();
@@ -308,12 +354,14 @@ mod tests {
     fn a_flood_does_not_keep_the_drain_going() {
         let stats = UserStats::default();
         let mut q = RxQueue::new(8);
-        let mut buf = [0u8; 16];
+        // One datagram per read, every read full: the bound counts datagrams.
+        let mut batch = RecvBatch::new(1, 16);
         let mut reads = 0;
-        drain(&mut q, &mut buf, &stats, |b| {
+        drain(&mut q, &mut batch, &stats, |b| {
             reads += 1;
-            b[0] = 1;
-            Ok(datagram(1))
+            b.clear();
+            b.push(Ok(datagram(1)), &[1]);
+            Ok(1)
         });
         assert_eq!(reads, 16, "bounded at twice the limit");
         assert_eq!(stats.get(Counter::ShedOldest), 8);
@@ -326,10 +374,55 @@ mod tests {
         // A backlog: what waits joins the queue behind, the oldest shed.
         let stats = UserStats::default();
         let mut q = RxQueue::new(4);
-        let mut buf = [0u8; 16];
-        drain(&mut q, &mut buf, &stats, source(6));
+        let mut batch = RecvBatch::new(4, 16);
+        drain(&mut q, &mut batch, &stats, source(6));
         assert_eq!(stats.get(Counter::ShedOldest), 2);
         let kept: Vec<u8> = std::iter::from_fn(|| q.pop()).map(|d| d.data[0]).collect();
         assert_eq!(kept, [2, 3, 4, 5]);
+    }
+
+    /// A datagram longer than its slot is counted as received and as malformed, and not
+    /// queued; a rejected control message is not counted as received (as recvmsg's error was
+    /// not); the rest of the batch is queued in order.
+    #[test]
+    fn a_truncated_datagram_is_counted_and_dropped_not_queued() {
+        let stats = UserStats::default();
+        let mut q = RxQueue::new(8);
+        let mut batch = RecvBatch::new(4, 16);
+        let mut reads = 0;
+        let got = drain(&mut q, &mut batch, &stats, |b| {
+            reads += 1;
+            b.clear();
+            b.push(Ok(datagram(0)), &[0]);
+            b.push(Err(Rejected::Truncated { slot: 16 }), &[]);
+            b.push(Err(Rejected::ControlTruncated), &[]);
+            b.push(Ok(datagram(3)), &[3]);
+            if reads == 1 {
+                Ok(4)
+            } else {
+                Err(io::ErrorKind::WouldBlock.into())
+            }
+        });
+        assert_eq!(got, Drained { received: 3, shed: 0 });
+        assert_eq!(stats.get(Counter::DropMalformed), 1);
+        let kept: Vec<(u8, u32)> = std::iter::from_fn(|| q.pop()).map(|d| (d.data[0], d.ifindex)).collect();
+        assert_eq!(kept, [(0, 0), (3, 3)], "each with its own pktinfo");
+    }
+
+    /// A batch that comes back short of full ends the drain: the socket had no more, and a
+    /// further read would only fail.
+    #[test]
+    fn a_short_batch_ends_the_drain_without_another_read() {
+        let stats = UserStats::default();
+        let mut q = RxQueue::new(64);
+        let mut batch = RecvBatch::new(4, 16);
+        let mut reads = 0;
+        let mut src = source(6);
+        let got = drain(&mut q, &mut batch, &stats, |b| {
+            reads += 1;
+            src(b)
+        });
+        assert_eq!(reads, 2, "a full batch of 4, then a short one of 2");
+        assert_eq!(got, Drained { received: 6, shed: 0 });
     }
 }

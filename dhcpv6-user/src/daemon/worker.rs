@@ -8,7 +8,7 @@
 //! Worker 0 runs on the server loop's runtime (with `--workers 1` that is today's daemon:
 //! one thread); the others each on a thread of their own.
 
-use std::sync::{atomic::Ordering, Arc};
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use socket2::Socket;
@@ -18,7 +18,11 @@ use tracing::warn;
 use super::queue::{Queued, RxQueue, QUEUE_LIMIT};
 use super::stateful::StatefulService;
 use super::table::{TableCell, TableReader};
-use crate::{metrics::WorkerStats, socket::ServerSocket, stats::UserStats};
+use crate::{
+    metrics::WorkerStats,
+    socket::{RecvBatch, ServerSocket, BATCH, SLOT},
+    stats::UserStats,
+};
 
 /// What every worker uses.
 pub(super) struct Shared {
@@ -55,20 +59,17 @@ impl Worker {
 
     /// Receives and answers until the runtime it runs on ends.
     pub async fn run(mut self) {
-        let mut buf = vec![0u8; 65536];
+        // Once per worker: the batch's buffers are reused by every read.
+        let mut batch = RecvBatch::new(BATCH, SLOT);
         loop {
             tokio::select! {
-                r = self.handler.sock.recv(&mut buf) => match r {
-                    Ok(rx) => self.enqueue(rx, &mut buf),
+                r = self.handler.sock.recv_batch(&mut batch) => match r {
+                    Ok(n) => self.enqueue(n, &mut batch),
                     Err(e) => warn!(error = %e, "receive failed"),
                 },
-                () = std::future::ready(()), if !self.rx.is_empty() => self.serve_queued(&mut buf).await,
+                () = std::future::ready(()), if !self.rx.is_empty() => self.serve_queued(&mut batch).await,
             }
         }
-    }
-
-    pub fn count_received(&self) {
-        self.handler.counters.received.fetch_add(1, Ordering::Relaxed);
     }
 }
 
