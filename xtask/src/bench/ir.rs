@@ -11,7 +11,7 @@ use dhcpv6_bench_common::lines::{self, Flat, GenStep, Line, Search};
 use dhcpv6_bench_common::maps::SinkCounters;
 
 use super::peers::{self, path_str, Peer, Running, Stateful};
-use super::topo::{mac_str, Topo, GEN_CPU, GEN_IF, SRV_IF};
+use super::topo::{mac_str, Topo, GEN_CPU, GEN_IF, SRV_CPU, SRV_IF};
 use super::{Paths, Plan};
 use crate::{build, interrupt};
 
@@ -320,6 +320,19 @@ fn parse_run(lines: Vec<Line>) -> IrRun {
     r
 }
 
+/// For a failed step: " (cpu1 N % user)" when other tasks' user-mode work took at least
+/// 1 % of the server CPU during it (an XDP row's server does all its work in the kernel), else
+/// "". Such work delays the server end's NAPI thread by milliseconds at a time (it waits for
+/// them to leave the kernel), longer than srv0's 256-frame ring lasts: the frames that do not
+/// fit are the generator's xdp_xmit_errors, counted as lost (they are).
+pub fn server_cpu_shared(st: &GenStep) -> String {
+    let cpu: usize = SRV_CPU.parse().unwrap_or(usize::MAX);
+    match st.cpu_user.get(cpu) {
+        Some(&u) if u >= 1.0 => format!(" (cpu{cpu} {u:.0} % user)"),
+        _ => String::new(),
+    }
+}
+
 /// "cpu0", "cpu1", ... with each CPU's busy percentage, as the report shows them.
 pub fn cpu_busy(f: &Flat) -> impl Iterator<Item = (String, String)> + '_ {
     f.cpu_busy.iter().enumerate().map(|(i, b)| (format!("cpu{i}"), format!("{b:.1}")))
@@ -400,5 +413,21 @@ pub fn checked<T>(r: Result<T>, what: &str) -> Result<Result<T, String>> {
             say(&format!("{what} FAILED: {e:#}"));
             Ok(Err(format!("{e:#}")))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_step_names_the_server_cpus_other_user_work() {
+        let mut st = GenStep { loss: 0.004, cpu_user: vec![30.0, 45.4], ..GenStep::default() };
+        assert_eq!(server_cpu_shared(&st), format!(" (cpu{SRV_CPU} 45 % user)"));
+        st.cpu_user = vec![30.0, 0.5];
+        assert_eq!(server_cpu_shared(&st), "");
+        // Logs written before the field existed.
+        st.cpu_user = vec![];
+        assert_eq!(server_cpu_shared(&st), "");
     }
 }
