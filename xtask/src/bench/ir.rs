@@ -239,6 +239,9 @@ fn gen_args(topo: &Topo, plan: &Plan, peer: Peer, hint: Option<f64>, napi: Optio
         "--max-loss".into(),
         "0.001".into(),
     ];
+    if idle_poll() {
+        a.push("--idle-poll".into());
+    }
     let mut shown = format!("taskset -c {GEN_CPU} dhcpv6-bench {}", a.join(" "));
     if let Some(p) = napi {
         a.extend(["--napi-pid".into(), p.to_string()]);
@@ -248,6 +251,16 @@ fn gen_args(topo: &Topo, plan: &Plan, peer: Peer, hint: Option<f64>, napi: Optio
         a.extend(["--hint-pps".into(), format!("{h:.0}")]);
     }
     (a, shown)
+}
+
+/// `DHCPV6_BENCH_IDLE_POLL=1`: the IR generator holds idle CPUs polling (`dhcpv6-bench gen
+/// --idle-poll`, a PM QoS request), so that a halted vCPU's wake-up through the host does
+/// not delay srv0's NAPI thread. Off unless asked: not shown to be the loss floor's cause.
+/// The report's command lines show the flag when it was used.
+pub const IDLE_POLL_ENV: &str = "DHCPV6_BENCH_IDLE_POLL";
+
+fn idle_poll() -> bool {
+    std::env::var(IDLE_POLL_ENV).is_ok_and(|v| v == "1")
 }
 
 /// Runs dhcpv6-bench in the generator namespace, pinned, until it exits (bounded by
