@@ -333,11 +333,12 @@ fn parse_run(lines: Vec<Line>) -> IrRun {
     r
 }
 
-/// For a failed step: " (cpu1 N % user)" when other tasks' user-mode work took at least
-/// 1 % of the server CPU during it (an XDP row's server does all its work in the kernel), else
-/// "". Such work delays the server end's NAPI thread by milliseconds at a time (it waits for
-/// them to leave the kernel), longer than srv0's 256-frame ring lasts: the frames that do not
-/// fit are the generator's xdp_xmit_errors, counted as lost (they are).
+/// For a failed step: " (cpu1 N % user)" when user-mode work took at least 1 % of the
+/// server CPU during it, else "". An XDP row's server does all its work in the kernel, so
+/// that was some other task's: the server CPU was shared, and a shared CPU delays srv0's
+/// NAPI thread (traced: 2-11 ms behind other tasks' kernel sections), longer than srv0's
+/// 256-frame ring lasts; the frames that do not fit are the generator's xdp_xmit_errors,
+/// counted as lost. A mark, not a verdict: loss also came with the CPU not shared.
 pub fn server_cpu_shared(st: &GenStep) -> String {
     let cpu: usize = SRV_CPU.parse().unwrap_or(usize::MAX);
     match st.cpu_user.get(cpu) {
