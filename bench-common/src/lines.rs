@@ -90,6 +90,15 @@ pub struct GenStep {
     pub stale: u64,
     pub xmit_errors: u64,
     pub pass: bool,
+    /// User-mode share of each CPU (by number) during the window, percent: on the server
+    /// CPU of an XDP row, other tasks' work, which delays the server's NAPI thread (not
+    /// part of the measurement's judgement; to tell a disturbed step from the server).
+    #[serde(default)]
+    pub cpu_user: Vec<f64>,
+    /// How long the server end's NAPI thread (`--napi-pid`) waited runnable for a CPU over
+    /// the window, ms (its schedstat run_delay).
+    #[serde(default)]
+    pub napi_wait_ms: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
@@ -294,6 +303,22 @@ mod tests {
         let log = format!("starting\n{}\n{}\nwarning: x\n{}\n", text[0], text[1], text[2]);
         assert_eq!(parse(&log).unwrap(), vec![flat, sink, search]);
         assert!(text[0].starts_with(r#"{"kind":"flat","#), "{}", text[0]);
+    }
+
+    #[test]
+    fn a_gen_step_keeps_the_server_cpu_figures_and_older_lines_still_read() {
+        let st = GenStep {
+            sent: 100,
+            replies: 99,
+            cpu_user: vec![3.0, 45.0],
+            napi_wait_ms: Some(12.5),
+            ..GenStep::default()
+        };
+        let line = Line::GenStep(st.clone());
+        assert_eq!(parse(&serde_json::to_string(&line).unwrap()).unwrap(), vec![line]);
+        let old = r#"{"kind":"gen_step","target_pps":270000.0,"offered_pps":269000.0,"secs":1.0,"sent":269000,"replies":268112,"loss":0.0033,"invalid":0,"stale":0,"xmit_errors":888,"pass":false}"#;
+        let Line::GenStep(o) = &parse(old).unwrap()[0] else { panic!("not a gen_step") };
+        assert_eq!((o.xmit_errors, o.cpu_user.len(), o.napi_wait_ms), (888, 0, None));
     }
 
     #[test]

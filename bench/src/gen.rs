@@ -249,6 +249,11 @@ impl Gen {
         Ok(())
     }
 
+    /// The server end's NAPI thread's run_delay so far (None without `--napi-pid`).
+    fn napi_wait_ns(&self) -> Option<u64> {
+        procstat::run_delay_ns(self.setup.napi_pid?)
+    }
+
     /// As fast as the generator goes for `secs` (after `warmup` seconds not counted):
     /// offered and answered rates.
     pub fn flat(&mut self, warmup: f64, secs: f64, drain: Duration) -> Result<Flat> {
@@ -300,7 +305,9 @@ impl Gen {
         self.napi_policy(true)?;
         self.next_tag()?;
         let (c0, e0) = (self.sink()?, self.xmit_errors());
+        let (u0, w0) = (procstat::sample_user(), self.napi_wait_ns());
         let (sent, el) = self.window(Some(pps), secs)?;
+        let (u1, w1) = (procstat::sample_user(), self.napi_wait_ns());
         sleep(drain)?;
         let c1 = self.sink()?;
         let e1 = self.xmit_errors();
@@ -317,6 +324,8 @@ impl Gen {
             xmit_errors: e1.saturating_sub(e0),
             loss,
             pass: false,
+            cpu_user: procstat::busy(&u0, &u1),
+            napi_wait_ms: w0.zip(w1).map(|(a, b)| b.saturating_sub(a) as f64 / 1e6),
         };
         st.pass = loss <= max_loss && !short(&st);
         Ok(st)

@@ -22,6 +22,7 @@ mod gen;
 mod hold;
 mod object;
 mod procstat;
+mod qos;
 mod search;
 mod signal;
 mod stateful;
@@ -159,6 +160,10 @@ struct GenArgs {
     /// from port 547, Interface-ID "bench-port") and count the Relay-Replies.
     #[arg(long)]
     relayed: bool,
+    /// Hold a PM QoS request for 0 us CPU wake-up latency (/dev/cpu_dma_latency) while
+    /// running: idle CPUs poll instead of halting (see qos.rs).
+    #[arg(long)]
+    idle_poll: bool,
 }
 
 fn parse_mac(s: &str) -> Result<[u8; 6]> {
@@ -209,6 +214,7 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 fn generate(obj: &std::path::Path, a: &GenArgs) -> Result<()> {
+    let _idle_poll = if a.idle_poll { Some(qos::hold_zero(std::path::Path::new(qos::CPU_DMA_LATENCY))?) } else { None };
     let setup = gen::GenSetup {
         iface: a.iface.clone(),
         src_mac: a.src_mac,

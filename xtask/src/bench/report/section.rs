@@ -39,7 +39,11 @@ fn ir_row(t: &Snippets, title: &str, r: &Result<IrRow, String>) -> String {
                     .steps
                     .iter()
                     .map(|st| {
-                        let mark = if st.pass { "✓".to_string() } else { format!("✗{:.2}%", 100.0 * st.loss) };
+                        let mark = if st.pass {
+                            "✓".to_string()
+                        } else {
+                            format!("✗{:.2}%{}", 100.0 * st.loss, crate::bench::ir::server_cpu_shared(st))
+                        };
                         format!("{}{mark}", num(st.target_pps))
                     })
                     .collect();
