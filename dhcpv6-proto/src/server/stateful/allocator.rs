@@ -257,8 +257,7 @@ impl Allocator {
         let reserved = self.reserved_for(c, ia, skip);
         let mut out = IaAnswer::new(ia);
         let mut keep = Vec::new();
-        for lease in self.state.bound(c.duid, ia.iaid, ia.kind) {
-            let k = lease.key();
+        for k in self.state.bound_keys(c.duid, ia.iaid, ia.kind) {
             // A reservation added since the lease was made wins: the client moves to it.
             let stays = match reserved {
                 Some(r) => r == k,
@@ -266,7 +265,8 @@ impl Allocator {
             };
             if stays {
                 keep.push(k);
-            } else {
+            } else if let Some(lease) = self.state.leases.get(&k).cloned() {
+                // Still there: revoking another key of the IA leaves this one alone.
                 out.leases.extend(self.revoke(&lease, txn.as_deref_mut()));
             }
         }
@@ -305,7 +305,7 @@ impl Allocator {
         let named: Vec<LeaseKey> =
             ia.hints.iter().filter(|h| h.is_specified()).filter_map(|h| hint_key(ia.kind, h)).collect();
         let mut limit = None;
-        if self.state.bound(c.duid, ia.iaid, ia.kind).is_empty() {
+        if self.state.bound_count(c.duid, ia.iaid, ia.kind) == 0 {
             // We lost the binding, or the client never had it here: bind it as a Request
             // would (the named address or prefix first, if free and on the link).
             if self.links[c.link].create_on_renew && c.can_bind {

@@ -71,7 +71,7 @@ impl Engine {
         }
         let link = self.link_index_by_name(&lease.iface)?;
         let pools = &self.alloc.links[link];
-        if pools.service.is_some() || state.bound(&lease.duid, lease.iaid, lease.kind).len() != 1 {
+        if pools.service.is_some() || state.bound_count(&lease.duid, lease.iaid, lease.kind) != 1 {
             return None;
         }
         if !self.alloc.keeps(lease, link) {
@@ -93,16 +93,16 @@ impl Engine {
         for key in keys {
             let Some((lifetimes, answer_until)) = self.qualifies(key, policy, now) else { continue };
             let state = &mut self.alloc.state;
-            let Some(old) = state.leases.get(key).cloned() else { continue };
+            let Some(mut lease) = state.leases.get(key).cloned() else { continue };
+            let (old_valid, old_preferred) = (lease.valid_until, lease.preferred_until);
             let margin = u64::from(policy.margin);
             let need = answer_until + u64::from(lifetimes.valid) + margin;
-            let mut lease = old.clone();
-            lease.valid_until = old.valid_until.max(need);
+            lease.valid_until = old_valid.max(need);
             let preferred = answer_until + u64::from(lifetimes.preferred) + margin;
-            lease.preferred_until = old.preferred_until.max(preferred).min(lease.valid_until);
+            lease.preferred_until = old_preferred.max(preferred).min(lease.valid_until);
             let ident = state.leases.ident_of(key).cloned();
             state.apply(&mut txn, LeaseOp::Upsert(lease.clone()), ident);
-            let extended = lease.valid_until != old.valid_until;
+            let extended = lease.valid_until != old_valid;
             renewable.push(Renewable { lease, lifetimes, answer_until, extended });
         }
         PreExtension { ops: txn.ops, undo: Undo(txn.undo), renewable }

@@ -187,8 +187,25 @@ impl State {
     }
 
     /// A client's bound leases in one IA (declined ones are not a binding any more).
+    fn bound_iter<'a>(&'a self, duid: &[u8], iaid: u32, kind: LeaseKind) -> impl Iterator<Item = &'a Lease> + 'a {
+        self.leases.for_client(duid, iaid, kind).filter(|l| l.state == LeaseState::Bound)
+    }
+
+    /// Copies of a client's bound leases in one IA, for the rare paths that change them
+    /// while reading them (Release, Decline).
     pub fn bound(&self, duid: &[u8], iaid: u32, kind: LeaseKind) -> Vec<Lease> {
-        self.leases.for_client(duid, iaid, kind).filter(|l| l.state == LeaseState::Bound).cloned().collect()
+        self.bound_iter(duid, iaid, kind).cloned().collect()
+    }
+
+    /// The keys of a client's bound leases in one IA: what a Request or a Renew walks, with
+    /// no copy of each lease (its DUID, link name, next hop and relay record) per message.
+    pub fn bound_keys(&self, duid: &[u8], iaid: u32, kind: LeaseKind) -> Vec<LeaseKey> {
+        self.bound_iter(duid, iaid, kind).map(Lease::key).collect()
+    }
+
+    /// How many bound leases a client has in one IA.
+    pub fn bound_count(&self, duid: &[u8], iaid: u32, kind: LeaseKind) -> usize {
+        self.bound_iter(duid, iaid, kind).count()
     }
 
     /// Sets or removes the lease for `key` (given to `ident`), keeping bits, pins, expiry
