@@ -245,11 +245,18 @@ impl Lab {
         let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
         // Stateful dhclient stays behind as a daemon once bound: it is ours (its PID is in
         // the pid file we gave it), so stop it.
-        // The daemonized child writes its pid file just after the parent exits: wait a moment.
+        // The pid file names the parent first and the daemonized child only once it has
+        // forked, just after the parent exits: wait for a PID that is alive, not for the file
+        // (a stale or half-written PID left dhclients behind after the suite).
+        let live_pid = || {
+            let p = std::fs::read_to_string(&pid).ok()?.trim().parse::<i32>().ok()?;
+            // SAFETY: signal 0 only asks whether the process exists.
+            (unsafe { libc::kill(p, 0) } == 0).then_some(p)
+        };
         if mode.contains(&"-N") || mode.contains(&"-P") {
-            let _ = testbed::wait_for(Duration::from_secs(2), || Ok(pid.exists()));
+            let _ = testbed::wait_for(Duration::from_secs(2), || Ok(live_pid().is_some()));
         }
-        if let Some(pid) = std::fs::read_to_string(&pid).ok().and_then(|p| p.trim().parse::<i32>().ok()) {
+        if let Some(pid) = live_pid() {
             // SAFETY: plain kill(2) on the PID of the dhclient this call started.
             unsafe { libc::kill(pid, libc::SIGTERM) };
             let _ = testbed::wait_for(Duration::from_secs(3), || Ok(unsafe { libc::kill(pid, 0) } != 0));
