@@ -651,25 +651,23 @@ mod tests {
         assert!(!w.probe_due(t), "no probe after the bound");
     }
 
+    /// An Advertise of one address to `duid` in `xid`, with a valid lifetime (the encoder
+    /// writes lifetimes 0; a server grants some, and the valid lifetime ends the IA).
+    fn advertise(duid: &[u8], xid: u32, buf: &mut [u8; MAX_OUT]) -> usize {
+        let lease = Lease { addr: "2001:db8:1::1:7".parse().unwrap(), plen: 128, valid: 0 };
+        let adv = Out { kind: msg::ADVERTISE, xid, duid, server_id: Some(b"srv"), na: Some(Some(lease)), pd: None };
+        let n = msg::encode(&adv, buf);
+        buf[n - 4..n].copy_from_slice(&3600u32.to_be_bytes());
+        n
+    }
+
     #[test]
     fn a_late_advertise_gets_no_request() {
         let mut cs = Clients::new(2, 1, 9, 100, Mode::Address);
         let mut servers = Servers::default();
         let mut buf = [0u8; MAX_OUT];
         cs.message(0, Phase::Soliciting, 0, &servers, &mut buf);
-        let d = cs.duid(0);
-        let lease = Lease { addr: "2001:db8:1::1:7".parse().unwrap(), plen: 128, valid: 0 };
-        let adv = Out {
-            kind: msg::ADVERTISE,
-            xid: xid(1, 0),
-            duid: &d,
-            server_id: Some(b"srv"),
-            na: Some(Some(lease)),
-            pd: None,
-        };
-        let n = msg::encode(&adv, &mut buf);
-        // The encoder writes lifetimes 0; a server grants some (the valid lifetime ends it).
-        buf[n - 4..n].copy_from_slice(&3600u32.to_be_bytes());
+        let n = advertise(&cs.duid(0), xid(1, 0), &mut buf);
         let p = msg::parse(&buf[..n]).unwrap();
         // Client 1 is the probe.
         let mut q = Quiet { clients: &mut cs, probe: Some(1), wait: QuietWait::new(0, 0, 250 * MS, 5_000 * MS) };
@@ -687,17 +685,7 @@ mod tests {
         assert_eq!(out.len(), 0, "no Request, and no second probe yet");
         assert!(!q.over(300 * MS), "the probe is not answered");
         // The probe's Advertise.
-        let d = q.clients.duid(1);
-        let adv = Out {
-            kind: msg::ADVERTISE,
-            xid: xid(1, 1),
-            duid: &d,
-            server_id: Some(b"srv"),
-            na: Some(Some(lease)),
-            pd: None,
-        };
-        let n = msg::encode(&adv, &mut buf);
-        buf[n - 4..n].copy_from_slice(&3600u32.to_be_bytes());
+        let n = advertise(&q.clients.duid(1), xid(1, 1), &mut buf);
         q.heard(300 * MS, 1);
         let o = q.clients().answer(&msg::parse(&buf[..n]).unwrap(), 300 * MS, &mut servers).unwrap();
         q.answered(o, 300 * MS, &mut out, &servers);
